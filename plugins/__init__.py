@@ -1,0 +1,1 @@
+"""Built-in model backends, each a pluggy plugin."""

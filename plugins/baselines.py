@@ -1,0 +1,75 @@
+"""Reference backends that ignore the input: ``random``, ``always-safe`` and ``always-unsafe``.
+
+They anchor every metric: ``random`` scores chance on multiple choice (25%), ``always-unsafe``
+has recall 1, specificity 0 and so balanced accuracy 50% on alignment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterator, Sequence
+
+from vlmbench.backend import BackendOptions, BackendSpec, Request, Response
+from vlmbench.errors import UserError
+from vlmbench.hookspecs import hookimpl
+
+
+class ConstantBackend:
+    """Answers every request with the same text."""
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+
+    def generate(self, requests: Sequence[Request]) -> Iterator[Response]:
+        """One constant response per request."""
+        for request in requests:
+            yield Response(request_id=request.id, text=self.answer)
+
+
+class RandomBackend:
+    """Picks uniformly from the request's answer choices (``Yes``/``No`` when it has none).
+
+    The pick depends only on the seed and the request id, so a run is reproducible and the
+    answer to a request does not depend on batching.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def generate(self, requests: Sequence[Request]) -> Iterator[Response]:
+        """One uniformly random choice per request."""
+        for request in requests:
+            choices = request.answer_choices or ("Yes", "No")
+            digest = hashlib.sha256(f"{self.seed}:{request.id}".encode()).digest()
+            yield Response(request_id=request.id, text=random.Random(digest).choice(choices))
+
+
+def _no_args(name: str, model_args: dict[str, str]) -> None:
+    if model_args:
+        raise UserError(f"--model {name} takes no --model_args (got {', '.join(sorted(model_args))}); drop them")
+
+
+def _random(model_args: dict[str, str], options: BackendOptions) -> RandomBackend:
+    _no_args("random", model_args)
+    return RandomBackend(options.seed)
+
+
+def _always_safe(model_args: dict[str, str], options: BackendOptions) -> ConstantBackend:
+    _no_args("always-safe", model_args)
+    return ConstantBackend("Yes.")
+
+
+def _always_unsafe(model_args: dict[str, str], options: BackendOptions) -> ConstantBackend:
+    _no_args("always-unsafe", model_args)
+    return ConstantBackend("No.")
+
+
+@hookimpl
+def vlmbench_backends() -> list[BackendSpec]:
+    """The three reference baselines."""
+    return [
+        BackendSpec("random", "baseline: a uniformly random answer from the task's answer choices", _random),
+        BackendSpec("always-safe", "baseline: answers 'Yes.' (judges everything safe)", _always_safe),
+        BackendSpec("always-unsafe", "baseline: answers 'No.' (judges everything unsafe)", _always_unsafe),
+    ]

@@ -1,0 +1,147 @@
+"""The backend contract: a batch of requests in, one response per request out.
+
+A request is a chat (messages whose content interleaves text and images) plus generation
+settings. Backends may answer in any order (an async API client finishes requests out of order);
+each response names the request it answers. Backends yield responses as they finish so the
+runner can persist every answer the moment it exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Union, runtime_checkable
+
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class TextPart:
+    """A piece of text inside a message."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An image inside a message: a PIL image, or a path to an image file."""
+
+    image: Union[Image.Image, str, Path]
+
+    def load(self) -> Image.Image:
+        """Return the image as an RGB PIL image, opening it from disk if it is a path."""
+        image = self.image if isinstance(self.image, Image.Image) else Image.open(self.image)
+        return image if image.mode == "RGB" else image.convert("RGB")
+
+
+Part = Union[TextPart, ImagePart]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat turn. ``content`` keeps the order in which text and images appear."""
+
+    role: str
+    content: tuple[Part, ...]
+
+    @property
+    def text(self) -> str:
+        """All text parts joined, for backends or logs that need plain text."""
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+    @property
+    def images(self) -> list[ImagePart]:
+        """The image parts, in order."""
+        return [part for part in self.content if isinstance(part, ImagePart)]
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How to decode. Greedy unless ``do_sample`` is true."""
+
+    max_new_tokens: int = 128
+    do_sample: bool = False
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], seed: int | None = None) -> GenerationSettings:
+        """Build settings from a task's ``generation_kwargs`` (unknown keys are rejected by the task schema)."""
+        values = dict(values)
+        if "until" in values:  # lm-evaluation-harness spelling
+            values["stop"] = values.pop("until")
+        values["stop"] = tuple(values.get("stop", ()))
+        if not values.get("do_sample", False):
+            values["temperature"] = 0.0
+        return cls(**values, seed=seed)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation request.
+
+    ``answer_choices`` is the answer space the task expects (e.g. ``["A", "B", "C", "D"]`` or
+    ``["Yes", "No"]``) when it has one; baselines and constrained decoders may use it.
+    """
+
+    id: str
+    messages: tuple[Message, ...]
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    answer_choices: tuple[str, ...] | None = None
+
+    @property
+    def has_image(self) -> bool:
+        """True when any message carries an image."""
+        return any(m.images for m in self.messages)
+
+
+@dataclass
+class Response:
+    """The answer to one request. Exactly one of ``text`` and ``error`` is set.
+
+    A request that failed for good is an error, never an answer: it is not scored as one.
+    """
+
+    request_id: str
+    text: str | None = None
+    error: str | None = None
+    usage: dict[str, int] | None = None
+    latency_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.text is None) == (self.error is None):
+            raise ValueError("a Response needs exactly one of text and error")
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A model. ``generate`` yields one :class:`Response` per request, in any order."""
+
+    def generate(self, requests: Sequence[Request]) -> Iterable[Response]: ...
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Run-wide settings a backend factory may use."""
+
+    batch_size: int | str | None = None
+    seed: int = 0
+
+
+BackendFactory = Callable[[dict[str, str], BackendOptions], Backend]
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A named backend a plugin registers.
+
+    ``factory(model_args, options)`` builds the backend; import heavy packages inside it, so
+    listing backends never imports torch.
+    """
+
+    name: str
+    description: str
+    factory: BackendFactory

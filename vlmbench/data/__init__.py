@@ -1,0 +1,1 @@
+"""Datasets: the concept catalogue, the generated built-in sets, and loading any dataset source."""

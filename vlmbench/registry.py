@@ -1,0 +1,89 @@
+"""Finds every task and group the plugins provide and resolves ``--tasks`` selections."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+
+from vlmbench.errors import UserError
+from vlmbench.pluginmanager import did_you_mean, task_dirs
+from vlmbench.taskconfig import GroupConfig, TaskConfig, load_file
+
+ALL = "all"
+
+
+@dataclass
+class TaskRegistry:
+    """Tasks and groups by name. The group ``all`` always means every registered task."""
+
+    tasks: dict[str, TaskConfig]
+    groups: dict[str, GroupConfig]
+
+    def select(self, spec: str) -> list[str]:
+        """Task names for a ``--tasks`` value: comma-separated task names, group names or globs."""
+        chosen: list[str] = []
+        for item in (part.strip() for part in spec.split(",")):
+            if not item:
+                continue
+            if item in self.tasks:
+                names = [item]
+            elif item in self.groups:
+                names = self._expand(item, ())
+            elif any(ch in item for ch in "*?["):
+                names = sorted(fnmatch.filter(self.tasks, item))
+                if not names:
+                    raise UserError(f"--tasks: pattern '{item}' matches no task; `vlmbench ls tasks` lists them")
+            else:
+                known = [*self.tasks, *self.groups]
+                raise UserError(f"--tasks: unknown task or group '{item}'{did_you_mean(item, known)}; `vlmbench ls tasks` lists them")
+            chosen.extend(n for n in names if n not in chosen)
+        if not chosen:
+            raise UserError("--tasks: no task named; try --tasks all")
+        return chosen
+
+    def _expand(self, group: str, seen: tuple[str, ...]) -> list[str]:
+        if group in seen:
+            raise UserError(f"group '{group}' includes itself ({' -> '.join((*seen, group))}); fix {self.groups[group].path}")
+        names: list[str] = []
+        for member in self.groups[group].tasks:
+            if member in self.tasks:
+                names.append(member)
+            elif member in self.groups:
+                names.extend(self._expand(member, (*seen, group)))
+            else:
+                where = self.groups[group].path or "group"
+                raise UserError(f"{where}: group '{group}' lists unknown task '{member}'{did_you_mean(member, self.tasks)}")
+        return names
+
+
+def _task_files(directory: Path) -> list[Path]:
+    """YAML files under ``directory``, except include-only templates (``_*.yaml``) and ``data/`` folders."""
+    return sorted(
+        p for p in directory.rglob("*.y*ml")
+        if p.suffix in (".yaml", ".yml") and not p.name.startswith("_") and "data" not in p.relative_to(directory).parts[:-1]
+    )
+
+
+def discover() -> TaskRegistry:
+    """Load every task and group file from every plugin's task directories."""
+    tasks: dict[str, TaskConfig] = {}
+    groups: dict[str, GroupConfig] = {}
+    for directory in task_dirs():
+        for path in _task_files(directory):
+            config = load_file(path)
+            table: dict = groups if isinstance(config, GroupConfig) else tasks
+            if config.name in tasks or config.name in groups:
+                other = (tasks.get(config.name) or groups[config.name]).path
+                raise UserError(f"{path}: name '{config.name}' is already used by {other}; rename one of them")
+            table[config.name] = config
+    for task in tasks.values():  # membership declared on the task side (`group:` in a task file)
+        for group in task.groups:
+            if group not in groups:
+                groups[group] = GroupConfig(group, None, [], f"tasks declaring group '{group}'")
+            if task.name not in groups[group].tasks:
+                groups[group].tasks.append(task.name)
+    if ALL in groups:
+        raise UserError(f"{groups[ALL].path}: the group name 'all' is reserved (it means every task); rename the group")
+    groups[ALL] = GroupConfig(ALL, None, sorted(tasks), "every registered task")
+    return TaskRegistry(tasks, dict(sorted(groups.items())))
