@@ -110,6 +110,7 @@ class Response:
     error: str | None = None
     usage: dict[str, int] | None = None
     latency_s: float | None = None
+    prompt: str | None = None  # the exact text the model saw (after its chat template), when known
 
     def __post_init__(self) -> None:
         if (self.text is None) == (self.error is None):
@@ -118,7 +119,12 @@ class Response:
 
 @runtime_checkable
 class Backend(Protocol):
-    """A model. ``generate`` yields one :class:`Response` per request, in any order."""
+    """A model. ``generate`` yields one :class:`Response` per request, in any order.
+
+    A backend may set ``chunk_size`` (int): how many requests the runner hands it per call
+    (a local model batches and sorts inside a chunk; an API client runs a chunk concurrently).
+    Without it the runner uses ``--batch_size`` or 64.
+    """
 
     def generate(self, requests: Sequence[Request]) -> Iterable[Response]: ...
 

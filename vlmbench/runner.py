@@ -87,6 +87,7 @@ def _record(task: TaskConfig, sample: Sample, response: Response, parsed: str | 
         "task": task.name, "id": sample.id, "variant": sample.variant, "doc": doc, "prompt": sample.prompt,
         "image": image, "target": sample.target, "response": response.text, "error": response.error,
         "parsed": parsed, "correct": correct, "usage": response.usage, "latency_s": response.latency_s,
+        "model_prompt": response.prompt,
     }
 
 
@@ -101,7 +102,7 @@ def evaluate_task(task: TaskConfig, backend: Backend, *, seed: int, limit: int |
     images = _Images(table)
     by_id = {s.id: s for s in samples}
     results: dict[str, Scored] = {}
-    chunk = chunk_size or getattr(backend, "chunk_size", DEFAULT_CHUNK)
+    chunk = getattr(backend, "chunk_size", None) or chunk_size or DEFAULT_CHUNK
     samples_dir.mkdir(parents=True, exist_ok=True)
     with open(run.samples_file, "w", encoding="utf-8") as out, tqdm(total=len(samples), desc=task.name, unit="sample", disable=None) as bar:
         for start in range(0, len(samples), chunk):
