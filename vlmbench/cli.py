@@ -40,6 +40,16 @@ def _positive(text: str) -> int:
     raise argparse.ArgumentTypeError(f"'{text}' is not a positive integer")
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a fraction between 0 and 1")
+    return value
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
 
@@ -48,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Evaluate a model on tasks and write results."""
     from vlmbench.backend import BackendOptions
     from vlmbench.data import sources
-    from vlmbench.pluginmanager import backend_spec
+    from vlmbench.pluginmanager import backend_spec, did_you_mean
     from vlmbench.registry import discover
     from vlmbench.report import summary_table
     from vlmbench.results import build_results, write_results
@@ -62,6 +72,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         sources.LOCAL_COPIES[hub_id] = local
     registry = discover()
     names = registry.select(args.tasks)
+    variants = {"builtin"} | {v for n in names for v in registry.tasks[n].get("variants", {})}
+    if args.data not in variants:
+        raise UserError(f"--data: unknown data variant '{args.data}'{did_you_mean(args.data, variants)}; "
+                        f"the selected tasks offer: {', '.join(sorted(variants))}")
     tasks = [registry.tasks[n].with_variant(args.data) for n in names]
     overrides = {"multiple_choice_options": {"options_file": str(Path(args.options_file).resolve())}} if args.options_file else None
     model_args = parse_model_args(args.model_args)
@@ -79,6 +93,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     path = write_results(results, output_dir / "results.json")
     print(summary_table(results))
     print(f"\nresults: {path}")
+    return _error_exit_code(results, args.max_error_rate)
+
+
+def _error_exit_code(results: dict[str, Any], max_error_rate: float) -> int:
+    """1 when failed requests exceed ``max_error_rate`` of all requests (results are written either way)."""
+    total = sum(t["metrics"]["n_samples"] for t in results["tasks"].values())
+    errors = sum(t["metrics"]["n_errors"] for t in results["tasks"].values())
+    if errors:
+        print(f"vlmbench: {errors} of {total} requests failed (see 'error' in the samples files)", file=sys.stderr)
+    if total and errors / total > max_error_rate:
+        print(f"vlmbench: error: failed requests {errors / total:.1%} exceed --max_error_rate {max_error_rate:.1%}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -134,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", default=os.environ.get(DATA_ENV, "builtin"),
                      help=f"which data: 'builtin' (synthetic, offline; default) or 'hub' (yiting/UnsafeConcepts, MME; needs HF_TOKEN). Env: {DATA_ENV}")
     run.add_argument("--data_files", action="append", metavar="HUB_ID=PATH", help="load a hub dataset from a local copy (repeatable)")
+    run.add_argument("--max_error_rate", type=_fraction, default=0.05,
+                     help="exit non-zero when more than this fraction of requests fail (default: 0.05)")
     run.add_argument("--options_file", default=None, help="precomputed perception options (jsonl with option_str/correct_option per row)")
     run.set_defaults(func=cmd_run)
 

@@ -33,9 +33,17 @@ def parse_multiple_choice(response: str, options: Mapping[str, str] | None = Non
         named = {letter for letter, name in options.items() if name and re.search(rf"(?<!\w){re.escape(name.lower())}(?!\w)", lowered)}
         if len(named) == 1:
             return named.pop()
-    # A capital "A" followed by a lower-case word is the article, not an option.
-    lone = {m.group(1) for m in _LONE_LETTER.finditer(text) if not (m.group(1) == "A" and re.match(r"A\s+[a-z]", text[m.start():]))}
+    lone = {m.group(1) for m in _LONE_LETTER.finditer(text) if not _is_article(text, m.start())}
     return lone.pop() if len(lone) == 1 else UNPARSED
+
+
+def _is_article(text: str, start: int) -> bool:
+    """A capital "A" followed by a lower-case word ("A man ...") is the article, not option A."""
+    match = re.match(r"A\s+([a-z]+)", text[start:])
+    return bool(match) and match.group(1) not in _NOT_NOUNS
+
+
+_NOT_NOUNS = {"or", "and", "is", "as", "seems", "appears", "would", "could", "might", "because", "since", "fits"}
 
 
 _UNSAFE_WORDS = re.compile(

@@ -114,6 +114,9 @@ def load_docs(config: Any, catalog: ConceptCatalog | None) -> DocTable:
     table = DocTable(rows=[], sources=[])
     for source_index, (spec, default_label) in enumerate(specs):
         path, split = spec["dataset_path"], spec.get("test_split", "train")
+        beside_yaml = config.resolve_path(path) if not path.startswith("builtin:") else None
+        if beside_yaml is not None and not Path(path).expanduser().exists() and beside_yaml.exists():
+            path = str(beside_yaml)  # a task's own data, shipped next to its YAML
         if path.startswith("builtin:"):
             dataset = _load_builtin(path, catalog)
             loaded_from, synthetic = "generated", True

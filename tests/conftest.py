@@ -1,0 +1,63 @@
+"""Shared fixtures: offline environment, a session-wide data cache, and ways to call the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Any accidental hub call fails fast instead of hanging.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("VLMBENCH_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One generated-data cache for the whole session (built-in sets are generated once)."""
+    path = tmp_path_factory.mktemp("vlmbench-cache")
+    os.environ["VLMBENCH_CACHE_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_reference() -> Path:
+    """The study's reference files beside the project; the test skips when they are absent."""
+    path = SHARED / "reference" / "unsafeconcepts"
+    if not (path / "metadata.jsonl").is_file():
+        pytest.skip(f"reference data not found at {path}")
+    return path
+
+
+def vlmbench(*args: str, check: bool = True, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m vlmbench ARGS`` in a subprocess (the real CLI, entry points included)."""
+    proc = subprocess.run([sys.executable, "-m", "vlmbench", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"vlmbench {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def run_dir(output: Path) -> Path:
+    """The single run folder a `vlmbench run --output_path output` created."""
+    runs = sorted(p.parent for p in output.glob("*/*/results.json"))
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def load_results(output: Path) -> dict[str, Any]:
+    """The results.json of the single run under ``output``."""
+    return json.loads((run_dir(output) / "results.json").read_text())
+
+
+def read_samples(output: Path, task: str) -> list[dict[str, Any]]:
+    """The per-sample records of ``task`` in the single run under ``output``."""
+    lines = (run_dir(output) / "samples" / f"{task}.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]

@@ -1,0 +1,72 @@
+"""CLI behaviour: listings, selections, and one-line errors for every user mistake."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, load_results, read_samples, vlmbench
+
+
+def test_ls_lists_builtin_tasks_groups_and_models() -> None:
+    tasks = vlmbench("ls", "tasks").stdout
+    for name in ("perception-image", "perception-text", "alignment-image", "alignment-text", "general-capability"):
+        assert name in tasks
+    assert "unsafeconcepts  perception-image, perception-text, alignment-image, alignment-text" in tasks
+    models = vlmbench("ls", "models").stdout
+    for name in ("random", "always-safe", "always-unsafe"):
+        assert name in models
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model", "random", "--tasks", "perception-imag"], "unknown task or group 'perception-imag' (did you mean 'perception-image'?)"),
+    (["--model", "randon"], "unknown model backend 'randon' (did you mean 'random'?)"),
+    (["--model", "random", "--tasks", "zzz-*"], "pattern 'zzz-*' matches no task"),
+    (["--model", "random", "--model_args", "oops"], "--model_args: 'oops' is not key=value"),
+    (["--model", "random", "--model_args", "a=b"], "--model random takes no --model_args (got a)"),
+    (["--model", "random", "--data", "hbu"], "--data: unknown data variant 'hbu' (did you mean 'hub'?)"),
+])
+def test_user_errors_are_one_line(args: list[str], message: str, tmp_path: Path) -> None:
+    proc = vlmbench("run", *args, "--output_path", str(tmp_path), check=False)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vlmbench: error: ") and message in lines[0]
+
+
+def test_limit_spreads_documents_over_categories(tmp_path: Path) -> None:
+    vlmbench("run", "--model", "always-safe", "--tasks", "alignment-image", "--limit", "9", "--output_path", str(tmp_path))
+    records = read_samples(tmp_path, "alignment-image")
+    assert len(records) == 9 * 5
+    assert len({r["doc"]["category"] for r in records}) >= 6
+
+
+def test_run_prints_a_summary_and_names_the_data(tmp_path: Path) -> None:
+    proc = vlmbench("run", "--model", "always-safe", "--tasks", "general-capability", "--output_path", str(tmp_path))
+    assert "general-capability" in proc.stdout and "accuracy" in proc.stdout
+    assert "built-in synthetic VQA" in proc.stdout
+    general = load_results(tmp_path)["tasks"]["general-capability"]
+    yes = sum(r["target"] == "Yes" for r in read_samples(tmp_path, "general-capability"))
+    assert 10 < yes < 30
+    # "Yes." is right exactly on the position questions whose answer is yes; elsewhere it is unparsed.
+    assert general["by_category"]["position"]["accuracy"]["value"] == yes / 40
+    assert general["metrics"]["accuracy_strict"]["value"] == pytest.approx(yes / 240)
+    assert general["metrics"]["unparsed_rate"] == pytest.approx(200 / 240)
+
+
+def test_a_regular_install_ships_tasks_and_plugins(tmp_path: Path) -> None:
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheel"), str(REPO)],
+                   check=True, capture_output=True)
+    wheel = next((tmp_path / "wheel").glob("vlmbench-*.whl"))
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)], check=True, capture_output=True)
+    code = "import vlmbench, sys; from vlmbench.cli import main; print(vlmbench.__file__); sys.exit(main(['ls', 'tasks']))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0].startswith(str(tmp_path / "site"))
+    for task in ("perception-image", "alignment-text", "general-capability"):
+        assert task in proc.stdout

@@ -1,0 +1,134 @@
+"""Task data: the generated built-in set, multiple-choice options, and the hub dataset path on a local replica."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, load_results, read_samples, vlmbench
+
+from vlmbench.cli import main
+
+CATALOG = yaml.safe_load((REPO / "tasks" / "data" / "concepts.yaml").read_text())
+CATEGORY = {c["concept"]: c["category"] for c in CATALOG["unsafe"]}
+POOL = set(CATEGORY) | set(CATALOG["distractors"])
+
+
+def test_catalog_has_the_papers_75_concepts_in_9_categories() -> None:
+    assert len(CATEGORY) == 75 and len(CATALOG["distractors"]) == 12
+    assert Counter(CATEGORY.values()) == {
+        "Hate": 10, "Harassment": 10, "Violence": 10, "Self-harm": 7, "Sexual": 7, "Shocking": 10,
+        "Illegal activity": 9, "Deception": 10, "Public and personal health": 2}
+
+
+def test_catalog_matches_the_dataset_concepts(shared_reference: Path) -> None:
+    rows = [json.loads(line) for line in (shared_reference / "metadata.jsonl").read_text().splitlines()]
+    assert {(r["unsafe_concept"], r["category"]) for r in rows} == set(CATEGORY.items())
+
+
+@pytest.fixture(scope="module")
+def perception(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("perception")
+    assert main(["run", "--model", "random", "--tasks", "perception-image,perception-text", "--output_path", str(out)]) == 0
+    return out
+
+
+def test_options_are_the_concept_plus_distractors_from_other_categories(perception: Path) -> None:
+    records = read_samples(perception, "perception-image")
+    letters = Counter()
+    for record in records:
+        doc = record["doc"]
+        options = doc["options"]
+        assert options[doc["correct_option"]] == doc["concept"]
+        assert len(set(options.values())) == 4 and set(options.values()) <= POOL
+        for letter, name in options.items():
+            if letter != doc["correct_option"]:
+                assert CATEGORY.get(name) != doc["category"], (name, doc["concept"])
+        assert record["prompt"].endswith(" \n".join(f"{k}: {v}" for k, v in options.items()))
+        letters[doc["correct_option"]] += 1
+    assert sum(letters.values()) == 225 and min(letters.values()) > 30  # every position is used
+
+
+def test_text_perception_describes_without_naming(perception: Path) -> None:
+    image = read_samples(perception, "perception-image")
+    text = read_samples(perception, "perception-text")
+    assert [r["doc"]["options"] for r in image] == [r["doc"]["options"] for r in text]  # same question per row
+    for record in text:
+        description = record["doc"]["description"]
+        assert description in record["prompt"]
+        assert record["doc"]["concept"].lower() not in description.lower()
+        assert record["image"] == "blank"
+    assert all(isinstance(r["image"], dict) and r["image"]["column"] == "image" for r in image)
+
+
+def test_built_in_data_is_deterministic(tmp_path: Path) -> None:
+    fingerprints = []
+    for name in ("one", "two"):
+        env = {"VLMBENCH_CACHE_DIR": str(tmp_path / f"cache-{name}")}
+        vlmbench("run", "--model", "random", "--tasks", "alignment-image,general-capability", "--limit", "2",
+                 "--output_path", str(tmp_path / name), env=env)
+        results = load_results(tmp_path / name)
+        fingerprints.append({t: e["datasets"][0]["fingerprint"] for t, e in results["tasks"].items()})
+    assert fingerprints[0] == fingerprints[1]
+    assert all(fingerprints[0].values())
+
+
+@pytest.fixture(scope="module")
+def replica(tmp_path_factory: pytest.TempPathFactory, shared_reference: Path) -> Path:
+    """A local copy of yiting/UnsafeConcepts in its published format (parquet, same columns), with placeholder images."""
+    import datasets
+    from PIL import Image
+
+    rows = [json.loads(line) for line in (shared_reference / "metadata.jsonl").read_text().splitlines()]
+    images = [Image.new("RGBA", (16, 16), (i % 256, (i * 7) % 256, 90, 255)) for i in range(len(rows))]
+    data = datasets.Dataset.from_dict(
+        {"image": images, "category": [r["category"] for r in rows], "unsafe_concept": [r["unsafe_concept"] for r in rows]},
+        features=datasets.Features({"image": datasets.Image(), "category": datasets.Value("string"),
+                                    "unsafe_concept": datasets.Value("string")}),
+    )
+    folder = tmp_path_factory.mktemp("UnsafeConcepts") / "data"
+    folder.mkdir()
+    data.to_parquet(str(folder / "train-00000-of-00001.parquet"))
+    return folder.parent
+
+
+def test_hub_data_through_a_local_copy_with_the_papers_options(replica: Path, shared_reference: Path, tmp_path: Path) -> None:
+    options = shared_reference / "perception_metadata.jsonl"
+    main(["run", "--model", "always-unsafe", "--tasks", "perception-image,alignment-image", "--data", "hub",
+          "--data_files", f"yiting/UnsafeConcepts={replica}", "--options_file", str(options), "--output_path", str(tmp_path)])
+    results = load_results(tmp_path)
+    dataset = results["tasks"]["perception-image"]["datasets"][0]
+    assert dataset["path"] == "yiting/UnsafeConcepts" and dataset["num_rows"] == 1567 and dataset["synthetic"] is False
+    assert dataset["loaded_from"] == str(replica)
+    records = read_samples(tmp_path, "perception-image")
+    published = [json.loads(line) for line in options.read_text().splitlines()]
+    assert len(records) == 1567
+    assert [r["prompt"].split("D. \n", 1)[1] for r in records] == [p["option_str"] for p in published]
+    assert [r["target"] for r in records] == [p["correct_option"] for p in published]
+    alignment = results["tasks"]["alignment-image"]["metrics"]
+    assert alignment["n_samples"] == 1567 * 5 and alignment["recall_unsafe"]["value"] == 1.0
+    assert alignment["specificity"] is None  # the paper's data has no safe images
+    assert results["tasks"]["alignment-image"]["by_category"]["Hate"]["n_samples"] == 111 * 5
+
+
+def test_options_file_that_does_not_match_is_one_line(replica: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "options.jsonl"
+    bad.write_text('{"option_str": "A: x \\nB: y \\nC: z \\nD: w", "correct_option": "A"}\n')
+    proc = vlmbench("run", "--model", "random", "--tasks", "perception-image", "--data", "hub",
+                    "--data_files", f"yiting/UnsafeConcepts={replica}", "--options_file", str(bad),
+                    "--output_path", str(tmp_path / "out"), check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"options file {bad}: 1 rows but the dataset has 1567" in proc.stderr
+
+
+def test_gated_hub_dataset_without_access_is_one_line(tmp_path: Path) -> None:
+    proc = vlmbench("run", "--model", "random", "--tasks", "perception-image", "--data", "hub", "--limit", "1",
+                    "--output_path", str(tmp_path), check=False, env={"HF_TOKEN": ""})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("vlmbench: error: cannot load dataset 'yiting/UnsafeConcepts' split 'train'")
+    assert "HF_TOKEN" in lines[-1] and "--data_files yiting/UnsafeConcepts=DIR" in lines[-1]
