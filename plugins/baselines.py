@@ -18,6 +18,8 @@ from vlmbench.hookspecs import hookimpl
 class ConstantBackend:
     """Answers every request with the same text."""
 
+    cacheable = False  # free to recompute: nothing to store
+
     def __init__(self, answer: str) -> None:
         self.answer = answer
 
@@ -33,6 +35,8 @@ class RandomBackend:
     The pick depends only on the seed and the request id, so a run is reproducible and the
     answer to a request does not depend on batching.
     """
+
+    cacheable = False  # its answer depends on the request id, which the store's key leaves out
 
     def __init__(self, seed: int) -> None:
         self.seed = seed

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("VLMBENCH_SHARED", REPO.parent / "shared"))
+PLUGIN = REPO / "tests" / "plugin_example"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -47,7 +49,7 @@ def vlmbench(*args: str, check: bool = True, env: dict[str, str] | None = None, 
 
 def run_dir(output: Path) -> Path:
     """The single run folder a `vlmbench run --output_path output` created."""
-    runs = sorted(p.parent for p in output.glob("*/*/results.json"))
+    runs = sorted(p.parent for p in output.glob("*/*/run.json"))
     assert len(runs) == 1, runs
     return runs[0]
 
@@ -61,3 +63,14 @@ def read_samples(output: Path, task: str) -> list[dict[str, Any]]:
     """The per-sample records of ``task`` in the single run under ``output``."""
     lines = (run_dir(output) / "samples" / f"{task}.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
+
+
+@pytest.fixture(scope="session")
+def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The example third-party plugin (tests/plugin_example), pip-installed for the session."""
+    build = tmp_path_factory.mktemp("plugin-build")
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation", "--no-index", str(PLUGIN)],
+                   check=True, capture_output=True, cwd=build)
+    yield
+    subprocess.run([*pip, "uninstall", "-y", "vlmbench-example-plugin"], check=True, capture_output=True)

@@ -2,25 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from conftest import load_results, vlmbench
-
-PLUGIN = Path(__file__).parent / "plugin_example"
-
-
-@pytest.fixture(scope="module")
-def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    build = tmp_path_factory.mktemp("plugin-build")
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation", "--no-index", str(PLUGIN)],
-                   check=True, capture_output=True, cwd=build)
-    yield
-    subprocess.run([*pip, "uninstall", "-y", "vlmbench-example-plugin"], check=True, capture_output=True)
 
 
 def test_plugin_backend_and_task_are_listed(installed_plugin: None) -> None:

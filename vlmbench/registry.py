@@ -65,11 +65,14 @@ def _task_files(directory: Path) -> list[Path]:
     )
 
 
-def discover() -> TaskRegistry:
-    """Load every task and group file from every plugin's task directories."""
+def discover(include: list[Path] | None = None) -> TaskRegistry:
+    """Load every task and group file from every plugin's task directories, plus ``include`` folders."""
     tasks: dict[str, TaskConfig] = {}
     groups: dict[str, GroupConfig] = {}
-    for directory in task_dirs():
+    for directory in include or []:
+        if not Path(directory).is_dir():
+            raise UserError(f"--include_path: '{directory}' is not a folder; pass a folder of task YAML files")
+    for directory in [*task_dirs(), *(Path(d) for d in include or [])]:
         for path in _task_files(directory):
             config = load_file(path)
             table: dict = groups if isinstance(config, GroupConfig) else tasks

@@ -1,10 +1,15 @@
-"""Runs tasks against a backend: builds requests batch by batch, writes each sample as it finishes."""
+"""Runs tasks against a backend, chunk by chunk, persisting every response the moment it arrives.
+
+For each chunk of samples: look each one up in the response store (no image is decoded for a hit),
+send the misses to the backend, and for every response that comes back store it, then append its
+record to ``samples/<task>.jsonl``. A crash loses at most the requests in flight; re-running the
+same command reuses everything stored.
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -12,41 +17,59 @@ from typing import IO, Any
 from tqdm import tqdm
 
 from vlmbench.backend import Backend, GenerationSettings, ImagePart, Message, Request, Response, TextPart
-from vlmbench.data.concepts import ConceptCatalog, load_catalog
+from vlmbench.data.concepts import load_catalog
 from vlmbench.data.render import blank_image
 from vlmbench.data.sources import DatasetInfo, DocTable, load_docs
 from vlmbench.errors import UserError
-from vlmbench.metrics import Scored
 from vlmbench.samples import Sample, build_samples
-from vlmbench.scoring import score, scored
+from vlmbench.scoring import score_record
+from vlmbench.store import ResponseStore, is_deterministic, request_key
 from vlmbench.taskconfig import TaskConfig
 
 DEFAULT_CHUNK = 64
+BLANK_SHA256 = "blank-white-1000x1000"
 
 
 @dataclass
-class TaskRun:
-    """Everything one task's evaluation produced."""
+class RunContext:
+    """What every task of a run shares."""
+
+    backend: Backend
+    backend_name: str
+    model_identity: dict[str, Any]
+    seed: int = 0
+    limit: int | None = None
+    chunk_size: int | None = None
+    overrides: dict[str, Any] | None = None
+    store: ResponseStore | None = None
+    reuse_sampled: bool = False
+    score: bool = True
+    shard: tuple[int, int] = (0, 1)  # (rank, world size) under data parallelism
+
+
+@dataclass
+class TaskPrediction:
+    """What predicting one task produced (the records themselves are in ``samples_file``)."""
 
     task: TaskConfig
-    catalog: ConceptCatalog | None
     datasets: list[DatasetInfo]
-    scored: list[Scored] = field(default_factory=list)
+    samples_file: Path
+    n_samples: int = 0
+    sent: int = 0
+    reused: int = 0
     seconds: float = 0.0
     usage: dict[str, int] = field(default_factory=dict)
-    samples_file: Path | None = None
 
 
-def prepare(task: TaskConfig, seed: int, limit: int | None, overrides: dict[str, Any] | None = None) -> tuple[list[Sample], DocTable, ConceptCatalog | None]:
+def prepare(task: TaskConfig, seed: int, limit: int | None, overrides: dict[str, Any] | None = None) -> tuple[list[Sample], DocTable]:
     """Load a task's data and build its samples (no images are decoded here)."""
     catalog = load_catalog(task.resolve_path(task.get("concepts_file")).resolve()) if task.get("concepts_file") else None
     table = load_docs(task, catalog)
-    return build_samples(task, table, catalog, seed, limit, overrides), table, catalog
+    return build_samples(task, table, catalog, seed, limit, overrides), table
 
 
 class _Images:
-    """Resolves a sample's image reference. The blank image is made once; a dataset image is
-    decoded once per chunk even when several prompts (variants) share it."""
+    """Resolves a sample's image. Decoded once per chunk even when several prompts share it."""
 
     def __init__(self, table: DocTable) -> None:
         self.table = table
@@ -57,7 +80,16 @@ class _Images:
         """Forget the previous chunk's images (only one chunk is held in memory)."""
         self._chunk = {}
 
+    def sha256(self, sample: Sample) -> str | None:
+        """The hash of the image's encoded bytes, computed without decoding it."""
+        if sample.image is None:
+            return None
+        if sample.image == "blank":
+            return BLANK_SHA256
+        return self.table.image_sha256(sample.doc, sample.image)
+
     def get(self, sample: Sample) -> Any:
+        """The decoded image (None for a text-only sample)."""
         if sample.image is None:
             return None
         if sample.image == "blank":
@@ -76,63 +108,85 @@ def to_request(sample: Sample, image: Any, generation: GenerationSettings) -> Re
     return Request(id=sample.id, messages=(Message("user", parts),), generation=generation, answer_choices=sample.choices)
 
 
-def _record(task: TaskConfig, sample: Sample, response: Response, parsed: str | None, correct: bool | None) -> dict[str, Any]:
-    doc = {k: v for k, v in sample.doc.items() if not k.startswith("_")}
+def _key_messages(sample: Sample, image_sha256: str | None) -> list[dict[str, Any]]:
+    content: list[dict[str, Any]] = [{"image_sha256": image_sha256}] if image_sha256 else []
+    content.append({"text": sample.prompt})
+    return [{"role": "user", "content": content}]
+
+
+def _record(task: TaskConfig, index: int, sample: Sample, image_sha256: str | None, key: str | None,
+            response: Response, reused: bool, score: bool) -> dict[str, Any]:
     image: Any = None
     if sample.image == "blank":
-        image = "blank"
+        image = {"blank": True, "sha256": BLANK_SHA256}
     elif sample.image is not None:
-        image = {"column": sample.image, "source": sample.doc["_source"], "row": sample.doc["_row"]}
-    return {
-        "task": task.name, "id": sample.id, "variant": sample.variant, "doc": doc, "prompt": sample.prompt,
-        "image": image, "target": sample.target, "response": response.text, "error": response.error,
-        "parsed": parsed, "correct": correct, "usage": response.usage, "latency_s": response.latency_s,
-        "model_prompt": response.prompt,
+        image = {"column": sample.image, "source": sample.doc["_source"], "row": sample.doc["_row"], "sha256": image_sha256}
+    record = {
+        "task": task.name, "index": index, "id": sample.id, "variant": sample.variant,
+        "doc": {k: v for k, v in sample.doc.items() if not k.startswith("_")},
+        "prompt": sample.prompt, "image": image, "choices": list(sample.choices) if sample.choices else None,
+        "target": sample.target, "response": response.text, "error": response.error, "reused": reused,
+        "usage": response.usage, "latency_s": response.latency_s, "model_prompt": response.prompt, "key": key,
     }
+    if score:
+        record["parsed"], record["correct"] = score_record(task.get("answer_parser"), record)
+    return record
 
 
-def evaluate_task(task: TaskConfig, backend: Backend, *, seed: int, limit: int | None, chunk_size: int | None,
-                  samples_dir: Path, overrides: dict[str, Any] | None = None) -> TaskRun:
-    """Run one task; every response is appended to ``samples_dir/<task>.jsonl`` the moment it arrives."""
+def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path) -> TaskPrediction:
+    """Answer every sample of ``task`` (this process's shard of them), appending records to ``samples_file``."""
     started = time.perf_counter()
-    samples, table, catalog = prepare(task, seed, limit, overrides)
-    run = TaskRun(task, catalog, table.infos, samples_file=samples_dir / f"{task.name}.jsonl")
-    generation = GenerationSettings.from_mapping(task.get("generation_kwargs", {}), seed=seed)
-    parser = task.get("answer_parser")
+    samples, table = prepare(task, ctx.seed, ctx.limit, ctx.overrides)
+    rank, world = ctx.shard
+    indexed = [(i, s) for i, s in enumerate(samples) if i % world == rank]
+    prediction = TaskPrediction(task, table.infos, samples_file, n_samples=len(samples))
+    generation = GenerationSettings.from_mapping(task.get("generation_kwargs", {}), seed=ctx.seed)
+    reusable = ctx.store is not None and (is_deterministic(generation) or (ctx.reuse_sampled and generation.seed is not None))
     images = _Images(table)
-    by_id = {s.id: s for s in samples}
-    results: dict[str, Scored] = {}
-    chunk = getattr(backend, "chunk_size", None) or chunk_size or DEFAULT_CHUNK
-    samples_dir.mkdir(parents=True, exist_ok=True)
-    with open(run.samples_file, "w", encoding="utf-8") as out, tqdm(total=len(samples), desc=task.name, unit="sample", disable=None) as bar:
-        for start in range(0, len(samples), chunk):
-            batch = samples[start:start + chunk]
+    chunk = getattr(ctx.backend, "chunk_size", None) or ctx.chunk_size or DEFAULT_CHUNK
+    samples_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(samples_file, "w", encoding="utf-8") as out, \
+            tqdm(total=len(indexed), desc=task.name, unit="sample", disable=None) as bar:
+        for start in range(0, len(indexed), chunk):
             images.new_chunk()
-            requests = [to_request(s, images.get(s), generation) for s in batch]
-            for response in backend.generate(requests):
-                sample = by_id.get(response.request_id)
-                if sample is None or sample.id in results:
-                    raise UserError(f"backend answered unknown or repeated request id '{response.request_id}'; this is a bug in the backend plugin")
-                results[sample.id] = _finish(task, parser, sample, response, out, run)
-                bar.update()
-            for sample in batch:  # a backend that silently drops a request gets an error, not a gap
-                if sample.id not in results:
-                    results[sample.id] = _finish(task, parser, sample, Response(sample.id, error="backend returned no response"), out, run)
+            pending: dict[str, tuple[int, Sample, str | None, str | None]] = {}
+            requests = []
+            for index, sample in indexed[start:start + chunk]:
+                image_sha = images.sha256(sample)
+                key = request_key(backend=ctx.backend_name, model=ctx.model_identity, task=task.name,
+                                  task_version=task.version, messages=_key_messages(sample, image_sha),
+                                  generation=generation, answer_choices=sample.choices) if ctx.store else None
+                stored = ctx.store.get(key) if reusable and key else None
+                if stored is not None:
+                    stored.request_id = sample.id
+                    _write(out, _record(task, index, sample, image_sha, key, stored, True, ctx.score))
+                    prediction.reused += 1
                     bar.update()
-    run.scored = [results[s.id] for s in samples]
-    run.seconds = time.perf_counter() - started
-    return run
+                    continue
+                pending[sample.id] = (index, sample, image_sha, key)
+                requests.append(to_request(sample, images.get(sample), generation))
+            for response in ctx.backend.generate(requests) if requests else ():
+                if response.request_id not in pending:
+                    raise UserError(f"backend answered unknown or repeated request id '{response.request_id}'; this is a bug in the backend plugin")
+                index, sample, image_sha, key = pending.pop(response.request_id)
+                if ctx.store is not None and key is not None:
+                    ctx.store.put(key, backend=ctx.backend_name, model=ctx.model_identity, task=task.name, response=response)
+                _write(out, _record(task, index, sample, image_sha, key, response, False, ctx.score))
+                _add_usage(prediction.usage, response.usage)
+                prediction.sent += 1
+                bar.update()
+            for index, sample, image_sha, key in pending.values():  # a dropped request is an error, not a gap
+                _write(out, _record(task, index, sample, image_sha, key, Response(sample.id, error="backend returned no response"), False, ctx.score))
+                bar.update()
+    prediction.seconds = time.perf_counter() - started
+    return prediction
 
 
-def _finish(task: TaskConfig, parser: str, sample: Sample, response: Response, out: IO[str], run: TaskRun) -> Scored:
-    parsed, correct = score(parser, sample, response.text)
-    out.write(json.dumps(_record(task, sample, response, parsed, correct), ensure_ascii=False) + "\n")
+def _write(out: IO[str], record: dict[str, Any]) -> None:
+    out.write(json.dumps(record, ensure_ascii=False) + "\n")
     out.flush()
-    for key, value in (response.usage or {}).items():
-        run.usage[key] = run.usage.get(key, 0) + int(value)
-    return scored(sample, parsed, correct, error=response.error is not None)
 
 
-def evaluate(tasks: Sequence[TaskConfig], backend: Backend, **kwargs: Any) -> list[TaskRun]:
-    """Run several tasks in order."""
-    return [evaluate_task(task, backend, **kwargs) for task in tasks]
+def _add_usage(total: dict[str, int], usage: dict[str, int] | None) -> None:
+    for name, value in (usage or {}).items():
+        total[name] = total.get(name, 0) + int(value)

@@ -21,6 +21,7 @@ from vlmbench.errors import UserError
 from vlmbench.pluginmanager import did_you_mean
 
 SCHEMA_FILE = "task.schema.json"
+PATH_FIELDS = ("concepts_file", "dataset_path")
 
 
 @lru_cache(maxsize=1)
@@ -71,8 +72,15 @@ class TaskConfig:
 
     @property
     def config_hash(self) -> str:
-        """sha256 of the resolved configuration: equal hashes mean the same task."""
-        return _sha256_json({"task": self.name, "variant": self.variant, **self.fields})
+        """sha256 of the resolved configuration: equal hashes mean the same task, on any machine.
+
+        The concepts file enters by its content, not its (machine-specific) path.
+        """
+        fields = dict(self.fields)
+        if fields.get("concepts_file"):
+            concepts = self.resolve_path(fields["concepts_file"])
+            fields["concepts_file"] = hashlib.sha256(concepts.read_bytes()).hexdigest() if concepts.is_file() else fields["concepts_file"]
+        return _sha256_json({"task": self.name, "variant": self.variant, **fields})
 
     @property
     def prompt_hash(self) -> str:
@@ -141,6 +149,10 @@ def _with_includes(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not base_path.is_file():
         raise UserError(f"{path}: field 'include' = '{include}': no such file next to it; fix the file name")
     merged = _with_includes(base_path, (*seen, path))
+    for field_name in PATH_FIELDS:  # a path is relative to the file that declares it
+        value = merged.get(field_name)
+        if isinstance(value, str) and not Path(value).is_absolute() and (base_path.parent / value).exists():
+            merged[field_name] = str((base_path.parent / value).resolve())
     merged.update(data)
     return merged
 

@@ -6,6 +6,7 @@ decodes an image only when a batch asks for it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,25 @@ class DocTable:
     rows: list[dict[str, Any]]
     sources: list[Any]
     infos: list[DatasetInfo] = field(default_factory=list)
+    _encoded: dict[tuple[int, str], Any] = field(default_factory=dict)
+    _hashes: dict[tuple[int, int, str], str] = field(default_factory=dict)
+
+    def image_sha256(self, row: dict[str, Any], column: str = "image") -> str:
+        """sha256 of the image's encoded bytes as stored, without decoding it."""
+        import datasets
+
+        source, index = row["_source"], row["_row"]
+        if (source, index, column) not in self._hashes:
+            if (source, column) not in self._encoded:
+                self._encoded[source, column] = self.sources[source].cast_column(column, datasets.Image(decode=False))
+            value = self._encoded[source, column][index][column]
+            data = value.get("bytes") if isinstance(value, dict) else None
+            if data is None and isinstance(value, dict) and value.get("path"):
+                data = Path(value["path"]).read_bytes()
+            if data is None:
+                raise UserError(f"dataset column '{column}' of {self.infos[source].path} holds no image; set doc_to_image to an image column")
+            self._hashes[source, index, column] = hashlib.sha256(data).hexdigest()
+        return self._hashes[source, index, column]
 
     def image(self, row: dict[str, Any], column: str = "image") -> Image.Image:
         """Decode the image of ``row`` (the only place images are read)."""
