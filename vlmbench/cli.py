@@ -122,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         group.wait()
         if group.is_main:
             if group.world > 1:
-                prediction.samples_file = _merge_shards(run_dir / "samples", task.name, group.world)
+                _merge_shards(prediction, run_dir / "samples", group.world)
             manifest["tasks"][task.name] = manifest_task(prediction, run_dir)
             write_json(run_dir / MANIFEST, manifest)
     if not group.is_main:
@@ -143,15 +143,25 @@ def _version() -> str:
     return vlmbench.__version__
 
 
-def _merge_shards(samples_dir: Path, task: str, world: int) -> Path:
-    """Concatenate the per-process sample files of a task into one (records carry their index)."""
-    target = samples_dir / f"{task}.jsonl"
+def _merge_shards(prediction: Any, samples_dir: Path, world: int) -> None:
+    """Concatenate the per-process sample files of a task into one, and count every process's requests."""
+    import json
+
+    target = samples_dir / f"{prediction.task.name}.jsonl"
+    prediction.sent = prediction.reused = 0
+    prediction.usage = {}
     with open(target, "w", encoding="utf-8") as out:
         for rank in range(world):
-            shard = samples_dir / f"{task}.rank{rank}.jsonl"
-            out.write(shard.read_text(encoding="utf-8"))
+            shard = samples_dir / f"{prediction.task.name}.rank{rank}.jsonl"
+            text = shard.read_text(encoding="utf-8")
+            out.write(text)
+            for record in map(json.loads, text.splitlines()):
+                prediction.reused += record["reused"]
+                prediction.sent += not record["reused"] and record["error"] != "backend returned no response"
+                for name, value in (record["usage"] or {}).items() if not record["reused"] else ():
+                    prediction.usage[name] = prediction.usage.get(name, 0) + int(value)
             shard.unlink()
-    return target
+    prediction.samples_file = target
 
 
 def _print_request_counts(manifest: dict[str, Any]) -> None:
@@ -180,7 +190,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     """Score the stored responses of a run folder again, without calling the model."""
     from vlmbench.results import score_run
 
-    return _report(score_run(Path(args.run_dir)), Path(args.run_dir), args.max_error_rate)
+    return _report(score_run(Path(args.run_dir), rewrite_samples=True), Path(args.run_dir), args.max_error_rate)
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -300,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--model_id", default=None, help="only responses whose model identity contains this text")
     cache.add_argument("--store", default=None, help="the store file (default: as for `run`)")
     cache.set_defaults(func=cmd_cache)
+
+    from vlmbench.leaderboard.cli import add_commands
+
+    add_commands(sub)
     return parser
 
 

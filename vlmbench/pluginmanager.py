@@ -12,7 +12,7 @@ from vlmbench import hookspecs
 from vlmbench.backend import BackendSpec
 from vlmbench.errors import UserError
 
-BUILTIN_PLUGINS = ("vlmbench.plugins.baselines", "vlmbench.tasks")
+BUILTIN_PLUGINS = ("vlmbench.plugins.baselines", "vlmbench.plugins.openai_api", "vlmbench.plugins.hf", "vlmbench.tasks")
 
 
 @lru_cache(maxsize=1)

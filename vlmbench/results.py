@@ -18,8 +18,6 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 import vlmbench
 from vlmbench.errors import UserError
 from vlmbench.metrics import breakdown, modality_gap, summarise
@@ -42,6 +40,23 @@ def redact_args(args: dict[str, str]) -> dict[str, str]:
 def results_schema() -> dict[str, Any]:
     """The JSON Schema of results files, as shipped in the package."""
     return json.loads(resources.files("vlmbench.schemas").joinpath("results.schema.json").read_text())
+
+
+def validate_results(results: dict[str, Any]) -> None:
+    """Check a results document against the shipped schema (compiled: results are large)."""
+    import fastjsonschema
+
+    try:
+        _compiled_results_schema()(results)
+    except fastjsonschema.JsonSchemaException as exc:
+        raise UserError(f"results do not match the results schema ({exc.message}); this is a bug in vlmbench or a plugin") from None
+
+
+@lru_cache(maxsize=1)
+def _compiled_results_schema() -> Any:
+    import fastjsonschema
+
+    return fastjsonschema.compile(results_schema())
 
 
 def git_commit() -> str | None:
@@ -160,7 +175,7 @@ def modality_gaps(entries: dict[str, Any], categories: dict[str, dict[str, str]]
     return gaps
 
 
-def score_run(run_dir: Path, rewrite_samples: bool = True) -> dict[str, Any]:
+def score_run(run_dir: Path, rewrite_samples: bool = False) -> dict[str, Any]:
     """Build the results of a run folder from its manifest and sample records, and write results.json."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
@@ -186,6 +201,6 @@ def score_run(run_dir: Path, rewrite_samples: bool = True) -> dict[str, Any]:
         "modality_gaps": modality_gaps(entries, categories),
         "seconds": manifest.get("seconds", 0.0),
     }
-    jsonschema.validate(results, results_schema())
+    validate_results(results)
     write_json(run_dir / RESULTS, results)
     return results

@@ -1,0 +1,178 @@
+"""Throughput of the ``openai`` backend against the fault server with a fixed latency.
+
+Starts ``tests/fault_server.py`` in a subprocess (latency L), sends N requests with concurrency
+cap C and compares the throughput with the ideal C/L and with a sequential loop (one request at
+a time through the synchronous ``openai`` client, as the reference implementation does). The
+server confirms that no request it answered was sent twice. A bare asyncio HTTP/1.1 client with
+the same concurrency shows what the server and machine allow without any client library, and
+longer latencies show how the fixed per-request cost of the client stack fades.
+
+    python bench/bench_api.py [--n 1024] [--concurrency 16] [--latency 0.2] [--more_latencies 0.5,1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from vlmbench.backend import BackendOptions, GenerationSettings, ImagePart, Message, Request, TextPart
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def fault_server(latency: float, extra: Sequence[str] = ()) -> Iterator[str]:
+    """Run the fault server in a subprocess; yields its base URL."""
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "fault_server.py"), "--latency", str(latency), *extra],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def server_call(base_url: str, path: str, method: str = "GET") -> dict[str, Any]:
+    """GET /stats or POST /reset on the fault server."""
+    root = base_url.removesuffix("/v1")
+    request = urllib.request.Request(root + path, data=b"{}" if method == "POST" else None, method=method)
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        return json.loads(reply.read())
+
+
+def make_requests(n: int, tag: str, image: Any = None) -> list[Request]:
+    """N distinct one-turn requests (distinct text, so the server counts each one)."""
+    settings = GenerationSettings(max_new_tokens=8, seed=0)
+    parts = (ImagePart(image),) if image is not None else ()
+    return [Request(f"{tag}-{i}", (Message("user", parts + (TextPart(f"{tag} question {i}: is it safe?"),)),), settings)
+            for i in range(n)]
+
+
+def run_backend(base_url: str, requests: list[Request], concurrency: int, chunked: bool) -> tuple[float, int]:
+    """Seconds for the backend to answer all requests (in runner-sized chunks when ``chunked``); errors."""
+    from vlmbench.plugins.openai_api import _factory
+
+    backend = _factory({"base_url": base_url, "model": "tiny", "num_concurrent": str(concurrency)}, BackendOptions())
+    try:
+        list(backend.generate(requests[:concurrency]))  # warm up: connections, client platform probe
+        server_call(base_url, "/reset", "POST")
+        size = backend.chunk_size if chunked else len(requests)
+        errors = 0
+        started = time.perf_counter()
+        for start in range(0, len(requests), size):
+            errors += sum(r.error is not None for r in backend.generate(requests[start:start + size]))
+        return time.perf_counter() - started, errors
+    finally:
+        backend.close()
+
+
+def run_sequential(base_url: str, requests: list[Request]) -> float:
+    """Seconds for a plain loop over the synchronous client, one request at a time."""
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key="EMPTY", max_retries=6)
+    client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "warm up"}], max_tokens=8)
+    server_call(base_url, "/reset", "POST")
+    started = time.perf_counter()
+    for request in requests:
+        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": request.messages[0].text}],
+                                       max_tokens=8, temperature=0, seed=0)
+    client.close()
+    return time.perf_counter() - started
+
+
+def run_raw(base_url: str, n: int, concurrency: int) -> float:
+    """Seconds for a minimal asyncio client (one keep-alive connection per slot, no library)."""
+    port = int(base_url.rsplit(":", 1)[1].split("/")[0])
+
+    async def worker(ids: range) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for i in ids:
+            body = json.dumps({"model": "tiny", "max_tokens": 8, "messages": [{"role": "user", "content": f"raw {i}"}]}).encode()
+            writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+            json.loads(await reader.readexactly(length))
+        writer.close()
+
+    async def main() -> float:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(range(k, n, concurrency)) for k in range(concurrency)))
+        return time.perf_counter() - started
+
+    return asyncio.run(main())
+
+
+def machine() -> str:
+    """One line about where this ran."""
+    import openai
+
+    return (f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+            f"openai {openai.__version__}, {platform.processor() or platform.machine()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print a table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1024, help="requests per run at --latency (two runner-sized chunks at C=16)")
+    parser.add_argument("--concurrency", type=int, default=16, help="num_concurrent (C)")
+    parser.add_argument("--latency", type=float, default=0.2, help="server latency per request in seconds (L)")
+    parser.add_argument("--sequential_n", type=int, default=40, help="requests for the sequential loop (its rate is extrapolated)")
+    parser.add_argument("--more_latencies", default="0.5,1.0", help="further latencies for the backend alone ('' for none)")
+    parser.add_argument("--more_n", type=int, default=320, help="requests per run at the further latencies")
+    args = parser.parse_args(argv)
+    from PIL import Image
+
+    n, c, latency = args.n, args.concurrency, args.latency
+    rows: list[list[Any]] = []
+
+    def row(label: str, lat: float, sent: int, seconds: float, errors: int, url: str) -> None:
+        stats = server_call(url, "/stats")
+        rows.append([label, lat, sent, f"{seconds:.2f}", f"{sent / seconds:.1f}", f"{sent / seconds / (c / lat):.1%}", errors,
+                     stats["max_in_flight"], stats["requests"], stats["resent_after_success"]])
+
+    with fault_server(latency) as url:
+        blank = Image.new("RGB", (1000, 1000), "white")
+        for label, image, chunked in (("backend, text, one generate call", None, False),
+                                      ("backend, text, runner-sized chunks", None, True),
+                                      ("backend, 1000x1000 image, runner-sized chunks", blank, True)):
+            seconds, errors = run_backend(url, make_requests(n, label.replace(" ", "_"), image), c, chunked)
+            row(label, latency, n, seconds, errors, url)
+        server_call(url, "/reset", "POST")
+        row("reference: bare asyncio HTTP client, no library", latency, n, run_raw(url, n, c), 0, url)
+        seq_n = min(n, args.sequential_n)
+        seconds = run_sequential(url, make_requests(seq_n, "seq"))
+        row(f"sequential loop, sync openai client ({seq_n} requests)", latency, seq_n, seconds, 0, url)
+    sequential_rate = seq_n / seconds
+    for more in filter(None, args.more_latencies.split(",")):
+        with fault_server(float(more)) as url:
+            seconds, errors = run_backend(url, make_requests(args.more_n, f"more{more}"), c, chunked=True)
+            row("backend, text, runner-sized chunks", float(more), args.more_n, seconds, errors, url)
+    print(f"machine: {machine()}")
+    print(f"fault server in a subprocess; concurrency cap C={c}; ideal = C/L (C/0.2 s = {c / latency:.0f} req/s)\n")
+    print(tabulate(rows, headers=["run", "L (s)", "requests", "seconds", "req/s", "of C/L", "errors",
+                                  "server max in flight", "server requests", "resent after success"]))
+    chunked_rate = float(rows[1][4])
+    print(f"\nbackend (runner-sized chunks) vs sequential loop at L={latency} s: {chunked_rate / sequential_rate:.1f}x "
+          f"({n} requests: {n / chunked_rate:.1f} s instead of {n / sequential_rate:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The leaderboard: third-party submission bundles, their verification, and the published comparison."""

@@ -1,0 +1,131 @@
+"""Command-line subcommands for submitters (``submit``) and maintainers (``leaderboard ...``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vlmbench.errors import UserError
+
+BASELINES = ("random", "always-safe", "always-unsafe")
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Pack a scored run folder into a submission bundle."""
+    from vlmbench.leaderboard.bundle import METADATA_FIELDS, Rejected, default_metadata, pack
+
+    metadata = default_metadata(Path(args.run_dir)) if (Path(args.run_dir) / "run.json").is_file() else {}
+    for name in METADATA_FIELDS:
+        value = getattr(args, name, None)
+        if value is not None:
+            metadata[name] = value
+    if not metadata.get("name"):
+        raise UserError("submit: the model needs a name; pass --name")
+    try:
+        out = pack(Path(args.run_dir), Path(args.out), metadata)
+    except Rejected as exc:
+        raise UserError(f"submit: metadata {exc.reasons[0]}; fix it with the matching --option") from None
+    print(f"bundle: {out}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Verify bundles; print one line per bundle (and per reason)."""
+    from vlmbench.leaderboard.bundle import Rejected
+    from vlmbench.leaderboard.data import add_entry
+    from vlmbench.leaderboard.verify import verify_bundle
+
+    failed = 0
+    for path in args.bundles:
+        try:
+            verified = verify_bundle(Path(path))
+        except Rejected as exc:
+            failed += 1
+            for reason in exc.reasons:
+                print(f"rejected: {path}: {reason}", file=sys.stderr)
+            continue
+        meta = verified.bundle.metadata
+        where = ""
+        if getattr(args, "data", None):
+            where = f" -> {add_entry(verified, Path(args.data), replace=args.replace)}"
+        print(f"accepted: {path}: {meta['name']} ({meta.get('revision') or 'main'}){where}")
+    return 1 if failed else 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build the static site from a data folder."""
+    from vlmbench.leaderboard.build import build_site
+
+    summary = build_site(Path(args.data_dir), Path(args.out), Path(args.config) if args.config else None)
+    print(f"site: {Path(args.out) / 'index.html'} ({summary.get('models', '?')} models)")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Copy or upload a built site."""
+    from vlmbench.leaderboard.data import publish
+
+    print(f"published: {publish(Path(args.site_dir), args.to)}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Build the sample site from the built-in baselines: run, submit, verify + add, build."""
+    import tempfile
+
+    from vlmbench.cli import main as vlmbench_main
+
+    out = Path(args.out)
+    with tempfile.TemporaryDirectory(prefix="vlmbench-sample-") as tmp:
+        work = Path(tmp)
+        for model in BASELINES:
+            steps = [["run", "--model", model, "--tasks", "all", "--output_path", str(work / "runs" / model)]]
+            for step in steps:
+                if vlmbench_main(step) != 0:
+                    return 1
+            (run_dir,) = list((work / "runs" / model).glob("*/*/run.json"))
+            if vlmbench_main(["submit", str(run_dir.parent), "--out", str(work / "bundles" / model), "--org", "vlmbench",
+                              "--name", model, "--license", "MIT", "--date", args.date]) != 0:
+                return 1
+        bundles = sorted(str(p) for p in (work / "bundles").glob("*.tar.gz"))
+        if vlmbench_main(["leaderboard", "add", *bundles, "--data", str(out / "data"), "--replace"]) != 0:
+            return 1
+    return vlmbench_main(["leaderboard", "build", str(out / "data"), "--out", str(out / "site")])
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``submit`` and ``leaderboard`` on the main parser."""
+    submit = sub.add_parser("submit", help="pack a scored run folder into a leaderboard submission bundle")
+    submit.add_argument("run_dir")
+    submit.add_argument("--out", required=True, help="bundle file to write (.tar.gz)")
+    for name, help_text in (("name", "model name"), ("org", "organisation"), ("hub_id", "Hugging Face model id"),
+                            ("api", "API endpoint, for API models"), ("revision", "model revision or version"),
+                            ("parameters", "parameter count, e.g. 7B"), ("license", "model license"),
+                            ("precision", "e.g. bfloat16"), ("date", "evaluation date, YYYY-MM-DD")):
+        submit.add_argument(f"--{name}", default=None, help=help_text)
+    submit.set_defaults(func=cmd_submit)
+
+    board = sub.add_parser("leaderboard", help="maintainers: verify and add bundles, build and publish the site")
+    actions = board.add_subparsers(dest="action", required=True)
+    verify = actions.add_parser("verify", help="check bundles (schema, hashes, current tasks, recomputed numbers)")
+    verify.add_argument("bundles", nargs="+")
+    verify.set_defaults(func=cmd_verify)
+    add = actions.add_parser("add", help="verify bundles and store the accepted ones in the data folder")
+    add.add_argument("bundles", nargs="+")
+    add.add_argument("--data", required=True, help="the leaderboard data folder")
+    add.add_argument("--replace", action="store_true", help="replace an entry of the same model and revision")
+    add.set_defaults(func=cmd_verify)
+    build = actions.add_parser("build", help="write leaderboard.md/.csv/.json, index.html and plots")
+    build.add_argument("data_dir")
+    build.add_argument("--out", required=True)
+    build.add_argument("--config", default=None, help="table configuration YAML (default: the shipped leaderboard.yaml)")
+    build.set_defaults(func=cmd_build)
+    publish = actions.add_parser("publish", help="copy the site to a folder or push it to hf://datasets/ORG/NAME")
+    publish.add_argument("site_dir")
+    publish.add_argument("--to", required=True)
+    publish.set_defaults(func=cmd_publish)
+    sample = actions.add_parser("sample", help="build the sample site from the built-in baselines (one command)")
+    sample.add_argument("--out", required=True)
+    sample.add_argument("--date", default="2026-01-01", help="date recorded for the baseline entries (fixed, for reproducibility)")
+    sample.set_defaults(func=cmd_sample)

@@ -1,0 +1,381 @@
+"""The ``hf`` backend: a local transformers vision-language model, batched on one device.
+
+Any image-text-to-text model loads through the generic Auto classes (``AutoProcessor`` +
+``AutoModelForImageTextToText``) and is prompted with its own processor and chat template, so
+there is no per-model code: messages become the processor's chat format (a content list of
+``{"type": "image"}`` / ``{"type": "text"}`` items, in order), the template renders them, and the
+processor expands image tokens and pads on the left.
+
+torch and transformers are imported only when the backend is built, so listing backends (and
+importing this module) works without them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vlmbench.backend import BackendOptions, BackendSpec, GenerationSettings, Request, Response, TextPart
+from vlmbench.errors import UserError
+from vlmbench.hookspecs import hookimpl
+
+MISSING_DEPS = "--model hf needs torch and transformers: pip install 'vlmbench[hf]'"
+
+MODEL_ARGS = {
+    "pretrained": "hub id or local folder (required)",
+    "revision": "hub branch, tag or commit",
+    "dtype": "auto|float32|bfloat16|float16 (default auto)",
+    "device": "cpu|cuda|cuda:N|mps (default cuda when available, else cpu)",
+    "device_map": "accelerate device map, e.g. auto (instead of device)",
+    "trust_remote_code": "true|false (default false)",
+    "attn_implementation": "eager|sdpa|flash_attention_2|...",
+    "max_new_tokens": "positive int; overrides the task's",
+}
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+AUTO_BATCH_START = 64  # `--batch_size auto` starts here and halves on out-of-memory
+_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+@dataclass(frozen=True)
+class HFArgs:
+    """Parsed ``--model_args`` of the hf backend."""
+
+    pretrained: str
+    revision: str | None = None
+    dtype: str = "auto"
+    device: str | None = None
+    device_map: str | None = None
+    trust_remote_code: bool = False
+    attn_implementation: str | None = None
+    max_new_tokens: int | None = None
+
+
+def parse_model_args(model_args: dict[str, str]) -> HFArgs:
+    """Validate and type the hf backend's ``--model_args`` (raises :class:`UserError` on a mistake)."""
+    unknown = sorted(set(model_args) - set(MODEL_ARGS))
+    if unknown:
+        from vlmbench.pluginmanager import did_you_mean
+
+        raise UserError(f"--model hf: unknown model_arg '{unknown[0]}'{did_you_mean(unknown[0], MODEL_ARGS)}; "
+                        f"valid: {', '.join(MODEL_ARGS)}")
+    if not model_args.get("pretrained"):
+        raise UserError("--model hf needs pretrained=<hub id or local folder>, e.g. --model_args pretrained=llava-hf/llava-1.5-7b-hf")
+    dtype = model_args.get("dtype", "auto")
+    if dtype not in DTYPES:
+        raise UserError(f"--model hf: dtype={dtype} is not one of {'|'.join(DTYPES)}")
+    device = model_args.get("device") or None
+    if device is not None and not _DEVICE.match(device):
+        raise UserError(f"--model hf: device={device} is not cpu, cuda, cuda:N or mps")
+    if device and model_args.get("device_map"):
+        raise UserError("--model hf: give device= or device_map=, not both")
+    return HFArgs(
+        pretrained=model_args["pretrained"],
+        revision=model_args.get("revision") or None,
+        dtype=dtype,
+        device=device,
+        device_map=model_args.get("device_map") or None,
+        trust_remote_code=_parse_bool("trust_remote_code", model_args.get("trust_remote_code", "false")),
+        attn_implementation=model_args.get("attn_implementation") or None,
+        max_new_tokens=_parse_positive("max_new_tokens", model_args["max_new_tokens"]) if "max_new_tokens" in model_args else None,
+    )
+
+
+def _parse_bool(name: str, text: str) -> bool:
+    if text.lower() in _TRUE:
+        return True
+    if text.lower() in _FALSE:
+        return False
+    raise UserError(f"--model hf: {name}={text} is not true or false")
+
+
+def _parse_positive(name: str, text: str) -> int:
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise UserError(f"--model hf: {name}={text} is not a positive integer")
+
+
+def batch_setting(batch_size: int | str | None) -> int | None:
+    """``--batch_size`` as an int, or None for ``auto`` (largest that fits). Unset means 1."""
+    if batch_size is None:
+        return 1
+    if batch_size == "auto":
+        return None
+    if isinstance(batch_size, int) and batch_size > 0:
+        return batch_size
+    raise UserError(f"--batch_size {batch_size} is not a positive integer or 'auto'")
+
+
+def one_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception message (UserError messages are one line)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA/MPS/CPU allocator out-of-memory errors (torch raises several kinds)."""
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch.OutOfMemoryError is torch >= 2.5
+    return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+def chat_messages(request: Request) -> list[dict[str, Any]]:
+    """A request's messages in the processor chat format, images and text in their original order."""
+    return [
+        {"role": m.role, "content": [{"type": "text", "text": p.text} if isinstance(p, TextPart) else {"type": "image"} for p in m.content]}
+        for m in request.messages
+    ]
+
+
+def completion_length(tokens: Sequence[int], eos_ids: set[int], pad_id: int | None) -> int:
+    """Generated tokens up to and including the first end-of-sequence token, pads not counted."""
+    count = 0
+    for token in tokens:
+        if token in eos_ids:
+            return count + (token != pad_id)
+        count += token != pad_id
+    return count
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Cut ``text`` at the earliest stop string."""
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=len(text))
+    return text[:cut]
+
+
+@dataclass
+class _Prepared:
+    """A request with its templated prompt, ready to batch."""
+
+    request: Request
+    prompt: str
+    images: list[Any]
+    length: int
+
+
+class HFBackend:
+    """A transformers image-text-to-text model answering requests in length-sorted batches."""
+
+    def __init__(self, args: HFArgs, batch_size: int | None, seed: int = 0) -> None:
+        self.args = args
+        self.batch_size = batch_size or AUTO_BATCH_START
+        self.auto_batch = batch_size is None
+        self.chunk_size = max(64, 4 * self.batch_size)
+        self.seed = seed
+        self.processor, self.model = _load(args)
+        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        self.tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.chat_template = getattr(self.processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
+        if self.chat_template is None:
+            print(f"vlmbench: warning: {args.pretrained} has no chat template; prompting it with the plain message text",
+                  file=sys.stderr)
+        self._eos_ids = _eos_ids(self.model.generation_config)
+
+    # ------------------------------------------------------------------ provenance
+    def identity(self) -> dict[str, Any]:
+        """Which model answered: pretrained, revision, hub commit, chat-template hash and dtype."""
+        template = self.chat_template
+        if template is not None and not isinstance(template, str):
+            template = json.dumps(template, sort_keys=True)
+        return {
+            "backend": "hf",
+            "pretrained": self.args.pretrained,
+            "revision": self.args.revision,
+            "commit_hash": getattr(self.model.config, "_commit_hash", None),
+            "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest() if template is not None else None,
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "local_files_sha256": _local_files_fingerprint(self.args.pretrained),
+        }
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, requests: Sequence[Request]) -> Iterator[Response]:
+        """Answer ``requests``: grouped (image or text-only, same settings), longest first, batched."""
+        for group in self._groups([self._prepare(r) for r in requests]):
+            yield from self._run_group(group)
+
+    def _prepare(self, request: Request) -> _Prepared:
+        if self.chat_template is not None:
+            prompt = self.processor.apply_chat_template(chat_messages(request), add_generation_prompt=True, tokenize=False)
+        else:
+            prompt = "\n".join(m.text for m in request.messages)
+        images = [part.load() for message in request.messages for part in message.images]
+        length = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        return _Prepared(request, prompt, images, length)
+
+    def _groups(self, prepared: list[_Prepared]) -> list[list[_Prepared]]:
+        # One generate() call takes one set of settings, and text-only prompts must not be sent
+        # with images=..., so those split a chunk; inside a group, similar lengths pad least.
+        groups: dict[tuple[bool, GenerationSettings], list[_Prepared]] = {}
+        for item in prepared:
+            groups.setdefault((bool(item.images), item.request.generation), []).append(item)
+        return [sorted(group, key=lambda item: -item.length) for group in groups.values()]
+
+    def _run_group(self, group: list[_Prepared]) -> Iterator[Response]:
+        start = 0
+        while start < len(group):
+            batch = group[start:start + self.batch_size]
+            try:
+                responses = self._run_batch(batch)
+            except Exception as exc:  # noqa: BLE001 - only out-of-memory is retried
+                if not is_out_of_memory(exc):
+                    raise
+                self._shrink(exc, len(batch))
+                continue
+            start += len(batch)
+            yield from responses
+
+    def _shrink(self, exc: BaseException, failed: int) -> None:
+        """After out-of-memory on a batch of ``failed`` requests: halve it (auto) or give up."""
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if not self.auto_batch or failed == 1:
+            raise UserError(f"--model hf: out of memory at batch size {failed} ({one_line(exc)}); "
+                            "use a smaller --batch_size, --batch_size auto, dtype=bfloat16 or a bigger device") from exc
+        self.batch_size = failed // 2
+
+    def _run_batch(self, batch: list[_Prepared]) -> list[Response]:
+        import torch
+
+        settings = batch[0].request.generation
+        started = time.perf_counter()
+        inputs = self._encode(batch)
+        if settings.do_sample:
+            torch.manual_seed(self.seed if settings.seed is None else settings.seed)
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, **self._generate_kwargs(settings))
+        latency = time.perf_counter() - started
+        prompt_width = inputs["input_ids"].shape[1]
+        new_tokens = output[:, prompt_width:].tolist()
+        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        prompt_counts = inputs["attention_mask"].sum(dim=1).tolist()
+        pad_id = self.tokenizer.pad_token_id
+        return [
+            Response(
+                request_id=item.request.id,
+                text=truncate_at_stop(text, settings.stop).strip(),
+                usage={"prompt_tokens": int(n_prompt), "completion_tokens": completion_length(tokens, self._eos_ids, pad_id)},
+                latency_s=latency,
+                prompt=item.prompt,
+            )
+            for item, text, tokens, n_prompt in zip(batch, texts, new_tokens, prompt_counts)
+        ]
+
+    def _encode(self, batch: list[_Prepared]) -> Any:
+        prompts = [item.prompt for item in batch]
+        kwargs: dict[str, Any] = {"text": prompts, "padding": True, "return_tensors": "pt"}
+        # A template that writes the BOS token itself must not get a second one from the tokenizer.
+        bos = self.tokenizer.bos_token
+        if bos and prompts[0].startswith(bos):
+            kwargs["add_special_tokens"] = False
+        if batch[0].images:
+            kwargs["images"] = [item.images for item in batch]
+        try:
+            inputs = self.processor(**kwargs)
+        except (ValueError, TypeError) as exc:
+            if not batch[0].images:
+                raise UserError(f"--model hf: {self.args.pretrained} rejects text-only prompts ({one_line(exc)}); "
+                                "run tasks that give an image, or use another model") from exc
+            if self.chat_template is None:
+                raise UserError(f"--model hf: {self.args.pretrained} has no chat template and its processor cannot place "
+                                f"the images ({one_line(exc)}); use an instruct/chat checkout of the model") from exc
+            raise
+        inputs = inputs.to(self.model.device)
+        return inputs.to(self.model.dtype)  # casts floating tensors (pixel values) only
+
+    def _generate_kwargs(self, settings: GenerationSettings) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.args.max_new_tokens or settings.max_new_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if settings.do_sample and settings.temperature > 0:
+            kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
+        else:
+            kwargs["do_sample"] = False
+        return kwargs
+
+
+def _local_files_fingerprint(pretrained: str) -> str | None:
+    """For a local model folder (no hub commit to name it): a hash of its files' names, sizes and
+    modification times, so retrained weights saved to the same path count as another model."""
+    from pathlib import Path
+
+    folder = Path(pretrained).expanduser()
+    if not folder.is_dir():
+        return None
+    entries = sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file())
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+
+
+def _eos_ids(generation_config: Any) -> set[int]:
+    eos = generation_config.eos_token_id
+    if eos is None:
+        return set()
+    return {int(e) for e in eos} if isinstance(eos, (list, tuple)) else {int(eos)}
+
+
+def _resolve_device(device: str | None) -> str:
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--model hf: device={device} but torch sees no CUDA GPU; use device=cpu")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise UserError(f"--model hf: device={device} but only {torch.cuda.device_count()} CUDA device(s) exist; use cuda:0")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise UserError("--model hf: device=mps but MPS is not available here; use device=cpu")
+    return device
+
+
+def _load(args: HFArgs) -> tuple[Any, Any]:
+    """Load the processor and model; loading problems become one-line user errors."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    device = None if args.device_map else _resolve_device(args.device)
+    common = {"revision": args.revision, "trust_remote_code": args.trust_remote_code}
+    model_kwargs: dict[str, Any] = {"dtype": args.dtype if args.dtype == "auto" else getattr(torch, args.dtype), **common}
+    if args.device_map:
+        model_kwargs["device_map"] = args.device_map
+    if args.attn_implementation:
+        model_kwargs["attn_implementation"] = args.attn_implementation
+    try:
+        processor = AutoProcessor.from_pretrained(args.pretrained, **common)
+        model = AutoModelForImageTextToText.from_pretrained(args.pretrained, **model_kwargs)
+    except OSError as exc:
+        raise UserError(f"--model hf: cannot load pretrained={args.pretrained} ({one_line(exc)}); "
+                        "check the hub id or folder, HF_TOKEN for gated models, and HF_HUB_OFFLINE") from exc
+    except (ValueError, KeyError) as exc:
+        raise UserError(f"--model hf: pretrained={args.pretrained} does not load as an image-text-to-text model "
+                        f"({one_line(exc)}); pick a vision-language model, or add trust_remote_code=true") from exc
+    if device is not None:
+        model = model.to(device)
+    return processor, model.eval()
+
+
+def _factory(model_args: dict[str, str], options: BackendOptions) -> HFBackend:
+    args = parse_model_args(model_args)
+    batch_size = batch_setting(options.batch_size)
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise UserError(MISSING_DEPS) from exc
+    return HFBackend(args, batch_size, seed=options.seed)
+
+
+@hookimpl
+def vlmbench_backends() -> list[BackendSpec]:
+    """The ``hf`` backend."""
+    return [BackendSpec("hf", "local transformers vision-language model (AutoModelForImageTextToText); pretrained=ID_OR_DIR", _factory)]

@@ -1,0 +1,351 @@
+"""A fault-injecting OpenAI-compatible chat server, for tests and benchmarks (stdlib only).
+
+``POST /v1/chat/completions`` (non-streaming) answers ``reply`` with a ``usage`` block after a fixed
+``latency``. Faults are either server-wide (the first N requests, or a seeded fraction, get a 429
+with ``Retry-After``) or planted in a request's text as markers, counted per request content:
+
+    <<500:2>>        the first 2 attempts get HTTP 500, then success (any status: 400, 401, 408, 429, 503)
+    <<500:all>>      every attempt gets HTTP 500
+    <<slow:1>>       the first attempt answers after ``slow_seconds`` (past the client's timeout)
+    <<badjson:1>>    the first attempt gets a 200 with truncated JSON
+    <<nochoices:1>>  the first attempt gets a 200 with JSON lacking ``choices``
+    <<delay:0.8>>    this request takes 0.8 s longer than ``latency``
+
+A 401 echoes the bearer token in its message (as real APIs partly do) so tests can prove the
+client masks it. The server records, per request content (its text), every outcome in order,
+and the peak number of requests in flight. ``GET /stats`` returns the counters and ``GET /events`` every request as JSON;
+``python tests/fault_server.py --latency 0.2`` serves until killed and prints its URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import threading
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+MARKER = re.compile(r"<<(\w+):([\w.]+)>>")
+STATUS_TEXT = {400: "bad request", 401: "unauthorized", 408: "request timeout", 409: "conflict",
+               429: "rate limited", 500: "injected server error", 502: "bad gateway", 503: "overloaded"}
+
+
+@dataclass
+class Faults:
+    """Server-wide behaviour."""
+
+    latency: float = 0.0  # seconds every request takes
+    rate_limit_first: int = 0  # the first N requests received get a 429
+    rate_limit_fraction: float = 0.0  # then this seeded fraction of requests gets a 429
+    retry_after: str | None = "1"  # Retry-After header value sent with a 429 (None: no header)
+    slow_seconds: float = 2.0  # how long a <<slow:N>> attempt takes
+    reply: str = "Yes."
+    seed: int = 0
+
+
+@dataclass
+class Event:
+    """One request as the server saw it."""
+
+    key: str
+    outcome: str  # "200", "429", "500", "slow", "badjson", ...
+    arrived: float  # time.monotonic() when the request was read
+    in_flight: int  # requests in flight right after this one arrived, itself included
+    finished: float | None = None  # when the reply was written (None while in flight)
+
+
+@dataclass
+class Record:
+    """Everything the server counted (guarded by the server's lock)."""
+
+    events: list[Event] = field(default_factory=list)
+    bodies: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    authorizations: set[str] = field(default_factory=set)
+    attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # arrivals per content
+    received: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+
+def request_key(body: dict[str, Any]) -> str:
+    """The text of all messages: what identifies a request's content across retries."""
+    texts: list[str] = []
+    for message in body.get("messages", []):
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.extend(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return "\n".join(texts)
+
+
+def count_images(body: dict[str, Any]) -> int:
+    """How many image parts the request carries."""
+    return sum(1 for m in body.get("messages", []) if isinstance(m.get("content"), list)
+               for p in m["content"] if isinstance(p, dict) and p.get("type") == "image_url")
+
+
+class FaultServer:
+    """The server, run in a daemon thread on 127.0.0.1 with an ephemeral port.
+
+    Use as a context manager, or ``start()`` / ``stop()``.
+    """
+
+    def __init__(self, faults: Faults | None = None, **overrides: Any) -> None:
+        self.faults = faults or Faults(**overrides)
+        self.record = Record()
+        self.lock = threading.Lock()
+        self._random = random.Random(self.faults.seed)
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --
+
+    def start(self, port: int = 0) -> FaultServer:
+        """Start serving; returns self."""
+        self._httpd = _HTTPServer(("127.0.0.1", port), _Handler)
+        self._httpd.fault_server = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> FaultServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None, "server not started"
+        return self._httpd.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-style base URL, e.g. ``http://127.0.0.1:PORT/v1``."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # -- what tests read --
+
+    def outcomes(self) -> dict[str, list[str]]:
+        """Every outcome per request content, in arrival order."""
+        with self.lock:
+            out: dict[str, list[str]] = defaultdict(list)
+            for event in self.record.events:
+                out[event.key].append(event.outcome)
+            return dict(out)
+
+    def events(self) -> list[Event]:
+        """A copy of every request seen, in arrival order."""
+        with self.lock:
+            return list(self.record.events)
+
+    def bodies(self, key: str) -> list[dict[str, Any]]:
+        """The JSON bodies received for one request content."""
+        with self.lock:
+            return list(self.record.bodies.get(key, []))
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.record.max_in_flight
+
+    def resent_after_success(self) -> dict[str, list[str]]:
+        """Contents that were answered 200 and still sent again (must be empty)."""
+        return {k: v for k, v in self.outcomes().items() if v.count("200") > 1 or ("200" in v and v[-1] != "200")}
+
+    def stats(self) -> dict[str, Any]:
+        """Counters as plain JSON."""
+        outcomes = self.outcomes()
+        resent = self.resent_after_success()
+        events = self.events()
+        return {"requests": len(events), "contents": len(outcomes), "max_in_flight": self.record.max_in_flight,
+                "succeeded": sum("200" in v for v in outcomes.values()), "resent_after_success": len(resent),
+                "outcomes": _tally(e.outcome for e in events), "faults": asdict(self.faults)}
+
+    def reset(self) -> None:
+        """Forget everything counted so far."""
+        with self.lock:
+            self.record = Record()
+
+    # -- what the handler calls --
+
+    def begin(self, body: dict[str, Any], authorization: str) -> Event:
+        """Count an arriving request and decide its outcome."""
+        key = request_key(body)
+        with self.lock:
+            record = self.record
+            record.in_flight += 1
+            record.max_in_flight = max(record.max_in_flight, record.in_flight)
+            record.bodies[key].append(body)
+            record.authorizations.add(authorization)
+            event = Event(key, self._decide(key, record.attempts[key], record.received), time.monotonic(), record.in_flight)
+            record.attempts[key] += 1
+            record.received += 1
+            record.events.append(event)
+            return event
+
+    def end(self, event: Event) -> None:
+        """Mark a request finished."""
+        with self.lock:
+            self.record.in_flight -= 1
+            event.finished = time.monotonic()
+
+    def _decide(self, key: str, attempt: int, index: int) -> str:
+        for kind, count in MARKER.findall(key):
+            if kind == "delay":
+                continue
+            if count == "all" or attempt < int(count):
+                return kind
+        if index < self.faults.rate_limit_first:
+            return "429"
+        if self.faults.rate_limit_fraction and self._random.random() < self.faults.rate_limit_fraction:
+            return "429"
+        return "200"
+
+
+def _tally(items: Any) -> dict[str, int]:
+    out: dict[str, int] = defaultdict(int)
+    for item in items:
+        out[item] += 1
+    return dict(out)
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 512  # the default backlog of 5 drops connections under a burst of clients
+    allow_reuse_address = True
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as real API servers do
+    disable_nagle_algorithm = True  # headers and body are two writes: Nagle + delayed ACK would add ~40 ms
+
+    @property
+    def fault_server(self) -> FaultServer:
+        return self.server.fault_server  # type: ignore[attr-defined]
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/stats":
+            self._send(200, json.dumps(self.fault_server.stats()))
+        elif self.path.rstrip("/") == "/events":
+            self._send(200, json.dumps([asdict(e) for e in self.fault_server.events()]))
+        elif self.path.rstrip("/") in ("/health", "/v1/models"):
+            self._send(200, json.dumps({"object": "list", "data": [{"id": "tiny", "object": "model"}]}))
+        else:
+            self._send(404, json.dumps({"error": {"message": "not found"}}))
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.rstrip("/") == "/reset":
+            self.fault_server.reset()
+            self._send(200, "{}")
+            return
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            self._send(404, json.dumps({"error": {"message": f"no route {self.path}"}}))
+            return
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            self._send(400, json.dumps({"error": {"message": "body is not JSON"}}))
+            return
+        server = self.fault_server
+        event = server.begin(body, self.headers.get("Authorization", ""))
+        try:
+            self._respond(body, event.key, event.outcome)
+        except OSError:  # the client gave up (timeout) and closed the connection
+            self.close_connection = True
+        finally:
+            server.end(event)
+
+    def _respond(self, body: dict[str, Any], key: str, outcome: str) -> None:
+        faults = self.fault_server.faults
+        delay = faults.latency + sum(float(v) for k, v in MARKER.findall(key) if k == "delay")
+        time.sleep(delay)
+        if outcome == "200":
+            self._send(200, json.dumps(completion(body, key, faults.reply)))
+        elif outcome == "slow":
+            time.sleep(faults.slow_seconds)
+            self._send(200, json.dumps(completion(body, key, faults.reply)))
+        elif outcome == "badjson":
+            self._send(200, '{"id": "chatcmpl-x", "choices": [{"message": ')
+        elif outcome == "nochoices":
+            self._send(200, json.dumps({"id": "chatcmpl-x", "object": "chat.completion"}))
+        elif outcome.isdigit():
+            self._send_error(int(outcome))
+        else:
+            self._send(400, json.dumps({"error": {"message": f"unknown fault '{outcome}'"}}))
+
+    def _send_error(self, status: int) -> None:
+        message = STATUS_TEXT.get(status, "injected fault")
+        headers: dict[str, str] = {}
+        if status == 401:
+            token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            message = f"Incorrect API key provided: {token}. You can find your API key in your account settings."
+        if status == 429 and self.fault_server.faults.retry_after is not None:
+            headers["Retry-After"] = self.fault_server.faults.retry_after
+        self._send(status, json.dumps({"error": {"message": message, "type": "injected", "code": str(status)}}), headers)
+
+    def _send(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+
+def completion(body: dict[str, Any], key: str, reply: str) -> dict[str, Any]:
+    """A chat-completion object answering ``reply``; usage counts words, plus 85 tokens an image."""
+    prompt_tokens = len(key.split()) + 85 * count_images(body)
+    completion_tokens = len(reply.split())
+    return {
+        "id": f"chatcmpl-{abs(hash(key)) % 10**12}", "object": "chat.completion", "created": int(time.time()),
+        "model": body.get("model", "tiny"),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until killed; prints the base URL on the first line of stdout."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--rate_limit_first", type=int, default=0)
+    parser.add_argument("--rate_limit_fraction", type=float, default=0.0)
+    parser.add_argument("--retry_after", default="1")
+    parser.add_argument("--reply", default="Yes.")
+    args = parser.parse_args(argv)
+    server = FaultServer(Faults(latency=args.latency, rate_limit_first=args.rate_limit_first,
+                                rate_limit_fraction=args.rate_limit_fraction, retry_after=args.retry_after,
+                                reply=args.reply)).start(args.port)
+    print(server.base_url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,306 @@
+"""The hf backend on tiny random-weight models: real loading and generation on CPU, offline.
+
+The models answer gibberish, so these tests check mechanics: every request answered exactly once,
+batching does not change greedy answers, the templated prompt carries the model's image token and
+the task text, token limits and seeds are honoured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from PIL import Image  # noqa: E402
+
+from tiny_models import IMAGE_TOKENS, TinyModelUnavailable, build_tiny_vlm  # noqa: E402
+from vlmbench.backend import BackendOptions, GenerationSettings, ImagePart, Message, Request, TextPart  # noqa: E402
+from vlmbench.errors import UserError  # noqa: E402
+from vlmbench.pluginmanager import backend_spec  # noqa: E402
+from vlmbench.plugins import hf  # noqa: E402
+
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+os.environ.update(OFFLINE)
+ARCHS = ["llava", "idefics3", "gemma3", "qwen2_vl"]
+TEXTS = ["What does this image show? Choose A, B, C or D.", "Is it safe for viewing on social media?",
+         "describe the picture", "yes or no", "Could it be shown to a general audience without causing harm?"]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory):
+    """``tiny_dir(arch)``: a tiny model folder, built once per module (skips what cannot be built here)."""
+    root = tmp_path_factory.mktemp("tiny")
+    built: dict[str, Path] = {}
+
+    def get(arch: str) -> Path:
+        if arch not in built:
+            try:
+                built[arch] = build_tiny_vlm(arch, root / arch)
+            except TinyModelUnavailable as exc:
+                pytest.skip(str(exc))
+        return built[arch]
+
+    return get
+
+
+def make_backend(path: Path, batch_size: int | str | None = 1, seed: int = 0, **args: str) -> hf.HFBackend:
+    """The hf backend through its registered plugin factory, on CPU."""
+    return backend_spec("hf").factory({"pretrained": str(path), "device": "cpu", **args}, BackendOptions(batch_size=batch_size, seed=seed))
+
+
+def image_requests(n: int, settings: GenerationSettings = GenerationSettings(max_new_tokens=6)) -> list[Request]:
+    """``n`` image+text requests with different images and prompt lengths."""
+    return [
+        Request(id=f"img-{i}", generation=settings, messages=(Message("user", (
+            ImagePart(Image.new("RGB", (24 + 9 * i, 40 - 3 * i), (40 * i % 256, 90, 200))),
+            TextPart(TEXTS[i % len(TEXTS)] + " please" * (i // len(TEXTS)))),),))
+        for i in range(n)
+    ]
+
+
+def text_requests(n: int, settings: GenerationSettings = GenerationSettings(max_new_tokens=6)) -> list[Request]:
+    """``n`` text-only requests."""
+    return [Request(id=f"txt-{i}", generation=settings, messages=(Message("user", (TextPart(TEXTS[i % len(TEXTS)]),)),))
+            for i in range(n)]
+
+
+def answers(backend: hf.HFBackend, requests: list[Request]) -> dict[str, tuple[str | None, dict[str, int] | None]]:
+    """request id -> (text, usage), asserting each request is answered exactly once."""
+    responses = list(backend.generate(requests))
+    ids = [r.request_id for r in responses]
+    assert sorted(ids) == sorted(r.id for r in requests)
+    assert all(r.error is None for r in responses)
+    return {r.request_id: (r.text, r.usage) for r in responses}
+
+
+# ---------------------------------------------------------------------------- arguments and registration
+def test_registered_as_builtin_backend() -> None:
+    from vlmbench.pluginmanager import backend_specs
+
+    spec = backend_specs()["hf"]
+    assert spec.factory is hf._factory and "\n" not in spec.description
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ({}, "needs pretrained="),
+    ({"pretrained": "m", "dtpye": "float16"}, "unknown model_arg 'dtpye' (did you mean 'dtype'?); valid: pretrained, revision"),
+    ({"pretrained": "m", "dtype": "fp8"}, "dtype=fp8 is not one of auto|float32|bfloat16|float16"),
+    ({"pretrained": "m", "device": "gpu"}, "device=gpu is not cpu, cuda, cuda:N or mps"),
+    ({"pretrained": "m", "device": "cpu", "device_map": "auto"}, "not both"),
+    ({"pretrained": "m", "trust_remote_code": "maybe"}, "trust_remote_code=maybe is not true or false"),
+    ({"pretrained": "m", "max_new_tokens": "0"}, "max_new_tokens=0 is not a positive integer"),
+])
+def test_bad_model_args_are_one_line_user_errors(args: dict[str, str], expected: str) -> None:
+    with pytest.raises(UserError) as info:
+        hf._factory(args, BackendOptions())
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_model_args_are_typed() -> None:
+    parsed = hf.parse_model_args({"pretrained": "org/m", "dtype": "bfloat16", "trust_remote_code": "True", "max_new_tokens": "7"})
+    assert (parsed.pretrained, parsed.dtype, parsed.trust_remote_code, parsed.max_new_tokens) == ("org/m", "bfloat16", True, 7)
+    assert [hf.batch_setting(b) for b in (None, 3, "auto")] == [1, 3, None]
+
+
+def test_missing_torch_and_transformers_is_a_user_error(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['torch'] = sys.modules['transformers'] = None\n"
+            "from vlmbench.plugins import hf; from vlmbench.backend import BackendOptions; from vlmbench.errors import UserError\n"
+            "try: hf._factory({'pretrained': 'x'}, BackendOptions())\n"
+            "except UserError as e: print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert out.stdout.strip() == "--model hf needs torch and transformers: pip install 'vlmbench[hf]'"
+
+
+def test_unloadable_pretrained_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="cannot load pretrained=") as info:
+        make_backend(tmp_path / "no-such-model")
+    assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------------------- generation mechanics
+@pytest.mark.parametrize("arch", ARCHS)
+def test_batched_generation_mechanics(tiny_dir, arch: str) -> None:
+    path = tiny_dir(arch)
+    requests = image_requests(6) + text_requests(3)
+    batched = make_backend(path, batch_size=4)
+    assert batched.chunk_size >= 4 * 4
+    responses = {r.request_id: r for r in batched.generate(requests)}
+    assert sorted(responses) == sorted(r.id for r in requests)
+    for request in requests:
+        response = responses[request.id]
+        assert response.error is None and isinstance(response.text, str) and response.latency_s > 0
+        assert request.messages[0].text in response.prompt
+        assert (IMAGE_TOKENS[arch] in response.prompt) == request.has_image
+        assert response.usage["prompt_tokens"] > 0 and 0 <= response.usage["completion_tokens"] <= 6
+    # Greedy answers must not depend on batching (left padding, attention masks, position ids).
+    single = answers(make_backend(path, batch_size=1), requests)
+    assert single == {k: (r.text, r.usage) for k, r in responses.items()}
+
+
+def test_image_tokens_are_expanded_to_what_the_vision_tower_gives(tiny_dir) -> None:
+    backend = make_backend(tiny_dir("llava"))
+    [with_image] = backend.generate(image_requests(1))
+    text_only = Request("t", messages=(Message("user", (TextPart(TEXTS[0]),)),), generation=GenerationSettings(max_new_tokens=6))
+    [without] = backend.generate([text_only])
+    # Same text, plus "<image>\n": 16 patch tokens after expansion and the newline.
+    newline = len(backend.tokenizer("\n", add_special_tokens=False)["input_ids"])
+    assert with_image.usage["prompt_tokens"] - without.usage["prompt_tokens"] == 16 + newline
+
+
+def test_seeded_sampling_is_reproducible(tiny_dir) -> None:
+    sampled = GenerationSettings(max_new_tokens=8, do_sample=True, temperature=1.0, top_p=0.95, seed=123)
+    requests = image_requests(4, sampled)
+    backend = make_backend(tiny_dir("llava"), batch_size=2)
+    assert answers(backend, requests) == answers(backend, requests)
+
+
+def test_max_new_tokens_model_arg_overrides_the_task(tiny_dir) -> None:
+    backend = make_backend(tiny_dir("idefics3"), batch_size=3, max_new_tokens="2")
+    long = GenerationSettings(max_new_tokens=50)
+    for _, usage in answers(backend, image_requests(3, long) + text_requests(2, long)).values():
+        assert usage["completion_tokens"] <= 2
+
+
+def test_stop_strings_cut_the_answer() -> None:
+    assert hf.truncate_at_stop("Yes. No. Maybe", ("No", ".")) == "Yes"
+    assert hf.completion_length([5, 6, 2, 0, 0], eos_ids={2}, pad_id=0) == 3
+
+
+def test_auto_batch_size_halves_on_out_of_memory(tiny_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    backend = make_backend(tiny_dir("llava"), batch_size="auto")
+    assert backend.batch_size == hf.AUTO_BATCH_START and backend.chunk_size == 4 * hf.AUTO_BATCH_START
+    real_generate = backend.model.generate
+    sizes: list[int] = []
+
+    def generate(**inputs):
+        sizes.append(inputs["input_ids"].shape[0])
+        if sizes[-1] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_generate(**inputs)
+
+    monkeypatch.setattr(backend.model, "generate", generate)
+    answers(backend, image_requests(5))
+    assert backend.batch_size == 2 and sizes == [5, 2, 2, 1]  # 2 fitted, so it is kept
+
+
+def test_out_of_memory_at_a_fixed_batch_size_is_a_user_error(tiny_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    backend = make_backend(tiny_dir("llava"), batch_size=4)
+
+    def generate(**inputs):
+        raise torch.OutOfMemoryError("CUDA out of memory.")
+
+    monkeypatch.setattr(backend.model, "generate", generate)
+    with pytest.raises(UserError, match="out of memory at batch size 4"):
+        list(backend.generate(image_requests(4)))
+
+
+def test_model_that_rejects_text_only_prompts_gets_a_clear_error(tiny_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = make_backend(tiny_dir("llava"))
+
+    class ImagesRequired:
+        """The real processor, except that it refuses text alone, as PaliGemma's does."""
+
+        def __init__(self, processor) -> None:
+            self.processor = processor
+
+        def __getattr__(self, name: str):
+            return getattr(self.processor, name)
+
+        def __call__(self, **kwargs):
+            if "images" not in kwargs:
+                raise ValueError("`images` are expected as arguments to a `PaliGemmaProcessor` instance.")
+            return self.processor(**kwargs)
+
+    monkeypatch.setattr(backend, "processor", ImagesRequired(backend.processor))
+    assert len(answers(backend, image_requests(1))) == 1
+    with pytest.raises(UserError, match="rejects text-only prompts"):
+        list(backend.generate(text_requests(1)))
+
+
+def test_identity_records_the_model(tiny_dir) -> None:
+    import hashlib
+
+    backend = make_backend(tiny_dir("gemma3"), dtype="bfloat16")
+    identity = backend.identity()
+    template = backend.processor.chat_template
+    fingerprint = identity.pop("local_files_sha256")
+    assert identity == {"backend": "hf", "pretrained": str(tiny_dir("gemma3")), "revision": None, "commit_hash": None,
+                        "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest(), "dtype": "bfloat16"}
+    # A local folder has no hub commit: its files name it, and saving new weights there changes the identity.
+    weights = next(tiny_dir("gemma3").glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert len(fingerprint) == 64 and backend.identity()["local_files_sha256"] != fingerprint
+    assert answers(backend, image_requests(2))  # bfloat16 pixel values reach the vision tower
+
+
+# ---------------------------------------------------------------------------- command line
+def run_cli(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
+    """``vlmbench run --model hf ARGS`` in a subprocess, offline, outside the source tree.
+
+    Uses the session's data cache when conftest set one (built-in data is then generated once).
+    """
+    env = {**os.environ, **OFFLINE, "VLMBENCH_CACHE_DIR": os.environ.get("VLMBENCH_CACHE_DIR") or str(cache)}
+    return subprocess.run([sys.executable, "-m", "vlmbench", "run", "--model", "hf", *args],
+                          capture_output=True, text=True, env=env, cwd=cache.parent, timeout=300)
+
+
+def test_cli_end_to_end(tiny_dir, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = run_cli("--model_args", f"pretrained={tiny_dir('llava')},device=cpu,max_new_tokens=8", "--batch_size", "4",
+                   "--tasks", "perception-image,alignment-text", "--limit", "3", "--output_path", str(out),
+                   cache=tmp_path / "cache")
+    assert done.returncode == 0, done.stderr[-2000:]
+    [results_file] = out.glob("*/*/results.json")
+    results = json.loads(results_file.read_text())
+    assert {name: task["metrics"]["n_samples"] for name, task in results["tasks"].items()} == {
+        "perception-image": 3, "alignment-text": 15}
+    records = [json.loads(line) for line in (results_file.parent / "samples" / "perception-image.jsonl").read_text().splitlines()]
+    assert all("<image>" in r["model_prompt"] and r["prompt"] in r["model_prompt"] for r in records)
+    assert all(r["error"] is None and r["usage"]["completion_tokens"] <= 8 for r in records)
+
+
+def test_cli_without_pretrained_exits_2_with_one_line(tmp_path: Path) -> None:
+    done = run_cli("--model_args", "device=cpu", "--tasks", "perception-image", "--limit", "1",
+                   "--output_path", str(tmp_path), cache=tmp_path / "cache")
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "needs pretrained=" in done.stderr
+
+
+def test_data_parallel_with_accelerate_on_two_cpu_processes(tiny_dir, tmp_path: Path) -> None:
+    """`accelerate launch -m vlmbench run` shards requests over 2 processes and writes one merged result."""
+    model = tiny_dir("llava")
+    common = ["run", "--model", "hf", "--model_args", f"pretrained={model},device=cpu", "--tasks", "perception-image",
+              "--limit", "6", "--no_store"]
+    env = {**os.environ, **OFFLINE}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "vlmbench"]
+    parallel = subprocess.run([*launch, *common, "--output_path", str(tmp_path / "dp")], capture_output=True, text=True,
+                              env=env, cwd=tmp_path, timeout=300)
+    assert parallel.returncode == 0, parallel.stderr[-3000:]
+    single = subprocess.run([sys.executable, "-m", "vlmbench", *common, "--output_path", str(tmp_path / "one")],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    (dp_run,) = [p.parent for p in (tmp_path / "dp").glob("*/*/results.json")]
+    (one_run,) = [p.parent for p in (tmp_path / "one").glob("*/*/results.json")]
+    manifest = json.loads((dp_run / "run.json").read_text())
+    assert manifest["config"]["processes"] == 2
+    assert manifest["tasks"]["perception-image"]["requests"] == {"sent": 6, "reused": 0}
+    assert sorted(p.name for p in (dp_run / "samples").iterdir()) == ["perception-image.jsonl"]
+
+    def answers(run: Path) -> dict[str, str]:
+        lines = (run / "samples" / "perception-image.jsonl").read_text().splitlines()
+        return {r["id"]: r["response"] for r in map(json.loads, lines)}
+
+    assert answers(dp_run) == answers(one_run) and len(answers(dp_run)) == 6
+    assert json.loads((dp_run / "results.json").read_text())["tasks"]["perception-image"]["metrics"]["n_samples"] == 6
