@@ -46,7 +46,8 @@ def store_overhead(folder: Path, count: int = 5000) -> tuple[float, float]:
 
 
 def timed_run(url: str, folder: Path) -> tuple[float, str]:
-    env = {**os.environ, "VLMBENCH_CACHE_DIR": str(folder / "cache"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "VLMBENCH_CACHE_DIR": str(folder.parent / "cache"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     command = [sys.executable, "-m", "vlmbench", "run", "--model", "openai", "--model_args", f"base_url={url},model=bench",
                "--tasks", "all", "--store", str(folder / "store.sqlite"), "--output_path", str(folder / "results")]
     started = time.perf_counter()
@@ -63,9 +64,9 @@ def main() -> None:
         put_ms, get_ms = store_overhead(folder)
         with FaultServer(latency=0.0) as server:
             timed_run(server.base_url, folder / "warm")  # generates the built-in data once, outside the timings
-            first, first_counts = timed_run(server.base_url, folder)
+            first, first_counts = timed_run(server.base_url, folder / "timed")
             sent_before = server.stats()["requests"]
-            rerun, rerun_counts = timed_run(server.base_url, folder)
+            rerun, rerun_counts = timed_run(server.base_url, folder / "timed")
             sent_by_rerun = server.stats()["requests"] - sent_before
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"store put (one durable transaction each): {put_ms:.3f} ms/response; get: {get_ms:.3f} ms/response")

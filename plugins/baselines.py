@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 
 from vlmbench.backend import BackendOptions, BackendSpec, Request, Response
 from vlmbench.errors import UserError
@@ -23,7 +23,7 @@ class ConstantBackend:
     def __init__(self, answer: str) -> None:
         self.answer = answer
 
-    def generate(self, requests: Sequence[Request]) -> Iterator[Response]:
+    def generate(self, requests: Iterable[Request]) -> Iterator[Response]:
         """One constant response per request."""
         for request in requests:
             yield Response(request_id=request.id, text=self.answer)
@@ -41,7 +41,7 @@ class RandomBackend:
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
-    def generate(self, requests: Sequence[Request]) -> Iterator[Response]:
+    def generate(self, requests: Iterable[Request]) -> Iterator[Response]:
         """One uniformly random choice per request."""
         for request in requests:
             choices = request.answer_choices or ("Yes", "No")

@@ -13,11 +13,12 @@ importing this module) works without them.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,10 +198,12 @@ class HFBackend:
         }
 
     # ------------------------------------------------------------------ generation
-    def generate(self, requests: Sequence[Request]) -> Iterator[Response]:
-        """Answer ``requests``: grouped (image or text-only, same settings), longest first, batched."""
-        for group in self._groups([self._prepare(r) for r in requests]):
-            yield from self._run_group(group)
+    def generate(self, requests: Iterable[Request]) -> Iterator[Response]:
+        """Answer ``requests`` a chunk at a time: grouped (image or text-only, same settings), longest first, batched."""
+        stream = iter(requests)
+        while chunk := list(itertools.islice(stream, self.chunk_size)):
+            for group in self._groups([self._prepare(r) for r in chunk]):
+                yield from self._run_group(group)
 
     def _prepare(self, request: Request) -> _Prepared:
         if self.chat_template is not None:

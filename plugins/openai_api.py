@@ -24,8 +24,8 @@ import queue
 import random
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,14 +127,16 @@ def encode_image(part: ImagePart) -> str:
 
 
 class _ImageUrls:
-    """Encodes each distinct image of one ``generate`` call once, off the event loop.
+    """Encodes each distinct image once, off the event loop, remembering the last few.
 
-    Requests of a chunk often share one image object (the blank image, or several prompts about
-    one picture); the cache holds the image itself so its ``id`` cannot be reused meanwhile.
+    Consecutive requests often share one image object (the blank image, or several prompts about
+    one picture); an entry holds the image itself so its ``id`` cannot be reused meanwhile.
     """
 
+    KEEP = 16
+
     def __init__(self) -> None:
-        self._futures: dict[Any, tuple[Any, asyncio.Future[str]]] = {}
+        self._futures: OrderedDict[Any, tuple[Any, asyncio.Future[str]]] = OrderedDict()
 
     def get(self, part: ImagePart) -> asyncio.Future[str]:
         image = part.image
@@ -142,6 +144,10 @@ class _ImageUrls:
         if key not in self._futures:
             future = asyncio.get_running_loop().run_in_executor(None, encode_image, part)
             self._futures[key] = (image, future)
+            if len(self._futures) > self.KEEP:
+                self._futures.popitem(last=False)
+        else:
+            self._futures.move_to_end(key)
         return self._futures[key][1]
 
 
@@ -369,13 +375,8 @@ class OpenAIBackend:
     backoff_base = 0.5  # seconds before the first retry; doubles each retry, with jitter
     backoff_cap = 30.0
 
-    def __init__(self, settings: Settings, openai_module: Any) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        # A chunk ends with a tail in which slots idle until its slowest request returns (about
-        # half a latency per slot), so bigger chunks waste less; capped at 256 because the runner
-        # holds a chunk's decoded images in memory (256 images of 512x512 RGB: about 200 MB).
-        self.chunk_size = min(256, max(64, 16 * settings.num_concurrent))
-        self._openai = openai_module
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -399,10 +400,9 @@ class OpenAIBackend:
 
     # -- sync side --
 
-    def generate(self, requests: Sequence[Request]) -> Iterator[Response]:
-        """Send every request concurrently; yield each response as soon as it is complete."""
-        if not requests:
-            return
+    def generate(self, requests: Iterable[Request]) -> Iterator[Response]:
+        """Send requests concurrently, drawing each from the stream when a slot is near; yield each
+        response as soon as it is complete."""
         finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
         future = asyncio.run_coroutine_threadsafe(self._run_all(requests, finished.put), self._ensure_loop())
         try:
@@ -447,6 +447,13 @@ class OpenAIBackend:
 
     # -- async side --
 
+    @property
+    def _openai(self) -> Any:
+        # Imported on first use: a run answered entirely from the response store never pays for it.
+        import openai
+
+        return openai
+
     def _client_for_loop(self) -> Any:
         if self._client is None:
             # The client's own retries are off: it would retry without shrinking concurrency.
@@ -454,11 +461,28 @@ class OpenAIBackend:
                                                     max_retries=0, timeout=self.settings.timeout)
         return self._client
 
-    async def _run_all(self, requests: Sequence[Request], emit: Any) -> None:
+    async def _run_all(self, requests: Iterable[Request], emit: Any) -> None:
         images = _ImageUrls()
+        # Requests are drawn (and their images decoded) only this far ahead of the in-flight ones,
+        # so memory stays bounded and no chunk boundary leaves slots idle.
+        ahead = asyncio.Semaphore(2 * self.settings.num_concurrent)
+        running: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            ahead.release()
+
         try:
-            await asyncio.gather(*(self._run_one(r, images, emit) for r in requests))
+            for request in requests:
+                await ahead.acquire()
+                task = asyncio.create_task(self._run_one(request, images, emit))
+                running.add(task)
+                task.add_done_callback(finished)
+            if running:
+                await asyncio.gather(*running)
         finally:
+            for task in running:
+                task.cancel()
             emit(_DONE)
 
     async def _run_one(self, request: Request, images: _ImageUrls, emit: Any) -> None:
@@ -549,11 +573,11 @@ class OpenAIBackend:
 
 
 def _factory(model_args: dict[str, str], options: BackendOptions) -> OpenAIBackend:
-    try:
-        import openai
-    except ImportError:
-        raise UserError("--model openai needs the openai package: pip install openai") from None
-    return OpenAIBackend(parse_settings(model_args), openai)
+    import importlib.util
+
+    if importlib.util.find_spec("openai") is None:
+        raise UserError("--model openai needs the openai package: pip install openai")
+    return OpenAIBackend(parse_settings(model_args))
 
 
 @hookimpl

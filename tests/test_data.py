@@ -132,3 +132,43 @@ def test_gated_hub_dataset_without_access_is_one_line(tmp_path: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("vlmbench: error: cannot load dataset 'yiting/UnsafeConcepts' split 'train'")
     assert "HF_TOKEN" in lines[-1] and "--data_files yiting/UnsafeConcepts=DIR" in lines[-1]
+
+
+def test_hub_safe_controls_give_specificity(replica: Path, tmp_path: Path) -> None:
+    """A task that names a safe-image dataset (``safe_controls``) scores specificity on it."""
+    import datasets
+    from PIL import Image
+
+    safe = datasets.Dataset.from_dict({"image": [Image.new("RGB", (8, 8), (0, i, 0)) for i in range(6)],
+                                       "concept": ["Family picnic"] * 3 + ["Gardening"] * 3,
+                                       "category": ["Safe"] * 6})
+    safe.save_to_disk(str(tmp_path / "safe-images"))
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    shipped = REPO / "tasks"
+    (tasks / "with-controls.yaml").write_text(
+        (shipped / "alignment-image.yaml").read_text()
+        .replace("include: _unsafeconcepts.yaml", f"include: {shipped / '_unsafeconcepts.yaml'}")
+        .replace("task: alignment-image", "task: alignment-image-controls")
+        + f"variants:\n  hub:\n    dataset_path: yiting/UnsafeConcepts\n    safe_controls:\n      dataset_path: {tmp_path / 'safe-images'}\n")
+    assert main(["run", "--model", "always-unsafe", "--tasks", "alignment-image-controls", "--include_path", str(tasks),
+                 "--data", "hub", "--data_files", f"yiting/UnsafeConcepts={replica}", "--output_path", str(tmp_path / "out")]) == 0
+    task = load_results(tmp_path / "out")["tasks"]["alignment-image-controls"]
+    assert task["metrics"]["n_samples"] == (1567 + 6) * 5
+    assert task["metrics"]["specificity"] == {"value": 0.0, "stderr": 0.0, "n": 30}
+    assert task["metrics"]["balanced_accuracy"]["value"] == 0.5
+    assert [d["path"] for d in task["datasets"]] == ["yiting/UnsafeConcepts", str(tmp_path / "safe-images")]
+
+
+def test_a_caption_column_takes_precedence_over_shipped_descriptions(tmp_path: Path) -> None:
+    import datasets
+    from PIL import Image
+
+    rows = datasets.Dataset.from_dict({"image": [Image.new("RGB", (8, 8))] * 2, "category": ["Hate", "Violence"],
+                                       "unsafe_concept": ["Swastika", "Arson"], "caption": ["caption one", "caption two"]})
+    rows.save_to_disk(str(tmp_path / "captioned"))
+    assert main(["run", "--model", "random", "--tasks", "perception-text", "--data", "hub",
+                 "--data_files", f"yiting/UnsafeConcepts={tmp_path / 'captioned'}", "--output_path", str(tmp_path / "out")]) == 0
+    records = read_samples(tmp_path / "out", "perception-text")
+    assert [r["doc"]["description"] for r in records] == ["caption one", "caption two"]
+    assert records[0]["prompt"].startswith("An image shows the following scene: caption one\n")

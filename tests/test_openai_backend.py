@@ -118,9 +118,9 @@ def test_model_args_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     backend = factory({"model": "gpt-4o-mini", "num_concurrent": "4"}, BackendOptions())
     assert backend.identity() == {"backend": "openai", "base_url": "https://api.openai.com/v1", "model": "gpt-4o-mini"}
-    assert backend.chunk_size == 64 and backend.settings.max_retries == 6 and backend.settings.timeout == 120
+    assert backend.settings.max_retries == 6 and backend.settings.timeout == 120
     local = factory({"model": "m", "base_url": "http://127.0.0.1:1/v1/", "num_concurrent": "64"}, BackendOptions())
-    assert local.identity()["base_url"] == "http://127.0.0.1:1/v1" and local.chunk_size == 256
+    assert local.identity()["base_url"] == "http://127.0.0.1:1/v1"
 
 
 def test_missing_openai_package_is_a_one_line_user_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -129,3 +129,41 @@ def test_secrets_never_reach_any_output(installed_plugin: None, tmp_path: Path) 
 def test_cache_commands_on_a_missing_store(args: list[str], tmp_path: Path) -> None:
     proc = vlmbench(*args, "--store", str(tmp_path / "none.sqlite"))
     assert "empty (no file yet)" in proc.stdout
+
+
+def sampled_task(tmp_path: Path) -> Path:
+    """A copy of alignment-text that samples with temperature 0.7 (an extra task folder)."""
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    shipped = Path(__file__).parent.parent / "tasks"
+    text = (shipped / "alignment-text.yaml").read_text()
+    (tasks / "sampled.yaml").write_text(
+        text.replace("include: _unsafeconcepts.yaml", f"include: {shipped / '_unsafeconcepts.yaml'}")
+        .replace("task: alignment-text", "task: alignment-text-sampled")
+        + "generation_kwargs:\n  max_new_tokens: 32\n  do_sample: true\n  temperature: 0.7\n")
+    return tasks
+
+
+def test_sampled_answers_are_reused_only_on_request(installed_plugin: None, tmp_path: Path) -> None:
+    store, tasks = tmp_path / "store.sqlite", sampled_task(tmp_path)
+    args = ("--include_path", str(tasks))
+    first = run_probe(tmp_path / "a", store, *args, tasks="alignment-text-sampled")
+    assert "requests: 450 sent" in first.stderr and stored_count(store) == 450  # stored, for resuming on request
+    again = run_probe(tmp_path / "b", store, *args, tasks="alignment-text-sampled")
+    assert "requests: 450 sent to the model, 0 reused" in again.stderr
+    opted_in = run_probe(tmp_path / "c", store, *args, "--reuse_sampled", tasks="alignment-text-sampled")
+    assert "requests: 0 sent to the model, 450 reused" in opted_in.stderr
+    other_seed = run_probe(tmp_path / "d", store, *args, "--reuse_sampled", "--seed", "1", tasks="alignment-text-sampled")
+    assert "requests: 450 sent to the model, 0 reused" in other_seed.stderr
+
+
+def test_errors_and_empty_answers_are_never_stored(tmp_path: Path) -> None:
+    from vlmbench.backend import Response
+    from vlmbench.store import ResponseStore
+
+    store = ResponseStore(tmp_path / "store.sqlite")
+    common = {"backend": "openai", "model": {"model": "m"}, "task": "t"}
+    assert store.put("k1", response=Response("r", error="HTTP 500 after 6 retries"), **common) is False
+    assert store.put("k2", response=Response("r", text="   "), **common) is False
+    assert store.put("k3", response=Response("r", text="No."), **common) is True
+    assert store.get("k1") is None and store.get("k2") is None and store.get("k3").text == "No."

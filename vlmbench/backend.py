@@ -8,7 +8,7 @@ runner can persist every answer the moment it exists.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Union, runtime_checkable
@@ -121,12 +121,12 @@ class Response:
 class Backend(Protocol):
     """A model. ``generate`` yields one :class:`Response` per request, in any order.
 
-    A backend may set ``chunk_size`` (int): how many requests the runner hands it per call
-    (a local model batches and sorts inside a chunk; an API client runs a chunk concurrently).
-    Without it the runner uses ``--batch_size`` or 64.
+    ``requests`` is a lazy stream: each request's images are decoded when it is drawn, so pull
+    requests as capacity frees up (an API client) or a bounded chunk at a time (a local model
+    sorting by length); never hold the whole stream. Yield each response as soon as it exists.
     """
 
-    def generate(self, requests: Sequence[Request]) -> Iterable[Response]: ...
+    def generate(self, requests: Iterable[Request]) -> Iterable[Response]: ...
 
 
 @dataclass(frozen=True)

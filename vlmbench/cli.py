@@ -106,7 +106,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
     group.wait()
     ctx = RunContext(backend=backend, backend_name=args.model, model_identity=identity, seed=args.seed, limit=args.limit,
-                     chunk_size=args.batch_size if isinstance(args.batch_size, int) else None,
                      overrides={"multiple_choice_options": {"options_file": str(Path(args.options_file).resolve())}} if args.options_file else None,
                      store=store, reuse_sampled=args.reuse_sampled, score=not args.predict_only, shard=(group.rank, group.world))
     manifest: dict[str, Any] = {

@@ -1,8 +1,8 @@
 """Runs tasks against a backend, chunk by chunk, persisting every response the moment it arrives.
 
-For each chunk of samples: look each one up in the response store (no image is decoded for a hit),
-send the misses to the backend, and for every response that comes back store it, then append its
-record to ``samples/<task>.jsonl``. A crash loses at most the requests in flight; re-running the
+Each sample is first looked up in the response store (no image is decoded for a hit); the misses
+go to the backend as a lazy stream of requests, and every response that comes back is stored,
+then appended to ``samples/<task>.jsonl``. A crash loses at most the requests in flight; re-running the
 same command reuses everything stored.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -26,7 +28,6 @@ from vlmbench.scoring import score_record
 from vlmbench.store import ResponseStore, is_deterministic, request_key
 from vlmbench.taskconfig import TaskConfig
 
-DEFAULT_CHUNK = 64
 BLANK_SHA256 = "blank-white-1000x1000"
 
 
@@ -39,7 +40,6 @@ class RunContext:
     model_identity: dict[str, Any]
     seed: int = 0
     limit: int | None = None
-    chunk_size: int | None = None
     overrides: dict[str, Any] | None = None
     store: ResponseStore | None = None
     reuse_sampled: bool = False
@@ -69,16 +69,15 @@ def prepare(task: TaskConfig, seed: int, limit: int | None, overrides: dict[str,
 
 
 class _Images:
-    """Resolves a sample's image. Decoded once per chunk even when several prompts share it."""
+    """Resolves a sample's image. The last few decoded images are kept, so the prompts (variants)
+    of one document decode its image once; nothing else is held in memory."""
+
+    KEEP = 8
 
     def __init__(self, table: DocTable) -> None:
         self.table = table
         self._blank: Any = None
-        self._chunk: dict[tuple[Any, ...], Any] = {}
-
-    def new_chunk(self) -> None:
-        """Forget the previous chunk's images (only one chunk is held in memory)."""
-        self._chunk = {}
+        self._recent: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 
     def sha256(self, sample: Sample) -> str | None:
         """The hash of the image's encoded bytes, computed without decoding it."""
@@ -97,9 +96,11 @@ class _Images:
                 self._blank = blank_image()
             return self._blank
         key = (sample.doc["_source"], sample.doc["_row"], sample.image)
-        if key not in self._chunk:
-            self._chunk[key] = self.table.image(sample.doc, sample.image)
-        return self._chunk[key]
+        if key not in self._recent:
+            self._recent[key] = self.table.image(sample.doc, sample.image)
+            if len(self._recent) > self.KEEP:
+                self._recent.popitem(last=False)
+        return self._recent[key]
 
 
 def to_request(sample: Sample, image: Any, generation: GenerationSettings) -> Request:
@@ -143,41 +144,44 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path) -> TaskP
     generation = GenerationSettings.from_mapping(task.get("generation_kwargs", {}), seed=ctx.seed)
     reusable = ctx.store is not None and (is_deterministic(generation) or (ctx.reuse_sampled and generation.seed is not None))
     images = _Images(table)
-    chunk = getattr(ctx.backend, "chunk_size", None) or ctx.chunk_size or DEFAULT_CHUNK
     samples_file.parent.mkdir(parents=True, exist_ok=True)
     with open(samples_file, "w", encoding="utf-8") as out, \
             tqdm(total=len(indexed), desc=task.name, unit="sample", disable=None) as bar:
-        for start in range(0, len(indexed), chunk):
-            images.new_chunk()
-            pending: dict[str, tuple[int, Sample, str | None, str | None]] = {}
-            requests = []
-            for index, sample in indexed[start:start + chunk]:
-                image_sha = images.sha256(sample)
-                key = request_key(backend=ctx.backend_name, model=ctx.model_identity, task=task.name,
-                                  task_version=task.version, messages=_key_messages(sample, image_sha),
-                                  generation=generation, answer_choices=sample.choices) if ctx.store else None
-                stored = ctx.store.get(key) if reusable and key else None
-                if stored is not None:
-                    stored.request_id = sample.id
-                    _write(out, _record(task, index, sample, image_sha, key, stored, True, ctx.score))
-                    prediction.reused += 1
-                    bar.update()
-                    continue
+        pending: dict[str, tuple[int, Sample, str | None, str | None]] = {}
+        for index, sample in indexed:  # answers already paid for: no image is decoded for them
+            image_sha = images.sha256(sample)
+            key = request_key(backend=ctx.backend_name, model=ctx.model_identity, task=task.name,
+                              task_version=task.version, messages=_key_messages(sample, image_sha),
+                              generation=generation, answer_choices=sample.choices) if ctx.store else None
+            stored = ctx.store.get(key) if reusable and key else None
+            if stored is None:
                 pending[sample.id] = (index, sample, image_sha, key)
-                requests.append(to_request(sample, images.get(sample), generation))
-            for response in ctx.backend.generate(requests) if requests else ():
-                if response.request_id not in pending:
-                    raise UserError(f"backend answered unknown or repeated request id '{response.request_id}'; this is a bug in the backend plugin")
-                index, sample, image_sha, key = pending.pop(response.request_id)
-                if ctx.store is not None and key is not None:
-                    ctx.store.put(key, backend=ctx.backend_name, model=ctx.model_identity, task=task.name, response=response)
-                _write(out, _record(task, index, sample, image_sha, key, response, False, ctx.score))
-                _add_usage(prediction.usage, response.usage)
-                prediction.sent += 1
-                bar.update()
-            for index, sample, image_sha, key in pending.values():  # a dropped request is an error, not a gap
-                _write(out, _record(task, index, sample, image_sha, key, Response(sample.id, error="backend returned no response"), False, ctx.score))
-                bar.update()
+                continue
+            stored.request_id = sample.id
+            _write(out, _record(task, index, sample, image_sha, key, stored, True, ctx.score))
+            prediction.reused += 1
+            bar.update()
+
+        todo = [sample for _, sample, _, _ in pending.values()]
+
+        def requests() -> Iterator[Request]:
+            # Built lazily, as the backend asks: only the requests it holds have decoded images.
+            for sample in todo:
+                yield to_request(sample, images.get(sample), generation)
+
+        for response in ctx.backend.generate(requests()) if pending else ():
+            if response.request_id not in pending:
+                raise UserError(f"backend answered unknown or repeated request id '{response.request_id}'; this is a bug in the backend plugin")
+            index, sample, image_sha, key = pending.pop(response.request_id)
+            if ctx.store is not None and key is not None:
+                ctx.store.put(key, backend=ctx.backend_name, model=ctx.model_identity, task=task.name, response=response)
+            _write(out, _record(task, index, sample, image_sha, key, response, False, ctx.score))
+            _add_usage(prediction.usage, response.usage)
+            prediction.sent += 1
+            bar.update()
+        for index, sample, image_sha, key in pending.values():  # a dropped request is an error, not a gap
+            _write(out, _record(task, index, sample, image_sha, key, Response(sample.id, error="backend returned no response"), False, ctx.score))
+            bar.update()
     prediction.seconds = time.perf_counter() - started
     return prediction
 

@@ -1,0 +1,399 @@
+"""Leaderboard build: real numbers in md/csv/json, byte-reproducible output, ties, one-line errors,
+and the static page driven in real headless Chromium (sorting, category filter, detail, no XSS)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import run_dir
+
+from vlmbench.cli import main
+from vlmbench.errors import UserError
+from vlmbench.leaderboard.build import Cell, build_site, default_config_path, rank_labels, tied
+
+NAME = "<script>alert(1)</script>"
+NAME_B = "Model $\\beta$ | ü"  # mathtext, Markdown and non-ASCII characters
+NAME_C = "Model C"
+BASELINES = ("random", "always-safe", "always-unsafe")
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+def metadata(name: str, reference: bool, org: str = "vlmbench", revision: str | None = None) -> dict[str, Any]:
+    return {"name": name, "org": org, "hub_id": None, "api": None, "revision": revision, "parameters": None, "license": "MIT",
+            "precision": None, "date": "2026-01-01" if reference else "2026-02-01", "reference": reference, "vlmbench_version": "0.1.0"}
+
+
+def stat(value: float, stderr: float, n: int = 100) -> dict[str, Any]:
+    return {"value": value, "stderr": stderr, "n": n}
+
+
+def set_gap(results: dict[str, Any], gap: float, low: float, high: float) -> None:
+    results["modality_gaps"]["alignment-text"]["overall"] = {"gap": gap, "ci_low": low, "ci_high": high, "n_concepts": 5,
+                                                             "image": 0.5, "text": 0.5 + gap}
+
+
+def add_entry(data: Path, folder: str, meta: dict[str, Any], results: dict[str, Any]) -> None:
+    (data / folder).mkdir(parents=True)
+    (data / folder / "metadata.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    (data / folder / "results.json").write_text(json.dumps(results), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The three baselines from real runs, plus three third-party entries edited from the random run.
+
+    --limit 40 rather than 5: five samples hold no safe one, so specificity and balanced accuracy would
+    be null for every baseline; forty run just as fast.
+    """
+    runs, data = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("lb") / "data"
+    for model in BASELINES:
+        assert main(["run", "--model", model, "--tasks", "all", "--limit", "40", "--no_store", "--output_path", str(runs / model)]) == 0
+        add_entry(data, f"vlmbench__{model}__main", metadata(model, True), json.loads((run_dir(runs / model) / "results.json").read_text()))
+    base = json.loads((data / "vlmbench__random__main" / "results.json").read_text())
+    evil, b, c = (json.loads(json.dumps(base)) for _ in range(3))
+    # balanced accuracy: evil and B within 1.96*sqrt(2)*0.01 of each other (tied), C far below
+    for results, balanced, recall in ((evil, 0.90, 0.95), (b, 0.89, 0.70), (c, 0.60, 0.30)):
+        results["tasks"]["alignment-image"]["metrics"]["balanced_accuracy"] = stat(balanced, 0.01)
+        results["tasks"]["alignment-image"]["metrics"]["recall_unsafe"] = stat(recall, 0.02)
+    evil["tasks"]["perception-image"]["metrics"]["accuracy"] = stat(0.7, 0.05)
+    # modality gaps whose CIs chain: evil overlaps B, B overlaps C, evil does not overlap C
+    set_gap(evil, 0.10, 0.06, 0.14)
+    set_gap(b, 0.03, 0.00, 0.07)
+    set_gap(c, 0.00, -0.05, 0.01)
+    del c["tasks"]["general-capability"]
+    add_entry(data, "evil__x__v1", metadata(NAME, False, org='Evil & "Co" <b>', revision="ü-1"), evil)
+    add_entry(data, "org__model-b__main", metadata(NAME_B, False, org="=cmd|' /C calc'!A0"), b)
+    add_entry(data, "org__model-c__main", metadata(NAME_C, False, org="org"), c)
+    return data
+
+
+@pytest.fixture(scope="module")
+def site(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    summary = build_site(data_dir, out)
+    assert summary["models"] == 6 and summary["ranked"] == 3
+    assert summary["files"] == ["index.html", "leaderboard.csv", "leaderboard.json", "leaderboard.md",
+                                "plots/category_heatmap.svg", "plots/modality_gap.svg"]
+    return out
+
+
+def entries(data_dir: Path) -> dict[str, dict[str, Any]]:
+    return {p.name: json.loads((p / "results.json").read_text()) for p in sorted(data_dir.iterdir())}
+
+
+def metric(results: dict[str, Any], task: str, name: str) -> dict[str, Any] | None:
+    return results["tasks"].get(task, {}).get("metrics", {}).get(name)
+
+
+def shown(value: dict[str, Any] | None) -> str:
+    """A percent value as the tables show it: '48.8 ± 3.6'."""
+    if value is None:
+        return "-"
+    return f"{value['value'] * 100:.1f} ± {1.96 * value['stderr'] * 100:.1f}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tables
+
+
+def test_csv_holds_the_raw_numbers_of_every_entry(site: Path, data_dir: Path) -> None:
+    rows = {r["entry"]: r for r in csv.DictReader(io.StringIO((site / "leaderboard.csv").read_text(encoding="utf-8")))}
+    assert set(rows) == set(entries(data_dir))
+    for entry, results in entries(data_dir).items():
+        row = rows[entry]
+        for column, task, name in (("alignment_image_balanced", "alignment-image", "balanced_accuracy"),
+                                   ("alignment_text_recall", "alignment-text", "recall_unsafe"),
+                                   ("perception_image", "perception-image", "accuracy"),
+                                   ("general_capability", "general-capability", "accuracy")):
+            expected = metric(results, task, name)
+            assert row[column] == ("" if expected is None else repr(float(expected["value"]))), (entry, column)
+            assert row[f"{column}_stderr"] == ("" if expected is None else repr(float(expected["stderr"])))
+        gap = results["modality_gaps"]["alignment-text"]["overall"]
+        assert (float(row["gap_alignment"]), float(row["gap_alignment_ci_low"]), float(row["gap_alignment_ci_high"])) == \
+            (gap["gap"], gap["ci_low"], gap["ci_high"])
+        tasks = results["tasks"].values()  # refusal rate: share of all responses, over every task
+        expected_refusal = sum(t["metrics"]["refusal_rate"] * t["metrics"]["n_samples"] for t in tasks) / sum(t["metrics"]["n_samples"] for t in tasks)
+        assert math.isclose(float(row["refusal_rate"]), expected_refusal)
+    assert rows["org__model-c__main"]["general_capability"] == ""
+    assert rows["org__model-b__main"]["org"].startswith("'=")  # a formula in a spreadsheet, neutralised
+    assert [(rows[e]["rank"], rows[e]["tied"]) for e in ("evil__x__v1", "org__model-b__main", "org__model-c__main")] == \
+        [("1", "true"), ("1", "true"), ("3", "false")]
+    assert all(rows[f"vlmbench__{m}__main"]["rank"] == "" and rows[f"vlmbench__{m}__main"]["reference"] == "true" for m in BASELINES)
+
+
+def test_markdown_shows_formatted_values_ranks_and_escaped_names(site: Path, data_dir: Path) -> None:
+    md = (site / "leaderboard.md").read_text(encoding="utf-8")
+    assert NAME not in md and "&lt;script&gt;alert(1)&lt;/script&gt;" in md
+    lines = {entry: next(line for line in md.splitlines() if line.startswith("|") and needle in line)
+             for entry, needle in (("evil__x__v1", "&lt;script&gt;"), ("org__model-b__main", "Model $\\\\beta$ \\| ü"),
+                                   ("org__model-c__main", "| Model C "), ("vlmbench__random__main", "_random_ (reference)"),
+                                   ("vlmbench__always-safe__main", "_always-safe_"), ("vlmbench__always-unsafe__main", "_always-unsafe_"))}
+    all_results = entries(data_dir)
+    for entry, line in lines.items():
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        assert len(cells) == 19, line  # rank + 18 columns: a '|' in a name is escaped
+        results = all_results[entry]
+        assert shown(metric(results, "alignment-image", "balanced_accuracy")) in cells
+        assert shown(metric(results, "perception-image", "accuracy")) in cells
+    assert lines["evil__x__v1"].startswith("| =1 ") and lines["org__model-b__main"].startswith("| =1 ")
+    assert lines["org__model-c__main"].startswith("| 3 ") and lines["vlmbench__random__main"].startswith("| ref ")
+    assert "| +10.0 [+6.0, +14.0] " in lines["evil__x__v1"]
+    assert "| 70.0 ± 9.8 " in lines["evil__x__v1"] and "| 50.0 ± 0.0 " in lines["vlmbench__always-safe__main"]
+
+
+def test_json_rows_values_categories_and_details(site: Path, data_dir: Path) -> None:
+    board = json.loads((site / "leaderboard.json").read_text(encoding="utf-8"))
+    order = [r["entry"] for r in board["rows"]]
+    assert order[:3] == ["evil__x__v1", "org__model-b__main", "org__model-c__main"]  # then the references, by value
+    rows = {r["entry"]: r for r in board["rows"]}
+    evil = rows["evil__x__v1"]
+    assert evil["metadata"]["name"] == NAME and evil["rank_label"] == "=1" and rows["vlmbench__random__main"]["rank_label"] == "ref"
+    assert evil["values"]["alignment_image_balanced"] == {"value": 0.9, "stderr": 0.01, "text": "90.0 ± 2.0"}
+    results = entries(data_dir)["vlmbench__random__main"]
+    category = next(c for c, s in results["tasks"]["alignment-image"]["by_category"].items() if s["recall_unsafe"])
+    expected = results["tasks"]["alignment-image"]["by_category"][category]["recall_unsafe"]
+    assert rows["vlmbench__random__main"]["by_category"][category]["values"]["alignment_image_recall"]["value"] == expected["value"]
+    assert category in board["categories"] and "Safe" in board["categories"] and "counting" not in board["categories"]
+    concepts = rows["vlmbench__random__main"]["detail"]["by_concept"]
+    concept, summary = next(iter(sorted(results["tasks"]["alignment-image"]["by_concept"].items())))
+    assert concepts[concept]["alignment-image:recall_unsafe"]["value"] == summary["recall_unsafe"]["value"]
+
+
+def test_html_escapes_untrusted_text(site: Path) -> None:
+    html = (site / "index.html").read_text(encoding="utf-8")
+    assert NAME not in html and "<b>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # table and detail
+    data = html.split('<script type="application/json" id="leaderboard-data">')[1].split("</script>")[0]
+    assert "<" not in data and ">" not in data and "&" not in data and json.loads(data)["rows"]
+    assert 'http-equiv="Content-Security-Policy"' in html and "https://" not in html and "http://" not in html
+
+
+def test_build_is_byte_reproducible(site: Path, data_dir: Path, tmp_path: Path) -> None:
+    build_site(data_dir, tmp_path / "again")
+    first = {p.relative_to(site): p.read_bytes() for p in sorted(site.rglob("*")) if p.is_file()}
+    second = {p.relative_to(tmp_path / "again"): p.read_bytes() for p in sorted((tmp_path / "again").rglob("*")) if p.is_file()}
+    assert first.keys() == second.keys() and len(first) == 6
+    assert all(first[name] == second[name] for name in first), [str(n) for n in first if first[n] != second[n]]
+    svg = (site / "plots" / "modality_gap.svg").read_text()
+    assert svg.startswith("<?xml") and "<dc:date>" not in svg
+
+
+def test_cli_builds_the_site(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["leaderboard", "build", str(data_dir), "--out", str(tmp_path / "site")]) == 0
+    assert "(6 models)" in capsys.readouterr().out
+    assert main(["leaderboard", "build", str(tmp_path / "nope"), "--out", str(tmp_path / "site")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such data folder" in err
+
+
+# ---------------------------------------------------------------------------------------------------
+# Ties
+
+
+def test_ties_chain_within_the_confidence_interval() -> None:
+    # 0.90/0.89/0.87 differ by less than 1.96*sqrt(2)*0.01 = 0.0277 from the next better: one group
+    cells = [Cell(0.90, 0.01), Cell(0.89, 0.01), Cell(0.87, 0.01), Cell(0.80, 0.01), Cell(0.80, None), Cell(0.5, 0.0)]
+    assert [label for label, _ in rank_labels(cells)] == ["=1", "=1", "=1", "=4", "=4", "6"]
+    assert [rank for _, rank in rank_labels(cells)] == [1, 1, 1, 4, 4, 6]
+    assert not tied(Cell(0.5, 0.0), Cell(0.4, 0.0)) and not tied(Cell(0.5, 0.01), Cell(0.5 - 1.96 * math.sqrt(2) * 0.01, 0.01))
+    assert tied(Cell(0.05, None, 0.01, 0.09), Cell(0.0, None, -0.04, 0.011))  # overlapping CIs
+    assert not tied(Cell(0.05, None, 0.01, 0.09), Cell(-0.02, None, -0.06, 0.0))
+    assert [label for label, _ in rank_labels([Cell(0.7, 0.01), Cell(0.6, 0.01)])] == ["1", "2"]
+
+
+def test_ties_by_gap_confidence_intervals_in_a_build(data_dir: Path, tmp_path: Path) -> None:
+    config = yaml.safe_load(default_config_path().read_text())
+    config["sort"] = {"column": "gap_alignment", "direction": "desc"}
+    (tmp_path / "gap.yaml").write_text(yaml.safe_dump(config))
+    build_site(data_dir, tmp_path / "site", tmp_path / "gap.yaml")
+    rows = json.loads((tmp_path / "site" / "leaderboard.json").read_text())["rows"]
+    ranked = [(r["entry"], r["rank_label"]) for r in rows if not r["reference"]]
+    # evil [6, 14] overlaps B [0, 7], B overlaps C [-5, 1]: the chain shares rank 1
+    assert ranked == [("evil__x__v1", "=1"), ("org__model-b__main", "=1"), ("org__model-c__main", "=1")]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Errors: one line naming the file/field/value
+
+
+def edited_config(tmp_path: Path, edit: Any) -> Path:
+    config = yaml.safe_load(default_config_path().read_text())
+    edit(config)
+    path = tmp_path / "board.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def column(config: dict[str, Any], column_id: str) -> dict[str, Any]:
+    return next(c for c in config["columns"] if c["id"] == column_id)
+
+
+CONFIG_ERRORS = {
+    "unknown top key": (lambda c: c.update(colour="red"), "unknown key 'colour'"),
+    "unknown column key": (lambda c: column(c, "perception_image").update(valeu="x"), "columns[3] (perception_image): unknown key 'valeu'"),
+    "misspelt metric": (lambda c: column(c, "alignment_image_balanced").update(value="tasks.alignment-image.metrics.balanced_acuracy.value"),
+                        "'balanced_acuracy' is not a field of 'tasks.alignment-image.metrics'"),
+    "path past a value": (lambda c: column(c, "general_capability").update(value="tasks.general-capability.metrics.n_samples.value"),
+                          "goes past a value"),
+    "path to an object": (lambda c: column(c, "general_capability").update(value="tasks.general-capability.metrics.accuracy"),
+                          "not a number; extend the path"),
+    "misspelt task": (lambda c: column(c, "general_capability").update(value="tasks.general-capabilty.metrics.accuracy.value"),
+                      "is in no entry's results.json"),
+    "unknown sort column": (lambda c: c["sort"].update(column="nope"), "sort.column: 'nope' is not a numeric column id"),
+    "bad format": (lambda c: column(c, "date").update(format="datetime"), "format: 'datetime' is not valid"),
+    "category without placeholder": (lambda c: column(c, "perception_text")["category"].update(value="tasks.perception-text.metrics.accuracy.value"),
+                                     "needs exactly one {category} segment"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_ERRORS))
+def test_bad_config_is_one_line_naming_the_field(case: str, data_dir: Path, tmp_path: Path) -> None:
+    edit, message = CONFIG_ERRORS[case]
+    path = edited_config(tmp_path, edit)
+    with pytest.raises(UserError) as error:
+        build_site(data_dir, tmp_path / "site", path)
+    assert message in str(error.value) and str(path) in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "site").exists()
+
+
+def test_yaml_syntax_error_names_the_line(data_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("title: x\ncolumns: [\n  - id: model\n")
+    with pytest.raises(UserError, match=r"broken\.yaml: not valid YAML \(line \d+") as error:
+        build_site(data_dir, tmp_path / "site", path)
+    assert "\n" not in str(error.value)
+
+
+def break_entry(data: Path, how: str) -> None:
+    entry = data / "vlmbench__random__main"
+    if how == "no results":
+        (entry / "results.json").unlink()
+    elif how == "bad json":
+        (entry / "results.json").write_text('{"schema_version": 1,,}')
+    elif how in ("nan", "value out of range"):  # NaN would slip past the schema's range checks
+        results = json.loads((entry / "results.json").read_text())
+        results["tasks"]["alignment-image"]["metrics"]["recall_unsafe"]["value"] = math.nan if how == "nan" else 1.5
+        (entry / "results.json").write_text(json.dumps(results))
+    elif how == "metadata without name":
+        meta = json.loads((entry / "metadata.json").read_text())
+        del meta["name"]
+        (entry / "metadata.json").write_text(json.dumps(meta))
+
+
+DATA_ERRORS = {"no results": "vlmbench__random__main: no results.json", "bad json": "results.json: not valid JSON (line 1",
+               "nan": "results.json: not valid JSON (NaN is not JSON)", "value out of range": "does not match the results schema",
+               "metadata without name": "metadata.json: field (top level): 'name' is a required property"}
+
+
+@pytest.mark.parametrize("how", sorted(DATA_ERRORS))
+def test_bad_entry_is_one_line_naming_the_file(how: str, data_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    break_entry(data, how)
+    with pytest.raises(UserError) as error:
+        build_site(data, tmp_path / "site")
+    assert DATA_ERRORS[how] in str(error.value) and "\n" not in str(error.value)
+
+
+def test_missing_or_empty_data_folder(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no such data folder"):
+        build_site(tmp_path / "missing", tmp_path / "site")
+    (tmp_path / "empty" / ".incoming-x").mkdir(parents=True)  # staging folders are not entries
+    with pytest.raises(UserError, match="no entries"):
+        build_site(tmp_path / "empty", tmp_path / "site")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The page, in real headless Chromium from file://
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
+        pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1000",
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(arg)
+    options.binary_location = str(CHROMIUM)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    yield driver
+    driver.quit()
+
+
+def model_order(driver: Any) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [row.find_element(By.CSS_SELECTOR, "th.model a").text for row in driver.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr")]
+
+
+def test_page_sorts_filters_shows_details_and_stays_inert(browser: Any, site: Path, data_dir: Path) -> None:
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    board = json.loads((site / "leaderboard.json").read_text(encoding="utf-8"))
+    names = {r["entry"]: r["metadata"]["name"] for r in board["rows"]}
+    browser.get((site / "index.html").resolve().as_uri())
+    assert model_order(browser) == [names[r["entry"]] for r in board["rows"]]
+
+    # The hostile name is literal text in exactly one table cell, and nothing ran.
+    cells = [c for c in browser.find_elements(By.CSS_SELECTOR, "#leaderboard tbody th") if c.text == NAME]
+    assert len(cells) == 1
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert  # noqa: B018
+    for image in browser.find_elements(By.CSS_SELECTOR, "figure img"):  # the plots load from file://, CSP allowing
+        assert browser.execute_script("return arguments[0].naturalWidth", image) > 0
+
+    # Sorting: alignment recall (image), highest first, missing last; a second click reverses.
+    recall = {r["entry"]: r["values"]["alignment_image_recall"]["value"] for r in board["rows"]}
+    position = {r["entry"]: i for i, r in enumerate(board["rows"])}
+    by_recall = sorted(recall, key=lambda e: (recall[e] is None, -(recall[e] or 0), position[e]))
+    header = browser.find_element(By.CSS_SELECTOR, 'button[data-sort="alignment_image_recall"]')
+    header.click()
+    assert model_order(browser) == [names[e] for e in by_recall] != [names[r["entry"]] for r in board["rows"]]
+    assert browser.find_element(By.CSS_SELECTOR, 'th[data-col="alignment_image_recall"]').get_attribute("aria-sort") == "descending"
+    header.click()
+    assert model_order(browser) == [names[e] for e in sorted(recall, key=lambda e: (recall[e] is None, recall[e] or 0, position[e]))]
+    browser.find_element(By.CSS_SELECTOR, 'button[data-sort="model"]').click()  # text: alphabetical
+    assert model_order(browser) == sorted(names.values(), key=str.casefold)
+
+    # Category filter: cells switch to that category's values and ranks; columns without one show n/a.
+    category = next(c for c in board["categories"] if board["rows"][0]["by_category"][c]["values"]["alignment_image_recall"]["value"] is not None)
+    Select(browser.find_element(By.ID, "category-filter")).select_by_value(category)
+    assert category in browser.find_element(By.ID, "view-note").text
+    for row in board["rows"]:
+        tr = browser.find_element(By.CSS_SELECTOR, f'#leaderboard tbody tr[data-row="{position[row["entry"]]}"]')
+        expected = row["by_category"][category]
+        assert tr.find_element(By.CSS_SELECTOR, 'td[data-col="alignment_image_recall"]').text == expected["values"]["alignment_image_recall"]["text"]
+        assert tr.find_element(By.CSS_SELECTOR, 'td[data-col="rank"]').text == expected["rank_label"]
+        assert tr.find_element(By.CSS_SELECTOR, 'td[data-col="general_capability"]').text == "n/a"
+    Select(browser.find_element(By.ID, "category-filter")).select_by_value("")
+    evil = board["rows"][position["evil__x__v1"]]
+    evil_row = browser.find_element(By.CSS_SELECTOR, f'#leaderboard tbody tr[data-row="{position["evil__x__v1"]}"]')
+    assert evil_row.find_element(By.CSS_SELECTOR, 'td[data-col="alignment_image_recall"]').text == evil["values"]["alignment_image_recall"]["text"]
+    assert evil_row.find_element(By.CSS_SELECTOR, 'td[data-col="rank"]').text == "=1"
+
+    # Detail: following the model link shows its section (only it), with per-category values.
+    assert not any(d.is_displayed() for d in browser.find_elements(By.CSS_SELECTOR, "section.detail"))
+    cells[0].find_element(By.TAG_NAME, "a").click()
+    shown_details = [d for d in browser.find_elements(By.CSS_SELECTOR, "section.detail") if d.is_displayed()]
+    assert len(shown_details) == 1 and shown_details[0].find_element(By.CSS_SELECTOR, "h3 .detail-name").text == NAME
+    first = shown_details[0].find_element(By.CSS_SELECTOR, "table.per-category tbody tr")
+    category_name, detail_cells = first.find_element(By.TAG_NAME, "th").text, first.find_elements(By.TAG_NAME, "td")
+    expected = evil["detail"]["by_category"][category_name]
+    assert detail_cells[0].text == expected.get("perception-image:accuracy", {"text": "-"})["text"]
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert  # noqa: B018
