@@ -210,3 +210,16 @@ def test_publish_to_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert (tmp_path / "public" / "index.html").read_text() == "<html></html>"
     assert main(["leaderboard", "publish", str(tmp_path / "nothing"), "--to", str(tmp_path / "x")]) == 2
     assert "no index.html; build the site first" in capsys.readouterr().err
+
+
+def test_the_sample_site_is_one_command(tmp_path: Path) -> None:
+    """`vlmbench leaderboard sample` runs the baselines, submits, verifies, adds and builds."""
+    assert main(["leaderboard", "sample", "--out", str(tmp_path / "sample")]) == 0
+    site = tmp_path / "sample" / "site"
+    assert (site / "index.html").is_file() and (site / "leaderboard.md").is_file()
+    board = json.loads((site / "leaderboard.json").read_text())
+    text = json.dumps(board)
+    for name in ("random", "always-safe", "always-unsafe"):
+        assert f'"{name}"' in text
+    assert sorted(p.name for p in (tmp_path / "sample" / "data").iterdir()) == [
+        "vlmbench__always-safe__main", "vlmbench__always-unsafe__main", "vlmbench__random__main"]
