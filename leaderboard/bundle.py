@@ -24,7 +24,7 @@ from typing import Any
 import vlmbench
 from vlmbench.errors import UserError
 
-MEMBER_NAME = re.compile(r"^(manifest\.json|metadata\.json|results\.json|run\.json|samples/[a-z0-9][a-z0-9_.-]{0,80}\.jsonl)$")
+MEMBER_NAME = re.compile(r"manifest\.json|metadata\.json|results\.json|run\.json|samples/[a-z0-9][a-z0-9_.-]{0,80}\.jsonl")
 MAX_MEMBER_BYTES = 256 * 2**20
 MAX_TOTAL_BYTES = 1024 * 2**20
 MAX_MEMBERS = 64
@@ -124,6 +124,22 @@ class Bundle:
             raise Rejected([f"{name}: not valid JSON ({exc.msg}, line {exc.lineno})"]) from None
 
 
+def _members(archive: tarfile.TarFile, name: str) -> Any:
+    """The archive's members, one header at a time: a bundle of millions of tiny members is refused early."""
+    count = 0
+    while True:
+        try:
+            member = archive.next()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise Rejected([f"{name}: damaged archive ({exc})"]) from None
+        if member is None:
+            return
+        count += 1
+        if count > MAX_MEMBERS:
+            raise Rejected([f"bundle has more than {MAX_MEMBERS} members; a bundle holds run.json, results.json, metadata, manifest and one samples file per task"])
+        yield member
+
+
 def read_bundle(path: Path) -> Bundle:
     """Read a bundle without trusting it: regular files with allowed names only, sizes bounded, hashes checked."""
     try:
@@ -135,17 +151,11 @@ def read_bundle(path: Path) -> Bundle:
     files: dict[str, bytes] = {}
     total = 0
     with archive:
-        try:
-            members = archive.getmembers()
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise Rejected([f"{Path(path).name}: damaged archive ({exc})"]) from None
-        if len(members) > MAX_MEMBERS:
-            raise Rejected([f"bundle has {len(members)} members; at most {MAX_MEMBERS} are allowed"])
-        for member in members:
+        for member in _members(archive, Path(path).name):
             shown = json.dumps(member.name)[:120]
             if not member.isfile():
                 raise Rejected([f"member {shown}: not a regular file (links, folders and devices are refused)"])
-            if not MEMBER_NAME.match(member.name):
+            if not MEMBER_NAME.fullmatch(member.name):
                 raise Rejected([f"member {shown}: unexpected name (allowed: manifest.json, metadata.json, run.json, results.json, samples/<task>.jsonl)"])
             if member.name in files:
                 raise Rejected([f"member {shown}: appears twice"])

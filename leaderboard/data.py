@@ -23,7 +23,10 @@ def entry_id(metadata: dict) -> str:
 def add_entry(verified: Verified, data_dir: Path, replace: bool = False) -> Path:
     """Store an accepted bundle under ``data_dir/<entry id>/``; an existing entry is replaced only with ``replace``."""
     data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--data {data_dir}: cannot use it as the data folder ({exc.strerror}); pass a folder") from None
     target = data_dir / entry_id(verified.bundle.metadata)
     if target.resolve().parent != data_dir.resolve():
         raise UserError(f"entry folder {target.name!r} would leave {data_dir}; refusing")  # cannot happen with entry_id, kept as a guard

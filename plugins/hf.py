@@ -195,6 +195,9 @@ class HFBackend:
             "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest() if template is not None else None,
             "dtype": str(self.model.dtype).removeprefix("torch."),
             "local_files_sha256": _local_files_fingerprint(self.args.pretrained),
+            # Both change answers: a max_new_tokens override truncates them, attention kernels differ numerically.
+            "max_new_tokens": self.args.max_new_tokens,
+            "attn_implementation": self.args.attn_implementation,
         }
 
     # ------------------------------------------------------------------ generation

@@ -385,11 +385,15 @@ class OpenAIBackend:
         self._warned: set[str] = set()
 
     def __repr__(self) -> str:
-        return f"OpenAIBackend(base_url={self.settings.base_url!r}, model={self.settings.model!r})"
+        from vlmbench.results import redact_url
+
+        return f"OpenAIBackend(base_url={redact_url(self.settings.base_url)!r}, model={self.settings.model!r})"
 
     def identity(self) -> dict[str, str]:
         """Which endpoint and model answered (never the key)."""
-        return {"backend": "openai", "base_url": self.settings.base_url, "model": self.settings.model}
+        from vlmbench.results import redact_url
+
+        return {"backend": "openai", "base_url": redact_url(self.settings.base_url), "model": self.settings.model}
 
     @property
     def limiter(self) -> AdaptiveLimiter:
@@ -567,9 +571,16 @@ class OpenAIBackend:
             return Failure("malformed response", retryable=True)
 
     def _scrub(self, text: str) -> str:
-        """``text`` with the API key masked (servers echo it in 401 messages)."""
+        """``text`` with the API key masked (servers echo it in 401 messages), including a key cut
+        short by an earlier truncation of the message."""
         key = self.settings.api_key
-        return text.replace(key, "***") if key and key != NO_KEY else text
+        if not key or key == NO_KEY:
+            return text
+        text = text.replace(key, "***")
+        for length in range(len(key) - 1, 5, -1):
+            if key[:length] in text:
+                text = text.replace(key[:length], "***")
+        return text
 
 
 def _factory(model_args: dict[str, str], options: BackendOptions) -> OpenAIBackend:

@@ -236,7 +236,8 @@ def test_identity_records_the_model(tiny_dir) -> None:
     template = backend.processor.chat_template
     fingerprint = identity.pop("local_files_sha256")
     assert identity == {"backend": "hf", "pretrained": str(tiny_dir("gemma3")), "revision": None, "commit_hash": None,
-                        "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest(), "dtype": "bfloat16"}
+                        "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest(), "dtype": "bfloat16",
+                        "max_new_tokens": None, "attn_implementation": None}
     # A local folder has no hub commit: its files name it, and saving new weights there changes the identity.
     weights = next(tiny_dir("gemma3").glob("*.safetensors"))
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))

@@ -107,6 +107,77 @@ def test_edited_responses_with_matching_numbers_are_still_rejected(bundle: Path,
     assert code == 1 and "is not the sample this task builds" in errors[0] and "rerun task perception-image" in errors[0]
 
 
+def rewrite_records(files: dict[str, bytes], name: str, change) -> dict[str, bytes]:
+    lines = [json.loads(line) for line in files[name].decode().splitlines()]
+    for record in lines:
+        change(record)
+    return {**files, name: "".join(json.dumps(r) + "\n" for r in lines).encode()}
+
+
+@pytest.mark.parametrize("forgery", ["wrong answers marked as errors", "wrong answers relabelled", "options swapped"])
+def test_record_fields_other_than_the_answer_are_not_trusted(forgery: str, bundle: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Rescoring a forged samples file with `vlmbench score` makes results that match it: verify must still reject."""
+    def forge(record: dict) -> None:
+        if record["correct"] is False:
+            if forgery == "wrong answers marked as errors":
+                record["error"] = "x"
+            elif forgery == "wrong answers relabelled":
+                record["doc"]["label"] = "other"
+            else:
+                record["target"] = record["parsed"]
+                record["doc"]["options"] = {k: record["doc"]["concept"] for k in "ABCD"}
+
+    files = members(bundle)
+    task = "perception-image" if forgery == "options swapped" else "alignment-text"
+    files = rewrite_records(files, f"samples/{task}.jsonl", forge)
+    folder = tmp_path / "run"
+    (folder / "samples").mkdir(parents=True)
+    for name, data in files.items():
+        if name != "manifest.json":
+            (folder / name).write_bytes(data)
+    assert main(["score", str(folder)]) in (0, 1)  # the forger's own rescoring
+    files["results.json"] = (folder / "results.json").read_bytes()
+    files[f"samples/{task}.jsonl"] = (folder / "samples" / f"{task}.jsonl").read_bytes()
+    code, errors, _ = verify(repack(files, tmp_path / "forged.tar.gz"), capsys)
+    assert code == 1 and len(errors) == 1
+    expected = {"wrong answers marked as errors": "have no answer (failed requests)",
+                "wrong answers relabelled": f"results.json: tasks.{task}.metrics",
+                "options swapped": f"results.json: tasks.{task}.metrics.accuracy.value = 1.0 but the responses give 0.26"}[forgery]
+    assert expected in errors[0]
+
+
+def test_changed_generation_settings_are_stale(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def hotter(document: dict) -> None:
+        document["tasks"]["alignment-text"]["config_hash"] = "0" * 64
+
+    files = edit_json(edit_json(members(bundle), "run.json", hotter), "results.json", hotter)
+    code, errors, _ = verify(repack(files, tmp_path / "hot.tar.gz"), capsys)
+    assert code == 1 and "stale: rerun task alignment-text (its configuration" in errors[0]
+
+
+@pytest.mark.parametrize("damage", ["run.json is a list", "task entry is text", "samples not UTF-8", "sample is a number"])
+def test_malformed_content_is_a_one_line_rejection(damage: str, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files = members(bundle)
+    if damage == "run.json is a list":
+        files["run.json"] = b"[]"
+    elif damage == "task entry is text":
+        files = edit_json(files, "run.json", lambda run: run["tasks"].update({"alignment-text": "x"}))
+    elif damage == "samples not UTF-8":
+        files["samples/alignment-text.jsonl"] = b"\xff\xfe\n"
+    else:
+        files["samples/alignment-text.jsonl"] = b"42\n" * 450
+    code, errors, _ = verify(repack(files, tmp_path / "bad.tar.gz"), capsys)
+    assert code == 1 and len(errors) == 1 and errors[0].startswith("rejected: ")
+
+
+def test_another_seed_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["run", "--model", "random", "--tasks", "alignment-text", "--seed", "7", "--output_path", str(tmp_path / "runs")])
+    main(["submit", str(run_dir(tmp_path / "runs")), "--out", str(tmp_path / "seeded"), "--name", "m"])
+    code, errors, _ = verify(tmp_path / "seeded.tar.gz", capsys)
+    assert code == 1 and errors[0].endswith("run.json: seed 7; this leaderboard uses --seed 0")
+
+
 def test_a_changed_file_without_its_hash_is_rejected(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     files = members(bundle)
     files["samples/alignment-text.jsonl"] += b"\n"
@@ -127,7 +198,7 @@ def test_missing_samples_are_rejected(bundle: Path, tmp_path: Path, capsys: pyte
     files = members(bundle)
     files["samples/alignment-text.jsonl"] = b"".join(files["samples/alignment-text.jsonl"].splitlines(keepends=True)[:-5])
     code, errors, _ = verify(repack(files, tmp_path / "short.tar.gz"), capsys)
-    assert code == 1 and "incomplete: samples/alignment-text.jsonl: 445 of 450 samples" in errors[0]
+    assert code == 1 and errors[0].endswith("incomplete: samples/alignment-text.jsonl has 445 samples; the task has 450")
 
 
 def test_a_limited_run_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -115,14 +115,16 @@ PLANTED = "sk-plantedSECRET0123456789abcdefXYZ"
 
 def test_secrets_never_reach_any_output(installed_plugin: None, tmp_path: Path) -> None:
     store = tmp_path / "store.sqlite"
-    proc = run_probe(tmp_path / "out", store, "--model_args", f"api_key={PLANTED},token={PLANTED},revision=r1")
+    proc = run_probe(tmp_path / "out", store, "--model_args",
+                     f"api_key={PLANTED},hf_token={PLANTED},revision=r1,max_new_tokens=8,base_url=http://me:{PLANTED}@127.0.0.1:9/v1?key={PLANTED}")
     assert PLANTED not in proc.stdout + proc.stderr
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.name == "results.json" for p in files) and any(p.suffix == ".sqlite" for p in files)
     for path in files:
         assert PLANTED.encode() not in path.read_bytes(), path
     results = load_results(tmp_path / "out")
-    assert results["model"]["args"] == {"api_key": "***", "token": "***", "revision": "r1"}
+    assert results["model"]["args"] == {"api_key": "***", "hf_token": "***", "revision": "r1", "max_new_tokens": "8",
+                                        "base_url": "http://***@127.0.0.1:9/v1?***"}
 
 
 @pytest.mark.parametrize("args", [["cache", "info"], ["cache", "clear"]])

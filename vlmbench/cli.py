@@ -58,8 +58,10 @@ def _slug(text: str) -> str:
 def _model_identity(backend: Any, name: str, model_args: dict[str, str]) -> dict[str, Any]:
     from vlmbench.results import redact_args
 
-    identity = backend.identity() if callable(getattr(backend, "identity", None)) else {"backend": name, "args": redact_args(model_args)}
-    return redact_args(identity) if isinstance(identity, dict) else {"backend": name}
+    identity = backend.identity() if callable(getattr(backend, "identity", None)) else {"backend": name, "args": model_args}
+    if not isinstance(identity, dict):
+        return {"backend": name}
+    return {k: redact_args(v) if isinstance(v, dict) else v for k, v in redact_args(identity).items()}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -78,6 +80,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         hub_id, sep, local = mapping.partition("=")
         if not sep or not hub_id or not local:
             raise UserError(f"--data_files: '{mapping}' is not HUB_ID=LOCAL_PATH")
+        if not Path(local).expanduser().exists():
+            raise UserError(f"--data_files: {local} does not exist; point {hub_id} to a local copy of the dataset")
         sources.LOCAL_COPIES[hub_id] = local
     registry = discover(args.include_path)
     names = registry.select(args.tasks)
@@ -89,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     model_args = parse_model_args(args.model_args)
     spec = backend_spec(args.model)
     group = processes()
-    if group.world > 1 and args.model == "hf" and "device" not in model_args:
+    if group.world > 1 and args.model == "hf" and "device" not in model_args and "device_map" not in model_args:
         import torch
 
         if torch.cuda.is_available():
@@ -101,9 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         store = ResponseStore(Path(args.store) if args.store else default_store_path())
 
     label = args.model + ("_" + (model_args.get("pretrained") or model_args.get("model") or "") if model_args else "")
-    run_dir = Path(group.share(str(Path(args.output_path) / _slug(label) / datetime.now().strftime("%Y%m%d-%H%M%S"))))
-    if group.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(group.share(str(_new_run_dir(Path(args.output_path) / _slug(label))) if group.is_main else None))
     group.wait()
     ctx = RunContext(backend=backend, backend_name=args.model, model_identity=identity, seed=args.seed, limit=args.limit,
                      overrides={"multiple_choice_options": {"options_file": str(Path(args.options_file).resolve())}} if args.options_file else None,
@@ -134,6 +136,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"responses stored in {run_dir}; score them with: vlmbench score {run_dir}")
         return 0
     return _report(score_run(run_dir), run_dir, args.max_error_rate)
+
+
+def _new_run_dir(parent: Path) -> Path:
+    """A fresh run folder named by the time; a suffix keeps two runs started in the same second apart."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for attempt in range(1000):
+        folder = parent / (stamp if attempt == 0 else f"{stamp}-{attempt}")
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            if not folder.is_dir():
+                break
+        except OSError as exc:
+            raise UserError(f"--output_path: cannot create {folder} ({exc.strerror}); choose a writable folder") from None
+    raise UserError(f"--output_path: cannot create a run folder under {parent} (a file is in the way?); choose another folder")
 
 
 def _version() -> str:

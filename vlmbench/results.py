@@ -27,13 +27,28 @@ from vlmbench.scoring import score_record, scored
 GAP_METRIC = {"perception": "accuracy", "alignment": "recall_unsafe"}
 RECORDED_PACKAGES = ("vlmbench", "datasets", "pillow", "numpy", "pluggy", "jsonschema", "jinja2", "torch",
                      "transformers", "accelerate", "openai")
-SECRET_NAME = re.compile(r"key|token|secret|password|passwd|credential|auth", re.IGNORECASE)
+# Whole argument names only: "api_key" and "hf_token" are secrets, "max_new_tokens" and "tokenizer" are not.
+SECRET_NAME = re.compile(r"^(?:.*[_-])?(?:api_?key|key|token|secret|password|passwd|credentials?|auth|authorization)$", re.IGNORECASE)
 MANIFEST, RESULTS = "run.json", "results.json"
 
 
-def redact_args(args: dict[str, str]) -> dict[str, str]:
-    """Model args with the values of secret-looking names (key, token, ...) replaced by ``***``."""
-    return {k: ("***" if SECRET_NAME.search(k) else v) for k, v in args.items()}
+def redact_args(args: dict[str, Any]) -> dict[str, Any]:
+    """Model args with secrets replaced by ``***``: values of secret-looking names (api_key, token,
+    password, ...) and credentials or query strings inside URLs."""
+    return {k: "***" if SECRET_NAME.match(k) else redact_url(v) if isinstance(v, str) else v for k, v in args.items()}
+
+
+def redact_url(value: str) -> str:
+    """A URL without its user:password part and query string (where API keys hide); other text unchanged."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if "://" not in value:
+        return value
+    parts = urlsplit(value)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    if "@" in parts.netloc:
+        netloc = "***@" + netloc
+    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", parts.fragment))
 
 
 @lru_cache(maxsize=1)
@@ -114,27 +129,57 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     """The manifest of a run folder, with a one-line error when it is missing or damaged."""
     path = Path(run_dir) / MANIFEST
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: not found; pass a run folder written by `vlmbench run`") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid JSON ({exc}); the run folder is damaged") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("tasks"), dict) or not manifest["tasks"]:
+        raise UserError(f"{path}: not a vlmbench run manifest (no tasks); pass a run folder written by `vlmbench run`")
+    if not manifest.get("complete"):
+        raise UserError(f"{path}: the run did not finish; rerun the same `vlmbench run` command to resume it, then score")
+    return manifest
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
     """Sample records in sample order. A torn last line (a crash mid-write) is skipped."""
-    records = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        return parse_records(path.read_text(encoding="utf-8"), str(path))
     except FileNotFoundError:
         raise UserError(f"{path}: samples file not found; the run did not finish this task (rerun it to resume)") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text; the file is damaged") from None
+
+
+def parse_records(text: str, where: str) -> list[dict[str, Any]]:
+    """Sample records from JSONL text, in sample order. A torn last line (a crash mid-write) is skipped."""
+    records = []
+    lines = text.splitlines()
     for number, line in enumerate(lines, start=1):
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            if number != len(lines):
-                raise UserError(f"{path}: line {number} is not valid JSON; the file is damaged") from None
+            if number == len(lines):
+                continue
+            raise UserError(f"{where}: line {number} is not valid JSON; the file is damaged") from None
+        if not isinstance(record, dict) or not isinstance(record.get("index"), int) or not isinstance(record.get("doc"), dict):
+            raise UserError(f"{where}: line {number} is not a sample record; the file is damaged")
+        records.append(record)
     return sorted(records, key=lambda r: r["index"])
+
+
+def score_records(records: list[dict[str, Any]], parser: str, metric_names: list[str]) -> dict[str, Any]:
+    """Parse every record's response (setting its ``parsed``/``correct``) and compute the task's metrics."""
+    view = []
+    for record in records:
+        record["parsed"], record["correct"] = score_record(parser, record)
+        view.append(scored(record, record["parsed"], record["correct"]))
+    has_concepts = any(r["doc"].get("concept") for r in records)
+    return {
+        "metrics": summarise(view, metric_names),
+        "by_category": breakdown(view, lambda s: s.category, metric_names),
+        "by_concept": breakdown(view, lambda s: s.cluster, metric_names) if has_concepts else {},
+    }
 
 
 def score_task(name: str, entry: dict[str, Any], run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -143,18 +188,8 @@ def score_task(name: str, entry: dict[str, Any], run_dir: Path) -> tuple[dict[st
     records = read_records(path)
     if len(records) != entry["n_samples"]:
         raise UserError(f"{path}: {len(records)} of {entry['n_samples']} samples; the run is incomplete (rerun the same command to resume)")
-    metric_names = entry["metric_list"]
-    view = []
-    for record in records:
-        record["parsed"], record["correct"] = score_record(entry["answer_parser"], record)
-        view.append(scored(record, record["parsed"], record["correct"]))
-    has_concepts = any(r["doc"].get("concept") for r in records)
     result = {k: v for k, v in entry.items() if k not in ("answer_parser", "metric_list", "n_samples")}
-    result.update({
-        "metrics": summarise(view, metric_names),
-        "by_category": breakdown(view, lambda s: s.category, metric_names),
-        "by_concept": breakdown(view, lambda s: s.cluster, metric_names) if has_concepts else {},
-    })
+    result.update(score_records(records, entry["answer_parser"], entry["metric_list"]))
     return result, records
 
 
@@ -171,7 +206,9 @@ def modality_gaps(entries: dict[str, Any], categories: dict[str, dict[str, str]]
         for text_name, text in entries.items():
             if text["modality"] == "text" and text["ability"] == image["ability"]:
                 gap = modality_gap(image["by_concept"], text["by_concept"], categories[image_name], GAP_METRIC[image["ability"]])
-                gaps[text_name] = {"image_task": image_name, "text_task": text_name, **gap}
+                # The built-in pair (e.g. alignment-image) is keyed by the text task; any other image task by both names.
+                key = text_name if image_name == f"{image['ability']}-image" else f"{text_name} - {image_name}"
+                gaps[key] = {"image_task": image_name, "text_task": text_name, **gap}
     return gaps
 
 
