@@ -139,10 +139,11 @@ def test_markdown_shows_formatted_values_ranks_and_escaped_names(site: Path, dat
     all_results = entries(data_dir)
     for entry, line in lines.items():
         cells = [c.strip() for c in line.strip("|").split(" | ")]
-        assert len(cells) == 19, line  # rank + 18 columns: a '|' in a name is escaped
+        assert len(cells) == 20, line  # rank + 19 columns: a '|' in a name is escaped
         results = all_results[entry]
         assert shown(metric(results, "alignment-image", "balanced_accuracy")) in cells
         assert shown(metric(results, "perception-image", "accuracy")) in cells
+        assert cells[4] == results["config"]["data"]  # which data ran is a column
     assert lines["evil__x__v1"].startswith("| =1 ") and lines["org__model-b__main"].startswith("| =1 ")
     assert lines["org__model-c__main"].startswith("| 3 ") and lines["vlmbench__random__main"].startswith("| ref ")
     assert "| +10.0 [+6.0, +14.0] " in lines["evil__x__v1"]
@@ -238,7 +239,7 @@ def column(config: dict[str, Any], column_id: str) -> dict[str, Any]:
 
 CONFIG_ERRORS = {
     "unknown top key": (lambda c: c.update(colour="red"), "unknown key 'colour'"),
-    "unknown column key": (lambda c: column(c, "perception_image").update(valeu="x"), "columns[3] (perception_image): unknown key 'valeu'"),
+    "unknown column key": (lambda c: column(c, "perception_image").update(valeu="x"), "columns[4] (perception_image): unknown key 'valeu'"),
     "misspelt metric": (lambda c: column(c, "alignment_image_balanced").update(value="tasks.alignment-image.metrics.balanced_acuracy.value"),
                         "'balanced_acuracy' is not a field of 'tasks.alignment-image.metrics'"),
     "path past a value": (lambda c: column(c, "general_capability").update(value="tasks.general-capability.metrics.n_samples.value"),
