@@ -70,3 +70,13 @@ def test_a_regular_install_ships_tasks_and_plugins(tmp_path: Path) -> None:
     assert proc.stdout.splitlines()[0].startswith(str(tmp_path / "site"))
     for task in ("perception-image", "alignment-text", "general-capability"):
         assert task in proc.stdout
+
+
+def test_hf_without_torch_says_what_to_install(tmp_path: Path) -> None:
+    # sys.modules[name] = None makes `import name` fail, as on a machine without torch.
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
+            "from vlmbench.cli import main\n"
+            f"sys.exit(main(['run', '--model', 'hf', '--model_args', 'pretrained=x', '--output_path', {str(tmp_path)!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "vlmbench: error: --model hf needs torch and transformers: pip install 'vlmbench[hf]'"

@@ -28,7 +28,7 @@ def summary_table(results: dict[str, Any]) -> str:
                          _rate(m["unparsed_rate"]), _rate(m["refusal_rate"]), m["n_errors"]])
     parts = [tabulate(rows, headers=["task", "metric", "value ± se", "strict", "n", "unparsed", "refusal", "errors"])]
     gap_rows = []
-    for key, gap in results["modality_gaps"].items():
+    for gap in results["modality_gaps"].values():
         overall = gap["overall"]
         if overall:
             ci = "-" if overall["ci_low"] is None else f"[{overall['ci_low']:+.3f}, {overall['ci_high']:+.3f}]"

@@ -232,7 +232,7 @@ def load_file(path: Path) -> TaskConfig | GroupConfig:
         _validate(path, data, "group")
         return GroupConfig(data["group"], path, list(data["task"]), data.get("description", ""))
     _validate(path, data, "task")
-    for name, overrides in data.get("variants", {}).items():
+    for overrides in data.get("variants", {}).values():
         merged = {k: v for k, v in data.items() if k != "variants"} | overrides
         _validate(path, merged, "task")  # a variant must still make a whole valid task
     return TaskConfig(data["task"], path, data)
