@@ -110,7 +110,7 @@ def test_cache_info_and_clear(installed_plugin: None, tmp_path: Path) -> None:
     assert stored_count(store) == 450
 
 
-PLANTED = "sk-plantedSECRET0123456789abcdefXYZ"
+PLANTED = "sk-planted-test-secret-0123456789"
 
 
 def test_secrets_never_reach_any_output(installed_plugin: None, tmp_path: Path) -> None:
