@@ -217,11 +217,10 @@ def _oneof_expectation(error: jsonschema.ValidationError) -> str:
 
 def _validate(path: Path, data: dict[str, Any], definition: str) -> None:
     validator = _validator(definition)
-    errors = sorted(validator.iter_errors(data), key=lambda e: (-len(e.absolute_path), e.validator != "additionalProperties"))
-    if errors:
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is not None:
         allowed = list(task_schema()["$defs"][definition].get("properties", {}))
-        # Shallowest first reads most naturally for a missing/unknown field; deepest first for values.
-        raise _schema_error(path, jsonschema.exceptions.best_match(errors), allowed)
+        raise _schema_error(path, error, allowed)
 
 
 def load_file(path: Path) -> TaskConfig | GroupConfig:

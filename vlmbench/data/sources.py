@@ -99,17 +99,11 @@ def _load_hf(path: str, name: str | None, split: str, revision: str | None) -> t
         return datasets.load_dataset(path, name, split=split, revision=revision, token=token), "hub"
     except UserError:
         raise
-    except (FileNotFoundError, ValueError, ConnectionError, OSError) as exc:
+    except Exception as exc:  # datasets raises many library-specific types (DatasetNotFoundError, OSError, ...)
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise UserError(
-            f"cannot load dataset '{path}' split '{split}': {reason}. If it is gated, request access on the Hub and "
-            f"set HF_TOKEN; or point to a local copy with --data_files {path}=DIR"
-        ) from None
-    except Exception as exc:  # datasets raises many library-specific types (DatasetNotFoundError, ...)
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise UserError(
-            f"cannot load dataset '{path}' split '{split}': {reason}. Check the id and split, set HF_TOKEN for gated "
-            f"data, or pass --data_files {path}=DIR"
+            f"cannot load dataset '{path}' split '{split}': {reason}. Check the id and split; if it is gated, request "
+            f"access on the Hub and set HF_TOKEN; or point to a local copy with --data_files {path}=DIR"
         ) from None
 
 
