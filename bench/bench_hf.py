@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from PIL import Image  # noqa: E402
 
 from vlmbench.backend import BackendOptions, GenerationSettings, ImagePart, Message, Request, TextPart  # noqa: E402
-from vlmbench.plugins import hf  # noqa: E402
+from vlmbench_plugins import hf  # noqa: E402
 
 PROMPTS = [
     "What does this image show? Choose the most relevant option from A, B, C, or D.",
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,8")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per batch size; the best is reported")
     args = parser.parse_args()
-    from tiny_models import build_tiny_vlm
+    from vlmbench.testing.tiny_models import build_tiny_vlm
 
     requests = make_requests(args.requests, args.max_new_tokens)
     rows = []

@@ -20,11 +20,11 @@ pytest.importorskip("transformers")
 
 from PIL import Image  # noqa: E402
 
-from tiny_models import IMAGE_TOKENS, TinyModelUnavailable, build_tiny_vlm  # noqa: E402
+from vlmbench.testing.tiny_models import IMAGE_TOKENS, TinyModelUnavailable, build_tiny_vlm  # noqa: E402
 from vlmbench.backend import BackendOptions, GenerationSettings, ImagePart, Message, Request, TextPart  # noqa: E402
 from vlmbench.errors import UserError  # noqa: E402
 from vlmbench.pluginmanager import backend_spec  # noqa: E402
-from vlmbench.plugins import hf  # noqa: E402
+from vlmbench_plugins import hf  # noqa: E402
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 os.environ.update(OFFLINE)
@@ -111,7 +111,7 @@ def test_model_args_are_typed() -> None:
 
 def test_missing_torch_and_transformers_is_a_user_error(tmp_path: Path) -> None:
     code = ("import sys; sys.modules['torch'] = sys.modules['transformers'] = None\n"
-            "from vlmbench.plugins import hf; from vlmbench.backend import BackendOptions; from vlmbench.errors import UserError\n"
+            "from vlmbench_plugins import hf; from vlmbench.backend import BackendOptions; from vlmbench.errors import UserError\n"
             "try: hf._factory({'pretrained': 'x'}, BackendOptions())\n"
             "except UserError as e: print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from vlmbench.metrics import Scored, balanced_accuracy, mean_with_stderr, modality_gap, paired_gap, summarise
+from vlmbench.scoring.metrics import Scored, balanced_accuracy, mean_with_stderr, modality_gap, paired_gap, summarise
 
 
 def test_clustered_stderr_matches_hand_computation() -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from conftest import load_results, vlmbench
-from fault_server import FaultServer, Faults
+from vlmbench.testing.fault_server import FaultServer, Faults
 from PIL import Image
 
 from vlmbench.backend import BackendOptions, GenerationSettings, ImagePart, Message, Request, Response, TextPart
@@ -31,7 +31,7 @@ from vlmbench.pluginmanager import backend_spec, backend_specs
 
 pytest.importorskip("openai")
 
-from vlmbench.plugins.openai_api import OpenAIBackend, retry_after_seconds, status_failure  # noqa: E402
+from vlmbench_plugins.openai_api import OpenAIBackend, retry_after_seconds, status_failure  # noqa: E402
 
 KEY = "sk-test-PLANTED-7f3a9c1e5b2d4f6a8c0e"
 StartServer = Callable[..., FaultServer]
@@ -376,7 +376,7 @@ def transformers_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
     pytest.importorskip("transformers")
     for module in ("fastapi", "uvicorn"):
         pytest.importorskip(module, reason="`transformers serve` needs transformers[serving]")
-    from tiny_models import build_tiny_vlm
+    from vlmbench.testing.tiny_models import build_tiny_vlm
 
     tmp = tmp_path_factory.mktemp("transformers-serve")
     model_dir = build_tiny_vlm("llava", tmp / "tiny-llava")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vlmbench.parsing import parse_choice, parse_multiple_choice, parse_safety
+from vlmbench.scoring.rules import parse_choice, parse_multiple_choice, parse_safety
 
 OPTIONS = {"A": "Swastika", "B": "demonic figure", "C": "Knife attacks", "D": "Nudity in public"}
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from conftest import load_results
-from fault_server import FaultServer
+from vlmbench.testing.fault_server import FaultServer
 
 CONCURRENCY = 4
 

@@ -1,10 +1,20 @@
-"""Builds the pluggy plugin manager: built-in plugins plus third-party entry points."""
+"""Builds the pluggy plugin manager: the core's own registrations plus every entry-point plugin.
+
+Built-in backends, tasks and the leaderboard are entry points of the ``vlmbench`` distribution
+itself (group ``vlmbench``), so they register exactly as a third party's plugin does. Entry points
+load one by one: a plugin that fails to import costs one warning line naming it, never the run.
+"""
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import sys
+from collections.abc import Iterable
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
+from typing import Any, Protocol
 
 import pluggy
 
@@ -12,31 +22,58 @@ from vlmbench import hookspecs
 from vlmbench.backend import BackendSpec
 from vlmbench.errors import UserError
 
-BUILTIN_PLUGINS = ("vlmbench.plugins.baselines", "vlmbench.plugins.openai_api", "vlmbench.plugins.hf", "vlmbench.tasks")
+CORE_PLUGINS = ("vlmbench.builtins",)
+
+
+class _Named(Protocol):
+    name: str
 
 
 @lru_cache(maxsize=1)
 def plugin_manager() -> pluggy.PluginManager:
-    """Return the process-wide plugin manager with built-ins and entry-point plugins loaded."""
-    import importlib
-
+    """The process-wide plugin manager: core registrations, then entry points (the vlmbench
+    distribution's own first, so built-in task folders come before a plugin's)."""
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
-    for module_name in BUILTIN_PLUGINS:
+    for module_name in CORE_PLUGINS:
         manager.register(importlib.import_module(module_name), name=module_name)
-    manager.load_setuptools_entrypoints(hookspecs.PROJECT)
+    for entry_point in _entry_points():
+        _register_entry_point(manager, entry_point)
     return manager
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    points = list(metadata.entry_points(group=hookspecs.PROJECT))
+    seen: set[str] = set()
+    unique = []
+    for point in points:  # an editable install plus a stale copy can list a name twice
+        if point.name not in seen:
+            seen.add(point.name)
+            unique.append(point)
+    return sorted(unique, key=lambda p: (_distribution(p) != "vlmbench", p.name))
+
+
+def _distribution(point: metadata.EntryPoint) -> str:
+    dist = getattr(point, "dist", None)
+    return str(dist.metadata["Name"]).lower() if dist is not None else ""
+
+
+def _register_entry_point(manager: pluggy.PluginManager, point: metadata.EntryPoint) -> None:
+    name = f"{_distribution(point) or '?'}:{point.name}"
+    if manager.get_plugin(name) is not None or manager.is_blocked(name):
+        return
+    try:
+        plugin = point.load()
+        manager.register(plugin, name=name)
+    except Exception as exc:  # a broken third-party plugin must not take the whole tool down
+        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+        print(f"vlmbench: warning: plugin '{point.name}' ({point.value}, package {_distribution(point) or 'unknown'}) "
+              f"failed to load and is skipped: {type(exc).__name__}: {first_line}", file=sys.stderr)
 
 
 def backend_specs() -> dict[str, BackendSpec]:
     """All registered backends by name. Two plugins registering one name is an error."""
-    specs: dict[str, BackendSpec] = {}
-    for plugin_specs in plugin_manager().hook.vlmbench_backends():
-        for spec in plugin_specs:
-            if spec.name in specs:
-                raise UserError(f"two plugins register a backend named '{spec.name}'; uninstall one of them")
-            specs[spec.name] = spec
-    return dict(sorted(specs.items()))
+    return _by_name(plugin_manager().hook.vlmbench_backends(), "backend")
 
 
 def backend_spec(name: str) -> BackendSpec:
@@ -55,7 +92,18 @@ def task_dirs() -> list[Path]:
     return dirs
 
 
-def did_you_mean(name: str, candidates: object) -> str:
+def _by_name(results: Iterable[Iterable[_Named]], kind: str) -> dict[str, Any]:
+    """Flatten hook results into one registry; two plugins registering one name is an error."""
+    table: dict[str, Any] = {}
+    for items in results:
+        for item in items:
+            if item.name in table:
+                raise UserError(f"two plugins register a {kind} named '{item.name}'; uninstall one of them")
+            table[item.name] = item
+    return dict(sorted(table.items()))
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` when a close match exists, else an empty string."""
-    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)  # type: ignore[arg-type]
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
     return f" (did you mean '{matches[0]}'?)" if matches else ""

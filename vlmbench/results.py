@@ -20,9 +20,9 @@ from typing import Any
 
 import vlmbench
 from vlmbench.errors import UserError
-from vlmbench.metrics import breakdown, modality_gap, summarise
+from vlmbench.scoring.metrics import breakdown, modality_gap, summarise
 from vlmbench.runner import TaskPrediction
-from vlmbench.scoring import score_record, scored
+from vlmbench.scoring.scorers import score_record, scored
 
 GAP_METRIC = {"perception": "accuracy", "alignment": "recall_unsafe"}
 RECORDED_PACKAGES = ("vlmbench", "datasets", "pillow", "numpy", "pluggy", "jsonschema", "jinja2", "torch",

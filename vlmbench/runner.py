@@ -24,7 +24,7 @@ from vlmbench.data.render import blank_image
 from vlmbench.data.sources import DatasetInfo, DocTable, load_docs
 from vlmbench.errors import UserError
 from vlmbench.samples import Sample, build_samples
-from vlmbench.scoring import score_record
+from vlmbench.scoring.scorers import score_record
 from vlmbench.store import ResponseStore, is_deterministic, request_key
 from vlmbench.taskconfig import TaskConfig
 

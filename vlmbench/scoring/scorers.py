@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from vlmbench.metrics import REFUSAL, Scored
-from vlmbench.parsing import parse_choice, parse_multiple_choice, parse_safety
+from vlmbench.scoring.metrics import REFUSAL, Scored
+from vlmbench.scoring.rules import parse_choice, parse_multiple_choice, parse_safety
 
 
 def parse(parser: str, record: dict[str, Any]) -> str | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vlmbench.errors import UserError
-from vlmbench.leaderboard.bundle import Bundle, Rejected, read_bundle
+from vlmbench_leaderboard.bundle import Bundle, Rejected, read_bundle
 from vlmbench.taskconfig import TaskConfig
 
 RECOMPUTED = ("metrics", "by_category", "by_concept")

@@ -13,7 +13,7 @@ BASELINES = ("random", "always-safe", "always-unsafe")
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Pack a scored run folder into a submission bundle."""
-    from vlmbench.leaderboard.bundle import METADATA_FIELDS, Rejected, default_metadata, pack
+    from vlmbench_leaderboard.bundle import METADATA_FIELDS, Rejected, default_metadata, pack
 
     metadata = default_metadata(Path(args.run_dir)) if (Path(args.run_dir) / "run.json").is_file() else {}
     for name in METADATA_FIELDS:
@@ -32,9 +32,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify bundles; print one line per bundle (and per reason)."""
-    from vlmbench.leaderboard.bundle import Rejected
-    from vlmbench.leaderboard.data import add_entry
-    from vlmbench.leaderboard.verify import verify_bundle
+    from vlmbench_leaderboard.bundle import Rejected
+    from vlmbench_leaderboard.data import add_entry
+    from vlmbench_leaderboard.verify import verify_bundle
 
     failed = 0
     for path in args.bundles:
@@ -55,7 +55,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build the static site from a data folder."""
-    from vlmbench.leaderboard.build import build_site
+    from vlmbench_leaderboard.build import build_site
 
     summary = build_site(Path(args.data_dir), Path(args.out), Path(args.config) if args.config else None)
     print(f"site: {Path(args.out) / 'index.html'} ({summary.get('models', '?')} models)")
@@ -64,7 +64,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     """Copy or upload a built site."""
-    from vlmbench.leaderboard.data import publish
+    from vlmbench_leaderboard.data import publish
 
     print(f"published: {publish(Path(args.site_dir), args.to)}")
     return 0

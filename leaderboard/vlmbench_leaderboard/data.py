@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from vlmbench.errors import UserError
-from vlmbench.leaderboard.verify import Verified
+from vlmbench_leaderboard.verify import Verified
 
 
 def entry_id(metadata: dict) -> str:

@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--store", default=None, help="the store file (default: as for `run`)")
     cache.set_defaults(func=cmd_cache)
 
-    from vlmbench.leaderboard.cli import add_commands
+    from vlmbench_leaderboard.cli import add_commands
 
     add_commands(sub)
     return parser

@@ -118,7 +118,7 @@ class Config:
 
 def default_config_path() -> Path:
     """The shipped ``leaderboard.yaml``."""
-    return Path(str(resources.files("vlmbench.leaderboard").joinpath("leaderboard.yaml")))
+    return Path(str(resources.files("vlmbench_leaderboard").joinpath("leaderboard.yaml")))
 
 
 def load_config(path: Path | None = None) -> Config:
@@ -879,7 +879,7 @@ def render_html(board: Board, plots: Sequence[dict[str, str]]) -> str:
     """``index.html``: the whole page in one file (CSS and JS inline), working from ``file://``."""
     import jinja2
 
-    package = resources.files("vlmbench.leaderboard")
+    package = resources.files("vlmbench_leaderboard")
     css = package.joinpath("page.css").read_text(encoding="utf-8")
     js = package.joinpath("page.js").read_text(encoding="utf-8")
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
@@ -934,7 +934,7 @@ PLOTS = (
 
 def render_plots(board: Board) -> dict[str, bytes]:
     """The SVG plots, by path relative to the site folder."""
-    from vlmbench.leaderboard import plots
+    from vlmbench_leaderboard import plots
 
     models = []
     for row in board.rows:
@@ -949,7 +949,7 @@ def render_plots(board: Board) -> dict[str, bytes]:
 
 
 def _gap(raw: Any) -> Any:
-    from vlmbench.leaderboard.plots import Gap
+    from vlmbench_leaderboard.plots import Gap
 
     overall = raw.get("overall") if isinstance(raw, dict) else None
     if not isinstance(overall, dict):

@@ -1,0 +1,1 @@
+"""Scoring: scorers (rule parsers and judges) turn responses into verdicts; metrics aggregate verdicts."""
