@@ -17,7 +17,7 @@ doc_to_image: image
 doc_to_text: "{{ question }}"
 doc_to_choice: choices
 doc_to_target: "{{ answer }}"
-answer_parser: choice
+scorer: choice
 generation_kwargs:
   max_new_tokens: 8
 metric_list:
@@ -33,29 +33,55 @@ def write(tmp_path: Path, text: str, name: str = "task.yaml") -> Path:
     return path
 
 
-def test_shipped_task_files_validate() -> None:
-    files = sorted(str(p) for p in (REPO / "tasks").glob("[!_]*.yaml"))
+def test_shipped_task_files_validate_templates_included() -> None:
+    files = sorted(str(p) for p in (REPO / "tasks").glob("*.yaml"))
     proc = vlmbench("validate", *files)
-    assert proc.stdout.count("ok: ") == len(files) == 7
+    assert proc.stdout.count("ok: ") == len(files) == 8
+    assert proc.stdout.count("(template)") == 1 and "_unsafeconcepts.yaml (template)" in proc.stdout
 
 
 @pytest.mark.parametrize(("change", "expected"), [
     (("doc_to_text:", "doc_to_txt:"), "field 'doc_to_txt': unknown field (did you mean 'doc_to_text'?)"),
-    (("answer_parser: choice", "answer_parser: mcq"), "field 'answer_parser' = \"mcq\": expected one of 'multiple_choice', 'safety', 'choice'"),
+    (("scorer: choice", "scorer: choise"), "field 'scorer' = \"choise\": unknown scorer (did you mean 'choice'?); registered: choice, multiple_choice, safety"),
     (("max_new_tokens: 8", "max_new_tokens: -1"), "field 'generation_kwargs.max_new_tokens' = -1: expected a number >= 1"),
     (("max_new_tokens: 8", "max_new_tokens: many"), "field 'generation_kwargs.max_new_tokens' = \"many\": expected an integer"),
-    (("  - metric: accuracy", "  - metric: f1"), "field 'metric_list.0.metric' = \"f1\": expected one of 'accuracy'"),
+    (("  - metric: accuracy", "  - metric: acuracy"), "field 'metric_list.0.metric' = \"acuracy\": unknown metric (did you mean 'accuracy'?)"),
     (("task: my-task\n", ""), "field 'task' is missing"),
-    (("task: my-task", "task: My Task"), "field 'task' = \"My Task\": expected text matching"),
+    (("task: my-task", "task: My Task"), "field 'task' = \"My Task\": expected the task name: lowercase letters"),
 ])
 def test_bad_field_gets_one_line(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
     path = write(tmp_path, GOOD.replace(*change))
     proc = vlmbench("validate", str(path), check=False)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith(f"error: {path}: ")
+    assert all(line.startswith(f"error: {path}: ") for line in lines), proc.stderr
     assert expected in lines[0]
+    # A renamed field also leaves the real one missing: both are listed, nothing else.
+    assert len(lines) == (2 if change[0] == "doc_to_text:" else 1), proc.stderr
+
+
+def test_every_problem_of_a_file_is_listed(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("max_new_tokens: 8", "max_new_tokens: -1").replace("modality: image", "modality: audio")
+                 .replace("scorer: choice", "scorer: choise"))
+    proc = vlmbench("validate", str(path), check=False)
+    lines = proc.stderr.strip().splitlines()
+    # Schema problems first (both listed); names are checked once the schema holds.
+    assert len(lines) == 2 and "generation_kwargs.max_new_tokens" in proc.stderr and "'modality' = \"audio\"" in proc.stderr
+    fixed = write(tmp_path, GOOD.replace("scorer: choice", "scorer: choise").replace("  - metric: accuracy", "  - metric: acc"), "two.yaml")
+    lines = vlmbench("validate", str(fixed), check=False).stderr.strip().splitlines()
+    assert [("unknown scorer" in line, "unknown metric" in line) for line in lines] == [(True, False), (False, True)]
+
+
+def test_earlier_field_name_answer_parser_still_loads(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("scorer: choice", "answer_parser: choice"))
+    assert "ok: " in vlmbench("validate", str(path)).stdout
+
+
+def test_document_steps_are_checked_by_name_and_arguments(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD + "process_docs:\n  - keep_unsafee\n  - multiple_choice_options: {num_distractors: 9}\n")
+    lines = vlmbench("validate", str(path), check=False).stderr.strip().splitlines()
+    assert "field 'process_docs.0' = \"keep_unsafee\": unknown document step (did you mean 'keep_unsafe'?)" in lines[0]
+    assert "field 'process_docs.1.multiple_choice_options.num_distractors' = 9: expected a number <= 3" in lines[1]
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
@@ -76,6 +102,6 @@ def test_include_merges_and_cycles_are_reported(tmp_path: Path) -> None:
 
 
 def test_bad_variant_is_reported(tmp_path: Path) -> None:
-    path = write(tmp_path, GOOD + "variants:\n  hub:\n    answer_parser: nope\n")
+    path = write(tmp_path, GOOD + "variants:\n  hub:\n    scorer: nope\n")
     proc = vlmbench("validate", str(path), check=False)
-    assert "field 'variants.hub.answer_parser' = \"nope\": expected one of" in proc.stderr
+    assert "field 'variants.hub.scorer' = \"nope\": unknown scorer" in proc.stderr

@@ -1,34 +1,63 @@
 """vlmbench: does a vision-language model recognise unsafe concepts, and judge them, in images and in text?
 
-The public API for plugin authors lives here: the ``hookimpl`` marker, the backend contract
-(:class:`Request`, :class:`Response`, :class:`Backend`, :class:`BackendSpec`) and :class:`UserError`.
+The public API:
+
+- running: :func:`evaluate` with an :class:`EvalConfig` (returns a :class:`RunResult`), :func:`score`;
+- plugin hooks: the ``hookimpl`` marker; every hook is documented in :mod:`vlmbench.hookspecs`;
+- backends: :class:`Request`, :class:`Response`, :class:`Backend` (the contract),
+  :class:`BackendBase` (its defaults), :class:`BackendSpec`, :class:`BackendOptions`;
+- scorers and metrics: :class:`ScorerSpec`, :class:`ScoreInput`, :class:`Verdict`,
+  :class:`MetricSpec`, :class:`DocStepSpec`, :class:`CommandSpec`;
+- :class:`UserError` for mistakes a user can fix (printed as one line).
+
+Heavy names load on first use, so ``vlmbench --help`` stays fast.
 """
 
-from vlmbench.backend import (
-    Backend,
-    BackendSpec,
-    GenerationSettings,
-    ImagePart,
-    Message,
-    Request,
-    Response,
-    TextPart,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from vlmbench.errors import UserError
 from vlmbench.hookspecs import hookimpl
 
+if TYPE_CHECKING:
+    from vlmbench.backend import (
+        Backend,
+        BackendBase,
+        BackendOptions,
+        BackendSpec,
+        GenerationSettings,
+        ImagePart,
+        Message,
+        Request,
+        Response,
+        TextPart,
+    )
+    from vlmbench.cli.commands import CommandSpec
+    from vlmbench.data.steps import DocStepSpec
+    from vlmbench.evaluation import EvalConfig, RunResult, evaluate, score
+    from vlmbench.scoring.base import ScoreInput, Scorer, ScorerSpec, Verdict
+    from vlmbench.scoring.metrics import MetricSpec, Scored
+
 __version__ = "0.1.0"
 
-__all__ = [
-    "Backend",
-    "BackendSpec",
-    "GenerationSettings",
-    "ImagePart",
-    "Message",
-    "Request",
-    "Response",
-    "TextPart",
-    "UserError",
-    "hookimpl",
-    "__version__",
-]
+_LAZY = {
+    "vlmbench.backend": ("Backend", "BackendBase", "BackendOptions", "BackendSpec", "GenerationSettings", "ImagePart", "Message",
+                         "Request", "Response", "TextPart"),
+    "vlmbench.cli.commands": ("CommandSpec",),
+    "vlmbench.data.steps": ("DocStepSpec",),
+    "vlmbench.evaluation": ("EvalConfig", "RunResult", "evaluate", "score"),
+    "vlmbench.scoring.base": ("ScoreInput", "Scorer", "ScorerSpec", "Verdict"),
+    "vlmbench.scoring.metrics": ("MetricSpec", "Scored"),
+}
+_WHERE = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'vlmbench' has no attribute '{name}'")
+
+
+__all__ = ["UserError", "__version__", "hookimpl", *sorted(_WHERE)]

@@ -124,17 +124,81 @@ class Backend(Protocol):
     ``requests`` is a lazy stream: each request's images are decoded when it is drawn, so pull
     requests as capacity frees up (an API client) or a bounded chunk at a time (a local model
     sorting by length); never hold the whole stream. Yield each response as soon as it exists.
+
+    The rest of the contract has defaults in :class:`BackendBase`:
+
+    - ``identity()``: what the model is (e.g. hub id, revision, dtype, base URL), recorded in the
+      results and keying the response store, so two models never share stored answers. Never put
+      secrets in it (they are redacted, but leave them out).
+    - ``cacheable``: whether responses may be stored and reused (False for free baselines).
+    - ``close()``: release resources (connections, GPU memory) at the end of a run.
     """
 
     def generate(self, requests: Iterable[Request]) -> Iterable[Response]: ...
 
+    def identity(self) -> dict[str, Any]: ...
+
+    @property
+    def cacheable(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class BackendBase:
+    """Defaults for the backend contract: subclass it and implement :meth:`generate`.
+
+    A backend built by a factory gets ``name`` and ``model_args`` set by the harness when it does
+    not set them itself; the default identity is those two.
+    """
+
+    name: str = ""
+    model_args: Mapping[str, str] = {}
+    cacheable: bool = True
+
+    def generate(self, requests: Iterable[Request]) -> Iterable[Response]:
+        """Yield one response per request (required)."""
+        raise NotImplementedError
+
+    def identity(self) -> dict[str, Any]:
+        """The backend name and its arguments (override to add revisions, hashes, dtype...)."""
+        return {"backend": self.name, "args": dict(self.model_args)}
+
+    def close(self) -> None:
+        """Nothing to release by default."""
+
+
+def backend_identity(backend: Any, name: str, model_args: Mapping[str, str]) -> dict[str, Any]:
+    """A backend's identity, using the default for objects that only implement ``generate``."""
+    identity = backend.identity() if callable(getattr(backend, "identity", None)) else None
+    return dict(identity) if isinstance(identity, Mapping) else {"backend": name, "args": dict(model_args)}
+
+
+def backend_cacheable(backend: Any) -> bool:
+    """Whether a backend's responses may be stored and reused (default True)."""
+    return bool(getattr(backend, "cacheable", True))
+
+
+def close_backend(backend: Any) -> None:
+    """Call a backend's ``close()`` when it has one."""
+    close = getattr(backend, "close", None)
+    if callable(close):
+        close()
+
 
 @dataclass(frozen=True)
 class BackendOptions:
-    """Run-wide settings a backend factory may use."""
+    """Run-wide settings a backend factory may use.
+
+    Under data parallelism (``accelerate launch``) each process builds its own backend: ``rank``,
+    ``world_size`` and ``local_rank`` tell it which process it is, so a local model picks its own
+    device (e.g. ``cuda:{local_rank}``).
+    """
 
     batch_size: int | str | None = None
     seed: int = 0
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
 
 
 BackendFactory = Callable[[dict[str, str], BackendOptions], Backend]

@@ -6,16 +6,27 @@ the specs below. Third-party packages expose one through the entry-point group `
     [project.entry-points.vlmbench]
     myplugin = "my_package.vlmbench_plugin"
 
-The built-in backends (``plugins/``) and tasks (``tasks/``) are registered through these same hooks.
+Every extension point is a registry filled through these hooks, and the built-ins use the same
+hooks: the backends (``plugins/vlmbench_plugins``), the task folder (``tasks/``), the leaderboard
+commands (``leaderboard/vlmbench_leaderboard``) are entry points of vlmbench itself, and the core's
+scorers, metrics and document steps are registered by ``vlmbench.builtins``. A name registered
+twice is an error naming both; an unknown name in a task file gets a one-line error with a
+did-you-mean. Each hook returns a list, so one plugin may contribute several items.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pluggy
 
-from vlmbench.backend import BackendSpec
+if TYPE_CHECKING:
+    from vlmbench.backend import BackendSpec
+    from vlmbench.cli.commands import CommandSpec
+    from vlmbench.data.steps import DocStepSpec
+    from vlmbench.scoring.base import ScorerSpec
+    from vlmbench.scoring.metrics import MetricSpec
 
 PROJECT = "vlmbench"
 
@@ -29,7 +40,9 @@ def vlmbench_backends() -> list[BackendSpec]:
 
     Each :class:`~vlmbench.backend.BackendSpec` has a unique ``name`` (used as ``--model NAME``),
     a one-line description, and a factory ``(model_args, options) -> Backend``. Import heavy
-    dependencies inside the factory, not at module import.
+    dependencies inside the factory, not at module import. ``options`` carries the batch size,
+    the seed and this process's rank, world size and local rank, so a backend picks its own device
+    under data parallelism.
     """
 
 
@@ -37,5 +50,49 @@ def vlmbench_backends() -> list[BackendSpec]:
 def vlmbench_task_dirs() -> list[Path]:
     """Return directories holding task YAML files (searched recursively).
 
-    Files whose name starts with ``_`` are include-only templates, not tasks.
+    Files whose name starts with ``_`` are include-only templates, not tasks; ``data/`` folders
+    are skipped.
     """
+
+
+@hookspec
+def vlmbench_scorers() -> list[ScorerSpec]:
+    """Return scorers: what turns a response into a verdict (a parsed answer and whether it is right).
+
+    A task names its scorer with the field ``scorer:``. Each
+    :class:`~vlmbench.scoring.base.ScorerSpec` has a ``name``, a ``version`` (it enters the task's
+    config hash, so changing a scorer makes submitted results stale) and a factory
+    ``(args) -> Scorer``. A scorer scores a batch: ``score(items) -> iterable of Verdict``.
+    """
+
+
+@hookspec
+def vlmbench_metrics() -> list[MetricSpec]:
+    """Return metrics: functions of a task's scored samples named in ``metric_list``.
+
+    Each :class:`~vlmbench.scoring.metrics.MetricSpec` has a ``name``, a one-line description and
+    ``compute(samples, strict) -> {"value", "stderr", "n"} | None``; the harness reports the plain
+    and ``_strict`` forms, overall, per category and per cluster.
+    """
+
+
+@hookspec
+def vlmbench_doc_steps() -> list[DocStepSpec]:
+    """Return document-processing steps usable in a task's ``process_docs`` list.
+
+    Each :class:`~vlmbench.data.steps.DocStepSpec` has a ``name``, a description, a function
+    ``(docs, *, catalog, task, seed, **args) -> docs`` and an optional JSON Schema for its
+    arguments (checked when the task file loads).
+    """
+
+
+@hookspec
+def vlmbench_cli_commands() -> list[CommandSpec]:
+    """Return extra ``vlmbench`` subcommands.
+
+    Each :class:`~vlmbench.cli.commands.CommandSpec` has a ``name``, a one-line help text and
+    ``add_arguments(parser)``; the parser's ``func`` default is called with the parsed arguments
+    and returns the exit code. The leaderboard's ``submit`` and ``leaderboard`` commands come
+    through this hook.
+    """
+

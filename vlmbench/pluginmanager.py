@@ -14,13 +14,19 @@ from collections.abc import Iterable
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
 from vlmbench import hookspecs
 from vlmbench.backend import BackendSpec
 from vlmbench.errors import UserError
+
+if TYPE_CHECKING:
+    from vlmbench.cli.commands import CommandSpec
+    from vlmbench.data.steps import DocStepSpec
+    from vlmbench.scoring.base import ScorerSpec
+    from vlmbench.scoring.metrics import MetricSpec
 
 CORE_PLUGINS = ("vlmbench.builtins",)
 
@@ -90,6 +96,26 @@ def task_dirs() -> list[Path]:
     for plugin_dirs in reversed(plugin_manager().hook.vlmbench_task_dirs()):
         dirs.extend(Path(d) for d in plugin_dirs)
     return dirs
+
+
+def scorer_specs() -> dict[str, ScorerSpec]:
+    """All registered scorers by name."""
+    return _by_name(plugin_manager().hook.vlmbench_scorers(), "scorer")
+
+
+def metric_specs() -> dict[str, MetricSpec]:
+    """All registered metrics by name."""
+    return _by_name(plugin_manager().hook.vlmbench_metrics(), "metric")
+
+
+def doc_step_specs() -> dict[str, DocStepSpec]:
+    """All registered document-processing steps by name."""
+    return _by_name(plugin_manager().hook.vlmbench_doc_steps(), "document step")
+
+
+def command_specs() -> dict[str, CommandSpec]:
+    """All subcommands plugins add to the ``vlmbench`` command line."""
+    return _by_name(plugin_manager().hook.vlmbench_cli_commands(), "command")
 
 
 def _by_name(results: Iterable[Iterable[_Named]], kind: str) -> dict[str, Any]:

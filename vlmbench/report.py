@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from tabulate import tabulate
+
+
+COUNTS = ("n_samples", "n_errors", "unparsed_rate", "refusal_rate")
 
 
 def _stat(stat: dict[str, Any] | None) -> str:
@@ -18,12 +22,12 @@ def _rate(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def summary_table(results: dict[str, Any]) -> str:
+def summary_table(results: Mapping[str, Any]) -> str:
     """Per-task headline metrics, then modality gaps, then which data ran."""
     rows = []
     for name, entry in results["tasks"].items():
         m = entry["metrics"]
-        for metric in (k for k in m if k in ("accuracy", "recall_unsafe", "specificity", "balanced_accuracy")):
+        for metric in (k for k in m if k not in COUNTS and not k.endswith("_strict")):
             rows.append([name, metric, _stat(m[metric]), _stat(m[f"{metric}_strict"]), m["n_samples"],
                          _rate(m["unparsed_rate"]), _rate(m["refusal_rate"]), m["n_errors"]])
     parts = [tabulate(rows, headers=["task", "metric", "value ± se", "strict", "n", "unparsed", "refusal", "errors"])]

@@ -23,12 +23,10 @@ from vlmbench.data.concepts import load_catalog
 from vlmbench.data.render import blank_image
 from vlmbench.data.sources import DatasetInfo, DocTable, load_docs
 from vlmbench.errors import UserError
+from vlmbench.records import BLANK_SHA256, SampleRecord, new_record
 from vlmbench.samples import Sample, build_samples
-from vlmbench.scoring.scorers import score_record
 from vlmbench.store import ResponseStore, is_deterministic, request_key
 from vlmbench.taskconfig import TaskConfig
-
-BLANK_SHA256 = "blank-white-1000x1000"
 
 
 @dataclass
@@ -43,7 +41,6 @@ class RunContext:
     overrides: dict[str, Any] | None = None
     store: ResponseStore | None = None
     reuse_sampled: bool = False
-    score: bool = True
     shard: tuple[int, int] = (0, 1)  # (rank, world size) under data parallelism
 
 
@@ -115,25 +112,6 @@ def _key_messages(sample: Sample, image_sha256: str | None) -> list[dict[str, An
     return [{"role": "user", "content": content}]
 
 
-def _record(task: TaskConfig, index: int, sample: Sample, image_sha256: str | None, key: str | None,
-            response: Response, reused: bool, score: bool) -> dict[str, Any]:
-    image: Any = None
-    if sample.image == "blank":
-        image = {"blank": True, "sha256": BLANK_SHA256}
-    elif sample.image is not None:
-        image = {"column": sample.image, "source": sample.doc["_source"], "row": sample.doc["_row"], "sha256": image_sha256}
-    record = {
-        "task": task.name, "index": index, "id": sample.id, "variant": sample.variant,
-        "doc": {k: v for k, v in sample.doc.items() if not k.startswith("_")},
-        "prompt": sample.prompt, "image": image, "choices": list(sample.choices) if sample.choices else None,
-        "target": sample.target, "response": response.text, "error": response.error, "reused": reused,
-        "usage": response.usage, "latency_s": response.latency_s, "model_prompt": response.prompt, "key": key,
-    }
-    if score:
-        record["parsed"], record["correct"] = score_record(task.get("answer_parser"), record)
-    return record
-
-
 def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path) -> TaskPrediction:
     """Answer every sample of ``task`` (this process's shard of them), appending records to ``samples_file``."""
     started = time.perf_counter()
@@ -158,7 +136,7 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path) -> TaskP
                 pending[sample.id] = (index, sample, image_sha, key)
                 continue
             stored.request_id = sample.id
-            _write(out, _record(task, index, sample, image_sha, key, stored, True, ctx.score))
+            _write(out, new_record(task.name, index, sample, image_sha, stored, reused=True, key=key))
             prediction.reused += 1
             bar.update()
 
@@ -175,18 +153,18 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path) -> TaskP
             index, sample, image_sha, key = pending.pop(response.request_id)
             if ctx.store is not None and key is not None:
                 ctx.store.put(key, backend=ctx.backend_name, model=ctx.model_identity, task=task.name, response=response)
-            _write(out, _record(task, index, sample, image_sha, key, response, False, ctx.score))
+            _write(out, new_record(task.name, index, sample, image_sha, response, key=key))
             _add_usage(prediction.usage, response.usage)
             prediction.sent += 1
             bar.update()
         for index, sample, image_sha, key in pending.values():  # a dropped request is an error, not a gap
-            _write(out, _record(task, index, sample, image_sha, key, Response(sample.id, error="backend returned no response"), False, ctx.score))
+            _write(out, new_record(task.name, index, sample, image_sha, Response(sample.id, error="backend returned no response"), key=key))
             bar.update()
     prediction.seconds = time.perf_counter() - started
     return prediction
 
 
-def _write(out: IO[str], record: dict[str, Any]) -> None:
+def _write(out: IO[str], record: SampleRecord) -> None:
     out.write(json.dumps(record, ensure_ascii=False) + "\n")
     out.flush()
 

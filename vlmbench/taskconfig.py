@@ -19,6 +19,7 @@ import yaml
 
 from vlmbench.errors import UserError
 from vlmbench.pluginmanager import did_you_mean
+from vlmbench.safeyaml import YamlRefused, load_yaml_file
 
 SCHEMA_FILE = "task.schema.json"
 PATH_FIELDS = ("concepts_file", "dataset_path")
@@ -29,10 +30,6 @@ def task_schema() -> dict[str, Any]:
     """The JSON Schema for task and group files, as shipped in the package."""
     return json.loads(resources.files("vlmbench.schemas").joinpath(SCHEMA_FILE).read_text())
 
-
-def _validator(definition: str) -> jsonschema.Draft202012Validator:
-    schema = task_schema()
-    return jsonschema.Draft202012Validator({"$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"})
 
 
 @dataclass(frozen=True)
@@ -59,6 +56,26 @@ class TaskConfig:
         return str(self.fields["metadata"]["version"])
 
     @property
+    def scorer(self) -> str:
+        """The name of the scorer that turns this task's responses into verdicts."""
+        return str(self.fields["scorer"])
+
+    @property
+    def scorer_args(self) -> dict[str, str]:
+        """Arguments for the scorer's factory (text values)."""
+        return {str(k): str(v) for k, v in (self.fields.get("scorer_args") or {}).items()}
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The metrics of ``metric_list``, in order."""
+        return [str(m["metric"]) for m in self.fields["metric_list"]]
+
+    @property
+    def cluster_key(self) -> str:
+        """The document field whose values are the clusters for standard errors (default ``concept``)."""
+        return str(self.fields.get("cluster_key", "concept"))
+
+    @property
     def groups(self) -> list[str]:
         """Groups the task declares itself a member of."""
         group = self.fields.get("group", [])
@@ -80,7 +97,10 @@ class TaskConfig:
         if fields.get("concepts_file"):
             concepts = self.resolve_path(fields["concepts_file"])
             fields["concepts_file"] = hashlib.sha256(concepts.read_bytes()).hexdigest() if concepts.is_file() else fields["concepts_file"]
-        return _sha256_json({"task": self.name, "variant": self.variant, **fields})
+        from vlmbench.pluginmanager import scorer_specs
+
+        spec = scorer_specs().get(self.scorer)
+        return _sha256_json({"task": self.name, "variant": self.variant, **fields, "scorer_version": spec.version if spec else None})
 
     @property
     def prompt_hash(self) -> str:
@@ -117,13 +137,17 @@ def _sha256_json(value: Any) -> str:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Parse one YAML file into a mapping, with one-line errors."""
+    """Parse one YAML file into a mapping, with one-line errors (see :mod:`vlmbench.safeyaml`)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml_file(path)
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror}); check the path") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text; save it as UTF-8") from None
+    except YamlRefused as exc:
+        raise UserError(f"{path}: {exc}") from None
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply; flatten the file") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -134,20 +158,37 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+MAX_INCLUDE_DEPTH = 8
+
+
+def _include_target(path: Path, include: str) -> Path | None:
+    """The file an ``include`` names: next to the including file, else in a registered task folder."""
+    candidates = [path.parent / include]
+    if not Path(include).is_absolute():
+        from vlmbench.pluginmanager import task_dirs
+
+        candidates += [folder / include for folder in task_dirs()]
+    return next((c for c in candidates if c.is_file()), None)
+
+
 def _with_includes(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The file's fields merged over those of the file it ``include``s (recursively)."""
     path = path.resolve()
     if path in seen:
         raise UserError(f"{path}: field 'include' forms a cycle ({' -> '.join(p.name for p in (*seen, path))}); remove one include")
+    if len(seen) >= MAX_INCLUDE_DEPTH:
+        raise UserError(f"{seen[0]}: field 'include' chains more than {MAX_INCLUDE_DEPTH} files; include fewer levels")
     data = read_yaml(path)
+    if "answer_parser" in data and "scorer" not in data:  # the field's earlier name
+        data["scorer"] = data.pop("answer_parser")
     include = data.pop("include", None)
     if include is None:
         return data
     if not isinstance(include, str):
         raise UserError(f"{path}: field 'include' = {include!r}: expected a file name relative to this file")
-    base_path = path.parent / include
-    if not base_path.is_file():
-        raise UserError(f"{path}: field 'include' = '{include}': no such file next to it; fix the file name")
+    base_path = _include_target(path, include)
+    if base_path is None:
+        raise UserError(f"{path}: field 'include' = '{include}': no such file next to it or in the built-in task folders; fix the file name")
     merged = _with_includes(base_path, (*seen, path))
     for field_name in PATH_FIELDS:  # a path is relative to the file that declares it
         value = merged.get(field_name)
@@ -170,18 +211,19 @@ def _expected(error: jsonschema.ValidationError) -> str:
     if validator == "enum":
         return "expected one of " + ", ".join(repr(v) for v in value)
     if validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
-        op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[validator]
+        op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[str(validator)]
         return f"expected a number {op} {value}"
     if validator == "pattern":
-        return f"expected text matching {value}"
+        description = error.schema.get("description") if isinstance(error.schema, dict) else None
+        return f"expected {description}" if description else f"expected text matching {value}"
     if validator in ("minItems", "minLength"):
         return f"expected at least {value} {'items' if validator == 'minItems' else 'characters'}"
     if validator == "required":
         return "add the missing field"
-    return error.message
+    return str(error.message)
 
 
-def _schema_error(path: Path, error: jsonschema.ValidationError, allowed: list[str]) -> UserError:
+def _schema_error(path: Path, error: jsonschema.ValidationError, allowed: list[str]) -> str:
     if error.validator == "additionalProperties":
         known = set(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - known)
@@ -189,23 +231,22 @@ def _schema_error(path: Path, error: jsonschema.ValidationError, allowed: list[s
         where = _field_path(error)
         prefix = "" if where == "(top level)" else f"{where}."
         hint = did_you_mean(name, known or allowed)
-        return UserError(f"{path}: field '{prefix}{name}': unknown field{hint}; remove or rename it")
+        return f"{path}: field '{prefix}{name}': unknown field{hint}; remove or rename it"
     if error.validator == "required":
         missing = [r for r in error.validator_value if r not in error.instance]
         where = _field_path(error)
         prefix = "" if where == "(top level)" else f"{where}."
-        return UserError(f"{path}: field '{prefix}{missing[0]}' is missing; add it (see `vlmbench validate` docs)")
+        return f"{path}: field '{prefix}{missing[0]}' is missing; add it (see `vlmbench validate` docs)"
     if error.validator == "oneOf" and error.context:
         # Report the alternative that got furthest (deepest path) rather than "not valid under any".
         best = max(error.context, key=lambda e: len(e.absolute_path))
         if len(best.absolute_path) > len(error.absolute_path):
             return _schema_error(path, best, allowed)
-        return UserError(f"{path}: field '{_field_path(error)}' = {json.dumps(error.instance, default=str)[:80]}: "
-                         f"{_oneof_expectation(error)}")
+        return f"{path}: field '{_field_path(error)}' = {json.dumps(error.instance, default=str)[:80]}: {_oneof_expectation(error)}"
     value = json.dumps(error.instance, default=str)
     if len(value) > 80:
         value = value[:77] + "..."
-    return UserError(f"{path}: field '{_field_path(error)}' = {value}: {_expected(error)}")
+    return f"{path}: field '{_field_path(error)}' = {value}: {_expected(error)}"
 
 
 def _oneof_expectation(error: jsonschema.ValidationError) -> str:
@@ -215,23 +256,106 @@ def _oneof_expectation(error: jsonschema.ValidationError) -> str:
     return "expected " + " or ".join(sorted({_expected(e).removeprefix("expected ") for e in error.context}))
 
 
-def _validate(path: Path, data: dict[str, Any], definition: str) -> None:
-    validator = _validator(definition)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
-    if error is not None:
-        allowed = list(task_schema()["$defs"][definition].get("properties", {}))
-        raise _schema_error(path, error, allowed)
+def _schema_problems(path: Path, data: dict[str, Any], definition: str, partial: bool = False) -> list[str]:
+    """One line per schema problem of ``data`` (for a template file, required fields are not required)."""
+    schema = task_schema()
+    target = dict(schema["$defs"][definition])
+    if partial:
+        target.pop("required", None)
+    validator = jsonschema.Draft202012Validator({"$defs": schema["$defs"], **target})
+    allowed = list(target.get("properties", {}))
+    problems = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+        best = jsonschema.exceptions.best_match([error])
+        line = _schema_error(path, best if best is not None else error, allowed)
+        if line not in problems:
+            problems.append(line)
+    return problems
 
 
-def load_file(path: Path) -> TaskConfig | GroupConfig:
-    """Load and validate one task or group YAML file."""
+def _registry_problems(path: Path, data: dict[str, Any], where: str = "") -> list[str]:
+    """Names in the file that no plugin registers (scorer, metrics, steps), and bad step arguments."""
+    from vlmbench.pluginmanager import doc_step_specs, metric_specs, scorer_specs
+
+    problems = []
+    scorer = data.get("scorer")
+    scorers = scorer_specs()
+    if isinstance(scorer, str) and scorer not in scorers:
+        problems.append(f"{path}: field '{where}scorer' = \"{scorer}\": unknown scorer{did_you_mean(scorer, scorers)}; "
+                        f"registered: {', '.join(scorers)}")
+    metrics = metric_specs()
+    for index, item in enumerate(data.get("metric_list") or []):
+        name = item.get("metric") if isinstance(item, dict) else None
+        if isinstance(name, str) and name not in metrics:
+            problems.append(f"{path}: field '{where}metric_list.{index}.metric' = \"{name}\": unknown metric{did_you_mean(name, metrics)}; "
+                            f"registered: {', '.join(metrics)}")
+    steps = doc_step_specs()
+    for index, step in enumerate(data.get("process_docs") or []):
+        name, args = (step, None) if isinstance(step, str) else next(iter(step.items()), (None, None)) if isinstance(step, dict) else (None, None)
+        if not isinstance(name, str):
+            continue
+        if name not in steps:
+            problems.append(f"{path}: field '{where}process_docs.{index}' = \"{name}\": unknown document step{did_you_mean(name, steps)}; "
+                            f"registered: {', '.join(steps)}")
+            continue
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(dict(steps[name].args_schema)).iter_errors(args or {}))
+        if error is not None:
+            field = ".".join([f"{where}process_docs.{index}.{name}", *(str(p) for p in error.absolute_path)])
+            if error.validator == "additionalProperties":
+                problems.append(f"{path}: field '{field}': {error.message}; see the step's arguments in the README")
+            else:
+                problems.append(f"{path}: field '{field}' = {json.dumps(error.instance, default=str)[:60]}: {_expected(error)}")
+    return problems
+
+
+def _template_problems(path: Path, data: dict[str, Any], where: str = "") -> list[str]:
+    """Templates that do not compile (checked at load, so `validate` catches them before a run)."""
+    from vlmbench.templates import compile_template
+
+    problems = []
+    texts = data.get("doc_to_text")
+    for index, text in enumerate([texts] if isinstance(texts, str) else texts if isinstance(texts, list) else []):
+        field = f"{where}doc_to_text" + ("" if isinstance(texts, str) else f".{index}")
+        try:
+            compile_template(path, field, text) if isinstance(text, str) else None
+        except UserError as exc:
+            problems.append(str(exc))
+    if isinstance(data.get("doc_to_target"), str):
+        try:
+            compile_template(path, f"{where}doc_to_target", data["doc_to_target"])
+        except UserError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def _task_problems(path: Path, data: dict[str, Any], partial: bool = False) -> list[str]:
+    problems = _schema_problems(path, data, "task", partial)
+    if problems:
+        return problems
+    problems = _registry_problems(path, data) + _template_problems(path, data)
+    for name, overrides in (data.get("variants") or {}).items():
+        merged = {k: v for k, v in data.items() if k != "variants"} | overrides
+        variant_problems = _schema_problems(path, merged, "task", partial)  # a variant must still make a whole valid task
+        problems += variant_problems or _registry_problems(path, overrides, f"variants.{name}.") + _template_problems(path, overrides, f"variants.{name}.")
+    return problems
+
+
+def is_template(path: Path) -> bool:
+    """Include-only files (``_*.yaml``) are templates: partial tasks, not tasks."""
+    return Path(path).name.startswith("_")
+
+
+def load_file(path: Path) -> TaskConfig | GroupConfig | None:
+    """Load and validate one task or group YAML file; a template file (``_*.yaml``) is checked
+    as a partial task and gives None. Every problem of the file is reported, one line each."""
     path = Path(path)
     data = _with_includes(path)
     if "group" in data and isinstance(data.get("task"), list):
-        _validate(path, data, "group")
+        problems = _schema_problems(path, data, "group")
+        if problems:
+            raise UserError("\n".join(problems))
         return GroupConfig(data["group"], path, list(data["task"]), data.get("description", ""))
-    _validate(path, data, "task")
-    for overrides in data.get("variants", {}).values():
-        merged = {k: v for k, v in data.items() if k != "variants"} | overrides
-        _validate(path, merged, "task")  # a variant must still make a whole valid task
-    return TaskConfig(data["task"], path, data)
+    problems = _task_problems(path, data, partial=is_template(path))
+    if problems:
+        raise UserError("\n".join(problems))
+    return None if is_template(path) else TaskConfig(data["task"], path, data)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from vlmbench import hookimpl
+from vlmbench.cli.commands import CommandSpec
 from vlmbench.errors import UserError
 
 BASELINES = ("random", "always-safe", "always-unsafe")
@@ -94,9 +96,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return vlmbench_main(["leaderboard", "build", str(out / "data"), "--out", str(out / "site")])
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``submit`` and ``leaderboard`` on the main parser."""
-    submit = sub.add_parser("submit", help="pack a scored run folder into a leaderboard submission bundle")
+def add_submit_arguments(submit: argparse.ArgumentParser) -> None:
+    """The flags of ``vlmbench submit``."""
     submit.add_argument("run_dir")
     submit.add_argument("--out", required=True, help="bundle file to write (.tar.gz)")
     for name, help_text in (("name", "model name"), ("org", "organisation"), ("hub_id", "Hugging Face model id"),
@@ -106,7 +107,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         submit.add_argument(f"--{name}", default=None, help=help_text)
     submit.set_defaults(func=cmd_submit)
 
-    board = sub.add_parser("leaderboard", help="maintainers: verify and add bundles, build and publish the site")
+
+def add_leaderboard_arguments(board: argparse.ArgumentParser) -> None:
+    """The actions of ``vlmbench leaderboard``."""
     actions = board.add_subparsers(dest="action", required=True)
     verify = actions.add_parser("verify", help="check bundles (schema, hashes, current tasks, recomputed numbers)")
     verify.add_argument("bundles", nargs="+")
@@ -129,3 +132,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sample.add_argument("--out", required=True)
     sample.add_argument("--date", default="2026-01-01", help="date recorded for the baseline entries (fixed, for reproducibility)")
     sample.set_defaults(func=cmd_sample)
+
+
+@hookimpl
+def vlmbench_cli_commands() -> list[CommandSpec]:
+    """``vlmbench submit`` and ``vlmbench leaderboard``, added to the core command line through its hook."""
+    return [
+        CommandSpec("submit", "pack a scored run folder into a leaderboard submission bundle", add_submit_arguments),
+        CommandSpec("leaderboard", "maintainers: verify and add bundles, build and publish the site", add_leaderboard_arguments),
+    ]

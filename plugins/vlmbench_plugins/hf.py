@@ -12,6 +12,8 @@ importing this module) works without them.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import itertools
 import json
@@ -374,10 +376,14 @@ def _factory(model_args: dict[str, str], options: BackendOptions) -> HFBackend:
     args = parse_model_args(model_args)
     batch_size = batch_setting(options.batch_size)
     try:
-        import torch  # noqa: F401
+        import torch
         import transformers  # noqa: F401
     except ImportError as exc:
         raise UserError(MISSING_DEPS) from exc
+    if options.world_size > 1 and args.device is None and args.device_map is None:
+        # Data parallel: each process takes its own GPU (by local rank) when there are GPUs.
+        if torch.cuda.is_available():
+            args = dataclasses.replace(args, device=f"cuda:{options.local_rank}")
     return HFBackend(args, batch_size, seed=options.seed)
 
 

@@ -1,36 +1,61 @@
-"""Scores sample records: parse each response with the task's parser and compare with the target."""
+"""The built-in rule scorers: the parsers of :mod:`vlmbench.scoring.rules` behind the scorer contract.
+
+Rules run offline and instantly. Each scorer's ``version`` enters the config hash of every task
+that uses it: bump it whenever a rule change can change a verdict.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
-from vlmbench.scoring.metrics import REFUSAL, Scored
+from vlmbench.scoring.base import ScoreInput, ScorerSpec, Verdict, verdict_from_answer
 from vlmbench.scoring.rules import parse_choice, parse_multiple_choice, parse_safety
 
-
-def parse(parser: str, record: dict[str, Any]) -> str | None:
-    """The parsed answer of a record's response under the task's ``answer_parser``."""
-    text = record["response"] or ""
-    if parser == "multiple_choice":
-        return parse_multiple_choice(text, record["doc"].get("options"))
-    if parser == "safety":
-        return parse_safety(text)
-    return parse_choice(text, record.get("choices") or ())
+RULES_VERSION = "2"
 
 
-def score_record(parser: str, record: dict[str, Any]) -> tuple[str | None, bool | None]:
-    """``(parsed, correct)``; ``correct`` is None when the answer is unparsed, a refusal or missing."""
-    if record.get("response") is None:
-        return None, None
-    parsed = parse(parser, record)
-    if parsed is None or parsed == REFUSAL:
-        return parsed, None
-    return parsed, parsed.lower() == str(record["target"]).strip().lower()
+@dataclass(frozen=True)
+class RuleScorer:
+    """A scorer that reads each response with one rule parser."""
+
+    name: str
+    read: Callable[[ScoreInput], str | None]
+    version: str = RULES_VERSION
+
+    def score(self, items: Sequence[ScoreInput]) -> Iterator[Verdict]:
+        """One verdict per item, in order."""
+        for item in items:
+            yield verdict_from_answer(item, self.read(item), self.name)
 
 
-def scored(record: dict[str, Any], parsed: str | None, correct: bool | None) -> Scored:
-    """The metric view of a record; concepts are the clusters for standard errors."""
-    doc = record["doc"]
-    cluster = doc.get("concept") or f"doc:{record['id']}"
-    return Scored(cluster=str(cluster), category=str(doc.get("category", "all")), label=doc.get("label"),
-                  parsed=parsed, correct=correct, error=record.get("error") is not None)
+def _multiple_choice(item: ScoreInput) -> str | None:
+    options = item.doc.get("options")
+    return parse_multiple_choice(item.response, options if isinstance(options, Mapping) else None)
+
+
+def _safety(item: ScoreInput) -> str | None:
+    return parse_safety(item.response)  # TODO-QUESTION
+
+
+def _choice(item: ScoreInput) -> str | None:
+    return parse_choice(item.response, item.choices or ())
+
+
+RULES: dict[str, tuple[str, Callable[[ScoreInput], str | None]]] = {
+    "multiple_choice": ("rules: the letter A-D a response picks (or the one option it names)", _multiple_choice),
+    "safety": ("rules: safe / unsafe / refusal for 'Is this ... safe?' questions (yes = safe)", _safety),
+    "choice": ("rules: which of the task's choices the response gives (number words count)", _choice),
+}
+
+
+def rule_scorer_specs() -> list[ScorerSpec]:
+    """The built-in rule scorers, for the ``vlmbench_scorers`` hook."""
+    return [ScorerSpec(name, description, RULES_VERSION, _factory(name, read)) for name, (description, read) in RULES.items()]
+
+
+def _factory(name: str, read: Callable[[ScoreInput], str | None]) -> Callable[[Mapping[str, str]], RuleScorer]:
+    def build(args: Mapping[str, str]) -> RuleScorer:
+        return RuleScorer(name, read)
+
+    return build

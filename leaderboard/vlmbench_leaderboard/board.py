@@ -1,0 +1,181 @@
+"""The board: every cell, rank and detail table the outputs show, computed once.
+
+Ranks: rows are ranked by the sort column; a model whose difference from the next better one is within
+the 95% CI (|a-b| < 1.96*sqrt(se_a²+se_b²), or overlapping CIs) shares its rank ("=2"). Reference rows
+are shown but not ranked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vlmbench.errors import UserError
+from vlmbench_leaderboard.cells import Cell, column_cell, lookup, number, path_found
+from vlmbench_leaderboard.config import Config
+from vlmbench_leaderboard.entries import Entry
+from vlmbench_leaderboard.formatting import Z95
+from vlmbench_leaderboard.schemas import CATEGORY
+
+Table = dict[str, dict[str, Cell]]
+
+
+@dataclass
+class Row:
+    """One entry's line in the table, in display order."""
+
+    entry: Entry
+    cells: dict[str, Cell]
+    by_category: dict[str, dict[str, Cell]]
+    ranks: dict[str, tuple[str, int | None]]  # "" = overall, else per category
+    detail_categories: Table = field(default_factory=dict)
+    detail_concepts: Table = field(default_factory=dict)
+
+    @property
+    def rank(self) -> tuple[str, int | None]:
+        """The overall rank label and number."""
+        return self.ranks[""]
+
+
+@dataclass
+class Board:
+    """The whole leaderboard, ready to render."""
+
+    config: Config
+    rows: list[Row]
+    categories: list[str]
+
+    @property
+    def ranked(self) -> int:
+        """How many rows hold an overall rank."""
+        return sum(1 for row in self.rows if row.rank[1] is not None)
+
+
+def tied(a: Cell, b: Cell) -> bool:
+    """Whether two values are indistinguishable: within 1.96*sqrt(se_a²+se_b²), or overlapping 95% CIs.
+
+    Without an uncertainty on both sides only equal values tie.
+    """
+    if a.value is None or b.value is None:
+        return False
+    if a.value == b.value:
+        return True
+    if isinstance(a.value, str) or isinstance(b.value, str):
+        return False
+    if a.stderr is not None and b.stderr is not None:
+        return abs(a.value - b.value) < Z95 * math.sqrt(a.stderr ** 2 + b.stderr ** 2)
+    if a.ci_low is not None and a.ci_high is not None and b.ci_low is not None and b.ci_high is not None:
+        return a.ci_low <= b.ci_high and b.ci_low <= a.ci_high
+    return False
+
+
+def rank_labels(cells: Sequence[Cell]) -> list[tuple[str, int]]:
+    """Ranks for cells already sorted best first: ``("1", 1)``, or ``("=2", 2)`` for each of a tied group.
+
+    A model tied with the next better one shares its rank (so ties chain); the rank after a group of k
+    models at rank r is r+k.
+    """
+    ranks: list[int] = []
+    for i, cell in enumerate(cells):
+        ranks.append(ranks[-1] if i and tied(cells[i - 1], cell) else i + 1)
+    return [(f"={r}" if ranks.count(r) > 1 else str(r), r) for r in ranks]
+
+
+def sort_key(cell: Cell, entry: Entry, descending: bool) -> tuple[Any, ...]:
+    """Order by value (missing last), then by name, organisation, revision and entry id."""
+    value = cell.value if isinstance(cell.value, float) else None
+    ordered = 0.0 if value is None else (-value if descending else value)
+    meta = entry.metadata
+    return (value is None, ordered, entry.name.casefold(), entry.name, meta.get("org") or "", meta.get("revision") or "", entry.id)
+
+
+def ranks_for(cells: dict[str, Cell], entries: Sequence[Entry], descending: bool) -> dict[str, tuple[str, int | None]]:
+    """Rank label and number per entry id; reference rows get ``("ref", None)``, rows without a value ``("-", None)``."""
+    ranked = sorted((e for e in entries if not e.reference and cells[e.id].value is not None),
+                    key=lambda e: sort_key(cells[e.id], e, descending))
+    labels = dict(zip((e.id for e in ranked), rank_labels([cells[e.id] for e in ranked])))
+    return {e.id: ("ref", None) if e.reference else labels.get(e.id, ("-", None)) for e in entries}
+
+
+def check_columns_resolve(config: Config, entries: Sequence[Entry], where: str) -> None:
+    """A column whose path exists in no entry at all is almost surely a typo (e.g. a task name)."""
+    for column in config.columns:
+        if column.source == "metadata":
+            continue
+        if not any(path_found(e.results, column.paths.value) for e in entries):
+            tasks = sorted({t for e in entries for t in e.results.get("tasks", {})})
+            raise UserError(f"{where}: column {column.id}: path {'.'.join(column.paths.value)!r} is in no entry's results.json "
+                            f"(their tasks: {', '.join(tasks)}); fix the path")
+
+
+def make_board(config: Config, entries: Sequence[Entry]) -> Board:
+    """Compute every cell, rank and detail table, rows in the default order (sort column, then name)."""
+    categories = _categories(config, entries)
+    sort = config.column(config.sort_column)
+    cells = {e.id: {c.id: column_cell(c, e) for c in config.columns} for e in entries}
+    by_category = {e.id: {cat: {c.id: column_cell(c, e, cat) for c in config.columns if c.category} for cat in categories}
+                   for e in entries}
+    overall = ranks_for({k: v[sort.id] for k, v in cells.items()}, entries, config.descending)
+    ranks = {e.id: {"": overall[e.id]} for e in entries}
+    by = config.column(config.category_sort_column)
+    for cat in categories:
+        source = {k: (v[cat][by.id] if by.category else cells[k][by.id]) for k, v in by_category.items()}
+        for entry_id, label in ranks_for(source, entries, config.descending).items():
+            ranks[entry_id][cat] = label
+    ordered = sorted(entries, key=lambda e: sort_key(cells[e.id][sort.id], e, config.descending))
+    rows = [Row(e, cells[e.id], by_category[e.id], ranks[e.id], *_detail_tables(config, e)) for e in ordered]
+    return Board(config, rows, categories)
+
+
+def by_name(table: dict[str, Any]) -> list[str]:
+    """Keys in the order every output lists categories and concepts: case-insensitive, then exact."""
+    return sorted(table, key=lambda name: (name.casefold(), name))
+
+
+def _categories(config: Config, entries: Sequence[Entry]) -> list[str]:
+    """The categories the filter offers: the keys found where ``{category}`` stands in a per-category column.
+
+    Aggregate (``*``) columns do not add categories: over every task they would bring in those of
+    unrelated tasks (general capability's "colour", "counting"...).
+    """
+    found: dict[str, None] = {}
+    for column in config.columns:
+        if column.category is None or column.source != "results" or column.aggregate:
+            continue
+        stem = column.category.value[:column.category.value.index(CATEGORY)]
+        for entry in entries:
+            node = lookup(entry.results, stem)
+            if isinstance(node, dict):
+                found.update(dict.fromkeys(node))
+    return by_name(found)
+
+
+def _stat_cell(stat: Any) -> Cell:
+    return Cell(number(stat.get("value")), number(stat.get("stderr"))) if isinstance(stat, dict) else Cell(None)
+
+
+def _gap_cell(gap: Any) -> Cell:
+    return Cell(number(gap.get("gap")), None, number(gap.get("ci_low")), number(gap.get("ci_high"))) if isinstance(gap, dict) else Cell(None)
+
+
+def _detail_tables(config: Config, entry: Entry) -> tuple[Table, Table]:
+    """Per-category and per-concept cells of one entry, by row name then detail metric key."""
+    categories: Table = {}
+    concepts: Table = {}
+    for metric in config.detail:
+        if metric.gap:
+            gaps = lookup(entry.results, ("modality_gaps", metric.gap, "by_category"))
+            for cat, gap in (gaps.items() if isinstance(gaps, dict) else ()):
+                if isinstance(gap, dict):
+                    categories.setdefault(cat, {})[metric.key] = _gap_cell(gap)
+            continue
+        for scope, table in (("by_category", categories), ("by_concept", concepts)):
+            group = lookup(entry.results, ("tasks", str(metric.task), scope))
+            for name, summary in (group.items() if isinstance(group, dict) else ()):
+                row = table.setdefault(name, {})
+                stat = summary.get(metric.metric) if isinstance(summary, dict) else None
+                if isinstance(stat, dict):
+                    row[metric.key] = _stat_cell(stat)
+    return {k: categories[k] for k in by_name(categories)}, {k: concepts[k] for k in by_name(concepts)}

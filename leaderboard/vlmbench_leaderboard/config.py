@@ -1,0 +1,228 @@
+"""The leaderboard configuration (``leaderboard.yaml``): columns, sort, detail tables and plots.
+
+Structure is checked by the shipped JSON Schema (``config_schema``); this module adds the checks that
+need more than one field or the results schema (unique ids, sort columns, paths that exist), and turns
+the mapping into frozen dataclasses. Every problem is a one-line UserError naming file and field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from vlmbench.errors import UserError
+from vlmbench_leaderboard.config_schema import validate_config
+from vlmbench_leaderboard.schemas import check_schema_path, metadata_schema, results_schema
+
+PATH_KEYS = ("value", "stderr", "ci_low", "ci_high", "weight")
+DEFAULT_DIGITS = 1
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where a column finds its value (and uncertainty) in a document; each path is a tuple of segments."""
+
+    value: tuple[str, ...]
+    stderr: tuple[str, ...] | None = None
+    ci_low: tuple[str, ...] | None = None
+    ci_high: tuple[str, ...] | None = None
+    weight: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Column:
+    """One table column, as declared in the config."""
+
+    id: str
+    name: str
+    group: str
+    description: str
+    kind: str
+    source: str
+    format: str
+    digits: int
+    aggregate: str | None
+    paths: Paths
+    category: Paths | None
+
+    @property
+    def numeric(self) -> bool:
+        """Whether values are numbers (sorted numerically, shown formatted)."""
+        return self.format != "text"
+
+    @property
+    def title(self) -> str:
+        """Header text with its group, for flat tables (Markdown)."""
+        return f"{self.group}: {self.name}" if self.group else self.name
+
+
+@dataclass(frozen=True)
+class DetailMetric:
+    """One column of a model's per-category / per-concept tables: a task's metric, or a modality gap."""
+
+    name: str
+    task: str | None
+    metric: str | None
+    gap: str | None
+
+    @property
+    def key(self) -> str:
+        """Stable identifier in leaderboard.json."""
+        return f"gap:{self.gap}" if self.gap else f"{self.task}:{self.metric}"
+
+
+@dataclass(frozen=True)
+class GapSeries:
+    """One modality gap drawn in a modality-gap plot, with its legend label."""
+
+    gap: str
+    label: str
+
+
+@dataclass(frozen=True)
+class GapPlot:
+    """``kind: modality_gap``: one gap's image vs text sides as a scatter, and several gaps with their CIs."""
+
+    file: str
+    title: str
+    alt: str
+    scatter: str
+    scatter_label: str
+    series: tuple[GapSeries, ...]
+
+
+@dataclass(frozen=True)
+class HeatmapPlot:
+    """``kind: heatmap``: one task metric per model (rows) and category (columns)."""
+
+    file: str
+    title: str
+    alt: str
+    task: str
+    metric: str
+    label: str
+
+
+PlotSpec = GapPlot | HeatmapPlot
+
+
+@dataclass(frozen=True)
+class Config:
+    """The parsed, validated configuration."""
+
+    title: str
+    description: str
+    sort_column: str
+    descending: bool
+    category_sort_column: str
+    columns: tuple[Column, ...]
+    detail: tuple[DetailMetric, ...]
+    plots: tuple[PlotSpec, ...] = ()
+
+    def column(self, column_id: str) -> Column:
+        """The column with this id."""
+        return next(c for c in self.columns if c.id == column_id)
+
+
+def default_config_path() -> Path:
+    """The shipped ``leaderboard.yaml``."""
+    return Path(str(resources.files("vlmbench_leaderboard").joinpath("leaderboard.yaml")))
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read and validate a configuration (the shipped default when ``path`` is None)."""
+    import yaml
+
+    path = Path(path) if path is not None else default_config_path()
+    if not path.is_file():
+        raise UserError(f"--config {path}: no such file; pass a leaderboard YAML file or leave --config out for the default")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise UserError(f"{path}: not valid YAML ({where}{problem}); fix the syntax") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text; save the config as UTF-8") from None
+    return parse_config(raw, str(path))
+
+
+def parse_config(raw: Any, where: str) -> Config:
+    """Validate a decoded config mapping (schema, then cross-field checks) and build the Config."""
+    validate_config(raw, where)
+    columns = tuple(_column(item, f"{where}: columns[{i}] ({item['id']})") for i, item in enumerate(raw["columns"]))
+    ids = [c.id for c in columns]
+    for column_id in ids:
+        if ids.count(column_id) > 1:
+            raise UserError(f"{where}: columns: id {column_id!r} is used twice; give each column its own id")
+    sort_column, descending, category_sort_column = _sort(raw["sort"], columns, where)
+    detail = tuple(_detail(item, f"{where}: detail[{i}]") for i, item in enumerate(raw.get("detail", [])))
+    plots = tuple(_plot(item, f"{where}: plots[{i}]") for i, item in enumerate(raw.get("plots", [])))
+    files = [p.file for p in plots]
+    for name in files:
+        if files.count(name) > 1:
+            raise UserError(f"{where}: plots: file {name!r} is used twice; give each plot its own file")
+    return Config(title=raw.get("title", "vlmbench leaderboard"), description=raw.get("description", ""),
+                  sort_column=sort_column, descending=descending, category_sort_column=category_sort_column,
+                  columns=columns, detail=detail, plots=plots)
+
+
+def _sort(raw: dict[str, Any], columns: tuple[Column, ...], where: str) -> tuple[str, bool, str]:
+    numeric = [c.id for c in columns if c.numeric]
+    column = raw["column"]
+    if column not in numeric:
+        raise UserError(f"{where}: sort.column: {column!r} is not a numeric column id; choose one of: {', '.join(numeric)}")
+    per_category = [c.id for c in columns if c.numeric and c.category is not None]
+    category_column = raw.get("category_column", column)
+    if category_column not in per_category and "category_column" in raw:
+        raise UserError(f"{where}: sort.category_column: {category_column!r} is not a column with per-category values; "
+                        f"choose one of: {', '.join(per_category)}")
+    return column, raw.get("direction", "desc") == "desc", category_column
+
+
+def _column(raw: dict[str, Any], where: str) -> Column:
+    fmt, source, aggregate = raw.get("format", "number"), raw.get("source", "results"), raw.get("aggregate")
+    schema = metadata_schema() if source == "metadata" else results_schema()
+    paths = _paths(raw, where, schema, fmt)
+    category = _paths(raw["category"], f"{where}: category", schema, fmt) if raw.get("category") is not None else None
+    return Column(id=raw["id"], name=raw.get("name", raw["id"]), group=raw.get("group", ""), description=raw.get("description", ""),
+                  kind=raw.get("kind", "value"), source=source, format=fmt, digits=int(raw.get("digits", DEFAULT_DIGITS)),
+                  aggregate=aggregate, paths=paths, category=category)
+
+
+def _paths(raw: dict[str, Any], where: str, schema: dict[str, Any], fmt: str) -> Paths:
+    parsed: dict[str, tuple[str, ...] | None] = dict.fromkeys(PATH_KEYS)
+    for key in PATH_KEYS:
+        if raw.get(key) is not None:
+            segments = tuple(raw[key].split("."))
+            check_schema_path(schema, segments, f"{where}: {key}", "text" if key == "value" and fmt == "text" else "number")
+            parsed[key] = segments
+    value = parsed.pop("value")
+    assert value is not None  # required by the schema
+    return Paths(value, **parsed)
+
+
+def _detail(raw: dict[str, Any], where: str) -> DetailMetric:
+    name = raw.get("name", "")
+    if "gap" in raw:
+        check_schema_path(results_schema(), ("modality_gaps", raw["gap"], "by_category", "x", "gap"), f"{where}: gap", "number")
+        return DetailMetric(name or raw["gap"], None, None, raw["gap"])
+    task, metric = raw["task"], raw["metric"]
+    check_schema_path(results_schema(), ("tasks", task, "by_category", "x", metric, "value"), f"{where}: metric", "number")
+    return DetailMetric(name or f"{task} {metric}", task, metric, None)
+
+
+def _plot(raw: dict[str, Any], where: str) -> PlotSpec:
+    common = {"file": raw["file"], "title": raw["title"], "alt": raw["alt"]}
+    if raw["kind"] == "heatmap":
+        check_schema_path(results_schema(), ("tasks", raw["task"], "by_category", "x", raw["metric"], "value"), f"{where}: metric", "number")
+        return HeatmapPlot(**common, task=raw["task"], metric=raw["metric"], label=raw["label"])
+    series = tuple(GapSeries(s["gap"], s["label"]) for s in raw["series"])
+    for i, gap in enumerate((raw["scatter"], *(s.gap for s in series))):
+        field = "scatter" if i == 0 else f"series[{i - 1}]: gap"
+        for leaf in ("gap", "image", "text"):
+            check_schema_path(results_schema(), ("modality_gaps", gap, "overall", leaf), f"{where}: {field}", "number")
+    return GapPlot(**common, scatter=raw["scatter"], scatter_label=raw["scatter_label"], series=series)

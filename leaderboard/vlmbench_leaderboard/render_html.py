@@ -1,0 +1,94 @@
+"""``index.html``: the whole page in one file (CSS and JS inline, under a hash-based CSP), working from ``file://``.
+
+Third-party text reaches the page only through Jinja2 autoescape and a JSON block with ``<``, ``>``
+and ``&`` escaped; the script sets text with ``textContent``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+from vlmbench_leaderboard.board import Board
+from vlmbench_leaderboard.cells import Cell
+from vlmbench_leaderboard.config import DEFAULT_DIGITS, Column, Config
+from vlmbench_leaderboard.formatting import detail_format, format_cell, legend
+from vlmbench_leaderboard.render_json import sort_json
+
+
+def script_json(value: Any) -> str:
+    """JSON safe to place inside ``<script type="application/json">``: ``<``, ``>``, ``&`` escaped."""
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def _js_cell(cell: Cell, column: Column) -> list[Any]:
+    main, unc = format_cell(cell, column.format, column.digits)
+    return [cell.value, main, unc]
+
+
+def page_data(board: Board) -> dict[str, Any]:
+    """What the page's script needs: per row, the cells of every category view and the ranks."""
+    config = board.config
+    numeric = [c for c in config.columns if c.numeric]
+    rows = []
+    for row in board.rows:
+        views: dict[str, dict[str, Any]] = {"": {c.id: _js_cell(row.cells[c.id], c) for c in numeric}}
+        for cat in board.categories:
+            views[cat] = {c.id: _js_cell(row.by_category[cat][c.id], c) if c.category else None for c in numeric}
+        rows.append({"views": views, "ranks": {k: [label, rank] for k, (label, rank) in row.ranks.items()}})
+    return {"columns": [{"id": c.id, "numeric": c.numeric, "per_category": c.category is not None} for c in config.columns],
+            "sort": sort_json(config), "categories": board.categories, "rows": rows}
+
+
+def header_groups(config: Config) -> list[dict[str, Any]]:
+    """Groups of consecutive columns sharing a ``group`` (the page's first header row)."""
+    groups: list[dict[str, Any]] = []
+    for column in config.columns:
+        if groups and column.group and groups[-1]["group"] == column.group:
+            groups[-1]["columns"].append(column)
+        else:
+            groups.append({"group": column.group, "columns": [column]})
+    return groups
+
+
+def data_value(cell: Cell) -> str:
+    """The ``data-value`` a cell sorts by: the number, the text, or '' when missing."""
+    if cell.value is None:
+        return ""
+    return repr(cell.value) if isinstance(cell.value, float) else str(cell.value)
+
+
+def csp_hash(text: str) -> str:
+    """A Content-Security-Policy source allowing exactly this inline text."""
+    return f"'sha256-{base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()}'"
+
+
+def render_html(board: Board, plots: Sequence[dict[str, str]]) -> str:
+    """The page: table (sortable, category filter), legend, plots (``file``, ``title``, ``alt``) and per-model details."""
+    import jinja2
+    from markupsafe import Markup
+
+    package = resources.files("vlmbench_leaderboard")
+    css = package.joinpath("page.css").read_text(encoding="utf-8")
+    js = package.joinpath("page.js").read_text(encoding="utf-8")
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters["fmt"] = format_cell
+    env.filters["datavalue"] = data_value
+    template = env.from_string(package.joinpath("page.html").read_text(encoding="utf-8"))
+    config = board.config
+    return template.render(
+        config=config, board=board, groups=header_groups(config), plots=plots, legend=legend(config),
+        sort_column=config.sort_column, sort_direction="descending" if config.descending else "ascending",
+        detail_format=detail_format, detail_digits=DEFAULT_DIGITS, css=Markup(css), js=Markup(js),
+        data=Markup(script_json(page_data(board))),
+        csp=f"default-src 'none'; img-src 'self'; style-src {csp_hash(css)}; script-src {csp_hash(js)}; "
+            "base-uri 'none'; form-action 'none'",
+        versions=sorted({str(r.entry.results.get("vlmbench_version")) for r in board.rows}),
+        ranked=board.ranked,
+    )

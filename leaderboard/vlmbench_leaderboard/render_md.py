@@ -1,0 +1,39 @@
+"""``leaderboard.md``: a GitHub-flavoured Markdown table with a legend."""
+
+from __future__ import annotations
+
+import re
+
+from vlmbench_leaderboard.board import Board
+from vlmbench_leaderboard.formatting import cell_text, legend
+
+
+def md_escape(text: str) -> str:
+    """Third-party text made inert in Markdown: one line, markup characters backslashed, HTML as entities."""
+    text = " ".join(text.split())
+    text = re.sub(r"([\\`*_\[\]|~])", r"\\\1", text)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def render_markdown(board: Board) -> str:
+    """The Markdown table: rank, then every configured column, reference rows marked."""
+    from tabulate import tabulate
+
+    config = board.config
+    headers = ["Rank", *(md_escape(c.title) for c in config.columns)]
+    body = []
+    for row in board.rows:
+        line = [row.rank[0]]
+        for column in config.columns:
+            text = cell_text(row.cells[column.id], column.format, column.digits)
+            text = md_escape(text) if column.format == "text" else text  # numbers and CIs are ours: no markup
+            if column.kind == "model" and row.entry.reference:
+                text = f"_{text}_ (reference)"
+            line.append(text)
+        body.append(line)
+    table = tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+    parts = [f"# {md_escape(config.title)}", ""]
+    if config.description:
+        parts += [md_escape(config.description), ""]
+    parts += [table, "", legend(config)]
+    return "\n".join(parts) + "\n"

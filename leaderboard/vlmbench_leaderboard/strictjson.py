@@ -1,0 +1,126 @@
+"""A strict JSON reader for untrusted files: one-line rejections instead of surprises.
+
+Refused: anything not UTF-8, NaN/Infinity, numbers that overflow a float or have more than
+:data:`MAX_INT_DIGITS` digits, duplicate keys, lone surrogates, nesting deeper than
+:data:`MAX_DEPTH` and documents larger than the caller's byte limit. The standard library parser
+does the parsing; its recursion is bounded by catching ``RecursionError`` (raised long before
+the stack is in danger) and the depth is checked again on the result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, NoReturn
+
+from vlmbench_leaderboard.problems import Rejected
+
+MAX_DEPTH = 32
+MAX_INT_DIGITS = 18
+MAX_LINES = 200_000
+
+
+class _Refused(ValueError):
+    """A value the strict reader does not accept; the message is the reason."""
+
+
+def _constant(name: str) -> NoReturn:
+    raise _Refused(f"{name} is not a number JSON allows; a result must be finite")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Refused(f"number {text[:20]} overflows; a result must be finite")
+    return value
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _Refused(f"integer {text[:20]}... has more than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Refused(f"key {json.dumps(key)[:60]} appears twice in one object")
+            seen.add(key)
+    return result
+
+
+def _check_tree(value: Any, where: str) -> None:
+    """Depth and string checks over the parsed value, without recursion."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            if depth > MAX_DEPTH:
+                raise Rejected([f"{where}: nested deeper than {MAX_DEPTH} levels"])
+            for key, item in node.items():
+                _check_string(key, where)
+                stack.append((item, depth + 1))
+        elif isinstance(node, list):
+            if depth > MAX_DEPTH:
+                raise Rejected([f"{where}: nested deeper than {MAX_DEPTH} levels"])
+            stack.extend((item, depth + 1) for item in node)
+        elif isinstance(node, str):
+            _check_string(node, where)
+
+
+def _check_string(text: str, where: str) -> None:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Rejected([f"{where}: a string holds a lone surrogate (\\ud800-\\udfff); that is not text"]) from None
+
+
+def loads(data: bytes, where: str, max_bytes: int) -> Any:
+    """One JSON document from untrusted bytes, or :class:`Rejected` with a one-line reason naming ``where``."""
+    if len(data) > max_bytes:
+        raise Rejected([f"{where}: {len(data)} bytes; at most {max_bytes} are accepted"])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Rejected([f"{where}: not UTF-8"]) from None
+    value = _parse(text, where)
+    _check_tree(value, where)
+    return value
+
+
+def loads_lines(data: bytes, where: str, max_bytes: int) -> list[Any]:
+    """The documents of a JSON Lines file (one per ``\\n``-separated line; no blank lines but a final newline)."""
+    if len(data) > max_bytes:
+        raise Rejected([f"{where}: {len(data)} bytes; at most {max_bytes} are accepted"])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Rejected([f"{where}: not UTF-8"]) from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if len(lines) > MAX_LINES:
+        raise Rejected([f"{where}: {len(lines)} lines; at most {MAX_LINES} are accepted"])
+    values = []
+    for number, line in enumerate(lines, start=1):
+        value = _parse(line, f"{where}: line {number}")
+        _check_tree(value, f"{where}: line {number}")
+        values.append(value)
+    return values
+
+
+def _parse(text: str, where: str) -> Any:
+    try:
+        return json.loads(text, parse_constant=_constant, parse_float=_float, parse_int=_int, object_pairs_hook=_object)
+    except _Refused as exc:
+        raise Rejected([f"{where}: {exc}"]) from None
+    except json.JSONDecodeError as exc:
+        raise Rejected([f"{where}: not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})"]) from None
+    except RecursionError:
+        raise Rejected([f"{where}: nested deeper than {MAX_DEPTH} levels"]) from None
+    except ValueError as exc:  # e.g. the interpreter's limit on integer digits
+        raise Rejected([f"{where}: not valid JSON ({str(exc)[:80]})"]) from None

@@ -1,0 +1,45 @@
+"""``vlmbench ls tasks|models|scorers|metrics|steps``: what is registered."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tabulate import tabulate
+
+from vlmbench.cli import args as types
+from vlmbench.cli.commands import CommandSpec
+
+KINDS = ("tasks", "models", "scorers", "metrics", "steps")
+
+
+def ls(ns: argparse.Namespace) -> int:
+    """Print one table of registered items."""
+    from vlmbench import pluginmanager as plugins
+
+    if ns.what == "models":
+        print(tabulate([[s.name, s.description] for s in plugins.backend_specs().values()], headers=["model", "description"]))
+    elif ns.what == "scorers":
+        print(tabulate([[s.name, s.version, s.description] for s in plugins.scorer_specs().values()], headers=["scorer", "version", "description"]))
+    elif ns.what == "metrics":
+        print(tabulate([[m.name, m.description] for m in plugins.metric_specs().values()], headers=["metric", "description"]))
+    elif ns.what == "steps":
+        print(tabulate([[s.name, s.description] for s in plugins.doc_step_specs().values()], headers=["step", "description"]))
+    else:
+        from vlmbench.registry import discover
+
+        registry = discover([Path(p) for p in ns.include_path or []])
+        print(tabulate([[t.name, t.version, t.description] for t in registry.tasks.values()], headers=["task", "version", "description"]))
+        print()
+        print(tabulate([[g.name, ", ".join(registry.select(g.name))] for g in registry.groups.values()], headers=["group", "tasks"]))
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``vlmbench ls``."""
+    parser.add_argument("what", choices=KINDS)
+    types.add_include_path(parser)
+    parser.set_defaults(func=ls)
+
+
+COMMAND = CommandSpec("ls", "list tasks, models, scorers, metrics or document steps", add_arguments)

@@ -1,0 +1,69 @@
+"""``vlmbench run``: evaluate a model on tasks (a thin layer over :func:`vlmbench.evaluation`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from vlmbench.cli import args as types
+from vlmbench.cli.commands import CommandSpec
+from vlmbench.cli.report import print_request_counts, report
+from vlmbench.errors import UserError
+
+DATA_ENV = "VLMBENCH_DATA"
+
+
+def _data_files(values: list[str] | None) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for item in values or []:
+        hub_id, sep, local = item.partition("=")
+        if not sep or not hub_id or not local:
+            raise UserError(f"--data_files: '{item}' is not HUB_ID=LOCAL_PATH")
+        mapping[hub_id] = local
+    return mapping
+
+
+def run(ns: argparse.Namespace) -> int:
+    """Build the configuration from the flags, evaluate, and print the summary."""
+    from vlmbench.evaluation import EvalConfig, evaluate
+
+    config = EvalConfig(
+        model=ns.model, model_args=ns.model_args, tasks=ns.tasks, include_path=ns.include_path or [], limit=ns.limit,
+        seed=ns.seed, batch_size=ns.batch_size, data=ns.data, data_files=_data_files(ns.data_files), options_file=ns.options_file,
+        output_path=ns.output_path, store=ns.store, use_store=not ns.no_store, reuse_sampled=ns.reuse_sampled,
+        predict_only=ns.predict_only,
+    )
+    result = evaluate(config)
+    if result.results is None and not ns.predict_only:
+        return 0  # a non-main process under data parallelism: the main one reports
+    print_request_counts(result.manifest)
+    if result.results is None:
+        print(f"responses stored in {result.run_dir}; score them with: vlmbench score {result.run_dir}", file=sys.stdout)
+        return 0
+    return report(result.results, result.run_dir, ns.max_error_rate)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``vlmbench run``."""
+    parser.add_argument("--model", required=True, help="backend name (see `vlmbench ls models`)")
+    parser.add_argument("--model_args", default="", help="backend arguments, k=v,k2=v2")
+    parser.add_argument("--tasks", default="all", help="task names, group names or globs, comma-separated (default: all)")
+    types.add_include_path(parser)
+    parser.add_argument("--limit", type=types.positive, default=None, help="at most N documents per task, spread evenly over the data")
+    parser.add_argument("--output_path", default="results", help="folder for results (default: ./results)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for option order, sampling and baselines (default: 0)")
+    parser.add_argument("--batch_size", type=types.batch_size, default=None, help="requests per batch, or 'auto' (backend default)")
+    parser.add_argument("--data", default=os.environ.get(DATA_ENV, "builtin"),
+                        help=f"which data: 'builtin' (synthetic, offline; default) or 'hub' (yiting/UnsafeConcepts, MME; needs HF_TOKEN). Env: {DATA_ENV}")
+    parser.add_argument("--data_files", action="append", metavar="HUB_ID=PATH", help="load a hub dataset from a local copy (repeatable)")
+    parser.add_argument("--options_file", default=None, help="precomputed perception options (jsonl with option_str/correct_option per row)")
+    types.add_max_error_rate(parser)
+    parser.add_argument("--store", default=None, help="response store file (default: $VLMBENCH_STORE or ~/.cache/vlmbench/responses.sqlite)")
+    parser.add_argument("--no_store", action="store_true", help="neither reuse nor store responses")
+    parser.add_argument("--reuse_sampled", action="store_true", help="also reuse stored answers to sampled (seeded) requests")
+    parser.add_argument("--predict_only", action="store_true", help="store responses without scoring (score later with `vlmbench score`)")
+    parser.set_defaults(func=run)
+
+
+COMMAND = CommandSpec("run", "evaluate a model on tasks", add_arguments)

@@ -1,0 +1,162 @@
+"""Typed shapes of what a run writes: sample records, the run manifest and the results file.
+
+These TypedDicts are the single definition of the record shapes; the JSON Schemas in
+``vlmbench/schemas/`` describe the same files for other tools, and a test checks that results
+built from these types validate against the shipped schema. :func:`new_record` is the one
+constructor of a sample record: the runner and ``leaderboard verify`` both use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from vlmbench.backend import Response
+from vlmbench.samples import Sample
+
+BLANK_SHA256 = "blank-white-1000x1000"
+
+
+class ImageRef(TypedDict, total=False):
+    """Where a sample's image came from (never its bytes)."""
+
+    blank: bool
+    column: str
+    source: int
+    row: int
+    sha256: str | None
+
+
+class SampleRecord(TypedDict):
+    """One line of ``samples/<task>.jsonl``: a sample, the model's response, and its verdict."""
+
+    task: str
+    index: int
+    id: str
+    variant: int
+    doc: dict[str, Any]
+    prompt: str
+    image: ImageRef | None
+    choices: list[str] | None
+    target: str
+    response: str | None
+    error: str | None
+    reused: bool
+    usage: dict[str, int] | None
+    latency_s: float | None
+    model_prompt: str | None
+    key: str | None
+    parsed: str | None
+    correct: bool | None
+
+
+class RequestCounts(TypedDict):
+    """Requests sent to the model and answers reused from the response store."""
+
+    sent: int
+    reused: int
+
+
+class TaskManifest(TypedDict):
+    """What ``run.json`` records of one task: identity, data, settings, request counts."""
+
+    version: str
+    config_hash: str
+    prompt_hash: str
+    ability: str
+    modality: str
+    variant: str
+    prompts: list[str]
+    datasets: list[dict[str, Any]]
+    generation_kwargs: dict[str, Any]
+    scorer: str
+    scorer_args: dict[str, str]
+    metric_list: list[str]
+    cluster_key: str
+    samples_file: str
+    n_samples: int
+    requests: RequestCounts
+    seconds: float
+    usage: dict[str, int]
+
+
+class ModelInfo(TypedDict, total=False):
+    """The model of a run: backend name, redacted args and the backend's identity."""
+
+    backend: str
+    args: dict[str, str]
+    identity: dict[str, Any]
+
+
+class RunManifest(TypedDict, total=False):
+    """``run.json``: written as the run goes, ``complete`` once every task is answered."""
+
+    schema_version: int
+    vlmbench_version: str
+    created: str
+    model: ModelInfo
+    config: dict[str, Any]
+    provenance: dict[str, Any]
+    tasks: dict[str, TaskManifest]
+    complete: bool
+    seconds: float
+
+
+class TaskResults(TypedDict, total=False):
+    """One task's entry in ``results.json``: the manifest entry plus its metrics."""
+
+    version: str
+    config_hash: str
+    prompt_hash: str
+    ability: str
+    modality: str
+    variant: str
+    prompts: list[str]
+    datasets: list[dict[str, Any]]
+    generation_kwargs: dict[str, Any]
+    scorer: str
+    samples_file: str
+    requests: RequestCounts
+    seconds: float
+    usage: dict[str, int]
+    metrics: dict[str, Any]
+    by_category: dict[str, Any]
+    by_concept: dict[str, Any]
+
+
+class Results(TypedDict):
+    """``results.json``."""
+
+    schema_version: int
+    vlmbench_version: str
+    created: str
+    scored: str
+    scored_with: str
+    model: ModelInfo
+    config: dict[str, Any]
+    provenance: dict[str, Any]
+    tasks: dict[str, TaskResults]
+    modality_gaps: dict[str, Any]
+    seconds: float
+
+
+def image_ref(sample: Sample, image_sha256: str | None) -> ImageRef | None:
+    """The image reference of a sample's record."""
+    if sample.image is None:
+        return None
+    if sample.image == "blank":
+        return {"blank": True, "sha256": BLANK_SHA256}
+    return {"column": sample.image, "source": sample.doc["_source"], "row": sample.doc["_row"], "sha256": image_sha256}
+
+
+def new_record(task: str, index: int, sample: Sample, image_sha256: str | None, response: Response,
+               reused: bool = False, key: str | None = None) -> SampleRecord:
+    """The sample record of ``sample`` answered by ``response``; its verdict is filled in by scoring."""
+    return {
+        "task": task, "index": index, "id": sample.id, "variant": sample.variant,
+        "doc": {k: v for k, v in sample.doc.items() if not k.startswith("_")},
+        "prompt": sample.prompt, "image": image_ref(sample, image_sha256),
+        "choices": list(sample.choices) if sample.choices else None,
+        "target": sample.target, "response": response.text, "error": response.error, "reused": reused,
+        "usage": response.usage, "latency_s": response.latency_s, "model_prompt": response.prompt, "key": key,
+        "parsed": None, "correct": None,
+    }

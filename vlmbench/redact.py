@@ -1,0 +1,66 @@
+"""Secrets never reach a file: redaction of model args, identities and URLs.
+
+A value is secret when its name has a secret word among its parts, case-insensitively, whatever
+the spelling: ``api_key``, ``hfToken``, ``accessToken``, ``client-secret``, ``pwd``, ``bearer``,
+``passphrase``. Credentials (``user:pass@``) and query strings (``?api-key=...``) are stripped
+from every URL found in a value. Nested mappings and lists are redacted recursively.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+MASK = "***"
+SECRET_WORDS = frozenset({
+    "key", "apikey", "token", "secret", "password", "passwd", "pwd", "passphrase", "credential", "credentials",
+    "auth", "authorization", "bearer", "cookie", "signature", "sig",
+})
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,20}://[^\s'\"<>]{1,2048}")
+
+
+def name_parts(name: str) -> list[str]:
+    """``hfToken`` -> ``["hf", "token"]``; ``API_KEY`` -> ``["api", "key"]``."""
+    return [part.lower() for part in _WORD.findall(name)]
+
+
+def is_secret_name(name: str) -> bool:
+    """True when any word of ``name`` (or two adjacent words joined, e.g. api+key) is a secret word."""
+    parts = name_parts(name)
+    joined = {a + b for a, b in zip(parts, parts[1:])}
+    return bool(SECRET_WORDS.intersection(parts) or SECRET_WORDS.intersection(joined) or name.lower() in SECRET_WORDS)
+
+
+def redact_url(value: str) -> str:
+    """A URL without its user:password part and query string (where API keys hide); other text unchanged."""
+    if "://" not in value:
+        return value
+    try:
+        parts = urlsplit(value)
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        if "@" in parts.netloc:
+            netloc = f"{MASK}@{netloc}"
+        return urlunsplit((parts.scheme, netloc, parts.path, MASK if parts.query else "", parts.fragment))
+    except ValueError:  # an unparseable URL (e.g. a broken IPv6 literal): keep only the scheme
+        return value.split("://", 1)[0] + "://" + MASK
+
+
+def redact_text(text: str) -> str:
+    """Free text (an error message) with every URL inside it redacted."""
+    return _URL.sub(lambda m: redact_url(m.group(0)), text)
+
+
+def redact(value: Any, name: str = "") -> Any:
+    """``value`` with secrets masked: secret-named entries become ``***`` at any depth, URLs in text are redacted."""
+    if name and is_secret_name(name) and value not in (None, "", {}, []):
+        return MASK
+    if isinstance(value, Mapping):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value

@@ -1,0 +1,62 @@
+"""Prompt templates: Jinja2 in a sandbox, so a task file is data and never runs code.
+
+Task files come from anyone (a plugin, a colleague's folder, a downloaded bundle's task), so
+templates render in Jinja2's immutable sandbox: no attribute access to Python internals, no
+mutation. Every failure, whatever its kind, becomes one line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+from vlmbench.errors import UserError
+
+MAX_TEMPLATE_CHARS = 20_000
+MAX_RENDERED_CHARS = 100_000
+
+_ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+@lru_cache(maxsize=512)
+def _compiled(source: str) -> jinja2.Template:
+    return _ENV.from_string(source)
+
+
+def compile_template(where: Path | str, field: str, source: str) -> jinja2.Template:
+    """The compiled template, or a one-line error naming ``where`` and ``field``."""
+    if len(source) > MAX_TEMPLATE_CHARS:
+        raise UserError(f"{where}: field '{field}': template of {len(source)} characters; keep it under {MAX_TEMPLATE_CHARS}")
+    try:
+        return _compiled(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise UserError(f"{where}: field '{field}': template syntax error at line {exc.lineno} ({exc.message}); fix the template") from None
+    except Exception as exc:  # anything else the template engine raises is still the file's fault
+        raise UserError(f"{where}: field '{field}': invalid template ({type(exc).__name__}: {_first_line(exc)})") from None
+
+
+def render(where: Path | str, field: str, source: str, doc: Mapping[str, Any]) -> str:
+    """Render a template over a document's public fields, with one-line errors."""
+    template = compile_template(where, field, source)
+    public = {k: v for k, v in doc.items() if not k.startswith("_")}
+    try:
+        text = template.render(**public)
+    except jinja2.UndefinedError as exc:
+        raise UserError(f"{where}: field '{field}': {exc.message}; available fields: {', '.join(sorted(public))}") from None
+    except SecurityError as exc:
+        raise UserError(f"{where}: field '{field}': the template tried an unsafe operation ({_first_line(exc)}); "
+                        "templates may only read document fields") from None
+    except Exception as exc:  # ZeroDivisionError, TypeError, ... inside a template: the file's fault, one line
+        raise UserError(f"{where}: field '{field}': the template failed ({type(exc).__name__}: {_first_line(exc)}); fix the template") from None
+    if len(text) > MAX_RENDERED_CHARS:
+        raise UserError(f"{where}: field '{field}': the template renders {len(text)} characters; keep prompts under {MAX_RENDERED_CHARS}")
+    return text
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:160]
