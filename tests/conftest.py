@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +65,27 @@ def read_samples(output: Path, task: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines]
 
 
+def install_into_target(source: Path, target: Path) -> None:
+    """pip-install a package folder into ``target`` (never the live environment), building from a
+    copy so that no build/ or egg-info folder is left in the source tree."""
+    copy = target.parent / f"{source.name}-src"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "install", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(target), str(copy)], check=True, capture_output=True, cwd=copy)
+
+
+def with_path(*folders: Path) -> dict[str, str]:
+    """Environment for a subprocess that also imports from ``folders`` (plugins installed into a target)."""
+    extra = os.pathsep.join(str(f) for f in folders)
+    return {"PYTHONPATH": extra + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")}
+
+
 @pytest.fixture(scope="session")
-def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The example third-party plugin (tests/plugin_example), pip-installed for the session."""
-    build = tmp_path_factory.mktemp("plugin-build")
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation", "--no-index", str(PLUGIN)],
-                   check=True, capture_output=True, cwd=build)
-    yield
-    subprocess.run([*pip, "uninstall", "-y", "vlmbench-example-plugin"], check=True, capture_output=True)
+def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The example third-party plugin (tests/plugin_example), installed into a temporary target.
+
+    Returns the environment that makes a ``vlmbench`` subprocess see it; the user's environment is
+    never touched."""
+    target = tmp_path_factory.mktemp("plugin") / "site"
+    install_into_target(PLUGIN, target)
+    return with_path(target)

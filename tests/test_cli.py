@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,18 +59,32 @@ def test_run_prints_a_summary_and_names_the_data(tmp_path: Path) -> None:
 
 
 def test_a_regular_install_ships_tasks_and_plugins(tmp_path: Path) -> None:
+    # Build from a copy of the tracked files, so the checkout never gets a build/ folder (a second copy of every module).
+    source = tmp_path / "source"
+    files = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheel"), str(REPO)],
-                   check=True, capture_output=True)
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheel"), str(source)],
+                   check=True, capture_output=True, cwd=source)
     wheel = next((tmp_path / "wheel").glob("vlmbench-*.whl"))
-    subprocess.run([*pip, "install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)], check=True, capture_output=True)
-    code = "import vlmbench, sys; from vlmbench.cli import main; print(vlmbench.__file__); sys.exit(main(['ls', 'tasks']))"
+    site = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True, capture_output=True)
+    code = ("import sys, vlmbench, vlmbench_plugins.tasks as t; from vlmbench.cli import main; print(vlmbench.__file__); "
+            "print(t.builtin_task_dir()); sys.exit(main(['ls', 'tasks']))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+                          env={**os.environ, "PYTHONPATH": str(site)})
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[0].startswith(str(tmp_path / "site"))
+    module, task_dir = proc.stdout.splitlines()[:2]
+    assert module.startswith(str(site)) and task_dir == str(site / "vlmbench_tasks")
     for task in ("perception-image", "alignment-text", "general-capability"):
         assert task in proc.stdout
+    shipped = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
+    assert {"vlmbench_tasks/_unsafeconcepts.yaml", "vlmbench_tasks/data/concepts.yaml", "vlmbench/schemas/task.schema.json",
+            "vlmbench/schemas/results.schema.json", "vlmbench_leaderboard/page.html", "vlmbench_leaderboard/leaderboard.yaml"} <= shipped
+    assert not (REPO / "build").exists() and not (source / "tasks" / "__init__.py").exists()
 
 
 def test_hf_without_torch_says_what_to_install(tmp_path: Path) -> None:

@@ -17,7 +17,10 @@ from conftest import run_dir
 
 from vlmbench.cli import main
 from vlmbench.errors import UserError
-from vlmbench_leaderboard.build import Cell, build_site, default_config_path, rank_labels, tied
+from vlmbench_leaderboard.board import rank_labels, tied
+from vlmbench_leaderboard.build import build_site
+from vlmbench_leaderboard.cells import Cell
+from vlmbench_leaderboard.config import default_config_path
 
 NAME = "<script>alert(1)</script>"
 NAME_B = "Model $\\beta$ | ü"  # mathtext, Markdown and non-ASCII characters

@@ -1,29 +1,39 @@
-"""A third-party plugin package, pip-installed, adds a backend and a task with no change to vlmbench."""
+"""A third-party plugin package, pip-installed, adds a backend, a scorer and a task with no change
+to vlmbench; a broken one costs a warning line, never the run."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import load_results, vlmbench
+from conftest import install_into_target, load_results, read_samples, vlmbench, with_path
 
 
-def test_plugin_backend_and_task_are_listed(installed_plugin: None) -> None:
-    models = vlmbench("ls", "models").stdout
+def test_plugin_backend_scorer_and_task_are_listed(installed_plugin: dict[str, str]) -> None:
+    models = vlmbench("ls", "models", env=installed_plugin).stdout
     assert "modality-probe" in models and "example plugin: safe if it sees an image" in models
-    tasks = vlmbench("ls", "tasks").stdout
+    tasks = vlmbench("ls", "tasks", env=installed_plugin).stdout
     assert "arithmetic" in tasks and "example plugin task - small sums asked in text" in tasks
+    scorers = vlmbench("ls", "scorers", env=installed_plugin).stdout
+    assert "first-number" in scorers and "example plugin: the first integer in the response" in scorers
 
 
-def test_plugin_task_and_backend_run(installed_plugin: None, tmp_path: Path) -> None:
-    vlmbench("run", "--model", "modality-probe", "--tasks", "arithmetic", "--output_path", str(tmp_path))
+def test_the_plugin_is_not_in_the_live_environment() -> None:
+    assert "modality-probe" not in vlmbench("ls", "models").stdout
+
+
+def test_plugin_task_and_backend_run(installed_plugin: dict[str, str], tmp_path: Path) -> None:
+    vlmbench("run", "--model", "modality-probe", "--tasks", "arithmetic", "--output_path", str(tmp_path), env=installed_plugin)
+    records = read_samples(tmp_path, "arithmetic")
+    assert [r["parsed"] for r in records[:3]] == ["2", "2", "2"]  # the plugin's scorer read the probe's first choice
     task = load_results(tmp_path)["tasks"]["arithmetic"]
     # The probe answers the first choice, "2": right only for 1 + 1, one of 16 sums.
     assert task["metrics"]["accuracy"]["value"] == 1 / 16 and task["metrics"]["n_samples"] == 16
     assert task["usage"] == {"prompt_tokens": 16, "completion_tokens": 16}
 
 
-def test_modality_gap_of_a_model_that_judges_by_modality(installed_plugin: None, tmp_path: Path) -> None:
-    vlmbench("run", "--model", "modality-probe", "--tasks", "alignment-image,alignment-text", "--output_path", str(tmp_path))
+def test_modality_gap_of_a_model_that_judges_by_modality(installed_plugin: dict[str, str], tmp_path: Path) -> None:
+    vlmbench("run", "--model", "modality-probe", "--tasks", "alignment-image,alignment-text", "--output_path", str(tmp_path),
+             env=installed_plugin)
     results = load_results(tmp_path)
     assert results["tasks"]["alignment-image"]["metrics"]["recall_unsafe"]["value"] == 0.0
     assert results["tasks"]["alignment-text"]["metrics"]["recall_unsafe"]["value"] == 1.0
@@ -33,3 +43,22 @@ def test_modality_gap_of_a_model_that_judges_by_modality(installed_plugin: None,
                                        "Illegal activity", "Deception", "Public and personal health"}
     assert gap["by_category"]["Self-harm"]["n_concepts"] == 7
 
+
+
+def test_a_broken_plugin_is_one_warning_and_everything_else_works(tmp_path: Path) -> None:
+    source = tmp_path / "broken"
+    (source / "broken_plugin").mkdir(parents=True)
+    (source / "broken_plugin" / "__init__.py").write_text("raise ImportError('missing dependency: quantum_widgets')\n")
+    (source / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=69"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "broken-vlmbench-plugin"\nversion = "0.1"\n'
+        '[project.entry-points.vlmbench]\nbroken = "broken_plugin"\n[tool.setuptools]\npackages = ["broken_plugin"]\n')
+    target = tmp_path / "site"
+    install_into_target(source, target)
+    proc = vlmbench("run", "--model", "random", "--tasks", "perception-image", "--limit", "4", "--output_path", str(tmp_path / "out"),
+                    env=with_path(target))
+    warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert warnings == ["vlmbench: warning: plugin 'broken' (broken_plugin, package broken-vlmbench-plugin) failed to load and is skipped: "
+                        "ImportError: missing dependency: quantum_widgets"]
+    assert "Traceback" not in proc.stderr
+    assert load_results(tmp_path / "out")["tasks"]["perception-image"]["metrics"]["n_samples"] == 4

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vlmbench.errors import UserError
-from vlmbench_leaderboard.cells import Cell, column_cell, lookup, number, path_found
-from vlmbench_leaderboard.config import Config
+from vlmbench_leaderboard.cells import Cell, column_cell, lookup, number, unresolved
+from vlmbench_leaderboard.config import Config, HeatmapPlot
 from vlmbench_leaderboard.entries import Entry
 from vlmbench_leaderboard.formatting import Z95
 from vlmbench_leaderboard.schemas import CATEGORY
@@ -100,14 +100,27 @@ def ranks_for(cells: dict[str, Cell], entries: Sequence[Entry], descending: bool
 
 
 def check_columns_resolve(config: Config, entries: Sequence[Entry], where: str) -> None:
-    """A column whose path exists in no entry at all is almost surely a typo (e.g. a task name)."""
-    for column in config.columns:
-        if column.source == "metadata":
-            continue
-        if not any(path_found(e.results, column.paths.value) for e in entries):
-            tasks = sorted({t for e in entries for t in e.results.get("tasks", {})})
-            raise UserError(f"{where}: column {column.id}: path {'.'.join(column.paths.value)!r} is in no entry's results.json "
-                            f"(their tasks: {', '.join(tasks)}); fix the path")
+    """A path found in no entry's results.json is almost surely a typo (a task or metric name): a UserError naming it.
+
+    Checks the value path of every results column, and the task metrics and gaps of the detail tables and plots.
+    """
+    paths: list[tuple[str, tuple[str, ...]]] = [(f"column {c.id}", c.paths.value) for c in config.columns if c.source == "results"]
+    for i, metric in enumerate(config.detail):
+        paths.append((f"detail[{i}]", ("modality_gaps", metric.gap, "by_category") if metric.gap
+                      else ("tasks", str(metric.task), "by_category", "*", str(metric.metric))))
+    for i, plot in enumerate(config.plots):
+        if isinstance(plot, HeatmapPlot):
+            paths.append((f"plots[{i}]", ("tasks", plot.task, "by_category", "*", plot.metric)))
+        else:
+            paths += [(f"plots[{i}]", ("modality_gaps", gap)) for gap in (plot.scatter, *(s.gap for s in plot.series))]
+    documents = [e.results for e in entries]
+    for field_name, segments in paths:
+        missing = unresolved(documents, segments)
+        if missing is not None:
+            depth, known = missing
+            here = ".".join(segments[:depth]) or "the top level"
+            raise UserError(f"{where}: {field_name}: path {'.'.join(segments)!r} is in no entry's results.json: {segments[depth]!r} "
+                            f"is not a field of {here!r} in any entry (known: {', '.join(known) or 'none'}); fix the path")
 
 
 def make_board(config: Config, entries: Sequence[Entry]) -> Board:

@@ -1,9 +1,10 @@
 """Submission bundles: ``vlmbench submit`` packs a run; the maintainer's ``verify`` re-checks everything.
 
 A bundle is a ``.tar.gz`` holding ``manifest.json`` (sha256 of every other file), ``metadata.json``
-(who made the model), and the run itself: ``run.json``, ``results.json`` and ``samples/<task>.jsonl``.
-Reading one treats it as hostile: members are read into memory one by one (never extracted by the
-archive library), and only regular files with known names and bounded sizes are accepted.
+(who made the model), and the run itself: ``run.json``, ``results.json`` and ``samples/<task>.jsonl``
+for exactly the tasks run. Reading one treats it as hostile: the archive is parsed by
+:mod:`vlmbench_leaderboard.safetar` (never by ``tarfile``, never extracted), every size is checked
+before it is read, and every JSON member goes through :mod:`vlmbench_leaderboard.strictjson`.
 """
 
 from __future__ import annotations
@@ -12,76 +13,70 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
 import tarfile
+import tempfile
 from dataclasses import dataclass, field
-from datetime import date
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import vlmbench
 from vlmbench.errors import UserError
+from vlmbench_leaderboard import strictjson
+from vlmbench_leaderboard.metadata import METADATA_FIELDS
+from vlmbench_leaderboard.problems import Rejected
+from vlmbench_leaderboard.safetar import Limits, read_members
+from vlmbench_leaderboard.text import terminal
+
+__all__ = ["LIMITS", "MEMBER_CAPS", "METADATA_FIELDS", "Bundle", "Rejected", "bundle_path", "pack", "read_bundle", "read_bundle_bytes",
+           "write_bundle"]
 
 MEMBER_NAME = re.compile(r"manifest\.json|metadata\.json|results\.json|run\.json|samples/[a-z0-9][a-z0-9_.-]{0,80}\.jsonl")
-MAX_MEMBER_BYTES = 256 * 2**20
-MAX_TOTAL_BYTES = 1024 * 2**20
-MAX_MEMBERS = 64
-METADATA_FIELDS = ("name", "org", "hub_id", "api", "revision", "parameters", "license", "precision", "date", "reference")
+KIB, MIB = 2**10, 2**20
+LIMITS = Limits(compressed=64 * MIB, total=96 * MIB, members=64, extended_header=4 * KIB, name=256)
+MEMBER_CAPS = {"manifest.json": 64 * KIB, "metadata.json": 64 * KIB, "run.json": 4 * MIB, "results.json": 16 * MIB}
+SAMPLES_CAP = 32 * MIB
 
 
-class Rejected(Exception):
-    """A bundle that fails verification; ``reasons`` are one line each."""
-
-    def __init__(self, reasons: list[str]) -> None:
-        super().__init__("; ".join(reasons))
-        self.reasons = reasons
+def member_cap(name: str) -> int:
+    """The most bytes a member of this name may hold."""
+    return MEMBER_CAPS.get(name, SAMPLES_CAP)
 
 
 @lru_cache(maxsize=1)
 def bundle_schema() -> dict[str, Any]:
     """The JSON Schema of a bundle's manifest and metadata, as shipped."""
-    return json.loads(resources.files("vlmbench.schemas").joinpath("bundle.schema.json").read_text())
+    schema: dict[str, Any] = json.loads(resources.files("vlmbench.schemas").joinpath("bundle.schema.json").read_text(encoding="utf-8"))
+    return schema
 
 
-def default_metadata(run_dir: Path) -> dict[str, Any]:
-    """Metadata filled from what the run recorded about its model; the submitter completes the rest."""
-    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    identity = run["model"].get("identity", {})
-    backend = run["model"]["backend"]
-    name = identity.get("pretrained") or identity.get("model") or backend
-    return {
-        "name": str(name).rstrip("/").split("/")[-1] if identity.get("pretrained") else str(name),
-        "org": str(name).split("/")[0] if "/" in str(name) and not Path(str(name)).exists() else "",
-        "hub_id": identity.get("pretrained") if identity.get("pretrained") and not Path(identity["pretrained"]).exists() else None,
-        "api": identity.get("base_url") if backend == "openai" else None,
-        "revision": identity.get("revision") or identity.get("commit_hash"),
-        "parameters": None,
-        "license": None,
-        "precision": identity.get("dtype"),
-        "date": date.today().isoformat(),
-        "reference": backend in ("random", "always-safe", "always-unsafe"),
-    }
+def bundle_path(out: Path) -> Path:
+    """The file ``submit --out`` writes: ``out`` with ``.tar.gz`` added when missing."""
+    out = Path(out)
+    return out if out.name.endswith(".tar.gz") else out.with_name(out.name + ".tar.gz")
 
 
-def pack(run_dir: Path, out: Path, metadata: dict[str, Any]) -> Path:
-    """Write the bundle of a scored run folder to ``out`` (``.tar.gz``). Deterministic for equal input."""
+def pack(run_dir: Path, run: dict[str, Any], metadata: dict[str, Any]) -> bytes:
+    """The bundle of a scored run folder, as bytes: exactly the files of the tasks in ``run``. Deterministic."""
     run_dir = Path(run_dir)
-    for required in ("run.json", "results.json"):
-        if not (run_dir / required).is_file():
-            raise UserError(f"{run_dir}: no {required}; submit a finished, scored run folder (see `vlmbench score`)")
+    if not (run_dir / "results.json").is_file():
+        raise UserError(f"{terminal(run_dir)}: no results.json; submit a finished, scored run folder (see `vlmbench score`)")
     files = {"metadata.json": _json_bytes({**metadata, "vlmbench_version": vlmbench.__version__}),
              "run.json": (run_dir / "run.json").read_bytes(), "results.json": (run_dir / "results.json").read_bytes()}
-    for path in sorted((run_dir / "samples").glob("*.jsonl")):
-        files[f"samples/{path.name}"] = path.read_bytes()
+    tasks = run.get("tasks") if isinstance(run.get("tasks"), dict) else {}
+    for task in sorted(tasks):
+        name = f"samples/{task}.jsonl"
+        if not MEMBER_NAME.fullmatch(name):
+            raise UserError(f"{terminal(run_dir)}: task name {terminal(task, 80)!r} cannot be submitted; run the leaderboard's tasks")
+        if not (run_dir / name).is_file():
+            raise UserError(f"{terminal(run_dir / name)}: missing; the run folder is incomplete, rerun the same `vlmbench run` command")
+        files[name] = (run_dir / name).read_bytes()
     manifest = {"bundle_version": 1, "vlmbench_version": vlmbench.__version__,
                 "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}}
     _check_schema({"manifest": manifest, "metadata": json.loads(files["metadata.json"])}, "metadata")
-    out = Path(out)
-    if not out.name.endswith(".tar.gz"):
-        out = out.with_name(out.name + ".tar.gz")
-    out.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as compressed, \
             tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as archive:
@@ -89,7 +84,30 @@ def pack(run_dir: Path, out: Path, metadata: dict[str, Any]) -> Path:
             info = tarfile.TarInfo(name)
             info.size, info.mtime, info.mode = len(data), 0, 0o644
             archive.addfile(info, io.BytesIO(data))
-    out.write_bytes(buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write_bundle(data: bytes, out: Path, force: bool = False) -> Path:
+    """Write bundle bytes to ``out`` atomically; an existing file is replaced only with ``force``."""
+    out = bundle_path(out)
+    if out.exists() and not force:
+        raise UserError(f"{terminal(out)}: already exists; pass --force to overwrite it, or choose another --out")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        if force:
+            os.replace(temporary, out)
+        else:
+            try:
+                os.link(temporary, out)  # fails, rather than overwrites, when the file appeared meanwhile
+            finally:
+                os.unlink(temporary)
+    except FileExistsError:
+        raise UserError(f"{terminal(out)}: already exists; pass --force to overwrite it, or choose another --out") from None
+    except OSError as exc:
+        raise UserError(f"--out {terminal(out)}: cannot write it ({exc.strerror}); choose a writable folder") from None
     return out
 
 
@@ -103,7 +121,7 @@ def _check_schema(document: dict[str, Any], where: str) -> None:
     error = jsonschema.exceptions.best_match(jsonschema.Draft7Validator(bundle_schema()).iter_errors(document))
     if error is not None:
         field_path = ".".join(str(p) for p in error.absolute_path)
-        raise Rejected([f"{field_path or where}: {error.message[:200]}"])
+        raise Rejected([f"{field_path or where}: {terminal(error.message, 200)}"])
 
 
 @dataclass
@@ -115,60 +133,60 @@ class Bundle:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def json(self, name: str) -> Any:
-        """A JSON member, decoded (UTF-8 only)."""
-        try:
-            return json.loads(self.files[name].decode("utf-8"))
-        except UnicodeDecodeError:
-            raise Rejected([f"{name}: not UTF-8"]) from None
-        except json.JSONDecodeError as exc:
-            raise Rejected([f"{name}: not valid JSON ({exc.msg}, line {exc.lineno})"]) from None
+        """A JSON member, decoded strictly (UTF-8, finite numbers, bounded depth)."""
+        return strictjson.loads(self.files[name], name, member_cap(name))
+
+    def lines(self, name: str) -> list[Any]:
+        """A JSON Lines member, decoded strictly, one value per line."""
+        return strictjson.loads_lines(self.files[name], name, member_cap(name))
 
 
-def _members(archive: tarfile.TarFile, name: str) -> Any:
-    """The archive's members, one header at a time: a bundle of millions of tiny members is refused early."""
-    count = 0
-    while True:
-        try:
-            member = archive.next()
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise Rejected([f"{name}: damaged archive ({exc})"]) from None
-        if member is None:
-            return
-        count += 1
-        if count > MAX_MEMBERS:
-            raise Rejected([f"bundle has more than {MAX_MEMBERS} members; a bundle holds run.json, results.json, metadata, manifest and one samples file per task"])
-        yield member
+def _checker() -> Any:
+    """The per-member check of a reading: allowed name, once, within its size cap and the total."""
+    seen: set[str] = set()
+    total = [0]
+
+    def check(name: str, size: int) -> str | None:
+        if not MEMBER_NAME.fullmatch(name):
+            return "unexpected name (allowed: manifest.json, metadata.json, run.json, results.json, samples/<task>.jsonl)"
+        if name in seen:
+            return "appears twice"
+        if size > member_cap(name) or total[0] + size > LIMITS.total:
+            return f"too large ({size} bytes; limits {member_cap(name)} for this file, {LIMITS.total} in all)"
+        seen.add(name)
+        total[0] += size
+        return None
+
+    return check
 
 
 def read_bundle(path: Path) -> Bundle:
-    """Read a bundle without trusting it: regular files with allowed names only, sizes bounded, hashes checked."""
+    """Read a bundle file without trusting it: regular files with allowed names only, sizes bounded, hashes checked."""
+    path = Path(path)
     try:
-        archive = tarfile.open(path, mode="r:gz")
+        with open(path, "rb") as raw:
+            return _read(raw, os.fstat(raw.fileno()).st_size, path.name)
     except FileNotFoundError:
-        raise UserError(f"{path}: no such bundle file") from None
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise Rejected([f"{Path(path).name}: not a .tar.gz bundle ({exc})"]) from None
-    files: dict[str, bytes] = {}
-    total = 0
-    with archive:
-        for member in _members(archive, Path(path).name):
-            shown = json.dumps(member.name)[:120]
-            if not member.isfile():
-                raise Rejected([f"member {shown}: not a regular file (links, folders and devices are refused)"])
-            if not MEMBER_NAME.fullmatch(member.name):
-                raise Rejected([f"member {shown}: unexpected name (allowed: manifest.json, metadata.json, run.json, results.json, samples/<task>.jsonl)"])
-            if member.name in files:
-                raise Rejected([f"member {shown}: appears twice"])
-            if member.size > MAX_MEMBER_BYTES or total + member.size > MAX_TOTAL_BYTES:
-                raise Rejected([f"member {shown}: too large ({member.size} bytes; limits {MAX_MEMBER_BYTES} per file, {MAX_TOTAL_BYTES} in all)"])
-            data = archive.extractfile(member).read(MAX_MEMBER_BYTES + 1)  # type: ignore[union-attr]
-            total += len(data)
-            files[member.name] = data
+        raise UserError(f"{terminal(path)}: no such bundle file") from None
+    except IsADirectoryError:
+        raise UserError(f"{terminal(path)}: a folder, not a bundle file; pass the .tar.gz that `vlmbench submit` wrote") from None
+    except OSError as exc:
+        raise Rejected([f"{terminal(path.name)}: cannot read it ({exc.strerror or type(exc).__name__})"]) from None
+
+
+def read_bundle_bytes(data: bytes, label: str) -> Bundle:
+    """Read a bundle held in memory (as ``submit`` checks what it is about to write)."""
+    return _read(io.BytesIO(data), len(data), label)
+
+
+def _read(raw: BinaryIO, size: int, label: str) -> Bundle:
+    files = {member.name: member.data for member in read_members(raw, size, terminal(label, 80), _checker(), LIMITS)}
     bundle = Bundle(files)
-    if "manifest.json" not in files:
-        raise Rejected(["manifest.json: missing"])
+    for name in ("manifest.json", "metadata.json"):
+        if name not in files:
+            raise Rejected([f"{name}: missing; pack the bundle with `vlmbench submit`"])
     bundle.manifest = bundle.json("manifest.json")
-    bundle.metadata = bundle.json("metadata.json") if "metadata.json" in files else {}
+    bundle.metadata = bundle.json("metadata.json")
     _check_schema({"manifest": bundle.manifest, "metadata": bundle.metadata}, "manifest")
     listed = bundle.manifest["files"]
     present = set(files) - {"manifest.json"}

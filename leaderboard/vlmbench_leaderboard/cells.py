@@ -97,7 +97,37 @@ def _mean(document: Any, paths: Paths, category: str | None) -> float | None:
     return total / weights if weights else None
 
 
-def path_found(document: Any, segments: tuple[str, ...]) -> bool:
-    """Whether the part of a path before any placeholder exists (null along the way counts as found)."""
-    cut = next((i for i, s in enumerate(segments) if s in ("*", CATEGORY)), len(segments))
-    return lookup(document, segments[:cut]) is not MISSING
+def unresolved(documents: Sequence[Any], segments: tuple[str, ...]) -> tuple[int, list[str]] | None:
+    """Where a path leaves every document: the index of the first segment found in none, and the keys found there.
+
+    ``*`` and ``{category}`` match every key; a null along the way, or a placeholder over an empty
+    mapping, counts as found (nothing more can be checked). None when some document holds the path.
+    """
+    best: tuple[int, set[str]] = (-1, set())
+    for document in documents:
+        depth, known = _walk(document, segments, 0)
+        if depth == len(segments):
+            return None
+        if depth > best[0]:
+            best = (depth, set(known))
+        elif depth == best[0]:
+            best[1].update(known)
+    return best[0], sorted(best[1])
+
+
+def _walk(node: Any, segments: tuple[str, ...], depth: int) -> tuple[int, list[str]]:
+    """The deepest depth a path reaches in one document, and the keys at that point."""
+    if depth == len(segments) or node is None:
+        return len(segments), []
+    if not isinstance(node, dict):
+        return depth, []
+    segment = segments[depth]
+    if segment in ("*", CATEGORY):
+        if not node:
+            return len(segments), []
+        reached = [_walk(child, segments, depth + 1) for child in node.values()]
+        deepest = max(d for d, _ in reached)
+        return deepest, sorted({k for d, keys in reached if d == deepest for k in keys})
+    if segment not in node:
+        return depth, [str(k) for k in node]
+    return _walk(node[segment], segments, depth + 1)

@@ -9,50 +9,63 @@ from pathlib import Path
 from vlmbench import hookimpl
 from vlmbench.cli.commands import CommandSpec
 from vlmbench.errors import UserError
+from vlmbench_leaderboard.metadata import BASELINES
 
-BASELINES = ("random", "always-safe", "always-unsafe")
+SUBMIT_FIELDS = ("name", "org", "hub_id", "api", "revision", "parameters", "license", "precision", "date")
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    """Pack a scored run folder into a submission bundle."""
-    from vlmbench_leaderboard.bundle import METADATA_FIELDS, Rejected, default_metadata, pack
+    """Pack a scored run folder into a submission bundle, refusing what ``verify`` would reject."""
+    from vlmbench_leaderboard.submit import submit
+    from vlmbench_leaderboard.text import terminal
 
-    metadata = default_metadata(Path(args.run_dir)) if (Path(args.run_dir) / "run.json").is_file() else {}
-    for name in METADATA_FIELDS:
-        value = getattr(args, name, None)
-        if value is not None:
-            metadata[name] = value
-    if not metadata.get("name"):
-        raise UserError("submit: the model needs a name; pass --name")
-    try:
-        out = pack(Path(args.run_dir), Path(args.out), metadata)
-    except Rejected as exc:
-        raise UserError(f"submit: metadata {exc.reasons[0]}; fix it with the matching --option") from None
-    print(f"bundle: {out}")
+    overrides = {name: getattr(args, name, None) for name in SUBMIT_FIELDS}
+    out = submit(Path(args.run_dir), Path(args.out), overrides, force=bool(getattr(args, "force", False)))
+    print(f"bundle: {terminal(out, 400)}")
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Verify bundles; print one line per bundle (and per reason)."""
-    from vlmbench_leaderboard.bundle import Rejected
-    from vlmbench_leaderboard.data import add_entry
+    """Verify (and with ``--data``, add) bundles; one line per bundle and per reason. A bad bundle never stops the others.
+
+    Exit status: 0 all accepted, 1 some rejected, 2 some accepted bundle could not be added (e.g. already there).
+    """
+    from vlmbench_leaderboard.data import add_entry, check_data_dir
+    from vlmbench_leaderboard.problems import Rejected
+    from vlmbench_leaderboard.text import terminal
     from vlmbench_leaderboard.verify import verify_bundle
 
-    failed = 0
+    data_dir = check_data_dir(Path(args.data)) if getattr(args, "data", None) else None
+    failed = conflicts = 0
     for path in args.bundles:
+        shown = terminal(path, 400)
         try:
             verified = verify_bundle(Path(path))
         except Rejected as exc:
+            reasons = exc.reasons
+        except UserError as exc:
+            reasons = [str(exc)]
+        except Exception as exc:  # a bundle must never stop the batch, whatever it trips over
+            reasons = [f"cannot verify it ({type(exc).__name__}: {str(exc)[:120]}); please report this"]
+        else:
+            reasons = []
+        if reasons:
             failed += 1
-            for reason in exc.reasons:
-                print(f"rejected: {path}: {reason}", file=sys.stderr)
+            for reason in reasons:
+                print(f"rejected: {shown}: {terminal(reason, 400)}", file=sys.stderr)
             continue
         meta = verified.bundle.metadata
         where = ""
-        if getattr(args, "data", None):
-            where = f" -> {add_entry(verified, Path(args.data), replace=args.replace)}"
-        print(f"accepted: {path}: {meta['name']} ({meta.get('revision') or 'main'}){where}")
-    return 1 if failed else 0
+        if data_dir is not None:
+            try:
+                where = f" -> {terminal(add_entry(verified, data_dir, replace=args.replace), 400)}"
+            except UserError as exc:
+                conflicts += 1
+                print(f"vlmbench: error: {shown}: {terminal(exc, 400)}", file=sys.stderr)
+                continue
+        print(f"accepted: {shown}: {terminal(meta['name'])} ({terminal(meta.get('revision') or 'main')}), "
+              f"submitted with vlmbench {terminal(verified.results.get('vlmbench_version'), 40)}{where}")
+    return 2 if conflicts else 1 if failed else 0
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -105,6 +118,7 @@ def add_submit_arguments(submit: argparse.ArgumentParser) -> None:
                             ("parameters", "parameter count, e.g. 7B"), ("license", "model license"),
                             ("precision", "e.g. bfloat16"), ("date", "evaluation date, YYYY-MM-DD")):
         submit.add_argument(f"--{name}", default=None, help=help_text)
+    submit.add_argument("--force", action="store_true", help="overwrite the bundle file if it exists")
     submit.set_defaults(func=cmd_submit)
 
 

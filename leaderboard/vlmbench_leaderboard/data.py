@@ -1,50 +1,110 @@
-"""The leaderboard data folder: one sub-folder per accepted model and revision."""
+"""The leaderboard data folder: one sub-folder per accepted model and revision.
+
+An entry's folder name is a readable slug of organisation, name and revision plus a short hash of
+their exact normalised text, so two different models never share a folder (``GPT-4o`` and
+``GPT 4o`` slug alike but hash apart), and ``--replace`` only ever replaces the same model.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from vlmbench.errors import UserError
+from vlmbench_leaderboard.metadata import identity
+from vlmbench_leaderboard.text import terminal
 from vlmbench_leaderboard.verify import Verified
 
+HASH_CHARS = 10
+MAX_METADATA_BYTES = 64 * 2**10
 
-def entry_id(metadata: dict) -> str:
-    """A safe folder name for a model+revision: letters, digits, '.', '_' and '-' only, never starting with '.'."""
+
+def entry_id(metadata: dict[str, Any]) -> str:
+    """A safe, collision-free folder name for a model+revision: ``org__name__revision__<hash>``.
+
+    Letters, digits, '.', '_' and '-' only, never starting with '.'; the hash is of the exact
+    normalised (organisation, name, revision).
+    """
     def slug(text: str) -> str:
-        return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip(".-_")[:80] or "x"
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip(".-_")[:60] or "x"
 
-    org = f"{slug(metadata['org'])}__" if metadata.get("org") else ""
-    return f"{org}{slug(metadata['name'])}__{slug(metadata.get('revision') or 'main')}"
+    org, name, revision = identity(metadata)
+    digest = hashlib.sha256(json.dumps([org, name, revision], ensure_ascii=False).encode("utf-8")).hexdigest()[:HASH_CHARS]
+    prefix = f"{slug(org)}__" if org else ""
+    return f"{prefix}{slug(name)}__{slug(revision or 'main')}__{digest}"
 
 
-def add_entry(verified: Verified, data_dir: Path, replace: bool = False) -> Path:
-    """Store an accepted bundle under ``data_dir/<entry id>/``; an existing entry is replaced only with ``replace``."""
+def _stored_identity(folder: Path) -> tuple[str, str, str | None] | None:
+    """The identity of an existing entry folder, or None when its metadata cannot be read."""
+    from vlmbench_leaderboard import strictjson
+    from vlmbench_leaderboard.problems import Rejected
+
+    path = folder / "metadata.json"
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_METADATA_BYTES:
+            return None
+        metadata = strictjson.loads(path.read_bytes(), str(path), MAX_METADATA_BYTES)
+    except (OSError, Rejected):
+        return None
+    return identity(metadata) if isinstance(metadata, dict) else None
+
+
+def _same_model(data_dir: Path, model: tuple[str, str, str | None]) -> list[Path]:
+    """Existing entry folders of this exact model and revision (whatever their folder name)."""
+    return sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and _stored_identity(p) == model)
+
+
+def check_data_dir(data_dir: Path) -> Path:
+    """The data folder, created if missing; a one-line error when it cannot be one."""
     data_dir = Path(data_dir)
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"--data {data_dir}: cannot use it as the data folder ({exc.strerror}); pass a folder") from None
+        raise UserError(f"--data {terminal(data_dir)}: cannot use it as the data folder ({exc.strerror}); pass a folder") from None
+    return data_dir
+
+
+def add_entry(verified: Verified, data_dir: Path, replace: bool = False) -> Path:
+    """Store an accepted bundle under ``data_dir/<entry id>/``; an entry of the same model is replaced only with ``replace``.
+
+    Another model's entry is never replaced: the folder name carries a hash of the exact identity,
+    and an existing folder is replaced only when its own metadata names the same model.
+    """
+    data_dir = check_data_dir(data_dir)
+    model = identity(verified.bundle.metadata)
     target = data_dir / entry_id(verified.bundle.metadata)
     if target.resolve().parent != data_dir.resolve():
-        raise UserError(f"entry folder {target.name!r} would leave {data_dir}; refusing")  # cannot happen with entry_id, kept as a guard
-    if target.exists() and not replace:
-        raise UserError(f"{target}: this model and revision is already on the leaderboard; pass --replace to replace it")
+        raise UserError(f"entry folder {terminal(target.name)!r} would leave {terminal(data_dir)}; refusing")  # cannot happen with entry_id
+    if target.exists() and _stored_identity(target) != model:
+        raise UserError(f"{terminal(target)}: holds another model (or unreadable metadata); move it away by hand, then add again")
+    existing = _same_model(data_dir, model)
+    if existing and not replace:
+        raise UserError(f"{terminal(existing[0])}: this model and revision is already on the leaderboard; pass --replace to replace it")
     staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=data_dir))
     try:
         (staging / "samples").mkdir()
         for name, data in verified.bundle.files.items():
             (staging / name).write_bytes(data)
-        if target.exists():
-            old = data_dir / f".replaced-{target.name}"
+        old_folders = [*existing, *([target] if target.exists() and target not in existing else [])]
+        moved = []
+        for folder in old_folders:
+            old = data_dir / f".replaced-{folder.name}"
             shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
+            folder.rename(old)
+            moved.append(old)
+        try:
             staging.rename(target)
+        except OSError:
+            for folder, old in zip(old_folders, moved):
+                old.rename(folder)
+            raise
+        for old in moved:
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

@@ -3,6 +3,8 @@
 Figures are built with the object-oriented API on an Agg canvas (pyplot and its global state are never
 touched) and saved as SVG with a fixed ``svg.hashsalt`` and no date, so equal input gives equal bytes.
 Labels are third-party model names: they are drawn with ``parse_math=False`` (a ``$`` is not mathtext).
+What to plot (tasks, metrics, gaps, labels) comes from the config; see ``render_plots``.
+Text is sized for the page, which shows figures at their natural size: never below 9 pt (12 px).
 """
 
 from __future__ import annotations
@@ -14,16 +16,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from vlmbench_leaderboard.formatting import format_number
+
 STYLE = {
     "svg.hashsalt": "vlmbench-leaderboard",
     "svg.fonttype": "path",
     "font.family": "DejaVu Sans",
-    "font.size": 9,
+    "font.size": 10,
     "axes.spines.top": False,
     "axes.spines.right": False,
 }
 RANKED, REFERENCE = "#1f5fa8", "#7a7a7a"
+SERIES = (("o", RANKED), ("D", "#c0392b"), ("s", "#2e8b57"), ("^", "#8e44ad"))
 LABEL_CHARS = 32
+SMALL, VALUE, TITLE = 9, 10, 11  # point sizes: annotations and legends, heat-map values, titles
 
 
 @dataclass(frozen=True)
@@ -39,12 +45,12 @@ class Gap:
 
 @dataclass(frozen=True)
 class ModelGaps:
-    """One model's alignment and perception gaps (None where the model lacks the tasks)."""
+    """One model's gaps: the one drawn as image vs text, and one per series (None where the model lacks it)."""
 
     label: str
     reference: bool
-    alignment: Gap | None
-    perception: Gap | None
+    scatter: Gap | None
+    series: tuple[Gap | None, ...]
 
 
 @contextmanager
@@ -72,82 +78,84 @@ def _svg(figure: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _label(model: ModelGaps | str, reference: bool = False) -> str:
-    text = model.label if isinstance(model, ModelGaps) else model
-    reference = model.reference if isinstance(model, ModelGaps) else reference
+def short_label(text: str, reference: bool = False) -> str:
+    """A label on one line, at most LABEL_CHARS characters, ``(ref)`` marking reference rows."""
     text = " ".join(text.split())
     text = text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
     return f"{text} (ref)" if reference else text
 
 
-def modality_gap_svg(models: Sequence[ModelGaps]) -> bytes:
-    """Left: alignment recall, image (x) vs text (y), one point per model, with the diagonal.
+def modality_gap_svg(models: Sequence[ModelGaps], scatter_label: str, series_labels: Sequence[str]) -> bytes:
+    """Left: the scatter gap's two sides, image (x) vs text (y), one point per model, with the diagonal.
 
-    Right: per model, the text-minus-image gap of alignment recall and of perception accuracy with 95% CIs.
-    Values are in percent; models keep the order given (the table's order), first at the top.
+    Right: per model, each series' text-minus-image gap with its 95% CI. Values are in percent; models
+    keep the order given (the table's order), first at the top.
     """
     with _style():
-        figure = _figure(10, max(3.6, 1.4 + 0.34 * len(models)))
+        figure = _figure(10, max(3.8, 1.6 + 0.4 * len(models)))
         scatter, forest = figure.subplots(1, 2, width_ratios=[1, 1.25])
-        _draw_scatter(scatter, models)
-        _draw_forest(forest, models)
+        _draw_scatter(scatter, models, scatter_label)
+        _draw_forest(forest, models, series_labels)
         return _svg(figure)
 
 
-def _draw_scatter(ax: Any, models: Sequence[ModelGaps]) -> None:
+def _draw_scatter(ax: Any, models: Sequence[ModelGaps], label: str) -> None:
     ax.plot([0, 100], [0, 100], linestyle="--", color="#999999", linewidth=1, label="text = image")
     for model in models:
-        if model.alignment is None:
+        if model.scatter is None:
             continue
-        x, y = model.alignment.image * 100, model.alignment.text * 100
-        style = dict(marker="s", facecolors="none", edgecolors=REFERENCE) if model.reference else dict(marker="o", color=RANKED)
+        x, y = model.scatter.image * 100, model.scatter.text * 100
+        style = {"marker": "s", "facecolors": "none", "edgecolors": REFERENCE} if model.reference else {"marker": "o", "color": RANKED}
         ax.scatter([x], [y], s=28, zorder=3, **style)
-        ax.annotate(_label(model), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7,
+        ax.annotate(short_label(model.label, model.reference), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=SMALL,
                     color=REFERENCE if model.reference else "#222222", parse_math=False)
     ax.set_xlim(-3, 103)
     ax.set_ylim(-3, 103)
     ax.set_aspect("equal")
-    ax.set_xlabel("Alignment recall on images (%)")
-    ax.set_ylabel("Alignment recall on text (%)")
-    ax.set_title("Image vs text", fontsize=10)
-    ax.legend(loc="lower right", fontsize=7, frameon=False)
+    ax.set_xlabel(f"{label} on images (%)", parse_math=False)
+    ax.set_ylabel(f"{label} on text (%)", parse_math=False)
+    ax.set_title("Image vs text", fontsize=TITLE)
+    ax.legend(loc="lower right", fontsize=SMALL, frameon=False)
 
 
-def _draw_forest(ax: Any, models: Sequence[ModelGaps]) -> None:
+def _draw_forest(ax: Any, models: Sequence[ModelGaps], labels: Sequence[str]) -> None:
     positions = list(range(len(models)))[::-1]
-    drawn = set()
+    step = 0.6 / max(1, len(labels))
+    drawn: set[str] = set()
     for y, model in zip(positions, models):
-        for offset, gap, marker, name in ((0.15, model.alignment, "o", "alignment recall"), (-0.15, model.perception, "D", "perception accuracy")):
+        for index, (gap, name) in enumerate(zip(model.series, labels)):
             if gap is None:
                 continue
             error = None
             if gap.ci_low is not None and gap.ci_high is not None:
                 error = [[max(0.0, (gap.gap - gap.ci_low) * 100)], [max(0.0, (gap.ci_high - gap.gap) * 100)]]
-            colour = REFERENCE if model.reference else (RANKED if marker == "o" else "#c0392b")
-            ax.errorbar([gap.gap * 100], [y + offset], xerr=error, fmt=marker, color=colour, markersize=4, capsize=2, linewidth=1,
-                        label=None if name in drawn else name)
+            marker, colour = SERIES[index % len(SERIES)]
+            offset = 0.3 - step / 2 - index * step
+            ax.errorbar([gap.gap * 100], [y + offset], xerr=error, fmt=marker, color=REFERENCE if model.reference else colour,
+                        markersize=4, capsize=2, linewidth=1, label=None if name in drawn else name)
             drawn.add(name)
     ax.axvline(0, color="#999999", linewidth=1, linestyle="--")
-    ax.set_yticks(positions, [_label(m) for m in models], parse_math=False, fontsize=8)
+    ax.set_yticks(positions, [short_label(m.label, m.reference) for m in models], parse_math=False, fontsize=SMALL)
     ax.set_ylim(-0.8, len(models) - 0.2)
     ax.set_xlabel("Gap, text minus image (percentage points, 95% CI)")
-    ax.set_title("Modality gap", fontsize=10)
+    ax.set_title("Modality gap", fontsize=TITLE)
     if drawn:
-        ax.legend(loc="best", fontsize=7, frameon=False)
+        ax.legend(loc="best", fontsize=SMALL, frameon=False)
     if not models:
         ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center")
 
 
 def category_heatmap_svg(labels: Sequence[str], references: Sequence[bool], categories: Sequence[str],
-                         values: Sequence[Sequence[float | None]]) -> bytes:
+                         values: Sequence[Sequence[float | None]], title: str, label: str) -> bytes:
     """A heat map of per-category values (fractions, shown in percent): one row per model, one column per category.
 
-    Missing values are left grey and unlabeled.
+    Each cell is labelled with its value in the tables' percent format; missing values are left grey
+    and unlabeled. Labels carry SVG ids (``heatmap-value-I-J``, ``heatmap-model-I``, ``heatmap-category-J``).
     """
     import numpy as np
 
     with _style():
-        figure = _figure(max(6.0, 2.5 + 0.9 * len(categories)), max(2.4, 1.6 + 0.36 * len(labels)))
+        figure = _figure(max(6.0, 3.0 + 1.0 * len(categories)), max(2.6, 1.9 + 0.42 * len(labels)))
         ax = figure.subplots()
         if not labels or not categories:
             ax.text(0.5, 0.5, "no per-category data", transform=ax.transAxes, ha="center")
@@ -159,13 +167,18 @@ def category_heatmap_svg(labels: Sequence[str], references: Sequence[bool], cate
         for i, row in enumerate(values):
             for j, value in enumerate(row):
                 if value is not None:
-                    ax.text(j + 0.5, i + 0.5, f"{value * 100:.0f}", ha="center", va="center", fontsize=7,
-                            color="white" if value < 0.6 else "black", parse_math=False)
-        ax.set_xticks([j + 0.5 for j in range(len(categories))], [_label(c) for c in categories],
-                      rotation=30, ha="right", parse_math=False)
-        ax.set_yticks([i + 0.5 for i in range(len(labels))], [_label(t, r) for t, r in zip(labels, references)], parse_math=False)
+                    text = ax.text(j + 0.5, i + 0.5, format_number(value, "percent"), ha="center", va="center", fontsize=VALUE,
+                                   color="white" if value < 0.6 else "black", parse_math=False)
+                    text.set_gid(f"heatmap-value-{i}-{j}")
+        ax.set_xticks([j + 0.5 for j in range(len(categories))], [short_label(c) for c in categories],
+                      rotation=30, ha="right", parse_math=False, fontsize=SMALL)
+        ax.set_yticks([i + 0.5 for i in range(len(labels))], [short_label(t, r) for t, r in zip(labels, references)],
+                      parse_math=False, fontsize=SMALL)
+        for prefix, ticks in (("heatmap-category", ax.get_xticklabels()), ("heatmap-model", ax.get_yticklabels())):
+            for n, tick in enumerate(ticks):
+                tick.set_gid(f"{prefix}-{n}")
         ax.invert_yaxis()  # first model (the table's first row) at the top
         ax.spines[:].set_visible(False)
-        ax.set_title("Alignment recall on unsafe images, by category (%)", fontsize=10)
-        figure.colorbar(mesh, ax=ax, label="recall (%)", shrink=0.8)
+        ax.set_title(title, fontsize=TITLE, parse_math=False)
+        figure.colorbar(mesh, ax=ax, label=f"{label} (%)", shrink=0.8)
         return _svg(figure)

@@ -13,7 +13,6 @@ import gzip
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 from vlmbench_leaderboard.problems import Rejected
@@ -127,22 +126,21 @@ def _pax_records(data: bytes, label: str) -> dict[str, str]:
     return records
 
 
-def read_members(path: Path, check: Callable[[str, int], str | None], limits: Limits = Limits()) -> Iterator[Member]:
-    """The regular files of a ``.tar.gz``, checked as they are read.
+def read_members(raw: BinaryIO, size: int, label: str, check: Callable[[str, int], str | None],
+                 limits: Limits = Limits()) -> Iterator[Member]:
+    """The regular files of the ``.tar.gz`` in ``raw`` (``size`` bytes), checked as they are read.
 
     ``check(name, size)`` returns why a member is refused (or None); it is asked before the
-    member's data is read. Raises :class:`Rejected` with one line for any problem, and
-    ``FileNotFoundError`` when there is no such file.
+    member's data is read. ``label`` names the archive in messages. Raises :class:`Rejected`
+    with one line for any problem.
     """
-    label = Path(path).name
-    with open(path, "rb") as raw:
-        size = Path(path).stat().st_size
-        if size > limits.compressed:
-            raise Rejected([f"{label}: {size} bytes; a bundle file is at most {limits.compressed} bytes"])
-        if raw.read(2) != b"\x1f\x8b":
-            raise Rejected([f"{label}: not a .tar.gz bundle (no gzip header); pack it with `vlmbench submit`"])
-        raw.seek(0)
-        yield from _members(_Stream(raw, limits.total, label), limits, check, label)
+    if size > limits.compressed:
+        raise Rejected([f"{label}: {size} bytes; a bundle file is at most {limits.compressed} bytes"])
+    if raw.read(2) != b"\x1f\x8b":
+        raise Rejected([f"{label}: not a .tar.gz bundle (no gzip header); pack it with `vlmbench submit`"])
+    raw.seek(0)
+    overhead = limits.members * (3 * BLOCK + limits.extended_header + limits.name) + 4 * BLOCK  # headers and padding
+    yield from _members(_Stream(raw, limits.total + overhead, label), limits, check, label)
 
 
 def _members(stream: _Stream, limits: Limits, check: Callable[[str, int], str | None], label: str) -> Iterator[Member]:

@@ -7,31 +7,55 @@
 Requests run concurrently on an asyncio loop in a background thread; ``generate`` yields each
 response the moment it arrives. Concurrency adapts to rate limits (a 429 halves it, a run of
 successes adds one back) and the client retries by itself, so the ``openai`` client's own
-retries are off.
+retries are off. The retry, limiter, fail-fast and redaction machinery is the shared
+:mod:`vlmbench.http`.
+
+No fault becomes an answer: a 200 reply without a usable answer (no choices, null, empty or
+non-text content) is retried and then an error; ``timeout`` is a total deadline per attempt;
+a reply longer than ``max_new_tokens`` could produce is an error (see :mod:`vlmbench.http.limits`).
+A dead or wrong endpoint (connection refused, DNS failure, timeouts, key rejected, no such
+route or model) stops the run with one line naming the URL, unless a request has succeeded.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import base64
-import email.utils
+import difflib
+import importlib
 import io
 import json
 import logging
 import os
-import queue
-import random
-import threading
-import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vlmbench import UserError, hookimpl
 from vlmbench.backend import BackendOptions, BackendSpec, ImagePart, Message, Request, Response, TextPart
-from vlmbench.errors import UserError
-from vlmbench.hookspecs import hookimpl
+from vlmbench.http import (
+    AdaptiveLimiter,
+    Emit,
+    EndpointDown,
+    EndpointGuard,
+    Failure,
+    LoopThread,
+    Redactor,
+    RetryPolicy,
+    body_byte_limit,
+    call_with_retries,
+    check_base_url,
+    connection_failure,
+    error_field,
+    read_limited,
+    redact_url,
+    reply_char_limit,
+    shorten,
+    status_failure,
+    timeout_failure,
+    within,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +64,10 @@ NO_KEY = "EMPTY"  # what OpenAI-compatible servers without auth expect in the Au
 DEFAULT_CONCURRENCY = 16
 DEFAULT_RETRIES = 6
 DEFAULT_TIMEOUT_S = 120.0
+FAIL_FAST_AFTER = 3  # consecutive endpoint-level failures, with no success yet, that stop the run
 VALID_ARGS = ("model", "base_url", "api_key", "num_concurrent", "max_retries", "timeout")
-RETRYABLE_4XX = (408, 409, 429)
-MAX_RETRY_AFTER_S = 120.0  # a longer Retry-After (e.g. a daily quota) is not worth waiting for
-_DONE = object()
+KEY_HINT = "pass the key as api_key or OPENAI_API_KEY"
+LABEL = "--model openai"
 
 
 # --- settings -------------------------------------------------------------------------------
@@ -62,25 +86,29 @@ class Settings:
 
 
 def parse_settings(model_args: Mapping[str, str], environ: Mapping[str, str] | None = None) -> Settings:
-    """Check ``model_args`` and resolve the endpoint and key; a mistake raises a one-line UserError."""
-    from vlmbench.pluginmanager import did_you_mean
+    """Check ``model_args`` and resolve the endpoint and key; a mistake raises a one-line UserError.
 
+    A ``base_url`` carrying credentials (``user:password@``, ``?api-key=...``) is refused: the
+    key belongs in ``api_key`` or ``OPENAI_API_KEY``, which never reach logs or results.
+    """
     environ = os.environ if environ is None else environ
     for name in model_args:
         if name not in VALID_ARGS:
-            raise UserError(f"--model openai: unknown model_args '{name}'{did_you_mean(name, VALID_ARGS)}; "
+            raise UserError(f"{LABEL}: unknown model_args '{name}'{_did_you_mean(name, VALID_ARGS)}; "
                             f"valid: {', '.join(VALID_ARGS)}")
     model = model_args.get("model", "").strip()
     if not model:
-        raise UserError("--model openai needs model=NAME in --model_args (e.g. model=gpt-4o-mini)")
-    custom_url = (model_args.get("base_url") or environ.get("OPENAI_BASE_URL") or "").strip()
-    if custom_url and not custom_url.startswith(("http://", "https://")):
-        raise UserError(f"--model openai: base_url '{custom_url}' must start with http:// or https://")
-    base_url = (custom_url or OFFICIAL_BASE_URL).rstrip("/")
+        raise UserError(f"{LABEL} needs model=NAME in --model_args (e.g. model=gpt-4o-mini)")
+    from_args = (model_args.get("base_url") or "").strip()
+    custom_url = from_args or (environ.get("OPENAI_BASE_URL") or "").strip()
+    if custom_url:
+        label = f"{LABEL}: base_url" if from_args else f"{LABEL}: OPENAI_BASE_URL"
+        custom_url = check_base_url(custom_url, label=label, key_hint=KEY_HINT)
+    base_url = custom_url or OFFICIAL_BASE_URL
     api_key = model_args.get("api_key") or environ.get("OPENAI_API_KEY") or ""
     if not api_key:
         if not custom_url:
-            raise UserError("--model openai: no API key; set OPENAI_API_KEY (or pass base_url=... for a local server)")
+            raise UserError(f"{LABEL}: no API key; set OPENAI_API_KEY (or pass base_url=... for a local server)")
         api_key = NO_KEY
     if "api_key" in model_args:
         log.warning("api_key in --model_args lands in shell history; prefer the OPENAI_API_KEY environment variable")
@@ -88,6 +116,11 @@ def parse_settings(model_args: Mapping[str, str], environ: Mapping[str, str] | N
                     num_concurrent=_int_arg(model_args, "num_concurrent", DEFAULT_CONCURRENCY, minimum=1),
                     max_retries=_int_arg(model_args, "max_retries", DEFAULT_RETRIES, minimum=0),
                     timeout=_timeout_arg(model_args))
+
+
+def _did_you_mean(name: str, candidates: Sequence[str]) -> str:
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
+    return f" (did you mean '{matches[0]}'?)" if matches else ""
 
 
 def _int_arg(model_args: Mapping[str, str], name: str, default: int, minimum: int) -> int:
@@ -99,7 +132,7 @@ def _int_arg(model_args: Mapping[str, str], name: str, default: int, minimum: in
     except ValueError:
         value = minimum - 1
     if value < minimum:
-        raise UserError(f"--model openai: {name} must be an integer >= {minimum}, got '{text}'")
+        raise UserError(f"{LABEL}: {name} must be an integer >= {minimum}, got '{text}'")
     return value
 
 
@@ -112,7 +145,7 @@ def _timeout_arg(model_args: Mapping[str, str]) -> float:
     except ValueError:
         value = -1.0
     if not value > 0 or value == float("inf"):
-        raise UserError(f"--model openai: timeout must be a number of seconds > 0, got '{text}'")
+        raise UserError(f"{LABEL}: timeout must be a number of seconds > 0, got '{text}'")
     return value
 
 
@@ -193,29 +226,37 @@ class Answer:
     usage: dict[str, int] | None
 
 
-@dataclass(frozen=True)
-class Failure:
-    """Why one attempt failed, and what to do about it."""
+def parse_completion(body: str | bytes, max_chars: int | None = None) -> Answer | Failure:
+    """The answer text and token usage of a chat-completion body, or why it is no answer.
 
-    reason: str  # short, e.g. "HTTP 500", "timeout", "malformed response"
-    retryable: bool
-    rate_limited: bool = False
-    retry_after: float | None = None  # seconds the server asked us to wait
-
-
-def parse_completion(body: str) -> Answer:
-    """The answer text and token usage of a chat-completion body; ValueError when malformed."""
-    data = json.loads(body)
-    if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
-        raise ValueError("no choices")
-    message = data["choices"][0].get("message") if isinstance(data["choices"][0], dict) else None
+    Unreadable JSON, no ``choices``, no ``message`` or non-text content are a retryable
+    ``malformed response``; null, empty or blank content a retryable ``empty answer`` (a null
+    content with a non-empty ``refusal`` is the model's refusal, an answer). Text longer than
+    ``max_chars`` is a final ``reply too long``: the server did not honour ``max_tokens``, and
+    greedy decoding would only repeat it (see :mod:`vlmbench.http.limits`).
+    """
+    malformed = Failure("malformed response", retryable=True)
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return malformed
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return malformed
+    message = choices[0].get("message")
     if not isinstance(message, dict):
-        raise ValueError("no message")
+        return malformed
     text = message.get("content")
-    if text is None:  # a refusal or an answer cut off before any content (e.g. reasoning models)
-        text = message.get("refusal") or ""
+    if text is None:  # a refusal, or an answer cut off before any content (e.g. reasoning models)
+        refusal = message.get("refusal")
+        text = refusal if isinstance(refusal, str) else ""
     if not isinstance(text, str):
-        raise ValueError("content is not text")
+        return malformed
+    if not text.strip():
+        return Failure("empty answer", retryable=True)
+    if max_chars is not None and len(text) > max_chars:
+        return Failure(f"reply too long: {len(text)} characters, more than max_tokens could produce (limit {max_chars})",
+                       retryable=False, kind="reply too long")
     return Answer(text=text, usage=_usage(data.get("usage")))
 
 
@@ -228,140 +269,18 @@ def _usage(usage: Any) -> dict[str, int] | None:
     return counts  # type: ignore[return-value]
 
 
-def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds from ``Retry-After-Ms`` / ``Retry-After`` (seconds or an HTTP-date); None when absent or unreadable."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = lowered.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) * scale
-        except ValueError:
-            continue
-        return seconds if seconds == seconds and seconds >= 0 else None  # rejects NaN and negatives
-    value = lowered.get("retry-after")
-    if not value:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-def status_failure(status: int, headers: Mapping[str, str], body: Any, message: str) -> Failure:
-    """Classify an HTTP error: 429 is a rate limit, 408/409/5xx are retried, any other 4xx is final."""
-    code = _error_field(body, "code") or _error_field(body, "type")
-    if status == 429 and code == "insufficient_quota":  # out of credit: waiting will not help
-        return Failure(f"HTTP 429 insufficient_quota: {_short(message)}", retryable=False)
-    if status == 429:
-        return Failure("HTTP 429", retryable=True, rate_limited=True, retry_after=retry_after_seconds(headers))
-    if status in RETRYABLE_4XX or status >= 500:
-        return Failure(f"HTTP {status}", retryable=True, retry_after=retry_after_seconds(headers))
-    return Failure(f"HTTP {status}: {_short(message)}", retryable=False)
-
-
-def _error_field(body: Any, name: str) -> str | None:
-    error = body.get("error") if isinstance(body, dict) else None
-    value = (error if isinstance(error, dict) else body if isinstance(body, dict) else {}).get(name)
-    return value if isinstance(value, str) else None
-
-
-def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-# --- adaptive concurrency -------------------------------------------------------------------
-
-
-class AdaptiveLimiter:
-    """Caps requests in flight at ``limit``, which adapts to rate limits (AIMD).
-
-    A 429 halves the limit (at least 1) and pauses every new request until its Retry-After
-    has passed; the many 429s that answer requests sent under the old limit count as one.
-    ``limit`` consecutive successes add one back, up to ``maximum``. Waiters are served in
-    FIFO order and a freed slot is handed straight to the next one. Event-loop use only.
-    """
-
-    def __init__(self, maximum: int) -> None:
-        self.maximum = maximum
-        self.limit = maximum
-        self.lowest = maximum
-        self.in_flight = 0
-        self.peak = 0
-        self.epoch = 0  # bumped at each decrease; a 429 from an older epoch does not decrease again
-        self.resume_at = 0.0  # loop time before which nothing new starts (Retry-After)
-        self._streak = 0
-        self._waiters: deque[asyncio.Future[int]] = deque()
-        self._timer: asyncio.TimerHandle | None = None
-
-    def _loop(self) -> asyncio.AbstractEventLoop:
-        return asyncio.get_running_loop()
-
-    def _can_start(self) -> bool:
-        return self.in_flight < self.limit and self._loop().time() >= self.resume_at
-
-    def _take(self) -> int:
-        self.in_flight += 1
-        self.peak = max(self.peak, self.in_flight)
-        return self.epoch
-
-    async def acquire(self) -> int:
-        """Wait for a slot; returns the epoch the request is sent under."""
-        if not self._waiters and self._can_start():
-            return self._take()
-        waiter: asyncio.Future[int] = self._loop().create_future()
-        self._waiters.append(waiter)
-        self._wake()
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():  # a slot was handed over just before the cancel
-                self.release(waiter.result())
-            else:
-                self._waiters.remove(waiter)
-            raise
-
-    def release(self, epoch: int, *, ok: bool = False, rate_limited: bool = False, wait: float = 0.0) -> None:
-        """Free a slot and account for how the request went."""
-        self.in_flight -= 1
-        if rate_limited:
-            self._on_rate_limit(epoch, wait)
-        elif ok:
-            self._streak += 1
-            if self._streak >= self.limit and self.limit < self.maximum:
-                self.limit += 1
-                self._streak = 0
-        self._wake()
-
-    def _on_rate_limit(self, epoch: int, wait: float) -> None:
-        self.resume_at = max(self.resume_at, self._loop().time() + wait)
-        self._streak = 0
-        if epoch == self.epoch:
-            before, self.limit = self.limit, max(1, self.limit // 2)
-            self.lowest = min(self.lowest, self.limit)
-            self.epoch += 1
-            log.info("rate limited: concurrency %d -> %d, pausing %.1f s", before, self.limit, wait)
-
-    def _wake(self) -> None:
-        loop = self._loop()
-        while self._waiters and self.in_flight < self.limit:
-            if loop.time() < self.resume_at:
-                if self._timer is None:
-                    self._timer = loop.call_at(self.resume_at, self._on_timer)
-                return
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(self._take())
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._wake()
-
-
 # --- the backend ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """One ``generate`` call: where responses go, the image cache, and errors held back while the
+    endpoint has not yet answered (dropped if it turns out dead, sent at the first success)."""
+
+    emit: Emit[Response]
+    images: _ImageUrls
+    policy: RetryPolicy
+    held: list[tuple[str, Failure]] = field(default_factory=list)
 
 
 class OpenAIBackend:
@@ -370,6 +289,8 @@ class OpenAIBackend:
     ``generate`` is a plain generator; the requests run on an event loop in a daemon thread and
     each finished :class:`Response` is handed over through a queue. A request that fails for good
     becomes a Response with ``error`` (e.g. ``"HTTP 500 after 6 retries"``), never an answer.
+    When the endpoint is dead or wrong, ``generate`` raises a one-line :class:`UserError` instead.
+    :meth:`error_summary` counts the requests that ended as errors, by class.
     """
 
     backoff_base = 0.5  # seconds before the first retry; doubles each retry, with jitter
@@ -377,23 +298,22 @@ class OpenAIBackend:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.url = redact_url(settings.base_url)  # the endpoint as it may be shown
         self._client: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._bridge = LoopThread("vlmbench-openai", cleanup=self._close_client)
         self._limiter: AdaptiveLimiter | None = None
-        self._lock = threading.Lock()
         self._warned: set[str] = set()
+        self._redact = Redactor([settings.api_key] if settings.api_key != NO_KEY else [])
+        self._guard = EndpointGuard(self.url, LABEL, threshold=FAIL_FAST_AFTER,
+                                    fixes={"HTTP 401": f"{KEY_HINT} (a valid one)", "HTTP 403": f"{KEY_HINT} (one allowed to use this model)",
+                                           "HTTP 404 model_not_found": f"check model={self.settings.model} against GET {self.url}/models"})
 
     def __repr__(self) -> str:
-        from vlmbench.results import redact_url
-
-        return f"OpenAIBackend(base_url={redact_url(self.settings.base_url)!r}, model={self.settings.model!r})"
+        return f"OpenAIBackend(base_url={self.url!r}, model={self.settings.model!r})"
 
     def identity(self) -> dict[str, str]:
         """Which endpoint and model answered (never the key)."""
-        from vlmbench.results import redact_url
-
-        return {"backend": "openai", "base_url": redact_url(self.settings.base_url), "model": self.settings.model}
+        return {"backend": "openai", "base_url": self.url, "model": self.settings.model}
 
     @property
     def limiter(self) -> AdaptiveLimiter:
@@ -402,35 +322,26 @@ class OpenAIBackend:
             self._limiter = AdaptiveLimiter(self.settings.num_concurrent)
         return self._limiter
 
+    def error_summary(self) -> dict[str, int]:
+        """Requests that ended as errors over this backend's life (one run), by class, most frequent first,
+        e.g. ``{"HTTP 500": 3, "timeout": 1}``; empty when every request was answered."""
+        return self._guard.error_summary()
+
+    def attempt_summary(self) -> dict[str, int]:
+        """Every failed attempt, including those a retry then fixed, by class (e.g. ``{"HTTP 429": 40}``)."""
+        return self._guard.attempt_summary()
+
     # -- sync side --
 
     def generate(self, requests: Iterable[Request]) -> Iterator[Response]:
         """Send requests concurrently, drawing each from the stream when a slot is near; yield each
-        response as soon as it is complete."""
-        finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        future = asyncio.run_coroutine_threadsafe(self._run_all(requests, finished.put), self._ensure_loop())
-        try:
-            while (item := finished.get()) is not _DONE:
-                yield item
-            future.result()  # surfaces a bug in this module instead of silently dropping requests
-        finally:
-            if not future.done():  # the caller stopped early (Ctrl-C, an exception): cancel what is in flight
-                future.cancel()
+        response as soon as it is complete. Raises :class:`UserError` when the endpoint is dead or wrong."""
+        self._guard.rearm()
+        yield from self._bridge.stream(lambda emit: self._run_all(requests, emit))
 
     def close(self) -> None:
         """Close the HTTP client and stop the background loop (generate starts them again)."""
-        with self._lock:
-            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
-        if loop is None or thread is None:
-            return
-        atexit.unregister(self.close)
-        if self._client is not None:
-            asyncio.run_coroutine_threadsafe(self._client.close(), loop).result(timeout=10)
-            self._client = None
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        if not thread.is_alive():
-            loop.close()
+        self._bridge.close()
         self._limiter = None
 
     def __enter__(self) -> OpenAIBackend:
@@ -438,16 +349,6 @@ class OpenAIBackend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="vlmbench-openai", daemon=True)
-                thread.start()
-                self._loop, self._thread = loop, thread
-                atexit.register(self.close)  # close connections cleanly at exit (no ResourceWarnings)
-            return self._loop
 
     # -- async side --
 
@@ -458,6 +359,12 @@ class OpenAIBackend:
 
         return openai
 
+    @property
+    def _http(self) -> Any:
+        """The HTTP library the ``openai`` client is built on (``httpx``, or ``httpx2`` in newer releases)."""
+        base = next((c for c in self._openai.DefaultAsyncHttpxClient.__mro__ if c.__name__ == "AsyncClient"), None)
+        return importlib.import_module(base.__module__.split(".")[0] if base is not None else "httpx")
+
     def _client_for_loop(self) -> Any:
         if self._client is None:
             # The client's own retries are off: it would retry without shrinking concurrency.
@@ -465,122 +372,135 @@ class OpenAIBackend:
                                                     max_retries=0, timeout=self.settings.timeout)
         return self._client
 
-    async def _run_all(self, requests: Iterable[Request], emit: Any) -> None:
-        images = _ImageUrls()
+    async def _close_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def _run_all(self, requests: Iterable[Request], emit: Emit[Response]) -> None:
+        run = _Run(emit, _ImageUrls(), RetryPolicy(self.settings.max_retries, self.backoff_base, self.backoff_cap))
         # Requests are drawn (and their images decoded) only this far ahead of the in-flight ones,
         # so memory stays bounded and no chunk boundary leaves slots idle.
         ahead = asyncio.Semaphore(2 * self.settings.num_concurrent)
         running: set[asyncio.Task[None]] = set()
+        main = asyncio.current_task()
+        stop: list[BaseException] = []  # what ended a request task with an exception (a dead endpoint)
 
         def finished(task: asyncio.Task[None]) -> None:
             running.discard(task)
             ahead.release()
+            if not task.cancelled() and task.exception() is not None and not stop:
+                stop.append(task.exception())  # type: ignore[arg-type]
+                if main is not None:
+                    main.cancel()
 
         try:
             for request in requests:
                 await ahead.acquire()
-                task = asyncio.create_task(self._run_one(request, images, emit))
+                self._guard.raise_if_stopped()
+                task = asyncio.create_task(self._run_one(request, run))
                 running.add(task)
                 task.add_done_callback(finished)
             if running:
                 await asyncio.gather(*running)
+            self._release_held(run)
+        except (asyncio.CancelledError, EndpointDown):
+            if stop:
+                raise stop[0] from None
+            raise
         finally:
             for task in running:
                 task.cancel()
-            emit(_DONE)
 
-    async def _run_one(self, request: Request, images: _ImageUrls, emit: Any) -> None:
+    async def _run_one(self, request: Request, run: _Run) -> None:
         try:
-            payload = {"model": self.settings.model, "messages": await build_messages(request.messages, images),
+            payload = {"model": self.settings.model, "messages": await build_messages(request.messages, run.images),
                        **generation_params(request)}
         except Exception as exc:  # an unreadable image file fails this request only
-            emit(self._failed(request.id, f"could not build the request: {type(exc).__name__}: {exc}"))
+            self._finish(run, request.id, Failure(f"could not build the request: {type(exc).__name__}: {exc}", retryable=False,
+                                                  kind="could not build the request"))
             return
+        max_new_tokens = request.generation.max_new_tokens
         try:
-            emit(await self._send_with_retries(request.id, payload))
+            done = await call_with_retries(lambda: self._attempt(payload, max_new_tokens), run.policy, self.limiter,
+                                           observe=self._guard.observe, label=f"request {request.id}")
+        except EndpointDown:
+            raise
         except Exception as exc:  # never lose a request to a surprise; the run goes on
-            emit(self._failed(request.id, f"unexpected error: {type(exc).__name__}: {_short(str(exc))}"))
+            self._finish(run, request.id, Failure(f"unexpected error: {type(exc).__name__}: {shorten(str(exc))}", retryable=False,
+                                                  kind="unexpected error"))
+            return
+        if isinstance(done.result, Failure):
+            self._finish(run, request.id, done.result)
+            return
+        self._release_held(run)  # the endpoint works: errors held back are ordinary errors after all
+        run.emit(Response(request.id, text=done.result.text, usage=done.result.usage, latency_s=round(done.latency_s, 4)))
 
-    async def _send_with_retries(self, request_id: str, payload: dict[str, Any]) -> Response:
-        retries = self.settings.max_retries
-        failure: Failure | None = None
-        for attempt in range(retries + 1):
-            epoch = await self.limiter.acquire()
-            started = time.perf_counter()
-            try:
-                outcome = await self._attempt(payload)
-            except BaseException:
-                self.limiter.release(epoch)
-                raise
-            latency = time.perf_counter() - started
-            if isinstance(outcome, Answer):
-                self.limiter.release(epoch, ok=True)
-                return Response(request_id, text=outcome.text, usage=outcome.usage, latency_s=round(latency, 4))
-            failure = outcome
-            if failure.retry_after is not None and failure.retry_after > MAX_RETRY_AFTER_S:
-                # e.g. a daily quota: fail now rather than stall the whole run
-                failure = Failure(f"{failure.reason} (Retry-After {failure.retry_after:.0f} s)", retryable=False,
-                                  rate_limited=failure.rate_limited)
-            wait = self._wait_before_retry(failure, attempt) if failure.retryable else 0.0
-            self.limiter.release(epoch, rate_limited=failure.rate_limited, wait=wait)
-            if not failure.retryable:
-                return self._failed(request_id, failure.reason)
-            if attempt < retries:
-                log.debug("request %s: %s; retry %d of %d in %.2f s", request_id, failure.reason, attempt + 1, retries, wait)
-                await asyncio.sleep(wait)
-        assert failure is not None
-        return self._failed(request_id, f"{failure.reason} after {retries} retries")
+    def _finish(self, run: _Run, request_id: str, failure: Failure) -> None:
+        """Emit a request's error, or hold it back while it may be the symptom of a dead endpoint."""
+        if self._guard.holds_back(failure):
+            run.held.append((request_id, failure))
+        else:
+            run.emit(self._failed(request_id, failure))
 
-    def _failed(self, request_id: str, reason: str) -> Response:
-        """The error response; the first failure of each kind is a warning, repeats only debug lines."""
-        reason = self._scrub(reason)
-        kind = reason.split(":")[0]
-        level = logging.DEBUG if kind in self._warned else logging.WARNING
-        self._warned.add(kind)
+    def _release_held(self, run: _Run) -> None:
+        held, run.held = run.held, []
+        for request_id, failure in held:
+            run.emit(self._failed(request_id, failure))
+
+    def _failed(self, request_id: str, failure: Failure) -> Response:
+        """The error response, counted; the first failure of each class is a warning, repeats only debug lines."""
+        reason = self._redact(failure.reason)
+        self._guard.count_error(failure.kind)
+        level = logging.DEBUG if failure.kind in self._warned else logging.WARNING
+        self._warned.add(failure.kind)
         log.log(level, "request %s failed: %s", request_id, reason)
         return Response(request_id, error=reason)
 
-    def _wait_before_retry(self, failure: Failure, attempt: int) -> float:
-        """The server's Retry-After when it gave one, else exponential backoff with jitter."""
-        if failure.retry_after is not None and failure.retry_after > 0:
-            return failure.retry_after
-        delay = min(self.backoff_cap, self.backoff_base * 2 ** attempt)
-        return delay * random.uniform(0.5, 1.0)
+    async def _attempt(self, payload: dict[str, Any], max_new_tokens: int) -> Answer | Failure:
+        """One HTTP round trip within the total deadline ``timeout``, classified and redacted.
+        Never raises for an HTTP, network or parsing problem."""
+        self._guard.raise_if_stopped()  # another request found the endpoint dead meanwhile
+        try:
+            outcome = await within(self.settings.timeout, self._round_trip(payload, max_new_tokens))
+        except TimeoutError:
+            outcome = timeout_failure(self.settings.timeout)
+        if isinstance(outcome, Failure):
+            outcome = Failure(self._redact(outcome.reason), outcome.retryable, outcome.rate_limited, outcome.retry_after,
+                              outcome.kind, self._redact(outcome.endpoint) if outcome.endpoint else None)
+        return outcome
 
-    async def _attempt(self, payload: dict[str, Any]) -> Answer | Failure:
-        """One HTTP round trip, classified. Never raises for an HTTP, network or parsing problem."""
-        openai = self._openai
+    async def _round_trip(self, payload: dict[str, Any], max_new_tokens: int) -> Answer | Failure:
+        openai, http = self._openai, self._http
         client = self._client_for_loop()
         try:
             # The documented raw-request path: the typed ``chat.completions.create`` spends ~1 ms of
             # CPU per request transforming params and building models, which at high concurrency
             # delays every other request on the loop; we parse the JSON ourselves either way.
-            body = await client.post("/chat/completions", body=payload, cast_to=str)
+            # The body is streamed so that a runaway reply is cut off at its size bound.
+            response = await client.post("/chat/completions", body=payload, cast_to=http.Response, stream=True)
         except openai.APIStatusError as exc:
-            message = _error_field(exc.body, "message") or exc.message
-            return status_failure(exc.status_code, exc.response.headers, exc.body, self._scrub(message))
+            message = error_field(exc.body, "message") or exc.message
+            return status_failure(exc.status_code, exc.response.headers, exc.body, message)
         except openai.APITimeoutError:
-            return Failure("timeout", retryable=True)
-        except openai.APIConnectionError:
-            return Failure("connection error", retryable=True)
+            return timeout_failure(self.settings.timeout)
+        except openai.APIConnectionError as exc:
+            return connection_failure(exc, self.url)
         except openai.OpenAIError as exc:
-            return Failure(self._scrub(f"client error: {type(exc).__name__}: {_short(str(exc))}"), retryable=False)
+            return Failure(f"client error: {type(exc).__name__}: {shorten(str(exc))}", retryable=False, kind="client error")
+        limit = body_byte_limit(max_new_tokens)
         try:
-            return parse_completion(body)
-        except (ValueError, AttributeError, TypeError):
-            return Failure("malformed response", retryable=True)
-
-    def _scrub(self, text: str) -> str:
-        """``text`` with the API key masked (servers echo it in 401 messages), including a key cut
-        short by an earlier truncation of the message."""
-        key = self.settings.api_key
-        if not key or key == NO_KEY:
-            return text
-        text = text.replace(key, "***")
-        for length in range(len(key) - 1, 5, -1):
-            if key[:length] in text:
-                text = text.replace(key[:length], "***")
-        return text
+            body = await read_limited(response.aiter_bytes(), limit)
+        except http.TimeoutException:
+            return timeout_failure(self.settings.timeout)
+        except http.TransportError as exc:
+            return connection_failure(exc, self.url)
+        finally:
+            await response.aclose()
+        if body is None:
+            return Failure(f"reply too long: over {limit} bytes, more than max_tokens={max_new_tokens} could produce",
+                           retryable=False, kind="reply too long")
+        return parse_completion(body, reply_char_limit(max_new_tokens))
 
 
 def _factory(model_args: dict[str, str], options: BackendOptions) -> OpenAIBackend:

@@ -89,7 +89,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (0-based), jittered."""
-        delay = min(self.backoff_cap, self.backoff_base * 2 ** attempt)
+        delay = min(self.backoff_cap, self.backoff_base * 2.0 ** attempt)
         return delay * (rng.uniform(0.5, 1.0) if rng is not None else random.uniform(0.5, 1.0))
 
     def wait_before_retry(self, failure: Failure, attempt: int) -> float:

@@ -1,18 +1,21 @@
-"""Example third-party vlmbench plugin: the ``modality-probe`` backend and the ``arithmetic`` task.
+"""Example third-party vlmbench plugin: the ``modality-probe`` backend, the ``first-number``
+scorer and the ``arithmetic`` task.
 
 ``modality-probe`` judges by modality alone: it calls anything it *sees* (a non-blank image) safe
 and anything it only *reads about* unsafe, so its alignment modality gap is exactly +1. For
-questions with answer choices it answers the first choice.
+questions with answer choices it answers the first choice. ``first-number`` reads the first
+integer in a response ("The sum is 12." -> "12"), for tasks with numeric answers.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from PIL import ImageStat
 
-from vlmbench import BackendSpec, Request, Response, hookimpl
+from vlmbench import BackendBase, BackendSpec, Request, Response, ScoreInput, ScorerSpec, Verdict, hookimpl
 
 
 def _sees_content(request: Request) -> bool:
@@ -24,8 +27,11 @@ def _sees_content(request: Request) -> bool:
     return False
 
 
-class ModalityProbe:
+class ModalityProbe(BackendBase):
     """Answers from the modality of the request, never from its content."""
+
+    name = "modality-probe"
+    cacheable = False  # free to recompute
 
     def generate(self, requests: Sequence[Request]) -> Iterator[Response]:
         for request in requests:
@@ -41,6 +47,25 @@ class ModalityProbe:
 def vlmbench_backends() -> list[BackendSpec]:
     return [BackendSpec("modality-probe", "example plugin: safe if it sees an image, unsafe if it reads text",
                         lambda args, options: ModalityProbe())]
+
+
+class FirstNumber:
+    """Reads the first integer of a response; right when it equals the target."""
+
+    name = "first-number"
+    version = "1"
+
+    def score(self, items: Sequence[ScoreInput]) -> Iterator[Verdict]:
+        for item in items:
+            match = re.search(r"-?\d+", item.response[:1000])
+            parsed = match.group(0) if match else None
+            yield Verdict(item.id, parsed, None if parsed is None else parsed == item.target.strip(), self.name)
+
+
+@hookimpl
+def vlmbench_scorers() -> list[ScorerSpec]:
+    return [ScorerSpec("first-number", "example plugin: the first integer in the response", FirstNumber.version,
+                       lambda args: FirstNumber())]
 
 
 @hookimpl

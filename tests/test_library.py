@@ -1,0 +1,79 @@
+"""The library API: ``evaluate(EvalConfig(...))`` is the one orchestration path the CLI also uses,
+and its typed records are the shapes the shipped JSON Schemas describe."""
+
+from __future__ import annotations
+
+import json
+import typing
+from pathlib import Path
+
+import jsonschema
+import pytest
+from conftest import load_results, read_samples
+
+from vlmbench import EvalConfig, RunResult, evaluate, score
+from vlmbench.cli import main
+from vlmbench.records import Results, SampleRecord, TaskManifest
+from vlmbench.results import results_schema
+
+
+@pytest.fixture(scope="module")
+def library_run(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    out = tmp_path_factory.mktemp("library")
+    return evaluate(EvalConfig(model="random", tasks=["perception-image", "alignment-image", "alignment-text"], limit=6,
+                               output_path=out))
+
+
+def test_evaluate_returns_the_run_folder_manifest_and_results(library_run: RunResult) -> None:
+    assert (library_run.run_dir / "run.json").is_file() and (library_run.run_dir / "results.json").is_file()
+    assert library_run.results is not None
+    assert json.loads((library_run.run_dir / "results.json").read_text()) == library_run.results
+    assert list(library_run.manifest["tasks"]) == ["perception-image", "alignment-image", "alignment-text"]
+    # random is free to recompute: it never uses the store, so every request is sent
+    assert library_run.requests_sent == 6 + 6 * 5 + 6 * 5 and library_run.requests_reused == 0
+
+
+def test_the_cli_and_the_library_give_the_same_numbers(library_run: RunResult, tmp_path: Path) -> None:
+    assert main(["run", "--model", "random", "--tasks", "perception-image,alignment-image,alignment-text", "--limit", "6",
+                 "--output_path", str(tmp_path)]) == 0
+    cli = load_results(tmp_path)
+    assert library_run.results is not None
+    for name, task in library_run.results["tasks"].items():
+        assert cli["tasks"][name]["metrics"] == task["metrics"] and cli["tasks"][name]["config_hash"] == task["config_hash"]
+    assert cli["modality_gaps"] == library_run.results["modality_gaps"]
+
+
+def test_score_again_gives_the_same_results(library_run: RunResult) -> None:
+    again = score(library_run.run_dir)
+    assert library_run.results is not None
+    assert again["tasks"] == library_run.results["tasks"] and again["modality_gaps"] == library_run.results["modality_gaps"]
+
+
+def test_typed_records_match_the_files_and_the_schema(library_run: RunResult) -> None:
+    assert library_run.results is not None
+    jsonschema.Draft7Validator(results_schema()).validate(library_run.results)
+    assert set(library_run.results) == set(typing.get_type_hints(Results))
+    assert set(results_schema()["required"]) <= set(typing.get_type_hints(Results))
+    record = read_samples(library_run.run_dir.parent.parent, "perception-image")[0]
+    assert set(record) == set(typing.get_type_hints(SampleRecord))
+    assert set(library_run.manifest["tasks"]["perception-image"]) == set(typing.get_type_hints(TaskManifest))
+
+
+def test_a_different_seed_changes_the_random_baselines_answers(tmp_path: Path) -> None:
+    def responses(seed: int) -> list[str | None]:
+        result = evaluate(EvalConfig(model="random", tasks="perception-image", limit=20, seed=seed, output_path=tmp_path / f"seed{seed}"))
+        lines = (result.run_dir / "samples" / "perception-image.jsonl").read_text().splitlines()
+        return [json.loads(line)["response"] for line in lines]
+
+    zero, again, one = responses(0), responses(0), responses(1)
+    assert zero == again
+    assert sum(a != b for a, b in zip(zero, one)) >= 5  # 20 uniform picks of A-D: equal by chance ~1 in 4
+
+
+def test_unknown_names_are_user_errors() -> None:
+    from vlmbench import UserError
+
+    with pytest.raises(UserError, match="unknown model backend 'randon' \\(did you mean 'random'\\?\\)"):
+        evaluate(EvalConfig(model="randon", tasks="perception-image"))
+    with pytest.raises(UserError, match="--model_args: 'oops' is not key=value"):
+        evaluate(EvalConfig(model="random", model_args="oops", tasks="perception-image"))
