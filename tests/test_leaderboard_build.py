@@ -276,35 +276,83 @@ def test_yaml_syntax_error_names_the_line(data_dir: Path, tmp_path: Path) -> Non
     assert "\n" not in str(error.value)
 
 
-def break_entry(data: Path, how: str) -> None:
-    entry = data / "vlmbench__random__main"
-    if how == "no results":
-        (entry / "results.json").unlink()
-    elif how == "bad json":
-        (entry / "results.json").write_text('{"schema_version": 1,,}')
-    elif how in ("nan", "value out of range"):  # NaN would slip past the schema's range checks
-        results = json.loads((entry / "results.json").read_text())
-        results["tasks"]["alignment-image"]["metrics"]["recall_unsafe"]["value"] = math.nan if how == "nan" else 1.5
-        (entry / "results.json").write_text(json.dumps(results))
-    elif how == "metadata without name":
-        meta = json.loads((entry / "metadata.json").read_text())
-        del meta["name"]
-        (entry / "metadata.json").write_text(json.dumps(meta))
+BROKEN = "vlmbench__random__main"
+SENTINEL = "__replace_me__"
 
 
-DATA_ERRORS = {"no results": "vlmbench__random__main: no results.json", "bad json": "results.json: not valid JSON (line 1",
-               "nan": "results.json: not valid JSON (NaN is not JSON)", "value out of range": "does not match the results schema",
-               "metadata without name": "metadata.json: field (top level): 'name' is a required property"}
+def write_with_literal(path: Path, keys: tuple[str, ...], literal: str) -> None:
+    """Rewrite a stored JSON file with the raw text ``literal`` (e.g. NaN, 1e999) at ``keys``: a real bad file."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    node = document
+    for key in keys[:-1]:
+        node = node[key]
+    node[keys[-1]] = SENTINEL
+    path.write_text(json.dumps(document, ensure_ascii=False).replace(f'"{SENTINEL}"', literal), encoding="utf-8")
 
 
-@pytest.mark.parametrize("how", sorted(DATA_ERRORS))
-def test_bad_entry_is_one_line_naming_the_file(how: str, data_dir: Path, tmp_path: Path) -> None:
+RECALL = ("tasks", "alignment-image", "metrics", "recall_unsafe", "value")
+GAP = ("modality_gaps", "alignment-text", "overall")
+BAD_ENTRIES: dict[str, tuple[Any, str]] = {
+    "no results": (lambda e: (e / "results.json").unlink(), f"{BROKEN}: no results.json"),
+    "bad json": (lambda e: (e / "results.json").write_text('{"schema_version": 1,,}'), "results.json: not valid JSON (line 1"),
+    "truncated": (lambda e: (e / "results.json").write_text((e / "results.json").read_text()[:500]), "results.json: not valid JSON (line"),
+    "not utf-8": (lambda e: (e / "results.json").write_bytes(b'{"name": "\xff\xfe"}'), "results.json: not UTF-8"),
+    "nan": (lambda e: write_with_literal(e / "results.json", RECALL, "NaN"), "results.json: not valid JSON (NaN is not JSON)"),
+    "infinity": (lambda e: write_with_literal(e / "results.json", (*GAP, "ci_low"), "-Infinity"), "(-Infinity is not JSON)"),
+    # 1e999 parses as inf in Python; the gap's CI has no range in the schema, so only the reader stops it
+    "1e999": (lambda e: write_with_literal(e / "results.json", (*GAP, "ci_high"), "1e999"), "(number 1e999 is out of range)"),
+    "huge integer": (lambda e: write_with_literal(e / "results.json", ("tasks", "alignment-image", "metrics", "n_samples"), "1" + "0" * 400),
+                     "is out of range"),
+    "value out of range": (lambda e: write_with_literal(e / "results.json", RECALL, "1.5"), "does not match the results schema"),
+    "number as text": (lambda e: write_with_literal(e / "results.json", RECALL, '"0.9"'), "recall_unsafe.value must be number"),
+    "boolean as number": (lambda e: write_with_literal(e / "results.json", (*GAP, "gap"), "true"), "overall.gap must be number"),
+    "list, not a mapping": (lambda e: (e / "results.json").write_text("[]"), "does not match the results schema"),
+    "metadata without name": (lambda e: (e / "metadata.json").write_text(json.dumps({k: v for k, v in json.loads(
+        (e / "metadata.json").read_text()).items() if k != "name"})), "metadata.json: field (top level): 'name' is a required property"),
+    "metadata name a number": (lambda e: write_with_literal(e / "metadata.json", ("name",), "5"), "metadata.json: field name: 5 is not of type"),
+    "metadata NaN": (lambda e: write_with_literal(e / "metadata.json", ("parameters",), "NaN"), "metadata.json: not valid JSON (NaN is not JSON)"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(BAD_ENTRIES))
+def test_bad_entry_is_skipped_with_one_warning_line(how: str, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"
     shutil.copytree(data_dir, data)
-    break_entry(data, how)
-    with pytest.raises(UserError) as error:
+    breaker, message = BAD_ENTRIES[how]
+    breaker(data / BROKEN)
+    summary = build_site(data, tmp_path / "site")
+    assert (summary["models"], summary["ranked"], summary["skipped"]) == (5, 3, 1)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"warning: skipped entry {BROKEN}: {data / BROKEN}") and message in err, err
+    board = json.loads((tmp_path / "site" / "leaderboard.json").read_text(encoding="utf-8"))
+    assert BROKEN not in [r["entry"] for r in board["rows"]] and len(board["rows"]) == 5
+    assert "_random_" not in (tmp_path / "site" / "leaderboard.md").read_text(encoding="utf-8")
+    assert all((tmp_path / "site" / name).is_file() for name in summary["files"]) and len(summary["files"]) == 6
+
+
+def test_cli_warns_per_bad_entry_and_still_builds(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    BAD_ENTRIES["nan"][0](data / BROKEN)
+    BAD_ENTRIES["1e999"][0](data / "org__model-c__main")
+    assert main(["leaderboard", "build", str(data), "--out", str(tmp_path / "site")]) == 0
+    captured = capsys.readouterr()
+    assert "(4 models)" in captured.out
+    lines = captured.err.splitlines()
+    assert len(lines) == 2 and all(line.startswith("warning: skipped entry ") for line in lines)
+    assert BROKEN in lines[1] and "org__model-c__main" in lines[0]  # in folder order
+    assert NAME_C not in (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+
+
+def test_no_valid_entry_is_one_line_error(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    for folder in data.iterdir():
+        BAD_ENTRIES["infinity"][0](folder)
+    with pytest.raises(UserError, match=r"no valid entries \(6 skipped") as error:
         build_site(data, tmp_path / "site")
-    assert DATA_ERRORS[how] in str(error.value) and "\n" not in str(error.value)
+    assert "\n" not in str(error.value) and not (tmp_path / "site").exists()
+    assert len(capsys.readouterr().err.splitlines()) == 6
 
 
 def test_missing_or_empty_data_folder(tmp_path: Path) -> None:

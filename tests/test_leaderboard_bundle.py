@@ -1,39 +1,49 @@
-"""Submission bundles: pack, verify (re-scoring every number), add; hostile bundles are inert."""
+"""Submission bundles: pack, verify (re-scoring every number), add; hostile bundles are inert.
+
+Hostile archives are crafted byte by byte (PAX and GNU extended headers, links, devices, truncated
+gzip, bombs, deep JSON); each must be one line of rejection that never stops the rest of a batch.
+"""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
+import re
+import shutil
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import run_dir
+from conftest import run_dir, vlmbench
 
+import vlmbench as vlmbench_package
 from vlmbench.cli import main
 
 NAME = "<script>alert(1)</script>"
+SUBMIT = ["--org", "../../etc", "--name", NAME, "--license", "MIT", "--date", "2026-01-01", "--revision", "v1"]
 
 
 @pytest.fixture(scope="module")
 def scored_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs")
-    assert main(["run", "--model", "random", "--tasks", "perception-image,perception-text,alignment-text", "--output_path", str(out)]) == 0
+    assert main(["run", "--model", "random", "--tasks", "all", "--output_path", str(out)]) == 0
     return run_dir(out)
 
 
 @pytest.fixture(scope="module")
 def bundle(scored_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bundles") / "random"
-    assert main(["submit", str(scored_run), "--out", str(out), "--org", "../../etc", "--name", NAME, "--license", "MIT",
-                 "--date", "2026-01-01", "--revision", "v1"]) == 0
+    assert main(["submit", str(scored_run), "--out", str(out), *SUBMIT]) == 0
     return out.with_name("random.tar.gz")
 
 
 def members(path: Path) -> dict[str, bytes]:
     with tarfile.open(path) as archive:
-        return {m.name: archive.extractfile(m).read() for m in archive.getmembers()}
+        return {m.name: archive.extractfile(m).read() for m in archive.getmembers()}  # type: ignore[union-attr]
 
 
 def repack(files: dict[str, bytes], path: Path, rehash: bool = True) -> Path:
@@ -58,21 +68,34 @@ def verify(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[st
     return code, captured.err.strip().splitlines(), captured.out
 
 
-def edit_json(files: dict[str, bytes], name: str, change) -> dict[str, bytes]:
+def edit_json(files: dict[str, bytes], name: str, change: Callable[[Any], None]) -> dict[str, bytes]:
     value = json.loads(files[name])
     change(value)
     return {**files, name: json.dumps(value).encode()}
 
 
-def test_an_honest_bundle_is_accepted_and_added_once(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def edit_both(files: dict[str, bytes], change: Callable[[Any], None]) -> dict[str, bytes]:
+    """The same edit to run.json and results.json, as a forger keeping them consistent would."""
+    return edit_json(edit_json(files, "run.json", change), "results.json", change)
+
+
+def terminal_safe(text: str) -> bool:
+    """Nothing a terminal would interpret: only printable characters and line breaks."""
+    return all(char.isprintable() or char == "\n" for char in text)
+
+
+def test_an_honest_bundle_is_accepted_and_added_once(bundle: Path, scored_run: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
     code, errors, out = verify(bundle, capsys)
-    assert code == 0 and errors == [] and f"accepted: {bundle}: {NAME} (v1)" in out
+    assert code == 0 and errors == [] and f"accepted: {bundle}: {NAME} (v1), submitted with vlmbench {vlmbench_package.__version__}" in out
     data = tmp_path / "data"
     assert main(["leaderboard", "add", str(bundle), "--data", str(data)]) == 0
     (entry,) = list(data.iterdir())
-    assert entry.name == "etc__script-alert-1-script__v1"  # a safe folder name inside the data folder
-    assert json.loads((entry / "metadata.json").read_text())["name"] == NAME
-    assert sorted(p.name for p in (entry / "samples").iterdir()) == ["alignment-text.jsonl", "perception-image.jsonl", "perception-text.jsonl"]
+    assert re.fullmatch(r"etc__script-alert-1-script__v1__[0-9a-f]{10}", entry.name)  # a safe folder name inside the data folder
+    metadata = json.loads((entry / "metadata.json").read_text())
+    assert metadata["name"] == NAME and metadata["reference"] is True  # a built-in baseline's run: a reference row
+    tasks = json.loads((scored_run / "run.json").read_text())["tasks"]
+    assert sorted(p.name for p in (entry / "samples").iterdir()) == sorted(f"{t}.jsonl" for t in tasks)
     capsys.readouterr()
     assert main(["leaderboard", "add", str(bundle), "--data", str(data)]) == 2
     assert "already on the leaderboard; pass --replace" in capsys.readouterr().err
@@ -82,13 +105,12 @@ def test_an_honest_bundle_is_accepted_and_added_once(bundle: Path, tmp_path: Pat
 
 def test_packing_is_deterministic(scored_run: Path, bundle: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
-    main(["submit", str(scored_run), "--out", str(again), "--org", "../../etc", "--name", NAME, "--license", "MIT",
-          "--date", "2026-01-01", "--revision", "v1"])
+    assert main(["submit", str(scored_run), "--out", str(again), *SUBMIT]) == 0
     assert again.with_name("again.tar.gz").read_bytes() == bundle.read_bytes()
 
 
 def test_an_edited_headline_number_is_rejected_naming_the_metric(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    def inflate(results: dict) -> None:
+    def inflate(results: dict[str, Any]) -> None:
         results["tasks"]["perception-image"]["metrics"]["accuracy"]["value"] = 0.91
 
     forged = repack(edit_json(members(bundle), "results.json", inflate), tmp_path / "forged.tar.gz")
@@ -107,7 +129,7 @@ def test_edited_responses_with_matching_numbers_are_still_rejected(bundle: Path,
     assert code == 1 and "is not the sample this task builds" in errors[0] and "rerun task perception-image" in errors[0]
 
 
-def rewrite_records(files: dict[str, bytes], name: str, change) -> dict[str, bytes]:
+def rewrite_records(files: dict[str, bytes], name: str, change: Callable[[dict[str, Any]], None]) -> dict[str, bytes]:
     lines = [json.loads(line) for line in files[name].decode().splitlines()]
     for record in lines:
         change(record)
@@ -118,7 +140,7 @@ def rewrite_records(files: dict[str, bytes], name: str, change) -> dict[str, byt
 def test_record_fields_other_than_the_answer_are_not_trusted(forgery: str, bundle: Path, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     """Rescoring a forged samples file with `vlmbench score` makes results that match it: verify must still reject."""
-    def forge(record: dict) -> None:
+    def forge(record: dict[str, Any]) -> None:
         if record["correct"] is False:
             if forgery == "wrong answers marked as errors":
                 record["error"] = "x"
@@ -148,11 +170,10 @@ def test_record_fields_other_than_the_answer_are_not_trusted(forgery: str, bundl
 
 
 def test_changed_generation_settings_are_stale(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    def hotter(document: dict) -> None:
+    def hotter(document: dict[str, Any]) -> None:
         document["tasks"]["alignment-text"]["config_hash"] = "0" * 64
 
-    files = edit_json(edit_json(members(bundle), "run.json", hotter), "results.json", hotter)
-    code, errors, _ = verify(repack(files, tmp_path / "hot.tar.gz"), capsys)
+    code, errors, _ = verify(repack(edit_both(members(bundle), hotter), tmp_path / "hot.tar.gz"), capsys)
     assert code == 1 and "stale: rerun task alignment-text (its configuration" in errors[0]
 
 
@@ -171,10 +192,17 @@ def test_malformed_content_is_a_one_line_rejection(damage: str, bundle: Path, tm
     assert code == 1 and len(errors) == 1 and errors[0].startswith("rejected: ")
 
 
-def test_another_seed_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_another_seed_is_refused_by_submit_and_rejected_by_verify(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     main(["run", "--model", "random", "--tasks", "alignment-text", "--seed", "7", "--output_path", str(tmp_path / "runs")])
-    main(["submit", str(run_dir(tmp_path / "runs")), "--out", str(tmp_path / "seeded"), "--name", "m"])
-    code, errors, _ = verify(tmp_path / "seeded.tar.gz", capsys)
+    capsys.readouterr()
+    assert main(["submit", str(run_dir(tmp_path / "runs")), "--out", str(tmp_path / "seeded"), "--name", "m"]) == 2
+    assert "run.json: seed 7; this leaderboard uses --seed 0" in capsys.readouterr().err
+    assert not (tmp_path / "seeded.tar.gz").exists()
+
+    def seven(document: dict[str, Any]) -> None:
+        document["config"]["seed"] = 7
+
+    code, errors, _ = verify(repack(edit_both(members(bundle), seven), tmp_path / "seven.tar.gz"), capsys)
     assert code == 1 and errors[0].endswith("run.json: seed 7; this leaderboard uses --seed 0")
 
 
@@ -186,11 +214,10 @@ def test_a_changed_file_without_its_hash_is_rejected(bundle: Path, tmp_path: Pat
 
 
 def test_a_stale_task_version_is_rejected(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    def old(document: dict) -> None:
+    def old(document: dict[str, Any]) -> None:
         document["tasks"]["alignment-text"]["version"] = "0"
 
-    files = edit_json(edit_json(members(bundle), "run.json", old), "results.json", old)
-    code, errors, _ = verify(repack(files, tmp_path / "stale.tar.gz"), capsys)
+    code, errors, _ = verify(repack(edit_both(members(bundle), old), tmp_path / "stale.tar.gz"), capsys)
     assert code == 1 and errors[0].endswith("stale: rerun task alignment-text (submitted version 0, current 1; prompts match)")
 
 
@@ -201,10 +228,18 @@ def test_missing_samples_are_rejected(bundle: Path, tmp_path: Path, capsys: pyte
     assert code == 1 and errors[0].endswith("incomplete: samples/alignment-text.jsonl has 445 samples; the task has 450")
 
 
-def test_a_limited_run_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    main(["run", "--model", "random", "--tasks", "alignment-text", "--limit", "3", "--output_path", str(tmp_path / "runs")])
-    main(["submit", str(run_dir(tmp_path / "runs")), "--out", str(tmp_path / "limited"), "--name", "m"])
-    code, errors, _ = verify(tmp_path / "limited.tar.gz", capsys)
+def test_a_limited_run_is_refused_by_submit_and_rejected_by_verify(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["run", "--model", "random", "--tasks", "all", "--limit", "3", "--output_path", str(tmp_path / "runs")])
+    capsys.readouterr()
+    assert main(["submit", str(run_dir(tmp_path / "runs")), "--out", str(tmp_path / "limited"), "--name", "m"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "run.json: incomplete run (--limit 3); rerun without --limit" in err and "no bundle" not in err
+    assert not (tmp_path / "limited.tar.gz").exists()
+
+    def limited(document: dict[str, Any]) -> None:
+        document["config"]["limit"] = 3
+
+    code, errors, _ = verify(repack(edit_both(members(bundle), limited), tmp_path / "limited.tar.gz"), capsys)
     assert code == 1 and errors[0].endswith("run.json: incomplete run (--limit 3); rerun without --limit")
 
 
@@ -234,12 +269,12 @@ def hostile(tmp_path: Path, name: str, kind: str, bundle: Path) -> Path:
 def test_hostile_members_are_refused_and_nothing_is_written(name: str, kind: str, reason: str, bundle: Path, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     path = hostile(tmp_path, name, kind, bundle)
-    before = {p for p in tmp_path.parent.rglob("*")}
+    before = set(tmp_path.parent.rglob("*"))
     data = tmp_path / "data"
     assert main(["leaderboard", "add", str(path), "--data", str(data)]) == 1
     assert reason in capsys.readouterr().err
     assert not data.exists() or not any(data.iterdir())
-    assert {p for p in tmp_path.parent.rglob("*")} - before <= {data}
+    assert set(tmp_path.parent.rglob("*")) - before <= {data}
     assert not Path("/tmp/absolute.txt").exists()
 
 
@@ -292,5 +327,342 @@ def test_the_sample_site_is_one_command(tmp_path: Path) -> None:
     text = json.dumps(board)
     for name in ("random", "always-safe", "always-unsafe"):
         assert f'"{name}"' in text
-    assert sorted(p.name for p in (tmp_path / "sample" / "data").iterdir()) == [
+    folders = sorted(p.name for p in (tmp_path / "sample" / "data").iterdir())
+    assert [re.sub(r"__[0-9a-f]{10}$", "", f) for f in folders] == [
         "vlmbench__always-safe__main", "vlmbench__always-unsafe__main", "vlmbench__random__main"]
+
+
+# --- 1. The archive reader: hard caps before parsing, one line per bad bundle, the batch goes on -----------------------------------
+
+def tar_header(name: bytes, size: int, kind: bytes = b"0", linkname: bytes = b"", size_field: bytes | None = None,
+               checksum: bool = True) -> bytes:
+    """One ustar header block, written by hand (so it can say anything)."""
+    header = bytearray(512)
+    header[0:len(name[:100])] = name[:100]
+    header[100:108] = b"0000644\0"
+    header[108:116] = header[116:124] = b"0000000\0"
+    header[124:136] = size_field if size_field is not None else b"%011o\0" % size
+    header[136:148] = b"00000000000\0"
+    header[156:157] = kind
+    header[157:157 + len(linkname)] = linkname
+    header[257:265] = b"ustar\x0000"
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % (sum(header) + (0 if checksum else 1))
+    return bytes(header)
+
+
+def padded(data: bytes) -> bytes:
+    return data + bytes(-len(data) % 512)
+
+
+def tar_member(name: str, data: bytes) -> bytes:
+    return tar_header(name.encode(), len(data)) + padded(data)
+
+
+def pax_record(key: str, value: str) -> bytes:
+    body = f" {key}={value}\n".encode()
+    length = len(body) + len(str(len(body)))
+    length = len(body) + len(str(length))
+    return f"{length}{body.decode()}".encode()
+
+
+def gzipped(*parts: bytes, end: bool = True) -> bytes:
+    return gzip.compress(b"".join(parts) + (bytes(1024) if end else b""), mtime=0)
+
+
+def good_members(bundle: Path) -> bytes:
+    return b"".join(tar_member(name, data) for name, data in members(bundle).items())
+
+
+def bomb(path: Path) -> Path:
+    """Four samples files of 30 MiB of zeros each: every one under the per-file cap, together over the total."""
+    with gzip.open(path, "wb", compresslevel=1) as out:
+        for letter in "abcd":
+            out.write(tar_header(f"samples/{letter}.jsonl".encode(), 30 * 2**20))
+            for _ in range(30):
+                out.write(bytes(2**20))
+        out.write(bytes(1024))
+    return path
+
+
+def hostile_archives(bundle: Path, folder: Path) -> dict[str, tuple[Path, str]]:
+    """Bad bundles by kind, each with the fragment its one-line rejection must hold."""
+    good = members(bundle)
+    deep = {**good, "samples/alignment-text.jsonl": b'{"a":' * 100_000 + b"1" + b"}" * 100_000 + b"\n"
+            + b"".join(good["samples/alignment-text.jsonl"].splitlines(keepends=True)[1:])}
+    nested = rewrite_records(good, "samples/perception-text.jsonl", lambda r: r["doc"].update({"x": json.loads("[" * 40 + "]" * 40)}))
+    archives: dict[str, tuple[bytes | Path, str]] = {
+        "pax-1GiB": (gzipped(tar_header(b"././@PaxHeader", 2**30, b"x") + b"1 " * 2**19, end=False),
+                     "PAX header of 1073741824 bytes; at most 4096 are accepted"),
+        "longname-1GiB": (gzipped(tar_header(b"././@LongLink", 2**30, b"L") + b"a" * 2**20, end=False),
+                          "GNU long-name header of 1073741824 bytes; at most 256 are accepted"),
+        "longname-chain": (gzipped((tar_header(b"././@LongLink", 16, b"L") + padded(b"samples/a.jsonl\0")) * 5000),
+                           "two GNU long-name headers in a row"),
+        "pax-chain": (gzipped((tar_header(b"././@PaxHeader", 30, b"x") + padded(pax_record("path", "samples/a.jsonl"))) * 3000),
+                      "two PAX headers in a row"),
+        "pax-global": (gzipped(tar_header(b"pax_global_header", 20, b"g") + padded(pax_record("comment", "hi"))), "global PAX header refused"),
+        "pax-linkpath": (gzipped(tar_header(b"././@PaxHeader", 30, b"x") + padded(pax_record("linkpath", "/etc/passwd"))
+                                 + tar_member("run.json", b"{}")), "PAX header key 'linkpath' is refused"),
+        "pax-traversal": (gzipped(tar_header(b"././@PaxHeader", 30, b"x") + padded(pax_record("path", "../../evil.txt"))
+                                  + tar_member("run.json", b"{}")), 'member "../../evil.txt": unexpected name'),
+        "longname-absolute": (gzipped(tar_header(b"././@LongLink", 14, b"L") + padded(b"/etc/cron.d/x\0") + tar_member("x", b"")),
+                              'member "/etc/cron.d/x": unexpected name'),
+        "hardlink": (gzipped(good_members(bundle) + tar_header(b"samples/x.jsonl", 0, b"1", b"run.json")),
+                     'member "samples/x.jsonl": not a regular file'),
+        "device": (gzipped(tar_header(b"samples/x.jsonl", 0, b"3")), 'member "samples/x.jsonl": not a regular file'),
+        "folder": (gzipped(tar_header(b"samples/", 0, b"5")), 'member "samples/": not a regular file'),
+        "base256-size": (gzipped(tar_header(b"run.json", 0, size_field=b"\x80" + bytes(10) + b"\x01")), "base-256 size"),
+        "bad-checksum": (gzipped(tar_header(b"run.json", 2, checksum=False) + padded(b"{}")), "a header checksum does not match"),
+        "truncated-gzip": (bundle.read_bytes()[: len(bundle.read_bytes()) // 2], "the compressed stream is truncated"),
+        "ends-inside-member": (gzipped(tar_header(b"run.json", 4096) + b"{}", end=False), 'it ends inside "run.json"'),
+        "plain-tar": (good_members(bundle) + bytes(1024), "not a .tar.gz bundle"),
+        "bomb": (bomb(folder / "bomb.tar.gz"), "too large (31457280 bytes; limits 33554432 for this file, 100663296 in all)"),
+        "deep-manifest": (gzipped(tar_member("manifest.json", b"[" * 30_000 + b"]" * 30_000)), "manifest.json: nested deeper than 32 levels"),
+        "deep-samples-line": (repack(deep, folder / "deep.tar.gz"), "samples/alignment-text.jsonl: line 1: nested deeper than 32 levels"),
+        "nested-40": (repack(nested, folder / "nested.tar.gz"), "samples/perception-text.jsonl: line 1: nested deeper than 32 levels"),
+    }
+    paths = {}
+    for kind, (content, reason) in archives.items():
+        path = content if isinstance(content, Path) else folder / f"{kind}.tar.gz"
+        if not isinstance(content, Path):
+            path.write_bytes(content)
+        paths[kind] = (path, reason)
+    return paths
+
+
+def test_hostile_archives_are_one_line_rejections_and_the_batch_goes_on(bundle: Path, tmp_path: Path) -> None:
+    """[bad..., good] in one `verify` call: every bad bundle one line, no traceback, the good one accepted, exit 1."""
+    bad = hostile_archives(bundle, tmp_path)
+    proc = vlmbench("leaderboard", "verify", *(str(p) for p, _ in bad.values()), str(bundle), check=False, timeout=600)
+    lines = proc.stderr.splitlines()
+    assert "Traceback" not in proc.stderr and len(lines) == len(bad), proc.stderr
+    for line, (kind, (path, reason)) in zip(lines, bad.items()):
+        assert line.startswith(f"rejected: {path}: ") and reason in line, (kind, line)
+    assert proc.stdout.startswith(f"accepted: {bundle}: ") and proc.returncode == 1
+
+
+def test_a_missing_bundle_file_does_not_stop_the_batch(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["leaderboard", "verify", str(tmp_path / "nothing.tar.gz"), str(tmp_path), str(bundle)]) == 1
+    captured = capsys.readouterr()
+    errors = captured.err.splitlines()
+    assert len(errors) == 2 and "nothing.tar.gz: no such bundle file" in errors[0] and "a folder, not a bundle file" in errors[1]
+    assert captured.out.startswith(f"accepted: {bundle}: ")
+
+
+# --- 2. Every answer must say something ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("answer", ["", " \t\n", "\u200b\u2060"])
+def test_empty_answers_are_rejected_and_refused_by_submit(answer: str, bundle: Path, scored_run: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    files = members(bundle)
+    for name in [n for n in files if n.startswith("samples/")]:
+        files = rewrite_records(files, name, lambda record: record.update({"response": answer}))
+    code, errors, _ = verify(repack(files, tmp_path / "empty.tar.gz"), capsys)
+    assert code == 1 and len(errors) == 1 and "incomplete: 1350 samples of alignment-image have an empty answer" in errors[0]
+
+    folder = tmp_path / "run"
+    shutil.copytree(scored_run, folder)
+    (folder / "samples" / "general-capability.jsonl").write_bytes(
+        rewrite_records(members(bundle), "samples/general-capability.jsonl",
+                        lambda record: record.update({"response": answer}))["samples/general-capability.jsonl"])
+    assert main(["submit", str(folder), "--out", str(tmp_path / "out"), "--name", "m"]) == 2
+    assert "samples of general-capability have an empty answer" in capsys.readouterr().err
+    assert not (tmp_path / "out.tar.gz").exists()
+
+
+# --- 3. Nothing an accepted bundle holds can break the site ---------------------------------------------------------------------
+
+@pytest.mark.parametrize(("number", "reason"), [
+    ("NaN", "NaN is not a number JSON allows"),
+    ("Infinity", "Infinity is not a number JSON allows"),
+    ("-Infinity", "-Infinity is not a number JSON allows"),
+    ("1e999", "number 1e999 overflows"),
+    ("1" * 40, "has more than 18 digits"),
+])
+def test_non_finite_numbers_anywhere_are_rejected(number: str, reason: str, bundle: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    files = members(bundle)
+    files["results.json"] = re.sub(rb'"seconds": [0-9.]+', b'"seconds": ' + number.encode(), files["results.json"])
+    code, errors, _ = verify(repack(files, tmp_path / "nan.tar.gz"), capsys)
+    assert code == 1 and len(errors) == 1 and f"results.json: {reason}" in errors[0]
+
+
+@pytest.mark.parametrize(("extra", "reason"), [
+    ("samples/notes.jsonl", "samples/notes.jsonl: not a file of this run"),
+    ("install.sh", 'member "install.sh": unexpected name'),
+])
+def test_files_beyond_the_run_are_rejected_and_never_stored(extra: str, reason: str, bundle: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    files = {**members(bundle), extra: b'{"x": 1}\n' * 1000}
+    path = repack(files, tmp_path / "extra.tar.gz")
+    data = tmp_path / "data"
+    capsys.readouterr()
+    assert main(["leaderboard", "add", str(path), "--data", str(data)]) == 1
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 1 and reason in errors[0]
+    assert not any(data.iterdir())
+
+
+@pytest.mark.parametrize("forgery", ["config.data hub", "task variant hub", "task datasets"])
+def test_a_forged_data_variant_is_rejected(forgery: str, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def forge(document: dict[str, Any]) -> None:
+        if forgery == "config.data hub":
+            document["config"]["data"] = "hub"
+        elif forgery == "task variant hub":
+            document["tasks"]["alignment-image"]["variant"] = "hub"
+        else:
+            document["tasks"]["alignment-image"]["datasets"][0].update({"path": "yiting/UnsafeConcepts", "synthetic": False})
+
+    code, errors, _ = verify(repack(edit_both(members(bundle), forge), tmp_path / "hub.tar.gz"), capsys)
+    expected = {"config.data hub": 'run.json: data variant "hub"; this leaderboard uses --data builtin',
+                "task variant hub": 'run.json: task alignment-image records data variant "hub", but --data builtin gives builtin',
+                "task datasets": "run.json: task alignment-image records datasets other than those of its builtin data"}[forgery]
+    assert code == 1 and len(errors) == 1 and expected in errors[0]
+
+
+def test_a_run_of_only_the_ranking_task_is_refused_and_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vlmbench_leaderboard.bundle import pack
+
+    assert main(["run", "--model", "random", "--tasks", "alignment-image", "--output_path", str(tmp_path / "runs")]) == 0
+    folder = run_dir(tmp_path / "runs")
+    capsys.readouterr()
+    assert main(["submit", str(folder), "--out", str(tmp_path / "one"), "--name", "m"]) == 2
+    expected = "incomplete: the run lacks tasks alignment-text, alignment-text-noimage, general-capability, perception-image, perception-text"
+    assert expected in capsys.readouterr().err and not (tmp_path / "one.tar.gz").exists()
+    run = json.loads((folder / "run.json").read_text())
+    metadata = {"name": "m", "org": "", "hub_id": None, "api": None, "revision": None, "parameters": None, "license": None,
+                "precision": None, "date": "2026-01-01", "reference": True}
+    forged = tmp_path / "forged.tar.gz"
+    forged.write_bytes(pack(folder, run, metadata))  # packed by hand, past submit's checks
+    code, errors, _ = verify(forged, capsys)
+    assert code == 1 and len(errors) == 1 and expected in errors[0]
+
+
+@pytest.mark.parametrize(("where", "version", "reason"), [
+    ("run", "0.1.0 (official build)", "run.json: vlmbench_version is not a plain version number"),
+    ("metadata", "<b>9.9</b>", "vlmbench_version: '<b>9.9</b>' does not match"),
+    ("manifest", "99.0-certified", "manifest.vlmbench_version: '99.0-certified' does not match"),
+])
+def test_a_forged_vlmbench_version_is_rejected(where: str, version: str, reason: str, bundle: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    files = members(bundle)
+
+    def forge(document: dict[str, Any]) -> None:
+        document["vlmbench_version"] = version
+
+    if where == "run":
+        files = edit_both(files, forge)
+    elif where == "metadata":
+        files = edit_json(files, "metadata.json", forge)
+    else:
+        files = edit_json(files, "manifest.json", forge)
+    code, errors, _ = verify(repack(files, tmp_path / "version.tar.gz", rehash=where != "manifest"), capsys)
+    assert code == 1 and len(errors) == 1 and reason in errors[0]
+
+
+# --- 4. Names: no impersonation, no terminal injection, references derived, entry ids collision-free -----------------------------
+
+@pytest.mark.parametrize(("field", "text", "reason"), [
+    ("name", "GPT-4o\u202e", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+    ("name", "GPT\u200b-4o", "U+200B ZERO WIDTH SPACE"),
+    ("name", "\u2066GPT-4o\u2069", "U+2066 LEFT-TO-RIGHT ISOLATE"),
+    ("name", "GPT-4o\x9b31m", "U+009B"),
+    ("name", "GPT-4o\x1b[2J", "U+001B"),
+    ("name", "GPT-4o\U000e0041", "U+E0041 TAG LATIN CAPITAL LETTER A"),
+    ("name", "GPT\u3164-4o", "U+3164 HANGUL FILLER"),
+    ("name", "\uff27\uff30\uff34-4o", "is not NFKC-normalised"),
+    ("name", "GPT-4o ", "starts or ends with white space"),
+    ("org", "Open\u00adAI", "U+00AD SOFT HYPHEN"),
+    ("revision", "v1\u2028", "U+2028 LINE SEPARATOR"),
+])
+def test_names_that_hide_or_disguise_are_rejected_without_reaching_the_terminal(
+        field: str, text: str, reason: str, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files = edit_json(members(bundle), "metadata.json", lambda metadata: metadata.update({field: text}))
+    code, errors, _ = verify(repack(files, tmp_path / "name.tar.gz"), capsys)
+    assert code == 1 and len(errors) == 1 and f"metadata.json: {field} " in errors[0] and reason in errors[0]
+    assert terminal_safe("\n".join(errors))
+
+
+def test_submit_normalises_names_and_refuses_hidden_characters(scored_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vlmbench_leaderboard.bundle import read_bundle
+
+    assert main(["submit", str(scored_run), "--out", str(tmp_path / "wide"), "--name", " \uff27\uff30\uff34\uff0d\uff14\uff4f ",
+                 "--org", "Open\u2000AI"]) == 0
+    metadata = read_bundle(tmp_path / "wide.tar.gz").metadata
+    assert (metadata["name"], metadata["org"]) == ("GPT-4o", "Open AI")  # NFKC: full-width letters and odd spaces become plain
+    capsys.readouterr()
+    assert main(["submit", str(scored_run), "--out", str(tmp_path / "c1"), "--name", "GPT-4o\x9b2J\u202e"]) == 2
+    err = capsys.readouterr().err
+    assert "submit: --name contains the invisible or control character U+009B" in err and terminal_safe(err)
+    assert not (tmp_path / "c1.tar.gz").exists()
+
+
+def test_untrusted_text_is_escaped_on_the_terminal(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    evil = tmp_path / "evil\x1b]0;owned\x07\x9b2J.tar.gz"
+    evil.write_bytes(b"\x1f\x8b junk")
+    files = edit_both(members(bundle), lambda document: document["tasks"].update({"x\x1b[31m\u202e": {}}))
+    task = repack(files, tmp_path / "task.tar.gz")
+    capsys.readouterr()
+    assert main(["leaderboard", "verify", str(evil), str(task)]) == 1
+    err = capsys.readouterr().err
+    assert terminal_safe(err) and "\\x1b]0;owned\\x07\\x9b2J.tar.gz" in err and "x\\x1b[31m\\u202e" in err
+
+
+@pytest.mark.parametrize("forgery", ["baseline says it is not a reference", "model says it is a reference"])
+def test_reference_rows_are_derived_from_the_backend(forgery: str, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files = members(bundle)
+    if forgery == "baseline says it is not a reference":
+        files = edit_json(files, "metadata.json", lambda metadata: metadata.update({"reference": False}))
+        reason = "metadata.json: reference false but the run's backend makes it true (a built-in baseline run is always a reference row)"
+    else:
+        files = edit_both(files, lambda document: document["model"].update({"backend": "openai"}))
+        reason = "metadata.json: reference true but the run's backend makes it false (only the built-in baselines"
+    code, errors, _ = verify(repack(files, tmp_path / "reference.tar.gz"), capsys)
+    assert code == 1 and len(errors) == 1 and reason in errors[0]
+
+
+def test_names_that_slug_alike_get_their_own_entries_and_replace_never_crosses(scored_run: Path, tmp_path: Path,
+                                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    paths = {}
+    for name in ("GPT-4o", "GPT 4o"):
+        paths[name] = tmp_path / f"{name.replace(' ', '_')}.tar.gz"
+        assert main(["submit", str(scored_run), "--out", str(paths[name]), "--name", name, "--org", "acme", "--revision", "v1"]) == 0
+    assert main(["leaderboard", "add", str(paths["GPT-4o"]), str(paths["GPT 4o"]), "--data", str(data)]) == 0
+    folders = sorted(data.iterdir())
+    assert len(folders) == 2 and all(f.name.startswith("acme__GPT-4o__v1__") for f in folders)
+    names = {f.name: json.loads((f / "metadata.json").read_text())["name"] for f in folders}
+    assert sorted(names.values()) == ["GPT 4o", "GPT-4o"]
+    assert main(["leaderboard", "add", str(paths["GPT 4o"]), "--data", str(data), "--replace"]) == 0
+    assert {f.name: json.loads((f / "metadata.json").read_text())["name"] for f in data.iterdir()} == names
+    capsys.readouterr()
+    assert main(["leaderboard", "add", str(paths["GPT-4o"]), "--data", str(data)]) == 2
+    assert "already on the leaderboard; pass --replace" in capsys.readouterr().err
+
+
+# --- 5. submit finds the problems verify would -----------------------------------------------------------------------------------
+
+def test_submit_names_a_missing_or_wrong_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["submit", str(tmp_path / "no-such-run"), "--out", str(tmp_path / "b"), "--name", "m"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no-such-run: no such folder; pass the run folder" in err
+    assert main(["submit", str(tmp_path), "--out", str(tmp_path / "b"), "--name", "m"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no run.json here; pass a run folder written by `vlmbench run`" in err and "needs a name" not in err
+    (tmp_path / "run.json").write_text('{"model": {"backend": "random"}, "seconds": NaN}')
+    assert main(["submit", str(tmp_path), "--out", str(tmp_path / "b"), "--name", "m"]) == 2
+    assert "run.json: NaN is not a number JSON allows; the run folder is damaged" in capsys.readouterr().err
+
+
+def test_submit_never_overwrites_a_bundle_without_force(scored_run: Path, bundle: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "mine.tar.gz"
+    out.write_bytes(b"an earlier bundle")
+    capsys.readouterr()
+    assert main(["submit", str(scored_run), "--out", str(out), *SUBMIT]) == 2
+    assert "mine.tar.gz: already exists; pass --force to overwrite it" in capsys.readouterr().err
+    assert out.read_bytes() == b"an earlier bundle"
+    assert main(["submit", str(scored_run), "--out", str(out), *SUBMIT, "--force"]) == 0
+    assert out.read_bytes() == bundle.read_bytes()

@@ -27,11 +27,12 @@ from PIL import Image
 
 from vlmbench.backend import BackendOptions, GenerationSettings, ImagePart, Message, Request, Response, TextPart
 from vlmbench.errors import UserError
+from vlmbench.http import retry_after_seconds, status_failure
 from vlmbench.pluginmanager import backend_spec, backend_specs
 
 pytest.importorskip("openai")
 
-from vlmbench_plugins.openai_api import OpenAIBackend, retry_after_seconds, status_failure  # noqa: E402
+from vlmbench_plugins.openai_api import OpenAIBackend  # noqa: E402
 
 KEY = "sk-test-PLANTED-7f3a9c1e5b2d4f6a8c0e"
 StartServer = Callable[..., FaultServer]

@@ -12,6 +12,14 @@ import pytest
 from conftest import load_results, run_dir, vlmbench
 
 
+
+@pytest.fixture(autouse=True)
+def _example_plugin_on_path(installed_plugin: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every vlmbench subprocess of this module sees the example plugin (installed into a temporary target)."""
+    for name, value in installed_plugin.items():
+        monkeypatch.setenv(name, value)
+
+
 def run_probe(output: Path, store: Path, *extra: str, tasks: str = "alignment-text") -> subprocess.CompletedProcess[str]:
     return vlmbench("run", "--model", "modality-probe", "--tasks", tasks, "--output_path", str(output), "--store", str(store), *extra)
 
@@ -22,7 +30,7 @@ def stored_count(store: Path) -> int:
         return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
 
-def test_rerun_reuses_every_stored_response(installed_plugin: None, tmp_path: Path) -> None:
+def test_rerun_reuses_every_stored_response(tmp_path: Path) -> None:
     store = tmp_path / "store.sqlite"
     first = run_probe(tmp_path / "a", store)
     assert "requests: 450 sent to the model, 0 reused" in first.stderr
@@ -34,7 +42,7 @@ def test_rerun_reuses_every_stored_response(installed_plugin: None, tmp_path: Pa
     assert a["modality_gaps"] == b["modality_gaps"]
 
 
-def test_another_model_never_reads_a_models_answers(installed_plugin: None, tmp_path: Path) -> None:
+def test_another_model_never_reads_a_models_answers(tmp_path: Path) -> None:
     store = tmp_path / "store.sqlite"
     run_probe(tmp_path / "a", store, "--model_args", "revision=one")
     other = run_probe(tmp_path / "b", store, "--model_args", "revision=two")
@@ -42,7 +50,7 @@ def test_another_model_never_reads_a_models_answers(installed_plugin: None, tmp_
     assert stored_count(store) == 900
 
 
-def test_changed_generation_settings_are_new_requests(installed_plugin: None, tmp_path: Path) -> None:
+def test_changed_generation_settings_are_new_requests(tmp_path: Path) -> None:
     store = tmp_path / "store.sqlite"
     tasks = tmp_path / "tasks"
     tasks.mkdir()
@@ -57,7 +65,7 @@ def test_changed_generation_settings_are_new_requests(installed_plugin: None, tm
     assert "requests: 450 sent to the model, 0 reused" in longer.stderr
 
 
-def test_two_processes_share_one_store(installed_plugin: None, tmp_path: Path) -> None:
+def test_two_processes_share_one_store(tmp_path: Path) -> None:
     store = tmp_path / "store.sqlite"
     command = [sys.executable, "-m", "vlmbench", "run", "--model", "modality-probe", "--tasks", "alignment-image,alignment-text",
                "--store", str(store)]
@@ -71,15 +79,17 @@ def test_two_processes_share_one_store(installed_plugin: None, tmp_path: Path) -
     assert "requests: 0 sent to the model, 1800 reused" in third.stderr
 
 
-def test_predict_only_then_score(installed_plugin: None, tmp_path: Path) -> None:
+def test_predict_only_then_score(tmp_path: Path) -> None:
     store = tmp_path / "store.sqlite"
     proc = run_probe(tmp_path / "p", store, "--predict_only", tasks="alignment-image,alignment-text")
     folder = run_dir(tmp_path / "p")
     assert not (folder / "results.json").exists()
     assert f"vlmbench score {folder}" in proc.stdout
     records = [json.loads(line) for line in (folder / "samples" / "alignment-text.jsonl").read_text().splitlines()]
-    assert len(records) == 450 and all("parsed" not in r for r in records)
+    assert len(records) == 450 and all(r["parsed"] is None and r["correct"] is None for r in records)  # predicted, not scored
     scored = vlmbench("score", str(folder))
+    rescored = [json.loads(line) for line in (folder / "samples" / "alignment-text.jsonl").read_text().splitlines()]
+    assert {r["parsed"] for r in rescored} == {"unsafe"}  # the probe says "No." to every text question
     assert "alignment-text - alignment-image" in scored.stdout
     results = json.loads((folder / "results.json").read_text())
     assert results["modality_gaps"]["alignment-text"]["overall"]["gap"] == 1.0
@@ -88,7 +98,7 @@ def test_predict_only_then_score(installed_plugin: None, tmp_path: Path) -> None
     assert load_results(direct)["tasks"]["alignment-image"]["metrics"] == results["tasks"]["alignment-image"]["metrics"]
 
 
-def test_score_of_an_incomplete_run_is_one_line(installed_plugin: None, tmp_path: Path) -> None:
+def test_score_of_an_incomplete_run_is_one_line(tmp_path: Path) -> None:
     store = tmp_path / "store.sqlite"
     run_probe(tmp_path / "p", store, "--predict_only")
     folder = run_dir(tmp_path / "p")
@@ -99,7 +109,7 @@ def test_score_of_an_incomplete_run_is_one_line(installed_plugin: None, tmp_path
     assert proc.stderr.strip() == f"vlmbench: error: {samples}: 100 of 450 samples; the run is incomplete (rerun the same command to resume)"
 
 
-def test_cache_info_and_clear(installed_plugin: None, tmp_path: Path) -> None:
+def test_cache_info_and_clear(tmp_path: Path) -> None:
     store = tmp_path / "store.sqlite"
     run_probe(tmp_path / "a", store, "--model_args", "revision=one")
     run_probe(tmp_path / "b", store, "--model_args", "revision=two")
@@ -113,7 +123,7 @@ def test_cache_info_and_clear(installed_plugin: None, tmp_path: Path) -> None:
 PLANTED = "sk-planted-test-secret-0123456789"
 
 
-def test_secrets_never_reach_any_output(installed_plugin: None, tmp_path: Path) -> None:
+def test_secrets_never_reach_any_output(tmp_path: Path) -> None:
     store = tmp_path / "store.sqlite"
     proc = run_probe(tmp_path / "out", store, "--model_args",
                      f"api_key={PLANTED},hf_token={PLANTED},revision=r1,max_new_tokens=8,base_url=http://me:{PLANTED}@127.0.0.1:9/v1?key={PLANTED}")
@@ -146,7 +156,7 @@ def sampled_task(tmp_path: Path) -> Path:
     return tasks
 
 
-def test_sampled_answers_are_reused_only_on_request(installed_plugin: None, tmp_path: Path) -> None:
+def test_sampled_answers_are_reused_only_on_request(tmp_path: Path) -> None:
     store, tasks = tmp_path / "store.sqlite", sampled_task(tmp_path)
     args = ("--include_path", str(tasks))
     first = run_probe(tmp_path / "a", store, *args, tasks="alignment-text-sampled")

@@ -168,7 +168,12 @@ class BackendBase:
 
 
 def backend_identity(backend: Any, name: str, model_args: Mapping[str, str]) -> dict[str, Any]:
-    """A backend's identity, using the default for objects that only implement ``generate``."""
+    """A backend's identity, using the default for objects that only implement ``generate``.
+
+    A :class:`BackendBase` that did not set its ``name`` or ``model_args`` gets the run's."""
+    if isinstance(backend, BackendBase):
+        backend.name = backend.name or name
+        backend.model_args = backend.model_args or dict(model_args)
     identity = backend.identity() if callable(getattr(backend, "identity", None)) else None
     return dict(identity) if isinstance(identity, Mapping) else {"backend": name, "args": dict(model_args)}
 

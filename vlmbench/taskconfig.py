@@ -358,4 +358,22 @@ def load_file(path: Path) -> TaskConfig | GroupConfig | None:
     problems = _task_problems(path, data, partial=is_template(path))
     if problems:
         raise UserError("\n".join(problems))
-    return None if is_template(path) else TaskConfig(data["task"], path, data)
+    if is_template(path):
+        return None
+    if str(data.get("dataset_path", "")).startswith(BUILTIN_CONCEPT_DATA) and not data.get("concepts_file"):
+        data["concepts_file"] = str(_builtin_concepts_file(path))
+    return TaskConfig(data["task"], path, data)
+
+
+BUILTIN_CONCEPT_DATA = "builtin:typographic"
+
+
+def _builtin_concepts_file(path: Path) -> Path:
+    """The concept catalogue shipped with the built-in tasks (the default for the built-in data)."""
+    from vlmbench.pluginmanager import task_dirs
+
+    for folder in task_dirs():
+        candidate = folder / "data" / "concepts.yaml"
+        if candidate.is_file():
+            return candidate.resolve()
+    raise UserError(f"{path}: field 'concepts_file' is missing and no built-in concept catalogue is installed; set concepts_file")

@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 import vlmbench
 from vlmbench.errors import UserError
 from vlmbench_leaderboard import strictjson
-from vlmbench_leaderboard.metadata import METADATA_FIELDS
+from vlmbench_leaderboard.metadata import METADATA_FIELDS, check_text_fields
 from vlmbench_leaderboard.problems import Rejected
 from vlmbench_leaderboard.safetar import Limits, read_members
 from vlmbench_leaderboard.text import terminal
@@ -66,8 +66,8 @@ def pack(run_dir: Path, run: dict[str, Any], metadata: dict[str, Any]) -> bytes:
         raise UserError(f"{terminal(run_dir)}: no results.json; submit a finished, scored run folder (see `vlmbench score`)")
     files = {"metadata.json": _json_bytes({**metadata, "vlmbench_version": vlmbench.__version__}),
              "run.json": (run_dir / "run.json").read_bytes(), "results.json": (run_dir / "results.json").read_bytes()}
-    tasks = run.get("tasks") if isinstance(run.get("tasks"), dict) else {}
-    for task in sorted(tasks):
+    tasks = run.get("tasks")
+    for task in sorted(tasks) if isinstance(tasks, dict) else []:
         name = f"samples/{task}.jsonl"
         if not MEMBER_NAME.fullmatch(name):
             raise UserError(f"{terminal(run_dir)}: task name {terminal(task, 80)!r} cannot be submitted; run the leaderboard's tasks")
@@ -187,6 +187,7 @@ def _read(raw: BinaryIO, size: int, label: str) -> Bundle:
             raise Rejected([f"{name}: missing; pack the bundle with `vlmbench submit`"])
     bundle.manifest = bundle.json("manifest.json")
     bundle.metadata = bundle.json("metadata.json")
+    check_text_fields(bundle.metadata)  # before the schema, whose message would quote the text
     _check_schema({"manifest": bundle.manifest, "metadata": bundle.metadata}, "manifest")
     listed = bundle.manifest["files"]
     present = set(files) - {"manifest.json"}

@@ -7,6 +7,7 @@ one line: the file, the field, the value, what is wrong and the fix, taken from 
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -63,7 +64,7 @@ def field_name(path: Sequence[Any], document: Any) -> str:
 
 def value_text(value: Any) -> str:
     """A value on one line, shortened: ``'datetime'``, ``5``, ``{'a': 1}``."""
-    text = " ".join(repr(value).split())
+    text = " ".join((value.isoformat() if isinstance(value, datetime.date) else repr(value)).split())
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 3] + "..."
 
 
@@ -82,16 +83,19 @@ def describe(error: Any, document: Any) -> str:
         return f"{field}: {missing!r} is required; {fix}"
     if keyword == "type":
         return f"{field}: {value_text(value)} is {_type_name(value)}, not {_expected(error.validator_value)}; {fix}"
-    if keyword == "not" and error.validator_value == {}:
+    if keyword == "not":
         return f"{field}: {value_text(value)} is not allowed here; {fix}"
-    if keyword in ("minItems", "contains", "minContains", "maxContains"):
-        return f"{field}: {_contents(value)} is not valid; {fix}"
+    if keyword in ("contains", "minContains", "maxContains"):
+        matches = sum(1 for item in value if _validator().evolve(schema=schema["contains"]).is_valid(item))
+        return f"{field}: {matches} of its {len(value)} items {schema.get('x-contains', 'match')}; {fix}"
+    if keyword == "minItems":
+        return f"{field}: a list of {len(value)} is too short; {fix}"
     return f"{field}: {value_text(value)} is not valid; {fix}"
 
 
 def _type_name(value: Any) -> str:
     for name, kinds in (("empty", type(None)), ("true or false", bool), ("a whole number", int), ("a number", float), ("text", str),
-                        ("a list", list), ("a mapping", dict)):
+                        ("a list", list), ("a mapping", dict), ("a date", datetime.date)):
         if isinstance(value, kinds):
             return name
     return type(value).__name__
@@ -100,7 +104,3 @@ def _type_name(value: Any) -> str:
 def _expected(types: str | Iterable[str]) -> str:
     names = [types] if isinstance(types, str) else list(types)
     return " or ".join(TYPE_NAMES.get(name, name) for name in names)
-
-
-def _contents(value: Any) -> str:
-    return f"a list of {len(value)}" if isinstance(value, list) else value_text(value)

@@ -63,14 +63,19 @@ def identity(metadata: dict[str, Any]) -> tuple[str, str, str | None]:
     return text(metadata.get("org")), text(metadata.get("name")), text(metadata.get("revision")) or None
 
 
-def check_metadata(metadata: dict[str, Any], run: dict[str, Any]) -> None:
-    """Raise :class:`Rejected` naming the first field that cannot be shown as submitted (schema already checked)."""
-    for key in TEXT_FIELDS:
+def check_text_fields(metadata: Any) -> None:
+    """Raise :class:`Rejected` naming the first text field that is not normalised or holds a hiding character."""
+    for key in TEXT_FIELDS if isinstance(metadata, dict) else ():
         value = metadata.get(key)
         if isinstance(value, str):
             problem = text_problem(value)
             if problem:
                 raise Rejected([f"metadata.json: {key} {problem}"])
+
+
+def check_metadata(metadata: dict[str, Any], run: dict[str, Any]) -> None:
+    """Raise :class:`Rejected` naming the first field that cannot be shown as submitted (schema already checked)."""
+    check_text_fields(metadata)
     if metadata.get("name", "") == "":
         raise Rejected(["metadata.json: name is empty; pass --name"])
     try:

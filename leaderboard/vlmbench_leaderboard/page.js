@@ -30,9 +30,11 @@
     td.removeAttribute("title");
     td.appendChild(document.createTextNode(entry[1]));
     if (entry[2]) {
+      // "± x" stays on one line; a "[low, high]" interval may wrap after its comma
+      td.appendChild(document.createTextNode(" "));
       var span = document.createElement("span");
-      span.className = "unc";
-      span.textContent = " " + entry[2];
+      span.className = entry[2].charAt(0) === "[" ? "unc ci" : "unc";
+      span.textContent = entry[2];
       td.appendChild(span);
     }
     td.setAttribute("data-value", entry[0] === null ? "" : String(entry[0]));

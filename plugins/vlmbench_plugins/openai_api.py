@@ -28,12 +28,13 @@ import json
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vlmbench import UserError, hookimpl
-from vlmbench.backend import BackendOptions, BackendSpec, ImagePart, Message, Request, Response, TextPart
+from vlmbench import hookimpl
+from vlmbench.backend import BackendBase, BackendOptions, BackendSpec, ImagePart, Message, Request, Response, TextPart
+from vlmbench.errors import UserError
 from vlmbench.http import (
     AdaptiveLimiter,
     Emit,
@@ -283,7 +284,7 @@ class _Run:
     held: list[tuple[str, Failure]] = field(default_factory=list)
 
 
-class OpenAIBackend:
+class OpenAIBackend(BackendBase):
     """Chat completions against an OpenAI-compatible endpoint, many requests at a time.
 
     ``generate`` is a plain generator; the requests run on an event loop in a daemon thread and
@@ -295,6 +296,8 @@ class OpenAIBackend:
 
     backoff_base = 0.5  # seconds before the first retry; doubles each retry, with jitter
     backoff_cap = 30.0
+    name = "openai"
+    cacheable = True
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -336,8 +339,11 @@ class OpenAIBackend:
     def generate(self, requests: Iterable[Request]) -> Iterator[Response]:
         """Send requests concurrently, drawing each from the stream when a slot is near; yield each
         response as soon as it is complete. Raises :class:`UserError` when the endpoint is dead or wrong."""
+        def produce(emit: Emit[Response]) -> Coroutine[Any, Any, None]:
+            return self._run_all(requests, emit)
+
         self._guard.rearm()
-        yield from self._bridge.stream(lambda emit: self._run_all(requests, emit))
+        yield from self._bridge.stream(produce)
 
     def close(self) -> None:
         """Close the HTTP client and stop the background loop (generate starts them again)."""

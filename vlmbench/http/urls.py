@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlsplit
 
 from vlmbench.errors import UserError
-from vlmbench.http.redact import SECRET_PARAM, redact_url
+from vlmbench.redact import is_secret_name, redact_url
 
 KEY_HINT = "pass the key as api_key or OPENAI_API_KEY"
 
@@ -20,7 +20,7 @@ def check_base_url(url: str, label: str = "base_url", key_hint: str = KEY_HINT) 
     work anyway), or a fragment. ``key_hint`` says where a key belongs instead.
     """
     url = url.strip()
-    shown = redact_url(url)
+    shown = _shown(url)
     example = "e.g. http://127.0.0.1:8000/v1"
     if not url.lower().startswith(("http://", "https://")):
         raise UserError(f"{label} '{shown}' must start with http:// or https://; {example}")
@@ -34,7 +34,7 @@ def check_base_url(url: str, label: str = "base_url", key_hint: str = KEY_HINT) 
         raise UserError(f"{label} '{shown}' must not carry credentials (user:password@); {key_hint}")
     if parts.query or url.rstrip().endswith("?"):
         names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
-        if any(SECRET_PARAM.search(name) for name in names):
+        if any(is_secret_name(name) for name in names):
             raise UserError(f"{label} '{shown}' must not carry credentials in its query string "
                             f"({', '.join(n + '=***' for n in names)}); {key_hint}")
         raise UserError(f"{label} '{shown}' must not have a query string (the client appends the API path after it); remove it")
@@ -45,3 +45,11 @@ def check_base_url(url: str, label: str = "base_url", key_hint: str = KEY_HINT) 
     if port == 0:
         raise UserError(f"{label} '{shown}' has port 0; {example}")
     return url.rstrip("/")
+
+
+def _shown(url: str) -> str:
+    """``url`` as an error message may show it: as is when it can hold no credential, else redacted."""
+    if not any(c in url for c in "@?#"):
+        return url
+    shown = redact_url(url)
+    return shown.split("#", 1)[0] + "#***" if "#" in shown else shown

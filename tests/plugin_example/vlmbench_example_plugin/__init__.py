@@ -31,7 +31,6 @@ class ModalityProbe(BackendBase):
     """Answers from the modality of the request, never from its content."""
 
     name = "modality-probe"
-    cacheable = False  # free to recompute
 
     def generate(self, requests: Sequence[Request]) -> Iterator[Response]:
         for request in requests:
