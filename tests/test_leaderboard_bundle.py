@@ -417,7 +417,8 @@ def hostile_archives(bundle: Path, folder: Path) -> dict[str, tuple[Path, str]]:
         "ends-inside-member": (gzipped(tar_header(b"run.json", 4096) + b"{}", end=False), 'it ends inside "run.json"'),
         "plain-tar": (good_members(bundle) + bytes(1024), "not a .tar.gz bundle"),
         "bomb": (bomb(folder / "bomb.tar.gz"), "too large (31457280 bytes; limits 33554432 for this file, 100663296 in all)"),
-        "deep-manifest": (gzipped(tar_member("manifest.json", b"[" * 30_000 + b"]" * 30_000)), "manifest.json: nested deeper than 32 levels"),
+        "deep-manifest": (gzipped(tar_member("manifest.json", b"[" * 30_000 + b"]" * 30_000) + tar_member("metadata.json", good["metadata.json"])),
+                          "manifest.json: nested deeper than 32 levels"),
         "deep-samples-line": (repack(deep, folder / "deep.tar.gz"), "samples/alignment-text.jsonl: line 1: nested deeper than 32 levels"),
         "nested-40": (repack(nested, folder / "nested.tar.gz"), "samples/perception-text.jsonl: line 1: nested deeper than 32 levels"),
     }
@@ -653,7 +654,8 @@ def test_submit_names_a_missing_or_wrong_folder(tmp_path: Path, capsys: pytest.C
     assert err.count("\n") == 1 and "no run.json here; pass a run folder written by `vlmbench run`" in err and "needs a name" not in err
     (tmp_path / "run.json").write_text('{"model": {"backend": "random"}, "seconds": NaN}')
     assert main(["submit", str(tmp_path), "--out", str(tmp_path / "b"), "--name", "m"]) == 2
-    assert "run.json: NaN is not a number JSON allows; the run folder is damaged" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "run.json: NaN is not a number JSON allows" in err and "the run folder is damaged" in err
 
 
 def test_submit_never_overwrites_a_bundle_without_force(scored_run: Path, bundle: Path, tmp_path: Path,

@@ -44,6 +44,7 @@ def vlmbench_backends() -> list[BackendSpec]:
     the seed and this process's rank, world size and local rank, so a backend picks its own device
     under data parallelism.
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -53,6 +54,7 @@ def vlmbench_task_dirs() -> list[Path]:
     Files whose name starts with ``_`` are include-only templates, not tasks; ``data/`` folders
     are skipped.
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -64,6 +66,7 @@ def vlmbench_scorers() -> list[ScorerSpec]:
     config hash, so changing a scorer makes submitted results stale) and a factory
     ``(args) -> Scorer``. A scorer scores a batch: ``score(items) -> iterable of Verdict``.
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -74,6 +77,7 @@ def vlmbench_metrics() -> list[MetricSpec]:
     ``compute(samples, strict) -> {"value", "stderr", "n"} | None``; the harness reports the plain
     and ``_strict`` forms, overall, per category and per cluster.
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -84,6 +88,7 @@ def vlmbench_doc_steps() -> list[DocStepSpec]:
     ``(docs, *, catalog, task, seed, **args) -> docs`` and an optional JSON Schema for its
     arguments (checked when the task file loads).
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -95,4 +100,4 @@ def vlmbench_cli_commands() -> list[CommandSpec]:
     and returns the exit code. The leaderboard's ``submit`` and ``leaderboard`` commands come
     through this hook.
     """
-
+    raise NotImplementedError

@@ -75,11 +75,15 @@ def discover(include: list[Path] | None = None) -> TaskRegistry:
     for directory in [*task_dirs(), *(Path(d) for d in include or [])]:
         for path in _task_files(directory):
             config = load_file(path)
-            table: dict = groups if isinstance(config, GroupConfig) else tasks
+            if config is None:  # a template file
+                continue
             if config.name in tasks or config.name in groups:
-                other = (tasks.get(config.name) or groups[config.name]).path
+                other = tasks[config.name].path if config.name in tasks else groups[config.name].path
                 raise UserError(f"{path}: name '{config.name}' is already used by {other}; rename one of them")
-            table[config.name] = config
+            if isinstance(config, GroupConfig):
+                groups[config.name] = config
+            else:
+                tasks[config.name] = config
     for task in tasks.values():  # membership declared on the task side (`group:` in a task file)
         for group in task.groups:
             if group not in groups:

@@ -43,7 +43,8 @@ def redact_identity(identity: Mapping[str, Any]) -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def results_schema() -> dict[str, Any]:
     """The JSON Schema of results files, as shipped in the package."""
-    return json.loads(resources.files("vlmbench.schemas").joinpath("results.schema.json").read_text())
+    schema: dict[str, Any] = json.loads(resources.files("vlmbench.schemas").joinpath("results.schema.json").read_text())
+    return schema
 
 
 def validate_results(results: dict[str, Any]) -> None:
@@ -53,7 +54,7 @@ def validate_results(results: dict[str, Any]) -> None:
     try:
         _compiled_results_schema()(results)
     except fastjsonschema.JsonSchemaException as exc:
-        raise UserError(f"results do not match the results schema ({exc.message}); this is a bug in vlmbench or a plugin") from None
+        raise UserError(f"results do not match the results schema ({exc}); this is a bug in vlmbench or a plugin") from None
 
 
 @lru_cache(maxsize=1)
@@ -127,7 +128,7 @@ def read_manifest(run_dir: Path) -> RunManifest:
         raise UserError(f"{path}: not a vlmbench run manifest (no tasks); pass a run folder written by `vlmbench run`")
     if not manifest.get("complete"):
         raise UserError(f"{path}: the run did not finish; rerun the same `vlmbench run` command to resume it, then score")
-    return manifest  # type: ignore[no-any-return]
+    return manifest  # type: ignore[return-value]  # checked above as far as run/score need
 
 
 def read_records(path: Path) -> list[SampleRecord]:
@@ -153,7 +154,7 @@ def parse_records(text: str, where: str) -> list[SampleRecord]:
             raise UserError(f"{where}: line {number} is not valid JSON; the file is damaged") from None
         if not isinstance(record, dict) or not isinstance(record.get("index"), int) or not isinstance(record.get("doc"), dict):
             raise UserError(f"{where}: line {number} is not a sample record; the file is damaged")
-        records.append(record)
+        records.append(record)  # type: ignore[arg-type]  # shape checked above
     return sorted(records, key=lambda r: r["index"])
 
 

@@ -131,7 +131,7 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path) -> TaskP
             key = request_key(backend=ctx.backend_name, model=ctx.model_identity, task=task.name,
                               task_version=task.version, messages=_key_messages(sample, image_sha),
                               generation=generation, answer_choices=sample.choices) if ctx.store else None
-            stored = ctx.store.get(key) if reusable and key else None
+            stored = ctx.store.get(key) if reusable and key and ctx.store is not None else None
             if stored is None:
                 pending[sample.id] = (index, sample, image_sha, key)
                 continue

@@ -27,12 +27,12 @@ class _StrictLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise YamlRefused(f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not allowed; write the value out")
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
                 raise YamlRefused(f"line {mark.line + 1}: nested more than {MAX_DEPTH} levels deep; flatten the file")
             return super().compose_node(parent, index)
         finally:

@@ -28,7 +28,8 @@ PATH_FIELDS = ("concepts_file", "dataset_path")
 @lru_cache(maxsize=1)
 def task_schema() -> dict[str, Any]:
     """The JSON Schema for task and group files, as shipped in the package."""
-    return json.loads(resources.files("vlmbench.schemas").joinpath(SCHEMA_FILE).read_text())
+    schema: dict[str, Any] = json.loads(resources.files("vlmbench.schemas").joinpath(SCHEMA_FILE).read_text())
+    return schema
 
 
 

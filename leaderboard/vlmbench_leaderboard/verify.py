@@ -117,7 +117,7 @@ def _check_consistency(bundle: Bundle, run: dict[str, Any], results: dict[str, A
     if run["config"].get("limit") is not None:
         raise Rejected([f"run.json: incomplete run (--limit {_plain(run['config']['limit'])}); rerun without --limit"])
     if run["config"].get("seed") != seed:
-        raise Rejected([f"run.json: seed {_plain(json.dumps(run['config'].get('seed')))}; this leaderboard uses --seed {seed}"])
+        raise Rejected([f"run.json: seed {terminal(json.dumps(run['config'].get('seed')), 20)}; this leaderboard uses --seed {seed}"])
     if set(run["tasks"]) != set(results["tasks"]):
         raise Rejected(["results.json: its tasks differ from run.json's; submit the results scored from this run"])
     for key in ("model", "config"):
@@ -161,7 +161,7 @@ def _check_task_set(run: dict[str, Any], data: str, registry: Any) -> None:
 
     variant = run["config"].get("data")
     if variant != data:
-        raise Rejected([f"run.json: data variant {_plain(json.dumps(variant))}; this leaderboard uses --data {data}"])
+        raise Rejected([f"run.json: data variant {terminal(json.dumps(variant), 40)}; this leaderboard uses --data {data}"])
     missing = [name for name in registry.select(ALL) if name not in run["tasks"]]
     if missing:
         raise Rejected([f"incomplete: the run lacks task{'s' if len(missing) > 1 else ''} {', '.join(missing)}; a leaderboard "
@@ -177,8 +177,8 @@ def _current_tasks(run: dict[str, Any], registry: Any) -> dict[str, TaskConfig]:
             continue
         task = registry.tasks[name].with_variant(str(run["config"]["data"]))
         if entry.get("variant") != task.variant:
-            reasons.append(f"run.json: task {name} records data variant {_plain(json.dumps(entry.get('variant')))}, but --data "
-                           f"{_plain(run['config']['data'])} gives {task.variant}; submit the files `vlmbench run` wrote")
+            reasons.append(f"run.json: task {name} records data variant {terminal(json.dumps(entry.get('variant')), 40)}, but --data "
+                           f"{terminal(run['config']['data'], 40)} gives {task.variant}; submit the files `vlmbench run` wrote")
         elif task.version != entry.get("version") or task.prompt_hash != entry.get("prompt_hash"):
             reasons.append(f"stale: rerun task {name} (submitted version {_plain(entry.get('version'))}, current {task.version}; "
                            f"prompts {'match' if task.prompt_hash == entry.get('prompt_hash') else 'differ'})")

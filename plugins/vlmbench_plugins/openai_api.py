@@ -308,7 +308,8 @@ class OpenAIBackend(BackendBase):
         self._warned: set[str] = set()
         self._redact = Redactor([settings.api_key] if settings.api_key != NO_KEY else [])
         self._guard = EndpointGuard(self.url, LABEL, threshold=FAIL_FAST_AFTER,
-                                    fixes={"HTTP 401": f"{KEY_HINT} (a valid one)", "HTTP 403": f"{KEY_HINT} (one allowed to use this model)",
+                                    fixes={"HTTP 401": "pass a valid key as api_key or OPENAI_API_KEY",
+                                           "HTTP 403": "pass a key allowed to use this model as api_key or OPENAI_API_KEY",
                                            "HTTP 404 model_not_found": f"check model={self.settings.model} against GET {self.url}/models"})
 
     def __repr__(self) -> str:

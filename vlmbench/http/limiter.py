@@ -55,7 +55,7 @@ class AdaptiveLimiter:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():  # a slot was handed over just before the cancel
                 self.release(waiter.result())
-            else:
+            elif waiter in self._waiters:  # (_wake may already have dropped the cancelled waiter)
                 self._waiters.remove(waiter)
             raise
 

@@ -50,10 +50,19 @@ class Verdict:
 class Scorer(Protocol):
     """Turns responses into verdicts, a batch at a time (a model judge streams its verdicts)."""
 
-    name: str
-    version: str
+    @property
+    def name(self) -> str:
+        """The scorer's registered name (recorded with every verdict)."""
+        ...
 
-    def score(self, items: Sequence[ScoreInput]) -> Iterable[Verdict]: ...
+    @property
+    def version(self) -> str:
+        """Changes whenever a verdict can change; enters the config hash of tasks using it."""
+        ...
+
+    def score(self, items: Sequence[ScoreInput]) -> Iterable[Verdict]:
+        """One verdict per item; any order, each naming its item's id."""
+        ...
 
 
 ScorerFactory = Callable[[Mapping[str, str]], Scorer]

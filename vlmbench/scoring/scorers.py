@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from vlmbench.scoring.base import ScoreInput, ScorerSpec, Verdict, verdict_from_answer
+from vlmbench.scoring.base import ScoreInput, Scorer, ScorerSpec, Verdict, verdict_from_answer
 from vlmbench.scoring.rules import parse_choice, parse_multiple_choice, parse_safety
 
 RULES_VERSION = "2"
@@ -54,8 +54,8 @@ def rule_scorer_specs() -> list[ScorerSpec]:
     return [ScorerSpec(name, description, RULES_VERSION, _factory(name, read)) for name, (description, read) in RULES.items()]
 
 
-def _factory(name: str, read: Callable[[ScoreInput], str | None]) -> Callable[[Mapping[str, str]], RuleScorer]:
-    def build(args: Mapping[str, str]) -> RuleScorer:
+def _factory(name: str, read: Callable[[ScoreInput], str | None]) -> Callable[[Mapping[str, str]], Scorer]:
+    def build(args: Mapping[str, str]) -> Scorer:
         return RuleScorer(name, read)
 
     return build

@@ -9,12 +9,22 @@ with ``Retry-After``) or planted in a request's text as markers, counted per req
     <<slow:1>>       the first attempt answers after ``slow_seconds`` (past the client's timeout)
     <<badjson:1>>    the first attempt gets a 200 with truncated JSON
     <<nochoices:1>>  the first attempt gets a 200 with JSON lacking ``choices``
+    <<emptychoices:1>> the first attempt gets a 200 with ``"choices": []``
+    <<empty:1>>      the first attempt gets a 200 whose message content is ``""``
+    <<null:1>>       the first attempt gets a 200 whose message content is ``null``
+    <<nonstring:1>>  the first attempt gets a 200 whose message content is a number
+    <<huge:1>>       the first attempt gets a 200 whose content is ``huge_chars`` characters long
+    <<trickle:1>>    the first attempt gets its 200 body one byte every ``trickle_interval`` seconds
     <<delay:0.8>>    this request takes 0.8 s longer than ``latency``
+
+Server-wide, ``api_key`` answers 401 to any other bearer token, and ``models`` answers 404
+``model_not_found`` for any other model (as OpenAI and vLLM do); a POST to any route but
+``/v1/chat/completions`` gets a 404 and is recorded too (outcome ``noroute``).
 
 A 401 echoes the bearer token in its message (as real APIs partly do) so tests can prove the
 client masks it. The server records, per request content (its text), every outcome in order,
 and the peak number of requests in flight. ``GET /stats`` returns the counters and ``GET /events`` every request as JSON;
-``python tests/fault_server.py --latency 0.2`` serves until killed and prints its URL.
+``python -m vlmbench.testing.fault_server --latency 0.2`` serves until killed and prints its URL.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import argparse
 import json
 import random
 import re
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -44,6 +55,10 @@ class Faults:
     rate_limit_fraction: float = 0.0  # then this seeded fraction of requests gets a 429
     retry_after: str | None = "1"  # Retry-After header value sent with a 429 (None: no header)
     slow_seconds: float = 2.0  # how long a <<slow:N>> attempt takes
+    trickle_interval: float = 0.5  # seconds between the bytes of a <<trickle:N>> body
+    huge_chars: int = 1_000_000  # length of a <<huge:N>> answer
+    api_key: str | None = None  # when set, any other bearer token gets a 401
+    models: tuple[str, ...] | None = None  # when set, any other model gets a 404 model_not_found
     reply: str = "Yes."
     seed: int = 0
 
@@ -53,7 +68,7 @@ class Event:
     """One request as the server saw it."""
 
     key: str
-    outcome: str  # "200", "429", "500", "slow", "badjson", ...
+    outcome: str  # "200", "429", "500", "slow", "badjson", "noroute", "nomodel", ...
     arrived: float  # time.monotonic() when the request was read
     in_flight: int  # requests in flight right after this one arrived, itself included
     finished: float | None = None  # when the reply was written (None while in flight)
@@ -109,7 +124,7 @@ class FaultServer:
     def start(self, port: int = 0) -> FaultServer:
         """Start serving; returns self."""
         self._httpd = _HTTPServer(("127.0.0.1", port), _Handler)
-        self._httpd.fault_server = self  # type: ignore[attr-defined]
+        self._httpd.fault_server = self
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
@@ -181,7 +196,7 @@ class FaultServer:
 
     # -- what the handler calls --
 
-    def begin(self, body: dict[str, Any], authorization: str) -> Event:
+    def begin(self, body: dict[str, Any], authorization: str, path: str = "/v1/chat/completions") -> Event:
         """Count an arriving request and decide its outcome."""
         key = request_key(body)
         with self.lock:
@@ -190,7 +205,8 @@ class FaultServer:
             record.max_in_flight = max(record.max_in_flight, record.in_flight)
             record.bodies[key].append(body)
             record.authorizations.add(authorization)
-            event = Event(key, self._decide(key, record.attempts[key], record.received), time.monotonic(), record.in_flight)
+            outcome = self._gate(body, authorization, path) or self._decide(key, record.attempts[key], record.received)
+            event = Event(key, outcome, time.monotonic(), record.in_flight)
             record.attempts[key] += 1
             record.received += 1
             record.events.append(event)
@@ -202,7 +218,19 @@ class FaultServer:
             self.record.in_flight -= 1
             event.finished = time.monotonic()
 
+    def _gate(self, body: dict[str, Any], authorization: str, path: str) -> str | None:
+        """The outcome decided by route, key and model, before any marker."""
+        if path.rstrip("/") != "/v1/chat/completions":
+            return "noroute"
+        if self.faults.api_key is not None and authorization != f"Bearer {self.faults.api_key}":
+            return "401"
+        if self.faults.models is not None and body.get("model") not in self.faults.models:
+            return "nomodel"
+        return None
+
     def _decide(self, key: str, attempt: int, index: int) -> str:
+        kind: str
+        count: str
         for kind, count in MARKER.findall(key):
             if kind == "delay":
                 continue
@@ -227,6 +255,12 @@ class _HTTPServer(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 512  # the default backlog of 5 drops connections under a burst of clients
     allow_reuse_address = True
+    fault_server: FaultServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (timeout, cancelled run) and closed its connection is no error worth a traceback."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -235,9 +269,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     @property
     def fault_server(self) -> FaultServer:
-        return self.server.fault_server  # type: ignore[attr-defined]
+        server = self.server
+        assert isinstance(server, _HTTPServer)
+        return server.fault_server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -256,16 +292,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.fault_server.reset()
             self._send(200, "{}")
             return
-        if self.path.rstrip("/") != "/v1/chat/completions":
-            self._send(404, json.dumps({"error": {"message": f"no route {self.path}"}}))
-            return
         try:
             body = json.loads(raw)
         except ValueError:
-            self._send(400, json.dumps({"error": {"message": "body is not JSON"}}))
+            body = None
+        if not isinstance(body, dict):
+            self._send(400, json.dumps({"error": {"message": "body is not a JSON object"}}))
             return
         server = self.fault_server
-        event = server.begin(body, self.headers.get("Authorization", ""))
+        event = server.begin(body, self.headers.get("Authorization", ""), self.path)
         try:
             self._respond(body, event.key, event.outcome)
         except OSError:  # the client gave up (timeout) and closed the connection
@@ -286,6 +321,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, '{"id": "chatcmpl-x", "choices": [{"message": ')
         elif outcome == "nochoices":
             self._send(200, json.dumps({"id": "chatcmpl-x", "object": "chat.completion"}))
+        elif outcome == "emptychoices":
+            self._send(200, json.dumps({**completion(body, key, faults.reply), "choices": []}))
+        elif outcome in ("empty", "null", "nonstring", "huge"):
+            content: Any = {"empty": "", "null": None, "nonstring": 42, "huge": "A" * faults.huge_chars}[outcome]
+            self._send(200, json.dumps(completion(body, key, faults.reply, content=content)))
+        elif outcome == "trickle":
+            self._trickle(json.dumps(completion(body, key, faults.reply)).encode(), faults.trickle_interval)
+        elif outcome == "noroute":
+            self._send(404, json.dumps({"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}}))
+        elif outcome == "nomodel":
+            model = body.get("model")
+            self._send(404, json.dumps({"error": {"message": f"The model `{model}` does not exist or you do not have access to it.",
+                                                  "type": "invalid_request_error", "code": "model_not_found"}}))
         elif outcome.isdigit():
             self._send_error(int(outcome))
         else:
@@ -301,6 +349,18 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Retry-After"] = self.fault_server.faults.retry_after
         self._send(status, json.dumps({"error": {"message": message, "type": "injected", "code": str(status)}}), headers)
 
+    def _trickle(self, data: bytes, interval: float) -> None:
+        """A 200 whose headers come at once and whose body then comes one byte every ``interval`` seconds."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.flush()
+        for i in range(len(data)):
+            self.wfile.write(data[i:i + 1])
+            self.wfile.flush()
+            time.sleep(interval)
+
     def _send(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
         data = text.encode()
         self.send_response(status)
@@ -313,14 +373,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-def completion(body: dict[str, Any], key: str, reply: str) -> dict[str, Any]:
-    """A chat-completion object answering ``reply``; usage counts words, plus 85 tokens an image."""
+def completion(body: dict[str, Any], key: str, reply: str, content: Any = ...) -> dict[str, Any]:
+    """A chat-completion object answering ``reply`` (or a message ``content`` given as is); usage counts
+    words, plus 85 tokens an image."""
     prompt_tokens = len(key.split()) + 85 * count_images(body)
     completion_tokens = len(reply.split())
+    content = reply if content is ... else content
     return {
         "id": f"chatcmpl-{abs(hash(key)) % 10**12}", "object": "chat.completion", "created": int(time.time()),
         "model": body.get("model", "tiny"),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                   "total_tokens": prompt_tokens + completion_tokens},
     }
@@ -335,10 +397,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate_limit_fraction", type=float, default=0.0)
     parser.add_argument("--retry_after", default="1")
     parser.add_argument("--reply", default="Yes.")
+    parser.add_argument("--api_key", default=None, help="answer 401 to any other bearer token")
+    parser.add_argument("--models", default=None, help="comma-separated served models; others get 404 model_not_found")
     args = parser.parse_args(argv)
     server = FaultServer(Faults(latency=args.latency, rate_limit_first=args.rate_limit_first,
                                 rate_limit_fraction=args.rate_limit_fraction, retry_after=args.retry_after,
-                                reply=args.reply)).start(args.port)
+                                reply=args.reply, api_key=args.api_key,
+                                models=tuple(args.models.split(",")) if args.models else None)).start(args.port)
     print(server.base_url, flush=True)
     try:
         while True:

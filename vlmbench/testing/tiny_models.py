@@ -173,7 +173,7 @@ def _build_gemma3(out_dir: Path) -> None:
 
 
 def _require_torchvision() -> None:
-    from transformers.utils import is_torchvision_available
+    from transformers.utils import is_torchvision_available  # type: ignore[attr-defined]
 
     if not is_torchvision_available():
         raise TinyModelUnavailable("qwen2_vl needs torchvision (Qwen2-VL processors require a video processor): "
