@@ -1,13 +1,18 @@
 """Throughput of the ``openai`` backend against the fault server with a fixed latency.
 
-Starts ``tests/fault_server.py`` in a subprocess (latency L), sends N requests with concurrency
-cap C and compares the throughput with the ideal C/L and with a sequential loop (one request at
-a time through the synchronous ``openai`` client, as the reference implementation does). The
-server confirms that no request it answered was sent twice. A bare asyncio HTTP/1.1 client with
-the same concurrency shows what the server and machine allow without any client library, and
-longer latencies show how the fixed per-request cost of the client stack fades.
+Starts ``vlmbench.testing.fault_server`` in a subprocess (latency L), sends N requests with
+concurrency cap C and compares the throughput with the ideal C/L and with a sequential loop (one
+request at a time through the synchronous ``openai`` client, as the reference implementation
+does). The server confirms that no request it answered was sent twice. A bare asyncio HTTP/1.1
+client with the same concurrency shows what the server and machine allow without any client
+library, and longer latencies show how the fixed per-request cost of the client stack fades.
 
-    python bench/bench_api.py [--n 1024] [--concurrency 16] [--latency 0.2] [--more_latencies 0.5,1.0]
+The image run sends distinct images (``--images`` PNG files of ``--image_size`` pixels square,
+generated with Pillow), each decoded when its request is drawn from the lazy stream, as the
+runner does: so every request pays for decoding and PNG/base64 encoding its own image (the
+backend caches encodings only for an image object shared by consecutive requests).
+
+    python bench/bench_api.py [--n 1024] [--concurrency 16] [--latency 0.2] [--images 400] [--more_latencies 0.5,1.0]
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ import asyncio
 import json
 import os
 import platform
+import random
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -36,8 +43,8 @@ REPO = Path(__file__).resolve().parent.parent
 @contextmanager
 def fault_server(latency: float, extra: Sequence[str] = ()) -> Iterator[str]:
     """Run the fault server in a subprocess; yields its base URL."""
-    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "fault_server.py"), "--latency", str(latency), *extra],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "vlmbench.testing.fault_server", "--latency", str(latency), *extra],
+                            stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
         assert proc.stdout is not None
         yield proc.stdout.readline().strip()
@@ -51,25 +58,59 @@ def server_call(base_url: str, path: str, method: str = "GET") -> dict[str, Any]
     root = base_url.removesuffix("/v1")
     request = urllib.request.Request(root + path, data=b"{}" if method == "POST" else None, method=method)
     with urllib.request.urlopen(request, timeout=10) as reply:
-        return json.loads(reply.read())
+        data: dict[str, Any] = json.loads(reply.read())
+    return data
 
 
-def make_requests(n: int, tag: str, image: Any = None) -> list[Request]:
-    """N distinct one-turn requests (distinct text, so the server counts each one)."""
-    settings = GenerationSettings(max_new_tokens=8, seed=0)
-    parts = (ImagePart(image),) if image is not None else ()
-    return [Request(f"{tag}-{i}", (Message("user", parts + (TextPart(f"{tag} question {i}: is it safe?"),)),), settings)
-            for i in range(n)]
+SETTINGS = GenerationSettings(max_new_tokens=8, seed=0)
 
 
-def run_backend(base_url: str, requests: list[Request], concurrency: int) -> tuple[float, int]:
+def make_requests(n: int, tag: str) -> list[Request]:
+    """N distinct one-turn text requests (distinct text, so the server counts each one)."""
+    return [Request(f"{tag}-{i}", (Message("user", (TextPart(f"{tag} question {i}: is it safe?"),)),), SETTINGS) for i in range(n)]
+
+
+def make_images(folder: Path, count: int, size: int) -> list[Path]:
+    """COUNT distinct SIZE x SIZE PNG files: a gradient, noise and shapes that differ per image (about as
+    hard to compress as a photograph, so encoding costs what a real image costs)."""
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(0)
+    ramp = Image.linear_gradient("L").resize((size, size))
+    paths: list[Path] = []
+    for i in range(count):
+        shift = [rng.randrange(256) for _ in range(3)]
+        channels = (ramp.point(lambda v, s=shift[0]: (v + s) % 256), ramp.rotate(90).point(lambda v, s=shift[1]: (v + s) % 256),
+                    Image.effect_noise((size, size), 32).point(lambda v, s=shift[2]: (v + s) % 256))
+        image = Image.merge("RGB", channels)
+        draw = ImageDraw.Draw(image)
+        for _ in range(6):
+            x, y, r = rng.randrange(size), rng.randrange(size), rng.randrange(8, size // 4)
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(rng.randrange(256) for _ in range(3)))
+        draw.text((8, 8), f"image {i}", fill=(255, 255, 255))
+        paths.append(folder / f"image-{i:04d}.png")
+        image.save(paths[-1])
+    return paths
+
+
+def image_requests(paths: Sequence[Path], tag: str) -> Iterator[Request]:
+    """One request per image file, the image decoded when the request is drawn (as the runner does)."""
+    from PIL import Image
+
+    for i, path in enumerate(paths):
+        with Image.open(path) as file:
+            image = file.convert("RGB")
+        yield Request(f"{tag}-{i}", (Message("user", (ImagePart(image), TextPart(f"{tag} question {i}: is it safe?"))),), SETTINGS)
+
+
+def run_backend(base_url: str, requests: Iterable[Request], concurrency: int) -> tuple[float, int]:
     """Seconds for the backend to answer all requests, drawn from a lazy stream as the runner sends them; errors."""
     from vlmbench.pluginmanager import backend_spec
 
     backend = backend_spec("openai").factory({"base_url": base_url, "model": "tiny", "num_concurrent": str(concurrency)},
                                              BackendOptions())
     try:
-        list(backend.generate(requests[:concurrency]))  # warm up: connections, client platform probe
+        list(backend.generate(make_requests(concurrency, "warmup")))  # warm up: connections, client platform probe
         server_call(base_url, "/reset", "POST")
         started = time.perf_counter()
         errors = sum(r.error is not None for r in backend.generate(iter(requests)))
@@ -134,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequential_n", type=int, default=40, help="requests for the sequential loop (its rate is extrapolated)")
     parser.add_argument("--more_latencies", default="0.5,1.0", help="further latencies for the backend alone ('' for none)")
     parser.add_argument("--more_n", type=int, default=320, help="requests per run at the further latencies")
+    parser.add_argument("--images", type=int, default=400, help="distinct images (one request each) for the image run")
+    parser.add_argument("--image_size", type=int, default=512, help="side of each image in pixels")
     args = parser.parse_args(argv)
-    from PIL import Image
 
     n, c, latency = args.n, args.concurrency, args.latency
     rows: list[list[Any]] = []
@@ -145,12 +187,16 @@ def main(argv: list[str] | None = None) -> int:
         rows.append([label, lat, sent, f"{seconds:.2f}", f"{sent / seconds:.1f}", f"{sent / seconds / (c / lat):.1%}", errors,
                      stats["max_in_flight"], stats["requests"], stats["resent_after_success"]])
 
-    with fault_server(latency) as url:
-        blank = Image.new("RGB", (1000, 1000), "white")
-        for label, image in (("backend, text, lazy stream", None),
-                             ("backend, 1000x1000 image, lazy stream", blank)):
-            seconds, errors = run_backend(url, make_requests(n, label.replace(" ", "_"), image), c)
-            row(label, latency, n, seconds, errors, url)
+    with fault_server(latency) as url, tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        paths = make_images(Path(folder), args.images, args.image_size)
+        made = time.perf_counter() - started
+        png_kib = sum(p.stat().st_size for p in paths) / len(paths) / 1024
+        seconds, errors = run_backend(url, make_requests(n, "text"), c)
+        row("backend, text, lazy stream", latency, n, seconds, errors, url)
+        seconds, errors = run_backend(url, image_requests(paths, "image"), c)
+        row(f"backend, {args.images} distinct {args.image_size}x{args.image_size} PNG images, lazy stream",
+            latency, args.images, seconds, errors, url)
         server_call(url, "/reset", "POST")
         row("reference: bare asyncio HTTP client, no library", latency, n, run_raw(url, n, c), 0, url)
         seq_n = min(n, args.sequential_n)
@@ -162,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
             seconds, errors = run_backend(url, make_requests(args.more_n, f"more{more}"), c)
             row("backend, text, lazy stream", float(more), args.more_n, seconds, errors, url)
     print(f"machine: {machine()}")
-    print(f"fault server in a subprocess; concurrency cap C={c}; ideal = C/L (C/0.2 s = {c / latency:.0f} req/s)\n")
+    print(f"fault server in a subprocess; concurrency cap C={c}; ideal = C/L (C/{latency:g} s = {c / latency:.0f} req/s)")
+    print(f"images: {args.images} distinct {args.image_size}x{args.image_size} PNG files, {png_kib:.0f} KiB each on average "
+          f"(generated in {made:.1f} s)\n")
     print(tabulate(rows, headers=["run", "L (s)", "requests", "seconds", "req/s", "of C/L", "errors",
                                   "server max in flight", "server requests", "resent after success"]))
     stream_rate = float(rows[0][4])

@@ -4,17 +4,19 @@ and the static page driven in real headless Chromium (sorting, category filter, 
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import run_dir
 
+from conftest import run_dir
 from vlmbench.cli import main
 from vlmbench.errors import UserError
 from vlmbench_leaderboard.board import rank_labels, tied
@@ -255,6 +257,34 @@ CONFIG_ERRORS = {
     "bad format": (lambda c: column(c, "date").update(format="datetime"), "format: 'datetime' is not valid"),
     "category without placeholder": (lambda c: column(c, "perception_text")["category"].update(value="tasks.perception-text.metrics.accuracy.value"),
                                      "needs exactly one {category} segment"),
+    # checked by the shipped JSON Schema: field, value and fix on one line
+    "title not text": (lambda c: c.update(title=5), "title: 5 is a whole number, not text; write it as text"),
+    "date as title": (lambda c: c.update(title=datetime.date(2026, 1, 1)), "title: 2026-01-01 is a date, not text"),
+    "two model columns": (lambda c: column(c, "org").update(kind="model"), "columns: 2 of its 19 items have 'kind: model'; give"),
+    "digits out of range": (lambda c: column(c, "perception_image").update(digits=9),
+                            "columns[4] (perception_image): digits: 9 is not valid; use a whole number from 0 to 6"),
+    "weight without aggregate": (lambda c: column(c, "perception_image").update(weight="tasks.perception-image.metrics.n_samples"),
+                                 "weight: 'tasks.perception-image.metrics.n_samples' is not allowed here; weight is only meaningful with"),
+    "aggregate without star": (lambda c: column(c, "refusal_rate").update(value="tasks.alignment-image.metrics.refusal_rate"),
+                               "value: 'tasks.alignment-image.metrics.refusal_rate' is not valid; with 'aggregate: mean' the path needs exactly one '*'"),
+    "column not a mapping": (lambda c: c["columns"].append("oops"), "columns[19]: 'oops' is text, not a mapping; write each column as"),
+    "bad direction": (lambda c: c["sort"].update(direction="down"), "sort.direction: 'down' is not valid; use asc or desc"),
+    "detail with gap and task": (lambda c: c["detail"][0].update(gap="alignment-text"),
+                                 "detail[0]: task: 'perception-image' is not allowed here; give either gap or task and metric, not both"),
+    "unknown plot kind": (lambda c: c["plots"][0].update(kind="pie"), "plots[0]: kind: 'pie' is not valid; use modality_gap or heatmap"),
+    "plot file outside plots/": (lambda c: c["plots"][0].update(file="../x.svg"), "plots[0]: file: '../x.svg' is not valid; give a file name"),
+    "heatmap key on a gap plot": (lambda c: c["plots"][0].update(task="alignment-image"),
+                                  "plots[0]: task: 'alignment-image' is not allowed here; this key belongs to 'kind: heatmap' plots"),
+    "heatmap without metric": (lambda c: c["plots"][1].pop("metric"), "plots[1]: 'metric' is required; a heatmap plot needs task, metric and label"),
+    "unknown plot key": (lambda c: c["plots"][1].update(colour="red"), "plots[1]: unknown key 'colour'"),
+    # checked against the results schema and the entries
+    "duplicate column id": (lambda c: column(c, "org").update(id="revision"), "columns: id 'revision' is used twice"),
+    "two plots, one file": (lambda c: c["plots"][1].update(file="modality_gap.svg"), "plots: file 'modality_gap.svg' is used twice"),
+    "misspelt detail metric": (lambda c: c["detail"][0].update(metric="acuracy"),
+                               "detail[0]: path 'tasks.perception-image.by_category.*.acuracy' is in no entry's results.json"),
+    "misspelt heatmap task": (lambda c: c["plots"][1].update(task="alignment-imag"),
+                              "plots[1]: path 'tasks.alignment-imag.by_category.*.recall_unsafe' is in no entry's results.json: 'alignment-imag'"),
+    "misspelt gap": (lambda c: c["plots"][0]["series"][1].update(gap="perception-txt"), "plots[0]: path 'modality_gaps.perception-txt'"),
 }
 
 
@@ -266,6 +296,61 @@ def test_bad_config_is_one_line_naming_the_field(case: str, data_dir: Path, tmp_
         build_site(data_dir, tmp_path / "site", path)
     assert message in str(error.value) and str(path) in str(error.value) and "\n" not in str(error.value)
     assert not (tmp_path / "site").exists()
+
+
+def test_config_error_on_the_command_line_is_one_line(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = edited_config(tmp_path, CONFIG_ERRORS["bad format"][0])
+    assert main(["leaderboard", "build", str(data_dir), "--out", str(tmp_path / "site"), "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and "format: 'datetime' is not valid; use percent, signed_percent, number or text" in err
+
+
+def test_shipped_config_matches_the_shipped_schema() -> None:
+    import jsonschema
+
+    schema = json.loads((default_config_path().parent / "leaderboard.schema.json").read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft202012Validator(schema).validate(yaml.safe_load(default_config_path().read_text(encoding="utf-8")))
+
+
+def test_plots_come_from_the_config(data_dir: Path, tmp_path: Path) -> None:
+    def edit(config: dict[str, Any]) -> None:
+        config["plots"] = [{"kind": "heatmap", "file": "perception.svg", "title": "Perception by category (text)", "alt": "Heat map.",
+                            "task": "perception-text", "metric": "accuracy", "label": "accuracy"}]
+
+    summary = build_site(data_dir, tmp_path / "site", edited_config(tmp_path, edit))
+    assert [f for f in summary["files"] if f.startswith("plots/")] == ["plots/perception.svg"]
+    html = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert 'src="plots/perception.svg"' in html and "category_heatmap" not in html
+    summary = build_site(data_dir, tmp_path / "bare", edited_config(tmp_path, lambda c: c.pop("plots")))
+    assert not [f for f in summary["files"] if f.startswith("plots/")] and not (tmp_path / "bare" / "plots").exists()
+
+
+def test_no_task_or_metric_names_in_the_build_code() -> None:
+    package = default_config_path().parent
+    config = yaml.safe_load(default_config_path().read_text(encoding="utf-8"))
+    names = {p["task"] for p in config["plots"] if "task" in p} | {d["task"] for d in config["detail"] if "task" in d}
+    names |= {"alignment-text", "perception-text", "recall_unsafe"}
+    for module in ("build", "site", "config", "config_schema", "schemas", "entries", "cells", "board", "formatting",
+                   "render_md", "render_csv", "render_json", "render_html", "render_plots", "plots"):
+        code = (package / f"{module}.py").read_text(encoding="utf-8")
+        assert not [n for n in names if n in code], module
+        assert len(code.splitlines()) <= 300, module
+
+
+def test_one_number_format_per_kind_of_number(site: Path) -> None:
+    from vlmbench_leaderboard.formatting import format_cell, format_number
+
+    assert format_cell(Cell(0.0, None, -0.05, 0.01), "signed_percent", 1) == ("+0.0", "[-5.0, +1.0]")
+    assert [format_number(v, "signed_percent") for v in (-0.0004, 0.0, 0.1, -0.1)] == ["+0.0", "+0.0", "+10.0", "-10.0"]
+    assert format_number(-0.0004, "percent") == "0.0" and format_cell(Cell(0.488, 0.018), "percent") == ("48.8", "± 3.5")
+    board = json.loads((site / "leaderboard.json").read_text(encoding="utf-8"))
+    gaps = [r["values"][c]["text"] for r in board["rows"] for c in ("gap_alignment", "gap_perception") if r["values"][c]["value"] is not None]
+    gaps += [v["text"] for r in board["rows"] for v in (r["detail"]["by_category"][cat].get("gap:alignment-text") for cat in
+             r["detail"]["by_category"]) if v and v["value"] is not None]
+    signed = r"[+-]\d+\.\d"
+    assert gaps and all(re.fullmatch(rf"{signed}( \[{signed}, {signed}\])?", text) for text in gaps), gaps
+    assert "| +0.0 [-5.0, +1.0] " in (site / "leaderboard.md").read_text(encoding="utf-8")  # Model C's gap: signed like the rest
 
 
 def test_yaml_syntax_error_names_the_line(data_dir: Path, tmp_path: Path) -> None:
@@ -310,6 +395,8 @@ BAD_ENTRIES: dict[str, tuple[Any, str]] = {
     "metadata without name": (lambda e: (e / "metadata.json").write_text(json.dumps({k: v for k, v in json.loads(
         (e / "metadata.json").read_text()).items() if k != "name"})), "metadata.json: field (top level): 'name' is a required property"),
     "metadata name a number": (lambda e: write_with_literal(e / "metadata.json", ("name",), "5"), "metadata.json: field name: 5 is not of type"),
+    "metadata with a terminal escape": (lambda e: write_with_literal(e / "metadata.json", ("date",), json.dumps("\x1b[2J\n2026")),
+                                        "metadata.json: field date: '\\x1b[2J\\n2026' does not match"),
     "metadata NaN": (lambda e: write_with_literal(e / "metadata.json", ("parameters",), "NaN"), "metadata.json: not valid JSON (NaN is not JSON)"),
 }
 
@@ -324,6 +411,7 @@ def test_bad_entry_is_skipped_with_one_warning_line(how: str, data_dir: Path, tm
     assert (summary["models"], summary["ranked"], summary["skipped"]) == (5, 3, 1)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"warning: skipped entry {BROKEN}: {data / BROKEN}") and message in err, err
+    assert err[:-1].isprintable()
     board = json.loads((tmp_path / "site" / "leaderboard.json").read_text(encoding="utf-8"))
     assert BROKEN not in [r["entry"] for r in board["rows"]] and len(board["rows"]) == 5
     assert "_random_" not in (tmp_path / "site" / "leaderboard.md").read_text(encoding="utf-8")
@@ -342,6 +430,16 @@ def test_cli_warns_per_bad_entry_and_still_builds(data_dir: Path, tmp_path: Path
     assert len(lines) == 2 and all(line.startswith("warning: skipped entry ") for line in lines)
     assert BROKEN in lines[1] and "org__model-c__main" in lines[0]  # in folder order
     assert NAME_C not in (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+
+
+def test_warning_escapes_control_characters(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    (data / "zz\x1b[2J\nentry").mkdir()  # a folder name no terminal should receive raw
+    assert build_site(data, tmp_path / "site")["skipped"] == 1
+    err = capsys.readouterr().err
+    assert err == f"warning: skipped entry zz\\x1b[2J\\nentry: {data}/zz\\x1b[2J\\nentry: no metadata.json; " \
+        "every entry needs metadata.json and results.json (re-add it with `vlmbench leaderboard add`) or remove the folder\n"
 
 
 def test_no_valid_entry_is_one_line_error(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -449,3 +547,51 @@ def test_page_sorts_filters_shows_details_and_stays_inert(browser: Any, site: Pa
     assert detail_cells[0].text == expected.get("perception-image:accuracy", {"text": "-"})["text"]
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert  # noqa: B018
+
+
+READABLE_PX = 12.0  # the smallest text size accepted in a plot, as shown on the page
+
+
+def table_overflow(driver: Any) -> list[tuple[str, int, int]]:
+    """Elements wider than their box: the results table, its scrolling wrapper and the page."""
+    sizes = driver.execute_script(
+        "var t = document.getElementById('leaderboard'), e = document.documentElement;"
+        "return [['table', t.scrollWidth, t.clientWidth], ['wrapper', t.parentNode.scrollWidth, t.parentNode.clientWidth],"
+        " ['page', e.scrollWidth, e.clientWidth]];")
+    return [(name, scroll, client) for name, scroll, client in sizes if scroll > client]
+
+
+def test_page_table_fits_1400px_and_heatmap_labels_are_readable(browser: Any, site: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    board = json.loads((site / "leaderboard.json").read_text(encoding="utf-8"))
+    browser.get((site / "index.html").resolve().as_uri())
+    assert browser.execute_script("return window.innerWidth") == 1400
+    assert table_overflow(browser) == []
+    # Sorting adds an arrow to a header; a category view swaps the cells: the table still fits.
+    for column_id in ("alignment_image_specificity", "gap_perception", "version"):
+        browser.find_element(By.CSS_SELECTOR, f'button[data-sort="{column_id}"]').click()
+        assert table_overflow(browser) == [], column_id
+    Select(browser.find_element(By.ID, "category-filter")).select_by_value(board["categories"][0])
+    assert table_overflow(browser) == []
+
+    # The heat map is shown at a size where its labels are at least READABLE_PX: the SVG keeps each
+    # label's font size in its glyphs' transform (text is drawn as paths); the page scales the figure.
+    browser.get((site / "index.html").resolve().as_uri())
+    image = browser.find_element(By.CSS_SELECTOR, 'img[src="plots/category_heatmap.svg"]')
+    shown_width = browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0 ? arguments[0].clientWidth : 0", image)
+    browser.get((site / "plots" / "category_heatmap.svg").resolve().as_uri())
+    view_width, labels = browser.execute_script(
+        "return [document.documentElement.viewBox.baseVal.width,"
+        " Array.prototype.map.call(document.querySelectorAll('[id^=\"heatmap-\"]'), function (label) {"
+        "   var m = label.querySelector('g[transform]').transform.baseVal.consolidate().matrix;"
+        "   return [label.id, Math.hypot(m.a, m.b) * 100, label.getBoundingClientRect().height]; })];")
+    values = [label for label in labels if label[0].startswith("heatmap-value-")]
+    expected = sum(1 for row in board["rows"] for cat in board["categories"]
+                   if (row["by_category"][cat]["values"].get("alignment_image_recall") or {}).get("value") is not None)
+    assert shown_width > 0 and len(values) == expected > 0
+    assert {label[0].rsplit("-", 1)[0] for label in labels} >= {"heatmap-model", "heatmap-category"}
+    for name, size, height in labels:
+        assert size * shown_width / view_width >= READABLE_PX, (name, size * shown_width / view_width)
+        assert height > 0.6 * size, name  # the glyphs are drawn at that size

@@ -21,18 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import load_results, vlmbench
-from vlmbench.testing.fault_server import FaultServer, Faults
 from PIL import Image
 
+from conftest import load_results, vlmbench
 from vlmbench.backend import BackendOptions, GenerationSettings, ImagePart, Message, Request, Response, TextPart
 from vlmbench.errors import UserError
-from vlmbench.http import retry_after_seconds, status_failure
+from vlmbench.http import Failure, RetryPolicy, body_byte_limit, redact_text, reply_char_limit, retry_after_seconds, status_failure
 from vlmbench.pluginmanager import backend_spec, backend_specs
+from vlmbench.testing.fault_server import Faults, FaultServer, completion
 
 pytest.importorskip("openai")
 
-from vlmbench_plugins.openai_api import OpenAIBackend  # noqa: E402
+from vlmbench_plugins.openai_api import OpenAIBackend
 
 KEY = "sk-test-PLANTED-7f3a9c1e5b2d4f6a8c0e"
 StartServer = Callable[..., FaultServer]
@@ -63,8 +63,9 @@ def make_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeBackend]:
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     backends: list[OpenAIBackend] = []
 
-    def make(server: FaultServer, **args: Any) -> OpenAIBackend:
-        model_args = {"base_url": server.base_url, "model": "tiny", **{k: str(v) for k, v in args.items()}}
+    def make(server: FaultServer | str, **args: Any) -> OpenAIBackend:
+        base_url = server if isinstance(server, str) else server.base_url
+        model_args = {"base_url": base_url, "model": "tiny", **{k: str(v) for k, v in args.items()}}
         backend = backend_spec("openai").factory(model_args, BackendOptions())
         backend.backoff_base = 0.05  # type: ignore[misc]
         backends.append(backend)  # type: ignore[arg-type]
@@ -78,7 +79,7 @@ def make_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeBackend]:
 def chat(texts: Sequence[str], image: Any = None, settings: GenerationSettings | None = None) -> list[Request]:
     """One single-turn request per text, ids ``r0``, ``r1``, ...; the image (if any) comes first."""
     parts = (ImagePart(image),) if image is not None else ()
-    return [Request(f"r{i}", (Message("user", parts + (TextPart(text),)),), settings or GenerationSettings(max_new_tokens=8))
+    return [Request(f"r{i}", (Message("user", (*parts, TextPart(text))),), settings or GenerationSettings(max_new_tokens=8))
             for i, text in enumerate(texts)]
 
 
@@ -93,6 +94,31 @@ def run(backend: OpenAIBackend, requests: Sequence[Request]) -> dict[str, Respon
 def assert_sent_once(server: FaultServer) -> None:
     """No request that the server answered 200 was sent again (f)."""
     assert server.resent_after_success() == {}
+
+
+class Drawn:
+    """A lazy request stream, as the runner passes it, that counts how many requests the backend drew."""
+
+    def __init__(self, requests: Sequence[Request]) -> None:
+        self.requests = requests
+        self.count = 0
+
+    def __iter__(self) -> Iterator[Request]:
+        for request in self.requests:
+            self.count += 1
+            yield request
+
+
+def run_until_stopped(backend: OpenAIBackend, requests: Drawn) -> tuple[list[Response], UserError]:
+    """What ``generate`` yielded before it raised, and the UserError it raised (the test fails if none)."""
+    yielded: list[Response] = []
+    with pytest.raises(UserError) as stopped:
+        for response in backend.generate(requests):
+            yielded.append(response)
+    return yielded, stopped.value
+
+
+STOPPED = "(stopped after 3 failed attempts in a row and none succeeded)"
 
 
 # --- registration and arguments -------------------------------------------------------------
@@ -140,12 +166,31 @@ def test_retry_after_header_forms() -> None:
     assert retry_after_seconds({}) is None
 
 
+def test_http_helpers() -> None:
+    policy = RetryPolicy(max_retries=2, backoff_base=1.0, backoff_cap=3.0)
+    assert [policy.backoff(attempt) <= cap for attempt, cap in ((0, 1.0), (1, 2.0), (5, 3.0))] == [True] * 3
+    assert policy.wait_before_retry(Failure("HTTP 429", retryable=True, retry_after=7.0), 0) == 7.0
+    daily = policy.settle(Failure("HTTP 429", retryable=True, rate_limited=True, retry_after=86400.0))
+    assert (daily.reason, daily.retryable, daily.kind) == ("HTTP 429 (Retry-After 86400 s)", False, "HTTP 429")
+    assert reply_char_limit(8) == 8 * 32 + 1024 and body_byte_limit(8) == reply_char_limit(8) * 12 + 64 * 1024
+    text = (f"see http://me:pw-SECRET@host:1/v1?api-key=Q-SECRET and /models?access_token=T-SECRET&page=2; "
+            f"Authorization: Bearer B-SECRET-123; api_key=P-SECRET; {KEY[:-4]}...")
+    assert redact_text(text, [KEY]) == ("see http://***@host:1/v1?*** and /models?access_token=***&page=2; "
+                                        "Authorization: Bearer ***; api_key=***; ***...")
+
+
 def test_status_classification() -> None:
     assert status_failure(429, {"Retry-After": "3"}, {}, "").retry_after == 3.0
     assert status_failure(429, {}, {}, "").rate_limited
     assert not status_failure(429, {}, {"error": {"code": "insufficient_quota"}}, "quota").retryable
     assert all(status_failure(s, {}, {}, "").retryable for s in (408, 409, 500, 502, 503))
     assert not any(status_failure(s, {}, {}, "no").retryable for s in (400, 401, 403, 404, 422))
+    # the endpoint-level classes that stop a run which has had no success yet
+    assert [status_failure(s, {}, body, m).kind for s, body, m in (
+        (401, {}, "bad key"), (403, {}, "forbidden"), (404, {"error": {"code": "model_not_found"}}, "gone"),
+        (404, {}, "The model `x` does not exist."), (404, {}, "no route"), (400, {}, "bad"), (500, {}, ""))] == [
+        "HTTP 401", "HTTP 403", "HTTP 404 model_not_found", "HTTP 404 model_not_found", "HTTP 404", "HTTP 400", "HTTP 500"]
+    assert status_failure(404, {}, {}, "no route").endpoint and not status_failure(500, {}, {}, "").endpoint
 
 
 # --- the fault server -----------------------------------------------------------------------
@@ -228,6 +273,8 @@ def test_a_request_that_always_fails_ends_as_an_error(serve: StartServer, make_b
     responses = run(backend, chat(texts))
     assert responses["r0"].error == "HTTP 500 after 3 retries" and responses["r0"].text is None  # (d)
     assert all(responses[f"r{i}"].text == "Yes." for i in range(1, 6))
+    assert backend.error_summary() == {"HTTP 500": 1}  # what the CLI can summarise at the end
+    assert backend.attempt_summary() == {"HTTP 500": 4}
     outcomes = server.outcomes()
     assert outcomes["doomed <<500:all>>"] == ["500"] * 4
     assert all(outcomes[t] == ["200"] for t in texts[1:])
@@ -329,6 +376,215 @@ def test_stopping_early_cancels_what_is_in_flight(serve: StartServer, make_backe
     time.sleep(0.6)
     assert server.record.received <= 4  # 2 at first, then at most the 2 slots freed meanwhile
     assert run(backend, chat(["again"]))["r0"].text == "Yes."  # the backend still works
+
+
+# --- no fault becomes an answer -------------------------------------------------------------
+
+
+def test_a_200_without_an_answer_is_retried_then_an_error(serve: StartServer, make_backend: MakeBackend) -> None:
+    server = serve()
+    backend = make_backend(server, num_concurrent=8, max_retries=2)
+    once = ["empty once <<empty:1>>", "null once <<null:1>>", "a number once <<nonstring:1>>", "no choices once <<emptychoices:1>>"]
+    always = ["always empty <<empty:all>>", "always null <<null:all>>", "always a number <<nonstring:all>>",
+              "always no choices <<emptychoices:all>>"]
+    responses = run(backend, chat(once + always))
+    assert [responses[f"r{i}"].text for i in range(4)] == ["Yes."] * 4
+    assert [(responses[f"r{i}"].text, responses[f"r{i}"].error) for i in range(4, 8)] == [
+        (None, "empty answer after 2 retries"), (None, "empty answer after 2 retries"),
+        (None, "malformed response after 2 retries"), (None, "malformed response after 2 retries")]
+    outcomes = server.outcomes()
+    assert [outcomes[t] for t in once] == [["empty", "200"], ["null", "200"], ["nonstring", "200"], ["emptychoices", "200"]]
+    assert [outcomes[t] for t in always] == [["empty"] * 3, ["null"] * 3, ["nonstring"] * 3, ["emptychoices"] * 3]
+    assert backend.error_summary() == {"empty answer": 2, "malformed response": 2}
+    assert_sent_once(server)
+
+
+def test_a_reply_longer_than_max_new_tokens_allows_is_an_error(serve: StartServer, make_backend: MakeBackend) -> None:
+    server = serve(huge_chars=5000)
+    backend = make_backend(server, max_retries=2)
+
+    def ask(request_id: str, text: str, max_new_tokens: int) -> Request:
+        return Request(request_id, (Message("user", (TextPart(text),)),), GenerationSettings(max_new_tokens=max_new_tokens))
+
+    responses = run(backend, [ask("short", "5000 characters for 8 tokens <<huge:1>>", 8),
+                              ask("long", "5000 characters for 4096 tokens <<huge:1>>", 4096)])
+    # 8 tokens cannot produce 5000 characters: an error, not retried (greedy decoding would repeat it)
+    assert responses["short"].error == "reply too long: 5000 characters, more than max_tokens could produce (limit 1280)"
+    assert responses["long"].text == "A" * 5000  # 4096 tokens can
+    assert server.outcomes()["5000 characters for 8 tokens <<huge:1>>"] == ["huge"]
+    assert backend.error_summary() == {"reply too long": 1}
+
+
+def test_a_runaway_body_is_cut_off_at_its_size_bound(serve: StartServer, make_backend: MakeBackend) -> None:
+    server = serve(huge_chars=4_000_000)
+    backend = make_backend(server, max_retries=2)
+    responses = run(backend, chat(["four megabytes <<huge:1>>", "fine"]))
+    assert responses["r0"].error == f"reply too long: over {body_byte_limit(8)} bytes, more than max_tokens=8 could produce"
+    assert responses["r1"].text == "Yes."
+    assert server.outcomes()["four megabytes <<huge:1>>"] == ["huge"]
+
+
+def test_timeout_is_a_total_deadline_per_attempt(serve: StartServer, make_backend: MakeBackend) -> None:
+    # One byte every 0.5 s: every read finishes well within a 1 s per-read timeout, so only a
+    # total deadline ends the attempt; the body takes minutes to trickle out in full.
+    server = serve(trickle_interval=0.5)
+    backend = make_backend(server, max_retries=1, timeout=1.0)
+    texts = ["trickled once <<trickle:1>>", "always trickled <<trickle:all>>"]
+    responses = run(backend, chat(texts))
+    assert responses["r0"].text == "Yes."
+    assert responses["r1"].error == "timeout after 1 retries"
+    outcomes = server.outcomes()
+    assert outcomes[texts[0]] == ["trickle", "200"] and outcomes[texts[1]] == ["trickle", "trickle"]
+    full = len(json.dumps(completion(server.bodies(texts[0])[0], texts[0], "Yes.")))
+    trickled = [e.body_bytes for e in server.events() if e.outcome == "trickle"]
+    assert len(trickled) == 3 and all(n is not None and n < full // 4 for n in trickled), (trickled, full)
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+
+def test_base_url_credentials_and_invalid_urls_are_one_line_user_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    factory = backend_spec("openai").factory
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    cases = {
+        "http://user:hunter2-PASS@127.0.0.1:8000/v1": "base_url 'http://***@127.0.0.1:8000/v1' must not carry credentials "
+                                                      "(user:password@); pass the key as api_key or OPENAI_API_KEY",
+        "http://127.0.0.1:8000/v1?api-key=QUERY-SECRET": "base_url 'http://127.0.0.1:8000/v1?***' must not carry credentials in its "
+                                                         "query string (api-key=***); pass the key as api_key or OPENAI_API_KEY",
+        "http://[::1:8000/v1": "base_url 'http://[::1:8000/v1' is not a valid URL (Invalid IPv6 URL); e.g. http://127.0.0.1:8000/v1",
+        "127.0.0.1:8000/v1": "base_url '127.0.0.1:8000/v1' must start with http:// or https://; e.g. http://127.0.0.1:8000/v1",
+        "http:///v1": "base_url 'http:///v1' has no host; e.g. http://127.0.0.1:8000/v1",
+        "http://127.0.0.1:8000/v1?api-version=2024-06-01": "base_url 'http://127.0.0.1:8000/v1?***' must not have a query string "
+                                                           "(the client appends the API path after it); remove it",
+    }
+    for url, message in cases.items():
+        with pytest.raises(UserError) as info:
+            factory({"model": "m", "base_url": url}, BackendOptions())
+        assert str(info.value) == f"--model openai: {message}"
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://me:ENV-PASS@example.com/v1")
+    with pytest.raises(UserError) as info:
+        factory({"model": "m"}, BackendOptions())
+    assert str(info.value).startswith("--model openai: OPENAI_BASE_URL 'https://***@example.com/v1' must not carry credentials")
+
+
+def test_an_invalid_base_url_on_the_command_line_is_one_line(tmp_path: Path, data_cache: Path) -> None:
+    proc = vlmbench("run", "--model", "openai", "--model_args", "base_url=http://[::1:8000/v1,model=tiny", "--tasks", "alignment-text",
+                    "--limit", "1", "--output_path", str(tmp_path / "out"), check=False, env={"VLMBENCH_CACHE_DIR": str(data_cache)})
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "base_url 'http://[::1:8000/v1' is not a valid URL (Invalid IPv6 URL)" in proc.stderr
+
+
+def test_error_texts_are_redacted(serve: StartServer, make_backend: MakeBackend, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    server = serve()
+    backend = make_backend(server, api_key=KEY, max_retries=0)
+    responses = run(backend, chat(["a proxy echoes secrets <<leaky:all>>", "fine"]))
+    assert responses["r0"].error == ("HTTP 400: upstream http://***@10.0.0.1:9000/v1?*** refused Authorization: Bearer ***; "
+                                     "retry with api_key=***")
+    assert responses["r1"].text == "Yes."
+    seen = [responses["r0"].error, caplog.text]
+    assert not [secret for secret in ("proxy-pass-LEAKED", "QUERY-KEY-LEAKED", "PROSE-KEY-LEAKED", KEY) if any(secret in t for t in seen)]
+
+
+# --- a dead or wrong endpoint fails fast ----------------------------------------------------
+
+
+def test_a_closed_port_stops_the_run_after_a_few_attempts(make_backend: MakeBackend) -> None:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    backend = make_backend(url, num_concurrent=4)
+    requests = Drawn(chat([f"question {i}" for i in range(100)]))
+    yielded, stopped = run_until_stopped(backend, requests)
+    assert str(stopped) == (f"--model openai: {url}: connection refused, nothing listens at 127.0.0.1:{port}; "
+                            f"start the server, or fix the host and port in base_url {STOPPED}")
+    assert yielded == []  # no per-sample error is stored for a dead endpoint
+    assert requests.count <= 2 * 4 + 1  # of 100: only the first window was drawn
+    attempts = backend.attempt_summary()
+    assert set(attempts) == {"connection refused"} and 3 <= attempts["connection refused"] <= 4 + 3
+
+
+def test_a_rejected_key_stops_the_run(serve: StartServer, make_backend: MakeBackend) -> None:
+    server = serve(api_key="sk-the-right-key-0123456789")
+    backend = make_backend(server, api_key=KEY, num_concurrent=4)
+    yielded, stopped = run_until_stopped(backend, Drawn(chat([f"question {i}" for i in range(100)])))
+    message = str(stopped)
+    assert message.startswith(f"--model openai: {server.base_url}: HTTP 401, the key was rejected: Incorrect API key provided: ***")
+    assert message.endswith(f"; pass a valid key as api_key or OPENAI_API_KEY {STOPPED}")
+    assert KEY not in message and "\n" not in message and yielded == []
+    events = server.events()
+    assert 3 <= len(events) <= 4 + 3 and {e.outcome for e in events} == {"401"}  # of 100 requests
+
+
+def test_a_missing_model_stops_the_run(serve: StartServer, make_backend: MakeBackend) -> None:
+    server = serve(models=("served-model",))
+    backend = make_backend(server, model="missing-model", num_concurrent=4)
+    yielded, stopped = run_until_stopped(backend, Drawn(chat([f"question {i}" for i in range(100)])))
+    assert str(stopped) == (f"--model openai: {server.base_url}: HTTP 404, model not found: The model `missing-model` does not exist "
+                            f"or you do not have access to it; check model=missing-model against GET {server.base_url}/models {STOPPED}")
+    events = server.events()
+    assert yielded == [] and 3 <= len(events) <= 4 + 3 and {e.outcome for e in events} == {"nomodel"}
+
+
+def test_a_wrong_route_stops_the_run(serve: StartServer, make_backend: MakeBackend) -> None:
+    server = serve()
+    root = server.base_url.removesuffix("/v1")  # the /v1 forgotten
+    backend = make_backend(root, num_concurrent=4)
+    yielded, stopped = run_until_stopped(backend, Drawn(chat([f"question {i}" for i in range(100)])))
+    assert str(stopped) == (f"--model openai: {root}: HTTP 404, no such route: no route /chat/completions; "
+                            f"check base_url (OpenAI-compatible servers usually serve under /v1) {STOPPED}")
+    events = server.events()
+    assert yielded == [] and 3 <= len(events) <= 4 + 3 and {e.outcome for e in events} == {"noroute"}
+
+
+def test_a_server_that_never_answers_in_time_stops_the_run(serve: StartServer, make_backend: MakeBackend) -> None:
+    server = serve(slow_seconds=5.0)
+    backend = make_backend(server, num_concurrent=2, timeout=0.3)
+    yielded, stopped = run_until_stopped(backend, Drawn(chat([f"question {i} <<slow:all>>" for i in range(50)])))
+    assert str(stopped) == (f"--model openai: {server.base_url}: timeout, no complete answer within 0.3 s; "
+                            f"check that the server is up and answering, or raise timeout= {STOPPED}")
+    events = server.events()
+    assert yielded == [] and 3 <= len(events) <= 2 + 3 and {e.outcome for e in events} == {"slow"}
+
+
+def test_an_unresolvable_host_stops_the_run(make_backend: MakeBackend) -> None:
+    host = "vlmbench-test.invalid"  # the .invalid top-level domain never resolves (RFC 2606)
+    try:
+        socket.getaddrinfo(host, 80)
+        pytest.skip(f"{host} resolves here")
+    except socket.gaierror:
+        pass
+    backend = make_backend(f"http://{host}/v1", num_concurrent=2, timeout=10)
+    yielded, stopped = run_until_stopped(backend, Drawn(chat([f"question {i}" for i in range(20)])))
+    assert str(stopped) == (f"--model openai: http://{host}/v1: DNS failure, cannot resolve the host of {host}:80; "
+                            f"check the host name in base_url {STOPPED}")
+    assert yielded == []
+
+
+def test_errors_before_the_first_success_are_held_back_then_released(serve: StartServer, make_backend: MakeBackend) -> None:
+    server = serve()
+    backend = make_backend(server, num_concurrent=1)
+    texts = ["bad key 0 <<401:all>>", "bad key 1 <<401:all>>", "fine"]  # two endpoint-level failures, then a success
+    responses = run(backend, chat(texts))
+    assert [e.outcome for e in server.events()] == ["401", "401", "200"]
+    assert [(r.text, (r.error or "")[:10]) for r in (responses["r0"], responses["r1"], responses["r2"])] == [
+        (None, "HTTP 401: "), (None, "HTTP 401: "), ("Yes.", "")]
+    assert backend.error_summary() == {"HTTP 401": 2}
+    too_few = make_backend(server, num_concurrent=1)  # fewer failures than the threshold and no success: ordinary errors
+    responses = run(too_few, chat(["bad key 2 <<401:all>>", "bad key 3 <<401:all>>"]))
+    assert all((r.error or "").startswith("HTTP 401: ") for r in responses.values())
+
+
+def test_after_a_success_endpoint_failures_are_ordinary_errors(serve: StartServer, make_backend: MakeBackend) -> None:
+    server = serve(slow_seconds=2.0)
+    backend = make_backend(server, num_concurrent=2, max_retries=1, timeout=0.3)
+    assert run(backend, chat(["fine"]))["r0"].text == "Yes."
+    responses = run(backend, chat([f"bad key {i} <<401:all>>" for i in range(6)] + [f"slow {i} <<slow:all>>" for i in range(3)]))
+    assert sorted(r.error or "" for r in responses.values()) == (
+        ["HTTP 401: Incorrect API key provided: EMPTY. You can find your API key in your account settings."] * 6
+        + ["timeout after 1 retries"] * 3)
+    assert backend.error_summary() == {"HTTP 401": 6, "timeout": 3}
+    assert len(server.events()) == 1 + 6 + 3 * 2
 
 
 # --- transformers serve ---------------------------------------------------------------------

@@ -165,7 +165,7 @@ def read_bundle(path: Path) -> Bundle:
     path = Path(path)
     try:
         with open(path, "rb") as raw:
-            return _read(raw, os.fstat(raw.fileno()).st_size, path.name)
+            return _read(raw, os.fstat(raw.fileno()).st_size)
     except FileNotFoundError:
         raise UserError(f"{terminal(path)}: no such bundle file") from None
     except IsADirectoryError:
@@ -174,13 +174,13 @@ def read_bundle(path: Path) -> Bundle:
         raise Rejected([f"{terminal(path.name)}: cannot read it ({exc.strerror or type(exc).__name__})"]) from None
 
 
-def read_bundle_bytes(data: bytes, label: str) -> Bundle:
+def read_bundle_bytes(data: bytes) -> Bundle:
     """Read a bundle held in memory (as ``submit`` checks what it is about to write)."""
-    return _read(io.BytesIO(data), len(data), label)
+    return _read(io.BytesIO(data), len(data))
 
 
-def _read(raw: BinaryIO, size: int, label: str) -> Bundle:
-    files = {member.name: member.data for member in read_members(raw, size, terminal(label, 80), _checker(), LIMITS)}
+def _read(raw: BinaryIO, size: int) -> Bundle:
+    files = {member.name: member.data for member in read_members(raw, size, _checker(), LIMITS)}
     bundle = Bundle(files)
     for name in ("manifest.json", "metadata.json"):
         if name not in files:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 import sys
 from pathlib import Path
 
@@ -86,27 +87,31 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    """Build the sample site from the built-in baselines: run, submit, verify + add, build."""
+    """Build the sample site from the built-in baselines: evaluate (the library API), submit, verify + add, build."""
     import tempfile
 
-    from vlmbench.cli import main as vlmbench_main
+    from vlmbench.evaluation import EvalConfig, evaluate
 
     out = Path(args.out)
     with tempfile.TemporaryDirectory(prefix="vlmbench-sample-") as tmp:
         work = Path(tmp)
         for model in BASELINES:
-            steps = [["run", "--model", model, "--tasks", "all", "--output_path", str(work / "runs" / model)]]
-            for step in steps:
-                if vlmbench_main(step) != 0:
-                    return 1
-            (run_dir,) = list((work / "runs" / model).glob("*/*/run.json"))
-            if vlmbench_main(["submit", str(run_dir.parent), "--out", str(work / "bundles" / model), "--org", "vlmbench",
-                              "--name", model, "--license", "MIT", "--date", args.date]) != 0:
+            result = evaluate(EvalConfig(model=model, tasks="all", output_path=work / "runs" / model))
+            if _command(add_submit_arguments, [str(result.run_dir), "--out", str(work / "bundles" / model), "--org", "vlmbench",
+                                               "--name", model, "--license", "MIT", "--date", args.date]) != 0:
                 return 1
         bundles = sorted(str(p) for p in (work / "bundles").glob("*.tar.gz"))
-        if vlmbench_main(["leaderboard", "add", *bundles, "--data", str(out / "data"), "--replace"]) != 0:
+        if _command(add_leaderboard_arguments, ["add", *bundles, "--data", str(out / "data"), "--replace"]) != 0:
             return 1
-    return vlmbench_main(["leaderboard", "build", str(out / "data"), "--out", str(out / "site")])
+    return _command(add_leaderboard_arguments, ["build", str(out / "data"), "--out", str(out / "site")])
+
+
+def _command(add_arguments: Callable[[argparse.ArgumentParser], None], argv: list[str]) -> int:
+    """Run one of this module's commands in-process, parsed exactly as on the command line."""
+    parser = argparse.ArgumentParser(prog="vlmbench")
+    add_arguments(parser)
+    namespace = parser.parse_args(argv)
+    return int(namespace.func(namespace))
 
 
 def add_submit_arguments(submit: argparse.ArgumentParser) -> None:

@@ -147,6 +147,8 @@ def load_config(path: Path | None = None) -> Config:
         raise UserError(f"{path}: not valid YAML ({where}{problem}); fix the syntax") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text; save the config as UTF-8") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror}); check its permissions or pass another --config") from None
     return parse_config(raw, str(path))
 
 

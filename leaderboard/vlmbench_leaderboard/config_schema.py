@@ -54,7 +54,7 @@ def field_name(path: Sequence[Any], document: Any) -> str:
     for segment in path:
         if isinstance(segment, int):
             node = node[segment] if isinstance(node, list) and 0 <= segment < len(node) else None
-            label = f" ({node['id']})" if isinstance(node, dict) and isinstance(node.get("id"), str) else ""
+            label = f" ({node['id']})" if isinstance(node, dict) and isinstance(node.get("id"), str) and node["id"].isprintable() else ""
             text += f"[{segment}]{label}:"
             continue
         node = node.get(segment) if isinstance(node, dict) else None

@@ -162,7 +162,7 @@ def _validate_results(results: Any, path: Path) -> None:
     try:
         results_validator()(results)
     except fastjsonschema.JsonSchemaException as exc:
-        raise UserError(f"{path}: does not match the results schema ({_one_line(exc.message)[:200]}); "
+        raise UserError(f"{path}: does not match the results schema ({_one_line(getattr(exc, 'message', exc))[:200]}); "
                         "re-add the entry from a verified bundle") from None
 
 

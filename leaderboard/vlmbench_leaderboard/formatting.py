@@ -62,5 +62,5 @@ def legend(config: Config) -> str:
     within = f"; within a category, by {by.title}" if by.id != sort.id else ""
     return (f"Ranked by {sort.title} ({direction}{within}). \"=\" marks a shared rank: the difference to the next better model "
             "is within the 95% confidence interval. \"ref\" rows are reference baselines, not ranked. "
-            "\"± x\" is the 95% CI half-width (1.96 × standard error); \"[low, high]\" is a 95% CI; values are percent; "
-            "\"-\" means no value.")
+            "\"± x\" is the 95% CI half-width (1.96 × standard error); \"[low, high]\" is a 95% CI; values are percent, "
+            "signed ones (\"+1.2\") differences in percentage points; \"-\" means no value.")

@@ -18,7 +18,7 @@ from typing import Any
 
 from vlmbench_leaderboard.formatting import format_number
 
-STYLE = {
+STYLE: dict[str, Any] = {
     "svg.hashsalt": "vlmbench-leaderboard",
     "svg.fonttype": "path",
     "font.family": "DejaVu Sans",
@@ -57,7 +57,8 @@ class ModelGaps:
 def _style() -> Iterator[None]:
     import matplotlib
 
-    with matplotlib.rc_context(STYLE), warnings.catch_warnings():
+    style: Any = STYLE  # matplotlib types its keys as a Literal of every rc name
+    with matplotlib.rc_context(style), warnings.catch_warnings():
         # Third-party names may use characters the font lacks; a missing glyph is drawn as a box.
         warnings.filterwarnings("ignore", message=r".*[Gg]lyph .* missing from.*")
         yield

@@ -45,14 +45,14 @@ class Member:
 class _Stream:
     """The decompressed tar stream, read with a hard cap on the total."""
 
-    def __init__(self, raw: BinaryIO, limit: int, label: str) -> None:
+    def __init__(self, raw: BinaryIO, limit: int) -> None:
         self._gzip = gzip.GzipFile(fileobj=raw, mode="rb")
-        self._limit, self._label, self.read_bytes = limit, label, 0
+        self._limit, self.read_bytes = limit, 0
 
     def read(self, size: int, what: str, end_ok: bool = False) -> bytes:
         """Exactly ``size`` bytes (or b"" at a clean end, with ``end_ok``); a short read is a damaged archive."""
         if self.read_bytes + size > self._limit:
-            raise Rejected([f"{self._label}: more than {self._limit} bytes once decompressed; a bundle holds at most that"])
+            raise Rejected([f"more than {self._limit} bytes once decompressed; a bundle holds at most that"])
         chunks, wanted = [], size
         try:
             while wanted:
@@ -62,13 +62,13 @@ class _Stream:
                 chunks.append(chunk)
                 wanted -= len(chunk)
         except EOFError:
-            raise Rejected([f"{self._label}: damaged archive (the compressed stream is truncated)"]) from None
+            raise Rejected(["damaged archive (the compressed stream is truncated)"]) from None
         except (OSError, zlib.error) as exc:
-            raise Rejected([f"{self._label}: damaged archive ({_short(exc)})"]) from None
+            raise Rejected([f"damaged archive ({_short(exc)})"]) from None
         data = b"".join(chunks)
         self.read_bytes += len(data)
         if len(data) != size and (data or not end_ok):
-            raise Rejected([f"{self._label}: damaged archive (it ends inside {what})"])
+            raise Rejected([f"damaged archive (it ends inside {what})"])
         return data
 
 
@@ -76,19 +76,19 @@ def _short(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0][:100] or type(exc).__name__
 
 
-def _octal(field: bytes, what: str, label: str) -> int:
+def _octal(field: bytes, what: str) -> int:
     text = field.rstrip(b"\0 ").lstrip(b" ")
     if field[:1] and field[0] & 0x80:
-        raise Rejected([f"{label}: damaged archive (base-256 {what}; a bundle's files are small)"])
+        raise Rejected([f"damaged archive (base-256 {what}; a bundle's files are small)"])
     if not text:
         return 0
     if not all(48 <= c <= 55 for c in text):
-        raise Rejected([f"{label}: damaged archive (header field {what} is not an octal number)"])
+        raise Rejected([f"damaged archive (header field {what} is not an octal number)"])
     return int(text, 8)
 
 
-def _checksum_ok(header: bytes, label: str) -> bool:
-    stored = _octal(header[148:156], "checksum", label)
+def _checksum_ok(header: bytes) -> bool:
+    stored = _octal(header[148:156], "checksum")
     blanked = header[:148] + b" " * 8 + header[156:]
     unsigned = sum(blanked)
     signed = sum(b - 256 if b > 127 else b for b in blanked)
@@ -99,7 +99,7 @@ def _text(data: bytes) -> str:
     return data.split(b"\0", 1)[0].decode("utf-8", errors="backslashreplace")
 
 
-def _pax_records(data: bytes, label: str) -> dict[str, str]:
+def _pax_records(data: bytes) -> dict[str, str]:
     """The ``length key=value\\n`` records of a PAX header; only harmless keys are accepted."""
     records: dict[str, str] = {}
     position = 0
@@ -109,41 +109,40 @@ def _pax_records(data: bytes, label: str) -> dict[str, str]:
         space = data.find(b" ", position, position + 12)
         length_text = data[position:space] if space > 0 else b""
         if not length_text.isdigit():
-            raise Rejected([f"{label}: damaged archive (a PAX header record has no length)"])
+            raise Rejected(["damaged archive (a PAX header record has no length)"])
         length = int(length_text)
         record = data[space + 1:position + length]
         if length <= 0 or position + length > len(data) or not record.endswith(b"\n") or b"=" not in record:
-            raise Rejected([f"{label}: damaged archive (a PAX header record is malformed)"])
+            raise Rejected(["damaged archive (a PAX header record is malformed)"])
         key_bytes, _, value = record[:-1].partition(b"=")
         try:
             key, text = key_bytes.decode("ascii"), value.decode("utf-8")
         except UnicodeDecodeError:
-            raise Rejected([f"{label}: PAX header record is not UTF-8; pack the bundle with `vlmbench submit`"]) from None
+            raise Rejected(["PAX header record is not UTF-8; pack the bundle with `vlmbench submit`"]) from None
         if key not in PAX_KEYS:
-            raise Rejected([f"{label}: PAX header key {key[:40]!r} is refused (links, sparse files and other extensions are not bundle members)"])
+            raise Rejected([f"PAX header key {key[:40]!r} is refused (links, sparse files and other extensions are not bundle members)"])
         records[key] = text
         position += length
     return records
 
 
-def read_members(raw: BinaryIO, size: int, label: str, check: Callable[[str, int], str | None],
+def read_members(raw: BinaryIO, size: int, check: Callable[[str, int], str | None],
                  limits: Limits = Limits()) -> Iterator[Member]:
     """The regular files of the ``.tar.gz`` in ``raw`` (``size`` bytes), checked as they are read.
 
     ``check(name, size)`` returns why a member is refused (or None); it is asked before the
-    member's data is read. ``label`` names the archive in messages. Raises :class:`Rejected`
-    with one line for any problem.
+    member's data is read. Raises :class:`Rejected` with one line for any problem.
     """
     if size > limits.compressed:
-        raise Rejected([f"{label}: {size} bytes; a bundle file is at most {limits.compressed} bytes"])
+        raise Rejected([f"{size} bytes; a bundle file is at most {limits.compressed} bytes"])
     if raw.read(2) != b"\x1f\x8b":
-        raise Rejected([f"{label}: not a .tar.gz bundle (no gzip header); pack it with `vlmbench submit`"])
+        raise Rejected(["not a .tar.gz bundle (no gzip header); pack it with `vlmbench submit`"])
     raw.seek(0)
     overhead = limits.members * (3 * BLOCK + limits.extended_header + limits.name) + 4 * BLOCK  # headers and padding
-    yield from _members(_Stream(raw, limits.total + overhead, label), limits, check, label)
+    yield from _members(_Stream(raw, limits.total + overhead), limits, check)
 
 
-def _members(stream: _Stream, limits: Limits, check: Callable[[str, int], str | None], label: str) -> Iterator[Member]:
+def _members(stream: _Stream, limits: Limits, check: Callable[[str, int], str | None]) -> Iterator[Member]:
     members = headers = 0
     long_name: str | None = None
     pax: dict[str, str] | None = None
@@ -151,29 +150,29 @@ def _members(stream: _Stream, limits: Limits, check: Callable[[str, int], str | 
         header = stream.read(BLOCK, "a header", end_ok=True)
         if not header or header == bytes(BLOCK):
             if long_name is not None or pax is not None:
-                raise Rejected([f"{label}: damaged archive (an extended header without its member)"])
+                raise Rejected(["damaged archive (an extended header without its member)"])
             return
         headers += 1
-        if headers > 2 * limits.members + 2:
-            raise Rejected([f"{label}: more than {limits.members} members; a bundle holds run.json, results.json, metadata, manifest "
+        if headers > 3 * limits.members:  # at most one PAX and one long-name header per member
+            raise Rejected([f"more than {limits.members} members; a bundle holds run.json, results.json, metadata, manifest "
                             "and one samples file per task"])
-        if not _checksum_ok(header, label):
-            raise Rejected([f"{label}: damaged archive (a header checksum does not match)"])
-        kind, size = header[156:157], _octal(header[124:136], "size", label)
+        if not _checksum_ok(header):
+            raise Rejected(["damaged archive (a header checksum does not match)"])
+        kind, size = header[156:157], _octal(header[124:136], "size")
         if kind in (PAX, GNU_LONGNAME):
             if (pax if kind == PAX else long_name) is not None:
-                raise Rejected([f"{label}: two {'PAX' if kind == PAX else 'GNU long-name'} headers in a row; refused"])
+                raise Rejected([f"two {'PAX' if kind == PAX else 'GNU long-name'} headers in a row; refused"])
             cap = limits.extended_header if kind == PAX else limits.name
             if size > cap:
-                raise Rejected([f"{label}: {'PAX' if kind == PAX else 'GNU long-name'} header of {size} bytes; at most {cap} are accepted"])
+                raise Rejected([f"{'PAX' if kind == PAX else 'GNU long-name'} header of {size} bytes; at most {cap} are accepted"])
             data = _data(stream, size)
             if kind == PAX:
-                pax = _pax_records(data, label)
+                pax = _pax_records(data)
             else:
                 long_name = _text(data)
             continue
         if kind == PAX_GLOBAL:
-            raise Rejected([f"{label}: global PAX header refused; pack the bundle with `vlmbench submit`"])
+            raise Rejected(["global PAX header refused; pack the bundle with `vlmbench submit`"])
         name = _name(header, long_name, pax)
         long_name = None
         shown = _shown(name)
@@ -191,7 +190,7 @@ def _members(stream: _Stream, limits: Limits, check: Callable[[str, int], str | 
             raise Rejected([f"member {shown}: {problem}"])
         members += 1
         if members > limits.members:
-            raise Rejected([f"{label}: more than {limits.members} members; a bundle holds run.json, results.json, metadata, manifest "
+            raise Rejected([f"more than {limits.members} members; a bundle holds run.json, results.json, metadata, manifest "
                             "and one samples file per task"])
         yield Member(name, _data(stream, size, shown))
 

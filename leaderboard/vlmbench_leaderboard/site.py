@@ -21,9 +21,14 @@ from vlmbench_leaderboard.render_md import render_markdown
 from vlmbench_leaderboard.render_plots import figures, render_plots
 
 
+def printable(text: str) -> str:
+    """Text safe for a terminal line: control and other unprintable characters escaped (``\\x1b``, ``\\n``)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def warn_skipped(skipped: Skipped, stream: TextIO | None = None) -> None:
     """One line on stderr naming the skipped entry and why."""
-    print(f"warning: skipped entry {skipped.folder.name}: {skipped.reason}", file=stream or sys.stderr)
+    print(printable(f"warning: skipped entry {skipped.folder.name}: {skipped.reason}"), file=stream or sys.stderr)
 
 
 def build_site(data_dir: Path, out_dir: Path, config_path: Path | None = None) -> dict[str, Any]:

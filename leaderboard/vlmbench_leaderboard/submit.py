@@ -56,7 +56,7 @@ def submit(run_dir: Path, out: Path, overrides: dict[str, Any], force: bool = Fa
     except Rejected as exc:
         raise UserError(f"submit: metadata {terminal(exc.reasons[0], 300)}; fix it with the matching --option") from None
     try:
-        check_complete(read_bundle_bytes(data, target.name))
+        check_complete(read_bundle_bytes(data))
     except Rejected as exc:
         raise UserError(f"submit: {terminal(exc.reasons[0], 300)} (the leaderboard would reject this bundle; none was written)") from None
     return write_bundle(data, target, force=force)

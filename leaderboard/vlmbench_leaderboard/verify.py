@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from vlmbench.errors import UserError
+from vlmbench.records import SampleRecord
 from vlmbench.taskconfig import TaskConfig
 from vlmbench_leaderboard.bundle import Bundle, Rejected, read_bundle
 from vlmbench_leaderboard.metadata import check_metadata, plain_version
@@ -235,8 +236,10 @@ def _check_answers(bundle: Bundle, run: dict[str, Any]) -> None:
 
 def _check_samples_and_numbers(bundle: Bundle, run: dict[str, Any], results: dict[str, Any],
                                current: dict[str, TaskConfig]) -> list[str]:
-    """Rebuild each task's samples, score the submitted answers on them, and compare every number."""
-    from vlmbench.results import _categories, modality_gaps, parse_records, score_records
+    """Rebuild each task's samples, score the submitted answers on them through the one scoring
+    path (the same as ``vlmbench run`` and ``score``), and compare every number."""
+    from vlmbench.results import parse_records
+    from vlmbench.scoring.aggregate import ScoringPlan, concept_categories, modality_gaps, score_records
 
     entries: dict[str, Any] = {}
     categories: dict[str, dict[str, str]] = {}
@@ -246,20 +249,23 @@ def _check_samples_and_numbers(bundle: Bundle, run: dict[str, Any], results: dic
         rebuilt, problem = _rebuild(task, run["config"]["seed"], records)
         if problem:
             return [problem]
-        scores = score_records(rebuilt, task.get("answer_parser"), [m["metric"] for m in task.get("metric_list")])
+        scores = score_records(rebuilt, ScoringPlan.of_task(task))
         for key in RECOMPUTED:
             mismatch = _first_mismatch(results["tasks"][name].get(key), scores[key], f"tasks.{name}.{key}")
             if mismatch:
                 return [mismatch]
-        entries[name] = {"ability": task.get("ability"), "modality": task.get("modality"), **scores}
-        categories[name] = _categories(rebuilt)
+        entries[name] = {"ability": task.get("ability"), "modality": task.get("modality"), "metric_list": task.metric_names, **scores}
+        categories[name] = concept_categories(rebuilt)
     mismatch = _first_mismatch(results["modality_gaps"], modality_gaps(entries, categories), "modality_gaps")
     return [mismatch] if mismatch else []
 
 
-def _rebuild(task: TaskConfig, seed: int, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
-    """Records made of this vlmbench's samples and the submitted answers only; or the first problem."""
-    from vlmbench.runner import BLANK_SHA256, prepare
+def _rebuild(task: TaskConfig, seed: int, records: list[SampleRecord]) -> tuple[list[SampleRecord], str | None]:
+    """Records made of this vlmbench's samples and the submitted answers only (built by the same
+    constructor as the runner's); or the first problem."""
+    from vlmbench.backend import Response
+    from vlmbench.records import BLANK_SHA256, new_record
+    from vlmbench.runner import prepare
 
     try:
         samples, table = prepare(task, seed, None)
@@ -272,14 +278,12 @@ def _rebuild(task: TaskConfig, seed: int, records: list[dict[str, Any]]) -> tupl
         return [], (f"incomplete: {failed} samples of {task.name} have no answer (failed requests); rerun the same command "
                     "to retry them, then score and submit")
     rebuilt = []
-    for record, sample in zip(records, samples):
+    for index, (record, sample) in enumerate(zip(records, samples)):
         image = None if sample.image is None else BLANK_SHA256 if sample.image == "blank" else table.image_sha256(sample.doc, sample.image)
         if record.get("id") != sample.id or record.get("prompt") != sample.prompt or (record.get("image") or {}).get("sha256") != image:
             return [], (f"samples/{task.name}.jsonl: sample {json.dumps(record.get('id'))[:60]} is not the sample this task builds "
                         f"(prompt or image differs); rerun task {task.name}")
-        rebuilt.append({"id": sample.id, "doc": {k: v for k, v in sample.doc.items() if not k.startswith("_")},
-                        "choices": list(sample.choices) if sample.choices else None, "target": sample.target,
-                        "response": record["response"], "error": None})
+        rebuilt.append(new_record(task.name, index, sample, image, Response(sample.id, text=str(record["response"]))))
     return rebuilt, None
 
 

@@ -15,7 +15,7 @@ from vlmbench.redact import redact_text as redact_urls
 
 __all__ = ["MASK", "Redactor", "is_secret_name", "redact_text", "redact_url"]
 
-_PARAM = re.compile(r"([?&;]\s*)([A-Za-z_][\w.\-\[\]]*)=([^&;#\s'\"<>`]*)")
+_PARAM = re.compile(r"(^|[?&;,(\s])([A-Za-z_][\w.\-\[\]]*)=([^&;,#\s'\"<>`)]*)")
 _BEARER = re.compile(r"\b(Bearer)\s+[A-Za-z0-9._~+/=\-]{6,}")
 _KEY_LIKE = re.compile(r"\b(sk)-[A-Za-z0-9_\-]{12,}")
 MIN_SECRET_LENGTH = 8  # shorter "secrets" (e.g. the placeholder key EMPTY) are not masked
@@ -26,7 +26,7 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` (an error message, a log line) with secrets masked as ``***``.
 
     Masks the ``user:password@`` part and the query string of every URL; the value of any
-    secret-named ``?name=value`` / ``&name=value`` parameter (``api-key``, ``access_token``,
+    secret-named ``name=value`` pair, in a query or in prose (``api-key``, ``access_token``,
     ``sig``, ...); bearer tokens; ``sk-...``-style keys; and each of ``secrets`` (at least 8
     characters), including a prefix of it left by a message truncated mid-key.
     """

@@ -15,6 +15,7 @@ with ``Retry-After``) or planted in a request's text as markers, counted per req
     <<nonstring:1>>  the first attempt gets a 200 whose message content is a number
     <<huge:1>>       the first attempt gets a 200 whose content is ``huge_chars`` characters long
     <<trickle:1>>    the first attempt gets its 200 body one byte every ``trickle_interval`` seconds
+    <<leaky:1>>      the first attempt gets a 400 whose message leaks a URL with credentials and the bearer token
     <<delay:0.8>>    this request takes 0.8 s longer than ``latency``
 
 Server-wide, ``api_key`` answers 401 to any other bearer token, and ``models`` answers 404
@@ -72,6 +73,7 @@ class Event:
     arrived: float  # time.monotonic() when the request was read
     in_flight: int  # requests in flight right after this one arrived, itself included
     finished: float | None = None  # when the reply was written (None while in flight)
+    body_bytes: int | None = None  # bytes of a trickled body written before it ended or the client hung up
 
 
 @dataclass
@@ -302,14 +304,15 @@ class _Handler(BaseHTTPRequestHandler):
         server = self.fault_server
         event = server.begin(body, self.headers.get("Authorization", ""), self.path)
         try:
-            self._respond(body, event.key, event.outcome)
+            self._respond(body, event)
         except OSError:  # the client gave up (timeout) and closed the connection
             self.close_connection = True
         finally:
             server.end(event)
 
-    def _respond(self, body: dict[str, Any], key: str, outcome: str) -> None:
+    def _respond(self, body: dict[str, Any], event: Event) -> None:
         faults = self.fault_server.faults
+        key, outcome = event.key, event.outcome
         delay = faults.latency + sum(float(v) for k, v in MARKER.findall(key) if k == "delay")
         time.sleep(delay)
         if outcome == "200":
@@ -327,13 +330,18 @@ class _Handler(BaseHTTPRequestHandler):
             content: Any = {"empty": "", "null": None, "nonstring": 42, "huge": "A" * faults.huge_chars}[outcome]
             self._send(200, json.dumps(completion(body, key, faults.reply, content=content)))
         elif outcome == "trickle":
-            self._trickle(json.dumps(completion(body, key, faults.reply)).encode(), faults.trickle_interval)
+            self._trickle(json.dumps(completion(body, key, faults.reply)).encode(), faults.trickle_interval, event)
         elif outcome == "noroute":
             self._send(404, json.dumps({"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}}))
         elif outcome == "nomodel":
             model = body.get("model")
             self._send(404, json.dumps({"error": {"message": f"The model `{model}` does not exist or you do not have access to it.",
                                                   "type": "invalid_request_error", "code": "model_not_found"}}))
+        elif outcome == "leaky":
+            token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            self._send(400, json.dumps({"error": {"message": (
+                f"upstream http://proxy-user:proxy-pass-LEAKED@10.0.0.1:9000/v1?api-key=QUERY-KEY-LEAKED refused "
+                f"Authorization: Bearer {token}; retry with api_key=PROSE-KEY-LEAKED"), "type": "invalid_request_error"}}))
         elif outcome.isdigit():
             self._send_error(int(outcome))
         else:
@@ -349,17 +357,20 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Retry-After"] = self.fault_server.faults.retry_after
         self._send(status, json.dumps({"error": {"message": message, "type": "injected", "code": str(status)}}), headers)
 
-    def _trickle(self, data: bytes, interval: float) -> None:
-        """A 200 whose headers come at once and whose body then comes one byte every ``interval`` seconds."""
+    def _trickle(self, data: bytes, interval: float, event: Event) -> None:
+        """A 200 whose headers come at once and whose body then comes one byte every ``interval``
+        seconds; ``event.body_bytes`` counts the bytes written until the client hangs up."""
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.flush()
+        event.body_bytes = 0
         for i in range(len(data)):
+            time.sleep(interval)
             self.wfile.write(data[i:i + 1])
             self.wfile.flush()
-            time.sleep(interval)
+            event.body_bytes = i + 1
 
     def _send(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
         data = text.encode()
