@@ -89,7 +89,7 @@ def make_images(folder: Path, count: int, size: int) -> list[Path]:
             draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(rng.randrange(256) for _ in range(3)))
         draw.text((8, 8), f"image {i}", fill=(255, 255, 255))
         paths.append(folder / f"image-{i:04d}.png")
-        image.save(paths[-1])
+        image.save(paths[-1], compress_level=1)
     return paths
 
 

@@ -22,10 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from vlmbench.testing.fault_server import FaultServer  # noqa: E402
-
 from vlmbench.backend import Response  # noqa: E402
 from vlmbench.store import ResponseStore  # noqa: E402
+from vlmbench.testing.fault_server import FaultServer  # noqa: E402
 
 
 def store_overhead(folder: Path, count: int = 5000) -> tuple[float, float]:

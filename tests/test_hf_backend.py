@@ -18,13 +18,13 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from PIL import Image  # noqa: E402
+from PIL import Image
 
-from vlmbench.testing.tiny_models import IMAGE_TOKENS, TinyModelUnavailable, build_tiny_vlm  # noqa: E402
-from vlmbench.backend import BackendOptions, GenerationSettings, ImagePart, Message, Request, TextPart  # noqa: E402
-from vlmbench.errors import UserError  # noqa: E402
-from vlmbench.pluginmanager import backend_spec  # noqa: E402
-from vlmbench_plugins import hf  # noqa: E402
+from vlmbench.backend import BackendOptions, GenerationSettings, ImagePart, Message, Request, TextPart
+from vlmbench.errors import UserError
+from vlmbench.pluginmanager import backend_spec
+from vlmbench.testing.tiny_models import IMAGE_TOKENS, TinyModelUnavailable, build_tiny_vlm
+from vlmbench_plugins import hf
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 os.environ.update(OFFLINE)

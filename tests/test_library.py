@@ -9,8 +9,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import load_results, read_samples
 
+from conftest import load_results, read_samples
 from vlmbench import EvalConfig, RunResult, evaluate, score
 from vlmbench.cli import main
 from vlmbench.records import Results, SampleRecord, TaskManifest

@@ -698,3 +698,16 @@ def test_cli_run_against_the_fault_server(serve: StartServer, tmp_path: Path, da
     assert task["usage"] == {"prompt_tokens": sum(len(e.key.split()) + 85 for e in server.events()), "completion_tokens": 20}
     assert server.record.received == 20 and server.record.authorizations == {"Bearer EMPTY"}
     assert all(len(server.bodies(e.key)) == 1 for e in server.events())
+
+
+def test_cli_stops_at_once_on_a_dead_endpoint(tmp_path: Path, data_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    proc = vlmbench("run", "--model", "openai", "--model_args", f"base_url={url},model=tiny", "--tasks", "alignment-text",
+                    "--limit", "20", "--output_path", str(tmp_path / "out"), check=False,
+                    env={"VLMBENCH_CACHE_DIR": str(data_cache), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert (f"--model openai: {url}: connection refused, nothing listens at 127.0.0.1:{port}; "
+            f"start the server, or fix the host and port in base_url {STOPPED}") in proc.stderr.splitlines()[-1]

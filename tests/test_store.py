@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import load_results, run_dir, vlmbench
 
+from conftest import load_results, run_dir, vlmbench
 
 
 @pytest.fixture(autouse=True)

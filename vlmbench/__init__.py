@@ -60,4 +60,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'vlmbench' has no attribute '{name}'")
 
 
-__all__ = ["UserError", "__version__", "hookimpl", *sorted(_WHERE)]
+__all__ = [
+    "Backend", "BackendBase", "BackendOptions", "BackendSpec", "CommandSpec", "DocStepSpec", "EvalConfig", "GenerationSettings",
+    "ImagePart", "Message", "MetricSpec", "Request", "Response", "RunResult", "ScoreInput", "Scored", "Scorer", "ScorerSpec",
+    "TextPart", "UserError", "Verdict", "__version__", "evaluate", "hookimpl", "score",
+]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Union, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -27,7 +27,7 @@ class TextPart:
 class ImagePart:
     """An image inside a message: a PIL image, or a path to an image file."""
 
-    image: Union[Image.Image, str, Path]
+    image: Image.Image | str | Path
 
     def load(self) -> Image.Image:
         """Return the image as an RGB PIL image, opening it from disk if it is a path."""
@@ -35,7 +35,7 @@ class ImagePart:
         return image if image.mode == "RGB" else image.convert("RGB")
 
 
-Part = Union[TextPart, ImagePart]
+Part = TextPart | ImagePart
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,8 @@ def processes() -> Processes:
     """The current process group: from accelerate when launched with several processes, else a single process."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Processes()
-    from accelerate import PartialState
-
     import torch
+    from accelerate import PartialState
 
     state = PartialState(cpu=not torch.cuda.is_available())
     return Processes(state.process_index, state.num_processes, state.local_process_index, state)

@@ -8,6 +8,7 @@ from every URL found in a value. Nested mappings and lists are redacted recursiv
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -30,7 +31,7 @@ def name_parts(name: str) -> list[str]:
 def is_secret_name(name: str) -> bool:
     """True when any word of ``name`` (or two adjacent words joined, e.g. api+key) is a secret word."""
     parts = name_parts(name)
-    joined = {a + b for a, b in zip(parts, parts[1:])}
+    joined = {a + b for a, b in itertools.pairwise(parts)}
     return bool(SECRET_WORDS.intersection(parts) or SECRET_WORDS.intersection(joined) or name.lower() in SECRET_WORDS)
 
 

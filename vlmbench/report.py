@@ -7,7 +7,6 @@ from typing import Any
 
 from tabulate import tabulate
 
-
 COUNTS = ("n_samples", "n_errors", "unparsed_rate", "refusal_rate")
 
 

@@ -10,21 +10,21 @@ import dataclasses
 import json
 import os
 import platform
-import re
 import subprocess
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import metadata, resources
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 import vlmbench
 from vlmbench.errors import UserError
-from vlmbench.redact import redact
 from vlmbench.records import Results, RunManifest, SampleRecord, TaskManifest, TaskResults
+from vlmbench.redact import redact
 from vlmbench.runner import TaskPrediction
 from vlmbench.scoring.aggregate import ScoringPlan, concept_categories, modality_gaps, score_records
+
 RECORDED_PACKAGES = ("vlmbench", "datasets", "pillow", "numpy", "pluggy", "jsonschema", "jinja2", "torch",
                      "transformers", "accelerate", "openai")
 MANIFEST, RESULTS = "run.json", "results.json"

@@ -15,6 +15,7 @@ from vlmbench.errors import UserError
 from vlmbench.taskconfig import TaskConfig
 from vlmbench.templates import render
 
+
 @dataclass(frozen=True)
 class Sample:
     """One prompt to send: a document, which template variant, and what a right answer is."""

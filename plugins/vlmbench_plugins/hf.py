@@ -13,7 +13,6 @@ importing this module) works without them.
 from __future__ import annotations
 
 import dataclasses
-
 import hashlib
 import itertools
 import json
@@ -233,7 +232,7 @@ class HFBackend:
             batch = group[start:start + self.batch_size]
             try:
                 responses = self._run_batch(batch)
-            except Exception as exc:  # noqa: BLE001 - only out-of-memory is retried
+            except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
                 self._shrink(exc, len(batch))

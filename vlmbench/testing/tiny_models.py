@@ -31,13 +31,7 @@ class TinyModelUnavailable(RuntimeError):
     """The architecture cannot be built in this environment (e.g. torchvision is missing)."""
 
 
-_VOCAB_WORDS = (
-    "the a an is are was of to and in on for with this that it image picture photo shows what "
-    "describe question answer user assistant system please safe unsafe yes no option choose most "
-    "relevant from or could be shown general audience social media generate such using community "
-    "guidelines online forums free elements harmful exploitative viewing if does adhere without "
-    "causing harm distress weapon drug violence blood knife gun flower cat dog tree car"
-).split()
+_VOCAB_WORDS = ["the", "a", "an", "is", "are", "was", "of", "to", "and", "in", "on", "for", "with", "this", "that", "it", "image", "picture", "photo", "shows", "what", "describe", "question", "answer", "user", "assistant", "system", "please", "safe", "unsafe", "yes", "no", "option", "choose", "most", "relevant", "from", "or", "could", "be", "shown", "general", "audience", "social", "media", "generate", "such", "using", "community", "guidelines", "online", "forums", "free", "elements", "harmful", "exploitative", "viewing", "if", "does", "adhere", "without", "causing", "harm", "distress", "weapon", "drug", "violence", "blood", "knife", "gun", "flower", "cat", "dog", "tree", "car"]
 
 
 def _corpus() -> list[str]:
@@ -112,8 +106,7 @@ def _template(turn_open: str, turn_close: str, image: str, generation_prompt: st
 
 
 def _build_llava(out_dir: Path) -> None:
-    from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
+    from transformers import CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
     template = _template("{{ message['role'].upper() + ': ' }}", "{{ '\\n' }}", "<image>\\n", "ASSISTANT:")
     tokenizer = _tokenizer(["<image>"], template)
@@ -131,8 +124,7 @@ def _build_llava(out_dir: Path) -> None:
 
 
 def _build_idefics3(out_dir: Path) -> None:
-    from transformers import (Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessorPil,
-                              Idefics3Processor)
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessorPil, Idefics3Processor
 
     template = _template("{{ message['role'] | capitalize + ': ' }}", "{{ '<end_of_utterance>\\n' }}", "<image>",
                          "Assistant:", prefix="<|im_start|>")
@@ -182,8 +174,7 @@ def _require_torchvision() -> None:
 
 def _build_qwen2_vl(out_dir: Path) -> None:
     _require_torchvision()
-    from transformers import (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil,
-                              Qwen2VLProcessor, Qwen2VLVideoProcessor)
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
     template = _template("{{ '<|im_start|>' + message['role'] + '\\n' }}", "{{ '<|im_end|>\\n' }}",
                          "<|vision_start|><|image_pad|><|vision_end|>", "<|im_start|>assistant\\n")
