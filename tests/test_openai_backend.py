@@ -709,5 +709,6 @@ def test_cli_stops_at_once_on_a_dead_endpoint(tmp_path: Path, data_cache: Path, 
                     "--limit", "20", "--output_path", str(tmp_path / "out"), check=False,
                     env={"VLMBENCH_CACHE_DIR": str(data_cache), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
-    assert (f"--model openai: {url}: connection refused, nothing listens at 127.0.0.1:{port}; "
-            f"start the server, or fix the host and port in base_url {STOPPED}") in proc.stderr.splitlines()[-1]
+    expected = f"--model openai: {url}: connection refused, nothing listens at 127.0.0.1:{port}; " \
+               f"start the server, or fix the host and port in base_url {STOPPED}"
+    assert [line for line in proc.stderr.splitlines() if expected in line] == [f"vlmbench: error: {expected}"], proc.stderr

@@ -29,7 +29,7 @@ import logging
 import os
 from collections import OrderedDict
 from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vlmbench import hookimpl
@@ -434,7 +434,7 @@ class OpenAIBackend(BackendBase):
         except EndpointDown:
             raise
         except Exception as exc:  # never lose a request to a surprise; the run goes on
-            self._finish(run, request.id, Failure(f"unexpected error: {type(exc).__name__}: {shorten(str(exc))}", retryable=False,
+            self._finish(run, request.id, Failure(f"unexpected error: {type(exc).__name__}: {shorten(self._redact(str(exc)))}", retryable=False,
                                                   kind="unexpected error"))
             return
         if isinstance(done.result, Failure):
@@ -473,8 +473,8 @@ class OpenAIBackend(BackendBase):
         except TimeoutError:
             outcome = timeout_failure(self.settings.timeout)
         if isinstance(outcome, Failure):
-            outcome = Failure(self._redact(outcome.reason), outcome.retryable, outcome.rate_limited, outcome.retry_after,
-                              outcome.kind, self._redact(outcome.endpoint) if outcome.endpoint else None)
+            outcome = replace(outcome, reason=self._redact(outcome.reason), kind=outcome.kind,
+                              endpoint=self._redact(outcome.endpoint) if outcome.endpoint else None)
         return outcome
 
     async def _round_trip(self, payload: dict[str, Any], max_new_tokens: int) -> Answer | Failure:
@@ -487,14 +487,15 @@ class OpenAIBackend(BackendBase):
             # The body is streamed so that a runaway reply is cut off at its size bound.
             response = await client.post("/chat/completions", body=payload, cast_to=http.Response, stream=True)
         except openai.APIStatusError as exc:
-            message = error_field(exc.body, "message") or exc.message
+            # redacted before status_failure shortens it: a cut could leave half a credential unrecognisable
+            message = self._redact(error_field(exc.body, "message") or exc.message)
             return status_failure(exc.status_code, exc.response.headers, exc.body, message)
         except openai.APITimeoutError:
             return timeout_failure(self.settings.timeout)
         except openai.APIConnectionError as exc:
             return connection_failure(exc, self.url)
         except openai.OpenAIError as exc:
-            return Failure(f"client error: {type(exc).__name__}: {shorten(str(exc))}", retryable=False, kind="client error")
+            return Failure(f"client error: {type(exc).__name__}: {shorten(self._redact(str(exc)))}", retryable=False, kind="client error")
         limit = body_byte_limit(max_new_tokens)
         try:
             body = await read_limited(response.aiter_bytes(), limit)

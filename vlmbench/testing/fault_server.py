@@ -146,6 +146,7 @@ class FaultServer:
 
     @property
     def port(self) -> int:
+        """The port the server listens on."""
         assert self._httpd is not None, "server not started"
         return self._httpd.server_address[1]
 
@@ -176,6 +177,7 @@ class FaultServer:
 
     @property
     def max_in_flight(self) -> int:
+        """The most requests the server had in flight at once."""
         return self.record.max_in_flight
 
     def resent_after_success(self) -> dict[str, list[str]]:
