@@ -43,8 +43,9 @@ REPO = Path(__file__).resolve().parent.parent
 @contextmanager
 def fault_server(latency: float, extra: Sequence[str] = ()) -> Iterator[str]:
     """Run the fault server in a subprocess; yields its base URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "vlmbench.testing.fault_server", "--latency", str(latency), *extra],
-                            stdout=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlmbench.testing.fault_server", "--latency", str(latency), *extra], stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
     try:
         assert proc.stdout is not None
         yield proc.stdout.readline().strip()
@@ -80,8 +81,11 @@ def make_images(folder: Path, count: int, size: int) -> list[Path]:
     paths: list[Path] = []
     for i in range(count):
         shift = [rng.randrange(256) for _ in range(3)]
-        channels = (ramp.point(lambda v, s=shift[0]: (v + s) % 256), ramp.rotate(90).point(lambda v, s=shift[1]: (v + s) % 256),
-                    Image.effect_noise((size, size), 32).point(lambda v, s=shift[2]: (v + s) % 256))
+        channels = (
+            ramp.point(lambda v, s=shift[0]: (v + s) % 256),
+            ramp.rotate(90).point(lambda v, s=shift[1]: (v + s) % 256),
+            Image.effect_noise((size, size), 32).point(lambda v, s=shift[2]: (v + s) % 256),
+        )
         image = Image.merge("RGB", channels)
         draw = ImageDraw.Draw(image)
         for _ in range(6):
@@ -107,8 +111,7 @@ def run_backend(base_url: str, requests: Iterable[Request], concurrency: int) ->
     """Seconds for the backend to answer all requests, drawn from a lazy stream as the runner sends them; errors."""
     from vlmbench.pluginmanager import backend_spec
 
-    backend = backend_spec("openai").factory({"base_url": base_url, "model": "tiny", "num_concurrent": str(concurrency)},
-                                             BackendOptions())
+    backend = backend_spec("openai").factory({"base_url": base_url, "model": "tiny", "num_concurrent": str(concurrency)}, BackendOptions())
     try:
         list(backend.generate(make_requests(concurrency, "warmup")))  # warm up: connections, client platform probe
         server_call(base_url, "/reset", "POST")
@@ -128,8 +131,9 @@ def run_sequential(base_url: str, requests: list[Request]) -> float:
     server_call(base_url, "/reset", "POST")
     started = time.perf_counter()
     for request in requests:
-        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": request.messages[0].text}],
-                                       max_tokens=8, temperature=0, seed=0)
+        client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": request.messages[0].text}], max_tokens=8, temperature=0, seed=0
+        )
     client.close()
     return time.perf_counter() - started
 
@@ -142,8 +146,10 @@ def run_raw(base_url: str, n: int, concurrency: int) -> float:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         for i in ids:
             body = json.dumps({"model": "tiny", "max_tokens": 8, "messages": [{"role": "user", "content": f"raw {i}"}]}).encode()
-            writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            writer.write(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
             await writer.drain()
             head = await reader.readuntil(b"\r\n\r\n")
             length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
@@ -162,8 +168,10 @@ def machine() -> str:
     """One line about where this ran."""
     import openai
 
-    return (f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"openai {openai.__version__}, {platform.processor() or platform.machine()}")
+    return (
+        f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"openai {openai.__version__}, {platform.processor() or platform.machine()}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,8 +192,20 @@ def main(argv: list[str] | None = None) -> int:
 
     def row(label: str, lat: float, sent: int, seconds: float, errors: int, url: str) -> None:
         stats = server_call(url, "/stats")
-        rows.append([label, lat, sent, f"{seconds:.2f}", f"{sent / seconds:.1f}", f"{sent / seconds / (c / lat):.1%}", errors,
-                     stats["max_in_flight"], stats["requests"], stats["resent_after_success"]])
+        rows.append(
+            [
+                label,
+                lat,
+                sent,
+                f"{seconds:.2f}",
+                f"{sent / seconds:.1f}",
+                f"{sent / seconds / (c / lat):.1%}",
+                errors,
+                stats["max_in_flight"],
+                stats["requests"],
+                stats["resent_after_success"],
+            ]
+        )
 
     with fault_server(latency) as url, tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
@@ -195,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         seconds, errors = run_backend(url, make_requests(n, "text"), c)
         row("backend, text, lazy stream", latency, n, seconds, errors, url)
         seconds, errors = run_backend(url, image_requests(paths, "image"), c)
-        row(f"backend, {args.images} distinct {args.image_size}x{args.image_size} PNG images, lazy stream",
-            latency, args.images, seconds, errors, url)
+        row(
+            f"backend, {args.images} distinct {args.image_size}x{args.image_size} PNG images, lazy stream", latency, args.images, seconds, errors, url
+        )
         server_call(url, "/reset", "POST")
         row("reference: bare asyncio HTTP client, no library", latency, n, run_raw(url, n, c), 0, url)
         seq_n = min(n, args.sequential_n)
@@ -209,13 +230,32 @@ def main(argv: list[str] | None = None) -> int:
             row("backend, text, lazy stream", float(more), args.more_n, seconds, errors, url)
     print(f"machine: {machine()}")
     print(f"fault server in a subprocess; concurrency cap C={c}; ideal = C/L (C/{latency:g} s = {c / latency:.0f} req/s)")
-    print(f"images: {args.images} distinct {args.image_size}x{args.image_size} PNG files, {png_kib:.0f} KiB each on average "
-          f"(generated in {made:.1f} s)\n")
-    print(tabulate(rows, headers=["run", "L (s)", "requests", "seconds", "req/s", "of C/L", "errors",
-                                  "server max in flight", "server requests", "resent after success"]))
+    print(
+        f"images: {args.images} distinct {args.image_size}x{args.image_size} PNG files, {png_kib:.0f} KiB each on average "
+        f"(generated in {made:.1f} s)\n"
+    )
+    print(
+        tabulate(
+            rows,
+            headers=[
+                "run",
+                "L (s)",
+                "requests",
+                "seconds",
+                "req/s",
+                "of C/L",
+                "errors",
+                "server max in flight",
+                "server requests",
+                "resent after success",
+            ],
+        )
+    )
     stream_rate = float(rows[0][4])
-    print(f"\nbackend (lazy stream) vs sequential loop at L={latency} s: {stream_rate / sequential_rate:.1f}x "
-          f"({n} requests: {n / stream_rate:.1f} s instead of {n / sequential_rate:.1f} s)")
+    print(
+        f"\nbackend (lazy stream) vs sequential loop at L={latency} s: {stream_rate / sequential_rate:.1f}x "
+        f"({n} requests: {n / stream_rate:.1f} s instead of {n / sequential_rate:.1f} s)"
+    )
     return 0
 
 

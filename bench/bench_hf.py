@@ -40,9 +40,19 @@ def make_requests(n: int, max_new_tokens: int) -> list[Request]:
     """``n`` image+text requests of varied prompt length and image size."""
     settings = GenerationSettings(max_new_tokens=max_new_tokens)
     return [
-        Request(id=f"r{i}", generation=settings, messages=(Message("user", (
-            ImagePart(Image.new("RGB", (48 + i % 5 * 16, 40 + i % 3 * 8), (i * 37 % 256, 120, 200))),
-            TextPart(PROMPTS[i % len(PROMPTS)] + " Please." * (i % 3))),),))
+        Request(
+            id=f"r{i}",
+            generation=settings,
+            messages=(
+                Message(
+                    "user",
+                    (
+                        ImagePart(Image.new("RGB", (48 + i % 5 * 16, 40 + i % 3 * 8), (i * 37 % 256, 120, 200))),
+                        TextPart(PROMPTS[i % len(PROMPTS)] + " Please." * (i % 3)),
+                    ),
+                ),
+            ),
+        )
         for i in range(n)
     ]
 
@@ -67,8 +77,10 @@ def machine_info() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return (f"{cpu}; {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; python {platform.python_version()}, "
-            f"torch {torch.__version__}, transformers {transformers.__version__}")
+    return (
+        f"{cpu}; {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; python {platform.python_version()}, "
+        f"torch {torch.__version__}, transformers {transformers.__version__}"
+    )
 
 
 def main() -> None:

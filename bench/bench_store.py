@@ -33,8 +33,13 @@ def store_overhead(folder: Path, count: int = 5000) -> tuple[float, float]:
     model = {"backend": "openai", "base_url": "http://127.0.0.1:1/v1", "model": "bench"}
     started = time.perf_counter()
     for i in range(count):
-        store.put(f"key-{i}", backend="openai", model=model, task="bench",
-                  response=Response(request_id=str(i), text=f"answer {i}", usage={"prompt_tokens": 10, "completion_tokens": 2}))
+        store.put(
+            f"key-{i}",
+            backend="openai",
+            model=model,
+            task="bench",
+            response=Response(request_id=str(i), text=f"answer {i}", usage={"prompt_tokens": 10, "completion_tokens": 2}),
+        )
     put_ms = (time.perf_counter() - started) * 1000 / count
     started = time.perf_counter()
     for i in range(count):
@@ -47,8 +52,22 @@ def store_overhead(folder: Path, count: int = 5000) -> tuple[float, float]:
 def timed_run(url: str, folder: Path) -> tuple[float, str]:
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "VLMBENCH_CACHE_DIR": str(folder.parent / "cache"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    command = [sys.executable, "-m", "vlmbench", "run", "--model", "openai", "--model_args", f"base_url={url},model=bench",
-               "--tasks", "all", "--store", str(folder / "store.sqlite"), "--output_path", str(folder / "results")]
+    command = [
+        sys.executable,
+        "-m",
+        "vlmbench",
+        "run",
+        "--model",
+        "openai",
+        "--model_args",
+        f"base_url={url},model=bench",
+        "--tasks",
+        "all",
+        "--store",
+        str(folder / "store.sqlite"),
+        "--output_path",
+        str(folder / "results"),
+    ]
     started = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=folder)
     elapsed = time.perf_counter() - started

@@ -40,8 +40,9 @@ def shared_reference() -> Path:
 
 def vlmbench(*args: str, check: bool = True, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     """Run ``python -m vlmbench ARGS`` in a subprocess (the real CLI, entry points included)."""
-    proc = subprocess.run([sys.executable, "-m", "vlmbench", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vlmbench", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"vlmbench {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -70,8 +71,25 @@ def install_into_target(source: Path, target: Path) -> None:
     copy so that no build/ or egg-info folder is left in the source tree."""
     copy = target.parent / f"{source.name}-src"
     shutil.copytree(source, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "install", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(target), str(copy)], check=True, capture_output=True, cwd=copy)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--disable-pip-version-check",
+            "-q",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(copy),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=copy,
+    )
 
 
 def with_path(*folders: Path) -> dict[str, str]:

@@ -12,11 +12,29 @@ from pathlib import Path
 from conftest import REPO
 
 # What a third-party plugin may import from vlmbench (the public API).
-PUBLIC = {"vlmbench", "vlmbench.backend", "vlmbench.errors", "vlmbench.hookspecs", "vlmbench.http", "vlmbench.redact",
-          "vlmbench.testing", "vlmbench.pluginmanager", "vlmbench.cli.commands", "vlmbench.scoring.base"}
+PUBLIC = {
+    "vlmbench",
+    "vlmbench.backend",
+    "vlmbench.errors",
+    "vlmbench.hookspecs",
+    "vlmbench.http",
+    "vlmbench.redact",
+    "vlmbench.testing",
+    "vlmbench.pluginmanager",
+    "vlmbench.cli.commands",
+    "vlmbench.scoring.base",
+}
 # The library modules the leaderboard builds on besides the public API (documented in its modules).
-LEADERBOARD_LIBRARY = {"vlmbench.evaluation", "vlmbench.records", "vlmbench.results", "vlmbench.registry", "vlmbench.runner",
-                       "vlmbench.taskconfig", "vlmbench.scoring.aggregate", "vlmbench.samples"}
+LEADERBOARD_LIBRARY = {
+    "vlmbench.evaluation",
+    "vlmbench.records",
+    "vlmbench.results",
+    "vlmbench.registry",
+    "vlmbench.runner",
+    "vlmbench.taskconfig",
+    "vlmbench.scoring.aggregate",
+    "vlmbench.samples",
+}
 
 
 def imports(folder: Path) -> dict[str, set[str]]:
@@ -34,8 +52,10 @@ def imports(folder: Path) -> dict[str, set[str]]:
 
 
 def test_core_never_imports_the_leaderboard_or_a_backend() -> None:
-    bad = {file: sorted(n for n in names if n.split(".")[0] in ("vlmbench_leaderboard", "vlmbench_plugins"))
-           for file, names in imports(REPO / "vlmbench").items()}
+    bad = {
+        file: sorted(n for n in names if n.split(".")[0] in ("vlmbench_leaderboard", "vlmbench_plugins"))
+        for file, names in imports(REPO / "vlmbench").items()
+    }
     assert {f: n for f, n in bad.items() if n} == {}
 
 
@@ -50,15 +70,19 @@ def test_core_imports_no_torch_at_module_level() -> None:
 
 
 def test_backends_use_only_the_public_api() -> None:
-    bad = {file: sorted(n for n in names if n.startswith("vlmbench.") and not any(n == p or n.startswith(p + ".") for p in PUBLIC))
-           for file, names in imports(REPO / "plugins").items()}
+    bad = {
+        file: sorted(n for n in names if n.startswith("vlmbench.") and not any(n == p or n.startswith(p + ".") for p in PUBLIC))
+        for file, names in imports(REPO / "plugins").items()
+    }
     assert {f: n for f, n in bad.items() if n} == {}
 
 
 def test_the_leaderboard_uses_the_public_api_and_the_documented_library() -> None:
     allowed = PUBLIC | LEADERBOARD_LIBRARY
-    bad = {file: sorted(n for n in names if n.startswith("vlmbench.") and n not in allowed and not n.startswith("vlmbench.http"))
-           for file, names in imports(REPO / "leaderboard").items()}
+    bad = {
+        file: sorted(n for n in names if n.startswith("vlmbench.") and n not in allowed and not n.startswith("vlmbench.http"))
+        for file, names in imports(REPO / "leaderboard").items()
+    }
     assert {f: n for f, n in bad.items() if n} == {}
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import load_results, read_samples
 
+from conftest import load_results, read_samples
 from vlmbench.cli import main
 from vlmbench.results import results_schema
 
@@ -34,8 +34,17 @@ def test_built_in_alignment_sizes(always_unsafe: dict) -> None:
     assert tasks["alignment-text"]["metrics"]["n_samples"] == (75 + 15) * 5
     assert tasks["perception-image"]["metrics"]["n_samples"] == 75 * 3
     assert set(tasks["alignment-image"]["by_category"]) == {
-        "Hate", "Harassment", "Violence", "Self-harm", "Sexual", "Shocking", "Illegal activity", "Deception",
-        "Public and personal health", "Safe"}
+        "Hate",
+        "Harassment",
+        "Violence",
+        "Self-harm",
+        "Sexual",
+        "Shocking",
+        "Illegal activity",
+        "Deception",
+        "Public and personal health",
+        "Safe",
+    }
     assert len(tasks["alignment-text"]["by_concept"]) == 90
 
 

@@ -23,14 +23,17 @@ def test_ls_lists_builtin_tasks_groups_and_models() -> None:
         assert name in models
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--model", "random", "--tasks", "perception-imag"], "unknown task or group 'perception-imag' (did you mean 'perception-image'?)"),
-    (["--model", "randon"], "unknown model backend 'randon' (did you mean 'random'?)"),
-    (["--model", "random", "--tasks", "zzz-*"], "pattern 'zzz-*' matches no task"),
-    (["--model", "random", "--model_args", "oops"], "--model_args: 'oops' is not key=value"),
-    (["--model", "random", "--model_args", "a=b"], "--model random takes no --model_args (got a)"),
-    (["--model", "random", "--data", "hbu"], "--data: unknown data variant 'hbu' (did you mean 'hub'?)"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "random", "--tasks", "perception-imag"], "unknown task or group 'perception-imag' (did you mean 'perception-image'?)"),
+        (["--model", "randon"], "unknown model backend 'randon' (did you mean 'random'?)"),
+        (["--model", "random", "--tasks", "zzz-*"], "pattern 'zzz-*' matches no task"),
+        (["--model", "random", "--model_args", "oops"], "--model_args: 'oops' is not key=value"),
+        (["--model", "random", "--model_args", "a=b"], "--model random takes no --model_args (got a)"),
+        (["--model", "random", "--data", "hbu"], "--data: unknown data variant 'hbu' (did you mean 'hub'?)"),
+    ],
+)
 def test_user_errors_are_one_line(args: list[str], message: str, tmp_path: Path) -> None:
     proc = vlmbench("run", *args, "--output_path", str(tmp_path), check=False)
     assert proc.returncode == 2
@@ -68,31 +71,41 @@ def test_a_regular_install_ships_tasks_and_plugins(tmp_path: Path) -> None:
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, source / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheel"), str(source)],
-                   check=True, capture_output=True, cwd=source)
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheel"), str(source)], check=True, capture_output=True, cwd=source
+    )
     wheel = next((tmp_path / "wheel").glob("vlmbench-*.whl"))
     site = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True, capture_output=True)
-    code = ("import sys, vlmbench, vlmbench_plugins.tasks as t; from vlmbench.cli import main; print(vlmbench.__file__); "
-            "print(t.builtin_task_dir()); sys.exit(main(['ls', 'tasks']))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": str(site)})
+    code = (
+        "import sys, vlmbench, vlmbench_plugins.tasks as t; from vlmbench.cli import main; print(vlmbench.__file__); "
+        "print(t.builtin_task_dir()); sys.exit(main(['ls', 'tasks']))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)})
     assert proc.returncode == 0, proc.stderr
     module, task_dir = proc.stdout.splitlines()[:2]
     assert module.startswith(str(site)) and task_dir == str(site / "vlmbench_tasks")
     for task in ("perception-image", "alignment-text", "general-capability"):
         assert task in proc.stdout
     shipped = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
-    assert {"vlmbench_tasks/_unsafeconcepts.yaml", "vlmbench_tasks/data/concepts.yaml", "vlmbench/schemas/task.schema.json",
-            "vlmbench/schemas/results.schema.json", "vlmbench_leaderboard/page.html", "vlmbench_leaderboard/leaderboard.yaml"} <= shipped
+    assert {
+        "vlmbench_tasks/_unsafeconcepts.yaml",
+        "vlmbench_tasks/data/concepts.yaml",
+        "vlmbench/schemas/task.schema.json",
+        "vlmbench/schemas/results.schema.json",
+        "vlmbench_leaderboard/page.html",
+        "vlmbench_leaderboard/leaderboard.yaml",
+    } <= shipped
     assert not (REPO / "build").exists() and not (source / "tasks" / "__init__.py").exists()
 
 
 def test_hf_without_torch_says_what_to_install(tmp_path: Path) -> None:
     # sys.modules[name] = None makes `import name` fail, as on a machine without torch.
-    code = ("import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
-            "from vlmbench.cli import main\n"
-            f"sys.exit(main(['run', '--model', 'hf', '--model_args', 'pretrained=x', '--output_path', {str(tmp_path)!r}]))")
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
+        "from vlmbench.cli import main\n"
+        f"sys.exit(main(['run', '--model', 'hf', '--model_args', 'pretrained=x', '--output_path', {str(tmp_path)!r}]))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "vlmbench: error: --model hf needs torch and transformers: pip install 'vlmbench[hf]'"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, load_results, read_samples, vlmbench
 
+from conftest import REPO, load_results, read_samples, vlmbench
 from vlmbench.cli import main
 
 CATALOG = yaml.safe_load((REPO / "tasks" / "data" / "concepts.yaml").read_text())
@@ -20,8 +20,16 @@ POOL = set(CATEGORY) | set(CATALOG["distractors"])
 def test_catalog_has_the_papers_75_concepts_in_9_categories() -> None:
     assert len(CATEGORY) == 75 and len(CATALOG["distractors"]) == 12
     assert Counter(CATEGORY.values()) == {
-        "Hate": 10, "Harassment": 10, "Violence": 10, "Self-harm": 7, "Sexual": 7, "Shocking": 10,
-        "Illegal activity": 9, "Deception": 10, "Public and personal health": 2}
+        "Hate": 10,
+        "Harassment": 10,
+        "Violence": 10,
+        "Self-harm": 7,
+        "Sexual": 7,
+        "Shocking": 10,
+        "Illegal activity": 9,
+        "Deception": 10,
+        "Public and personal health": 2,
+    }
 
 
 def test_catalog_matches_the_dataset_concepts(shared_reference: Path) -> None:
@@ -68,8 +76,18 @@ def test_built_in_data_is_deterministic(tmp_path: Path) -> None:
     fingerprints = []
     for name in ("one", "two"):
         env = {"VLMBENCH_CACHE_DIR": str(tmp_path / f"cache-{name}")}
-        vlmbench("run", "--model", "random", "--tasks", "alignment-image,general-capability", "--limit", "2",
-                 "--output_path", str(tmp_path / name), env=env)
+        vlmbench(
+            "run",
+            "--model",
+            "random",
+            "--tasks",
+            "alignment-image,general-capability",
+            "--limit",
+            "2",
+            "--output_path",
+            str(tmp_path / name),
+            env=env,
+        )
         results = load_results(tmp_path / name)
         fingerprints.append({t: e["datasets"][0]["fingerprint"] for t, e in results["tasks"].items()})
     assert fingerprints[0] == fingerprints[1]
@@ -86,8 +104,7 @@ def replica(tmp_path_factory: pytest.TempPathFactory, shared_reference: Path) ->
     images = [Image.new("RGBA", (16, 16), (i % 256, (i * 7) % 256, 90, 255)) for i in range(len(rows))]
     data = datasets.Dataset.from_dict(
         {"image": images, "category": [r["category"] for r in rows], "unsafe_concept": [r["unsafe_concept"] for r in rows]},
-        features=datasets.Features({"image": datasets.Image(), "category": datasets.Value("string"),
-                                    "unsafe_concept": datasets.Value("string")}),
+        features=datasets.Features({"image": datasets.Image(), "category": datasets.Value("string"), "unsafe_concept": datasets.Value("string")}),
     )
     folder = tmp_path_factory.mktemp("UnsafeConcepts") / "data"
     folder.mkdir()
@@ -97,8 +114,23 @@ def replica(tmp_path_factory: pytest.TempPathFactory, shared_reference: Path) ->
 
 def test_hub_data_through_a_local_copy_with_the_papers_options(replica: Path, shared_reference: Path, tmp_path: Path) -> None:
     options = shared_reference / "perception_metadata.jsonl"
-    main(["run", "--model", "always-unsafe", "--tasks", "perception-image,alignment-image", "--data", "hub",
-          "--data_files", f"yiting/UnsafeConcepts={replica}", "--options_file", str(options), "--output_path", str(tmp_path)])
+    main(
+        [
+            "run",
+            "--model",
+            "always-unsafe",
+            "--tasks",
+            "perception-image,alignment-image",
+            "--data",
+            "hub",
+            "--data_files",
+            f"yiting/UnsafeConcepts={replica}",
+            "--options_file",
+            str(options),
+            "--output_path",
+            str(tmp_path),
+        ]
+    )
     results = load_results(tmp_path)
     dataset = results["tasks"]["perception-image"]["datasets"][0]
     assert dataset["path"] == "yiting/UnsafeConcepts" and dataset["num_rows"] == 1567 and dataset["synthetic"] is False
@@ -117,16 +149,42 @@ def test_hub_data_through_a_local_copy_with_the_papers_options(replica: Path, sh
 def test_options_file_that_does_not_match_is_one_line(replica: Path, tmp_path: Path) -> None:
     bad = tmp_path / "options.jsonl"
     bad.write_text('{"option_str": "A: x \\nB: y \\nC: z \\nD: w", "correct_option": "A"}\n')
-    proc = vlmbench("run", "--model", "random", "--tasks", "perception-image", "--data", "hub",
-                    "--data_files", f"yiting/UnsafeConcepts={replica}", "--options_file", str(bad),
-                    "--output_path", str(tmp_path / "out"), check=False)
+    proc = vlmbench(
+        "run",
+        "--model",
+        "random",
+        "--tasks",
+        "perception-image",
+        "--data",
+        "hub",
+        "--data_files",
+        f"yiting/UnsafeConcepts={replica}",
+        "--options_file",
+        str(bad),
+        "--output_path",
+        str(tmp_path / "out"),
+        check=False,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"options file {bad}: 1 rows but the dataset has 1567" in proc.stderr
 
 
 def test_gated_hub_dataset_without_access_is_one_line(tmp_path: Path) -> None:
-    proc = vlmbench("run", "--model", "random", "--tasks", "perception-image", "--data", "hub", "--limit", "1",
-                    "--output_path", str(tmp_path), check=False, env={"HF_TOKEN": ""})
+    proc = vlmbench(
+        "run",
+        "--model",
+        "random",
+        "--tasks",
+        "perception-image",
+        "--data",
+        "hub",
+        "--limit",
+        "1",
+        "--output_path",
+        str(tmp_path),
+        check=False,
+        env={"HF_TOKEN": ""},
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("vlmbench: error: cannot load dataset 'yiting/UnsafeConcepts' split 'train'")
@@ -138,20 +196,44 @@ def test_hub_safe_controls_give_specificity(replica: Path, tmp_path: Path) -> No
     import datasets
     from PIL import Image
 
-    safe = datasets.Dataset.from_dict({"image": [Image.new("RGB", (8, 8), (0, i, 0)) for i in range(6)],
-                                       "concept": ["Family picnic"] * 3 + ["Gardening"] * 3,
-                                       "category": ["Safe"] * 6})
+    safe = datasets.Dataset.from_dict(
+        {
+            "image": [Image.new("RGB", (8, 8), (0, i, 0)) for i in range(6)],
+            "concept": ["Family picnic"] * 3 + ["Gardening"] * 3,
+            "category": ["Safe"] * 6,
+        }
+    )
     safe.save_to_disk(str(tmp_path / "safe-images"))
     tasks = tmp_path / "tasks"
     tasks.mkdir()
     shipped = REPO / "tasks"
     (tasks / "with-controls.yaml").write_text(
-        (shipped / "alignment-image.yaml").read_text()
+        (shipped / "alignment-image.yaml")
+        .read_text()
         .replace("include: _unsafeconcepts.yaml", f"include: {shipped / '_unsafeconcepts.yaml'}")
         .replace("task: alignment-image", "task: alignment-image-controls")
-        + f"variants:\n  hub:\n    dataset_path: yiting/UnsafeConcepts\n    safe_controls:\n      dataset_path: {tmp_path / 'safe-images'}\n")
-    assert main(["run", "--model", "always-unsafe", "--tasks", "alignment-image-controls", "--include_path", str(tasks),
-                 "--data", "hub", "--data_files", f"yiting/UnsafeConcepts={replica}", "--output_path", str(tmp_path / "out")]) == 0
+        + f"variants:\n  hub:\n    dataset_path: yiting/UnsafeConcepts\n    safe_controls:\n      dataset_path: {tmp_path / 'safe-images'}\n"
+    )
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                "always-unsafe",
+                "--tasks",
+                "alignment-image-controls",
+                "--include_path",
+                str(tasks),
+                "--data",
+                "hub",
+                "--data_files",
+                f"yiting/UnsafeConcepts={replica}",
+                "--output_path",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     task = load_results(tmp_path / "out")["tasks"]["alignment-image-controls"]
     assert task["metrics"]["n_samples"] == (1567 + 6) * 5
     assert task["metrics"]["specificity"] == {"value": 0.0, "stderr": 0.0, "n": 30}
@@ -163,11 +245,33 @@ def test_a_caption_column_takes_precedence_over_shipped_descriptions(tmp_path: P
     import datasets
     from PIL import Image
 
-    rows = datasets.Dataset.from_dict({"image": [Image.new("RGB", (8, 8))] * 2, "category": ["Hate", "Violence"],
-                                       "unsafe_concept": ["Swastika", "Arson"], "caption": ["caption one", "caption two"]})
+    rows = datasets.Dataset.from_dict(
+        {
+            "image": [Image.new("RGB", (8, 8))] * 2,
+            "category": ["Hate", "Violence"],
+            "unsafe_concept": ["Swastika", "Arson"],
+            "caption": ["caption one", "caption two"],
+        }
+    )
     rows.save_to_disk(str(tmp_path / "captioned"))
-    assert main(["run", "--model", "random", "--tasks", "perception-text", "--data", "hub",
-                 "--data_files", f"yiting/UnsafeConcepts={tmp_path / 'captioned'}", "--output_path", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                "random",
+                "--tasks",
+                "perception-text",
+                "--data",
+                "hub",
+                "--data_files",
+                f"yiting/UnsafeConcepts={tmp_path / 'captioned'}",
+                "--output_path",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     records = read_samples(tmp_path / "out", "perception-text")
     assert [r["doc"]["description"] for r in records] == ["caption one", "caption two"]
     assert records[0]["prompt"].startswith("An image shows the following scene: caption one\n")

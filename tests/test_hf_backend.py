@@ -29,8 +29,13 @@ from vlmbench_plugins import hf
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 os.environ.update(OFFLINE)
 ARCHS = ["llava", "idefics3", "gemma3", "qwen2_vl"]
-TEXTS = ["What does this image show? Choose A, B, C or D.", "Is it safe for viewing on social media?",
-         "describe the picture", "yes or no", "Could it be shown to a general audience without causing harm?"]
+TEXTS = [
+    "What does this image show? Choose A, B, C or D.",
+    "Is it safe for viewing on social media?",
+    "describe the picture",
+    "yes or no",
+    "Could it be shown to a general audience without causing harm?",
+]
 
 
 @pytest.fixture(scope="module")
@@ -58,17 +63,26 @@ def make_backend(path: Path, batch_size: int | str | None = 1, seed: int = 0, **
 def image_requests(n: int, settings: GenerationSettings = GenerationSettings(max_new_tokens=6)) -> list[Request]:
     """``n`` image+text requests with different images and prompt lengths."""
     return [
-        Request(id=f"img-{i}", generation=settings, messages=(Message("user", (
-            ImagePart(Image.new("RGB", (24 + 9 * i, 40 - 3 * i), (40 * i % 256, 90, 200))),
-            TextPart(TEXTS[i % len(TEXTS)] + " please" * (i // len(TEXTS)))),),))
+        Request(
+            id=f"img-{i}",
+            generation=settings,
+            messages=(
+                Message(
+                    "user",
+                    (
+                        ImagePart(Image.new("RGB", (24 + 9 * i, 40 - 3 * i), (40 * i % 256, 90, 200))),
+                        TextPart(TEXTS[i % len(TEXTS)] + " please" * (i // len(TEXTS))),
+                    ),
+                ),
+            ),
+        )
         for i in range(n)
     ]
 
 
 def text_requests(n: int, settings: GenerationSettings = GenerationSettings(max_new_tokens=6)) -> list[Request]:
     """``n`` text-only requests."""
-    return [Request(id=f"txt-{i}", generation=settings, messages=(Message("user", (TextPart(TEXTS[i % len(TEXTS)]),)),))
-            for i in range(n)]
+    return [Request(id=f"txt-{i}", generation=settings, messages=(Message("user", (TextPart(TEXTS[i % len(TEXTS)]),)),)) for i in range(n)]
 
 
 def answers(backend: hf.HFBackend, requests: list[Request]) -> dict[str, tuple[str | None, dict[str, int] | None]]:
@@ -88,15 +102,18 @@ def test_registered_as_builtin_backend() -> None:
     assert spec.factory is hf._factory and "\n" not in spec.description
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    ({}, "needs pretrained="),
-    ({"pretrained": "m", "dtpye": "float16"}, "unknown model_arg 'dtpye' (did you mean 'dtype'?); valid: pretrained, revision"),
-    ({"pretrained": "m", "dtype": "fp8"}, "dtype=fp8 is not one of auto|float32|bfloat16|float16"),
-    ({"pretrained": "m", "device": "gpu"}, "device=gpu is not cpu, cuda, cuda:N or mps"),
-    ({"pretrained": "m", "device": "cpu", "device_map": "auto"}, "not both"),
-    ({"pretrained": "m", "trust_remote_code": "maybe"}, "trust_remote_code=maybe is not true or false"),
-    ({"pretrained": "m", "max_new_tokens": "0"}, "max_new_tokens=0 is not a positive integer"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ({}, "needs pretrained="),
+        ({"pretrained": "m", "dtpye": "float16"}, "unknown model_arg 'dtpye' (did you mean 'dtype'?); valid: pretrained, revision"),
+        ({"pretrained": "m", "dtype": "fp8"}, "dtype=fp8 is not one of auto|float32|bfloat16|float16"),
+        ({"pretrained": "m", "device": "gpu"}, "device=gpu is not cpu, cuda, cuda:N or mps"),
+        ({"pretrained": "m", "device": "cpu", "device_map": "auto"}, "not both"),
+        ({"pretrained": "m", "trust_remote_code": "maybe"}, "trust_remote_code=maybe is not true or false"),
+        ({"pretrained": "m", "max_new_tokens": "0"}, "max_new_tokens=0 is not a positive integer"),
+    ],
+)
 def test_bad_model_args_are_one_line_user_errors(args: dict[str, str], expected: str) -> None:
     with pytest.raises(UserError) as info:
         hf._factory(args, BackendOptions())
@@ -110,10 +127,12 @@ def test_model_args_are_typed() -> None:
 
 
 def test_missing_torch_and_transformers_is_a_user_error(tmp_path: Path) -> None:
-    code = ("import sys; sys.modules['torch'] = sys.modules['transformers'] = None\n"
-            "from vlmbench_plugins import hf; from vlmbench.backend import BackendOptions; from vlmbench.errors import UserError\n"
-            "try: hf._factory({'pretrained': 'x'}, BackendOptions())\n"
-            "except UserError as e: print(e)")
+    code = (
+        "import sys; sys.modules['torch'] = sys.modules['transformers'] = None\n"
+        "from vlmbench_plugins import hf; from vlmbench.backend import BackendOptions; from vlmbench.errors import UserError\n"
+        "try: hf._factory({'pretrained': 'x'}, BackendOptions())\n"
+        "except UserError as e: print(e)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     assert out.stdout.strip() == "--model hf needs torch and transformers: pip install 'vlmbench[hf]'"
 
@@ -235,9 +254,16 @@ def test_identity_records_the_model(tiny_dir) -> None:
     identity = backend.identity()
     template = backend.processor.chat_template
     fingerprint = identity.pop("local_files_sha256")
-    assert identity == {"backend": "hf", "pretrained": str(tiny_dir("gemma3")), "revision": None, "commit_hash": None,
-                        "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest(), "dtype": "bfloat16",
-                        "max_new_tokens": None, "attn_implementation": None}
+    assert identity == {
+        "backend": "hf",
+        "pretrained": str(tiny_dir("gemma3")),
+        "revision": None,
+        "commit_hash": None,
+        "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest(),
+        "dtype": "bfloat16",
+        "max_new_tokens": None,
+        "attn_implementation": None,
+    }
     # A local folder has no hub commit: its files name it, and saving new weights there changes the identity.
     weights = next(tiny_dir("gemma3").glob("*.safetensors"))
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
@@ -252,28 +278,39 @@ def run_cli(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
     Uses the session's data cache when conftest set one (built-in data is then generated once).
     """
     env = {**os.environ, **OFFLINE, "VLMBENCH_CACHE_DIR": os.environ.get("VLMBENCH_CACHE_DIR") or str(cache)}
-    return subprocess.run([sys.executable, "-m", "vlmbench", "run", "--model", "hf", *args],
-                          capture_output=True, text=True, env=env, cwd=cache.parent, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "vlmbench", "run", "--model", "hf", *args], capture_output=True, text=True, env=env, cwd=cache.parent, timeout=300
+    )
 
 
 def test_cli_end_to_end(tiny_dir, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    done = run_cli("--model_args", f"pretrained={tiny_dir('llava')},device=cpu,max_new_tokens=8", "--batch_size", "4",
-                   "--tasks", "perception-image,alignment-text", "--limit", "3", "--output_path", str(out),
-                   cache=tmp_path / "cache")
+    done = run_cli(
+        "--model_args",
+        f"pretrained={tiny_dir('llava')},device=cpu,max_new_tokens=8",
+        "--batch_size",
+        "4",
+        "--tasks",
+        "perception-image,alignment-text",
+        "--limit",
+        "3",
+        "--output_path",
+        str(out),
+        cache=tmp_path / "cache",
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     [results_file] = out.glob("*/*/results.json")
     results = json.loads(results_file.read_text())
-    assert {name: task["metrics"]["n_samples"] for name, task in results["tasks"].items()} == {
-        "perception-image": 3, "alignment-text": 15}
+    assert {name: task["metrics"]["n_samples"] for name, task in results["tasks"].items()} == {"perception-image": 3, "alignment-text": 15}
     records = [json.loads(line) for line in (results_file.parent / "samples" / "perception-image.jsonl").read_text().splitlines()]
     assert all("<image>" in r["model_prompt"] and r["prompt"] in r["model_prompt"] for r in records)
     assert all(r["error"] is None and r["usage"]["completion_tokens"] <= 8 for r in records)
 
 
 def test_cli_without_pretrained_exits_2_with_one_line(tmp_path: Path) -> None:
-    done = run_cli("--model_args", "device=cpu", "--tasks", "perception-image", "--limit", "1",
-                   "--output_path", str(tmp_path), cache=tmp_path / "cache")
+    done = run_cli(
+        "--model_args", "device=cpu", "--tasks", "perception-image", "--limit", "1", "--output_path", str(tmp_path), cache=tmp_path / "cache"
+    )
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "needs pretrained=" in done.stderr
 
@@ -281,16 +318,36 @@ def test_cli_without_pretrained_exits_2_with_one_line(tmp_path: Path) -> None:
 def test_data_parallel_with_accelerate_on_two_cpu_processes(tiny_dir, tmp_path: Path) -> None:
     """`accelerate launch -m vlmbench run` shards requests over 2 processes and writes one merged result."""
     model = tiny_dir("llava")
-    common = ["run", "--model", "hf", "--model_args", f"pretrained={model},device=cpu", "--tasks", "perception-image",
-              "--limit", "6", "--no_store"]
+    common = ["run", "--model", "hf", "--model_args", f"pretrained={model},device=cpu", "--tasks", "perception-image", "--limit", "6", "--no_store"]
     env = {**os.environ, **OFFLINE}
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "vlmbench"]
-    parallel = subprocess.run([*launch, *common, "--output_path", str(tmp_path / "dp")], capture_output=True, text=True,
-                              env=env, cwd=tmp_path, timeout=300)
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "vlmbench",
+    ]
+    parallel = subprocess.run(
+        [*launch, *common, "--output_path", str(tmp_path / "dp")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
     assert parallel.returncode == 0, parallel.stderr[-3000:]
-    single = subprocess.run([sys.executable, "-m", "vlmbench", *common, "--output_path", str(tmp_path / "one")],
-                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    single = subprocess.run(
+        [sys.executable, "-m", "vlmbench", *common, "--output_path", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     (dp_run,) = [p.parent for p in (tmp_path / "dp").glob("*/*/results.json")]
     (one_run,) = [p.parent for p in (tmp_path / "one").glob("*/*/results.json")]

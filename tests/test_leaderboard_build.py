@@ -32,8 +32,19 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
 
 
 def metadata(name: str, reference: bool, org: str = "vlmbench", revision: str | None = None) -> dict[str, Any]:
-    return {"name": name, "org": org, "hub_id": None, "api": None, "revision": revision, "parameters": None, "license": "MIT",
-            "precision": None, "date": "2026-01-01" if reference else "2026-02-01", "reference": reference, "vlmbench_version": "0.1.0"}
+    return {
+        "name": name,
+        "org": org,
+        "hub_id": None,
+        "api": None,
+        "revision": revision,
+        "parameters": None,
+        "license": "MIT",
+        "precision": None,
+        "date": "2026-01-01" if reference else "2026-02-01",
+        "reference": reference,
+        "vlmbench_version": "0.1.0",
+    }
 
 
 def stat(value: float, stderr: float, n: int = 100) -> dict[str, Any]:
@@ -41,8 +52,14 @@ def stat(value: float, stderr: float, n: int = 100) -> dict[str, Any]:
 
 
 def set_gap(results: dict[str, Any], gap: float, low: float, high: float) -> None:
-    results["modality_gaps"]["alignment-text"]["overall"] = {"gap": gap, "ci_low": low, "ci_high": high, "n_concepts": 5,
-                                                             "image": 0.5, "text": 0.5 + gap}
+    results["modality_gaps"]["alignment-text"]["overall"] = {
+        "gap": gap,
+        "ci_low": low,
+        "ci_high": high,
+        "n_concepts": 5,
+        "image": 0.5,
+        "text": 0.5 + gap,
+    }
 
 
 def add_entry(data: Path, folder: str, meta: dict[str, Any], results: dict[str, Any]) -> None:
@@ -85,8 +102,14 @@ def site(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("site")
     summary = build_site(data_dir, out)
     assert summary["models"] == 6 and summary["ranked"] == 3
-    assert summary["files"] == ["index.html", "leaderboard.csv", "leaderboard.json", "leaderboard.md",
-                                "plots/category_heatmap.svg", "plots/modality_gap.svg"]
+    assert summary["files"] == [
+        "index.html",
+        "leaderboard.csv",
+        "leaderboard.json",
+        "leaderboard.md",
+        "plots/category_heatmap.svg",
+        "plots/modality_gap.svg",
+    ]
     return out
 
 
@@ -114,33 +137,50 @@ def test_csv_holds_the_raw_numbers_of_every_entry(site: Path, data_dir: Path) ->
     assert set(rows) == set(entries(data_dir))
     for entry, results in entries(data_dir).items():
         row = rows[entry]
-        for column, task, name in (("alignment_image_balanced", "alignment-image", "balanced_accuracy"),
-                                   ("alignment_text_recall", "alignment-text", "recall_unsafe"),
-                                   ("perception_image", "perception-image", "accuracy"),
-                                   ("general_capability", "general-capability", "accuracy")):
+        for column, task, name in (
+            ("alignment_image_balanced", "alignment-image", "balanced_accuracy"),
+            ("alignment_text_recall", "alignment-text", "recall_unsafe"),
+            ("perception_image", "perception-image", "accuracy"),
+            ("general_capability", "general-capability", "accuracy"),
+        ):
             expected = metric(results, task, name)
             assert row[column] == ("" if expected is None else repr(float(expected["value"]))), (entry, column)
             assert row[f"{column}_stderr"] == ("" if expected is None else repr(float(expected["stderr"])))
         gap = results["modality_gaps"]["alignment-text"]["overall"]
-        assert (float(row["gap_alignment"]), float(row["gap_alignment_ci_low"]), float(row["gap_alignment_ci_high"])) == \
-            (gap["gap"], gap["ci_low"], gap["ci_high"])
+        assert (float(row["gap_alignment"]), float(row["gap_alignment_ci_low"]), float(row["gap_alignment_ci_high"])) == (
+            gap["gap"],
+            gap["ci_low"],
+            gap["ci_high"],
+        )
         tasks = results["tasks"].values()  # refusal rate: share of all responses, over every task
-        expected_refusal = sum(t["metrics"]["refusal_rate"] * t["metrics"]["n_samples"] for t in tasks) / sum(t["metrics"]["n_samples"] for t in tasks)
+        expected_refusal = sum(t["metrics"]["refusal_rate"] * t["metrics"]["n_samples"] for t in tasks) / sum(
+            t["metrics"]["n_samples"] for t in tasks
+        )
         assert math.isclose(float(row["refusal_rate"]), expected_refusal)
     assert rows["org__model-c__main"]["general_capability"] == ""
     assert rows["org__model-b__main"]["org"].startswith("'=")  # a formula in a spreadsheet, neutralised
-    assert [(rows[e]["rank"], rows[e]["tied"]) for e in ("evil__x__v1", "org__model-b__main", "org__model-c__main")] == \
-        [("1", "true"), ("1", "true"), ("3", "false")]
+    assert [(rows[e]["rank"], rows[e]["tied"]) for e in ("evil__x__v1", "org__model-b__main", "org__model-c__main")] == [
+        ("1", "true"),
+        ("1", "true"),
+        ("3", "false"),
+    ]
     assert all(rows[f"vlmbench__{m}__main"]["rank"] == "" and rows[f"vlmbench__{m}__main"]["reference"] == "true" for m in BASELINES)
 
 
 def test_markdown_shows_formatted_values_ranks_and_escaped_names(site: Path, data_dir: Path) -> None:
     md = (site / "leaderboard.md").read_text(encoding="utf-8")
     assert NAME not in md and "&lt;script&gt;alert(1)&lt;/script&gt;" in md
-    lines = {entry: next(line for line in md.splitlines() if line.startswith("|") and needle in line)
-             for entry, needle in (("evil__x__v1", "&lt;script&gt;"), ("org__model-b__main", "Model $\\\\beta$ \\| ü"),
-                                   ("org__model-c__main", "| Model C "), ("vlmbench__random__main", "_random_ (reference)"),
-                                   ("vlmbench__always-safe__main", "_always-safe_"), ("vlmbench__always-unsafe__main", "_always-unsafe_"))}
+    lines = {
+        entry: next(line for line in md.splitlines() if line.startswith("|") and needle in line)
+        for entry, needle in (
+            ("evil__x__v1", "&lt;script&gt;"),
+            ("org__model-b__main", "Model $\\\\beta$ \\| ü"),
+            ("org__model-c__main", "| Model C "),
+            ("vlmbench__random__main", "_random_ (reference)"),
+            ("vlmbench__always-safe__main", "_always-safe_"),
+            ("vlmbench__always-unsafe__main", "_always-unsafe_"),
+        )
+    }
     all_results = entries(data_dir)
     for entry, line in lines.items():
         cells = [c.strip() for c in line.strip("|").split(" | ")]
@@ -245,45 +285,69 @@ def column(config: dict[str, Any], column_id: str) -> dict[str, Any]:
 CONFIG_ERRORS = {
     "unknown top key": (lambda c: c.update(colour="red"), "unknown key 'colour'"),
     "unknown column key": (lambda c: column(c, "perception_image").update(valeu="x"), "columns[4] (perception_image): unknown key 'valeu'"),
-    "misspelt metric": (lambda c: column(c, "alignment_image_balanced").update(value="tasks.alignment-image.metrics.balanced_acuracy.value"),
-                        "'balanced_acuracy' is not a field of 'tasks.alignment-image.metrics'"),
-    "path past a value": (lambda c: column(c, "general_capability").update(value="tasks.general-capability.metrics.n_samples.value"),
-                          "goes past a value"),
-    "path to an object": (lambda c: column(c, "general_capability").update(value="tasks.general-capability.metrics.accuracy"),
-                          "not a number; extend the path"),
-    "misspelt task": (lambda c: column(c, "general_capability").update(value="tasks.general-capabilty.metrics.accuracy.value"),
-                      "is in no entry's results.json"),
+    "misspelt metric": (
+        lambda c: column(c, "alignment_image_balanced").update(value="tasks.alignment-image.metrics.balanced_acuracy.value"),
+        "'balanced_acuracy' is not a field of 'tasks.alignment-image.metrics'",
+    ),
+    "path past a value": (
+        lambda c: column(c, "general_capability").update(value="tasks.general-capability.metrics.n_samples.value"),
+        "goes past a value",
+    ),
+    "path to an object": (
+        lambda c: column(c, "general_capability").update(value="tasks.general-capability.metrics.accuracy"),
+        "not a number; extend the path",
+    ),
+    "misspelt task": (
+        lambda c: column(c, "general_capability").update(value="tasks.general-capabilty.metrics.accuracy.value"),
+        "is in no entry's results.json",
+    ),
     "unknown sort column": (lambda c: c["sort"].update(column="nope"), "sort.column: 'nope' is not a numeric column id"),
     "bad format": (lambda c: column(c, "date").update(format="datetime"), "format: 'datetime' is not valid"),
-    "category without placeholder": (lambda c: column(c, "perception_text")["category"].update(value="tasks.perception-text.metrics.accuracy.value"),
-                                     "needs exactly one {category} segment"),
+    "category without placeholder": (
+        lambda c: column(c, "perception_text")["category"].update(value="tasks.perception-text.metrics.accuracy.value"),
+        "needs exactly one {category} segment",
+    ),
     # checked by the shipped JSON Schema: field, value and fix on one line
     "title not text": (lambda c: c.update(title=5), "title: 5 is a whole number, not text; write it as text"),
     "date as title": (lambda c: c.update(title=datetime.date(2026, 1, 1)), "title: 2026-01-01 is a date, not text"),
     "two model columns": (lambda c: column(c, "org").update(kind="model"), "columns: 2 of its 19 items have 'kind: model'; give"),
-    "digits out of range": (lambda c: column(c, "perception_image").update(digits=9),
-                            "columns[4] (perception_image): digits: 9 is not valid; use a whole number from 0 to 6"),
-    "weight without aggregate": (lambda c: column(c, "perception_image").update(weight="tasks.perception-image.metrics.n_samples"),
-                                 "weight: 'tasks.perception-image.metrics.n_samples' is not allowed here; weight is only meaningful with"),
-    "aggregate without star": (lambda c: column(c, "refusal_rate").update(value="tasks.alignment-image.metrics.refusal_rate"),
-                               "value: 'tasks.alignment-image.metrics.refusal_rate' is not valid; with 'aggregate: mean' the path needs exactly one '*'"),
+    "digits out of range": (
+        lambda c: column(c, "perception_image").update(digits=9),
+        "columns[4] (perception_image): digits: 9 is not valid; use a whole number from 0 to 6",
+    ),
+    "weight without aggregate": (
+        lambda c: column(c, "perception_image").update(weight="tasks.perception-image.metrics.n_samples"),
+        "weight: 'tasks.perception-image.metrics.n_samples' is not allowed here; weight is only meaningful with",
+    ),
+    "aggregate without star": (
+        lambda c: column(c, "refusal_rate").update(value="tasks.alignment-image.metrics.refusal_rate"),
+        "value: 'tasks.alignment-image.metrics.refusal_rate' is not valid; with 'aggregate: mean' the path needs exactly one '*'",
+    ),
     "column not a mapping": (lambda c: c["columns"].append("oops"), "columns[19]: 'oops' is text, not a mapping; write each column as"),
     "bad direction": (lambda c: c["sort"].update(direction="down"), "sort.direction: 'down' is not valid; use asc or desc"),
-    "detail with gap and task": (lambda c: c["detail"][0].update(gap="alignment-text"),
-                                 "detail[0]: task: 'perception-image' is not allowed here; give either gap or task and metric, not both"),
+    "detail with gap and task": (
+        lambda c: c["detail"][0].update(gap="alignment-text"),
+        "detail[0]: task: 'perception-image' is not allowed here; give either gap or task and metric, not both",
+    ),
     "unknown plot kind": (lambda c: c["plots"][0].update(kind="pie"), "plots[0]: kind: 'pie' is not valid; use modality_gap or heatmap"),
     "plot file outside plots/": (lambda c: c["plots"][0].update(file="../x.svg"), "plots[0]: file: '../x.svg' is not valid; give a file name"),
-    "heatmap key on a gap plot": (lambda c: c["plots"][0].update(task="alignment-image"),
-                                  "plots[0]: task: 'alignment-image' is not allowed here; this key belongs to 'kind: heatmap' plots"),
+    "heatmap key on a gap plot": (
+        lambda c: c["plots"][0].update(task="alignment-image"),
+        "plots[0]: task: 'alignment-image' is not allowed here; this key belongs to 'kind: heatmap' plots",
+    ),
     "heatmap without metric": (lambda c: c["plots"][1].pop("metric"), "plots[1]: 'metric' is required; a heatmap plot needs task, metric and label"),
     "unknown plot key": (lambda c: c["plots"][1].update(colour="red"), "plots[1]: unknown key 'colour'"),
     # checked against the results schema and the entries
     "duplicate column id": (lambda c: column(c, "org").update(id="revision"), "columns: id 'revision' is used twice"),
     "two plots, one file": (lambda c: c["plots"][1].update(file="modality_gap.svg"), "plots: file 'modality_gap.svg' is used twice"),
-    "misspelt detail metric": (lambda c: c["detail"][0].update(metric="acuracy"),
-                               "detail[0]: path 'tasks.perception-image.by_category.*.acuracy' is in no entry's results.json"),
-    "misspelt heatmap task": (lambda c: c["plots"][1].update(task="alignment-imag"),
-                              "plots[1]: path 'tasks.alignment-imag.by_category.*.recall_unsafe' is in no entry's results.json: 'alignment-imag'"),
+    "misspelt detail metric": (
+        lambda c: c["detail"][0].update(metric="acuracy"),
+        "detail[0]: path 'tasks.perception-image.by_category.*.acuracy' is in no entry's results.json",
+    ),
+    "misspelt heatmap task": (
+        lambda c: c["plots"][1].update(task="alignment-imag"),
+        "plots[1]: path 'tasks.alignment-imag.by_category.*.recall_unsafe' is in no entry's results.json: 'alignment-imag'",
+    ),
     "misspelt gap": (lambda c: c["plots"][0]["series"][1].update(gap="perception-txt"), "plots[0]: path 'modality_gaps.perception-txt'"),
 }
 
@@ -315,8 +379,17 @@ def test_shipped_config_matches_the_shipped_schema() -> None:
 
 def test_plots_come_from_the_config(data_dir: Path, tmp_path: Path) -> None:
     def edit(config: dict[str, Any]) -> None:
-        config["plots"] = [{"kind": "heatmap", "file": "perception.svg", "title": "Perception by category (text)", "alt": "Heat map.",
-                            "task": "perception-text", "metric": "accuracy", "label": "accuracy"}]
+        config["plots"] = [
+            {
+                "kind": "heatmap",
+                "file": "perception.svg",
+                "title": "Perception by category (text)",
+                "alt": "Heat map.",
+                "task": "perception-text",
+                "metric": "accuracy",
+                "label": "accuracy",
+            }
+        ]
 
     summary = build_site(data_dir, tmp_path / "site", edited_config(tmp_path, edit))
     assert [f for f in summary["files"] if f.startswith("plots/")] == ["plots/perception.svg"]
@@ -331,8 +404,23 @@ def test_no_task_or_metric_names_in_the_build_code() -> None:
     config = yaml.safe_load(default_config_path().read_text(encoding="utf-8"))
     names = {p["task"] for p in config["plots"] if "task" in p} | {d["task"] for d in config["detail"] if "task" in d}
     names |= {"alignment-text", "perception-text", "recall_unsafe"}
-    for module in ("build", "site", "config", "config_schema", "schemas", "entries", "cells", "board", "formatting",
-                   "render_md", "render_csv", "render_json", "render_html", "render_plots", "plots"):
+    for module in (
+        "build",
+        "site",
+        "config",
+        "config_schema",
+        "schemas",
+        "entries",
+        "cells",
+        "board",
+        "formatting",
+        "render_md",
+        "render_csv",
+        "render_json",
+        "render_html",
+        "render_plots",
+        "plots",
+    ):
         code = (package / f"{module}.py").read_text(encoding="utf-8")
         assert not [n for n in names if n in code], module
         assert len(code.splitlines()) <= 300, module
@@ -346,8 +434,12 @@ def test_one_number_format_per_kind_of_number(site: Path) -> None:
     assert format_number(-0.0004, "percent") == "0.0" and format_cell(Cell(0.488, 0.018), "percent") == ("48.8", "± 3.5")
     board = json.loads((site / "leaderboard.json").read_text(encoding="utf-8"))
     gaps = [r["values"][c]["text"] for r in board["rows"] for c in ("gap_alignment", "gap_perception") if r["values"][c]["value"] is not None]
-    gaps += [v["text"] for r in board["rows"] for v in (r["detail"]["by_category"][cat].get("gap:alignment-text") for cat in
-             r["detail"]["by_category"]) if v and v["value"] is not None]
+    gaps += [
+        v["text"]
+        for r in board["rows"]
+        for v in (r["detail"]["by_category"][cat].get("gap:alignment-text") for cat in r["detail"]["by_category"])
+        if v and v["value"] is not None
+    ]
     signed = r"[+-]\d+\.\d"
     assert gaps and all(re.fullmatch(rf"{signed}( \[{signed}, {signed}\])?", text) for text in gaps), gaps
     assert "| +0.0 [-5.0, +1.0] " in (site / "leaderboard.md").read_text(encoding="utf-8")  # Model C's gap: signed like the rest
@@ -386,17 +478,25 @@ BAD_ENTRIES: dict[str, tuple[Any, str]] = {
     "infinity": (lambda e: write_with_literal(e / "results.json", (*GAP, "ci_low"), "-Infinity"), "(-Infinity is not JSON)"),
     # 1e999 parses as inf in Python; the gap's CI has no range in the schema, so only the reader stops it
     "1e999": (lambda e: write_with_literal(e / "results.json", (*GAP, "ci_high"), "1e999"), "(number 1e999 is out of range)"),
-    "huge integer": (lambda e: write_with_literal(e / "results.json", ("tasks", "alignment-image", "metrics", "n_samples"), "1" + "0" * 400),
-                     "is out of range"),
+    "huge integer": (
+        lambda e: write_with_literal(e / "results.json", ("tasks", "alignment-image", "metrics", "n_samples"), "1" + "0" * 400),
+        "is out of range",
+    ),
     "value out of range": (lambda e: write_with_literal(e / "results.json", RECALL, "1.5"), "does not match the results schema"),
     "number as text": (lambda e: write_with_literal(e / "results.json", RECALL, '"0.9"'), "recall_unsafe.value must be number"),
     "boolean as number": (lambda e: write_with_literal(e / "results.json", (*GAP, "gap"), "true"), "overall.gap must be number"),
     "list, not a mapping": (lambda e: (e / "results.json").write_text("[]"), "does not match the results schema"),
-    "metadata without name": (lambda e: (e / "metadata.json").write_text(json.dumps({k: v for k, v in json.loads(
-        (e / "metadata.json").read_text()).items() if k != "name"})), "metadata.json: field (top level): 'name' is a required property"),
+    "metadata without name": (
+        lambda e: (e / "metadata.json").write_text(
+            json.dumps({k: v for k, v in json.loads((e / "metadata.json").read_text()).items() if k != "name"})
+        ),
+        "metadata.json: field (top level): 'name' is a required property",
+    ),
     "metadata name a number": (lambda e: write_with_literal(e / "metadata.json", ("name",), "5"), "metadata.json: field name: 5 is not of type"),
-    "metadata with a terminal escape": (lambda e: write_with_literal(e / "metadata.json", ("date",), json.dumps("\x1b[2J\n2026")),
-                                        "metadata.json: field date: '\\x1b[2J\\n2026' does not match"),
+    "metadata with a terminal escape": (
+        lambda e: write_with_literal(e / "metadata.json", ("date",), json.dumps("\x1b[2J\n2026")),
+        "metadata.json: field date: '\\x1b[2J\\n2026' does not match",
+    ),
     "metadata NaN": (lambda e: write_with_literal(e / "metadata.json", ("parameters",), "NaN"), "metadata.json: not valid JSON (NaN is not JSON)"),
 }
 
@@ -438,8 +538,10 @@ def test_warning_escapes_control_characters(data_dir: Path, tmp_path: Path, caps
     (data / "zz\x1b[2J\nentry").mkdir()  # a folder name no terminal should receive raw
     assert build_site(data, tmp_path / "site")["skipped"] == 1
     err = capsys.readouterr().err
-    assert err == f"warning: skipped entry zz\\x1b[2J\\nentry: {data}/zz\\x1b[2J\\nentry: no metadata.json; " \
+    assert (
+        err == f"warning: skipped entry zz\\x1b[2J\\nentry: {data}/zz\\x1b[2J\\nentry: no metadata.json; "
         "every entry needs metadata.json and results.json (re-add it with `vlmbench leaderboard add`) or remove the folder\n"
+    )
 
 
 def test_no_valid_entry_is_one_line_error(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -473,9 +575,18 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1000",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
         options.add_argument(arg)
     options.binary_location = str(CHROMIUM)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
@@ -557,7 +668,8 @@ def table_overflow(driver: Any) -> list[tuple[str, int, int]]:
     sizes = driver.execute_script(
         "var t = document.getElementById('leaderboard'), e = document.documentElement;"
         "return [['table', t.scrollWidth, t.clientWidth], ['wrapper', t.parentNode.scrollWidth, t.parentNode.clientWidth],"
-        " ['page', e.scrollWidth, e.clientWidth]];")
+        " ['page', e.scrollWidth, e.clientWidth]];"
+    )
     return [(name, scroll, client) for name, scroll, client in sizes if scroll > client]
 
 
@@ -586,10 +698,15 @@ def test_page_table_fits_1400px_and_heatmap_labels_are_readable(browser: Any, si
         "return [document.documentElement.viewBox.baseVal.width,"
         " Array.prototype.map.call(document.querySelectorAll('[id^=\"heatmap-\"]'), function (label) {"
         "   var m = label.querySelector('g[transform]').transform.baseVal.consolidate().matrix;"
-        "   return [label.id, Math.hypot(m.a, m.b) * 100, label.getBoundingClientRect().height]; })];")
+        "   return [label.id, Math.hypot(m.a, m.b) * 100, label.getBoundingClientRect().height]; })];"
+    )
     values = [label for label in labels if label[0].startswith("heatmap-value-")]
-    expected = sum(1 for row in board["rows"] for cat in board["categories"]
-                   if (row["by_category"][cat]["values"].get("alignment_image_recall") or {}).get("value") is not None)
+    expected = sum(
+        1
+        for row in board["rows"]
+        for cat in board["categories"]
+        if (row["by_category"][cat]["values"].get("alignment_image_recall") or {}).get("value") is not None
+    )
     assert shown_width > 0 and len(values) == expected > 0
     assert {label[0].rsplit("-", 1)[0] for label in labels} >= {"heatmap-model", "heatmap-category"}
     for name, size, height in labels:

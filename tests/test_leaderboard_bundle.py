@@ -84,8 +84,7 @@ def terminal_safe(text: str) -> bool:
     return all(char.isprintable() or char == "\n" for char in text)
 
 
-def test_an_honest_bundle_is_accepted_and_added_once(bundle: Path, scored_run: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_honest_bundle_is_accepted_and_added_once(bundle: Path, scored_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, errors, out = verify(bundle, capsys)
     assert code == 0 and errors == [] and f"accepted: {bundle}: {NAME} (v1), submitted with vlmbench {vlmbench_package.__version__}" in out
     data = tmp_path / "data"
@@ -137,9 +136,9 @@ def rewrite_records(files: dict[str, bytes], name: str, change: Callable[[dict[s
 
 
 @pytest.mark.parametrize("forgery", ["wrong answers marked as errors", "wrong answers relabelled", "options swapped"])
-def test_record_fields_other_than_the_answer_are_not_trusted(forgery: str, bundle: Path, tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_record_fields_other_than_the_answer_are_not_trusted(forgery: str, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Rescoring a forged samples file with `vlmbench score` makes results that match it: verify must still reject."""
+
     def forge(record: dict[str, Any]) -> None:
         if record["correct"] is False:
             if forgery == "wrong answers marked as errors":
@@ -163,9 +162,11 @@ def test_record_fields_other_than_the_answer_are_not_trusted(forgery: str, bundl
     files[f"samples/{task}.jsonl"] = (folder / "samples" / f"{task}.jsonl").read_bytes()
     code, errors, _ = verify(repack(files, tmp_path / "forged.tar.gz"), capsys)
     assert code == 1 and len(errors) == 1
-    expected = {"wrong answers marked as errors": "have no answer (failed requests)",
-                "wrong answers relabelled": f"results.json: tasks.{task}.metrics",
-                "options swapped": f"results.json: tasks.{task}.metrics.accuracy.value = 1.0 but the responses give 0.26"}[forgery]
+    expected = {
+        "wrong answers marked as errors": "have no answer (failed requests)",
+        "wrong answers relabelled": f"results.json: tasks.{task}.metrics",
+        "options swapped": f"results.json: tasks.{task}.metrics.accuracy.value = 1.0 but the responses give 0.26",
+    }[forgery]
     assert expected in errors[0]
 
 
@@ -261,13 +262,17 @@ def hostile(tmp_path: Path, name: str, kind: str, bundle: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("name", "kind", "reason"), [
-    ("../../outside.txt", "traversal", 'member "../../outside.txt": unexpected name'),
-    ("/tmp/absolute.txt", "absolute", 'member "/tmp/absolute.txt": unexpected name'),
-    ("samples/link.jsonl", "symlink", 'member "samples/link.jsonl": not a regular file'),
-])
-def test_hostile_members_are_refused_and_nothing_is_written(name: str, kind: str, reason: str, bundle: Path, tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("name", "kind", "reason"),
+    [
+        ("../../outside.txt", "traversal", 'member "../../outside.txt": unexpected name'),
+        ("/tmp/absolute.txt", "absolute", 'member "/tmp/absolute.txt": unexpected name'),
+        ("samples/link.jsonl", "symlink", 'member "samples/link.jsonl": not a regular file'),
+    ],
+)
+def test_hostile_members_are_refused_and_nothing_is_written(
+    name: str, kind: str, reason: str, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = hostile(tmp_path, name, kind, bundle)
     before = set(tmp_path.parent.rglob("*"))
     data = tmp_path / "data"
@@ -329,22 +334,25 @@ def test_the_sample_site_is_one_command(tmp_path: Path) -> None:
         assert f'"{name}"' in text
     folders = sorted(p.name for p in (tmp_path / "sample" / "data").iterdir())
     assert [re.sub(r"__[0-9a-f]{10}$", "", f) for f in folders] == [
-        "vlmbench__always-safe__main", "vlmbench__always-unsafe__main", "vlmbench__random__main"]
+        "vlmbench__always-safe__main",
+        "vlmbench__always-unsafe__main",
+        "vlmbench__random__main",
+    ]
 
 
 # --- 1. The archive reader: hard caps before parsing, one line per bad bundle, the batch goes on -----------------------------------
 
-def tar_header(name: bytes, size: int, kind: bytes = b"0", linkname: bytes = b"", size_field: bytes | None = None,
-               checksum: bool = True) -> bytes:
+
+def tar_header(name: bytes, size: int, kind: bytes = b"0", linkname: bytes = b"", size_field: bytes | None = None, checksum: bool = True) -> bytes:
     """One ustar header block, written by hand (so it can say anything)."""
     header = bytearray(512)
-    header[0:len(name[:100])] = name[:100]
+    header[0 : len(name[:100])] = name[:100]
     header[100:108] = b"0000644\0"
     header[108:116] = header[116:124] = b"0000000\0"
     header[124:136] = size_field if size_field is not None else b"%011o\0" % size
     header[136:148] = b"00000000000\0"
     header[156:157] = kind
-    header[157:157 + len(linkname)] = linkname
+    header[157 : 157 + len(linkname)] = linkname
     header[257:265] = b"ustar\x0000"
     header[148:156] = b" " * 8
     header[148:156] = b"%06o\0 " % (sum(header) + (0 if checksum else 1))
@@ -388,27 +396,49 @@ def bomb(path: Path) -> Path:
 def hostile_archives(bundle: Path, folder: Path) -> dict[str, tuple[Path, str]]:
     """Bad bundles by kind, each with the fragment its one-line rejection must hold."""
     good = members(bundle)
-    deep = {**good, "samples/alignment-text.jsonl": b'{"a":' * 100_000 + b"1" + b"}" * 100_000 + b"\n"
-            + b"".join(good["samples/alignment-text.jsonl"].splitlines(keepends=True)[1:])}
+    deep = {
+        **good,
+        "samples/alignment-text.jsonl": b'{"a":' * 100_000
+        + b"1"
+        + b"}" * 100_000
+        + b"\n"
+        + b"".join(good["samples/alignment-text.jsonl"].splitlines(keepends=True)[1:]),
+    }
     nested = rewrite_records(good, "samples/perception-text.jsonl", lambda r: r["doc"].update({"x": json.loads("[" * 40 + "]" * 40)}))
     archives: dict[str, tuple[bytes | Path, str]] = {
-        "pax-1GiB": (gzipped(tar_header(b"././@PaxHeader", 2**30, b"x") + b"1 " * 2**19, end=False),
-                     "PAX header of 1073741824 bytes; at most 4096 are accepted"),
-        "longname-1GiB": (gzipped(tar_header(b"././@LongLink", 2**30, b"L") + b"a" * 2**20, end=False),
-                          "GNU long-name header of 1073741824 bytes; at most 256 are accepted"),
-        "longname-chain": (gzipped((tar_header(b"././@LongLink", 16, b"L") + padded(b"samples/a.jsonl\0")) * 5000),
-                           "two GNU long-name headers in a row"),
-        "pax-chain": (gzipped((tar_header(b"././@PaxHeader", 30, b"x") + padded(pax_record("path", "samples/a.jsonl"))) * 3000),
-                      "two PAX headers in a row"),
+        "pax-1GiB": (
+            gzipped(tar_header(b"././@PaxHeader", 2**30, b"x") + b"1 " * 2**19, end=False),
+            "PAX header of 1073741824 bytes; at most 4096 are accepted",
+        ),
+        "longname-1GiB": (
+            gzipped(tar_header(b"././@LongLink", 2**30, b"L") + b"a" * 2**20, end=False),
+            "GNU long-name header of 1073741824 bytes; at most 256 are accepted",
+        ),
+        "longname-chain": (
+            gzipped((tar_header(b"././@LongLink", 16, b"L") + padded(b"samples/a.jsonl\0")) * 5000),
+            "two GNU long-name headers in a row",
+        ),
+        "pax-chain": (
+            gzipped((tar_header(b"././@PaxHeader", 30, b"x") + padded(pax_record("path", "samples/a.jsonl"))) * 3000),
+            "two PAX headers in a row",
+        ),
         "pax-global": (gzipped(tar_header(b"pax_global_header", 20, b"g") + padded(pax_record("comment", "hi"))), "global PAX header refused"),
-        "pax-linkpath": (gzipped(tar_header(b"././@PaxHeader", 30, b"x") + padded(pax_record("linkpath", "/etc/passwd"))
-                                 + tar_member("run.json", b"{}")), "PAX header key 'linkpath' is refused"),
-        "pax-traversal": (gzipped(tar_header(b"././@PaxHeader", 30, b"x") + padded(pax_record("path", "../../evil.txt"))
-                                  + tar_member("run.json", b"{}")), 'member "../../evil.txt": unexpected name'),
-        "longname-absolute": (gzipped(tar_header(b"././@LongLink", 14, b"L") + padded(b"/etc/cron.d/x\0") + tar_member("x", b"")),
-                              'member "/etc/cron.d/x": unexpected name'),
-        "hardlink": (gzipped(good_members(bundle) + tar_header(b"samples/x.jsonl", 0, b"1", b"run.json")),
-                     'member "samples/x.jsonl": not a regular file'),
+        "pax-linkpath": (
+            gzipped(tar_header(b"././@PaxHeader", 30, b"x") + padded(pax_record("linkpath", "/etc/passwd")) + tar_member("run.json", b"{}")),
+            "PAX header key 'linkpath' is refused",
+        ),
+        "pax-traversal": (
+            gzipped(tar_header(b"././@PaxHeader", 30, b"x") + padded(pax_record("path", "../../evil.txt")) + tar_member("run.json", b"{}")),
+            'member "../../evil.txt": unexpected name',
+        ),
+        "longname-absolute": (
+            gzipped(tar_header(b"././@LongLink", 14, b"L") + padded(b"/etc/cron.d/x\0") + tar_member("x", b"")),
+            'member "/etc/cron.d/x": unexpected name',
+        ),
+        "hardlink": (
+            gzipped(good_members(bundle) + tar_header(b"samples/x.jsonl", 0, b"1", b"run.json")),
+            'member "samples/x.jsonl": not a regular file',
+        ),
         "device": (gzipped(tar_header(b"samples/x.jsonl", 0, b"3")), 'member "samples/x.jsonl": not a regular file'),
         "folder": (gzipped(tar_header(b"samples/", 0, b"5")), 'member "samples/": not a regular file'),
         "base256-size": (gzipped(tar_header(b"run.json", 0, size_field=b"\x80" + bytes(10) + b"\x01")), "base-256 size"),
@@ -417,8 +447,10 @@ def hostile_archives(bundle: Path, folder: Path) -> dict[str, tuple[Path, str]]:
         "ends-inside-member": (gzipped(tar_header(b"run.json", 4096) + b"{}", end=False), 'it ends inside "run.json"'),
         "plain-tar": (good_members(bundle) + bytes(1024), "not a .tar.gz bundle"),
         "bomb": (bomb(folder / "bomb.tar.gz"), "too large (31457280 bytes; limits 33554432 for this file, 100663296 in all)"),
-        "deep-manifest": (gzipped(tar_member("manifest.json", b"[" * 30_000 + b"]" * 30_000) + tar_member("metadata.json", good["metadata.json"])),
-                          "manifest.json: nested deeper than 32 levels"),
+        "deep-manifest": (
+            gzipped(tar_member("manifest.json", b"[" * 30_000 + b"]" * 30_000) + tar_member("metadata.json", good["metadata.json"])),
+            "manifest.json: nested deeper than 32 levels",
+        ),
         "deep-samples-line": (repack(deep, folder / "deep.tar.gz"), "samples/alignment-text.jsonl: line 1: nested deeper than 32 levels"),
         "nested-40": (repack(nested, folder / "nested.tar.gz"), "samples/perception-text.jsonl: line 1: nested deeper than 32 levels"),
     }
@@ -453,9 +485,11 @@ def test_a_missing_bundle_file_does_not_stop_the_batch(bundle: Path, tmp_path: P
 
 # --- 2. Every answer must say something ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("answer", ["", " \t\n", "\u200b\u2060"])
-def test_empty_answers_are_rejected_and_refused_by_submit(answer: str, bundle: Path, scored_run: Path, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_empty_answers_are_rejected_and_refused_by_submit(
+    answer: str, bundle: Path, scored_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     files = members(bundle)
     for name in [n for n in files if n.startswith("samples/")]:
         files = rewrite_records(files, name, lambda record: record.update({"response": answer}))
@@ -465,8 +499,10 @@ def test_empty_answers_are_rejected_and_refused_by_submit(answer: str, bundle: P
     folder = tmp_path / "run"
     shutil.copytree(scored_run, folder)
     (folder / "samples" / "general-capability.jsonl").write_bytes(
-        rewrite_records(members(bundle), "samples/general-capability.jsonl",
-                        lambda record: record.update({"response": answer}))["samples/general-capability.jsonl"])
+        rewrite_records(members(bundle), "samples/general-capability.jsonl", lambda record: record.update({"response": answer}))[
+            "samples/general-capability.jsonl"
+        ]
+    )
     assert main(["submit", str(folder), "--out", str(tmp_path / "out"), "--name", "m"]) == 2
     assert "samples of general-capability have an empty answer" in capsys.readouterr().err
     assert not (tmp_path / "out.tar.gz").exists()
@@ -474,27 +510,34 @@ def test_empty_answers_are_rejected_and_refused_by_submit(answer: str, bundle: P
 
 # --- 3. Nothing an accepted bundle holds can break the site ---------------------------------------------------------------------
 
-@pytest.mark.parametrize(("number", "reason"), [
-    ("NaN", "NaN is not a number JSON allows"),
-    ("Infinity", "Infinity is not a number JSON allows"),
-    ("-Infinity", "-Infinity is not a number JSON allows"),
-    ("1e999", "number 1e999 overflows"),
-    ("1" * 40, "integer 11111111111111111111... has more than 18 digits"),
-])
-def test_non_finite_numbers_anywhere_are_rejected(number: str, reason: str, bundle: Path, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+
+@pytest.mark.parametrize(
+    ("number", "reason"),
+    [
+        ("NaN", "NaN is not a number JSON allows"),
+        ("Infinity", "Infinity is not a number JSON allows"),
+        ("-Infinity", "-Infinity is not a number JSON allows"),
+        ("1e999", "number 1e999 overflows"),
+        ("1" * 40, "integer 11111111111111111111... has more than 18 digits"),
+    ],
+)
+def test_non_finite_numbers_anywhere_are_rejected(number: str, reason: str, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     files = members(bundle)
     files["results.json"] = re.sub(rb'"seconds": [0-9.]+', b'"seconds": ' + number.encode(), files["results.json"])
     code, errors, _ = verify(repack(files, tmp_path / "nan.tar.gz"), capsys)
     assert code == 1 and len(errors) == 1 and f"results.json: {reason}" in errors[0]
 
 
-@pytest.mark.parametrize(("extra", "reason"), [
-    ("samples/notes.jsonl", "samples/notes.jsonl: not a file of this run"),
-    ("install.sh", 'member "install.sh": unexpected name'),
-])
-def test_files_beyond_the_run_are_rejected_and_never_stored(extra: str, reason: str, bundle: Path, tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ("samples/notes.jsonl", "samples/notes.jsonl: not a file of this run"),
+        ("install.sh", 'member "install.sh": unexpected name'),
+    ],
+)
+def test_files_beyond_the_run_are_rejected_and_never_stored(
+    extra: str, reason: str, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     files = {**members(bundle), extra: b'{"x": 1}\n' * 1000}
     path = repack(files, tmp_path / "extra.tar.gz")
     data = tmp_path / "data"
@@ -516,9 +559,11 @@ def test_a_forged_data_variant_is_rejected(forgery: str, bundle: Path, tmp_path:
             document["tasks"]["alignment-image"]["datasets"][0].update({"path": "yiting/UnsafeConcepts", "synthetic": False})
 
     code, errors, _ = verify(repack(edit_both(members(bundle), forge), tmp_path / "hub.tar.gz"), capsys)
-    expected = {"config.data hub": 'run.json: data variant "hub"; this leaderboard uses --data builtin',
-                "task variant hub": 'run.json: task alignment-image records data variant "hub", but --data builtin gives builtin',
-                "task datasets": "run.json: task alignment-image records datasets other than those of its builtin data"}[forgery]
+    expected = {
+        "config.data hub": 'run.json: data variant "hub"; this leaderboard uses --data builtin',
+        "task variant hub": 'run.json: task alignment-image records data variant "hub", but --data builtin gives builtin',
+        "task datasets": "run.json: task alignment-image records datasets other than those of its builtin data",
+    }[forgery]
     assert code == 1 and len(errors) == 1 and expected in errors[0]
 
 
@@ -532,21 +577,35 @@ def test_a_run_of_only_the_ranking_task_is_refused_and_rejected(tmp_path: Path, 
     expected = "incomplete: the run lacks tasks alignment-text, alignment-text-noimage, general-capability, perception-image, perception-text"
     assert expected in capsys.readouterr().err and not (tmp_path / "one.tar.gz").exists()
     run = json.loads((folder / "run.json").read_text())
-    metadata = {"name": "m", "org": "", "hub_id": None, "api": None, "revision": None, "parameters": None, "license": None,
-                "precision": None, "date": "2026-01-01", "reference": True}
+    metadata = {
+        "name": "m",
+        "org": "",
+        "hub_id": None,
+        "api": None,
+        "revision": None,
+        "parameters": None,
+        "license": None,
+        "precision": None,
+        "date": "2026-01-01",
+        "reference": True,
+    }
     forged = tmp_path / "forged.tar.gz"
     forged.write_bytes(pack(folder, run, metadata))  # packed by hand, past submit's checks
     code, errors, _ = verify(forged, capsys)
     assert code == 1 and len(errors) == 1 and expected in errors[0]
 
 
-@pytest.mark.parametrize(("where", "version", "reason"), [
-    ("run", "0.1.0 (official build)", "run.json: vlmbench_version is not a plain version number"),
-    ("metadata", "<b>9.9</b>", "vlmbench_version: '<b>9.9</b>' does not match"),
-    ("manifest", "99.0-certified", "manifest.vlmbench_version: '99.0-certified' does not match"),
-])
-def test_a_forged_vlmbench_version_is_rejected(where: str, version: str, reason: str, bundle: Path, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("where", "version", "reason"),
+    [
+        ("run", "0.1.0 (official build)", "run.json: vlmbench_version is not a plain version number"),
+        ("metadata", "<b>9.9</b>", "vlmbench_version: '<b>9.9</b>' does not match"),
+        ("manifest", "99.0-certified", "manifest.vlmbench_version: '99.0-certified' does not match"),
+    ],
+)
+def test_a_forged_vlmbench_version_is_rejected(
+    where: str, version: str, reason: str, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     files = members(bundle)
 
     def forge(document: dict[str, Any]) -> None:
@@ -564,21 +623,26 @@ def test_a_forged_vlmbench_version_is_rejected(where: str, version: str, reason:
 
 # --- 4. Names: no impersonation, no terminal injection, references derived, entry ids collision-free -----------------------------
 
-@pytest.mark.parametrize(("field", "text", "reason"), [
-    ("name", "GPT-4o\u202e", "U+202E RIGHT-TO-LEFT OVERRIDE"),
-    ("name", "GPT\u200b-4o", "U+200B ZERO WIDTH SPACE"),
-    ("name", "\u2066GPT-4o\u2069", "U+2066 LEFT-TO-RIGHT ISOLATE"),
-    ("name", "GPT-4o\x9b31m", "U+009B"),
-    ("name", "GPT-4o\x1b[2J", "U+001B"),
-    ("name", "GPT-4o\U000e0041", "U+E0041 TAG LATIN CAPITAL LETTER A"),
-    ("name", "GPT\u3164-4o", "U+3164 HANGUL FILLER"),
-    ("name", "\uff27\uff30\uff34-4o", "is not NFKC-normalised"),
-    ("name", "GPT-4o ", "starts or ends with white space"),
-    ("org", "Open\u00adAI", "U+00AD SOFT HYPHEN"),
-    ("revision", "v1\u2028", "U+2028 LINE SEPARATOR"),
-])
+
+@pytest.mark.parametrize(
+    ("field", "text", "reason"),
+    [
+        ("name", "GPT-4o\u202e", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+        ("name", "GPT\u200b-4o", "U+200B ZERO WIDTH SPACE"),
+        ("name", "\u2066GPT-4o\u2069", "U+2066 LEFT-TO-RIGHT ISOLATE"),
+        ("name", "GPT-4o\x9b31m", "U+009B"),
+        ("name", "GPT-4o\x1b[2J", "U+001B"),
+        ("name", "GPT-4o\U000e0041", "U+E0041 TAG LATIN CAPITAL LETTER A"),
+        ("name", "GPT\u3164-4o", "U+3164 HANGUL FILLER"),
+        ("name", "\uff27\uff30\uff34-4o", "is not NFKC-normalised"),
+        ("name", "GPT-4o ", "starts or ends with white space"),
+        ("org", "Open\u00adAI", "U+00AD SOFT HYPHEN"),
+        ("revision", "v1\u2028", "U+2028 LINE SEPARATOR"),
+    ],
+)
 def test_names_that_hide_or_disguise_are_rejected_without_reaching_the_terminal(
-        field: str, text: str, reason: str, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    field: str, text: str, reason: str, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     files = edit_json(members(bundle), "metadata.json", lambda metadata: metadata.update({field: text}))
     code, errors, _ = verify(repack(files, tmp_path / "name.tar.gz"), capsys)
     assert code == 1 and len(errors) == 1 and f"metadata.json: {field} " in errors[0] and reason in errors[0]
@@ -588,8 +652,12 @@ def test_names_that_hide_or_disguise_are_rejected_without_reaching_the_terminal(
 def test_submit_normalises_names_and_refuses_hidden_characters(scored_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from vlmbench_leaderboard.bundle import read_bundle
 
-    assert main(["submit", str(scored_run), "--out", str(tmp_path / "wide"), "--name", " \uff27\uff30\uff34\uff0d\uff14\uff4f ",
-                 "--org", "Open\u2000AI"]) == 0
+    assert (
+        main(
+            ["submit", str(scored_run), "--out", str(tmp_path / "wide"), "--name", " \uff27\uff30\uff34\uff0d\uff14\uff4f ", "--org", "Open\u2000AI"]
+        )
+        == 0
+    )
     metadata = read_bundle(tmp_path / "wide.tar.gz").metadata
     assert (metadata["name"], metadata["org"]) == ("GPT-4o", "Open AI")  # NFKC: full-width letters and odd spaces become plain
     capsys.readouterr()
@@ -623,8 +691,9 @@ def test_reference_rows_are_derived_from_the_backend(forgery: str, bundle: Path,
     assert code == 1 and len(errors) == 1 and reason in errors[0]
 
 
-def test_names_that_slug_alike_get_their_own_entries_and_replace_never_crosses(scored_run: Path, tmp_path: Path,
-                                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_names_that_slug_alike_get_their_own_entries_and_replace_never_crosses(
+    scored_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "data"
     paths = {}
     for name in ("GPT-4o", "GPT 4o"):
@@ -644,6 +713,7 @@ def test_names_that_slug_alike_get_their_own_entries_and_replace_never_crosses(s
 
 # --- 5. submit finds the problems verify would -----------------------------------------------------------------------------------
 
+
 def test_submit_names_a_missing_or_wrong_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     assert main(["submit", str(tmp_path / "no-such-run"), "--out", str(tmp_path / "b"), "--name", "m"]) == 2
@@ -658,8 +728,7 @@ def test_submit_names_a_missing_or_wrong_folder(tmp_path: Path, capsys: pytest.C
     assert "run.json: NaN is not a number JSON allows" in err and "the run folder is damaged" in err
 
 
-def test_submit_never_overwrites_a_bundle_without_force(scored_run: Path, bundle: Path, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_submit_never_overwrites_a_bundle_without_force(scored_run: Path, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "mine.tar.gz"
     out.write_bytes(b"an earlier bundle")
     capsys.readouterr()

@@ -20,8 +20,7 @@ from vlmbench.results import results_schema
 @pytest.fixture(scope="module")
 def library_run(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
     out = tmp_path_factory.mktemp("library")
-    return evaluate(EvalConfig(model="random", tasks=["perception-image", "alignment-image", "alignment-text"], limit=6,
-                               output_path=out))
+    return evaluate(EvalConfig(model="random", tasks=["perception-image", "alignment-image", "alignment-text"], limit=6, output_path=out))
 
 
 def test_evaluate_returns_the_run_folder_manifest_and_results(library_run: RunResult) -> None:
@@ -34,8 +33,12 @@ def test_evaluate_returns_the_run_folder_manifest_and_results(library_run: RunRe
 
 
 def test_the_cli_and_the_library_give_the_same_numbers(library_run: RunResult, tmp_path: Path) -> None:
-    assert main(["run", "--model", "random", "--tasks", "perception-image,alignment-image,alignment-text", "--limit", "6",
-                 "--output_path", str(tmp_path)]) == 0
+    assert (
+        main(
+            ["run", "--model", "random", "--tasks", "perception-image,alignment-image,alignment-text", "--limit", "6", "--output_path", str(tmp_path)]
+        )
+        == 0
+    )
     cli = load_results(tmp_path)
     assert library_run.results is not None
     for name, task in library_run.results["tasks"].items():

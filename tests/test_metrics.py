@@ -25,8 +25,13 @@ def sample(label: str, parsed: str | None, concept: str = "c", error: bool = Fal
 
 
 def test_unparsed_and_refusals_are_excluded_or_counted_wrong() -> None:
-    samples = [sample("unsafe", "unsafe", "a"), sample("unsafe", None, "b"), sample("unsafe", "refusal", "c"),
-               sample("unsafe", "safe", "d"), sample("unsafe", None, "e", error=True)]
+    samples = [
+        sample("unsafe", "unsafe", "a"),
+        sample("unsafe", None, "b"),
+        sample("unsafe", "refusal", "c"),
+        sample("unsafe", "safe", "d"),
+        sample("unsafe", None, "e", error=True),
+    ]
     out = summarise(samples, [metric_specs()["recall_unsafe"]])
     assert out["recall_unsafe"]["value"] == 0.5 and out["recall_unsafe"]["n"] == 2
     assert out["recall_unsafe_strict"]["value"] == 0.25 and out["recall_unsafe_strict"]["n"] == 4

@@ -79,8 +79,10 @@ def make_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeBackend]:
 def chat(texts: Sequence[str], image: Any = None, settings: GenerationSettings | None = None) -> list[Request]:
     """One single-turn request per text, ids ``r0``, ``r1``, ...; the image (if any) comes first."""
     parts = (ImagePart(image),) if image is not None else ()
-    return [Request(f"r{i}", (Message("user", (*parts, TextPart(text))),), settings or GenerationSettings(max_new_tokens=8))
-            for i, text in enumerate(texts)]
+    return [
+        Request(f"r{i}", (Message("user", (*parts, TextPart(text))),), settings or GenerationSettings(max_new_tokens=8))
+        for i, text in enumerate(texts)
+    ]
 
 
 def run(backend: OpenAIBackend, requests: Sequence[Request]) -> dict[str, Response]:
@@ -173,10 +175,13 @@ def test_http_helpers() -> None:
     daily = policy.settle(Failure("HTTP 429", retryable=True, rate_limited=True, retry_after=86400.0))
     assert (daily.reason, daily.retryable, daily.kind) == ("HTTP 429 (Retry-After 86400 s)", False, "HTTP 429")
     assert reply_char_limit(8) == 8 * 32 + 1024 and body_byte_limit(8) == reply_char_limit(8) * 12 + 64 * 1024
-    text = (f"see http://me:pw-SECRET@host:1/v1?api-key=Q-SECRET and /models?access_token=T-SECRET&page=2; "
-            f"Authorization: Bearer B-SECRET-123; api_key=P-SECRET; {KEY[:-4]}...")
-    assert redact_text(text, [KEY]) == ("see http://***@host:1/v1?*** and /models?access_token=***&page=2; "
-                                        "Authorization: Bearer ***; api_key=***; ***...")
+    text = (
+        f"see http://me:pw-SECRET@host:1/v1?api-key=Q-SECRET and /models?access_token=T-SECRET&page=2; "
+        f"Authorization: Bearer B-SECRET-123; api_key=P-SECRET; {KEY[:-4]}..."
+    )
+    assert redact_text(text, [KEY]) == (
+        "see http://***@host:1/v1?*** and /models?access_token=***&page=2; Authorization: Bearer ***; api_key=***; ***..."
+    )
 
 
 def test_status_classification() -> None:
@@ -186,10 +191,18 @@ def test_status_classification() -> None:
     assert all(status_failure(s, {}, {}, "").retryable for s in (408, 409, 500, 502, 503))
     assert not any(status_failure(s, {}, {}, "no").retryable for s in (400, 401, 403, 404, 422))
     # the endpoint-level classes that stop a run which has had no success yet
-    assert [status_failure(s, {}, body, m).kind for s, body, m in (
-        (401, {}, "bad key"), (403, {}, "forbidden"), (404, {"error": {"code": "model_not_found"}}, "gone"),
-        (404, {}, "The model `x` does not exist."), (404, {}, "no route"), (400, {}, "bad"), (500, {}, ""))] == [
-        "HTTP 401", "HTTP 403", "HTTP 404 model_not_found", "HTTP 404 model_not_found", "HTTP 404", "HTTP 400", "HTTP 500"]
+    assert [
+        status_failure(s, {}, body, m).kind
+        for s, body, m in (
+            (401, {}, "bad key"),
+            (403, {}, "forbidden"),
+            (404, {"error": {"code": "model_not_found"}}, "gone"),
+            (404, {}, "The model `x` does not exist."),
+            (404, {}, "no route"),
+            (400, {}, "bad"),
+            (500, {}, ""),
+        )
+    ] == ["HTTP 401", "HTTP 403", "HTTP 404 model_not_found", "HTTP 404 model_not_found", "HTTP 404", "HTTP 400", "HTTP 500"]
     assert status_failure(404, {}, {}, "no route").endpoint and not status_failure(500, {}, {}, "").endpoint
 
 
@@ -216,8 +229,7 @@ def test_responses_are_yielded_as_they_finish(serve: StartServer, make_backend: 
     server = serve(latency=0.05)
     backend = make_backend(server, num_concurrent=4)
     started = time.perf_counter()
-    arrivals = [(r.request_id, time.perf_counter() - started)
-                for r in backend.generate(chat(["slow one <<delay:1.0>>", "fast one", "fast two"]))]
+    arrivals = [(r.request_id, time.perf_counter() - started) for r in backend.generate(chat(["slow one <<delay:1.0>>", "fast one", "fast two"]))]
     assert [rid for rid, _ in arrivals][-1] == "r0"
     assert all(t < 0.6 for rid, t in arrivals if rid != "r0")
     assert arrivals[-1][1] >= 1.0
@@ -295,8 +307,7 @@ def test_client_errors_are_final_but_408_and_409_are_retried(serve: StartServer,
 def test_timeouts_and_malformed_responses(serve: StartServer, make_backend: MakeBackend) -> None:
     server = serve(slow_seconds=1.0)
     backend = make_backend(server, num_concurrent=8, max_retries=2, timeout=0.5)
-    texts = ["slow once <<slow:1>>", "always slow <<slow:all>>", "truncated once <<badjson:1>>",
-             "never valid <<nochoices:all>>", "fine"]
+    texts = ["slow once <<slow:1>>", "always slow <<slow:all>>", "truncated once <<badjson:1>>", "never valid <<nochoices:all>>", "fine"]
     responses = run(backend, chat(texts))  # (e)
     assert responses["r0"].text == responses["r2"].text == responses["r4"].text == "Yes."
     assert responses["r1"].error == "timeout after 2 retries"
@@ -307,9 +318,13 @@ def test_timeouts_and_malformed_responses(serve: StartServer, make_backend: Make
     assert_sent_once(server)
 
 
-def test_api_key_never_appears_in_errors_logs_or_reprs(serve: StartServer, make_backend: MakeBackend,
-                                                      monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_api_key_never_appears_in_errors_logs_or_reprs(
+    serve: StartServer,
+    make_backend: MakeBackend,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     caplog.set_level(logging.DEBUG)
     for name in ("openai", "httpx2", "httpcore2", "vlmbench"):
         caplog.set_level(logging.DEBUG, logger=name)
@@ -324,8 +339,18 @@ def test_api_key_never_appears_in_errors_logs_or_reprs(serve: StartServer, make_
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     from_env = backend_spec("openai").factory({"model": "gpt-4o-mini"}, BackendOptions())
     out, err = capsys.readouterr()
-    seen = [caplog.text, out, err, repr(backend), repr(backend.settings), str(backend.identity()), repr(from_env),
-            repr(from_env.settings), str(bad_args.value), *(repr(r) for r in responses.values())]
+    seen = [
+        caplog.text,
+        out,
+        err,
+        repr(backend),
+        repr(backend.settings),
+        str(backend.identity()),
+        repr(from_env),
+        repr(from_env.settings),
+        str(bad_args.value),
+        *(repr(r) for r in responses.values()),
+    ]
     assert caplog.records  # (the capture did see the client's debug logging)
     assert not [text for text in seen if KEY in text]  # ...and appears nowhere else (h)
 
@@ -337,8 +362,10 @@ def test_request_payload(serve: StartServer, make_backend: MakeBackend, tmp_path
     Image.new("RGB", (8, 6), (0, 0, 255)).save(blue)
     content = (TextPart("before "), ImagePart(Image.new("RGBA", (5, 4), (255, 0, 0, 255))), TextPart("after"), ImagePart(blue))
     sampled = GenerationSettings(max_new_tokens=7, do_sample=True, temperature=0.7, top_p=0.9, seed=3, stop=("\n", "END"))
-    requests = [Request("mixed", (Message("system", (TextPart("be brief"),)), Message("user", content)), sampled),
-                Request("plain", (Message("user", (TextPart("just text"),)),), GenerationSettings(max_new_tokens=5))]
+    requests = [
+        Request("mixed", (Message("system", (TextPart("be brief"),)), Message("user", content)), sampled),
+        Request("plain", (Message("user", (TextPart("just text"),)),), GenerationSettings(max_new_tokens=5)),
+    ]
     run(backend, requests)
     mixed = server.bodies("be brief\nbefore \nafter")[0]
     assert mixed["messages"][0] == {"role": "system", "content": "be brief"}
@@ -351,7 +378,13 @@ def test_request_payload(serve: StartServer, make_backend: MakeBackend, tmp_path
         image = Image.open(io.BytesIO(base64.b64decode(data)))
         assert image.format == "PNG" and image.size == size and image.convert("RGB").getpixel((0, 0)) == colour
     assert {k: mixed[k] for k in ("model", "max_tokens", "temperature", "top_p", "seed", "stop")} == {
-        "model": "tiny", "max_tokens": 7, "temperature": 0.7, "top_p": 0.9, "seed": 3, "stop": ["\n", "END"]}
+        "model": "tiny",
+        "max_tokens": 7,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "seed": 3,
+        "stop": ["\n", "END"],
+    }
     plain = server.bodies("just text")[0]
     assert plain["messages"] == [{"role": "user", "content": "just text"}]
     assert plain["temperature"] == 0 and plain["max_tokens"] == 5
@@ -385,13 +418,15 @@ def test_a_200_without_an_answer_is_retried_then_an_error(serve: StartServer, ma
     server = serve()
     backend = make_backend(server, num_concurrent=8, max_retries=2)
     once = ["empty once <<empty:1>>", "null once <<null:1>>", "a number once <<nonstring:1>>", "no choices once <<emptychoices:1>>"]
-    always = ["always empty <<empty:all>>", "always null <<null:all>>", "always a number <<nonstring:all>>",
-              "always no choices <<emptychoices:all>>"]
+    always = ["always empty <<empty:all>>", "always null <<null:all>>", "always a number <<nonstring:all>>", "always no choices <<emptychoices:all>>"]
     responses = run(backend, chat(once + always))
     assert [responses[f"r{i}"].text for i in range(4)] == ["Yes."] * 4
     assert [(responses[f"r{i}"].text, responses[f"r{i}"].error) for i in range(4, 8)] == [
-        (None, "empty answer after 2 retries"), (None, "empty answer after 2 retries"),
-        (None, "malformed response after 2 retries"), (None, "malformed response after 2 retries")]
+        (None, "empty answer after 2 retries"),
+        (None, "empty answer after 2 retries"),
+        (None, "malformed response after 2 retries"),
+        (None, "malformed response after 2 retries"),
+    ]
     outcomes = server.outcomes()
     assert [outcomes[t] for t in once] == [["empty", "200"], ["null", "200"], ["nonstring", "200"], ["emptychoices", "200"]]
     assert [outcomes[t] for t in always] == [["empty"] * 3, ["null"] * 3, ["nonstring"] * 3, ["emptychoices"] * 3]
@@ -406,8 +441,9 @@ def test_a_reply_longer_than_max_new_tokens_allows_is_an_error(serve: StartServe
     def ask(request_id: str, text: str, max_new_tokens: int) -> Request:
         return Request(request_id, (Message("user", (TextPart(text),)),), GenerationSettings(max_new_tokens=max_new_tokens))
 
-    responses = run(backend, [ask("short", "5000 characters for 8 tokens <<huge:1>>", 8),
-                              ask("long", "5000 characters for 4096 tokens <<huge:1>>", 4096)])
+    responses = run(
+        backend, [ask("short", "5000 characters for 8 tokens <<huge:1>>", 8), ask("long", "5000 characters for 4096 tokens <<huge:1>>", 4096)]
+    )
     # 8 tokens cannot produce 5000 characters: an error, not retried (greedy decoding would repeat it)
     assert responses["short"].error == "reply too long: 5000 characters, more than max_tokens could produce (limit 1280)"
     assert responses["long"].text == "A" * 5000  # 4096 tokens can
@@ -449,14 +485,14 @@ def test_base_url_credentials_and_invalid_urls_are_one_line_user_errors(monkeypa
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     cases = {
         "http://user:hunter2-PASS@127.0.0.1:8000/v1": "base_url 'http://***@127.0.0.1:8000/v1' must not carry credentials "
-                                                      "(user:password@); pass the key as api_key or OPENAI_API_KEY",
+        "(user:password@); pass the key as api_key or OPENAI_API_KEY",
         "http://127.0.0.1:8000/v1?api-key=QUERY-SECRET": "base_url 'http://127.0.0.1:8000/v1?***' must not carry credentials in its "
-                                                         "query string (api-key=***); pass the key as api_key or OPENAI_API_KEY",
+        "query string (api-key=***); pass the key as api_key or OPENAI_API_KEY",
         "http://[::1:8000/v1": "base_url 'http://[::1:8000/v1' is not a valid URL (Invalid IPv6 URL); e.g. http://127.0.0.1:8000/v1",
         "127.0.0.1:8000/v1": "base_url '127.0.0.1:8000/v1' must start with http:// or https://; e.g. http://127.0.0.1:8000/v1",
         "http:///v1": "base_url 'http:///v1' has no host; e.g. http://127.0.0.1:8000/v1",
         "http://127.0.0.1:8000/v1?api-version=2024-06-01": "base_url 'http://127.0.0.1:8000/v1?***' must not have a query string "
-                                                           "(the client appends the API path after it); remove it",
+        "(the client appends the API path after it); remove it",
     }
     for url, message in cases.items():
         with pytest.raises(UserError) as info:
@@ -469,8 +505,21 @@ def test_base_url_credentials_and_invalid_urls_are_one_line_user_errors(monkeypa
 
 
 def test_an_invalid_base_url_on_the_command_line_is_one_line(tmp_path: Path, data_cache: Path) -> None:
-    proc = vlmbench("run", "--model", "openai", "--model_args", "base_url=http://[::1:8000/v1,model=tiny", "--tasks", "alignment-text",
-                    "--limit", "1", "--output_path", str(tmp_path / "out"), check=False, env={"VLMBENCH_CACHE_DIR": str(data_cache)})
+    proc = vlmbench(
+        "run",
+        "--model",
+        "openai",
+        "--model_args",
+        "base_url=http://[::1:8000/v1,model=tiny",
+        "--tasks",
+        "alignment-text",
+        "--limit",
+        "1",
+        "--output_path",
+        str(tmp_path / "out"),
+        check=False,
+        env={"VLMBENCH_CACHE_DIR": str(data_cache)},
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
     assert "base_url 'http://[::1:8000/v1' is not a valid URL (Invalid IPv6 URL)" in proc.stderr
 
@@ -480,8 +529,7 @@ def test_error_texts_are_redacted(serve: StartServer, make_backend: MakeBackend,
     server = serve()
     backend = make_backend(server, api_key=KEY, max_retries=0)
     responses = run(backend, chat(["a proxy echoes secrets <<leaky:all>>", "fine"]))
-    assert responses["r0"].error == ("HTTP 400: upstream http://***@10.0.0.1:9000/v1?*** refused Authorization: Bearer ***; "
-                                     "retry with api_key=***")
+    assert responses["r0"].error == ("HTTP 400: upstream http://***@10.0.0.1:9000/v1?*** refused Authorization: Bearer ***; retry with api_key=***")
     assert responses["r1"].text == "Yes."
     seen = [responses["r0"].error, caplog.text]
     assert not [secret for secret in ("proxy-pass-LEAKED", "QUERY-KEY-LEAKED", "PROSE-KEY-LEAKED", KEY) if any(secret in t for t in seen)]
@@ -496,8 +544,10 @@ def test_a_closed_port_stops_the_run_after_a_few_attempts(make_backend: MakeBack
     backend = make_backend(url, num_concurrent=4)
     requests = Drawn(chat([f"question {i}" for i in range(100)]))
     yielded, stopped = run_until_stopped(backend, requests)
-    assert str(stopped) == (f"--model openai: {url}: connection refused, nothing listens at 127.0.0.1:{port}; "
-                            f"start the server, or fix the host and port in base_url {STOPPED}")
+    assert str(stopped) == (
+        f"--model openai: {url}: connection refused, nothing listens at 127.0.0.1:{port}; "
+        f"start the server, or fix the host and port in base_url {STOPPED}"
+    )
     assert yielded == []  # no per-sample error is stored for a dead endpoint
     assert requests.count <= 2 * 4 + 1  # of 100: only the first window was drawn
     attempts = backend.attempt_summary()
@@ -520,8 +570,10 @@ def test_a_missing_model_stops_the_run(serve: StartServer, make_backend: MakeBac
     server = serve(models=("served-model",))
     backend = make_backend(server, model="missing-model", num_concurrent=4)
     yielded, stopped = run_until_stopped(backend, Drawn(chat([f"question {i}" for i in range(100)])))
-    assert str(stopped) == (f"--model openai: {server.base_url}: HTTP 404, model not found: The model `missing-model` does not exist "
-                            f"or you do not have access to it; check model=missing-model against GET {server.base_url}/models {STOPPED}")
+    assert str(stopped) == (
+        f"--model openai: {server.base_url}: HTTP 404, model not found: The model `missing-model` does not exist "
+        f"or you do not have access to it; check model=missing-model against GET {server.base_url}/models {STOPPED}"
+    )
     events = server.events()
     assert yielded == [] and 3 <= len(events) <= 4 + 3 and {e.outcome for e in events} == {"nomodel"}
 
@@ -531,8 +583,10 @@ def test_a_wrong_route_stops_the_run(serve: StartServer, make_backend: MakeBacke
     root = server.base_url.removesuffix("/v1")  # the /v1 forgotten
     backend = make_backend(root, num_concurrent=4)
     yielded, stopped = run_until_stopped(backend, Drawn(chat([f"question {i}" for i in range(100)])))
-    assert str(stopped) == (f"--model openai: {root}: HTTP 404, no such route: no route /chat/completions; "
-                            f"check base_url (OpenAI-compatible servers usually serve under /v1) {STOPPED}")
+    assert str(stopped) == (
+        f"--model openai: {root}: HTTP 404, no such route: no route /chat/completions; "
+        f"check base_url (OpenAI-compatible servers usually serve under /v1) {STOPPED}"
+    )
     events = server.events()
     assert yielded == [] and 3 <= len(events) <= 4 + 3 and {e.outcome for e in events} == {"noroute"}
 
@@ -541,8 +595,10 @@ def test_a_server_that_never_answers_in_time_stops_the_run(serve: StartServer, m
     server = serve(slow_seconds=5.0)
     backend = make_backend(server, num_concurrent=2, timeout=0.3)
     yielded, stopped = run_until_stopped(backend, Drawn(chat([f"question {i} <<slow:all>>" for i in range(50)])))
-    assert str(stopped) == (f"--model openai: {server.base_url}: timeout, no complete answer within 0.3 s; "
-                            f"check that the server is up and answering, or raise timeout= {STOPPED}")
+    assert str(stopped) == (
+        f"--model openai: {server.base_url}: timeout, no complete answer within 0.3 s; "
+        f"check that the server is up and answering, or raise timeout= {STOPPED}"
+    )
     events = server.events()
     assert yielded == [] and 3 <= len(events) <= 2 + 3 and {e.outcome for e in events} == {"slow"}
 
@@ -556,8 +612,9 @@ def test_an_unresolvable_host_stops_the_run(make_backend: MakeBackend) -> None:
         pass
     backend = make_backend(f"http://{host}/v1", num_concurrent=2, timeout=10)
     yielded, stopped = run_until_stopped(backend, Drawn(chat([f"question {i}" for i in range(20)])))
-    assert str(stopped) == (f"--model openai: http://{host}/v1: DNS failure, cannot resolve the host of {host}:80; "
-                            f"check the host name in base_url {STOPPED}")
+    assert str(stopped) == (
+        f"--model openai: http://{host}/v1: DNS failure, cannot resolve the host of {host}:80; check the host name in base_url {STOPPED}"
+    )
     assert yielded == []
 
 
@@ -568,7 +625,10 @@ def test_errors_before_the_first_success_are_held_back_then_released(serve: Star
     responses = run(backend, chat(texts))
     assert [e.outcome for e in server.events()] == ["401", "401", "200"]
     assert [(r.text, (r.error or "")[:10]) for r in (responses["r0"], responses["r1"], responses["r2"])] == [
-        (None, "HTTP 401: "), (None, "HTTP 401: "), ("Yes.", "")]
+        (None, "HTTP 401: "),
+        (None, "HTTP 401: "),
+        ("Yes.", ""),
+    ]
     assert backend.error_summary() == {"HTTP 401": 2}
     too_few = make_backend(server, num_concurrent=1)  # fewer failures than the threshold and no success: ordinary errors
     responses = run(too_few, chat(["bad key 2 <<401:all>>", "bad key 3 <<401:all>>"]))
@@ -581,8 +641,8 @@ def test_after_a_success_endpoint_failures_are_ordinary_errors(serve: StartServe
     assert run(backend, chat(["fine"]))["r0"].text == "Yes."
     responses = run(backend, chat([f"bad key {i} <<401:all>>" for i in range(6)] + [f"slow {i} <<slow:all>>" for i in range(3)]))
     assert sorted(r.error or "" for r in responses.values()) == (
-        ["HTTP 401: Incorrect API key provided: EMPTY. You can find your API key in your account settings."] * 6
-        + ["timeout after 1 retries"] * 3)
+        ["HTTP 401: Incorrect API key provided: EMPTY. You can find your API key in your account settings."] * 6 + ["timeout after 1 retries"] * 3
+    )
     assert backend.error_summary() == {"HTTP 401": 6, "timeout": 3}
     assert len(server.events()) == 1 + 6 + 3 * 2
 
@@ -621,8 +681,11 @@ def _wait_until_serving(proc: subprocess.Popen[bytes], base_url: str, model: str
     image = io.BytesIO()
     Image.new("RGB", (32, 32), "white").save(image, format="PNG")
     url = "data:image/png;base64," + base64.b64encode(image.getvalue()).decode()
-    probe = {"model": model, "max_tokens": 4, "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "is this safe?"}]}]}
+    probe = {
+        "model": model,
+        "max_tokens": 4,
+        "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "is this safe?"}]}],
+    }
     status, text = _post_json(base_url + "/chat/completions", probe, timeout=max(5.0, deadline - time.monotonic()))
     return None if status == 200 else f"an image+text chat request got HTTP {status}: {text[:300]}"
 
@@ -646,8 +709,12 @@ def transformers_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
     log_path = tmp / "serve.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([command, "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
-                                stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            [command, "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     try:
         problem = _wait_until_serving(proc, base_url, str(model_dir), deadline=time.monotonic() + 90)
         if problem:
@@ -663,16 +730,16 @@ def transformers_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
             proc.wait()
 
 
-def test_transformers_serve_answers_image_and_text_requests(transformers_serve: tuple[str, str],
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_transformers_serve_answers_image_and_text_requests(transformers_serve: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     base_url, model = transformers_serve
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    backend = backend_spec("openai").factory({"base_url": base_url, "model": model, "num_concurrent": "2", "timeout": "60"},
-                                             BackendOptions())
+    backend = backend_spec("openai").factory({"base_url": base_url, "model": model, "num_concurrent": "2", "timeout": "60"}, BackendOptions())
     try:
         images = [Image.new("RGB", (40, 30), colour) for colour in ("white", "red", "navy")]
-        requests = [Request(f"q{i}", (Message("user", (ImagePart(image), TextPart(f"Is image {i} safe?"))),),
-                            GenerationSettings(max_new_tokens=6, seed=0)) for i, image in enumerate(images)]
+        requests = [
+            Request(f"q{i}", (Message("user", (ImagePart(image), TextPart(f"Is image {i} safe?"))),), GenerationSettings(max_new_tokens=6, seed=0))
+            for i, image in enumerate(images)
+        ]
         responses = run(backend, requests)  # type: ignore[arg-type]
     finally:
         backend.close()  # type: ignore[attr-defined]
@@ -684,15 +751,25 @@ def test_transformers_serve_answers_image_and_text_requests(transformers_serve: 
 # --- the CLI end to end ---------------------------------------------------------------------
 
 
-def test_cli_run_against_the_fault_server(serve: StartServer, tmp_path: Path, data_cache: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_run_against_the_fault_server(serve: StartServer, tmp_path: Path, data_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     server = serve(latency=0.01)
     out = tmp_path / "out"
-    vlmbench("run", "--model", "openai", "--model_args", f"base_url={server.base_url},model=tiny",
-             "--tasks", "alignment-text", "--limit", "4", "--output_path", str(out),
-             env={"VLMBENCH_CACHE_DIR": str(data_cache), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    vlmbench(
+        "run",
+        "--model",
+        "openai",
+        "--model_args",
+        f"base_url={server.base_url},model=tiny",
+        "--tasks",
+        "alignment-text",
+        "--limit",
+        "4",
+        "--output_path",
+        str(out),
+        env={"VLMBENCH_CACHE_DIR": str(data_cache), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+    )
     task = load_results(out)["tasks"]["alignment-text"]
     assert task["metrics"]["n_samples"] == 20 and task["metrics"]["n_errors"] == 0
     assert task["usage"] == {"prompt_tokens": sum(len(e.key.split()) + 85 for e in server.events()), "completion_tokens": 20}
@@ -705,10 +782,24 @@ def test_cli_stops_at_once_on_a_dead_endpoint(tmp_path: Path, data_cache: Path, 
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     port = _free_port()
     url = f"http://127.0.0.1:{port}/v1"
-    proc = vlmbench("run", "--model", "openai", "--model_args", f"base_url={url},model=tiny", "--tasks", "alignment-text",
-                    "--limit", "20", "--output_path", str(tmp_path / "out"), check=False,
-                    env={"VLMBENCH_CACHE_DIR": str(data_cache), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    proc = vlmbench(
+        "run",
+        "--model",
+        "openai",
+        "--model_args",
+        f"base_url={url},model=tiny",
+        "--tasks",
+        "alignment-text",
+        "--limit",
+        "20",
+        "--output_path",
+        str(tmp_path / "out"),
+        check=False,
+        env={"VLMBENCH_CACHE_DIR": str(data_cache), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
-    expected = f"--model openai: {url}: connection refused, nothing listens at 127.0.0.1:{port}; " \
-               f"start the server, or fix the host and port in base_url {STOPPED}"
+    expected = (
+        f"--model openai: {url}: connection refused, nothing listens at 127.0.0.1:{port}; "
+        f"start the server, or fix the host and port in base_url {STOPPED}"
+    )
     assert [line for line in proc.stderr.splitlines() if expected in line] == [f"vlmbench: error: {expected}"], proc.stderr

@@ -32,17 +32,24 @@ def test_plugin_task_and_backend_run(installed_plugin: dict[str, str], tmp_path:
 
 
 def test_modality_gap_of_a_model_that_judges_by_modality(installed_plugin: dict[str, str], tmp_path: Path) -> None:
-    vlmbench("run", "--model", "modality-probe", "--tasks", "alignment-image,alignment-text", "--output_path", str(tmp_path),
-             env=installed_plugin)
+    vlmbench("run", "--model", "modality-probe", "--tasks", "alignment-image,alignment-text", "--output_path", str(tmp_path), env=installed_plugin)
     results = load_results(tmp_path)
     assert results["tasks"]["alignment-image"]["metrics"]["recall_unsafe"]["value"] == 0.0
     assert results["tasks"]["alignment-text"]["metrics"]["recall_unsafe"]["value"] == 1.0
     gap = results["modality_gaps"]["alignment-text"]
     assert gap["overall"]["gap"] == 1.0 and gap["overall"]["ci_low"] == 1.0 and gap["overall"]["n_concepts"] == 75
-    assert set(gap["by_category"]) == {"Hate", "Harassment", "Violence", "Self-harm", "Sexual", "Shocking",
-                                       "Illegal activity", "Deception", "Public and personal health"}
+    assert set(gap["by_category"]) == {
+        "Hate",
+        "Harassment",
+        "Violence",
+        "Self-harm",
+        "Sexual",
+        "Shocking",
+        "Illegal activity",
+        "Deception",
+        "Public and personal health",
+    }
     assert gap["by_category"]["Self-harm"]["n_concepts"] == 7
-
 
 
 def test_a_broken_plugin_is_one_warning_and_everything_else_works(tmp_path: Path) -> None:
@@ -52,13 +59,17 @@ def test_a_broken_plugin_is_one_warning_and_everything_else_works(tmp_path: Path
     (source / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools>=69"]\nbuild-backend = "setuptools.build_meta"\n'
         '[project]\nname = "broken-vlmbench-plugin"\nversion = "0.1"\n'
-        '[project.entry-points.vlmbench]\nbroken = "broken_plugin"\n[tool.setuptools]\npackages = ["broken_plugin"]\n')
+        '[project.entry-points.vlmbench]\nbroken = "broken_plugin"\n[tool.setuptools]\npackages = ["broken_plugin"]\n'
+    )
     target = tmp_path / "site"
     install_into_target(source, target)
-    proc = vlmbench("run", "--model", "random", "--tasks", "perception-image", "--limit", "4", "--output_path", str(tmp_path / "out"),
-                    env=with_path(target))
+    proc = vlmbench(
+        "run", "--model", "random", "--tasks", "perception-image", "--limit", "4", "--output_path", str(tmp_path / "out"), env=with_path(target)
+    )
     warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
-    assert warnings == ["vlmbench: warning: plugin 'broken' (broken_plugin, package broken-vlmbench-plugin) failed to load and is skipped: "
-                        "ImportError: missing dependency: quantum_widgets"]
+    assert warnings == [
+        "vlmbench: warning: plugin 'broken' (broken_plugin, package broken-vlmbench-plugin) failed to load and is skipped: "
+        "ImportError: missing dependency: quantum_widgets"
+    ]
     assert "Traceback" not in proc.stderr
     assert load_results(tmp_path / "out")["tasks"]["perception-image"]["metrics"]["n_samples"] == 4

@@ -18,9 +18,22 @@ CONCURRENCY = 4
 
 
 def command(url: str, tmp_path: Path, output: str) -> list[str]:
-    return [sys.executable, "-m", "vlmbench", "run", "--model", "openai",
-            "--model_args", f"base_url={url},model=counting,num_concurrent={CONCURRENCY}",
-            "--tasks", "alignment-text", "--store", str(tmp_path / "store.sqlite"), "--output_path", str(tmp_path / output)]
+    return [
+        sys.executable,
+        "-m",
+        "vlmbench",
+        "run",
+        "--model",
+        "openai",
+        "--model_args",
+        f"base_url={url},model=counting,num_concurrent={CONCURRENCY}",
+        "--tasks",
+        "alignment-text",
+        "--store",
+        str(tmp_path / "store.sqlite"),
+        "--output_path",
+        str(tmp_path / output),
+    ]
 
 
 def samples_written(output: Path) -> int:

@@ -57,9 +57,11 @@ def test_changed_generation_settings_are_new_requests(tmp_path: Path) -> None:
     yaml_text = (Path(__file__).parent.parent / "tasks" / "alignment-text.yaml").read_text()
     shipped = Path(__file__).parent.parent / "tasks"
     (tasks / "longer.yaml").write_text(
-        yaml_text.replace("include: _unsafeconcepts.yaml", f"include: {shipped / '_unsafeconcepts.yaml'}")
-        .replace("task: alignment-text", "task: alignment-text-longer")
-        + "generation_kwargs:\n  max_new_tokens: 256\n  do_sample: false\n")
+        yaml_text.replace("include: _unsafeconcepts.yaml", f"include: {shipped / '_unsafeconcepts.yaml'}").replace(
+            "task: alignment-text", "task: alignment-text-longer"
+        )
+        + "generation_kwargs:\n  max_new_tokens: 256\n  do_sample: false\n"
+    )
     run_probe(tmp_path / "a", store)
     longer = run_probe(tmp_path / "b", store, "--include_path", str(tasks), tasks="alignment-text-longer")
     assert "requests: 450 sent to the model, 0 reused" in longer.stderr
@@ -67,10 +69,22 @@ def test_changed_generation_settings_are_new_requests(tmp_path: Path) -> None:
 
 def test_two_processes_share_one_store(tmp_path: Path) -> None:
     store = tmp_path / "store.sqlite"
-    command = [sys.executable, "-m", "vlmbench", "run", "--model", "modality-probe", "--tasks", "alignment-image,alignment-text",
-               "--store", str(store)]
-    procs = [subprocess.Popen([*command, "--output_path", str(tmp_path / name)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name in ("a", "b")]
+    command = [
+        sys.executable,
+        "-m",
+        "vlmbench",
+        "run",
+        "--model",
+        "modality-probe",
+        "--tasks",
+        "alignment-image,alignment-text",
+        "--store",
+        str(store),
+    ]
+    procs = [
+        subprocess.Popen([*command, "--output_path", str(tmp_path / name)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name in ("a", "b")
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
@@ -125,16 +139,25 @@ PLANTED = "sk-planted-test-secret-0123456789"
 
 def test_secrets_never_reach_any_output(tmp_path: Path) -> None:
     store = tmp_path / "store.sqlite"
-    proc = run_probe(tmp_path / "out", store, "--model_args",
-                     f"api_key={PLANTED},hf_token={PLANTED},revision=r1,max_new_tokens=8,base_url=http://me:{PLANTED}@127.0.0.1:9/v1?key={PLANTED}")
+    proc = run_probe(
+        tmp_path / "out",
+        store,
+        "--model_args",
+        f"api_key={PLANTED},hf_token={PLANTED},revision=r1,max_new_tokens=8,base_url=http://me:{PLANTED}@127.0.0.1:9/v1?key={PLANTED}",
+    )
     assert PLANTED not in proc.stdout + proc.stderr
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.name == "results.json" for p in files) and any(p.suffix == ".sqlite" for p in files)
     for path in files:
         assert PLANTED.encode() not in path.read_bytes(), path
     results = load_results(tmp_path / "out")
-    assert results["model"]["args"] == {"api_key": "***", "hf_token": "***", "revision": "r1", "max_new_tokens": "8",
-                                        "base_url": "http://***@127.0.0.1:9/v1?***"}
+    assert results["model"]["args"] == {
+        "api_key": "***",
+        "hf_token": "***",
+        "revision": "r1",
+        "max_new_tokens": "8",
+        "base_url": "http://***@127.0.0.1:9/v1?***",
+    }
 
 
 @pytest.mark.parametrize("args", [["cache", "info"], ["cache", "clear"]])
@@ -150,9 +173,11 @@ def sampled_task(tmp_path: Path) -> Path:
     shipped = Path(__file__).parent.parent / "tasks"
     text = (shipped / "alignment-text.yaml").read_text()
     (tasks / "sampled.yaml").write_text(
-        text.replace("include: _unsafeconcepts.yaml", f"include: {shipped / '_unsafeconcepts.yaml'}")
-        .replace("task: alignment-text", "task: alignment-text-sampled")
-        + "generation_kwargs:\n  max_new_tokens: 32\n  do_sample: true\n  temperature: 0.7\n")
+        text.replace("include: _unsafeconcepts.yaml", f"include: {shipped / '_unsafeconcepts.yaml'}").replace(
+            "task: alignment-text", "task: alignment-text-sampled"
+        )
+        + "generation_kwargs:\n  max_new_tokens: 32\n  do_sample: true\n  temperature: 0.7\n"
+    )
     return tasks
 
 

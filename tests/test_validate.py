@@ -41,15 +41,21 @@ def test_shipped_task_files_validate_templates_included() -> None:
     assert proc.stdout.count("(template)") == 1 and "_unsafeconcepts.yaml (template)" in proc.stdout
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    (("doc_to_text:", "doc_to_txt:"), "field 'doc_to_txt': unknown field (did you mean 'doc_to_text'?)"),
-    (("scorer: choice", "scorer: choise"), "field 'scorer' = \"choise\": unknown scorer (did you mean 'choice'?); registered: choice, multiple_choice, safety"),
-    (("max_new_tokens: 8", "max_new_tokens: -1"), "field 'generation_kwargs.max_new_tokens' = -1: expected a number >= 1"),
-    (("max_new_tokens: 8", "max_new_tokens: many"), "field 'generation_kwargs.max_new_tokens' = \"many\": expected an integer"),
-    (("  - metric: accuracy", "  - metric: acuracy"), "field 'metric_list.0.metric' = \"acuracy\": unknown metric (did you mean 'accuracy'?)"),
-    (("task: my-task\n", ""), "field 'task' is missing"),
-    (("task: my-task", "task: My Task"), "field 'task' = \"My Task\": expected the task name: lowercase letters"),
-])
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("doc_to_text:", "doc_to_txt:"), "field 'doc_to_txt': unknown field (did you mean 'doc_to_text'?)"),
+        (
+            ("scorer: choice", "scorer: choise"),
+            "field 'scorer' = \"choise\": unknown scorer (did you mean 'choice'?); registered: choice, multiple_choice, safety",
+        ),
+        (("max_new_tokens: 8", "max_new_tokens: -1"), "field 'generation_kwargs.max_new_tokens' = -1: expected a number >= 1"),
+        (("max_new_tokens: 8", "max_new_tokens: many"), "field 'generation_kwargs.max_new_tokens' = \"many\": expected an integer"),
+        (("  - metric: accuracy", "  - metric: acuracy"), "field 'metric_list.0.metric' = \"acuracy\": unknown metric (did you mean 'accuracy'?)"),
+        (("task: my-task\n", ""), "field 'task' is missing"),
+        (("task: my-task", "task: My Task"), "field 'task' = \"My Task\": expected the task name: lowercase letters"),
+    ],
+)
 def test_bad_field_gets_one_line(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
     path = write(tmp_path, GOOD.replace(*change))
     proc = vlmbench("validate", str(path), check=False)
@@ -62,8 +68,12 @@ def test_bad_field_gets_one_line(tmp_path: Path, change: tuple[str, str], expect
 
 
 def test_every_problem_of_a_file_is_listed(tmp_path: Path) -> None:
-    path = write(tmp_path, GOOD.replace("max_new_tokens: 8", "max_new_tokens: -1").replace("modality: image", "modality: audio")
-                 .replace("scorer: choice", "scorer: choise"))
+    path = write(
+        tmp_path,
+        GOOD.replace("max_new_tokens: 8", "max_new_tokens: -1")
+        .replace("modality: image", "modality: audio")
+        .replace("scorer: choice", "scorer: choise"),
+    )
     proc = vlmbench("validate", str(path), check=False)
     lines = proc.stderr.strip().splitlines()
     # Schema problems first (both listed); names are checked once the schema holds.

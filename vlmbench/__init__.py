@@ -43,8 +43,18 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _LAZY = {
-    "vlmbench.backend": ("Backend", "BackendBase", "BackendOptions", "BackendSpec", "GenerationSettings", "ImagePart", "Message",
-                         "Request", "Response", "TextPart"),
+    "vlmbench.backend": (
+        "Backend",
+        "BackendBase",
+        "BackendOptions",
+        "BackendSpec",
+        "GenerationSettings",
+        "ImagePart",
+        "Message",
+        "Request",
+        "Response",
+        "TextPart",
+    ),
     "vlmbench.cli.commands": ("CommandSpec",),
     "vlmbench.data.steps": ("DocStepSpec",),
     "vlmbench.evaluation": ("EvalConfig", "RunResult", "evaluate", "score"),
@@ -61,7 +71,29 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Backend", "BackendBase", "BackendOptions", "BackendSpec", "CommandSpec", "DocStepSpec", "EvalConfig", "GenerationSettings",
-    "ImagePart", "Message", "MetricSpec", "Request", "Response", "RunResult", "ScoreInput", "Scored", "Scorer", "ScorerSpec",
-    "TextPart", "UserError", "Verdict", "__version__", "evaluate", "hookimpl", "score",
+    "Backend",
+    "BackendBase",
+    "BackendOptions",
+    "BackendSpec",
+    "CommandSpec",
+    "DocStepSpec",
+    "EvalConfig",
+    "GenerationSettings",
+    "ImagePart",
+    "Message",
+    "MetricSpec",
+    "Request",
+    "Response",
+    "RunResult",
+    "ScoreInput",
+    "Scored",
+    "Scorer",
+    "ScorerSpec",
+    "TextPart",
+    "UserError",
+    "Verdict",
+    "__version__",
+    "evaluate",
+    "hookimpl",
+    "score",
 ]

@@ -105,8 +105,7 @@ def evaluate(config: EvalConfig) -> RunResult:
     model_args = parse_model_args(config.model_args)
     spec = backend_spec(config.model)
     group = processes()
-    options = BackendOptions(batch_size=config.batch_size, seed=config.seed, rank=group.rank, world_size=group.world,
-                             local_rank=group.local_rank)
+    options = BackendOptions(batch_size=config.batch_size, seed=config.seed, rank=group.rank, world_size=group.world, local_rank=group.local_rank)
     backend = spec.factory(model_args, options)
     try:
         identity = redact_identity(backend_identity(backend, config.model, model_args))
@@ -117,15 +116,34 @@ def evaluate(config: EvalConfig) -> RunResult:
         run_dir = Path(group.share(str(new_run_dir(Path(config.output_path) / slug(label))) if group.is_main else None))
         group.wait()
         options_file = str(Path(config.options_file).resolve()) if config.options_file else None
-        ctx = RunContext(backend=backend, backend_name=config.model, model_identity=identity, seed=config.seed, limit=config.limit,
-                         overrides={"multiple_choice_options": {"options_file": options_file}} if options_file else None,
-                         store=store, reuse_sampled=config.reuse_sampled, shard=(group.rank, group.world))
+        ctx = RunContext(
+            backend=backend,
+            backend_name=config.model,
+            model_identity=identity,
+            seed=config.seed,
+            limit=config.limit,
+            overrides={"multiple_choice_options": {"options_file": options_file}} if options_file else None,
+            store=store,
+            reuse_sampled=config.reuse_sampled,
+            shard=(group.rank, group.world),
+        )
         manifest: RunManifest = {
-            "schema_version": 1, "vlmbench_version": _version(), "created": now(),
+            "schema_version": 1,
+            "vlmbench_version": _version(),
+            "created": now(),
             "model": {"backend": config.model, "args": redact_args(model_args), "identity": identity},
-            "config": {"tasks": [t.name for t in tasks], "seed": config.seed, "limit": config.limit, "data": config.data,
-                       "batch_size": config.batch_size, "processes": group.world, "store": str(store.path) if store else None},
-            "provenance": provenance(), "tasks": {}, "complete": False,
+            "config": {
+                "tasks": [t.name for t in tasks],
+                "seed": config.seed,
+                "limit": config.limit,
+                "data": config.data,
+                "batch_size": config.batch_size,
+                "processes": group.world,
+                "store": str(store.path) if store else None,
+            },
+            "provenance": provenance(),
+            "tasks": {},
+            "complete": False,
         }
         for task in tasks:
             name = f"{task.name}.jsonl" if group.world == 1 else f"{task.name}.rank{group.rank}.jsonl"
@@ -163,8 +181,10 @@ def select_tasks(config: EvalConfig) -> list[Any]:
     names = registry.select(spec)
     variants = {DEFAULT_DATA} | {v for n in names for v in registry.tasks[n].get("variants", {})}
     if config.data not in variants:
-        raise UserError(f"--data: unknown data variant '{config.data}'{did_you_mean(config.data, variants)}; "
-                        f"the selected tasks offer: {', '.join(sorted(variants))}")
+        raise UserError(
+            f"--data: unknown data variant '{config.data}'{did_you_mean(config.data, variants)}; "
+            f"the selected tasks offer: {', '.join(sorted(variants))}"
+        )
     return [registry.tasks[n].with_variant(config.data) for n in names]
 
 

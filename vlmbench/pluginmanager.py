@@ -73,8 +73,11 @@ def _register_entry_point(manager: pluggy.PluginManager, point: metadata.EntryPo
         manager.register(plugin, name=name)
     except Exception as exc:  # a broken third-party plugin must not take the whole tool down
         first_line = (str(exc).strip().splitlines() or [""])[0][:200]
-        print(f"vlmbench: warning: plugin '{point.name}' ({point.value}, package {_distribution(point) or 'unknown'}) "
-              f"failed to load and is skipped: {type(exc).__name__}: {first_line}", file=sys.stderr)
+        print(
+            f"vlmbench: warning: plugin '{point.name}' ({point.value}, package {_distribution(point) or 'unknown'}) "
+            f"failed to load and is skipped: {type(exc).__name__}: {first_line}",
+            file=sys.stderr,
+        )
 
 
 def backend_specs() -> dict[str, BackendSpec]:

@@ -148,15 +148,27 @@ def image_ref(sample: Sample, image_sha256: str | None) -> ImageRef | None:
     return {"column": sample.image, "source": sample.doc["_source"], "row": sample.doc["_row"], "sha256": image_sha256}
 
 
-def new_record(task: str, index: int, sample: Sample, image_sha256: str | None, response: Response,
-               reused: bool = False, key: str | None = None) -> SampleRecord:
+def new_record(
+    task: str, index: int, sample: Sample, image_sha256: str | None, response: Response, reused: bool = False, key: str | None = None
+) -> SampleRecord:
     """The sample record of ``sample`` answered by ``response``; its verdict is filled in by scoring."""
     return {
-        "task": task, "index": index, "id": sample.id, "variant": sample.variant,
+        "task": task,
+        "index": index,
+        "id": sample.id,
+        "variant": sample.variant,
         "doc": {k: v for k, v in sample.doc.items() if not k.startswith("_")},
-        "prompt": sample.prompt, "image": image_ref(sample, image_sha256),
+        "prompt": sample.prompt,
+        "image": image_ref(sample, image_sha256),
         "choices": list(sample.choices) if sample.choices else None,
-        "target": sample.target, "response": response.text, "error": response.error, "reused": reused,
-        "usage": response.usage, "latency_s": response.latency_s, "model_prompt": response.prompt, "key": key,
-        "parsed": None, "correct": None,
+        "target": sample.target,
+        "response": response.text,
+        "error": response.error,
+        "reused": reused,
+        "usage": response.usage,
+        "latency_s": response.latency_s,
+        "model_prompt": response.prompt,
+        "key": key,
+        "parsed": None,
+        "correct": None,
     }

@@ -60,7 +60,8 @@ class TaskRegistry:
 def _task_files(directory: Path) -> list[Path]:
     """YAML files under ``directory``, except include-only templates (``_*.yaml``) and ``data/`` folders."""
     return sorted(
-        p for p in directory.rglob("*.y*ml")
+        p
+        for p in directory.rglob("*.y*ml")
         if p.suffix in (".yaml", ".yml") and not p.name.startswith("_") and "data" not in p.relative_to(directory).parts[:-1]
     )
 

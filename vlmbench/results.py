@@ -25,8 +25,7 @@ from vlmbench.redact import redact
 from vlmbench.runner import TaskPrediction
 from vlmbench.scoring.aggregate import ScoringPlan, concept_categories, modality_gaps, score_records
 
-RECORDED_PACKAGES = ("vlmbench", "datasets", "pillow", "numpy", "pluggy", "jsonschema", "jinja2", "torch",
-                     "transformers", "accelerate", "openai")
+RECORDED_PACKAGES = ("vlmbench", "datasets", "pillow", "numpy", "pluggy", "jsonschema", "jinja2", "torch", "transformers", "accelerate", "openai")
 MANIFEST, RESULTS = "run.json", "results.json"
 
 
@@ -96,14 +95,24 @@ def manifest_task(prediction: TaskPrediction, run_dir: Path) -> TaskManifest:
     """What the manifest records of one task: its identity, data, settings and request counts."""
     task = prediction.task
     return {
-        "version": task.version, "config_hash": task.config_hash, "prompt_hash": task.prompt_hash,
-        "ability": task.get("ability"), "modality": task.get("modality"), "variant": task.variant,
-        "prompts": task.templates, "datasets": [dataclasses.asdict(d) for d in prediction.datasets],
-        "generation_kwargs": task.get("generation_kwargs", {}), "scorer": task.scorer, "scorer_args": task.scorer_args,
-        "metric_list": task.metric_names, "cluster_key": task.cluster_key,
-        "samples_file": str(prediction.samples_file.relative_to(run_dir)), "n_samples": prediction.n_samples,
+        "version": task.version,
+        "config_hash": task.config_hash,
+        "prompt_hash": task.prompt_hash,
+        "ability": task.get("ability"),
+        "modality": task.get("modality"),
+        "variant": task.variant,
+        "prompts": task.templates,
+        "datasets": [dataclasses.asdict(d) for d in prediction.datasets],
+        "generation_kwargs": task.get("generation_kwargs", {}),
+        "scorer": task.scorer,
+        "scorer_args": task.scorer_args,
+        "metric_list": task.metric_names,
+        "cluster_key": task.cluster_key,
+        "samples_file": str(prediction.samples_file.relative_to(run_dir)),
+        "n_samples": prediction.n_samples,
         "requests": {"sent": prediction.sent, "reused": prediction.reused},
-        "seconds": round(prediction.seconds, 3), "usage": prediction.usage,
+        "seconds": round(prediction.seconds, 3),
+        "usage": prediction.usage,
     }
 
 

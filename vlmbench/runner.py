@@ -123,14 +123,23 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path) -> TaskP
     reusable = ctx.store is not None and (is_deterministic(generation) or (ctx.reuse_sampled and generation.seed is not None))
     images = _Images(table)
     samples_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(samples_file, "w", encoding="utf-8") as out, \
-            tqdm(total=len(indexed), desc=task.name, unit="sample", disable=None) as bar:
+    with open(samples_file, "w", encoding="utf-8") as out, tqdm(total=len(indexed), desc=task.name, unit="sample", disable=None) as bar:
         pending: dict[str, tuple[int, Sample, str | None, str | None]] = {}
         for index, sample in indexed:  # answers already paid for: no image is decoded for them
             image_sha = images.sha256(sample)
-            key = request_key(backend=ctx.backend_name, model=ctx.model_identity, task=task.name,
-                              task_version=task.version, messages=_key_messages(sample, image_sha),
-                              generation=generation, answer_choices=sample.choices) if ctx.store else None
+            key = (
+                request_key(
+                    backend=ctx.backend_name,
+                    model=ctx.model_identity,
+                    task=task.name,
+                    task_version=task.version,
+                    messages=_key_messages(sample, image_sha),
+                    generation=generation,
+                    answer_choices=sample.choices,
+                )
+                if ctx.store
+                else None
+            )
             stored = ctx.store.get(key) if reusable and key and ctx.store is not None else None
             if stored is None:
                 pending[sample.id] = (index, sample, image_sha, key)

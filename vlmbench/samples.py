@@ -36,8 +36,9 @@ def spread(items: list[Any], limit: int | None) -> list[Any]:
     return [items[i * len(items) // limit] for i in range(limit)]
 
 
-def build_samples(task: TaskConfig, table: DocTable, catalog: ConceptCatalog | None, seed: int,
-                  limit: int | None = None, overrides: dict[str, Any] | None = None) -> list[Sample]:
+def build_samples(
+    task: TaskConfig, table: DocTable, catalog: ConceptCatalog | None, seed: int, limit: int | None = None, overrides: dict[str, Any] | None = None
+) -> list[Sample]:
     """All samples of a task, in a stable order; ``limit`` keeps that many documents, spread evenly."""
     from vlmbench.pluginmanager import doc_step_specs
 
@@ -62,8 +63,15 @@ def build_samples(task: TaskConfig, table: DocTable, catalog: ConceptCatalog | N
             choices = tuple(choice_spec) if choice_spec else None
         target = render(task.path, "doc_to_target", task.get("doc_to_target"), doc)
         for variant, template in enumerate(task.templates):
-            samples.append(Sample(
-                id=f"{task.name}/{doc_index}.{variant}", doc=doc, variant=variant,
-                prompt=render(task.path, "doc_to_text", template, doc), image=image, choices=choices, target=target,
-            ))
+            samples.append(
+                Sample(
+                    id=f"{task.name}/{doc_index}.{variant}",
+                    doc=doc,
+                    variant=variant,
+                    prompt=render(task.path, "doc_to_text", template, doc),
+                    image=image,
+                    choices=choices,
+                    target=target,
+                )
+            )
     return samples

@@ -61,12 +61,25 @@ def is_deterministic(settings: GenerationSettings) -> bool:
     return not settings.do_sample or settings.temperature == 0
 
 
-def request_key(*, backend: str, model: dict[str, Any], task: str, task_version: str,
-                messages: list[dict[str, Any]], generation: GenerationSettings, answer_choices: Iterable[str] | None) -> str:
+def request_key(
+    *,
+    backend: str,
+    model: dict[str, Any],
+    task: str,
+    task_version: str,
+    messages: list[dict[str, Any]],
+    generation: GenerationSettings,
+    answer_choices: Iterable[str] | None,
+) -> str:
     """sha256 over everything that can change an answer. ``messages`` hold text and image hashes, never bytes."""
     material = {
-        "backend": backend, "model": model, "task": task, "task_version": task_version, "messages": messages,
-        "generation": generation_identity(generation), "answer_choices": list(answer_choices) if answer_choices else None,
+        "backend": backend,
+        "model": model,
+        "task": task,
+        "task_version": task_version,
+        "messages": messages,
+        "generation": generation_identity(generation),
+        "answer_choices": list(answer_choices) if answer_choices else None,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
@@ -100,10 +113,18 @@ class ResponseStore:
         if response.error is not None or not (response.text or "").strip():
             return False
         self._db.execute(
-            "INSERT OR IGNORE INTO responses (key, backend, model, task, text, usage, latency_s, prompt, created) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (key, backend, json.dumps(model, sort_keys=True), task, response.text,
-             json.dumps(response.usage) if response.usage else None, response.latency_s, response.prompt, time.time()),
+            "INSERT OR IGNORE INTO responses (key, backend, model, task, text, usage, latency_s, prompt, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key,
+                backend,
+                json.dumps(model, sort_keys=True),
+                task,
+                response.text,
+                json.dumps(response.usage) if response.usage else None,
+                response.latency_s,
+                response.prompt,
+                time.time(),
+            ),
         )
         return True
 

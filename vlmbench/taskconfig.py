@@ -32,7 +32,6 @@ def task_schema() -> dict[str, Any]:
     return schema
 
 
-
 @dataclass(frozen=True)
 class TaskConfig:
     """A validated task: the YAML's fields, plus where it came from."""
@@ -282,22 +281,27 @@ def _registry_problems(path: Path, data: dict[str, Any], where: str = "") -> lis
     scorer = data.get("scorer")
     scorers = scorer_specs()
     if isinstance(scorer, str) and scorer not in scorers:
-        problems.append(f"{path}: field '{where}scorer' = \"{scorer}\": unknown scorer{did_you_mean(scorer, scorers)}; "
-                        f"registered: {', '.join(scorers)}")
+        problems.append(
+            f"{path}: field '{where}scorer' = \"{scorer}\": unknown scorer{did_you_mean(scorer, scorers)}; registered: {', '.join(scorers)}"
+        )
     metrics = metric_specs()
     for index, item in enumerate(data.get("metric_list") or []):
         name = item.get("metric") if isinstance(item, dict) else None
         if isinstance(name, str) and name not in metrics:
-            problems.append(f"{path}: field '{where}metric_list.{index}.metric' = \"{name}\": unknown metric{did_you_mean(name, metrics)}; "
-                            f"registered: {', '.join(metrics)}")
+            problems.append(
+                f"{path}: field '{where}metric_list.{index}.metric' = \"{name}\": unknown metric{did_you_mean(name, metrics)}; "
+                f"registered: {', '.join(metrics)}"
+            )
     steps = doc_step_specs()
     for index, step in enumerate(data.get("process_docs") or []):
         name, args = (step, None) if isinstance(step, str) else next(iter(step.items()), (None, None)) if isinstance(step, dict) else (None, None)
         if not isinstance(name, str):
             continue
         if name not in steps:
-            problems.append(f"{path}: field '{where}process_docs.{index}' = \"{name}\": unknown document step{did_you_mean(name, steps)}; "
-                            f"registered: {', '.join(steps)}")
+            problems.append(
+                f"{path}: field '{where}process_docs.{index}' = \"{name}\": unknown document step{did_you_mean(name, steps)}; "
+                f"registered: {', '.join(steps)}"
+            )
             continue
         error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(dict(steps[name].args_schema)).iter_errors(args or {}))
         if error is not None:
@@ -337,7 +341,9 @@ def _task_problems(path: Path, data: dict[str, Any], partial: bool = False) -> l
     for name, overrides in (data.get("variants") or {}).items():
         merged = {k: v for k, v in data.items() if k != "variants"} | overrides
         variant_problems = _schema_problems(path, merged, "task", partial)  # a variant must still make a whole valid task
-        problems += variant_problems or _registry_problems(path, overrides, f"variants.{name}.") + _template_problems(path, overrides, f"variants.{name}.")
+        problems += variant_problems or _registry_problems(path, overrides, f"variants.{name}.") + _template_problems(
+            path, overrides, f"variants.{name}."
+        )
     return problems
 
 

@@ -50,8 +50,9 @@ def render(where: Path | str, field: str, source: str, doc: Mapping[str, Any]) -
     except jinja2.UndefinedError as exc:
         raise UserError(f"{where}: field '{field}': {exc.message}; available fields: {', '.join(sorted(public))}") from None
     except SecurityError as exc:
-        raise UserError(f"{where}: field '{field}': the template tried an unsafe operation ({_first_line(exc)}); "
-                        "templates may only read document fields") from None
+        raise UserError(
+            f"{where}: field '{field}': the template tried an unsafe operation ({_first_line(exc)}); templates may only read document fields"
+        ) from None
     except Exception as exc:  # ZeroDivisionError, TypeError, ... inside a template: the file's fault, one line
         raise UserError(f"{where}: field '{field}': the template failed ({type(exc).__name__}: {_first_line(exc)}); fix the template") from None
     if len(text) > MAX_RENDERED_CHARS:

@@ -65,7 +65,7 @@ def tied(a: Cell, b: Cell) -> bool:
     if isinstance(a.value, str) or isinstance(b.value, str):
         return False
     if a.stderr is not None and b.stderr is not None:
-        return abs(a.value - b.value) < Z95 * math.sqrt(a.stderr ** 2 + b.stderr ** 2)
+        return abs(a.value - b.value) < Z95 * math.sqrt(a.stderr**2 + b.stderr**2)
     if a.ci_low is not None and a.ci_high is not None and b.ci_low is not None and b.ci_high is not None:
         return a.ci_low <= b.ci_high and b.ci_low <= a.ci_high
     return False
@@ -93,8 +93,7 @@ def sort_key(cell: Cell, entry: Entry, descending: bool) -> tuple[Any, ...]:
 
 def ranks_for(cells: dict[str, Cell], entries: Sequence[Entry], descending: bool) -> dict[str, tuple[str, int | None]]:
     """Rank label and number per entry id; reference rows get ``("ref", None)``, rows without a value ``("-", None)``."""
-    ranked = sorted((e for e in entries if not e.reference and cells[e.id].value is not None),
-                    key=lambda e: sort_key(cells[e.id], e, descending))
+    ranked = sorted((e for e in entries if not e.reference and cells[e.id].value is not None), key=lambda e: sort_key(cells[e.id], e, descending))
     labels = dict(zip((e.id for e in ranked), rank_labels([cells[e.id] for e in ranked])))
     return {e.id: ("ref", None) if e.reference else labels.get(e.id, ("-", None)) for e in entries}
 
@@ -106,8 +105,12 @@ def check_columns_resolve(config: Config, entries: Sequence[Entry], where: str) 
     """
     paths: list[tuple[str, tuple[str, ...]]] = [(f"column {c.id}", c.paths.value) for c in config.columns if c.source == "results"]
     for i, metric in enumerate(config.detail):
-        paths.append((f"detail[{i}]", ("modality_gaps", metric.gap, "by_category") if metric.gap
-                      else ("tasks", str(metric.task), "by_category", "*", str(metric.metric))))
+        paths.append(
+            (
+                f"detail[{i}]",
+                ("modality_gaps", metric.gap, "by_category") if metric.gap else ("tasks", str(metric.task), "by_category", "*", str(metric.metric)),
+            )
+        )
     for i, plot in enumerate(config.plots):
         if isinstance(plot, HeatmapPlot):
             paths.append((f"plots[{i}]", ("tasks", plot.task, "by_category", "*", plot.metric)))
@@ -119,8 +122,10 @@ def check_columns_resolve(config: Config, entries: Sequence[Entry], where: str) 
         if missing is not None:
             depth, known = missing
             here = ".".join(segments[:depth]) or "the top level"
-            raise UserError(f"{where}: {field_name}: path {'.'.join(segments)!r} is in no entry's results.json: {segments[depth]!r} "
-                            f"is not a field of {here!r} in any entry (known: {', '.join(known) or 'none'}); fix the path")
+            raise UserError(
+                f"{where}: {field_name}: path {'.'.join(segments)!r} is in no entry's results.json: {segments[depth]!r} "
+                f"is not a field of {here!r} in any entry (known: {', '.join(known) or 'none'}); fix the path"
+            )
 
 
 def make_board(config: Config, entries: Sequence[Entry]) -> Board:
@@ -128,8 +133,7 @@ def make_board(config: Config, entries: Sequence[Entry]) -> Board:
     categories = _categories(config, entries)
     sort = config.column(config.sort_column)
     cells = {e.id: {c.id: column_cell(c, e) for c in config.columns} for e in entries}
-    by_category = {e.id: {cat: {c.id: column_cell(c, e, cat) for c in config.columns if c.category} for cat in categories}
-                   for e in entries}
+    by_category = {e.id: {cat: {c.id: column_cell(c, e, cat) for c in config.columns if c.category} for cat in categories} for e in entries}
     overall = ranks_for({k: v[sort.id] for k, v in cells.items()}, entries, config.descending)
     ranks = {e.id: {"": overall[e.id]} for e in entries}
     by = config.column(config.category_sort_column)
@@ -157,7 +161,7 @@ def _categories(config: Config, entries: Sequence[Entry]) -> list[str]:
     for column in config.columns:
         if column.category is None or column.source != "results" or column.aggregate:
             continue
-        stem = column.category.value[:column.category.value.index(CATEGORY)]
+        stem = column.category.value[: column.category.value.index(CATEGORY)]
         for entry in entries:
             node = lookup(entry.results, stem)
             if isinstance(node, dict):
@@ -180,13 +184,13 @@ def _detail_tables(config: Config, entry: Entry) -> tuple[Table, Table]:
     for metric in config.detail:
         if metric.gap:
             gaps = lookup(entry.results, ("modality_gaps", metric.gap, "by_category"))
-            for cat, gap in (gaps.items() if isinstance(gaps, dict) else ()):
+            for cat, gap in gaps.items() if isinstance(gaps, dict) else ():
                 if isinstance(gap, dict):
                     categories.setdefault(cat, {})[metric.key] = _gap_cell(gap)
             continue
         for scope, table in (("by_category", categories), ("by_concept", concepts)):
             group = lookup(entry.results, ("tasks", str(metric.task), scope))
-            for name, summary in (group.items() if isinstance(group, dict) else ()):
+            for name, summary in group.items() if isinstance(group, dict) else ():
                 row = table.setdefault(name, {})
                 stat = summary.get(metric.metric) if isinstance(summary, dict) else None
                 if isinstance(stat, dict):

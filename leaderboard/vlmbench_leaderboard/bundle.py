@@ -31,8 +31,18 @@ from vlmbench_leaderboard.problems import Rejected
 from vlmbench_leaderboard.safetar import Limits, read_members
 from vlmbench_leaderboard.text import terminal
 
-__all__ = ["LIMITS", "MEMBER_CAPS", "METADATA_FIELDS", "Bundle", "Rejected", "bundle_path", "pack", "read_bundle", "read_bundle_bytes",
-           "write_bundle"]
+__all__ = [
+    "LIMITS",
+    "MEMBER_CAPS",
+    "METADATA_FIELDS",
+    "Bundle",
+    "Rejected",
+    "bundle_path",
+    "pack",
+    "read_bundle",
+    "read_bundle_bytes",
+    "write_bundle",
+]
 
 MEMBER_NAME = re.compile(r"manifest\.json|metadata\.json|results\.json|run\.json|samples/[a-z0-9][a-z0-9_.-]{0,80}\.jsonl")
 KIB, MIB = 2**10, 2**20
@@ -64,8 +74,11 @@ def pack(run_dir: Path, run: dict[str, Any], metadata: dict[str, Any]) -> bytes:
     run_dir = Path(run_dir)
     if not (run_dir / "results.json").is_file():
         raise UserError(f"{terminal(run_dir)}: no results.json; submit a finished, scored run folder (see `vlmbench score`)")
-    files = {"metadata.json": _json_bytes({**metadata, "vlmbench_version": vlmbench.__version__}),
-             "run.json": (run_dir / "run.json").read_bytes(), "results.json": (run_dir / "results.json").read_bytes()}
+    files = {
+        "metadata.json": _json_bytes({**metadata, "vlmbench_version": vlmbench.__version__}),
+        "run.json": (run_dir / "run.json").read_bytes(),
+        "results.json": (run_dir / "results.json").read_bytes(),
+    }
     tasks = run.get("tasks")
     for task in sorted(tasks) if isinstance(tasks, dict) else []:
         name = f"samples/{task}.jsonl"
@@ -74,12 +87,17 @@ def pack(run_dir: Path, run: dict[str, Any], metadata: dict[str, Any]) -> bytes:
         if not (run_dir / name).is_file():
             raise UserError(f"{terminal(run_dir / name)}: missing; the run folder is incomplete, rerun the same `vlmbench run` command")
         files[name] = (run_dir / name).read_bytes()
-    manifest = {"bundle_version": 1, "vlmbench_version": vlmbench.__version__,
-                "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}}
+    manifest = {
+        "bundle_version": 1,
+        "vlmbench_version": vlmbench.__version__,
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
+    }
     _check_schema({"manifest": manifest, "metadata": json.loads(files["metadata.json"])}, "metadata")
     buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as compressed, \
-            tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as archive:
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as compressed,
+        tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as archive,
+    ):
         for name, data in {"manifest.json": _json_bytes(manifest), **files}.items():
             info = tarfile.TarInfo(name)
             info.size, info.mtime, info.mode = len(data), 0, 0o644

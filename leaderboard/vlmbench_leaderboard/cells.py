@@ -78,8 +78,9 @@ def column_cell(column: Column, entry: Entry, category: str | None = None) -> Ce
     main = number(value)
     if main is None:
         return Cell(None)
-    return Cell(main, _optional(document, paths.stderr, category), _optional(document, paths.ci_low, category),
-                _optional(document, paths.ci_high, category))
+    return Cell(
+        main, _optional(document, paths.stderr, category), _optional(document, paths.ci_low, category), _optional(document, paths.ci_high, category)
+    )
 
 
 def _mean(document: Any, paths: Paths, category: str | None) -> float | None:

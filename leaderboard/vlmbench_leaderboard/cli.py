@@ -64,8 +64,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 conflicts += 1
                 print(f"vlmbench: error: {shown}: {terminal(exc, 400)}", file=sys.stderr)
                 continue
-        print(f"accepted: {shown}: {terminal(meta['name'])} ({terminal(meta.get('revision') or 'main')}), "
-              f"submitted with vlmbench {terminal(verified.results.get('vlmbench_version'), 40)}{where}")
+        print(
+            f"accepted: {shown}: {terminal(meta['name'])} ({terminal(meta.get('revision') or 'main')}), "
+            f"submitted with vlmbench {terminal(verified.results.get('vlmbench_version'), 40)}{where}"
+        )
     return 2 if conflicts else 1 if failed else 0
 
 
@@ -97,8 +99,25 @@ def cmd_sample(args: argparse.Namespace) -> int:
         work = Path(tmp)
         for model in BASELINES:
             result = evaluate(EvalConfig(model=model, tasks="all", output_path=work / "runs" / model))
-            if _command(add_submit_arguments, [str(result.run_dir), "--out", str(work / "bundles" / model), "--org", "vlmbench",
-                                               "--name", model, "--license", "MIT", "--date", args.date]) != 0:
+            if (
+                _command(
+                    add_submit_arguments,
+                    [
+                        str(result.run_dir),
+                        "--out",
+                        str(work / "bundles" / model),
+                        "--org",
+                        "vlmbench",
+                        "--name",
+                        model,
+                        "--license",
+                        "MIT",
+                        "--date",
+                        args.date,
+                    ],
+                )
+                != 0
+            ):
                 return 1
         bundles = sorted(str(p) for p in (work / "bundles").glob("*.tar.gz"))
         if _command(add_leaderboard_arguments, ["add", *bundles, "--data", str(out / "data"), "--replace"]) != 0:
@@ -118,10 +137,17 @@ def add_submit_arguments(submit: argparse.ArgumentParser) -> None:
     """The flags of ``vlmbench submit``."""
     submit.add_argument("run_dir")
     submit.add_argument("--out", required=True, help="bundle file to write (.tar.gz)")
-    for name, help_text in (("name", "model name"), ("org", "organisation"), ("hub_id", "Hugging Face model id"),
-                            ("api", "API endpoint, for API models"), ("revision", "model revision or version"),
-                            ("parameters", "parameter count, e.g. 7B"), ("license", "model license"),
-                            ("precision", "e.g. bfloat16"), ("date", "evaluation date, YYYY-MM-DD")):
+    for name, help_text in (
+        ("name", "model name"),
+        ("org", "organisation"),
+        ("hub_id", "Hugging Face model id"),
+        ("api", "API endpoint, for API models"),
+        ("revision", "model revision or version"),
+        ("parameters", "parameter count, e.g. 7B"),
+        ("license", "model license"),
+        ("precision", "e.g. bfloat16"),
+        ("date", "evaluation date, YYYY-MM-DD"),
+    ):
         submit.add_argument(f"--{name}", default=None, help=help_text)
     submit.add_argument("--force", action="store_true", help="overwrite the bundle file if it exists")
     submit.set_defaults(func=cmd_submit)

@@ -167,9 +167,16 @@ def parse_config(raw: Any, where: str) -> Config:
     for name in files:
         if files.count(name) > 1:
             raise UserError(f"{where}: plots: file {name!r} is used twice; give each plot its own file")
-    return Config(title=raw.get("title", "vlmbench leaderboard"), description=raw.get("description", ""),
-                  sort_column=sort_column, descending=descending, category_sort_column=category_sort_column,
-                  columns=columns, detail=detail, plots=plots)
+    return Config(
+        title=raw.get("title", "vlmbench leaderboard"),
+        description=raw.get("description", ""),
+        sort_column=sort_column,
+        descending=descending,
+        category_sort_column=category_sort_column,
+        columns=columns,
+        detail=detail,
+        plots=plots,
+    )
 
 
 def _sort(raw: dict[str, Any], columns: tuple[Column, ...], where: str) -> tuple[str, bool, str]:
@@ -180,8 +187,9 @@ def _sort(raw: dict[str, Any], columns: tuple[Column, ...], where: str) -> tuple
     per_category = [c.id for c in columns if c.numeric and c.category is not None]
     category_column = raw.get("category_column", column)
     if category_column not in per_category and "category_column" in raw:
-        raise UserError(f"{where}: sort.category_column: {category_column!r} is not a column with per-category values; "
-                        f"choose one of: {', '.join(per_category)}")
+        raise UserError(
+            f"{where}: sort.category_column: {category_column!r} is not a column with per-category values; choose one of: {', '.join(per_category)}"
+        )
     return column, raw.get("direction", "desc") == "desc", category_column
 
 
@@ -190,9 +198,19 @@ def _column(raw: dict[str, Any], where: str) -> Column:
     schema = metadata_schema() if source == "metadata" else results_schema()
     paths = _paths(raw, where, schema, fmt)
     category = _paths(raw["category"], f"{where}: category", schema, fmt) if raw.get("category") is not None else None
-    return Column(id=raw["id"], name=raw.get("name", raw["id"]), group=raw.get("group", ""), description=raw.get("description", ""),
-                  kind=raw.get("kind", "value"), source=source, format=fmt, digits=int(raw.get("digits", DEFAULT_DIGITS)),
-                  aggregate=aggregate, paths=paths, category=category)
+    return Column(
+        id=raw["id"],
+        name=raw.get("name", raw["id"]),
+        group=raw.get("group", ""),
+        description=raw.get("description", ""),
+        kind=raw.get("kind", "value"),
+        source=source,
+        format=fmt,
+        digits=int(raw.get("digits", DEFAULT_DIGITS)),
+        aggregate=aggregate,
+        paths=paths,
+        category=category,
+    )
 
 
 def _paths(raw: dict[str, Any], where: str, schema: dict[str, Any], fmt: str) -> Paths:

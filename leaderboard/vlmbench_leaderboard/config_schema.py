@@ -17,8 +17,15 @@ from typing import Any
 from vlmbench.errors import UserError
 
 SCHEMA_FILE = "leaderboard.schema.json"
-TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "text", "integer": "a whole number", "number": "a number",
-              "boolean": "true or false", "null": "empty"}
+TYPE_NAMES = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "empty",
+}
 MAX_VALUE_CHARS = 80
 
 
@@ -94,8 +101,16 @@ def describe(error: Any, document: Any) -> str:
 
 
 def _type_name(value: Any) -> str:
-    for name, kinds in (("empty", type(None)), ("true or false", bool), ("a whole number", int), ("a number", float), ("text", str),
-                        ("a list", list), ("a mapping", dict), ("a date", datetime.date)):
+    for name, kinds in (
+        ("empty", type(None)),
+        ("true or false", bool),
+        ("a whole number", int),
+        ("a number", float),
+        ("text", str),
+        ("a list", list),
+        ("a mapping", dict),
+        ("a date", datetime.date),
+    ):
         if isinstance(value, kinds):
             return name
     return type(value).__name__

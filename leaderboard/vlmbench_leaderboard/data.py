@@ -30,6 +30,7 @@ def entry_id(metadata: dict[str, Any]) -> str:
     Letters, digits, '.', '_' and '-' only, never starting with '.'; the hash is of the exact
     normalised (organisation, name, revision).
     """
+
     def slug(text: str) -> str:
         return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip(".-_")[:60] or "x"
 
@@ -136,8 +137,8 @@ def _publish_hub(site_dir: Path, destination: str) -> str:
     repo_type = match.group(1).rstrip("s")
     try:
         HfApi(token=os.environ.get("HF_TOKEN")).upload_folder(
-            repo_id=match.group(2), repo_type=repo_type, folder_path=str(site_dir), commit_message="Update the vlmbench leaderboard")
+            repo_id=match.group(2), repo_type=repo_type, folder_path=str(site_dir), commit_message="Update the vlmbench leaderboard"
+        )
     except Exception as exc:  # the hub client raises many types (HTTP, auth, offline)
         raise UserError(f"--to {destination}: upload failed ({str(exc).splitlines()[0][:200]}); check HF_TOKEN and the repo") from None
     return destination
-

@@ -96,8 +96,10 @@ def read_entry(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """An entry's validated metadata and results; UserError (one line naming the file) when either is bad."""
     for name in FILES:
         if not (folder / name).is_file():
-            raise UserError(f"{folder}: no {name}; every entry needs metadata.json and results.json "
-                            "(re-add it with `vlmbench leaderboard add`) or remove the folder")
+            raise UserError(
+                f"{folder}: no {name}; every entry needs metadata.json and results.json "
+                "(re-add it with `vlmbench leaderboard add`) or remove the folder"
+            )
     metadata = read_json(folder / "metadata.json")
     _validate_metadata(metadata, folder / "metadata.json")
     results = read_json(folder / "results.json")
@@ -127,7 +129,7 @@ def _finite_float(text: str) -> float:
 
 def _float_sized_int(text: str) -> int:
     value = int(text)
-    if abs(value) > 2 ** 63:
+    if abs(value) > 2**63:
         raise ValueError(f"integer {text[:40]} is out of range")
     return value
 
@@ -135,8 +137,7 @@ def _float_sized_int(text: str) -> int:
 def read_json(path: Path) -> Any:
     """Strict JSON: NaN/Infinity, out-of-range numbers and non-UTF-8 bytes are a one-line UserError."""
     try:
-        return json.loads(path.read_bytes().decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float,
-                          parse_int=_float_sized_int)
+        return json.loads(path.read_bytes().decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_float_sized_int)
     except OSError as exc:
         raise UserError(f"{path}: cannot be read ({exc.strerror}); check its permissions or re-add the entry") from None
     except UnicodeDecodeError:
@@ -162,8 +163,9 @@ def _validate_results(results: Any, path: Path) -> None:
     try:
         results_validator()(results)
     except fastjsonschema.JsonSchemaException as exc:
-        raise UserError(f"{path}: does not match the results schema ({_one_line(getattr(exc, 'message', exc))[:200]}); "
-                        "re-add the entry from a verified bundle") from None
+        raise UserError(
+            f"{path}: does not match the results schema ({_one_line(getattr(exc, 'message', exc))[:200]}); re-add the entry from a verified bundle"
+        ) from None
 
 
 def _one_line(text: Any) -> str:

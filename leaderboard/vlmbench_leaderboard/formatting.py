@@ -60,7 +60,9 @@ def legend(config: Config) -> str:
     sort, by = config.column(config.sort_column), config.column(config.category_sort_column)
     direction = "highest first" if config.descending else "lowest first"
     within = f"; within a category, by {by.title}" if by.id != sort.id else ""
-    return (f"Ranked by {sort.title} ({direction}{within}). \"=\" marks a shared rank: the difference to the next better model "
-            "is within the 95% confidence interval. \"ref\" rows are reference baselines, not ranked. "
-            "\"± x\" is the 95% CI half-width (1.96 × standard error); \"[low, high]\" is a 95% CI; values are percent, "
-            "signed ones (\"+1.2\") differences in percentage points; \"-\" means no value.")
+    return (
+        f'Ranked by {sort.title} ({direction}{within}). "=" marks a shared rank: the difference to the next better model '
+        'is within the 95% confidence interval. "ref" rows are reference baselines, not ranked. '
+        '"± x" is the 95% CI half-width (1.96 × standard error); "[low, high]" is a 95% CI; values are percent, '
+        'signed ones ("+1.2") differences in percentage points; "-" means no value.'
+    )

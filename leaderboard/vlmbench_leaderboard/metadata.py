@@ -20,7 +20,9 @@ BASELINES = ("random", "always-safe", "always-unsafe")
 METADATA_FIELDS = ("name", "org", "hub_id", "api", "revision", "parameters", "license", "precision", "date", "reference")
 TEXT_FIELDS = ("name", "org", "hub_id", "api", "revision", "parameters", "license", "precision")
 # A plain PEP 440 version: release, optional pre/post/dev parts and a local label; nothing else.
-VERSION = re.compile(r"[0-9]{1,6}(\.[0-9]{1,6}){0,4}((a|b|rc)[0-9]{1,6})?(\.post[0-9]{1,6})?(\.dev[0-9]{1,6})?(\+[a-z0-9]{1,20}(\.[a-z0-9]{1,20}){0,4})?")
+VERSION = re.compile(
+    r"[0-9]{1,6}(\.[0-9]{1,6}){0,4}((a|b|rc)[0-9]{1,6})?(\.post[0-9]{1,6})?(\.dev[0-9]{1,6})?(\+[a-z0-9]{1,20}(\.[a-z0-9]{1,20}){0,4})?"
+)
 
 
 def is_reference(run: dict[str, Any]) -> bool:
@@ -57,6 +59,7 @@ def normalise_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
 
 def identity(metadata: dict[str, Any]) -> tuple[str, str, str | None]:
     """What makes two entries the same model: the exact normalised organisation, name and revision."""
+
     def text(value: Any) -> str:
         return normalise(value) if isinstance(value, str) else ""
 
@@ -84,10 +87,17 @@ def check_metadata(metadata: dict[str, Any], run: dict[str, Any]) -> None:
         raise Rejected([f"metadata.json: date {str(metadata.get('date'))[:12]!r} is not a calendar date; pass --date YYYY-MM-DD"]) from None
     reference = is_reference(run)
     if metadata.get("reference") is not reference:
-        why = ("only the built-in baselines (random, always-safe, always-unsafe) are reference rows" if metadata.get("reference")
-               else "a built-in baseline run is always a reference row")
-        raise Rejected([f"metadata.json: reference {str(metadata.get('reference')).lower()} but the run's backend makes it "
-                        f"{str(reference).lower()} ({why}); repack with `vlmbench submit`"])
+        why = (
+            "only the built-in baselines (random, always-safe, always-unsafe) are reference rows"
+            if metadata.get("reference")
+            else "a built-in baseline run is always a reference row"
+        )
+        raise Rejected(
+            [
+                f"metadata.json: reference {str(metadata.get('reference')).lower()} but the run's backend makes it "
+                f"{str(reference).lower()} ({why}); repack with `vlmbench submit`"
+            ]
+        )
     if "vlmbench_version" in metadata and not plain_version(metadata["vlmbench_version"]):
         raise Rejected(["metadata.json: vlmbench_version is not a plain version number (e.g. 0.1.0); repack with `vlmbench submit`"])
 

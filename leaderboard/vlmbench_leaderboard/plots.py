@@ -108,8 +108,15 @@ def _draw_scatter(ax: Any, models: Sequence[ModelGaps], label: str) -> None:
         x, y = model.scatter.image * 100, model.scatter.text * 100
         style = {"marker": "s", "facecolors": "none", "edgecolors": REFERENCE} if model.reference else {"marker": "o", "color": RANKED}
         ax.scatter([x], [y], s=28, zorder=3, **style)
-        ax.annotate(short_label(model.label, model.reference), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=SMALL,
-                    color=REFERENCE if model.reference else "#222222", parse_math=False)
+        ax.annotate(
+            short_label(model.label, model.reference),
+            (x, y),
+            xytext=(4, 4),
+            textcoords="offset points",
+            fontsize=SMALL,
+            color=REFERENCE if model.reference else "#222222",
+            parse_math=False,
+        )
     ax.set_xlim(-3, 103)
     ax.set_ylim(-3, 103)
     ax.set_aspect("equal")
@@ -132,8 +139,17 @@ def _draw_forest(ax: Any, models: Sequence[ModelGaps], labels: Sequence[str]) ->
                 error = [[max(0.0, (gap.gap - gap.ci_low) * 100)], [max(0.0, (gap.ci_high - gap.gap) * 100)]]
             marker, colour = SERIES[index % len(SERIES)]
             offset = 0.3 - step / 2 - index * step
-            ax.errorbar([gap.gap * 100], [y + offset], xerr=error, fmt=marker, color=REFERENCE if model.reference else colour,
-                        markersize=4, capsize=2, linewidth=1, label=None if name in drawn else name)
+            ax.errorbar(
+                [gap.gap * 100],
+                [y + offset],
+                xerr=error,
+                fmt=marker,
+                color=REFERENCE if model.reference else colour,
+                markersize=4,
+                capsize=2,
+                linewidth=1,
+                label=None if name in drawn else name,
+            )
             drawn.add(name)
     ax.axvline(0, color="#999999", linewidth=1, linestyle="--")
     ax.set_yticks(positions, [short_label(m.label, m.reference) for m in models], parse_math=False, fontsize=SMALL)
@@ -146,8 +162,9 @@ def _draw_forest(ax: Any, models: Sequence[ModelGaps], labels: Sequence[str]) ->
         ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center")
 
 
-def category_heatmap_svg(labels: Sequence[str], references: Sequence[bool], categories: Sequence[str],
-                         values: Sequence[Sequence[float | None]], title: str, label: str) -> bytes:
+def category_heatmap_svg(
+    labels: Sequence[str], references: Sequence[bool], categories: Sequence[str], values: Sequence[Sequence[float | None]], title: str, label: str
+) -> bytes:
     """A heat map of per-category values (fractions, shown in percent): one row per model, one column per category.
 
     Each cell is labelled with its value in the tables' percent format; missing values are left grey
@@ -168,13 +185,23 @@ def category_heatmap_svg(labels: Sequence[str], references: Sequence[bool], cate
         for i, row in enumerate(values):
             for j, value in enumerate(row):
                 if value is not None:
-                    text = ax.text(j + 0.5, i + 0.5, format_number(value, "percent"), ha="center", va="center", fontsize=VALUE,
-                                   color="white" if value < 0.6 else "black", parse_math=False)
+                    text = ax.text(
+                        j + 0.5,
+                        i + 0.5,
+                        format_number(value, "percent"),
+                        ha="center",
+                        va="center",
+                        fontsize=VALUE,
+                        color="white" if value < 0.6 else "black",
+                        parse_math=False,
+                    )
                     text.set_gid(f"heatmap-value-{i}-{j}")
-        ax.set_xticks([j + 0.5 for j in range(len(categories))], [short_label(c) for c in categories],
-                      rotation=30, ha="right", parse_math=False, fontsize=SMALL)
-        ax.set_yticks([i + 0.5 for i in range(len(labels))], [short_label(t, r) for t, r in zip(labels, references)],
-                      parse_math=False, fontsize=SMALL)
+        ax.set_xticks(
+            [j + 0.5 for j in range(len(categories))], [short_label(c) for c in categories], rotation=30, ha="right", parse_math=False, fontsize=SMALL
+        )
+        ax.set_yticks(
+            [i + 0.5 for i in range(len(labels))], [short_label(t, r) for t, r in zip(labels, references)], parse_math=False, fontsize=SMALL
+        )
         for prefix, ticks in (("heatmap-category", ax.get_xticklabels()), ("heatmap-model", ax.get_yticklabels())):
             for n, tick in enumerate(ticks):
                 tick.set_gid(f"{prefix}-{n}")

@@ -32,8 +32,12 @@ def render_csv(board: Board) -> str:
     writer.writerow(header)
     for row in board.rows:
         label, rank = row.rank
-        line = ["" if rank is None else str(rank), "true" if label.startswith("=") else "false",
-                "true" if row.entry.reference else "false", csv_text(row.entry.id)]
+        line = [
+            "" if rank is None else str(rank),
+            "true" if label.startswith("=") else "false",
+            "true" if row.entry.reference else "false",
+            csv_text(row.entry.id),
+        ]
         for column in config.columns:
             cell = row.cells[column.id]
             line.append(csv_text(cell.value) if isinstance(cell.value, str) else csv_number(cell.value))

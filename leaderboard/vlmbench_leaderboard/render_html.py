@@ -41,8 +41,12 @@ def page_data(board: Board) -> dict[str, Any]:
         for cat in board.categories:
             views[cat] = {c.id: _js_cell(row.by_category[cat][c.id], c) if c.category else None for c in numeric}
         rows.append({"views": views, "ranks": {k: [label, rank] for k, (label, rank) in row.ranks.items()}})
-    return {"columns": [{"id": c.id, "numeric": c.numeric, "per_category": c.category is not None} for c in config.columns],
-            "sort": sort_json(config), "categories": board.categories, "rows": rows}
+    return {
+        "columns": [{"id": c.id, "numeric": c.numeric, "per_category": c.category is not None} for c in config.columns],
+        "sort": sort_json(config),
+        "categories": board.categories,
+        "rows": rows,
+    }
 
 
 def header_groups(config: Config) -> list[dict[str, Any]]:
@@ -76,19 +80,25 @@ def render_html(board: Board, plots: Sequence[dict[str, str]]) -> str:
     package = resources.files("vlmbench_leaderboard")
     css = package.joinpath("page.css").read_text(encoding="utf-8")
     js = package.joinpath("page.js").read_text(encoding="utf-8")
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = format_cell
     env.filters["datavalue"] = data_value
     template = env.from_string(package.joinpath("page.html").read_text(encoding="utf-8"))
     config = board.config
     return template.render(
-        config=config, board=board, groups=header_groups(config), plots=plots, legend=legend(config),
-        sort_column=config.sort_column, sort_direction="descending" if config.descending else "ascending",
-        detail_format=detail_format, detail_digits=DEFAULT_DIGITS, css=Markup(css), js=Markup(js),
+        config=config,
+        board=board,
+        groups=header_groups(config),
+        plots=plots,
+        legend=legend(config),
+        sort_column=config.sort_column,
+        sort_direction="descending" if config.descending else "ascending",
+        detail_format=detail_format,
+        detail_digits=DEFAULT_DIGITS,
+        css=Markup(css),
+        js=Markup(js),
         data=Markup(script_json(page_data(board))),
-        csp=f"default-src 'none'; img-src 'self'; style-src {csp_hash(css)}; script-src {csp_hash(js)}; "
-            "base-uri 'none'; form-action 'none'",
+        csp=f"default-src 'none'; img-src 'self'; style-src {csp_hash(css)}; script-src {csp_hash(js)}; base-uri 'none'; form-action 'none'",
         versions=sorted({str(r.entry.results.get("vlmbench_version")) for r in board.rows}),
         ranked=board.ranked,
     )

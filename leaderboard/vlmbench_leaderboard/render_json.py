@@ -24,31 +24,52 @@ def sort_json(config: Config) -> dict[str, str]:
 
 
 def _detail_json(table: Table, config: Config) -> dict[str, Any]:
-    return {name: {m.key: cell_json(cells[m.key], detail_format(m), DEFAULT_DIGITS) for m in config.detail if m.key in cells}
-            for name, cells in table.items()}
+    return {
+        name: {m.key: cell_json(cells[m.key], detail_format(m), DEFAULT_DIGITS) for m in config.detail if m.key in cells}
+        for name, cells in table.items()
+    }
 
 
 def board_json(board: Board) -> dict[str, Any]:
     """The content of ``leaderboard.json``."""
     config = board.config
-    columns = [{"id": c.id, "name": c.name, "group": c.group, "format": c.format, "description": c.description,
-                "per_category": c.category is not None} for c in config.columns]
+    columns = [
+        {"id": c.id, "name": c.name, "group": c.group, "format": c.format, "description": c.description, "per_category": c.category is not None}
+        for c in config.columns
+    ]
     rows = []
     for row in board.rows:
         label, rank = row.rank
-        rows.append({
-            "entry": row.entry.id, "rank": rank, "rank_label": label, "reference": row.entry.reference,
-            "metadata": row.entry.metadata, "vlmbench_version": row.entry.results.get("vlmbench_version"),
-            "created": row.entry.results.get("created"),
-            "values": {c.id: cell_json(row.cells[c.id], c.format, c.digits) for c in config.columns},
-            "by_category": {cat: {"rank": row.ranks[cat][1], "rank_label": row.ranks[cat][0],
-                                  "values": {c.id: cell_json(row.by_category[cat][c.id], c.format, c.digits)
-                                             for c in config.columns if c.category}} for cat in board.categories},
-            "detail": {"by_category": _detail_json(row.detail_categories, config), "by_concept": _detail_json(row.detail_concepts, config)},
-        })
-    return {"title": config.title, "description": config.description, "sort": sort_json(config),
-            "columns": columns, "categories": board.categories,
-            "detail_columns": [{"key": m.key, "name": m.name} for m in config.detail], "rows": rows}
+        rows.append(
+            {
+                "entry": row.entry.id,
+                "rank": rank,
+                "rank_label": label,
+                "reference": row.entry.reference,
+                "metadata": row.entry.metadata,
+                "vlmbench_version": row.entry.results.get("vlmbench_version"),
+                "created": row.entry.results.get("created"),
+                "values": {c.id: cell_json(row.cells[c.id], c.format, c.digits) for c in config.columns},
+                "by_category": {
+                    cat: {
+                        "rank": row.ranks[cat][1],
+                        "rank_label": row.ranks[cat][0],
+                        "values": {c.id: cell_json(row.by_category[cat][c.id], c.format, c.digits) for c in config.columns if c.category},
+                    }
+                    for cat in board.categories
+                },
+                "detail": {"by_category": _detail_json(row.detail_categories, config), "by_concept": _detail_json(row.detail_concepts, config)},
+            }
+        )
+    return {
+        "title": config.title,
+        "description": config.description,
+        "sort": sort_json(config),
+        "columns": columns,
+        "categories": board.categories,
+        "detail_columns": [{"key": m.key, "name": m.name} for m in config.detail],
+        "rows": rows,
+    }
 
 
 def render_json(board: Board) -> str:

@@ -48,8 +48,15 @@ def _gap(results: dict[str, Any], name: str) -> Any:
 def _gap_plot(board: Board, plot: GapPlot) -> bytes:
     from vlmbench_leaderboard.plots import ModelGaps, modality_gap_svg
 
-    models = [ModelGaps(label=row.entry.name, reference=row.entry.reference, scatter=_gap(row.entry.results, plot.scatter),
-                        series=tuple(_gap(row.entry.results, s.gap) for s in plot.series)) for row in board.rows]
+    models = [
+        ModelGaps(
+            label=row.entry.name,
+            reference=row.entry.reference,
+            scatter=_gap(row.entry.results, plot.scatter),
+            series=tuple(_gap(row.entry.results, s.gap) for s in plot.series),
+        )
+        for row in board.rows
+    ]
     return modality_gap_svg(models, plot.scatter_label, [s.label for s in plot.series])
 
 
@@ -60,12 +67,13 @@ def _heatmap(board: Board, plot: HeatmapPlot) -> bytes:
     for row in board.rows:
         by_category = lookup(row.entry.results, ("tasks", plot.task, "by_category"))
         values: dict[str, float | None] = {}
-        for cat, summary in (by_category.items() if isinstance(by_category, dict) else ()):
+        for cat, summary in by_category.items() if isinstance(by_category, dict) else ():
             stat = summary.get(plot.metric) if isinstance(summary, dict) else None
             if isinstance(stat, dict):
                 values[cat] = number(stat.get("value"))
         per_row.append(values)
     categories = by_name({c: None for values in per_row for c, v in values.items() if v is not None})
     matrix = [[values.get(c) for c in categories] for values in per_row]
-    return category_heatmap_svg([r.entry.name for r in board.rows], [r.entry.reference for r in board.rows], categories, matrix,
-                                plot.title, plot.label)
+    return category_heatmap_svg(
+        [r.entry.name for r in board.rows], [r.entry.reference for r in board.rows], categories, matrix, plot.title, plot.label
+    )

@@ -111,7 +111,7 @@ def _pax_records(data: bytes) -> dict[str, str]:
         if not length_text.isdigit():
             raise Rejected(["damaged archive (a PAX header record has no length)"])
         length = int(length_text)
-        record = data[space + 1:position + length]
+        record = data[space + 1 : position + length]
         if length <= 0 or position + length > len(data) or not record.endswith(b"\n") or b"=" not in record:
             raise Rejected(["damaged archive (a PAX header record is malformed)"])
         key_bytes, _, value = record[:-1].partition(b"=")
@@ -126,8 +126,7 @@ def _pax_records(data: bytes) -> dict[str, str]:
     return records
 
 
-def read_members(raw: BinaryIO, size: int, check: Callable[[str, int], str | None],
-                 limits: Limits = Limits()) -> Iterator[Member]:
+def read_members(raw: BinaryIO, size: int, check: Callable[[str, int], str | None], limits: Limits = Limits()) -> Iterator[Member]:
     """The regular files of the ``.tar.gz`` in ``raw`` (``size`` bytes), checked as they are read.
 
     ``check(name, size)`` returns why a member is refused (or None); it is asked before the
@@ -154,8 +153,9 @@ def _members(stream: _Stream, limits: Limits, check: Callable[[str, int], str | 
             return
         headers += 1
         if headers > 3 * limits.members:  # at most one PAX and one long-name header per member
-            raise Rejected([f"more than {limits.members} members; a bundle holds run.json, results.json, metadata, manifest "
-                            "and one samples file per task"])
+            raise Rejected(
+                [f"more than {limits.members} members; a bundle holds run.json, results.json, metadata, manifest and one samples file per task"]
+            )
         if not _checksum_ok(header):
             raise Rejected(["damaged archive (a header checksum does not match)"])
         kind, size = header[156:157], _octal(header[124:136], "size")
@@ -190,8 +190,9 @@ def _members(stream: _Stream, limits: Limits, check: Callable[[str, int], str | 
             raise Rejected([f"member {shown}: {problem}"])
         members += 1
         if members > limits.members:
-            raise Rejected([f"more than {limits.members} members; a bundle holds run.json, results.json, metadata, manifest "
-                            "and one samples file per task"])
+            raise Rejected(
+                [f"more than {limits.members} members; a bundle holds run.json, results.json, metadata, manifest and one samples file per task"]
+            )
         yield Member(name, _data(stream, size, shown))
 
 

@@ -44,8 +44,10 @@ def build_site(data_dir: Path, out_dir: Path, config_path: Path | None = None) -
     for skipped in loaded.skipped:
         warn_skipped(skipped)
     if not loaded.entries:
-        raise UserError(f"{data_dir}: no valid entries ({len(loaded.skipped)} skipped, see the warnings); "
-                        "re-add them with `vlmbench leaderboard add` or remove them")
+        raise UserError(
+            f"{data_dir}: no valid entries ({len(loaded.skipped)} skipped, see the warnings); "
+            "re-add them with `vlmbench leaderboard add` or remove them"
+        )
     check_columns_resolve(config, loaded.entries, str(config_path or default_config_path()))
     board = make_board(config, loaded.entries)
     files = render_plots(board)

@@ -13,8 +13,7 @@ import unicodedata
 
 # Letters and marks that render as blank space or nothing at all (not format characters, so listed).
 INVISIBLE = frozenset(
-    (0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800, 0x034F, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F,
-     *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0))
+    (0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800, 0x034F, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F, *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0))
 )
 # Unicode categories refused anywhere in metadata text: controls (C0, DEL, C1), format characters
 # (zero-width, bidi overrides and isolates, soft hyphen, tags), surrogates, private use, unassigned,
@@ -52,8 +51,7 @@ def text_problem(text: str) -> str | None:
 
 def visible(text: str) -> bool:
     """Whether ``text`` shows anything: not empty, not only white space, format or invisible characters."""
-    return any(not char.isspace() and unicodedata.category(char) not in REFUSED_CATEGORIES and ord(char) not in INVISIBLE
-               for char in text)
+    return any(not char.isspace() and unicodedata.category(char) not in REFUSED_CATEGORIES and ord(char) not in INVISIBLE for char in text)
 
 
 def terminal(text: object, limit: int = MAX_SHOWN) -> str:

@@ -112,8 +112,7 @@ def _check_results_schema(results: dict[str, Any]) -> None:
 
 
 def _check_consistency(bundle: Bundle, run: dict[str, Any], results: dict[str, Any], seed: int) -> None:
-    if not isinstance(run, dict) or not isinstance(run.get("tasks"), dict) or not isinstance(run.get("config"), dict) \
-            or not run.get("complete"):
+    if not isinstance(run, dict) or not isinstance(run.get("tasks"), dict) or not isinstance(run.get("config"), dict) or not run.get("complete"):
         raise Rejected(["run.json: not a finished run; rerun the same command to complete it, then score and submit"])
     if run["config"].get("limit") is not None:
         raise Rejected([f"run.json: incomplete run (--limit {_plain(run['config']['limit'])}); rerun without --limit"])
@@ -133,16 +132,22 @@ def _check_members(bundle: Bundle, run: dict[str, Any]) -> None:
     """The bundle holds exactly the known files and the samples of the tasks run: nothing else reaches the data folder."""
     expected = {*KNOWN_FILES, *(f"samples/{name}.jsonl" for name in run["tasks"])}
     for name in sorted(set(bundle.manifest["files"]) - expected):
-        raise Rejected([f"{name}: not a file of this run (a bundle holds run.json, results.json, metadata.json and the samples "
-                        "of the tasks run); repack with `vlmbench submit`"])
+        raise Rejected(
+            [
+                f"{name}: not a file of this run (a bundle holds run.json, results.json, metadata.json and the samples "
+                "of the tasks run); repack with `vlmbench submit`"
+            ]
+        )
 
 
 def _check_versions(bundle: Bundle, run: dict[str, Any], results: dict[str, Any]) -> None:
     """Version strings and timestamps the site shows are plain, and agree between run.json and results.json."""
-    for where, value in (("run.json: vlmbench_version", run.get("vlmbench_version")),
-                         ("results.json: vlmbench_version", results.get("vlmbench_version")),
-                         ("results.json: scored_with", results.get("scored_with")),
-                         ("manifest.json: vlmbench_version", bundle.manifest.get("vlmbench_version"))):
+    for where, value in (
+        ("run.json: vlmbench_version", run.get("vlmbench_version")),
+        ("results.json: vlmbench_version", results.get("vlmbench_version")),
+        ("results.json: scored_with", results.get("scored_with")),
+        ("manifest.json: vlmbench_version", bundle.manifest.get("vlmbench_version")),
+    ):
         if not plain_version(value):
             raise Rejected([f"{where} is not a plain version number (e.g. 0.1.0); submit the files `vlmbench` wrote"])
     if results.get("vlmbench_version") != run.get("vlmbench_version") or results.get("created") != run.get("created"):
@@ -165,8 +170,12 @@ def _check_task_set(run: dict[str, Any], data: str, registry: Any) -> None:
         raise Rejected([f"run.json: data variant {terminal(json.dumps(variant), 40)}; this leaderboard uses --data {data}"])
     missing = [name for name in registry.select(ALL) if name not in run["tasks"]]
     if missing:
-        raise Rejected([f"incomplete: the run lacks task{'s' if len(missing) > 1 else ''} {', '.join(missing)}; a leaderboard "
-                        f"entry runs every task (`vlmbench run --tasks {ALL} --data {data}`)"])
+        raise Rejected(
+            [
+                f"incomplete: the run lacks task{'s' if len(missing) > 1 else ''} {', '.join(missing)}; a leaderboard "
+                f"entry runs every task (`vlmbench run --tasks {ALL} --data {data}`)"
+            ]
+        )
 
 
 def _current_tasks(run: dict[str, Any], registry: Any) -> dict[str, TaskConfig]:
@@ -178,11 +187,15 @@ def _current_tasks(run: dict[str, Any], registry: Any) -> dict[str, TaskConfig]:
             continue
         task = registry.tasks[name].with_variant(str(run["config"]["data"]))
         if entry.get("variant") != task.variant:
-            reasons.append(f"run.json: task {name} records data variant {terminal(json.dumps(entry.get('variant')), 40)}, but --data "
-                           f"{terminal(run['config']['data'], 40)} gives {task.variant}; submit the files `vlmbench run` wrote")
+            reasons.append(
+                f"run.json: task {name} records data variant {terminal(json.dumps(entry.get('variant')), 40)}, but --data "
+                f"{terminal(run['config']['data'], 40)} gives {task.variant}; submit the files `vlmbench run` wrote"
+            )
         elif task.version != entry.get("version") or task.prompt_hash != entry.get("prompt_hash"):
-            reasons.append(f"stale: rerun task {name} (submitted version {_plain(entry.get('version'))}, current {task.version}; "
-                           f"prompts {'match' if task.prompt_hash == entry.get('prompt_hash') else 'differ'})")
+            reasons.append(
+                f"stale: rerun task {name} (submitted version {_plain(entry.get('version'))}, current {task.version}; "
+                f"prompts {'match' if task.prompt_hash == entry.get('prompt_hash') else 'differ'})"
+            )
         elif task.config_hash != entry.get("config_hash"):
             reasons.append(f"stale: rerun task {name} (its configuration, e.g. generation settings or parser, differs from the current task)")
         else:
@@ -200,8 +213,10 @@ def _datasets_problem(task: TaskConfig, recorded: Any) -> str | None:
     specs = [task.get("dataset_path")]
     if isinstance(task.get("safe_controls"), dict):
         specs.append(task.get("safe_controls").get("dataset_path"))
-    problem = (f"run.json: task {task.name} records datasets other than those of its {task.variant} data "
-               f"({', '.join(str(s) for s in specs)}); submit the files `vlmbench run` wrote")
+    problem = (
+        f"run.json: task {task.name} records datasets other than those of its {task.variant} data "
+        f"({', '.join(str(s) for s in specs)}); submit the files `vlmbench run` wrote"
+    )
     if not isinstance(recorded, list) or len(recorded) != len(specs):
         return problem
     for spec, dataset in zip(specs, recorded):
@@ -226,16 +241,23 @@ def _check_answers(bundle: Bundle, run: dict[str, Any]) -> None:
             raise Rejected([f"incomplete: {where} has {len(records)} samples; the task has {expected}"])
         failed = sum(1 for r in records if r.get("error") is not None or not isinstance(r.get("response"), str))
         if failed:
-            raise Rejected([f"incomplete: {failed} samples of {name} have no answer (failed requests); rerun the same command "
-                            "to retry them, then score and submit"])
+            raise Rejected(
+                [
+                    f"incomplete: {failed} samples of {name} have no answer (failed requests); rerun the same command "
+                    "to retry them, then score and submit"
+                ]
+            )
         empty = sum(1 for r in records if not visible(r["response"]))
         if empty:
-            raise Rejected([f"incomplete: {empty} samples of {name} have an empty answer; check the model's output (e.g. "
-                            "max_new_tokens, chat template), rerun with --no_store, then score and submit"])
+            raise Rejected(
+                [
+                    f"incomplete: {empty} samples of {name} have an empty answer; check the model's output (e.g. "
+                    "max_new_tokens, chat template), rerun with --no_store, then score and submit"
+                ]
+            )
 
 
-def _check_samples_and_numbers(bundle: Bundle, run: dict[str, Any], results: dict[str, Any],
-                               current: dict[str, TaskConfig]) -> list[str]:
+def _check_samples_and_numbers(bundle: Bundle, run: dict[str, Any], results: dict[str, Any], current: dict[str, TaskConfig]) -> list[str]:
     """Rebuild each task's samples, score the submitted answers on them through the one scoring
     path (the same as ``vlmbench run`` and ``score``), and compare every number."""
     from vlmbench.results import parse_records
@@ -275,14 +297,18 @@ def _rebuild(task: TaskConfig, seed: int, records: list[SampleRecord]) -> tuple[
         return [], f"incomplete: samples/{task.name}.jsonl has {len(records)} samples; the task has {len(samples)}"
     failed = sum(1 for r in records if r.get("error") is not None or not isinstance(r.get("response"), str))
     if failed:
-        return [], (f"incomplete: {failed} samples of {task.name} have no answer (failed requests); rerun the same command "
-                    "to retry them, then score and submit")
+        return [], (
+            f"incomplete: {failed} samples of {task.name} have no answer (failed requests); rerun the same command "
+            "to retry them, then score and submit"
+        )
     rebuilt = []
     for index, (record, sample) in enumerate(zip(records, samples)):
         image = None if sample.image is None else BLANK_SHA256 if sample.image == "blank" else table.image_sha256(sample.doc, sample.image)
         if record.get("id") != sample.id or record.get("prompt") != sample.prompt or (record.get("image") or {}).get("sha256") != image:
-            return [], (f"samples/{task.name}.jsonl: sample {json.dumps(record.get('id'))[:60]} is not the sample this task builds "
-                        f"(prompt or image differs); rerun task {task.name}")
+            return [], (
+                f"samples/{task.name}.jsonl: sample {json.dumps(record.get('id'))[:60]} is not the sample this task builds "
+                f"(prompt or image differs); rerun task {task.name}"
+            )
         rebuilt.append(new_record(task.name, index, sample, image, Response(sample.id, text=str(record["response"]))))
     return rebuilt, None
 

@@ -10,12 +10,12 @@ import hashlib
 import random
 from collections.abc import Iterable, Iterator
 
-from vlmbench.backend import BackendOptions, BackendSpec, Request, Response
+from vlmbench.backend import BackendBase, BackendOptions, BackendSpec, Request, Response
 from vlmbench.errors import UserError
 from vlmbench.hookspecs import hookimpl
 
 
-class ConstantBackend:
+class ConstantBackend(BackendBase):
     """Answers every request with the same text."""
 
     cacheable = False  # free to recompute: nothing to store
@@ -29,7 +29,7 @@ class ConstantBackend:
             yield Response(request_id=request.id, text=self.answer)
 
 
-class RandomBackend:
+class RandomBackend(BackendBase):
     """Picks uniformly from the request's answer choices (``Yes``/``No`` when it has none).
 
     The pick depends only on the seed and the request id, so a run is reproducible and the

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vlmbench.backend import BackendOptions, BackendSpec, GenerationSettings, Request, Response, TextPart
+from vlmbench.backend import BackendBase, BackendOptions, BackendSpec, GenerationSettings, Request, Response, TextPart
 from vlmbench.errors import UserError
 from vlmbench.hookspecs import hookimpl
 
@@ -65,8 +65,7 @@ def parse_model_args(model_args: dict[str, str]) -> HFArgs:
     if unknown:
         from vlmbench.pluginmanager import did_you_mean
 
-        raise UserError(f"--model hf: unknown model_arg '{unknown[0]}'{did_you_mean(unknown[0], MODEL_ARGS)}; "
-                        f"valid: {', '.join(MODEL_ARGS)}")
+        raise UserError(f"--model hf: unknown model_arg '{unknown[0]}'{did_you_mean(unknown[0], MODEL_ARGS)}; valid: {', '.join(MODEL_ARGS)}")
     if not model_args.get("pretrained"):
         raise UserError("--model hf needs pretrained=<hub id or local folder>, e.g. --model_args pretrained=llava-hf/llava-1.5-7b-hf")
     dtype = model_args.get("dtype", "auto")
@@ -162,7 +161,7 @@ class _Prepared:
     length: int
 
 
-class HFBackend:
+class HFBackend(BackendBase):
     """A transformers image-text-to-text model answering requests in length-sorted batches."""
 
     def __init__(self, args: HFArgs, batch_size: int | None, seed: int = 0) -> None:
@@ -178,8 +177,7 @@ class HFBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.chat_template = getattr(self.processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
         if self.chat_template is None:
-            print(f"vlmbench: warning: {args.pretrained} has no chat template; prompting it with the plain message text",
-                  file=sys.stderr)
+            print(f"vlmbench: warning: {args.pretrained} has no chat template; prompting it with the plain message text", file=sys.stderr)
         self._eos_ids = _eos_ids(self.model.generation_config)
 
     # ------------------------------------------------------------------ provenance
@@ -229,7 +227,7 @@ class HFBackend:
     def _run_group(self, group: list[_Prepared]) -> Iterator[Response]:
         start = 0
         while start < len(group):
-            batch = group[start:start + self.batch_size]
+            batch = group[start : start + self.batch_size]
             try:
                 responses = self._run_batch(batch)
             except Exception as exc:
@@ -247,8 +245,10 @@ class HFBackend:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         if not self.auto_batch or failed == 1:
-            raise UserError(f"--model hf: out of memory at batch size {failed} ({one_line(exc)}); "
-                            "use a smaller --batch_size, --batch_size auto, dtype=bfloat16 or a bigger device") from exc
+            raise UserError(
+                f"--model hf: out of memory at batch size {failed} ({one_line(exc)}); "
+                "use a smaller --batch_size, --batch_size auto, dtype=bfloat16 or a bigger device"
+            ) from exc
         self.batch_size = failed // 2
 
     def _run_batch(self, batch: list[_Prepared]) -> list[Response]:
@@ -291,11 +291,15 @@ class HFBackend:
             inputs = self.processor(**kwargs)
         except (ValueError, TypeError) as exc:
             if not batch[0].images:
-                raise UserError(f"--model hf: {self.args.pretrained} rejects text-only prompts ({one_line(exc)}); "
-                                "run tasks that give an image, or use another model") from exc
+                raise UserError(
+                    f"--model hf: {self.args.pretrained} rejects text-only prompts ({one_line(exc)}); "
+                    "run tasks that give an image, or use another model"
+                ) from exc
             if self.chat_template is None:
-                raise UserError(f"--model hf: {self.args.pretrained} has no chat template and its processor cannot place "
-                                f"the images ({one_line(exc)}); use an instruct/chat checkout of the model") from exc
+                raise UserError(
+                    f"--model hf: {self.args.pretrained} has no chat template and its processor cannot place "
+                    f"the images ({one_line(exc)}); use an instruct/chat checkout of the model"
+                ) from exc
             raise
         inputs = inputs.to(self.model.device)
         return inputs.to(self.model.dtype)  # casts floating tensors (pixel values) only
@@ -358,17 +362,21 @@ def _load(args: HFArgs) -> tuple[Any, Any]:
     if args.attn_implementation:
         model_kwargs["attn_implementation"] = args.attn_implementation
     try:
-        processor = AutoProcessor.from_pretrained(args.pretrained, **common)
+        processor = AutoProcessor.from_pretrained(args.pretrained, **common)  # type: ignore[no-untyped-call]
         model = AutoModelForImageTextToText.from_pretrained(args.pretrained, **model_kwargs)
     except OSError as exc:
-        raise UserError(f"--model hf: cannot load pretrained={args.pretrained} ({one_line(exc)}); "
-                        "check the hub id or folder, HF_TOKEN for gated models, and HF_HUB_OFFLINE") from exc
+        raise UserError(
+            f"--model hf: cannot load pretrained={args.pretrained} ({one_line(exc)}); "
+            "check the hub id or folder, HF_TOKEN for gated models, and HF_HUB_OFFLINE"
+        ) from exc
     except (ValueError, KeyError) as exc:
-        raise UserError(f"--model hf: pretrained={args.pretrained} does not load as an image-text-to-text model "
-                        f"({one_line(exc)}); pick a vision-language model, or add trust_remote_code=true") from exc
+        raise UserError(
+            f"--model hf: pretrained={args.pretrained} does not load as an image-text-to-text model "
+            f"({one_line(exc)}); pick a vision-language model, or add trust_remote_code=true"
+        ) from exc
     if device is not None:
-        model = model.to(device)
-    return processor, model.eval()
+        model = model.to(device)  # type: ignore[arg-type]
+    return processor, model.eval()  # type: ignore[no-untyped-call]
 
 
 def _factory(model_args: dict[str, str], options: BackendOptions) -> HFBackend:
@@ -379,10 +387,9 @@ def _factory(model_args: dict[str, str], options: BackendOptions) -> HFBackend:
         import transformers  # noqa: F401
     except ImportError as exc:
         raise UserError(MISSING_DEPS) from exc
-    if options.world_size > 1 and args.device is None and args.device_map is None:
-        # Data parallel: each process takes its own GPU (by local rank) when there are GPUs.
-        if torch.cuda.is_available():
-            args = dataclasses.replace(args, device=f"cuda:{options.local_rank}")
+    if options.world_size > 1 and args.device is None and args.device_map is None and torch.cuda.is_available():
+        # Data parallel: each process takes its own GPU (by local rank).
+        args = dataclasses.replace(args, device=f"cuda:{options.local_rank}")
     return HFBackend(args, batch_size, seed=options.seed)
 
 

@@ -95,8 +95,7 @@ def parse_settings(model_args: Mapping[str, str], environ: Mapping[str, str] | N
     environ = os.environ if environ is None else environ
     for name in model_args:
         if name not in VALID_ARGS:
-            raise UserError(f"{LABEL}: unknown model_args '{name}'{_did_you_mean(name, VALID_ARGS)}; "
-                            f"valid: {', '.join(VALID_ARGS)}")
+            raise UserError(f"{LABEL}: unknown model_args '{name}'{_did_you_mean(name, VALID_ARGS)}; valid: {', '.join(VALID_ARGS)}")
     model = model_args.get("model", "").strip()
     if not model:
         raise UserError(f"{LABEL} needs model=NAME in --model_args (e.g. model=gpt-4o-mini)")
@@ -113,10 +112,14 @@ def parse_settings(model_args: Mapping[str, str], environ: Mapping[str, str] | N
         api_key = NO_KEY
     if "api_key" in model_args:
         log.warning("api_key in --model_args lands in shell history; prefer the OPENAI_API_KEY environment variable")
-    return Settings(model=model, base_url=base_url, api_key=api_key,
-                    num_concurrent=_int_arg(model_args, "num_concurrent", DEFAULT_CONCURRENCY, minimum=1),
-                    max_retries=_int_arg(model_args, "max_retries", DEFAULT_RETRIES, minimum=0),
-                    timeout=_timeout_arg(model_args))
+    return Settings(
+        model=model,
+        base_url=base_url,
+        api_key=api_key,
+        num_concurrent=_int_arg(model_args, "num_concurrent", DEFAULT_CONCURRENCY, minimum=1),
+        max_retries=_int_arg(model_args, "max_retries", DEFAULT_RETRIES, minimum=0),
+        timeout=_timeout_arg(model_args),
+    )
 
 
 def _did_you_mean(name: str, candidates: Sequence[str]) -> str:
@@ -205,8 +208,7 @@ async def build_messages(messages: Sequence[Message], images: _ImageUrls) -> lis
 def generation_params(request: Request) -> dict[str, Any]:
     """Decoding settings as chat-completion parameters (greedy = temperature 0)."""
     settings = request.generation
-    params: dict[str, Any] = {"max_tokens": settings.max_new_tokens,
-                              "temperature": settings.temperature if settings.do_sample else 0.0}
+    params: dict[str, Any] = {"max_tokens": settings.max_new_tokens, "temperature": settings.temperature if settings.do_sample else 0.0}
     if settings.do_sample:
         params["top_p"] = settings.top_p
     if settings.seed is not None:
@@ -256,8 +258,9 @@ def parse_completion(body: str | bytes, max_chars: int | None = None) -> Answer 
     if not text.strip():
         return Failure("empty answer", retryable=True)
     if max_chars is not None and len(text) > max_chars:
-        return Failure(f"reply too long: {len(text)} characters, more than max_tokens could produce (limit {max_chars})",
-                       retryable=False, kind="reply too long")
+        return Failure(
+            f"reply too long: {len(text)} characters, more than max_tokens could produce (limit {max_chars})", retryable=False, kind="reply too long"
+        )
     return Answer(text=text, usage=_usage(data.get("usage")))
 
 
@@ -307,10 +310,16 @@ class OpenAIBackend(BackendBase):
         self._limiter: AdaptiveLimiter | None = None
         self._warned: set[str] = set()
         self._redact = Redactor([settings.api_key] if settings.api_key != NO_KEY else [])
-        self._guard = EndpointGuard(self.url, LABEL, threshold=FAIL_FAST_AFTER,
-                                    fixes={"HTTP 401": "pass a valid key as api_key or OPENAI_API_KEY",
-                                           "HTTP 403": "pass a key allowed to use this model as api_key or OPENAI_API_KEY",
-                                           "HTTP 404 model_not_found": f"check model={self.settings.model} against GET {self.url}/models"})
+        self._guard = EndpointGuard(
+            self.url,
+            LABEL,
+            threshold=FAIL_FAST_AFTER,
+            fixes={
+                "HTTP 401": "pass a valid key as api_key or OPENAI_API_KEY",
+                "HTTP 403": "pass a key allowed to use this model as api_key or OPENAI_API_KEY",
+                "HTTP 404 model_not_found": f"check model={self.settings.model} against GET {self.url}/models",
+            },
+        )
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(base_url={self.url!r}, model={self.settings.model!r})"
@@ -340,6 +349,7 @@ class OpenAIBackend(BackendBase):
     def generate(self, requests: Iterable[Request]) -> Iterator[Response]:
         """Send requests concurrently, drawing each from the stream when a slot is near; yield each
         response as soon as it is complete. Raises :class:`UserError` when the endpoint is dead or wrong."""
+
         def produce(emit: Emit[Response]) -> Coroutine[Any, Any, None]:
             return self._run_all(requests, emit)
 
@@ -375,8 +385,9 @@ class OpenAIBackend(BackendBase):
     def _client_for_loop(self) -> Any:
         if self._client is None:
             # The client's own retries are off: it would retry without shrinking concurrency.
-            self._client = self._openai.AsyncOpenAI(api_key=self.settings.api_key, base_url=self.settings.base_url,
-                                                    max_retries=0, timeout=self.settings.timeout)
+            self._client = self._openai.AsyncOpenAI(
+                api_key=self.settings.api_key, base_url=self.settings.base_url, max_retries=0, timeout=self.settings.timeout
+            )
         return self._client
 
     async def _close_client(self) -> None:
@@ -421,21 +432,27 @@ class OpenAIBackend(BackendBase):
 
     async def _run_one(self, request: Request, run: _Run) -> None:
         try:
-            payload = {"model": self.settings.model, "messages": await build_messages(request.messages, run.images),
-                       **generation_params(request)}
+            payload = {"model": self.settings.model, "messages": await build_messages(request.messages, run.images), **generation_params(request)}
         except Exception as exc:  # an unreadable image file fails this request only
-            self._finish(run, request.id, Failure(f"could not build the request: {type(exc).__name__}: {exc}", retryable=False,
-                                                  kind="could not build the request"))
+            self._finish(
+                run,
+                request.id,
+                Failure(f"could not build the request: {type(exc).__name__}: {exc}", retryable=False, kind="could not build the request"),
+            )
             return
         max_new_tokens = request.generation.max_new_tokens
         try:
-            done = await call_with_retries(lambda: self._attempt(payload, max_new_tokens), run.policy, self.limiter,
-                                           observe=self._guard.observe, label=f"request {request.id}")
+            done = await call_with_retries(
+                lambda: self._attempt(payload, max_new_tokens), run.policy, self.limiter, observe=self._guard.observe, label=f"request {request.id}"
+            )
         except EndpointDown:
             raise
         except Exception as exc:  # never lose a request to a surprise; the run goes on
-            self._finish(run, request.id, Failure(f"unexpected error: {type(exc).__name__}: {shorten(self._redact(str(exc)))}", retryable=False,
-                                                  kind="unexpected error"))
+            self._finish(
+                run,
+                request.id,
+                Failure(f"unexpected error: {type(exc).__name__}: {shorten(self._redact(str(exc)))}", retryable=False, kind="unexpected error"),
+            )
             return
         if isinstance(done.result, Failure):
             self._finish(run, request.id, done.result)
@@ -473,8 +490,9 @@ class OpenAIBackend(BackendBase):
         except TimeoutError:
             outcome = timeout_failure(self.settings.timeout)
         if isinstance(outcome, Failure):
-            outcome = replace(outcome, reason=self._redact(outcome.reason), kind=outcome.kind,
-                              endpoint=self._redact(outcome.endpoint) if outcome.endpoint else None)
+            outcome = replace(
+                outcome, reason=self._redact(outcome.reason), kind=outcome.kind, endpoint=self._redact(outcome.endpoint) if outcome.endpoint else None
+            )
         return outcome
 
     async def _round_trip(self, payload: dict[str, Any], max_new_tokens: int) -> Answer | Failure:
@@ -506,8 +524,9 @@ class OpenAIBackend(BackendBase):
         finally:
             await response.aclose()
         if body is None:
-            return Failure(f"reply too long: over {limit} bytes, more than max_tokens={max_new_tokens} could produce",
-                           retryable=False, kind="reply too long")
+            return Failure(
+                f"reply too long: over {limit} bytes, more than max_tokens={max_new_tokens} could produce", retryable=False, kind="reply too long"
+            )
         return parse_completion(body, reply_char_limit(max_new_tokens))
 
 
@@ -522,5 +541,4 @@ def _factory(model_args: dict[str, str], options: BackendOptions) -> OpenAIBacke
 @hookimpl
 def vlmbench_backends() -> list[BackendSpec]:
     """The OpenAI / OpenAI-compatible API backend."""
-    return [BackendSpec("openai", "OpenAI API or an OpenAI-compatible server (vLLM, SGLang, TGI, Ollama, ...); "
-                        "model=NAME[,base_url=URL]", _factory)]
+    return [BackendSpec("openai", "OpenAI API or an OpenAI-compatible server (vLLM, SGLang, TGI, Ollama, ...); model=NAME[,base_url=URL]", _factory)]

@@ -40,5 +40,6 @@ def add_include_path(parser: argparse.ArgumentParser) -> None:
 
 def add_max_error_rate(parser: argparse.ArgumentParser) -> None:
     """``--max_error_rate``: the share of failed requests above which the command exits 1."""
-    parser.add_argument("--max_error_rate", type=fraction, default=0.05,
-                        help="exit non-zero when more than this fraction of requests fail (default: 0.05)")
+    parser.add_argument(
+        "--max_error_rate", type=fraction, default=0.05, help="exit non-zero when more than this fraction of requests fail (default: 0.05)"
+    )

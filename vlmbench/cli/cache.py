@@ -25,8 +25,11 @@ def cache(args: argparse.Namespace) -> int:
         deleted = store.clear(backend=args.model, model_contains=args.model_id)
         print(f"deleted {deleted} responses from {path}")
         return 0
-    rows = [[e["backend"], _short(e["model"]), e["responses"], _date(e["first"]), _date(e["last"])] for e in store.info()
-            if (not args.model or e["backend"] == args.model)]
+    rows = [
+        [e["backend"], _short(e["model"]), e["responses"], _date(e["first"]), _date(e["last"])]
+        for e in store.info()
+        if (not args.model or e["backend"] == args.model)
+    ]
     print(f"response store: {path} ({path.stat().st_size / 1e6:.1f} MB)")
     print(tabulate(rows, headers=["backend", "model", "responses", "first", "last"]))
     return 0

@@ -29,9 +29,20 @@ def run(ns: argparse.Namespace) -> int:
     from vlmbench.evaluation import EvalConfig, evaluate
 
     config = EvalConfig(
-        model=ns.model, model_args=ns.model_args, tasks=ns.tasks, include_path=ns.include_path or [], limit=ns.limit,
-        seed=ns.seed, batch_size=ns.batch_size, data=ns.data, data_files=_data_files(ns.data_files), options_file=ns.options_file,
-        output_path=ns.output_path, store=ns.store, use_store=not ns.no_store, reuse_sampled=ns.reuse_sampled,
+        model=ns.model,
+        model_args=ns.model_args,
+        tasks=ns.tasks,
+        include_path=ns.include_path or [],
+        limit=ns.limit,
+        seed=ns.seed,
+        batch_size=ns.batch_size,
+        data=ns.data,
+        data_files=_data_files(ns.data_files),
+        options_file=ns.options_file,
+        output_path=ns.output_path,
+        store=ns.store,
+        use_store=not ns.no_store,
+        reuse_sampled=ns.reuse_sampled,
         predict_only=ns.predict_only,
     )
     result = evaluate(config)
@@ -54,8 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output_path", default="results", help="folder for results (default: ./results)")
     parser.add_argument("--seed", type=int, default=0, help="seed for option order, sampling and baselines (default: 0)")
     parser.add_argument("--batch_size", type=types.batch_size, default=None, help="requests per batch, or 'auto' (backend default)")
-    parser.add_argument("--data", default=os.environ.get(DATA_ENV, "builtin"),
-                        help=f"which data: 'builtin' (synthetic, offline; default) or 'hub' (yiting/UnsafeConcepts, MME; needs HF_TOKEN). Env: {DATA_ENV}")
+    parser.add_argument(
+        "--data",
+        default=os.environ.get(DATA_ENV, "builtin"),
+        help=f"which data: 'builtin' (synthetic, offline; default) or 'hub' (yiting/UnsafeConcepts, MME; needs HF_TOKEN). Env: {DATA_ENV}",
+    )
     parser.add_argument("--data_files", action="append", metavar="HUB_ID=PATH", help="load a hub dataset from a local copy (repeatable)")
     parser.add_argument("--options_file", default=None, help="precomputed perception options (jsonl with option_str/correct_option per row)")
     types.add_max_error_rate(parser)

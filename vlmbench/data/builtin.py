@@ -43,18 +43,27 @@ def typographic_rows(catalog: ConceptCatalog) -> list[dict[str, Any]]:
     for concept in catalog.concepts:
         for index, description in enumerate(concept.descriptions):
             rng = random.Random(f"typographic:{concept.name}:{index}")
-            rows.append({
-                "image": render_text_image(description, rng),
-                "concept": concept.name,
-                "category": concept.category,
-                "label": "unsafe" if concept.unsafe else "safe",
-                "description": description,
-            })
+            rows.append(
+                {
+                    "image": render_text_image(description, rng),
+                    "concept": concept.name,
+                    "category": concept.category,
+                    "label": "unsafe" if concept.unsafe else "safe",
+                    "description": description,
+                }
+            )
     return rows
 
 
-COLOURS = {"red": (220, 30, 30), "green": (30, 160, 60), "blue": (30, 70, 220), "yellow": (240, 200, 0),
-           "orange": (245, 130, 20), "purple": (140, 50, 170), "black": (10, 10, 10)}
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 160, 60),
+    "blue": (30, 70, 220),
+    "yellow": (240, 200, 0),
+    "orange": (245, 130, 20),
+    "purple": (140, 50, 170),
+    "black": (10, 10, 10),
+}
 SHAPES = ("circle", "square", "triangle", "diamond")
 WORDS = ("apple", "river", "garden", "window", "pencil", "guitar", "planet", "candle", "bridge", "rocket", "violin", "forest")
 NUMBERS = tuple(str(i) for i in range(10))
@@ -125,8 +134,7 @@ def _vqa_item(kind: str, rng: random.Random) -> dict[str, Any]:
         options = " \n".join(f"{letter}: {name}" for letter, name in zip(letters, order))
         question = f"Which shape is shown in the image? Choose from A, B, C, or D. \n{options}"
         answer, choices = letters[order.index(shape)], tuple(letters)
-    return {"image": add_speckle(image, rng, 0.002), "category": kind, "question": question,
-            "answer": answer, "choices": list(choices)}
+    return {"image": add_speckle(image, rng, 0.002), "category": kind, "question": question, "answer": answer, "choices": list(choices)}
 
 
 VQA_KINDS = ("counting", "colour", "shape", "position", "reading", "multiple_choice")
@@ -161,12 +169,16 @@ def builtin_dataset(name: str, catalog: ConceptCatalog | None) -> Path:
     print(f"vlmbench: generating built-in dataset builtin:{name} (first use) in {target}", file=sys.stderr)
     rows = BUILTINS[name](catalog) if name == "typographic" else BUILTINS[name]()
     columns = {column: [row[column] for row in rows] for column in rows[0]}
-    features = datasets.Features({
-        column: datasets.Image() if column == "image"
-        else datasets.Sequence(datasets.Value("string")) if column == "choices"
-        else datasets.Value("string")
-        for column in columns
-    })
+    features = datasets.Features(
+        {
+            column: datasets.Image()
+            if column == "image"
+            else datasets.Sequence(datasets.Value("string"))
+            if column == "choices"
+            else datasets.Value("string")
+            for column in columns
+        }
+    )
     dataset = datasets.Dataset.from_dict(columns, features=features)
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))

@@ -118,11 +118,17 @@ def _normalise(row: dict[str, Any], label: str) -> dict[str, Any]:
 
 def load_docs(config: Any, catalog: ConceptCatalog | None) -> DocTable:
     """Load the task's dataset (and its safe controls, when configured) into a :class:`DocTable`."""
-    specs: list[tuple[dict[str, Any], str]] = [(
-        {"dataset_path": config.get("dataset_path"), "dataset_name": config.get("dataset_name"),
-         "test_split": config.get("test_split", "train"), "dataset_revision": config.get("dataset_revision")},
-        "unsafe",
-    )]
+    specs: list[tuple[dict[str, Any], str]] = [
+        (
+            {
+                "dataset_path": config.get("dataset_path"),
+                "dataset_name": config.get("dataset_name"),
+                "test_split": config.get("test_split", "train"),
+                "dataset_revision": config.get("dataset_revision"),
+            },
+            "unsafe",
+        )
+    ]
     if config.get("safe_controls"):
         specs.append((dict(config.get("safe_controls")), "safe"))
     table = DocTable(rows=[], sources=[])
@@ -143,11 +149,19 @@ def load_docs(config: Any, catalog: ConceptCatalog | None) -> DocTable:
             row["_source"], row["_row"] = source_index, index
             table.rows.append(row)
         table.sources.append(dataset)
-        table.infos.append(DatasetInfo(
-            path=path, name=spec.get("dataset_name"), split=split, revision=spec.get("dataset_revision"),
-            fingerprint=getattr(dataset, "_fingerprint", ""), num_rows=len(dataset), synthetic=synthetic,
-            note=config.get("dataset_note", SYNTHETIC_NOTE if synthetic else ""), loaded_from=loaded_from,
-        ))
+        table.infos.append(
+            DatasetInfo(
+                path=path,
+                name=spec.get("dataset_name"),
+                split=split,
+                revision=spec.get("dataset_revision"),
+                fingerprint=getattr(dataset, "_fingerprint", ""),
+                num_rows=len(dataset),
+                synthetic=synthetic,
+                note=config.get("dataset_note", SYNTHETIC_NOTE if synthetic else ""),
+                loaded_from=loaded_from,
+            )
+        )
     return table
 
 

@@ -107,8 +107,15 @@ def _parse_options(option_str: str) -> dict[str, str]:
     return options
 
 
-def multiple_choice_options(docs: list[dict[str, Any]], catalog: ConceptCatalog | None, task: TaskConfig, seed: int,
-                            num_distractors: int = 3, options_file: str | None = None, **_: Any) -> list[dict[str, Any]]:
+def multiple_choice_options(
+    docs: list[dict[str, Any]],
+    catalog: ConceptCatalog | None,
+    task: TaskConfig,
+    seed: int,
+    num_distractors: int = 3,
+    options_file: str | None = None,
+    **_: Any,
+) -> list[dict[str, Any]]:
     """Attach ``options``/``options_str``/``correct_option`` to each row."""
     if options_file:
         return _options_from_file(docs, task.resolve_path(options_file), task)
@@ -123,8 +130,7 @@ def multiple_choice_options(docs: list[dict[str, Any]], catalog: ConceptCatalog 
         options = rng.sample(pool, num_distractors)
         answer = rng.randrange(num_distractors + 1)
         options.insert(answer, concept.name)
-        out.append({**doc, "options": dict(zip(LETTERS, options)), "options_str": _format_options(options),
-                    "correct_option": LETTERS[answer]})
+        out.append({**doc, "options": dict(zip(LETTERS, options)), "options_str": _format_options(options), "correct_option": LETTERS[answer]})
     return out
 
 
@@ -144,8 +150,10 @@ def _options_from_file(docs: list[dict[str, Any]], path: Path, task: TaskConfig)
             raise UserError(f"options file {path}: line {number} needs JSON with 'option_str' and 'correct_option'") from None
         options = _parse_options(option_str)
         if options.get(correct) != doc["concept"]:
-            raise UserError(f"options file {path}: line {number}: option {correct} is '{options.get(correct)}' but the row's concept is "
-                            f"'{doc['concept']}'; the file does not match this dataset's row order")
+            raise UserError(
+                f"options file {path}: line {number}: option {correct} is '{options.get(correct)}' but the row's concept is "
+                f"'{doc['concept']}'; the file does not match this dataset's row order"
+            )
         out.append({**doc, "options": options, "options_str": option_str, "correct_option": correct})
     return out
 
@@ -155,10 +163,14 @@ BUILTIN_STEPS = (
     DocStepSpec("unique_concepts", "one document per concept, image reference dropped", unique_concepts),
     DocStepSpec("catalog_safe_concepts", "add the concepts file's safe control concepts", catalog_safe_concepts),
     DocStepSpec("describe_scene", "a neutral scene description per row (a caption column takes precedence)", describe_scene),
-    DocStepSpec("multiple_choice_options", "A-D options: the concept plus seeded distractors, or a precomputed options file",
-                multiple_choice_options, {
-                    "type": "object", "additionalProperties": False,
-                    "properties": {"num_distractors": {"type": "integer", "minimum": 1, "maximum": 3},
-                                   "options_file": {"type": ["string", "null"]}},
-                }),
+    DocStepSpec(
+        "multiple_choice_options",
+        "A-D options: the concept plus seeded distractors, or a precomputed options file",
+        multiple_choice_options,
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"num_distractors": {"type": "integer", "minimum": 1, "maximum": 3}, "options_file": {"type": ["string", "null"]}},
+        },
+    ),
 )

@@ -20,7 +20,7 @@ _MODEL_MISSING = re.compile(r"\bmodel\b.*\b(does not exist|not found|not exist|u
 def shorten(text: object, limit: int = 200) -> str:
     """``text`` on one line (whitespace collapsed), cut to ``limit`` characters with ``...``."""
     line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[:limit - 3] + "..."
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def error_field(body: Any, name: str) -> str | None:
@@ -50,8 +50,7 @@ def status_failure(status: int, headers: Mapping[str, str], body: Any, message: 
     if status in (401, 403):
         return Failure(f"HTTP {status}: {text}", retryable=False, endpoint=f"HTTP {status}, the key was rejected: {shorten(text, 120)}")
     if status == 404 and (code == "model_not_found" or _MODEL_MISSING.search(message)):
-        return Failure(f"HTTP 404 model_not_found: {text}", retryable=False,
-                       endpoint=f"HTTP 404, model not found: {shorten(text, 120)}")
+        return Failure(f"HTTP 404 model_not_found: {text}", retryable=False, endpoint=f"HTTP 404, model not found: {shorten(text, 120)}")
     if status == 404:
         return Failure(f"HTTP 404: {text}", retryable=False, endpoint=f"HTTP 404, no such route: {shorten(text, 120)}")
     return Failure(f"HTTP {status}: {text}", retryable=False)

@@ -74,8 +74,10 @@ class EndpointGuard:
         if self.streak >= self.threshold and self.stopped is None:
             # "HTTP 401 ..." falls back to the fix for "HTTP 401"
             fix = self.fixes.get(outcome.kind) or self.fixes.get(" ".join(outcome.kind.split()[:2]), "check base_url")
-            self.stopped = EndpointDown(f"{self.label}: {self.url}: {outcome.endpoint.rstrip('. ')}; {fix} "
-                                        f"(stopped after {self.streak} failed attempts in a row and none succeeded)")
+            self.stopped = EndpointDown(
+                f"{self.label}: {self.url}: {outcome.endpoint.rstrip('. ')}; {fix} "
+                f"(stopped after {self.streak} failed attempts in a row and none succeeded)"
+            )
         self.raise_if_stopped()
 
     def raise_if_stopped(self) -> None:

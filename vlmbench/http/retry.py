@@ -89,7 +89,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (0-based), jittered."""
-        delay = min(self.backoff_cap, self.backoff_base * 2.0 ** attempt)
+        delay = min(self.backoff_cap, self.backoff_base * 2.0**attempt)
         return delay * (rng.uniform(0.5, 1.0) if rng is not None else random.uniform(0.5, 1.0))
 
     def wait_before_retry(self, failure: Failure, attempt: int) -> float:
@@ -101,8 +101,7 @@ class RetryPolicy:
     def settle(self, failure: Failure) -> Failure:
         """``failure``, made final when the server asks for a wait longer than ``max_retry_after``."""
         if failure.retry_after is not None and failure.retry_after > self.max_retry_after:
-            return replace(failure, reason=f"{failure.reason} (Retry-After {failure.retry_after:.0f} s)", retryable=False,
-                           kind=failure.kind)
+            return replace(failure, reason=f"{failure.reason} (Retry-After {failure.retry_after:.0f} s)", retryable=False, kind=failure.kind)
         return failure
 
 
@@ -116,8 +115,13 @@ class Attempts(Generic[T]):
     attempts: int
 
 
-async def call_with_retries(attempt: Callable[[], Awaitable[T | Failure]], policy: RetryPolicy, limiter: AdaptiveLimiter,
-                            observe: Callable[[T | Failure], None] | None = None, label: str = "request") -> Attempts[T]:
+async def call_with_retries(
+    attempt: Callable[[], Awaitable[T | Failure]],
+    policy: RetryPolicy,
+    limiter: AdaptiveLimiter,
+    observe: Callable[[T | Failure], None] | None = None,
+    label: str = "request",
+) -> Attempts[T]:
     """Run ``attempt`` until it returns a result, a final failure, or ``policy.max_retries`` retries are spent.
 
     Each attempt holds one ``limiter`` slot; a rate limit is reported to the limiter (which halves

@@ -35,8 +35,7 @@ def check_base_url(url: str, label: str = "base_url", key_hint: str = KEY_HINT) 
     if parts.query or url.rstrip().endswith("?"):
         names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
         if any(is_secret_name(name) for name in names):
-            raise UserError(f"{label} '{shown}' must not carry credentials in its query string "
-                            f"({', '.join(n + '=***' for n in names)}); {key_hint}")
+            raise UserError(f"{label} '{shown}' must not carry credentials in its query string ({', '.join(n + '=***' for n in names)}); {key_hint}")
         raise UserError(f"{label} '{shown}' must not have a query string (the client appends the API path after it); remove it")
     if parts.fragment:
         raise UserError(f"{label} '{shown}' must not have a #fragment; remove it")

@@ -35,8 +35,12 @@ class ScoringPlan:
     def of_manifest(cls, entry: Mapping[str, Any]) -> ScoringPlan:
         """The plan a run manifest's task entry recorded (``answer_parser`` is the field's earlier name)."""
         scorer = entry.get("scorer") or entry.get("answer_parser")
-        return cls(str(scorer), tuple(str(m) for m in entry.get("metric_list", ())), dict(entry.get("scorer_args") or {}),
-                   str(entry.get("cluster_key") or "concept"))
+        return cls(
+            str(scorer),
+            tuple(str(m) for m in entry.get("metric_list", ())),
+            dict(entry.get("scorer_args") or {}),
+            str(entry.get("cluster_key") or "concept"),
+        )
 
 
 def _metrics(names: Sequence[str]) -> list[MetricSpec]:
@@ -55,8 +59,17 @@ def score_records(records: list[SampleRecord], plan: ScoringPlan) -> dict[str, A
         raise UserError(f"unknown scorer '{plan.scorer}'{did_you_mean(plan.scorer, specs)}; is the plugin that provides it installed?")
     scorer = specs[plan.scorer].factory(plan.scorer_args)
     answered = [r for r in records if r["response"] is not None and r["error"] is None]
-    items = [ScoreInput(id=r["id"], response=str(r["response"]), target=str(r["target"]), prompt=r["prompt"],
-                        choices=tuple(r["choices"]) if r["choices"] else None, doc=r["doc"]) for r in answered]
+    items = [
+        ScoreInput(
+            id=r["id"],
+            response=str(r["response"]),
+            target=str(r["target"]),
+            prompt=r["prompt"],
+            choices=tuple(r["choices"]) if r["choices"] else None,
+            doc=r["doc"],
+        )
+        for r in answered
+    ]
     verdicts = {v.id: v for v in scorer.score(items)}
     view = []
     for record in records:
@@ -76,8 +89,14 @@ def _scored(record: SampleRecord, cluster_key: str) -> Scored:
     """The metric view of a record; the cluster key's values are the clusters for standard errors."""
     doc = record["doc"]
     cluster = doc.get(cluster_key) or f"doc:{record['id']}"
-    return Scored(cluster=str(cluster), category=str(doc.get("category", "all")), label=doc.get("label"),
-                  parsed=record["parsed"], correct=record["correct"], error=record["error"] is not None)
+    return Scored(
+        cluster=str(cluster),
+        category=str(doc.get("category", "all")),
+        label=doc.get("label"),
+        parsed=record["parsed"],
+        correct=record["correct"],
+        error=record["error"] is not None,
+    )
 
 
 def concept_categories(records: Sequence[SampleRecord]) -> dict[str, str]:

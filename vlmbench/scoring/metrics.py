@@ -139,8 +139,12 @@ def paired_gap(image_scores: dict[str, float], text_scores: dict[str, float]) ->
         half = float(stdtrit(n - 1, 0.975)) * sd / math.sqrt(n)
         low, high = gap - half, gap + half
     return {
-        "gap": gap, "ci_low": low, "ci_high": high, "n_concepts": n,
-        "image": sum(image_scores[c] for c in concepts) / n, "text": sum(text_scores[c] for c in concepts) / n,
+        "gap": gap,
+        "ci_low": low,
+        "ci_high": high,
+        "n_concepts": n,
+        "image": sum(image_scores[c] for c in concepts) / n,
+        "text": sum(text_scores[c] for c in concepts) / n,
     }
 
 

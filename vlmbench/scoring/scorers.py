@@ -35,7 +35,7 @@ def _multiple_choice(item: ScoreInput) -> str | None:
 
 
 def _safety(item: ScoreInput) -> str | None:
-    return parse_safety(item.response)  # TODO-QUESTION
+    return parse_safety(item.response, item.prompt or None)
 
 
 def _choice(item: ScoreInput) -> str | None:

@@ -43,8 +43,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MARKER = re.compile(r"<<(\w+):([\w.]+)>>")
-STATUS_TEXT = {400: "bad request", 401: "unauthorized", 408: "request timeout", 409: "conflict",
-               429: "rate limited", 500: "injected server error", 502: "bad gateway", 503: "overloaded"}
+STATUS_TEXT = {
+    400: "bad request",
+    401: "unauthorized",
+    408: "request timeout",
+    409: "conflict",
+    429: "rate limited",
+    500: "injected server error",
+    502: "bad gateway",
+    503: "overloaded",
+}
 
 
 @dataclass
@@ -103,8 +111,13 @@ def request_key(body: dict[str, Any]) -> str:
 
 def count_images(body: dict[str, Any]) -> int:
     """How many image parts the request carries."""
-    return sum(1 for m in body.get("messages", []) if isinstance(m.get("content"), list)
-               for p in m["content"] if isinstance(p, dict) and p.get("type") == "image_url")
+    return sum(
+        1
+        for m in body.get("messages", [])
+        if isinstance(m.get("content"), list)
+        for p in m["content"]
+        if isinstance(p, dict) and p.get("type") == "image_url"
+    )
 
 
 class FaultServer:
@@ -189,9 +202,15 @@ class FaultServer:
         outcomes = self.outcomes()
         resent = self.resent_after_success()
         events = self.events()
-        return {"requests": len(events), "contents": len(outcomes), "max_in_flight": self.record.max_in_flight,
-                "succeeded": sum("200" in v for v in outcomes.values()), "resent_after_success": len(resent),
-                "outcomes": _tally(e.outcome for e in events), "faults": asdict(self.faults)}
+        return {
+            "requests": len(events),
+            "contents": len(outcomes),
+            "max_in_flight": self.record.max_in_flight,
+            "succeeded": sum("200" in v for v in outcomes.values()),
+            "resent_after_success": len(resent),
+            "outcomes": _tally(e.outcome for e in events),
+            "faults": asdict(self.faults),
+        }
 
     def reset(self) -> None:
         """Forget everything counted so far."""
@@ -337,13 +356,34 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, json.dumps({"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}}))
         elif outcome == "nomodel":
             model = body.get("model")
-            self._send(404, json.dumps({"error": {"message": f"The model `{model}` does not exist or you do not have access to it.",
-                                                  "type": "invalid_request_error", "code": "model_not_found"}}))
+            self._send(
+                404,
+                json.dumps(
+                    {
+                        "error": {
+                            "message": f"The model `{model}` does not exist or you do not have access to it.",
+                            "type": "invalid_request_error",
+                            "code": "model_not_found",
+                        }
+                    }
+                ),
+            )
         elif outcome == "leaky":
             token = self.headers.get("Authorization", "").removeprefix("Bearer ")
-            self._send(400, json.dumps({"error": {"message": (
-                f"upstream http://proxy-user:proxy-pass-LEAKED@10.0.0.1:9000/v1?api-key=QUERY-KEY-LEAKED refused "
-                f"Authorization: Bearer {token}; retry with api_key=PROSE-KEY-LEAKED"), "type": "invalid_request_error"}}))
+            self._send(
+                400,
+                json.dumps(
+                    {
+                        "error": {
+                            "message": (
+                                f"upstream http://proxy-user:proxy-pass-LEAKED@10.0.0.1:9000/v1?api-key=QUERY-KEY-LEAKED refused "
+                                f"Authorization: Bearer {token}; retry with api_key=PROSE-KEY-LEAKED"
+                            ),
+                            "type": "invalid_request_error",
+                        }
+                    }
+                ),
+            )
         elif outcome.isdigit():
             self._send_error(int(outcome))
         else:
@@ -370,7 +410,7 @@ class _Handler(BaseHTTPRequestHandler):
         event.body_bytes = 0
         for i in range(len(data)):
             time.sleep(interval)
-            self.wfile.write(data[i:i + 1])
+            self.wfile.write(data[i : i + 1])
             self.wfile.flush()
             event.body_bytes = i + 1
 
@@ -393,11 +433,12 @@ def completion(body: dict[str, Any], key: str, reply: str, content: Any = ...) -
     completion_tokens = len(reply.split())
     content = reply if content is ... else content
     return {
-        "id": f"chatcmpl-{abs(hash(key)) % 10**12}", "object": "chat.completion", "created": int(time.time()),
+        "id": f"chatcmpl-{abs(hash(key)) % 10**12}",
+        "object": "chat.completion",
+        "created": int(time.time()),
         "model": body.get("model", "tiny"),
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
     }
 
 
@@ -413,10 +454,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api_key", default=None, help="answer 401 to any other bearer token")
     parser.add_argument("--models", default=None, help="comma-separated served models; others get 404 model_not_found")
     args = parser.parse_args(argv)
-    server = FaultServer(Faults(latency=args.latency, rate_limit_first=args.rate_limit_first,
-                                rate_limit_fraction=args.rate_limit_fraction, retry_after=args.retry_after,
-                                reply=args.reply, api_key=args.api_key,
-                                models=tuple(args.models.split(",")) if args.models else None)).start(args.port)
+    server = FaultServer(
+        Faults(
+            latency=args.latency,
+            rate_limit_first=args.rate_limit_first,
+            rate_limit_fraction=args.rate_limit_fraction,
+            retry_after=args.retry_after,
+            reply=args.reply,
+            api_key=args.api_key,
+            models=tuple(args.models.split(",")) if args.models else None,
+        )
+    ).start(args.port)
     print(server.base_url, flush=True)
     try:
         while True:

@@ -44,8 +44,7 @@ class ModalityProbe(BackendBase):
 
 @hookimpl
 def vlmbench_backends() -> list[BackendSpec]:
-    return [BackendSpec("modality-probe", "example plugin: safe if it sees an image, unsafe if it reads text",
-                        lambda args, options: ModalityProbe())]
+    return [BackendSpec("modality-probe", "example plugin: safe if it sees an image, unsafe if it reads text", lambda args, options: ModalityProbe())]
 
 
 class FirstNumber:
@@ -63,8 +62,7 @@ class FirstNumber:
 
 @hookimpl
 def vlmbench_scorers() -> list[ScorerSpec]:
-    return [ScorerSpec("first-number", "example plugin: the first integer in the response", FirstNumber.version,
-                       lambda args: FirstNumber())]
+    return [ScorerSpec("first-number", "example plugin: the first integer in the response", FirstNumber.version, lambda args: FirstNumber())]
 
 
 @hookimpl
