@@ -121,8 +121,7 @@ def adversarial_timings(parsers: Parsers, parse_choice: Callable[..., Any]) -> l
 
 
 def load_baseline(revision: str, folder: Path) -> Path:
-    source = subprocess.run(["git", "show", f"{revision}:vlmbench/scoring/rules.py"], cwd=REPO, capture_output=True, text=True,
-                            check=True).stdout
+    source = subprocess.run(["git", "show", f"{revision}:vlmbench/scoring/rules.py"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     path = folder / "baseline_rules.py"
     path.write_text(source, encoding="utf-8")
     return path
@@ -138,10 +137,12 @@ def import_path(path: Path) -> ModuleType:
 
 def baseline_backtracking_seconds(path: Path) -> str:
     """The baseline's multiple-choice parser on "Answer" + 1,500 spaces + "x", in a subprocess with a time limit."""
-    code = ("import importlib.util,time,sys\n"
-            f"spec=importlib.util.spec_from_file_location('b',{str(path)!r});m=importlib.util.module_from_spec(spec);"
-            "spec.loader.exec_module(m)\n"
-            "t=time.perf_counter();m.parse_multiple_choice('Answer'+' '*1500+'x');print(time.perf_counter()-t)")
+    code = (
+        "import importlib.util,time,sys\n"
+        f"spec=importlib.util.spec_from_file_location('b',{str(path)!r});m=importlib.util.module_from_spec(spec);"
+        "spec.loader.exec_module(m)\n"
+        "t=time.perf_counter();m.parse_multiple_choice('Answer'+' '*1500+'x');print(time.perf_counter()-t)"
+    )
     try:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=BASELINE_LIMIT_S, check=True)
     except subprocess.TimeoutExpired:
@@ -150,8 +151,10 @@ def baseline_backtracking_seconds(path: Path) -> str:
 
 
 def machine() -> str:
-    return (f"{platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}, {datetime.date.today().isoformat()}")
+    return (
+        f"{platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {datetime.date.today().isoformat()}"
+    )
 
 
 def percent(correct: int, total: int) -> str:
@@ -167,10 +170,19 @@ def print_scores(title: str, scores: dict[str, Any]) -> None:
         print(f"  {'overall':16s} {key:22s} {correct:4d}/{total:<4d} {percent(correct, total):>7s}  flips {flips}")
 
 
-def markdown(scores: dict[str, Any], rate: float, rows: list[tuple[str, int, float, float, float, str]],
-             baseline: dict[str, Any] | None, baseline_backtracking: str | None) -> str:
-    lines = [f"Machine: {machine()}.", "", "| kind | phrasing class | items | accuracy | flips |" + (" before |" if baseline else ""),
-             "|---|---|---|---|---|" + ("---|" if baseline else "")]
+def markdown(
+    scores: dict[str, Any],
+    rate: float,
+    rows: list[tuple[str, int, float, float, float, str]],
+    baseline: dict[str, Any] | None,
+    baseline_backtracking: str | None,
+) -> str:
+    lines = [
+        f"Machine: {machine()}.",
+        "",
+        "| kind | phrasing class | items | accuracy | flips |" + (" before |" if baseline else ""),
+        "|---|---|---|---|---|" + ("---|" if baseline else ""),
+    ]
     for (kind, name), (correct, total, flips) in scores["classes"].items():
         before = ""
         if baseline:
@@ -184,9 +196,13 @@ def markdown(scores: dict[str, Any], rate: float, rows: list[tuple[str, int, flo
             old = baseline["totals"][key]
             before = f" {percent(old[0], old[1])} ({old[2]} flips) |"
         lines.append(f"| **{key}** | **overall** | {total} | **{percent(correct, total)}** | {flips} |{before}")
-    lines += ["", f"Throughput: {rate:,.0f} responses/s over the corpus.", "",
-              "| adversarial input | size (chars) | multiple choice (ms) | safety (ms) | choice (ms) | results (mc / safety / choice) |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"Throughput: {rate:,.0f} responses/s over the corpus.",
+        "",
+        "| adversarial input | size (chars) | multiple choice (ms) | safety (ms) | choice (ms) | results (mc / safety / choice) |",
+        "|---|---|---|---|---|---|",
+    ]
     lines += [f"| {name} | {size:,} | {mc:.2f} | {safety:.2f} | {choice:.2f} | {results} |" for name, size, mc, safety, choice, results in rows]
     if baseline_backtracking:
         lines += ["", f'Before (baseline revision): "Answer" + 1,500 spaces + "x" took {baseline_backtracking} in parse_multiple_choice.']
@@ -204,8 +220,10 @@ def main() -> None:
     parsers: Parsers = (rules.parse_multiple_choice, rules.parse_safety)
     kinds = Counter(item["kind"] for item in items)
     print(f"machine: {machine()}")
-    print(f"corpus: {len(items)} responses ({kinds['safety']} safety, {kinds['multiple_choice']} multiple choice) "
-          f"from {', '.join(p.name for p in CORPUS)}")
+    print(
+        f"corpus: {len(items)} responses ({kinds['safety']} safety, {kinds['multiple_choice']} multiple choice) "
+        f"from {', '.join(p.name for p in CORPUS)}"
+    )
     scores = score(items, parsers)
     print_scores("accuracy (correct/items), flips on clear items", scores)
     rate = throughput(items, parsers)

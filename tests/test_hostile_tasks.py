@@ -1,0 +1,163 @@
+"""Task files are data: templates cannot run code, YAML cannot explode, every failure is one line;
+secret-looking model args never reach a file, whatever their spelling."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from conftest import run_dir, vlmbench
+
+BASE = """\
+task: hostile
+description: a task file from someone else
+ability: general
+modality: text
+dataset_path: builtin:shapes-vqa
+doc_to_image: null
+doc_to_text: "{{ question }}"
+doc_to_choice: choices
+doc_to_target: "{{ answer }}"
+scorer: choice
+metric_list:
+  - metric: accuracy
+metadata:
+  version: 1
+"""
+
+
+def write(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "hostile.yaml"
+    path.write_text(text)
+    return path
+
+
+def one_line_error(proc_stderr: str) -> str:
+    lines = [line for line in proc_stderr.strip().splitlines() if "error" in line.split(":", 2)[:2] or line.startswith("vlmbench: error")]
+    assert len(lines) == 1 and "Traceback" not in proc_stderr, proc_stderr
+    return lines[0]
+
+
+def test_a_template_cannot_reach_python_internals(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    text = BASE.replace('"{{ question }}"', f"\"{{{{ cycler.__init__.__globals__.os.system('touch {marker}') }}}}\"")
+    path = write(tmp_path / "tasks", text)
+    proc = vlmbench(
+        "run",
+        "--model",
+        "random",
+        "--tasks",
+        "hostile",
+        "--include_path",
+        str(path.parent),
+        "--limit",
+        "2",
+        "--output_path",
+        str(tmp_path / "out"),
+        check=False,
+    )
+    assert proc.returncode == 2 and not marker.exists()
+    assert "field 'doc_to_text'" in one_line_error(proc.stderr)
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ('"{{ 1 / 0 }}"', "the template failed (ZeroDivisionError"),
+        ('"{{ question + 1 }}"', "the template failed (TypeError"),
+    ],
+)
+def test_template_errors_are_one_line_naming_the_field(tmp_path: Path, template: str, expected: str) -> None:
+    path = write(tmp_path / "tasks", BASE.replace('"{{ question }}"', template))
+    proc = vlmbench(
+        "run",
+        "--model",
+        "random",
+        "--tasks",
+        "hostile",
+        "--include_path",
+        str(path.parent),
+        "--limit",
+        "2",
+        "--output_path",
+        str(tmp_path / "out"),
+        check=False,
+    )
+    line = one_line_error(proc.stderr)
+    assert proc.returncode == 2 and "field 'doc_to_text'" in line and expected in line
+
+
+def test_validate_compiles_templates(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE.replace('"{{ question }}"', '"{{ question "'))
+    proc = vlmbench("validate", str(path), check=False)
+    assert proc.returncode == 1 and "field 'doc_to_text': template syntax error" in one_line_error(proc.stderr)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b, *b, *b]\n" + BASE,
+            "YAML aliases (*a) are not allowed",
+        ),
+        (BASE + "task: again\n", "duplicate key 'task'"),
+        ("deep: " + "[" * 60 + "]" * 60 + "\n" + BASE, "nested more than 32 levels deep"),
+        ("padding: '" + "x" * 1_100_000 + "'\n" + BASE, "larger than 1000 kB"),
+        ("x: !!python/object/apply:os.system ['true']\n" + BASE, "invalid YAML"),
+    ],
+)
+def test_yaml_bombs_duplicates_and_tags_are_refused(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    proc = vlmbench("validate", str(path), check=False)
+    assert proc.returncode == 1 and expected in one_line_error(proc.stderr)
+
+
+def test_include_chains_are_bounded(tmp_path: Path) -> None:
+    for index in range(12):
+        (tmp_path / f"_{index}.yaml").write_text(f"include: _{index + 1}.yaml\n" if index < 11 else BASE)
+    path = write(tmp_path, "include: _0.yaml\ntask: chained\n")
+    proc = vlmbench("validate", str(path), check=False)
+    assert "chains more than 8 files" in one_line_error(proc.stderr)
+
+
+def test_secret_args_in_any_spelling_never_reach_a_file(installed_plugin: dict[str, str], tmp_path: Path) -> None:
+    secrets = {
+        "hfToken": "s3cret-hf",
+        "accessToken": "s3cret-access",
+        "clientSecret": "s3cret-client",
+        "pwd": "s3cret-pwd",
+        "bearer": "s3cret-bearer",
+        "passphrase": "s3cret-pass",
+        "API-KEY": "s3cret-api",
+    }
+    args = ",".join(f"{k}={v}" for k, v in secrets.items()) + ",endpoint=https://user:s3cret-url@example.org/v1?key=s3cret-q"
+    store = tmp_path / "store.sqlite"
+    vlmbench(
+        "run",
+        "--model",
+        "modality-probe",
+        "--model_args",
+        args,
+        "--tasks",
+        "perception-image",
+        "--limit",
+        "2",
+        "--output_path",
+        str(tmp_path / "out"),
+        "--store",
+        str(store),
+        env=installed_plugin,
+    )
+    folder = run_dir(tmp_path / "out")
+    written = "".join(p.read_text() for p in folder.rglob("*") if p.is_file())
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 2
+        written += json.dumps(db.execute("SELECT * FROM responses").fetchall())
+    assert "s3cret" not in written
+    model = json.loads((folder / "run.json").read_text())["model"]
+    assert all(model["args"][k] == "***" for k in secrets)
+    assert model["args"]["endpoint"] == "https://***@example.org/v1?***"
