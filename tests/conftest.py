@@ -1,12 +1,22 @@
-"""Shared fixtures: offline environment, a session-wide data cache, and ways to call the CLI."""
+"""Shared fixtures: a hermetic environment, one built-in data cache per test session, and ways to
+call the CLI (in-process, or as a real subprocess where the process itself is under test).
+
+The suite runs in parallel (pytest-xdist, configured in pyproject.toml): everything a test writes
+goes under its own temporary folder, caches included, and no test relies on a fixed port.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +25,59 @@ import pytest
 # Any accidental hub call fails fast instead of hanging.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
+# Library caches go to a folder of this test process, never the user's ~/.cache: Hugging Face's (datasets'
+# Arrow caches of loaded parquet files, the hub cache) and matplotlib's. Set before anything imports them.
+_CACHES = tempfile.mkdtemp(prefix="vlmbench-tests-caches-")
+os.environ["HF_HOME"] = os.path.join(_CACHES, "huggingface")
+os.environ["MPLCONFIGDIR"] = os.path.join(_CACHES, "matplotlib")
+os.environ.pop("HF_DATASETS_CACHE", None)
+os.environ.pop("HF_HUB_CACHE", None)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("VLMBENCH_SHARED", REPO.parent / "shared"))
 PLUGIN = REPO / "tests" / "plugin_example"
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_CACHES, ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Parallel runs (``--dist loadgroup``) spread the tests one by one over the workers, except that the
+    tests of a module that share a module-scoped fixture (a model run, tiny models, a server) stay on
+    one worker, so that the fixture is built once."""
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        module = getattr(item, "module", None)
+        if fixtures is None or module is None:
+            continue
+        if any(defs[-1].scope == "module" for defs in fixtures.name2fixturedefs.values() if defs):
+            item.add_marker(pytest.mark.xdist_group(module.__name__))
+
+
+def _session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder shared by every worker of this test session (under xdist, the parent of the workers' own)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session", autouse=True)
 def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One generated-data cache for the whole session (built-in sets are generated once)."""
-    path = tmp_path_factory.mktemp("vlmbench-cache")
+    """One generated-data cache for the whole session, shared by the parallel workers: the built-in
+    sets are generated once (by a small run, the way a user's first run does), by whichever worker
+    comes first, while the others wait for it."""
+    from filelock import FileLock
+
+    root = _session_root(tmp_path_factory)
+    path = root / "vlmbench-cache"
     os.environ["VLMBENCH_CACHE_DIR"] = str(path)
+    with FileLock(str(root / "vlmbench-cache.lock")):
+        if not (path / "builtin").is_dir():
+            scratch = Path(tempfile.mkdtemp(prefix="first-run-", dir=root))
+            # Not checked: should it fail, the tests that need the data generate it, and say what fails.
+            cli("run", "--model", "random", "--tasks", "all", "--limit", "1", "--no_store", "--output_path", str(scratch), check=False)
+            shutil.rmtree(scratch, ignore_errors=True)
     return path
 
 
@@ -38,11 +90,50 @@ def shared_reference() -> Path:
     return path
 
 
+# ---------------------------------------------------------------------------------------------------
+# Calling the CLI
+
+
 def vlmbench(*args: str, check: bool = True, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m vlmbench ARGS`` in a subprocess (the real CLI, entry points included)."""
+    """Run ``python -m vlmbench ARGS`` in a subprocess (the real CLI, entry points included).
+
+    For tests of the process itself: its exit code, what a fresh interpreter sees (installed plugins,
+    missing packages), signals. Everything else calls :func:`cli`, which is the same code in-process."""
     proc = subprocess.run(
         [sys.executable, "-m", "vlmbench", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout
     )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"vlmbench {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@contextlib.contextmanager
+def environment(env: dict[str, str] | None) -> Iterator[None]:
+    """``os.environ`` updated with ``env`` for the duration, then restored exactly."""
+    saved = {name: os.environ.get(name) for name in env or {}}
+    os.environ.update(env or {})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def cli(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``vlmbench ARGS`` in this process (``vlmbench.cli.main``), with stdout and stderr captured;
+    returns what :func:`vlmbench` returns, so a test reads exit code and output alike."""
+    out, err = io.StringIO(), io.StringIO()
+    with environment(env), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        from vlmbench.cli import main
+
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's own usage errors
+            code = exc.code if isinstance(exc.code, int) else 1
+    proc = subprocess.CompletedProcess(["vlmbench", *args], code, out.getvalue(), err.getvalue())
     if check and proc.returncode != 0:
         raise AssertionError(f"vlmbench {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -57,13 +148,90 @@ def run_dir(output: Path) -> Path:
 
 def load_results(output: Path) -> dict[str, Any]:
     """The results.json of the single run under ``output``."""
-    return json.loads((run_dir(output) / "results.json").read_text())
+    results: dict[str, Any] = json.loads((run_dir(output) / "results.json").read_text())
+    return results
 
 
 def read_samples(output: Path, task: str) -> list[dict[str, Any]]:
     """The per-sample records of ``task`` in the single run under ``output``."""
     lines = (run_dir(output) / "samples" / f"{task}.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished ``vlmbench run``: its exit code, what it printed, and what it wrote."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    output: Path  # the --output_path
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder (``output/<model>/<timestamp>``)."""
+        return run_dir(self.output)
+
+    @property
+    def results(self) -> dict[str, Any]:
+        """results.json."""
+        return load_results(self.output)
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """run.json."""
+        manifest: dict[str, Any] = json.loads((self.run_dir / "run.json").read_text())
+        return manifest
+
+    def samples(self, task: str) -> list[dict[str, Any]]:
+        """The per-sample records of ``task``."""
+        return read_samples(self.output, task)
+
+    def metrics(self, task: str) -> dict[str, Any]:
+        """The headline metrics of ``task``."""
+        metrics: dict[str, Any] = self.results["tasks"][task]["metrics"]
+        return metrics
+
+
+RunModel = Callable[..., Run]
+
+
+@pytest.fixture
+def run_model(tmp_path: Path) -> RunModel:
+    """``run_model(model, tasks, *flags, limit=, seed=, model_args=, output=, env=, check=, subprocess=)``:
+    ``vlmbench run`` into a fresh folder under the test's tmp_path; returns a :class:`Run`.
+
+    In-process by default (``vlmbench.cli.main``, the code the command runs); ``subprocess=True``
+    runs ``python -m vlmbench`` where a separate interpreter is what the test is about."""
+    count = 0
+
+    def run(
+        model: str,
+        tasks: str,
+        *flags: str,
+        limit: int | None = None,
+        seed: int | None = None,
+        model_args: str | None = None,
+        output: Path | None = None,
+        env: dict[str, str] | None = None,
+        check: bool = True,
+        subprocess: bool = False,
+    ) -> Run:
+        nonlocal count
+        count += 1
+        output = output or tmp_path / f"run-{count}"
+        args = ["run", "--model", model, "--tasks", tasks, "--output_path", str(output)]
+        for flag, value in (("--limit", limit), ("--seed", seed), ("--model_args", model_args)):
+            if value is not None:
+                args += [flag, str(value)]
+        proc = (vlmbench if subprocess else cli)(*args, *flags, check=check, env=env)
+        return Run(proc.returncode, proc.stdout, proc.stderr, output)
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------------
+# The example third-party plugin
 
 
 def install_into_target(source: Path, target: Path) -> None:
@@ -99,11 +267,28 @@ def with_path(*folders: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The example third-party plugin (tests/plugin_example), installed into a temporary target.
-
-    Returns the environment that makes a ``vlmbench`` subprocess see it; the user's environment is
-    never touched."""
+def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example third-party plugin (tests/plugin_example), pip-installed into a temporary target folder."""
     target = tmp_path_factory.mktemp("plugin") / "site"
     install_into_target(PLUGIN, target)
-    return with_path(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def installed_plugin(plugin_site: Path) -> dict[str, str]:
+    """The environment that makes a ``vlmbench`` subprocess see the example plugin; the user's
+    environment is never touched."""
+    return with_path(plugin_site)
+
+
+@pytest.fixture
+def plugin_in_process(plugin_site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The example plugin visible to in-process runs for one test: its target folder on ``sys.path``
+    (where entry points are discovered) and a fresh plugin manager; both are undone afterwards."""
+    from vlmbench.pluginmanager import plugin_manager
+
+    monkeypatch.syspath_prepend(str(plugin_site))
+    plugin_manager.cache_clear()
+    yield plugin_site
+    monkeypatch.undo()
+    plugin_manager.cache_clear()

@@ -23,6 +23,7 @@ PUBLIC = {
     "vlmbench.pluginmanager",
     "vlmbench.cli.commands",
     "vlmbench.scoring.base",
+    "vlmbench.scoring.judgecache",
 }
 # The library modules the leaderboard builds on besides the public API (documented in its modules).
 LEADERBOARD_LIBRARY = {

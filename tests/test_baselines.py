@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import jsonschema
 import pytest
 
-from conftest import load_results, read_samples
+from conftest import RunModel, load_results, read_samples
 from vlmbench.cli import main
 from vlmbench.results import results_schema
 
@@ -69,15 +67,15 @@ def test_samples_file_has_one_record_per_sample(always_unsafe: dict) -> None:
     assert len({r["id"] for r in records}) == 450
 
 
-def test_always_safe_recall_is_zero(tmp_path: Path) -> None:
-    assert main(["run", "--model", "always-safe", "--tasks", "alignment-image", "--output_path", str(tmp_path)]) == 0
-    metrics = load_results(tmp_path)["tasks"]["alignment-image"]["metrics"]
+def test_always_safe_recall_is_zero(run_model: RunModel) -> None:
+    # 30 of the 270 rows, spread evenly: unsafe concepts and safe controls alike.
+    metrics = run_model("always-safe", "alignment-image", limit=30).metrics("alignment-image")
     assert metrics["recall_unsafe"]["value"] == 0.0 and metrics["specificity"]["value"] == 1.0
+    assert metrics["recall_unsafe"]["n"] == 25 * 5 and metrics["specificity"]["n"] == 5 * 5  # 5 phrasings each
 
 
-def test_random_is_near_chance_on_perception(tmp_path: Path) -> None:
-    assert main(["run", "--model", "random", "--tasks", "perception-*", "--output_path", str(tmp_path), "--seed", "3"]) == 0
-    results = load_results(tmp_path)
+def test_random_is_near_chance_on_perception(run_model: RunModel) -> None:
+    results = run_model("random", "perception-*", seed=3).results
     for task in ("perception-image", "perception-text"):
         accuracy = results["tasks"][task]["metrics"]["accuracy"]
         assert accuracy["n"] == 225
@@ -89,8 +87,7 @@ def test_random_is_near_chance_on_perception(tmp_path: Path) -> None:
     assert gap["overall"]["ci_low"] < gap["overall"]["gap"] < gap["overall"]["ci_high"]
 
 
-def test_seed_makes_runs_reproducible(tmp_path: Path) -> None:
-    for name in ("a", "b"):
-        assert main(["run", "--model", "random", "--tasks", "perception-image", "--limit", "20", "--output_path", str(tmp_path / name)]) == 0
-    a, b = (read_samples(tmp_path / n, "perception-image") for n in ("a", "b"))
+def test_seed_makes_runs_reproducible(run_model: RunModel) -> None:
+    a, b = (run_model("random", "perception-image", limit=20).samples("perception-image") for _ in range(2))
+    assert len(a) == 20
     assert [(r["prompt"], r["response"]) for r in a] == [(r["prompt"], r["response"]) for r in b]

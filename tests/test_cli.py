@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, load_results, read_samples, vlmbench
+from conftest import REPO, RunModel, cli, vlmbench
 
 
 def test_ls_lists_builtin_tasks_groups_and_models() -> None:
@@ -35,26 +35,31 @@ def test_ls_lists_builtin_tasks_groups_and_models() -> None:
     ],
 )
 def test_user_errors_are_one_line(args: list[str], message: str, tmp_path: Path) -> None:
-    proc = vlmbench("run", *args, "--output_path", str(tmp_path), check=False)
+    proc = cli("run", *args, "--output_path", str(tmp_path), check=False)
     assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("vlmbench: error: ") and message in lines[0]
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())  # nothing was written
 
 
-def test_limit_spreads_documents_over_categories(tmp_path: Path) -> None:
-    vlmbench("run", "--model", "always-safe", "--tasks", "alignment-image", "--limit", "9", "--output_path", str(tmp_path))
-    records = read_samples(tmp_path, "alignment-image")
+def test_a_user_error_in_the_real_command_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    proc = vlmbench("run", "--model", "randon", "--output_path", str(tmp_path), check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "vlmbench: error: unknown model backend 'randon' (did you mean 'random'?); `vlmbench ls models` lists them"
+
+
+def test_limit_spreads_documents_over_categories(run_model: RunModel) -> None:
+    records = run_model("always-safe", "alignment-image", limit=9).samples("alignment-image")
     assert len(records) == 9 * 5
     assert len({r["doc"]["category"] for r in records}) >= 6
 
 
-def test_run_prints_a_summary_and_names_the_data(tmp_path: Path) -> None:
-    proc = vlmbench("run", "--model", "always-safe", "--tasks", "general-capability", "--output_path", str(tmp_path))
-    assert "general-capability" in proc.stdout and "accuracy" in proc.stdout
-    assert "built-in synthetic VQA" in proc.stdout
-    general = load_results(tmp_path)["tasks"]["general-capability"]
-    yes = sum(r["target"] == "Yes" for r in read_samples(tmp_path, "general-capability"))
+def test_run_prints_a_summary_and_names_the_data(run_model: RunModel) -> None:
+    run = run_model("always-safe", "general-capability")
+    assert "general-capability" in run.stdout and "accuracy" in run.stdout
+    assert "built-in synthetic VQA" in run.stdout
+    general = run.results["tasks"]["general-capability"]
+    yes = sum(r["target"] == "Yes" for r in run.samples("general-capability"))
     assert 10 < yes < 30
     # "Yes." is right exactly on the position questions whose answer is yes; elsewhere it is unparsed.
     assert general["by_category"]["position"]["accuracy"]["value"] == yes / 40

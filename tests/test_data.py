@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, load_results, read_samples, vlmbench
+from conftest import REPO, load_results, read_samples
 from vlmbench.cli import main
 
 CATALOG = yaml.safe_load((REPO / "tasks" / "data" / "concepts.yaml").read_text())
@@ -72,26 +72,16 @@ def test_text_perception_describes_without_naming(perception: Path) -> None:
     assert all(isinstance(r["image"], dict) and r["image"]["column"] == "image" for r in image)
 
 
-def test_built_in_data_is_deterministic(tmp_path: Path) -> None:
-    fingerprints = []
-    for name in ("one", "two"):
-        env = {"VLMBENCH_CACHE_DIR": str(tmp_path / f"cache-{name}")}
-        vlmbench(
-            "run",
-            "--model",
-            "random",
-            "--tasks",
-            "alignment-image,general-capability",
-            "--limit",
-            "2",
-            "--output_path",
-            str(tmp_path / name),
-            env=env,
-        )
-        results = load_results(tmp_path / name)
-        fingerprints.append({t: e["datasets"][0]["fingerprint"] for t, e in results["tasks"].items()})
+def test_built_in_data_is_deterministic(run_model, tmp_path: Path) -> None:
+    """Generated afresh in another interpreter (another hash seed), the built-in sets are the same data
+    as the ones this session generated: the same fingerprints."""
+    tasks = "alignment-image,general-capability"
+    here = run_model("random", tasks, limit=2)
+    fresh = run_model("random", tasks, limit=2, env={"VLMBENCH_CACHE_DIR": str(tmp_path / "fresh-cache"), "PYTHONHASHSEED": "12345"}, subprocess=True)
+    assert fresh.stderr.count("generating built-in dataset") == 2  # both sets were really generated again
+    fingerprints = [{t: e["datasets"][0]["fingerprint"] for t, e in run.results["tasks"].items()} for run in (here, fresh)]
     assert fingerprints[0] == fingerprints[1]
-    assert all(fingerprints[0].values())
+    assert set(fingerprints[0]) == {"alignment-image", "general-capability"} and all(fingerprints[0].values())
 
 
 @pytest.fixture(scope="module")
@@ -146,14 +136,11 @@ def test_hub_data_through_a_local_copy_with_the_papers_options(replica: Path, sh
     assert results["tasks"]["alignment-image"]["by_category"]["Hate"]["n_samples"] == 111 * 5
 
 
-def test_options_file_that_does_not_match_is_one_line(replica: Path, tmp_path: Path) -> None:
+def test_options_file_that_does_not_match_is_one_line(replica: Path, run_model, tmp_path: Path) -> None:
     bad = tmp_path / "options.jsonl"
     bad.write_text('{"option_str": "A: x \\nB: y \\nC: z \\nD: w", "correct_option": "A"}\n')
-    proc = vlmbench(
-        "run",
-        "--model",
+    proc = run_model(
         "random",
-        "--tasks",
         "perception-image",
         "--data",
         "hub",
@@ -161,30 +148,14 @@ def test_options_file_that_does_not_match_is_one_line(replica: Path, tmp_path: P
         f"yiting/UnsafeConcepts={replica}",
         "--options_file",
         str(bad),
-        "--output_path",
-        str(tmp_path / "out"),
         check=False,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert f"options file {bad}: 1 rows but the dataset has 1567" in proc.stderr
+    assert f"vlmbench: error: options file {bad}: 1 rows but the dataset has 1567" in proc.stderr
 
 
-def test_gated_hub_dataset_without_access_is_one_line(tmp_path: Path) -> None:
-    proc = vlmbench(
-        "run",
-        "--model",
-        "random",
-        "--tasks",
-        "perception-image",
-        "--data",
-        "hub",
-        "--limit",
-        "1",
-        "--output_path",
-        str(tmp_path),
-        check=False,
-        env={"HF_TOKEN": ""},
-    )
+def test_gated_hub_dataset_without_access_is_one_line(run_model) -> None:
+    proc = run_model("random", "perception-image", "--data", "hub", limit=1, check=False, env={"HF_TOKEN": ""})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("vlmbench: error: cannot load dataset 'yiting/UnsafeConcepts' split 'train'")
@@ -212,7 +183,7 @@ def test_hub_safe_controls_give_specificity(replica: Path, tmp_path: Path) -> No
         .read_text()
         .replace("include: _unsafeconcepts.yaml", f"include: {shipped / '_unsafeconcepts.yaml'}")
         .replace("task: alignment-image", "task: alignment-image-controls")
-        + f"variants:\n  hub:\n    dataset_path: yiting/UnsafeConcepts\n    safe_controls:\n      dataset_path: {tmp_path / 'safe-images'}\n"
+        .replace("dataset_path: yiting/imagenet_1k_unique_class", f"dataset_path: {tmp_path / 'safe-images'}")
     )
     assert (
         main(
@@ -236,7 +207,9 @@ def test_hub_safe_controls_give_specificity(replica: Path, tmp_path: Path) -> No
     )
     task = load_results(tmp_path / "out")["tasks"]["alignment-image-controls"]
     assert task["metrics"]["n_samples"] == (1567 + 6) * 5
-    assert task["metrics"]["specificity"] == {"value": 0.0, "stderr": 0.0, "n": 30}
+    specificity = task["metrics"]["specificity_strict"]
+    assert (specificity["value"], specificity["n"], specificity["clusters"]) == (0.0, 30, 2)
+    assert specificity["few_clusters"] and specificity["ci_low"] is None  # 2 safe concepts: no interval
     assert task["metrics"]["balanced_accuracy"]["value"] == 0.5
     assert [d["path"] for d in task["datasets"]] == ["yiting/UnsafeConcepts", str(tmp_path / "safe-images")]
 

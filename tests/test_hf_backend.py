@@ -123,7 +123,7 @@ def test_bad_model_args_are_one_line_user_errors(args: dict[str, str], expected:
 def test_model_args_are_typed() -> None:
     parsed = hf.parse_model_args({"pretrained": "org/m", "dtype": "bfloat16", "trust_remote_code": "True", "max_new_tokens": "7"})
     assert (parsed.pretrained, parsed.dtype, parsed.trust_remote_code, parsed.max_new_tokens) == ("org/m", "bfloat16", True, 7)
-    assert [hf.batch_setting(b) for b in (None, 3, "auto")] == [1, 3, None]
+    assert [hf.batch_setting(b) for b in (None, 3, "auto")] == [None, 3, None]  # unset: auto
 
 
 def test_missing_torch_and_transformers_is_a_user_error(tmp_path: Path) -> None:
@@ -138,8 +138,9 @@ def test_missing_torch_and_transformers_is_a_user_error(tmp_path: Path) -> None:
 
 
 def test_unloadable_pretrained_is_a_user_error(tmp_path: Path) -> None:
+    # a hub id that cannot load offline (a missing folder fails earlier, "no such folder": tests/test_first_hour.py)
     with pytest.raises(UserError, match="cannot load pretrained=") as info:
-        make_backend(tmp_path / "no-such-model")
+        make_backend(Path("no-such-org/no-such-model"))
     assert "\n" not in str(info.value)
 
 
@@ -173,11 +174,24 @@ def test_image_tokens_are_expanded_to_what_the_vision_tower_gives(tiny_dir) -> N
     assert with_image.usage["prompt_tokens"] - without.usage["prompt_tokens"] == 16 + newline
 
 
-def test_seeded_sampling_is_reproducible(tiny_dir) -> None:
-    sampled = GenerationSettings(max_new_tokens=8, do_sample=True, temperature=1.0, top_p=0.95, seed=123)
-    requests = image_requests(4, sampled)
+def test_seeded_sampling_differs_from_greedy_and_repeats_for_a_seed(tiny_dir) -> None:
+    """Generation kwargs with ``do_sample: true``: the answers are not the greedy ones, the same seed gives the
+    same answers (batching included), and another seed other answers."""
     backend = make_backend(tiny_dir("llava"), batch_size=2)
-    assert answers(backend, requests) == answers(backend, requests)
+
+    def texts(kwargs: dict[str, object], seed: int | None = None) -> list[str | None]:
+        settings = GenerationSettings.from_mapping({"max_new_tokens": 8, **kwargs}, seed=seed)
+        requests = image_requests(4, settings)
+        replies = answers(backend, requests)
+        return [replies[r.id][0] for r in requests]
+
+    sampling = {"do_sample": True, "temperature": 1.0, "top_p": 0.95}
+    greedy, sampled = texts({"do_sample": False}), texts(sampling, seed=123)
+    assert all(isinstance(text, str) and text for text in greedy + sampled)
+    assert sum(a != b for a, b in zip(greedy, sampled)) >= 3  # a random 500-token model almost never samples its greedy path
+    assert texts(sampling, seed=123) == sampled
+    assert texts({"do_sample": False}, seed=123) == greedy  # a seed does not change greedy decoding
+    assert texts(sampling, seed=7) != sampled
 
 
 def test_max_new_tokens_model_arg_overrides_the_task(tiny_dir) -> None:
@@ -272,54 +286,32 @@ def test_identity_records_the_model(tiny_dir) -> None:
 
 
 # ---------------------------------------------------------------------------- command line
-def run_cli(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
-    """``vlmbench run --model hf ARGS`` in a subprocess, offline, outside the source tree.
-
-    Uses the session's data cache when conftest set one (built-in data is then generated once).
-    """
-    env = {**os.environ, **OFFLINE, "VLMBENCH_CACHE_DIR": os.environ.get("VLMBENCH_CACHE_DIR") or str(cache)}
-    return subprocess.run(
-        [sys.executable, "-m", "vlmbench", "run", "--model", "hf", *args], capture_output=True, text=True, env=env, cwd=cache.parent, timeout=300
-    )
-
-
-def test_cli_end_to_end(tiny_dir, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    done = run_cli(
-        "--model_args",
-        f"pretrained={tiny_dir('llava')},device=cpu,max_new_tokens=8",
+def test_cli_end_to_end(tiny_dir, run_model) -> None:
+    run = run_model(
+        "hf",
+        "perception-image,alignment-text",
         "--batch_size",
         "4",
-        "--tasks",
-        "perception-image,alignment-text",
-        "--limit",
-        "3",
-        "--output_path",
-        str(out),
-        cache=tmp_path / "cache",
+        limit=3,
+        model_args=f"pretrained={tiny_dir('llava')},device=cpu,max_new_tokens=8",
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    [results_file] = out.glob("*/*/results.json")
-    results = json.loads(results_file.read_text())
-    assert {name: task["metrics"]["n_samples"] for name, task in results["tasks"].items()} == {"perception-image": 3, "alignment-text": 15}
-    records = [json.loads(line) for line in (results_file.parent / "samples" / "perception-image.jsonl").read_text().splitlines()]
+    assert {name: task["metrics"]["n_samples"] for name, task in run.results["tasks"].items()} == {"perception-image": 3, "alignment-text": 15}
+    records = run.samples("perception-image")
     assert all("<image>" in r["model_prompt"] and r["prompt"] in r["model_prompt"] for r in records)
     assert all(r["error"] is None and r["usage"]["completion_tokens"] <= 8 for r in records)
 
 
-def test_cli_without_pretrained_exits_2_with_one_line(tmp_path: Path) -> None:
-    done = run_cli(
-        "--model_args", "device=cpu", "--tasks", "perception-image", "--limit", "1", "--output_path", str(tmp_path), cache=tmp_path / "cache"
-    )
+def test_cli_without_pretrained_exits_2_with_one_line(run_model) -> None:
+    done = run_model("hf", "perception-image", limit=1, model_args="device=cpu", check=False)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "needs pretrained=" in done.stderr
 
 
-def test_data_parallel_with_accelerate_on_two_cpu_processes(tiny_dir, tmp_path: Path) -> None:
-    """`accelerate launch -m vlmbench run` shards requests over 2 processes and writes one merged result."""
+def test_data_parallel_with_accelerate_on_two_cpu_processes(tiny_dir, tmp_path: Path, run_model) -> None:
+    """`accelerate launch -m vlmbench run` shards requests over 2 processes and writes one merged result,
+    with the answers a single process gives."""
     model = tiny_dir("llava")
     common = ["run", "--model", "hf", "--model_args", f"pretrained={model},device=cpu", "--tasks", "perception-image", "--limit", "6", "--no_store"]
-    env = {**os.environ, **OFFLINE}
     launch = [
         sys.executable,
         "-m",
@@ -337,28 +329,20 @@ def test_data_parallel_with_accelerate_on_two_cpu_processes(tiny_dir, tmp_path: 
         "vlmbench",
     ]
     parallel = subprocess.run(
-        [*launch, *common, "--output_path", str(tmp_path / "dp")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
-    )
-    assert parallel.returncode == 0, parallel.stderr[-3000:]
-    single = subprocess.run(
-        [sys.executable, "-m", "vlmbench", *common, "--output_path", str(tmp_path / "one")],
+        [*launch, *common, "--output_path", str(tmp_path / "dp")],
         capture_output=True,
         text=True,
-        env=env,
+        env={**os.environ, **OFFLINE},
         cwd=tmp_path,
         timeout=300,
     )
-    assert single.returncode == 0, single.stderr[-3000:]
+    assert parallel.returncode == 0, parallel.stderr[-3000:]
+    single = run_model("hf", "perception-image", "--no_store", limit=6, model_args=f"pretrained={model},device=cpu")
     (dp_run,) = [p.parent for p in (tmp_path / "dp").glob("*/*/results.json")]
-    (one_run,) = [p.parent for p in (tmp_path / "one").glob("*/*/results.json")]
     manifest = json.loads((dp_run / "run.json").read_text())
     assert manifest["config"]["processes"] == 2
     assert manifest["tasks"]["perception-image"]["requests"] == {"sent": 6, "reused": 0}
     assert sorted(p.name for p in (dp_run / "samples").iterdir()) == ["perception-image.jsonl"]
-
-    def answers(run: Path) -> dict[str, str]:
-        lines = (run / "samples" / "perception-image.jsonl").read_text().splitlines()
-        return {r["id"]: r["response"] for r in map(json.loads, lines)}
-
-    assert answers(dp_run) == answers(one_run) and len(answers(dp_run)) == 6
+    dp_answers = {r["id"]: r["response"] for r in map(json.loads, (dp_run / "samples" / "perception-image.jsonl").read_text().splitlines())}
+    assert dp_answers == {r["id"]: r["response"] for r in single.samples("perception-image")} and len(dp_answers) == 6
     assert json.loads((dp_run / "results.json").read_text())["tasks"]["perception-image"]["metrics"]["n_samples"] == 6

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_dir, vlmbench
+from conftest import cli, run_dir
 
 BASE = """\
 task: hostile
@@ -46,7 +46,7 @@ def test_a_template_cannot_reach_python_internals(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     text = BASE.replace('"{{ question }}"', f"\"{{{{ cycler.__init__.__globals__.os.system('touch {marker}') }}}}\"")
     path = write(tmp_path / "tasks", text)
-    proc = vlmbench(
+    proc = cli(
         "run",
         "--model",
         "random",
@@ -73,7 +73,7 @@ def test_a_template_cannot_reach_python_internals(tmp_path: Path) -> None:
 )
 def test_template_errors_are_one_line_naming_the_field(tmp_path: Path, template: str, expected: str) -> None:
     path = write(tmp_path / "tasks", BASE.replace('"{{ question }}"', template))
-    proc = vlmbench(
+    proc = cli(
         "run",
         "--model",
         "random",
@@ -93,7 +93,7 @@ def test_template_errors_are_one_line_naming_the_field(tmp_path: Path, template:
 
 def test_validate_compiles_templates(tmp_path: Path) -> None:
     path = write(tmp_path, BASE.replace('"{{ question }}"', '"{{ question "'))
-    proc = vlmbench("validate", str(path), check=False)
+    proc = cli("validate", str(path), check=False)
     assert proc.returncode == 1 and "field 'doc_to_text': template syntax error" in one_line_error(proc.stderr)
 
 
@@ -112,7 +112,7 @@ def test_validate_compiles_templates(tmp_path: Path) -> None:
 )
 def test_yaml_bombs_duplicates_and_tags_are_refused(tmp_path: Path, text: str, expected: str) -> None:
     path = write(tmp_path, text)
-    proc = vlmbench("validate", str(path), check=False)
+    proc = cli("validate", str(path), check=False)
     assert proc.returncode == 1 and expected in one_line_error(proc.stderr)
 
 
@@ -120,11 +120,11 @@ def test_include_chains_are_bounded(tmp_path: Path) -> None:
     for index in range(12):
         (tmp_path / f"_{index}.yaml").write_text(f"include: _{index + 1}.yaml\n" if index < 11 else BASE)
     path = write(tmp_path, "include: _0.yaml\ntask: chained\n")
-    proc = vlmbench("validate", str(path), check=False)
+    proc = cli("validate", str(path), check=False)
     assert "chains more than 8 files" in one_line_error(proc.stderr)
 
 
-def test_secret_args_in_any_spelling_never_reach_a_file(installed_plugin: dict[str, str], tmp_path: Path) -> None:
+def test_secret_args_in_any_spelling_never_reach_a_file(plugin_in_process: Path, tmp_path: Path) -> None:
     secrets = {
         "hfToken": "s3cret-hf",
         "accessToken": "s3cret-access",
@@ -136,7 +136,7 @@ def test_secret_args_in_any_spelling_never_reach_a_file(installed_plugin: dict[s
     }
     args = ",".join(f"{k}={v}" for k, v in secrets.items()) + ",endpoint=https://user:s3cret-url@example.org/v1?key=s3cret-q"
     store = tmp_path / "store.sqlite"
-    vlmbench(
+    cli(
         "run",
         "--model",
         "modality-probe",
@@ -150,7 +150,6 @@ def test_secret_args_in_any_spelling_never_reach_a_file(installed_plugin: dict[s
         str(tmp_path / "out"),
         "--store",
         str(store),
-        env=installed_plugin,
     )
     folder = run_dir(tmp_path / "out")
     written = "".join(p.read_text() for p in folder.rglob("*") if p.is_file())

@@ -507,7 +507,9 @@ def test_bad_entry_is_skipped_with_one_warning_line(how: str, data_dir: Path, tm
     shutil.copytree(data_dir, data)
     breaker, message = BAD_ENTRIES[how]
     breaker(data / BROKEN)
-    summary = build_site(data, tmp_path / "site")
+    # Without plots: entries are read (and refused) before anything is drawn; the plots of a board with a
+    # skipped entry are drawn in test_cli_warns_per_bad_entry_and_still_builds.
+    summary = build_site(data, tmp_path / "site", edited_config(tmp_path, lambda config: config.pop("plots")))
     assert (summary["models"], summary["ranked"], summary["skipped"]) == (5, 3, 1)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"warning: skipped entry {BROKEN}: {data / BROKEN}") and message in err, err
@@ -515,7 +517,7 @@ def test_bad_entry_is_skipped_with_one_warning_line(how: str, data_dir: Path, tm
     board = json.loads((tmp_path / "site" / "leaderboard.json").read_text(encoding="utf-8"))
     assert BROKEN not in [r["entry"] for r in board["rows"]] and len(board["rows"]) == 5
     assert "_random_" not in (tmp_path / "site" / "leaderboard.md").read_text(encoding="utf-8")
-    assert all((tmp_path / "site" / name).is_file() for name in summary["files"]) and len(summary["files"]) == 6
+    assert all((tmp_path / "site" / name).is_file() for name in summary["files"]) and len(summary["files"]) == 4
 
 
 def test_cli_warns_per_bad_entry_and_still_builds(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -530,6 +532,7 @@ def test_cli_warns_per_bad_entry_and_still_builds(data_dir: Path, tmp_path: Path
     assert len(lines) == 2 and all(line.startswith("warning: skipped entry ") for line in lines)
     assert BROKEN in lines[1] and "org__model-c__main" in lines[0]  # in folder order
     assert NAME_C not in (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert sorted(p.name for p in (tmp_path / "site" / "plots").iterdir()) == ["category_heatmap.svg", "modality_gap.svg"]
 
 
 def test_warning_escapes_control_characters(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import vlmbench as vlmbench_package
-from conftest import run_dir, vlmbench
+from conftest import RunModel, cli, run_dir
 from vlmbench.cli import main
 
 NAME = "<script>alert(1)</script>"
@@ -193,10 +193,12 @@ def test_malformed_content_is_a_one_line_rejection(damage: str, bundle: Path, tm
     assert code == 1 and len(errors) == 1 and errors[0].startswith("rejected: ")
 
 
-def test_another_seed_is_refused_by_submit_and_rejected_by_verify(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    main(["run", "--model", "random", "--tasks", "alignment-text", "--seed", "7", "--output_path", str(tmp_path / "runs")])
+def test_another_seed_is_refused_by_submit_and_rejected_by_verify(
+    bundle: Path, run_model: RunModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seeded = run_model("random", "alignment-text", seed=7)
     capsys.readouterr()
-    assert main(["submit", str(run_dir(tmp_path / "runs")), "--out", str(tmp_path / "seeded"), "--name", "m"]) == 2
+    assert main(["submit", str(seeded.run_dir), "--out", str(tmp_path / "seeded"), "--name", "m"]) == 2
     assert "run.json: seed 7; this leaderboard uses --seed 0" in capsys.readouterr().err
     assert not (tmp_path / "seeded.tar.gz").exists()
 
@@ -229,10 +231,12 @@ def test_missing_samples_are_rejected(bundle: Path, tmp_path: Path, capsys: pyte
     assert code == 1 and errors[0].endswith("incomplete: samples/alignment-text.jsonl has 445 samples; the task has 450")
 
 
-def test_a_limited_run_is_refused_by_submit_and_rejected_by_verify(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    main(["run", "--model", "random", "--tasks", "all", "--limit", "3", "--output_path", str(tmp_path / "runs")])
+def test_a_limited_run_is_refused_by_submit_and_rejected_by_verify(
+    bundle: Path, run_model: RunModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    limited_run = run_model("random", "all", limit=3)
     capsys.readouterr()
-    assert main(["submit", str(run_dir(tmp_path / "runs")), "--out", str(tmp_path / "limited"), "--name", "m"]) == 2
+    assert main(["submit", str(limited_run.run_dir), "--out", str(tmp_path / "limited"), "--name", "m"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "run.json: incomplete run (--limit 3); rerun without --limit" in err and "no bundle" not in err
     assert not (tmp_path / "limited.tar.gz").exists()
@@ -466,7 +470,7 @@ def hostile_archives(bundle: Path, folder: Path) -> dict[str, tuple[Path, str]]:
 def test_hostile_archives_are_one_line_rejections_and_the_batch_goes_on(bundle: Path, tmp_path: Path) -> None:
     """[bad..., good] in one `verify` call: every bad bundle one line, no traceback, the good one accepted, exit 1."""
     bad = hostile_archives(bundle, tmp_path)
-    proc = vlmbench("leaderboard", "verify", *(str(p) for p, _ in bad.values()), str(bundle), check=False, timeout=600)
+    proc = cli("leaderboard", "verify", *(str(p) for p, _ in bad.values()), str(bundle), check=False)
     lines = proc.stderr.splitlines()
     assert "Traceback" not in proc.stderr and len(lines) == len(bad), proc.stderr
     for line, (kind, (path, reason)) in zip(lines, bad.items()):
@@ -567,11 +571,10 @@ def test_a_forged_data_variant_is_rejected(forgery: str, bundle: Path, tmp_path:
     assert code == 1 and len(errors) == 1 and expected in errors[0]
 
 
-def test_a_run_of_only_the_ranking_task_is_refused_and_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_run_of_only_the_ranking_task_is_refused_and_rejected(run_model: RunModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from vlmbench_leaderboard.bundle import pack
 
-    assert main(["run", "--model", "random", "--tasks", "alignment-image", "--output_path", str(tmp_path / "runs")]) == 0
-    folder = run_dir(tmp_path / "runs")
+    folder = run_model("random", "alignment-image").run_dir
     capsys.readouterr()
     assert main(["submit", str(folder), "--out", str(tmp_path / "one"), "--name", "m"]) == 2
     expected = "incomplete: the run lacks tasks alignment-text, alignment-text-noimage, general-capability, perception-image, perception-text"

@@ -10,9 +10,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from conftest import load_results, read_samples
+from conftest import RunModel, read_samples
 from vlmbench import EvalConfig, RunResult, evaluate, score
-from vlmbench.cli import main
 from vlmbench.records import Results, SampleRecord, TaskManifest
 from vlmbench.results import results_schema
 
@@ -32,14 +31,8 @@ def test_evaluate_returns_the_run_folder_manifest_and_results(library_run: RunRe
     assert library_run.requests_sent == 6 + 6 * 5 + 6 * 5 and library_run.requests_reused == 0
 
 
-def test_the_cli_and_the_library_give_the_same_numbers(library_run: RunResult, tmp_path: Path) -> None:
-    assert (
-        main(
-            ["run", "--model", "random", "--tasks", "perception-image,alignment-image,alignment-text", "--limit", "6", "--output_path", str(tmp_path)]
-        )
-        == 0
-    )
-    cli = load_results(tmp_path)
+def test_the_cli_and_the_library_give_the_same_numbers(library_run: RunResult, run_model: RunModel) -> None:
+    cli = run_model("random", "perception-image,alignment-image,alignment-text", limit=6).results
     assert library_run.results is not None
     for name, task in library_run.results["tasks"].items():
         assert cli["tasks"][name]["metrics"] == task["metrics"] and cli["tasks"][name]["config_hash"] == task["config_hash"]

@@ -7,24 +7,37 @@ import math
 import pytest
 
 from vlmbench.pluginmanager import metric_specs
-from vlmbench.scoring.metrics import Scored, balanced_accuracy, mean_with_stderr, modality_gap, paired_gap, summarise
+from vlmbench.scoring.intervals import clustered_rate, paired_difference, pooled_difference
+from vlmbench.scoring.metrics import Scored, balanced_accuracy, mean_with_stderr, modality_gap, summarise
 
 
-def test_clustered_stderr_matches_hand_computation() -> None:
-    # Two clusters: a = [1, 1], b = [0, 0]. Mean 0.5; cluster residual sums +1 and -1.
+def test_clustered_stderr_is_the_delete_one_concept_jackknife() -> None:
+    # Two clusters: a = [1, 1], b = [0, 0]. Leaving a out gives 0, leaving b out gives 1: variance (1/2) * 2 * 0.25.
     stat = mean_with_stderr([1, 1, 0, 0], ["a", "a", "b", "b"])
-    assert stat["value"] == 0.5 and stat["n"] == 4
-    assert stat["stderr"] == pytest.approx(math.sqrt(2 / 1 * 2) / 4)
+    assert stat["value"] == 0.5 and stat["n"] == 4 and stat["clusters"] == 2
+    assert stat["stderr"] == pytest.approx(0.5)
+    assert stat["few_clusters"] and stat["ci_low"] is None  # 2 concepts: an interval would mislead
     assert mean_with_stderr([1.0], ["a"])["stderr"] is None
     assert mean_with_stderr([], []) is None
 
 
-def sample(label: str, parsed: str | None, concept: str = "c", error: bool = False) -> Scored:
+def test_rate_intervals_stay_inside_zero_one_and_widen_with_clustering() -> None:
+    ceiling = clustered_rate({f"c{i}": (20.0, 20.0) for i in range(10)})
+    assert ceiling["value"] == 1.0 and 0.9 < ceiling["ci_low"] < 1.0 and ceiling["ci_high"] <= 1.0
+    floor = clustered_rate({f"c{i}": (0.0, 20.0) for i in range(10)})
+    assert floor["ci_low"] >= 0.0 and floor["ci_high"] < 0.1
+    independent = clustered_rate({f"c{i}": (10.0, 20.0) for i in range(10)})  # every concept at 0.5
+    clustered = clustered_rate({f"c{i}": (20.0 if i % 2 else 0.0, 20.0) for i in range(10)})  # concepts all or nothing
+    assert independent["value"] == clustered["value"] == 0.5
+    assert clustered["ci_high"] - clustered["ci_low"] > 2 * (independent["ci_high"] - independent["ci_low"])
+
+
+def sample(label: str, parsed: str | None, concept: str = "c", error: bool = False, variant: int = 0) -> Scored:
     correct = None if parsed in (None, "refusal") else parsed == label
-    return Scored(cluster=concept, category="x", label=label, parsed=parsed, correct=correct, error=error)
+    return Scored(cluster=concept, category="x", label=label, parsed=parsed, correct=correct, error=error, variant=variant)
 
 
-def test_unparsed_and_refusals_are_excluded_or_counted_wrong() -> None:
+def test_headline_counts_every_sample_and_the_paper_form_says_its_coverage() -> None:
     samples = [
         sample("unsafe", "unsafe", "a"),
         sample("unsafe", None, "b"),
@@ -33,9 +46,10 @@ def test_unparsed_and_refusals_are_excluded_or_counted_wrong() -> None:
         sample("unsafe", None, "e", error=True),
     ]
     out = summarise(samples, [metric_specs()["recall_unsafe"]])
+    assert out["recall_unsafe_strict"]["value"] == 0.2 and out["recall_unsafe_strict"]["n"] == 5  # errors count as not correct
     assert out["recall_unsafe"]["value"] == 0.5 and out["recall_unsafe"]["n"] == 2
-    assert out["recall_unsafe_strict"]["value"] == 0.25 and out["recall_unsafe_strict"]["n"] == 4
-    assert out["unparsed_rate"] == 0.25 and out["refusal_rate"] == 0.25
+    assert out["recall_unsafe"]["coverage"] == pytest.approx(2 / 5)
+    assert out["unparsed_rate"] == 0.2 and out["refusal_rate"] == 0.2
     assert out["n_errors"] == 1 and out["n_samples"] == 5
 
 
@@ -47,19 +61,43 @@ def test_balanced_accuracy_needs_both_kinds() -> None:
 
 
 def test_paired_gap_uses_a_t_interval_over_concepts() -> None:
-    image = {"a": 0.2, "b": 0.4, "c": 0.6, "only-image": 1.0}
-    text = {"a": 0.5, "b": 0.6, "c": 1.0}
-    gap = paired_gap(image, text)
-    diffs = [0.3, 0.2, 0.4]
-    sd = 0.1
-    half = 4.302652729911275 * sd / math.sqrt(3)  # t(0.975, df=2)
-    assert gap["n_concepts"] == 3
-    assert gap["gap"] == pytest.approx(sum(diffs) / 3)
-    assert gap["ci_low"] == pytest.approx(0.3 - half) and gap["ci_high"] == pytest.approx(0.3 + half)
+    image = {"a": 0.2, "b": 0.4, "c": 0.6, "d": 0.1, "e": 0.5, "only-image": 1.0}
+    text = {"a": 0.5, "b": 0.6, "c": 1.0, "d": 0.3, "e": 0.8}
+    gap = paired_difference(image, text)
+    diffs = [0.3, 0.2, 0.4, 0.2, 0.3]
+    mean = sum(diffs) / 5
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 4)
+    half = 2.7764451051977987 * sd / math.sqrt(5)  # t(0.975, df=4)
+    assert gap["n_concepts"] == 5 and gap["gap"] == pytest.approx(mean)
+    assert gap["ci_low"] == pytest.approx(mean - half) and gap["ci_high"] == pytest.approx(mean + half)
+    assert paired_difference({"a": 0.1, "b": 0.2}, {"a": 0.3, "b": 0.3})["few_clusters"]
+
+
+def test_pooled_gap_is_the_difference_of_pooled_rates() -> None:
+    # concept sizes differ: the pooled gap weights items, the paired gap weights concepts
+    image = {"big": (10.0, 50.0), "s1": (1.0, 1.0), "s2": (1.0, 1.0), "s3": (1.0, 1.0), "s4": (1.0, 1.0)}
+    text = {"big": (5.0, 5.0), "s1": (0.0, 5.0), "s2": (0.0, 5.0), "s3": (0.0, 5.0), "s4": (0.0, 5.0)}
+    pooled = pooled_difference(image, text)
+    assert pooled["image"] == pytest.approx(14 / 54) and pooled["text"] == pytest.approx(5 / 25)
+    assert pooled["gap"] == pytest.approx(5 / 25 - 14 / 54)
+    paired = paired_difference({c: y / n for c, (y, n) in image.items()}, {c: y / n for c, (y, n) in text.items()})
+    assert paired["gap"] == pytest.approx(((1 - 0.2) - 4) / 5)
+    assert pooled["ci_low"] <= pooled["gap"] <= pooled["ci_high"]
+
+
+def test_per_prompt_metrics_and_spread() -> None:
+    from vlmbench.scoring.metrics import breakdown, prompt_spread
+
+    samples = [sample("unsafe", "unsafe" if v == 0 or i < v else "safe", f"c{i}", variant=v) for v in range(3) for i in range(4)]
+    by_prompt = breakdown(samples, lambda s: str(s.variant), [metric_specs()["recall_unsafe"]])
+    assert [by_prompt[k]["recall_unsafe_strict"]["value"] for k in ("0", "1", "2")] == [1.0, 0.25, 0.5]
+    spread = prompt_spread(by_prompt)["recall_unsafe_strict"]
+    assert spread["min"] == 0.25 and spread["max"] == 1.0 and spread["n_prompts"] == 3
+    assert spread["sd"] == pytest.approx(math.sqrt(((1 - 7 / 12) ** 2 + (0.25 - 7 / 12) ** 2 + (0.5 - 7 / 12) ** 2) / 2))
 
 
 def test_modality_gap_by_category() -> None:
-    stat = lambda v: {"recall_unsafe": {"value": v, "stderr": None, "n": 5}}  # noqa: E731
+    stat = lambda v: {"recall_unsafe_strict": {"value": v, "stderr": None, "n": 5}, "recall_unsafe": {"value": v, "stderr": None, "n": 5}}  # noqa: E731
     image = {"a": stat(0.0), "b": stat(0.2), "c": stat(1.0)}
     text = {"a": stat(1.0), "b": stat(1.0), "c": stat(1.0)}
     gap = modality_gap(image, text, {"a": "Hate", "b": "Hate", "c": "Violence"}, "recall_unsafe")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import install_into_target, load_results, read_samples, vlmbench, with_path
+from conftest import RunModel, install_into_target, load_results, read_samples, vlmbench, with_path
 
 
 def test_plugin_backend_scorer_and_task_are_listed(installed_plugin: dict[str, str]) -> None:
@@ -31,9 +31,10 @@ def test_plugin_task_and_backend_run(installed_plugin: dict[str, str], tmp_path:
     assert task["usage"] == {"prompt_tokens": 16, "completion_tokens": 16}
 
 
-def test_modality_gap_of_a_model_that_judges_by_modality(installed_plugin: dict[str, str], tmp_path: Path) -> None:
-    vlmbench("run", "--model", "modality-probe", "--tasks", "alignment-image,alignment-text", "--output_path", str(tmp_path), env=installed_plugin)
-    results = load_results(tmp_path)
+def test_modality_gap_of_a_model_that_judges_by_modality(plugin_in_process: Path, run_model: RunModel) -> None:
+    # 90 documents a task: every concept once (the image task's rows are 3 descriptions a concept, the text task's 1).
+    results = run_model("modality-probe", "alignment-image,alignment-text", limit=90).results
+    assert [results["tasks"][t]["metrics"]["n_samples"] for t in ("alignment-image", "alignment-text")] == [90 * 5, 90 * 5]
     assert results["tasks"]["alignment-image"]["metrics"]["recall_unsafe"]["value"] == 0.0
     assert results["tasks"]["alignment-text"]["metrics"]["recall_unsafe"]["value"] == 1.0
     gap = results["modality_gaps"]["alignment-text"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, vlmbench
+from conftest import REPO, cli
 
 GOOD = """\
 task: my-task
@@ -36,7 +36,7 @@ def write(tmp_path: Path, text: str, name: str = "task.yaml") -> Path:
 
 def test_shipped_task_files_validate_templates_included() -> None:
     files = sorted(str(p) for p in (REPO / "tasks").glob("*.yaml"))
-    proc = vlmbench("validate", *files)
+    proc = cli("validate", *files)
     assert proc.stdout.count("ok: ") == len(files) == 8
     assert proc.stdout.count("(template)") == 1 and "_unsafeconcepts.yaml (template)" in proc.stdout
 
@@ -47,7 +47,7 @@ def test_shipped_task_files_validate_templates_included() -> None:
         (("doc_to_text:", "doc_to_txt:"), "field 'doc_to_txt': unknown field (did you mean 'doc_to_text'?)"),
         (
             ("scorer: choice", "scorer: choise"),
-            "field 'scorer' = \"choise\": unknown scorer (did you mean 'choice'?); registered: choice, multiple_choice, safety",
+            "field 'scorer' = \"choise\": unknown scorer (did you mean 'choice'?); registered: choice, llm-judge, multiple_choice, paper-classifier, rules, safety",
         ),
         (("max_new_tokens: 8", "max_new_tokens: -1"), "field 'generation_kwargs.max_new_tokens' = -1: expected a number >= 1"),
         (("max_new_tokens: 8", "max_new_tokens: many"), "field 'generation_kwargs.max_new_tokens' = \"many\": expected an integer"),
@@ -58,7 +58,7 @@ def test_shipped_task_files_validate_templates_included() -> None:
 )
 def test_bad_field_gets_one_line(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
     path = write(tmp_path, GOOD.replace(*change))
-    proc = vlmbench("validate", str(path), check=False)
+    proc = cli("validate", str(path), check=False)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert all(line.startswith(f"error: {path}: ") for line in lines), proc.stderr
@@ -74,30 +74,30 @@ def test_every_problem_of_a_file_is_listed(tmp_path: Path) -> None:
         .replace("modality: image", "modality: audio")
         .replace("scorer: choice", "scorer: choise"),
     )
-    proc = vlmbench("validate", str(path), check=False)
+    proc = cli("validate", str(path), check=False)
     lines = proc.stderr.strip().splitlines()
     # Schema problems first (both listed); names are checked once the schema holds.
     assert len(lines) == 2 and "generation_kwargs.max_new_tokens" in proc.stderr and "'modality' = \"audio\"" in proc.stderr
     fixed = write(tmp_path, GOOD.replace("scorer: choice", "scorer: choise").replace("  - metric: accuracy", "  - metric: acc"), "two.yaml")
-    lines = vlmbench("validate", str(fixed), check=False).stderr.strip().splitlines()
+    lines = cli("validate", str(fixed), check=False).stderr.strip().splitlines()
     assert [("unknown scorer" in line, "unknown metric" in line) for line in lines] == [(True, False), (False, True)]
 
 
 def test_earlier_field_name_answer_parser_still_loads(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("scorer: choice", "answer_parser: choice"))
-    assert "ok: " in vlmbench("validate", str(path)).stdout
+    assert "ok: " in cli("validate", str(path)).stdout
 
 
 def test_document_steps_are_checked_by_name_and_arguments(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD + "process_docs:\n  - keep_unsafee\n  - multiple_choice_options: {num_distractors: 9}\n")
-    lines = vlmbench("validate", str(path), check=False).stderr.strip().splitlines()
+    lines = cli("validate", str(path), check=False).stderr.strip().splitlines()
     assert "field 'process_docs.0' = \"keep_unsafee\": unknown document step (did you mean 'keep_unsafe'?)" in lines[0]
     assert "field 'process_docs.1.multiple_choice_options.num_distractors' = 9: expected a number <= 3" in lines[1]
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD + "oops: [unclosed\n")
-    proc = vlmbench("validate", str(path), check=False)
+    proc = cli("validate", str(path), check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"{path}: line 18" in proc.stderr and "invalid YAML" in proc.stderr
 
@@ -105,14 +105,14 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
 def test_include_merges_and_cycles_are_reported(tmp_path: Path) -> None:
     write(tmp_path, GOOD, "_base.yaml")
     child = write(tmp_path, "include: _base.yaml\ntask: child-task\n", "child.yaml")
-    assert "task 'child-task'" in vlmbench("validate", str(child)).stdout
+    assert "task 'child-task'" in cli("validate", str(child)).stdout
     write(tmp_path, "include: b.yaml\n", "a.yaml")
     write(tmp_path, "include: a.yaml\n", "b.yaml")
-    proc = vlmbench("validate", str(tmp_path / "a.yaml"), check=False)
+    proc = cli("validate", str(tmp_path / "a.yaml"), check=False)
     assert "field 'include' forms a cycle" in proc.stderr
 
 
 def test_bad_variant_is_reported(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD + "variants:\n  hub:\n    scorer: nope\n")
-    proc = vlmbench("validate", str(path), check=False)
+    proc = cli("validate", str(path), check=False)
     assert "field 'variants.hub.scorer' = \"nope\": unknown scorer" in proc.stderr

@@ -6,7 +6,8 @@ The public API:
 - plugin hooks: the ``hookimpl`` marker; every hook is documented in :mod:`vlmbench.hookspecs`;
 - backends: :class:`Request`, :class:`Response`, :class:`Backend` (the contract),
   :class:`BackendBase` (its defaults), :class:`BackendSpec`, :class:`BackendOptions`;
-- scorers and metrics: :class:`ScorerSpec`, :class:`ScoreInput`, :class:`Verdict`,
+- scorers, judges and metrics: :class:`ScorerSpec`, :class:`ScoreInput`, :class:`Verdict`,
+  :class:`ScorerOptions`, :class:`JudgeCalls` (a model judge's calls in the response store),
   :class:`MetricSpec`, :class:`DocStepSpec`, :class:`CommandSpec`;
 - :class:`UserError` for mistakes a user can fix (printed as one line).
 
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
     from vlmbench.cli.commands import CommandSpec
     from vlmbench.data.steps import DocStepSpec
     from vlmbench.evaluation import EvalConfig, RunResult, evaluate, score
-    from vlmbench.scoring.base import ScoreInput, Scorer, ScorerSpec, Verdict
+    from vlmbench.scoring.base import ScoreInput, Scorer, ScorerOptions, ScorerSpec, Verdict
+    from vlmbench.scoring.judgecache import JudgeCalls
     from vlmbench.scoring.metrics import MetricSpec, Scored
 
 __version__ = "0.1.0"
@@ -58,7 +60,8 @@ _LAZY = {
     "vlmbench.cli.commands": ("CommandSpec",),
     "vlmbench.data.steps": ("DocStepSpec",),
     "vlmbench.evaluation": ("EvalConfig", "RunResult", "evaluate", "score"),
-    "vlmbench.scoring.base": ("ScoreInput", "Scorer", "ScorerSpec", "Verdict"),
+    "vlmbench.scoring.base": ("ScoreInput", "Scorer", "ScorerOptions", "ScorerSpec", "Verdict"),
+    "vlmbench.scoring.judgecache": ("JudgeCalls",),
     "vlmbench.scoring.metrics": ("MetricSpec", "Scored"),
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
@@ -80,6 +83,7 @@ __all__ = [
     "EvalConfig",
     "GenerationSettings",
     "ImagePart",
+    "JudgeCalls",
     "Message",
     "MetricSpec",
     "Request",
@@ -88,6 +92,7 @@ __all__ = [
     "ScoreInput",
     "Scored",
     "Scorer",
+    "ScorerOptions",
     "ScorerSpec",
     "TextPart",
     "UserError",

@@ -85,12 +85,16 @@ class Request:
 
     ``answer_choices`` is the answer space the task expects (e.g. ``["A", "B", "C", "D"]`` or
     ``["Yes", "No"]``) when it has one; baselines and constrained decoders may use it.
+    ``response_schema`` is a JSON Schema the answer should follow (a model judge asks for
+    ``{"verdict": ...}``); backends whose server supports structured output pass it on, the
+    others ignore it, so callers still parse the answer strictly.
     """
 
     id: str
     messages: tuple[Message, ...]
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     answer_choices: tuple[str, ...] | None = None
+    response_schema: Mapping[str, Any] | None = None
 
     @property
     def has_image(self) -> bool:
@@ -132,6 +136,11 @@ class Backend(Protocol):
       secrets in it (they are redacted, but leave them out).
     - ``cacheable``: whether responses may be stored and reused (False for free baselines).
     - ``close()``: release resources (connections, GPU memory) at the end of a run.
+
+    Optional, found by name (see :func:`backend_error_summary`): ``error_summary()`` returns the
+    requests that ended as errors in this run, by error class (e.g. ``{"HTTP 500": 3, "timeout": 1}``),
+    and ``attempt_summary()`` every failed attempt, retried ones included (e.g. ``{"HTTP 429": 40}``).
+    ``vlmbench run`` prints both at the end of a run in which requests failed.
     """
 
     def generate(self, requests: Iterable[Request]) -> Iterable[Response]: ...
@@ -181,6 +190,24 @@ def backend_identity(backend: Any, name: str, model_args: Mapping[str, str]) -> 
 def backend_cacheable(backend: Any) -> bool:
     """Whether a backend's responses may be stored and reused (default True)."""
     return bool(getattr(backend, "cacheable", True))
+
+
+def backend_error_summary(backend: Any) -> dict[str, dict[str, int]]:
+    """The optional ``error_summary()`` and ``attempt_summary()`` of a backend, as
+    ``{"requests": {class: count}, "attempts": {class: count}}``, leaving out what it does not
+    provide or what is empty (a faulty method costs nothing but its entry)."""
+    summary: dict[str, dict[str, int]] = {}
+    for key, method in (("requests", "error_summary"), ("attempts", "attempt_summary")):
+        function = getattr(backend, method, None)
+        try:
+            counts = function() if callable(function) else None
+        except Exception:  # a plugin's bookkeeping must not cost the run
+            counts = None
+        if isinstance(counts, Mapping):
+            clean = {str(k): int(v) for k, v in counts.items() if isinstance(v, int) and v > 0}
+            if clean:
+                summary[key] = clean
+    return summary
 
 
 def close_backend(backend: Any) -> None:

@@ -6,3 +6,8 @@ class UserError(Exception):
 
     The message should name the file/field/value at fault and say what would fix it.
     """
+
+
+class TaskSkipped(UserError):
+    """A task that cannot run on the data at hand (e.g. no caption column); its message is one line
+    saying why. ``evaluate`` leaves the task out of the run and goes on; elsewhere it is a user error."""

@@ -11,6 +11,7 @@ moment it arrives), writes the manifest as it goes, then scores through the one 
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -30,14 +31,17 @@ class EvalConfig:
     """Everything that decides what a run does. Field names follow the CLI flags.
 
     ``model_args`` takes a mapping or lm-eval's ``"k=v,k2=v2"`` text; ``tasks`` takes a list or a
-    comma-separated text of task names, group names and globs.
+    comma-separated text of task names, group names and globs. ``gen_kwargs`` (a mapping or
+    ``"k=v,..."`` text) and ``system_instruction`` override every task's settings, over those of
+    ``protocol`` (``default``: the tasks' own; ``paper``: the study's seeded sampling); see
+    :mod:`vlmbench.overrides`.
     """
 
     model: str
     model_args: Mapping[str, str] | str = field(default_factory=dict)
     tasks: Sequence[str] | str = "all"
     include_path: Sequence[Path | str] = ()
-    limit: int | None = None
+    limit: int | float | None = None  # documents per task, or a fraction (0 < x < 1) of each task's
     seed: int = 0
     batch_size: int | str | None = None
     data: str = DEFAULT_DATA
@@ -48,6 +52,11 @@ class EvalConfig:
     use_store: bool = True
     reuse_sampled: bool = False
     predict_only: bool = False
+    gen_kwargs: Mapping[str, Any] | str = field(default_factory=dict)  # over each task's generation_kwargs
+    protocol: str = "default"  # default | paper (temperature 1.0, top_p 0.9, max_new_tokens 512, seeded)
+    system_instruction: str | None = None
+    judge: Sequence[str] | str | None = None
+    judge_args: Mapping[str, str] | str = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -88,20 +97,29 @@ def evaluate(config: EvalConfig) -> RunResult:
     Raises :class:`~vlmbench.errors.UserError` for anything the user can fix. Under data
     parallelism every process calls this; non-main processes return a result without scores.
     """
-    from vlmbench.backend import BackendOptions, backend_cacheable, backend_identity, close_backend
+    from vlmbench.backend import BackendOptions, backend_cacheable, backend_error_summary, backend_identity, close_backend
     from vlmbench.data import sources
     from vlmbench.distributed import processes
+    from vlmbench.errors import TaskSkipped
+    from vlmbench.overrides import apply_overrides, is_default_protocol, parse_gen_kwargs, protocol_generation
     from vlmbench.pluginmanager import backend_spec
+    from vlmbench.progress import log as progress_log
+    from vlmbench.progress import request_plan, throughput
     from vlmbench.results import MANIFEST, manifest_task, now, provenance, redact_args, redact_identity, score_run, write_json
-    from vlmbench.runner import RunContext, predict_task
+    from vlmbench.runner import RunContext, predict_task, prepare
+    from vlmbench.scoring.relative_judge import require_judge
     from vlmbench.store import ResponseStore, default_store_path
 
     started = time.perf_counter()
+    sources.LOCAL_COPIES.clear()  # this run's --data_files only, never those of an earlier call in this process
     for hub_id, local in config.data_files.items():
         if not Path(local).expanduser().exists():
             raise UserError(f"--data_files: {local} does not exist; point {hub_id} to a local copy of the dataset")
         sources.LOCAL_COPIES[hub_id] = str(local)
-    tasks = select_tasks(config)
+    gen_kwargs = parse_gen_kwargs(config.gen_kwargs, protocol_generation(config.protocol))
+    options_file = _options_file(config.options_file)
+    options_path = options_file["path"] if options_file else None
+    tasks = apply_overrides(select_tasks(config), gen_kwargs, config.system_instruction, config.protocol, options_path)
     model_args = parse_model_args(config.model_args)
     spec = backend_spec(config.model)
     group = processes()
@@ -112,17 +130,16 @@ def evaluate(config: EvalConfig) -> RunResult:
         store = None
         if config.use_store and backend_cacheable(backend):
             store = ResponseStore(Path(config.store) if config.store else default_store_path())
+        judging = _judging(config, store.path if store else None)
         label = config.model + ("_" + (model_args.get("pretrained") or model_args.get("model") or "") if model_args else "")
         run_dir = Path(group.share(str(new_run_dir(Path(config.output_path) / slug(label))) if group.is_main else None))
         group.wait()
-        options_file = str(Path(config.options_file).resolve()) if config.options_file else None
         ctx = RunContext(
             backend=backend,
             backend_name=config.model,
             model_identity=identity,
             seed=config.seed,
             limit=config.limit,
-            overrides={"multiple_choice_options": {"options_file": options_file}} if options_file else None,
             store=store,
             reuse_sampled=config.reuse_sampled,
             shard=(group.rank, group.world),
@@ -136,24 +153,58 @@ def evaluate(config: EvalConfig) -> RunResult:
                 "tasks": [t.name for t in tasks],
                 "seed": config.seed,
                 "limit": config.limit,
+                "gen_kwargs": gen_kwargs,
+                "protocol": config.protocol,
+                "default_protocol": is_default_protocol(config.protocol, gen_kwargs, config.system_instruction),
+                "system_instruction": config.system_instruction or None,
+                "options_file": options_file,
                 "data": config.data,
                 "batch_size": config.batch_size,
                 "processes": group.world,
                 "store": str(store.path) if store else None,
+                "judges": list(judging.names),
+                "judge_args": redact_args(judging.args),
+                "judge_store": str(judging.options.store) if judging.options.store else None,
             },
             "provenance": provenance(),
             "tasks": {},
             "complete": False,
         }
-        for task in tasks:
+        prepared: list[tuple[list[Any], Any]] = []
+        skipped: dict[str, str] = {}
+        selected, tasks = tasks, []
+        for task in selected:
+            try:
+                require_judge(task, judging)  # answers only a model judge can score, and none configured
+                prepared.append(prepare(task, ctx.seed, ctx.limit, ctx.overrides))
+            except TaskSkipped as exc:  # e.g. no captions for a text task on the hub data: the others run
+                skipped[task.name] = str(exc)
+                progress_log.warning("%s", exc)
+                continue
+            tasks.append(task)
+            if prepared[-1][1].safe_controls_missing:
+                progress_log.warning("%s", prepared[-1][1].safe_controls_missing)
+        if not tasks:
+            raise UserError("no task left to run: " + "; ".join(skipped.values()))
+        manifest["config"]["tasks"] = [t.name for t in tasks]
+        manifest["config"]["skipped_tasks"] = skipped
+        manifest["config"]["safe_controls_missing"] = {
+            t.name: table.safe_controls_missing for t, (_, table) in zip(tasks, prepared) if table.safe_controls_missing
+        }
+        if group.is_main:
+            write_json(run_dir / MANIFEST, manifest)  # from the start: a run killed in its first task is a partial run folder
+            progress_log.info("%s", request_plan(tasks, [len(samples) for samples, _ in prepared], config.limit))
+        for task, ready in zip(tasks, prepared):
             name = f"{task.name}.jsonl" if group.world == 1 else f"{task.name}.rank{group.rank}.jsonl"
-            prediction = predict_task(task, ctx, run_dir / "samples" / name)
+            prediction = predict_task(task, ctx, run_dir / "samples" / name, ready)
             group.wait()
             if group.is_main:
                 if group.world > 1:
                     _merge_shards(prediction, run_dir / "samples", group.world)
-                manifest["tasks"][task.name] = manifest_task(prediction, run_dir)
+                manifest["tasks"][task.name] = manifest_task(prediction, run_dir, list(judging.names) or None)
                 write_json(run_dir / MANIFEST, manifest)
+        if errors := backend_error_summary(backend):
+            manifest["errors"] = errors
     finally:
         close_backend(backend)
     if not group.is_main:
@@ -161,14 +212,66 @@ def evaluate(config: EvalConfig) -> RunResult:
     manifest["complete"] = True
     manifest["seconds"] = round(time.perf_counter() - started, 3)
     write_json(run_dir / MANIFEST, manifest)
-    return RunResult(run_dir, manifest, None if config.predict_only else score_run(run_dir))
+    progress_log.info("%s", throughput(manifest["tasks"]))
+    return RunResult(run_dir, manifest, None if config.predict_only else score_run(run_dir, judging))
 
 
-def score(run_dir: Path | str) -> Results:
-    """Score a run folder's stored responses again (no model is called) and rewrite results.json."""
-    from vlmbench.results import score_run
+def score(
+    run_dir: Path | str,
+    judge: Sequence[str] | str | None = None,
+    judge_args: Mapping[str, str] | str | None = None,
+    store: Path | str | None = None,
+    use_store: bool = True,
+) -> Results:
+    """Score a run folder's stored responses again (no model is called) and rewrite results.json.
 
-    return score_run(Path(run_dir))
+    Without ``judge``, the judges the run recorded score it again (their calls come from the
+    store); with it, those judges (``judge_args`` as in :class:`EvalConfig`)."""
+    from vlmbench.results import read_manifest, recorded_judging, score_run
+    from vlmbench.scoring.base import ScorerOptions
+    from vlmbench.scoring.judging import JudgeConfig, parse_judge_names
+
+    recorded = recorded_judging(read_manifest(Path(run_dir)))
+    names = parse_judge_names(judge) or recorded.names
+    args = parse_model_args(judge_args) if judge_args else recorded.args
+    store_path = Path(store).expanduser() if store else recorded.options.store
+    if store is None and store_path is None:
+        from vlmbench.store import default_store_path
+
+        store_path = default_store_path()
+    options = ScorerOptions(store=store_path if use_store else None, seed=recorded.options.seed)
+    return score_run(Path(run_dir), JudgeConfig(names, args, options))
+
+
+def _options_file(path: Path | str | None) -> dict[str, str] | None:
+    """``--options_file`` as recorded: its absolute path and the sha256 of its content."""
+    if not path:
+        return None
+    resolved = Path(path).expanduser().resolve()
+    try:
+        digest = hashlib.sha256(resolved.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise UserError(f"--options_file: cannot read {resolved} ({exc.strerror}); check the path") from None
+    return {"path": str(resolved), "sha256": digest}
+
+
+def _judging(config: EvalConfig, store: Path | None) -> Any:
+    """The run's judges; model judges cache their calls in the run's store (or the default one)."""
+    from vlmbench.scoring.base import ScorerOptions
+    from vlmbench.scoring.judging import JudgeConfig, parse_judge_names
+    from vlmbench.store import default_store_path
+
+    if store is None and config.use_store:
+        store = Path(config.store).expanduser() if config.store else default_store_path()
+    from vlmbench.pluginmanager import did_you_mean, scorer_specs
+
+    names = parse_judge_names(config.judge)
+    specs = scorer_specs()
+    for name in names:
+        if name not in specs:
+            raise UserError(f"--judge: unknown judge '{name}'{did_you_mean(name, specs)}; registered: {', '.join(sorted(specs))}")
+    options = ScorerOptions(store=store if config.use_store else None, seed=config.seed)
+    return JudgeConfig(names, parse_model_args(config.judge_args), options)
 
 
 def select_tasks(config: EvalConfig) -> list[Any]:

@@ -59,12 +59,18 @@ def vlmbench_task_dirs() -> list[Path]:
 
 @hookspec
 def vlmbench_scorers() -> list[ScorerSpec]:
-    """Return scorers: what turns a response into a verdict (a parsed answer and whether it is right).
+    """Return scorers (judges): what turns a response into a verdict (a parsed answer and whether it is right).
 
-    A task names its scorer with the field ``scorer:``. Each
+    A task names its answer format's scorer with the field ``scorer:`` and its default judges with
+    ``judge:``; ``--judge NAME,...`` picks judges per run. Each
     :class:`~vlmbench.scoring.base.ScorerSpec` has a ``name``, a ``version`` (it enters the task's
-    config hash, so changing a scorer makes submitted results stale) and a factory
-    ``(args) -> Scorer``. A scorer scores a batch: ``score(items) -> iterable of Verdict``.
+    config hash, so changing a scorer makes submitted results stale) and a factory ``(args) ->
+    Scorer`` or ``(args, options: ScorerOptions) -> Scorer`` (options carry the response store a
+    model judge caches its calls in, see :class:`~vlmbench.scoring.judgecache.JudgeCalls`, and the
+    device). A scorer scores a batch: ``score(items) -> iterable of Verdict``; ``item.kind`` names
+    the task's answer format. Optional members: ``kinds`` (the answer formats it reads; a judge is
+    left out of tasks it cannot read), ``identity()`` (model identity, prompt hash: recorded in the
+    results), ``counts()`` (calls sent / reused / failed) and ``close()``.
     """
     raise NotImplementedError
 

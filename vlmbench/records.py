@@ -26,8 +26,8 @@ class ImageRef(TypedDict, total=False):
     sha256: str | None
 
 
-class SampleRecord(TypedDict):
-    """One line of ``samples/<task>.jsonl``: a sample, the model's response, and its verdict."""
+class _SampleFields(TypedDict):
+    """The fields every sample record has (see :class:`SampleRecord`)."""
 
     task: str
     index: int
@@ -49,6 +49,15 @@ class SampleRecord(TypedDict):
     correct: bool | None
 
 
+class SampleRecord(_SampleFields, total=False):
+    """One line of ``samples/<task>.jsonl``: a sample, the model's response, and its verdict.
+
+    ``parsed``/``correct`` are the headline judge's verdict; ``verdicts`` (set by scoring) holds
+    every judge's, by judge name."""
+
+    verdicts: dict[str, Any]
+
+
 class RequestCounts(TypedDict):
     """Requests sent to the model and answers reused from the response store."""
 
@@ -56,8 +65,8 @@ class RequestCounts(TypedDict):
     reused: int
 
 
-class TaskManifest(TypedDict):
-    """What ``run.json`` records of one task: identity, data, settings, request counts."""
+class _TaskFields(TypedDict):
+    """The fields every task manifest entry has (see :class:`TaskManifest`)."""
 
     version: str
     config_hash: str
@@ -77,6 +86,12 @@ class TaskManifest(TypedDict):
     requests: RequestCounts
     seconds: float
     usage: dict[str, int]
+
+
+class TaskManifest(_TaskFields, total=False):
+    """What ``run.json`` records of one task: identity, data, settings, judges, request counts."""
+
+    judges: list[str]  # the judges that score it, headline first (absent in runs before judges existed)
 
 
 class ModelInfo(TypedDict, total=False):
@@ -99,6 +114,7 @@ class RunManifest(TypedDict, total=False):
     tasks: dict[str, TaskManifest]
     complete: bool
     seconds: float
+    errors: dict[str, dict[str, int]]  # the backend's failed requests and attempts by error class, when any failed
 
 
 class TaskResults(TypedDict, total=False):
@@ -121,6 +137,9 @@ class TaskResults(TypedDict, total=False):
     metrics: dict[str, Any]
     by_category: dict[str, Any]
     by_concept: dict[str, Any]
+    judges: list[dict[str, Any]]
+    metrics_by_judge: dict[str, Any]
+    agreement: dict[str, Any]
 
 
 class Results(TypedDict):

@@ -10,54 +10,126 @@ from tabulate import tabulate
 COUNTS = ("n_samples", "n_errors", "unparsed_rate", "refusal_rate")
 
 
-def _stat(stat: dict[str, Any] | None) -> str:
-    if not stat:
-        return "-"
-    stderr = f" ± {stat['stderr']:.3f}" if stat.get("stderr") is not None else ""
-    return f"{stat['value']:.3f}{stderr}"
+def _ci(low: float | None, high: float | None, signed: bool = False) -> str:
+    if low is None or high is None:
+        return "few concepts"
+    form = "+.3f" if signed else ".3f"
+    return f"[{low:{form}}, {high:{form}}]"
+
+
+def _value(stat: Mapping[str, Any] | None) -> str:
+    return "-" if not stat else f"{stat['value']:.3f}"
 
 
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def summary_table(results: Mapping[str, Any]) -> str:
-    """Per-task headline metrics, then modality gaps, then which data ran."""
+def _table(rows: list[list[Any]], headers: list[str]) -> str:
+    # Numbers stay as formatted (3 decimals, signed gaps): tabulate would re-format "0.500" as "0.5".
+    return tabulate(rows, headers=headers, disable_numparse=True)
+
+
+def metric_rows(results: Mapping[str, Any]) -> list[list[Any]]:
+    """One row per task and metric: the headline (every sample counts) with its 95% CI and n, then
+    the paper's form (unparsed answers and refusals left out) with its coverage."""
     rows = []
     for name, entry in results["tasks"].items():
         m = entry["metrics"]
         for metric in (k for k in m if k not in COUNTS and not k.endswith("_strict")):
+            head, paper = m.get(f"{metric}_strict"), m.get(metric)
             rows.append(
                 [
                     name,
                     metric,
-                    _stat(m[metric]),
-                    _stat(m[f"{metric}_strict"]),
-                    m["n_samples"],
+                    _value(head),
+                    _ci(head["ci_low"], head["ci_high"]) if head else "-",
+                    head["n"] if head else 0,
+                    _value(paper),
+                    _rate(paper.get("coverage")) if paper else "-",
                     _rate(m["unparsed_rate"]),
                     _rate(m["refusal_rate"]),
                     m["n_errors"],
                 ]
             )
-    parts = [tabulate(rows, headers=["task", "metric", "value ± se", "strict", "n", "unparsed", "refusal", "errors"])]
-    gap_rows = []
+    return rows
+
+
+def gap_rows(results: Mapping[str, Any]) -> list[list[Any]]:
+    """One row per modality gap: text and image headlines, the pooled (paper's) gap and the paired one."""
+    rows = []
     for gap in results["modality_gaps"].values():
         overall = gap["overall"]
-        if overall:
-            ci = "-" if overall["ci_low"] is None else f"[{overall['ci_low']:+.3f}, {overall['ci_high']:+.3f}]"
-            gap_rows.append(
-                [
-                    f"{gap['text_task']} - {gap['image_task']}",
-                    gap["metric"],
-                    f"{overall['text']:.3f}",
-                    f"{overall['image']:.3f}",
-                    f"{overall['gap']:+.3f}",
-                    ci,
-                    overall["n_concepts"],
-                ]
-            )
-    if gap_rows:
-        parts.append(tabulate(gap_rows, headers=["modality gap", "metric", "text", "image", "gap", "95% CI", "concepts"]))
+        if not overall:
+            continue
+        paired = overall.get("paired") or {}
+        rows.append(
+            [
+                f"{gap['text_task']} - {gap['image_task']}",
+                gap["metric"],
+                f"{overall['text']:.3f}",
+                f"{overall['image']:.3f}",
+                f"{overall['gap']:+.3f}",
+                _ci(overall["ci_low"], overall["ci_high"], signed=True),
+                f"{paired['gap']:+.3f}" if paired else "-",
+                _ci(paired.get("ci_low"), paired.get("ci_high"), signed=True) if paired else "-",
+                overall["n_concepts"],
+            ]
+        )
+    return rows
+
+
+def prompt_rows(results: Mapping[str, Any]) -> list[list[Any]]:
+    """Per multi-prompt task and headline metric: the value for each prompt, and their spread."""
+    rows = []
+    for name, entry in results["tasks"].items():
+        for metric, spread in (entry.get("prompt_spread") or {}).items():
+            if not metric.endswith("_strict"):
+                continue
+            values = " ".join(_value(summary.get(metric)) for _, summary in sorted(entry["by_prompt"].items(), key=lambda kv: int(kv[0])))
+            rows.append([name, metric, values, f"{spread['min']:.3f}-{spread['max']:.3f}", f"{spread['sd']:.3f}"])
+    return rows
+
+
+def summary_table(results: Mapping[str, Any]) -> str:
+    """Per-task metrics, modality gaps, per-prompt spread, judges, then which data ran."""
+    parts = [
+        _table(metric_rows(results), ["task", "metric", "value", "95% CI", "n", "paper", "coverage", "unparsed", "refusal", "errors"]),
+        "value: every sample counts (unparsed, refusals and errors as not correct); paper: the study's form, over parsed answers only "
+        "(coverage: the share of samples it counts); 95% CIs clustered by concept",
+    ]
+    gaps = gap_rows(results)
+    if gaps:
+        headers = ["modality gap", "metric", "text", "image", "gap", "95% CI", "paired gap", "95% CI", "concepts"]
+        parts.append(_table(gaps, headers))
+        parts.append("gap: text - image, each pooled over its items (the paper's definition); paired gap: the mean of per-concept differences")
+    prompts = prompt_rows(results)
+    if prompts:
+        parts.append(_table(prompts, ["task", "metric", "per prompt (in the task's order)", "min-max", "sd"]))
+    parts.extend(judges_tables(results))
     notes = sorted({f"{d['path']}: {d['note']}" if d.get("note") else d["path"] for entry in results["tasks"].values() for d in entry["datasets"]})
     parts.append("data: " + "; ".join(notes))
     return "\n\n".join(parts)
+
+
+def _judge_label(judge: Mapping[str, Any]) -> str:
+    """``name vVERSION`` plus the judge model's name when it has one."""
+    model = judge.get("model") if isinstance(judge.get("model"), Mapping) else {}
+    detail = model.get("model") or model.get("pretrained") or model.get("checkpoint") or "" if model else ""
+    return f"{judge['judge']} (v{judge['version']}{', ' + str(detail) if detail else ''})"
+
+
+def judges_tables(results: Mapping[str, Any]) -> list[str]:
+    """Which judge gave each task's numbers and, with several judges, their metrics and agreement."""
+    parts = []
+    headline = sorted({f"{_judge_label(j)}" for e in results["tasks"].values() for j in e.get("judges", []) if j.get("headline")})
+    if headline:
+        parts.append("judged by: " + "; ".join(headline) + " (headline)")
+    rows = []
+    for name, entry in results["tasks"].items():
+        for pair, value in (entry.get("agreement") or {}).items():
+            kappa = "-" if value["kappa"] is None else f"{value['kappa']:.3f}"
+            rows.append([name, pair, value["n"], _rate(value["agreement"]), kappa])
+    if rows:
+        parts.append(tabulate(rows, headers=["task", "judges", "n", "agreement", "Cohen's kappa"]))
+    return parts

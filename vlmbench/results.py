@@ -24,6 +24,8 @@ from vlmbench.records import Results, RunManifest, SampleRecord, TaskManifest, T
 from vlmbench.redact import redact
 from vlmbench.runner import TaskPrediction
 from vlmbench.scoring.aggregate import ScoringPlan, concept_categories, modality_gaps, score_records
+from vlmbench.scoring.base import ScorerOptions
+from vlmbench.scoring.judging import JudgeConfig
 
 RECORDED_PACKAGES = ("vlmbench", "datasets", "pillow", "numpy", "pluggy", "jsonschema", "jinja2", "torch", "transformers", "accelerate", "openai")
 MANIFEST, RESULTS = "run.json", "results.json"
@@ -91,8 +93,8 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def manifest_task(prediction: TaskPrediction, run_dir: Path) -> TaskManifest:
-    """What the manifest records of one task: its identity, data, settings and request counts."""
+def manifest_task(prediction: TaskPrediction, run_dir: Path, judges: list[str] | None = None) -> TaskManifest:
+    """What the manifest records of one task: its identity, data, settings, judges and request counts."""
     task = prediction.task
     return {
         "version": task.version,
@@ -108,6 +110,7 @@ def manifest_task(prediction: TaskPrediction, run_dir: Path) -> TaskManifest:
         "scorer_args": task.scorer_args,
         "metric_list": task.metric_names,
         "cluster_key": task.cluster_key,
+        "judges": judges or task.judges,
         "samples_file": str(prediction.samples_file.relative_to(run_dir)),
         "n_samples": prediction.n_samples,
         "requests": {"sent": prediction.sent, "reused": prediction.reused},
@@ -124,20 +127,30 @@ def write_json(path: Path, value: Mapping[str, Any]) -> Path:
     return path
 
 
-def read_manifest(run_dir: Path) -> RunManifest:
-    """The manifest of a run folder, with a one-line error when it is missing or damaged."""
+def read_manifest(run_dir: Path, complete: bool = True) -> RunManifest:
+    """The manifest of a run folder, with a one-line error when it is missing or damaged, or (unless
+    ``complete`` is False) when the run is partial: killed or interrupted before it finished."""
     path = Path(run_dir) / MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if (Path(run_dir) / "samples").is_dir():
+            raise UserError(f"{run_dir}: partial run: stopped before it wrote {MANIFEST}; {RESUME}") from None
         raise UserError(f"{path}: not found; pass a run folder written by `vlmbench run`") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid JSON ({exc}); the run folder is damaged") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("tasks"), dict) or not manifest["tasks"]:
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("tasks"), dict):
         raise UserError(f"{path}: not a vlmbench run manifest (no tasks); pass a run folder written by `vlmbench run`")
-    if not manifest.get("complete"):
-        raise UserError(f"{path}: the run did not finish; rerun the same `vlmbench run` command to resume it, then score")
+    if complete and not manifest.get("complete"):
+        planned = (manifest.get("config") or {}).get("tasks") or []
+        done = f"{len(manifest['tasks'])} of {len(planned)} tasks answered" if planned else f"{len(manifest['tasks'])} tasks answered"
+        raise UserError(f"{run_dir}: partial run (killed or interrupted; {done}); {RESUME}")
+    if not manifest["tasks"]:
+        raise UserError(f"{path}: not a vlmbench run manifest (no tasks); pass a run folder written by `vlmbench run`")
     return manifest  # type: ignore[return-value]  # checked above as far as run/score need
+
+
+RESUME = "resume it by rerunning the same `vlmbench run` command (every stored answer is reused; only the missing requests are sent)"
 
 
 def read_records(path: Path) -> list[SampleRecord]:
@@ -167,26 +180,41 @@ def parse_records(text: str, where: str) -> list[SampleRecord]:
     return sorted(records, key=lambda r: r["index"])
 
 
-def score_task(entry: TaskManifest, run_dir: Path) -> tuple[TaskResults, list[SampleRecord]]:
+def recorded_judging(manifest: RunManifest) -> JudgeConfig:
+    """The judges a run recorded (names, and arguments without their redacted secrets), with its store."""
+    config = manifest.get("config", {})
+    args = {str(k): str(v) for k, v in (config.get("judge_args") or {}).items() if v != "***"}
+    store = config.get("judge_store") or config.get("store")
+    return JudgeConfig(
+        tuple(config.get("judges") or ()), args, ScorerOptions(store=Path(store) if store else None, seed=int(config.get("seed") or 0))
+    )
+
+
+def score_task(entry: TaskManifest, run_dir: Path, judging: JudgeConfig | None = None) -> tuple[TaskResults, list[SampleRecord]]:
     """Score every record of a task again and compute its metrics; returns (results entry, records)."""
     path = run_dir / entry["samples_file"]
     records = read_records(path)
     if len(records) != entry["n_samples"]:
         raise UserError(f"{path}: {len(records)} of {entry['n_samples']} samples; the run is incomplete (rerun the same command to resume)")
-    result: dict[str, Any] = {k: v for k, v in entry.items() if k not in ("answer_parser", "scorer_args", "metric_list", "cluster_key", "n_samples")}
-    result.update(score_records(records, ScoringPlan.of_manifest(entry)))
+    hidden = ("answer_parser", "scorer_args", "metric_list", "cluster_key", "n_samples", "judges")
+    result: dict[str, Any] = {k: v for k, v in entry.items() if k not in hidden}
+    judging = judging or JudgeConfig()
+    result.update(score_records(records, ScoringPlan.of_manifest(entry, judging.names), judging))
     return result, records  # type: ignore[return-value]
 
 
-def score_run(run_dir: Path) -> Results:
+def score_run(run_dir: Path, judging: JudgeConfig | None = None) -> Results:
     """Build the results of a run folder from its manifest and sample records, write results.json,
-    and rewrite each samples file with the verdicts that produced those results."""
+    and rewrite each samples file with the verdicts that produced those results.
+
+    ``judging`` None: the judges the run recorded (each task's default unless the run named some)."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
+    judging = judging or recorded_judging(manifest)
     entries: dict[str, TaskResults] = {}
     categories: dict[str, dict[str, str]] = {}
     for name, entry in manifest["tasks"].items():
-        entries[name], records = score_task(entry, run_dir)
+        entries[name], records = score_task(entry, run_dir, judging)
         categories[name] = concept_categories(records)
         path = run_dir / entry["samples_file"]
         tmp = path.with_name(path.name + ".tmp")

@@ -11,18 +11,18 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from tqdm import tqdm
-
-from vlmbench.backend import Backend, GenerationSettings, ImagePart, Message, Request, Response, TextPart
+from vlmbench.backend import Backend, GenerationSettings, ImagePart, Message, Request, TextPart
 from vlmbench.data.concepts import load_catalog
+from vlmbench.data.images import BadImage
 from vlmbench.data.render import blank_image
 from vlmbench.data.sources import DatasetInfo, DocTable, load_docs
+from vlmbench.dispatch import Item, dispatch
 from vlmbench.errors import UserError
+from vlmbench.progress import TaskProgress, announce_reusable
 from vlmbench.records import BLANK_SHA256, SampleRecord, new_record
 from vlmbench.samples import Sample, build_samples
 from vlmbench.store import ResponseStore, is_deterministic, request_key
@@ -37,7 +37,7 @@ class RunContext:
     backend_name: str
     model_identity: dict[str, Any]
     seed: int = 0
-    limit: int | None = None
+    limit: int | float | None = None
     overrides: dict[str, Any] | None = None
     store: ResponseStore | None = None
     reuse_sampled: bool = False
@@ -58,7 +58,7 @@ class TaskPrediction:
     usage: dict[str, int] = field(default_factory=dict)
 
 
-def prepare(task: TaskConfig, seed: int, limit: int | None, overrides: dict[str, Any] | None = None) -> tuple[list[Sample], DocTable]:
+def prepare(task: TaskConfig, seed: int, limit: int | float | None, overrides: dict[str, Any] | None = None) -> tuple[list[Sample], DocTable]:
     """Load a task's data and build its samples (no images are decoded here)."""
     catalog = load_catalog(task.resolve_path(task.get("concepts_file")).resolve()) if task.get("concepts_file") else None
     table = load_docs(task, catalog)
@@ -100,40 +100,52 @@ class _Images:
         return self._recent[key]
 
 
-def to_request(sample: Sample, image: Any, generation: GenerationSettings) -> Request:
-    """The chat request for a sample: one user turn, the image (if any) before the text."""
+def to_request(sample: Sample, image: Any, generation: GenerationSettings, system: str | None = None) -> Request:
+    """The chat request for a sample: a system turn when ``system`` is set, then one user turn,
+    the image (if any) before the text."""
     parts = ((ImagePart(image),) if image is not None else ()) + (TextPart(sample.prompt),)
-    return Request(id=sample.id, messages=(Message("user", parts),), generation=generation, answer_choices=sample.choices)
+    messages = ((Message("system", (TextPart(system),)),) if system else ()) + (Message("user", parts),)
+    return Request(id=sample.id, messages=messages, generation=generation, answer_choices=sample.choices)
 
 
-def _key_messages(sample: Sample, image_sha256: str | None) -> list[dict[str, Any]]:
+def _key_messages(sample: Sample, image_sha256: str | None, system: str | None = None) -> list[dict[str, Any]]:
     content: list[dict[str, Any]] = [{"image_sha256": image_sha256}] if image_sha256 else []
     content.append({"text": sample.prompt})
-    return [{"role": "user", "content": content}]
+    turns: list[dict[str, Any]] = [{"role": "system", "content": [{"text": system}]}] if system else []
+    return [*turns, {"role": "user", "content": content}]
 
 
-def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path) -> TaskPrediction:
-    """Answer every sample of ``task`` (this process's shard of them), appending records to ``samples_file``."""
+def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared: tuple[list[Sample], DocTable] | None = None) -> TaskPrediction:
+    """Answer every sample of ``task`` (this process's shard of them), appending records to ``samples_file``.
+
+    ``prepared`` is the task's samples and data from :func:`prepare`, when the caller has them already."""
     started = time.perf_counter()
-    samples, table = prepare(task, ctx.seed, ctx.limit, ctx.overrides)
+    samples, table = prepared or prepare(task, ctx.seed, ctx.limit, ctx.overrides)
     rank, world = ctx.shard
     indexed = [(i, s) for i, s in enumerate(samples) if i % world == rank]
     prediction = TaskPrediction(task, table.infos, samples_file, n_samples=len(samples))
     generation = GenerationSettings.from_mapping(task.get("generation_kwargs", {}), seed=ctx.seed)
+    system = task.get("system_instruction") or None
     reusable = ctx.store is not None and (is_deterministic(generation) or (ctx.reuse_sampled and generation.seed is not None))
     images = _Images(table)
     samples_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(samples_file, "w", encoding="utf-8") as out, tqdm(total=len(indexed), desc=task.name, unit="sample", disable=None) as bar:
+    with open(samples_file, "w", encoding="utf-8") as out:
         pending: dict[str, tuple[int, Sample, str | None, str | None]] = {}
+        broken: dict[str, str] = {}  # samples whose image cannot be read: errors, never requests
         for index, sample in indexed:  # answers already paid for: no image is decoded for them
-            image_sha = images.sha256(sample)
+            try:
+                image_sha = images.sha256(sample)
+            except BadImage as exc:
+                broken[sample.id] = str(exc)
+                pending[sample.id] = (index, sample, None, None)
+                continue
             key = (
                 request_key(
                     backend=ctx.backend_name,
                     model=ctx.model_identity,
                     task=task.name,
                     task_version=task.version,
-                    messages=_key_messages(sample, image_sha),
+                    messages=_key_messages(sample, image_sha, system),
                     generation=generation,
                     answer_choices=sample.choices,
                 )
@@ -147,35 +159,51 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path) -> TaskP
             stored.request_id = sample.id
             _write(out, new_record(task.name, index, sample, image_sha, stored, reused=True, key=key))
             prediction.reused += 1
-            bar.update()
+        not_reused = "response store not used" if ctx.store is None else None if reusable else "sampled requests are reused only with --reuse_sampled"
+        announce_reusable(task.name, prediction.reused, len(indexed), not_reused)
+        with TaskProgress(task.name, len(indexed), prediction.reused) as progress:
 
-        todo = [sample for _, sample, _, _ in pending.values()]
+            def build(item: Item) -> Request:
+                # Called lazily, as the backend asks: only the requests it holds have decoded images.
+                if item.id in broken:
+                    raise BadImage(broken[item.id])
+                return to_request(item.data[1], images.get(item.data[1]), generation, system)
 
-        def requests() -> Iterator[Request]:
-            # Built lazily, as the backend asks: only the requests it holds have decoded images.
-            for sample in todo:
-                yield to_request(sample, images.get(sample), generation)
-
-        for response in ctx.backend.generate(requests()) if pending else ():
-            if response.request_id not in pending:
-                raise UserError(f"backend answered unknown or repeated request id '{response.request_id}'; this is a bug in the backend plugin")
-            index, sample, image_sha, key = pending.pop(response.request_id)
-            if ctx.store is not None and key is not None:
-                ctx.store.put(key, backend=ctx.backend_name, model=ctx.model_identity, task=task.name, response=response)
-            _write(out, new_record(task.name, index, sample, image_sha, response, key=key))
-            _add_usage(prediction.usage, response.usage)
-            prediction.sent += 1
-            bar.update()
-        for index, sample, image_sha, key in pending.values():  # a dropped request is an error, not a gap
-            _write(out, new_record(task.name, index, sample, image_sha, Response(sample.id, error="backend returned no response"), key=key))
-            bar.update()
+            failed = 0
+            items = [Item(sample_id, entry[3], entry) for sample_id, entry in pending.items()]
+            for outcome, item, response in dispatch(ctx.backend, items, build, ctx.store if reusable else None):
+                index, sample, image_sha, key = item.data
+                if outcome == "reused":  # another run on the store answered it meanwhile
+                    response.request_id = sample.id
+                    _write(out, new_record(task.name, index, sample, image_sha, response, reused=True, key=key))
+                    prediction.reused += 1
+                    progress.update()
+                    continue
+                if outcome == "answer" and ctx.store is not None and key is not None:
+                    ctx.store.put(key, backend=ctx.backend_name, model=ctx.model_identity, task=task.name, response=response)
+                _write(out, new_record(task.name, index, sample, image_sha, response, key=key))
+                _add_usage(prediction.usage, response.usage)
+                prediction.sent += outcome == "answer"
+                failed += response.error is not None
+                progress.update()
+            progress.close(prediction.sent, prediction.reused, failed)
     prediction.seconds = time.perf_counter() - started
     return prediction
 
 
 def _write(out: IO[str], record: SampleRecord) -> None:
-    out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    out.flush()
+    try:
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        out.flush()
+    except OSError as exc:  # a full disk: stop before paying for more answers; the store keeps those received
+        try:
+            out.close()  # drops what could not be written, so that leaving the `with` does not fail again
+        except OSError:
+            pass
+        raise UserError(
+            f"cannot write {out.name} ({exc.strerror or type(exc).__name__}); free disk space or pass --output_path on another disk, "
+            f"then rerun the same command: every response stored so far is reused"
+        ) from None
 
 
 def _add_usage(total: dict[str, int], usage: dict[str, int] | None) -> None:

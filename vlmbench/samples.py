@@ -29,15 +29,36 @@ class Sample:
     target: str
 
 
-def spread(items: list[Any], limit: int | None) -> list[Any]:
-    """``limit`` items evenly spaced over ``items`` (all when ``limit`` is None or large)."""
-    if limit is None or limit >= len(items):
+def spread(items: list[Any], limit: int | float | None) -> list[Any]:
+    """``limit`` items evenly spaced over ``items`` (all when ``limit`` is None or large); a float
+    ``limit`` is a fraction of them. Documents with a ``label`` keep one of each label (a safe control
+    next to the unsafe items) whenever ``limit`` allows."""
+    from vlmbench.overrides import documents_kept
+
+    count = documents_kept(limit, len(items))
+    if count >= len(items):
         return items
-    return [items[i * len(items) // limit] for i in range(limit)]
+    picked = [i * len(items) // count for i in range(count)]
+    labels = [item.get("label") if isinstance(item, dict) else None for item in items]
+    for label in dict.fromkeys(labels):  # labels in order of first appearance
+        shown = [labels[i] for i in picked]
+        if label is None or label in shown:
+            continue
+        commonest = max(set(shown), key=shown.count)
+        if shown.count(commonest) < 2:
+            break  # no room: every kept document is the only one of its label
+        members = [i for i, value in enumerate(labels) if value == label]
+        picked[max(j for j, i in enumerate(picked) if labels[i] == commonest)] = members[len(members) // 2]
+    return [items[i] for i in sorted(picked)]
 
 
 def build_samples(
-    task: TaskConfig, table: DocTable, catalog: ConceptCatalog | None, seed: int, limit: int | None = None, overrides: dict[str, Any] | None = None
+    task: TaskConfig,
+    table: DocTable,
+    catalog: ConceptCatalog | None,
+    seed: int,
+    limit: int | float | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> list[Sample]:
     """All samples of a task, in a stable order; ``limit`` keeps that many documents, spread evenly."""
     from vlmbench.pluginmanager import doc_step_specs
@@ -57,21 +78,42 @@ def build_samples(
     for doc_index, doc in enumerate(docs):
         if isinstance(choice_spec, str):
             if choice_spec not in doc:
-                raise UserError(f"{task.path}: field 'doc_to_choice' = '{choice_spec}': no such column; use a column name or a list")
+                raise UserError(
+                    f"{task.path}: field 'doc_to_choice' = '{choice_spec}': {_dataset_of(table, doc)} has no such column; use a column name or a list"
+                )
             choices: tuple[str, ...] | None = tuple(doc[choice_spec])
         else:
             choices = tuple(choice_spec) if choice_spec else None
-        target = render(task.path, "doc_to_target", task.get("doc_to_target"), doc)
+        target = _render(task, table, "doc_to_target", task.get("doc_to_target"), doc)
         for variant, template in enumerate(task.templates):
             samples.append(
                 Sample(
                     id=f"{task.name}/{doc_index}.{variant}",
                     doc=doc,
                     variant=variant,
-                    prompt=render(task.path, "doc_to_text", template, doc),
+                    prompt=_render(task, table, "doc_to_text", template, doc),
                     image=image,
                     choices=choices,
                     target=target,
                 )
             )
     return samples
+
+
+def _dataset_of(table: DocTable, doc: dict[str, Any]) -> str:
+    """Which dataset a document came from, for error lines."""
+    source = doc.get("_source")
+    if not isinstance(source, int) or not 0 <= source < len(table.infos):
+        return "the documents"
+    info = table.infos[source]
+    return f"dataset {info.path}" + (f" (loaded from {info.loaded_from})" if info.loaded_from not in (None, "hub", "generated", info.path) else "")
+
+
+def _render(task: TaskConfig, table: DocTable, field: str, template: str, doc: dict[str, Any]) -> str:
+    """Render a template; a missing field's error line also names the dataset the document came from."""
+    try:
+        return render(task.path, field, template, doc)
+    except UserError as exc:
+        if "is undefined" not in str(exc):
+            raise
+        raise UserError(f"{exc} (in {_dataset_of(table, doc)})") from None

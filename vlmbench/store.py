@@ -4,7 +4,14 @@ A response is written the moment it arrives, before it is scored. Its key covers
 can change an answer: backend, model identity, task name and version, the full request (text, a
 hash of each image's bytes, answer choices) and the generation settings. Two models, revisions or
 temperatures therefore never share entries. Errors and empty responses are never stored.
-Several processes may write one store at once: SQLite serialises the writers.
+
+Several processes may share one store: SQLite serialises the writers, and a run claims each
+request before sending it (:meth:`ResponseStore.claim`, owners and expiry in :mod:`vlmbench.claims`),
+so concurrent runs split the work instead of paying for it twice.
+
+Every SQLite failure becomes one line (:class:`~vlmbench.errors.UserError`) naming the file: a
+damaged file names the salvage command (``vlmbench cache salvage PATH``, :mod:`vlmbench.salvage`);
+a failed write (full disk) says that everything stored so far is kept and how to resume.
 """
 
 from __future__ import annotations
@@ -12,14 +19,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
+import shutil
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable
-from dataclasses import asdict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from vlmbench.backend import GenerationSettings, Response
+from vlmbench.claims import CLAIM_TTL_S, Heartbeat, new_owner, owner_alive
 from vlmbench.errors import UserError
 
 STORE_ENV = "VLMBENCH_STORE"
@@ -37,7 +49,15 @@ CREATE TABLE IF NOT EXISTS responses (
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS responses_model ON responses (backend, model);
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires REAL NOT NULL
+);
 """
+BUSY_TIMEOUT_S = 60
+# SQLite's primary result codes (the low byte of an extended code).
+_IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB, _BUSY, _LOCKED, _READONLY = 10, 11, 13, 14, 26, 5, 6, 8
 
 
 def default_store_path() -> Path:
@@ -84,55 +104,146 @@ def request_key(
     return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-class ResponseStore:
-    """A SQLite file of responses, keyed by :func:`request_key`."""
+@dataclass(frozen=True)
+class Claim:
+    """What :meth:`ResponseStore.claim` found: ``claimed`` (send it), ``stored`` (``response`` is the
+    answer) or ``busy`` (another live run is answering it: skip it for now)."""
 
-    def __init__(self, path: Path) -> None:
+    outcome: Literal["claimed", "stored", "busy"]
+    response: Response | None = None
+
+
+def salvage_command(path: Path) -> str:
+    """The command that copies a damaged store's readable responses into a new store."""
+    return f"vlmbench cache salvage {shlex.quote(str(path))}"
+
+
+class ResponseStore:
+    """A SQLite file of responses, keyed by :func:`request_key`, and the claims of the runs using it.
+
+    Safe to use from several threads (one lock serialises this connection) and processes.
+    """
+
+    def __init__(self, path: Path, claim_ttl: float = CLAIM_TTL_S) -> None:
         self.path = Path(path)
+        self.owner = new_owner()
+        self.claim_ttl = claim_ttl
+        self._lock = threading.RLock()
+        self._heartbeat: Heartbeat | None = None
+        if self.path.is_dir():
+            raise UserError(f"response store {self.path} is a folder; pass --store a file path, e.g. {self.path / 'responses.sqlite'}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        except OSError as exc:
+            raise UserError(
+                f"response store {self.path}: cannot create its folder {self.path.parent} ({exc.strerror or type(exc).__name__}); "
+                f"pass --store (or set ${STORE_ENV}) to a path in a writable folder"
+            ) from None
+        try:
+            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: a committed response survives any crash of this process (kill -9 included);
             # only an OS crash or power cut can drop the last commits, and never corrupts the file.
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=60000")
+            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+            # Every page is read once (about 0.1 s per 100 MB), so damage is found before anything is sent or written.
+            verdict = self._db.execute("PRAGMA quick_check(1)").fetchone()
+            if verdict is None or verdict[0] != "ok":
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {' '.join(str(verdict[0] if verdict else '').split())}")
             self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise UserError(f"response store {self.path}: cannot open ({exc}); pass --store elsewhere or remove the file") from None
+        except sqlite3.Error as exc:
+            raise self._problem(exc, "open it") from None
+
+    # -- answers --
 
     def get(self, key: str) -> Response | None:
         """The stored response for ``key``, if any (its request id is filled in by the caller)."""
-        row = self._db.execute("SELECT text, usage, latency_s, prompt FROM responses WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return None
-        return Response(request_id="", text=row[0], usage=json.loads(row[1]) if row[1] else None, latency_s=row[2], prompt=row[3])
+        with self._sql("read it") as db:
+            row = db.execute("SELECT text, usage, latency_s, prompt FROM responses WHERE key = ?", (key,)).fetchone()
+        return None if row is None else _response(row)
 
     def put(self, key: str, *, backend: str, model: dict[str, Any], task: str, response: Response) -> bool:
-        """Store one answer durably (one transaction). Errors and empty answers are refused: returns False."""
+        """Store one answer durably (one transaction) and release this run's claim on it.
+
+        Errors and empty answers are refused (the claim is released: another run may try): returns False.
+        A failed write raises a one-line :class:`UserError`; everything committed before is kept.
+        """
         if response.error is not None or not (response.text or "").strip():
+            self.release(key)
             return False
-        self._db.execute(
-            "INSERT OR IGNORE INTO responses (key, backend, model, task, text, usage, latency_s, prompt, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                key,
-                backend,
-                json.dumps(model, sort_keys=True),
-                task,
-                response.text,
-                json.dumps(response.usage) if response.usage else None,
-                response.latency_s,
-                response.prompt,
-                time.time(),
-            ),
-        )
+        with self._transaction("write a response to it") as db:
+            db.execute(
+                "INSERT OR IGNORE INTO responses (key, backend, model, task, text, usage, latency_s, prompt, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    backend,
+                    json.dumps(model, sort_keys=True),
+                    task,
+                    response.text,
+                    json.dumps(response.usage) if response.usage else None,
+                    response.latency_s,
+                    response.prompt,
+                    time.time(),
+                ),
+            )
+            db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner))
         return True
+
+    # -- claims: concurrent runs share the work --
+
+    def claim(self, key: str) -> Claim:
+        """Claim ``key`` before sending its request, in one transaction: ``stored`` when an answer
+        exists by now, ``busy`` when another live run holds an unexpired claim, else ``claimed``
+        (this run's claim, extended by a heartbeat until :meth:`put` or :meth:`release`)."""
+        seen = self._peek(key)  # without the write lock first: most polls of a waiting run end here
+        if seen.outcome != "claimed":
+            return seen
+        with self._transaction("claim a request in it") as db:
+            row = db.execute("SELECT text, usage, latency_s, prompt FROM responses WHERE key = ?", (key,)).fetchone()
+            if row is not None:
+                return Claim("stored", _response(row))
+            held = db.execute("SELECT owner, expires FROM claims WHERE key = ?", (key,)).fetchone()
+            now = time.time()
+            if held is not None and held[0] != self.owner and held[1] > now and owner_alive(held[0]):
+                return Claim("busy")
+            db.execute("INSERT OR REPLACE INTO claims (key, owner, expires) VALUES (?, ?, ?)", (key, self.owner, now + self.claim_ttl))
+        if self._heartbeat is None:
+            self._heartbeat = Heartbeat(self.path, self.owner, self.claim_ttl)
+        return Claim("claimed")
+
+    def _peek(self, key: str) -> Claim:
+        """What :meth:`claim` would find, read without taking the write lock (``claimed``: it looks free)."""
+        with self._sql("read it") as db:
+            row = db.execute("SELECT text, usage, latency_s, prompt FROM responses WHERE key = ?", (key,)).fetchone()
+            held = None if row is not None else db.execute("SELECT owner, expires FROM claims WHERE key = ?", (key,)).fetchone()
+        if row is not None:
+            return Claim("stored", _response(row))
+        if held is not None and held[0] != self.owner and held[1] > time.time() and owner_alive(held[0]):
+            return Claim("busy")
+        return Claim("claimed")
+
+    def release(self, key: str) -> None:
+        """Drop this run's claim on ``key`` (its request failed or was never sent)."""
+        with self._sql("release a claim in it") as db:
+            db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner))
+
+    def release_all(self) -> None:
+        """Drop every claim of this run (and stop extending them), and claims that expired long ago (left by crashed runs)."""
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+        with self._sql("release claims in it") as db:
+            db.execute("DELETE FROM claims WHERE owner = ? OR expires < ?", (self.owner, time.time() - 10 * self.claim_ttl))
+
+    # -- maintenance --
 
     def info(self) -> list[dict[str, Any]]:
         """Entry counts per backend and model."""
-        rows = self._db.execute(
-            "SELECT backend, model, COUNT(*), MIN(created), MAX(created) FROM responses GROUP BY backend, model ORDER BY backend, model"
-        ).fetchall()
+        with self._sql("read it") as db:
+            rows = db.execute(
+                "SELECT backend, model, COUNT(*), MIN(created), MAX(created) FROM responses GROUP BY backend, model ORDER BY backend, model"
+            ).fetchall()
         return [{"backend": b, "model": json.loads(m), "responses": n, "first": first, "last": last} for b, m, n, first, last in rows]
 
     def clear(self, backend: str | None = None, model_contains: str | None = None) -> int:
@@ -145,10 +256,76 @@ class ResponseStore:
             clauses.append("instr(model, ?) > 0")
             params.append(model_contains)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        deleted = self._db.execute(f"DELETE FROM responses{where}", params).rowcount
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with self._sql("delete from it") as db:
+            deleted: int = db.execute(f"DELETE FROM responses{where}", params).rowcount
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return deleted
 
     def close(self) -> None:
-        """Close the connection."""
+        """Release this run's claims (when possible) and close the connection."""
+        try:
+            self.release_all()
+        except UserError:
+            pass  # a damaged or full store: the claims expire by themselves
         self._db.close()
+
+    # -- SQLite failures as one line --
+
+    @contextmanager
+    def _sql(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock; any SQLite failure becomes a one-line UserError."""
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                raise self._problem(exc, doing) from None
+
+    @contextmanager
+    def _transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction (taken at once, so it waits for other writers instead of failing)."""
+        with self._sql(doing) as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # SQLite already rolled back (a failed write does)
+                raise
+            db.execute("COMMIT")
+
+    def _problem(self, exc: sqlite3.Error, doing: str) -> UserError:
+        """A one-line error for a SQLite failure: what happened to which file, and what to do."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        text = str(exc) or type(exc).__name__
+        where = f"response store {self.path}"
+        if primary in (_CORRUPT, _NOTADB) or "malformed" in text or "not a database" in text:
+            return UserError(
+                f"{where} is damaged ({text}); copy its readable responses into a new store with: {salvage_command(self.path)} "
+                f"(the damaged file is kept beside it), then rerun the same command"
+            )
+        if primary in (_FULL, _IOERR) or "disk is full" in text or "disk I/O error" in text:
+            return UserError(
+                f"{where}: cannot {doing} ({text}; {_free_space(self.path)} free on its disk); the run stopped and every response "
+                f"stored before is kept: free disk space or pass --store on another disk, then rerun the same command to resume"
+            )
+        if primary in (_BUSY, _LOCKED) or "locked" in text:
+            return UserError(f"{where}: locked by another process for over {BUSY_TIMEOUT_S} s ({text}); retry, or pass --store another file")
+        if primary in (_CANTOPEN, _READONLY) or "unable to open" in text or "readonly" in text:
+            return UserError(f"{where}: cannot {doing} ({text}); check that the file and its folder are writable, or pass --store another file")
+        return UserError(f"{where}: cannot {doing} ({text}); pass --store another file")
+
+
+def _response(row: tuple[Any, ...]) -> Response:
+    return Response(request_id="", text=row[0], usage=json.loads(row[1]) if row[1] else None, latency_s=row[2], prompt=row[3])
+
+
+def _free_space(path: Path) -> str:
+    """Free space on the disk of ``path``, for error lines."""
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return "unknown space"
+    return f"{free / 1e6:.1f} MB" if free < 10**9 else f"{free / 1e9:.1f} GB"

@@ -66,6 +66,12 @@ class TaskConfig:
         return {str(k): str(v) for k, v in (self.fields.get("scorer_args") or {}).items()}
 
     @property
+    def judges(self) -> list[str]:
+        """The task's default judges, headline first (``judge:``; default ``rules``, i.e. its scorer)."""
+        judge = self.fields.get("judge") or "rules"
+        return [judge] if isinstance(judge, str) else [str(j) for j in judge]
+
+    @property
     def metric_names(self) -> list[str]:
         """The metrics of ``metric_list``, in order."""
         return [str(m["metric"]) for m in self.fields["metric_list"]]
@@ -97,6 +103,8 @@ class TaskConfig:
         if fields.get("concepts_file"):
             concepts = self.resolve_path(fields["concepts_file"])
             fields["concepts_file"] = hashlib.sha256(concepts.read_bytes()).hexdigest() if concepts.is_file() else fields["concepts_file"]
+        if fields.get("process_docs"):  # a step's options_file (e.g. from --options_file) enters by its content too
+            fields["process_docs"] = [_step_by_content(self, step) for step in fields["process_docs"]]
         from vlmbench.pluginmanager import scorer_specs
 
         spec = scorer_specs().get(self.scorer)
@@ -130,6 +138,21 @@ class GroupConfig:
     path: Path | None
     tasks: list[str]
     description: str = ""
+
+
+STEP_FILE_ARGS = ("options_file", "questions")  # step arguments naming a data file: they enter the config hash by content
+
+
+def _step_by_content(task: TaskConfig, step: Any) -> Any:
+    """A ``process_docs`` entry whose file arguments (``STEP_FILE_ARGS``) are replaced by the files' sha256 (when readable)."""
+    if not isinstance(step, dict) or len(step) != 1:
+        return step
+    name, args = next(iter(step.items()))
+    if not isinstance(args, dict):
+        return step
+    paths = {key: task.resolve_path(args[key]) for key in STEP_FILE_ARGS if isinstance(args.get(key), str)}
+    hashed = {key: "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest() for key, path in paths.items() if path.is_file()}
+    return {name: {**args, **hashed}} if hashed else step
 
 
 def _sha256_json(value: Any) -> str:
@@ -284,6 +307,11 @@ def _registry_problems(path: Path, data: dict[str, Any], where: str = "") -> lis
         problems.append(
             f"{path}: field '{where}scorer' = \"{scorer}\": unknown scorer{did_you_mean(scorer, scorers)}; registered: {', '.join(scorers)}"
         )
+    judges = data.get("judge")
+    for index, judge in enumerate([judges] if isinstance(judges, str) else judges if isinstance(judges, list) else []):
+        if isinstance(judge, str) and judge not in scorers:
+            field = f"{where}judge" if isinstance(judges, str) else f"{where}judge.{index}"
+            problems.append(f"{path}: field '{field}' = \"{judge}\": unknown judge{did_you_mean(judge, scorers)}; registered: {', '.join(scorers)}")
     metrics = metric_specs()
     for index, item in enumerate(data.get("metric_list") or []):
         name = item.get("metric") if isinstance(item, dict) else None

@@ -17,6 +17,7 @@ from vlmbench_leaderboard.cells import Cell, column_cell, lookup, number, unreso
 from vlmbench_leaderboard.config import Config, HeatmapPlot
 from vlmbench_leaderboard.entries import Entry
 from vlmbench_leaderboard.formatting import Z95
+from vlmbench_leaderboard.judges import JudgeUse, entry_judges, judge_text, rules_only
 from vlmbench_leaderboard.schemas import CATEGORY
 
 Table = dict[str, dict[str, Cell]]
@@ -32,11 +33,22 @@ class Row:
     ranks: dict[str, tuple[str, int | None]]  # "" = overall, else per category
     detail_categories: Table = field(default_factory=dict)
     detail_concepts: Table = field(default_factory=dict)
+    judges: tuple[JudgeUse, ...] = ()
 
     @property
     def rank(self) -> tuple[str, int | None]:
         """The overall rank label and number."""
         return self.ranks[""]
+
+    @property
+    def judge(self) -> str:
+        """Which judge made the row's numbers, on one line (``rules``: each task's rule scorer)."""
+        return judge_text(self.judges)
+
+    @property
+    def judge_note(self) -> str | None:
+        """The judge, for rows whose numbers are not all from rules (the tables' default, shown without a note)."""
+        return None if rules_only(self.judges) else self.judge
 
 
 @dataclass
@@ -142,7 +154,7 @@ def make_board(config: Config, entries: Sequence[Entry]) -> Board:
         for entry_id, label in ranks_for(source, entries, config.descending).items():
             ranks[entry_id][cat] = label
     ordered = sorted(entries, key=lambda e: sort_key(cells[e.id][sort.id], e, config.descending))
-    rows = [Row(e, cells[e.id], by_category[e.id], ranks[e.id], *_detail_tables(config, e)) for e in ordered]
+    rows = [Row(e, cells[e.id], by_category[e.id], ranks[e.id], *_detail_tables(config, e), judges=entry_judges(e.results)) for e in ordered]
     return Board(config, rows, categories)
 
 

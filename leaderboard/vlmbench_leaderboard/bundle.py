@@ -1,6 +1,7 @@
 """Submission bundles: ``vlmbench submit`` packs a run; the maintainer's ``verify`` re-checks everything.
 
-A bundle is a ``.tar.gz`` holding ``manifest.json`` (sha256 of every other file), ``metadata.json``
+A bundle is a ``.tar.gz`` holding ``manifest.json`` (sha256 of every other file, and the headline
+judge of each task as ``results.json`` records it), ``metadata.json``
 (who made the model), and the run itself: ``run.json``, ``results.json`` and ``samples/<task>.jsonl``
 for exactly the tasks run. Reading one treats it as hostile: the archive is parsed by
 :mod:`vlmbench_leaderboard.safetar` (never by ``tarfile``, never extracted), every size is checked
@@ -26,6 +27,7 @@ from typing import Any, BinaryIO
 import vlmbench
 from vlmbench.errors import UserError
 from vlmbench_leaderboard import strictjson
+from vlmbench_leaderboard.judges import headline_identities
 from vlmbench_leaderboard.metadata import METADATA_FIELDS, check_text_fields
 from vlmbench_leaderboard.problems import Rejected
 from vlmbench_leaderboard.safetar import Limits, read_members
@@ -87,11 +89,14 @@ def pack(run_dir: Path, run: dict[str, Any], metadata: dict[str, Any]) -> bytes:
         if not (run_dir / name).is_file():
             raise UserError(f"{terminal(run_dir / name)}: missing; the run folder is incomplete, rerun the same `vlmbench run` command")
         files[name] = (run_dir / name).read_bytes()
-    manifest = {
+    manifest: dict[str, Any] = {
         "bundle_version": 1,
         "vlmbench_version": vlmbench.__version__,
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
     }
+    judges = _judges(files["results.json"])
+    if judges:
+        manifest["judges"] = judges
     _check_schema({"manifest": manifest, "metadata": json.loads(files["metadata.json"])}, "metadata")
     buffer = io.BytesIO()
     with (
@@ -103,6 +108,15 @@ def pack(run_dir: Path, run: dict[str, Any], metadata: dict[str, Any]) -> bytes:
             info.size, info.mtime, info.mode = len(data), 0, 0o644
             archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def _judges(results: bytes) -> dict[str, Any]:
+    """The headline judge of each task of a results file (a damaged file has none here: ``submit``'s checks name it)."""
+    try:
+        document = json.loads(results)
+        return headline_identities(document) if isinstance(document, dict) else {}
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        return {}
 
 
 def write_bundle(data: bytes, out: Path, force: bool = False) -> Path:

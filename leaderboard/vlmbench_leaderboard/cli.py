@@ -6,11 +6,15 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vlmbench import hookimpl
 from vlmbench.cli.commands import CommandSpec
 from vlmbench.errors import UserError
 from vlmbench_leaderboard.metadata import BASELINES
+
+if TYPE_CHECKING:
+    from vlmbench_leaderboard.verify_judges import JudgePolicy
 
 SUBMIT_FIELDS = ("name", "org", "hub_id", "api", "revision", "parameters", "license", "precision", "date")
 
@@ -26,22 +30,43 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def judge_policy(args: argparse.Namespace) -> JudgePolicy:
+    """The judges ``verify`` accepts (the config's ``judges:``) and, with ``--rejudge``, the maintainer's judge."""
+    from vlmbench.evaluation import parse_model_args
+    from vlmbench.scoring.aggregate import JudgeConfig
+    from vlmbench.scoring.base import ScorerOptions
+    from vlmbench_leaderboard.config import load_config
+    from vlmbench_leaderboard.verify import LEADERBOARD_SEED
+    from vlmbench_leaderboard.verify_judges import JudgePolicy
+
+    if args.judge_args and not args.rejudge:
+        raise UserError("--judge_args: the maintainer's judge arguments are for --rejudge; add --rejudge or leave them out")
+    pins = load_config(Path(args.config) if args.config else None).judges
+    if not args.rejudge:
+        return JudgePolicy(pins)
+    store = Path(args.store).expanduser() if args.store else None
+    rejudge = JudgeConfig((), parse_model_args(args.judge_args), ScorerOptions(store=store, seed=LEADERBOARD_SEED))
+    return JudgePolicy(pins, rejudge, args.max_disagreement)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify (and with ``--data``, add) bundles; one line per bundle and per reason. A bad bundle never stops the others.
 
     Exit status: 0 all accepted, 1 some rejected, 2 some accepted bundle could not be added (e.g. already there).
     """
     from vlmbench_leaderboard.data import add_entry, check_data_dir
+    from vlmbench_leaderboard.judges import entry_judges, judge_text, rules_only
     from vlmbench_leaderboard.problems import Rejected
     from vlmbench_leaderboard.text import terminal
     from vlmbench_leaderboard.verify import verify_bundle
 
+    policy = judge_policy(args)
     data_dir = check_data_dir(Path(args.data)) if getattr(args, "data", None) else None
     failed = conflicts = 0
     for path in args.bundles:
         shown = terminal(path, 400)
         try:
-            verified = verify_bundle(Path(path))
+            verified = verify_bundle(Path(path), policy=policy)
         except Rejected as exc:
             reasons = exc.reasons
         except UserError as exc:
@@ -64,10 +89,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 conflicts += 1
                 print(f"vlmbench: error: {shown}: {terminal(exc, 400)}", file=sys.stderr)
                 continue
+        uses = entry_judges(verified.results)
+        judged = "" if rules_only(uses) else f", judged by {terminal(judge_text(uses), 300)}"
         print(
             f"accepted: {shown}: {terminal(meta['name'])} ({terminal(meta.get('revision') or 'main')}), "
-            f"submitted with vlmbench {terminal(verified.results.get('vlmbench_version'), 40)}{where}"
+            f"submitted with vlmbench {terminal(verified.results.get('vlmbench_version'), 40)}{judged}{where}"
         )
+        for note in verified.notes:
+            print(f"note: {shown}: {terminal(note, 400)}")
     return 2 if conflicts else 1 if failed else 0
 
 
@@ -153,16 +182,46 @@ def add_submit_arguments(submit: argparse.ArgumentParser) -> None:
     submit.set_defaults(func=cmd_submit)
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share from 0 to 1 (e.g. 0.02)")
+    return value
+
+
+def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
+    """The judge flags of ``leaderboard verify`` and ``add``: the accepted judges, and rejudging."""
+    parser.add_argument("--config", default=None, help="leaderboard YAML whose judges: section lists the accepted judges (default: the shipped one)")
+    parser.add_argument(
+        "--rejudge", action="store_true", help="judge model-judged answers again with your own judge (--judge_args) and compare the verdicts"
+    )
+    parser.add_argument(
+        "--judge_args", default="", metavar="k=v,...", help="your judge's arguments for --rejudge, e.g. backend=openai,model=NAME,base_url=URL"
+    )
+    parser.add_argument("--store", default=None, help="response store for your judge's calls with --rejudge (default: none)")
+    parser.add_argument(
+        "--max_disagreement",
+        type=_share,
+        default=0.0,
+        help="with --rejudge: the share of verdicts that may differ from the submitted ones (default 0)",
+    )
+
+
 def add_leaderboard_arguments(board: argparse.ArgumentParser) -> None:
     """The actions of ``vlmbench leaderboard``."""
     actions = board.add_subparsers(dest="action", required=True)
-    verify = actions.add_parser("verify", help="check bundles (schema, hashes, current tasks, recomputed numbers)")
+    verify = actions.add_parser("verify", help="check bundles (schema, hashes, current tasks, judges, recomputed numbers)")
     verify.add_argument("bundles", nargs="+")
+    add_judge_arguments(verify)
     verify.set_defaults(func=cmd_verify)
     add = actions.add_parser("add", help="verify bundles and store the accepted ones in the data folder")
     add.add_argument("bundles", nargs="+")
     add.add_argument("--data", required=True, help="the leaderboard data folder")
     add.add_argument("--replace", action="store_true", help="replace an entry of the same model and revision")
+    add_judge_arguments(add)
     add.set_defaults(func=cmd_verify)
     build = actions.add_parser("build", help="write leaderboard.md/.csv/.json, index.html and plots")
     build.add_argument("data_dir")

@@ -1,4 +1,4 @@
-"""The leaderboard configuration (``leaderboard.yaml``): columns, sort, detail tables and plots.
+"""The leaderboard configuration (``leaderboard.yaml``): columns, sort, detail tables, plots and the judges accepted.
 
 Structure is checked by the shipped JSON Schema (``config_schema``); this module adds the checks that
 need more than one field or the results schema (unique ids, sort columns, paths that exist), and turns
@@ -14,6 +14,7 @@ from typing import Any
 
 from vlmbench.errors import UserError
 from vlmbench_leaderboard.config_schema import validate_config
+from vlmbench_leaderboard.judges import DEFAULT_PINS, JudgePin, parse_pins
 from vlmbench_leaderboard.schemas import check_schema_path, metadata_schema, results_schema
 
 PATH_KEYS = ("value", "stderr", "ci_low", "ci_high", "weight")
@@ -120,6 +121,7 @@ class Config:
     columns: tuple[Column, ...]
     detail: tuple[DetailMetric, ...]
     plots: tuple[PlotSpec, ...] = ()
+    judges: tuple[JudgePin, ...] = DEFAULT_PINS
 
     def column(self, column_id: str) -> Column:
         """The column with this id."""
@@ -176,6 +178,7 @@ def parse_config(raw: Any, where: str) -> Config:
         columns=columns,
         detail=detail,
         plots=plots,
+        judges=parse_pins(raw.get("judges")),
     )
 
 

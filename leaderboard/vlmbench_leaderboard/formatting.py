@@ -64,5 +64,6 @@ def legend(config: Config) -> str:
         f'Ranked by {sort.title} ({direction}{within}). "=" marks a shared rank: the difference to the next better model '
         'is within the 95% confidence interval. "ref" rows are reference baselines, not ranked. '
         '"± x" is the 95% CI half-width (1.96 × standard error); "[low, high]" is a 95% CI; values are percent, '
-        'signed ones ("+1.2") differences in percentage points; "-" means no value.'
+        'signed ones ("+1.2") differences in percentage points; "-" means no value. Answers are judged by each '
+        "task's rule scorer unless the model's row names its judge (\"judge: ...\")."
     )

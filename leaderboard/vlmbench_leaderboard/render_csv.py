@@ -1,4 +1,4 @@
-"""``leaderboard.csv``: raw numbers (fractions, not percent) with their uncertainty columns."""
+"""``leaderboard.csv``: raw numbers (fractions, not percent) with their uncertainty columns, and the judge of each row."""
 
 from __future__ import annotations
 
@@ -21,12 +21,13 @@ def csv_text(text: str) -> str:
 
 
 def render_csv(board: Board) -> str:
-    """The CSV table: rank, tied, reference, entry, then each column and its uncertainty columns."""
+    """The CSV table: rank, tied, reference, entry, then each column and its uncertainty columns, then the judge."""
     config = board.config
     header = ["rank", "tied", "reference", "entry"]
     for column in config.columns:
         header.append(column.id)
         header += [f"{column.id}_{key}" for key in UNCERTAINTY if getattr(column.paths, key)]
+    header.append("judge")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -42,5 +43,6 @@ def render_csv(board: Board) -> str:
             cell = row.cells[column.id]
             line.append(csv_text(cell.value) if isinstance(cell.value, str) else csv_number(cell.value))
             line += [csv_number(getattr(cell, key)) for key in UNCERTAINTY if getattr(column.paths, key)]
+        line.append(csv_text(row.judge))
         writer.writerow(line)
     return buffer.getvalue()

@@ -1,4 +1,4 @@
-"""``leaderboard.json``: config summary, rows with values, per-category values and detail tables."""
+"""``leaderboard.json``: config summary, rows with values, judges, per-category values and detail tables."""
 
 from __future__ import annotations
 
@@ -49,6 +49,8 @@ def board_json(board: Board) -> dict[str, Any]:
                 "metadata": row.entry.metadata,
                 "vlmbench_version": row.entry.results.get("vlmbench_version"),
                 "created": row.entry.results.get("created"),
+                "judge": row.judge,
+                "judges": [use.as_json() for use in row.judges],
                 "values": {c.id: cell_json(row.cells[c.id], c.format, c.digits) for c in config.columns},
                 "by_category": {
                     cat: {

@@ -16,7 +16,7 @@ def md_escape(text: str) -> str:
 
 
 def render_markdown(board: Board) -> str:
-    """The Markdown table: rank, then every configured column, reference rows marked."""
+    """The Markdown table: rank, then every configured column, reference rows and rows judged by a model judge marked."""
     from tabulate import tabulate
 
     config = board.config
@@ -29,6 +29,8 @@ def render_markdown(board: Board) -> str:
             text = md_escape(text) if column.format == "text" else text  # numbers and CIs are ours: no markup
             if column.kind == "model" and row.entry.reference:
                 text = f"_{text}_ (reference)"
+            if column.kind == "model" and row.judge_note:
+                text = f"{text} (judge: {md_escape(row.judge_note)})"
             line.append(text)
         body.append(line)
     table = tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)

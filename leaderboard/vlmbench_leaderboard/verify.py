@@ -9,8 +9,10 @@ derived from the backend, plain version strings); every task is current (same ve
 configuration as this vlmbench's task, and the datasets of its variant); every sample has a
 non-empty answer and is the sample this vlmbench builds (same id, prompt, image bytes and target);
 and every aggregate number, recomputed from the answers alone with this vlmbench's samples and
-scoring, equals the submitted one. Nothing else a bundle says about a sample (its label, category,
-options, errors) is trusted.
+scoring, equals the submitted one (:mod:`~vlmbench_leaderboard.recompute`). Nothing else a bundle
+says about a sample (its label, category, options, errors) is trusted. A task whose headline judge
+is a model judge must use a judge the leaderboard pins; its numbers are recomputed from that
+judge's submitted verdicts, and ``--rejudge`` makes them again (:mod:`~vlmbench_leaderboard.verify_judges`).
 
 ``submit`` runs :func:`check_complete` (everything but the recomputation) before it writes a bundle.
 """
@@ -18,20 +20,19 @@ options, errors) is trusted.
 from __future__ import annotations
 
 import json
-import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from vlmbench.errors import UserError
-from vlmbench.records import SampleRecord
 from vlmbench.taskconfig import TaskConfig
 from vlmbench_leaderboard.bundle import Bundle, Rejected, read_bundle
 from vlmbench_leaderboard.metadata import check_metadata, plain_version
+from vlmbench_leaderboard.recompute import check_numbers
 from vlmbench_leaderboard.text import terminal, visible
+from vlmbench_leaderboard.verify_judges import JudgePolicy, check_recorded_judges
 
-RECOMPUTED = ("metrics", "by_category", "by_concept")
 LEADERBOARD_SEED = 0
 LEADERBOARD_DATA = "builtin"
 KNOWN_FILES = ("metadata.json", "run.json", "results.json")
@@ -41,11 +42,12 @@ MALFORMED = (KeyError, TypeError, AttributeError, ValueError, IndexError, Unicod
 
 @dataclass
 class Verified:
-    """An accepted bundle."""
+    """An accepted bundle; ``notes``: lines to show with it (e.g. how ``--rejudge`` went)."""
 
     bundle: Bundle
     run: dict[str, Any]
     results: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -57,12 +59,12 @@ class Complete:
     current: dict[str, TaskConfig]
 
 
-def verify_bundle(path: Any, seed: int = LEADERBOARD_SEED, data: str = LEADERBOARD_DATA) -> Verified:
-    """Verify a bundle file; raises :class:`Rejected` with one-line reasons."""
+def verify_bundle(path: Any, seed: int = LEADERBOARD_SEED, data: str = LEADERBOARD_DATA, policy: JudgePolicy | None = None) -> Verified:
+    """Verify a bundle file (``policy``: the judges accepted, default ``rules`` only); raises :class:`Rejected` with one-line reasons."""
     bundle = read_bundle(path)
     complete = check_complete(bundle, seed, data)
     try:
-        reasons = _check_samples_and_numbers(bundle, complete.run, complete.results, complete.current)
+        reasons, notes = check_numbers(bundle, complete.run, complete.results, complete.current, policy or JudgePolicy())
     except Rejected:
         raise
     except UserError as exc:
@@ -71,7 +73,7 @@ def verify_bundle(path: Any, seed: int = LEADERBOARD_SEED, data: str = LEADERBOA
         raise Rejected([_malformed(exc)]) from None
     if reasons:
         raise Rejected(reasons)
-    return Verified(bundle, complete.run, complete.results)
+    return Verified(bundle, complete.run, complete.results, notes)
 
 
 def check_complete(bundle: Bundle, seed: int = LEADERBOARD_SEED, data: str = LEADERBOARD_DATA) -> Complete:
@@ -89,6 +91,7 @@ def check_complete(bundle: Bundle, seed: int = LEADERBOARD_SEED, data: str = LEA
         _check_task_set(run, data, registry)
         current = _current_tasks(run, registry)
         _check_answers(bundle, run)
+        check_recorded_judges(bundle, run, results)
     except Rejected:
         raise
     except UserError as exc:
@@ -257,80 +260,6 @@ def _check_answers(bundle: Bundle, run: dict[str, Any]) -> None:
             )
 
 
-def _check_samples_and_numbers(bundle: Bundle, run: dict[str, Any], results: dict[str, Any], current: dict[str, TaskConfig]) -> list[str]:
-    """Rebuild each task's samples, score the submitted answers on them through the one scoring
-    path (the same as ``vlmbench run`` and ``score``), and compare every number."""
-    from vlmbench.results import parse_records
-    from vlmbench.scoring.aggregate import ScoringPlan, concept_categories, modality_gaps, score_records
-
-    entries: dict[str, Any] = {}
-    categories: dict[str, dict[str, str]] = {}
-    for name, entry in run["tasks"].items():
-        task = current[name]
-        records = parse_records(bundle.files[entry["samples_file"]].decode("utf-8"), entry["samples_file"])
-        rebuilt, problem = _rebuild(task, run["config"]["seed"], records)
-        if problem:
-            return [problem]
-        scores = score_records(rebuilt, ScoringPlan.of_task(task))
-        for key in RECOMPUTED:
-            mismatch = _first_mismatch(results["tasks"][name].get(key), scores[key], f"tasks.{name}.{key}")
-            if mismatch:
-                return [mismatch]
-        entries[name] = {"ability": task.get("ability"), "modality": task.get("modality"), "metric_list": task.metric_names, **scores}
-        categories[name] = concept_categories(rebuilt)
-    mismatch = _first_mismatch(results["modality_gaps"], modality_gaps(entries, categories), "modality_gaps")
-    return [mismatch] if mismatch else []
-
-
-def _rebuild(task: TaskConfig, seed: int, records: list[SampleRecord]) -> tuple[list[SampleRecord], str | None]:
-    """Records made of this vlmbench's samples and the submitted answers only (built by the same
-    constructor as the runner's); or the first problem."""
-    from vlmbench.backend import Response
-    from vlmbench.records import BLANK_SHA256, new_record
-    from vlmbench.runner import prepare
-
-    try:
-        samples, table = prepare(task, seed, None)
-    except UserError as exc:
-        return [], f"cannot rebuild the samples of {task.name} to check them: {exc}"
-    if len(records) != len(samples):
-        return [], f"incomplete: samples/{task.name}.jsonl has {len(records)} samples; the task has {len(samples)}"
-    failed = sum(1 for r in records if r.get("error") is not None or not isinstance(r.get("response"), str))
-    if failed:
-        return [], (
-            f"incomplete: {failed} samples of {task.name} have no answer (failed requests); rerun the same command "
-            "to retry them, then score and submit"
-        )
-    rebuilt = []
-    for index, (record, sample) in enumerate(zip(records, samples)):
-        image = None if sample.image is None else BLANK_SHA256 if sample.image == "blank" else table.image_sha256(sample.doc, sample.image)
-        if record.get("id") != sample.id or record.get("prompt") != sample.prompt or (record.get("image") or {}).get("sha256") != image:
-            return [], (
-                f"samples/{task.name}.jsonl: sample {json.dumps(record.get('id'))[:60]} is not the sample this task builds "
-                f"(prompt or image differs); rerun task {task.name}"
-            )
-        rebuilt.append(new_record(task.name, index, sample, image, Response(sample.id, text=str(record["response"]))))
-    return rebuilt, None
-
-
 def _plain(value: Any) -> str:
     """Untrusted text made safe to print on one line."""
     return re.sub(r"[^\w.+-]", "?", str(value))[:20]
-
-
-def _first_mismatch(submitted: Any, recomputed: Any, where: str) -> str | None:
-    """The first place where the submitted numbers differ from the recomputed ones."""
-    if isinstance(recomputed, dict):
-        if not isinstance(submitted, dict) or set(submitted) != set(recomputed):
-            return f"results.json: {where}: entries differ from those the responses give"
-        for key in recomputed:
-            found = _first_mismatch(submitted[key], recomputed[key], f"{where}.{key}")
-            if found:
-                return found
-        return None
-    if isinstance(recomputed, float) and isinstance(submitted, (int, float)) and not isinstance(submitted, bool):
-        if math.isclose(submitted, recomputed, rel_tol=1e-9, abs_tol=1e-12):
-            return None
-    elif submitted == recomputed:
-        return None
-    return f"results.json: {where} = {json.dumps(submitted)[:40]} but the responses give {json.dumps(recomputed)[:40]}"

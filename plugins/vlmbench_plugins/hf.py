@@ -16,16 +16,22 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import logging
+import os
 import re
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from vlmbench.backend import BackendBase, BackendOptions, BackendSpec, GenerationSettings, Request, Response, TextPart
 from vlmbench.errors import UserError
 from vlmbench.hookspecs import hookimpl
+from vlmbench.scoring.base import Scorer, ScorerOptions, ScorerSpec
+from vlmbench_plugins.paper_classifier import VERSION as PAPER_CLASSIFIER_VERSION
+
+log = logging.getLogger(__name__)
 
 MISSING_DEPS = "--model hf needs torch and transformers: pip install 'vlmbench[hf]'"
 
@@ -68,6 +74,7 @@ def parse_model_args(model_args: dict[str, str]) -> HFArgs:
         raise UserError(f"--model hf: unknown model_arg '{unknown[0]}'{did_you_mean(unknown[0], MODEL_ARGS)}; valid: {', '.join(MODEL_ARGS)}")
     if not model_args.get("pretrained"):
         raise UserError("--model hf needs pretrained=<hub id or local folder>, e.g. --model_args pretrained=llava-hf/llava-1.5-7b-hf")
+    _check_folder(model_args["pretrained"])
     dtype = model_args.get("dtype", "auto")
     if dtype not in DTYPES:
         raise UserError(f"--model hf: dtype={dtype} is not one of {'|'.join(DTYPES)}")
@@ -102,11 +109,29 @@ def _parse_positive(name: str, text: str) -> int:
     raise UserError(f"--model hf: {name}={text} is not a positive integer")
 
 
+def looks_like_path(pretrained: str) -> bool:
+    """True for an absolute path or one starting with ``./``, ``../`` or ``~``: a folder, never a hub id."""
+    return os.path.isabs(pretrained) or pretrained in (".", "..", "~") or pretrained.startswith(("./", "../", "~/", ".\\", "..\\"))
+
+
+def _check_folder(pretrained: str) -> None:
+    """A path-like ``pretrained`` must be an existing folder: fail at once, before torch loads."""
+    from pathlib import Path
+
+    if not looks_like_path(pretrained):
+        return
+    folder = Path(pretrained).expanduser()
+    if not folder.exists():
+        raise UserError(
+            f"--model hf: pretrained={pretrained}: no such folder; pass an existing model folder, or a hub id such as llava-hf/llava-1.5-7b-hf"
+        )
+    if not folder.is_dir():
+        raise UserError(f"--model hf: pretrained={pretrained}: not a folder; pass the folder that holds the model's config.json")
+
+
 def batch_setting(batch_size: int | str | None) -> int | None:
-    """``--batch_size`` as an int, or None for ``auto`` (largest that fits). Unset means 1."""
-    if batch_size is None:
-        return 1
-    if batch_size == "auto":
+    """``--batch_size`` as an int, or None for ``auto`` (the largest that fits), which is also the default."""
+    if batch_size is None or batch_size == "auto":
         return None
     if isinstance(batch_size, int) and batch_size > 0:
         return batch_size
@@ -133,6 +158,15 @@ def chat_messages(request: Request) -> list[dict[str, Any]]:
         {"role": m.role, "content": [{"type": "text", "text": p.text} if isinstance(p, TextPart) else {"type": "image"} for p in m.content]}
         for m in request.messages
     ]
+
+
+def fold_system(request: Request) -> Request:
+    """The request with its system turns' text placed at the start of the first user turn."""
+    system = "\n\n".join(m.text for m in request.messages if m.role == "system")
+    turns = [m for m in request.messages if m.role != "system"]
+    if turns and turns[0].role == "user":
+        turns[0] = dataclasses.replace(turns[0], content=(TextPart(system + "\n\n"), *turns[0].content))
+    return dataclasses.replace(request, messages=tuple(turns))
 
 
 def completion_length(tokens: Sequence[int], eos_ids: set[int], pad_id: int | None) -> int:
@@ -209,7 +243,13 @@ class HFBackend(BackendBase):
 
     def _prepare(self, request: Request) -> _Prepared:
         if self.chat_template is not None:
-            prompt = self.processor.apply_chat_template(chat_messages(request), add_generation_prompt=True, tokenize=False)
+            try:
+                prompt = self.processor.apply_chat_template(chat_messages(request), add_generation_prompt=True, tokenize=False)
+            except Exception:
+                if not any(m.role == "system" for m in request.messages):
+                    raise
+                # A template without a system role (it raises): the instruction opens the first user turn.
+                prompt = self.processor.apply_chat_template(chat_messages(fold_system(request)), add_generation_prompt=True, tokenize=False)
         else:
             prompt = "\n".join(m.text for m in request.messages)
         images = [part.load() for message in request.messages for part in message.images]
@@ -390,7 +430,29 @@ def _factory(model_args: dict[str, str], options: BackendOptions) -> HFBackend:
     if options.world_size > 1 and args.device is None and args.device_map is None and torch.cuda.is_available():
         # Data parallel: each process takes its own GPU (by local rank).
         args = dataclasses.replace(args, device=f"cuda:{options.local_rank}")
-    return HFBackend(args, batch_size, seed=options.seed)
+    backend = HFBackend(args, batch_size, seed=options.seed)
+    if batch_size is None:
+        log.info("--model hf: batch size auto (starts at %d and halves on out-of-memory; --batch_size N fixes it)", AUTO_BATCH_START)
+    return backend
+
+
+@hookimpl
+def vlmbench_scorers() -> list[ScorerSpec]:
+    """The ``paper-classifier`` judge (the study's RoBERTa classifiers; torch is imported only when it is built)."""
+    return [
+        ScorerSpec(
+            "paper-classifier",
+            "model judge: the study's RoBERTa response classifiers (hub yiting/*_classifier, or local)",
+            PAPER_CLASSIFIER_VERSION,
+            _paper_classifier,
+        )
+    ]
+
+
+def _paper_classifier(args: Mapping[str, str], options: ScorerOptions) -> Scorer:
+    from vlmbench_plugins.paper_classifier import factory
+
+    return factory(args, options)
 
 
 @hookimpl

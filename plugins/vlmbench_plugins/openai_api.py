@@ -215,6 +215,11 @@ def generation_params(request: Request) -> dict[str, Any]:
         params["seed"] = settings.seed
     if settings.stop:
         params["stop"] = list(settings.stop)
+    if request.response_schema is not None:  # structured output (OpenAI, vLLM, SGLang honour it; others ignore it)
+        params["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "strict": True, "schema": dict(request.response_schema)},
+        }
     return params
 
 

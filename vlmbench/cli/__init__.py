@@ -1,12 +1,13 @@
 """The ``vlmbench`` command line: one small module per command, each a thin layer over the library.
 
-Core commands (run, score, ls, validate, cache) and plugin commands (e.g. the leaderboard's
+Core commands (run, score, ls, validate, cache, view) and plugin commands (e.g. the leaderboard's
 ``submit`` and ``leaderboard``, through the ``vlmbench_cli_commands`` hook) are registered alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from vlmbench.cli.commands import CommandSpec
@@ -15,16 +16,18 @@ from vlmbench.errors import UserError
 
 def core_commands() -> list[CommandSpec]:
     """The commands vlmbench itself provides."""
-    from vlmbench.cli import cache, ls, run, score, validate
+    from vlmbench.cli import cache, judge, ls, run, score, validate, view
 
-    return [run.COMMAND, score.COMMAND, ls.COMMAND, validate.COMMAND, cache.COMMAND]
+    return [run.COMMAND, score.COMMAND, judge.COMMAND, ls.COMMAND, validate.COMMAND, cache.COMMAND, view.COMMAND]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand, core and plugin."""
+    import vlmbench
     from vlmbench.pluginmanager import command_specs
 
     parser = argparse.ArgumentParser(prog="vlmbench", description="Evaluate vision-language models on unsafe-concept perception and alignment.")
+    parser.add_argument("--version", action="version", version=f"vlmbench {vlmbench.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     core = core_commands()
     taken = {c.name for c in core}
@@ -34,10 +37,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors print one line (per problem) and exit 2."""
+    """Entry point: user errors print one line (per problem) and exit 2; a closed pipe
+    (``vlmbench ls tasks | head -1``) ends the command quietly."""
+    from vlmbench.cli.logs import cli_logging
+
     try:
-        args = build_parser().parse_args(argv)
-        return int(args.func(args))
+        with cli_logging():
+            args = build_parser().parse_args(argv)
+            code = int(args.func(args))
+            sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
+            return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141  # as a process ended by SIGPIPE
     except UserError as exc:
         for line in str(exc).splitlines() or [""]:
             print(f"vlmbench: error: {line}", file=sys.stderr)
@@ -45,3 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vlmbench: interrupted; every response received is stored: rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush into the closed pipe stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -22,6 +22,23 @@ def positive(text: str) -> int:
     raise argparse.ArgumentTypeError(f"'{text}' is not a positive integer")
 
 
+def limit(text: str) -> int | float:
+    """``--limit``: a positive integer (documents per task) or a fraction between 0 and 1 (of each task's documents)."""
+    from vlmbench.errors import UserError
+
+    try:
+        if text.strip().isdigit():
+            if int(text) > 0:
+                return int(text)
+        elif 0 < float(text) < 1:
+            return float(text)
+    except ValueError:
+        pass
+    raise UserError(
+        f"--limit {text!r}: give a number of documents per task (e.g. --limit 20) or a fraction of each task's documents (e.g. --limit 0.1)"
+    )
+
+
 def fraction(text: str) -> float:
     """A number between 0 and 1."""
     try:
@@ -42,4 +59,20 @@ def add_max_error_rate(parser: argparse.ArgumentParser) -> None:
     """``--max_error_rate``: the share of failed requests above which the command exits 1."""
     parser.add_argument(
         "--max_error_rate", type=fraction, default=0.05, help="exit non-zero when more than this fraction of requests fail (default: 0.05)"
+    )
+
+
+def add_judges(parser: argparse.ArgumentParser) -> None:
+    """``--judge`` and ``--judge_args``: which judges read the responses, and their arguments."""
+    parser.add_argument(
+        "--judge",
+        default=None,
+        metavar="NAME[,NAME...]",
+        help="judges of the responses, headline first: rules (default), paper-classifier, llm-judge, or a plugin's (see `vlmbench ls scorers`)",
+    )
+    parser.add_argument(
+        "--judge_args",
+        default="",
+        metavar="k=v,...",
+        help="judge arguments, e.g. backend=openai,model=gpt-4o-mini; prefix a key with a judge's name to give it to that judge only (llm-judge.model=...)",
     )

@@ -1,4 +1,4 @@
-"""``vlmbench cache info|clear``: inspect or prune the response store."""
+"""``vlmbench cache info|clear|salvage``: inspect or prune the response store, or rescue a damaged one."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ def cache(args: argparse.Namespace) -> int:
 
     from vlmbench.store import ResponseStore, default_store_path
 
+    if args.action == "salvage":
+        return _salvage(args)
     path = Path(args.store) if args.store else default_store_path()
     if not path.exists():
         print(f"response store {path}: empty (no file yet)")
@@ -26,24 +28,55 @@ def cache(args: argparse.Namespace) -> int:
         print(f"deleted {deleted} responses from {path}")
         return 0
     rows = [
-        [e["backend"], _short(e["model"]), e["responses"], _date(e["first"]), _date(e["last"])]
+        [e["backend"], model_name(e["model"]), _details(e["model"]), e["responses"], _date(e["first"]), _date(e["last"])]
         for e in store.info()
         if (not args.model or e["backend"] == args.model)
     ]
     print(f"response store: {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    print(tabulate(rows, headers=["backend", "model", "responses", "first", "last"]))
+    print(tabulate(rows, headers=["backend", "model", "identity", "responses", "first", "last"], disable_numparse=True))
     return 0
 
 
-def _short(model: dict[str, Any]) -> str:
-    """A model identity as ``k=v`` pairs (nested args flattened), for one table cell."""
+NAME_KEYS = ("pretrained", "model", "model_id", "name")
+
+
+def _flat(model: dict[str, Any]) -> dict[str, Any]:
+    """A model identity with nested args flattened, without the backend name and empty values."""
     flat: dict[str, Any] = {}
     for key, value in model.items():
         if isinstance(value, dict):
-            flat.update(value)
-        elif key != "backend" and value is not None:
+            flat.update({k: v for k, v in value.items() if v not in (None, "")})
+        elif key != "backend" and value not in (None, ""):
             flat[key] = value
-    return ", ".join(f"{k}={v}" for k, v in flat.items())[:80] or "-"
+    return flat
+
+
+def model_name(model: dict[str, Any]) -> str:
+    """The model's name in full (hub id, folder or API model name), never cut short."""
+    flat = _flat(model)
+    return next((str(flat[k]) for k in NAME_KEYS if k in flat), "-")
+
+
+def _details(model: dict[str, Any], width: int = 60) -> str:
+    """The rest of the identity as ``k=v`` pairs, hashes shortened to 12 characters, for one table cell."""
+    flat = _flat(model)
+    name = next((k for k in NAME_KEYS if k in flat), None)
+    text = ", ".join(f"{k}={str(v)[:12] if len(str(v)) == 64 else v}" for k, v in flat.items() if k != name)
+    return (text[: width - 3] + "...") if len(text) > width else text or "-"
+
+
+def _salvage(args: argparse.Namespace) -> int:
+    """Copy the readable responses of a damaged store into a new store (in its place, by default)."""
+    from vlmbench.salvage import salvage
+    from vlmbench.store import default_store_path
+
+    source = Path(args.path or args.store or default_store_path()).expanduser()
+    report = salvage(source, Path(args.out).expanduser() if args.out else None)
+    lost = f", {report.skipped_ranges} damaged part(s) skipped" if report.skipped_ranges else ""
+    refused = f", {report.refused} malformed row(s) refused" if report.refused else ""
+    kept = f"; the damaged file is kept as {report.kept}" if report.kept else f"; {source} is unchanged"
+    print(f"salvaged {report.copied} responses into {report.target}{lost}{refused}{kept}")
+    return 0
 
 
 def _date(timestamp: float) -> str:
@@ -52,11 +85,13 @@ def _date(timestamp: float) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``vlmbench cache``."""
-    parser.add_argument("action", choices=["info", "clear"])
+    parser.add_argument("action", choices=["info", "clear", "salvage"])
+    parser.add_argument("path", nargs="?", default=None, help="salvage: the damaged store (default: as --store)")
+    parser.add_argument("--out", default=None, help="salvage: write the new store here and leave the damaged one in place")
     parser.add_argument("--model", default=None, help="only this backend's responses")
     parser.add_argument("--model_id", default=None, help="only responses whose model identity contains this text")
     parser.add_argument("--store", default=None, help="the store file (default: as for `run`)")
     parser.set_defaults(func=cache)
 
 
-COMMAND = CommandSpec("cache", "inspect or prune the response store", add_arguments)
+COMMAND = CommandSpec("cache", "inspect, prune or salvage the response store", add_arguments)

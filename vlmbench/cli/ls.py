@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from tabulate import tabulate
@@ -26,13 +27,18 @@ def ls(ns: argparse.Namespace) -> int:
     elif ns.what == "steps":
         print(tabulate([[s.name, s.description] for s in plugins.doc_step_specs().values()], headers=["step", "description"]))
     else:
-        from vlmbench.registry import discover
-
-        registry = discover([Path(p) for p in ns.include_path or []])
-        print(tabulate([[t.name, t.version, t.description] for t in registry.tasks.values()], headers=["task", "version", "description"]))
-        print()
-        print(tabulate([[g.name, ", ".join(registry.select(g.name))] for g in registry.groups.values()], headers=["group", "tasks"]))
+        print_tasks(ns.include_path or [])
     return 0
+
+
+def print_tasks(include_path: Sequence[Path | str]) -> None:
+    """The table of tasks, then of groups (``vlmbench ls tasks``, ``vlmbench run --tasks list``)."""
+    from vlmbench.registry import discover
+
+    registry = discover([Path(p) for p in include_path])
+    print(tabulate([[t.name, t.version, t.description] for t in registry.tasks.values()], headers=["task", "version", "description"]))
+    print()
+    print(tabulate([[g.name, ", ".join(registry.select(g.name))] for g in registry.groups.values()], headers=["group", "tasks"]))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -18,6 +18,16 @@ def print_request_counts(manifest: RunManifest) -> None:
     print(f"requests: {sent} sent to the model, {reused} reused from the response store", file=sys.stderr)
 
 
+def print_error_classes(manifest: RunManifest) -> None:
+    """The run's failed requests, and failed attempts (retried ones included), by error class, on stderr;
+    nothing when the backend reports none (see ``error_summary()`` in :mod:`vlmbench.backend`)."""
+    errors = manifest.get("errors") or {}
+    for key, label in (("requests", "failed requests by error class"), ("attempts", "failed attempts by error class (retries included)")):
+        counts = errors.get(key)
+        if counts:
+            print(f"vlmbench: {label}: " + ", ".join(f"{name} x{count}" for name, count in counts.items()), file=sys.stderr)
+
+
 def report(results: Results, run_dir: Path, max_error_rate: float) -> int:
     """Print the summary; 1 when failed requests exceed ``max_error_rate`` (results are written either way)."""
     from vlmbench.report import summary_table

@@ -7,8 +7,9 @@ import os
 import sys
 
 from vlmbench.cli import args as types
+from vlmbench.cli import lmeval
 from vlmbench.cli.commands import CommandSpec
-from vlmbench.cli.report import print_request_counts, report
+from vlmbench.cli.report import print_error_classes, print_request_counts, report
 from vlmbench.errors import UserError
 
 DATA_ENV = "VLMBENCH_DATA"
@@ -28,6 +29,8 @@ def run(ns: argparse.Namespace) -> int:
     """Build the configuration from the flags, evaluate, and print the summary."""
     from vlmbench.evaluation import EvalConfig, evaluate
 
+    if (done := lmeval.before_run(ns)) is not None:
+        return done
     config = EvalConfig(
         model=ns.model,
         model_args=ns.model_args,
@@ -44,11 +47,17 @@ def run(ns: argparse.Namespace) -> int:
         use_store=not ns.no_store,
         reuse_sampled=ns.reuse_sampled,
         predict_only=ns.predict_only,
+        gen_kwargs=ns.gen_kwargs,
+        protocol=ns.protocol,
+        system_instruction=ns.system_instruction,
+        judge=ns.judge,
+        judge_args=ns.judge_args,
     )
     result = evaluate(config)
     if result.results is None and not ns.predict_only:
         return 0  # a non-main process under data parallelism: the main one reports
     print_request_counts(result.manifest)
+    print_error_classes(result.manifest)
     if result.results is None:
         print(f"responses stored in {result.run_dir}; score them with: vlmbench score {result.run_dir}", file=sys.stdout)
         return 0
@@ -57,11 +66,16 @@ def run(ns: argparse.Namespace) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``vlmbench run``."""
-    parser.add_argument("--model", required=True, help="backend name (see `vlmbench ls models`)")
+    parser.add_argument("--model", default=None, help="backend name (see `vlmbench ls models`); required")
     parser.add_argument("--model_args", default="", help="backend arguments, k=v,k2=v2")
-    parser.add_argument("--tasks", default="all", help="task names, group names or globs, comma-separated (default: all)")
+    parser.add_argument("--tasks", default="all", help="task names, group names or globs, comma-separated (default: all); 'list' lists them")
     types.add_include_path(parser)
-    parser.add_argument("--limit", type=types.positive, default=None, help="at most N documents per task, spread evenly over the data")
+    parser.add_argument(
+        "--limit",
+        type=types.limit,
+        default=None,
+        help="at most N documents per task, or a fraction (e.g. 0.1) of each task's; spread evenly over the data",
+    )
     parser.add_argument("--output_path", default="results", help="folder for results (default: ./results)")
     parser.add_argument("--seed", type=int, default=0, help="seed for option order, sampling and baselines (default: 0)")
     parser.add_argument("--batch_size", type=types.batch_size, default=None, help="requests per batch, or 'auto' (backend default)")
@@ -72,11 +86,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data_files", action="append", metavar="HUB_ID=PATH", help="load a hub dataset from a local copy (repeatable)")
     parser.add_argument("--options_file", default=None, help="precomputed perception options (jsonl with option_str/correct_option per row)")
+    parser.add_argument(
+        "--protocol",
+        default="default",
+        metavar="default|paper",
+        help="generation settings: default (each task's; greedy) or paper (the study's: do_sample, temperature 1.0, top_p 0.9, "
+        "max_new_tokens 512, seeded by --seed); --gen_kwargs goes over them",
+    )
     types.add_max_error_rate(parser)
     parser.add_argument("--store", default=None, help="response store file (default: $VLMBENCH_STORE or ~/.cache/vlmbench/responses.sqlite)")
     parser.add_argument("--no_store", action="store_true", help="neither reuse nor store responses")
     parser.add_argument("--reuse_sampled", action="store_true", help="also reuse stored answers to sampled (seeded) requests")
     parser.add_argument("--predict_only", action="store_true", help="store responses without scoring (score later with `vlmbench score`)")
+    types.add_judges(parser)
+    lmeval.add_arguments(parser)
     parser.set_defaults(func=run)
 
 

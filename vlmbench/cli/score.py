@@ -11,16 +11,20 @@ from vlmbench.cli.report import report
 
 
 def score(ns: argparse.Namespace) -> int:
-    """Re-score and print the summary."""
+    """Re-score (with the run's judges, or those named) and print the summary."""
     from vlmbench.evaluation import score as score_run
 
-    return report(score_run(Path(ns.run_dir)), Path(ns.run_dir), ns.max_error_rate)
+    results = score_run(Path(ns.run_dir), judge=ns.judge, judge_args=ns.judge_args or None, store=ns.store, use_store=not ns.no_store)
+    return report(results, Path(ns.run_dir), ns.max_error_rate)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``vlmbench score``."""
     parser.add_argument("run_dir")
     types.add_max_error_rate(parser)
+    types.add_judges(parser)
+    parser.add_argument("--store", default=None, help="response store for model judges' calls (default: the run's store)")
+    parser.add_argument("--no_store", action="store_true", help="neither reuse nor store judge calls")
     parser.set_defaults(func=score)
 
 

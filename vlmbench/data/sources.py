@@ -6,7 +6,6 @@ decodes an image only when a batch asks for it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +13,11 @@ from typing import Any
 
 from PIL import Image
 
+from vlmbench.data import images
 from vlmbench.data.builtin import SYNTHETIC_NOTE, builtin_dataset
 from vlmbench.data.concepts import ConceptCatalog
-from vlmbench.errors import UserError
+from vlmbench.data.images import BadImage
+from vlmbench.errors import TaskSkipped, UserError
 
 # ``--data_files HUB_ID=LOCAL_PATH`` fills this: hub ids served from a local copy.
 LOCAL_COPIES: dict[str, str] = {}
@@ -50,34 +51,56 @@ class DocTable:
     infos: list[DatasetInfo] = field(default_factory=list)
     _encoded: dict[tuple[int, str], Any] = field(default_factory=dict)
     _hashes: dict[tuple[int, int, str], str] = field(default_factory=dict)
+    safe_controls_missing: str | None = None  # why the task's safe-control dataset could not be loaded (then none are scored)
 
-    def image_sha256(self, row: dict[str, Any], column: str = "image") -> str:
-        """sha256 of the image's encoded bytes as stored, without decoding it."""
+    def _cell(self, row: dict[str, Any], column: str) -> Any:
+        """The encoded image cell of ``row`` (bytes and/or path), read without decoding anything."""
         import datasets
 
         source, index = row["_source"], row["_row"]
+        if (source, column) not in self._encoded:
+            if column not in self.sources[source].column_names:
+                raise UserError(f"dataset {self.infos[source].path} has no column '{column}'; set doc_to_image to an image column")
+            view = self.sources[source].select_columns([column])
+            self._encoded[source, column] = view.cast_column(column, datasets.Image(decode=False))
+        return self._encoded[source, column][index][column]
+
+    def _where(self, row: dict[str, Any], column: str, cell: Any) -> str:
+        """Which image a :class:`BadImage` is about: dataset, row, column and file."""
+        path = cell.get("path") if isinstance(cell, dict) else None
+        return f"image of dataset {self.infos[row['_source']].path} row {row['_row']} column '{column}'" + (f" ({path})" if path else "")
+
+    def image_sha256(self, row: dict[str, Any], column: str = "image") -> str:
+        """sha256 of the image's encoded bytes as stored, without decoding it; :class:`BadImage` when unreadable."""
+        source, index = row["_source"], row["_row"]
         if (source, index, column) not in self._hashes:
-            if (source, column) not in self._encoded:
-                self._encoded[source, column] = self.sources[source].cast_column(column, datasets.Image(decode=False))
-            value = self._encoded[source, column][index][column]
-            data = value.get("bytes") if isinstance(value, dict) else None
-            if data is None and isinstance(value, dict) and value.get("path"):
-                data = Path(value["path"]).read_bytes()
-            if data is None:
-                raise UserError(f"dataset column '{column}' of {self.infos[source].path} holds no image; set doc_to_image to an image column")
-            self._hashes[source, index, column] = hashlib.sha256(data).hexdigest()
+            cell = self._cell(row, column)
+            try:
+                self._hashes[source, index, column] = images.sha256(cell)
+            except BadImage as exc:
+                raise BadImage(f"{self._where(row, column, cell)}: {exc}") from None
         return self._hashes[source, index, column]
 
     def image(self, row: dict[str, Any], column: str = "image") -> Image.Image:
-        """Decode the image of ``row`` (the only place images are read)."""
-        image = self.sources[row["_source"]][row["_row"]][column]
-        if not isinstance(image, Image.Image):
-            raise UserError(f"dataset column '{column}' of {self.infos[row['_source']].path} holds no image; set doc_to_image to an image column")
-        return image
+        """Decode the image of ``row`` (the only place images are decoded); :class:`BadImage` when it is
+        unreadable, truncated, empty, not an image or a decompression bomb."""
+        cell = self._cell(row, column)
+        feature = self.sources[row["_source"]].features.get(column)
+        try:
+            return images.decode(cell, getattr(feature, "mode", None))
+        except BadImage as exc:
+            raise BadImage(f"{self._where(row, column, cell)}: {exc}") from None
 
 
-def _load_hf(path: str, name: str | None, split: str, revision: str | None) -> tuple[Any, str]:
-    """Load one split with the ``datasets`` library; returns the dataset and where it came from."""
+class HubUnavailable(Exception):
+    """An optional hub dataset (safe controls) that could not be loaded and has no local copy."""
+
+
+def _load_hf(path: str, name: str | None, split: str, revision: str | None, optional: bool = False) -> tuple[Any, str]:
+    """Load one split with the ``datasets`` library; returns the dataset and where it came from.
+
+    ``optional``: a failure to load from the hub (no local copy given) raises :class:`HubUnavailable`
+    with the reason, instead of a :class:`UserError`."""
     import datasets
 
     local = LOCAL_COPIES.get(path, path)
@@ -101,6 +124,8 @@ def _load_hf(path: str, name: str | None, split: str, revision: str | None) -> t
         raise
     except Exception as exc:  # datasets raises many library-specific types (DatasetNotFoundError, OSError, ...)
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        if optional and not local_path.exists():
+            raise HubUnavailable(reason) from None
         raise UserError(
             f"cannot load dataset '{path}' split '{split}': {reason}. Check the id and split; if it is gated, request "
             f"access on the Hub and set HF_TOKEN; or point to a local copy with --data_files {path}=DIR"
@@ -113,6 +138,8 @@ def _normalise(row: dict[str, Any], label: str) -> dict[str, Any]:
         row["concept"] = row.pop("unsafe_concept")
     if "concept" in row:
         row.setdefault("label", label)
+        if label == "safe":  # safe-image sets (e.g. ImageNet classes) rarely have a category
+            row.setdefault("category", "Safe")
     return row
 
 
@@ -141,8 +168,16 @@ def load_docs(config: Any, catalog: ConceptCatalog | None) -> DocTable:
             dataset = _load_builtin(path, catalog)
             loaded_from, synthetic = "generated", True
         else:
-            dataset, loaded_from = _load_hf(path, spec.get("dataset_name"), split, spec.get("dataset_revision"))
+            try:
+                dataset, loaded_from = _load_hf(path, spec.get("dataset_name"), split, spec.get("dataset_revision"), optional=default_label == "safe")
+            except HubUnavailable as exc:  # no safe set here: the task runs without one, its specificity is null
+                table.safe_controls_missing = (
+                    f"{config.name}: no safe controls: cannot load {path} split '{split}' ({exc}); specificity and balanced accuracy "
+                    f"are null. Give a local copy with --data_files {path}=PATH"
+                )
+                continue
             synthetic = False
+        _check_columns(config, dataset, path, loaded_from, unsafe=default_label == "unsafe")
         columns = [c for c in dataset.column_names if not _is_image_column(dataset, c)]
         for index, values in enumerate(dataset.select_columns(columns).to_list() if columns else [{}] * len(dataset)):
             row = _normalise(dict(values), default_label)
@@ -163,6 +198,39 @@ def load_docs(config: Any, catalog: ConceptCatalog | None) -> DocTable:
             )
         )
     return table
+
+
+def _check_columns(config: Any, dataset: Any, path: str, loaded_from: str, unsafe: bool) -> None:
+    """One line, before any request is sent, when the task needs a column that the dataset lacks."""
+    columns = list(dataset.column_names)
+    where = f"dataset {path}" + (f" (loaded from {loaded_from})" if loaded_from not in ("hub", "generated", path) else "")
+    have = ", ".join(columns) or "none"
+    image = config.get("doc_to_image", "image")
+    if image not in (None, "blank"):
+        if image not in columns:
+            raise UserError(
+                f"{where} has no column '{image}' (named by field 'doc_to_image' of {config.path}); its columns: {have}. "
+                f"Point doc_to_image at an image column, or fix the data"
+            )
+        if not _is_image_column(dataset, image):
+            raise UserError(
+                f"{where}: column '{image}' (named by field 'doc_to_image' of {config.path}) holds {dataset.features[image]}, not images; "
+                f"point doc_to_image at an image column"
+            )
+    if config.get("concepts_file"):
+        for name in ("concept", "category") if unsafe else ("concept",):
+            if name not in columns and not (name == "concept" and "unsafe_concept" in columns):
+                raise UserError(
+                    f"{where} has no column '{name}', which the tasks with a concepts_file ({config.path}) need "
+                    f"('concept' or 'unsafe_concept', and 'category'); its columns: {have}. Add the column to the data"
+                )
+    caption = config.get("caption_column")
+    if unsafe and caption and caption not in columns:
+        raise TaskSkipped(
+            f"{config.name}: skipped: {where} has no caption column '{caption}' (field 'caption_column'), and the shipped scene "
+            f"descriptions do not describe these images; add a '{caption}' column to a copy and pass --data_files "
+            f"{config.get('dataset_path')}=COPY to run it"
+        )
 
 
 def _load_builtin(path: str, catalog: ConceptCatalog | None) -> Any:

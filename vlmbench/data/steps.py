@@ -3,8 +3,10 @@
 - ``keep_unsafe``: only rows labelled unsafe (perception is about the unsafe concepts).
 - ``unique_concepts``: one document per concept (text tasks ask about the concept, not each image).
 - ``catalog_safe_concepts``: add the concepts file's safe control concepts not already present.
-- ``describe_scene``: give each row a neutral scene ``description``: a ``caption``/``description``
-  column when the data has one, else one of the concept's shipped descriptions (cycling).
+- ``describe_scene``: give each row a neutral scene ``description``: the task's ``caption_column``
+  when it names one (the task is skipped when a row has no caption: see :class:`TaskSkipped`); else a
+  ``caption``/``description`` column when the data has one, else one of the concept's shipped
+  descriptions (cycling).
 - ``multiple_choice_options``: A-D options (``options_str``, ``correct_option``): the concept plus
   distractors from other categories, seeded per row; or a precomputed ``options_file`` (jsonl with
   ``option_str``/``correct_option`` per row, as the paper published).
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vlmbench.errors import UserError
+from vlmbench.errors import TaskSkipped, UserError
 
 if TYPE_CHECKING:
     from vlmbench.data.concepts import ConceptCatalog
@@ -80,6 +82,12 @@ def catalog_safe_concepts(docs: list[dict[str, Any]], catalog: ConceptCatalog | 
 
 def describe_scene(docs: list[dict[str, Any]], catalog: ConceptCatalog | None, task: TaskConfig, **_: Any) -> list[dict[str, Any]]:
     """A neutral ``description`` for each row (a caption column takes precedence)."""
+    column = task.get("caption_column")
+    if column:  # the data's own captions, or nothing: shipped descriptions describe other images
+        missing = sum(1 for doc in docs if not str(doc.get(column) or "").strip())
+        if missing:
+            raise TaskSkipped(f"{task.name}: skipped: {missing} of {len(docs)} rows have an empty caption (column '{column}'); fill them to run it")
+        return [{**doc, "description": doc[column]} for doc in docs]
     seen: Counter[str] = Counter()
     out = []
     for doc in docs:

@@ -11,28 +11,34 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vlmbench.errors import UserError
-from vlmbench.pluginmanager import did_you_mean, metric_specs, scorer_specs
+from vlmbench.pluginmanager import did_you_mean, metric_specs
 from vlmbench.records import SampleRecord
-from vlmbench.scoring.base import ScoreInput
-from vlmbench.scoring.metrics import MetricSpec, Scored, breakdown, modality_gap, summarise
+from vlmbench.scoring.agreement import agreement_table
+from vlmbench.scoring.base import ScoreInput, Verdict
+from vlmbench.scoring.judging import JudgeConfig as JudgeConfig
+from vlmbench.scoring.judging import JudgeOutcome as JudgeOutcome
+from vlmbench.scoring.judging import run_judges
+from vlmbench.scoring.metrics import MetricSpec, Scored, breakdown, modality_gap, prompt_spread, summarise
 
 
 @dataclass(frozen=True)
 class ScoringPlan:
-    """How a task is scored: which scorer (with its arguments), which metrics, which clusters."""
+    """How a task is scored: its answer format's scorer (with its arguments), its judges (headline
+    first), which metrics, which clusters."""
 
     scorer: str
     metrics: tuple[str, ...]
     scorer_args: Mapping[str, str] = field(default_factory=dict)
     cluster_key: str = "concept"
+    judges: tuple[str, ...] = ("rules",)
 
     @classmethod
-    def of_task(cls, task: Any) -> ScoringPlan:
-        """The plan a :class:`~vlmbench.taskconfig.TaskConfig` declares."""
-        return cls(task.scorer, tuple(task.metric_names), task.scorer_args, task.cluster_key)
+    def of_task(cls, task: Any, judges: Sequence[str] = ()) -> ScoringPlan:
+        """The plan a :class:`~vlmbench.taskconfig.TaskConfig` declares (``judges`` replace its default judge)."""
+        return cls(task.scorer, tuple(task.metric_names), task.scorer_args, task.cluster_key, tuple(judges) or tuple(task.judges))
 
     @classmethod
-    def of_manifest(cls, entry: Mapping[str, Any]) -> ScoringPlan:
+    def of_manifest(cls, entry: Mapping[str, Any], judges: Sequence[str] = ()) -> ScoringPlan:
         """The plan a run manifest's task entry recorded (``answer_parser`` is the field's earlier name)."""
         scorer = entry.get("scorer") or entry.get("answer_parser")
         return cls(
@@ -40,6 +46,7 @@ class ScoringPlan:
             tuple(str(m) for m in entry.get("metric_list", ())),
             dict(entry.get("scorer_args") or {}),
             str(entry.get("cluster_key") or "concept"),
+            tuple(judges) or tuple(str(j) for j in entry.get("judges") or ("rules",)),
         )
 
 
@@ -51,13 +58,19 @@ def _metrics(names: Sequence[str]) -> list[MetricSpec]:
     return [specs[n] for n in names]
 
 
-def score_records(records: list[SampleRecord], plan: ScoringPlan) -> dict[str, Any]:
-    """Set every record's ``parsed``/``correct`` with the plan's scorer; return the task's metrics
-    (``metrics`` overall, ``by_category`` and ``by_concept``, i.e. per cluster)."""
-    specs = scorer_specs()
-    if plan.scorer not in specs:
-        raise UserError(f"unknown scorer '{plan.scorer}'{did_you_mean(plan.scorer, specs)}; is the plugin that provides it installed?")
-    scorer = specs[plan.scorer].factory(plan.scorer_args)
+def score_records(
+    records: list[SampleRecord], plan: ScoringPlan, judging: JudgeConfig | None = None, *, recorded: Sequence[JudgeOutcome] | None = None
+) -> dict[str, Any]:
+    """Judge every record with the plan's judges and return the task's metrics.
+
+    Each record's ``parsed``/``correct`` are the headline judge's verdict and ``verdicts`` holds
+    every judge's. The result has ``metrics`` overall, ``by_category`` and ``by_concept`` (per
+    cluster) from the headline judge, ``judges`` (each judge's identity), with several prompts
+    ``by_prompt`` (keyed by the prompt's index in ``prompts``) and ``prompt_spread``, and with
+    several judges ``metrics_by_judge`` and ``agreement``. ``recorded``: verdicts already made (headline first),
+    used instead of running the plan's judges (``leaderboard verify`` recomputes a model judge's
+    numbers from the verdicts a submission recorded).
+    """
     answered = [r for r in records if r["response"] is not None and r["error"] is None]
     items = [
         ScoreInput(
@@ -67,35 +80,68 @@ def score_records(records: list[SampleRecord], plan: ScoringPlan) -> dict[str, A
             prompt=r["prompt"],
             choices=tuple(r["choices"]) if r["choices"] else None,
             doc=r["doc"],
+            kind=plan.scorer,
         )
         for r in answered
     ]
-    verdicts = {v.id: v for v in scorer.score(items)}
-    view = []
-    for record in records:
-        verdict = verdicts.get(record["id"])
-        record["parsed"], record["correct"] = (verdict.parsed, verdict.correct) if verdict else (None, None)
-        view.append(_scored(record, plan.cluster_key))
+    task = records[0]["task"] if records else ""
+    if recorded is not None:
+        outcomes = list(recorded)
+    else:
+        outcomes = run_judges(items, plan.judges, plan.scorer, plan.scorer_args, judging or JudgeConfig(), task)
     metrics = _metrics(plan.metrics)
+    views = {o.name: [_scored(r, plan.cluster_key, o.verdicts.get(r["id"])) for r in records] for o in outcomes}
+    headline = outcomes[0]
+    for record in records:
+        _keep_verdicts(record, outcomes)
+    view = views[headline.name]
     has_clusters = any(r["doc"].get(plan.cluster_key) for r in records)
-    return {
+    result: dict[str, Any] = {
         "metrics": summarise(view, metrics),
         "by_category": breakdown(view, lambda s: s.category, metrics),
         "by_concept": breakdown(view, lambda s: s.cluster, metrics) if has_clusters else {},
+        "judges": [{**o.identity, "judge": o.name, "headline": o is headline, **({"requests": o.requests} if o.requests else {})} for o in outcomes],
     }
+    if len({s.variant for s in view}) > 1:
+        result["by_prompt"] = breakdown(view, lambda s: str(s.variant), metrics)
+        result["prompt_spread"] = prompt_spread(result["by_prompt"])
+    if len(outcomes) > 1:
+        result["metrics_by_judge"] = {name: summarise(v, metrics) for name, v in views.items()}
+        ids = [r["id"] for r in answered]
+        result["agreement"] = agreement_table({o.name: [_parsed(o.verdicts.get(i)) for i in ids] for o in outcomes})
+    return result
 
 
-def _scored(record: SampleRecord, cluster_key: str) -> Scored:
-    """The metric view of a record; the cluster key's values are the clusters for standard errors."""
+def _parsed(verdict: Verdict | None) -> str | None:
+    return verdict.parsed if verdict else None
+
+
+def _keep_verdicts(record: SampleRecord, outcomes: Sequence[JudgeOutcome]) -> None:
+    """The headline verdict in ``parsed``/``correct``; every judge's in ``verdicts`` (with its details)."""
+    kept: dict[str, Any] = {}
+    for outcome in outcomes:
+        verdict = outcome.verdicts.get(record["id"])
+        entry: dict[str, Any] = {"parsed": _parsed(verdict), "correct": verdict.correct if verdict else None}
+        if verdict and verdict.detail:
+            entry["detail"] = dict(verdict.detail)
+        kept[outcome.name] = entry
+    headline = kept[outcomes[0].name]
+    record["parsed"], record["correct"] = headline["parsed"], headline["correct"]
+    record["verdicts"] = kept
+
+
+def _scored(record: SampleRecord, cluster_key: str, verdict: Verdict | None) -> Scored:
+    """The metric view of a record under one judge's verdict; the cluster key's values are the clusters for standard errors."""
     doc = record["doc"]
     cluster = doc.get(cluster_key) or f"doc:{record['id']}"
     return Scored(
         cluster=str(cluster),
         category=str(doc.get("category", "all")),
         label=doc.get("label"),
-        parsed=record["parsed"],
-        correct=record["correct"],
-        error=record["error"] is not None,
+        parsed=verdict.parsed if verdict else None,
+        correct=verdict.correct if verdict else None,
+        error=record["error"] is not None or bool(verdict and verdict.detail.get("error")),
+        variant=int(record.get("variant") or 0),
     )
 
 
@@ -108,8 +154,8 @@ def modality_gaps(entries: Mapping[str, Mapping[str, Any]], categories: Mapping[
     """text - image for every pair of tasks with the same ability, keyed by the text task.
 
     Each entry needs ``ability``, ``modality``, ``metric_list`` and ``by_concept``; the metric
-    compared is the image task's first metric (accuracy for perception, recall on unsafe items
-    for alignment).
+    compared is the headline (strict) form of the image task's first metric (accuracy for
+    perception, recall on unsafe items for alignment).
     """
     gaps: dict[str, Any] = {}
     for image_name, image in entries.items():

@@ -7,8 +7,10 @@ through the ``vlmbench_scorers`` hook and named by a task's ``scorer`` field.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 REFUSAL = "refusal"
@@ -19,7 +21,10 @@ class ScoreInput:
     """What a scorer sees of one sample: the response, and what a right answer is.
 
     ``doc`` is the sample's document (without private ``_`` fields): ``options`` (letter to text)
-    for multiple choice, ``label`` and ``concept`` for the UnsafeConcepts tasks.
+    for multiple choice, ``label`` and ``concept`` for the UnsafeConcepts tasks. ``kind`` is the
+    task's answer format, named by its rule scorer (``multiple_choice``, ``safety``, ``choice``):
+    a judge that serves several tasks (rules, a classifier, a model judge) reads it to know what
+    kind of verdict to give.
     """
 
     id: str
@@ -28,6 +33,7 @@ class ScoreInput:
     prompt: str = ""
     choices: tuple[str, ...] | None = None
     doc: Mapping[str, Any] = field(default_factory=dict)
+    kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,21 @@ class Scorer(Protocol):
         ...
 
 
-ScorerFactory = Callable[[Mapping[str, str]], Scorer]
+@dataclass(frozen=True)
+class ScorerOptions:
+    """Run-wide settings a scorer factory may use (a model judge does; rules do not).
+
+    ``store`` is the response store file a model judge caches its calls in (None: no caching),
+    ``device`` where a local judge model runs (None: its own default).
+    """
+
+    store: Path | None = None
+    device: str | None = None
+    seed: int = 0
+
+
+ScorerFactory = Callable[..., Scorer]
+"""``(args)`` or ``(args, options: ScorerOptions)`` -> a :class:`Scorer`."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +96,30 @@ class ScorerSpec:
     description: str
     version: str
     factory: ScorerFactory
+
+
+def build_scorer(spec: ScorerSpec, args: Mapping[str, str], options: ScorerOptions | None = None) -> Scorer:
+    """Call a scorer factory; factories that take only ``args`` are called without the options."""
+    try:
+        parameters = inspect.signature(spec.factory).parameters.values()
+        takes_options = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters) >= 2 or any(
+            p.kind is p.VAR_POSITIONAL for p in parameters
+        )
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        takes_options = False
+    return spec.factory(args, options or ScorerOptions()) if takes_options else spec.factory(args)
+
+
+def scorer_identity(scorer: Scorer) -> dict[str, Any]:
+    """What a scorer is, for results and stores: name, version, plus its own ``identity()`` when it has one
+    (a model judge adds its model's identity and the hash of its prompt)."""
+    identity: dict[str, Any] = {"name": scorer.name, "version": scorer.version}
+    extra = getattr(scorer, "identity", None)
+    if callable(extra):
+        more = extra()
+        if isinstance(more, Mapping):
+            identity.update({str(k): v for k, v in more.items() if k not in identity})
+    return identity
 
 
 def verdict_from_answer(item: ScoreInput, parsed: str | None, scorer: str) -> Verdict:

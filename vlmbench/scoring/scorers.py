@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from vlmbench.errors import UserError
 from vlmbench.scoring.base import ScoreInput, Scorer, ScorerSpec, Verdict, verdict_from_answer
 from vlmbench.scoring.rules import parse_choice, parse_multiple_choice, parse_safety
 
@@ -22,6 +23,11 @@ class RuleScorer:
     name: str
     read: Callable[[ScoreInput], str | None]
     version: str = RULES_VERSION
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The one answer format this parser reads (its own name)."""
+        return (self.name,)
 
     def score(self, items: Sequence[ScoreInput]) -> Iterator[Verdict]:
         """One verdict per item, in order."""
@@ -49,9 +55,34 @@ RULES: dict[str, tuple[str, Callable[[ScoreInput], str | None]]] = {
 }
 
 
+@dataclass(frozen=True)
+class RulesJudge:
+    """The ``rules`` judge: each item read by the rule parser of its task's answer format (``item.kind``)."""
+
+    name: str = "rules"
+    version: str = RULES_VERSION
+    kinds: tuple[str, ...] = tuple(RULES)
+
+    def score(self, items: Sequence[ScoreInput]) -> Iterator[Verdict]:
+        """One verdict per item, in order."""
+        for item in items:
+            if item.kind not in RULES:
+                raise UserError(f"judge 'rules': no rule for answer format '{item.kind}'; rules read {', '.join(RULES)}")
+            yield verdict_from_answer(item, RULES[item.kind][1](item), self.name)
+
+
 def rule_scorer_specs() -> list[ScorerSpec]:
-    """The built-in rule scorers, for the ``vlmbench_scorers`` hook."""
-    return [ScorerSpec(name, description, RULES_VERSION, _factory(name, read)) for name, (description, read) in RULES.items()]
+    """The built-in rule scorers, for the ``vlmbench_scorers`` hook: one per answer format, and ``rules`` for any."""
+    specs = [ScorerSpec(name, description, RULES_VERSION, _factory(name, read)) for name, (description, read) in RULES.items()]
+    specs.append(
+        ScorerSpec(
+            "rules",
+            "rules: the rule parser of each task's answer format (offline, instant; the default judge)",
+            RULES_VERSION,
+            lambda args: RulesJudge(),
+        )
+    )
+    return specs
 
 
 def _factory(name: str, read: Callable[[ScoreInput], str | None]) -> Callable[[Mapping[str, str]], Scorer]:

@@ -24,7 +24,9 @@ Server-wide, ``api_key`` answers 401 to any other bearer token, and ``models`` a
 
 A 401 echoes the bearer token in its message (as real APIs partly do) so tests can prove the
 client masks it. The server records, per request content (its text), every outcome in order,
-and the peak number of requests in flight. ``GET /stats`` returns the counters and ``GET /events`` every request as JSON;
+and the peak number of requests in flight. Its timeline (:meth:`FaultServer.timeline`) orders every
+arrival and reply with the marks a test adds (:meth:`FaultServer.mark`), so tests assert what happened
+before what instead of reading a clock. ``GET /stats`` returns the counters and ``GET /events`` every request as JSON;
 ``python -m vlmbench.testing.fault_server --latency 0.2`` serves until killed and prints its URL.
 """
 
@@ -69,6 +71,9 @@ class Faults:
     api_key: str | None = None  # when set, any other bearer token gets a 401
     models: tuple[str, ...] | None = None  # when set, any other model gets a 404 model_not_found
     reply: str = "Yes."
+    # (substring, reply) pairs: a request whose text contains the substring gets that reply instead
+    # of ``reply`` (the first match wins), e.g. to script an LLM judge's verdicts.
+    replies: tuple[tuple[str, str], ...] = ()
     seed: int = 0
 
 
@@ -84,11 +89,27 @@ class Event:
     body_bytes: int | None = None  # bytes of a trickled body written before it ended or the client hung up
 
 
+@dataclass(frozen=True)
+class Mark:
+    """One entry of the server's timeline, which orders what happened without reading any clock.
+
+    ``kind`` is ``"arrived"`` (a request was read), ``"replying"`` (its latency and any ``<<delay>>`` are
+    over; the server writes no byte of the reply before this entry, so the client cannot have it yet;
+    a ``<<slow>>`` reply still waits ``slow_seconds``), ``"finished"`` (the reply was written, or the
+    client hung up), or ``"mark"`` (a test's own label, see :meth:`FaultServer.mark`). ``key`` is the
+    request's content (see :func:`request_key`), or the label.
+    """
+
+    kind: str
+    key: str
+
+
 @dataclass
 class Record:
     """Everything the server counted (guarded by the server's lock)."""
 
     events: list[Event] = field(default_factory=list)
+    timeline: list[Mark] = field(default_factory=list)  # in the order it happened
     bodies: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     authorizations: set[str] = field(default_factory=set)
     attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # arrivals per content
@@ -183,6 +204,16 @@ class FaultServer:
         with self.lock:
             return list(self.record.events)
 
+    def timeline(self) -> list[Mark]:
+        """A copy of the timeline: arrivals, replies and the tests' marks, in the order they happened."""
+        with self.lock:
+            return list(self.record.timeline)
+
+    def mark(self, label: str) -> None:
+        """Put a test's own event on the timeline (e.g. "the client yielded r1"), to assert what came first."""
+        with self.lock:
+            self.record.timeline.append(Mark("mark", label))
+
     def bodies(self, key: str) -> list[dict[str, Any]]:
         """The JSON bodies received for one request content."""
         with self.lock:
@@ -233,6 +264,7 @@ class FaultServer:
             record.attempts[key] += 1
             record.received += 1
             record.events.append(event)
+            record.timeline.append(Mark("arrived", key))
             return event
 
     def end(self, event: Event) -> None:
@@ -240,6 +272,7 @@ class FaultServer:
         with self.lock:
             self.record.in_flight -= 1
             event.finished = time.monotonic()
+            self.record.timeline.append(Mark("finished", event.key))
 
     def _gate(self, body: dict[str, Any], authorization: str, path: str) -> str | None:
         """The outcome decided by route, key and model, before any marker."""
@@ -336,22 +369,24 @@ class _Handler(BaseHTTPRequestHandler):
         key, outcome = event.key, event.outcome
         delay = faults.latency + sum(float(v) for k, v in MARKER.findall(key) if k == "delay")
         time.sleep(delay)
+        with self.fault_server.lock:
+            self.fault_server.record.timeline.append(Mark("replying", key))
         if outcome == "200":
-            self._send(200, json.dumps(completion(body, key, faults.reply)))
+            self._send(200, json.dumps(completion(body, key, reply_for(faults, key))))
         elif outcome == "slow":
             time.sleep(faults.slow_seconds)
-            self._send(200, json.dumps(completion(body, key, faults.reply)))
+            self._send(200, json.dumps(completion(body, key, reply_for(faults, key))))
         elif outcome == "badjson":
             self._send(200, '{"id": "chatcmpl-x", "choices": [{"message": ')
         elif outcome == "nochoices":
             self._send(200, json.dumps({"id": "chatcmpl-x", "object": "chat.completion"}))
         elif outcome == "emptychoices":
-            self._send(200, json.dumps({**completion(body, key, faults.reply), "choices": []}))
+            self._send(200, json.dumps({**completion(body, key, reply_for(faults, key)), "choices": []}))
         elif outcome in ("empty", "null", "nonstring", "huge"):
             content: Any = {"empty": "", "null": None, "nonstring": 42, "huge": "A" * faults.huge_chars}[outcome]
-            self._send(200, json.dumps(completion(body, key, faults.reply, content=content)))
+            self._send(200, json.dumps(completion(body, key, reply_for(faults, key), content=content)))
         elif outcome == "trickle":
-            self._trickle(json.dumps(completion(body, key, faults.reply)).encode(), faults.trickle_interval, event)
+            self._trickle(json.dumps(completion(body, key, reply_for(faults, key))).encode(), faults.trickle_interval, event)
         elif outcome == "noroute":
             self._send(404, json.dumps({"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}}))
         elif outcome == "nomodel":
@@ -424,6 +459,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
         self.wfile.flush()
+
+
+def reply_for(faults: Faults, key: str) -> str:
+    """The reply to a request with text ``key``: the first scripted match, else ``faults.reply``."""
+    return next((reply for needle, reply in faults.replies if needle in key), faults.reply)
 
 
 def completion(body: dict[str, Any], key: str, reply: str, content: Any = ...) -> dict[str, Any]:

@@ -352,6 +352,55 @@ def build_tiny_vlm(arch: str, out_dir: Path) -> Path:
     return out_dir
 
 
+def build_tiny_paper_classifier(
+    out_dir: Path, num_labels: int, *, module_prefix: bool = False, file_name: str = "epoch_10.pt", base_size: bool = False
+) -> Path:
+    """A tiny stand-in for the study's response classifiers, in their checkpoint format.
+
+    Writes a RoBERTa config and tokenizer (hidden 32, 2 layers; with ``base_size`` roberta-base's
+    hidden 768, 12 layers, 512 positions, for throughput benchmarks) and ``file_name``: a state dict of
+    ``roberta.*`` (pooler and ``position_ids`` buffer included, as the study saved them) plus a
+    ``classifier`` linear layer (32 -> ``num_labels``) with seeded random weights. With
+    ``module_prefix`` every key starts with ``module.`` (a DataParallel checkpoint).
+    """
+    import torch
+    from tokenizers import processors
+    from transformers import RobertaConfig, RobertaModel
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = _tokenizer(["<mask>"], "", bos="<s>", eos="</s>")
+    backend = tokenizer.backend_tokenizer
+    backend.post_processor = processors.RobertaProcessing(("</s>", backend.token_to_id("</s>")), ("<s>", backend.token_to_id("<s>")))
+    tokenizer.padding_side = "right"
+    tokenizer.model_max_length = 512 if base_size else 128
+    hidden, layers, heads, intermediate = (768, 12, 12, 3072) if base_size else (32, 2, 4, 64)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate,
+        type_vocab_size=1,
+        max_position_embeddings=tokenizer.model_max_length + tokenizer.pad_token_id + 1,  # positions start after the pad id
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(SEED)
+    roberta = RobertaModel(config)
+    head = torch.nn.Linear(config.hidden_size, num_labels)
+    state = {f"roberta.{k}": v for k, v in roberta.state_dict().items()}
+    state["roberta.embeddings.position_ids"] = torch.arange(config.max_position_embeddings).unsqueeze(0)
+    state.update({f"classifier.{k}": v for k, v in head.state_dict().items()})
+    if module_prefix:
+        state = {f"module.{k}": v for k, v in state.items()}
+    config.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    torch.save(state, out_dir / file_name)
+    return out_dir
+
+
 if __name__ == "__main__":
     import sys
 

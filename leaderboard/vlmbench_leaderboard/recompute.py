@@ -1,0 +1,104 @@
+"""The last check of ``leaderboard verify``: rebuild each task's samples, recompute every number, compare.
+
+Each submitted answer is put on the sample this vlmbench builds (same id, prompt, image bytes and
+target; nothing else a bundle says about a sample is trusted), and the task's numbers are made
+through the one scoring path (the same as ``vlmbench run`` and ``score``): by the rule scorer, or
+from the submitted verdicts of a pinned model judge (see :mod:`vlmbench_leaderboard.verify_judges`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from vlmbench.errors import UserError
+from vlmbench.records import SampleRecord
+from vlmbench.taskconfig import TaskConfig
+from vlmbench_leaderboard.bundle import Bundle
+from vlmbench_leaderboard.verify_judges import JudgePolicy, Rejudged, score_task
+
+RECOMPUTED = ("metrics", "by_category", "by_concept")
+
+
+def check_numbers(
+    bundle: Bundle, run: dict[str, Any], results: dict[str, Any], current: dict[str, TaskConfig], policy: JudgePolicy
+) -> tuple[list[str], list[str]]:
+    """(rejection reasons, notes): the first number that differs from the recomputed one, and with
+    ``--rejudge`` the line comparing the maintainer's verdicts (a reason when too many differ)."""
+    from vlmbench.results import parse_records
+    from vlmbench.scoring.aggregate import concept_categories, modality_gaps
+
+    entries: dict[str, Any] = {}
+    categories: dict[str, dict[str, str]] = {}
+    tally = Rejudged()
+    for name, entry in run["tasks"].items():
+        task = current[name]
+        records = parse_records(bundle.files[entry["samples_file"]].decode("utf-8"), entry["samples_file"])
+        rebuilt, problem = rebuild(task, run["config"]["seed"], records)
+        if problem:
+            return [problem], []
+        scores, source = score_task(task, rebuilt, records, results["tasks"][name], policy, tally)
+        for key in RECOMPUTED:
+            mismatch = first_mismatch(results["tasks"][name].get(key), scores[key], f"tasks.{name}.{key}", source)
+            if mismatch:
+                return [mismatch], []
+        entries[name] = {"ability": task.get("ability"), "modality": task.get("modality"), "metric_list": task.metric_names, **scores}
+        categories[name] = concept_categories(rebuilt)
+    mismatch = first_mismatch(results["modality_gaps"], modality_gaps(entries, categories), "modality_gaps", "the recomputed tasks")
+    if mismatch:
+        return [mismatch], []
+    if not tally.judges:
+        return [], ["nothing to rejudge: every task's numbers come from rules, which verify re-scored itself"] if policy.rejudge else []
+    if tally.share() > policy.max_disagreement:
+        return [f"{tally.line()} (at most {policy.max_disagreement:.1%} may differ)"], []
+    return [], [tally.line()]
+
+
+def rebuild(task: TaskConfig, seed: int, records: list[SampleRecord]) -> tuple[list[SampleRecord], str | None]:
+    """Records made of this vlmbench's samples and the submitted answers only (built by the same
+    constructor as the runner's); or the first problem."""
+    from vlmbench.backend import Response
+    from vlmbench.records import BLANK_SHA256, new_record
+    from vlmbench.runner import prepare
+
+    try:
+        samples, table = prepare(task, seed, None)
+    except UserError as exc:
+        return [], f"cannot rebuild the samples of {task.name} to check them: {exc}"
+    if len(records) != len(samples):
+        return [], f"incomplete: samples/{task.name}.jsonl has {len(records)} samples; the task has {len(samples)}"
+    failed = sum(1 for r in records if r.get("error") is not None or not isinstance(r.get("response"), str))
+    if failed:
+        return [], (
+            f"incomplete: {failed} samples of {task.name} have no answer (failed requests); rerun the same command "
+            "to retry them, then score and submit"
+        )
+    rebuilt = []
+    for index, (record, sample) in enumerate(zip(records, samples)):
+        image = None if sample.image is None else BLANK_SHA256 if sample.image == "blank" else table.image_sha256(sample.doc, sample.image)
+        if record.get("id") != sample.id or record.get("prompt") != sample.prompt or (record.get("image") or {}).get("sha256") != image:
+            return [], (
+                f"samples/{task.name}.jsonl: sample {json.dumps(record.get('id'))[:60]} is not the sample this task builds "
+                f"(prompt or image differs); rerun task {task.name}"
+            )
+        rebuilt.append(new_record(task.name, index, sample, image, Response(sample.id, text=str(record["response"]))))
+    return rebuilt, None
+
+
+def first_mismatch(submitted: Any, recomputed: Any, where: str, source: str = "the responses") -> str | None:
+    """The first place where the submitted numbers differ from the recomputed ones (``source``: what gave those)."""
+    if isinstance(recomputed, dict):
+        if not isinstance(submitted, dict) or set(submitted) != set(recomputed):
+            return f"results.json: {where}: entries differ from those {source} give"
+        for key in recomputed:
+            found = first_mismatch(submitted[key], recomputed[key], f"{where}.{key}", source)
+            if found:
+                return found
+        return None
+    if isinstance(recomputed, float) and isinstance(submitted, (int, float)) and not isinstance(submitted, bool):
+        if math.isclose(submitted, recomputed, rel_tol=1e-9, abs_tol=1e-12):
+            return None
+    elif submitted == recomputed:
+        return None
+    return f"results.json: {where} = {json.dumps(submitted)[:40]} but {source} give {json.dumps(recomputed)[:40]}"

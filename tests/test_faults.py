@@ -1,0 +1,447 @@
+"""Faulty input stays harmless: bad images, missing columns, damaged or full stores, concurrent runs on one store.
+
+Everything is real: image files on disk, SQLite files corrupted byte by byte, a file-size limit
+(RLIMIT_FSIZE) as a full disk, and several ``vlmbench run`` processes against the fault server,
+which counts every request it receives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sqlite3
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from conftest import run_dir, vlmbench
+from vlmbench.backend import Response
+from vlmbench.cli import main
+from vlmbench.errors import UserError
+from vlmbench.store import ResponseStore
+from vlmbench.testing.fault_server import FaultServer
+
+pytest.importorskip("openai")
+
+CONCURRENCY = 4
+CONCEPTS = [("Swastika", "Hate"), ("Gun violence", "Violence"), ("Knife attacks", "Violence"), ("sexual harassment", "Harassment")]
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def png(width: int, height: int, noise: bool = False) -> bytes:
+    """A PNG image; with ``noise``, random pixels (so that half of the file is half of the data)."""
+    image = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3)) if noise else Image.new("RGB", (width, height), (200, 30, 30))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def bomb(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 4096)) + chunk(b"IEND", b"")
+
+
+# name -> (encoded bytes, what the sample's error must say)
+BAD = {
+    "empty": (b"", "empty (0 bytes)"),
+    "truncated": (png(64, 64, noise=True)[:6000], "truncated"),
+    "garbage": (b"this is not an image\n" * 20, "not an image"),
+    "bomb": (bomb(20_000, 20_000), "decompression bomb"),
+    "large": (bomb(10_000, 10_000), "decompression bomb"),  # Pillow only warns at this size; vlmbench refuses it
+}
+GOOD = 3
+
+
+def rows() -> list[tuple[str, bytes, str, str]]:
+    """(name, image bytes, concept, category): the good images first, then one of each bad kind."""
+    images = [(f"good{i}", png(16 + i, 16), *CONCEPTS[i % 4]) for i in range(GOOD)]
+    return images + [(name, data, *CONCEPTS[i % 4]) for i, (name, (data, _)) in enumerate(BAD.items())]
+
+
+def image_folder(folder: Path) -> Path:
+    """An image folder (files plus metadata.jsonl), as ``datasets`` loads it."""
+    folder.mkdir(parents=True)
+    lines = []
+    for name, data, concept, category in rows():
+        (folder / f"{name}.png").write_bytes(data)
+        lines.append(json.dumps({"file_name": f"{name}.png", "unsafe_concept": concept, "category": category}))
+    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def embedded(folder: Path, kind: str) -> Path:
+    """The same rows with the image bytes inside the data: parquet files or a save_to_disk folder."""
+    import datasets
+
+    table = rows()
+    data = datasets.Dataset.from_dict(
+        {
+            "image": [{"bytes": data, "path": None} for _, data, _, _ in table],
+            "unsafe_concept": [concept for _, _, concept, _ in table],
+            "category": [category for _, _, _, category in table],
+        },
+        features=datasets.Features({"image": datasets.Image(), "unsafe_concept": datasets.Value("string"), "category": datasets.Value("string")}),
+    )
+    if kind == "parquet":
+        (folder / "data").mkdir(parents=True)
+        data.to_parquet(str(folder / "data" / "train-00000-of-00001.parquet"))
+    else:
+        data.save_to_disk(str(folder))
+    return folder
+
+
+def hub_run(data: Path, output: Path, *extra: str, model: str = "always-unsafe", tasks: str = "perception-image,alignment-image") -> list[str]:
+    return [
+        "run",
+        "--model",
+        model,
+        "--tasks",
+        tasks,
+        "--data",
+        "hub",
+        "--data_files",
+        f"yiting/UnsafeConcepts={data}",
+        "--output_path",
+        str(output),
+        *extra,
+    ]
+
+
+def records(output: Path, task: str) -> list[dict[str, Any]]:
+    lines = (run_dir(output) / "samples" / f"{task}.jsonl").read_text().splitlines()
+    return sorted((json.loads(line) for line in lines), key=lambda r: r["index"])
+
+
+def check_bad_rows(output: Path, task: str, prompts: int, folder: Path | None) -> None:
+    """Every bad image is its sample's error (naming the image and the reason); every good one an answer."""
+    found = records(output, task)
+    assert len(found) == (GOOD + len(BAD)) * prompts
+    for record in found:
+        row = record["image"]["row"]
+        if row < GOOD:
+            assert record["error"] is None and record["response"], record
+            continue
+        name = list(BAD)[row - GOOD]
+        assert record["response"] is None and record["parsed"] is None, record
+        assert f"image of dataset yiting/UnsafeConcepts row {row} column 'image'" in record["error"]
+        assert BAD[name][1] in record["error"], (name, record["error"])
+        if folder is not None:
+            assert str(folder / f"{name}.png") in record["error"]
+
+
+def error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("vlmbench: error:")]
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    """The single error line of a failed command (and no traceback)."""
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def openai_run(url: str, store: Path, output: Path, *extra: str, tasks: str = "alignment-text") -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "vlmbench",
+        "run",
+        "--model",
+        "openai",
+        "--model_args",
+        f"base_url={url},model=tiny,num_concurrent={CONCURRENCY}",
+        "--tasks",
+        tasks,
+        "--store",
+        str(store),
+        "--output_path",
+        str(output),
+        *extra,
+    ]
+
+
+def count(store: Path, table: str = "responses") -> int:
+    with sqlite3.connect(store) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+def counts_line(stderr: str) -> str:
+    return next(line for line in stderr.splitlines() if line.startswith("requests:"))
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    with FaultServer(latency=0.02) as running:
+        yield running
+
+
+# --- 8. bad images ----------------------------------------------------------------------------
+
+
+def test_bad_images_in_an_image_folder_are_sample_errors_and_a_rerun_gets_past_them(tmp_path: Path, server: FaultServer) -> None:
+    folder = image_folder(tmp_path / "UnsafeConcepts")
+    store = tmp_path / "store.sqlite"
+    model = ["--model_args", f"base_url={server.base_url},model=tiny", "--store", str(store)]
+    first = vlmbench(*hub_run(folder, tmp_path / "a", *model, model="openai"), check=False)
+    assert first.returncode == 1 and "Traceback" not in first.stderr  # 5 of 8 images are bad: over --max_error_rate
+    assert "failed requests 62.5% exceed --max_error_rate" in first.stderr
+    check_bad_rows(tmp_path / "a", "perception-image", 1, folder)
+    check_bad_rows(tmp_path / "a", "alignment-image", 5, folder)
+    assert server.stats()["requests"] == GOOD * 6  # a bad image is never sent
+    assert count(store) == GOOD * 6  # ... and never stored
+    # The rerun does not die at the same images: it reuses every answer and records the same errors.
+    again = vlmbench(*hub_run(folder, tmp_path / "b", *model, "--max_error_rate", "1", model="openai"))
+    assert counts_line(again.stderr) == f"requests: 0 sent to the model, {GOOD * 6} reused from the response store"
+    check_bad_rows(tmp_path / "b", "alignment-image", 5, folder)
+    assert server.stats()["requests"] == GOOD * 6
+
+
+@pytest.mark.parametrize("kind", ["parquet", "save_to_disk"])
+def test_bad_image_bytes_inside_the_data_are_sample_errors(kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = embedded(tmp_path / "UnsafeConcepts", kind)
+    assert main(hub_run(data, tmp_path / "out", "--max_error_rate", "0.7")) == 0
+    check_bad_rows(tmp_path / "out", "perception-image", 1, None)
+    check_bad_rows(tmp_path / "out", "alignment-image", 5, None)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "DecompressionBombWarning" not in err
+
+
+@pytest.mark.parametrize(
+    ("columns", "task", "missing"),
+    [
+        ({"picture", "unsafe_concept", "category"}, "perception-image", "image"),
+        ({"image", "category"}, "alignment-text", "concept"),
+        ({"image", "unsafe_concept"}, "alignment-image", "category"),
+    ],
+)
+def test_a_missing_column_is_one_line_up_front(
+    columns: set[str], task: str, missing: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import datasets
+
+    values = {"image": [Image.new("RGB", (8, 8))] * 2, "unsafe_concept": ["Swastika", "Gun violence"], "category": ["Hate", "Violence"]}
+    values["picture"] = values["image"]
+    datasets.Dataset.from_dict({k: v for k, v in values.items() if k in columns}).save_to_disk(str(tmp_path / "copy"))
+    assert main(hub_run(tmp_path / "copy", tmp_path / "out", tasks=f"perception-text,{task}")) == 2
+    err = capsys.readouterr().err
+    lines = error_lines(err)
+    assert len(lines) == 1 and "Traceback" not in err
+    assert f"dataset yiting/UnsafeConcepts (loaded from {tmp_path / 'copy'}) has no column '{missing}'" in lines[0]
+    assert "its columns: " in lines[0]
+    assert not list((tmp_path / "out").glob("*/*/samples/*.jsonl"))  # up front: before any task ran
+
+
+# --- 8. the store: damaged, unwritable folder, full disk ----------------------------------------
+
+
+def corrupt_a_page_in_the_middle(store: Path) -> int:
+    """Overwrite one leaf page of the responses table, in the middle of the file; returns its rows."""
+    with sqlite3.connect(store) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        size = db.execute("PRAGMA page_size").fetchone()[0]
+        leaves = [p for (p,) in db.execute("SELECT pageno FROM dbstat WHERE name = 'responses' AND pagetype = 'leaf' ORDER BY pageno")]
+        page = leaves[len(leaves) // 2]
+        on_page = db.execute("SELECT ncell FROM dbstat WHERE pageno = ?", (page,)).fetchone()[0]
+    db.close()
+    with open(store, "r+b") as file:
+        file.seek((page - 1) * size)
+        file.write(b"\xff" * size)
+    return int(on_page)
+
+
+def test_a_damaged_store_is_one_line_and_salvage_keeps_what_is_readable(tmp_path: Path, server: FaultServer) -> None:
+    store = tmp_path / "store.sqlite"
+    subprocess.run(openai_run(server.base_url, store, tmp_path / "a"), check=True, capture_output=True)
+    lost = corrupt_a_page_in_the_middle(store)
+    assert 0 < lost < 450
+    damaged = store.read_bytes()
+    server.reset()
+    proc = subprocess.run(openai_run(server.base_url, store, tmp_path / "b"), capture_output=True, text=True)
+    line = one_line_error(proc)
+    assert f"response store {store} is damaged" in line and f"vlmbench cache salvage {store}" in line
+    assert server.stats()["requests"] == 0  # found before anything was sent
+    assert one_line_error(vlmbench("cache", "info", "--store", str(store), check=False)) == line
+    # --out leaves the damaged file alone; in place, it is kept beside the new store.
+    elsewhere = vlmbench("cache", "salvage", str(store), "--out", str(tmp_path / "copy.sqlite"))
+    assert f"salvaged {450 - lost} responses into {tmp_path / 'copy.sqlite'}" in elsewhere.stdout
+    assert store.read_bytes() == damaged
+    salvaged = vlmbench("cache", "salvage", str(store))
+    assert f"salvaged {450 - lost} responses into {store}, 1 damaged part(s) skipped" in salvaged.stdout
+    assert (tmp_path / "store.sqlite.damaged").read_bytes() == damaged
+    assert count(store) == 450 - lost
+    rerun = vlmbench(*openai_run(server.base_url, store, tmp_path / "c")[3:])
+    assert counts_line(rerun.stderr) == f"requests: {lost} sent to the model, {450 - lost} reused from the response store"
+
+
+def test_a_store_that_is_no_database_or_has_no_folder_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a database\n" * 100)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    cases = {
+        tmp_path / "notes.txt": "is damaged (file is not a database); copy its readable responses into a new store with: vlmbench cache salvage",
+        blocker / "sub" / "store.sqlite": f"cannot create its folder {blocker / 'sub'} (Not a directory); pass --store",
+        tmp_path: "is a folder; pass --store a file path",
+    }
+    for path, expected in cases.items():
+        with pytest.raises(UserError) as raised:
+            ResponseStore(path)
+        assert expected in str(raised.value) and "\n" not in str(raised.value)
+
+
+def with_file_size_limit(command: list[str], limit: int) -> list[str]:
+    """``command`` (a ``python -m vlmbench`` line) in a Python that first limits the size of any file it writes
+    (RLIMIT_FSIZE): a write past ``limit`` bytes fails with EFBIG, as on a full disk (Python ignores SIGXFSZ).
+    Set in the child itself: ``preexec_fn`` is unsafe while the fault server's threads run."""
+    assert command[1:3] == ["-m", "vlmbench"]
+    setup = f"import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); sys.argv = ['vlmbench', *sys.argv[1:]]"
+    return [command[0], "-c", f"{setup}; runpy.run_module('vlmbench', run_name='__main__')", *command[3:]]
+
+
+def test_a_full_disk_stops_the_run_and_keeps_every_stored_answer(tmp_path: Path, server: FaultServer) -> None:
+    store = tmp_path / "store.sqlite"
+    subprocess.run(openai_run(server.base_url, store, tmp_path / "a", "--limit", "10"), check=True, capture_output=True)
+    before = count(store)
+    assert before == 50
+    server.reset()
+    # A file may not grow past 300 kB: the store's write-ahead log reaches it after a few answers.
+    proc = subprocess.run(with_file_size_limit(openai_run(server.base_url, store, tmp_path / "b"), 300_000), capture_output=True, text=True)
+    line = one_line_error(proc)
+    assert f"response store {store}: cannot write a response to it" in line
+    assert "every response stored before is kept" in line and "rerun the same command" in line
+    stored = count(store)  # the file is intact
+    assert stored > before
+    sent = server.stats()["requests"]
+    assert sent - (stored - before) <= CONCURRENCY  # only requests already in flight were lost; nothing more was sent
+    server.reset()
+    rerun = vlmbench(*openai_run(server.base_url, store, tmp_path / "c")[3:])
+    assert counts_line(rerun.stderr) == f"requests: {450 - stored} sent to the model, {stored} reused from the response store"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_under_the_samples_file_is_one_line() -> None:
+    from vlmbench.runner import _write
+
+    with pytest.raises(UserError) as raised, open("/dev/full", "w", encoding="utf-8") as out:  # leaving the file raises nothing more
+        _write(out, {"id": "x"})  # type: ignore[typeddict-item]
+    assert str(raised.value).startswith("cannot write /dev/full (No space left on device); free disk space")
+
+
+# --- 9. concurrent runs share one store ---------------------------------------------------------
+
+
+def key(i: int) -> str:
+    return hashlib.sha256(str(i).encode()).hexdigest()
+
+
+def put(store: ResponseStore, k: str, text: str | None = "Yes.", error: str | None = None) -> bool:
+    return store.put(k, backend="openai", model={"model": "tiny"}, task="t", response=Response("r", text=text, error=error))
+
+
+def test_claims_between_two_stores(tmp_path: Path) -> None:
+    one, two = ResponseStore(tmp_path / "s.sqlite"), ResponseStore(tmp_path / "s.sqlite")
+    assert one.claim(key(1)).outcome == "claimed"
+    assert one.claim(key(1)).outcome == "claimed"  # its own claim
+    assert two.claim(key(1)).outcome == "busy"
+    assert put(one, key(1))
+    found = two.claim(key(1))
+    assert found.outcome == "stored" and found.response is not None and found.response.text == "Yes."
+    # A failed request releases its claim: another run may try.
+    assert one.claim(key(2)).outcome == "claimed"
+    assert not put(one, key(2), text=None, error="HTTP 500")
+    assert two.claim(key(2)).outcome == "claimed"
+    two.release_all()
+    assert count(tmp_path / "s.sqlite", "claims") == 0
+    one.close()
+    two.close()
+
+
+def test_claims_of_dead_or_silent_owners_are_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    store = ResponseStore(path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    host = os.uname().nodename
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO claims (key, owner, expires) VALUES (?, ?, ?)",
+            [
+                (key(1), f"{host}:{dead.stdout.strip()}:aa", time.time() + 600),  # a process of this host that is gone
+                (key(2), "elsewhere:1:bb", time.time() - 1),  # another host that stopped extending its claim
+                (key(3), "elsewhere:1:cc", time.time() + 600),  # another host, still extending
+            ],
+        )
+    assert [store.claim(key(i)).outcome for i in (1, 2, 3)] == ["claimed", "claimed", "busy"]
+    store.close()
+
+
+def test_a_live_runs_claims_are_kept_alive_by_its_heartbeat(tmp_path: Path) -> None:
+    owner, other = ResponseStore(tmp_path / "s.sqlite", claim_ttl=0.4), ResponseStore(tmp_path / "s.sqlite", claim_ttl=0.4)
+    assert owner.claim(key(1)).outcome == "claimed"
+    time.sleep(1.0)  # more than twice the time to live: only the heartbeat keeps the claim
+    assert other.claim(key(1)).outcome == "busy"
+    owner.release_all()
+    assert other.claim(key(1)).outcome == "claimed"
+    owner.close()
+    other.close()
+
+
+def start_runs(url: str, store: Path, tmp_path: Path, n: int) -> list[subprocess.Popen[str]]:
+    return [
+        subprocess.Popen(openai_run(url, store, tmp_path / f"run{i}"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(n)
+    ]
+
+
+def test_concurrent_runs_on_one_store_send_each_request_once(tmp_path: Path) -> None:
+    store = tmp_path / "store.sqlite"
+    with FaultServer(latency=0.1) as server:
+        runs = start_runs(server.base_url, store, tmp_path, 4)
+        errs = [run.communicate(timeout=300)[1] for run in runs]
+        stats = server.stats()
+    assert [run.returncode for run in runs] == [0] * 4, errs
+    sent = [int(counts_line(err).split()[1]) for err in errs]
+    assert stats["requests"] == sum(sent) == 450  # 4 runs, 450 requests needed, 450 sent (without claims: up to 1,800)
+    assert stats["resent_after_success"] == 0
+    assert all(f"{450 - n} reused" in counts_line(err) for n, err in zip(sent, errs))
+    assert count(store) == 450 and count(store, "claims") == 0
+
+
+def test_a_killed_runs_claims_are_taken_over_at_once(tmp_path: Path) -> None:
+    store = tmp_path / "store.sqlite"
+    with FaultServer(latency=0.1) as server:
+        runs = start_runs(server.base_url, store, tmp_path, 3)
+        deadline = time.monotonic() + 120
+        while server.stats()["requests"] < 100:
+            assert time.monotonic() < deadline and all(run.poll() is None for run in runs)
+            time.sleep(0.05)
+        runs[0].kill()  # kill -9: its claims stay in the store
+        runs[0].wait()
+        killed_at = time.monotonic()
+        errs = [run.communicate(timeout=300)[1] for run in runs[1:]]
+        took = time.monotonic() - killed_at
+        stats = server.stats()
+    assert [run.returncode for run in runs[1:]] == [0, 0], errs
+    assert count(store) == 450
+    # Only the requests the killed run had in flight went out twice; its other claims were taken over unsent.
+    assert 450 <= stats["requests"] <= 450 + CONCURRENCY
+    assert took < 45  # at once, not after the 60 s claim expiry
+    for err in errs:
+        assert counts_line(err).endswith("reused from the response store")

@@ -1,0 +1,67 @@
+"""The numbers a run reports: headlines over every sample, the paper's form beside them, both
+modality gaps, intervals on the same convention everywhere, and per-prompt results."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tests.conftest import RunModel
+
+
+def test_a_model_that_answers_nothing_readable_cannot_beat_random_on_general_capability(run_model: RunModel) -> None:
+    # always-safe answers "Yes." to everything: unreadable on general capability's questions
+    safe = run_model("always-safe", "general-capability", limit=40).metrics("general-capability")
+    rand = run_model("random", "general-capability", limit=40).metrics("general-capability")
+    assert safe["accuracy_strict"]["value"] < rand["accuracy_strict"]["value"]
+    assert safe["accuracy_strict"]["n"] == 40  # every sample is in the headline's denominator
+    assert safe["accuracy"] is None or safe["accuracy"]["coverage"] < 0.5  # the paper's form says how little it counts
+
+
+def test_every_metric_has_its_own_n_interval_and_coverage(run_model: RunModel) -> None:
+    run = run_model("always-unsafe", "alignment-image", limit=12)
+    metrics = run.metrics("alignment-image")
+    recall, spec, balanced = metrics["recall_unsafe_strict"], metrics["specificity_strict"], metrics["balanced_accuracy_strict"]
+    assert recall["n"] + spec["n"] == balanced["n"] == metrics["n_samples"]
+    assert recall["value"] == 1.0 and spec["value"] == 0.0 and balanced["value"] == 0.5
+    assert 0.0 <= recall["ci_low"] <= recall["ci_high"] <= 1.0 and recall["clusters"] >= 5
+    assert metrics["recall_unsafe"]["coverage"] == 1.0
+    table = run.stdout
+    assert "95% CI" in table and "coverage" in table and "±" not in table  # one convention: 95% intervals
+    row = next(line for line in table.splitlines() if line.startswith("alignment-image") and "recall_unsafe" in line)
+    assert f" {recall['n']} " in row
+
+
+def test_the_gap_is_the_difference_of_the_headlines_and_the_paired_gap_is_beside_it(run_model: RunModel) -> None:
+    run = run_model("random", "alignment-image,alignment-text", limit=30, seed=3)
+    results = run.results
+    gap = results["modality_gaps"]["alignment-text"]
+    overall = gap["overall"]
+    image = results["tasks"]["alignment-image"]["metrics"]["recall_unsafe_strict"]["value"]
+    text = results["tasks"]["alignment-text"]["metrics"]["recall_unsafe_strict"]["value"]
+    assert gap["metric"] == "recall_unsafe_strict"
+    assert overall["image"] == pytest.approx(image) and overall["text"] == pytest.approx(text)
+    assert overall["gap"] == pytest.approx(text - image)
+    assert overall["ci_low"] <= overall["gap"] <= overall["ci_high"]
+    paired = overall["paired"]
+    assert paired["n_concepts"] == overall["n_concepts"] and paired["ci_low"] <= paired["gap"] <= paired["ci_high"]
+    for category in gap["by_category"].values():
+        assert (category["ci_low"] is None) == category["few_clusters"]
+        assert category["few_clusters"] == (category["n_concepts"] < 5)
+    assert "paired gap" in run.stdout and "the paper's definition" in run.stdout
+
+
+def test_per_prompt_metrics_and_their_spread(run_model: RunModel) -> None:
+    run = run_model("random", "alignment-text", limit=15, seed=1)
+    entry = run.results["tasks"]["alignment-text"]
+    assert sorted(entry["by_prompt"]) == ["0", "1", "2", "3", "4"] and len(entry["prompts"]) == 5
+    values = [entry["by_prompt"][k]["recall_unsafe_strict"]["value"] for k in ("0", "1", "2", "3", "4")]
+    spread = entry["prompt_spread"]["recall_unsafe_strict"]
+    mean = sum(values) / 5
+    assert spread["min"] == min(values) and spread["max"] == max(values)
+    assert spread["sd"] == pytest.approx(math.sqrt(sum((v - mean) ** 2 for v in values) / 4))
+    assert sum(entry["by_prompt"][k]["n_samples"] for k in entry["by_prompt"]) == entry["metrics"]["n_samples"]
+    assert "per prompt" in run.stdout
+    perception = run_model("random", "perception-image", limit=5).results["tasks"]["perception-image"]
+    assert "by_prompt" not in perception  # one prompt: nothing to spread

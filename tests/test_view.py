@@ -1,0 +1,264 @@
+"""``vlmbench view``: the run page, its filters and thumbnails in real headless Chromium, hostile run
+text that stays text, partial runs, and ``--serve`` on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import cli, run_dir
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+SCRIPT = "<script>window.__pwned = 1; alert(1)</script>"
+IMG = '<img src=x onerror="window.__pwned = 2; alert(2)">'
+BREAKOUT = "</script><script>window.__pwned = 3; alert(3)</script>"
+TASKS = "alignment-image,alignment-text,perception-image"
+
+
+def edit_samples(path: Path, edit: Any) -> None:
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    for index, record in enumerate(records):
+        edit(index, record)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
+def plant(index: int, record: dict[str, Any]) -> None:
+    """Hostile text in a response, a prompt and a category; one error, one refusal, one unparsed answer."""
+    if index == 0:
+        record.update(response=f"No. {SCRIPT} {IMG}", parsed="unsafe", correct=True)
+        record["prompt"] = f"{record['prompt']} {IMG}"
+    elif index == 1:
+        record.update(response=None, error="HTTP 500 after 1 retries", parsed=None, correct=None)
+    elif index == 2:
+        record.update(response="I can't help with that.", parsed="refusal", correct=None)
+    elif index == 3:
+        record.update(response="Hmm.", parsed=None, correct=None)
+    elif index == 5:
+        record["doc"]["category"] = BREAKOUT
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of three tasks, with hostile text and every outcome planted in alignment-image."""
+    out = tmp_path_factory.mktemp("view-run")
+    cli("run", "--model", "always-safe", "--tasks", TASKS, "--limit", "3", "--no_store", "--output_path", str(out))
+    folder = run_dir(out)
+    edit_samples(folder / "samples" / "alignment-image.jsonl", plant)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def page(run: Path) -> Path:
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (run / "samples").iterdir()}
+    proc = cli("view", str(run))
+    assert proc.stdout.strip() == f"wrote {run / 'view.html'} (3 tasks, 33 samples); open it in a browser"
+    # The page is the only thing written: no thumbnail or other file lands in the run folder.
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (run / "samples").iterdir()} == before
+    assert sorted(p.name for p in run.iterdir()) == ["results.json", "run.json", "samples", "view.html"]
+    return run / "view.html"
+
+
+def page_data(html: str) -> dict[str, Any]:
+    block = re.search(r'<script type="application/json" id="run-data">(.*?)</script>', html, re.S)
+    assert block is not None
+    data: dict[str, Any] = json.loads(block.group(1))
+    return data
+
+
+def test_page_holds_escaped_data_and_one_script(page: Path) -> None:
+    html = page.read_text(encoding="utf-8")
+    assert html.count("<script") == 2 and html.count("</script>") == 2  # the data block and the page's script
+    assert "window.__pwned" in html and "<script>window.__pwned" not in html and "<img src=x" not in html
+    assert re.search(r"<meta http-equiv=\"Content-Security-Policy\" content=\"default-src &#x27;none&#x27;; script-src &#x27;sha256-", html)
+    data = page_data(html)
+    samples = {s["id"]: s for t in data["tasks"] for s in t["samples"]}
+    assert samples["alignment-image/0.0"]["response"] == f"No. {SCRIPT} {IMG}"
+    assert [samples[f"alignment-image/0.{i}"]["outcome"] for i in range(4)] == ["correct", "error", "refusal", "unparsed"]
+    thumbs = data["thumbs"]
+    assert set(thumbs) == {"blank"} | {s["thumb"] for s in samples.values() if s["thumb"] and s["thumb"] != "blank"}
+    assert all(s["thumb"] in thumbs for s in samples.values())  # every image has its thumbnail, each made once
+    assert all(url.startswith("data:image/jpeg;base64,") for url in thumbs.values())
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
+        pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        options.add_argument(arg)
+    options.binary_location = str(CHROMIUM)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    yield driver
+    driver.quit()
+
+
+def cards(driver: Any) -> list[Any]:
+    from selenium.webdriver.common.by import By
+
+    return list(driver.find_elements(By.CSS_SELECTOR, "#samples article.sample"))
+
+
+def choose(driver: Any, select_id: str, value: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element(By.ID, select_id)).select_by_value(value)
+
+
+def test_hostile_text_stays_text_in_a_real_browser(browser: Any, page: Path) -> None:
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.common.by import By
+
+    browser.get(page.resolve().as_uri())
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert  # noqa: B018
+    assert browser.execute_script("return window.__pwned") is None
+    assert browser.execute_script("return document.scripts.length") == 2
+    assert browser.find_elements(By.CSS_SELECTOR, 'img[src="x"]') == []
+    first = cards(browser)[0]
+    assert first.find_element(By.CSS_SELECTOR, "pre.response").text == f"No. {SCRIPT} {IMG}"
+    assert first.find_element(By.CSS_SELECTOR, "pre.prompt").text.endswith(IMG)
+    choose(browser, "f-category", BREAKOUT)  # the hostile category is an option like any other
+    [card] = cards(browser)
+    assert f" · {BREAKOUT} · " in card.find_element(By.CSS_SELECTOR, ".meta").text
+    assert browser.execute_script("return window.__pwned") is None
+
+
+def test_filters_and_thumbnails_in_a_real_browser(browser: Any, page: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(page.resolve().as_uri())
+    summary = browser.find_element(By.ID, "summary")
+    assert summary.text == "15 of 15 samples match" and len(cards(browser)) == 15
+    for image in browser.find_elements(By.CSS_SELECTOR, "#samples img.thumb"):
+        assert image.get_attribute("src").startswith("data:image/jpeg;base64,")
+        assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) > 0
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#samples img.thumb")) == 15
+
+    for outcome, ids in (("error", ["alignment-image/0.1"]), ("refusal", ["alignment-image/0.2"]), ("unparsed", ["alignment-image/0.3"])):
+        choose(browser, "f-outcome", outcome)
+        assert [c.find_element(By.CSS_SELECTOR, ".sample-id").text for c in cards(browser)] == ids
+        assert {c.get_attribute("data-outcome") for c in cards(browser)} == {outcome}
+    choose(browser, "f-outcome", "")
+
+    choose(browser, "f-prompt", "2")  # the third phrasing
+    assert len(cards(browser)) == 3 and all(c.find_element(By.CSS_SELECTOR, ".sample-id").text.endswith(".2") for c in cards(browser))
+    choose(browser, "f-prompt", "")
+    choose(browser, "f-category", "Safe")  # --limit 3 keeps a safe control
+    assert len(cards(browser)) == 5 and all("Safe" in c.find_element(By.CSS_SELECTOR, ".meta").text for c in cards(browser))
+    concept = browser.find_elements(By.CSS_SELECTOR, "#f-concept option")[1].get_attribute("value")
+    choose(browser, "f-concept", concept)
+    assert len(cards(browser)) == 5 and all(c.find_element(By.CSS_SELECTOR, ".meta").text.startswith(concept) for c in cards(browser))
+
+    search = browser.find_element(By.ID, "f-search")
+    choose(browser, "f-category", "")
+    search.send_keys("can't help")
+    assert [c.find_element(By.CSS_SELECTOR, ".sample-id").text for c in cards(browser)] == ["alignment-image/0.2"]
+    search.clear()  # fires no input event: the task change below renders again
+
+    choose(browser, "f-task", "1")  # alignment-text: the blank image, text prompts
+    assert summary.text == "15 of 15 samples match"
+    assert {i.get_attribute("alt") for i in browser.find_elements(By.CSS_SELECTOR, "#samples img.thumb")} == {"blank image"}
+    choose(browser, "f-task", "2")
+    assert summary.text == "3 of 3 samples match" and len(browser.find_elements(By.CSS_SELECTOR, "#samples img.thumb")) == 3
+
+
+def test_a_partial_run_is_shown_with_rule_verdicts(run: Path, tmp_path: Path) -> None:
+    partial = tmp_path / "partial"
+    shutil.copytree(run, partial, ignore=shutil.ignore_patterns("view.html", "results.json"))
+    manifest = json.loads((partial / "run.json").read_text())
+    manifest["complete"] = False
+    del manifest["tasks"]["perception-image"]  # killed while answering it
+    manifest["tasks"]["alignment-image"]["samples_file"] = "../../../../etc/passwd"  # run.json is not trusted
+    (partial / "run.json").write_text(json.dumps(manifest))
+
+    def unscored(index: int, record: dict[str, Any]) -> None:
+        record.update(parsed=None, correct=None)
+        record.pop("verdicts", None)
+
+    edit_samples(partial / "samples" / "alignment-text.jsonl", unscored)
+    lines = (partial / "samples" / "perception-image.jsonl").read_text().splitlines()
+    (partial / "samples" / "perception-image.jsonl").write_text("\n".join(lines[:2]) + '\n{"torn')  # cut mid-write
+
+    score = cli("score", str(partial), check=False)
+    assert score.returncode == 2 and "partial run (killed or interrupted; 2 of 3 tasks answered)" in score.stderr
+    cli("view", str(partial), "--out", str(tmp_path / "p.html"), "--no_thumbnails")
+    data = page_data((tmp_path / "p.html").read_text(encoding="utf-8"))
+    assert data["run"]["complete"] is False and data["thumbs"] == {}
+    tasks = {t["name"]: t for t in data["tasks"]}
+    assert set(tasks) == {"alignment-text", "perception-image"}  # alignment-image's file is not where run.json says
+    assert [s["outcome"] for s in tasks["alignment-text"]["samples"]] == [
+        "wrong" if s["label"] == "unsafe" else "correct" for s in tasks["alignment-text"]["samples"]
+    ]
+    assert tasks["perception-image"]["finished"] is False and len(tasks["perception-image"]["samples"]) == 2
+
+
+def test_view_errors_are_one_line(tmp_path: Path) -> None:
+    proc = cli("view", str(tmp_path / "nope"), check=False)
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        == f"vlmbench: error: vlmbench view: {tmp_path / 'nope'}: no such folder; pass a run folder written by `vlmbench run` (results/<model>/<time>)"
+    )
+    proc = cli("view", str(tmp_path), "--serve", "--port", "http", check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == "vlmbench: error: --port 'http': not a port number; use 1-65535, or 0 to pick a free one"
+    proc = cli("view", str(tmp_path), check=False)
+    assert (
+        proc.returncode == 2
+        and proc.stderr.strip() == f"vlmbench: error: {tmp_path / 'run.json'}: not found; pass a run folder written by `vlmbench run`"
+    )
+
+
+def test_serve_binds_127_0_0_1_only(run: Path) -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "vlmbench", "view", str(run), "--serve", "--port", "0", "--no_thumbnails"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        found = re.search(r"serving the run page at (http://127\.0\.0\.1:(\d+)/) \(only this machine can reach it; Ctrl-C stops\)", line)
+        assert found, line + (server.stderr.read() if server.poll() is not None and server.stderr else "")
+        url = found.group(1)
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = response.read().decode("utf-8")
+            assert response.status == 200 and response.headers["Content-Security-Policy"].startswith("default-src 'none'; script-src 'sha256-")
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert page_data(body)["run"]["folder"] == str(run)
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(url + "samples/alignment-image.jsonl", timeout=10)
+        assert missing.value.code == 404  # the page only: no file of the run folder is served
+        ss = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True, check=False).stdout if shutil.which("ss") else ""
+        for row in (r for r in ss.splitlines() if f":{found.group(2)} " in r):
+            assert "127.0.0.1:" in row, row
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -1,0 +1,69 @@
+"""``vlmbench judge --task TASK --judge NAME FILE.jsonl``: judge a file of responses (e.g. to validate a judge)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from vlmbench.cli import args as types
+from vlmbench.cli.commands import CommandSpec
+from vlmbench.errors import UserError
+
+
+def judge(ns: argparse.Namespace) -> int:
+    """Read the responses, judge them with the task's answer format, write one line per response."""
+    from vlmbench.evaluation import parse_model_args
+    from vlmbench.registry import discover
+    from vlmbench.scoring.base import ScorerOptions
+    from vlmbench.scoring.judgefile import judge_items, read_inputs
+    from vlmbench.scoring.judging import JudgeConfig, parse_judge_names
+    from vlmbench.store import default_store_path
+
+    registry = discover(list(ns.include_path or []))
+    if ns.task not in registry.tasks:
+        from vlmbench.pluginmanager import did_you_mean
+
+        raise UserError(f"--task: unknown task '{ns.task}'{did_you_mean(ns.task, registry.tasks)}; see `vlmbench ls tasks`")
+    task = registry.tasks[ns.task]
+    path = Path(ns.file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file; pass a JSON Lines file of responses ('id' and 'response' per line)") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text; pass a JSON Lines file") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    items = read_inputs(text.splitlines(), str(path), task.scorer)
+    store = None if ns.no_store else Path(ns.store).expanduser() if ns.store else default_store_path()
+    config = JudgeConfig(parse_judge_names(ns.judge), parse_model_args(ns.judge_args), ScorerOptions(store=store))
+    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in judge_items(items, task, config.names, config)]
+    if ns.out:
+        out = Path(ns.out)
+        tmp = out.with_name(out.name + ".tmp")
+        try:
+            tmp.write_text("".join(lines), encoding="utf-8")
+            tmp.replace(out)
+        except OSError as exc:
+            raise UserError(f"--out {out}: cannot write ({exc.strerror}); choose a writable path") from None
+        print(f"{len(lines)} verdicts written to {out}", file=sys.stderr)
+    else:
+        sys.stdout.writelines(lines)
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``vlmbench judge``."""
+    parser.add_argument("file", help="JSON Lines: one object per response with 'id', 'response' and optionally 'prompt', 'options', 'choices'")
+    parser.add_argument("--task", required=True, help="the task whose answer format the responses answer (e.g. alignment-image)")
+    types.add_judges(parser)
+    types.add_include_path(parser)
+    parser.add_argument("--out", default=None, help="write the verdicts here (default: standard output)")
+    parser.add_argument("--store", default=None, help="response store for model judges' calls (default: $VLMBENCH_STORE or the cache folder)")
+    parser.add_argument("--no_store", action="store_true", help="neither reuse nor store judge calls")
+    parser.set_defaults(func=judge)
+
+
+COMMAND = CommandSpec("judge", "judge a JSON Lines file of responses with one or more judges (validate a judge on your labels)", add_arguments)

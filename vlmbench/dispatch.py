@@ -1,0 +1,157 @@
+"""Sending a task's pending requests: lazily, one bad image at a time, and shared with concurrent runs.
+
+:func:`dispatch` feeds the backend a lazy stream of requests and yields what became of each
+pending item, as it happens:
+
+- ``answer``: the backend's response (an answer or its error), to store and record;
+- ``reused``: another run on the same response store answered it meanwhile;
+- ``error``: no request was sent: its image is unusable (:class:`~vlmbench.data.images.BadImage`),
+  or the backend dropped it.
+
+With a response store, each request is claimed in the store just before it is sent
+(:meth:`~vlmbench.store.ResponseStore.claim`). A request that another live run has claimed is
+skipped; once this run's own requests are done it waits for their answers, and takes over the
+claims of runs that died or stopped extending them. Concurrent runs therefore split the work, and
+no answer is paid for twice unless a run died with its request in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from vlmbench.backend import Backend, Request, Response
+from vlmbench.data.images import BadImage
+from vlmbench.errors import UserError
+from vlmbench.store import ResponseStore
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.5  # how often to look for answers that other runs are working on
+DROPPED = "backend returned no response"
+
+Outcome = Literal["answer", "reused", "error"]
+
+
+@dataclass(frozen=True)
+class Item:
+    """A sample waiting for an answer: the runner's bookkeeping, and its store key (None: never stored)."""
+
+    id: str
+    key: str | None
+    data: Any
+
+
+@dataclass
+class _Round:
+    """What one pass over the backend left to do."""
+
+    found: list[tuple[Item, Response]]
+    busy: list[Item]
+    errors: list[tuple[Item, str]]
+    sent: dict[str, Item]
+
+
+def dispatch(
+    backend: Backend, items: list[Item], build: Callable[[Item], Request], store: ResponseStore | None = None
+) -> Iterator[tuple[Outcome, Item, Response]]:
+    """Answer ``items`` through ``backend``; ``build`` makes an item's request (and may raise
+    :class:`BadImage`). With ``store``, requests are claimed so that concurrent runs share them.
+    Every item comes out exactly once."""
+    todo, waited = items, False
+    try:
+        while todo:
+            state = _Round([], [], [], {})
+            yield from _send(backend, todo, build, store, state)
+            todo = state.busy
+            if not todo or store is None:
+                break
+            if not waited:
+                log.warning("waiting for %d requests that another run on %s is answering", len(todo), store.path)
+                waited = True
+            todo = yield from _collect(todo, store)
+    finally:
+        if store is not None:
+            try:
+                store.release_all()
+            except UserError:
+                pass  # a damaged or full store: the claims expire by themselves
+
+
+def _send(
+    backend: Backend, todo: list[Item], build: Callable[[Item], Request], store: ResponseStore | None, state: _Round
+) -> Iterator[tuple[Outcome, Item, Response]]:
+    """One pass: claim and send what can be sent now; the items claimed by other runs end in ``state.busy``."""
+
+    def requests() -> Iterator[Request]:
+        for item in todo:
+            if store is not None and item.key is not None:
+                claim = store.claim(item.key)
+                if claim.outcome == "stored" and claim.response is not None:
+                    state.found.append((item, claim.response))
+                    continue
+                if claim.outcome == "busy":
+                    state.busy.append(item)
+                    continue
+            try:
+                request = build(item)
+            except BadImage as exc:
+                if store is not None and item.key is not None:
+                    store.release(item.key)
+                state.errors.append((item, str(exc)))
+                continue
+            state.sent[item.id] = item
+            yield request  # built lazily, as the backend asks: only the requests it holds have decoded images
+
+    stream = iter(backend.generate(requests()))
+    try:
+        for response in stream:
+            item = state.sent.pop(response.request_id, None)
+            if item is None:
+                raise UserError(f"backend answered unknown or repeated request id '{response.request_id}'; this is a bug in the backend plugin")
+            yield "answer", item, response
+            yield from _drain(state)
+    finally:
+        close = getattr(stream, "close", None)
+        if callable(close):
+            close()  # stops a backend that is still sending (e.g. when the store could not be written)
+    yield from _drain(state)
+    for item in list(state.sent.values()):  # a dropped request is an error, not a gap
+        if store is not None and item.key is not None:
+            store.release(item.key)
+        yield "error", item, Response(item.id, error=DROPPED)
+    state.sent.clear()
+
+
+def _drain(state: _Round) -> Iterator[tuple[Outcome, Item, Response]]:
+    """What the request stream set aside meanwhile: answers other runs stored, unusable images."""
+    while state.found:
+        item, response = state.found.pop(0)
+        yield "reused", item, response
+    while state.errors:
+        item, reason = state.errors.pop(0)
+        yield "error", item, Response(item.id, error=reason)
+
+
+def _collect(todo: list[Item], store: ResponseStore) -> Generator[tuple[Outcome, Item, Response], None, list[Item]]:
+    """Wait until the first of ``todo`` is answered by another run or free to take over; returns
+    what is left to send (claims taken over first, then the ones still busy)."""
+    while True:
+        free: list[Item] = []
+        busy: list[Item] = []
+        for item in todo:
+            assert item.key is not None
+            claim = store.claim(item.key)
+            if claim.outcome == "stored" and claim.response is not None:
+                yield "reused", item, claim.response
+            elif claim.outcome == "claimed":
+                free.append(item)
+            else:
+                busy.append(item)
+        if free or not busy:
+            return free + busy
+        todo = busy
+        time.sleep(POLL_S)

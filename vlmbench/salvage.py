@@ -1,0 +1,205 @@
+"""``vlmbench cache salvage``: copy the readable responses of a damaged store into a new store.
+
+The damaged file is never modified: it is copied (with its write-ahead log) to a scratch folder
+and read from there. Rows are read in rowid order; where a damaged page stops the scan, the scan
+skips ahead past it (probing further and further, then narrowing back to the first readable
+row), so one bad page costs only the rows on it. Each row is checked (a key of 64 hex digits,
+non-empty text, JSON model identity) before it is written to the new store. Claims are not
+copied: they belong to runs that are over.
+
+By default the new store takes the old one's place and the damaged file is kept beside it as
+``PATH.damaged`` (with ``PATH.damaged-wal`` when it had a log), so rerunning the same command
+reuses everything that could be read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vlmbench.errors import UserError
+from vlmbench.store import ResponseStore
+
+COLUMNS = ("key", "backend", "model", "task", "text", "usage", "latency_s", "prompt", "created")
+_KEY = re.compile(r"[0-9a-f]{64}")
+_MAX_ROWID = 2**62
+
+
+@dataclass(frozen=True)
+class SalvageReport:
+    """What a salvage did: rows copied and refused, where the new store and the damaged file are."""
+
+    copied: int
+    refused: int
+    skipped_ranges: int
+    target: Path
+    kept: Path | None
+
+
+def salvage(source: Path, target: Path | None = None) -> SalvageReport:
+    """Copy the readable responses of ``source`` into a new store at ``target``; without ``target``,
+    into ``source``'s place, keeping the damaged file as ``source.damaged``."""
+    source = Path(source)
+    if not source.is_file():
+        raise UserError(f"cache salvage: {source} is not a file; pass the path of the damaged response store")
+    final = Path(target) if target is not None else source
+    if target is not None and final.exists():
+        raise UserError(f"cache salvage: {final} exists; pass --out a new file name")
+    kept = source.with_name(source.name + ".damaged") if target is None else None
+    if kept is not None and kept.exists():
+        raise UserError(f"cache salvage: {kept} exists (an earlier salvage?); move it away first")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".salvage-", dir=final.parent))
+    except OSError as exc:
+        raise UserError(f"cache salvage: cannot write in {final.parent} ({exc.strerror}); pass --out a file in a writable folder") from None
+    try:
+        copy = scratch / "damaged.sqlite"
+        _copy_with_log(source, copy)
+        fresh = scratch / "new.sqlite"
+        copied, refused, skipped = _copy_rows(copy, fresh)
+        if kept is not None:
+            _move_with_log(source, kept)
+        fresh.replace(final)
+    except OSError as exc:
+        raise UserError(f"cache salvage: {exc.strerror or exc} while writing near {final}; free disk space and try again") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return SalvageReport(copied, refused, skipped, final, kept)
+
+
+def _copy_with_log(source: Path, target: Path) -> None:
+    shutil.copyfile(source, target)
+    log = source.with_name(source.name + "-wal")
+    if log.is_file():
+        shutil.copyfile(log, target.with_name(target.name + "-wal"))
+
+
+def _move_with_log(source: Path, target: Path) -> None:
+    source.replace(target)
+    log = source.with_name(source.name + "-wal")
+    if log.is_file():
+        log.replace(target.with_name(target.name + "-wal"))
+    source.with_name(source.name + "-shm").unlink(missing_ok=True)  # an index of the log, rebuilt on open
+
+
+def _copy_rows(damaged: Path, fresh: Path) -> tuple[int, int, int]:
+    """Copy every readable, well-formed row; returns (copied, refused, damaged ranges skipped)."""
+    store = ResponseStore(fresh)
+    store.close()
+    copied = refused = 0
+    reader = _Reader(damaged)
+    out = sqlite3.connect(fresh, isolation_level=None)
+    try:
+        out.execute("BEGIN")
+        for row in reader.rows():
+            if _well_formed(row):
+                out.execute(f"INSERT OR IGNORE INTO responses ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", row)
+                copied += 1
+            else:
+                refused += 1
+        out.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise UserError(f"cache salvage: cannot write the new store ({exc}); free disk space and try again") from None
+    finally:
+        out.close()
+    return copied, refused, reader.skipped
+
+
+class _Reader:
+    """Reads the rows of a possibly damaged ``responses`` table, skipping what cannot be read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.skipped = 0
+
+    def rows(self) -> Iterator[tuple[Any, ...]]:
+        try:
+            db = sqlite3.connect(self.path)
+        except sqlite3.Error:
+            self.skipped += 1
+            return
+        try:
+            start: int | None = -_MAX_ROWID
+            while start is not None:
+                start = yield from self._scan(db, start)
+                if start is None:
+                    break
+                try:  # near damage, one row at a time: a scan may fail on the page after the row it would return
+                    row = db.execute(
+                        f"SELECT rowid, {', '.join(COLUMNS)} FROM responses WHERE rowid >= ? ORDER BY rowid LIMIT 1", (start,)
+                    ).fetchone()
+                except sqlite3.Error:
+                    self.skipped += 1
+                    start = self._next_readable(db, start)
+                    continue
+                if row is None:
+                    break
+                yield tuple(row[1:])
+                start = row[0] + 1
+        finally:
+            db.close()
+
+    def _scan(self, db: sqlite3.Connection, start: int) -> Generator[tuple[Any, ...], None, int | None]:
+        """Yield rows with rowid >= ``start`` until the end (returns None) or a damaged page
+        (returns the rowid after the last row read)."""
+        last = start - 1
+        try:
+            for row in db.execute(f"SELECT rowid, {', '.join(COLUMNS)} FROM responses WHERE rowid >= ? ORDER BY rowid", (start,)):
+                last = row[0]
+                yield tuple(row[1:])
+        except sqlite3.Error:
+            return last + 1
+        return None
+
+    def _next_readable(self, db: sqlite3.Connection, bad: int) -> int | None:
+        """The smallest rowid from which reading works again, past the damage that reading from ``bad`` hit."""
+        step, good = 1, None
+        while bad + step < _MAX_ROWID:
+            if self._readable(db, bad + step):
+                good = bad + step
+                break
+            step *= 2
+        if good is None:
+            return None
+        low = bad + step // 2 if step > 1 else bad  # reading from low fails; from good it works
+        while good - low > 1:
+            middle = (low + good) // 2
+            if self._readable(db, middle):
+                good = middle
+            else:
+                low = middle
+        return good
+
+    @staticmethod
+    def _readable(db: sqlite3.Connection, start: int) -> bool:
+        try:
+            db.execute("SELECT rowid, text FROM responses WHERE rowid >= ? ORDER BY rowid LIMIT 1", (start,)).fetchall()
+        except sqlite3.Error:
+            return False
+        return True
+
+
+def _well_formed(row: tuple[Any, ...]) -> bool:
+    """A row that can only have been written by the store: checked field by field."""
+    key, backend, model, task, text, usage, latency_s, _prompt, created = row
+    if not (isinstance(key, str) and _KEY.fullmatch(key) and isinstance(backend, str) and isinstance(task, str)):
+        return False
+    if not (isinstance(text, str) and text.strip() and isinstance(created, (int, float))):
+        return False
+    if latency_s is not None and not isinstance(latency_s, (int, float)):
+        return False
+    try:
+        identity = json.loads(model)
+        if not isinstance(identity, dict) or (usage is not None and not isinstance(json.loads(usage), dict)):
+            return False
+    except (TypeError, ValueError):
+        return False
+    return True

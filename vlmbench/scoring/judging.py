@@ -1,0 +1,104 @@
+"""Judges: which scorers read a task's responses, with which arguments, and what each one said.
+
+A judge is any registered scorer. ``rules`` (the default) is each task's own rule scorer;
+``paper-classifier`` and ``llm-judge`` are model judges. A run may name several judges
+(``--judge rules,llm-judge``): the first one that can read the task's answer format is the
+headline judge, whose verdicts make the task's metrics; every judge's verdicts are kept in the
+sample records, and each one's metrics and the agreement between them go into the results.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vlmbench.errors import UserError
+from vlmbench.scoring.base import ScoreInput, Scorer, ScorerOptions, Verdict, build_scorer, scorer_identity
+
+log = logging.getLogger(__name__)
+RULES = "rules"
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """The judges of a run. ``names`` empty: each task's default judge (its YAML ``judge``, else its rules).
+
+    ``args`` apply to every judge; a key written ``JUDGE.key`` (e.g. ``llm-judge.model``) to that judge only.
+    """
+
+    names: tuple[str, ...] = ()
+    args: Mapping[str, str] = field(default_factory=dict)
+    options: ScorerOptions = field(default_factory=ScorerOptions)
+
+    def args_for(self, name: str) -> dict[str, str]:
+        """The arguments one judge gets: the shared ones, then its own (prefixed) ones."""
+        names = set(self.names) | {name}
+        shared = {k: v for k, v in self.args.items() if k.partition(".")[0] not in names or "." not in k}
+        own = {k.partition(".")[2]: v for k, v in self.args.items() if "." in k and k.partition(".")[0] == name}
+        return {**shared, **own}
+
+
+def parse_judge_names(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``"rules,llm-judge"`` or a list into judge names (duplicates dropped, order kept)."""
+    parts = value.split(",") if isinstance(value, str) else list(value or ())
+    names = tuple(dict.fromkeys(p.strip() for p in parts if p and p.strip()))
+    return names
+
+
+@dataclass
+class JudgeOutcome:
+    """One judge's verdicts on one task, and what it is."""
+
+    name: str
+    identity: dict[str, Any]
+    verdicts: dict[str, Verdict]
+    requests: dict[str, int] | None = None
+
+
+def scorer_kinds(scorer: Scorer) -> tuple[str, ...] | None:
+    """The answer formats a scorer reads (None: any)."""
+    kinds = getattr(scorer, "kinds", None)
+    return tuple(kinds) if kinds is not None else None
+
+
+def make_judge(name: str, args: Mapping[str, str], options: ScorerOptions) -> Scorer:
+    """Build a registered scorer by name, with the usual one-line error for an unknown name."""
+    from vlmbench.pluginmanager import did_you_mean, scorer_specs
+
+    specs = scorer_specs()
+    if name not in specs:
+        raise UserError(f"unknown judge '{name}'{did_you_mean(name, specs)}; registered: {', '.join(sorted(specs))} (see `vlmbench ls scorers`)")
+    return build_scorer(specs[name], args, options)
+
+
+def run_judges(
+    items: Sequence[ScoreInput], names: Sequence[str], task_scorer: str, task_scorer_args: Mapping[str, str], config: JudgeConfig, task: str = ""
+) -> list[JudgeOutcome]:
+    """Every applicable judge's verdicts on ``items`` (the headline judge first).
+
+    ``rules`` means the task's own scorer (with its YAML ``scorer_args``). A judge that cannot read
+    the task's answer format is left out with one warning line; if none can, that is an error.
+    """
+    outcomes: list[JudgeOutcome] = []
+    for name in names:
+        if name in (RULES, task_scorer):
+            scorer = make_judge(task_scorer, task_scorer_args, config.options)
+        else:
+            scorer = make_judge(name, config.args_for(name), config.options)
+        try:
+            kinds = scorer_kinds(scorer)
+            if kinds is not None and task_scorer not in kinds:
+                log.warning("%s: judge '%s' does not read answers of format '%s'; it is left out for this task", task, name, task_scorer)
+                continue
+            verdicts = {v.id: v for v in scorer.score(items)}
+            counts = getattr(scorer, "counts", None)
+            outcomes.append(JudgeOutcome(name, scorer_identity(scorer), verdicts, counts() if callable(counts) else None))
+        finally:
+            close = getattr(scorer, "close", None)
+            if callable(close):
+                close()
+    if not outcomes:
+        raise UserError(f"{task}: none of the judges {', '.join(names)} reads answers of format '{task_scorer}'; add --judge rules")
+    return outcomes
