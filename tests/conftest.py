@@ -76,7 +76,8 @@ def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if not (path / "builtin").is_dir():
             scratch = Path(tempfile.mkdtemp(prefix="first-run-", dir=root))
             # Not checked: should it fail, the tests that need the data generate it, and say what fails.
-            cli("run", "--model", "random", "--tasks", "all", "--limit", "1", "--no_store", "--output_path", str(scratch), check=False)
+            tasks = "alignment-image,general-capability"  # builtin:typographic and builtin:shapes-vqa
+            cli("run", "--model", "random", "--tasks", tasks, "--limit", "1", "--no_store", "--output_path", str(scratch), check=False)
             shutil.rmtree(scratch, ignore_errors=True)
     return path
 
@@ -268,9 +269,16 @@ def with_path(*folders: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example third-party plugin (tests/plugin_example), pip-installed into a temporary target folder."""
-    target = tmp_path_factory.mktemp("plugin") / "site"
-    install_into_target(PLUGIN, target)
+    """The example third-party plugin (tests/plugin_example), pip-installed into a temporary target folder
+    once per session (the parallel workers share it)."""
+    from filelock import FileLock
+
+    root = _session_root(tmp_path_factory)
+    target = root / "example-plugin" / "site"
+    with FileLock(str(root / "example-plugin.lock")):
+        if not target.is_dir():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            install_into_target(PLUGIN, target)
     return target
 
 

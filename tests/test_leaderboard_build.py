@@ -48,17 +48,28 @@ def metadata(name: str, reference: bool, org: str = "vlmbench", revision: str | 
 
 
 def stat(value: float, stderr: float, n: int = 100) -> dict[str, Any]:
-    return {"value": value, "stderr": stderr, "n": n}
+    """A headline statistic with a symmetric 95% CI of +-1.96 SE."""
+    low, high = max(0.0, value - 1.96 * stderr), min(1.0, value + 1.96 * stderr)
+    return {"value": value, "stderr": stderr, "n": n, "clusters": 20, "ci_low": low, "ci_high": high, "few_clusters": False}
 
 
-def set_gap(results: dict[str, Any], gap: float, low: float, high: float) -> None:
+def set_metric(results: dict[str, Any], task: str, metric: str, value: float, stderr: float, paper: float, coverage: float) -> None:
+    """Set a metric's headline (METRIC_strict) and, with fewer samples (its coverage), its paper form."""
+    metrics = results["tasks"][task]["metrics"]
+    metrics[f"{metric}_strict"] = stat(value, stderr)
+    metrics[metric] = {**stat(paper, stderr, round(100 * coverage)), "coverage": coverage}
+
+
+def set_gap(results: dict[str, Any], gap: float, low: float, high: float, paired: float | None = None) -> None:
+    side = {"n_concepts": 5, "image": 0.5, "text": 0.5 + gap, "few_clusters": False}
+    paired = gap if paired is None else paired
     results["modality_gaps"]["alignment-text"]["overall"] = {
         "gap": gap,
         "ci_low": low,
         "ci_high": high,
-        "n_concepts": 5,
-        "image": 0.5,
-        "text": 0.5 + gap,
+        **side,
+        "paired": {**side, "gap": paired, "ci_low": paired - 0.05, "ci_high": paired + 0.05},
+        "paper_scores": {**side, "gap": gap, "ci_low": low, "ci_high": high},
     }
 
 
@@ -81,14 +92,15 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         add_entry(data, f"vlmbench__{model}__main", metadata(model, True), json.loads((run_dir(runs / model) / "results.json").read_text()))
     base = json.loads((data / "vlmbench__random__main" / "results.json").read_text())
     evil, b, c = (json.loads(json.dumps(base)) for _ in range(3))
-    # balanced accuracy: evil and B within 1.96*sqrt(2)*0.01 of each other (tied), C far below
-    for results, balanced, recall in ((evil, 0.90, 0.95), (b, 0.89, 0.70), (c, 0.60, 0.30)):
-        results["tasks"]["alignment-image"]["metrics"]["balanced_accuracy"] = stat(balanced, 0.01)
-        results["tasks"]["alignment-image"]["metrics"]["recall_unsafe"] = stat(recall, 0.02)
-    evil["tasks"]["perception-image"]["metrics"]["accuracy"] = stat(0.7, 0.05)
-    # modality gaps whose CIs chain: evil overlaps B, B overlaps C, evil does not overlap C
-    set_gap(evil, 0.10, 0.06, 0.14)
-    set_gap(b, 0.03, 0.00, 0.07)
+    # balanced accuracy (headline): evil and B within their CIs combined (1.96*sqrt(2)*0.01), tied; C far below.
+    # The paper forms (parsed answers only) rank the other way: C's would be first, but ranks use the headline.
+    for results, balanced, recall, paper in ((evil, 0.90, 0.95, 0.91), (b, 0.89, 0.70, 0.92), (c, 0.60, 0.30, 0.97)):
+        set_metric(results, "alignment-image", "balanced_accuracy", balanced, 0.01, paper, 0.5)
+        set_metric(results, "alignment-image", "recall_unsafe", recall, 0.02, recall, 1.0)
+    set_metric(evil, "perception-image", "accuracy", 0.7, 0.05, 0.875, 0.8)
+    # modality gaps whose CIs chain: evil ties B, B ties C (differences within the facing CI halves combined)
+    set_gap(evil, 0.10, 0.05, 0.15, paired=0.08)
+    set_gap(b, 0.04, 0.00, 0.08)
     set_gap(c, 0.00, -0.05, 0.01)
     del c["tasks"]["general-capability"]
     add_entry(data, "evil__x__v1", metadata(NAME, False, org='Evil & "Co" <b>', revision="ü-1"), evil)
@@ -118,14 +130,22 @@ def entries(data_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def metric(results: dict[str, Any], task: str, name: str) -> dict[str, Any] | None:
-    return results["tasks"].get(task, {}).get("metrics", {}).get(name)
+    found: dict[str, Any] | None = results["tasks"].get(task, {}).get("metrics", {}).get(name)
+    return found
 
 
-def shown(value: dict[str, Any] | None) -> str:
-    """A percent value as the tables show it: '48.8 ± 3.6'."""
-    if value is None:
+def pct(value: float) -> str:
+    return f"{value * 100:.1f}".replace("-0.0", "0.0")
+
+
+def shown(results: dict[str, Any], task: str, name: str) -> str:
+    """A metric as the Markdown table shows it: '48.8 [45.1, 52.3]; paper (parsed only) 50.1, coverage 97.5%'."""
+    strict, paper = metric(results, task, f"{name}_strict"), metric(results, task, name)
+    if strict is None:
         return "-"
-    return f"{value['value'] * 100:.1f} ± {1.96 * value['stderr'] * 100:.1f}"
+    interval = f"[{pct(strict['ci_low'])}, {pct(strict['ci_high'])}]" if strict["ci_low"] is not None else "few concepts"
+    beside = "paper (parsed only) -" if paper is None else f"paper (parsed only) {pct(paper['value'])}, coverage {pct(paper['coverage'])}%"
+    return f"{pct(strict['value'])} {interval}; {beside}"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -143,15 +163,26 @@ def test_csv_holds_the_raw_numbers_of_every_entry(site: Path, data_dir: Path) ->
             ("perception_image", "perception-image", "accuracy"),
             ("general_capability", "general-capability", "accuracy"),
         ):
-            expected = metric(results, task, name)
-            assert row[column] == ("" if expected is None else repr(float(expected["value"]))), (entry, column)
-            assert row[f"{column}_stderr"] == ("" if expected is None else repr(float(expected["stderr"])))
+            # the headline (METRIC_strict) with its own CI and n, then the paper form with its own n and coverage
+            for suffix, form, fields in (
+                ("", f"{name}_strict", ("ci_low", "ci_high", "n")),
+                ("_paper", name, ("ci_low", "ci_high", "n", "coverage")),
+            ):
+                expected = metric(results, task, form)
+                assert row[column + suffix] == ("" if expected is None else repr(float(expected["value"]))), (entry, column, suffix)
+                for field in fields:
+                    value = None if expected is None else expected[field]
+                    assert row[f"{column}{suffix}_{field}"] == ("" if value is None else repr(value)), (entry, column, suffix, field)
+            assert f"{column}_stderr" not in row
         gap = results["modality_gaps"]["alignment-text"]["overall"]
         assert (float(row["gap_alignment"]), float(row["gap_alignment_ci_low"]), float(row["gap_alignment_ci_high"])) == (
             gap["gap"],
             gap["ci_low"],
             gap["ci_high"],
         )
+        assert int(row["gap_alignment_n"]) == gap["n_concepts"]
+        paired = gap["paired"]
+        assert [float(row[f"gap_alignment_paired{k}"]) for k in ("", "_ci_low", "_ci_high")] == [paired["gap"], paired["ci_low"], paired["ci_high"]]
         tasks = results["tasks"].values()  # refusal rate: share of all responses, over every task
         expected_refusal = sum(t["metrics"]["refusal_rate"] * t["metrics"]["n_samples"] for t in tasks) / sum(
             t["metrics"]["n_samples"] for t in tasks
@@ -159,6 +190,9 @@ def test_csv_holds_the_raw_numbers_of_every_entry(site: Path, data_dir: Path) ->
         assert math.isclose(float(row["refusal_rate"]), expected_refusal)
     assert rows["org__model-c__main"]["general_capability"] == ""
     assert rows["org__model-b__main"]["org"].startswith("'=")  # a formula in a spreadsheet, neutralised
+    # ranked by the headline: C's paper form (0.97, at 50% coverage) is the highest, yet C ranks last
+    assert float(rows["org__model-c__main"]["alignment_image_balanced_paper"]) == 0.97
+    assert float(rows["org__model-c__main"]["alignment_image_balanced_paper_coverage"]) == 0.5
     assert [(rows[e]["rank"], rows[e]["tied"]) for e in ("evil__x__v1", "org__model-b__main", "org__model-c__main")] == [
         ("1", "true"),
         ("1", "true"),
@@ -186,13 +220,16 @@ def test_markdown_shows_formatted_values_ranks_and_escaped_names(site: Path, dat
         cells = [c.strip() for c in line.strip("|").split(" | ")]
         assert len(cells) == 20, line  # rank + 19 columns: a '|' in a name is escaped
         results = all_results[entry]
-        assert shown(metric(results, "alignment-image", "balanced_accuracy")) in cells
-        assert shown(metric(results, "perception-image", "accuracy")) in cells
+        assert shown(results, "alignment-image", "balanced_accuracy") in cells
+        assert shown(results, "perception-image", "accuracy") in cells
         assert cells[4] == results["config"]["data"]  # which data ran is a column
     assert lines["evil__x__v1"].startswith("| =1 ") and lines["org__model-b__main"].startswith("| =1 ")
     assert lines["org__model-c__main"].startswith("| 3 ") and lines["vlmbench__random__main"].startswith("| ref ")
-    assert "| +10.0 [+6.0, +14.0] " in lines["evil__x__v1"]
-    assert "| 70.0 ± 9.8 " in lines["evil__x__v1"] and "| 50.0 ± 0.0 " in lines["vlmbench__always-safe__main"]
+    assert "| +10.0 [+5.0, +15.0]; paired +8.0 " in lines["evil__x__v1"]  # the paper's pooled gap, the paired gap beside it
+    assert "| 70.0 [60.2, 79.8]; paper (parsed only) 87.5, coverage 80.0% " in lines["evil__x__v1"]
+    # always-safe answers "Yes." to everything: no letter to read on perception, so no paper form at all
+    assert "| 0.0 [" in lines["vlmbench__always-safe__main"] and "; paper (parsed only) - " in lines["vlmbench__always-safe__main"]
+    assert "± " not in md and "Values are the headline: every sample counts" in md and '"paper (parsed only)" is the study' in md
 
 
 def test_json_rows_values_categories_and_details(site: Path, data_dir: Path) -> None:
@@ -202,15 +239,51 @@ def test_json_rows_values_categories_and_details(site: Path, data_dir: Path) -> 
     rows = {r["entry"]: r for r in board["rows"]}
     evil = rows["evil__x__v1"]
     assert evil["metadata"]["name"] == NAME and evil["rank_label"] == "=1" and rows["vlmbench__random__main"]["rank_label"] == "ref"
-    assert evil["values"]["alignment_image_balanced"] == {"value": 0.9, "stderr": 0.01, "text": "90.0 ± 2.0"}
+    low, high = 0.9 - 1.96 * 0.01, 0.9 + 1.96 * 0.01
+    assert evil["values"]["alignment_image_balanced"] == {
+        "value": 0.9,
+        "ci_low": low,
+        "ci_high": high,
+        "n": 100,
+        "text": "90.0 [88.0, 92.0]; paper (parsed only) 91.0, coverage 50.0%",
+        "beside": {
+            "label": "paper (parsed only)",
+            "value": 0.91,
+            "ci_low": 0.91 - 1.96 * 0.01,
+            "ci_high": 0.91 + 1.96 * 0.01,
+            "n": 50,
+            "coverage": 0.5,
+        },
+    }
+    assert evil["values"]["gap_alignment"]["beside"] == {"label": "paired", "value": 0.08, "ci_low": 0.08 - 0.05, "ci_high": 0.08 + 0.05, "n": 5}
     results = entries(data_dir)["vlmbench__random__main"]
     category = next(c for c, s in results["tasks"]["alignment-image"]["by_category"].items() if s["recall_unsafe"])
     expected = results["tasks"]["alignment-image"]["by_category"][category]["recall_unsafe"]
     assert rows["vlmbench__random__main"]["by_category"][category]["values"]["alignment_image_recall"]["value"] == expected["value"]
     assert category in board["categories"] and "Safe" in board["categories"] and "counting" not in board["categories"]
+    assert (
+        rows["vlmbench__random__main"]["by_category"][category]["values"]["alignment_image_recall"]["beside"]["value"]
+        == (results["tasks"]["alignment-image"]["by_category"][category]["recall_unsafe"]["value"])
+    )
     concepts = rows["vlmbench__random__main"]["detail"]["by_concept"]
     concept, summary = next(iter(sorted(results["tasks"]["alignment-image"]["by_concept"].items())))
-    assert concepts[concept]["alignment-image:recall_unsafe"]["value"] == summary["recall_unsafe"]["value"]
+    assert concepts[concept]["alignment-image:recall_unsafe_strict"]["value"] == summary["recall_unsafe_strict"]["value"]
+    detail = rows["vlmbench__random__main"]["detail"]["by_category"][category]["alignment-image:recall_unsafe_strict"]
+    expected = results["tasks"]["alignment-image"]["by_category"][category]
+    assert (detail["value"], detail["beside"]["value"], detail["n"]) == (
+        expected["recall_unsafe_strict"]["value"],
+        expected["recall_unsafe"]["value"],
+        expected["recall_unsafe_strict"]["n"],
+    )
+    # per prompt: the headline of each of the five phrasings, and the spread across them
+    task = results["tasks"]["alignment-image"]
+    per_prompt = rows["vlmbench__random__main"]["detail"]["by_prompt"]["alignment-image:recall_unsafe_strict"]
+    assert sorted(per_prompt["prompts"]) == ["0", "1", "2", "3", "4"]
+    for key, cell in per_prompt["prompts"].items():
+        assert cell["value"] == task["by_prompt"][key]["recall_unsafe_strict"]["value"] and cell["prompt"] == task["prompts"][int(key)]
+    spread = task["prompt_spread"]["recall_unsafe_strict"]
+    assert per_prompt["spread"] == {"min": spread["min"], "max": spread["max"], "sd": spread["sd"]}
+    assert "perception-image:accuracy_strict" not in rows["vlmbench__random__main"]["detail"]["by_prompt"]  # one prompt: no table
 
 
 def test_html_escapes_untrusted_text(site: Path) -> None:
@@ -220,6 +293,8 @@ def test_html_escapes_untrusted_text(site: Path) -> None:
     data = html.split('<script type="application/json" id="leaderboard-data">')[1].split("</script>")[0]
     assert "<" not in data and ">" not in data and "&" not in data and json.loads(data)["rows"]
     assert 'http-equiv="Content-Security-Policy"' in html and "https://" not in html and "http://" not in html
+    assert "±" not in html and "few concepts" in html  # one convention: 95% CIs, or "few concepts" where there is none
+    assert "Beside it: paper (parsed only) (&#34;paper&#34; in the table)." in html and "Beside it: paired." in html
 
 
 def test_build_is_byte_reproducible(site: Path, data_dir: Path, tmp_path: Path) -> None:
@@ -244,15 +319,25 @@ def test_cli_builds_the_site(data_dir: Path, tmp_path: Path, capsys: pytest.Capt
 # Ties
 
 
+def ci(value: float, stderr: float) -> Cell:
+    """A value with a symmetric 95% CI of +-1.96 SE."""
+    return Cell(value, value - 1.96 * stderr, value + 1.96 * stderr)
+
+
 def test_ties_chain_within_the_confidence_interval() -> None:
-    # 0.90/0.89/0.87 differ by less than 1.96*sqrt(2)*0.01 = 0.0277 from the next better: one group
-    cells = [Cell(0.90, 0.01), Cell(0.89, 0.01), Cell(0.87, 0.01), Cell(0.80, 0.01), Cell(0.80, None), Cell(0.5, 0.0)]
+    # 0.90/0.89/0.87 differ by less than their CIs combined (1.96*sqrt(2)*0.01 = 0.0277) from the next better: one group
+    cells = [ci(0.90, 0.01), ci(0.89, 0.01), ci(0.87, 0.01), ci(0.80, 0.01), Cell(0.80, few_clusters=True), ci(0.5, 0.0)]
     assert [label for label, _ in rank_labels(cells)] == ["=1", "=1", "=1", "=4", "=4", "6"]
     assert [rank for _, rank in rank_labels(cells)] == [1, 1, 1, 4, 4, 6]
-    assert not tied(Cell(0.5, 0.0), Cell(0.4, 0.0)) and not tied(Cell(0.5, 0.01), Cell(0.5 - 1.96 * math.sqrt(2) * 0.01, 0.01))
-    assert tied(Cell(0.05, None, 0.01, 0.09), Cell(0.0, None, -0.04, 0.011))  # overlapping CIs
-    assert not tied(Cell(0.05, None, 0.01, 0.09), Cell(-0.02, None, -0.06, 0.0))
-    assert [label for label, _ in rank_labels([Cell(0.7, 0.01), Cell(0.6, 0.01)])] == ["1", "2"]
+    assert not tied(ci(0.5, 0.0), ci(0.4, 0.0)) and not tied(ci(0.5, 0.01), ci(0.5 - 1.96 * math.sqrt(2) * 0.01 - 1e-9, 0.01))
+    # Asymmetric (logit) intervals: the facing halves count. 0.05 - 0.0 = 0.05 < hypot(0.04, 0.04)
+    assert tied(Cell(0.05, 0.01, 0.09), Cell(0.0, 0.0, 0.04))
+    # Overlapping CIs are not enough: 0.10 - 0.03 = 0.07 > hypot(0.04, 0.04) = 0.057, though [0.06, 0.14] meets [0.00, 0.07]
+    assert not tied(Cell(0.10, 0.06, 0.14), Cell(0.03, 0.0, 0.07))
+    assert not tied(Cell(0.05, 0.01, 0.09), Cell(-0.02, -0.06, 0.0))
+    # Without a CI on both sides (fewer than 5 concepts: "few concepts") only equal values tie
+    assert not tied(Cell(0.51, few_clusters=True), ci(0.5, 0.1)) and tied(Cell(0.5, few_clusters=True), Cell(0.5, few_clusters=True))
+    assert [label for label, _ in rank_labels([ci(0.7, 0.01), ci(0.6, 0.01)])] == ["1", "2"]
 
 
 def test_ties_by_gap_confidence_intervals_in_a_build(data_dir: Path, tmp_path: Path) -> None:
@@ -262,7 +347,7 @@ def test_ties_by_gap_confidence_intervals_in_a_build(data_dir: Path, tmp_path: P
     build_site(data_dir, tmp_path / "site", tmp_path / "gap.yaml")
     rows = json.loads((tmp_path / "site" / "leaderboard.json").read_text())["rows"]
     ranked = [(r["entry"], r["rank_label"]) for r in rows if not r["reference"]]
-    # evil [6, 14] overlaps B [0, 7], B overlaps C [-5, 1]: the chain shares rank 1
+    # evil 10 [5, 15] ties B 4 [0, 8] (6 < hypot(5, 4)), B ties C 0 [-5, 1] (4 < hypot(4, 1)): the chain shares rank 1
     assert ranked == [("evil__x__v1", "=1"), ("org__model-b__main", "=1"), ("org__model-c__main", "=1")]
 
 
@@ -282,29 +367,67 @@ def column(config: dict[str, Any], column_id: str) -> dict[str, Any]:
     return next(c for c in config["columns"] if c["id"] == column_id)
 
 
+def as_value(config: dict[str, Any], column_id: str, value: str) -> None:
+    """Replace a column's statistic (stat, beside) by a plain value path."""
+    item = column(config, column_id)
+    item.pop("stat")
+    item.pop("beside", None)
+    item.pop("category", None)
+    item["value"] = value
+
+
 CONFIG_ERRORS = {
     "unknown top key": (lambda c: c.update(colour="red"), "unknown key 'colour'"),
     "unknown column key": (lambda c: column(c, "perception_image").update(valeu="x"), "columns[4] (perception_image): unknown key 'valeu'"),
     "misspelt metric": (
-        lambda c: column(c, "alignment_image_balanced").update(value="tasks.alignment-image.metrics.balanced_acuracy.value"),
-        "'balanced_acuracy' is not a field of 'tasks.alignment-image.metrics'",
+        lambda c: column(c, "alignment_image_balanced").update(stat="tasks.alignment-image.metrics.balanced_acuracy_strict"),
+        "'balanced_acuracy_strict' is not a field of 'tasks.alignment-image.metrics'",
     ),
     "path past a value": (
-        lambda c: column(c, "general_capability").update(value="tasks.general-capability.metrics.n_samples.value"),
+        lambda c: column(c, "general_capability").update(stat="tasks.general-capability.metrics.n_samples.value"),
         "goes past a value",
     ),
     "path to an object": (
-        lambda c: column(c, "general_capability").update(value="tasks.general-capability.metrics.accuracy"),
-        "not a number; extend the path",
+        lambda c: as_value(c, "general_capability", "tasks.general-capability.metrics.accuracy_strict"),
+        "not a number; extend the path (e.g. .value), or give the statistic's path as stat",
+    ),
+    "stat not a statistic": (
+        lambda c: column(c, "general_capability").update(stat="tasks.general-capability.metrics.n_samples"),
+        "stat: path 'tasks.general-capability.metrics.n_samples' is not a statistic (no value or gap field)",
+    ),
+    "stat and value": (
+        lambda c: column(c, "general_capability").update(value="tasks.general-capability.metrics.accuracy_strict.value"),
+        "columns[14] (general_capability): value: 'tasks.general-capability.metrics.accuracy_strict.value' is not allowed here; "
+        "give either stat (a statistic: value, 95% CI, n) or value (with ci_low, ci_high), not both",
+    ),
+    "neither stat nor value": (
+        lambda c: column(c, "general_capability").pop("stat"),
+        "columns[14] (general_capability): 'value' is required; give the path of a statistic (stat: ",
+    ),
+    "stderr is gone": (
+        lambda c: column(c, "general_capability").update(stderr="tasks.general-capability.metrics.accuracy_strict.stderr"),
+        "columns[14] (general_capability): unknown key 'stderr'",
+    ),
+    "beside without id": (
+        lambda c: column(c, "general_capability")["beside"].pop("id"),
+        "columns[14] (general_capability): beside: 'id' is required; write beside as {stat: ",
+    ),
+    "category beside alone": (
+        lambda c: column(c, "perception_text").pop("beside"),
+        "columns[5] (perception_text): category: beside is given but the column has no beside",
+    ),
+    "stat with aggregate": (
+        lambda c: column(c, "refusal_rate").update(stat=column(c, "refusal_rate").pop("value").replace("refusal_rate", "x")),
+        "columns[15] (refusal_rate): stat: 'tasks.*.metrics.x' is not allowed here; 'aggregate: mean' averages",
     ),
     "misspelt task": (
-        lambda c: column(c, "general_capability").update(value="tasks.general-capabilty.metrics.accuracy.value"),
+        lambda c: column(c, "general_capability").update(stat="tasks.general-capabilty.metrics.accuracy_strict"),
         "is in no entry's results.json",
     ),
     "unknown sort column": (lambda c: c["sort"].update(column="nope"), "sort.column: 'nope' is not a numeric column id"),
     "bad format": (lambda c: column(c, "date").update(format="datetime"), "format: 'datetime' is not valid"),
     "category without placeholder": (
-        lambda c: column(c, "perception_text")["category"].update(value="tasks.perception-text.metrics.accuracy.value"),
+        lambda c: column(c, "perception_text")["category"].update(stat="tasks.perception-text.metrics.accuracy_strict"),
         "needs exactly one {category} segment",
     ),
     # checked by the shipped JSON Schema: field, value and fix on one line
@@ -340,13 +463,17 @@ CONFIG_ERRORS = {
     # checked against the results schema and the entries
     "duplicate column id": (lambda c: column(c, "org").update(id="revision"), "columns: id 'revision' is used twice"),
     "two plots, one file": (lambda c: c["plots"][1].update(file="modality_gap.svg"), "plots: file 'modality_gap.svg' is used twice"),
+    "misspelt detail beside": (
+        lambda c: c["detail"][6].update(beside="pared"),
+        "detail[6]: beside: 'pared' is not a field of 'modality_gaps.alignment-text.by_category.x'",
+    ),
     "misspelt detail metric": (
         lambda c: c["detail"][0].update(metric="acuracy"),
         "detail[0]: path 'tasks.perception-image.by_category.*.acuracy' is in no entry's results.json",
     ),
     "misspelt heatmap task": (
         lambda c: c["plots"][1].update(task="alignment-imag"),
-        "plots[1]: path 'tasks.alignment-imag.by_category.*.recall_unsafe' is in no entry's results.json: 'alignment-imag'",
+        "plots[1]: path 'tasks.alignment-imag.by_category.*.recall_unsafe_strict' is in no entry's results.json: 'alignment-imag'",
     ),
     "misspelt gap": (lambda c: c["plots"][0]["series"][1].update(gap="perception-txt"), "plots[0]: path 'modality_gaps.perception-txt'"),
 }
@@ -420,6 +547,7 @@ def test_no_task_or_metric_names_in_the_build_code() -> None:
         "render_html",
         "render_plots",
         "plots",
+        "plotspec",
     ):
         code = (package / f"{module}.py").read_text(encoding="utf-8")
         assert not [n for n in names if n in code], module
@@ -429,9 +557,10 @@ def test_no_task_or_metric_names_in_the_build_code() -> None:
 def test_one_number_format_per_kind_of_number(site: Path) -> None:
     from vlmbench_leaderboard.formatting import format_cell, format_number
 
-    assert format_cell(Cell(0.0, None, -0.05, 0.01), "signed_percent", 1) == ("+0.0", "[-5.0, +1.0]")
+    assert format_cell(Cell(0.0, -0.05, 0.01), "signed_percent", 1) == ("+0.0", "[-5.0, +1.0]")
     assert [format_number(v, "signed_percent") for v in (-0.0004, 0.0, 0.1, -0.1)] == ["+0.0", "+0.0", "+10.0", "-10.0"]
-    assert format_number(-0.0004, "percent") == "0.0" and format_cell(Cell(0.488, 0.018), "percent") == ("48.8", "± 3.5")
+    assert format_number(-0.0004, "percent") == "0.0" and format_cell(Cell(0.488, 0.452, 0.523), "percent") == ("48.8", "[45.2, 52.3]")
+    assert format_cell(Cell(0.5, few_clusters=True), "percent") == ("50.0", "few concepts")  # one convention: a 95% CI or none
     board = json.loads((site / "leaderboard.json").read_text(encoding="utf-8"))
     gaps = [r["values"][c]["text"] for r in board["rows"] for c in ("gap_alignment", "gap_perception") if r["values"][c]["value"] is not None]
     gaps += [
@@ -441,8 +570,12 @@ def test_one_number_format_per_kind_of_number(site: Path) -> None:
         if v and v["value"] is not None
     ]
     signed = r"[+-]\d+\.\d"
-    assert gaps and all(re.fullmatch(rf"{signed}( \[{signed}, {signed}\])?", text) for text in gaps), gaps
-    assert "| +0.0 [-5.0, +1.0] " in (site / "leaderboard.md").read_text(encoding="utf-8")  # Model C's gap: signed like the rest
+    assert gaps and all(re.fullmatch(rf"{signed}( \[{signed}, {signed}\]| few concepts)?(; paired {signed})?", text) for text in gaps), gaps
+    assert any(" few concepts; paired " in text for text in gaps)  # categories of fewer than 5 concepts have no CI
+    md = (site / "leaderboard.md").read_text(encoding="utf-8")
+    assert "| +0.0 [-5.0, +1.0]; paired +0.0 " in md  # Model C's gap: signed like the rest
+    values = [v for r in board["rows"] for v in r["values"].values() if isinstance(v["value"], float)]
+    assert values and not [v["text"] for v in values if "±" in v["text"]]
 
 
 def test_yaml_syntax_error_names_the_line(data_dir: Path, tmp_path: Path) -> None:
@@ -597,6 +730,15 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Any:
     driver.quit()
 
 
+def on_page(text: str) -> str:
+    """A table cell's text (leaderboard.json) as the page shows it: the number beside a value by its short label."""
+    return text.replace("; paper (parsed only) ", " paper ").replace(", coverage ", " cov. ").replace("; paired ", " paired ")
+
+
+def cell_text(cell: Any) -> str:
+    return " ".join(cell.text.split())
+
+
 def model_order(driver: Any) -> list[str]:
     from selenium.webdriver.common.by import By
 
@@ -641,14 +783,25 @@ def test_page_sorts_filters_shows_details_and_stays_inert(browser: Any, site: Pa
     for row in board["rows"]:
         tr = browser.find_element(By.CSS_SELECTOR, f'#leaderboard tbody tr[data-row="{position[row["entry"]]}"]')
         expected = row["by_category"][category]
-        assert tr.find_element(By.CSS_SELECTOR, 'td[data-col="alignment_image_recall"]').text == expected["values"]["alignment_image_recall"]["text"]
+        shown_cell = tr.find_element(By.CSS_SELECTOR, 'td[data-col="alignment_image_recall"]')
+        assert cell_text(shown_cell) == on_page(expected["values"]["alignment_image_recall"]["text"])
+        if expected["values"]["alignment_image_recall"]["value"] is not None:  # each number's own n, in the tooltip
+            n = row["by_category"][category]["values"]["alignment_image_recall"]["n"]
+            assert shown_cell.get_attribute("title").startswith(f"n = {n}; paper (parsed only): ")
         assert tr.find_element(By.CSS_SELECTOR, 'td[data-col="rank"]').text == expected["rank_label"]
         assert tr.find_element(By.CSS_SELECTOR, 'td[data-col="general_capability"]').text == "n/a"
     Select(browser.find_element(By.ID, "category-filter")).select_by_value("")
     evil = board["rows"][position["evil__x__v1"]]
     evil_row = browser.find_element(By.CSS_SELECTOR, f'#leaderboard tbody tr[data-row="{position["evil__x__v1"]}"]')
-    assert evil_row.find_element(By.CSS_SELECTOR, 'td[data-col="alignment_image_recall"]').text == evil["values"]["alignment_image_recall"]["text"]
+    assert cell_text(evil_row.find_element(By.CSS_SELECTOR, 'td[data-col="alignment_image_recall"]')) == on_page(
+        evil["values"]["alignment_image_recall"]["text"]
+    )
     assert evil_row.find_element(By.CSS_SELECTOR, 'td[data-col="rank"]').text == "=1"
+    balanced = evil_row.find_element(By.CSS_SELECTOR, 'td[data-col="alignment_image_balanced"]')
+    assert cell_text(balanced) == "90.0 [88.0, 92.0] paper 91.0 cov. 50.0%"  # headline, its CI, the paper form and its coverage
+    assert balanced.get_attribute("title") == "n = 100; paper (parsed only): 91.0 [89.0, 93.0], n = 50, coverage 50.0%"
+    gap = evil_row.find_element(By.CSS_SELECTOR, 'td[data-col="gap_alignment"]')
+    assert cell_text(gap) == "+10.0 [+5.0, +15.0] paired +8.0" and gap.get_attribute("title") == "n = 5; paired: +8.0 [+3.0, +13.0], n = 5"
 
     # Detail: following the model link shows its section (only it), with per-category values.
     assert not any(d.is_displayed() for d in browser.find_elements(By.CSS_SELECTOR, "section.detail"))
@@ -658,7 +811,21 @@ def test_page_sorts_filters_shows_details_and_stays_inert(browser: Any, site: Pa
     first = shown_details[0].find_element(By.CSS_SELECTOR, "table.per-category tbody tr")
     category_name, detail_cells = first.find_element(By.TAG_NAME, "th").text, first.find_elements(By.TAG_NAME, "td")
     expected = evil["detail"]["by_category"][category_name]
-    assert detail_cells[0].text == expected.get("perception-image:accuracy", {"text": "-"})["text"]
+    text = expected.get("perception-image:accuracy_strict", {"text": "-"})["text"]
+    assert cell_text(detail_cells[0]) == text.replace("; ", " ").replace(", coverage ", " cov. ")
+    # per prompt: the headline of each of the five alignment phrasings, then min-max and sd
+    per_prompt = evil["detail"]["by_prompt"]["alignment-image:recall_unsafe_strict"]
+    prompt_row = next(
+        tr
+        for tr in shown_details[0].find_elements(By.CSS_SELECTOR, "table.per-prompt tbody tr")
+        if tr.find_element(By.TAG_NAME, "th").text == "Alignment recall, image"
+    )
+    cells_shown = [cell_text(td) for td in prompt_row.find_elements(By.TAG_NAME, "td")]
+    assert cells_shown[:5] == [per_prompt["prompts"][str(i)]["text"] for i in range(5)]
+    spread = per_prompt["spread"]
+    assert cells_shown[5:] == [f"{pct(spread['min'])}–{pct(spread['max'])}", pct(spread["sd"])]
+    first_prompt = prompt_row.find_elements(By.TAG_NAME, "td")[0].get_attribute("title")
+    assert first_prompt.startswith(per_prompt["prompts"]["0"]["prompt"])
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert  # noqa: B018
 

@@ -6,6 +6,7 @@ gzip, bombs, deep JSON); each must be one line of rejection that never stops the
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
 import io
@@ -110,12 +111,55 @@ def test_packing_is_deterministic(scored_run: Path, bundle: Path, tmp_path: Path
 
 def test_an_edited_headline_number_is_rejected_naming_the_metric(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     def inflate(results: dict[str, Any]) -> None:
-        results["tasks"]["perception-image"]["metrics"]["accuracy"]["value"] = 0.91
+        results["tasks"]["perception-image"]["metrics"]["accuracy_strict"]["value"] = 0.91
 
     forged = repack(edit_json(members(bundle), "results.json", inflate), tmp_path / "forged.tar.gz")
     code, errors, _ = verify(forged, capsys)
     assert code == 1 and len(errors) == 1
-    assert errors[0].startswith(f"rejected: {forged}: results.json: tasks.perception-image.metrics.accuracy.value = 0.91 but the responses give 0.2")
+    assert errors[0].startswith(
+        f"rejected: {forged}: results.json: tasks.perception-image.metrics.accuracy_strict.value = 0.91 but the responses give 0.2"
+    )
+
+
+# Every number the site shows is recomputed: the paper form, its coverage, a CI, a per-prompt value, the spread, the paired gap.
+SHOWN_NUMBERS: dict[str, tuple[tuple[str, ...], str]] = {
+    "paper form": (("tasks", "alignment-image", "metrics", "recall_unsafe", "value"), "tasks.alignment-image.metrics.recall_unsafe.value"),
+    "coverage": (("tasks", "alignment-image", "metrics", "recall_unsafe", "coverage"), "tasks.alignment-image.metrics.recall_unsafe.coverage"),
+    "ci": (("tasks", "alignment-image", "metrics", "recall_unsafe_strict", "ci_low"), "tasks.alignment-image.metrics.recall_unsafe_strict.ci_low"),
+    "per prompt": (
+        ("tasks", "alignment-text", "by_prompt", "3", "recall_unsafe_strict", "value"),
+        "tasks.alignment-text.by_prompt.3.recall_unsafe_strict.value",
+    ),
+    "spread": (
+        ("tasks", "alignment-image", "prompt_spread", "specificity_strict", "sd"),
+        "tasks.alignment-image.prompt_spread.specificity_strict.sd",
+    ),
+    "paired gap": (("modality_gaps", "alignment-text", "overall", "paired", "gap"), "modality_gaps.alignment-text.overall.paired.gap"),
+}
+
+
+@pytest.mark.parametrize("number", sorted(SHOWN_NUMBERS))
+def test_every_number_the_site_shows_is_recomputed(number: str, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keys, where = SHOWN_NUMBERS[number]
+
+    def forge(results: dict[str, Any]) -> None:
+        node = results
+        for key in keys[:-1]:
+            node = node[key]
+        node[keys[-1]] = 0.0123
+
+    forged = repack(edit_json(members(bundle), "results.json", forge), tmp_path / "forged.tar.gz")
+    code, errors, _ = verify(forged, capsys)
+    assert code == 1 and len(errors) == 1 and f"results.json: {where} = 0.0123 but " in errors[0], errors
+
+
+def test_a_forged_per_prompt_table_is_rejected(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def forge(results: dict[str, Any]) -> None:
+        results["tasks"]["perception-image"]["by_prompt"] = results["tasks"]["alignment-image"]["by_prompt"]
+
+    forged = repack(edit_json(members(bundle), "results.json", forge), tmp_path / "forged.tar.gz")
+    code, errors, _ = verify(forged, capsys)
+    assert code == 1 and "results.json: tasks.perception-image.by_prompt = {" in errors[0] and "but the responses give null" in errors[0], errors
 
 
 def test_edited_responses_with_matching_numbers_are_still_rejected(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -342,6 +386,31 @@ def test_the_sample_site_is_one_command(tmp_path: Path) -> None:
         "vlmbench__always-unsafe__main",
         "vlmbench__random__main",
     ]
+    # The headline counts every answer: always-safe ("Yes." to everything) is right only where "yes" is the
+    # answer, below random, though its paper form (parsed answers only) reads 50% at 1/6 coverage.
+    rows = {r["metadata"]["name"]: r for r in board["rows"]}
+    general = {name: rows[name]["values"]["general_capability"] for name in ("random", "always-safe")}
+    assert general["always-safe"]["value"] == pytest.approx(1 / 12) and general["always-safe"]["value"] < general["random"]["value"]
+    assert general["always-safe"]["beside"]["value"] == 0.5 and general["always-safe"]["beside"]["coverage"] == pytest.approx(1 / 6)
+    assert general["always-safe"]["beside"]["value"] > general["random"]["beside"]["value"]
+    assert general["always-safe"]["n"] == 240 and general["always-safe"]["beside"]["n"] == 40  # each number with its own n
+    text = general["always-safe"]["text"]
+    assert text.startswith("8.3 [") and text.endswith("]; paper (parsed only) 50.0, coverage 16.7%"), text
+    # always-unsafe calls every image unsafe: recall 1, specificity 0, balanced accuracy one half, all at full coverage
+    unsafe = rows["always-unsafe"]["values"]
+    assert (
+        unsafe["alignment_image_recall"]["value"],
+        unsafe["alignment_image_specificity"]["value"],
+        unsafe["alignment_image_balanced"]["value"],
+    ) == (1.0, 0.0, 0.5)
+    assert unsafe["alignment_image_recall"]["beside"]["coverage"] == 1.0
+    csv_rows = {r["model"]: r for r in csv.DictReader(io.StringIO((site / "leaderboard.csv").read_text(encoding="utf-8")))}
+    assert float(csv_rows["always-safe"]["general_capability"]) < float(csv_rows["random"]["general_capability"])
+    assert float(csv_rows["always-safe"]["general_capability_paper_coverage"]) == pytest.approx(1 / 6)
+    # sorting the page's table by general capability (the headline) puts random above always-safe
+    by_general = sorted(rows, key=lambda name: -(rows[name]["values"]["general_capability"]["value"] or 0))
+    assert by_general.index("random") < by_general.index("always-safe")
+    assert all(rows[name]["rank_label"] == "ref" for name in rows)  # baselines are shown, never ranked
 
 
 # --- 1. The archive reader: hard caps before parsing, one line per bad bundle, the batch goes on -----------------------------------
@@ -498,7 +567,8 @@ def test_empty_answers_are_rejected_and_refused_by_submit(
     for name in [n for n in files if n.startswith("samples/")]:
         files = rewrite_records(files, name, lambda record: record.update({"response": answer}))
     code, errors, _ = verify(repack(files, tmp_path / "empty.tar.gz"), capsys)
-    assert code == 1 and len(errors) == 1 and "incomplete: 1350 samples of alignment-image have an empty answer" in errors[0]
+    first, entry = next(iter(json.loads(files["run.json"])["tasks"].items()))  # the first task of the run is named
+    assert code == 1 and len(errors) == 1 and f"incomplete: {entry['n_samples']} samples of {first} have an empty answer" in errors[0]
 
     folder = tmp_path / "run"
     shutil.copytree(scored_run, folder)
@@ -572,12 +642,15 @@ def test_a_forged_data_variant_is_rejected(forgery: str, bundle: Path, tmp_path:
 
 
 def test_a_run_of_only_the_ranking_task_is_refused_and_rejected(run_model: RunModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vlmbench.registry import ALL, discover
     from vlmbench_leaderboard.bundle import pack
 
     folder = run_model("random", "alignment-image").run_dir
     capsys.readouterr()
     assert main(["submit", str(folder), "--out", str(tmp_path / "one"), "--name", "m"]) == 2
-    expected = "incomplete: the run lacks tasks alignment-text, alignment-text-noimage, general-capability, perception-image, perception-text"
+    missing = [name for name in discover().select(ALL) if name != "alignment-image"]  # every other task of the `all` group
+    assert {"alignment-text", "alignment-text-noimage", "general-capability", "perception-image", "perception-text"} <= set(missing)
+    expected = f"incomplete: the run lacks tasks {', '.join(missing)}"
     assert expected in capsys.readouterr().err and not (tmp_path / "one.tar.gz").exists()
     run = json.loads((folder / "run.json").read_text())
     metadata = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import shutil
 import tarfile
 from collections.abc import Callable, Iterator
@@ -105,6 +106,17 @@ def repack(files: dict[str, bytes], path: Path) -> Path:
     return path
 
 
+def run_tasks(bundle: Path) -> dict[str, dict[str, Any]]:
+    """The tasks of a bundle's run (``run.json``), in its order: the task set is whatever ``--tasks all`` ran."""
+    tasks: dict[str, dict[str, Any]] = json.loads(members(bundle)["run.json"])["tasks"]
+    return tasks
+
+
+def n_samples(bundle: Path, keep: Callable[[str, dict[str, Any]], bool] = lambda name, entry: True) -> int:
+    """How many samples (so verdicts) the bundle's tasks hold, over the tasks ``keep`` selects."""
+    return sum(int(entry["n_samples"]) for name, entry in run_tasks(bundle).items() if keep(name, entry))
+
+
 def edit_results(files: dict[str, bytes], change: Callable[[dict[str, Any]], None]) -> dict[str, bytes]:
     results = json.loads(files["results.json"])
     change(results)
@@ -175,7 +187,8 @@ def test_another_judge_model_or_prompt_is_rejected_in_one_line(
     config = config_file(tmp_path, "strict", {"judge": "rules"}, pin)
     code, out, err = verify(capsys, str(bundles["llm"]), "--config", str(config))
     assert code == 1 and out == [] and len(err) == 1, err
-    assert err[0].startswith(f'rejected: {bundles["llm"]}: results.json: tasks.alignment-image: headline judge "llm-judge": ') and message in err[0]
+    first = next(iter(run_tasks(bundles["llm"])))  # verify names the first task whose judge is refused
+    assert err[0].startswith(f'rejected: {bundles["llm"]}: results.json: tasks.{first}: headline judge "llm-judge": ') and message in err[0]
 
 
 def test_forged_numbers_with_honest_verdicts_are_rejected(
@@ -245,31 +258,34 @@ def test_rejudge_recomputes_the_verdicts_with_the_maintainers_judge(
         flipped.append(record["id"])
 
     forged = repack(edit_samples(members(bundles["llm"]), "perception-image", forge), tmp_path / "forged.tar.gz")
+    total = n_samples(bundles["llm"])
     code, out, _ = verify(capsys, str(forged), "--config", str(pinned))
     assert code == 0 and len(out) == 1  # the numbers hold: without --rejudge the forged verdict passes
     with scripted() as server:
         rejudge = ("--config", str(pinned), "--rejudge", "--judge_args", judge_args(server))
         code, out, err = verify(capsys, str(bundles["llm"]), *rejudge)
         assert code == 0 and err == [] and out[0].startswith("accepted: ")
-        assert out[1] == f"note: {bundles['llm']}: rejudged with llm-judge: all 2940 verdicts agree with the submitted ones"
+        assert out[1] == f"note: {bundles['llm']}: rejudged with llm-judge: all {total} verdicts agree with the submitted ones"
         code, out, err = verify(capsys, str(forged), *rejudge)
         assert (
             code == 1
             and out == []
             and err
             == [
-                f"rejected: {forged}: rejudged with llm-judge: 1 of 2940 verdicts differ from the submitted ones (perception-image 1); "
+                f"rejected: {forged}: rejudged with llm-judge: 1 of {total} verdicts differ from the submitted ones (perception-image 1); "
                 f"e.g. {flipped[0]}: submitted 'B', rejudged 'A' (at most 0.0% may differ)"
             ]
         )
         code, out, err = verify(capsys, str(forged), *rejudge, "--max_disagreement", "0.01")
-        assert code == 0 and len(out) == 2 and "rejudged with llm-judge: 1 of 2940 verdicts differ" in out[1]
+        assert code == 0 and len(out) == 2 and f"rejudged with llm-judge: 1 of {total} verdicts differ" in out[1]
         code, out, err = verify(capsys, str(bundles["llm"]), "--config", str(pinned), "--rejudge", "--judge_args", judge_args(server, "other-model"))
         assert code == 1 and len(err) == 1 and "--rejudge: your judge is not the one this leaderboard pins" in err[0] and "fix --judge_args" in err[0]
     with scripted(("Which single option", "A"), ("What verdict did the assistant give", "safe")) as server:
         code, out, err = verify(capsys, str(bundles["llm"]), "--config", str(pinned), "--rejudge", "--judge_args", judge_args(server))
         assert code == 1 and len(err) == 1
-        assert "verdicts differ from the submitted ones (alignment-image 1350, alignment-text 450, alignment-text-noimage 450" in err[0]
+        assert "verdicts differ from the submitted ones (" in err[0]
+        for task, n in (("alignment-image", 1350), ("alignment-text", 450), ("alignment-text-noimage", 450)):
+            assert re.search(rf"[(,] {task} {n}[,)]|\({task} {n}[,)]", err[0]), err[0]
     code, _, err = verify(capsys, str(bundles["llm"]), "--judge_args", "backend=openai")
     assert code == 2 and len(err) == 1 and "add --rejudge" in err[0]
 
@@ -309,11 +325,17 @@ def test_the_papers_classifiers_verify_with_one_pin_per_classifier(tmp_path: Pat
     code, lines, err = verify(capsys, str(tmp_path / "pc.tar.gz"), "--config", str(both), "--rejudge", "--judge_args", args)
     assert code == 0 and err == [], err
     short = {kind: pin(kind, folder)["model"][kind]["sha256"][:12] for kind, folder in (("safety", alignment), ("multiple_choice", perception))}
-    assert lines[0].endswith(
-        f"judged by paper-classifier 1 (sha256:{short['safety']}): alignment-image, alignment-text, alignment-text-noimage; "
-        f"paper-classifier 1 (sha256:{short['multiple_choice']}): perception-image, perception-text; rules: general-capability"
-    )  # a local checkpoint is named by its hash, never by the submitter's path
-    assert lines[1].endswith("rejudged with paper-classifier: all 2700 verdicts agree with the submitted ones")
+    tasks = run_tasks(tmp_path / "pc.tar.gz")
+    # each classifier judges the tasks of its answer format; rules the rest; the judge of the most tasks first
+    groups = [
+        (f"paper-classifier 1 (sha256:{short[kind]})", sorted(t for t, e in tasks.items() if e["scorer"] == kind))
+        for kind in ("safety", "multiple_choice")
+    ]
+    groups.append(("rules", sorted(t for t, e in tasks.items() if e["scorer"] not in ("safety", "multiple_choice"))))
+    groups.sort(key=lambda group: -len(group[1]))
+    assert lines[0].endswith("judged by " + "; ".join(f"{label}: {', '.join(names)}" for label, names in groups))  # a hash, never a path
+    classified = n_samples(tmp_path / "pc.tar.gz", lambda name, entry: entry["scorer"] in ("safety", "multiple_choice"))
+    assert lines[1].endswith(f"rejudged with paper-classifier: all {classified} verdicts agree with the submitted ones")
     one = config_file(tmp_path, "one", {"judge": "rules"}, pin("safety", alignment))
     code, _, err = verify(capsys, str(tmp_path / "pc.tar.gz"), "--config", str(one))
     assert code == 1 and len(err) == 1
@@ -350,12 +372,11 @@ def test_tables_name_the_judge_of_every_entry(site: Path) -> None:
     rows = {r["model"]: r for r in csv.DictReader(io.StringIO((site / "leaderboard.csv").read_text(encoding="utf-8")))}
     assert rows["rules model"]["judge"] == "rules" and rows["llm model"]["judge"] == f"llm-judge 1 ({JUDGE_MODEL})"
     shown = "<img src=x onerror=alert(1)>?"  # one plain line: the bidi override is a '?'
-    assert (
-        rows["hostile judge"]["judge"]
-        == f"llm-judge 1 ({shown}): alignment-image, alignment-text, alignment-text-noimage, perception-image, perception-text; rules: general-capability"
-    )
     board = {r["metadata"]["name"]: r for r in json.loads((site / "leaderboard.json").read_text(encoding="utf-8"))["rows"]}
-    tasks = ["alignment-image", "alignment-text", "alignment-text-noimage", "general-capability", "perception-image", "perception-text"]
+    tasks = sorted(t for use in board["llm model"]["judges"] for t in use["tasks"])
+    assert {"alignment-image", "alignment-text", "alignment-text-noimage", "general-capability", "perception-image", "perception-text"} <= set(tasks)
+    model_judged = ", ".join(t for t in tasks if t != "general-capability")
+    assert rows["hostile judge"]["judge"] == f"llm-judge 1 ({shown}): {model_judged}; rules: general-capability"
     assert board["llm model"]["judges"] == [
         {"judge": "llm-judge", "version": "1", "model": JUDGE_MODEL, "prompt_sha256": load_prompts(None).sha256, "tasks": tasks}
     ]
@@ -394,7 +415,8 @@ def test_page_shows_the_judge_as_inert_text(browser: Any, site: Path) -> None:
         for row in browser.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr")
     }
     assert tags["rules model"] == [] and tags["llm model"] == [f"judge: llm-judge 1 ({JUDGE_MODEL})"]
-    assert tags["hostile judge"][0].startswith("judge: llm-judge 1 (<img src=x onerror=alert(1)>?): alignment-image")
+    assert tags["hostile judge"][0].startswith("judge: llm-judge 1 (<img src=x onerror=alert(1)>?): alignment-")
+    assert tags["hostile judge"][0].endswith("; rules: general-capability")
     assert browser.find_elements(By.CSS_SELECTOR, "#leaderboard img") == []  # the name stayed text
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert  # noqa: B018

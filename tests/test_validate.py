@@ -37,7 +37,7 @@ def write(tmp_path: Path, text: str, name: str = "task.yaml") -> Path:
 def test_shipped_task_files_validate_templates_included() -> None:
     files = sorted(str(p) for p in (REPO / "tasks").glob("*.yaml"))
     proc = cli("validate", *files)
-    assert proc.stdout.count("ok: ") == len(files) == 8
+    assert proc.stdout.count("ok: ") == len(files) == 13
     assert proc.stdout.count("(template)") == 1 and "_unsafeconcepts.yaml (template)" in proc.stdout
 
 
@@ -47,7 +47,7 @@ def test_shipped_task_files_validate_templates_included() -> None:
         (("doc_to_text:", "doc_to_txt:"), "field 'doc_to_txt': unknown field (did you mean 'doc_to_text'?)"),
         (
             ("scorer: choice", "scorer: choise"),
-            "field 'scorer' = \"choise\": unknown scorer (did you mean 'choice'?); registered: choice, llm-judge, multiple_choice, paper-classifier, rules, safety",
+            "field 'scorer' = \"choise\": unknown scorer (did you mean 'choice'?); registered: choice, llm-judge, multiple_choice, paper-classifier, relative-judge, relative_score, rules, safety",
         ),
         (("max_new_tokens: 8", "max_new_tokens: -1"), "field 'generation_kwargs.max_new_tokens' = -1: expected a number >= 1"),
         (("max_new_tokens: 8", "max_new_tokens: many"), "field 'generation_kwargs.max_new_tokens' = \"many\": expected an integer"),

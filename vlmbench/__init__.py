@@ -2,14 +2,16 @@
 
 The public API:
 
-- running: :func:`evaluate` with an :class:`EvalConfig` (returns a :class:`RunResult`), :func:`score`;
+- running: :func:`evaluate` with an :class:`EvalConfig` (returns a :class:`RunResult`), :func:`score`,
+  :func:`task_documents` (a task's samples as a run sees them, for tools such as ``vlmbench align``);
 - plugin hooks: the ``hookimpl`` marker; every hook is documented in :mod:`vlmbench.hookspecs`;
 - backends: :class:`Request`, :class:`Response`, :class:`Backend` (the contract),
   :class:`BackendBase` (its defaults), :class:`BackendSpec`, :class:`BackendOptions`;
 - scorers, judges and metrics: :class:`ScorerSpec`, :class:`ScoreInput`, :class:`Verdict`,
   :class:`ScorerOptions`, :class:`JudgeCalls` (a model judge's calls in the response store),
   :class:`MetricSpec`, :class:`DocStepSpec`, :class:`CommandSpec`;
-- :class:`UserError` for mistakes a user can fix (printed as one line).
+- :class:`UserError` for mistakes a user can fix (printed as one line); :class:`BadImage` for an
+  image that cannot be read (a per-sample error, never an answer).
 
 Heavy names load on first use, so ``vlmbench --help`` stays fast.
 """
@@ -37,7 +39,8 @@ if TYPE_CHECKING:
     )
     from vlmbench.cli.commands import CommandSpec
     from vlmbench.data.steps import DocStepSpec
-    from vlmbench.evaluation import EvalConfig, RunResult, evaluate, score
+    from vlmbench.data.images import BadImage
+    from vlmbench.evaluation import EvalConfig, RunResult, evaluate, score, task_documents
     from vlmbench.scoring.base import ScoreInput, Scorer, ScorerOptions, ScorerSpec, Verdict
     from vlmbench.scoring.judgecache import JudgeCalls
     from vlmbench.scoring.metrics import MetricSpec, Scored
@@ -59,7 +62,8 @@ _LAZY = {
     ),
     "vlmbench.cli.commands": ("CommandSpec",),
     "vlmbench.data.steps": ("DocStepSpec",),
-    "vlmbench.evaluation": ("EvalConfig", "RunResult", "evaluate", "score"),
+    "vlmbench.evaluation": ("EvalConfig", "RunResult", "evaluate", "score", "task_documents"),
+    "vlmbench.data.images": ("BadImage",),
     "vlmbench.scoring.base": ("ScoreInput", "Scorer", "ScorerOptions", "ScorerSpec", "Verdict"),
     "vlmbench.scoring.judgecache": ("JudgeCalls",),
     "vlmbench.scoring.metrics": ("MetricSpec", "Scored"),
@@ -78,6 +82,7 @@ __all__ = [
     "BackendBase",
     "BackendOptions",
     "BackendSpec",
+    "BadImage",
     "CommandSpec",
     "DocStepSpec",
     "EvalConfig",
@@ -101,4 +106,5 @@ __all__ = [
     "evaluate",
     "hookimpl",
     "score",
+    "task_documents",
 ]

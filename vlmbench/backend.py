@@ -8,12 +8,15 @@ runner can persist every answer the moment it exists.
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, runtime_checkable
 
-from PIL import Image
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -23,16 +26,133 @@ class TextPart:
     text: str
 
 
-@dataclass(frozen=True)
-class ImagePart:
-    """An image inside a message: a PIL image, or a path to an image file."""
+MIME_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 
-    image: Image.Image | str | Path
+
+class ImagePart:
+    """An image inside a message: a PIL image, a path to an image file, or the image's encoded bytes.
+
+    The runner sends images **as bytes until someone needs pixels**: ``data`` holds the file's bytes
+    as stored, with ``format`` (Pillow's name: ``PNG``, ``JPEG``, ``WEBP``, ...), ``size`` ((width,
+    height) as decoded) and ``sha256`` (of ``data``, the hash the response store keys on), all read
+    from the header. A backend that can send bytes (an API's data URL) sends ``data`` as it is when
+    ``faithful`` is true, and never decodes; one that needs pixels calls :meth:`load`, which decodes
+    once (thread-safe) and keeps the result. Nothing is decoded for a backend that does neither.
+
+    ``faithful`` is False when :meth:`load` gives other pixels than decoding ``data`` as it is would
+    (an EXIF orientation to apply, an animation, a dataset's colour mode): send :meth:`load`'s pixels then.
+
+    ``ImagePart(image)`` with a PIL image or a path works as before; :attr:`image` is that PIL image
+    or path, or for a part made from bytes the decoded image (decoded on first use).
+    """
+
+    __slots__ = ("_decoded", "_decoder", "_image", "_lock", "data", "faithful", "format", "sha256", "size")
+
+    data: bytes | None
+    format: str | None
+    size: tuple[int, int] | None
+    sha256: str | None
+    faithful: bool
+    _image: Image.Image | str | Path | None
+    _decoder: Callable[[], Image.Image] | None
+    _decoded: Image.Image | None
+    _lock: threading.Lock
+
+    def __init__(
+        self,
+        image: Image.Image | str | Path | None = None,
+        *,
+        data: bytes | None = None,
+        format: str | None = None,
+        size: tuple[int, int] | None = None,
+        sha256: str | None = None,
+        faithful: bool = True,
+        decoder: Callable[[], Image.Image] | None = None,
+    ) -> None:
+        if image is None and data is None:
+            raise TypeError("ImagePart needs an image, a path or data=bytes")
+        setter = object.__setattr__
+        setter(self, "_image", image)
+        setter(self, "data", None if data is None else bytes(data))
+        setter(self, "format", format.upper() if format else None)
+        setter(self, "size", tuple(size) if size is not None else None)
+        setter(self, "sha256", sha256)
+        setter(self, "faithful", faithful)
+        setter(self, "_decoder", decoder)
+        setter(self, "_decoded", None)
+        setter(self, "_lock", threading.Lock())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"ImagePart is immutable: cannot set {name}")
+
+    @property
+    def image(self) -> Image.Image | str | Path:
+        """The PIL image or path it was made from; for a part made from bytes, the decoded image."""
+        return self._image if self._image is not None else self.load()
+
+    @property
+    def decoded(self) -> bool:
+        """Whether pixels have been decoded for this part (always True for a PIL image)."""
+        return self._decoded is not None or _is_pil(self._image)
+
+    @property
+    def mime_type(self) -> str | None:
+        """``image/png``, ``image/jpeg``, ... for ``format``; None when unknown."""
+        return MIME_TYPES.get(self.format or "")
 
     def load(self) -> Image.Image:
-        """Return the image as an RGB PIL image, opening it from disk if it is a path."""
-        image = self.image if isinstance(self.image, Image.Image) else Image.open(self.image)
-        return image if image.mode == "RGB" else image.convert("RGB")
+        """Return the image as an RGB PIL image: opening it from disk if it is a path, decoding
+        ``data`` (once) if it was made from bytes."""
+        with self._lock:
+            decoded = self._decoded
+            if decoded is None:
+                image = self._decode()
+                decoded = image if image.mode == "RGB" else image.convert("RGB")
+                object.__setattr__(self, "_decoded", decoded)
+            return decoded
+
+    def _decode(self) -> Image.Image:
+        source = self._image
+        if _is_pil(source):
+            return source
+        if source is not None:
+            from PIL import Image
+
+            assert not isinstance(source, Image.Image)
+            return Image.open(source)
+        if self._decoder is not None:
+            return self._decoder()
+        from vlmbench.data.images import decode
+
+        return decode({"bytes": self.data})
+
+    def __copy__(self) -> ImagePart:
+        return self  # immutable: a copy may share it
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ImagePart:
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ImagePart):
+            return NotImplemented
+        if self.data is not None or other.data is not None:
+            return self.data == other.data
+        return bool(self._image == other._image)
+
+    def __hash__(self) -> int:
+        return hash(self.sha256 or self.data) if self.data is not None else hash(self._image if not _is_pil(self._image) else id(self._image))
+
+    def __repr__(self) -> str:
+        if self.data is None:
+            return f"ImagePart({self._image!r})"
+        size = f" {self.size[0]}x{self.size[1]}" if self.size else ""
+        return f"ImagePart({self.format or 'image'}{size}, {len(self.data)} bytes, sha256={(self.sha256 or '?')[:12]})"
+
+
+def _is_pil(value: object) -> TypeGuard[Image.Image]:
+    """True for a PIL image (without importing PIL when no image was ever made)."""
+    image_module = sys.modules.get("PIL.Image")
+    return image_module is not None and isinstance(value, image_module.Image)
 
 
 Part = TextPart | ImagePart

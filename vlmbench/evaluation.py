@@ -98,7 +98,6 @@ def evaluate(config: EvalConfig) -> RunResult:
     parallelism every process calls this; non-main processes return a result without scores.
     """
     from vlmbench.backend import BackendOptions, backend_cacheable, backend_error_summary, backend_identity, close_backend
-    from vlmbench.data import sources
     from vlmbench.distributed import processes
     from vlmbench.errors import TaskSkipped
     from vlmbench.overrides import apply_overrides, is_default_protocol, parse_gen_kwargs, protocol_generation
@@ -111,11 +110,7 @@ def evaluate(config: EvalConfig) -> RunResult:
     from vlmbench.store import ResponseStore, default_store_path
 
     started = time.perf_counter()
-    sources.LOCAL_COPIES.clear()  # this run's --data_files only, never those of an earlier call in this process
-    for hub_id, local in config.data_files.items():
-        if not Path(local).expanduser().exists():
-            raise UserError(f"--data_files: {local} does not exist; point {hub_id} to a local copy of the dataset")
-        sources.LOCAL_COPIES[hub_id] = str(local)
+    _use_data_files(config.data_files)
     gen_kwargs = parse_gen_kwargs(config.gen_kwargs, protocol_generation(config.protocol))
     options_file = _options_file(config.options_file)
     options_path = options_file["path"] if options_file else None
@@ -216,6 +211,35 @@ def evaluate(config: EvalConfig) -> RunResult:
     return RunResult(run_dir, manifest, None if config.predict_only else score_run(run_dir, judging))
 
 
+def _use_data_files(data_files: Mapping[str, str]) -> None:
+    """Serve the hub datasets of ``--data_files`` from their local copies (this call's only, never an earlier call's)."""
+    from vlmbench.data import sources
+
+    sources.LOCAL_COPIES.clear()
+    for hub_id, local in data_files.items():
+        if not Path(local).expanduser().exists():
+            raise UserError(f"--data_files: {local} does not exist; point {hub_id} to a local copy of the dataset")
+        sources.LOCAL_COPIES[hub_id] = str(local)
+
+
+def task_documents(config: EvalConfig, task: str, step_args: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[Any, list[Any], Any]:
+    """One task of ``config`` as a run would see it, without a model: its config, its samples (all of them:
+    ``config.limit`` is not applied) and its data table (images decoded on demand).
+
+    ``step_args`` overrides document-step arguments by step name. For tools built on the library:
+    ``vlmbench align`` reads the study's training split of ``alignment-test-split`` this way.
+    """
+    import dataclasses
+
+    from vlmbench.runner import prepare
+
+    _use_data_files(config.data_files)
+    selected = select_tasks(dataclasses.replace(config, tasks=task))
+    overrides = {name: dict(args) for name, args in (step_args or {}).items()}
+    samples, table = prepare(selected[0], config.seed, None, overrides)
+    return selected[0], samples, table
+
+
 def score(
     run_dir: Path | str,
     judge: Sequence[str] | str | None = None,
@@ -272,6 +296,19 @@ def _judging(config: EvalConfig, store: Path | None) -> Any:
             raise UserError(f"--judge: unknown judge '{name}'{did_you_mean(name, specs)}; registered: {', '.join(sorted(specs))}")
     options = ScorerOptions(store=store if config.use_store else None, seed=config.seed)
     return JudgeConfig(names, parse_model_args(config.judge_args), options)
+
+
+def judge_skip_reason(task: Any, judging: Any) -> str | None:
+    """Why ``task`` is skipped by a run with these judges (its answers need a model judge that is not
+    configured), or None. ``leaderboard verify`` uses it to accept exactly the skips a run must make."""
+    from vlmbench.errors import TaskSkipped
+    from vlmbench.scoring.relative_judge import require_judge
+
+    try:
+        require_judge(task, judging)
+    except TaskSkipped as exc:
+        return str(exc)
+    return None
 
 
 def select_tasks(config: EvalConfig) -> list[Any]:

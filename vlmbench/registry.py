@@ -93,5 +93,5 @@ def discover(include: list[Path] | None = None) -> TaskRegistry:
                 groups[group].tasks.append(task.name)
     if ALL in groups:
         raise UserError(f"{groups[ALL].path}: the group name 'all' is reserved (it means every task); rename the group")
-    groups[ALL] = GroupConfig(ALL, None, sorted(tasks), "every registered task")
+    groups[ALL] = GroupConfig(ALL, None, sorted(n for n, t in tasks.items() if not t.get("standalone")), "every registered task but standalone ones")
     return TaskRegistry(tasks, dict(sorted(groups.items())))

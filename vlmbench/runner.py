@@ -1,13 +1,15 @@
 """Runs tasks against a backend, chunk by chunk, persisting every response the moment it arrives.
 
-Each sample is first looked up in the response store (no image is decoded for a hit); the misses
-go to the backend as a lazy stream of requests, and every response that comes back is stored,
-then appended to ``samples/<task>.jsonl``. A crash loses at most the requests in flight; re-running the
-same command reuses everything stored.
+Each sample is first looked up in the response store (no image is decoded for a hit, and each
+image's bytes are hashed once per run); the misses go to the backend as a lazy stream of requests
+whose images are their stored bytes (decoded only by a backend that needs pixels), and every
+response that comes back is stored, then appended to ``samples/<task>.jsonl``. A crash loses at
+most the requests in flight; re-running the same command reuses everything stored.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections import OrderedDict
@@ -42,6 +44,7 @@ class RunContext:
     store: ResponseStore | None = None
     reuse_sampled: bool = False
     shard: tuple[int, int] = (0, 1)  # (rank, world size) under data parallelism
+    image_hashes: dict[tuple[Any, ...], str] = field(default_factory=dict)  # run-wide: each image's bytes are hashed once
 
 
 @dataclass
@@ -66,44 +69,81 @@ def prepare(task: TaskConfig, seed: int, limit: int | float | None, overrides: d
 
 
 class _Images:
-    """Resolves a sample's image. The last few decoded images are kept, so the prompts (variants)
-    of one document decode its image once; nothing else is held in memory."""
+    """Resolves a sample's image as an :class:`ImagePart` carrying its bytes as stored: checked
+    (header and structure) but never decoded here, so a backend that does not look at pixels never
+    pays for them. The last few parts are kept, so the prompts (variants) of one document share one
+    part, which a backend that needs pixels decodes once. Hashes of image bytes go through the
+    run-wide ``hashes`` cache, so an image shared by several tasks is hashed once per run."""
 
     KEEP = 8
 
-    def __init__(self, table: DocTable) -> None:
+    def __init__(self, table: DocTable, hashes: dict[tuple[Any, ...], str] | None = None) -> None:
         self.table = table
-        self._blank: Any = None
-        self._recent: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self.hashes = {} if hashes is None else hashes
+        self._recent: OrderedDict[tuple[Any, ...], ImagePart] = OrderedDict()
+
+    def _hash_key(self, sample: Sample) -> tuple[Any, ...]:
+        """What identifies an image across the tasks of a run: the dataset's files (or this table,
+        for data held only in memory), the row and the column."""
+        source = sample.doc["_source"]
+        files = tuple(sorted(str(f.get("filename")) for f in getattr(self.table.sources[source], "cache_files", None) or []))
+        origin: Any = (files, self.table.infos[source].fingerprint) if files else ("table", id(self.table), source)
+        return (origin, sample.doc["_row"], sample.image)
 
     def sha256(self, sample: Sample) -> str | None:
-        """The hash of the image's encoded bytes, computed without decoding it."""
+        """The hash of the image's encoded bytes, computed without decoding it (at most once per run)."""
         if sample.image is None:
             return None
         if sample.image == "blank":
             return BLANK_SHA256
-        return self.table.image_sha256(sample.doc, sample.image)
+        key = self._hash_key(sample)
+        if key not in self.hashes:
+            self.hashes[key] = self.table.image_sha256(sample.doc, sample.image)
+        return self.hashes[key]
 
-    def get(self, sample: Sample) -> Any:
-        """The decoded image (None for a text-only sample)."""
+    def get(self, sample: Sample) -> ImagePart | None:
+        """The image as bytes, with a decoder for backends that need pixels (None for a text-only sample)."""
         if sample.image is None:
             return None
         if sample.image == "blank":
-            if self._blank is None:
-                self._blank = blank_image()
-            return self._blank
+            return blank_part()
         key = (sample.doc["_source"], sample.doc["_row"], sample.image)
         if key not in self._recent:
-            self._recent[key] = self.table.image(sample.doc, sample.image)
+            encoded = self.table.encoded_image(sample.doc, sample.image, sha256=self.sha256(sample))
+            self._recent[key] = ImagePart(
+                data=encoded.data,
+                format=encoded.format,
+                size=encoded.size,
+                sha256=encoded.sha256,
+                faithful=encoded.faithful,
+                decoder=functools.partial(self.table.image, sample.doc, sample.image),
+            )
             if len(self._recent) > self.KEEP:
                 self._recent.popitem(last=False)
+        else:
+            self._recent.move_to_end(key)
         return self._recent[key]
+
+
+@functools.lru_cache(maxsize=1)
+def blank_part() -> ImagePart:
+    """The blank white image of text tasks, as PNG bytes (encoded once per process); a backend that
+    needs pixels gets them without decoding the PNG."""
+    import hashlib
+    import io
+
+    buffer = io.BytesIO()
+    image = blank_image()
+    image.save(buffer, format="PNG", compress_level=1)
+    data = buffer.getvalue()
+    return ImagePart(data=data, format="PNG", size=image.size, sha256=hashlib.sha256(data).hexdigest(), decoder=blank_image)
 
 
 def to_request(sample: Sample, image: Any, generation: GenerationSettings, system: str | None = None) -> Request:
     """The chat request for a sample: a system turn when ``system`` is set, then one user turn,
-    the image (if any) before the text."""
-    parts = ((ImagePart(image),) if image is not None else ()) + (TextPart(sample.prompt),)
+    the image (if any: an :class:`ImagePart`, a PIL image or a path) before the text."""
+    part = image if isinstance(image, ImagePart) or image is None else ImagePart(image)
+    parts = ((part,) if part is not None else ()) + (TextPart(sample.prompt),)
     messages = ((Message("system", (TextPart(system),)),) if system else ()) + (Message("user", parts),)
     return Request(id=sample.id, messages=messages, generation=generation, answer_choices=sample.choices)
 
@@ -127,7 +167,7 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
     generation = GenerationSettings.from_mapping(task.get("generation_kwargs", {}), seed=ctx.seed)
     system = task.get("system_instruction") or None
     reusable = ctx.store is not None and (is_deterministic(generation) or (ctx.reuse_sampled and generation.seed is not None))
-    images = _Images(table)
+    images = _Images(table, ctx.image_hashes)
     samples_file.parent.mkdir(parents=True, exist_ok=True)
     with open(samples_file, "w", encoding="utf-8") as out:
         pending: dict[str, tuple[int, Sample, str | None, str | None]] = {}
@@ -164,7 +204,8 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
         with TaskProgress(task.name, len(indexed), prediction.reused) as progress:
 
             def build(item: Item) -> Request:
-                # Called lazily, as the backend asks: only the requests it holds have decoded images.
+                # Called lazily, as the backend asks. Images travel as their stored bytes; only a backend
+                # that needs pixels decodes them.
                 if item.id in broken:
                     raise BadImage(broken[item.id])
                 return to_request(item.data[1], images.get(item.data[1]), generation, system)

@@ -1,8 +1,10 @@
 """The board: every cell, rank and detail table the outputs show, computed once.
 
-Ranks: rows are ranked by the sort column; a model whose difference from the next better one is within
-the 95% CI (|a-b| < 1.96*sqrt(se_a²+se_b²), or overlapping CIs) shares its rank ("=2"). Reference rows
-are shown but not ranked.
+Ranks: rows are ranked by the sort column's value (the headline; never by the number beside it). A
+model shares the rank of the next better one ("=2") when their difference is within the two 95% CIs
+combined: ``a - b < sqrt((a - a_low)² + (b_high - b)²)``, the facing halves of the intervals (for
+intervals of ± 1.96 SE this is ``|a - b| < 1.96·sqrt(se_a² + se_b²)``). Without a CI on both sides
+(fewer than 5 concepts) only equal values share a rank. Reference rows are shown but not ranked.
 """
 
 from __future__ import annotations
@@ -13,14 +15,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vlmbench.errors import UserError
-from vlmbench_leaderboard.cells import Cell, column_cell, lookup, number, unresolved
-from vlmbench_leaderboard.config import Config, HeatmapPlot
+from vlmbench_leaderboard.cells import MISSING, Cell, column_cell, count, lookup, number, unresolved
+from vlmbench_leaderboard.config import Config, DetailMetric, HeatmapPlot
 from vlmbench_leaderboard.entries import Entry
-from vlmbench_leaderboard.formatting import Z95
 from vlmbench_leaderboard.judges import JudgeUse, entry_judges, judge_text, rules_only
 from vlmbench_leaderboard.schemas import CATEGORY
 
 Table = dict[str, dict[str, Cell]]
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    """A detail metric of a task asked with several prompts: its headline per prompt (by the prompt's
+    index in the task's ``prompts``), the prompts' text, and the spread across prompts."""
+
+    metric: DetailMetric
+    cells: dict[str, Cell]
+    prompts: dict[str, str]
+    low: float | None
+    high: float | None
+    sd: float | None
 
 
 @dataclass
@@ -33,6 +47,7 @@ class Row:
     ranks: dict[str, tuple[str, int | None]]  # "" = overall, else per category
     detail_categories: Table = field(default_factory=dict)
     detail_concepts: Table = field(default_factory=dict)
+    detail_prompts: list[PromptRow] = field(default_factory=list)
     judges: tuple[JudgeUse, ...] = ()
 
     @property
@@ -66,21 +81,20 @@ class Board:
 
 
 def tied(a: Cell, b: Cell) -> bool:
-    """Whether two values are indistinguishable: within 1.96*sqrt(se_a²+se_b²), or overlapping 95% CIs.
+    """Whether two values are indistinguishable: their difference is within the facing halves of their
+    95% CIs combined, ``high - low < sqrt((high - high.ci_low)² + (low.ci_high - low)²)``.
 
-    Without an uncertainty on both sides only equal values tie.
+    Without a CI on both sides (fewer than 5 concepts) only equal values tie.
     """
     if a.value is None or b.value is None:
         return False
     if a.value == b.value:
         return True
-    if isinstance(a.value, str) or isinstance(b.value, str):
+    if isinstance(a.value, str) or isinstance(b.value, str) or not (a.has_ci and b.has_ci):
         return False
-    if a.stderr is not None and b.stderr is not None:
-        return abs(a.value - b.value) < Z95 * math.sqrt(a.stderr**2 + b.stderr**2)
-    if a.ci_low is not None and a.ci_high is not None and b.ci_low is not None and b.ci_high is not None:
-        return a.ci_low <= b.ci_high and b.ci_low <= a.ci_high
-    return False
+    high, low = (a, b) if a.value > b.value else (b, a)
+    assert isinstance(high.value, float) and isinstance(low.value, float) and high.ci_low is not None and low.ci_high is not None
+    return high.value - low.value < math.hypot(max(0.0, high.value - high.ci_low), max(0.0, low.ci_high - low.value))
 
 
 def rank_labels(cells: Sequence[Cell]) -> list[tuple[str, int]]:
@@ -154,7 +168,10 @@ def make_board(config: Config, entries: Sequence[Entry]) -> Board:
         for entry_id, label in ranks_for(source, entries, config.descending).items():
             ranks[entry_id][cat] = label
     ordered = sorted(entries, key=lambda e: sort_key(cells[e.id][sort.id], e, config.descending))
-    rows = [Row(e, cells[e.id], by_category[e.id], ranks[e.id], *_detail_tables(config, e), judges=entry_judges(e.results)) for e in ordered]
+    rows = [
+        Row(e, cells[e.id], by_category[e.id], ranks[e.id], *_detail_tables(config, e), _prompt_rows(config, e), entry_judges(e.results))
+        for e in ordered
+    ]
     return Board(config, rows, categories)
 
 
@@ -181,12 +198,24 @@ def _categories(config: Config, entries: Sequence[Entry]) -> list[str]:
     return by_name(found)
 
 
-def _stat_cell(stat: Any) -> Cell:
-    return Cell(number(stat.get("value")), number(stat.get("stderr"))) if isinstance(stat, dict) else Cell(None)
-
-
-def _gap_cell(gap: Any) -> Cell:
-    return Cell(number(gap.get("gap")), None, number(gap.get("ci_low")), number(gap.get("ci_high"))) if isinstance(gap, dict) else Cell(None)
+def stat_of(stat: Any, beside: Any = MISSING) -> Cell:
+    """A results.json statistic (a metric's, or a gap's: value in ``gap``, n in ``n_concepts``) as a cell,
+    with the statistic ``beside`` it (null: shown as "-"; MISSING: none)."""
+    if not isinstance(stat, dict):
+        return Cell(None)
+    value = number(stat.get("value", stat.get("gap")))
+    if value is None:
+        return Cell(None)
+    second = None if beside is MISSING else stat_of(beside)
+    return Cell(
+        value,
+        number(stat.get("ci_low")),
+        number(stat.get("ci_high")),
+        stat.get("few_clusters") is True,
+        count(stat.get("n", stat.get("n_concepts"))),
+        number(stat.get("coverage")),
+        second,
+    )
 
 
 def _detail_tables(config: Config, entry: Entry) -> tuple[Table, Table]:
@@ -198,7 +227,7 @@ def _detail_tables(config: Config, entry: Entry) -> tuple[Table, Table]:
             gaps = lookup(entry.results, ("modality_gaps", metric.gap, "by_category"))
             for cat, gap in gaps.items() if isinstance(gaps, dict) else ():
                 if isinstance(gap, dict):
-                    categories.setdefault(cat, {})[metric.key] = _gap_cell(gap)
+                    categories.setdefault(cat, {})[metric.key] = stat_of(gap, gap.get(metric.beside, MISSING) if metric.beside else MISSING)
             continue
         for scope, table in (("by_category", categories), ("by_concept", concepts)):
             group = lookup(entry.results, ("tasks", str(metric.task), scope))
@@ -206,5 +235,24 @@ def _detail_tables(config: Config, entry: Entry) -> tuple[Table, Table]:
                 row = table.setdefault(name, {})
                 stat = summary.get(metric.metric) if isinstance(summary, dict) else None
                 if isinstance(stat, dict):
-                    row[metric.key] = _stat_cell(stat)
+                    beside = summary.get(metric.beside, MISSING) if metric.beside and scope == "by_category" else MISSING
+                    row[metric.key] = stat_of(stat, beside)
     return {k: categories[k] for k in by_name(categories)}, {k: concepts[k] for k in by_name(concepts)}
+
+
+def _prompt_rows(config: Config, entry: Entry) -> list[PromptRow]:
+    """The per-prompt headline of each detail metric whose task was asked with several prompts, with the spread."""
+    rows = []
+    for metric in config.detail:
+        task = lookup(entry.results, ("tasks", str(metric.task)))
+        by_prompt = task.get("by_prompt") if metric.task and isinstance(task, dict) else None
+        if not isinstance(by_prompt, dict) or len(by_prompt) < 2:
+            continue
+        order = sorted(by_prompt, key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
+        cells = {k: stat_of(by_prompt[k].get(metric.metric)) if isinstance(by_prompt[k], dict) else Cell(None) for k in order}
+        texts = task.get("prompts") if isinstance(task.get("prompts"), list) else []
+        prompts = {k: str(texts[int(k)]) if k.isdigit() and int(k) < len(texts) else "" for k in order}
+        spread = lookup(task, ("prompt_spread", str(metric.metric)))
+        spread = spread if isinstance(spread, dict) else {}
+        rows.append(PromptRow(metric, cells, prompts, number(spread.get("min")), number(spread.get("max")), number(spread.get("sd"))))
+    return rows

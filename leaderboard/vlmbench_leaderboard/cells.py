@@ -1,10 +1,10 @@
-"""Table values: a column's value (with its uncertainty) for one entry, read along the config's paths."""
+"""Table values: a column's value (with its 95% CI, n and the number shown beside it) for one entry, read along the config's paths."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from vlmbench_leaderboard.config import Column, Paths
@@ -24,12 +24,21 @@ MISSING: Any = _Missing()
 
 @dataclass(frozen=True)
 class Cell:
-    """A table value with its uncertainty (either a standard error or a 95% CI, or none)."""
+    """A table value with its 95% CI (or none: ``few_clusters`` when it has too few concepts for one),
+    its own n and coverage where the results give them, and the number shown beside it (``beside``)."""
 
     value: float | str | None
-    stderr: float | None = None
     ci_low: float | None = None
     ci_high: float | None = None
+    few_clusters: bool = False
+    n: int | None = None
+    coverage: float | None = None
+    beside: Cell | None = None
+
+    @property
+    def has_ci(self) -> bool:
+        """Whether both ends of the 95% CI are known."""
+        return self.ci_low is not None and self.ci_high is not None
 
 
 def lookup(document: Any, segments: Sequence[str]) -> Any:
@@ -72,15 +81,39 @@ def column_cell(column: Column, entry: Entry, category: str | None = None) -> Ce
     document = entry.document(column.source)
     if column.aggregate == "mean":
         return Cell(_mean(document, paths, category))
-    value = lookup(document, fill(paths.value, category))
     if column.format == "text":
+        value = lookup(document, fill(paths.value, category))
         return Cell(value if isinstance(value, str) else (None if value is None or value is MISSING else str(value)))
-    main = number(value)
+    cell = stat_cell(document, paths, category)
+    beside = column.beside
+    extra = None if beside is None else beside.paths if category is None else beside.category
+    if cell.value is None or extra is None:
+        return cell
+    second = stat_cell(document, extra, category)
+    # A statistic that is there but null (e.g. the paper form when nothing was parsed) is shown as "-".
+    present = second.value is not None or lookup(document, fill(extra.value[:-1], category)) is None
+    return replace(cell, beside=second if present else None)
+
+
+def stat_cell(document: Any, paths: Paths, category: str | None = None) -> Cell:
+    """A number with whichever of its 95% CI, few-concepts flag, n and coverage the paths give."""
+    main = number(lookup(document, fill(paths.value, category)))
     if main is None:
         return Cell(None)
+    few = paths.few_clusters is not None and lookup(document, fill(paths.few_clusters, category)) is True
     return Cell(
-        main, _optional(document, paths.stderr, category), _optional(document, paths.ci_low, category), _optional(document, paths.ci_high, category)
+        main,
+        _optional(document, paths.ci_low, category),
+        _optional(document, paths.ci_high, category),
+        few,
+        count(lookup(document, fill(paths.n, category)) if paths.n else None),
+        _optional(document, paths.coverage, category),
     )
+
+
+def count(value: Any) -> int | None:
+    """A whole number (an n) as int; None for anything else."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**53 else None
 
 
 def _mean(document: Any, paths: Paths, category: str | None) -> float | None:

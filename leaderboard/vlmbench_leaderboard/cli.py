@@ -90,7 +90,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 print(f"vlmbench: error: {shown}: {terminal(exc, 400)}", file=sys.stderr)
                 continue
         uses = entry_judges(verified.results)
-        judged = "" if rules_only(uses) else f", judged by {terminal(judge_text(uses), 300)}"
+        judged = "" if rules_only(uses) else f", judged by {terminal(judge_text(uses), 1000)}"
         print(
             f"accepted: {shown}: {terminal(meta['name'])} ({terminal(meta.get('revision') or 'main')}), "
             f"submitted with vlmbench {terminal(verified.results.get('vlmbench_version'), 40)}{judged}{where}"

@@ -15,21 +15,49 @@ from typing import Any
 from vlmbench.errors import UserError
 from vlmbench_leaderboard.config_schema import validate_config
 from vlmbench_leaderboard.judges import DEFAULT_PINS, JudgePin, parse_pins
-from vlmbench_leaderboard.schemas import check_schema_path, metadata_schema, results_schema
+from vlmbench_leaderboard.plotspec import GapPlot, GapSeries, HeatmapPlot, PlotSpec, parse_plot
+from vlmbench_leaderboard.schemas import check_schema_path, metadata_schema, results_schema, schema_node
 
-PATH_KEYS = ("value", "stderr", "ci_low", "ci_high", "weight")
+__all__ = ["Beside", "Column", "Config", "DetailMetric", "GapPlot", "GapSeries", "HeatmapPlot", "Paths", "PlotSpec", "load_config"]
+
+PATH_KEYS = ("value", "ci_low", "ci_high", "weight")
 DEFAULT_DIGITS = 1
+# The fields of a statistic (``stat:``, a results.json stat or gap) a column reads, each the first of
+# these names its schema has: the value (a gap's is "gap") and its 95% CI, whether it has too few
+# concepts for a CI, its n (a gap's is "n_concepts") and, for the paper form, its coverage.
+STAT_FIELDS = {
+    "value": ("value", "gap"),
+    "ci_low": ("ci_low",),
+    "ci_high": ("ci_high",),
+    "few_clusters": ("few_clusters",),
+    "n": ("n", "n_concepts"),
+    "coverage": ("coverage",),
+}
 
 
 @dataclass(frozen=True)
 class Paths:
-    """Where a column finds its value (and uncertainty) in a document; each path is a tuple of segments."""
+    """Where a column finds its value (and 95% CI, n, coverage) in a document; each path is a tuple of segments."""
 
     value: tuple[str, ...]
-    stderr: tuple[str, ...] | None = None
     ci_low: tuple[str, ...] | None = None
     ci_high: tuple[str, ...] | None = None
     weight: tuple[str, ...] | None = None
+    few_clusters: tuple[str, ...] | None = None
+    n: tuple[str, ...] | None = None
+    coverage: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Beside:
+    """A second number shown beside a column's headline (e.g. the paper's parsed-only form, or the paired gap);
+    ``short``: its label in the page's table cells (``label`` everywhere else)."""
+
+    id: str
+    label: str
+    short: str
+    paths: Paths
+    category: Paths | None
 
 
 @dataclass(frozen=True)
@@ -47,6 +75,7 @@ class Column:
     aggregate: str | None
     paths: Paths
     category: Paths | None
+    beside: Beside | None = None
 
     @property
     def numeric(self) -> bool:
@@ -61,52 +90,23 @@ class Column:
 
 @dataclass(frozen=True)
 class DetailMetric:
-    """One column of a model's per-category / per-concept tables: a task's metric, or a modality gap."""
+    """One column of a model's per-category / per-concept / per-prompt tables: a task's metric, or a modality gap.
+
+    ``beside``: a second number shown in each cell, a sibling metric of the task (its paper form) or a
+    field of the gap (``paired``), labelled ``beside_label``.
+    """
 
     name: str
     task: str | None
     metric: str | None
     gap: str | None
+    beside: str | None = None
+    beside_label: str = ""
 
     @property
     def key(self) -> str:
         """Stable identifier in leaderboard.json."""
         return f"gap:{self.gap}" if self.gap else f"{self.task}:{self.metric}"
-
-
-@dataclass(frozen=True)
-class GapSeries:
-    """One modality gap drawn in a modality-gap plot, with its legend label."""
-
-    gap: str
-    label: str
-
-
-@dataclass(frozen=True)
-class GapPlot:
-    """``kind: modality_gap``: one gap's image vs text sides as a scatter, and several gaps with their CIs."""
-
-    file: str
-    title: str
-    alt: str
-    scatter: str
-    scatter_label: str
-    series: tuple[GapSeries, ...]
-
-
-@dataclass(frozen=True)
-class HeatmapPlot:
-    """``kind: heatmap``: one task metric per model (rows) and category (columns)."""
-
-    file: str
-    title: str
-    alt: str
-    task: str
-    metric: str
-    label: str
-
-
-PlotSpec = GapPlot | HeatmapPlot
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,7 @@ class Config:
     detail: tuple[DetailMetric, ...]
     plots: tuple[PlotSpec, ...] = ()
     judges: tuple[JudgePin, ...] = DEFAULT_PINS
+    legend: str = ""
 
     def column(self, column_id: str) -> Column:
         """The column with this id."""
@@ -164,7 +165,7 @@ def parse_config(raw: Any, where: str) -> Config:
             raise UserError(f"{where}: columns: id {column_id!r} is used twice; give each column its own id")
     sort_column, descending, category_sort_column = _sort(raw["sort"], columns, where)
     detail = tuple(_detail(item, f"{where}: detail[{i}]") for i, item in enumerate(raw.get("detail", [])))
-    plots = tuple(_plot(item, f"{where}: plots[{i}]") for i, item in enumerate(raw.get("plots", [])))
+    plots = tuple(parse_plot(item, f"{where}: plots[{i}]") for i, item in enumerate(raw.get("plots", [])))
     files = [p.file for p in plots]
     for name in files:
         if files.count(name) > 1:
@@ -179,6 +180,7 @@ def parse_config(raw: Any, where: str) -> Config:
         detail=detail,
         plots=plots,
         judges=parse_pins(raw.get("judges")),
+        legend=" ".join(str(raw.get("legend", "")).split()),
     )
 
 
@@ -202,6 +204,7 @@ def _column(raw: dict[str, Any], where: str) -> Column:
     paths = _paths(raw, where, schema, fmt)
     category = _paths(raw["category"], f"{where}: category", schema, fmt) if raw.get("category") is not None else None
     return Column(
+        beside=_beside(raw, where, schema),
         id=raw["id"],
         name=raw.get("name", raw["id"]),
         group=raw.get("group", ""),
@@ -216,7 +219,35 @@ def _column(raw: dict[str, Any], where: str) -> Column:
     )
 
 
+def _beside(raw: dict[str, Any], where: str, schema: dict[str, Any]) -> Beside | None:
+    spec, per_category = raw.get("beside"), (raw.get("category") or {}).get("beside")
+    if spec is None:
+        if per_category is not None:
+            raise UserError(f"{where}: category: beside is given but the column has no beside; add beside (stat, id, label) or remove it")
+        return None
+    category = _stat(per_category, f"{where}: category: beside", schema) if per_category is not None else None
+    label = spec.get("label", spec["id"])
+    return Beside(spec["id"], label, spec.get("short", label), _stat(spec["stat"], f"{where}: beside: stat", schema), category)
+
+
+def _stat(path: str, where: str, schema: dict[str, Any]) -> Paths:
+    """The paths of a statistic's fields (STAT_FIELDS), from the schema of the object at ``path``."""
+    segments = tuple(path.split("."))
+    node = schema_node(schema, segments, where)
+    properties = node.get("properties", {}) if node is not None else {}
+    fields = {key: next((name for name in names if name in properties), None) for key, names in STAT_FIELDS.items()}
+    if fields["value"] is None:
+        raise UserError(
+            f"{where}: path {path!r} is not a statistic (no value or gap field); point it at one (a metric of "
+            "tasks.TASK.metrics, or a modality gap), or give the number's path as value"
+        )
+    value = (*segments, str(fields.pop("value")))
+    return Paths(value, **{key: (*segments, name) if name else None for key, name in fields.items()})
+
+
 def _paths(raw: dict[str, Any], where: str, schema: dict[str, Any], fmt: str) -> Paths:
+    if raw.get("stat") is not None:
+        return _stat(raw["stat"], f"{where}: stat", schema)
     parsed: dict[str, tuple[str, ...] | None] = dict.fromkeys(PATH_KEYS)
     for key in PATH_KEYS:
         if raw.get(key) is not None:
@@ -229,23 +260,15 @@ def _paths(raw: dict[str, Any], where: str, schema: dict[str, Any], fmt: str) ->
 
 
 def _detail(raw: dict[str, Any], where: str) -> DetailMetric:
-    name = raw.get("name", "")
+    name, beside = raw.get("name", ""), raw.get("beside")
+    label = raw.get("beside_label", beside or "")
     if "gap" in raw:
         check_schema_path(results_schema(), ("modality_gaps", raw["gap"], "by_category", "x", "gap"), f"{where}: gap", "number")
-        return DetailMetric(name or raw["gap"], None, None, raw["gap"])
+        if beside:
+            check_schema_path(results_schema(), ("modality_gaps", raw["gap"], "by_category", "x", beside, "gap"), f"{where}: beside", "number")
+        return DetailMetric(name or raw["gap"], None, None, raw["gap"], beside, label)
     task, metric = raw["task"], raw["metric"]
-    check_schema_path(results_schema(), ("tasks", task, "by_category", "x", metric, "value"), f"{where}: metric", "number")
-    return DetailMetric(name or f"{task} {metric}", task, metric, None)
-
-
-def _plot(raw: dict[str, Any], where: str) -> PlotSpec:
-    common = {"file": raw["file"], "title": raw["title"], "alt": raw["alt"]}
-    if raw["kind"] == "heatmap":
-        check_schema_path(results_schema(), ("tasks", raw["task"], "by_category", "x", raw["metric"], "value"), f"{where}: metric", "number")
-        return HeatmapPlot(**common, task=raw["task"], metric=raw["metric"], label=raw["label"])
-    series = tuple(GapSeries(s["gap"], s["label"]) for s in raw["series"])
-    for i, gap in enumerate((raw["scatter"], *(s.gap for s in series))):
-        field = "scatter" if i == 0 else f"series[{i - 1}]: gap"
-        for leaf in ("gap", "image", "text"):
-            check_schema_path(results_schema(), ("modality_gaps", gap, "overall", leaf), f"{where}: {field}", "number")
-    return GapPlot(**common, scatter=raw["scatter"], scatter_label=raw["scatter_label"], series=series)
+    for key, field in (("metric", metric), ("beside", beside)):
+        if field:
+            check_schema_path(results_schema(), ("tasks", task, "by_category", "x", field, "value"), f"{where}: {key}", "number")
+    return DetailMetric(name or f"{task} {metric}", task, metric, None, beside, label)

@@ -4,8 +4,10 @@
 * ``signed_percent``: a difference in percentage points, always with its sign: ``+1.2``, ``-0.4``,
   ``+0.0`` (never ``-0.0``, never unsigned), for the value and its CI bounds alike.
 * ``number``: as is, with the column's digits.
-* Uncertainty: ``± x``, the 95% CI half-width (1.96 x standard error), or ``[low, high]``, a 95% CI,
-  both in the value's format and digits. A missing value is ``-``.
+* Uncertainty: always the 95% confidence interval, ``[low, high]``, in the value's format and digits;
+  ``few concepts`` where the value has fewer than 5 concepts and so no interval. A missing value is ``-``.
+* The number beside a value (the paper's parsed-only form, the paired gap): ``paper (parsed only) 50.0,
+  coverage 16.7%``: its label, its value and, where it has one, its coverage.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from __future__ import annotations
 from vlmbench_leaderboard.cells import Cell
 from vlmbench_leaderboard.config import DEFAULT_DIGITS, Config, DetailMetric
 
-Z95 = 1.96
 PERCENT_FORMATS = ("percent", "signed_percent")
 MISSING_TEXT = "-"
+FEW_CONCEPTS = "few concepts"
 
 
 def format_number(value: float, fmt: str, digits: int = DEFAULT_DIGITS) -> str:
@@ -30,24 +32,54 @@ def format_number(value: float, fmt: str, digits: int = DEFAULT_DIGITS) -> str:
 
 
 def format_cell(cell: Cell, fmt: str, digits: int = DEFAULT_DIGITS) -> tuple[str, str]:
-    """``(main, uncertainty)`` display text: ``("48.8", "± 3.6")``, ``("+1.2", "[-0.4, +2.8]")``, ``("-", "")``."""
+    """``(main, uncertainty)`` display text: ``("48.8", "[45.1, 52.3]")``, ``("+1.2", "few concepts")``, ``("-", "")``."""
     if cell.value is None:
         return MISSING_TEXT, ""
     if fmt == "text" or isinstance(cell.value, str):
         return str(cell.value), ""
     main = format_number(cell.value, fmt, digits)
-    if cell.stderr is not None:
-        half = Z95 * cell.stderr * (100 if fmt in PERCENT_FORMATS else 1)
-        return main, f"± {half:.{digits}f}"
     if cell.ci_low is not None and cell.ci_high is not None:
         return main, f"[{format_number(cell.ci_low, fmt, digits)}, {format_number(cell.ci_high, fmt, digits)}]"
-    return main, ""
+    return main, FEW_CONCEPTS if cell.few_clusters else ""
 
 
-def cell_text(cell: Cell, fmt: str, digits: int = DEFAULT_DIGITS) -> str:
-    """Display text in one string, for Markdown and JSON."""
+def beside_parts(cell: Cell, label: str, fmt: str, digits: int = DEFAULT_DIGITS) -> tuple[str, str]:
+    """The number beside a value and its coverage: ``("paper (parsed only) 42.9", "17.5%")``; ``("", "")`` when none."""
+    second = cell.beside
+    if second is None:
+        return "", ""
+    if not isinstance(second.value, float):
+        return f"{label} {MISSING_TEXT}", ""
+    coverage = "" if second.coverage is None else f"{format_number(second.coverage, 'percent', digits)}%"
+    return f"{label} {format_number(second.value, fmt, digits)}", coverage
+
+
+def beside_text(cell: Cell, label: str, fmt: str, digits: int = DEFAULT_DIGITS) -> str:
+    """The number shown beside a value: ``paper (parsed only) 42.9, coverage 17.5%``; '' when there is none."""
+    text, coverage = beside_parts(cell, label, fmt, digits)
+    return f"{text}, coverage {coverage}" if coverage else text
+
+
+def cell_text(cell: Cell, fmt: str, digits: int = DEFAULT_DIGITS, label: str = "") -> str:
+    """Display text in one string, for Markdown and JSON: value, CI, and the number beside it (``label``)."""
     main, unc = format_cell(cell, fmt, digits)
-    return f"{main} {unc}" if unc else main
+    text = f"{main} {unc}" if unc else main
+    second = beside_text(cell, label, fmt, digits) if label else ""
+    return f"{text}; {second}" if second else text
+
+
+def tooltip(cell: Cell, fmt: str, digits: int = DEFAULT_DIGITS, label: str = "") -> str:
+    """Each number's own n (and the interval and coverage of the number beside it), for a cell's tooltip:
+    ``n = 1125; paper (parsed only): 50.0 [46.9, 53.1], n = 1100, coverage 97.8%``."""
+    parts = [] if cell.n is None else [f"n = {cell.n}"]
+    second = cell.beside
+    if second is not None and label and isinstance(second.value, float):
+        main, unc = format_cell(second, fmt, digits)
+        text = f"{label}: {main}" + (f" {unc}" if unc else "")
+        text += "" if second.n is None else f", n = {second.n}"
+        text += "" if second.coverage is None else f", coverage {format_number(second.coverage, 'percent', digits)}%"
+        parts.append(text)
+    return "; ".join(parts)
 
 
 def detail_format(metric: DetailMetric) -> str:
@@ -56,14 +88,16 @@ def detail_format(metric: DetailMetric) -> str:
 
 
 def legend(config: Config) -> str:
-    """The sentence under every table explaining ranks and number formats."""
+    """The sentences under every table: the config's own (``legend:``, what the numbers are), then ranks and formats."""
     sort, by = config.column(config.sort_column), config.column(config.category_sort_column)
     direction = "highest first" if config.descending else "lowest first"
     within = f"; within a category, by {by.title}" if by.id != sort.id else ""
+    beside = " (never by the number beside a value)" if any(c.beside for c in config.columns) else ""
     return (
-        f'Ranked by {sort.title} ({direction}{within}). "=" marks a shared rank: the difference to the next better model '
-        'is within the 95% confidence interval. "ref" rows are reference baselines, not ranked. '
-        '"± x" is the 95% CI half-width (1.96 × standard error); "[low, high]" is a 95% CI; values are percent, '
-        'signed ones ("+1.2") differences in percentage points; "-" means no value. Answers are judged by each '
-        "task's rule scorer unless the model's row names its judge (\"judge: ...\")."
+        (f"{config.legend} " if config.legend else "") + f"Ranked by {sort.title} ({direction}{within}){beside}. "
+        '"=" marks a shared rank: the difference to the next better model is within their two 95% confidence intervals combined. '
+        '"ref" rows are reference baselines, not ranked. "[low, high]" is a 95% confidence interval, clustered by concept; '
+        '"few concepts": fewer than 5 concepts, so no interval. Values are percent, signed ones ("+1.2") differences in '
+        "percentage points; \"-\" means no value. Answers are judged by each task's rule scorer unless the model's row names "
+        'its judge ("judge: ...").'
     )

@@ -27,15 +27,29 @@
       if (perCategory) { td.title = "no per-category value for this column"; }
       return;
     }
-    td.removeAttribute("title");
+    // entry: [value, text, 95% CI or "few concepts", [the number beside it, its coverage], tooltip (each number's n)]
+    if (entry[4]) { td.title = entry[4]; } else { td.removeAttribute("title"); }
     td.appendChild(document.createTextNode(entry[1]));
     if (entry[2]) {
-      // "± x" stays on one line; a "[low, high]" interval may wrap after its comma
+      // a "[low, high]" interval may wrap after its comma; "few concepts" stays on one line
       td.appendChild(document.createTextNode(" "));
       var span = document.createElement("span");
-      span.className = entry[2].charAt(0) === "[" ? "unc ci" : "unc";
+      span.className = entry[2].charAt(0) === "[" ? "unc ci" : "unc few";
       span.textContent = entry[2];
       td.appendChild(span);
+    }
+    if (entry[3].length) {
+      // the number beside the value, then its coverage: each part kept on one line
+      td.appendChild(document.createTextNode(" "));
+      var beside = document.createElement("span");
+      beside.className = "beside";
+      entry[3].forEach(function (text, i) {
+        if (i) { beside.appendChild(document.createTextNode(" ")); }
+        var part = document.createElement("span");
+        part.textContent = text;
+        beside.appendChild(part);
+      });
+      td.appendChild(beside);
     }
     td.setAttribute("data-value", entry[0] === null ? "" : String(entry[0]));
   }

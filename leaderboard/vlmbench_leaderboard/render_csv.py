@@ -1,4 +1,5 @@
-"""``leaderboard.csv``: raw numbers (fractions, not percent) with their uncertainty columns, and the judge of each row."""
+"""``leaderboard.csv``: raw numbers (fractions, not percent) with their 95% CIs and n, the number beside
+each (e.g. ``perception_image_paper`` and its coverage), and the judge of each row."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import csv
 import io
 
 from vlmbench_leaderboard.board import Board
+from vlmbench_leaderboard.cells import Cell
+from vlmbench_leaderboard.config import Column, Paths
 
-UNCERTAINTY = ("stderr", "ci_low", "ci_high")
+DETAILS = ("ci_low", "ci_high", "n")
+BESIDE_DETAILS = (*DETAILS, "coverage")  # the paper form's coverage: the headline's is 1 by definition
 
 
 def csv_number(value: float | None) -> str:
@@ -20,13 +24,34 @@ def csv_text(text: str) -> str:
     return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
+def _details(paths: Paths, keys: tuple[str, ...] = DETAILS) -> list[str]:
+    return [key for key in keys if getattr(paths, key) is not None]
+
+
+def _header(column: Column) -> list[str]:
+    names = [column.id, *(f"{column.id}_{key}" for key in _details(column.paths))]
+    if column.beside:
+        stem = f"{column.id}_{column.beside.id}"
+        names += [stem, *(f"{stem}_{key}" for key in _details(column.beside.paths, BESIDE_DETAILS))]
+    return names
+
+
+def _values(column: Column, cell: Cell) -> list[str]:
+    main = csv_text(cell.value) if isinstance(cell.value, str) else csv_number(cell.value)
+    values = [main, *(csv_number(getattr(cell, key)) for key in _details(column.paths))]
+    if column.beside:
+        second = cell.beside or Cell(None)
+        values += [csv_number(second.value if isinstance(second.value, float) else None)]
+        values += [csv_number(getattr(second, key)) for key in _details(column.beside.paths, BESIDE_DETAILS)]
+    return values
+
+
 def render_csv(board: Board) -> str:
-    """The CSV table: rank, tied, reference, entry, then each column and its uncertainty columns, then the judge."""
+    """The CSV table: rank, tied, reference, entry, then each column with its CI, n and the number beside it, then the judge."""
     config = board.config
     header = ["rank", "tied", "reference", "entry"]
     for column in config.columns:
-        header.append(column.id)
-        header += [f"{column.id}_{key}" for key in UNCERTAINTY if getattr(column.paths, key)]
+        header += _header(column)
     header.append("judge")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -40,9 +65,7 @@ def render_csv(board: Board) -> str:
             csv_text(row.entry.id),
         ]
         for column in config.columns:
-            cell = row.cells[column.id]
-            line.append(csv_text(cell.value) if isinstance(cell.value, str) else csv_number(cell.value))
-            line += [csv_number(getattr(cell, key)) for key in UNCERTAINTY if getattr(column.paths, key)]
+            line += _values(column, row.cells[column.id])
         line.append(csv_text(row.judge))
         writer.writerow(line)
     return buffer.getvalue()

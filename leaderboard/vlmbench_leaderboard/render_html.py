@@ -16,7 +16,7 @@ from typing import Any
 from vlmbench_leaderboard.board import Board
 from vlmbench_leaderboard.cells import Cell
 from vlmbench_leaderboard.config import DEFAULT_DIGITS, Column, Config
-from vlmbench_leaderboard.formatting import detail_format, format_cell, legend
+from vlmbench_leaderboard.formatting import MISSING_TEXT, beside_parts, detail_format, format_cell, format_number, legend, tooltip
 from vlmbench_leaderboard.render_json import sort_json
 
 
@@ -26,9 +26,30 @@ def script_json(value: Any) -> str:
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
+Parts = tuple[str, str, list[str], str]
+
+
+def cell_parts(cell: Cell, fmt: str, digits: int, label: str = "", short: str = "") -> Parts:
+    """``(main, CI, beside, tooltip)`` display text of a cell: ``("8.3", "[2.0, 28.0]", ["paper 42.9", "cov. 17.5%"], "n = 240; ...")``.
+
+    The page names the number beside a value by its short label (``short``), and gives the full
+    label with its CI, n and coverage in the tooltip.
+    """
+    main, unc = format_cell(cell, fmt, digits)
+    text, coverage = beside_parts(cell, short or label, fmt, digits)
+    beside = [part for part in (text, f"cov. {coverage}" if coverage else "") if part]
+    return main, unc, beside, tooltip(cell, fmt, digits, label)
+
+
+def column_parts(cell: Cell, column: Column) -> Parts:
+    """A table cell's display text, in its column's format, its beside number labelled as the column says."""
+    beside = column.beside
+    return cell_parts(cell, column.format, column.digits, beside.label if beside else "", beside.short if beside else "")
+
+
 def _js_cell(cell: Cell, column: Column) -> list[Any]:
-    main, unc = format_cell(cell, column.format, column.digits)
-    return [cell.value, main, unc]
+    """``[value, main text, CI text, text beside, tooltip]``, as the page's script shows a cell."""
+    return [cell.value, *column_parts(cell, column)]
 
 
 def page_data(board: Board) -> dict[str, Any]:
@@ -82,6 +103,9 @@ def render_html(board: Board, plots: Sequence[dict[str, str]]) -> str:
     js = package.joinpath("page.js").read_text(encoding="utf-8")
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = format_cell
+    env.filters["parts"] = cell_parts
+    env.filters["column_parts"] = column_parts
+    env.filters["number"] = lambda value, fmt: MISSING_TEXT if value is None else format_number(value, fmt)
     env.filters["datavalue"] = data_value
     template = env.from_string(package.joinpath("page.html").read_text(encoding="utf-8"))
     config = board.config

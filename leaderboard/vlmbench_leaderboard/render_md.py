@@ -25,7 +25,7 @@ def render_markdown(board: Board) -> str:
     for row in board.rows:
         line = [row.rank[0]]
         for column in config.columns:
-            text = cell_text(row.cells[column.id], column.format, column.digits)
+            text = cell_text(row.cells[column.id], column.format, column.digits, column.beside.label if column.beside else "")
             text = md_escape(text) if column.format == "text" else text  # numbers and CIs are ours: no markup
             if column.kind == "model" and row.entry.reference:
                 text = f"_{text}_ (reference)"

@@ -59,10 +59,10 @@ def _resolve_ref(root: dict[str, Any], node: Any) -> dict[str, Any]:
     return node if isinstance(node, dict) else {}
 
 
-def check_schema_path(root: dict[str, Any], segments: tuple[str, ...], where: str, leaf: str) -> None:
-    """Walk ``segments`` through a JSON Schema; a field the schema forbids or a wrong leaf type is an error.
+def schema_node(root: dict[str, Any], segments: tuple[str, ...], where: str) -> dict[str, Any] | None:
+    """The schema node a path leads to; None where the schema is free-form below some segment.
 
-    ``leaf`` is ``"number"`` or ``"text"`` (text also accepts numbers); ``*`` and ``{category}`` match any key.
+    ``*`` and ``{category}`` match any key; a field the schema forbids is a one-line UserError.
     """
     node = _resolve_ref(root, root)
     for depth, segment in enumerate(segments):
@@ -80,14 +80,26 @@ def check_schema_path(root: dict[str, Any], segments: tuple[str, ...], where: st
         elif isinstance(extra, dict):
             node = _resolve_ref(root, extra)
         elif extra is True:
-            return  # free-form below here: nothing more to check
+            return None  # free-form below here: nothing more to check
         else:
             known = ", ".join([*properties, *(f"/{p}/" for p in patterns)])
             raise UserError(f"{where}: {segment!r} is not a field of {here!r} (known: {known}); fix the path")
-    types = _types(node)
+    return node
+
+
+def check_schema_path(root: dict[str, Any], segments: tuple[str, ...], where: str, leaf: str) -> None:
+    """Walk ``segments`` through a JSON Schema; a field the schema forbids or a wrong leaf type is an error.
+
+    ``leaf`` is ``"number"`` or ``"text"`` (text also accepts numbers); ``*`` and ``{category}`` match any key.
+    """
+    node = schema_node(root, segments, where)
+    types = _types(node) if node is not None else []
     allowed = {"number", "integer"} | ({"string"} if leaf == "text" else set())
     if types and not allowed & set(types):
-        raise UserError(f"{where}: path {'.'.join(segments)!r} leads to {'/'.join(sorted(types))}, not a {leaf}; extend the path (e.g. .value)")
+        raise UserError(
+            f"{where}: path {'.'.join(segments)!r} leads to {'/'.join(sorted(types))}, not a {leaf}; "
+            "extend the path (e.g. .value), or give the statistic's path as stat"
+        )
 
 
 def _types(node: dict[str, Any]) -> list[str]:

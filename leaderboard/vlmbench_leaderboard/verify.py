@@ -165,13 +165,23 @@ def _check_versions(bundle: Bundle, run: dict[str, Any], results: dict[str, Any]
 
 
 def _check_task_set(run: dict[str, Any], data: str, registry: Any) -> None:
-    """The run used the leaderboard's data variant and ran every task of the ``all`` group."""
+    """The run used the leaderboard's data variant and ran every task of the ``all`` group, except those
+    it had to skip for want of a model judge (the skip is checked against the run's recorded judges)."""
     from vlmbench.registry import ALL
 
     variant = run["config"].get("data")
     if variant != data:
         raise Rejected([f"run.json: data variant {terminal(json.dumps(variant), 40)}; this leaderboard uses --data {data}"])
-    missing = [name for name in registry.select(ALL) if name not in run["tasks"]]
+    from vlmbench.evaluation import judge_skip_reason
+    from vlmbench.results import recorded_judging
+
+    judging = recorded_judging(run)  # type: ignore[arg-type]  # run.json checked for shape above
+    skipped = run["config"].get("skipped_tasks") or {}
+    missing = [
+        name
+        for name in registry.select(ALL)
+        if name not in run["tasks"] and not (name in skipped and judge_skip_reason(registry.tasks[name].with_variant(data), judging))
+    ]
     if missing:
         raise Rejected(
             [

@@ -12,20 +12,24 @@ importing this module) works without them.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
+import functools
 import hashlib
-import itertools
 import json
 import logging
 import os
+import queue
 import re
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vlmbench.backend import BackendBase, BackendOptions, BackendSpec, GenerationSettings, Request, Response, TextPart
+from vlmbench.backend import BackendBase, BackendOptions, BackendSpec, GenerationSettings, ImagePart, Request, Response, TextPart
 from vlmbench.errors import UserError
 from vlmbench.hookspecs import hookimpl
 from vlmbench.scoring.base import Scorer, ScorerOptions, ScorerSpec
@@ -44,9 +48,11 @@ MODEL_ARGS = {
     "trust_remote_code": "true|false (default false)",
     "attn_implementation": "eager|sdpa|flash_attention_2|...",
     "max_new_tokens": "positive int; overrides the task's",
+    "adapter": "a PEFT (LoRA) adapter folder, e.g. from `vlmbench align`, loaded over pretrained",
 }
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 AUTO_BATCH_START = 64  # `--batch_size auto` starts here and halves on out-of-memory
+CHUNK_BYTES = 256 * 2**20  # decoded pixels a chunk of requests may hold (beyond one batch)
 _DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
@@ -63,6 +69,7 @@ class HFArgs:
     trust_remote_code: bool = False
     attn_implementation: str | None = None
     max_new_tokens: int | None = None
+    adapter: str | None = None
 
 
 def parse_model_args(model_args: dict[str, str]) -> HFArgs:
@@ -92,7 +99,33 @@ def parse_model_args(model_args: dict[str, str]) -> HFArgs:
         trust_remote_code=_parse_bool("trust_remote_code", model_args.get("trust_remote_code", "false")),
         attn_implementation=model_args.get("attn_implementation") or None,
         max_new_tokens=_parse_positive("max_new_tokens", model_args["max_new_tokens"]) if "max_new_tokens" in model_args else None,
+        adapter=_check_adapter(model_args["adapter"]) if model_args.get("adapter") else None,
     )
+
+
+def _check_adapter(adapter: str) -> str:
+    """An ``adapter`` must be a folder with ``adapter_config.json``: fail at once, before torch loads."""
+    from pathlib import Path
+
+    if not (Path(adapter).expanduser() / "adapter_config.json").is_file():
+        raise UserError(
+            f"--model hf: adapter={adapter}: no adapter_config.json there; pass the folder `vlmbench align` (or PEFT's save_pretrained) wrote"
+        )
+    return adapter
+
+
+def adapter_sha256(adapter: str) -> str:
+    """sha256 over the adapter's files (``adapter_*``: its config and weights), by name and content."""
+    from pathlib import Path
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(adapter).expanduser().glob("adapter_*")):
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0")
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
 
 
 def _parse_bool(name: str, text: str) -> bool:
@@ -187,22 +220,69 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
 
 @dataclass
 class _Prepared:
-    """A request with its templated prompt, ready to batch."""
+    """A request with its templated prompt, ready to batch; its images are still the request's parts
+    (stored bytes), decoded only when its batch is encoded."""
 
     request: Request
     prompt: str
-    images: list[Any]
+    images: list[ImagePart]
     length: int
 
 
+@dataclass
+class _Batch:
+    """One batch ready for ``generate``: its requests, the processor's inputs (on the CPU, cast to the
+    model's dtype, pinned for a CUDA device), and the requests dropped because an image could not be decoded."""
+
+    items: list[_Prepared]
+    inputs: Any
+    errors: list[Response]
+
+
+class _Failed:
+    """What ended the preprocessing worker with an exception (raised again by ``generate``)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_END = object()  # the preprocessing worker has sent every batch
+
+
+def pixel_bytes(part: ImagePart) -> int:
+    """The decoded size of an image in bytes (RGB), from its header: nothing is decoded."""
+    size = part.size
+    if size is None:
+        image = part.image
+        if isinstance(image, (str, os.PathLike)):
+            from PIL import Image
+
+            with Image.open(image) as file:
+                size = file.size
+        else:
+            size = image.size
+    return int(size[0]) * int(size[1]) * 3
+
+
 class HFBackend(BackendBase):
-    """A transformers image-text-to-text model answering requests in length-sorted batches."""
+    """A transformers image-text-to-text model answering requests in length-sorted batches.
+
+    With ``overlap`` (the default), a worker thread prepares the next batch (chat template,
+    tokenizer, image decoding, the processor's pixel values; pinned memory on CUDA) while the
+    current one generates, and batches move to the device with non-blocking copies; the answers
+    are those of the serial path (``overlap = False``). What it holds is bounded by bytes: a chunk
+    of requests (sorted by length inside it) stops at ``chunk_bytes`` of decoded pixels (or
+    ``chunk_size`` requests), but always holds at least one batch; one prepared batch waits ahead.
+    """
+
+    overlap = True
+    chunk_bytes = CHUNK_BYTES
 
     def __init__(self, args: HFArgs, batch_size: int | None, seed: int = 0) -> None:
         self.args = args
         self.batch_size = batch_size or AUTO_BATCH_START
         self.auto_batch = batch_size is None
-        self.chunk_size = max(64, 4 * self.batch_size)
+        self.chunk_size = max(64, 4 * self.batch_size)  # most requests in a chunk (text-only ones weigh almost nothing)
         self.seed = seed
         self.processor, self.model = _load(args)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
@@ -231,15 +311,80 @@ class HFBackend(BackendBase):
             # Both change answers: a max_new_tokens override truncates them, attention kernels differ numerically.
             "max_new_tokens": self.args.max_new_tokens,
             "attn_implementation": self.args.attn_implementation,
+            # A tuned model answers differently from its base: the adapter's content is part of the identity.
+            **({"adapter_sha256": adapter_sha256(self.args.adapter)} if self.args.adapter else {}),
         }
 
     # ------------------------------------------------------------------ generation
     def generate(self, requests: Iterable[Request]) -> Iterator[Response]:
-        """Answer ``requests`` a chunk at a time: grouped (image or text-only, same settings), longest first, batched."""
+        """Answer ``requests`` a chunk at a time: grouped (image or text-only, same settings), longest
+        first, batched; with ``overlap``, the next batch is prepared while the current one generates."""
+        if not self.overlap:
+            for batch in self._batches(requests):
+                yield from self._answer(self._prepare_batch(batch))
+            return
+        ready: queue.Queue[Any] = queue.Queue(maxsize=1)  # one prepared batch waits ahead
+        stop = threading.Event()
+        worker = threading.Thread(target=self._produce, args=(requests, ready, stop), name="vlmbench-hf-prepare", daemon=True)
+        worker.start()
+        try:
+            while (item := ready.get()) is not _END:
+                if isinstance(item, _Failed):
+                    raise item.error
+                yield from self._answer(item)
+        finally:
+            stop.set()
+            while worker.is_alive():  # unblock a worker waiting to hand over a batch
+                with contextlib.suppress(queue.Empty):
+                    ready.get(timeout=0.05)
+            worker.join()
+
+    def _produce(self, requests: Iterable[Request], ready: queue.Queue[Any], stop: threading.Event) -> None:
+        """The preprocessing worker: every batch, prepared, into ``ready``; then the end (or what failed)."""
+
+        def put(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            for batch in self._batches(requests):
+                if stop.is_set() or not put(self._prepare_batch(batch)):
+                    return
+            put(_END)
+        except BaseException as exc:  # handed to generate(), which raises it after the batches before it
+            put(_Failed(exc))
+
+    def _batches(self, requests: Iterable[Request]) -> Iterator[list[_Prepared]]:
+        """The batches in the order they run: each chunk grouped and sorted, then cut at the batch size."""
         stream = iter(requests)
-        while chunk := list(itertools.islice(stream, self.chunk_size)):
+        while chunk := self._next_chunk(stream):
             for group in self._groups([self._prepare(r) for r in chunk]):
-                yield from self._run_group(group)
+                start = 0
+                while start < len(group):
+                    batch = group[start : start + self.batch_size]
+                    start += len(batch)
+                    yield batch
+
+    def _next_chunk(self, stream: Iterator[Request]) -> list[Request]:
+        """The next requests to sort together: up to ``chunk_size`` requests, stopping once their distinct
+        images would take ``chunk_bytes`` decoded, but never fewer than one batch (unless the stream ends)."""
+        chunk: list[Request] = []
+        seen: set[int] = set()
+        held = 0
+        for request in stream:
+            chunk.append(request)
+            for part in (p for m in request.messages for p in m.images):
+                if id(part) not in seen:
+                    seen.add(id(part))
+                    held += pixel_bytes(part)
+            if len(chunk) >= self.chunk_size or (held >= self.chunk_bytes and len(chunk) >= self.batch_size):
+                break
+        return chunk
 
     def _prepare(self, request: Request) -> _Prepared:
         if self.chat_template is not None:
@@ -252,7 +397,7 @@ class HFBackend(BackendBase):
                 prompt = self.processor.apply_chat_template(chat_messages(fold_system(request)), add_generation_prompt=True, tokenize=False)
         else:
             prompt = "\n".join(m.text for m in request.messages)
-        images = [part.load() for message in request.messages for part in message.images]
+        images = [part for message in request.messages for part in message.images]
         length = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
         return _Prepared(request, prompt, images, length)
 
@@ -264,17 +409,44 @@ class HFBackend(BackendBase):
             groups.setdefault((bool(item.images), item.request.generation), []).append(item)
         return [sorted(group, key=lambda item: -item.length) for group in groups.values()]
 
-    def _run_group(self, group: list[_Prepared]) -> Iterator[Response]:
-        start = 0
-        while start < len(group):
-            batch = group[start : start + self.batch_size]
+    def _prepare_batch(self, batch: list[_Prepared]) -> _Batch:
+        """Decode the batch's images (a request whose image cannot be decoded becomes its error) and run
+        the processor: the inputs, cast to the model's dtype and pinned for a CUDA device."""
+        from vlmbench import BadImage
+
+        items: list[_Prepared] = []
+        errors: list[Response] = []
+        for item in batch:
             try:
-                responses = self._run_batch(batch)
+                for part in item.images:
+                    part.load()
+            except BadImage as exc:
+                errors.append(Response(item.request.id, error=str(exc)))
+                continue
+            items.append(item)
+        return _Batch(items, self._encode(items) if items else None, errors)
+
+    def _answer(self, batch: _Batch) -> Iterator[Response]:
+        yield from batch.errors
+        if batch.items:
+            yield from self._run_items(batch.items, batch.inputs)
+
+    def _run_items(self, items: list[_Prepared], inputs: Any) -> Iterator[Response]:
+        """Generate for ``items`` (``inputs``: their prepared inputs); after out-of-memory, in smaller batches."""
+        start = 0
+        while start < len(items):
+            batch = items[start : start + self.batch_size]
+            try:
+                if inputs is None or len(batch) != len(items):
+                    inputs = self._encode(batch)
+                responses = self._run_batch(batch, inputs)
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
+                inputs = None
                 self._shrink(exc, len(batch))
                 continue
+            inputs = None
             start += len(batch)
             yield from responses
 
@@ -291,12 +463,12 @@ class HFBackend(BackendBase):
             ) from exc
         self.batch_size = failed // 2
 
-    def _run_batch(self, batch: list[_Prepared]) -> list[Response]:
+    def _run_batch(self, batch: list[_Prepared], inputs: Any) -> list[Response]:
         import torch
 
         settings = batch[0].request.generation
         started = time.perf_counter()
-        inputs = self._encode(batch)
+        inputs = inputs.to(self.model.device, non_blocking=True)  # from pinned memory on CUDA: an asynchronous copy
         if settings.do_sample:
             torch.manual_seed(self.seed if settings.seed is None else settings.seed)
         with torch.inference_mode():
@@ -304,7 +476,7 @@ class HFBackend(BackendBase):
         latency = time.perf_counter() - started
         prompt_width = inputs["input_ids"].shape[1]
         new_tokens = output[:, prompt_width:].tolist()
-        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        texts = self._detokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         prompt_counts = inputs["attention_mask"].sum(dim=1).tolist()
         pad_id = self.tokenizer.pad_token_id
         return [
@@ -318,7 +490,18 @@ class HFBackend(BackendBase):
             for item, text, tokens, n_prompt in zip(batch, texts, new_tokens, prompt_counts)
         ]
 
+    @functools.cached_property
+    def _detokenizer(self) -> Any:
+        """A copy of the tokenizer for decoding answers: the worker thread encodes the next batch with
+        the tokenizer meanwhile, and a fast tokenizer refuses concurrent use ("Already borrowed")."""
+        try:
+            return copy.deepcopy(self.tokenizer)
+        except Exception:  # a tokenizer that cannot be copied: decode with it (the worker is idle by then)
+            return self.tokenizer
+
     def _encode(self, batch: list[_Prepared]) -> Any:
+        """The processor's inputs for a batch, on the CPU, floating tensors cast to the model's dtype
+        (pinned when the model is on a CUDA device, for a non-blocking copy)."""
         prompts = [item.prompt for item in batch]
         kwargs: dict[str, Any] = {"text": prompts, "padding": True, "return_tensors": "pt"}
         # A template that writes the BOS token itself must not get a second one from the tokenizer.
@@ -326,7 +509,7 @@ class HFBackend(BackendBase):
         if bos and prompts[0].startswith(bos):
             kwargs["add_special_tokens"] = False
         if batch[0].images:
-            kwargs["images"] = [item.images for item in batch]
+            kwargs["images"] = [[part.load() for part in item.images] for item in batch]
         try:
             inputs = self.processor(**kwargs)
         except (ValueError, TypeError) as exc:
@@ -341,8 +524,10 @@ class HFBackend(BackendBase):
                     f"the images ({one_line(exc)}); use an instruct/chat checkout of the model"
                 ) from exc
             raise
-        inputs = inputs.to(self.model.device)
-        return inputs.to(self.model.dtype)  # casts floating tensors (pixel values) only
+        inputs = inputs.to(self.model.dtype)  # casts floating tensors (pixel values) only; identical on CPU or device
+        if getattr(self.model.device, "type", None) == "cuda":
+            inputs = _pinned(inputs)
+        return inputs
 
     def _generate_kwargs(self, settings: GenerationSettings) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -354,6 +539,22 @@ class HFBackend(BackendBase):
         else:
             kwargs["do_sample"] = False
         return kwargs
+
+
+def _pinned(inputs: Any) -> Any:
+    """``inputs`` (a processor's output) with every tensor in page-locked memory, so that the copy to
+    a CUDA device can overlap with computation (``non_blocking=True``)."""
+    import torch
+
+    def pin(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.pin_memory()
+        if isinstance(value, (list, tuple)):
+            return type(value)(pin(v) for v in value)
+        return value
+
+    inputs.data = {key: pin(value) for key, value in inputs.items()}
+    return inputs
 
 
 def _local_files_fingerprint(pretrained: str) -> str | None:
@@ -414,9 +615,25 @@ def _load(args: HFArgs) -> tuple[Any, Any]:
             f"--model hf: pretrained={args.pretrained} does not load as an image-text-to-text model "
             f"({one_line(exc)}); pick a vision-language model, or add trust_remote_code=true"
         ) from exc
+    if args.adapter:
+        model = _with_adapter(model, args.adapter)
     if device is not None:
         model = model.to(device)  # type: ignore[arg-type]
     return processor, model.eval()  # type: ignore[no-untyped-call]
+
+
+def _with_adapter(model: Any, adapter: str) -> Any:
+    """``model`` with the PEFT adapter in ``adapter`` loaded over it (peft is imported only here)."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise UserError("--model hf: adapter= needs peft: pip install 'vlmbench[align]'") from None
+    try:
+        return PeftModel.from_pretrained(model, adapter)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise UserError(
+            f"--model hf: cannot load adapter={adapter} over this model ({one_line(exc)}); is it an adapter of this base model?"
+        ) from None
 
 
 def _factory(model_args: dict[str, str], options: BackendOptions) -> HFBackend:

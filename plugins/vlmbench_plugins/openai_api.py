@@ -5,9 +5,11 @@
 ``transformers serve``: there the key is ``api_key`` or ``OPENAI_API_KEY`` when set, else ``EMPTY``.
 
 Requests run concurrently on an asyncio loop in a background thread; ``generate`` yields each
-response the moment it arrives. Concurrency adapts to rate limits (a 429 halves it, a run of
-successes adds one back) and the client retries by itself, so the ``openai`` client's own
-retries are off. The retry, limiter, fail-fast and redaction machinery is the shared
+response the moment it arrives. Concurrency adapts to rate limits (a 429 lowers it to what the
+server takes, and only the refused request waits its Retry-After) and the client retries by
+itself, so the ``openai`` client's own retries are off. Images that come as stored bytes are sent
+as they are (a data URL of the PNG, JPEG or WebP file), never decoded; ``max_image_side=N``
+downscales larger ones (and re-encodes them as PNG). The retry, limiter, fail-fast and redaction machinery is the shared
 :mod:`vlmbench.http`.
 
 No fault becomes an answer: a 200 reply without a usable answer (no choices, null, empty or
@@ -19,10 +21,10 @@ route or model) stops the run with one line naming the URL, unless a request has
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import difflib
 import importlib
+import inspect
 import io
 import json
 import logging
@@ -30,7 +32,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlmbench import hookimpl
 from vlmbench.backend import BackendBase, BackendOptions, BackendSpec, ImagePart, Message, Request, Response, TextPart
@@ -58,6 +60,9 @@ from vlmbench.http import (
     within,
 )
 
+if TYPE_CHECKING:  # asyncio is imported on first use: listing backends and --help never load it
+    import asyncio
+
 log = logging.getLogger(__name__)
 
 OFFICIAL_BASE_URL = "https://api.openai.com/v1"
@@ -66,7 +71,8 @@ DEFAULT_CONCURRENCY = 16
 DEFAULT_RETRIES = 6
 DEFAULT_TIMEOUT_S = 120.0
 FAIL_FAST_AFTER = 3  # consecutive endpoint-level failures, with no success yet, that stop the run
-VALID_ARGS = ("model", "base_url", "api_key", "num_concurrent", "max_retries", "timeout")
+VALID_ARGS = ("model", "base_url", "api_key", "num_concurrent", "max_retries", "timeout", "max_image_side")
+SENDABLE_FORMATS = ("PNG", "JPEG", "WEBP")  # sent as they are stored; other formats are re-encoded as PNG
 KEY_HINT = "pass the key as api_key or OPENAI_API_KEY"
 LABEL = "--model openai"
 
@@ -84,6 +90,7 @@ class Settings:
     num_concurrent: int = DEFAULT_CONCURRENCY
     max_retries: int = DEFAULT_RETRIES
     timeout: float = DEFAULT_TIMEOUT_S
+    max_image_side: int | None = None  # images with a longer side are downscaled to it (and re-encoded)
 
 
 def parse_settings(model_args: Mapping[str, str], environ: Mapping[str, str] | None = None) -> Settings:
@@ -119,6 +126,7 @@ def parse_settings(model_args: Mapping[str, str], environ: Mapping[str, str] | N
         num_concurrent=_int_arg(model_args, "num_concurrent", DEFAULT_CONCURRENCY, minimum=1),
         max_retries=_int_arg(model_args, "max_retries", DEFAULT_RETRIES, minimum=0),
         timeout=_timeout_arg(model_args),
+        max_image_side=_int_arg(model_args, "max_image_side", 0, minimum=1) if "max_image_side" in model_args else None,
     )
 
 
@@ -156,30 +164,62 @@ def _timeout_arg(model_args: Mapping[str, str]) -> float:
 # --- request building -----------------------------------------------------------------------
 
 
-def encode_image(part: ImagePart) -> str:
-    """The image as a base64 PNG data URL (lossless; low compression because it is CPU-bound)."""
+def sends_as_stored(part: ImagePart, max_side: int | None = None) -> bool:
+    """True when ``part``'s stored bytes go out as they are: a PNG, JPEG or WebP file whose bytes
+    decode to the pixels the model should see (``faithful``), within ``max_side``."""
+    if part.data is None or not part.faithful or part.format not in SENDABLE_FORMATS:
+        return False
+    return max_side is None or (part.size is not None and max(part.size) <= max_side)
+
+
+def encode_image(part: ImagePart, max_side: int | None = None) -> str:
+    """The image as a base64 data URL.
+
+    An image that came as bytes (what the runner sends) goes out as its stored PNG, JPEG or WebP
+    file, byte for byte: nothing is decoded or re-encoded. Otherwise (a PIL image, a path, another
+    format, an EXIF orientation to apply, or a side longer than ``max_side``, which is downscaled to
+    it) the pixels are encoded as a lossless PNG (low compression because it is CPU-bound).
+    """
+    if sends_as_stored(part, max_side):
+        assert part.data is not None
+        return f"data:{part.mime_type};base64," + base64.b64encode(part.data).decode("ascii")
+    image = part.load()
+    if max_side is not None and max(image.size) > max_side:
+        from PIL import Image
+
+        scale = max_side / max(image.size)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    part.load().save(buffer, format="PNG", compress_level=1)
+    image.save(buffer, format="PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 class _ImageUrls:
-    """Encodes each distinct image once, off the event loop, remembering the last few.
+    """Encodes each distinct image once, remembering the last few; stored bytes are wrapped on the
+    event loop (no decoding), pixels are encoded off it.
 
-    Consecutive requests often share one image object (the blank image, or several prompts about
-    one picture); an entry holds the image itself so its ``id`` cannot be reused meanwhile.
+    Consecutive requests often share one image (the blank image, or several prompts about one
+    picture); an entry holds the image itself so its ``id`` cannot be reused meanwhile.
     """
 
     KEEP = 16
 
-    def __init__(self) -> None:
+    def __init__(self, max_side: int | None = None) -> None:
+        self.max_side = max_side
         self._futures: OrderedDict[Any, tuple[Any, asyncio.Future[str]]] = OrderedDict()
 
     def get(self, part: ImagePart) -> asyncio.Future[str]:
-        image = part.image
-        key = image if isinstance(image, (str, os.PathLike)) else id(image)
+        image = part.image if part.data is None else part
+        key = image if isinstance(image, (str, os.PathLike)) else (part.sha256 or id(part)) if part.data is not None else id(image)
         if key not in self._futures:
-            future = asyncio.get_running_loop().run_in_executor(None, encode_image, part)
+            import asyncio
+
+            loop = asyncio.get_running_loop()
+            if sends_as_stored(part, self.max_side):
+                future: asyncio.Future[str] = loop.create_future()
+                future.set_result(encode_image(part, self.max_side))
+            else:
+                future = loop.run_in_executor(None, encode_image, part, self.max_side)
             self._futures[key] = (image, future)
             if len(self._futures) > self.KEEP:
                 self._futures.popitem(last=False)
@@ -203,6 +243,38 @@ async def build_messages(messages: Sequence[Message], images: _ImageUrls) -> lis
                 content.append({"type": "image_url", "image_url": {"url": await images.get(part)}})
         out.append({"role": message.role, "content": content})
     return out
+
+
+_IMAGE_SLOT = f"vlmbench-image-{os.getpid()}-{id(object())}-"  # a placeholder no request text contains
+
+
+def encode_body(payload: Mapping[str, Any]) -> bytes:
+    """``payload`` as the JSON the client would send (UTF-8, compact), with each image's data URL
+    spliced in rather than scanned by the JSON encoder: base64 needs no escaping, and scanning a
+    few hundred kilobytes per image costs more CPU than the rest of the request."""
+    urls: list[str] = []
+
+    def swap(value: Any) -> Any:
+        if isinstance(value, dict):
+            if value.get("type") == "image_url" and isinstance(value.get("image_url"), dict):
+                url = value["image_url"].get("url")
+                if isinstance(url, str) and url.startswith("data:") and len(url) > 1024:
+                    urls.append(url)
+                    return {**value, "image_url": {**value["image_url"], "url": f"{_IMAGE_SLOT}{len(urls) - 1}"}}
+            return {key: swap(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [swap(item) for item in value]
+        return value
+
+    text = json.dumps(swap(payload), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    if not urls:
+        return text.encode()
+    pieces: list[bytes] = []
+    for index, url in enumerate(urls):
+        head, text = text.split(f'"{_IMAGE_SLOT}{index}"', 1)
+        pieces += [head.encode(), b'"', url.encode("ascii"), b'"']
+    pieces.append(text.encode())
+    return b"".join(pieces)
 
 
 def generation_params(request: Request) -> dict[str, Any]:
@@ -313,6 +385,7 @@ class OpenAIBackend(BackendBase):
         self._client: Any = None
         self._bridge = LoopThread("vlmbench-openai", cleanup=self._close_client)
         self._limiter: AdaptiveLimiter | None = None
+        self._bytes_body: bool | None = None  # whether the client's post() takes content=bytes (None: not known yet)
         self._warned: set[str] = set()
         self._redact = Redactor([settings.api_key] if settings.api_key != NO_KEY else [])
         self._guard = EndpointGuard(
@@ -331,7 +404,10 @@ class OpenAIBackend(BackendBase):
 
     def identity(self) -> dict[str, str]:
         """Which endpoint and model answered (never the key)."""
-        return {"backend": "openai", "base_url": self.url, "model": self.settings.model}
+        identity = {"backend": "openai", "base_url": self.url, "model": self.settings.model}
+        if self.settings.max_image_side is not None:  # downscaled images are other requests
+            identity["max_image_side"] = str(self.settings.max_image_side)
+        return identity
 
     @property
     def limiter(self) -> AdaptiveLimiter:
@@ -401,7 +477,9 @@ class OpenAIBackend(BackendBase):
             await client.close()
 
     async def _run_all(self, requests: Iterable[Request], emit: Emit[Response]) -> None:
-        run = _Run(emit, _ImageUrls(), RetryPolicy(self.settings.max_retries, self.backoff_base, self.backoff_cap))
+        import asyncio
+
+        run = _Run(emit, _ImageUrls(self.settings.max_image_side), RetryPolicy(self.settings.max_retries, self.backoff_base, self.backoff_cap))
         # Requests are drawn (and their images decoded) only this far ahead of the in-flight ones,
         # so memory stays bounded and no chunk boundary leaves slots idle.
         ahead = asyncio.Semaphore(2 * self.settings.num_concurrent)
@@ -446,9 +524,16 @@ class OpenAIBackend(BackendBase):
             )
             return
         max_new_tokens = request.generation.max_new_tokens
+        if self._bytes_body is None:
+            self._bytes_body = "content" in inspect.signature(self._client_for_loop().post).parameters
+        body = encode_body(payload) if self._bytes_body else None
         try:
             done = await call_with_retries(
-                lambda: self._attempt(payload, max_new_tokens), run.policy, self.limiter, observe=self._guard.observe, label=f"request {request.id}"
+                lambda: self._attempt(payload, body, max_new_tokens),
+                run.policy,
+                self.limiter,
+                observe=self._guard.observe,
+                label=f"request {request.id}",
             )
         except EndpointDown:
             raise
@@ -486,12 +571,12 @@ class OpenAIBackend(BackendBase):
         log.log(level, "request %s failed: %s", request_id, reason)
         return Response(request_id, error=reason)
 
-    async def _attempt(self, payload: dict[str, Any], max_new_tokens: int) -> Answer | Failure:
+    async def _attempt(self, payload: dict[str, Any], body: bytes | None, max_new_tokens: int) -> Answer | Failure:
         """One HTTP round trip within the total deadline ``timeout``, classified and redacted.
         Never raises for an HTTP, network or parsing problem."""
         self._guard.raise_if_stopped()  # another request found the endpoint dead meanwhile
         try:
-            outcome = await within(self.settings.timeout, self._round_trip(payload, max_new_tokens))
+            outcome = await within(self.settings.timeout, self._round_trip(payload, body, max_new_tokens))
         except TimeoutError:
             outcome = timeout_failure(self.settings.timeout)
         if isinstance(outcome, Failure):
@@ -500,7 +585,16 @@ class OpenAIBackend(BackendBase):
             )
         return outcome
 
-    async def _round_trip(self, payload: dict[str, Any], max_new_tokens: int) -> Answer | Failure:
+    async def _post(self, client: Any, payload: dict[str, Any], body: bytes | None) -> Any:
+        """POST the request: its body as encoded bytes (:func:`encode_body`) when the client takes a
+        ``content`` of bytes (recent ``openai`` releases; the JSON content type is the client's
+        default header), else the payload for the client to encode."""
+        http = self._http
+        if body is not None and self._bytes_body:
+            return await client.post("/chat/completions", content=body, cast_to=http.Response, stream=True)
+        return await client.post("/chat/completions", body=payload, cast_to=http.Response, stream=True)
+
+    async def _round_trip(self, payload: dict[str, Any], body: bytes | None, max_new_tokens: int) -> Answer | Failure:
         openai, http = self._openai, self._http
         client = self._client_for_loop()
         try:
@@ -508,7 +602,7 @@ class OpenAIBackend(BackendBase):
             # CPU per request transforming params and building models, which at high concurrency
             # delays every other request on the loop; we parse the JSON ourselves either way.
             # The body is streamed so that a runaway reply is cut off at its size bound.
-            response = await client.post("/chat/completions", body=payload, cast_to=http.Response, stream=True)
+            response = await self._post(client, payload, body)
         except openai.APIStatusError as exc:
             # redacted before status_failure shortens it: a cut could leave half a credential unrecognisable
             message = self._redact(error_field(exc.body, "message") or exc.message)

@@ -101,7 +101,7 @@ class PaperClassifier:
         keys = sorted(todo, key=lambda k: -len(todo[k][0].response))
         for start in range(0, len(keys), self.batch_size):
             batch = keys[start : start + self.batch_size]
-            for key, index in zip(batch, self._classify(loaded, [todo[k][0].response for k in batch])):
+            for key, index in zip(batch, self._classify(kind, [todo[k][0].response for k in batch])):
                 label = LABELS[kind][index]
                 text = "N/A" if label is None else label
                 loaded.calls.keep(key, text)
@@ -113,15 +113,20 @@ class PaperClassifier:
         verdict = verdict_from_answer(item, parsed, self.name)
         return Verdict(item.id, verdict.parsed, verdict.correct, self.name, {"label": text})
 
-    def _classify(self, loaded: _Loaded, texts: list[str]) -> list[int]:
+    def logits(self, kind: str, texts: list[str]) -> Any:
+        """The classifier's logits for ``texts`` (a tensor: one row per text, columns in :data:`LABELS` order);
+        ``kind`` is ``multiple_choice`` (perception) or ``safety`` (alignment). A reward can use them."""
         import torch
 
+        loaded = self._load(kind)
         limit = min(self.max_length, int(getattr(loaded.tokenizer, "model_max_length", self.max_length) or self.max_length))
         encoded = loaded.tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
         device = next(loaded.model.parameters()).device
         with torch.inference_mode():
-            logits = loaded.model(**{k: v.to(device) for k, v in encoded.items() if k in ("input_ids", "attention_mask")})
-        return [int(i) for i in logits.argmax(dim=-1).tolist()]
+            return loaded.model(input_ids=encoded["input_ids"].to(device), attention_mask=encoded["attention_mask"].to(device))
+
+    def _classify(self, kind: str, texts: list[str]) -> list[int]:
+        return [int(i) for i in self.logits(kind, texts).argmax(dim=-1).tolist()]
 
     def _load(self, kind: str) -> _Loaded:
         if kind in self.loaded:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +77,118 @@ def decode(value: Any, mode: str | None = None) -> Image.Image:
         reason = (str(exc).strip().splitlines() or [""])[0][:160]
         raise BadImage(f"not a readable image ({type(exc).__name__}: {reason})") from None
     return image
+
+
+# --- images as bytes: what a request carries until a backend needs pixels -------------------------
+
+SENDABLE_FORMATS = ("PNG", "JPEG", "WEBP")
+"""Formats an API accepts as they are stored; others are decoded and re-encoded by the backends that send bytes."""
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Text chunks that may carry an EXIF orientation (Pillow reads it from these too).
+_PNG_ORIENTATION_HINTS = (b"Raw profile type exif", b"XML:com.adobe.xmp", b"Orientation")
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image as stored, checked without decoding a pixel.
+
+    ``format`` is Pillow's name (``PNG``, ``JPEG``, ``WEBP``, ...), ``size`` is (width, height) as
+    decoded, ``mode`` Pillow's mode from the header. ``faithful`` is True when decoding ``data``
+    as it is gives the pixels :func:`decode` gives: no EXIF orientation to apply, not animated,
+    no colour mode to convert to. A backend that sends ``data`` as it is (an API's data URL)
+    re-encodes the decoded pixels instead when it is False.
+    """
+
+    data: bytes
+    format: str
+    size: tuple[int, int]
+    mode: str
+    sha256: str
+    faithful: bool
+
+
+def check_encoded(data: bytes, mode: str | None = None, sha256: str | None = None) -> EncodedImage:
+    """``data`` checked as an image file without decoding its pixels: the header (format, size,
+    the decompression-bomb limit) and the file's structure (a PNG's chunks up to ``IEND``, a JPEG's
+    end marker, a WebP's RIFF length, a GIF's trailer, a BMP's size), so an empty, truncated or non-image file is
+    a :class:`BadImage` before any request is sent, as :func:`decode` would find it. Formats
+    without such a check (and the rare PNG with orientation metadata) are decoded once to check them.
+    ``sha256`` is the bytes' hash when the caller knows it already (else it is computed)."""
+    if not data:
+        raise BadImage("the image file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image: Image.Image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        image_format, image_mode = str(image.format or ""), image.mode
+        animated = bool(getattr(image, "is_animated", False))
+    except Image.DecompressionBombError:
+        raise BadImage(f"over the limit of {MAX_PIXELS} pixels (a decompression bomb?)") from None
+    except UnidentifiedImageError:
+        raise BadImage("not an image in a format Pillow reads") from None
+    except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise BadImage(f"not a readable image ({type(exc).__name__}: {reason})") from None
+    if width * height > MAX_PIXELS:
+        raise BadImage(f"{width}x{height} pixels is over the limit of {MAX_PIXELS} (a decompression bomb?)")
+    complete = _structure_complete(image_format, data)
+    orientation: Any = None
+    if complete is None:  # no cheap check for this file: decode it once, as decode() would
+        decoded = decode({"bytes": data}, mode)
+        size, faithful = decoded.size, False
+    else:
+        if not complete:
+            raise BadImage(f"the image file is truncated (its {image_format} data ends early)")
+        if image_format != "PNG":
+            orientation = image.getexif().get(ExifTags.Base.Orientation)  # from the header: no pixel is decoded
+        size = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+        faithful = orientation in (None, 1) and not animated and (mode is None or mode == image_mode)
+    digest = sha256 or hashlib.sha256(data).hexdigest()
+    return EncodedImage(data=data, format=image_format, size=size, mode=image_mode, sha256=digest, faithful=faithful)
+
+
+def _structure_complete(image_format: str, data: bytes) -> bool | None:
+    """Whether the file's structure is complete (False: truncated), or None when there is no cheap
+    check for it (the caller decodes it instead)."""
+    if image_format == "PNG":
+        return _png_complete(data)
+    if image_format == "JPEG":
+        # A complete JPEG ends with its EOI marker; one followed by padding or other bytes is rare
+        # and decoded to check it, as is every file that does not end with the marker.
+        return True if data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9") else None
+    if image_format == "WEBP":
+        return len(data) >= 12 and int.from_bytes(data[4:8], "little") + 8 <= len(data)
+    if image_format == "GIF":
+        return True if data.rstrip(b"\x00").endswith(b";") else None
+    if image_format == "BMP":  # the header states the file's size
+        return len(data) >= 6 and int.from_bytes(data[2:6], "little") <= len(data)
+    return None
+
+
+def _png_complete(data: bytes) -> bool | None:
+    """Walk a PNG's chunks: True when they end with ``IEND``, False when the file stops before it;
+    None when a chunk may carry an orientation (rare: the caller decodes the file to read it).
+    A damaged ancillary or header chunk (bad CRC) is a :class:`BadImage`, as Pillow reports it;
+    ``IDAT`` checksums are left to the decoder, as Pillow does."""
+    view = memoryview(data)
+    position, end, hinted = len(_PNG_SIGNATURE), len(data), False
+    if not data.startswith(_PNG_SIGNATURE):
+        return None
+    while position + 12 <= end:
+        length = int.from_bytes(view[position : position + 4], "big")
+        kind = bytes(view[position + 4 : position + 8])
+        stop = position + 12 + length
+        if stop > end:
+            return False
+        if kind != b"IDAT":
+            body = view[position + 8 : stop - 4]
+            if zlib.crc32(view[position + 4 : stop - 4]) != int.from_bytes(view[stop - 4 : stop], "big"):
+                raise BadImage(f"not a readable image (damaged PNG chunk {kind.decode('latin-1')!r}: bad checksum)")
+            if kind == b"eXIf" or (kind in (b"tEXt", b"zTXt", b"iTXt") and any(hint in bytes(body[:4096]) for hint in _PNG_ORIENTATION_HINTS)):
+                hinted = True
+        if kind == b"IEND":
+            return None if hinted else True
+        position = stop
+    return False

@@ -12,6 +12,7 @@ copy. ``--data_files KEY=PATH`` gives a local copy instead (checked against the 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -23,6 +24,11 @@ from vlmbench.errors import UserError
 
 MAX_BYTES = 16 * 1024 * 1024
 TIMEOUT_S = 30.0
+
+
+class Unavailable(UserError):
+    """A published file that is neither cached nor given as a local copy, and cannot be downloaded now
+    (downloads off, no network): a task that needs it is skipped rather than the run stopped."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ def _offline() -> bool:
 def _download(url: str) -> bytes:
     """The bytes at ``url`` (at most :data:`MAX_BYTES`); ``OSError`` when the download fails."""
     request = urllib.request.Request(url, headers={"User-Agent": "vlmbench"})
-    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as reply:  # noqa: S310  (a fixed https URL)
+    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as reply:
         data: bytes = reply.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         raise OSError(f"more than {MAX_BYTES} bytes")
@@ -91,15 +97,17 @@ def read_published(published: PublishedFile, local: str | None = None) -> tuple[
         if hashlib.sha256(data).hexdigest() == published.sha256:
             return data, str(cached)
     if _offline():
-        raise UserError(
+        raise Unavailable(
             f"{published.key}: not cached and downloads are off (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE); "
             f"pass a local copy with --data_files {published.key}=PATH"
         )
     try:
         data = _download(published.url)
-    except (OSError, urllib.error.URLError) as exc:
+    except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise UserError(f"cannot fetch {published.url} ({reason}); without network pass a local copy with --data_files {published.key}=PATH") from None
+        raise Unavailable(
+            f"cannot fetch {published.url} ({reason}); without network pass a local copy with --data_files {published.key}=PATH"
+        ) from None
     _checked(data, published, published.url)
     _keep(cached, data)
     return data, published.url
@@ -107,11 +115,14 @@ def read_published(published: PublishedFile, local: str | None = None) -> tuple[
 
 def _keep(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (a concurrent run writes the same bytes); a cache that cannot be written is skipped."""
+    scratch: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, scratch = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+        scratch = Path(name)
         with os.fdopen(handle, "wb") as out:
             out.write(data)
-        Path(scratch).replace(path)
+        scratch.replace(path)
     except OSError:
-        pass
+        if scratch is not None:
+            scratch.unlink(missing_ok=True)

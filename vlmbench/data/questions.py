@@ -32,8 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vlmbench.data.steps import DocStepSpec, Docs
-from vlmbench.errors import UserError
+from vlmbench.data.steps import Docs, DocStepSpec
+from vlmbench.errors import TaskSkipped, UserError
 
 if TYPE_CHECKING:
     from vlmbench.taskconfig import TaskConfig
@@ -121,8 +121,14 @@ def _add(out: QuestionSet, concept: str, questions: list[Question], where: str) 
 
 
 def attach_questions(docs: Docs, task: TaskConfig, questions: str, **_: Any) -> Docs:
-    """One document per (row, question of the row's concept)."""
-    found, where = load_questions(questions, task)
+    """One document per (row, question of the row's concept); the task is skipped (one line) when a
+    published question set cannot be fetched now."""
+    from vlmbench.data.published import Unavailable
+
+    try:
+        found, where = load_questions(questions, task)
+    except Unavailable as exc:
+        raise TaskSkipped(f"{task.name}: skipped: {exc}") from None
     out = []
     for doc in docs:
         concept = doc.get("concept")

@@ -81,6 +81,17 @@ class DocTable:
                 raise BadImage(f"{self._where(row, column, cell)}: {exc}") from None
         return self._hashes[source, index, column]
 
+    def encoded_image(self, row: dict[str, Any], column: str = "image", sha256: str | None = None) -> images.EncodedImage:
+        """The image of ``row`` as stored (bytes, format, size, hash), checked without decoding a pixel
+        (:func:`images.check_encoded`); :class:`BadImage` when it is empty, truncated, not an image or
+        a decompression bomb. ``sha256`` is its hash when the caller has it already."""
+        cell = self._cell(row, column)
+        feature = self.sources[row["_source"]].features.get(column)
+        try:
+            return images.check_encoded(images.encoded_bytes(cell), getattr(feature, "mode", None), sha256)
+        except BadImage as exc:
+            raise BadImage(f"{self._where(row, column, cell)}: {exc}") from None
+
     def image(self, row: dict[str, Any], column: str = "image") -> Image.Image:
         """Decode the image of ``row`` (the only place images are decoded); :class:`BadImage` when it is
         unreadable, truncated, empty, not an image or a decompression bomb."""

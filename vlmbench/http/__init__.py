@@ -4,7 +4,7 @@ Modules:
 
 - :mod:`~vlmbench.http.retry`: :class:`Failure`, :func:`retry_after_seconds`, :class:`RetryPolicy`, :func:`call_with_retries`
 - :mod:`~vlmbench.http.classify`: :func:`status_failure`, :func:`connection_failure`, :func:`timeout_failure`
-- :mod:`~vlmbench.http.limiter`: :class:`AdaptiveLimiter` (AIMD concurrency)
+- :mod:`~vlmbench.http.limiter`: :class:`AdaptiveLimiter` (concurrency that settles on what the server takes)
 - :mod:`~vlmbench.http.bridge`: :class:`LoopThread` (a background event loop driving a plain generator)
 - :mod:`~vlmbench.http.guard`: :class:`EndpointGuard` (fail fast on a dead endpoint; error counts)
 - :mod:`~vlmbench.http.limits`: reply size bounds and a total per-attempt deadline

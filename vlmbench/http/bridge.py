@@ -6,12 +6,14 @@ and each finished item is handed over through a queue the moment it exists.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import queue
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+if TYPE_CHECKING:  # asyncio is imported on first use: listing backends and --help never load it
+    import asyncio
 
 T = TypeVar("T")
 
@@ -48,6 +50,8 @@ class LoopThread:
 
     def loop(self) -> asyncio.AbstractEventLoop:
         """The running loop, started if needed."""
+        import asyncio
+
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
@@ -59,6 +63,8 @@ class LoopThread:
 
     def call(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``coroutine`` on the loop and wait for its result (from another thread only)."""
+        import asyncio
+
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop()).result(timeout=timeout)
 
     def stream(self, produce: Callable[[Emit[T]], Coroutine[Any, Any, None]]) -> Iterator[T]:
@@ -68,6 +74,8 @@ class LoopThread:
         exception is raised here after every item emitted before it. When the caller stops
         iterating early (an exception, Ctrl-C, ``close()``), ``produce`` is cancelled.
         """
+        import asyncio
+
         items: queue.SimpleQueue[object] = queue.SimpleQueue()
 
         async def run() -> None:
@@ -91,6 +99,8 @@ class LoopThread:
             loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
         if loop is None or thread is None:
             return
+        import asyncio
+
         atexit.unregister(self.close)
         if self._cleanup is not None:
             cleanup = self._cleanup

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
-import ssl
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -83,6 +81,9 @@ def connection_failure(exc: BaseException, url: str) -> Failure:
     ``TLS error``, ``connection reset``, else ``connection error``. ``url`` must be free of
     credentials (see :func:`~vlmbench.http.redact.redact_url`); the reason names it.
     """
+    import socket
+    import ssl
+
     chain = _chain(exc)
     where = _host_port(url)
     detail = ""

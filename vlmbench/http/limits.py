@@ -11,7 +11,6 @@ runaway reply costs neither memory nor time.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterable, Awaitable
 from typing import TypeVar
 
@@ -56,6 +55,8 @@ async def within(seconds: float, awaitable: Awaitable[T]) -> T:
     A total deadline, unlike a client's per-read timeout: a server trickling one byte at a time
     cannot hold the request past it. The awaitable is cancelled at the deadline.
     """
+    import asyncio
+
     try:
         return await asyncio.wait_for(awaitable, seconds)
     except asyncio.TimeoutError:

@@ -1,7 +1,7 @@
 """Retry decisions: what one failed attempt means, how long to wait before the next, and the retry loop.
 
 An attempt ends in a result or a :class:`Failure`. A failure says whether another attempt may
-help (``retryable``), whether it was a rate limit (the limiter then halves concurrency) and how
+help (``retryable``), whether it was a rate limit (the limiter then lowers concurrency) and how
 long the server asked us to wait (``Retry-After``). :func:`call_with_retries` runs attempts under
 an :class:`~vlmbench.http.limiter.AdaptiveLimiter` until one succeeds, a failure is final or the
 retries are spent.
@@ -9,7 +9,6 @@ retries are spent.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import logging
 import random
@@ -124,8 +123,9 @@ async def call_with_retries(
 ) -> Attempts[T]:
     """Run ``attempt`` until it returns a result, a final failure, or ``policy.max_retries`` retries are spent.
 
-    Each attempt holds one ``limiter`` slot; a rate limit is reported to the limiter (which halves
-    concurrency and pauses new requests for the Retry-After). ``observe`` sees every attempt's
+    Each attempt holds one ``limiter`` slot. A rate limit is reported to the limiter (which lowers
+    the concurrency to what the server takes); the refused request alone waits its Retry-After
+    before its next attempt, and the others go on. ``observe`` sees every attempt's
     outcome after its slot is freed and may raise to stop (e.g. a dead endpoint). A failure that
     outlives the retries comes back as ``"<reason> after N retries"``.
     """
@@ -133,28 +133,30 @@ async def call_with_retries(
     failure: Failure | None = None
     latency = 0.0
     for number in range(retries + 1):
-        epoch = await limiter.acquire()
+        ticket = await limiter.acquire()
         started = time.perf_counter()
         try:
             outcome = await attempt()
         except BaseException:
-            limiter.release(epoch)
+            limiter.release(ticket)
             raise
         latency = time.perf_counter() - started
         if not isinstance(outcome, Failure):
-            limiter.release(epoch, ok=True)
+            limiter.release(ticket, ok=True)
             if observe is not None:
                 observe(outcome)
             return Attempts(outcome, latency, number + 1)
         failure = policy.settle(outcome)
         wait = policy.wait_before_retry(failure, number) if failure.retryable else 0.0
-        limiter.release(epoch, rate_limited=failure.rate_limited, wait=wait)
+        limiter.release(ticket, rate_limited=failure.rate_limited, wait=wait)
         if observe is not None:
             observe(failure)
         if not failure.retryable:
             return Attempts(failure, latency, number + 1)
         if number < retries:
             log.debug("%s: %s; retry %d of %d in %.2f s", label, failure.reason, number + 1, retries, wait)
+            import asyncio
+
             await asyncio.sleep(wait)
     assert failure is not None
     return Attempts(replace(failure, reason=f"{failure.reason} after {retries} retries", kind=failure.kind), latency, retries + 1)

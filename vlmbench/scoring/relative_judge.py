@@ -180,7 +180,9 @@ def require_judge(task: Any, judging: Any) -> None:
         return
     names = tuple(judging.names) or tuple(task.judges)
     if NAME not in names:
-        raise TaskSkipped(f"{task.name}: skipped: its free-form answers are scored only by the model judge '{NAME}'; add it to --judge ({', '.join(names)})")
+        raise TaskSkipped(
+            f"{task.name}: skipped: its free-form answers are scored only by the model judge '{NAME}'; add it to --judge ({', '.join(names)})"
+        )
     if not judging.args_for(NAME).get("backend"):
         raise TaskSkipped(
             f"{task.name}: skipped: its free-form answers are scored only by a model judge; configure one with "

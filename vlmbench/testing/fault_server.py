@@ -18,7 +18,9 @@ with ``Retry-After``) or planted in a request's text as markers, counted per req
     <<leaky:1>>      the first attempt gets a 400 whose message leaks a URL with credentials and the bearer token
     <<delay:0.8>>    this request takes 0.8 s longer than ``latency``
 
-Server-wide, ``api_key`` answers 401 to any other bearer token, and ``models`` answers 404
+Server-wide, ``capacity`` N makes it a server with N slots: a request that arrives while N
+requests are being served gets an immediate 429 with ``Retry-After`` (outcome ``429``, event
+``at_capacity``); a slot frees when its reply starts. ``api_key`` answers 401 to any other bearer token, and ``models`` answers 404
 ``model_not_found`` for any other model (as OpenAI and vLLM do); a POST to any route but
 ``/v1/chat/completions`` gets a 404 and is recorded too (outcome ``noroute``).
 
@@ -64,6 +66,7 @@ class Faults:
     latency: float = 0.0  # seconds every request takes
     rate_limit_first: int = 0  # the first N requests received get a 429
     rate_limit_fraction: float = 0.0  # then this seeded fraction of requests gets a 429
+    capacity: int = 0  # when > 0: requests arriving while this many are served get an immediate 429
     retry_after: str | None = "1"  # Retry-After header value sent with a 429 (None: no header)
     slow_seconds: float = 2.0  # how long a <<slow:N>> attempt takes
     trickle_interval: float = 0.5  # seconds between the bytes of a <<trickle:N>> body
@@ -87,6 +90,9 @@ class Event:
     in_flight: int  # requests in flight right after this one arrived, itself included
     finished: float | None = None  # when the reply was written (None while in flight)
     body_bytes: int | None = None  # bytes of a trickled body written before it ended or the client hung up
+    at_capacity: bool = False  # a 429 because ``capacity`` requests were being served (answered at once)
+    serving: int = 0  # requests being served (holding one of ``capacity`` slots) right after it arrived
+    holds_slot: bool = False  # it holds a slot until its reply starts
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,8 @@ class Record:
     received: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
+    serving: int = 0  # requests holding one of the ``capacity`` slots
+    max_serving: int = 0
 
 
 def request_key(body: dict[str, Any]) -> str:
@@ -224,6 +232,11 @@ class FaultServer:
         """The most requests the server had in flight at once."""
         return self.record.max_in_flight
 
+    @property
+    def max_serving(self) -> int:
+        """The most requests served at once (never more than ``capacity`` when it is set)."""
+        return self.record.max_serving
+
     def resent_after_success(self) -> dict[str, list[str]]:
         """Contents that were answered 200 and still sent again (must be empty)."""
         return {k: v for k, v in self.outcomes().items() if v.count("200") > 1 or ("200" in v and v[-1] != "200")}
@@ -237,6 +250,7 @@ class FaultServer:
             "requests": len(events),
             "contents": len(outcomes),
             "max_in_flight": self.record.max_in_flight,
+            "max_serving": self.record.max_serving,
             "succeeded": sum("200" in v for v in outcomes.values()),
             "resent_after_success": len(resent),
             "outcomes": _tally(e.outcome for e in events),
@@ -259,17 +273,34 @@ class FaultServer:
             record.max_in_flight = max(record.max_in_flight, record.in_flight)
             record.bodies[key].append(body)
             record.authorizations.add(authorization)
-            outcome = self._gate(body, authorization, path) or self._decide(key, record.attempts[key], record.received)
-            event = Event(key, outcome, time.monotonic(), record.in_flight)
-            record.attempts[key] += 1
+            outcome = self._gate(body, authorization, path)
+            full = outcome is None and 0 < self.faults.capacity <= record.serving
+            if full:
+                outcome = "429"
+            elif outcome is None:
+                outcome = self._decide(key, record.attempts[key], record.received)
+                record.attempts[key] += 1  # markers count the attempts the server took on
+            event = Event(key, outcome, time.monotonic(), record.in_flight, at_capacity=full)
+            if self.faults.capacity > 0 and not full:
+                record.serving += 1
+                record.max_serving = max(record.max_serving, record.serving)
+                event.holds_slot = True
+            event.serving = record.serving
             record.received += 1
             record.events.append(event)
             record.timeline.append(Mark("arrived", key))
             return event
 
+    def free_slot(self, event: Event) -> None:
+        """The request's reply starts (or it ended): its ``capacity`` slot is free. Call with the lock held."""
+        if event.holds_slot:
+            event.holds_slot = False
+            self.record.serving -= 1
+
     def end(self, event: Event) -> None:
         """Mark a request finished."""
         with self.lock:
+            self.free_slot(event)
             self.record.in_flight -= 1
             event.finished = time.monotonic()
             self.record.timeline.append(Mark("finished", event.key))
@@ -367,9 +398,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _respond(self, body: dict[str, Any], event: Event) -> None:
         faults = self.fault_server.faults
         key, outcome = event.key, event.outcome
-        delay = faults.latency + sum(float(v) for k, v in MARKER.findall(key) if k == "delay")
+        delay = 0.0 if event.at_capacity else faults.latency + sum(float(v) for k, v in MARKER.findall(key) if k == "delay")
         time.sleep(delay)
         with self.fault_server.lock:
+            self.fault_server.free_slot(event)
             self.fault_server.record.timeline.append(Mark("replying", key))
         if outcome == "200":
             self._send(200, json.dumps(completion(body, key, reply_for(faults, key))))
@@ -489,6 +521,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--rate_limit_first", type=int, default=0)
     parser.add_argument("--rate_limit_fraction", type=float, default=0.0)
+    parser.add_argument("--capacity", type=int, default=0, help="requests served at once; more get an immediate 429")
     parser.add_argument("--retry_after", default="1")
     parser.add_argument("--reply", default="Yes.")
     parser.add_argument("--api_key", default=None, help="answer 401 to any other bearer token")
@@ -499,6 +532,7 @@ def main(argv: list[str] | None = None) -> None:
             latency=args.latency,
             rate_limit_first=args.rate_limit_first,
             rate_limit_fraction=args.rate_limit_fraction,
+            capacity=args.capacity,
             retry_after=args.retry_after,
             reply=args.reply,
             api_key=args.api_key,

@@ -1,0 +1,378 @@
+"""``vlmbench align``: fine-tune a vision-language model to judge unsafe images, then evaluate it before and after.
+
+    vlmbench align --method grpo --model_args pretrained=llava-hf/llava-1.5-7b-hf --output_dir runs/grpo
+
+Reads the study's training split (:mod:`.data`), trains with TRL (:mod:`.trainers`; rewards from judged
+responses for grpo/rloo, :mod:`.rewards`), writes the adapter with the processor, the split file, the
+training log and the model card (:mod:`.card`), then evaluates the base and the tuned model on the
+held-out test split and on general capability (:mod:`.compare`). ``--resume`` continues from the last
+checkpoint. Under ``accelerate launch`` every process runs the command; the main one writes the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from vlmbench import CommandSpec, UserError
+from vlmbench_plugins.align import card as cards
+from vlmbench_plugins.align.trainers import DTYPES, METHODS, PRESETS, RL_METHODS, Settings
+
+MISSING_DEPS = "vlmbench align needs torch, transformers, trl and peft: pip install 'vlmbench[align]'"
+STATE_FILE = "align.json"
+CHECKPOINTS = "checkpoints"
+TRAIN_LOG = "train_log.jsonl"
+
+
+def _float_or_none(text: str) -> float | str:
+    if text.lower() == "none":
+        return "none"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number or 'none'") from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value > 0:
+        return value
+    raise argparse.ArgumentTypeError(f"'{text}' is not a positive number")
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value >= 0:
+        return value
+    raise argparse.ArgumentTypeError(f"'{text}' is not a number >= 0")
+
+
+def _batch_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    return _positive_int(text)
+
+
+def _positive_int(text: str) -> int:
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"'{text}' is not a positive integer")
+
+
+def _limit(text: str) -> int | float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    if 0 < value < 1:
+        return value
+    raise argparse.ArgumentTypeError(f"'{text}' is not a positive integer or a fraction between 0 and 1")
+
+
+# Flags that map one to one onto Settings fields (None: not given, so the preset or the default applies).
+SETTING_FLAGS: dict[str, tuple[Any, str]] = {
+    "epochs": (_positive_float, "passes over the training split (default 1; paper 4)"),
+    "max_steps": (int, "stop after this many optimiser steps (default: the epochs decide)"),
+    "learning_rate": (_positive_float, "learning rate (default 3e-5)"),
+    "batch_size": (int, "batch per device; for grpo/rloo in responses, a multiple of --num_generations (default 8; paper 32)"),
+    "grad_accum": (int, "gradient accumulation steps (default 1)"),
+    "lora_r": (int, "LoRA rank (default 16; paper 128)"),
+    "lora_alpha": (int, "LoRA alpha (default 32; paper 256)"),
+    "lora_dropout": (_non_negative_float, "LoRA dropout (default 0.05)"),
+    "lora_targets": (str, "regex of the module names LoRA adapts (default: the language model's q/k/v/o_proj)"),
+    "beta": (_non_negative_float, "KL coefficient for grpo/rloo, DPO's beta (default 0.1)"),
+    "num_generations": (int, "responses sampled per prompt, grpo/rloo (default 4)"),
+    "max_completion_length": (int, "longest sampled response in tokens, grpo/rloo (default 128; paper 512)"),
+    "temperature": (_positive_float, "sampling temperature, grpo/rloo (default 1.0)"),
+    "top_p": (_positive_float, "nucleus sampling, grpo/rloo (default 1.0)"),
+    "entropy_coef": (float, "entropy bonus coefficient, grpo (default 0; paper 0.02)"),
+    "length_bonus": (float, "reward bonus x response length / max length (default: 4.0 with paper-classifier, else 0)"),
+    "no_stop_penalty": (_float_or_none, "reward of a response that never stops (default -8, the study's; none: no penalty)"),
+    "save_steps": (int, "write a checkpoint every N steps (default 50); --resume continues from the last"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``vlmbench align``."""
+    parser.add_argument(
+        "--method", choices=METHODS, default="grpo", help="grpo (default) or rloo: RL from judged responses; sft, dpo: the study's baselines"
+    )
+    parser.add_argument(
+        "--model_args", default="", help="pretrained=ID_OR_DIR[,revision=...,dtype=...,trust_remote_code=true,attn_implementation=...]"
+    )
+    parser.add_argument("--output_dir", required=True, help="folder for the adapter, processor, split file, model card and evaluation")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="paper: the study's settings (LoRA r 128/alpha 256, lr 3e-5, KL 0.1, 4 epochs, batch 32, classifier reward)",
+    )
+    parser.add_argument("--data", default="builtin", help="builtin (default, offline) or hub (the study's images; see --data_files)")
+    parser.add_argument("--data_files", action="append", metavar="HUB_ID=PATH", help="load a hub dataset from a local copy (repeatable)")
+    parser.add_argument(
+        "--judge", default=None, help="who rewards responses (grpo/rloo): rules (default), paper-classifier (the study's), llm-judge, or a plugin's"
+    )
+    parser.add_argument("--judge_args", default="", metavar="k=v,...", help="arguments of the judge, e.g. alignment=DIR for paper-classifier")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (the split's own seed is the study's 2024)")
+    parser.add_argument(
+        "--dtype", choices=DTYPES, default=None, help="auto (default: bfloat16 on a GPU that has it, else float32), float32, bfloat16, float16"
+    )
+    for name, (kind, text) in SETTING_FLAGS.items():
+        parser.add_argument(f"--{name}", type=_positive_int if kind is int else kind, default=None, help=text)
+    parser.add_argument("--full", action="store_true", default=None, help="train every weight instead of a LoRA adapter")
+    parser.add_argument("--gradient_checkpointing", action="store_true", default=None, help="trade compute for memory")
+    parser.add_argument(
+        "--train_limit", type=_positive_int, default=None, help="train on N images of the training split, spread evenly (a quick trial)"
+    )
+    parser.add_argument("--resume", action="store_true", help="continue the run in --output_dir from its last checkpoint")
+    parser.add_argument("--no_eval", action="store_true", help="skip the before/after evaluation")
+    parser.add_argument("--eval_limit", type=_limit, default=None, help="documents per evaluation task (N or a fraction); default all")
+    parser.add_argument("--eval_judge", default=None, help="judge of the evaluation (default rules)")
+    parser.add_argument("--eval_judge_args", default="", metavar="k=v,...", help="arguments of the evaluation judge")
+    parser.add_argument("--general_task", default="general-capability", help="the general-capability task of the evaluation ('none' skips it)")
+    parser.add_argument("--eval_batch_size", type=_batch_size, default=None, help="batch size of the evaluation (default auto)")
+    parser.set_defaults(func=cmd_align)
+
+
+COMMAND = CommandSpec(
+    "align", "fine-tune a model to judge unsafe images (GRPO/RLOO from judged responses, SFT, DPO), then evaluate it", add_arguments
+)
+
+
+def _data_files(values: list[str] | None) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for item in values or []:
+        hub_id, sep, local = item.partition("=")
+        if not sep or not hub_id or not local:
+            raise UserError(f"--data_files: '{item}' is not HUB_ID=LOCAL_PATH")
+        if not Path(local).expanduser().exists():
+            raise UserError(f"--data_files: {local} does not exist; point {hub_id} to a local copy of the dataset")
+        mapping[hub_id] = local
+    return mapping
+
+
+def _kv(text: str, flag: str) -> dict[str, str]:
+    args: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"{flag}: '{item}' is not key=value")
+        args[key.strip()] = value.strip()
+    return args
+
+
+def _require_deps() -> None:
+    try:
+        import peft  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+        import trl  # noqa: F401
+    except ImportError:
+        raise UserError(MISSING_DEPS) from None
+
+
+def _check_output(out_dir: Path, resume: bool, method: str, data: str) -> Path | None:
+    """The checkpoint to resume from (None for a fresh run); one-line errors for a folder in the way."""
+    state_file = out_dir / STATE_FILE
+    if not resume:
+        if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+            raise UserError(f"--output_dir {out_dir} is not empty; pass --resume to continue the align run there, or choose a new folder")
+        return None
+    if not state_file.is_file():
+        raise UserError(f"--resume: {out_dir} holds no align run ({STATE_FILE} missing); start one without --resume")
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    for name, value in (("method", method), ("data", data)):
+        if state.get(name) != value:
+            raise UserError(f"--resume: {out_dir} was trained with --{name} {state.get(name)}, not {value}; resume with the same --{name}")
+    from transformers.trainer_utils import get_last_checkpoint
+
+    checkpoints = out_dir / CHECKPOINTS
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None  # type: ignore[no-untyped-call]
+    if last is None:
+        raise UserError(f"--resume: no checkpoint in {checkpoints} (they are written every --save_steps steps); start again without --resume")
+    return Path(last)
+
+
+def cmd_align(ns: argparse.Namespace) -> int:
+    """Train, save, describe, evaluate."""
+    from vlmbench_plugins.align.trainers import parse_model_args, settings_from
+
+    model_args = parse_model_args(_kv(ns.model_args, "--model_args"))
+    explicit = {name: getattr(ns, name) for name in SETTING_FLAGS}
+    no_penalty = explicit.get("no_stop_penalty") == "none"
+    if no_penalty:
+        explicit["no_stop_penalty"] = None
+    explicit.update(full=ns.full, gradient_checkpointing=ns.gradient_checkpointing, seed=ns.seed, dtype=ns.dtype or model_args.get("dtype"))
+    settings = settings_from(ns.method, ns.preset, explicit)
+    if no_penalty:
+        settings = dataclasses.replace(settings, no_stop_penalty=None)
+    if ns.method not in RL_METHODS and (ns.judge or ns.judge_args):
+        raise UserError(f"--judge: {ns.method} trains on the study's answer templates and uses no judge; --judge is for grpo and rloo")
+    judge = ns.judge or ("paper-classifier" if ns.preset == "paper" else "rules")
+    if ns.method in RL_METHODS:
+        from vlmbench_plugins.align.rewards import check_judge
+
+        check_judge(judge)
+    if ns.data not in ("builtin", "hub"):
+        raise UserError(f"--data {ns.data}: use builtin or hub")
+    data_files = _data_files(ns.data_files)
+    out_dir = Path(ns.output_dir).expanduser()
+    _require_deps()
+    resume_from = _check_output(out_dir, ns.resume, ns.method, ns.data)
+    general = None if ns.general_task.lower() == "none" else ns.general_task
+    return run(ns, model_args, settings, judge, data_files, out_dir, resume_from, general)
+
+
+def run(
+    ns: argparse.Namespace,
+    model_args: dict[str, str],
+    settings: Settings,
+    judge: str,
+    data_files: dict[str, str],
+    out_dir: Path,
+    resume_from: Path | None,
+    general_task: str | None,
+) -> int:
+    """Everything after the checks (torch, trl and peft are importable from here on)."""
+    from accelerate import PartialState
+
+    from vlmbench_plugins.align import compare
+    from vlmbench_plugins.align.data import SPLIT_FILE, TEMPLATES, load_split, split_file, training_dataset
+    from vlmbench_plugins.align.rewards import build_reward
+    from vlmbench_plugins.align.trainers import build_trainer, eos_ids, load_model, resolve_dtype, versions
+
+    state = PartialState()
+    settings = dataclasses.replace(settings, dtype=resolve_dtype(settings.dtype))
+    data = load_split(ns.data, data_files, settings.seed, ns.train_limit)
+    split_text, split_sha = split_file(data)  # every process reads the same split; the main one writes it
+    if resume_from and json.loads((out_dir / STATE_FILE).read_text(encoding="utf-8")).get("split_sha256") != split_sha:
+        raise UserError(
+            f"--resume: the training split differs from the one {out_dir} was trained on (data or --train_limit changed); resume with the same data"
+        )
+    if state.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / SPLIT_FILE).write_text(split_text, encoding="utf-8")
+        _write_state(out_dir, {"method": settings.method, "data": ns.data, "split_sha256": split_sha, "status": "training"})
+    state.wait_for_everyone()
+    if state.is_main_process:
+        print(
+            f"align: {settings.method} on {model_args['pretrained']}: {len(data.train)} training images "
+            f"({data.counts['train_unsafe']} unsafe, {data.counts['train_safe']} safe in the split), {len(data.test)} held out",
+            file=sys.stderr,
+        )
+    processor, model = load_model(model_args, settings.dtype)
+    reward = None
+    if settings.method in RL_METHODS:
+        reward = build_reward(
+            judge,
+            _kv(ns.judge_args, "--judge_args"),
+            settings.max_completion_length,
+            eos_ids(processor, model),
+            settings.length_bonus,
+            settings.no_stop_penalty,
+        )
+    trainer = build_trainer(settings, model, processor, training_dataset(data, settings.method), out_dir / CHECKPOINTS, reward)
+    started = time.perf_counter()
+    start_step = int(resume_from.name.rpartition("-")[2]) if resume_from else 0
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    seconds = time.perf_counter() - started
+    trainer.save_model(str(out_dir))
+    steps = int(trainer.state.global_step)
+    base = {"pretrained": model_args["pretrained"], "revision": model_args.get("revision")}
+    tuned_args = {"pretrained": str(out_dir)} if settings.full else {"pretrained": model_args["pretrained"], "adapter": str(out_dir)}
+    tuned_args.update({k: v for k, v in model_args.items() if k in ("revision", "trust_remote_code", "attn_implementation") and not settings.full})
+    tuned_args["dtype"] = settings.dtype
+    card: dict[str, Any] = {}
+    if state.is_main_process:
+        with open(out_dir / TRAIN_LOG, "a" if resume_from else "w", encoding="utf-8") as log:
+            for entry in trainer.state.log_history:
+                if int(entry.get("step", 0)) > start_step:
+                    log.write(json.dumps(entry) + "\n")
+        done = max(steps - start_step, 1)
+        card = {
+            "method": settings.method,
+            "created": cards.now(),
+            "adapter": not settings.full,
+            "base_model": base,
+            "data": {
+                "variant": ns.data,
+                "split_file": SPLIT_FILE,
+                "split_sha256": split_sha,
+                "counts": data.counts,
+                "datasets": data.datasets,
+                "rule": data.split_record()["rule"],
+            },
+            "judge": reward.identity() if reward is not None else None,
+            "templates": TEMPLATES if settings.method in ("sft", "dpo") else None,
+            "hyperparameters": settings.record(),
+            "seed": settings.seed,
+            "versions": versions(),
+            "training": {
+                "steps": steps,
+                "seconds": round(seconds, 3),
+                "seconds_per_step": round(seconds / done, 4),
+                "resumed_from": str(resume_from) if resume_from else None,
+                "final": {k: v for k, v in (trainer.state.log_history[-1] if trainer.state.log_history else {}).items()},
+            },
+            "evaluate_with": "vlmbench run --model hf --model_args "
+            + ",".join(f"{k}={v}" for k, v in tuned_args.items())
+            + f" --tasks alignment-test-split --data {ns.data}",
+            "command": shlex.join(["vlmbench", *sys.argv[1:]]) if sys.argv and "align" in sys.argv else None,
+        }
+        cards.write_card(out_dir, card)
+        _write_state(out_dir, {"method": settings.method, "data": ns.data, "split_sha256": split_sha, "status": "trained", "steps": steps})
+        print(f"align: {steps} steps in {seconds:.1f} s; {'adapter' if not settings.full else 'model'} and processor in {out_dir}", file=sys.stderr)
+    del trainer, model
+    if reward is not None:
+        reward.close()
+    _free_memory()
+    if ns.no_eval:
+        return 0
+    plan = compare.EvalPlan(
+        data=ns.data,
+        data_files=data_files,
+        limit=ns.eval_limit,
+        seed=settings.seed,
+        general_task=general_task,
+        judge=ns.eval_judge,
+        judge_args=ns.eval_judge_args,
+        batch_size=ns.eval_batch_size,
+    )
+    base_args = {**{k: v for k, v in model_args.items() if k != "dtype"}, "dtype": settings.dtype}
+    rows = [
+        compare.evaluate_model("base", "-", base_args, plan, out_dir / "eval"),
+        compare.evaluate_model("tuned", settings.method, tuned_args, plan, out_dir / "eval"),
+    ]
+    if state.is_main_process and all(r is not None for r in rows):
+        text = compare.write([r for r in rows if r is not None], out_dir, plan)
+        card["evaluation"] = {"rows": rows, "markdown": text}
+        cards.write_card(out_dir, card)
+        print(text)
+    return 0
+
+
+def _write_state(out_dir: Path, state: dict[str, Any]) -> None:
+    (out_dir / STATE_FILE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
+
+
+def _free_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

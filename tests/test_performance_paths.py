@@ -1,0 +1,438 @@
+"""The fast paths of issue #15: images travel as their stored bytes, the hf backend prepares the next
+batch while one generates, rate limits cost no global stall, and listing commands stay light.
+
+Every test asserts behaviour (what was sent, decoded, hashed, in which order), never a timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import itertools
+import json
+import struct
+import subprocess
+import sys
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageFile, ImageOps
+
+from conftest import run_dir
+from vlmbench.backend import BackendOptions, GenerationSettings, ImagePart, Message, Request, Response, TextPart
+from vlmbench.cli import main
+from vlmbench.data import images
+from vlmbench.http.limiter import AdaptiveLimiter
+from vlmbench.testing.fault_server import FaultServer
+
+CONCEPTS = [("Swastika", "Hate"), ("Gun violence", "Violence"), ("Knife attacks", "Violence"), ("sexual harassment", "Harassment")]
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def encoded(image: Image.Image, image_format: str, **options: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+def picture(width: int, height: int, seed: int) -> Image.Image:
+    """A small image with structure (so that a rotation shows)."""
+    image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    image.paste((seed * 40 % 256, 20, 200), (0, 0, width // 3, height // 4))
+    return image
+
+
+def undecodable_png(width: int = 20, height: int = 12) -> bytes:
+    """A PNG whose structure is whole (chunks, checksums, IEND) but whose pixel data is not a zlib
+    stream: only decoding it fails."""
+    data = bytearray(encoded(picture(width, height, 9), "PNG"))
+    at = data.index(b"IDAT") - 4
+    length = struct.unpack(">I", data[at : at + 4])[0]
+    data[at + 8 : at + 8 + length] = b"\x00" * length
+    data[at + 8 + length : at + 12 + length] = struct.pack(">I", zlib.crc32(b"IDAT" + b"\x00" * length) & 0xFFFFFFFF)
+    return bytes(data)
+
+
+def rotated_jpeg() -> bytes:
+    """A JPEG whose EXIF orientation (6: rotate 90 degrees clockwise) decoding applies."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encoded(picture(40, 24, 5), "JPEG", exif=exif)
+
+
+# name -> (file name, bytes, sent as stored by the openai backend)
+FILES = {
+    "png": ("a.png", encoded(picture(31, 17, 1), "PNG"), True),
+    "jpeg": ("b.jpg", encoded(picture(33, 19, 2), "JPEG", quality=90), True),
+    "webp": ("c.webp", encoded(picture(35, 21, 3), "WEBP", lossless=True), True),
+    "rotated": ("d.jpg", rotated_jpeg(), False),
+    "bmp": ("e.bmp", encoded(picture(37, 23, 4), "BMP"), False),
+}
+
+
+def image_folder(folder: Path, files: dict[str, tuple[str, bytes, bool]]) -> Path:
+    """An image folder with metadata, as ``datasets`` loads it (``--data_files yiting/UnsafeConcepts=FOLDER``)."""
+    folder.mkdir(parents=True)
+    lines = []
+    for i, (name, data, _) in enumerate(files.values()):
+        (folder / name).write_bytes(data)
+        concept, category = CONCEPTS[i % len(CONCEPTS)]
+        lines.append(json.dumps({"file_name": name, "unsafe_concept": concept, "category": category}))
+    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def hub_run(folder: Path, output: Path, model: str, *extra: str, tasks: str = "perception-image,alignment-image") -> list[str]:
+    return [
+        "run",
+        "--model",
+        model,
+        "--tasks",
+        tasks,
+        "--data",
+        "hub",
+        "--data_files",
+        f"yiting/UnsafeConcepts={folder}",
+        "--output_path",
+        str(output),
+        *extra,
+    ]
+
+
+class Counted:
+    """Counts the calls of a function it replaces (with monkeypatch), recording what each returned."""
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
+        self.results: list[Any] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.function(*args, **kwargs)
+        self.results.append(result)
+        return result
+
+    @property
+    def calls(self) -> int:
+        return len(self.results)
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> Counted:
+    """Every decoding of a dataset image (the runner's, a backend's through ImagePart.load, a check's)."""
+    counted = Counted(images.decode)
+    monkeypatch.setattr(images, "decode", counted)
+    return counted
+
+
+@pytest.fixture
+def hashes(monkeypatch: pytest.MonkeyPatch) -> Counted:
+    """Every hash of a dataset image's bytes."""
+    counted = Counted(images.sha256)
+    monkeypatch.setattr(images, "sha256", counted)
+    return counted
+
+
+def sent_images(server: FaultServer) -> list[bytes]:
+    """The bytes of every image data URL the server received."""
+    found = []
+    for bodies in (server.bodies(key) for key in server.outcomes()):
+        for body in bodies:
+            for message in body["messages"]:
+                for part in message["content"] if isinstance(message["content"], list) else []:
+                    if part.get("type") == "image_url":
+                        found.append(base64.b64decode(part["image_url"]["url"].split(",", 1)[1]))
+    return found
+
+
+# --- 1. images as bytes until someone needs pixels ---------------------------------------------
+
+
+def test_an_image_part_from_bytes_decodes_once_and_only_when_asked() -> None:
+    data = FILES["png"][1]
+    stored = images.check_encoded(data)
+    assert (stored.format, stored.size, stored.faithful) == ("PNG", (31, 17), True)
+    decoder = Counted(lambda: Image.open(io.BytesIO(data)))
+    part = ImagePart(data=data, format=stored.format, size=stored.size, sha256=stored.sha256, decoder=decoder)
+    assert part.mime_type == "image/png" and not part.decoded and decoder.calls == 0
+    first, second = part.load(), part.image
+    assert first is second and first.mode == "RGB" and first.size == (31, 17) and decoder.calls == 1 and part.decoded
+    # what plugins made before still works: a PIL image (any mode) or a path
+    assert ImagePart(Image.new("RGBA", (3, 2))).load().mode == "RGB"
+    assert ImagePart(Image.new("RGB", (3, 2))).decoded
+
+
+def test_stored_bytes_are_checked_without_decoding(decodes: Counted) -> None:
+    assert images.check_encoded(FILES["jpeg"][1]).faithful
+    rotated = images.check_encoded(FILES["rotated"][1])
+    assert rotated.size == (24, 40) and not rotated.faithful  # as decoded: the EXIF orientation turns it
+    assert images.check_encoded(undecodable_png()).format == "PNG"  # its structure is whole
+    assert decodes.calls == 0
+    png = FILES["png"][1]
+    bmp = FILES["bmp"][1]
+    for data, reason in [
+        (b"", "empty (0 bytes)"),
+        (png[: len(png) // 2], "truncated"),
+        (bmp[:-9], "truncated"),
+        (b"not an image" * 9, "not an image"),
+    ]:
+        with pytest.raises(images.BadImage) as refused:
+            images.check_encoded(data)
+        assert reason in str(refused.value)
+    assert decodes.calls == 0
+
+
+def test_openai_sends_stored_files_byte_for_byte_and_reruns_touch_no_pixel(
+    tmp_path: Path, decodes: Counted, hashes: Counted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("openai")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    folder = image_folder(tmp_path / "UnsafeConcepts", FILES)
+    store = tmp_path / "store.sqlite"
+    with FaultServer() as server:
+        args = ["--model_args", f"base_url={server.base_url},model=tiny", "--store", str(store)]
+        assert main(hub_run(folder, tmp_path / "a", "openai", *args)) == 0
+        sent = sent_images(server)
+        requests = server.stats()["requests"]
+        for name, (_, data, as_stored) in FILES.items():
+            assert (data in sent) is as_stored, name  # PNG, JPEG and WebP files go out as they are stored
+        # Only the images that had to be re-encoded were decoded: the EXIF-rotated JPEG and the BMP.
+        assert {image.size for image in decodes.results} <= {(24, 40), (37, 23)}
+        rotated = next(Image.open(io.BytesIO(b)) for b in sent if Image.open(io.BytesIO(b)).size == (24, 40))
+        assert rotated.format == "PNG"  # its pixels, turned as decoding turns them
+        expected = ImageOps.exif_transpose(Image.open(io.BytesIO(FILES["rotated"][1]))).convert("RGB")
+        assert rotated.convert("RGB").tobytes() == expected.tobytes()
+        # Two tasks share the five images: each one's bytes are hashed once in the run.
+        assert hashes.calls == len(FILES)
+        # The rerun reads every answer from the store: nothing sent, no pixel decoded, each image hashed once.
+        decodes.results.clear()
+        hashes.results.clear()
+        assert main(hub_run(folder, tmp_path / "b", "openai", *args)) == 0
+        assert server.stats()["requests"] == requests and decodes.calls == 0 and hashes.calls == len(FILES)
+    manifest = json.loads((run_dir(tmp_path / "b") / "run.json").read_text())
+    assert all(task["requests"]["sent"] == 0 for task in manifest["tasks"].values())
+
+
+def test_openai_downscales_only_when_asked_and_says_so_in_its_identity() -> None:
+    pytest.importorskip("openai")
+    from vlmbench_plugins.openai_api import OpenAIBackend, encode_image, parse_settings
+
+    data = encoded(picture(300, 120, 1), "PNG")
+    stored = images.check_encoded(data)
+    part = ImagePart(data=data, format=stored.format, size=stored.size, sha256=stored.sha256)
+    assert base64.b64decode(encode_image(part).split(",", 1)[1]) == data
+    small = Image.open(io.BytesIO(base64.b64decode(encode_image(part, max_side=100).split(",", 1)[1])))
+    assert small.size == (100, 40)
+    settings = parse_settings({"model": "m", "base_url": "http://127.0.0.1:9/v1", "max_image_side": "100"}, environ={})
+    assert OpenAIBackend(settings).identity()["max_image_side"] == "100"
+    assert "max_image_side" not in OpenAIBackend(parse_settings({"model": "m", "base_url": "http://127.0.0.1:9/v1"}, environ={})).identity()
+
+
+def test_baselines_never_decode_an_image(tmp_path: Path, decodes: Counted, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The undecodable PNG is whole as a file: a baseline, which never looks at pixels, answers it.
+    files = {**FILES, "undecodable": ("f.png", undecodable_png(), True)}
+    folder = image_folder(tmp_path / "UnsafeConcepts", files)
+    loads: list[Any] = []
+    original = ImageFile.ImageFile.load
+
+    def load(self: Any, *args: Any, **kwargs: Any) -> Any:  # where Pillow decodes a file's pixels
+        loads.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    assert main(hub_run(folder, tmp_path / "out", "random", tasks="perception-image,alignment-image,alignment-text")) == 0
+    assert decodes.calls == 0 and loads == []
+    records = [json.loads(line) for line in (run_dir(tmp_path / "out") / "samples" / "perception-image.jsonl").read_text().splitlines()]
+    assert len(records) == len(files) and all(r["error"] is None and r["response"] for r in records)
+
+
+# --- 2. the hf backend: the next batch is prepared while one generates --------------------------
+
+
+def hf_requests() -> list[Request]:
+    """Image requests (stored bytes of several formats and sizes, PIL images, one undecodable file),
+    text-only requests and two settings, so that batches split by group and length."""
+    texts = ["What does this image show? Choose A, B, C or D.", "Is it safe for viewing on social media?", "describe it", "yes or no"]
+    greedy, short = GenerationSettings(max_new_tokens=5), GenerationSettings(max_new_tokens=3)
+    requests = []
+    for i in range(14):
+        if i == 6:
+            data = undecodable_png()
+        else:
+            data = encoded(picture(20 + 7 * i, 44 - 2 * i, i), ("PNG", "JPEG", "WEBP")[i % 3])
+        stored = images.check_encoded(data)
+        part = ImagePart(data=data, format=stored.format, size=stored.size, sha256=stored.sha256)
+        image = part if i % 4 else ImagePart(picture(30, 30 + i, i))
+        settings = short if i % 5 == 0 else greedy
+        requests.append(Request(f"img-{i}", (Message("user", (image, TextPart(texts[i % 4] + " please" * (i // 4)))),), settings))
+    requests += [Request(f"txt-{i}", (Message("user", (TextPart(texts[i % 4]),)),), GenerationSettings(max_new_tokens=4)) for i in range(5)]
+    return requests
+
+
+def test_hf_overlapped_batches_answer_exactly_as_the_serial_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from vlmbench.pluginmanager import backend_spec
+    from vlmbench.testing.tiny_models import build_tiny_vlm
+    from vlmbench_plugins import hf
+
+    path = build_tiny_vlm("llava", tmp_path / "llava")
+    backend = backend_spec("hf").factory({"pretrained": str(path), "device": "cpu"}, BackendOptions(batch_size=3))
+    threads: dict[str, set[str]] = {"prepare": set(), "generate": set()}
+    prepare, generate = backend._prepare_batch, backend._run_batch
+
+    def spy_prepare(batch: Any) -> Any:
+        threads["prepare"].add(threading.current_thread().name)
+        return prepare(batch)
+
+    def spy_generate(batch: Any, inputs: Any) -> Any:
+        threads["generate"].add(threading.current_thread().name)
+        return generate(batch, inputs)
+
+    monkeypatch.setattr(backend, "_prepare_batch", spy_prepare)
+    monkeypatch.setattr(backend, "_run_batch", spy_generate)
+
+    def answers(overlap: bool) -> dict[str, tuple[Any, ...]]:
+        backend.overlap = overlap
+        responses = list(backend.generate(iter(hf_requests())))
+        assert len(responses) == len({r.request_id for r in responses}) == len(hf_requests())
+        return {r.request_id: (r.text, r.error, r.usage, r.prompt) for r in responses}
+
+    serial = answers(False)
+    assert threads["prepare"] == {threading.current_thread().name}
+    threads["prepare"].clear()
+    overlapped = answers(True)
+    assert overlapped == serial
+    assert threads["prepare"] == {"vlmbench-hf-prepare"} and threads["generate"] == {threading.current_thread().name}
+    assert "not a readable image" in (serial["img-6"][1] or "") and serial["img-6"][0] is None  # that request only
+    assert sum(error is not None for _, error, _, _ in serial.values()) == 1
+    assert isinstance(backend, hf.HFBackend)
+
+
+def test_hf_chunks_are_bounded_by_bytes_but_hold_at_least_one_batch() -> None:
+    pytest.importorskip("torch")
+    from vlmbench_plugins import hf
+
+    backend = object.__new__(hf.HFBackend)
+    backend.batch_size, backend.chunk_size = 4, 256
+    backend.chunk_bytes = 3 * 100 * 100 * 3  # three decoded 100x100 images
+    part = ImagePart(data=b"x", format="PNG", size=(100, 100))
+
+    def stream(n: int, shared: bool = False) -> Iterator[Request]:
+        for i in range(n):
+            image = part if shared else ImagePart(data=b"x", format="PNG", size=(100, 100))
+            yield Request(f"r{i}", (Message("user", (image, TextPart("q"))),))
+
+    distinct = stream(20)
+    assert [len(backend._next_chunk(distinct)) for _ in range(6)] == [4, 4, 4, 4, 4, 0]  # the batch is the floor
+    backend.batch_size = 2
+    assert len(backend._next_chunk(stream(20))) == 3  # three images' worth
+    assert len(backend._next_chunk(stream(300, shared=True))) == 256  # one shared image counts once
+    assert hf.pixel_bytes(ImagePart(Image.new("RGB", (5, 4)))) == 60
+
+
+# --- 3. rate limits without stalls ---------------------------------------------------------------
+
+
+def test_a_server_at_capacity_costs_no_global_stall(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("openai")
+    from vlmbench.pluginmanager import backend_spec
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    capacity, asked, n = 4, 16, 80
+    with FaultServer(latency=0.1, capacity=capacity, retry_after="1") as server:
+        backend = backend_spec("openai").factory({"base_url": server.base_url, "model": "tiny", "num_concurrent": str(asked)}, BackendOptions())
+        try:
+            requests = [Request(f"r{i}", (Message("user", (TextPart(f"question {i}"),)),), GenerationSettings(max_new_tokens=4)) for i in range(n)]
+            responses = list(backend.generate(requests))
+            limiter = backend.limiter
+        finally:
+            backend.close()
+        events, timeline, outcomes = server.events(), server.timeline(), server.outcomes()
+    assert len(responses) == n and all(r.text == "Yes." for r in responses)
+    assert server.resent_after_success() == {} and server.max_serving <= capacity
+    refused = [e for e in events if e.outcome == "429"]
+    assert refused and all(e.at_capacity for e in refused)
+    assert max(v.count("429") for v in outcomes.values()) <= 2  # no more retries per answer than before
+    assert len(refused) <= asked - capacity + 4  # the first burst, then a few careful probes
+    assert limiter.pauses == 0 and capacity - 1 <= limiter.limit <= capacity + 1
+    # While the first refused request waits its Retry-After, the others go on: many are answered
+    # between its 429 and its retry (a global pause would answer at most those already in service).
+    first = refused[0].key
+    finished = [i for i, m in enumerate(timeline) if m.kind == "finished" and m.key == first]
+    retried = [i for i, m in enumerate(timeline) if m.kind == "arrived" and m.key == first][1]
+    never_refused = {key for key, seen in outcomes.items() if seen == ["200"]}
+    answered_meanwhile = sum(1 for m in timeline[finished[0] : retried] if m.kind == "finished" and m.key in never_refused)
+    assert answered_meanwhile >= 3 * capacity
+
+
+def drive(limiter: AdaptiveLimiter, steps: Callable[[AdaptiveLimiter], Any]) -> Any:
+    async def run() -> Any:
+        return await steps(limiter)
+
+    return asyncio.run(run())
+
+
+def test_the_limiter_settles_at_the_capacity_and_probes_above_it_ever_more_rarely() -> None:
+    async def steps(limiter: AdaptiveLimiter) -> list[int]:
+        tickets = [await limiter.acquire() for _ in range(32)]
+        for ticket in tickets[8:]:  # the server took 8 of the burst and refused the rest at once
+            limiter.release(ticket, rate_limited=True, wait=1.0)
+        assert (limiter.limit, limiter.ceiling, limiter.pauses) == (8, 9, 0)
+        held, probes = tickets[:8], []
+        for step in range(400):  # each success frees a slot and the next request takes it
+            limiter.release(held.pop(0), ok=True)
+            while limiter.in_flight < limiter.limit:
+                ticket = await limiter.acquire()
+                if ticket.level > 8:  # a probe: the server refuses it
+                    probes.append(step)
+                    limiter.release(ticket, rate_limited=True, wait=1.0)
+                    continue
+                held.append(ticket)
+        assert limiter.limit == 8 and limiter.lowest == 8
+        return probes
+
+    probes = drive(AdaptiveLimiter(32), steps)
+    gaps = [b - a for a, b in itertools.pairwise([0, *probes])]
+    assert 2 <= len(probes) <= 4 and all(later > earlier for earlier, later in itertools.pairwise(gaps))
+
+
+def test_the_limiter_pauses_only_when_a_lone_request_is_refused() -> None:
+    async def steps(limiter: AdaptiveLimiter) -> None:
+        loop = asyncio.get_running_loop()
+        ticket = await limiter.acquire()
+        limiter.release(ticket, rate_limited=True, wait=30.0)  # refused alone: the server takes none now
+        assert limiter.pauses == 1 and limiter.resume_at >= loop.time() + 29
+        waiting = asyncio.ensure_future(limiter.acquire())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not waiting.done()  # new requests wait as long as the server asked
+        waiting.cancel()
+
+    drive(AdaptiveLimiter(4), steps)
+
+
+# --- 4. start-up -----------------------------------------------------------------------------------
+
+HEAVY = {"torch", "transformers", "datasets", "openai", "httpx", "PIL", "numpy", "pyarrow", "pandas", "scipy", "asyncio"}
+
+
+@pytest.mark.parametrize("command", [["--help"], ["ls", "models"]])
+def test_help_and_listing_models_import_nothing_heavy(command: list[str]) -> None:
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "vlmbench", *command], capture_output=True, text=True, check=True)
+    imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert not {name.split(".")[0] for name in imported} & HEAVY
+
+
+def test_response_is_unchanged_by_the_image_machinery() -> None:
+    # Response and Request keep their plain-dataclass behaviour: equal requests with shared parts compare equal.
+    part = ImagePart(data=FILES["png"][1], format="PNG", size=(31, 17))
+    one = Request("r", (Message("user", (part, TextPart("q"))),))
+    two = Request("r", (Message("user", (ImagePart(data=FILES["png"][1], format="PNG", size=(31, 17)), TextPart("q"))),))
+    assert one == two and Response("r", text="x").text == "x"
