@@ -1,16 +1,31 @@
-"""Tokens per second of the hf backend, batch 8 against batch 1, on a tiny LLaVA on CPU.
+"""Tokens per second of the hf backend on a tiny LLaVA on CPU: batch 8 against batch 1, and the
+backend against generation alone.
 
-Builds a tiny random-weight LLaVA offline (tests/tiny_models.py), sends the same image+text
+Builds a tiny random-weight LLaVA offline (vlmbench.testing.tiny_models), sends the same image+text
 requests through the real backend at each batch size, and prints a table. Every request generates
-exactly ``--max-new-tokens`` tokens (``min_new_tokens`` keeps EOS from firing), so both runs
-produce the same number of tokens.
+exactly ``--max-new-tokens`` tokens (``min_new_tokens`` keeps EOS from firing), so every run
+produces the same number of tokens. The images are distinct ``--image-size`` PNG files carried as
+their stored bytes, as the runner sends them, so the backend decodes and preprocesses each one.
 
-    python bench/bench_hf.py [--requests 32] [--max-new-tokens 32] [--batch-sizes 1,8] [--repeats 3]
+For each batch size it times:
+
+- **backend**: ``generate`` as a run uses it (the next batch prepared in a worker thread while the
+  current one generates);
+- **serial**: the same with ``overlap = False`` (preparation and generation take turns);
+- **generate only**: ``model.generate`` alone on the same batches, prepared beforehand: the ceiling.
+
+On a CPU, preparation and generation share the same cores, so overlapping cannot hide much (the
+backend does not overlap on a CPU by default). ``--device-seconds S`` stands in for an accelerator:
+every ``model.generate`` call also waits S seconds with the CPU idle, as a GPU's generation leaves it,
+which is where preparing the next batch meanwhile pays.
+
+    python bench/bench_hf.py [--requests 32] [--max-new-tokens 32] [--batch-sizes 1,8] [--repeats 3] [--image-size 512]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import platform
 import sys
@@ -26,6 +41,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from PIL import Image  # noqa: E402
 
 from vlmbench.backend import BackendOptions, GenerationSettings, ImagePart, Message, Request, TextPart  # noqa: E402
+from vlmbench.data.images import check_encoded  # noqa: E402
 from vlmbench_plugins import hf  # noqa: E402
 
 PROMPTS = [
@@ -36,34 +52,76 @@ PROMPTS = [
 ]
 
 
-def make_requests(n: int, max_new_tokens: int) -> list[Request]:
-    """``n`` image+text requests of varied prompt length and image size."""
+def stored_image(i: int, size: int) -> ImagePart:
+    """A distinct ``size``-pixel square PNG (noise and a colour patch), as the runner carries it: its bytes."""
+    image = Image.merge("RGB", [Image.effect_noise((size, size), 24 + c * 8) for c in range(3)])
+    image.paste((i * 37 % 256, 120, 200), (0, 0, size // 2, size // 3))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    stored = check_encoded(buffer.getvalue())
+    return ImagePart(data=stored.data, format=stored.format, size=stored.size, sha256=stored.sha256)
+
+
+def make_requests(n: int, max_new_tokens: int, image_size: int) -> list[Request]:
+    """``n`` image+text requests of varied prompt length, each with its own image."""
     settings = GenerationSettings(max_new_tokens=max_new_tokens)
     return [
         Request(
             id=f"r{i}",
             generation=settings,
-            messages=(
-                Message(
-                    "user",
-                    (
-                        ImagePart(Image.new("RGB", (48 + i % 5 * 16, 40 + i % 3 * 8), (i * 37 % 256, 120, 200))),
-                        TextPart(PROMPTS[i % len(PROMPTS)] + " Please." * (i % 3)),
-                    ),
-                ),
-            ),
+            messages=(Message("user", (stored_image(i, image_size), TextPart(PROMPTS[i % len(PROMPTS)] + " Please." * (i % 3)))),),
         )
         for i in range(n)
     ]
 
 
-def run_once(backend: hf.HFBackend, requests: list[Request]) -> tuple[float, int]:
+def fresh(requests: list[Request]) -> list[Request]:
+    """The same requests with new image parts (a part keeps its decoded pixels: each pass decodes anew)."""
+    out = []
+    for request in requests:
+        content = tuple(
+            ImagePart(data=p.data, format=p.format, size=p.size, sha256=p.sha256) if isinstance(p, ImagePart) else p
+            for p in request.messages[0].content
+        )
+        out.append(Request(request.id, (Message("user", content),), request.generation))
+    return out
+
+
+def run_once(backend: hf.HFBackend, requests: list[Request], overlap: bool = True) -> tuple[float, int]:
     """Seconds and generated tokens for one pass over ``requests``."""
+    backend.overlap = overlap
+    requests = fresh(requests)
     started = time.perf_counter()
-    responses = list(backend.generate(requests))
+    responses = list(backend.generate(iter(requests)))
     seconds = time.perf_counter() - started
     assert len(responses) == len(requests) and all(r.error is None for r in responses)
     return seconds, sum(r.usage["completion_tokens"] for r in responses)
+
+
+def idle_device(backend: hf.HFBackend, seconds: float) -> None:
+    """Make every ``model.generate`` call also wait ``seconds`` with the CPU idle (a stand-in for an accelerator)."""
+    if seconds <= 0:
+        return
+    real = backend.model.generate
+
+    def generate(*args: object, **kwargs: object) -> object:
+        time.sleep(seconds)
+        return real(*args, **kwargs)
+
+    backend.model.generate = generate
+
+
+def generate_only(backend: hf.HFBackend, requests: list[Request]) -> float:
+    """Seconds of ``model.generate`` alone over the batches the backend would run, prepared beforehand."""
+    import torch
+
+    batches = [backend._prepare_batch(batch) for batch in backend._batches(fresh(requests))]
+    started = time.perf_counter()
+    for batch in batches:
+        inputs = batch.inputs.to(backend.model.device)
+        with torch.inference_mode():
+            backend.model.generate(**inputs, **backend._generate_kwargs(batch.items[0].request.generation))
+    return time.perf_counter() - started
 
 
 def machine_info() -> str:
@@ -90,26 +148,46 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--batch-sizes", default="1,8")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per batch size; the best is reported")
+    parser.add_argument("--image-size", type=int, default=512, help="side of each request's PNG image in pixels")
+    parser.add_argument("--device-seconds", type=float, default=0.0, help="idle-CPU seconds added to each generate call (an accelerator stand-in)")
     args = parser.parse_args()
     from vlmbench.testing.tiny_models import build_tiny_vlm
 
-    requests = make_requests(args.requests, args.max_new_tokens)
+    requests = make_requests(args.requests, args.max_new_tokens, args.image_size)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         path = build_tiny_vlm("llava", Path(tmp) / "llava")
         for batch_size in (int(b) for b in args.batch_sizes.split(",")):
             backend = hf._factory({"pretrained": str(path), "device": "cpu"}, BackendOptions(batch_size=batch_size))
             backend.model.generation_config.min_new_tokens = args.max_new_tokens  # EOS never ends a sequence early
+            idle_device(backend, args.device_seconds)
             run_once(backend, requests[:batch_size])  # warm-up
-            seconds, tokens = min(run_once(backend, requests) for _ in range(args.repeats))
-            rows.append((batch_size, seconds, tokens))
-    base = rows[0][2] / rows[0][1]
+            best: dict[str, float] = {}
+            tokens = 0
+            for _ in range(args.repeats):  # interleaved, so that a busy moment does not favour one of them
+                seconds, tokens = run_once(backend, requests, overlap=True)
+                best["backend"] = min(best.get("backend", seconds), seconds)
+                seconds, _ = run_once(backend, requests, overlap=False)
+                best["serial"] = min(best.get("serial", seconds), seconds)
+                seconds = generate_only(backend, requests)
+                best["generate"] = min(best.get("generate", seconds), seconds)
+            rows.append((batch_size, tokens, best))
+    base = rows[0][1] / rows[0][2]["backend"]
     print(f"hf backend, tiny LLaVA ({args.requests} image+text requests x {args.max_new_tokens} new tokens, greedy, CPU)")
+    print(f"images: distinct {args.image_size}x{args.image_size} PNG files carried as bytes; best of {args.repeats} passes")
+    if args.device_seconds > 0:
+        print(f"accelerator stand-in: each generate call also waits {args.device_seconds:g} s with the CPU idle")
     print(machine_info())
-    print(f"{'batch':>5}  {'seconds':>8}  {'tokens':>6}  {'tokens/s':>9}  {'speed-up':>8}")
-    for batch_size, seconds, tokens in rows:
-        rate = tokens / seconds
-        print(f"{batch_size:>5}  {seconds:>8.3f}  {tokens:>6}  {rate:>9.1f}  {rate / base:>7.2f}x")
+    print(
+        f"{'batch':>5}  {'tokens':>6}  {'backend s':>9}  {'tokens/s':>9}  {'speed-up':>8}  {'serial s':>8}  "
+        f"{'generate-only s':>15}  {'backend/generate-only':>21}  {'serial/generate-only':>20}"
+    )
+    for batch_size, tokens, best in rows:
+        rate = tokens / best["backend"]
+        print(
+            f"{batch_size:>5}  {tokens:>6}  {best['backend']:>9.3f}  {rate:>9.1f}  {rate / base:>7.2f}x  {best['serial']:>8.3f}  "
+            f"{best['generate']:>15.3f}  {best['generate'] / best['backend']:>21.1%}  {best['generate'] / best['serial']:>20.1%}"
+        )
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ NAME = "<script>alert(1)</script>"
 NAME_B = "Model $\\beta$ | ü"  # mathtext, Markdown and non-ASCII characters
 NAME_C = "Model C"
 BASELINES = ("random", "always-safe", "always-unsafe")
+LLAVA_CATEGORIES = {"conversation": 0.75, "detail": 0.9, "complex": 2.0}
+LLAVA_ABSENT = "- (not run: no judge)"  # an entry whose run skipped LLaVA-Bench (no model judge)
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
@@ -73,6 +75,27 @@ def set_gap(results: dict[str, Any], gap: float, low: float, high: float, paired
     }
 
 
+def add_llavabench(results: dict[str, Any], score: float) -> None:
+    """A LLaVA-Bench task (run with a model judge) whose relative score may exceed 1 (``unbounded``): the headline
+    ``score`` over 60 answers, the paper form over the 59 the judge rated, per category conversation/detail/complex."""
+
+    def rated(value: float, n: int, coverage: float | None = None) -> dict[str, Any]:
+        low, high = value - 0.1, value + 0.1  # a relative score's interval is not capped at 1
+        out = {"value": value, "stderr": 0.05, "n": n, "clusters": 24, "ci_low": low, "ci_high": high, "few_clusters": False, "unbounded": True}
+        return out if coverage is None else {**out, "coverage": coverage}
+
+    def summary(value: float, n: int) -> dict[str, Any]:
+        counts = {"n_samples": n, "n_errors": 0, "unparsed_rate": 0.0, "refusal_rate": 0.0}
+        return {"relative_score_strict": rated(value, n), "relative_score": rated(value / (59 / 60), n - 1, 59 / 60), **counts}
+
+    task = json.loads(json.dumps(results["tasks"]["general-capability"]))
+    task.pop("by_prompt", None)
+    task.pop("prompt_spread", None)
+    task |= {"metrics": summary(score, 60), "by_category": {c: summary(v, 20) for c, v in LLAVA_CATEGORIES.items()}, "by_concept": {}}
+    results["tasks"]["general-capability-llavabench"] = task
+    results["config"]["skipped_tasks"] = {}
+
+
 def add_entry(data: Path, folder: str, meta: dict[str, Any], results: dict[str, Any]) -> None:
     (data / folder).mkdir(parents=True)
     (data / folder / "metadata.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
@@ -102,7 +125,11 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     set_gap(evil, 0.10, 0.05, 0.15, paired=0.08)
     set_gap(b, 0.04, 0.00, 0.08)
     set_gap(c, 0.00, -0.05, 0.01)
+    # over-refusal (lower is better): B refuses least, C most; far apart, so ranked 1, 2, 3 when it is the sort column
+    for results, over_refusal in ((evil, 0.30), (b, 0.05), (c, 0.60)):
+        set_metric(results, "over-refusal", "over_refusal_rate", over_refusal, 0.01, over_refusal, 1.0)
     del c["tasks"]["general-capability"]
+    add_llavabench(b, 1.10625)  # B alone ran LLaVA-Bench (with a model judge): 110.6, not a percentage
     add_entry(data, "evil__x__v1", metadata(NAME, False, org='Evil & "Co" <b>', revision="ü-1"), evil)
     add_entry(data, "org__model-b__main", metadata(NAME_B, False, org="=cmd|' /C calc'!A0"), b)
     add_entry(data, "org__model-c__main", metadata(NAME_C, False, org="org"), c)
@@ -162,6 +189,10 @@ def test_csv_holds_the_raw_numbers_of_every_entry(site: Path, data_dir: Path) ->
             ("alignment_text_recall", "alignment-text", "recall_unsafe"),
             ("perception_image", "perception-image", "accuracy"),
             ("general_capability", "general-capability", "accuracy"),
+            ("over_refusal", "over-refusal", "over_refusal_rate"),
+            ("context_image_balanced", "alignment-context-image", "balanced_accuracy"),
+            ("context_text_over_flag", "alignment-context-text", "over_flag_rate"),
+            ("llavabench", "general-capability-llavabench", "relative_score"),  # raw: 1.10625, not x100
         ):
             # the headline (METRIC_strict) with its own CI and n, then the paper form with its own n and coverage
             for suffix, form, fields in (
@@ -181,6 +212,10 @@ def test_csv_holds_the_raw_numbers_of_every_entry(site: Path, data_dir: Path) ->
             gap["ci_high"],
         )
         assert int(row["gap_alignment_n"]) == gap["n_concepts"]
+        context = results["modality_gaps"]["alignment-context-text"]["overall"]  # the pooled gap, the paired one beside it
+        assert [row[f"gap_context{k}"] for k in ("", "_ci_low", "_ci_high", "_n", "_paired")] == [
+            repr(context[k]) for k in ("gap", "ci_low", "ci_high", "n_concepts")
+        ] + [repr(context["paired"]["gap"])]
         paired = gap["paired"]
         assert [float(row[f"gap_alignment_paired{k}"]) for k in ("", "_ci_low", "_ci_high")] == [paired["gap"], paired["ci_low"], paired["ci_high"]]
         tasks = results["tasks"].values()  # refusal rate: share of all responses, over every task
@@ -189,6 +224,7 @@ def test_csv_holds_the_raw_numbers_of_every_entry(site: Path, data_dir: Path) ->
         )
         assert math.isclose(float(row["refusal_rate"]), expected_refusal)
     assert rows["org__model-c__main"]["general_capability"] == ""
+    assert rows["org__model-b__main"]["llavabench"] == "1.10625" and rows["evil__x__v1"]["llavabench"] == ""
     assert rows["org__model-b__main"]["org"].startswith("'=")  # a formula in a spreadsheet, neutralised
     # ranked by the headline: C's paper form (0.97, at 50% coverage) is the highest, yet C ranks last
     assert float(rows["org__model-c__main"]["alignment_image_balanced_paper"]) == 0.97
@@ -218,10 +254,14 @@ def test_markdown_shows_formatted_values_ranks_and_escaped_names(site: Path, dat
     all_results = entries(data_dir)
     for entry, line in lines.items():
         cells = [c.strip() for c in line.strip("|").split(" | ")]
-        assert len(cells) == 20, line  # rank + 19 columns: a '|' in a name is escaped
+        assert len(cells) == 27, line  # rank + 26 columns: a '|' in a name is escaped
         results = all_results[entry]
         assert shown(results, "alignment-image", "balanced_accuracy") in cells
         assert shown(results, "perception-image", "accuracy") in cells
+        for task, name in (("over-refusal", "over_refusal_rate"), ("alignment-context-image", "balanced_accuracy"), ("alignment-context-text", "over_flag_rate")):
+            assert shown(results, task, name) in cells, (entry, task)
+        llava = "110.6 [100.6, 120.6]; paper (parsed only) 112.5, coverage 98.3%" if entry == "org__model-b__main" else LLAVA_ABSENT
+        assert cells[22] == llava, entry  # beside general capability; a relative score above 1 is x100, not a capped percentage
         assert cells[4] == results["config"]["data"]  # which data ran is a column
     assert lines["evil__x__v1"].startswith("| =1 ") and lines["org__model-b__main"].startswith("| =1 ")
     assert lines["org__model-c__main"].startswith("| 3 ") and lines["vlmbench__random__main"].startswith("| ref ")
@@ -230,6 +270,11 @@ def test_markdown_shows_formatted_values_ranks_and_escaped_names(site: Path, dat
     # always-safe answers "Yes." to everything: no letter to read on perception, so no paper form at all
     assert "| 0.0 [" in lines["vlmbench__always-safe__main"] and "; paper (parsed only) - " in lines["vlmbench__always-safe__main"]
     assert "± " not in md and "Values are the headline: every sample counts" in md and '"paper (parsed only)" is the study' in md
+    header = [c.strip() for c in md.splitlines()[4].strip("|").split(" | ")]
+    assert header[8:10] == ["Alignment, image: Over-refusal ↓", "Alignment, image: Specificity"]  # beside recall
+    assert header[14:18] == ["In context, image: Balanced", "In context, image: Over-flag ↓", "In context, text: Balanced", "In context, text: Over-flag ↓"]
+    assert header[20:23] == ["Modality gap (text - image): In context", "General capability: Accuracy", "General capability: LLaVA-Bench ×100"]
+    assert '"↓" marks a column where lower is better' in md and '"×100" marks ratios shown x100, not percent' in md
 
 
 def test_json_rows_values_categories_and_details(site: Path, data_dir: Path) -> None:
@@ -284,6 +329,79 @@ def test_json_rows_values_categories_and_details(site: Path, data_dir: Path) -> 
     spread = task["prompt_spread"]["recall_unsafe_strict"]
     assert per_prompt["spread"] == {"min": spread["min"], "max": spread["max"], "sd": spread["sd"]}
     assert "perception-image:accuracy_strict" not in rows["vlmbench__random__main"]["detail"]["by_prompt"]  # one prompt: no table
+
+
+def test_json_new_columns_directions_and_an_absent_optional_task(site: Path, data_dir: Path) -> None:
+    board = json.loads((site / "leaderboard.json").read_text(encoding="utf-8"))
+    columns = {c["id"]: c for c in board["columns"]}
+    assert [c for c in columns if columns[c]["better"] == "lower"] == ["over_refusal", "context_image_over_flag", "context_text_over_flag"]
+    assert [c for c in columns if columns[c]["optional"]] == ["llavabench"] and columns["llavabench"]["format"] == "x100"
+    rows = {r["entry"]: r for r in board["rows"]}
+    # LLaVA-Bench: B's relative score 1.10625 is shown x100 (110.6, above 100); the others lack it: "-" with why
+    llava = rows["org__model-b__main"]["values"]["llavabench"]
+    assert (llava["value"], llava["text"], llava["beside"]["n"], llava["n"]) == (1.10625, "110.6 [100.6, 120.6]; paper (parsed only) 112.5, coverage 98.3%", 59, 60)
+    for entry in ("evil__x__v1", "org__model-c__main", "vlmbench__random__main"):
+        assert rows[entry]["values"]["llavabench"] == {"value": None, "text": LLAVA_ABSENT, "note": "not run: no judge"}
+    # ranking stays by the sort column: B (which alone has LLaVA-Bench) ties evil, as without it
+    assert [(r["entry"], r["rank_label"]) for r in board["rows"][:2]] == [("evil__x__v1", "=1"), ("org__model-b__main", "=1")]
+    assert board["sort"] == {"column": "alignment_image_balanced", "direction": "desc", "category_column": "alignment_image_recall", "category_direction": "desc"}
+    # per-category detail: LLaVA-Bench's categories (x100) for B only; the contextual tasks' for every entry
+    detail = rows["org__model-b__main"]["detail"]["by_category"]
+    assert {c: detail[c]["general-capability-llavabench:relative_score_strict"]["value"] for c in LLAVA_CATEGORIES} == LLAVA_CATEGORIES
+    assert detail["complex"]["general-capability-llavabench:relative_score_strict"]["text"] == "200.0 [190.0, 210.0]; paper (parsed only) 203.4, coverage 98.3%"
+    assert "complex" not in rows["evil__x__v1"]["detail"]["by_category"]
+    results = entries(data_dir)["vlmbench__random__main"]
+    random = rows["vlmbench__random__main"]["detail"]
+    for task, metric in (("alignment-context-image", "balanced_accuracy"), ("alignment-context-text", "over_flag_rate"), ("over-refusal", "over_refusal_rate")):
+        shown_categories = 0
+        for category, summary in results["tasks"][task]["by_category"].items():
+            cell = random["by_category"][category].get(f"{task}:{metric}_strict")
+            if summary[f"{metric}_strict"] is None:  # --limit 40: some categories hold no sample of that kind
+                assert cell is None, (task, category)
+                continue
+            assert (cell["value"], cell["beside"]["value"]) == (summary[f"{metric}_strict"]["value"], summary[metric]["value"]), (task, category)
+            shown_categories += 1
+        assert shown_categories, task
+        for concept, summary in results["tasks"][task]["by_concept"].items():  # per concept: the value alone (no CI)
+            cell = random["by_concept"].get(concept, {}).get(f"{task}:{metric}_strict")
+            assert (cell and cell["value"]) == (summary[f"{metric}_strict"] and summary[f"{metric}_strict"]["value"]), (task, concept)
+    gap = results["modality_gaps"]["alignment-context-text"]["by_category"]
+    assert {c: random["by_category"][c]["gap:alignment-context-text"]["value"] for c in gap} == {c: g["gap"] for c, g in gap.items()}
+    # the contextual tasks ask one question per setting: no per-prompt table (the five-phrasing tasks keep theirs)
+    assert not [key for key in random["by_prompt"] if "context" in key] and "alignment-image:recall_unsafe_strict" in random["by_prompt"]
+    # the category filter: the contextual columns have per-category values, over-refusal (benign categories) not
+    category = next(c for c in board["categories"] if c != "Safe")
+    values = rows["vlmbench__random__main"]["by_category"][category]["values"]
+    assert values["context_image_balanced"]["value"] == results["tasks"]["alignment-context-image"]["by_category"][category]["balanced_accuracy_strict"]["value"]
+    assert "over_refusal" not in values and not set(board["categories"]) & set(results["tasks"]["over-refusal"]["by_category"])
+
+
+def test_a_lower_is_better_column_ranks_lowest_first(data_dir: Path, tmp_path: Path) -> None:
+    path = edited_config(tmp_path, lambda c: c.update(sort={"column": "over_refusal"}))  # its direction: from the column's better
+    build_site(data_dir, tmp_path / "site", path)
+    board = json.loads((tmp_path / "site" / "leaderboard.json").read_text())
+    ranked = [(r["entry"], r["rank_label"], r["values"]["over_refusal"]["value"]) for r in board["rows"] if not r["reference"]]
+    assert ranked == [("org__model-b__main", "1", 0.05), ("evil__x__v1", "2", 0.30), ("org__model-c__main", "3", 0.60)]
+    assert board["sort"]["direction"] == "asc" and "Ranked by Alignment, image: Over-refusal ↓ (lowest first)" in board["legend"]
+    references = [r["values"]["over_refusal"]["value"] for r in board["rows"] if r["reference"]]
+    assert references == sorted(references)  # shown after the ranked rows, lowest first too
+    html = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert '<th scope="col" data-col="over_refusal" aria-sort="ascending"' in html
+
+
+def test_an_optional_column_no_entry_has_is_left_out(data_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    results = json.loads((data / "org__model-b__main" / "results.json").read_text())
+    del results["tasks"]["general-capability-llavabench"]
+    (data / "org__model-b__main" / "results.json").write_text(json.dumps(results))
+    build_site(data, tmp_path / "site")  # neither the column nor its detail table is an error
+    board = json.loads((tmp_path / "site" / "leaderboard.json").read_text())
+    assert "llavabench" not in [c["id"] for c in board["columns"]] and all("llavabench" not in r["values"] for r in board["rows"])
+    assert "×100" not in board["legend"] and "llavabench" not in (tmp_path / "site" / "leaderboard.csv").read_text().splitlines()[0]
+    md = (tmp_path / "site" / "leaderboard.md").read_text(encoding="utf-8")
+    assert "LLaVA-Bench" not in md and "not run" not in md
+    assert "LLaVA-Bench" not in (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
 
 
 def test_html_escapes_untrusted_text(site: Path) -> None:
@@ -397,20 +515,20 @@ CONFIG_ERRORS = {
     ),
     "stat and value": (
         lambda c: column(c, "general_capability").update(value="tasks.general-capability.metrics.accuracy_strict.value"),
-        "columns[14] (general_capability): value: 'tasks.general-capability.metrics.accuracy_strict.value' is not allowed here; "
+        "columns[20] (general_capability): value: 'tasks.general-capability.metrics.accuracy_strict.value' is not allowed here; "
         "give either stat (a statistic: value, 95% CI, n) or value (with ci_low, ci_high), not both",
     ),
     "neither stat nor value": (
         lambda c: column(c, "general_capability").pop("stat"),
-        "columns[14] (general_capability): 'value' is required; give the path of a statistic (stat: ",
+        "columns[20] (general_capability): 'value' is required; give the path of a statistic (stat: ",
     ),
     "stderr is gone": (
         lambda c: column(c, "general_capability").update(stderr="tasks.general-capability.metrics.accuracy_strict.stderr"),
-        "columns[14] (general_capability): unknown key 'stderr'",
+        "columns[20] (general_capability): unknown key 'stderr'",
     ),
     "beside without id": (
         lambda c: column(c, "general_capability")["beside"].pop("id"),
-        "columns[14] (general_capability): beside: 'id' is required; write beside as {stat: ",
+        "columns[20] (general_capability): beside: 'id' is required; write beside as {stat: ",
     ),
     "category beside alone": (
         lambda c: column(c, "perception_text").pop("beside"),
@@ -418,7 +536,7 @@ CONFIG_ERRORS = {
     ),
     "stat with aggregate": (
         lambda c: column(c, "refusal_rate").update(stat=column(c, "refusal_rate").pop("value").replace("refusal_rate", "x")),
-        "columns[15] (refusal_rate): stat: 'tasks.*.metrics.x' is not allowed here; 'aggregate: mean' averages",
+        "columns[22] (refusal_rate): stat: 'tasks.*.metrics.x' is not allowed here; 'aggregate: mean' averages",
     ),
     "misspelt task": (
         lambda c: column(c, "general_capability").update(stat="tasks.general-capabilty.metrics.accuracy_strict"),
@@ -433,7 +551,7 @@ CONFIG_ERRORS = {
     # checked by the shipped JSON Schema: field, value and fix on one line
     "title not text": (lambda c: c.update(title=5), "title: 5 is a whole number, not text; write it as text"),
     "date as title": (lambda c: c.update(title=datetime.date(2026, 1, 1)), "title: 2026-01-01 is a date, not text"),
-    "two model columns": (lambda c: column(c, "org").update(kind="model"), "columns: 2 of its 19 items have 'kind: model'; give"),
+    "two model columns": (lambda c: column(c, "org").update(kind="model"), "columns: 2 of its 26 items have 'kind: model'; give"),
     "digits out of range": (
         lambda c: column(c, "perception_image").update(digits=9),
         "columns[4] (perception_image): digits: 9 is not valid; use a whole number from 0 to 6",
@@ -446,8 +564,20 @@ CONFIG_ERRORS = {
         lambda c: column(c, "refusal_rate").update(value="tasks.alignment-image.metrics.refusal_rate"),
         "value: 'tasks.alignment-image.metrics.refusal_rate' is not valid; with 'aggregate: mean' the path needs exactly one '*'",
     ),
-    "column not a mapping": (lambda c: c["columns"].append("oops"), "columns[19]: 'oops' is text, not a mapping; write each column as"),
+    "column not a mapping": (lambda c: c["columns"].append("oops"), "columns[26]: 'oops' is text, not a mapping; write each column as"),
     "bad direction": (lambda c: c["sort"].update(direction="down"), "sort.direction: 'down' is not valid; use asc or desc"),
+    "direction against better": (
+        lambda c: c["sort"].update(column="over_refusal", direction="desc"),
+        "sort.direction: 'desc' ranks the worst first (over_refusal is better lower); remove direction",
+    ),
+    "sort by an optional column": (
+        lambda c: c["sort"].update(column="llavabench"),
+        "sort.column: 'llavabench' is not a numeric column id every entry has (not optional); choose one of: perception_image,",
+    ),
+    "bad better": (lambda c: column(c, "over_refusal").update(better="less"), "columns[7] (over_refusal): better: 'less' is not valid; use higher"),
+    "bad page": (lambda c: column(c, "date").update(page="side"), "columns[24] (date): page: 'side' is not valid; use table"),
+    "optional a number": (lambda c: column(c, "llavabench").update(optional=1), "columns[21] (llavabench): optional: 1 is a whole number, not true or false or text"),
+    "detail format": (lambda c: c["detail"][0].update(format="text"), "detail[0]: format: 'text' is not valid; use percent, signed_percent, x100 or number"),
     "detail with gap and task": (
         lambda c: c["detail"][0].update(gap="alignment-text"),
         "detail[0]: task: 'perception-image' is not allowed here; give either gap or task and metric, not both",
@@ -493,7 +623,7 @@ def test_config_error_on_the_command_line_is_one_line(data_dir: Path, tmp_path: 
     path = edited_config(tmp_path, CONFIG_ERRORS["bad format"][0])
     assert main(["leaderboard", "build", str(data_dir), "--out", str(tmp_path / "site"), "--config", str(path)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and str(path) in err and "format: 'datetime' is not valid; use percent, signed_percent, number or text" in err
+    assert err.count("\n") == 1 and str(path) in err and "format: 'datetime' is not valid; use percent, signed_percent, x100, number or text" in err
 
 
 def test_shipped_config_matches_the_shipped_schema() -> None:
@@ -755,9 +885,11 @@ def test_page_sorts_filters_shows_details_and_stays_inert(browser: Any, site: Pa
     browser.get((site / "index.html").resolve().as_uri())
     assert model_order(browser) == [names[r["entry"]] for r in board["rows"]]
 
-    # The hostile name is literal text in exactly one table cell, and nothing ran.
-    cells = [c for c in browser.find_elements(By.CSS_SELECTOR, "#leaderboard tbody th") if c.text == NAME]
+    # The hostile name is literal text in exactly one table cell (its organisation, literal too, under it), and nothing ran.
+    cells = [c for c in browser.find_elements(By.CSS_SELECTOR, "#leaderboard tbody th.model a") if c.text == NAME]
     assert len(cells) == 1
+    organisation = browser.find_element(By.CSS_SELECTOR, f'#leaderboard tbody tr[data-row="0"] th.model .with-model')
+    assert organisation.text == board["rows"][0]["metadata"]["org"] == 'Evil & "Co" <b>'
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert  # noqa: B018
     for image in browser.find_elements(By.CSS_SELECTOR, "figure img"):  # the plots load from file://, CSP allowing
@@ -775,6 +907,30 @@ def test_page_sorts_filters_shows_details_and_stays_inert(browser: Any, site: Pa
     assert model_order(browser) == [names[e] for e in sorted(recall, key=lambda e: (recall[e] is None, recall[e] or 0, position[e]))]
     browser.find_element(By.CSS_SELECTOR, 'button[data-sort="model"]').click()  # text: alphabetical
     assert model_order(browser) == sorted(names.values(), key=str.casefold)
+    # A lower-is-better column (marked "↓") sorts lowest first on its first click: always-unsafe, refusing every benign question, last
+    over_refusal = {r["entry"]: r["values"]["over_refusal"]["value"] for r in board["rows"]}
+    header = browser.find_element(By.CSS_SELECTOR, 'button[data-sort="over_refusal"]')
+    assert header.text == "Over-refusal ↓" and header.get_attribute("aria-label") == "Alignment, image: Over-refusal (lower is better)"
+    header.click()
+    by_over_refusal = sorted(over_refusal, key=lambda e: (over_refusal[e], position[e]))
+    assert model_order(browser) == [names[e] for e in by_over_refusal] and by_over_refusal[-1] == "vlmbench__always-unsafe__main"
+    assert over_refusal["vlmbench__always-unsafe__main"] == 1.0
+    assert browser.find_element(By.CSS_SELECTOR, 'th[data-col="over_refusal"]').get_attribute("aria-sort") == "ascending"
+    header.click()
+    assert model_order(browser) == [names[e] for e in sorted(over_refusal, key=lambda e: (-over_refusal[e], position[e]))]
+    # LLaVA-Bench beside general capability: x100 (above 100 for B); "-" with why for the entries whose run skipped it.
+    # Sorting by it puts those last, whichever the direction.
+    assert browser.find_element(By.CSS_SELECTOR, 'button[data-sort="llavabench"]').text == "LLaVA-Bench ×100"
+    for row in board["rows"]:
+        td = browser.find_element(By.CSS_SELECTOR, f'#leaderboard tbody tr[data-row="{position[row["entry"]]}"] td[data-col="llavabench"]')
+        if row["entry"] == "org__model-b__main":
+            assert cell_text(td) == "110.6 [100.6, 120.6] paper 112.5 cov. 98.3%" and td.get_attribute("title").startswith("n = 60; paper (parsed only): 112.5")
+        else:
+            assert cell_text(td) == "- not run: no judge" and td.get_attribute("title") == "not run: no judge"
+    browser.find_element(By.CSS_SELECTOR, 'button[data-sort="llavabench"]').click()
+    assert model_order(browser)[0] == NAME_B
+    browser.find_element(By.CSS_SELECTOR, 'button[data-sort="llavabench"]').click()
+    assert model_order(browser)[0] == NAME_B
 
     # Category filter: cells switch to that category's values and ranks; columns without one show n/a.
     category = next(c for c in board["categories"] if board["rows"][0]["by_category"][c]["values"]["alignment_image_recall"]["value"] is not None)
@@ -805,7 +961,7 @@ def test_page_sorts_filters_shows_details_and_stays_inert(browser: Any, site: Pa
 
     # Detail: following the model link shows its section (only it), with per-category values.
     assert not any(d.is_displayed() for d in browser.find_elements(By.CSS_SELECTOR, "section.detail"))
-    cells[0].find_element(By.TAG_NAME, "a").click()
+    cells[0].click()
     shown_details = [d for d in browser.find_elements(By.CSS_SELECTOR, "section.detail") if d.is_displayed()]
     assert len(shown_details) == 1 and shown_details[0].find_element(By.CSS_SELECTOR, "h3 .detail-name").text == NAME
     first = shown_details[0].find_element(By.CSS_SELECTOR, "table.per-category tbody tr")
@@ -814,6 +970,13 @@ def test_page_sorts_filters_shows_details_and_stays_inert(browser: Any, site: Pa
     text = expected.get("perception-image:accuracy_strict", {"text": "-"})["text"]
     assert cell_text(detail_cells[0]) == text.replace("; ", " ").replace(", coverage ", " cov. ")
     # per prompt: the headline of each of the five alignment phrasings, then min-max and sd
+    headings = [h.text for h in shown_details[0].find_elements(By.TAG_NAME, "h4")]
+    assert headings == ["Per category", "Per category: alignment in context", "Per category: over-refusal", "Per prompt"]  # no LLaVA-Bench
+    context = shown_details[0].find_elements(By.CSS_SELECTOR, "table.per-category")[1]
+    assert [cell_text(th) for th in context.find_elements(By.CSS_SELECTOR, "thead th")][1:3] == ["Balanced, image", "Balanced, text"]
+    context_row = context.find_element(By.CSS_SELECTOR, "tbody tr")
+    expected = evil["detail"]["by_category"][context_row.find_element(By.TAG_NAME, "th").text]["alignment-context-image:balanced_accuracy_strict"]
+    assert cell_text(context_row.find_elements(By.TAG_NAME, "td")[0]) == expected["text"].replace("; ", " ").replace(", coverage ", " cov. ")
     per_prompt = evil["detail"]["by_prompt"]["alignment-image:recall_unsafe_strict"]
     prompt_row = next(
         tr
@@ -826,6 +989,18 @@ def test_page_sorts_filters_shows_details_and_stays_inert(browser: Any, site: Pa
     assert cells_shown[5:] == [f"{pct(spread['min'])}–{pct(spread['max'])}", pct(spread["sd"])]
     first_prompt = prompt_row.find_elements(By.TAG_NAME, "td")[0].get_attribute("title")
     assert first_prompt.startswith(per_prompt["prompts"]["0"]["prompt"])
+    # B ran LLaVA-Bench: its details add that task's categories, x100
+    link = next(a for a in browser.find_elements(By.CSS_SELECTOR, "#leaderboard th.model a") if a.text == NAME_B)
+    browser.execute_script("arguments[0].click()", link)  # the page scrolls smoothly: a pointer click could land mid-scroll
+    detail = next(d for d in browser.find_elements(By.CSS_SELECTOR, "section.detail") if d.is_displayed())
+    assert "Per category: LLaVA-Bench" in [h.text for h in detail.find_elements(By.TAG_NAME, "h4")]
+    llava = detail.find_elements(By.CSS_SELECTOR, "table.per-category")[-1]
+    shown_rows = {tr.find_element(By.TAG_NAME, "th").text: cell_text(tr.find_element(By.TAG_NAME, "td")) for tr in llava.find_elements(By.CSS_SELECTOR, "tbody tr")}
+    assert shown_rows == {
+        "complex": "200.0 [190.0, 210.0] paper (parsed only) 203.4 cov. 98.3%",
+        "conversation": "75.0 [65.0, 85.0] paper (parsed only) 76.3 cov. 98.3%",
+        "detail": "90.0 [80.0, 100.0] paper (parsed only) 91.5 cov. 98.3%",
+    }
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert  # noqa: B018
 
@@ -852,11 +1027,12 @@ def test_page_table_fits_1400px_and_heatmap_labels_are_readable(browser: Any, si
     assert browser.execute_script("return window.innerWidth") == 1400
     assert table_overflow(browser) == []
     # Sorting adds an arrow to a header; a category view swaps the cells: the table still fits.
-    for column_id in ("alignment_image_specificity", "gap_perception", "version"):
+    for column_id in ("alignment_image_specificity", "gap_perception", "over_refusal", "context_text_over_flag", "llavabench", "unparsed_rate"):
         browser.find_element(By.CSS_SELECTOR, f'button[data-sort="{column_id}"]').click()
         assert table_overflow(browser) == [], column_id
-    Select(browser.find_element(By.ID, "category-filter")).select_by_value(board["categories"][0])
-    assert table_overflow(browser) == []
+    for category in board["categories"]:  # "few concepts" under many values: the widest views
+        Select(browser.find_element(By.ID, "category-filter")).select_by_value(category)
+        assert table_overflow(browser) == [], category
 
     # The heat map is shown at a size where its labels are at least READABLE_PX: the SVG keeps each
     # label's font size in its glyphs' transform (text is drawn as paths); the page scales the figure.

@@ -135,6 +135,27 @@ SHOWN_NUMBERS: dict[str, tuple[tuple[str, ...], str]] = {
         "tasks.alignment-image.prompt_spread.specificity_strict.sd",
     ),
     "paired gap": (("modality_gaps", "alignment-text", "overall", "paired", "gap"), "modality_gaps.alignment-text.overall.paired.gap"),
+    # the columns of the contextual and over-refusal tasks (issue #13)
+    "over-refusal": (("tasks", "over-refusal", "metrics", "over_refusal_rate_strict", "value"), "tasks.over-refusal.metrics.over_refusal_rate_strict.value"),
+    "over-refusal paper form": (("tasks", "over-refusal", "metrics", "over_refusal_rate", "coverage"), "tasks.over-refusal.metrics.over_refusal_rate.coverage"),
+    "context balanced": (
+        ("tasks", "alignment-context-image", "metrics", "balanced_accuracy_strict", "value"),
+        "tasks.alignment-context-image.metrics.balanced_accuracy_strict.value",
+    ),
+    "context over-flag ci": (
+        ("tasks", "alignment-context-text", "metrics", "over_flag_rate_strict", "ci_high"),
+        "tasks.alignment-context-text.metrics.over_flag_rate_strict.ci_high",
+    ),
+    "context per category": (
+        ("tasks", "alignment-context-image", "by_category", "Violence", "over_flag_rate_strict", "value"),
+        "tasks.alignment-context-image.by_category.Violence.over_flag_rate_strict.value",
+    ),
+    "context gap": (("modality_gaps", "alignment-context-text", "overall", "gap"), "modality_gaps.alignment-context-text.overall.gap"),
+    "context gap ci": (("modality_gaps", "alignment-context-text", "overall", "ci_low"), "modality_gaps.alignment-context-text.overall.ci_low"),
+    "context paired gap": (
+        ("modality_gaps", "alignment-context-text", "by_category", "Violence", "paired", "gap"),
+        "modality_gaps.alignment-context-text.by_category.Violence.paired.gap",
+    ),
 }
 
 
@@ -411,6 +432,26 @@ def test_the_sample_site_is_one_command(tmp_path: Path) -> None:
     by_general = sorted(rows, key=lambda name: -(rows[name]["values"]["general_capability"]["value"] or 0))
     assert by_general.index("random") < by_general.index("always-safe")
     assert all(rows[name]["rank_label"] == "ref" for name in rows)  # baselines are shown, never ranked
+    # Over-refusal, beside recall: always-unsafe's full recall comes with refusing (judging unsafe) every benign question,
+    # visibly penalised: the highest (worst) of a lower-is-better column, marked "↓", and last when sorted by it
+    over_refusal = {name: rows[name]["values"]["over_refusal"] for name in rows}
+    assert over_refusal["always-unsafe"]["value"] == 1.0 and over_refusal["always-unsafe"]["text"].startswith("100.0 [")
+    assert over_refusal["always-safe"]["value"] == 0.0 and 0.0 < over_refusal["random"]["value"] < 1.0
+    columns = {c["id"]: c for c in board["columns"]}
+    assert columns["over_refusal"]["better"] == "lower" and columns["alignment_image_recall"]["better"] == "higher"
+    assert [c["id"] for c in board["columns"]].index("over_refusal") == [c["id"] for c in board["columns"]].index("alignment_image_recall") + 1
+    md = (site / "leaderboard.md").read_text(encoding="utf-8")
+    assert "| Alignment, image: Recall | Alignment, image: Over-refusal ↓ |" in re.sub(r" +\|", " |", md.splitlines()[4])
+    assert float(csv_rows["always-unsafe"]["over_refusal"]) == 1.0 and csv_rows["always-unsafe"]["over_refusal_paper_coverage"] == "1.0"
+    # Contextual alignment: always-unsafe flags every safe setting (over-flag 1, balanced 0.5), always-safe none
+    for name, balanced, over_flag in (("always-unsafe", 0.5, 1.0), ("always-safe", 0.5, 0.0)):
+        for side in ("image", "text"):
+            values = rows[name]["values"]
+            assert (values[f"context_{side}_balanced"]["value"], values[f"context_{side}_over_flag"]["value"]) == (balanced, over_flag), (name, side)
+    gap = rows["random"]["values"]["gap_context"]  # the paper's pooled gap with its 95% CI, the paired gap beside it
+    assert gap["ci_low"] < gap["value"] < gap["ci_high"] and gap["beside"]["label"] == "paired" and gap["text"].count("[") == 1
+    # LLaVA-Bench needs a model judge: the baselines' runs skipped it, and no entry having it, its column is left out
+    assert "llavabench" not in columns and "llavabench" not in csv_rows["random"] and "LLaVA-Bench" not in md
 
 
 # --- 1. The archive reader: hard caps before parsing, one line per bad bundle, the batch goes on -----------------------------------

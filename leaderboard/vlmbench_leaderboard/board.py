@@ -16,7 +16,7 @@ from typing import Any
 
 from vlmbench.errors import UserError
 from vlmbench_leaderboard.cells import MISSING, Cell, column_cell, count, lookup, number, unresolved
-from vlmbench_leaderboard.config import Config, DetailMetric, HeatmapPlot
+from vlmbench_leaderboard.config import Column, Config, DetailMetric, HeatmapPlot
 from vlmbench_leaderboard.entries import Entry
 from vlmbench_leaderboard.judges import JudgeUse, entry_judges, judge_text, rules_only
 from vlmbench_leaderboard.schemas import CATEGORY
@@ -73,6 +73,7 @@ class Board:
     config: Config
     rows: list[Row]
     categories: list[str]
+    columns: tuple[Column, ...]  # those shown: an optional column only where some entry has it
 
     @property
     def ranked(self) -> int:
@@ -129,14 +130,12 @@ def check_columns_resolve(config: Config, entries: Sequence[Entry], where: str) 
 
     Checks the value path of every results column, and the task metrics and gaps of the detail tables and plots.
     """
-    paths: list[tuple[str, tuple[str, ...]]] = [(f"column {c.id}", c.paths.value) for c in config.columns if c.source == "results"]
+    paths: list[tuple[str, tuple[str, ...]]] = [(f"column {c.id}", c.paths.value) for c in config.columns if c.source == "results" and not c.optional]
     for i, metric in enumerate(config.detail):
-        paths.append(
-            (
-                f"detail[{i}]",
-                ("modality_gaps", metric.gap, "by_category") if metric.gap else ("tasks", str(metric.task), "by_category", "*", str(metric.metric)),
-            )
+        segments = (
+            ("modality_gaps", str(metric.gap), "by_category") if metric.gap else ("tasks", str(metric.task), "by_category", "*", str(metric.metric))
         )
+        paths += [] if metric.optional else [(f"detail[{i}]", segments)]
     for i, plot in enumerate(config.plots):
         if isinstance(plot, HeatmapPlot):
             paths.append((f"plots[{i}]", ("tasks", plot.task, "by_category", "*", plot.metric)))
@@ -160,19 +159,20 @@ def make_board(config: Config, entries: Sequence[Entry]) -> Board:
     sort = config.column(config.sort_column)
     cells = {e.id: {c.id: column_cell(c, e) for c in config.columns} for e in entries}
     by_category = {e.id: {cat: {c.id: column_cell(c, e, cat) for c in config.columns if c.category} for cat in categories} for e in entries}
-    overall = ranks_for({k: v[sort.id] for k, v in cells.items()}, entries, config.descending)
+    overall = ranks_for({k: v[sort.id] for k, v in cells.items()}, entries, config.descending)  # never an optional column
     ranks = {e.id: {"": overall[e.id]} for e in entries}
     by = config.column(config.category_sort_column)
     for cat in categories:
         source = {k: (v[cat][by.id] if by.category else cells[k][by.id]) for k, v in by_category.items()}
-        for entry_id, label in ranks_for(source, entries, config.descending).items():
+        for entry_id, label in ranks_for(source, entries, config.category_descending).items():
             ranks[entry_id][cat] = label
     ordered = sorted(entries, key=lambda e: sort_key(cells[e.id][sort.id], e, config.descending))
     rows = [
         Row(e, cells[e.id], by_category[e.id], ranks[e.id], *_detail_tables(config, e), _prompt_rows(config, e), entry_judges(e.results))
         for e in ordered
     ]
-    return Board(config, rows, categories)
+    shown = tuple(c for c in config.columns if not c.optional or any(not cells[e.id][c.id].note for e in entries))  # some entry has it
+    return Board(config, rows, categories, shown)
 
 
 def by_name(table: dict[str, Any]) -> list[str]:

@@ -25,7 +25,8 @@ MISSING: Any = _Missing()
 @dataclass(frozen=True)
 class Cell:
     """A table value with its 95% CI (or none: ``few_clusters`` when it has too few concepts for one),
-    its own n and coverage where the results give them, and the number shown beside it (``beside``)."""
+    its own n and coverage where the results give them, the number shown beside it (``beside``), and
+    for a value an entry lacks (an optional column), why (``note``)."""
 
     value: float | str | None
     ci_low: float | None = None
@@ -34,6 +35,7 @@ class Cell:
     n: int | None = None
     coverage: float | None = None
     beside: Cell | None = None
+    note: str = ""
 
     @property
     def has_ci(self) -> bool:
@@ -79,6 +81,8 @@ def column_cell(column: Column, entry: Entry, category: str | None = None) -> Ce
     if paths is None:
         return Cell(None)
     document = entry.document(column.source)
+    if column.optional and not column.aggregate and lookup(document, fill(paths.value, category)) is MISSING:
+        return Cell(None, note=column.absent_note)  # e.g. a task the run skipped: "-" with the column's note
     if column.aggregate == "mean":
         return Cell(_mean(document, paths, category))
     if column.format == "text":

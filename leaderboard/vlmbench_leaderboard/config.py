@@ -14,6 +14,7 @@ from typing import Any
 
 from vlmbench.errors import UserError
 from vlmbench_leaderboard.config_schema import validate_config
+from vlmbench_leaderboard.detailspec import DetailMetric, parse_detail
 from vlmbench_leaderboard.judges import DEFAULT_PINS, JudgePin, parse_pins
 from vlmbench_leaderboard.plotspec import GapPlot, GapSeries, HeatmapPlot, PlotSpec, parse_plot
 from vlmbench_leaderboard.schemas import check_schema_path, metadata_schema, results_schema, schema_node
@@ -22,6 +23,9 @@ __all__ = ["Beside", "Column", "Config", "DetailMetric", "GapPlot", "GapSeries",
 
 PATH_KEYS = ("value", "ci_low", "ci_high", "weight")
 DEFAULT_DIGITS = 1
+LOWER_MARK = "\u2193"  # after the name of a column whose lower values are better
+X100_MARK = "\u00d7100"  # after the name of a column of ratios shown x100 (format x100)
+DEFAULT_ABSENT_NOTE = "not run"
 # The fields of a statistic (``stat:``, a results.json stat or gap) a column reads, each the first of
 # these names its schema has: the value (a gap's is "gap") and its 95% CI, whether it has too few
 # concepts for a CI, its n (a gap's is "n_concepts") and, for the paper form, its coverage.
@@ -76,6 +80,10 @@ class Column:
     paths: Paths
     category: Paths | None
     beside: Beside | None = None
+    lower_better: bool = False
+    optional: bool = False
+    absent_note: str = ""
+    page: str = "table"  # where the page shows it: a table column, under the model's name, or in the details only
 
     @property
     def numeric(self) -> bool:
@@ -83,30 +91,15 @@ class Column:
         return self.format != "text"
 
     @property
-    def title(self) -> str:
-        """Header text with its group, for flat tables (Markdown)."""
-        return f"{self.group}: {self.name}" if self.group else self.name
-
-
-@dataclass(frozen=True)
-class DetailMetric:
-    """One column of a model's per-category / per-concept / per-prompt tables: a task's metric, or a modality gap.
-
-    ``beside``: a second number shown in each cell, a sibling metric of the task (its paper form) or a
-    field of the gap (``paired``), labelled ``beside_label``.
-    """
-
-    name: str
-    task: str | None
-    metric: str | None
-    gap: str | None
-    beside: str | None = None
-    beside_label: str = ""
+    def heading(self) -> str:
+        """Header text: the name, marked ``×100`` for ratios shown x100 and ``↓`` when lower values are better."""
+        marks = [X100_MARK] * (self.format == "x100") + [LOWER_MARK] * self.lower_better
+        return " ".join([self.name, *marks])
 
     @property
-    def key(self) -> str:
-        """Stable identifier in leaderboard.json."""
-        return f"gap:{self.gap}" if self.gap else f"{self.task}:{self.metric}"
+    def title(self) -> str:
+        """Header text with its group, for flat tables (Markdown)."""
+        return f"{self.group}: {self.heading}" if self.group else self.heading
 
 
 @dataclass(frozen=True)
@@ -123,10 +116,19 @@ class Config:
     plots: tuple[PlotSpec, ...] = ()
     judges: tuple[JudgePin, ...] = DEFAULT_PINS
     legend: str = ""
+    category_descending: bool = True
 
     def column(self, column_id: str) -> Column:
         """The column with this id."""
         return next(c for c in self.columns if c.id == column_id)
+
+    @property
+    def detail_tables(self) -> list[tuple[str, list[DetailMetric]]]:
+        """The detail metrics by the page's table they are in (``table``), in the config's order."""
+        tables: dict[str, list[DetailMetric]] = {}
+        for metric in self.detail:
+            tables.setdefault(metric.table, []).append(metric)
+        return list(tables.items())
 
 
 def default_config_path() -> Path:
@@ -163,8 +165,8 @@ def parse_config(raw: Any, where: str) -> Config:
     for column_id in ids:
         if ids.count(column_id) > 1:
             raise UserError(f"{where}: columns: id {column_id!r} is used twice; give each column its own id")
-    sort_column, descending, category_sort_column = _sort(raw["sort"], columns, where)
-    detail = tuple(_detail(item, f"{where}: detail[{i}]") for i, item in enumerate(raw.get("detail", [])))
+    sort_column, descending, category_sort_column, category_descending = _sort(raw["sort"], columns, where)
+    detail = tuple(parse_detail(item, f"{where}: detail[{i}]") for i, item in enumerate(raw.get("detail", [])))
     plots = tuple(parse_plot(item, f"{where}: plots[{i}]") for i, item in enumerate(raw.get("plots", [])))
     files = [p.file for p in plots]
     for name in files:
@@ -181,21 +183,29 @@ def parse_config(raw: Any, where: str) -> Config:
         plots=plots,
         judges=parse_pins(raw.get("judges")),
         legend=" ".join(str(raw.get("legend", "")).split()),
+        category_descending=category_descending,
     )
 
 
-def _sort(raw: dict[str, Any], columns: tuple[Column, ...], where: str) -> tuple[str, bool, str]:
-    numeric = [c.id for c in columns if c.numeric]
+def _sort(raw: dict[str, Any], columns: tuple[Column, ...], where: str) -> tuple[str, bool, str, bool]:
+    """The ranking columns and their directions: each column's own (``better``); an explicit direction must agree."""
+    numeric = [c.id for c in columns if c.numeric and not c.optional]
     column = raw["column"]
     if column not in numeric:
-        raise UserError(f"{where}: sort.column: {column!r} is not a numeric column id; choose one of: {', '.join(numeric)}")
-    per_category = [c.id for c in columns if c.numeric and c.category is not None]
+        raise UserError(
+            f"{where}: sort.column: {column!r} is not a numeric column id every entry has (not optional); choose one of: {', '.join(numeric)}"
+        )
+    per_category = [c.id for c in columns if c.numeric and c.category is not None and not c.optional]
     category_column = raw.get("category_column", column)
     if category_column not in per_category and "category_column" in raw:
         raise UserError(
             f"{where}: sort.category_column: {category_column!r} is not a column with per-category values; choose one of: {', '.join(per_category)}"
         )
-    return column, raw.get("direction", "desc") == "desc", category_column
+    lower = {c.id: c.lower_better for c in columns}
+    if raw.get("direction", "asc" if lower[column] else "desc") != ("asc" if lower[column] else "desc"):
+        better = "lower" if lower[column] else "higher"
+        raise UserError(f"{where}: sort.direction: {raw['direction']!r} ranks the worst first ({column} is better {better}); remove direction")
+    return column, not lower[column], category_column, not lower[category_column]
 
 
 def _column(raw: dict[str, Any], where: str) -> Column:
@@ -216,6 +226,10 @@ def _column(raw: dict[str, Any], where: str) -> Column:
         aggregate=aggregate,
         paths=paths,
         category=category,
+        lower_better=raw.get("better", "higher") == "lower",
+        optional=raw.get("optional", False) not in (False, ""),
+        absent_note=" ".join(raw["optional"].split()) if isinstance(raw.get("optional"), str) else DEFAULT_ABSENT_NOTE,
+        page="table" if raw.get("kind") == "model" else raw.get("page", "table"),
     )
 
 
@@ -257,18 +271,3 @@ def _paths(raw: dict[str, Any], where: str, schema: dict[str, Any], fmt: str) ->
     value = parsed.pop("value")
     assert value is not None  # required by the schema
     return Paths(value, **parsed)
-
-
-def _detail(raw: dict[str, Any], where: str) -> DetailMetric:
-    name, beside = raw.get("name", ""), raw.get("beside")
-    label = raw.get("beside_label", beside or "")
-    if "gap" in raw:
-        check_schema_path(results_schema(), ("modality_gaps", raw["gap"], "by_category", "x", "gap"), f"{where}: gap", "number")
-        if beside:
-            check_schema_path(results_schema(), ("modality_gaps", raw["gap"], "by_category", "x", beside, "gap"), f"{where}: beside", "number")
-        return DetailMetric(name or raw["gap"], None, None, raw["gap"], beside, label)
-    task, metric = raw["task"], raw["metric"]
-    for key, field in (("metric", metric), ("beside", beside)):
-        if field:
-            check_schema_path(results_schema(), ("tasks", task, "by_category", "x", field, "value"), f"{where}: {key}", "number")
-    return DetailMetric(name or f"{task} {metric}", task, metric, None, beside, label)

@@ -3,26 +3,32 @@
 * ``percent``: a fraction shown x100 with the column's digits (default 1): ``48.8``.
 * ``signed_percent``: a difference in percentage points, always with its sign: ``+1.2``, ``-0.4``,
   ``+0.0`` (never ``-0.0``, never unsigned), for the value and its CI bounds alike.
+* ``x100``: a ratio that may exceed 1 (e.g. a score relative to reference answers) shown x100, like
+  the percentages but not one: ``112.5`` is 12.5% above the reference.
 * ``number``: as is, with the column's digits.
 * Uncertainty: always the 95% confidence interval, ``[low, high]``, in the value's format and digits;
   ``few concepts`` where the value has fewer than 5 concepts and so no interval. A missing value is ``-``.
 * The number beside a value (the paper's parsed-only form, the paired gap): ``paper (parsed only) 50.0,
   coverage 16.7%``: its label, its value and, where it has one, its coverage.
+* A value an entry lacks in an optional column: ``-`` with the column's note, ``- (not run)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from vlmbench_leaderboard.cells import Cell
-from vlmbench_leaderboard.config import DEFAULT_DIGITS, Config, DetailMetric
+from vlmbench_leaderboard.config import DEFAULT_DIGITS, LOWER_MARK, X100_MARK, Column, Config, DetailMetric
 
 PERCENT_FORMATS = ("percent", "signed_percent")
+SCALED_FORMATS = (*PERCENT_FORMATS, "x100")  # shown x100
 MISSING_TEXT = "-"
 FEW_CONCEPTS = "few concepts"
 
 
 def format_number(value: float, fmt: str, digits: int = DEFAULT_DIGITS) -> str:
     """A value as shown: percent (x100), signed percent (always signed), or plain number; never ``-0.0``."""
-    scaled = value * 100 if fmt in PERCENT_FORMATS else value
+    scaled = value * 100 if fmt in SCALED_FORMATS else value
     text = f"{scaled:.{digits}f}"
     if float(text) == 0:
         text = f"{0:.{digits}f}"  # -0.04 rounds to 0.0, not -0.0
@@ -63,7 +69,7 @@ def beside_text(cell: Cell, label: str, fmt: str, digits: int = DEFAULT_DIGITS) 
 def cell_text(cell: Cell, fmt: str, digits: int = DEFAULT_DIGITS, label: str = "") -> str:
     """Display text in one string, for Markdown and JSON: value, CI, and the number beside it (``label``)."""
     main, unc = format_cell(cell, fmt, digits)
-    text = f"{main} {unc}" if unc else main
+    text = f"{main} {unc}" if unc else f"{main} ({cell.note})" if cell.note and cell.value is None else main
     second = beside_text(cell, label, fmt, digits) if label else ""
     return f"{text}; {second}" if second else text
 
@@ -72,6 +78,8 @@ def tooltip(cell: Cell, fmt: str, digits: int = DEFAULT_DIGITS, label: str = "")
     """Each number's own n (and the interval and coverage of the number beside it), for a cell's tooltip:
     ``n = 1125; paper (parsed only): 50.0 [46.9, 53.1], n = 1100, coverage 97.8%``."""
     parts = [] if cell.n is None else [f"n = {cell.n}"]
+    if cell.note and cell.value is None:
+        parts.append(cell.note)
     second = cell.beside
     if second is not None and label and isinstance(second.value, float):
         main, unc = format_cell(second, fmt, digits)
@@ -83,19 +91,32 @@ def tooltip(cell: Cell, fmt: str, digits: int = DEFAULT_DIGITS, label: str = "")
 
 
 def detail_format(metric: DetailMetric) -> str:
-    """Gaps are signed percentage points, the rest plain percent."""
-    return "signed_percent" if metric.gap else "percent"
+    """The detail metric's own format; by default gaps are signed percentage points, the rest plain percent."""
+    return metric.format or ("signed_percent" if metric.gap else "percent")
 
 
-def legend(config: Config) -> str:
-    """The sentences under every table: the config's own (``legend:``, what the numbers are), then ranks and formats."""
+def legend(config: Config, columns: Sequence[Column] | None = None) -> str:
+    """The sentences under every table: the config's own (``legend:``, what the numbers are), then ranks and
+    formats, with the marks of the ``columns`` shown (default: every column)."""
+    columns = config.columns if columns is None else columns
     sort, by = config.column(config.sort_column), config.column(config.category_sort_column)
     direction = "highest first" if config.descending else "lowest first"
-    within = f"; within a category, by {by.title}" if by.id != sort.id else ""
-    beside = " (never by the number beside a value)" if any(c.beside for c in config.columns) else ""
+    within = f"; within a category, by {by.title}, {'highest' if config.category_descending else 'lowest'} first" if by.id != sort.id else ""
+    beside = " (never by the number beside a value)" if any(c.beside for c in columns) else ""
+    marks = [
+        f'"{LOWER_MARK}" marks a column where lower is better (ranked and first sorted lowest first). '
+        if any(c.lower_better for c in columns)
+        else "",
+        f'"{X100_MARK}" marks ratios shown x100, not percent: 100 is on par with the reference, and they may exceed 100. '
+        if any(c.format == "x100" for c in columns)
+        else "",
+        '"- (note)": the entry lacks that value, and why (e.g. a task its run skipped). ' if any(c.optional for c in columns) else "",
+    ]
     return (
-        (f"{config.legend} " if config.legend else "") + f"Ranked by {sort.title} ({direction}{within}){beside}. "
-        '"=" marks a shared rank: the difference to the next better model is within their two 95% confidence intervals combined. '
+        (f"{config.legend} " if config.legend else "")
+        + f"Ranked by {sort.title} ({direction}{within}){beside}. "
+        + "".join(marks)
+        + '"=" marks a shared rank: the difference to the next better model is within their two 95% confidence intervals combined. '
         '"ref" rows are reference baselines, not ranked. "[low, high]" is a 95% confidence interval, clustered by concept; '
         '"few concepts": fewer than 5 concepts, so no interval. Values are percent, signed ones ("+1.2") differences in '
         "percentage points; \"-\" means no value. Answers are judged by each task's rule scorer unless the model's row names "

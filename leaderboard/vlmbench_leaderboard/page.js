@@ -70,7 +70,7 @@
     note.textContent = category ? "Showing values for category: " + category + " (n/a: no per-category value)." : "Showing overall values.";
     if (!state.chosen) {
       state.column = category ? data.sort.category_column : data.sort.column;
-      state.direction = data.sort.direction;
+      state.direction = category ? data.sort.category_direction : data.sort.direction;
     }
     sortRows();
   }
@@ -117,8 +117,8 @@
       state.direction = state.direction === "asc" ? "desc" : "asc";
     } else {
       state.column = id;
-      // numbers start with the highest, text and ranks with the first
-      state.direction = (id !== "rank" && columns[id].numeric) ? "desc" : "asc";
+      // numbers start with the best (the highest, or the lowest where lower is better), text and ranks with the first
+      state.direction = (id !== "rank" && columns[id].numeric && !columns[id].lower) ? "desc" : "asc";
     }
     state.chosen = true;
     sortRows();

@@ -48,9 +48,8 @@ def _values(column: Column, cell: Cell) -> list[str]:
 
 def render_csv(board: Board) -> str:
     """The CSV table: rank, tied, reference, entry, then each column with its CI, n and the number beside it, then the judge."""
-    config = board.config
     header = ["rank", "tied", "reference", "entry"]
-    for column in config.columns:
+    for column in board.columns:
         header += _header(column)
     header.append("judge")
     buffer = io.StringIO()
@@ -64,7 +63,7 @@ def render_csv(board: Board) -> str:
             "true" if row.entry.reference else "false",
             csv_text(row.entry.id),
         ]
-        for column in config.columns:
+        for column in board.columns:
             line += _values(column, row.cells[column.id])
         line.append(csv_text(row.judge))
         writer.writerow(line)

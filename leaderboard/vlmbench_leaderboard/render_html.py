@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-from vlmbench_leaderboard.board import Board
+from vlmbench_leaderboard.board import Board, Table
 from vlmbench_leaderboard.cells import Cell
-from vlmbench_leaderboard.config import DEFAULT_DIGITS, Column, Config
+from vlmbench_leaderboard.config import DEFAULT_DIGITS, Column, DetailMetric
 from vlmbench_leaderboard.formatting import MISSING_TEXT, beside_parts, detail_format, format_cell, format_number, legend, tooltip
 from vlmbench_leaderboard.render_json import sort_json
 
@@ -37,7 +37,7 @@ def cell_parts(cell: Cell, fmt: str, digits: int, label: str = "", short: str = 
     """
     main, unc = format_cell(cell, fmt, digits)
     text, coverage = beside_parts(cell, short or label, fmt, digits)
-    beside = [part for part in (text, f"cov. {coverage}" if coverage else "") if part]
+    beside = [part for part in (text, f"cov. {coverage}" if coverage else "", cell.note if cell.value is None else "") if part]
     return main, unc, beside, tooltip(cell, fmt, digits, label)
 
 
@@ -52,10 +52,16 @@ def _js_cell(cell: Cell, column: Column) -> list[Any]:
     return [cell.value, *column_parts(cell, column)]
 
 
+def placed(board: Board, page: str) -> list[Column]:
+    """The columns the page shows in one place (``page``): its table, under the model's name, or the details."""
+    return [c for c in board.columns if c.page == page]
+
+
 def page_data(board: Board) -> dict[str, Any]:
     """What the page's script needs: per row, the cells of every category view and the ranks."""
     config = board.config
-    numeric = [c for c in config.columns if c.numeric]
+    table = placed(board, "table")
+    numeric = [c for c in table if c.numeric]
     rows = []
     for row in board.rows:
         views: dict[str, dict[str, Any]] = {"": {c.id: _js_cell(row.cells[c.id], c) for c in numeric}}
@@ -63,17 +69,22 @@ def page_data(board: Board) -> dict[str, Any]:
             views[cat] = {c.id: _js_cell(row.by_category[cat][c.id], c) if c.category else None for c in numeric}
         rows.append({"views": views, "ranks": {k: [label, rank] for k, (label, rank) in row.ranks.items()}})
     return {
-        "columns": [{"id": c.id, "numeric": c.numeric, "per_category": c.category is not None} for c in config.columns],
+        "columns": [{"id": c.id, "numeric": c.numeric, "lower": c.lower_better, "per_category": c.category is not None} for c in table],
         "sort": sort_json(config),
         "categories": board.categories,
         "rows": rows,
     }
 
 
-def header_groups(config: Config) -> list[dict[str, Any]]:
+def filled(table: Table, metrics: Sequence[DetailMetric]) -> list[tuple[str, dict[str, Cell]]]:
+    """The rows of a detail table (per category or concept) holding a value of some of ``metrics``."""
+    return [(name, cells) for name, cells in table.items() if any(m.key in cells for m in metrics)]
+
+
+def header_groups(columns: Sequence[Column]) -> list[dict[str, Any]]:
     """Groups of consecutive columns sharing a ``group`` (the page's first header row)."""
     groups: list[dict[str, Any]] = []
-    for column in config.columns:
+    for column in columns:
         if groups and column.group and groups[-1]["group"] == column.group:
             groups[-1]["columns"].append(column)
         else:
@@ -112,12 +123,14 @@ def render_html(board: Board, plots: Sequence[dict[str, str]]) -> str:
     return template.render(
         config=config,
         board=board,
-        groups=header_groups(config),
+        groups=header_groups(placed(board, "table")),
+        columns={page: placed(board, page) for page in ("table", "model", "details")},
         plots=plots,
-        legend=legend(config),
+        legend=legend(config, board.columns),
         sort_column=config.sort_column,
         sort_direction="descending" if config.descending else "ascending",
         detail_format=detail_format,
+        filled=filled,
         detail_digits=DEFAULT_DIGITS,
         css=Markup(css),
         js=Markup(js),

@@ -24,6 +24,8 @@ def _numbers(cell: Cell) -> dict[str, Any]:
 def cell_json(cell: Cell, fmt: str, digits: int, label: str = "") -> dict[str, Any]:
     """A cell as JSON: raw value, display text, its 95% CI, n and few-concepts flag, and the number beside it (with ``label``)."""
     out: dict[str, Any] = {"value": cell.value, "text": cell_text(cell, fmt, digits, label), **_numbers(cell)}
+    if cell.note and cell.value is None:
+        out["note"] = cell.note
     if cell.beside is not None:
         out["beside"] = {"label": label, "value": cell.beside.value, **_numbers(cell.beside)}
     return out
@@ -36,7 +38,12 @@ def column_json(column: Column, cell: Cell) -> dict[str, Any]:
 
 def sort_json(config: Config) -> dict[str, str]:
     """The configured order, as the JSON file and the page's script read it."""
-    return {"column": config.sort_column, "direction": "desc" if config.descending else "asc", "category_column": config.category_sort_column}
+    return {
+        "column": config.sort_column,
+        "direction": "desc" if config.descending else "asc",
+        "category_column": config.category_sort_column,
+        "category_direction": "desc" if config.category_descending else "asc",
+    }
 
 
 def _detail_json(table: Table, config: Config) -> dict[str, Any]:
@@ -65,11 +72,13 @@ def board_json(board: Board) -> dict[str, Any]:
             "name": c.name,
             "group": c.group,
             "format": c.format,
+            "better": "lower" if c.lower_better else "higher",
+            "optional": c.optional,
             "description": c.description,
             "per_category": c.category is not None,
             "beside": {"id": c.beside.id, "label": c.beside.label} if c.beside else None,
         }
-        for c in config.columns
+        for c in board.columns
     ]
     rows = []
     for row in board.rows:
@@ -85,12 +94,12 @@ def board_json(board: Board) -> dict[str, Any]:
                 "created": row.entry.results.get("created"),
                 "judge": row.judge,
                 "judges": [use.as_json() for use in row.judges],
-                "values": {c.id: column_json(c, row.cells[c.id]) for c in config.columns},
+                "values": {c.id: column_json(c, row.cells[c.id]) for c in board.columns},
                 "by_category": {
                     cat: {
                         "rank": row.ranks[cat][1],
                         "rank_label": row.ranks[cat][0],
-                        "values": {c.id: column_json(c, row.by_category[cat][c.id]) for c in config.columns if c.category},
+                        "values": {c.id: column_json(c, row.by_category[cat][c.id]) for c in board.columns if c.category},
                     }
                     for cat in board.categories
                 },
@@ -108,7 +117,7 @@ def board_json(board: Board) -> dict[str, Any]:
         "columns": columns,
         "categories": board.categories,
         "detail_columns": [{"key": m.key, "name": m.name, "beside_label": m.beside_label or None} for m in config.detail],
-        "legend": legend(config),
+        "legend": legend(config, board.columns),
         "rows": rows,
     }
 

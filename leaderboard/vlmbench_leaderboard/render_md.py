@@ -20,11 +20,11 @@ def render_markdown(board: Board) -> str:
     from tabulate import tabulate
 
     config = board.config
-    headers = ["Rank", *(md_escape(c.title) for c in config.columns)]
+    headers = ["Rank", *(md_escape(c.title) for c in board.columns)]
     body = []
     for row in board.rows:
         line = [row.rank[0]]
-        for column in config.columns:
+        for column in board.columns:
             text = cell_text(row.cells[column.id], column.format, column.digits, column.beside.label if column.beside else "")
             text = md_escape(text) if column.format == "text" else text  # numbers and CIs are ours: no markup
             if column.kind == "model" and row.entry.reference:
@@ -37,5 +37,5 @@ def render_markdown(board: Board) -> str:
     parts = [f"# {md_escape(config.title)}", ""]
     if config.description:
         parts += [md_escape(config.description), ""]
-    parts += [table, "", legend(config)]
+    parts += [table, "", legend(config, board.columns)]
     return "\n".join(parts) + "\n"

@@ -267,15 +267,16 @@ def pixel_bytes(part: ImagePart) -> int:
 class HFBackend(BackendBase):
     """A transformers image-text-to-text model answering requests in length-sorted batches.
 
-    With ``overlap`` (the default), a worker thread prepares the next batch (chat template,
-    tokenizer, image decoding, the processor's pixel values; pinned memory on CUDA) while the
-    current one generates, and batches move to the device with non-blocking copies; the answers
-    are those of the serial path (``overlap = False``). What it holds is bounded by bytes: a chunk
+    With ``overlap``, a worker thread prepares the next batch (chat template, tokenizer, image
+    decoding, the processor's pixel values; pinned memory on CUDA) while the current one
+    generates, and batches move to the device with non-blocking copies; the answers are those of
+    the serial path (``overlap = False``). By default (``None``) it overlaps when the model runs on
+    an accelerator: on the CPU, preparation and generation would compete for the same cores. What it holds is bounded by bytes: a chunk
     of requests (sorted by length inside it) stops at ``chunk_bytes`` of decoded pixels (or
     ``chunk_size`` requests), but always holds at least one batch; one prepared batch waits ahead.
     """
 
-    overlap = True
+    overlap: bool | None = None
     chunk_bytes = CHUNK_BYTES
 
     def __init__(self, args: HFArgs, batch_size: int | None, seed: int = 0) -> None:
@@ -319,7 +320,8 @@ class HFBackend(BackendBase):
     def generate(self, requests: Iterable[Request]) -> Iterator[Response]:
         """Answer ``requests`` a chunk at a time: grouped (image or text-only, same settings), longest
         first, batched; with ``overlap``, the next batch is prepared while the current one generates."""
-        if not self.overlap:
+        overlap = self.overlap if self.overlap is not None else getattr(self.model.device, "type", "cpu") != "cpu"
+        if not overlap:
             for batch in self._batches(requests):
                 yield from self._answer(self._prepare_batch(batch))
             return

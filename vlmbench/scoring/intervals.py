@@ -77,7 +77,10 @@ def clustered_rate(counts: Counts) -> dict[str, Any] | None:
     left_out = [_logit((hits - y + 0.5) / (items - n + 1)) for y, n in present]
     spread = math.sqrt(max(_jackknife(left_out), 1 / (items * adjusted * (1 - adjusted)))) * t_quantile(_effective_df([n for _, n in present]))
     centre = _logit(adjusted)
-    return {**stat, "ci_low": _expit(centre - spread), "ci_high": _expit(centre + spread), "few_clusters": False}
+    # No hit at all (or nothing but hits) cannot exclude 0 (or 1): the interval reaches it, and always holds the estimate.
+    low = 0.0 if hits <= 0 else min(_expit(centre - spread), p)
+    high = 1.0 if hits >= items else max(_expit(centre + spread), p)
+    return {**stat, "ci_low": low, "ci_high": high, "few_clusters": False}
 
 
 def _effective_df(sizes: Sequence[float]) -> int:
