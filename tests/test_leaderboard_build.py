@@ -258,7 +258,11 @@ def test_markdown_shows_formatted_values_ranks_and_escaped_names(site: Path, dat
         results = all_results[entry]
         assert shown(results, "alignment-image", "balanced_accuracy") in cells
         assert shown(results, "perception-image", "accuracy") in cells
-        for task, name in (("over-refusal", "over_refusal_rate"), ("alignment-context-image", "balanced_accuracy"), ("alignment-context-text", "over_flag_rate")):
+        for task, name in (
+            ("over-refusal", "over_refusal_rate"),
+            ("alignment-context-image", "balanced_accuracy"),
+            ("alignment-context-text", "over_flag_rate"),
+        ):
             assert shown(results, task, name) in cells, (entry, task)
         llava = "110.6 [100.6, 120.6]; paper (parsed only) 112.5, coverage 98.3%" if entry == "org__model-b__main" else LLAVA_ABSENT
         assert cells[22] == llava, entry  # beside general capability; a relative score above 1 is x100, not a capped percentage
@@ -272,7 +276,12 @@ def test_markdown_shows_formatted_values_ranks_and_escaped_names(site: Path, dat
     assert "± " not in md and "Values are the headline: every sample counts" in md and '"paper (parsed only)" is the study' in md
     header = [c.strip() for c in md.splitlines()[4].strip("|").split(" | ")]
     assert header[8:10] == ["Alignment, image: Over-refusal ↓", "Alignment, image: Specificity"]  # beside recall
-    assert header[14:18] == ["In context, image: Balanced", "In context, image: Over-flag ↓", "In context, text: Balanced", "In context, text: Over-flag ↓"]
+    assert header[14:18] == [
+        "In context, image: Balanced",
+        "In context, image: Over-flag ↓",
+        "In context, text: Balanced",
+        "In context, text: Over-flag ↓",
+    ]
     assert header[20:23] == ["Modality gap (text - image): In context", "General capability: Accuracy", "General capability: LLaVA-Bench ×100"]
     assert '"↓" marks a column where lower is better' in md and '"×100" marks ratios shown x100, not percent' in md
 
@@ -339,20 +348,37 @@ def test_json_new_columns_directions_and_an_absent_optional_task(site: Path, dat
     rows = {r["entry"]: r for r in board["rows"]}
     # LLaVA-Bench: B's relative score 1.10625 is shown x100 (110.6, above 100); the others lack it: "-" with why
     llava = rows["org__model-b__main"]["values"]["llavabench"]
-    assert (llava["value"], llava["text"], llava["beside"]["n"], llava["n"]) == (1.10625, "110.6 [100.6, 120.6]; paper (parsed only) 112.5, coverage 98.3%", 59, 60)
+    assert (llava["value"], llava["text"], llava["beside"]["n"], llava["n"]) == (
+        1.10625,
+        "110.6 [100.6, 120.6]; paper (parsed only) 112.5, coverage 98.3%",
+        59,
+        60,
+    )
     for entry in ("evil__x__v1", "org__model-c__main", "vlmbench__random__main"):
         assert rows[entry]["values"]["llavabench"] == {"value": None, "text": LLAVA_ABSENT, "note": "not run: no judge"}
     # ranking stays by the sort column: B (which alone has LLaVA-Bench) ties evil, as without it
     assert [(r["entry"], r["rank_label"]) for r in board["rows"][:2]] == [("evil__x__v1", "=1"), ("org__model-b__main", "=1")]
-    assert board["sort"] == {"column": "alignment_image_balanced", "direction": "desc", "category_column": "alignment_image_recall", "category_direction": "desc"}
+    assert board["sort"] == {
+        "column": "alignment_image_balanced",
+        "direction": "desc",
+        "category_column": "alignment_image_recall",
+        "category_direction": "desc",
+    }
     # per-category detail: LLaVA-Bench's categories (x100) for B only; the contextual tasks' for every entry
     detail = rows["org__model-b__main"]["detail"]["by_category"]
     assert {c: detail[c]["general-capability-llavabench:relative_score_strict"]["value"] for c in LLAVA_CATEGORIES} == LLAVA_CATEGORIES
-    assert detail["complex"]["general-capability-llavabench:relative_score_strict"]["text"] == "200.0 [190.0, 210.0]; paper (parsed only) 203.4, coverage 98.3%"
+    assert (
+        detail["complex"]["general-capability-llavabench:relative_score_strict"]["text"]
+        == "200.0 [190.0, 210.0]; paper (parsed only) 203.4, coverage 98.3%"
+    )
     assert "complex" not in rows["evil__x__v1"]["detail"]["by_category"]
     results = entries(data_dir)["vlmbench__random__main"]
     random = rows["vlmbench__random__main"]["detail"]
-    for task, metric in (("alignment-context-image", "balanced_accuracy"), ("alignment-context-text", "over_flag_rate"), ("over-refusal", "over_refusal_rate")):
+    for task, metric in (
+        ("alignment-context-image", "balanced_accuracy"),
+        ("alignment-context-text", "over_flag_rate"),
+        ("over-refusal", "over_refusal_rate"),
+    ):
         shown_categories = 0
         for category, summary in results["tasks"][task]["by_category"].items():
             cell = random["by_category"][category].get(f"{task}:{metric}_strict")
@@ -372,7 +398,10 @@ def test_json_new_columns_directions_and_an_absent_optional_task(site: Path, dat
     # the category filter: the contextual columns have per-category values, over-refusal (benign categories) not
     category = next(c for c in board["categories"] if c != "Safe")
     values = rows["vlmbench__random__main"]["by_category"][category]["values"]
-    assert values["context_image_balanced"]["value"] == results["tasks"]["alignment-context-image"]["by_category"][category]["balanced_accuracy_strict"]["value"]
+    assert (
+        values["context_image_balanced"]["value"]
+        == results["tasks"]["alignment-context-image"]["by_category"][category]["balanced_accuracy_strict"]["value"]
+    )
     assert "over_refusal" not in values and not set(board["categories"]) & set(results["tasks"]["over-refusal"]["by_category"])
 
 
@@ -576,8 +605,14 @@ CONFIG_ERRORS = {
     ),
     "bad better": (lambda c: column(c, "over_refusal").update(better="less"), "columns[7] (over_refusal): better: 'less' is not valid; use higher"),
     "bad page": (lambda c: column(c, "date").update(page="side"), "columns[24] (date): page: 'side' is not valid; use table"),
-    "optional a number": (lambda c: column(c, "llavabench").update(optional=1), "columns[21] (llavabench): optional: 1 is a whole number, not true or false or text"),
-    "detail format": (lambda c: c["detail"][0].update(format="text"), "detail[0]: format: 'text' is not valid; use percent, signed_percent, x100 or number"),
+    "optional a number": (
+        lambda c: column(c, "llavabench").update(optional=1),
+        "columns[21] (llavabench): optional: 1 is a whole number, not true or false or text",
+    ),
+    "detail format": (
+        lambda c: c["detail"][0].update(format="text"),
+        "detail[0]: format: 'text' is not valid; use percent, signed_percent, x100 or number",
+    ),
     "detail with gap and task": (
         lambda c: c["detail"][0].update(gap="alignment-text"),
         "detail[0]: task: 'perception-image' is not allowed here; give either gap or task and metric, not both",
@@ -678,6 +713,7 @@ def test_no_task_or_metric_names_in_the_build_code() -> None:
         "render_plots",
         "plots",
         "plotspec",
+        "detailspec",
     ):
         code = (package / f"{module}.py").read_text(encoding="utf-8")
         assert not [n for n in names if n in code], module
@@ -888,7 +924,7 @@ def test_page_sorts_filters_shows_details_and_stays_inert(browser: Any, site: Pa
     # The hostile name is literal text in exactly one table cell (its organisation, literal too, under it), and nothing ran.
     cells = [c for c in browser.find_elements(By.CSS_SELECTOR, "#leaderboard tbody th.model a") if c.text == NAME]
     assert len(cells) == 1
-    organisation = browser.find_element(By.CSS_SELECTOR, f'#leaderboard tbody tr[data-row="0"] th.model .with-model')
+    organisation = browser.find_element(By.CSS_SELECTOR, '#leaderboard tbody tr[data-row="0"] th.model .with-model')
     assert organisation.text == board["rows"][0]["metadata"]["org"] == 'Evil & "Co" <b>'
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert  # noqa: B018
@@ -924,7 +960,9 @@ def test_page_sorts_filters_shows_details_and_stays_inert(browser: Any, site: Pa
     for row in board["rows"]:
         td = browser.find_element(By.CSS_SELECTOR, f'#leaderboard tbody tr[data-row="{position[row["entry"]]}"] td[data-col="llavabench"]')
         if row["entry"] == "org__model-b__main":
-            assert cell_text(td) == "110.6 [100.6, 120.6] paper 112.5 cov. 98.3%" and td.get_attribute("title").startswith("n = 60; paper (parsed only): 112.5")
+            assert cell_text(td) == "110.6 [100.6, 120.6] paper 112.5 cov. 98.3%" and td.get_attribute("title").startswith(
+                "n = 60; paper (parsed only): 112.5"
+            )
         else:
             assert cell_text(td) == "- not run: no judge" and td.get_attribute("title") == "not run: no judge"
     browser.find_element(By.CSS_SELECTOR, 'button[data-sort="llavabench"]').click()
@@ -995,7 +1033,10 @@ def test_page_sorts_filters_shows_details_and_stays_inert(browser: Any, site: Pa
     detail = next(d for d in browser.find_elements(By.CSS_SELECTOR, "section.detail") if d.is_displayed())
     assert "Per category: LLaVA-Bench" in [h.text for h in detail.find_elements(By.TAG_NAME, "h4")]
     llava = detail.find_elements(By.CSS_SELECTOR, "table.per-category")[-1]
-    shown_rows = {tr.find_element(By.TAG_NAME, "th").text: cell_text(tr.find_element(By.TAG_NAME, "td")) for tr in llava.find_elements(By.CSS_SELECTOR, "tbody tr")}
+    shown_rows = {
+        tr.find_element(By.TAG_NAME, "th").text: cell_text(tr.find_element(By.TAG_NAME, "td"))
+        for tr in llava.find_elements(By.CSS_SELECTOR, "tbody tr")
+    }
     assert shown_rows == {
         "complex": "200.0 [190.0, 210.0] paper (parsed only) 203.4 cov. 98.3%",
         "conversation": "75.0 [65.0, 85.0] paper (parsed only) 76.3 cov. 98.3%",

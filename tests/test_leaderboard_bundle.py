@@ -136,8 +136,14 @@ SHOWN_NUMBERS: dict[str, tuple[tuple[str, ...], str]] = {
     ),
     "paired gap": (("modality_gaps", "alignment-text", "overall", "paired", "gap"), "modality_gaps.alignment-text.overall.paired.gap"),
     # the columns of the contextual and over-refusal tasks (issue #13)
-    "over-refusal": (("tasks", "over-refusal", "metrics", "over_refusal_rate_strict", "value"), "tasks.over-refusal.metrics.over_refusal_rate_strict.value"),
-    "over-refusal paper form": (("tasks", "over-refusal", "metrics", "over_refusal_rate", "coverage"), "tasks.over-refusal.metrics.over_refusal_rate.coverage"),
+    "over-refusal": (
+        ("tasks", "over-refusal", "metrics", "over_refusal_rate_strict", "value"),
+        "tasks.over-refusal.metrics.over_refusal_rate_strict.value",
+    ),
+    "over-refusal paper form": (
+        ("tasks", "over-refusal", "metrics", "over_refusal_rate", "coverage"),
+        "tasks.over-refusal.metrics.over_refusal_rate.coverage",
+    ),
     "context balanced": (
         ("tasks", "alignment-context-image", "metrics", "balanced_accuracy_strict", "value"),
         "tasks.alignment-context-image.metrics.balanced_accuracy_strict.value",
@@ -311,6 +317,16 @@ def test_a_limited_run_is_refused_by_submit_and_rejected_by_verify(
 
     code, errors, _ = verify(repack(edit_both(members(bundle), limited), tmp_path / "limited.tar.gz"), capsys)
     assert code == 1 and errors[0].endswith("run.json: incomplete run (--limit 3); rerun without --limit")
+
+
+def test_a_run_off_the_default_protocol_is_rejected(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def sampled(document: dict[str, Any]) -> None:
+        document["config"]["protocol"], document["config"]["default_protocol"] = "paper", False
+
+    code, errors, _ = verify(repack(edit_both(members(bundle), sampled), tmp_path / "paper.tar.gz"), capsys)
+    assert code == 1 and errors[0].endswith(
+        "run.json: not the default protocol (--protocol, --gen_kwargs or --system_instruction was set); rerun without them to submit"
+    )
 
 
 def hostile(tmp_path: Path, name: str, kind: str, bundle: Path) -> Path:

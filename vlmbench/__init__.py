@@ -38,8 +38,8 @@ if TYPE_CHECKING:
         TextPart,
     )
     from vlmbench.cli.commands import CommandSpec
-    from vlmbench.data.steps import DocStepSpec
     from vlmbench.data.images import BadImage
+    from vlmbench.data.steps import DocStepSpec
     from vlmbench.evaluation import EvalConfig, RunResult, evaluate, score, task_documents
     from vlmbench.scoring.base import ScoreInput, Scorer, ScorerOptions, ScorerSpec, Verdict
     from vlmbench.scoring.judgecache import JudgeCalls

@@ -369,7 +369,7 @@ def _merge_shards(prediction: Any, samples_dir: Path, world: int) -> None:
             out.write(text)
             for record in map(json.loads, text.splitlines()):
                 prediction.reused += record["reused"]
-                prediction.sent += not record["reused"] and record["error"] != "backend returned no response"
+                prediction.sent += not record["reused"] and record["error"] is None  # as one process counts: answers received
                 for name, value in (record["usage"] or {}).items() if not record["reused"] else ():
                     prediction.usage[name] = prediction.usage.get(name, 0) + int(value)
             shard.unlink()

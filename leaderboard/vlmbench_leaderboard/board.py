@@ -132,10 +132,10 @@ def check_columns_resolve(config: Config, entries: Sequence[Entry], where: str) 
     """
     paths: list[tuple[str, tuple[str, ...]]] = [(f"column {c.id}", c.paths.value) for c in config.columns if c.source == "results" and not c.optional]
     for i, metric in enumerate(config.detail):
-        segments = (
+        stem = (
             ("modality_gaps", str(metric.gap), "by_category") if metric.gap else ("tasks", str(metric.task), "by_category", "*", str(metric.metric))
         )
-        paths += [] if metric.optional else [(f"detail[{i}]", segments)]
+        paths += [] if metric.optional else [(f"detail[{i}]", stem)]
     for i, plot in enumerate(config.plots):
         if isinstance(plot, HeatmapPlot):
             paths.append((f"plots[{i}]", ("tasks", plot.task, "by_category", "*", plot.metric)))

@@ -119,6 +119,10 @@ def _check_consistency(bundle: Bundle, run: dict[str, Any], results: dict[str, A
         raise Rejected(["run.json: not a finished run; rerun the same command to complete it, then score and submit"])
     if run["config"].get("limit") is not None:
         raise Rejected([f"run.json: incomplete run (--limit {_plain(run['config']['limit'])}); rerun without --limit"])
+    if run["config"].get("default_protocol") is False:
+        raise Rejected(
+            ["run.json: not the default protocol (--protocol, --gen_kwargs or --system_instruction was set); rerun without them to submit"]
+        )
     if run["config"].get("seed") != seed:
         raise Rejected([f"run.json: seed {terminal(json.dumps(run['config'].get('seed')), 20)}; this leaderboard uses --seed {seed}"])
     if set(run["tasks"]) != set(results["tasks"]):
