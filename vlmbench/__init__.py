@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from vlmbench.cli.commands import CommandSpec
     from vlmbench.data.images import BadImage
     from vlmbench.data.steps import DocStepSpec
-    from vlmbench.evaluation import EvalConfig, RunResult, evaluate, score, task_documents
+    from vlmbench.evaluation import EvalConfig, RunResult, evaluate, parse_data_files, score, task_documents
     from vlmbench.scoring.base import ScoreInput, Scorer, ScorerOptions, ScorerSpec, Verdict
     from vlmbench.scoring.judgecache import JudgeCalls
     from vlmbench.scoring.metrics import MetricSpec, Scored
@@ -62,7 +62,7 @@ _LAZY = {
     ),
     "vlmbench.cli.commands": ("CommandSpec",),
     "vlmbench.data.steps": ("DocStepSpec",),
-    "vlmbench.evaluation": ("EvalConfig", "RunResult", "evaluate", "score", "task_documents"),
+    "vlmbench.evaluation": ("EvalConfig", "RunResult", "evaluate", "parse_data_files", "score", "task_documents"),
     "vlmbench.data.images": ("BadImage",),
     "vlmbench.scoring.base": ("ScoreInput", "Scorer", "ScorerOptions", "ScorerSpec", "Verdict"),
     "vlmbench.scoring.judgecache": ("JudgeCalls",),
@@ -105,6 +105,7 @@ __all__ = [
     "__version__",
     "evaluate",
     "hookimpl",
+    "parse_data_files",
     "score",
     "task_documents",
 ]

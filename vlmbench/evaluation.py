@@ -91,6 +91,17 @@ def parse_model_args(text: str | Mapping[str, str] | None) -> dict[str, str]:
     return args
 
 
+def parse_data_files(values: Sequence[str] | None) -> dict[str, str]:
+    """``--data_files HUB_ID=LOCAL_PATH`` values (repeatable) as a mapping; a malformed one is a one-line error."""
+    mapping: dict[str, str] = {}
+    for item in values or []:
+        hub_id, sep, local = item.partition("=")
+        if not sep or not hub_id or not local:
+            raise UserError(f"--data_files: '{item}' is not HUB_ID=LOCAL_PATH")
+        mapping[hub_id] = local
+    return mapping
+
+
 def evaluate(config: EvalConfig) -> RunResult:
     """Run ``config``: predict every selected task (storing each response), then score.
 

@@ -10,24 +10,13 @@ from vlmbench.cli import args as types
 from vlmbench.cli import lmeval
 from vlmbench.cli.commands import CommandSpec
 from vlmbench.cli.report import print_error_classes, print_request_counts, report
-from vlmbench.errors import UserError
 
 DATA_ENV = "VLMBENCH_DATA"
 
 
-def _data_files(values: list[str] | None) -> dict[str, str]:
-    mapping: dict[str, str] = {}
-    for item in values or []:
-        hub_id, sep, local = item.partition("=")
-        if not sep or not hub_id or not local:
-            raise UserError(f"--data_files: '{item}' is not HUB_ID=LOCAL_PATH")
-        mapping[hub_id] = local
-    return mapping
-
-
 def run(ns: argparse.Namespace) -> int:
     """Build the configuration from the flags, evaluate, and print the summary."""
-    from vlmbench.evaluation import EvalConfig, evaluate
+    from vlmbench.evaluation import EvalConfig, evaluate, parse_data_files
 
     if (done := lmeval.before_run(ns)) is not None:
         return done
@@ -40,7 +29,7 @@ def run(ns: argparse.Namespace) -> int:
         seed=ns.seed,
         batch_size=ns.batch_size,
         data=ns.data,
-        data_files=_data_files(ns.data_files),
+        data_files=parse_data_files(ns.data_files),
         options_file=ns.options_file,
         output_path=ns.output_path,
         store=ns.store,

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from vlmbench.backend import Response
+from vlmbench.backend import Request, Response
+from vlmbench.scoring.base import ScoreInput, Verdict
 
 
 class JudgeCalls:
@@ -67,3 +68,26 @@ class JudgeCalls:
         """Close the store connection."""
         if self.store:
             self.store.close()
+
+
+def judge_replies(
+    backend: Any,
+    requests: Iterable[Request],
+    pending: Mapping[str, list[ScoreInput]],
+    calls: JudgeCalls,
+    name: str,
+    verdict: Callable[[ScoreInput, str], Verdict],
+) -> Iterator[Verdict]:
+    """Send a model judge's ``requests`` (ids are store keys); keep each reply the moment it arrives and
+    yield ``verdict(item, reply)`` for every item waiting on it (``pending``: key -> items). A failed or
+    empty reply is counted as a judge error and yields verdicts without an answer, carrying the error."""
+    for response in backend.generate(iter(requests)):
+        waiting = pending.get(response.request_id, [])
+        if response.text is None or not response.text.strip():
+            calls.failed()
+            for item in waiting:
+                yield Verdict(item.id, None, None, name, {"error": response.error or "empty judge reply"})
+            continue
+        calls.keep(response.request_id, response.text)
+        for item in waiting:
+            yield verdict(item, response.text)

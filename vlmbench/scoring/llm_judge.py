@@ -27,6 +27,7 @@ from typing import Any
 
 from vlmbench.errors import UserError
 from vlmbench.scoring.base import ScoreInput, ScorerOptions, Verdict, verdict_from_answer
+from vlmbench.scoring.judgecache import judge_replies
 
 VERSION = "1"
 JUDGE_ARGS = ("backend", "prompt_file", "max_new_tokens", "structured")
@@ -249,16 +250,7 @@ class LLMJudge:
             pending.setdefault(key, []).append(item)
         if not requests:
             return
-        for response in self.backend.generate(iter(requests)):
-            waiting = pending.pop(response.request_id, [])
-            if response.text is None or not response.text.strip():
-                self.calls.failed()
-                for item in waiting:
-                    yield Verdict(item.id, None, None, self.name, {"error": response.error or "empty judge reply"})
-                continue
-            self.calls.keep(response.request_id, response.text)
-            for item in waiting:
-                yield self._verdict(item, response.text)
+        yield from judge_replies(self.backend, requests, pending, self.calls, self.name, self._verdict)
 
     def _verdict(self, item: ScoreInput, reply: str) -> Verdict:
         matched, parsed = read_reply(reply, self.prompts.labels_for(item))

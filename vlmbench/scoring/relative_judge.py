@@ -28,6 +28,7 @@ from typing import Any
 
 from vlmbench.errors import TaskSkipped, UserError
 from vlmbench.scoring.base import ScoreInput, ScorerOptions, Verdict
+from vlmbench.scoring.judgecache import judge_replies
 
 NAME, KIND, VERSION = "relative-judge", "relative_score", "1"
 JUDGE_ARGS = ("backend", "max_new_tokens")
@@ -141,16 +142,7 @@ class RelativeJudge:
             pending.setdefault(key, []).append(item)
         if not requests:
             return
-        for response in self.backend.generate(iter(requests)):
-            waiting = pending.pop(response.request_id, [])
-            if response.text is None or not response.text.strip():
-                self.calls.failed()
-                for item in waiting:
-                    yield Verdict(item.id, None, None, self.name, {"error": response.error or "empty judge reply"})
-                continue
-            self.calls.keep(response.request_id, response.text)
-            for item in waiting:
-                yield self._verdict(item, response.text)
+        yield from judge_replies(self.backend, requests, pending, self.calls, self.name, self._verdict)
 
     def _verdict(self, item: ScoreInput, reply: str) -> Verdict:
         scores = read_scores(reply)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vlmbench import CommandSpec, UserError
+from vlmbench import CommandSpec, UserError, parse_data_files
 from vlmbench_plugins.align import card as cards
 from vlmbench_plugins.align.trainers import DTYPES, METHODS, PRESETS, RL_METHODS, Settings
 
@@ -155,14 +155,11 @@ COMMAND = CommandSpec(
 
 
 def _data_files(values: list[str] | None) -> dict[str, str]:
-    mapping: dict[str, str] = {}
-    for item in values or []:
-        hub_id, sep, local = item.partition("=")
-        if not sep or not hub_id or not local:
-            raise UserError(f"--data_files: '{item}' is not HUB_ID=LOCAL_PATH")
+    """``--data_files`` as a mapping; each local copy must exist (align reads the data before any evaluation)."""
+    mapping = parse_data_files(values)
+    for hub_id, local in mapping.items():
         if not Path(local).expanduser().exists():
             raise UserError(f"--data_files: {local} does not exist; point {hub_id} to a local copy of the dataset")
-        mapping[hub_id] = local
     return mapping
 
 
