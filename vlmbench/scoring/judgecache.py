@@ -13,10 +13,12 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vlmbench.backend import Request, Response
 from vlmbench.scoring.base import ScoreInput, Verdict
+
+if TYPE_CHECKING:  # the backend module pulls in Pillow: judges import it only when they run
+    from vlmbench.backend import Request
 
 
 class JudgeCalls:
@@ -50,6 +52,8 @@ class JudgeCalls:
 
     def keep(self, key: str, text: str) -> None:
         """Store one answer durably, the moment it exists."""
+        from vlmbench.backend import Response
+
         self.sent += 1
         self._known[key] = text
         if self.store:

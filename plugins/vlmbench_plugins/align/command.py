@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vlmbench import CommandSpec, UserError, parse_data_files
+from vlmbench import CommandSpec, UserError
 from vlmbench_plugins.align import card as cards
 from vlmbench_plugins.align.trainers import DTYPES, METHODS, PRESETS, RL_METHODS, Settings
 
@@ -156,6 +156,8 @@ COMMAND = CommandSpec(
 
 def _data_files(values: list[str] | None) -> dict[str, str]:
     """``--data_files`` as a mapping; each local copy must exist (align reads the data before any evaluation)."""
+    from vlmbench import parse_data_files  # the evaluation module: not imported for `vlmbench --help`
+
     mapping = parse_data_files(values)
     for hub_id, local in mapping.items():
         if not Path(local).expanduser().exists():
