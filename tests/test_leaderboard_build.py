@@ -30,7 +30,6 @@ NAME_C = "Model C"
 BASELINES = ("random", "always-safe", "always-unsafe")
 LLAVA_CATEGORIES = {"conversation": 0.75, "detail": 0.9, "complex": 2.0}
 LLAVA_ABSENT = "- (not run: no judge)"  # an entry whose run skipped LLaVA-Bench (no model judge)
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
 def metadata(name: str, reference: bool, org: str = "vlmbench", revision: str | None = None) -> dict[str, Any]:
@@ -867,33 +866,6 @@ def test_missing_or_empty_data_folder(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------------
 # The page, in real headless Chromium from file://
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1400,1000",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(arg)
-    options.binary_location = str(CHROMIUM)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    yield driver
-    driver.quit()
 
 
 def on_page(text: str) -> str:

@@ -12,7 +12,7 @@ import json
 import re
 import shutil
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ from vlmbench_leaderboard.config import default_config_path
 SCRIPT = (("Which single option", "A"), ("What verdict did the assistant give", "unsafe"), ("Which of these answers", "none"))
 JUDGE_MODEL = "judge-model"
 HOSTILE = "<img src=x onerror=alert(1)>\u202e"
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
 def judge_args(server: FaultServer, model: str = JUDGE_MODEL) -> str:
@@ -386,23 +385,6 @@ def test_tables_name_the_judge_of_every_entry(site: Path) -> None:
     assert "<img" not in md and "&lt;img src=x onerror=alert(1)&gt;?" in md and "names its judge" in md
     html = (site / "index.html").read_text(encoding="utf-8")
     assert "<img src=x" not in html and "\u202e" not in html and "&lt;img src=x onerror=alert(1)&gt;?" in html
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--window-size=1400,1000"):
-        options.add_argument(arg)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    options.binary_location = str(CHROMIUM)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    yield driver
-    driver.quit()
 
 
 def test_page_shows_the_judge_as_inert_text(browser: Any, site: Path) -> None:

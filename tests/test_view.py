@@ -11,7 +11,6 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ import pytest
 
 from conftest import cli, run_dir
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SCRIPT = "<script>window.__pwned = 1; alert(1)</script>"
 IMG = '<img src=x onerror="window.__pwned = 2; alert(2)">'
 BREAKOUT = "</script><script>window.__pwned = 3; alert(3)</script>"
@@ -89,33 +87,6 @@ def test_page_holds_escaped_data_and_one_script(page: Path) -> None:
     assert set(thumbs) == {"blank"} | {s["thumb"] for s in samples.values() if s["thumb"] and s["thumb"] != "blank"}
     assert all(s["thumb"] in thumbs for s in samples.values())  # every image has its thumbnail, each made once
     assert all(url.startswith("data:image/jpeg;base64,") for url in thumbs.values())
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1400,1000",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(arg)
-    options.binary_location = str(CHROMIUM)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    yield driver
-    driver.quit()
 
 
 def cards(driver: Any) -> list[Any]:
