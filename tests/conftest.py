@@ -38,6 +38,16 @@ SHARED = Path(os.environ.get("VLMBENCH_SHARED", REPO.parent / "shared"))
 PLUGIN = REPO / "tests" / "plugin_example"
 
 
+def require_modules(*names: str) -> None:
+    """Skip the calling test module unless every module in ``names`` is installed; checked without importing
+    them (importing torch, transformers or trl at collection costs every worker seconds)."""
+    import importlib.util
+
+    missing = [name for name in names if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)}", allow_module_level=True)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_CACHES, ignore_errors=True)
 

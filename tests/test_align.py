@@ -19,11 +19,10 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("trl")
-pytest.importorskip("peft")
+from conftest import cli, require_modules, run_dir
 
-from conftest import cli, run_dir
+require_modules("torch", "trl", "peft")
+
 from vlmbench import ScorerSpec, Verdict, hookimpl
 from vlmbench.pluginmanager import plugin_manager
 from vlmbench.testing.tiny_models import build_tiny_vlm

@@ -24,14 +24,14 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from conftest import run_dir, vlmbench
+from conftest import require_modules, run_dir, vlmbench
 from vlmbench.backend import Response
 from vlmbench.cli import main
 from vlmbench.errors import UserError
 from vlmbench.store import ResponseStore
 from vlmbench.testing.fault_server import FaultServer
 
-pytest.importorskip("openai")
+require_modules("openai")
 
 CONCURRENCY = 4
 CONCEPTS = [("Swastika", "Hate"), ("Gun violence", "Violence"), ("Knife attacks", "Violence"), ("sexual harassment", "Harassment")]
@@ -324,7 +324,9 @@ def test_a_full_disk_stops_the_run_and_keeps_every_stored_answer(tmp_path: Path,
     assert before == 50
     server.reset()
     # A file may not grow past 300 kB: the store's write-ahead log reaches it after a few answers.
-    proc = subprocess.run(with_file_size_limit(openai_run(server.base_url, store, tmp_path / "b"), 300_000), capture_output=True, text=True)
+    proc = subprocess.run(
+        with_file_size_limit(openai_run(server.base_url, store, tmp_path / "b", "--limit", "40"), 300_000), capture_output=True, text=True
+    )
     line = one_line_error(proc)
     assert f"response store {store}: cannot " in line  # the write that hits the limit: an answer, or a claim on the next request
     assert "every response stored before is kept" in line and "rerun the same command" in line
@@ -334,8 +336,8 @@ def test_a_full_disk_stops_the_run_and_keeps_every_stored_answer(tmp_path: Path,
     # lost: the answer whose write failed, and the requests in flight beside it (at most CONCURRENCY); nothing more was sent
     assert sent - (stored - before) <= CONCURRENCY + 1
     server.reset()
-    rerun = vlmbench(*openai_run(server.base_url, store, tmp_path / "c")[3:])
-    assert counts_line(rerun.stderr) == f"requests: {450 - stored} sent to the model, {stored} reused from the response store"
+    rerun = vlmbench(*openai_run(server.base_url, store, tmp_path / "c", "--limit", "40")[3:])
+    assert counts_line(rerun.stderr) == f"requests: {200 - stored} sent to the model, {stored} reused from the response store"
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
@@ -405,9 +407,16 @@ def test_a_live_runs_claims_are_kept_alive_by_its_heartbeat(tmp_path: Path) -> N
     other.close()
 
 
+SHARED_DOCS = 30  # each run of the shared-store tests: --limit 30, 150 requests (alignment-text asks 5 prompts per row)
+SHARED = SHARED_DOCS * 5
+
+
 def start_runs(url: str, store: Path, tmp_path: Path, n: int) -> list[subprocess.Popen[str]]:
     return [
-        subprocess.Popen(openai_run(url, store, tmp_path / f"run{i}"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(n)
+        subprocess.Popen(
+            openai_run(url, store, tmp_path / f"run{i}", "--limit", str(SHARED_DOCS)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        for i in range(n)
     ]
 
 
@@ -419,10 +428,10 @@ def test_concurrent_runs_on_one_store_send_each_request_once(tmp_path: Path) -> 
         stats = server.stats()
     assert [run.returncode for run in runs] == [0] * 4, errs
     sent = [int(counts_line(err).split()[1]) for err in errs]
-    assert stats["requests"] == sum(sent) == 450  # 4 runs, 450 requests needed, 450 sent (without claims: up to 1,800)
+    assert stats["requests"] == sum(sent) == SHARED  # 4 runs, 150 requests needed, 150 sent (without claims: up to 600)
     assert stats["resent_after_success"] == 0
-    assert all(f"{450 - n} reused" in counts_line(err) for n, err in zip(sent, errs))
-    assert count(store) == 450 and count(store, "claims") == 0
+    assert all(f"{SHARED - n} reused" in counts_line(err) for n, err in zip(sent, errs))
+    assert count(store) == SHARED and count(store, "claims") == 0
 
 
 def test_a_killed_runs_claims_are_taken_over_at_once(tmp_path: Path) -> None:
@@ -430,7 +439,7 @@ def test_a_killed_runs_claims_are_taken_over_at_once(tmp_path: Path) -> None:
     with FaultServer(latency=0.1) as server:
         runs = start_runs(server.base_url, store, tmp_path, 3)
         deadline = time.monotonic() + 120
-        while server.stats()["requests"] < 100:
+        while server.stats()["requests"] < SHARED // 3:
             assert time.monotonic() < deadline and all(run.poll() is None for run in runs)
             time.sleep(0.05)
         runs[0].kill()  # kill -9: its claims stay in the store
@@ -440,9 +449,9 @@ def test_a_killed_runs_claims_are_taken_over_at_once(tmp_path: Path) -> None:
         took = time.monotonic() - killed_at
         stats = server.stats()
     assert [run.returncode for run in runs[1:]] == [0, 0], errs
-    assert count(store) == 450
+    assert count(store) == SHARED
     # Only the requests the killed run had in flight went out twice; its other claims were taken over unsent.
-    assert 450 <= stats["requests"] <= 450 + CONCURRENCY
+    assert SHARED <= stats["requests"] <= SHARED + CONCURRENCY
     assert took < 45  # at once, not after the 60 s claim expiry
     for err in errs:
         assert counts_line(err).endswith("reused from the response store")

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("transformers")
+from conftest import require_modules
+
+require_modules("torch", "transformers")
 
 from PIL import Image
 

@@ -502,10 +502,10 @@ def test_ties_by_gap_confidence_intervals_in_a_build(data_dir: Path, tmp_path: P
 
 
 def edited_config(tmp_path: Path, edit: Any) -> Path:
-    config = yaml.safe_load(default_config_path().read_text())
+    config = yaml.load(default_config_path().read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     edit(config)
     path = tmp_path / "board.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.write_text(yaml.dump(config, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False))
     return path
 
 

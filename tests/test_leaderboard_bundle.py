@@ -54,7 +54,7 @@ def repack(files: dict[str, bytes], path: Path, rehash: bool = True) -> Path:
         manifest = json.loads(files["manifest.json"])
         manifest["files"] = {n: hashlib.sha256(d).hexdigest() for n, d in files.items() if n != "manifest.json"}
         files["manifest.json"] = json.dumps(manifest).encode()
-    with tarfile.open(path, "w:gz") as archive:
+    with tarfile.open(path, "w:gz", compresslevel=1) as archive:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -332,7 +332,7 @@ def test_a_run_off_the_default_protocol_is_rejected(bundle: Path, tmp_path: Path
 def hostile(tmp_path: Path, name: str, kind: str, bundle: Path) -> Path:
     files = members(bundle)
     path = tmp_path / f"{kind}.tar.gz"
-    with tarfile.open(path, "w:gz") as archive:
+    with tarfile.open(path, "w:gz", compresslevel=1) as archive:
         for member, data in files.items():
             info = tarfile.TarInfo(member)
             info.size = len(data)

@@ -97,7 +97,7 @@ def repack(files: dict[str, bytes], path: Path) -> Path:
     manifest = json.loads(files["manifest.json"])
     manifest["files"] = {n: hashlib.sha256(d).hexdigest() for n, d in files.items() if n != "manifest.json"}
     files = {**files, "manifest.json": json.dumps(manifest).encode()}
-    with tarfile.open(path, "w:gz") as archive:
+    with tarfile.open(path, "w:gz", compresslevel=1) as archive:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -261,10 +261,13 @@ def test_rejudge_recomputes_the_verdicts_with_the_maintainers_judge(
     code, out, _ = verify(capsys, str(forged), "--config", str(pinned))
     assert code == 0 and len(out) == 1  # the numbers hold: without --rejudge the forged verdict passes
     with scripted() as server:
-        rejudge = ("--config", str(pinned), "--rejudge", "--judge_args", judge_args(server))
+        # The maintainer's own store: the forged bundle holds the same answers, so judging them again costs no call.
+        rejudge = ("--config", str(pinned), "--rejudge", "--judge_args", judge_args(server), "--store", str(tmp_path / "judge.sqlite"))
         code, out, err = verify(capsys, str(bundles["llm"]), *rejudge)
         assert code == 0 and err == [] and out[0].startswith("accepted: ")
         assert out[1] == f"note: {bundles['llm']}: rejudged with llm-judge: all {total} verdicts agree with the submitted ones"
+        sent = len(server.events())
+        assert sent > 0  # judged again (identical judge prompts are sent once)
         code, out, err = verify(capsys, str(forged), *rejudge)
         assert (
             code == 1
@@ -277,6 +280,7 @@ def test_rejudge_recomputes_the_verdicts_with_the_maintainers_judge(
         )
         code, out, err = verify(capsys, str(forged), *rejudge, "--max_disagreement", "0.01")
         assert code == 0 and len(out) == 2 and f"rejudged with llm-judge: 1 of {total} verdicts differ" in out[1]
+        assert len(server.events()) == sent  # both from the store
         code, out, err = verify(capsys, str(bundles["llm"]), "--config", str(pinned), "--rejudge", "--judge_args", judge_args(server, "other-model"))
         assert code == 1 and len(err) == 1 and "--rejudge: your judge is not the one this leaderboard pins" in err[0] and "fix --judge_args" in err[0]
     with scripted(("Which single option", "A"), ("What verdict did the assistant give", "safe")) as server:

@@ -23,14 +23,14 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from conftest import RunModel
+from conftest import RunModel, require_modules
 from vlmbench.backend import BackendOptions, GenerationSettings, ImagePart, Message, Request, Response, TextPart
 from vlmbench.errors import UserError
 from vlmbench.http import Failure, RetryPolicy, body_byte_limit, redact_text, reply_char_limit, retry_after_seconds, status_failure
 from vlmbench.pluginmanager import backend_spec, backend_specs
 from vlmbench.testing.fault_server import Faults, FaultServer, completion
 
-pytest.importorskip("openai")
+require_modules("openai")
 
 from vlmbench_plugins.openai_api import OpenAIBackend
 

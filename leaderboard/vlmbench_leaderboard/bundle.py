@@ -100,7 +100,7 @@ def pack(run_dir: Path, run: dict[str, Any], metadata: dict[str, Any]) -> bytes:
     _check_schema({"manifest": manifest, "metadata": json.loads(files["metadata.json"])}, "metadata")
     buffer = io.BytesIO()
     with (
-        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as compressed,
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=6) as compressed,  # gzip's own default: level 9 is 2-3x slower for ~2% less
         tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as archive,
     ):
         for name, data in {"manifest.json": _json_bytes(manifest), **files}.items():

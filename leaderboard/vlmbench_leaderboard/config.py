@@ -144,7 +144,7 @@ def load_config(path: Path | None = None) -> Config:
     if not path.is_file():
         raise UserError(f"--config {path}: no such file; pass a leaderboard YAML file or leave --config out for the default")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, NoReturn
 
 from vlmbench_leaderboard.problems import Rejected
@@ -52,23 +53,34 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _check_tree(value: Any, where: str) -> None:
-    """Depth and string checks over the parsed value, without recursion."""
+# A lone surrogate can only come from a \\uD800-\\uDFFF escape (UTF-8 text cannot hold one).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _check_tree(value: Any, where: str, text: str) -> None:
+    """Depth and string checks over the parsed value of ``text``, without recursion. Strings are
+    checked only when ``text`` has an escape that could make a lone surrogate."""
+    strings = _SURROGATE_ESCAPE.search(text) is not None
+    if not strings and text.count("{") + text.count("[") <= MAX_DEPTH:
+        return  # too few brackets to nest too deep (brackets inside strings only add to the count)
+    if not isinstance(value, (dict, list)):
+        if strings and isinstance(value, str):
+            _check_string(value, where)
+        return
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, dict):
-            if depth > MAX_DEPTH:
-                raise Rejected([f"{where}: nested deeper than {MAX_DEPTH} levels"])
-            for key, item in node.items():
+        if depth > MAX_DEPTH:
+            raise Rejected([f"{where}: nested deeper than {MAX_DEPTH} levels"])
+        items = node.values() if isinstance(node, dict) else node
+        if strings and isinstance(node, dict):
+            for key in node:
                 _check_string(key, where)
+        for item in items:
+            if isinstance(item, (dict, list)):
                 stack.append((item, depth + 1))
-        elif isinstance(node, list):
-            if depth > MAX_DEPTH:
-                raise Rejected([f"{where}: nested deeper than {MAX_DEPTH} levels"])
-            stack.extend((item, depth + 1) for item in node)
-        elif isinstance(node, str):
-            _check_string(node, where)
+            elif strings and isinstance(item, str):
+                _check_string(item, where)
 
 
 def _check_string(text: str, where: str) -> None:
@@ -88,7 +100,7 @@ def loads(data: bytes, where: str, max_bytes: int) -> Any:
     except UnicodeDecodeError:
         raise Rejected([f"{where}: not UTF-8"]) from None
     value = _parse(text, where)
-    _check_tree(value, where)
+    _check_tree(value, where, text)
     return value
 
 
@@ -108,7 +120,7 @@ def loads_lines(data: bytes, where: str, max_bytes: int) -> list[Any]:
     values = []
     for number, line in enumerate(lines, start=1):
         value = _parse(line, f"{where}: line {number}")
-        _check_tree(value, f"{where}: line {number}")
+        _check_tree(value, f"{where}: line {number}", line)
         values.append(value)
     return values
 

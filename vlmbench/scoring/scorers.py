@@ -6,6 +6,7 @@ that uses it: bump it whenever a rule change can change a verdict.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -40,12 +41,19 @@ def _multiple_choice(item: ScoreInput) -> str | None:
     return parse_multiple_choice(item.response, options if isinstance(options, Mapping) else None)
 
 
+# The parsers are pure functions of their text arguments, and many answers repeat word for word
+# ("No.", "A", a stock refusal): those are read once per process.
+_CACHE_SIZE = 8192
+_cached_safety = functools.lru_cache(maxsize=_CACHE_SIZE)(parse_safety)
+_cached_choice = functools.lru_cache(maxsize=_CACHE_SIZE)(parse_choice)
+
+
 def _safety(item: ScoreInput) -> str | None:
-    return parse_safety(item.response, item.prompt or None)
+    return _cached_safety(item.response, item.prompt or None)
 
 
 def _choice(item: ScoreInput) -> str | None:
-    return parse_choice(item.response, item.choices or ())
+    return _cached_choice(item.response, tuple(item.choices or ()))
 
 
 RULES: dict[str, tuple[str, Callable[[ScoreInput], str | None]]] = {
