@@ -219,6 +219,45 @@ def test_openai_sends_stored_files_byte_for_byte_and_reruns_touch_no_pixel(
     assert all(task["requests"]["sent"] == 0 for task in manifest["tasks"].values())
 
 
+def parquet_copy(folder: Path, seed: int) -> Path:
+    """A hub-format copy (parquet, image bytes inside the file) of four PNG images; ``seed`` changes the images."""
+    import datasets
+
+    rows = [
+        {"image": {"bytes": encoded(picture(20 + i, 12, seed + i), "PNG"), "path": None}, "unsafe_concept": c, "category": k}
+        for i, (c, k) in enumerate(CONCEPTS)
+    ]
+    features = datasets.Features({"image": datasets.Image(), "unsafe_concept": datasets.Value("string"), "category": datasets.Value("string")})
+    data = datasets.Dataset.from_list(rows, features=features)
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    data.to_parquet(str(folder / "data" / "train-00000-of-00001.parquet"))
+    return folder
+
+
+def test_image_hashes_are_kept_between_runs_and_never_outlive_their_data(tmp_path: Path, hashes: Counted, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("openai")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    folder = parquet_copy(tmp_path / "UnsafeConcepts", seed=1)
+    store = tmp_path / "store.sqlite"
+    with FaultServer() as server:
+        args = ["--model_args", f"base_url={server.base_url},model=tiny", "--store", str(store)]
+        assert main(hub_run(folder, tmp_path / "a", "openai", *args)) == 0
+        first = server.stats()["requests"]
+        assert first == 4 * 6 and hashes.calls == 4  # 4 images, 1 + 5 prompts each; each image hashed once
+        hashes.results.clear()
+        assert main(hub_run(folder, tmp_path / "b", "openai", *args)) == 0
+        # The rerun reads every answer from the store and every image's hash from the last run: no byte hashed.
+        assert server.stats()["requests"] == first and hashes.calls == 0
+        records = [json.loads(line) for line in (run_dir(tmp_path / "b") / "samples" / "perception-image.jsonl").read_text().splitlines()]
+        assert sorted(r["image"]["sha256"] for r in records) == sorted(
+            images.check_encoded(encoded(picture(20 + i, 12, 1 + i), "PNG")).sha256 for i in range(4)
+        )
+        # New images in the same place: the kept hashes are not used, and every changed request is sent.
+        parquet_copy(folder, seed=7)
+        assert main(hub_run(folder, tmp_path / "c", "openai", *args)) == 0
+        assert hashes.calls == 4 and server.stats()["requests"] == 2 * first
+
+
 def test_openai_downscales_only_when_asked_and_says_so_in_its_identity() -> None:
     pytest.importorskip("openai")
     from vlmbench_plugins.openai_api import OpenAIBackend, encode_image, parse_settings

@@ -200,9 +200,11 @@ def evaluate(config: EvalConfig) -> RunResult:
         if group.is_main:
             write_json(run_dir / MANIFEST, manifest)  # from the start: a run killed in its first task is a partial run folder
             progress_log.info("%s", request_plan(tasks, [len(samples) for samples, _ in prepared], config.limit))
-        for task, ready in zip(tasks, prepared):
+        for position, task in enumerate(tasks):
             name = f"{task.name}.jsonl" if group.world == 1 else f"{task.name}.rank{group.rank}.jsonl"
+            ready, prepared[position] = prepared[position], ([], None)  # its data is let go once answered (memory maps too)
             prediction = predict_task(task, ctx, run_dir / "samples" / name, ready)
+            del ready
             group.wait()
             if group.is_main:
                 if group.world > 1:

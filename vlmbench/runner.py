@@ -199,6 +199,7 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
             stored.request_id = sample.id
             _write(out, new_record(task.name, index, sample, image_sha, stored, reused=True, key=key))
             prediction.reused += 1
+        table.save_hashes()  # every image of this shard is hashed by now: the next run reads the hashes
         not_reused = "response store not used" if ctx.store is None else None if reusable else "sampled requests are reused only with --reuse_sampled"
         announce_reusable(task.name, prediction.reused, len(indexed), not_reused)
         with TaskProgress(task.name, len(indexed), prediction.reused) as progress:

@@ -16,6 +16,7 @@ a failed write (full disk) says that everything stored so far is kept and how to
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -69,11 +70,17 @@ def default_store_path() -> Path:
 
 def generation_identity(settings: GenerationSettings) -> dict[str, Any]:
     """The generation settings that can change an answer (a greedy request ignores seed and sampling knobs)."""
+    return dict(_generation_identity(settings))
+
+
+@functools.lru_cache(maxsize=256)
+def _generation_identity(settings: GenerationSettings) -> tuple[tuple[str, Any], ...]:
+    # A task's requests share one (frozen) settings object: worked out once, not once per request.
     values = asdict(settings)
     if not settings.do_sample:
         for ignored in ("seed", "temperature", "top_p"):
             values.pop(ignored)
-    return values
+    return tuple(values.items())
 
 
 def is_deterministic(settings: GenerationSettings) -> bool:

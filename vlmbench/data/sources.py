@@ -14,8 +14,9 @@ from typing import Any
 from PIL import Image
 
 from vlmbench.data import images
-from vlmbench.data.builtin import SYNTHETIC_NOTE, builtin_dataset
+from vlmbench.data.builtin import SYNTHETIC_NOTE, builtin_dataset, cache_dir
 from vlmbench.data.concepts import ConceptCatalog
+from vlmbench.data.hashcache import ImageHashes, files_identity
 from vlmbench.data.images import BadImage
 from vlmbench.errors import TaskSkipped, UserError
 
@@ -51,6 +52,7 @@ class DocTable:
     infos: list[DatasetInfo] = field(default_factory=list)
     _encoded: dict[tuple[int, str], Any] = field(default_factory=dict)
     _hashes: dict[tuple[int, int, str], str] = field(default_factory=dict)
+    _kept: dict[tuple[int, str], ImageHashes | None] = field(default_factory=dict)
     safe_controls_missing: str | None = None  # why the task's safe-control dataset could not be loaded (then none are scored)
 
     def _cell(self, row: dict[str, Any], column: str) -> Any:
@@ -71,15 +73,37 @@ class DocTable:
         return f"image of dataset {self.infos[row['_source']].path} row {row['_row']} column '{column}'" + (f" ({path})" if path else "")
 
     def image_sha256(self, row: dict[str, Any], column: str = "image") -> str:
-        """sha256 of the image's encoded bytes as stored, without decoding it; :class:`BadImage` when unreadable."""
+        """sha256 of the image's encoded bytes as stored, without decoding it; :class:`BadImage` when unreadable.
+        Hashes of images held inside the dataset's files are kept between runs (:mod:`vlmbench.data.hashcache`)."""
         source, index = row["_source"], row["_row"]
         if (source, index, column) not in self._hashes:
-            cell = self._cell(row, column)
-            try:
-                self._hashes[source, index, column] = images.sha256(cell)
-            except BadImage as exc:
-                raise BadImage(f"{self._where(row, column, cell)}: {exc}") from None
+            kept = self._kept_hashes(source, column)
+            digest = kept.rows.get(index) if kept is not None else None
+            if digest is None:
+                cell = self._cell(row, column)
+                try:
+                    digest = images.sha256(cell)
+                except BadImage as exc:
+                    raise BadImage(f"{self._where(row, column, cell)}: {exc}") from None
+                # Only bytes held in the dataset's own (unchanging) files: a file an image path names may change.
+                if kept is not None and isinstance(cell, dict) and cell.get("bytes") is not None:
+                    kept.rows[index] = digest
+            self._hashes[source, index, column] = digest
         return self._hashes[source, index, column]
+
+    def _kept_hashes(self, source: int, column: str) -> ImageHashes | None:
+        """The kept image hashes of a dataset column, for data read from Arrow files on disk (else None)."""
+        if (source, column) not in self._kept:
+            files = [str(f["filename"]) for f in getattr(self.sources[source], "cache_files", None) or [] if f.get("filename")]
+            identity = files_identity(files, self.infos[source].fingerprint) if files else None
+            self._kept[source, column] = ImageHashes(cache_dir() / "image-sha256", identity, column) if identity else None
+        return self._kept[source, column]
+
+    def save_hashes(self) -> None:
+        """Keep the image hashes computed by this run for the next one (see :meth:`image_sha256`)."""
+        for kept in self._kept.values():
+            if kept is not None:
+                kept.save()
 
     def encoded_image(self, row: dict[str, Any], column: str = "image", sha256: str | None = None) -> images.EncodedImage:
         """The image of ``row`` as stored (bytes, format, size, hash), checked without decoding a pixel

@@ -16,6 +16,10 @@ from vlmbench.scoring.rules import parse_choice, parse_multiple_choice, parse_sa
 
 RULES_VERSION = "2"
 
+# The parsers are pure functions of their text arguments, and many answers repeat word for word
+# ("No.", "A", a stock refusal): those are read once per process.
+_CACHE_SIZE = 8192
+
 
 @dataclass(frozen=True)
 class RuleScorer:
@@ -38,12 +42,19 @@ class RuleScorer:
 
 def _multiple_choice(item: ScoreInput) -> str | None:
     options = item.doc.get("options")
-    return parse_multiple_choice(item.response, options if isinstance(options, Mapping) else None)
+    if not isinstance(options, Mapping):
+        return _cached_multiple_choice(item.response, None)
+    try:
+        return _cached_multiple_choice(item.response, tuple(options.items()))
+    except TypeError:  # an option value that cannot be a cache key
+        return parse_multiple_choice(item.response, options)
 
 
-# The parsers are pure functions of their text arguments, and many answers repeat word for word
-# ("No.", "A", a stock refusal): those are read once per process.
-_CACHE_SIZE = 8192
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _cached_multiple_choice(response: str, options: tuple[tuple[str, str], ...] | None) -> str | None:
+    return parse_multiple_choice(response, dict(options) if options is not None else None)
+
+
 _cached_safety = functools.lru_cache(maxsize=_CACHE_SIZE)(parse_safety)
 _cached_choice = functools.lru_cache(maxsize=_CACHE_SIZE)(parse_choice)
 
