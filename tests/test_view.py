@@ -233,3 +233,46 @@ def test_serve_binds_127_0_0_1_only(run: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_thumbnails_of_hub_data_come_from_the_runs_local_copy(tmp_path: Path) -> None:
+    import io
+
+    import datasets
+    from PIL import Image
+
+    def png(shade: int) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (24, 16), (shade, 90, 200)).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    concepts = [("Swastika", "Hate"), ("Gun violence", "Violence")]
+    rows = [{"image": {"bytes": png(40 * i), "path": None}, "unsafe_concept": c, "category": k} for i, (c, k) in enumerate(concepts)]
+    features = datasets.Features({"image": datasets.Image(), "unsafe_concept": datasets.Value("string"), "category": datasets.Value("string")})
+    copy = tmp_path / "UnsafeConcepts"
+    (copy / "data").mkdir(parents=True)
+    datasets.Dataset.from_list(rows, features=features).to_parquet(str(copy / "data" / "train-00000-of-00001.parquet"))
+    data_files = ("--data_files", f"yiting/UnsafeConcepts={copy}")
+    cli(
+        "run",
+        "--model",
+        "always-safe",
+        "--tasks",
+        "perception-image",
+        "--data",
+        "hub",
+        *data_files,
+        "--no_store",
+        "--output_path",
+        str(tmp_path / "out"),
+    )
+    folder = run_dir(tmp_path / "out")
+    cli("view", str(folder), "--out", str(tmp_path / "with.html"), *data_files)
+    data = page_data((tmp_path / "with.html").read_text(encoding="utf-8"))
+    assert len(data["thumbs"]) == 2 and all(url.startswith("data:image/") for url in data["thumbs"].values())
+    # Without the local copy the hub dataset cannot be reached offline: the page says so and shows no thumbnail.
+    proc = cli("view", str(folder), "--out", str(tmp_path / "without.html"))
+    assert page_data((tmp_path / "without.html").read_text(encoding="utf-8"))["thumbs"] == {}
+    assert "perception-image: no thumbnails (" in proc.stderr
+    bad = cli("view", str(folder), "--data_files", "yiting/UnsafeConcepts", check=False)
+    assert bad.returncode == 2 and bad.stderr.strip() == "vlmbench: error: --data_files: 'yiting/UnsafeConcepts' is not HUB_ID=LOCAL_PATH"

@@ -226,13 +226,9 @@ def evaluate(config: EvalConfig) -> RunResult:
 
 def _use_data_files(data_files: Mapping[str, str]) -> None:
     """Serve the hub datasets of ``--data_files`` from their local copies (this call's only, never an earlier call's)."""
-    from vlmbench.data import sources
+    from vlmbench.data.sources import use_local_copies
 
-    sources.LOCAL_COPIES.clear()
-    for hub_id, local in data_files.items():
-        if not Path(local).expanduser().exists():
-            raise UserError(f"--data_files: {local} does not exist; point {hub_id} to a local copy of the dataset")
-        sources.LOCAL_COPIES[hub_id] = str(local)
+    use_local_copies(dict(data_files))
 
 
 def task_documents(config: EvalConfig, task: str, step_args: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[Any, list[Any], Any]:

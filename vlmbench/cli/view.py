@@ -22,10 +22,12 @@ HOST = "127.0.0.1"  # never another interface: a run's prompts and responses are
 
 def view(ns: argparse.Namespace) -> int:
     """Write the page (default ``RUN_DIR/view.html``), or serve it with ``--serve``."""
+    from vlmbench.evaluation import parse_data_files
     from vlmbench.view.data import load_run
     from vlmbench.view.page import render_page
 
-    data = load_run(Path(ns.run_dir), ns.include_path or [], thumbnails=not ns.no_thumbnails)
+    data_files = parse_data_files(ns.data_files)
+    data = load_run(Path(ns.run_dir), ns.include_path or [], thumbnails=not ns.no_thumbnails, data_files=data_files)
     page, csp = render_page(data)
     for note in data["notes"]:
         print(f"vlmbench: note: {note}", file=sys.stderr)
@@ -101,6 +103,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--serve", action="store_true", help=f"serve the page on {HOST} instead of writing it (Ctrl-C stops)")
     parser.add_argument("--port", type=port, default=DEFAULT_PORT, help=f"port for --serve (default: {DEFAULT_PORT}; 0 picks a free one)")
     parser.add_argument("--no_thumbnails", action="store_true", help="leave out image thumbnails (faster; no dataset is loaded)")
+    parser.add_argument(
+        "--data_files",
+        action="append",
+        metavar="HUB_ID=PATH",
+        help="the local copies the run was given with --data_files, for thumbnails (repeatable)",
+    )
     types.add_include_path(parser)
     parser.set_defaults(func=view)
 

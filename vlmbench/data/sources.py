@@ -278,3 +278,13 @@ def _is_image_column(dataset: Any, column: str) -> bool:
     import datasets
 
     return isinstance(dataset.features.get(column), datasets.Image)
+
+
+def use_local_copies(data_files: dict[str, str]) -> None:
+    """Serve the hub datasets of ``--data_files`` (hub id -> local path) from their local copies, and no
+    others (an earlier call's are forgotten); a path that does not exist is a one-line error."""
+    LOCAL_COPIES.clear()
+    for hub_id, local in data_files.items():
+        if not Path(local).expanduser().exists():
+            raise UserError(f"--data_files: {local} does not exist; point {hub_id} to a local copy of the dataset")
+        LOCAL_COPIES[hub_id] = str(local)

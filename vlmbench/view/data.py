@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,9 +162,15 @@ def _samples_path(run_dir: Path, name: str, entry: dict[str, Any] | None) -> Pat
     return path if path.parent == (run_dir / "samples").resolve() and path.is_file() else None
 
 
-def load_run(run_dir: Path | str, include_path: Sequence[Path | str] = (), thumbnails: bool = True) -> dict[str, Any]:
-    """Everything the page shows of a run folder: run facts, tasks with samples, thumbnails, notes."""
+def load_run(
+    run_dir: Path | str, include_path: Sequence[Path | str] = (), thumbnails: bool = True, data_files: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Everything the page shows of a run folder: run facts, tasks with samples, thumbnails, notes.
+    ``data_files``: hub id -> local copy, as the run was given them (for the thumbnails of hub data)."""
+    from vlmbench.data.sources import use_local_copies
     from vlmbench.results import parse_records, read_manifest
+
+    use_local_copies(dict(data_files or {}))
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
