@@ -18,6 +18,10 @@ def test_ls_lists_builtin_tasks_groups_and_models() -> None:
     for name in ("perception-image", "perception-text", "alignment-image", "alignment-text", "general-capability"):
         assert name in tasks
     assert "unsafeconcepts  perception-image, perception-text, alignment-image, alignment-text" in tasks
+    names = [line.split()[0] for line in tasks.split("\n\n")[0].splitlines()[2:]]
+    # by name, the standalone task (never part of `all`) last and marked
+    assert names[-1] == "alignment-test-split" and names[:-1] == sorted(names[:-1])
+    assert "(standalone: not in all)" in tasks.splitlines()[len(names) + 1]
     models = vlmbench("ls", "models").stdout
     for name in ("random", "always-safe", "always-unsafe"):
         assert name in models

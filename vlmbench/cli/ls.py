@@ -36,7 +36,10 @@ def print_tasks(include_path: Sequence[Path | str]) -> None:
     from vlmbench.registry import discover
 
     registry = discover([Path(p) for p in include_path])
-    print(tabulate([[t.name, t.version, t.description] for t in registry.tasks.values()], headers=["task", "version", "description"]))
+    # By name, with the standalone tasks (run only when named, never by `all`) last and marked.
+    tasks = sorted(registry.tasks.values(), key=lambda t: (bool(t.get("standalone")), t.name))
+    rows = [[t.name, t.version, ("(standalone: not in all) " if t.get("standalone") else "") + (t.description or "")] for t in tasks]
+    print(tabulate(rows, headers=["task", "version", "description"]))
     print()
     print(tabulate([[g.name, ", ".join(registry.select(g.name))] for g in registry.groups.values()], headers=["group", "tasks"]))
 
