@@ -338,6 +338,9 @@ def test_data_parallel_with_accelerate_on_two_cpu_processes(tiny_dir, tmp_path: 
         timeout=300,
     )
     assert parallel.returncode == 0, parallel.stderr[-3000:]
+    # Each process's progress lines say whose they are.
+    for rank in (0, 1):
+        assert f"vlmbench: [rank {rank}/2] perception-image: " in parallel.stderr, parallel.stderr[-3000:]
     single = run_model("hf", "perception-image", "--no_store", limit=6, model_args=f"pretrained={model},device=cpu")
     (dp_run,) = [p.parent for p in (tmp_path / "dp").glob("*/*/results.json")]
     manifest = json.loads((dp_run / "run.json").read_text())

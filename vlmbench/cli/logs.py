@@ -9,6 +9,7 @@ loggers are left alone. The levels and handler are put back when the command ret
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,9 +18,16 @@ LOGGERS = ("vlmbench", "vlmbench_plugins", "vlmbench_leaderboard")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
+def process_tag() -> str:
+    """``[rank R/W] `` in a process of a multi-process launch (``accelerate launch`` sets ``RANK`` and
+    ``WORLD_SIZE``), so that the interleaved lines of the processes say whose they are; else empty."""
+    rank, world = os.environ.get("RANK", ""), os.environ.get("WORLD_SIZE", "")
+    return f"[rank {rank}/{world}] " if rank.isdigit() and world.isdigit() and int(world) > 1 else ""
+
+
 class _Format(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
+        message = process_tag() + record.getMessage()
         if record.levelno >= logging.ERROR:
             return f"vlmbench: error: {message}"
         if record.levelno >= logging.WARNING:
