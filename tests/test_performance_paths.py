@@ -237,6 +237,7 @@ def parquet_copy(folder: Path, seed: int) -> Path:
 def test_image_hashes_are_kept_between_runs_and_never_outlive_their_data(tmp_path: Path, hashes: Counted, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("openai")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("VLMBENCH_CACHE_DIR", str(tmp_path / "cache"))  # this test damages the kept hashes
     folder = parquet_copy(tmp_path / "UnsafeConcepts", seed=1)
     store = tmp_path / "store.sqlite"
     with FaultServer() as server:
@@ -248,12 +249,26 @@ def test_image_hashes_are_kept_between_runs_and_never_outlive_their_data(tmp_pat
         assert main(hub_run(folder, tmp_path / "b", "openai", *args)) == 0
         # The rerun reads every answer from the store and every image's hash from the last run: no byte hashed.
         assert server.stats()["requests"] == first and hashes.calls == 0
+        # A damaged or foreign file of kept hashes is ignored: the images are hashed again, the run goes on.
+        (kept,) = (tmp_path / "cache" / "image-sha256").iterdir()
+        document = json.loads(kept.read_text())
+        for damage in (
+            "[" * 200_000,
+            '{"format": 1',
+            json.dumps({**document, "rows": {"\u00b2": "0" * 64}}),
+            json.dumps({**document, "rows": {"0": "x"}}),
+        ):
+            kept.write_text(damage)
+            hashes.results.clear()
+            assert main(hub_run(folder, tmp_path / "d", "openai", *args)) == 0
+            assert hashes.calls == 4 and server.stats()["requests"] == first
         records = [json.loads(line) for line in (run_dir(tmp_path / "b") / "samples" / "perception-image.jsonl").read_text().splitlines()]
         assert sorted(r["image"]["sha256"] for r in records) == sorted(
             images.check_encoded(encoded(picture(20 + i, 12, 1 + i), "PNG")).sha256 for i in range(4)
         )
         # New images in the same place: the kept hashes are not used, and every changed request is sent.
         parquet_copy(folder, seed=7)
+        hashes.results.clear()
         assert main(hub_run(folder, tmp_path / "c", "openai", *args)) == 0
         assert hashes.calls == 4 and server.stats()["requests"] == 2 * first
 

@@ -206,3 +206,21 @@ def test_errors_and_empty_answers_are_never_stored(tmp_path: Path) -> None:
     assert store.put("k2", response=Response("r", text="   "), **common) is False
     assert store.put("k3", response=Response("r", text="No."), **common) is True
     assert store.get("k1") is None and store.get("k2") is None and store.get("k3").text == "No."
+
+
+def test_request_keys_of_equal_settings_written_differently_stay_as_written() -> None:
+    """Settings equal as values (temperature 1 and 1.0) but written differently keep the keys they always
+    had, whichever a process met first."""
+    from dataclasses import asdict
+
+    from vlmbench.backend import GenerationSettings
+    from vlmbench.store import generation_identity
+
+    as_int, as_float = GenerationSettings(do_sample=True, temperature=1, seed=3), GenerationSettings(do_sample=True, temperature=1.0, seed=3)
+    assert as_int == as_float
+    for settings in (as_int, as_float, as_int):
+        identity = generation_identity(settings)
+        assert json.dumps(identity) == json.dumps(asdict(settings))
+        identity["temperature"] = 99  # a caller's copy: the next call is not affected
+    assert json.dumps(generation_identity(as_int)) != json.dumps(generation_identity(as_float))
+    assert generation_identity(GenerationSettings(temperature=0.7, seed=5)) == {"max_new_tokens": 128, "do_sample": False, "stop": ()}

@@ -87,7 +87,7 @@ class _Images:
         for data held only in memory), the row and the column."""
         source = sample.doc["_source"]
         files = tuple(sorted(str(f.get("filename")) for f in getattr(self.table.sources[source], "cache_files", None) or []))
-        origin: Any = (files, self.table.infos[source].fingerprint) if files else ("table", id(self.table), source)
+        origin: Any = (files, self.table.infos[source].fingerprint) if files else ("table", self.table.serial, source)
         return (origin, sample.doc["_row"], sample.image)
 
     def sha256(self, sample: Sample) -> str | None:

@@ -70,11 +70,12 @@ def default_store_path() -> Path:
 
 def generation_identity(settings: GenerationSettings) -> dict[str, Any]:
     """The generation settings that can change an answer (a greedy request ignores seed and sampling knobs)."""
-    return dict(_generation_identity(settings))
+    # Keyed by the value types too: settings with temperature 1 and 1.0 are equal but serialise apart.
+    return dict(_generation_identity(settings, tuple(type(v) for v in vars(settings).values())))
 
 
 @functools.lru_cache(maxsize=256)
-def _generation_identity(settings: GenerationSettings) -> tuple[tuple[str, Any], ...]:
+def _generation_identity(settings: GenerationSettings, types: tuple[type, ...]) -> tuple[tuple[str, Any], ...]:
     # A task's requests share one (frozen) settings object: worked out once, not once per request.
     values = asdict(settings)
     if not settings.do_sample:

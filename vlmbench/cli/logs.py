@@ -22,7 +22,8 @@ def process_tag() -> str:
     """``[rank R/W] `` in a process of a multi-process launch (``accelerate launch`` sets ``RANK`` and
     ``WORLD_SIZE``), so that the interleaved lines of the processes say whose they are; else empty."""
     rank, world = os.environ.get("RANK", ""), os.environ.get("WORLD_SIZE", "")
-    return f"[rank {rank}/{world}] " if rank.isdigit() and world.isdigit() and int(world) > 1 else ""
+    numbers = rank.isascii() and rank.isdigit() and world.isascii() and world.isdigit()
+    return f"[rank {rank}/{world}] " if numbers and int(world) > 1 else ""
 
 
 class _Format(logging.Formatter):

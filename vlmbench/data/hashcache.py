@@ -3,10 +3,12 @@
 A response store keys each request by the hashes of its images, so every run hashes the encoded bytes
 of every image it sends (about 1.3 GB at the study's full size). A dataset's Arrow cache files never
 change once written (``datasets`` writes new files, under a new fingerprint, for changed data), so the
-hashes of one image column are kept in a small JSON file named after those files (path, size,
-modification time) and the dataset's fingerprint: the next run over the same files reads them
-instead of hashing the bytes again. Any change to the files, a file that cannot be read, or a value that
-is not a sha256 means the images are hashed again.
+hashes of one image column are kept in a small JSON file named after those files (device, inode, path,
+size, modification and change times) and the dataset's fingerprint: the next run over the same files
+reads them instead of hashing the bytes again. The files are identified when the data is loaded, and
+the hashes are written only if the files are still those then. Any change to the files (a rewrite, a
+replacement, even one that keeps size and modification time: the change time and inode differ), a file
+that cannot be read, or a value that is not a sha256 means the images are hashed again.
 """
 
 from __future__ import annotations
@@ -23,35 +25,38 @@ from typing import Any
 
 FORMAT = 1
 _HEX = re.compile(r"[0-9a-f]{64}")
+_ROW = re.compile(r"[0-9]{1,12}")
 
 
 def files_identity(cache_files: Iterable[str], fingerprint: str) -> str | None:
-    """What identifies a dataset's stored rows: its Arrow files (path, size, modification time) and
-    fingerprint; None when a file cannot be read (then nothing is kept)."""
+    """What identifies a dataset's stored rows: its Arrow files (device, inode, path, size, modification
+    and change times) and fingerprint; None when a file cannot be read (then nothing is kept)."""
     parts = [f"fingerprint={fingerprint}"]
     for name in sorted(cache_files):
         try:
             stat = os.stat(name)
         except OSError:
             return None
-        parts.append(f"{os.path.abspath(name)}:{stat.st_size}:{stat.st_mtime_ns}")
+        parts.append(f"{stat.st_dev}:{stat.st_ino}:{os.path.abspath(name)}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 class ImageHashes:
-    """The kept hashes of one image column of one dataset (``identity``: :func:`files_identity`)."""
+    """The kept hashes of one image column of one dataset: ``identity`` is :func:`files_identity` of
+    ``cache_files`` when the data was loaded."""
 
-    def __init__(self, folder: Path, identity: str, column: str) -> None:
+    def __init__(self, folder: Path, identity: str, column: str, cache_files: Iterable[str] = (), fingerprint: str = "") -> None:
         self.path = folder / f"{identity[:32]}-{hashlib.sha256(column.encode()).hexdigest()[:12]}.json"
         self.identity = identity
         self.column = column
+        self._files = (tuple(cache_files), fingerprint)
         self.rows: dict[int, str] = self._read()
         self._saved = len(self.rows)
 
     def _read(self) -> dict[int, str]:
         try:
             document: Any = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # unreadable, not JSON, or nested past the parser's limit
             return {}
         if not isinstance(document, dict) or document.get("format") != FORMAT or document.get("identity") != self.identity:
             return {}
@@ -59,7 +64,7 @@ class ImageHashes:
             return {}
         rows: dict[int, str] = {}
         for row, digest in document["rows"].items():
-            if not (isinstance(row, str) and row.isdigit() and isinstance(digest, str) and _HEX.fullmatch(digest)):
+            if not (isinstance(row, str) and _ROW.fullmatch(row) and isinstance(digest, str) and _HEX.fullmatch(digest)):
                 return {}  # not written by this module: hash everything again
             rows[int(row)] = digest
         return rows
@@ -68,6 +73,8 @@ class ImageHashes:
         """Write the hashes (atomically) when some were added since the file was read; never fails a run."""
         if len(self.rows) == self._saved:
             return
+        if self._files[0] and files_identity(*self._files) != self.identity:
+            return  # the files changed since the data was loaded: these hashes may be of other bytes
         document = {"format": FORMAT, "identity": self.identity, "column": self.column, "rows": {str(k): v for k, v in sorted(self.rows.items())}}
         with contextlib.suppress(OSError):
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ decodes an image only when a batch asks for it.
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from vlmbench.errors import TaskSkipped, UserError
 
 # ``--data_files HUB_ID=LOCAL_PATH`` fills this: hub ids served from a local copy.
 LOCAL_COPIES: dict[str, str] = {}
+_SERIALS = itertools.count()
 
 
 @dataclass
@@ -53,6 +55,8 @@ class DocTable:
     _encoded: dict[tuple[int, str], Any] = field(default_factory=dict)
     _hashes: dict[tuple[int, int, str], str] = field(default_factory=dict)
     _kept: dict[tuple[int, str], ImageHashes | None] = field(default_factory=dict)
+    _files: dict[int, tuple[list[str], str | None]] = field(default_factory=dict)  # per source: Arrow files, their identity
+    serial: int = field(default_factory=lambda: next(_SERIALS))  # unique in this process (``id()`` is reused once freed)
     safe_controls_missing: str | None = None  # why the task's safe-control dataset could not be loaded (then none are scored)
 
     def _cell(self, row: dict[str, Any], column: str) -> Any:
@@ -91,12 +95,20 @@ class DocTable:
             self._hashes[source, index, column] = digest
         return self._hashes[source, index, column]
 
+    def add_source(self, dataset: Any, info: DatasetInfo) -> None:
+        """Add a loaded dataset; its Arrow files are identified now, as they are mapped (a file replaced
+        later in the run must not lend its identity to the bytes read from this one)."""
+        files = [str(f["filename"]) for f in getattr(dataset, "cache_files", None) or [] if f.get("filename")]
+        self._files[len(self.sources)] = (files, files_identity(files, info.fingerprint) if files else None)
+        self.sources.append(dataset)
+        self.infos.append(info)
+
     def _kept_hashes(self, source: int, column: str) -> ImageHashes | None:
         """The kept image hashes of a dataset column, for data read from Arrow files on disk (else None)."""
         if (source, column) not in self._kept:
-            files = [str(f["filename"]) for f in getattr(self.sources[source], "cache_files", None) or [] if f.get("filename")]
-            identity = files_identity(files, self.infos[source].fingerprint) if files else None
-            self._kept[source, column] = ImageHashes(cache_dir() / "image-sha256", identity, column) if identity else None
+            files, identity = self._files.get(source, ([], None))
+            kept = ImageHashes(cache_dir() / "image-sha256", identity, column, files, self.infos[source].fingerprint) if identity else None
+            self._kept[source, column] = kept
         return self._kept[source, column]
 
     def save_hashes(self) -> None:
@@ -218,8 +230,8 @@ def load_docs(config: Any, catalog: ConceptCatalog | None) -> DocTable:
             row = _normalise(dict(values), default_label)
             row["_source"], row["_row"] = source_index, index
             table.rows.append(row)
-        table.sources.append(dataset)
-        table.infos.append(
+        table.add_source(
+            dataset,
             DatasetInfo(
                 path=path,
                 name=spec.get("dataset_name"),
@@ -230,7 +242,7 @@ def load_docs(config: Any, catalog: ConceptCatalog | None) -> DocTable:
                 synthetic=synthetic,
                 note=config.get("dataset_note", SYNTHETIC_NOTE if synthetic else ""),
                 loaded_from=loaded_from,
-            )
+            ),
         )
     return table
 
