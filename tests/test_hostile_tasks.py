@@ -160,3 +160,26 @@ def test_secret_args_in_any_spelling_never_reach_a_file(plugin_in_process: Path,
     model = json.loads((folder / "run.json").read_text())["model"]
     assert all(model["args"][k] == "***" for k in secrets)
     assert model["args"]["endpoint"] == "https://***@example.org/v1?***"
+
+
+def test_prompts_render_each_value_as_written_and_unsafe_templates_fail_alike() -> None:
+    """Rendering is reused across documents with the same plain values, never across values that are equal
+    but written differently (1, 1.0, True), and a template's errors are the same one line either way."""
+    from vlmbench.errors import UserError
+    from vlmbench.templates import render
+
+    source = "{{ n }} {% for i in range(2) %}{{ i }}{% endfor %} {{ name | upper }}"
+    assert [render("t.yaml", "doc_to_text", source, {"n": v, "name": "a", "_row": 3}) for v in (1, True, 1.0, 1)] == [
+        "1 01 A",
+        "True 01 A",
+        "1.0 01 A",
+        "1 01 A",
+    ]
+    assert render("t.yaml", "doc_to_text", "{{ options['A'] }}", {"options": {"A": "x"}}) == "x"  # not plain: rendered each time
+    for _ in range(2):
+        with pytest.raises(UserError) as unsafe:
+            render("t.yaml", "doc_to_text", "{{ name.__class__ }}", {"name": "a"})
+        assert "the template tried an unsafe operation" in str(unsafe.value)
+        with pytest.raises(UserError) as missing:
+            render("t.yaml", "doc_to_text", "{{ nme }}", {"name": "a", "_row": 1})
+        assert str(missing.value) == "t.yaml: field 'doc_to_text': 'nme' is undefined; available fields: name"

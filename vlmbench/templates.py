@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2 import meta
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -41,10 +42,38 @@ def compile_template(where: Path | str, field: str, source: str) -> jinja2.Templ
         raise UserError(f"{where}: field '{field}': invalid template ({type(exc).__name__}: {_first_line(exc)})") from None
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
+@lru_cache(maxsize=512)
+def _fields_read(source: str) -> frozenset[str]:
+    """The names a template reads from its context (document fields, or globals such as ``range``)."""
+    return frozenset(meta.find_undeclared_variables(_ENV.parse(source)))
+
+
+@lru_cache(maxsize=65536)
+def _render_plain(source: str, values: tuple[tuple[str, type, Any], ...]) -> str:
+    # Each value's type is part of the key: 1, 1.0 and True are equal keys but render as "1", "1.0", "True".
+    return _compiled(source).render(**{name: value for name, _, value in values})
+
+
 def render(where: Path | str, field: str, source: str, doc: Mapping[str, Any]) -> str:
-    """Render a template over a document's public fields, with one-line errors."""
+    """Render a template over a document's public fields, with one-line errors.
+
+    A template that reads only plain values (text, numbers) renders once per distinct set of them: the
+    prompts of a task repeat across its documents."""
     template = compile_template(where, field, source)
     public = {k: v for k, v in doc.items() if not k.startswith("_")}
+    read = _fields_read(source)
+    values = tuple((k, type(v), v) for k, v in sorted(public.items()) if k in read)
+    if all(kind in _PLAIN for _, kind, _ in values):
+        try:
+            text = _render_plain(source, values)
+        except Exception:  # undefined fields, unsafe operations...: the full path below says which
+            pass
+        else:
+            if len(text) <= MAX_RENDERED_CHARS:
+                return text
     try:
         text = template.render(**public)
     except jinja2.UndefinedError as exc:
