@@ -150,6 +150,42 @@ def cli(*args: str, check: bool = True, env: dict[str, str] | None = None) -> su
     return proc
 
 
+def hub_run(data: Path, output: Path, *extra: str, model: str = "always-unsafe", tasks: str = "perception-image,alignment-image") -> list[str]:
+    """The arguments of a ``vlmbench run`` on the hub variant, with ``data`` as the local copy of yiting/UnsafeConcepts."""
+    return [
+        "run",
+        "--model",
+        model,
+        "--tasks",
+        tasks,
+        "--data",
+        "hub",
+        "--data_files",
+        f"yiting/UnsafeConcepts={data}",
+        "--output_path",
+        str(output),
+        *extra,
+    ]
+
+
+HUB_CONCEPTS = [("Swastika", "Hate"), ("Gun violence", "Violence"), ("Knife attacks", "Violence"), ("sexual harassment", "Harassment")]
+
+
+def unsafeconcepts_parquet(folder: Path, images: list[bytes]) -> Path:
+    """A copy of yiting/UnsafeConcepts in its published format (parquet, image bytes inside the file), one row
+    per encoded image, the concepts of :data:`HUB_CONCEPTS` in turn; written over an earlier copy in ``folder``."""
+    import datasets
+
+    rows = [
+        {"image": {"bytes": data, "path": None}, "unsafe_concept": concept, "category": category}
+        for data, (concept, category) in zip(images, HUB_CONCEPTS * len(images))
+    ]
+    features = datasets.Features({"image": datasets.Image(), "unsafe_concept": datasets.Value("string"), "category": datasets.Value("string")})
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    datasets.Dataset.from_list(rows, features=features).to_parquet(str(folder / "data" / "train-00000-of-00001.parquet"))
+    return folder
+
+
 def run_dir(output: Path) -> Path:
     """The single run folder a `vlmbench run --output_path output` created."""
     runs = sorted(p.parent for p in output.glob("*/*/run.json"))

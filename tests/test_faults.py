@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from conftest import require_modules, run_dir, vlmbench
+from conftest import hub_run, require_modules, run_dir, vlmbench
 from vlmbench.backend import Response
 from vlmbench.cli import main
 from vlmbench.errors import UserError
@@ -105,23 +105,6 @@ def embedded(folder: Path, kind: str) -> Path:
     else:
         data.save_to_disk(str(folder))
     return folder
-
-
-def hub_run(data: Path, output: Path, *extra: str, model: str = "always-unsafe", tasks: str = "perception-image,alignment-image") -> list[str]:
-    return [
-        "run",
-        "--model",
-        model,
-        "--tasks",
-        tasks,
-        "--data",
-        "hub",
-        "--data_files",
-        f"yiting/UnsafeConcepts={data}",
-        "--output_path",
-        str(output),
-        *extra,
-    ]
 
 
 def records(output: Path, task: str) -> list[dict[str, Any]]:

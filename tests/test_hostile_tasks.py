@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -36,17 +37,9 @@ def write(folder: Path, text: str) -> Path:
     return path
 
 
-def one_line_error(proc_stderr: str) -> str:
-    lines = [line for line in proc_stderr.strip().splitlines() if "error" in line.split(":", 2)[:2] or line.startswith("vlmbench: error")]
-    assert len(lines) == 1 and "Traceback" not in proc_stderr, proc_stderr
-    return lines[0]
-
-
-def test_a_template_cannot_reach_python_internals(tmp_path: Path) -> None:
-    marker = tmp_path / "pwned"
-    text = BASE.replace('"{{ question }}"', f"\"{{{{ cycler.__init__.__globals__.os.system('touch {marker}') }}}}\"")
-    path = write(tmp_path / "tasks", text)
-    proc = cli(
+def run_hostile(path: Path, output: Path) -> subprocess.CompletedProcess[str]:
+    """``vlmbench run`` of the task ``hostile`` written at ``path`` (two documents, the random baseline)."""
+    return cli(
         "run",
         "--model",
         "random",
@@ -57,9 +50,22 @@ def test_a_template_cannot_reach_python_internals(tmp_path: Path) -> None:
         "--limit",
         "2",
         "--output_path",
-        str(tmp_path / "out"),
+        str(output),
         check=False,
     )
+
+
+def one_line_error(proc_stderr: str) -> str:
+    lines = [line for line in proc_stderr.strip().splitlines() if "error" in line.split(":", 2)[:2] or line.startswith("vlmbench: error")]
+    assert len(lines) == 1 and "Traceback" not in proc_stderr, proc_stderr
+    return lines[0]
+
+
+def test_a_template_cannot_reach_python_internals(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    text = BASE.replace('"{{ question }}"', f"\"{{{{ cycler.__init__.__globals__.os.system('touch {marker}') }}}}\"")
+    path = write(tmp_path / "tasks", text)
+    proc = run_hostile(path, tmp_path / "out")
     assert proc.returncode == 2 and not marker.exists()
     assert "field 'doc_to_text'" in one_line_error(proc.stderr)
 
@@ -73,20 +79,7 @@ def test_a_template_cannot_reach_python_internals(tmp_path: Path) -> None:
 )
 def test_template_errors_are_one_line_naming_the_field(tmp_path: Path, template: str, expected: str) -> None:
     path = write(tmp_path / "tasks", BASE.replace('"{{ question }}"', template))
-    proc = cli(
-        "run",
-        "--model",
-        "random",
-        "--tasks",
-        "hostile",
-        "--include_path",
-        str(path.parent),
-        "--limit",
-        "2",
-        "--output_path",
-        str(tmp_path / "out"),
-        check=False,
-    )
+    proc = run_hostile(path, tmp_path / "out")
     line = one_line_error(proc.stderr)
     assert proc.returncode == 2 and "field 'doc_to_text'" in line and expected in line
 

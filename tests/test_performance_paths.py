@@ -23,15 +23,12 @@ from typing import Any
 import pytest
 from PIL import Image, ImageFile, ImageOps
 
-from conftest import run_dir
+from conftest import HUB_CONCEPTS, hub_run, run_dir, unsafeconcepts_parquet
 from vlmbench.backend import BackendOptions, GenerationSettings, ImagePart, Message, Request, Response, TextPart
 from vlmbench.cli import main
 from vlmbench.data import images
 from vlmbench.http.limiter import AdaptiveLimiter
 from vlmbench.testing.fault_server import FaultServer
-
-CONCEPTS = [("Swastika", "Hate"), ("Gun violence", "Violence"), ("Knife attacks", "Violence"), ("sexual harassment", "Harassment")]
-
 
 # --- helpers --------------------------------------------------------------------------------
 
@@ -83,27 +80,10 @@ def image_folder(folder: Path, files: dict[str, tuple[str, bytes, bool]]) -> Pat
     lines = []
     for i, (name, data, _) in enumerate(files.values()):
         (folder / name).write_bytes(data)
-        concept, category = CONCEPTS[i % len(CONCEPTS)]
+        concept, category = HUB_CONCEPTS[i % len(HUB_CONCEPTS)]
         lines.append(json.dumps({"file_name": name, "unsafe_concept": concept, "category": category}))
     (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
     return folder
-
-
-def hub_run(folder: Path, output: Path, model: str, *extra: str, tasks: str = "perception-image,alignment-image") -> list[str]:
-    return [
-        "run",
-        "--model",
-        model,
-        "--tasks",
-        tasks,
-        "--data",
-        "hub",
-        "--data_files",
-        f"yiting/UnsafeConcepts={folder}",
-        "--output_path",
-        str(output),
-        *extra,
-    ]
 
 
 class Counted:
@@ -197,7 +177,7 @@ def test_openai_sends_stored_files_byte_for_byte_and_reruns_touch_no_pixel(
     store = tmp_path / "store.sqlite"
     with FaultServer() as server:
         args = ["--model_args", f"base_url={server.base_url},model=tiny", "--store", str(store)]
-        assert main(hub_run(folder, tmp_path / "a", "openai", *args)) == 0
+        assert main(hub_run(folder, tmp_path / "a", *args, model="openai")) == 0
         sent = sent_images(server)
         requests = server.stats()["requests"]
         for name, (_, data, as_stored) in FILES.items():
@@ -213,7 +193,7 @@ def test_openai_sends_stored_files_byte_for_byte_and_reruns_touch_no_pixel(
         # The rerun reads every answer from the store: nothing sent, no pixel decoded, each image hashed once.
         decodes.results.clear()
         hashes.results.clear()
-        assert main(hub_run(folder, tmp_path / "b", "openai", *args)) == 0
+        assert main(hub_run(folder, tmp_path / "b", *args, model="openai")) == 0
         assert server.stats()["requests"] == requests and decodes.calls == 0 and hashes.calls == len(FILES)
     manifest = json.loads((run_dir(tmp_path / "b") / "run.json").read_text())
     assert all(task["requests"]["sent"] == 0 for task in manifest["tasks"].values())
@@ -221,17 +201,7 @@ def test_openai_sends_stored_files_byte_for_byte_and_reruns_touch_no_pixel(
 
 def parquet_copy(folder: Path, seed: int) -> Path:
     """A hub-format copy (parquet, image bytes inside the file) of four PNG images; ``seed`` changes the images."""
-    import datasets
-
-    rows = [
-        {"image": {"bytes": encoded(picture(20 + i, 12, seed + i), "PNG"), "path": None}, "unsafe_concept": c, "category": k}
-        for i, (c, k) in enumerate(CONCEPTS)
-    ]
-    features = datasets.Features({"image": datasets.Image(), "unsafe_concept": datasets.Value("string"), "category": datasets.Value("string")})
-    data = datasets.Dataset.from_list(rows, features=features)
-    (folder / "data").mkdir(parents=True, exist_ok=True)
-    data.to_parquet(str(folder / "data" / "train-00000-of-00001.parquet"))
-    return folder
+    return unsafeconcepts_parquet(folder, [encoded(picture(20 + i, 12, seed + i), "PNG") for i in range(4)])
 
 
 def test_image_hashes_are_kept_between_runs_and_never_outlive_their_data(tmp_path: Path, hashes: Counted, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -242,11 +212,11 @@ def test_image_hashes_are_kept_between_runs_and_never_outlive_their_data(tmp_pat
     store = tmp_path / "store.sqlite"
     with FaultServer() as server:
         args = ["--model_args", f"base_url={server.base_url},model=tiny", "--store", str(store)]
-        assert main(hub_run(folder, tmp_path / "a", "openai", *args)) == 0
+        assert main(hub_run(folder, tmp_path / "a", *args, model="openai")) == 0
         first = server.stats()["requests"]
         assert first == 4 * 6 and hashes.calls == 4  # 4 images, 1 + 5 prompts each; each image hashed once
         hashes.results.clear()
-        assert main(hub_run(folder, tmp_path / "b", "openai", *args)) == 0
+        assert main(hub_run(folder, tmp_path / "b", *args, model="openai")) == 0
         # The rerun reads every answer from the store and every image's hash from the last run: no byte hashed.
         assert server.stats()["requests"] == first and hashes.calls == 0
         # A damaged or foreign file of kept hashes is ignored: the images are hashed again, the run goes on.
@@ -260,7 +230,7 @@ def test_image_hashes_are_kept_between_runs_and_never_outlive_their_data(tmp_pat
         ):
             kept.write_text(damage)
             hashes.results.clear()
-            assert main(hub_run(folder, tmp_path / "d", "openai", *args)) == 0
+            assert main(hub_run(folder, tmp_path / "d", *args, model="openai")) == 0
             assert hashes.calls == 4 and server.stats()["requests"] == first
         records = [json.loads(line) for line in (run_dir(tmp_path / "b") / "samples" / "perception-image.jsonl").read_text().splitlines()]
         assert sorted(r["image"]["sha256"] for r in records) == sorted(
@@ -269,7 +239,7 @@ def test_image_hashes_are_kept_between_runs_and_never_outlive_their_data(tmp_pat
         # New images in the same place: the kept hashes are not used, and every changed request is sent.
         parquet_copy(folder, seed=7)
         hashes.results.clear()
-        assert main(hub_run(folder, tmp_path / "c", "openai", *args)) == 0
+        assert main(hub_run(folder, tmp_path / "c", *args, model="openai")) == 0
         assert hashes.calls == 4 and server.stats()["requests"] == 2 * first
 
 
@@ -300,7 +270,7 @@ def test_baselines_never_decode_an_image(tmp_path: Path, decodes: Counted, monke
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", load)
-    assert main(hub_run(folder, tmp_path / "out", "random", tasks="perception-image,alignment-image,alignment-text")) == 0
+    assert main(hub_run(folder, tmp_path / "out", model="random", tasks="perception-image,alignment-image,alignment-text")) == 0
     assert decodes.calls == 0 and loads == []
     records = [json.loads(line) for line in (run_dir(tmp_path / "out") / "samples" / "perception-image.jsonl").read_text().splitlines()]
     assert len(records) == len(files) and all(r["error"] is None and r["response"] for r in records)

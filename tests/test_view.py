@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import cli, run_dir
+from conftest import cli, hub_run, run_dir, unsafeconcepts_parquet
 
 SCRIPT = "<script>window.__pwned = 1; alert(1)</script>"
 IMG = '<img src=x onerror="window.__pwned = 2; alert(2)">'
@@ -238,7 +238,6 @@ def test_serve_binds_127_0_0_1_only(run: Path) -> None:
 def test_thumbnails_of_hub_data_come_from_the_runs_local_copy(tmp_path: Path) -> None:
     import io
 
-    import datasets
     from PIL import Image
 
     def png(shade: int) -> bytes:
@@ -246,26 +245,9 @@ def test_thumbnails_of_hub_data_come_from_the_runs_local_copy(tmp_path: Path) ->
         Image.new("RGB", (24, 16), (shade, 90, 200)).save(buffer, format="PNG")
         return buffer.getvalue()
 
-    concepts = [("Swastika", "Hate"), ("Gun violence", "Violence")]
-    rows = [{"image": {"bytes": png(40 * i), "path": None}, "unsafe_concept": c, "category": k} for i, (c, k) in enumerate(concepts)]
-    features = datasets.Features({"image": datasets.Image(), "unsafe_concept": datasets.Value("string"), "category": datasets.Value("string")})
-    copy = tmp_path / "UnsafeConcepts"
-    (copy / "data").mkdir(parents=True)
-    datasets.Dataset.from_list(rows, features=features).to_parquet(str(copy / "data" / "train-00000-of-00001.parquet"))
+    copy = unsafeconcepts_parquet(tmp_path / "UnsafeConcepts", [png(0), png(40)])
     data_files = ("--data_files", f"yiting/UnsafeConcepts={copy}")
-    cli(
-        "run",
-        "--model",
-        "always-safe",
-        "--tasks",
-        "perception-image",
-        "--data",
-        "hub",
-        *data_files,
-        "--no_store",
-        "--output_path",
-        str(tmp_path / "out"),
-    )
+    cli(*hub_run(copy, tmp_path / "out", "--no_store", model="always-safe", tasks="perception-image"))
     folder = run_dir(tmp_path / "out")
     cli("view", str(folder), "--out", str(tmp_path / "with.html"), *data_files)
     data = page_data((tmp_path / "with.html").read_text(encoding="utf-8"))
