@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import io
 import itertools
 import json
@@ -459,3 +460,70 @@ def test_response_is_unchanged_by_the_image_machinery() -> None:
     one = Request("r", (Message("user", (part, TextPart("q"))),))
     two = Request("r", (Message("user", (ImagePart(data=FILES["png"][1], format="PNG", size=(31, 17)), TextPart("q"))),))
     assert one == two and Response("r", text="x").text == "x"
+
+
+# --- pages of memory-mapped data are let go once read -----------------------------------------
+
+
+def mapped_rss(files: list[str]) -> int:
+    """Resident bytes of this process's maps of ``files`` (from /proc/self/smaps)."""
+    import os
+
+    wanted, total, current = {os.path.realpath(f) for f in files}, 0, None
+    with open("/proc/self/smaps", encoding="utf-8") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if not fields[0].endswith(":"):  # a map's header line: its file is the sixth field
+                current = fields[5] if len(fields) > 5 else None
+            elif fields[0] == "Rss:" and current in wanted:
+                total += int(fields[1]) * 1024
+    return total
+
+
+needs_smaps = pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's /proc/self/smaps")
+
+
+@needs_smaps
+def test_images_read_from_mapped_files_do_not_stay_resident(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    from vlmbench.data import mapped
+    from vlmbench.data.sources import DatasetInfo, DocTable
+
+    mib = 1024 * 1024
+    monkeypatch.setattr(mapped, "RELEASE_EVERY", 2 * mib)
+    stored = [bytes([i]) * mib for i in range(12)]  # not images: the hash path reads any bytes
+    features = datasets.Features({"image": datasets.Image(decode=False)})
+    datasets.Dataset.from_dict({"image": [{"bytes": b, "path": None} for b in stored]}, features=features).save_to_disk(str(tmp_path / "d"))
+    dataset = datasets.load_from_disk(str(tmp_path / "d"))  # memory-mapped, as every dataset `datasets` loads
+    files = [f["filename"] for f in dataset.cache_files]
+    table = DocTable(rows=[{"_source": 0, "_row": i} for i in range(12)], sources=[])
+    table.add_source(dataset, DatasetInfo("d", None, "train", None, dataset._fingerprint, 12, synthetic=False))
+    most = 0
+    for row in table.rows:
+        assert table.image_sha256(row) == hashlib.sha256(stored[row["_row"]]).hexdigest()
+        most = max(most, mapped_rss(files))
+    assert 0 < most <= 3 * mib + 64 * 1024  # released every 2 MiB read: never the 12 MiB read in all
+    assert mapped_rss(files) < 2 * mib
+    # Released pages are read again from the file, unchanged.
+    assert [dataset.cast_column("image", datasets.Image(decode=False))[i]["image"]["bytes"] for i in range(12)] == stored
+
+
+@needs_smaps
+def test_only_read_only_maps_of_the_named_files_are_released(tmp_path: Path) -> None:
+    import mmap
+
+    from vlmbench.data.mapped import release_file_pages
+
+    path = tmp_path / "data.bin"
+    path.write_bytes(b"\x00" * 65536)
+    with open(path, "r+b") as file:
+        shared, private = mmap.mmap(file.fileno(), 0), mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)
+        shared[:5], private[:5] = b"saved", b"local"  # written in memory only (not flushed)
+        reader = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        assert reader[:5] == b"saved" and mapped_rss([str(path)]) > 0
+        assert release_file_pages([str(path)]) == 65536  # the read-only map only
+        assert release_file_pages([str(tmp_path / "other.bin")]) == 0
+        assert shared[:5] == b"saved" and private[:5] == b"local" and reader[:5] == b"saved"
+        for view in (shared, private, reader):
+            view.close()

@@ -19,6 +19,7 @@ from vlmbench.data.builtin import SYNTHETIC_NOTE, builtin_dataset, cache_dir
 from vlmbench.data.concepts import ConceptCatalog
 from vlmbench.data.hashcache import ImageHashes, files_identity
 from vlmbench.data.images import BadImage
+from vlmbench.data.mapped import PageReleaser
 from vlmbench.errors import TaskSkipped, UserError
 
 # ``--data_files HUB_ID=LOCAL_PATH`` fills this: hub ids served from a local copy.
@@ -56,6 +57,7 @@ class DocTable:
     _hashes: dict[tuple[int, int, str], str] = field(default_factory=dict)
     _kept: dict[tuple[int, str], ImageHashes | None] = field(default_factory=dict)
     _files: dict[int, tuple[list[str], str | None]] = field(default_factory=dict)  # per source: Arrow files, their identity
+    _pages: PageReleaser = field(default_factory=PageReleaser)  # lets go of mapped pages already read (see data.mapped)
     serial: int = field(default_factory=lambda: next(_SERIALS))  # unique in this process (``id()`` is reused once freed)
     safe_controls_missing: str | None = None  # why the task's safe-control dataset could not be loaded (then none are scored)
 
@@ -69,7 +71,10 @@ class DocTable:
                 raise UserError(f"dataset {self.infos[source].path} has no column '{column}'; set doc_to_image to an image column")
             view = self.sources[source].select_columns([column])
             self._encoded[source, column] = view.cast_column(column, datasets.Image(decode=False))
-        return self._encoded[source, column][index][column]
+        cell = self._encoded[source, column][index][column]
+        if isinstance(cell, dict) and isinstance(cell.get("bytes"), bytes):  # a copy: the map's pages may go
+            self._pages.read(source, self._files.get(source, ([], None))[0], len(cell["bytes"]))
+        return cell
 
     def _where(self, row: dict[str, Any], column: str, cell: Any) -> str:
         """Which image a :class:`BadImage` is about: dataset, row, column and file."""
