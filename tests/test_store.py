@@ -224,3 +224,48 @@ def test_request_keys_of_equal_settings_written_differently_stay_as_written() ->
         identity["temperature"] = 99  # a caller's copy: the next call is not affected
     assert json.dumps(generation_identity(as_int)) != json.dumps(generation_identity(as_float))
     assert generation_identity(GenerationSettings(temperature=0.7, seed=5)) == {"max_new_tokens": 128, "do_sample": False, "stop": ()}
+
+
+def test_keys_of_a_tasks_requests_are_those_request_key_gives() -> None:
+    """The runner keys a task's requests with the shared parts serialised once: every key must be the one
+    :func:`request_key` gives, or stores written before would miss."""
+    from vlmbench.backend import GenerationSettings
+    from vlmbench.store import RequestKeys, request_key
+
+    models = ({"model": "m", "base_url": "http://h/v1"}, {"pretrained": "ünï/cødé", "z": {"b": [1, 2.0, None], "a": True}, "adapter": None})
+    settings = (GenerationSettings(), GenerationSettings(do_sample=True, temperature=1, top_p=0.9, seed=7, stop=("\n", "END")))
+    messages = (
+        [{"role": "user", "content": [{"image_sha256": "ab" * 32}, {"text": "Is this image safe?"}]}],
+        [{"role": "system", "content": [{"text": 'Say "no" \\ \u2028 日本'}]}, {"role": "user", "content": [{"text": ""}]}],
+    )
+    for model in models:
+        for generation in settings:
+            for task, version in (("alignment-text", "1"), ('t"ask\u00e9', "2.0")):
+                keys = RequestKeys(backend="openai", model=model, task=task, task_version=version, generation=generation)
+                for turns in messages:
+                    for choices in (None, [], ["A", "B"], ("safe", "ünsafe")):
+                        expected = request_key(
+                            backend="openai",
+                            model=model,
+                            task=task,
+                            task_version=version,
+                            messages=turns,
+                            generation=generation,
+                            answer_choices=choices,
+                        )
+                        assert keys.key(turns, choices) == expected
+
+
+def test_many_keys_are_read_in_one_go(tmp_path: Path) -> None:
+    from vlmbench.backend import Response
+    from vlmbench.store import ResponseStore
+
+    store = ResponseStore(tmp_path / "store.sqlite")
+    for i in range(0, 1200, 2):  # more keys than one query takes
+        store.put(f"k{i}", backend="b", model={}, task="t", response=Response("r", text=f"answer {i}", usage={"tokens": i}, prompt=f"p{i}"))
+    asked = [f"k{i}" for i in range(1200)] + ["k4", "k4"]
+    found = store.get_many(asked)
+    assert sorted(found) == sorted(f"k{i}" for i in range(0, 1200, 2))
+    assert found["k998"].text == "answer 998" and found["k998"].usage == {"tokens": 998} and found["k998"].prompt == "p998"
+    assert store.get_many([]) == {}
+    store.close()

@@ -9,6 +9,7 @@ most the requests in flight; re-running the same command reuses everything store
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import time
@@ -27,7 +28,7 @@ from vlmbench.errors import UserError
 from vlmbench.progress import TaskProgress, announce_reusable
 from vlmbench.records import BLANK_SHA256, SampleRecord, new_record
 from vlmbench.samples import Sample, build_samples
-from vlmbench.store import ResponseStore, is_deterministic, request_key
+from vlmbench.store import RequestKeys, ResponseStore, is_deterministic
 from vlmbench.taskconfig import TaskConfig
 
 
@@ -172,6 +173,12 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
     with open(samples_file, "w", encoding="utf-8") as out:
         pending: dict[str, tuple[int, Sample, str | None, str | None]] = {}
         broken: dict[str, str] = {}  # samples whose image cannot be read: errors, never requests
+        keys = (
+            RequestKeys(backend=ctx.backend_name, model=ctx.model_identity, task=task.name, task_version=task.version, generation=generation)
+            if ctx.store
+            else None
+        )
+        keyed: list[tuple[int, Sample, str | None, str | None]] = []
         for index, sample in indexed:  # answers already paid for: no image is decoded for them
             try:
                 image_sha = images.sha256(sample)
@@ -179,24 +186,15 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
                 broken[sample.id] = str(exc)
                 pending[sample.id] = (index, sample, None, None)
                 continue
-            key = (
-                request_key(
-                    backend=ctx.backend_name,
-                    model=ctx.model_identity,
-                    task=task.name,
-                    task_version=task.version,
-                    messages=_key_messages(sample, image_sha, system),
-                    generation=generation,
-                    answer_choices=sample.choices,
-                )
-                if ctx.store
-                else None
-            )
-            stored = ctx.store.get(key) if reusable and key and ctx.store is not None else None
+            key = keys.key(_key_messages(sample, image_sha, system), sample.choices) if keys else None
+            keyed.append((index, sample, image_sha, key))
+        found = ctx.store.get_many([k for *_, k in keyed if k]) if reusable and ctx.store is not None else {}
+        for index, sample, image_sha, key in keyed:
+            stored = found.get(key) if key else None
             if stored is None:
                 pending[sample.id] = (index, sample, image_sha, key)
                 continue
-            stored.request_id = sample.id
+            stored = dataclasses.replace(stored, request_id=sample.id)  # a key asked twice gets one response object each
             _write(out, new_record(task.name, index, sample, image_sha, stored, reused=True, key=key))
             prediction.reused += 1
         table.save_hashes()  # every image of this shard is hashed by now: the next run reads the hashes

@@ -25,7 +25,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS claims (
     expires REAL NOT NULL
 );
 """
+_KEYS_PER_QUERY = 500  # under SQLite's oldest limit of 999 parameters per statement
 BUSY_TIMEOUT_S = 60
 # SQLite's primary result codes (the low byte of an extended code).
 _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB, _BUSY, _LOCKED, _READONLY = 10, 11, 13, 14, 26, 5, 6, 8
@@ -110,6 +111,25 @@ def request_key(
         "answer_choices": list(answer_choices) if answer_choices else None,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+class RequestKeys:
+    """:func:`request_key` for many requests of one task and model: the parts they share are
+    serialised once. Gives exactly the keys :func:`request_key` gives (the same JSON text is hashed)."""
+
+    def __init__(self, *, backend: str, model: dict[str, Any], task: str, task_version: str, generation: GenerationSettings) -> None:
+        def part(value: Any) -> str:
+            return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+        # json.dumps(sort_keys=True) writes the top-level fields in this order, with these separators.
+        self._middle = f', "backend": {part(backend)}, "generation": {part(generation_identity(generation))}, "messages": '
+        self._end = f', "model": {part(model)}, "task": {part(task)}, "task_version": {part(task_version)}}}'
+
+    def key(self, messages: list[dict[str, Any]], answer_choices: Iterable[str] | None) -> str:
+        """The key of one request of this task (see :func:`request_key`)."""
+        choices = json.dumps(list(answer_choices) if answer_choices else None, ensure_ascii=False)
+        text = '{"answer_choices": ' + choices + self._middle + json.dumps(messages, sort_keys=True, ensure_ascii=False) + self._end
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -169,6 +189,18 @@ class ResponseStore:
         with self._sql("read it") as db:
             row = db.execute("SELECT text, usage, latency_s, prompt FROM responses WHERE key = ?", (key,)).fetchone()
         return None if row is None else _response(row)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Response]:
+        """The stored responses of those ``keys`` that have one (a few queries, not one per key)."""
+        found: dict[str, Response] = {}
+        unique = list(dict.fromkeys(keys))
+        with self._sql("read it") as db:
+            for start in range(0, len(unique), _KEYS_PER_QUERY):
+                chunk = unique[start : start + _KEYS_PER_QUERY]
+                marks = ",".join("?" * len(chunk))
+                for row in db.execute(f"SELECT key, text, usage, latency_s, prompt FROM responses WHERE key IN ({marks})", chunk):
+                    found[row[0]] = _response(row[1:])
+        return found
 
     def put(self, key: str, *, backend: str, model: dict[str, Any], task: str, response: Response) -> bool:
         """Store one answer durably (one transaction) and release this run's claim on it.

@@ -11,6 +11,7 @@ analysis looks at most a dozen tokens around each word.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -179,13 +180,39 @@ def _option_pattern(name: str) -> str:
     return r"(?:the\s)?" + r"[\s-]?".join(words) + r"(?:s|es)?"
 
 
+# Option texts vary per document (a run asks about 75 concepts in turn), more than the re module's own
+# cache holds: their patterns are compiled once per process here, for option texts of ordinary length
+# (a dataset's huge option text is compiled each time instead of being kept).
+_CACHED_NAME_CHARS = 256
+
+
+def _echo_pattern(letter: str, name: str) -> re.Pattern[str]:
+    """An option quoted with its letter ("A: Swastika", "(B) demonic figure")."""
+    return _cached_echo_pattern(letter, name) if len(name) <= _CACHED_NAME_CHARS else _cached_echo_pattern.__wrapped__(letter, name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_echo_pattern(letter: str, name: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![A-Za-z])[(\[]?{letter}\s?(?:[)\].:,]|\s-)\s?(?:-\s)?(?i:{_option_pattern(name)})(?![^\W_])")
+
+
+def _name_pattern(name: str) -> re.Pattern[str]:
+    """An option's text as a whole word (or words)."""
+    return _cached_name_pattern(name) if len(name) <= _CACHED_NAME_CHARS else _cached_name_pattern.__wrapped__(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_name_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![^\W_]){_option_pattern(name)}(?![^\W_])", re.IGNORECASE)
+
+
 def _option_echoes(text: str, options: Mapping[str, str]) -> list[_Span]:
     """Options quoted with their letter: "A: Swastika", "(B) demonic figure", "C. Knife attacks"."""
     spans: list[_Span] = []
     for letter, name in options.items():
         if letter not in LETTERS or not name.strip():
             continue
-        pattern = re.compile(rf"(?<![A-Za-z])[(\[]?{letter}\s?(?:[)\].:,]|\s-)\s?(?:-\s)?(?i:{_option_pattern(name)})(?![^\W_])")
+        pattern = _echo_pattern(letter, name)
         spans.extend(_Span(m.start(), m.end(), letter) for m in pattern.finditer(text))
     return sorted(spans)
 
@@ -249,7 +276,7 @@ def _named_options(text: str, options: Mapping[str, str]) -> set[str]:
     spans: list[_Span] = []
     for letter, name in options.items():
         if letter in LETTERS and name.strip():
-            pattern = re.compile(rf"(?<![^\W_]){_option_pattern(name)}(?![^\W_])", re.IGNORECASE)
+            pattern = _name_pattern(name)
             spans.extend(_Span(m.start(), m.end(), letter) for _, m in zip(range(_MAX_SPANS), pattern.finditer(text)))
     spans = [s for s in spans if not any(o.start <= s.start and s.end <= o.end and o != s for o in spans)]
     named: set[str] = set()
