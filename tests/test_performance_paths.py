@@ -527,3 +527,19 @@ def test_only_read_only_maps_of_the_named_files_are_released(tmp_path: Path) -> 
         assert shared[:5] == b"saved" and private[:5] == b"local" and reader[:5] == b"saved"
         for view in (shared, private, reader):
             view.close()
+
+
+def test_hub_data_is_the_data_and_cache_load_dataset_gives(tmp_path: Path) -> None:
+    """Parquet is read one row group at a time (no pre-buffering of whole files); the dataset, its fingerprint
+    and its Arrow cache files stay exactly those of ``datasets.load_dataset``, so caches built before are reused."""
+    import datasets
+
+    folder = parquet_copy(tmp_path / "UnsafeConcepts", seed=3)
+    assert main(hub_run(folder, tmp_path / "out", tasks="perception-image")) == 0
+    manifest = json.loads((run_dir(tmp_path / "out") / "run.json").read_text())
+    (recorded,) = manifest["tasks"]["perception-image"]["datasets"]
+    reference = datasets.load_dataset(str(folder), split="train")
+    assert recorded["fingerprint"] == reference._fingerprint and recorded["num_rows"] == 4
+    records = [json.loads(line) for line in (run_dir(tmp_path / "out") / "samples" / "perception-image.jsonl").read_text().splitlines()]
+    expected = {hashlib.sha256(cell["bytes"]).hexdigest() for cell in reference.cast_column("image", datasets.Image(decode=False))["image"]}
+    assert {r["image"]["sha256"] for r in records} == expected
