@@ -510,36 +510,52 @@ def test_images_read_from_mapped_files_do_not_stay_resident(tmp_path: Path, monk
 
 
 @needs_smaps
-def test_only_read_only_maps_of_the_named_files_are_released(tmp_path: Path) -> None:
+def test_only_whole_pages_of_read_only_maps_of_the_named_files_are_released(tmp_path: Path) -> None:
     import mmap
 
-    from vlmbench.data.mapped import release_file_pages
+    from vlmbench.data.mapped import read_only_maps, release_pages
 
     path = tmp_path / "data.bin"
     path.write_bytes(b"\x00" * 65536)
+    anonymous = bytearray(b"kept" * 16384)
     with open(path, "r+b") as file:
         shared, private = mmap.mmap(file.fileno(), 0), mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)
         shared[:5], private[:5] = b"saved", b"local"  # written in memory only (not flushed)
         reader = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
         assert reader[:5] == b"saved" and mapped_rss([str(path)]) > 0
-        assert release_file_pages([str(path)]) == 65536  # the read-only map only
-        assert release_file_pages([str(tmp_path / "other.bin")]) == 0
+        ((low, high),) = read_only_maps([str(path)])
+        page = mmap.PAGESIZE
+        assert release_pages([(low + 1, 2 * page)], [str(path)]) == page  # only the whole page inside the range
+        everywhere = [(0, 1 << 47)]  # any address: only the read-only map of the named file may be advised
+        assert release_pages(everywhere, [str(tmp_path / "other.bin")]) == 0
+        assert release_pages(everywhere, [str(path)]) == high - low == 65536
         assert shared[:5] == b"saved" and private[:5] == b"local" and reader[:5] == b"saved"
+        assert anonymous == bytearray(b"kept" * 16384)
         for view in (shared, private, reader):
             view.close()
 
 
-def test_hub_data_is_the_data_and_cache_load_dataset_gives(tmp_path: Path) -> None:
+def test_hub_data_is_the_data_and_cache_load_dataset_gives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Parquet is read one row group at a time (no pre-buffering of whole files); the dataset, its fingerprint
     and its Arrow cache files stay exactly those of ``datasets.load_dataset``, so caches built before are reused."""
     import datasets
 
+    builders: list[Any] = []
+    real_builder = datasets.load_dataset_builder
+
+    def keep_builder(*args: Any, **kwargs: Any) -> Any:  # the real builder, kept to look at its configuration
+        builders.append(real_builder(*args, **kwargs))
+        return builders[-1]
+
+    monkeypatch.setattr(datasets, "load_dataset_builder", keep_builder)
     folder = parquet_copy(tmp_path / "UnsafeConcepts", seed=3)
     assert main(hub_run(folder, tmp_path / "out", tasks="perception-image")) == 0
+    monkeypatch.undo()
     manifest = json.loads((run_dir(tmp_path / "out") / "run.json").read_text())
     (recorded,) = manifest["tasks"]["perception-image"]["datasets"]
     reference = datasets.load_dataset(str(folder), split="train")
     assert recorded["fingerprint"] == reference._fingerprint and recorded["num_rows"] == 4
+    assert [b.config.fragment_scan_options.pre_buffer for b in builders] == [False]  # how the run read the files
     records = [json.loads(line) for line in (run_dir(tmp_path / "out") / "samples" / "perception-image.jsonl").read_text().splitlines()]
     expected = {hashlib.sha256(cell["bytes"]).hexdigest() for cell in reference.cast_column("image", datasets.Image(decode=False))["image"]}
     assert {r["image"]["sha256"] for r in records} == expected

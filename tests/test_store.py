@@ -269,3 +269,22 @@ def test_many_keys_are_read_in_one_go(tmp_path: Path) -> None:
     assert found["k998"].text == "answer 998" and found["k998"].usage == {"tokens": 998} and found["k998"].prompt == "p998"
     assert store.get_many([]) == {}
     store.close()
+
+
+def test_a_rerun_of_more_requests_than_one_lookup_reads_each_in_order(run_model: RunModel, tmp_path: Path) -> None:
+    """Stored answers are looked up a batch at a time: a task of more requests than one batch still gets
+    every answer back, on its own sample, in the order of the first run."""
+    from vlmbench.runner import STORE_BATCH
+
+    store = tmp_path / "store.sqlite"
+    first = run_probe(run_model, store, tasks="alignment-image", limit=300)
+    requests = first.manifest["tasks"]["alignment-image"]["n_samples"]
+    assert requests > 2 * STORE_BATCH
+    with sqlite3.connect(store) as db:  # every stored answer made unique: a mix-up between samples would show
+        db.execute("UPDATE responses SET text = 'answer ' || substr(key, 1, 16)")
+    db.close()
+    second = run_probe(run_model, store, tasks="alignment-image", limit=300)
+    assert f"requests: 0 sent to the model, {requests} reused" in second.stderr
+    records = second.samples("alignment-image")
+    assert [(r["id"], r["key"]) for r in records] == [(r["id"], r["key"]) for r in first.samples("alignment-image")]
+    assert all(r["response"] == f"answer {r['key'][:16]}" for r in records)

@@ -31,6 +31,9 @@ from vlmbench.samples import Sample, build_samples
 from vlmbench.store import RequestKeys, ResponseStore, is_deterministic
 from vlmbench.taskconfig import TaskConfig
 
+STORE_BATCH = 500
+"""Stored answers looked up in one query (and held at once) when a task starts."""
+
 
 @dataclass
 class RunContext:
@@ -188,15 +191,18 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
                 continue
             key = keys.key(_key_messages(sample, image_sha, system), sample.choices) if keys else None
             keyed.append((index, sample, image_sha, key))
-        found = ctx.store.get_many([k for *_, k in keyed if k]) if reusable and ctx.store is not None else {}
-        for index, sample, image_sha, key in keyed:
-            stored = found.get(key) if key else None
-            if stored is None:
-                pending[sample.id] = (index, sample, image_sha, key)
-                continue
-            stored = dataclasses.replace(stored, request_id=sample.id)  # a key asked twice gets one response object each
-            _write(out, new_record(task.name, index, sample, image_sha, stored, reused=True, key=key))
-            prediction.reused += 1
+        for start in range(0, len(keyed), STORE_BATCH):  # stored answers are read a batch at a time, written, let go
+            batch = keyed[start : start + STORE_BATCH]
+            found = ctx.store.get_many([k for *_, k in batch if k]) if reusable and ctx.store is not None else {}
+            for index, sample, image_sha, key in batch:
+                stored = found.get(key) if key else None
+                if stored is None:
+                    pending[sample.id] = (index, sample, image_sha, key)
+                    continue
+                stored = dataclasses.replace(stored, request_id=sample.id)  # a key asked twice gets one response object each
+                _write(out, new_record(task.name, index, sample, image_sha, stored, reused=True, key=key))
+                prediction.reused += 1
+        del keyed
         table.save_hashes()  # every image of this shard is hashed by now: the next run reads the hashes
         not_reused = "response store not used" if ctx.store is None else None if reusable else "sampled requests are reused only with --reuse_sampled"
         announce_reusable(task.name, prediction.reused, len(indexed), not_reused)

@@ -19,7 +19,7 @@ from vlmbench.data.builtin import SYNTHETIC_NOTE, builtin_dataset, cache_dir
 from vlmbench.data.concepts import ConceptCatalog
 from vlmbench.data.hashcache import ImageHashes, files_identity
 from vlmbench.data.images import BadImage
-from vlmbench.data.mapped import PageReleaser
+from vlmbench.data.mapped import PageReleaser, release_table_pages
 from vlmbench.errors import TaskSkipped, UserError
 
 # ``--data_files HUB_ID=LOCAL_PATH`` fills this: hub ids served from a local copy.
@@ -71,9 +71,11 @@ class DocTable:
                 raise UserError(f"dataset {self.infos[source].path} has no column '{column}'; set doc_to_image to an image column")
             view = self.sources[source].select_columns([column])
             self._encoded[source, column] = view.cast_column(column, datasets.Image(decode=False))
-        cell = self._encoded[source, column][index][column]
-        if isinstance(cell, dict) and isinstance(cell.get("bytes"), bytes):  # a copy: the map's pages may go
-            self._pages.read(source, self._files.get(source, ([], None))[0], len(cell["bytes"]))
+        view = self._encoded[source, column]
+        cell = view[index][column]
+        files = self._files.get(source, ([], None))[0]
+        if files and isinstance(cell, dict) and isinstance(cell.get("bytes"), bytes) and self._pages.due(source, len(cell["bytes"])):
+            release_table_pages(view.data.table, files)  # the bytes were copied out; this table keeps its map alive meanwhile
         return cell
 
     def _where(self, row: dict[str, Any], column: str, cell: Any) -> str:
@@ -194,12 +196,13 @@ def _load_dataset(path: str, name: str | None = None, *, split: str, **options: 
     so caches built before are reused."""
     import datasets
     import pyarrow.dataset
+    from datasets.utils.info_utils import is_small_dataset
 
     builder = datasets.load_dataset_builder(path, name, **options)
     if hasattr(builder.config, "fragment_scan_options") and builder.config.fragment_scan_options is None:
         builder.config.fragment_scan_options = pyarrow.dataset.ParquetFragmentScanOptions(pre_buffer=False)
     builder.download_and_prepare()
-    in_memory = datasets.utils.info_utils.is_small_dataset(builder.info.dataset_size)  # as load_dataset decides it
+    in_memory = is_small_dataset(builder.info.dataset_size)  # as load_dataset decides it
     return builder.as_dataset(split=split, in_memory=in_memory)
 
 

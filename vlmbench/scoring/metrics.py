@@ -86,7 +86,8 @@ def _once(name: str, samples: Sequence[Scored], strict: bool, compute: Callable[
         return compute()
     if (name, strict) not in current[1]:
         current[1][name, strict] = compute()
-    return current[1][name, strict]
+    stat = current[1][name, strict]
+    return None if stat is None else dict(stat)  # a copy: a metric that edits its result changes no other
 
 
 def recall_unsafe(samples: Sequence[Scored], strict: bool = False) -> dict[str, Any] | None:

@@ -182,7 +182,7 @@ def _option_pattern(name: str) -> str:
 
 # Option texts vary per document (a run asks about 75 concepts in turn), more than the re module's own
 # cache holds: their patterns are compiled once per process here, for option texts of ordinary length
-# (a dataset's huge option text is compiled each time instead of being kept).
+# (a dataset's huge option text is not kept here).
 _CACHED_NAME_CHARS = 256
 
 
