@@ -186,9 +186,7 @@ class ResponseStore:
 
     def get(self, key: str) -> Response | None:
         """The stored response for ``key``, if any (its request id is filled in by the caller)."""
-        with self._sql("read it") as db:
-            row = db.execute("SELECT text, usage, latency_s, prompt FROM responses WHERE key = ?", (key,)).fetchone()
-        return None if row is None else _response(row)
+        return self.get_many([key]).get(key)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Response]:
         """The stored responses of those ``keys`` that have one (a few queries, not one per key)."""

@@ -181,29 +181,18 @@ def _option_pattern(name: str) -> str:
 
 
 # Option texts vary per document (a run asks about 75 concepts in turn), more than the re module's own
-# cache holds: their patterns are compiled once per process here, for option texts of ordinary length
-# (a dataset's huge option text is not kept here).
-_CACHED_NAME_CHARS = 256
+# cache holds: their patterns are compiled once per process here, when of ordinary length (a dataset's
+# huge option text is not kept).
+_CACHED_PATTERN_CHARS = 1024
 
 
-def _echo_pattern(letter: str, name: str) -> re.Pattern[str]:
-    """An option quoted with its letter ("A: Swastika", "(B) demonic figure")."""
-    return _cached_echo_pattern(letter, name) if len(name) <= _CACHED_NAME_CHARS else _cached_echo_pattern.__wrapped__(letter, name)
-
-
-@functools.lru_cache(maxsize=4096)
-def _cached_echo_pattern(letter: str, name: str) -> re.Pattern[str]:
-    return re.compile(rf"(?<![A-Za-z])[(\[]?{letter}\s?(?:[)\].:,]|\s-)\s?(?:-\s)?(?i:{_option_pattern(name)})(?![^\W_])")
-
-
-def _name_pattern(name: str) -> re.Pattern[str]:
-    """An option's text as a whole word (or words)."""
-    return _cached_name_pattern(name) if len(name) <= _CACHED_NAME_CHARS else _cached_name_pattern.__wrapped__(name)
+def _compile(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    return _compile_cached(pattern, flags) if len(pattern) <= _CACHED_PATTERN_CHARS else re.compile(pattern, flags)
 
 
 @functools.lru_cache(maxsize=4096)
-def _cached_name_pattern(name: str) -> re.Pattern[str]:
-    return re.compile(rf"(?<![^\W_]){_option_pattern(name)}(?![^\W_])", re.IGNORECASE)
+def _compile_cached(pattern: str, flags: int) -> re.Pattern[str]:
+    return re.compile(pattern, flags)
 
 
 def _option_echoes(text: str, options: Mapping[str, str]) -> list[_Span]:
@@ -212,7 +201,7 @@ def _option_echoes(text: str, options: Mapping[str, str]) -> list[_Span]:
     for letter, name in options.items():
         if letter not in LETTERS or not name.strip():
             continue
-        pattern = _echo_pattern(letter, name)
+        pattern = _compile(rf"(?<![A-Za-z])[(\[]?{letter}\s?(?:[)\].:,]|\s-)\s?(?:-\s)?(?i:{_option_pattern(name)})(?![^\W_])")
         spans.extend(_Span(m.start(), m.end(), letter) for m in pattern.finditer(text))
     return sorted(spans)
 
@@ -276,7 +265,7 @@ def _named_options(text: str, options: Mapping[str, str]) -> set[str]:
     spans: list[_Span] = []
     for letter, name in options.items():
         if letter in LETTERS and name.strip():
-            pattern = _name_pattern(name)
+            pattern = _compile(rf"(?<![^\W_]){_option_pattern(name)}(?![^\W_])", re.IGNORECASE)
             spans.extend(_Span(m.start(), m.end(), letter) for _, m in zip(range(_MAX_SPANS), pattern.finditer(text)))
     spans = [s for s in spans if not any(o.start <= s.start and s.end <= o.end and o != s for o in spans)]
     named: set[str] = set()
