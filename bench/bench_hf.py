@@ -11,16 +11,20 @@ For each batch size it times:
 
 - **serial**: the backend's ``generate`` with ``overlap = False``: preparation and generation take
   turns (the default on a CPU);
-- **overlapped**: with ``overlap = True``: the next batch is prepared in a worker thread while the
-  current one generates (the default on a GPU);
-- **generate only**: ``model.generate`` alone on the same batches, prepared beforehand: the ceiling.
+- **thread**: ``overlap = True``, ``prepare_processes = 0``: the next batch is prepared in a thread
+  of the same process while the current one generates;
+- **processes**: ``overlap = True`` with ``--processes`` worker processes preparing batches (the
+  default on an accelerator: their Python work does not compete with the generation loop);
+- **generate only**: ``model.generate`` alone on the same batches, prepared beforehand and already
+  on the device: the ceiling.
 
-On a CPU, preparation and generation share the same cores, so overlapping cannot hide much (the
-backend does not overlap on a CPU by default). ``--device-seconds S`` stands in for an accelerator:
-every ``model.generate`` call also waits S seconds with the CPU idle, as a GPU's generation leaves it,
-which is where preparing the next batch meanwhile pays.
+Every mode must give the same answers (the run stops otherwise). On a CPU, preparation and
+generation share the same cores, so overlapping cannot hide much (the backend does not overlap on a
+CPU by default). ``--device cuda`` runs the model on a GPU; ``--device-seconds S`` stands in for one
+on a CPU: every ``model.generate`` call also waits S seconds with the CPU idle.
 
     python bench/bench_hf.py [--requests 32] [--max-new-tokens 32] [--batch-sizes 1,8] [--repeats 3] [--image-size 512]
+                             [--device cpu|cuda] [--processes N]
 """
 
 from __future__ import annotations
@@ -88,15 +92,16 @@ def fresh(requests: list[Request]) -> list[Request]:
     return out
 
 
-def run_once(backend: hf.HFBackend, requests: list[Request], overlap: bool = True) -> tuple[float, int]:
-    """Seconds and generated tokens for one pass over ``requests``."""
+def run_once(backend: hf.HFBackend, requests: list[Request], overlap: bool, processes: int) -> tuple[float, int, list[str]]:
+    """Seconds, generated tokens and the answers for one pass over ``requests``."""
     backend.overlap = overlap
+    backend.prepare_processes = processes
     requests = fresh(requests)
     started = time.perf_counter()
     responses = list(backend.generate(iter(requests)))
     seconds = time.perf_counter() - started
     assert len(responses) == len(requests) and all(r.error is None for r in responses)
-    return seconds, sum(r.usage["completion_tokens"] for r in responses)
+    return seconds, sum(r.usage["completion_tokens"] for r in responses), [r.text or "" for r in responses]
 
 
 def idle_device(backend: hf.HFBackend, seconds: float) -> None:
@@ -117,11 +122,16 @@ def generate_only(backend: hf.HFBackend, requests: list[Request]) -> float:
     import torch
 
     batches = [backend._prepare_batch(batch) for batch in backend._batches(fresh(requests))]
+    batches = [batch.inputs.to(backend.model.device) for batch in batches]  # on the device beforehand: generation alone is timed
+    settings = backend._generate_kwargs(requests[0].generation)
+    synchronize = torch.cuda.synchronize if backend.model.device.type == "cuda" else (lambda: None)
+    synchronize()
     started = time.perf_counter()
-    for batch in batches:
-        inputs = batch.inputs.to(backend.model.device)
+    for inputs in batches:
         with torch.inference_mode():
-            backend.model.generate(**inputs, **backend._generate_kwargs(batch.items[0].request.generation))
+            output = backend.model.generate(**inputs, **settings)
+        output.tolist()  # the backend reads every answer back to the host
+    synchronize()
     return time.perf_counter() - started
 
 
@@ -136,8 +146,9 @@ def machine_info() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    gpu = f"; GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     return (
-        f"{cpu}; {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; python {platform.python_version()}, "
+        f"{cpu}; {os.cpu_count()} cores, torch threads {torch.get_num_threads()}{gpu}; python {platform.python_version()}, "
         f"torch {torch.__version__}, transformers {transformers.__version__}"
     )
 
@@ -151,7 +162,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per batch size; the best is reported")
     parser.add_argument("--image-size", type=int, default=512, help="side of each request's PNG image in pixels")
     parser.add_argument("--device-seconds", type=float, default=0.0, help="idle-CPU seconds added to each generate call (an accelerator stand-in)")
+    parser.add_argument("--device", default="cpu", help="where the model runs: cpu or cuda")
+    parser.add_argument(
+        "--processes", type=int, default=None, help="worker processes of the 'processes' mode (default: the backend's for the device, at least 1)"
+    )
     args = parser.parse_args()
+    processes = args.processes or max(1, hf.default_prepare_processes(args.device.split(":")[0]))
+    modes = {"serial": (False, 0), "thread": (True, 0), "processes": (True, processes)}
     from vlmbench.testing.tiny_models import build_tiny_vlm
 
     requests = make_requests(args.requests, args.max_new_tokens, args.image_size)
@@ -159,36 +176,43 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = build_tiny_vlm("llava", Path(tmp) / "llava")
         for batch_size in (int(b) for b in args.batch_sizes.split(",")):
-            backend = hf._factory({"pretrained": str(path), "device": "cpu"}, BackendOptions(batch_size=batch_size))
+            backend = hf._factory({"pretrained": str(path), "device": args.device}, BackendOptions(batch_size=batch_size))
             backend.model.generation_config.min_new_tokens = args.max_new_tokens  # EOS never ends a sequence early
             idle_device(backend, args.device_seconds)
-            run_once(backend, requests[:batch_size])  # warm-up
+            for overlap, count in modes.values():  # warm-up (and the worker processes started)
+                run_once(backend, requests[: 2 * batch_size], overlap, count)
             best: dict[str, float] = {}
             tokens = 0
             for _ in range(args.repeats):  # interleaved, so that a busy moment does not favour one of them
-                seconds, tokens = run_once(backend, requests, overlap=True)
-                best["backend"] = min(best.get("backend", seconds), seconds)
-                seconds, _ = run_once(backend, requests, overlap=False)
-                best["serial"] = min(best.get("serial", seconds), seconds)
+                answers = []
+                for mode, (overlap, count) in modes.items():
+                    seconds, tokens, texts = run_once(backend, requests, overlap, count)
+                    best[mode] = min(best.get(mode, seconds), seconds)
+                    answers.append(texts)
+                if any(texts != answers[0] for texts in answers):
+                    raise SystemExit(f"batch {batch_size}: the modes' answers differ")
                 seconds = generate_only(backend, requests)
                 best["generate"] = min(best.get("generate", seconds), seconds)
+            backend.close()
             rows.append((batch_size, tokens, best))
     base = rows[0][1] / rows[0][2]["serial"]
-    print(f"hf backend, tiny LLaVA ({args.requests} image+text requests x {args.max_new_tokens} new tokens, greedy, CPU)")
+    print(f"hf backend, tiny LLaVA ({args.requests} image+text requests x {args.max_new_tokens} new tokens, greedy, device {args.device})")
     print(f"images: distinct {args.image_size}x{args.image_size} PNG files carried as bytes; best of {args.repeats} passes")
     if args.device_seconds > 0:
         print(f"accelerator stand-in: each generate call also waits {args.device_seconds:g} s with the CPU idle")
     print(machine_info())
-    print("serial: prepare and generate in turn (the default on a CPU); overlapped: the next batch prepared meanwhile (the default on a GPU)")
+    print(f"serial: prepare and generate in turn; thread: the next batch prepared in a thread; processes: in {processes} worker processes")
+    print(f"images decoded in {hf.DECODE_THREADS} threads; every mode gave the same answers")
     print(
-        f"{'batch':>5}  {'tokens':>6}  {'serial s':>8}  {'tokens/s':>9}  {'speed-up':>8}  {'overlapped s':>12}  "
-        f"{'generate-only s':>15}  {'serial/gen-only':>15}  {'overlapped/gen-only':>19}"
+        f"{'batch':>5}  {'tokens':>6}  {'serial s':>8}  {'tokens/s':>9}  {'speed-up':>8}  {'thread s':>8}  {'processes s':>11}  "
+        f"{'generate-only s':>15}  {'serial/gen':>10}  {'thread/gen':>10}  {'processes/gen':>13}"
     )
     for batch_size, tokens, best in rows:
         rate = tokens / best["serial"]
         print(
-            f"{batch_size:>5}  {tokens:>6}  {best['serial']:>8.3f}  {rate:>9.1f}  {rate / base:>7.2f}x  {best['backend']:>12.3f}  "
-            f"{best['generate']:>15.3f}  {best['generate'] / best['serial']:>15.1%}  {best['generate'] / best['backend']:>19.1%}"
+            f"{batch_size:>5}  {tokens:>6}  {best['serial']:>8.3f}  {rate:>9.1f}  {rate / base:>7.2f}x  {best['thread']:>8.3f}  "
+            f"{best['processes']:>11.3f}  {best['generate']:>15.3f}  {best['generate'] / best['serial']:>10.1%}  "
+            f"{best['generate'] / best['thread']:>10.1%}  {best['generate'] / best['processes']:>13.1%}"
         )
 
 

@@ -113,6 +113,7 @@ def test_registered_as_builtin_backend() -> None:
         ({"pretrained": "m", "device": "cpu", "device_map": "auto"}, "not both"),
         ({"pretrained": "m", "trust_remote_code": "maybe"}, "trust_remote_code=maybe is not true or false"),
         ({"pretrained": "m", "max_new_tokens": "0"}, "max_new_tokens=0 is not a positive integer"),
+        ({"pretrained": "m", "prepare_processes": "-1"}, "prepare_processes=-1 is not a whole number of 0 or more"),
     ],
 )
 def test_bad_model_args_are_one_line_user_errors(args: dict[str, str], expected: str) -> None:
@@ -125,6 +126,10 @@ def test_model_args_are_typed() -> None:
     parsed = hf.parse_model_args({"pretrained": "org/m", "dtype": "bfloat16", "trust_remote_code": "True", "max_new_tokens": "7"})
     assert (parsed.pretrained, parsed.dtype, parsed.trust_remote_code, parsed.max_new_tokens) == ("org/m", "bfloat16", True, 7)
     assert [hf.batch_setting(b) for b in (None, 3, "auto")] == [None, 3, None]  # unset: auto
+    assert [
+        hf.parse_model_args({"pretrained": "m", **extra}).prepare_processes for extra in ({}, {"prepare_processes": "0"}, {"prepare_processes": "3"})
+    ] == [None, 0, 3]
+    assert hf.default_prepare_processes("cpu") == 0 and 0 <= hf.default_prepare_processes("cuda") <= 4
 
 
 def test_missing_torch_and_transformers_is_a_user_error(tmp_path: Path) -> None:

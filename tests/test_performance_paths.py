@@ -337,7 +337,57 @@ def test_hf_overlapped_batches_answer_exactly_as_the_serial_path(tmp_path: Path,
     assert threads["prepare"] == {"vlmbench-hf-prepare"} and threads["generate"] == {threading.current_thread().name}
     assert "not a readable image" in (serial["img-6"][1] or "") and serial["img-6"][0] is None  # that request only
     assert sum(error is not None for _, error, _, _ in serial.values()) == 1
-    assert isinstance(backend, hf.HFBackend)
+    assert isinstance(backend, hf.HFBackend) and backend._prepare_pool is None  # no worker process on the CPU by default
+
+    # In a worker process: the same answers; only the batch holding the undecodable image is prepared here.
+    prepared_here: list[list[str]] = []
+    monkeypatch.setattr(backend, "_prepare_batch", lambda batch: prepared_here.append([i.request.id for i in batch]) or prepare(batch))
+    backend.prepare_processes = 1
+    try:
+        assert answers(True) == serial
+        assert backend._prepare_pool is not None and not backend._prepare_pool_failed
+        assert len(prepared_here) == 1 and "img-6" in prepared_here[0]
+    finally:
+        backend.close()
+    assert backend._prepare_pool is None
+
+
+def test_image_parts_sent_to_another_process_decode_to_the_same_pixels(tmp_path: Path) -> None:
+    import pickle
+
+    import datasets
+
+    from vlmbench.data.sources import DatasetInfo, DocTable
+    from vlmbench.runner import RowImage, blank_part
+
+    colour = picture(24, 16, 3)
+    data = encoded(colour, "PNG")
+    path = tmp_path / "picture.png"
+    path.write_bytes(data)
+
+    def pixels(part: ImagePart) -> bytes:
+        return part.load().tobytes()
+
+    def sent(part: ImagePart) -> ImagePart:
+        return pickle.loads(pickle.dumps(part))
+
+    stored = ImagePart(data=data, format="PNG", size=colour.size, sha256=hashlib.sha256(data).hexdigest())
+    stored.load()  # decoded pixels are not sent: the other process decodes the bytes again
+    copy = sent(stored)
+    assert not copy.decoded and (copy.data, copy.format, copy.size, copy.sha256) == (data, "PNG", (24, 16), stored.sha256)
+    assert pixels(copy) == pixels(stored) == colour.tobytes()
+    assert pixels(sent(ImagePart(colour))) == pixels(sent(ImagePart(str(path)))) == colour.tobytes()
+    assert pixels(sent(blank_part())) == pixels(blank_part())
+
+    # A dataset's image decodes in the dataset's colour mode, in this process or another one.
+    features = datasets.Features({"image": datasets.Image(mode="L", decode=False)})
+    dataset = datasets.Dataset.from_dict({"image": [{"bytes": data, "path": None}]}, features=features)
+    table = DocTable(rows=[{"_source": 0, "_row": 0}], sources=[])
+    table.add_source(dataset, DatasetInfo("d", None, "train", None, dataset._fingerprint, 1, synthetic=False))
+    row_part = ImagePart(data=data, format="PNG", size=colour.size, decoder=RowImage(table, table.rows[0], "image", data))
+    grey = colour.convert("L").convert("RGB").tobytes()
+    assert pixels(row_part) == grey != colour.tobytes()
+    assert pixels(sent(row_part)) == grey
 
 
 def test_hf_chunks_are_bounded_by_bytes_but_hold_at_least_one_batch() -> None:

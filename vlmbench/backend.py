@@ -129,6 +129,11 @@ class ImagePart:
     def __copy__(self) -> ImagePart:
         return self  # immutable: a copy may share it
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (for another process) as what it was made from: the image, path or stored bytes with
+        their decoder; pixels decoded from bytes stay behind (the other process decodes them again)."""
+        return (_rebuild_image_part, (self._image, self.data, self.format, self.size, self.sha256, self.faithful, self._decoder))
+
     def __deepcopy__(self, memo: dict[int, Any]) -> ImagePart:
         return self
 
@@ -147,6 +152,12 @@ class ImagePart:
             return f"ImagePart({self._image!r})"
         size = f" {self.size[0]}x{self.size[1]}" if self.size else ""
         return f"ImagePart({self.format or 'image'}{size}, {len(self.data)} bytes, sha256={(self.sha256 or '?')[:12]})"
+
+
+def _rebuild_image_part(
+    image: Any, data: bytes | None, format: str | None, size: tuple[int, int] | None, sha256: str | None, faithful: bool, decoder: Any
+) -> ImagePart:
+    return ImagePart(image, data=data, format=format, size=size, sha256=sha256, faithful=faithful, decoder=decoder)
 
 
 def _is_pil(value: object) -> TypeGuard[Image.Image]:

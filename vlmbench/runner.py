@@ -16,9 +16,10 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from vlmbench.backend import Backend, GenerationSettings, ImagePart, Message, Request, TextPart
+from vlmbench.data import images
 from vlmbench.data.concepts import load_catalog
 from vlmbench.data.images import BadImage
 from vlmbench.data.render import blank_image
@@ -28,6 +29,9 @@ from vlmbench.errors import UserError
 from vlmbench.progress import TaskProgress, announce_reusable
 from vlmbench.records import BLANK_SHA256, SampleRecord, new_record
 from vlmbench.samples import Sample, build_samples
+
+if TYPE_CHECKING:
+    from PIL import Image
 from vlmbench.store import RequestKeys, ResponseStore, is_deterministic
 from vlmbench.taskconfig import TaskConfig
 
@@ -70,6 +74,22 @@ def prepare(task: TaskConfig, seed: int, limit: int | float | None, overrides: d
     catalog = load_catalog(task.resolve_path(task.get("concepts_file")).resolve()) if task.get("concepts_file") else None
     table = load_docs(task, catalog)
     return build_samples(task, table, catalog, seed, limit, overrides), table
+
+
+class RowImage:
+    """Decodes one row's image through its table (so that an unreadable image names its row). Pickled for
+    another process, it becomes a decoder of the same stored bytes in the same colour mode: the same pixels."""
+
+    __slots__ = ("column", "data", "doc", "table")
+
+    def __init__(self, table: DocTable, doc: dict[str, Any], column: str, data: bytes) -> None:
+        self.table, self.doc, self.column, self.data = table, doc, column, data
+
+    def __call__(self) -> Image.Image:
+        return self.table.image(self.doc, self.column)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (functools.partial, (images.decode, {"bytes": self.data}, self.table.image_mode(self.doc, self.column)))
 
 
 class _Images:
@@ -120,7 +140,7 @@ class _Images:
                 size=encoded.size,
                 sha256=encoded.sha256,
                 faithful=encoded.faithful,
-                decoder=functools.partial(self.table.image, sample.doc, sample.image),
+                decoder=RowImage(self.table, sample.doc, sample.image, encoded.data),
             )
             if len(self._recent) > self.KEEP:
                 self._recent.popitem(last=False)

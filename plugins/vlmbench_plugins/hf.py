@@ -12,6 +12,8 @@ importing this module) works without them.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
 import copy
 import dataclasses
@@ -33,6 +35,7 @@ from vlmbench.backend import BackendBase, BackendOptions, BackendSpec, Generatio
 from vlmbench.errors import UserError
 from vlmbench.hookspecs import hookimpl
 from vlmbench.scoring.base import Scorer, ScorerOptions, ScorerSpec
+from vlmbench_plugins.hf_prepare import DECODE_THREADS, PreparePool, Undecodable, decode_all, processor_inputs
 from vlmbench_plugins.paper_classifier import VERSION as PAPER_CLASSIFIER_VERSION
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,7 @@ MODEL_ARGS = {
     "attn_implementation": "eager|sdpa|flash_attention_2|...",
     "max_new_tokens": "positive int; overrides the task's",
     "adapter": "a PEFT (LoRA) adapter folder, e.g. from `vlmbench align`, loaded over pretrained",
+    "prepare_processes": "worker processes preparing batches while the model generates on an accelerator (default: cores/4, at most 4; 0: one thread)",
 }
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 AUTO_BATCH_START = 64  # `--batch_size auto` starts here and halves on out-of-memory
@@ -70,6 +74,7 @@ class HFArgs:
     attn_implementation: str | None = None
     max_new_tokens: int | None = None
     adapter: str | None = None
+    prepare_processes: int | None = None
 
 
 def parse_model_args(model_args: dict[str, str]) -> HFArgs:
@@ -99,6 +104,7 @@ def parse_model_args(model_args: dict[str, str]) -> HFArgs:
         trust_remote_code=_parse_bool("trust_remote_code", model_args.get("trust_remote_code", "false")),
         attn_implementation=model_args.get("attn_implementation") or None,
         max_new_tokens=_parse_positive("max_new_tokens", model_args["max_new_tokens"]) if "max_new_tokens" in model_args else None,
+        prepare_processes=_parse_count("prepare_processes", model_args["prepare_processes"]) if "prepare_processes" in model_args else None,
         adapter=_check_adapter(model_args["adapter"]) if model_args.get("adapter") else None,
     )
 
@@ -140,6 +146,12 @@ def _parse_positive(name: str, text: str) -> int:
     if text.isdigit() and int(text) > 0:
         return int(text)
     raise UserError(f"--model hf: {name}={text} is not a positive integer")
+
+
+def _parse_count(name: str, text: str) -> int:
+    if not text.isdigit():
+        raise UserError(f"--model hf: {name}={text} is not a whole number of 0 or more")
+    return int(text)
 
 
 def looks_like_path(pretrained: str) -> bool:
@@ -267,17 +279,25 @@ def pixel_bytes(part: ImagePart) -> int:
 class HFBackend(BackendBase):
     """A transformers image-text-to-text model answering requests in length-sorted batches.
 
-    With ``overlap``, a worker thread prepares the next batch (chat template, tokenizer, image
+    With ``overlap``, a worker thread prepares the next batches (chat template, tokenizer, image
     decoding, the processor's pixel values; pinned memory on CUDA) while the current one
     generates, and batches move to the device with non-blocking copies; the answers are those of
     the serial path (``overlap = False``). By default (``None``) it overlaps when the model runs on
-    an accelerator: on the CPU, preparation and generation would compete for the same cores. What it holds is bounded by bytes: a chunk
-    of requests (sorted by length inside it) stops at ``chunk_bytes`` of decoded pixels (or
-    ``chunk_size`` requests), but always holds at least one batch; one prepared batch waits ahead.
+    an accelerator: on the CPU, preparation and generation would compete for the same cores. With
+    ``prepare_processes`` (on an accelerator by default), the images are decoded and the processor
+    runs in that many worker processes (:class:`~vlmbench_plugins.hf_prepare.PreparePool`), so that
+    their Python work does not hold up the generation loop. Images are decoded in ``decode_threads``.
+
+    What it holds is bounded by bytes: a chunk of requests (sorted by length inside it) stops at
+    ``chunk_bytes`` of decoded pixels (or ``chunk_size`` requests), but always holds at least one
+    batch; besides the batch generating, one prepared batch waits ahead and each worker process
+    prepares one.
     """
 
     overlap: bool | None = None
     chunk_bytes = CHUNK_BYTES
+    decode_threads = DECODE_THREADS
+    prepare_processes: int | None = None  # None: the default for the device (see default_prepare_processes)
 
     def __init__(self, args: HFArgs, batch_size: int | None, seed: int = 0) -> None:
         self.args = args
@@ -294,6 +314,9 @@ class HFBackend(BackendBase):
         if self.chat_template is None:
             print(f"vlmbench: warning: {args.pretrained} has no chat template; prompting it with the plain message text", file=sys.stderr)
         self._eos_ids = _eos_ids(self.model.generation_config)
+        self.prepare_processes = args.prepare_processes
+        self._prepare_pool: PreparePool | None = None
+        self._prepare_pool_failed = False
 
     # ------------------------------------------------------------------ provenance
     def identity(self) -> dict[str, Any]:
@@ -353,13 +376,65 @@ class HFBackend(BackendBase):
                     continue
             return False
 
+        pool = self._pool()
+        pending: collections.deque[tuple[list[_Prepared], concurrent.futures.Future[Any]]] = collections.deque()
         try:
             for batch in self._batches(requests):
-                if stop.is_set() or not put(self._prepare_batch(batch)):
+                if self._prepare_pool_failed:
+                    pool = None
+                if pool is None:
+                    if stop.is_set() or not put(self._prepare_batch(batch)):
+                        return
+                    continue
+                pending.append((batch, pool.submit(*self._task(batch))))
+                while len(pending) > pool.processes:  # each worker prepares one batch
+                    if stop.is_set() or not put(self._collect(*pending.popleft())):
+                        return
+            while pending:
+                if stop.is_set() or not put(self._collect(*pending.popleft())):
                     return
             put(_END)
         except BaseException as exc:  # handed to generate(), which raises it after the batches before it
             put(_Failed(exc))
+        finally:
+            for _, future in pending:
+                future.cancel()
+
+    def _pool(self) -> PreparePool | None:
+        """The worker processes that prepare batches (started on first use), or None to prepare in this process."""
+        processes = self.prepare_processes
+        if processes is None:
+            processes = default_prepare_processes(getattr(self.model.device, "type", "cpu"))
+        if processes <= 0 or self._prepare_pool_failed:
+            return None
+        if self._prepare_pool is None or self._prepare_pool.processes != processes:
+            self.close()
+            self._prepare_pool = PreparePool(self.processor, self.model.dtype, processes)
+        return self._prepare_pool
+
+    def _task(self, batch: list[_Prepared]) -> tuple[list[str], list[list[ImagePart]] | None, bool]:
+        """What a worker process needs to prepare ``batch``: prompts, images, whether to add special tokens."""
+        prompts = [item.prompt for item in batch]
+        images = [item.images for item in batch] if batch[0].images else None
+        return prompts, images, self._add_special_tokens(prompts)
+
+    def _collect(self, batch: list[_Prepared], future: concurrent.futures.Future[Any]) -> _Batch:
+        """A batch prepared by a worker process; prepared here instead when that failed (an undecodable
+        image becomes its request's error here, as on every path)."""
+        try:
+            inputs = future.result()
+        except Exception as exc:
+            if not isinstance(exc, Undecodable) and not self._prepare_pool_failed:
+                self._prepare_pool_failed = True  # it would fail again for every batch
+                log.warning("--model hf: preparing batches in worker processes failed (%s); preparing them in this process", one_line(exc))
+            return self._prepare_batch(batch)
+        return _Batch(batch, self._place(inputs), [])
+
+    def close(self) -> None:
+        """Stop the worker processes that prepare batches, if any were started."""
+        if self._prepare_pool is not None:
+            pool, self._prepare_pool = self._prepare_pool, None
+            pool.close()
 
     def _batches(self, requests: Iterable[Request]) -> Iterator[list[_Prepared]]:
         """The batches in the order they run: each chunk grouped and sorted, then cut at the batch size."""
@@ -414,18 +489,15 @@ class HFBackend(BackendBase):
     def _prepare_batch(self, batch: list[_Prepared]) -> _Batch:
         """Decode the batch's images (a request whose image cannot be decoded becomes its error) and run
         the processor: the inputs, cast to the model's dtype and pinned for a CUDA device."""
-        from vlmbench import BadImage
-
+        failures = decode_all([part for item in batch for part in item.images], self.decode_threads)
         items: list[_Prepared] = []
         errors: list[Response] = []
         for item in batch:
-            try:
-                for part in item.images:
-                    part.load()
-            except BadImage as exc:
-                errors.append(Response(item.request.id, error=str(exc)))
-                continue
-            items.append(item)
+            failure = next((failures[id(part)] for part in item.images if id(part) in failures), None)
+            if failure is not None:
+                errors.append(Response(item.request.id, error=failure))
+            else:
+                items.append(item)
         return _Batch(items, self._encode(items) if items else None, errors)
 
     def _answer(self, batch: _Batch) -> Iterator[Response]:
@@ -502,18 +574,12 @@ class HFBackend(BackendBase):
             return self.tokenizer
 
     def _encode(self, batch: list[_Prepared]) -> Any:
-        """The processor's inputs for a batch, on the CPU, floating tensors cast to the model's dtype
-        (pinned when the model is on a CUDA device, for a non-blocking copy)."""
+        """The processor's inputs for a batch (images decoded), on the CPU, floating tensors cast to the
+        model's dtype (pinned when the model is on a CUDA device, for a non-blocking copy)."""
         prompts = [item.prompt for item in batch]
-        kwargs: dict[str, Any] = {"text": prompts, "padding": True, "return_tensors": "pt"}
-        # A template that writes the BOS token itself must not get a second one from the tokenizer.
-        bos = self.tokenizer.bos_token
-        if bos and prompts[0].startswith(bos):
-            kwargs["add_special_tokens"] = False
-        if batch[0].images:
-            kwargs["images"] = [[part.load() for part in item.images] for item in batch]
+        images = [item.images for item in batch] if batch[0].images else None
         try:
-            inputs = self.processor(**kwargs)
+            inputs = processor_inputs(self.processor, prompts, images, self._add_special_tokens(prompts), self.model.dtype)
         except (ValueError, TypeError) as exc:
             if not batch[0].images:
                 raise UserError(
@@ -526,10 +592,16 @@ class HFBackend(BackendBase):
                     f"the images ({one_line(exc)}); use an instruct/chat checkout of the model"
                 ) from exc
             raise
-        inputs = inputs.to(self.model.dtype)  # casts floating tensors (pixel values) only; identical on CPU or device
-        if getattr(self.model.device, "type", None) == "cuda":
-            inputs = _pinned(inputs)
-        return inputs
+        return self._place(inputs)
+
+    def _add_special_tokens(self, prompts: list[str]) -> bool:
+        """False when the template writes the BOS token itself (the tokenizer must not add a second one)."""
+        bos = self.tokenizer.bos_token
+        return not (bos and prompts[0].startswith(bos))
+
+    def _place(self, inputs: Any) -> Any:
+        """``inputs`` pinned when the model is on a CUDA device (for a non-blocking copy), else as they are."""
+        return _pinned(inputs) if getattr(self.model.device, "type", None) == "cuda" else inputs
 
     def _generate_kwargs(self, settings: GenerationSettings) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -541,6 +613,14 @@ class HFBackend(BackendBase):
         else:
             kwargs["do_sample"] = False
         return kwargs
+
+
+def default_prepare_processes(device_type: str) -> int:
+    """Worker processes preparing batches by default: none on the CPU (they would take its cores from the
+    model), else a quarter of the cores, at most 4 (none with fewer than 4 cores)."""
+    if device_type == "cpu":
+        return 0
+    return min(4, (os.cpu_count() or 1) // 4)
 
 
 def _pinned(inputs: Any) -> Any:

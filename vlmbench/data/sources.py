@@ -129,9 +129,8 @@ class DocTable:
         (:func:`images.check_encoded`); :class:`BadImage` when it is empty, truncated, not an image or
         a decompression bomb. ``sha256`` is its hash when the caller has it already."""
         cell = self._cell(row, column)
-        feature = self.sources[row["_source"]].features.get(column)
         try:
-            return images.check_encoded(images.encoded_bytes(cell), getattr(feature, "mode", None), sha256)
+            return images.check_encoded(images.encoded_bytes(cell), self.image_mode(row, column), sha256)
         except BadImage as exc:
             raise BadImage(f"{self._where(row, column, cell)}: {exc}") from None
 
@@ -139,11 +138,14 @@ class DocTable:
         """Decode the image of ``row`` (the only place images are decoded); :class:`BadImage` when it is
         unreadable, truncated, empty, not an image or a decompression bomb."""
         cell = self._cell(row, column)
-        feature = self.sources[row["_source"]].features.get(column)
         try:
-            return images.decode(cell, getattr(feature, "mode", None))
+            return images.decode(cell, self.image_mode(row, column))
         except BadImage as exc:
             raise BadImage(f"{self._where(row, column, cell)}: {exc}") from None
+
+    def image_mode(self, row: dict[str, Any], column: str = "image") -> str | None:
+        """The colour mode the dataset's feature asks its images to be decoded to (None: as stored)."""
+        return getattr(self.sources[row["_source"]].features.get(column), "mode", None)
 
 
 class HubUnavailable(Exception):
