@@ -300,7 +300,9 @@ def hf_requests() -> list[Request]:
     return requests
 
 
-def test_hf_overlapped_batches_answer_exactly_as_the_serial_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hf_overlapped_batches_answer_exactly_as_the_serial_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from vlmbench.pluginmanager import backend_spec
@@ -323,10 +325,13 @@ def test_hf_overlapped_batches_answer_exactly_as_the_serial_path(tmp_path: Path,
     monkeypatch.setattr(backend, "_prepare_batch", spy_prepare)
     monkeypatch.setattr(backend, "_run_batch", spy_generate)
 
+    order: dict[bool, list[str]] = {}
+
     def answers(overlap: bool) -> dict[str, tuple[Any, ...]]:
         backend.overlap = overlap
         responses = list(backend.generate(iter(hf_requests())))
         assert len(responses) == len({r.request_id for r in responses}) == len(hf_requests())
+        order[overlap] = [r.request_id for r in responses]
         return {r.request_id: (r.text, r.error, r.usage, r.prompt) for r in responses}
 
     serial = answers(False)
@@ -343,13 +348,51 @@ def test_hf_overlapped_batches_answer_exactly_as_the_serial_path(tmp_path: Path,
     prepared_here: list[list[str]] = []
     monkeypatch.setattr(backend, "_prepare_batch", lambda batch: prepared_here.append([i.request.id for i in batch]) or prepare(batch))
     backend.prepare_processes = 1
+    serial_order = order[False]
     try:
-        assert answers(True) == serial
+        assert answers(True) == serial and order[True] == serial_order
         assert backend._prepare_pool is not None and not backend._prepare_pool_failed
         assert len(prepared_here) == 1 and "img-6" in prepared_here[0]
+
+        # A request stream that breaks: the batches prepared before it are answered first, as on the serial path.
+        def broken_stream() -> Iterator[Request]:
+            yield from hf_requests()[:9]
+            raise RuntimeError("the stream broke")
+
+        answered: dict[bool, list[str]] = {}
+        backend.chunk_size = 4
+        for overlap in (False, True):
+            backend.overlap, answered[overlap] = overlap, []
+            with pytest.raises(RuntimeError, match="the stream broke"):
+                for response in backend.generate(broken_stream()):
+                    answered[overlap].append(response.request_id)
+        assert answered[True] == answered[False] and len(answered[False]) == 8
+        backend.chunk_size = 64
     finally:
         backend.close()
     assert backend._prepare_pool is None
+
+    # Workers that cannot prepare (a processor that does not pickle, no worker processes at all): the same
+    # answers in the same order, prepared here, with one warning line.
+    backend.processor.not_picklable = lambda: None
+    try:
+        with caplog.at_level("WARNING", logger="vlmbench_plugins.hf"):
+            assert answers(True) == serial and order[True] == serial_order
+        assert backend._prepare_pool_failed and backend._prepare_pool is None
+        assert "preparing them in this process" in caplog.text
+    finally:
+        del backend.processor.not_picklable
+        backend.close()
+    caplog.clear()
+
+    def no_processes(*args: Any) -> Any:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(hf, "PreparePool", no_processes)
+    with caplog.at_level("WARNING", logger="vlmbench_plugins.hf"):
+        assert answers(True) == serial and order[True] == serial_order
+    assert "Function not implemented" in caplog.text
+    backend.close()
 
 
 def test_image_parts_sent_to_another_process_decode_to_the_same_pixels(tmp_path: Path) -> None:
@@ -388,6 +431,30 @@ def test_image_parts_sent_to_another_process_decode_to_the_same_pixels(tmp_path:
     grey = colour.convert("L").convert("RGB").tobytes()
     assert pixels(row_part) == grey != colour.tobytes()
     assert pixels(sent(row_part)) == grey
+
+
+def test_hf_worker_processes_only_where_the_main_script_is_guarded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    from vlmbench_plugins import hf, hf_prepare
+
+    scripts = {
+        "guarded.py": 'import vlmbench\n\nif __name__ == "__main__":\n    vlmbench.evaluate()\n',
+        "reversed.py": "if '__main__' == __name__: pass\n",
+        "unguarded.py": "import vlmbench\nvlmbench.evaluate()  # runs again in every spawned process\n",
+    }
+    verdicts = {}
+    for name, code in scripts.items():
+        (tmp_path / name).write_text(code)
+        main_module = types.ModuleType("__main__")
+        main_module.__file__ = str(tmp_path / name)
+        monkeypatch.setitem(sys.modules, "__main__", main_module)
+        verdicts[name] = hf_prepare.main_module_is_guarded()
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))  # python -c, or interactive
+    verdicts["no file"] = hf_prepare.main_module_is_guarded()
+    assert verdicts == {"guarded.py": True, "reversed.py": True, "unguarded.py": False, "no file": True}
+    assert hf.default_prepare_processes("cuda") == min(4, hf_prepare.usable_cores() // 4)
+    assert hf_prepare.usable_cores(local_processes=2) == max(1, hf_prepare.usable_cores() // 2)
 
 
 def test_hf_chunks_are_bounded_by_bytes_but_hold_at_least_one_batch() -> None:

@@ -35,7 +35,7 @@ from vlmbench.backend import BackendBase, BackendOptions, BackendSpec, Generatio
 from vlmbench.errors import UserError
 from vlmbench.hookspecs import hookimpl
 from vlmbench.scoring.base import Scorer, ScorerOptions, ScorerSpec
-from vlmbench_plugins.hf_prepare import DECODE_THREADS, PreparePool, Undecodable, decode_all, processor_inputs
+from vlmbench_plugins.hf_prepare import DECODE_THREADS, PreparePool, Undecodable, decode_all, main_module_is_guarded, processor_inputs, usable_cores
 from vlmbench_plugins.paper_classifier import VERSION as PAPER_CLASSIFIER_VERSION
 
 log = logging.getLogger(__name__)
@@ -290,8 +290,8 @@ class HFBackend(BackendBase):
 
     What it holds is bounded by bytes: a chunk of requests (sorted by length inside it) stops at
     ``chunk_bytes`` of decoded pixels (or ``chunk_size`` requests), but always holds at least one
-    batch; besides the batch generating, one prepared batch waits ahead and each worker process
-    prepares one.
+    batch; besides the batch generating, at most two prepared batches wait (one queued, one being handed
+    over) and each worker process prepares one.
     """
 
     overlap: bool | None = None
@@ -299,12 +299,13 @@ class HFBackend(BackendBase):
     decode_threads = DECODE_THREADS
     prepare_processes: int | None = None  # None: the default for the device (see default_prepare_processes)
 
-    def __init__(self, args: HFArgs, batch_size: int | None, seed: int = 0) -> None:
+    def __init__(self, args: HFArgs, batch_size: int | None, seed: int = 0, local_processes: int = 1) -> None:
         self.args = args
         self.batch_size = batch_size or AUTO_BATCH_START
         self.auto_batch = batch_size is None
         self.chunk_size = max(64, 4 * self.batch_size)  # most requests in a chunk (text-only ones weigh almost nothing)
         self.seed = seed
+        self.local_processes = local_processes  # data-parallel processes sharing this machine's cores
         self.processor, self.model = _load(args)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
@@ -376,12 +377,23 @@ class HFBackend(BackendBase):
                     continue
             return False
 
-        pool = self._pool()
         pending: collections.deque[tuple[list[_Prepared], concurrent.futures.Future[Any]]] = collections.deque()
+
+        def flush() -> bool:
+            """Hand over every batch the workers hold, in order; False once the consumer has stopped."""
+            while pending:
+                if stop.is_set() or not put(self._collect(*pending.popleft())):
+                    return False
+            return True
+
         try:
+            pool = self._pool()
             for batch in self._batches(requests):
-                if self._prepare_pool_failed:
+                if pool is not None and self._prepare_pool_failed:  # the batches already sent first, in order
                     pool = None
+                    if not flush():
+                        return
+                    self._stop_pool()
                 if pool is None:
                     if stop.is_set() or not put(self._prepare_batch(batch)):
                         return
@@ -390,12 +402,15 @@ class HFBackend(BackendBase):
                 while len(pending) > pool.processes:  # each worker prepares one batch
                     if stop.is_set() or not put(self._collect(*pending.popleft())):
                         return
-            while pending:
-                if stop.is_set() or not put(self._collect(*pending.popleft())):
-                    return
-            put(_END)
+            if flush():
+                put(_END)
         except BaseException as exc:  # handed to generate(), which raises it after the batches before it
-            put(_Failed(exc))
+            try:
+                handed_over = not isinstance(exc, Exception) or flush()
+            except Exception:
+                handed_over = True
+            if handed_over:
+                put(_Failed(exc))
         finally:
             for _, future in pending:
                 future.cancel()
@@ -404,13 +419,22 @@ class HFBackend(BackendBase):
         """The worker processes that prepare batches (started on first use), or None to prepare in this process."""
         processes = self.prepare_processes
         if processes is None:
-            processes = default_prepare_processes(getattr(self.model.device, "type", "cpu"))
+            processes = default_prepare_processes(getattr(self.model.device, "type", "cpu"), self.local_processes)
         if processes <= 0 or self._prepare_pool_failed:
             return None
         if self._prepare_pool is None or self._prepare_pool.processes != processes:
-            self.close()
-            self._prepare_pool = PreparePool(self.processor, self.model.dtype, processes)
+            self._stop_pool()
+            try:
+                self._prepare_pool = PreparePool(self.processor, self.model.dtype, processes, self.local_processes)
+            except Exception as exc:  # no worker processes here (no /dev/shm, say): prepare in this process
+                self._pool_failed(exc)
+                return None
         return self._prepare_pool
+
+    def _pool_failed(self, exc: BaseException) -> None:
+        if not self._prepare_pool_failed:
+            self._prepare_pool_failed = True  # it would fail again for every batch
+            log.warning("--model hf: preparing batches in worker processes failed (%s); preparing them in this process", one_line(exc))
 
     def _task(self, batch: list[_Prepared]) -> tuple[list[str], list[list[ImagePart]] | None, bool]:
         """What a worker process needs to prepare ``batch``: prompts, images, whether to add special tokens."""
@@ -420,21 +444,25 @@ class HFBackend(BackendBase):
 
     def _collect(self, batch: list[_Prepared], future: concurrent.futures.Future[Any]) -> _Batch:
         """A batch prepared by a worker process; prepared here instead when that failed (an undecodable
-        image becomes its request's error here, as on every path)."""
+        image becomes its request's error here, and any other failure is raised here, as on every path)."""
         try:
             inputs = future.result()
         except Exception as exc:
-            if not isinstance(exc, Undecodable) and not self._prepare_pool_failed:
-                self._prepare_pool_failed = True  # it would fail again for every batch
-                log.warning("--model hf: preparing batches in worker processes failed (%s); preparing them in this process", one_line(exc))
-            return self._prepare_batch(batch)
+            prepared = self._prepare_batch(batch)
+            if not isinstance(exc, Undecodable):  # a worker failed where this process did not
+                self._pool_failed(exc)
+            return prepared
         return _Batch(batch, self._place(inputs), [])
 
-    def close(self) -> None:
-        """Stop the worker processes that prepare batches, if any were started."""
+    def _stop_pool(self) -> None:
         if self._prepare_pool is not None:
             pool, self._prepare_pool = self._prepare_pool, None
             pool.close()
+
+    def close(self) -> None:
+        """Stop the worker processes that prepare batches, if any were started (a later run may start them again)."""
+        self._stop_pool()
+        self._prepare_pool_failed = False
 
     def _batches(self, requests: Iterable[Request]) -> Iterator[list[_Prepared]]:
         """The batches in the order they run: each chunk grouped and sorted, then cut at the batch size."""
@@ -615,12 +643,13 @@ class HFBackend(BackendBase):
         return kwargs
 
 
-def default_prepare_processes(device_type: str) -> int:
+def default_prepare_processes(device_type: str, local_processes: int = 1) -> int:
     """Worker processes preparing batches by default: none on the CPU (they would take its cores from the
-    model), else a quarter of the cores, at most 4 (none with fewer than 4 cores)."""
-    if device_type == "cpu":
+    model), nor where the program's main script could not be imported again safely by a worker; else a
+    quarter of the cores this process may use, at most 4 (none with fewer than 4 cores)."""
+    if device_type == "cpu" or not main_module_is_guarded():
         return 0
-    return min(4, (os.cpu_count() or 1) // 4)
+    return min(4, usable_cores(local_processes) // 4)
 
 
 def _pinned(inputs: Any) -> Any:
@@ -729,7 +758,7 @@ def _factory(model_args: dict[str, str], options: BackendOptions) -> HFBackend:
     if options.world_size > 1 and args.device is None and args.device_map is None and torch.cuda.is_available():
         # Data parallel: each process takes its own GPU (by local rank).
         args = dataclasses.replace(args, device=f"cuda:{options.local_rank}")
-    backend = HFBackend(args, batch_size, seed=options.seed)
+    backend = HFBackend(args, batch_size, seed=options.seed, local_processes=options.world_size)
     if batch_size is None:
         log.info("--model hf: batch size auto (starts at %d and halves on out-of-memory; --batch_size N fixes it)", AUTO_BATCH_START)
     return backend

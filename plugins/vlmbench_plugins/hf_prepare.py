@@ -14,13 +14,40 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import re
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from vlmbench.backend import ImagePart
 
+
+def usable_cores(local_processes: int = 1) -> int:
+    """The cores this process may run on (its CPU affinity), shared with ``local_processes - 1`` others."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, local_processes))
+
+
 # Threads that decode a batch's images at once (Pillow's decoders release the GIL, so they run in parallel).
-DECODE_THREADS = max(1, min(8, os.cpu_count() or 1))
+DECODE_THREADS = max(1, min(8, usable_cores()))
+_GUARD = re.compile(r"""__name__\s*==\s*['"]__main__['"]|['"]__main__['"]\s*==\s*__name__""")
+
+
+def main_module_is_guarded() -> bool:
+    """Whether a spawned worker process can import this program's main script without running it again:
+    there is none (an interactive session, ``python -c``), or its code tests ``__name__ == "__main__"``.
+    A script without that test would run its whole body again in every worker."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if path is None:
+        return True
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            return _GUARD.search(file.read()) is not None
+    except OSError:
+        return False
 
 
 def decode_all(images: Sequence[ImagePart], threads: int) -> dict[int, str]:
@@ -88,10 +115,9 @@ class PreparePool:
     there (an undecodable image, a processor that does not pickle, a worker that died) is for the
     caller to prepare in process, where the failure is reported as it always is."""
 
-    def __init__(self, processor: Any, dtype: Any, processes: int) -> None:
+    def __init__(self, processor: Any, dtype: Any, processes: int, local_processes: int = 1) -> None:
         self.processes = processes
-        cores = os.cpu_count() or 1
-        threads = max(1, min(8, (cores - 2) // processes))  # two cores left to the generating process
+        threads = max(1, min(8, (usable_cores(local_processes) - 2) // processes))  # two cores left to the generating process
         self._executor = concurrent.futures.ProcessPoolExecutor(
             processes,
             mp_context=multiprocessing.get_context("spawn"),
