@@ -116,3 +116,21 @@ def test_bad_variant_is_reported(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD + "variants:\n  hub:\n    scorer: nope\n")
     proc = cli("validate", str(path), check=False)
     assert "field 'variants.hub.scorer' = \"nope\": unknown scorer" in proc.stderr
+
+
+def test_a_task_file_read_again_is_checked_as_it_is_now(tmp_path: Path) -> None:
+    """Every command reads the task files again (parsed and checked once per content): an edit between
+    two reads is seen, and what one caller changes in its config reaches no other."""
+    from vlmbench.taskconfig import load_file
+
+    path = write(tmp_path, GOOD)
+    assert "ok: " in cli("validate", str(path)).stdout
+    write(tmp_path, GOOD.replace("max_new_tokens: 8", "max_new_tokens: -1"))
+    assert "field 'generation_kwargs.max_new_tokens' = -1: expected a number >= 1" in cli("validate", str(path), check=False).stderr
+    write(tmp_path, GOOD)
+    assert "ok: " in cli("validate", str(path)).stdout
+    first = load_file(path)
+    assert first is not None
+    first.fields["generation_kwargs"]["max_new_tokens"] = 999
+    second = load_file(path)
+    assert second is not None and second.fields["generation_kwargs"]["max_new_tokens"] == 8

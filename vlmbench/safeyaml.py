@@ -7,6 +7,8 @@ size limit and nesting deeper than a limit. Tags beyond plain data are refused b
 
 from __future__ import annotations
 
+import copy
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +97,26 @@ def _check_events(text: str) -> None:
             depth -= 1
 
 
+# The last texts parsed (task-file sized ones), for the task files every command reads again: at most 16 MB.
+_PARSED: OrderedDict[str, Any] = OrderedDict()
+_KEEP_PARSED, _KEEP_CHARS = 256, 64_000
+
+
 def load_yaml_text(text: str) -> Any:
-    """Parse YAML text as plain data; raises :class:`YamlRefused` or ``yaml.YAMLError``."""
+    """Parse YAML text as plain data; raises :class:`YamlRefused` or ``yaml.YAMLError``. The caller gets
+    its own copy: the same text parsed again (the task files are read by every command) is not parsed twice."""
+    parsed = _PARSED.get(text)
+    if parsed is None:
+        parsed = _parse(text)
+        if len(text) > _KEEP_CHARS:
+            return parsed
+        _PARSED[text] = parsed
+        if len(_PARSED) > _KEEP_PARSED:
+            _PARSED.popitem(last=False)
+    return copy.deepcopy(parsed)
+
+
+def _parse(text: str) -> Any:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise YamlRefused(f"larger than {MAX_BYTES // 1000} kB; task files are small, keep data in a dataset file")
     if _CLoader is None:

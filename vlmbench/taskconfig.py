@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -279,8 +280,23 @@ def _oneof_expectation(error: jsonschema.ValidationError) -> str:
     return "expected " + " or ".join(sorted({_expected(e).removeprefix("expected ") for e in error.context}))
 
 
+_PROBLEMS: OrderedDict[tuple[str, str, bool, str], list[str]] = OrderedDict()  # the last files checked: every command loads the tasks
+
+
 def _schema_problems(path: Path, data: dict[str, Any], definition: str, partial: bool = False) -> list[str]:
-    """One line per schema problem of ``data`` (for a template file, required fields are not required)."""
+    """One line per schema problem of ``data`` (for a template file, required fields are not required).
+    The same data of the same file is checked once per process (``repr`` tells YAML's plain types apart)."""
+    key = (str(path), definition, partial, repr(data))
+    if len(key[3]) > 64_000:  # not a task file's size: checked, not kept
+        return _check_schema(path, data, definition, partial)
+    if key not in _PROBLEMS:
+        _PROBLEMS[key] = _check_schema(path, data, definition, partial)
+        if len(_PROBLEMS) > 256:
+            _PROBLEMS.popitem(last=False)
+    return list(_PROBLEMS[key])
+
+
+def _check_schema(path: Path, data: dict[str, Any], definition: str, partial: bool) -> list[str]:
     schema = task_schema()
     target = dict(schema["$defs"][definition])
     if partial:
