@@ -347,12 +347,32 @@ def test_hf_overlapped_batches_answer_exactly_as_the_serial_path(
     # In a worker process: the same answers; only the batch holding the undecodable image is prepared here.
     prepared_here: list[list[str]] = []
     monkeypatch.setattr(backend, "_prepare_batch", lambda batch: prepared_here.append([i.request.id for i in batch]) or prepare(batch))
-    backend.prepare_processes = 1
+    from vlmbench_plugins import hf_prepare
+
+    in_flight = {"now": 0, "most": 0}
+    submit, collect = hf_prepare.PreparePool.submit, backend._collect
+
+    def spy_submit(pool: Any, prompts: Any, images: Any, *args: Any) -> Any:  # batches with images, in the workers
+        in_flight["now"] += images is not None
+        in_flight["most"] = max(in_flight["most"], in_flight["now"])
+        return submit(pool, prompts, images, *args)
+
+    def spy_collect(batch: Any, *args: Any) -> Any:
+        in_flight["now"] -= bool(batch[0].images)
+        return collect(batch, *args)
+
+    monkeypatch.setattr(hf_prepare.PreparePool, "submit", spy_submit)
+    monkeypatch.setattr(backend, "_collect", spy_collect)
+    backend.prepare_processes = 2
     serial_order = order[False]
     try:
         assert answers(True) == serial and order[True] == serial_order
         assert backend._prepare_pool is not None and not backend._prepare_pool_failed
         assert len(prepared_here) == 1 and "img-6" in prepared_here[0]
+        assert in_flight["most"] == 2  # one batch per worker
+        backend.prepare_bytes, in_flight["most"] = 1, 0  # the images the workers decode, bound by bytes: one batch of them at a time
+        assert answers(True) == serial and order[True] == serial_order and in_flight["most"] == 1
+        backend.prepare_bytes = hf.PREPARE_BYTES
 
         # A request stream that breaks: the batches prepared before it are answered first, as on the serial path.
         def broken_stream() -> Iterator[Request]:

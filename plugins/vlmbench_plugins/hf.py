@@ -57,6 +57,7 @@ MODEL_ARGS = {
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 AUTO_BATCH_START = 64  # `--batch_size auto` starts here and halves on out-of-memory
 CHUNK_BYTES = 64 * 2**20  # decoded pixels a chunk of requests may hold (beyond one batch): ~85 images of 512x512
+PREPARE_BYTES = 512 * 2**20  # decoded pixels the worker processes may hold at once (beyond one batch)
 _DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
@@ -291,13 +292,15 @@ class HFBackend(BackendBase):
     What it holds is bounded by bytes: a chunk of requests (sorted by length inside it) stops at
     ``chunk_bytes`` of decoded pixels (or ``chunk_size`` requests), but always holds at least one
     batch; besides the batch generating, at most two prepared batches wait (one queued, one being handed
-    over) and each worker process prepares one.
+    over), and the worker processes prepare one batch each while the images they decode stay within
+    ``prepare_bytes`` (one batch always goes).
     """
 
     overlap: bool | None = None
     chunk_bytes = CHUNK_BYTES
     decode_threads = DECODE_THREADS
     prepare_processes: int | None = None  # None: the default for the device (see default_prepare_processes)
+    prepare_bytes = PREPARE_BYTES
 
     def __init__(self, args: HFArgs, batch_size: int | None, seed: int = 0, local_processes: int = 1) -> None:
         self.args = args
@@ -377,12 +380,17 @@ class HFBackend(BackendBase):
                     continue
             return False
 
-        pending: collections.deque[tuple[list[_Prepared], concurrent.futures.Future[Any]]] = collections.deque()
+        pending: collections.deque[tuple[list[_Prepared], concurrent.futures.Future[Any], int]] = collections.deque()
+
+        def hand_over() -> bool:
+            """Hand over the oldest batch the workers hold; False once the consumer has stopped."""
+            batch, future, _ = pending.popleft()
+            return not stop.is_set() and put(self._collect(batch, future))
 
         def flush() -> bool:
             """Hand over every batch the workers hold, in order; False once the consumer has stopped."""
             while pending:
-                if stop.is_set() or not put(self._collect(*pending.popleft())):
+                if not hand_over():
                     return False
             return True
 
@@ -398,10 +406,12 @@ class HFBackend(BackendBase):
                     if stop.is_set() or not put(self._prepare_batch(batch)):
                         return
                     continue
-                pending.append((batch, pool.submit(*self._task(batch))))
-                while len(pending) > pool.processes:  # each worker prepares one batch
-                    if stop.is_set() or not put(self._collect(*pending.popleft())):
+                weight = sum(pixel_bytes(part) for part in {id(p): p for item in batch for p in item.images}.values())
+                # Each worker prepares one batch, and the images they decode stay within prepare_bytes (but one batch always goes).
+                while pending and (len(pending) >= pool.processes or weight + sum(w for _, _, w in pending) > self.prepare_bytes):
+                    if not hand_over():
                         return
+                pending.append((batch, pool.submit(*self._task(batch)), weight))
             if flush():
                 put(_END)
         except BaseException as exc:  # handed to generate(), which raises it after the batches before it
@@ -412,7 +422,7 @@ class HFBackend(BackendBase):
             if handed_over:
                 put(_Failed(exc))
         finally:
-            for _, future in pending:
+            for _, future, _ in pending:
                 future.cancel()
 
     def _pool(self) -> PreparePool | None:
