@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         if any(defs[-1].scope == "module" for defs in fixtures.name2fixturedefs.values() if defs):
             item.add_marker(pytest.mark.xdist_group(module.__name__))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Say so when the grouping above is not in effect (pytest-xdist marks a grouped test's node id with
+    ``@group``; it cannot with pytest 9.2's node ids, pytest-dev/pytest-xdist#1386): each worker would then
+    build the module-scoped fixtures again."""
+    if not session.config.getoption("loadgroup", default=False):
+        return
+    grouped = [item for item in session.items if item.get_closest_marker("xdist_group")]
+    if grouped and not any("@" in item.nodeid for item in grouped):
+        warnings.warn(pytest.PytestConfigWarning("--dist loadgroup is not grouping tests (pytest-xdist#1386): use pytest < 9.2"), stacklevel=1)
 
 
 def _session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
