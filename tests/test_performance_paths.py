@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageFile, ImageOps
 
-from conftest import HUB_CONCEPTS, hub_run, run_dir, unsafeconcepts_parquet
+from conftest import HUB_CONCEPTS, REPO, hub_run, run_dir, unsafeconcepts_parquet
 from vlmbench.backend import BackendOptions, GenerationSettings, ImagePart, Message, Request, Response, TextPart
 from vlmbench.cli import main
 from vlmbench.data import images
@@ -388,6 +388,21 @@ def test_hf_overlapped_batches_answer_exactly_as_the_serial_path(
                     answered[overlap].append(response.request_id)
         assert answered[True] == answered[False] and len(answered[False]) == 8
         backend.chunk_size = 64
+
+        # A batch that cannot be prepared anywhere: the answers before it, then the error, on every path.
+        def unpreparable(batch: Any) -> Any:
+            if any(item.request.id == "img-6" for item in batch):
+                raise RuntimeError("cannot prepare")
+            return prepare(batch)
+
+        monkeypatch.setattr(backend, "_prepare_batch", unpreparable)
+        for overlap in (False, True):
+            backend.overlap, answered[overlap] = overlap, []
+            with pytest.raises(RuntimeError, match="cannot prepare"):
+                for response in backend.generate(iter(hf_requests())):
+                    answered[overlap].append(response.request_id)
+        assert answered[True] == answered[False] and "img-6" not in answered[False]
+        monkeypatch.setattr(backend, "_prepare_batch", prepare)
     finally:
         backend.close()
     assert backend._prepare_pool is None
@@ -462,6 +477,9 @@ def test_hf_worker_processes_only_where_the_main_script_is_guarded(tmp_path: Pat
         "guarded.py": 'import vlmbench\n\nif __name__ == "__main__":\n    vlmbench.evaluate()\n',
         "reversed.py": "if '__main__' == __name__: pass\n",
         "unguarded.py": "import vlmbench\nvlmbench.evaluate()  # runs again in every spawned process\n",
+        "guard and work.py": 'import vlmbench\nresults = vlmbench.evaluate()\nif __name__ == "__main__":\n    print(results)\n',
+        "guard in a comment.py": "import vlmbench\nvlmbench.evaluate()  # unlike if __name__ == '__main__' scripts\n",
+        "work in a default.py": 'def f(x=print("work")):\n    pass\n\nif __name__ == "__main__":\n    f()\n',
     }
     verdicts = {}
     for name, code in scripts.items():
@@ -470,9 +488,22 @@ def test_hf_worker_processes_only_where_the_main_script_is_guarded(tmp_path: Pat
         main_module.__file__ = str(tmp_path / name)
         monkeypatch.setitem(sys.modules, "__main__", main_module)
         verdicts[name] = hf_prepare.main_module_is_guarded()
+    main_module = types.ModuleType("__main__")
+    main_module.__file__ = str(REPO / "vlmbench" / "__main__.py")  # python -m vlmbench
+    monkeypatch.setitem(sys.modules, "__main__", main_module)
+    verdicts["python -m vlmbench"] = hf_prepare.main_module_is_guarded()
     monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))  # python -c, or interactive
     verdicts["no file"] = hf_prepare.main_module_is_guarded()
-    assert verdicts == {"guarded.py": True, "reversed.py": True, "unguarded.py": False, "no file": True}
+    assert verdicts == {
+        "guarded.py": True,
+        "reversed.py": True,
+        "unguarded.py": False,
+        "guard and work.py": False,
+        "guard in a comment.py": False,
+        "work in a default.py": False,
+        "python -m vlmbench": True,
+        "no file": True,
+    }
     assert hf.default_prepare_processes("cuda") == min(4, hf_prepare.usable_cores() // 4)
     assert hf_prepare.usable_cores(local_processes=2) == max(1, hf_prepare.usable_cores() // 2)
 

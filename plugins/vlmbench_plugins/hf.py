@@ -382,10 +382,16 @@ class HFBackend(BackendBase):
 
         pending: collections.deque[tuple[list[_Prepared], concurrent.futures.Future[Any], int]] = collections.deque()
 
+        collecting = False  # a failure while collecting a batch ends the stream there, as on the serial path
+
         def hand_over() -> bool:
             """Hand over the oldest batch the workers hold; False once the consumer has stopped."""
+            nonlocal collecting
             batch, future, _ = pending.popleft()
-            return not stop.is_set() and put(self._collect(batch, future))
+            collecting = True
+            prepared = self._collect(batch, future)
+            collecting = False
+            return not stop.is_set() and put(prepared)
 
         def flush() -> bool:
             """Hand over every batch the workers hold, in order; False once the consumer has stopped."""
@@ -415,8 +421,8 @@ class HFBackend(BackendBase):
             if flush():
                 put(_END)
         except BaseException as exc:  # handed to generate(), which raises it after the batches before it
-            try:
-                handed_over = not isinstance(exc, Exception) or flush()
+            try:  # a broken request stream: the batches the workers hold were taken from it before it broke
+                handed_over = collecting or not isinstance(exc, Exception) or flush()
             except Exception:
                 handed_over = True
             if handed_over:
@@ -757,6 +763,13 @@ def _with_adapter(model: Any, adapter: str) -> Any:
         ) from None
 
 
+def _local_processes(world_size: int) -> int:
+    """The data-parallel processes on this machine (``LOCAL_WORLD_SIZE`` where the launcher sets it, as
+    accelerate and torchrun do; else all of them), which share its cores."""
+    local = os.environ.get("LOCAL_WORLD_SIZE", "")
+    return int(local) if local.isdigit() and int(local) > 0 else max(1, world_size)
+
+
 def _factory(model_args: dict[str, str], options: BackendOptions) -> HFBackend:
     args = parse_model_args(model_args)
     batch_size = batch_setting(options.batch_size)
@@ -768,7 +781,7 @@ def _factory(model_args: dict[str, str], options: BackendOptions) -> HFBackend:
     if options.world_size > 1 and args.device is None and args.device_map is None and torch.cuda.is_available():
         # Data parallel: each process takes its own GPU (by local rank).
         args = dataclasses.replace(args, device=f"cuda:{options.local_rank}")
-    backend = HFBackend(args, batch_size, seed=options.seed, local_processes=options.world_size)
+    backend = HFBackend(args, batch_size, seed=options.seed, local_processes=_local_processes(options.world_size))
     if batch_size is None:
         log.info("--model hf: batch size auto (starts at %d and halves on out-of-memory; --batch_size N fixes it)", AUTO_BATCH_START)
     return backend

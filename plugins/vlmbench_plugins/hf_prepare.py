@@ -11,10 +11,10 @@ process: the same bytes are decoded the same way and the same processor runs on 
 
 from __future__ import annotations
 
+import ast
 import concurrent.futures
 import multiprocessing
 import os
-import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -33,21 +33,56 @@ def usable_cores(local_processes: int = 1) -> int:
 
 # Threads that decode a batch's images at once (Pillow's decoders release the GIL, so they run in parallel).
 DECODE_THREADS = max(1, min(8, usable_cores()))
-_GUARD = re.compile(r"""__name__\s*==\s*['"]__main__['"]|['"]__main__['"]\s*==\s*__name__""")
 
 
 def main_module_is_guarded() -> bool:
-    """Whether a spawned worker process can import this program's main script without running it again:
-    there is none (an interactive session, ``python -c``), or its code tests ``__name__ == "__main__"``.
-    A script without that test would run its whole body again in every worker."""
+    """Whether a spawned worker process can import this program's main script without running anything:
+    there is none (an interactive session, ``python -c``), or its top level only imports, defines and
+    assigns plain values, and does its work under ``if __name__ == "__main__":``. Any other script (a call
+    at its top level, an assignment from a call) might run its work again in every worker: no workers."""
     path = getattr(sys.modules.get("__main__"), "__file__", None)
     if path is None:
         return True
     try:
-        with open(path, encoding="utf-8", errors="replace") as file:
-            return _GUARD.search(file.read()) is not None
-    except OSError:
+        with open(path, "rb") as file:
+            tree = ast.parse(file.read())
+    except (OSError, SyntaxError, ValueError):
         return False
+    return all(_inert(statement) for statement in tree.body)
+
+
+def _inert(statement: ast.stmt, top: bool = True) -> bool:
+    """A statement that calls nothing when a worker imports the script (a function's body runs later; a
+    class's body, its decorators and a function's defaults run at once)."""
+    if isinstance(statement, (ast.Import, ast.ImportFrom, ast.Pass)):
+        return True
+    if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return not _calls(*statement.decorator_list, statement.args, *([statement.returns] if statement.returns else []))
+    if isinstance(statement, ast.ClassDef):
+        return not _calls(*statement.decorator_list, *statement.bases, *statement.keywords) and all(_inert(s, top=False) for s in statement.body)
+    if isinstance(statement, ast.Expr):
+        return isinstance(statement.value, ast.Constant)  # a docstring
+    if isinstance(statement, ast.Assign):
+        return not _calls(statement.value)
+    if isinstance(statement, ast.AnnAssign):
+        return statement.value is None or not _calls(statement.value)
+    if isinstance(statement, ast.If) and top:
+        return _is_main_guard(statement.test) and not statement.orelse
+    return False
+
+
+def _calls(*nodes: ast.AST) -> bool:
+    return any(isinstance(node, ast.Call) for root in nodes for node in ast.walk(root))
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    """``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [side for side in sides if isinstance(side, ast.Name) and side.id == "__name__"]
+    constants = [side for side in sides if isinstance(side, ast.Constant) and side.value == "__main__"]
+    return len(names) == 1 and len(constants) == 1
 
 
 def decode_all(images: Sequence[ImagePart], threads: int) -> dict[int, str]:
