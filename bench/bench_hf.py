@@ -48,6 +48,7 @@ from PIL import Image  # noqa: E402
 from vlmbench.backend import BackendOptions, GenerationSettings, ImagePart, Message, Request, TextPart  # noqa: E402
 from vlmbench.data.images import check_encoded  # noqa: E402
 from vlmbench_plugins import hf  # noqa: E402
+from vlmbench_plugins.hf_prepare import usable_cores  # noqa: E402
 
 PROMPTS = [
     "What does this image show? Choose the most relevant option from A, B, C, or D.",
@@ -164,10 +165,10 @@ def main() -> None:
     parser.add_argument("--device-seconds", type=float, default=0.0, help="idle-CPU seconds added to each generate call (an accelerator stand-in)")
     parser.add_argument("--device", default="cpu", help="where the model runs: cpu or cuda")
     parser.add_argument(
-        "--processes", type=int, default=None, help="worker processes of the 'processes' mode (default: the backend's for the device, at least 1)"
+        "--processes", type=int, default=None, help="worker processes of the 'processes' mode (default: the backend's on an accelerator, at least 1)"
     )
     args = parser.parse_args()
-    processes = args.processes or max(1, hf.default_prepare_processes(args.device.split(":")[0]))
+    processes = args.processes or max(1, min(4, usable_cores() // 4))  # the backend's default on an accelerator
     modes = {"serial": (False, 0), "thread": (True, 0), "processes": (True, processes)}
     from vlmbench.testing.tiny_models import build_tiny_vlm
 
