@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import queue
-import re
 import sys
 import threading
 import time
@@ -35,6 +34,8 @@ from vlmbench.backend import BackendBase, BackendOptions, BackendSpec, Generatio
 from vlmbench.errors import UserError
 from vlmbench.hookspecs import hookimpl
 from vlmbench.scoring.base import Scorer, ScorerOptions, ScorerSpec
+from vlmbench_plugins.hf_args import HFArgs, adapter_sha256, batch_setting, one_line, parse_model_args
+from vlmbench_plugins.hf_load import load_model, local_files_fingerprint
 from vlmbench_plugins.hf_prepare import DECODE_THREADS, PreparePool, Undecodable, decode_all, main_module_is_guarded, processor_inputs, usable_cores
 from vlmbench_plugins.paper_classifier import VERSION as PAPER_CLASSIFIER_VERSION
 
@@ -42,152 +43,9 @@ log = logging.getLogger(__name__)
 
 MISSING_DEPS = "--model hf needs torch and transformers: pip install 'vlmbench[hf]'"
 
-MODEL_ARGS = {
-    "pretrained": "hub id or local folder (required)",
-    "revision": "hub branch, tag or commit",
-    "dtype": "auto|float32|bfloat16|float16 (default auto)",
-    "device": "cpu|cuda|cuda:N|mps (default cuda when available, else cpu)",
-    "device_map": "accelerate device map, e.g. auto (instead of device)",
-    "trust_remote_code": "true|false (default false)",
-    "attn_implementation": "eager|sdpa|flash_attention_2|...",
-    "max_new_tokens": "positive int; overrides the task's",
-    "adapter": "a PEFT (LoRA) adapter folder, e.g. from `vlmbench align`, loaded over pretrained",
-    "prepare_processes": "worker processes preparing batches while the model generates on an accelerator (default: cores/4, at most 4; 0: one thread)",
-}
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 AUTO_BATCH_START = 64  # `--batch_size auto` starts here and halves on out-of-memory
 CHUNK_BYTES = 64 * 2**20  # decoded pixels a chunk of requests may hold (beyond one batch): ~85 images of 512x512
 PREPARE_BYTES = 512 * 2**20  # decoded pixels the worker processes may hold at once (beyond one batch)
-_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
-_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
-
-
-@dataclass(frozen=True)
-class HFArgs:
-    """Parsed ``--model_args`` of the hf backend."""
-
-    pretrained: str
-    revision: str | None = None
-    dtype: str = "auto"
-    device: str | None = None
-    device_map: str | None = None
-    trust_remote_code: bool = False
-    attn_implementation: str | None = None
-    max_new_tokens: int | None = None
-    adapter: str | None = None
-    prepare_processes: int | None = None
-
-
-def parse_model_args(model_args: dict[str, str]) -> HFArgs:
-    """Validate and type the hf backend's ``--model_args`` (raises :class:`UserError` on a mistake)."""
-    unknown = sorted(set(model_args) - set(MODEL_ARGS))
-    if unknown:
-        from vlmbench.pluginmanager import did_you_mean
-
-        raise UserError(f"--model hf: unknown model_arg '{unknown[0]}'{did_you_mean(unknown[0], MODEL_ARGS)}; valid: {', '.join(MODEL_ARGS)}")
-    if not model_args.get("pretrained"):
-        raise UserError("--model hf needs pretrained=<hub id or local folder>, e.g. --model_args pretrained=llava-hf/llava-1.5-7b-hf")
-    _check_folder(model_args["pretrained"])
-    dtype = model_args.get("dtype", "auto")
-    if dtype not in DTYPES:
-        raise UserError(f"--model hf: dtype={dtype} is not one of {'|'.join(DTYPES)}")
-    device = model_args.get("device") or None
-    if device is not None and not _DEVICE.match(device):
-        raise UserError(f"--model hf: device={device} is not cpu, cuda, cuda:N or mps")
-    if device and model_args.get("device_map"):
-        raise UserError("--model hf: give device= or device_map=, not both")
-    return HFArgs(
-        pretrained=model_args["pretrained"],
-        revision=model_args.get("revision") or None,
-        dtype=dtype,
-        device=device,
-        device_map=model_args.get("device_map") or None,
-        trust_remote_code=_parse_bool("trust_remote_code", model_args.get("trust_remote_code", "false")),
-        attn_implementation=model_args.get("attn_implementation") or None,
-        max_new_tokens=_parse_positive("max_new_tokens", model_args["max_new_tokens"]) if "max_new_tokens" in model_args else None,
-        prepare_processes=_parse_count("prepare_processes", model_args["prepare_processes"]) if "prepare_processes" in model_args else None,
-        adapter=_check_adapter(model_args["adapter"]) if model_args.get("adapter") else None,
-    )
-
-
-def _check_adapter(adapter: str) -> str:
-    """An ``adapter`` must be a folder with ``adapter_config.json``: fail at once, before torch loads."""
-    from pathlib import Path
-
-    if not (Path(adapter).expanduser() / "adapter_config.json").is_file():
-        raise UserError(
-            f"--model hf: adapter={adapter}: no adapter_config.json there; pass the folder `vlmbench align` (or PEFT's save_pretrained) wrote"
-        )
-    return adapter
-
-
-def adapter_sha256(adapter: str) -> str:
-    """sha256 over the adapter's files (``adapter_*``: its config and weights), by name and content."""
-    from pathlib import Path
-
-    digest = hashlib.sha256()
-    for path in sorted(Path(adapter).expanduser().glob("adapter_*")):
-        if path.is_file():
-            digest.update(path.name.encode() + b"\0")
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
-
-
-def _parse_bool(name: str, text: str) -> bool:
-    if text.lower() in _TRUE:
-        return True
-    if text.lower() in _FALSE:
-        return False
-    raise UserError(f"--model hf: {name}={text} is not true or false")
-
-
-def _parse_positive(name: str, text: str) -> int:
-    if text.isdigit() and int(text) > 0:
-        return int(text)
-    raise UserError(f"--model hf: {name}={text} is not a positive integer")
-
-
-def _parse_count(name: str, text: str) -> int:
-    if not text.isdigit():
-        raise UserError(f"--model hf: {name}={text} is not a whole number of 0 or more")
-    return int(text)
-
-
-def looks_like_path(pretrained: str) -> bool:
-    """True for an absolute path or one starting with ``./``, ``../`` or ``~``: a folder, never a hub id."""
-    return os.path.isabs(pretrained) or pretrained in (".", "..", "~") or pretrained.startswith(("./", "../", "~/", ".\\", "..\\"))
-
-
-def _check_folder(pretrained: str) -> None:
-    """A path-like ``pretrained`` must be an existing folder: fail at once, before torch loads."""
-    from pathlib import Path
-
-    if not looks_like_path(pretrained):
-        return
-    folder = Path(pretrained).expanduser()
-    if not folder.exists():
-        raise UserError(
-            f"--model hf: pretrained={pretrained}: no such folder; pass an existing model folder, or a hub id such as llava-hf/llava-1.5-7b-hf"
-        )
-    if not folder.is_dir():
-        raise UserError(f"--model hf: pretrained={pretrained}: not a folder; pass the folder that holds the model's config.json")
-
-
-def batch_setting(batch_size: int | str | None) -> int | None:
-    """``--batch_size`` as an int, or None for ``auto`` (the largest that fits), which is also the default."""
-    if batch_size is None or batch_size == "auto":
-        return None
-    if isinstance(batch_size, int) and batch_size > 0:
-        return batch_size
-    raise UserError(f"--batch_size {batch_size} is not a positive integer or 'auto'")
-
-
-def one_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception message (UserError messages are one line)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -309,7 +167,7 @@ class HFBackend(BackendBase):
         self.chunk_size = max(64, 4 * self.batch_size)  # most requests in a chunk (text-only ones weigh almost nothing)
         self.seed = seed
         self.local_processes = local_processes  # data-parallel processes sharing this machine's cores
-        self.processor, self.model = _load(args)
+        self.processor, self.model = load_model(args)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
         if self.tokenizer.pad_token is None:
@@ -335,7 +193,7 @@ class HFBackend(BackendBase):
             "commit_hash": getattr(self.model.config, "_commit_hash", None),
             "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest() if template is not None else None,
             "dtype": str(self.model.dtype).removeprefix("torch."),
-            "local_files_sha256": _local_files_fingerprint(self.args.pretrained),
+            "local_files_sha256": local_files_fingerprint(self.args.pretrained),
             # Both change answers: a max_new_tokens override truncates them, attention kernels differ numerically.
             "max_new_tokens": self.args.max_new_tokens,
             "attn_implementation": self.args.attn_implementation,
@@ -684,83 +542,11 @@ def _pinned(inputs: Any) -> Any:
     return inputs
 
 
-def _local_files_fingerprint(pretrained: str) -> str | None:
-    """For a local model folder (no hub commit to name it): a hash of its files' names, sizes and
-    modification times, so retrained weights saved to the same path count as another model."""
-    from pathlib import Path
-
-    folder = Path(pretrained).expanduser()
-    if not folder.is_dir():
-        return None
-    entries = sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file())
-    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
-
-
 def _eos_ids(generation_config: Any) -> set[int]:
     eos = generation_config.eos_token_id
     if eos is None:
         return set()
     return {int(e) for e in eos} if isinstance(eos, (list, tuple)) else {int(eos)}
-
-
-def _resolve_device(device: str | None) -> str:
-    import torch
-
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--model hf: device={device} but torch sees no CUDA GPU; use device=cpu")
-    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
-        raise UserError(f"--model hf: device={device} but only {torch.cuda.device_count()} CUDA device(s) exist; use cuda:0")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise UserError("--model hf: device=mps but MPS is not available here; use device=cpu")
-    return device
-
-
-def _load(args: HFArgs) -> tuple[Any, Any]:
-    """Load the processor and model; loading problems become one-line user errors."""
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    device = None if args.device_map else _resolve_device(args.device)
-    common = {"revision": args.revision, "trust_remote_code": args.trust_remote_code}
-    model_kwargs: dict[str, Any] = {"dtype": args.dtype if args.dtype == "auto" else getattr(torch, args.dtype), **common}
-    if args.device_map:
-        model_kwargs["device_map"] = args.device_map
-    if args.attn_implementation:
-        model_kwargs["attn_implementation"] = args.attn_implementation
-    try:
-        processor = AutoProcessor.from_pretrained(args.pretrained, **common)  # type: ignore[no-untyped-call]
-        model = AutoModelForImageTextToText.from_pretrained(args.pretrained, **model_kwargs)
-    except OSError as exc:
-        raise UserError(
-            f"--model hf: cannot load pretrained={args.pretrained} ({one_line(exc)}); "
-            "check the hub id or folder, HF_TOKEN for gated models, and HF_HUB_OFFLINE"
-        ) from exc
-    except (ValueError, KeyError) as exc:
-        raise UserError(
-            f"--model hf: pretrained={args.pretrained} does not load as an image-text-to-text model "
-            f"({one_line(exc)}); pick a vision-language model, or add trust_remote_code=true"
-        ) from exc
-    if args.adapter:
-        model = _with_adapter(model, args.adapter)
-    if device is not None:
-        model = model.to(device)  # type: ignore[arg-type]
-    return processor, model.eval()  # type: ignore[no-untyped-call]
-
-
-def _with_adapter(model: Any, adapter: str) -> Any:
-    """``model`` with the PEFT adapter in ``adapter`` loaded over it (peft is imported only here)."""
-    try:
-        from peft import PeftModel
-    except ImportError:
-        raise UserError("--model hf: adapter= needs peft: pip install 'vlmbench[align]'") from None
-    try:
-        return PeftModel.from_pretrained(model, adapter)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise UserError(
-            f"--model hf: cannot load adapter={adapter} over this model ({one_line(exc)}); is it an adapter of this base model?"
-        ) from None
 
 
 def _local_processes(world_size: int) -> int:
