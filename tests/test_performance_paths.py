@@ -612,7 +612,7 @@ def test_the_limiter_pauses_only_when_a_lone_request_is_refused() -> None:
 
 # --- 4. start-up -----------------------------------------------------------------------------------
 
-HEAVY = {"torch", "transformers", "datasets", "openai", "httpx", "PIL", "numpy", "pyarrow", "pandas", "scipy", "asyncio"}
+HEAVY = {"torch", "transformers", "datasets", "openai", "httpx", "PIL", "numpy", "pyarrow", "pandas", "scipy", "asyncio", "multiprocessing"}
 
 
 @pytest.mark.parametrize("command", [["--help"], ["ls", "models"]])
@@ -620,6 +620,7 @@ def test_help_and_listing_models_import_nothing_heavy(command: list[str]) -> Non
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "vlmbench", *command], capture_output=True, text=True, check=True)
     imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert not {name.split(".")[0] for name in imported} & HEAVY
+    assert "vlmbench.scoring.rules" not in imported  # its patterns are compiled when something is scored
 
 
 def test_response_is_unchanged_by_the_image_machinery() -> None:

@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from vlmbench.data.questions import QUESTION_STEPS
-from vlmbench.data.steps import BUILTIN_STEPS, DocStepSpec
 from vlmbench.hookspecs import hookimpl
-from vlmbench.scoring.base import Scorer, ScorerOptions, ScorerSpec
-from vlmbench.scoring.context_metrics import CONTEXT_METRICS
-from vlmbench.scoring.llm_judge import VERSION as LLM_JUDGE_VERSION
-from vlmbench.scoring.metrics import BUILTIN_METRICS, MetricSpec
-from vlmbench.scoring.rating_metrics import RATING_METRICS
-from vlmbench.scoring.relative_judge import KIND as RELATIVE_KIND
-from vlmbench.scoring.relative_judge import NAME as RELATIVE_JUDGE
-from vlmbench.scoring.relative_judge import VERSION as RELATIVE_JUDGE_VERSION
-from vlmbench.scoring.scorers import rule_scorer_specs
+
+if TYPE_CHECKING:  # the hooks import what they register: `vlmbench --help` needs none of it
+    from vlmbench.data.steps import DocStepSpec
+    from vlmbench.scoring.base import Scorer, ScorerOptions, ScorerSpec
+    from vlmbench.scoring.metrics import MetricSpec
 
 
 @hookimpl
 def vlmbench_scorers() -> list[ScorerSpec]:
     """The rule scorers (multiple_choice, safety, choice, and ``rules`` for any of them), ``llm-judge``, and
     ``relative-judge`` with its answer format ``relative_score`` (free-form answers rated against a reference)."""
+    from vlmbench.scoring.base import ScorerSpec
+    from vlmbench.scoring.llm_judge import VERSION as LLM_JUDGE_VERSION
+    from vlmbench.scoring.relative_judge import KIND as RELATIVE_KIND
+    from vlmbench.scoring.relative_judge import NAME as RELATIVE_JUDGE
+    from vlmbench.scoring.relative_judge import VERSION as RELATIVE_JUDGE_VERSION
+    from vlmbench.scoring.scorers import rule_scorer_specs
+
     return [
         *rule_scorer_specs(),
         ScorerSpec("llm-judge", "model judge: any backend (--judge_args backend=NAME,...) states each verdict", LLM_JUDGE_VERSION, _llm_judge),
@@ -61,10 +63,17 @@ def _answer_format(args: Mapping[str, str]) -> Scorer:
 @hookimpl
 def vlmbench_metrics() -> list[MetricSpec]:
     """accuracy, recall_unsafe, specificity, balanced_accuracy; the context and over-refusal rates; the judge-rating scores."""
+    from vlmbench.scoring.context_metrics import CONTEXT_METRICS
+    from vlmbench.scoring.metrics import BUILTIN_METRICS
+    from vlmbench.scoring.rating_metrics import RATING_METRICS
+
     return [*BUILTIN_METRICS, *CONTEXT_METRICS, *RATING_METRICS]
 
 
 @hookimpl
 def vlmbench_doc_steps() -> list[DocStepSpec]:
     """keep_unsafe, unique_concepts, catalog_safe_concepts, describe_scene, multiple_choice_options, attach_questions, category_from."""
+    from vlmbench.data.questions import QUESTION_STEPS
+    from vlmbench.data.steps import BUILTIN_STEPS
+
     return [*BUILTIN_STEPS, *QUESTION_STEPS]

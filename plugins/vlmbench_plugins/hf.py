@@ -13,7 +13,6 @@ importing this module) works without them.
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import contextlib
 import copy
 import dataclasses
@@ -28,7 +27,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlmbench.backend import BackendBase, BackendOptions, BackendSpec, GenerationSettings, ImagePart, Request, Response, TextPart
 from vlmbench.errors import UserError
@@ -38,6 +37,9 @@ from vlmbench_plugins.hf_args import HFArgs, adapter_sha256, batch_setting, one_
 from vlmbench_plugins.hf_load import load_model, local_files_fingerprint
 from vlmbench_plugins.hf_prepare import DECODE_THREADS, PreparePool, Undecodable, decode_all, main_module_is_guarded, processor_inputs, usable_cores
 from vlmbench_plugins.paper_classifier import VERSION as PAPER_CLASSIFIER_VERSION
+
+if TYPE_CHECKING:  # annotations only: listing backends stays light
+    import concurrent.futures
 
 log = logging.getLogger(__name__)
 

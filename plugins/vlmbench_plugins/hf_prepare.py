@@ -12,14 +12,15 @@ process: the same bytes are decoded the same way and the same processor runs on 
 from __future__ import annotations
 
 import ast
-import concurrent.futures
-import multiprocessing
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlmbench.backend import ImagePart
+
+if TYPE_CHECKING:  # imported where used: listing backends stays light
+    import concurrent.futures
 
 
 def usable_cores(local_processes: int = 1) -> int:
@@ -100,7 +101,9 @@ def decode_all(images: Sequence[ImagePart], threads: int) -> dict[int, str]:
         return None
 
     if threads > 1 and len(parts) > 1:
-        with concurrent.futures.ThreadPoolExecutor(min(threads, len(parts)), thread_name_prefix="vlmbench-hf-decode") as pool:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(threads, len(parts)), thread_name_prefix="vlmbench-hf-decode") as pool:
             outcomes = list(pool.map(load, parts))
     else:
         outcomes = [load(part) for part in parts]
@@ -153,7 +156,10 @@ class PreparePool:
     def __init__(self, processor: Any, dtype: Any, processes: int, local_processes: int = 1) -> None:
         self.processes = processes
         threads = max(1, min(8, (usable_cores(local_processes) - 2) // processes))  # two cores left to the generating process
-        self._executor = concurrent.futures.ProcessPoolExecutor(
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self._executor = ProcessPoolExecutor(
             processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
@@ -165,7 +171,9 @@ class PreparePool:
         try:
             return self._executor.submit(_prepare_in_worker, prompts, images, add_special_tokens)
         except Exception as exc:  # a broken pool: the batch is prepared in process
-            failed: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            from concurrent.futures import Future
+
+            failed: Future[Any] = Future()
             failed.set_exception(exc)
             return failed
 
