@@ -313,7 +313,7 @@ class HFBackend(BackendBase):
             log.warning("--model hf: preparing batches in worker processes failed (%s); preparing them in this process", one_line(exc))
 
     def _task(self, batch: list[_Prepared]) -> tuple[list[str], list[list[ImagePart]] | None, bool]:
-        """What a worker process needs to prepare ``batch``: prompts, images, whether to add special tokens."""
+        """What the processor needs for ``batch`` (here or in a worker process): prompts, images, whether to add special tokens."""
         prompts = [item.prompt for item in batch]
         images = [item.images for item in batch] if batch[0].images else None
         return prompts, images, self._add_special_tokens(prompts)
@@ -480,10 +480,8 @@ class HFBackend(BackendBase):
     def _encode(self, batch: list[_Prepared]) -> Any:
         """The processor's inputs for a batch (images decoded), on the CPU, floating tensors cast to the
         model's dtype (pinned when the model is on a CUDA device, for a non-blocking copy)."""
-        prompts = [item.prompt for item in batch]
-        images = [item.images for item in batch] if batch[0].images else None
         try:
-            inputs = processor_inputs(self.processor, prompts, images, self._add_special_tokens(prompts), self.model.dtype)
+            inputs = processor_inputs(self.processor, *self._task(batch), self.model.dtype)
         except (ValueError, TypeError) as exc:
             if not batch[0].images:
                 raise UserError(
