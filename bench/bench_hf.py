@@ -24,7 +24,7 @@ CPU by default). ``--device cuda`` runs the model on a GPU; ``--device-seconds S
 on a CPU: every ``model.generate`` call also waits S seconds with the CPU idle.
 
     python bench/bench_hf.py [--requests 32] [--max-new-tokens 32] [--batch-sizes 1,8] [--repeats 3] [--image-size 512]
-                             [--device cpu|cuda] [--processes N]
+                             [--device cpu|cuda] [--processes N[,M...]] [--modes serial,thread,processes]
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from PIL import Image  # noqa: E402
 from vlmbench.backend import BackendOptions, GenerationSettings, ImagePart, Message, Request, TextPart  # noqa: E402
 from vlmbench.data.images import check_encoded  # noqa: E402
 from vlmbench_plugins import hf  # noqa: E402
-from vlmbench_plugins.hf_prepare import usable_cores  # noqa: E402
+from vlmbench_plugins.hf_prepare import DECODE_THREADS, usable_cores  # noqa: E402
 
 PROMPTS = [
     "What does this image show? Choose the most relevant option from A, B, C, or D.",
@@ -159,62 +159,70 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--batch-sizes", default="1,8")
+    parser.add_argument("--batch-sizes", default="1,8", help="batch sizes to time, 'auto' among them")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per batch size; the best is reported")
     parser.add_argument("--image-size", type=int, default=512, help="side of each request's PNG image in pixels")
     parser.add_argument("--device-seconds", type=float, default=0.0, help="idle-CPU seconds added to each generate call (an accelerator stand-in)")
     parser.add_argument("--device", default="cpu", help="where the model runs: cpu or cuda")
     parser.add_argument(
-        "--processes", type=int, default=None, help="worker processes of the 'processes' mode (default: the backend's on an accelerator, at least 1)"
+        "--processes",
+        default=None,
+        help="worker processes of the 'processes' mode, or several counts (4,8: a mode each); default: the backend's on an accelerator, at least 1",
     )
+    parser.add_argument("--modes", default="serial,thread,processes", help="the backend's modes to time (generation alone is always timed)")
     args = parser.parse_args()
-    processes = args.processes or max(1, min(4, usable_cores() // 4))  # the backend's default on an accelerator
-    modes = {"serial": (False, 0), "thread": (True, 0), "processes": (True, processes)}
+    counts = [int(n) for n in args.processes.split(",")] if args.processes else [max(1, min(4, usable_cores() // 4))]  # the backend's default
+    names = args.modes.split(",")
+    if not names or any(name not in ("serial", "thread", "processes") for name in names):
+        raise SystemExit(f"--modes: choose among serial, thread, processes (got {args.modes!r})")
+    modes: dict[str, tuple[bool, int]] = {}
+    for name in names:
+        if name == "processes":
+            modes.update({f"processes-{n}": (True, n) for n in counts})
+        else:
+            modes[name] = (name == "thread", 0)
     from vlmbench.testing.tiny_models import build_tiny_vlm
 
     requests = make_requests(args.requests, args.max_new_tokens, args.image_size)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         path = build_tiny_vlm("llava", Path(tmp) / "llava")
-        for batch_size in (int(b) for b in args.batch_sizes.split(",")):
-            backend = hf._factory({"pretrained": str(path), "device": args.device}, BackendOptions(batch_size=batch_size))
-            backend.model.generation_config.min_new_tokens = args.max_new_tokens  # EOS never ends a sequence early
-            idle_device(backend, args.device_seconds)
-            for overlap, count in modes.values():  # warm-up (and the worker processes started)
-                run_once(backend, requests[: 2 * batch_size], overlap, count)
+        for batch in args.batch_sizes.split(","):
+            batch_size = None if batch == "auto" else int(batch)
+            # One backend per mode: a backend keeps its worker processes between passes.
+            backends = {mode: hf._factory({"pretrained": str(path), "device": args.device}, BackendOptions(batch_size=batch_size)) for mode in modes}
+            for mode, backend in backends.items():
+                backend.model.generation_config.min_new_tokens = args.max_new_tokens  # EOS never ends a sequence early
+                idle_device(backend, args.device_seconds)
+                overlap, count = modes[mode]
+                run_once(backend, requests[: 2 * backend.batch_size], overlap, count)  # warm-up (and the worker processes started)
             best: dict[str, float] = {}
             tokens = 0
             for _ in range(args.repeats):  # interleaved, so that a busy moment does not favour one of them
                 answers = []
                 for mode, (overlap, count) in modes.items():
-                    seconds, tokens, texts = run_once(backend, requests, overlap, count)
+                    seconds, tokens, texts = run_once(backends[mode], requests, overlap, count)
                     best[mode] = min(best.get(mode, seconds), seconds)
                     answers.append(texts)
                 if any(texts != answers[0] for texts in answers):
-                    raise SystemExit(f"batch {batch_size}: the modes' answers differ")
-                seconds = generate_only(backend, requests)
+                    raise SystemExit(f"batch {batch}: the modes' answers differ")
+                seconds = generate_only(next(iter(backends.values())), requests)
                 best["generate"] = min(best.get("generate", seconds), seconds)
-            backend.close()
-            rows.append((batch_size, tokens, best))
-    base = rows[0][1] / rows[0][2]["serial"]
+            for backend in backends.values():
+                backend.close()
+            rows.append((batch, tokens, best))
     print(f"hf backend, tiny LLaVA ({args.requests} image+text requests x {args.max_new_tokens} new tokens, greedy, device {args.device})")
     print(f"images: distinct {args.image_size}x{args.image_size} PNG files carried as bytes; best of {args.repeats} passes")
     if args.device_seconds > 0:
         print(f"accelerator stand-in: each generate call also waits {args.device_seconds:g} s with the CPU idle")
     print(machine_info())
-    print(f"serial: prepare and generate in turn; thread: the next batch prepared in a thread; processes: in {processes} worker processes")
-    print(f"images decoded in {hf.DECODE_THREADS} threads; every mode gave the same answers")
-    print(
-        f"{'batch':>5}  {'tokens':>6}  {'serial s':>8}  {'tokens/s':>9}  {'speed-up':>8}  {'thread s':>8}  {'processes s':>11}  "
-        f"{'generate-only s':>15}  {'serial/gen':>10}  {'thread/gen':>10}  {'processes/gen':>13}"
-    )
+    print("serial: prepare and generate in turn; thread: the next batch prepared in a thread; processes-N: in N worker processes")
+    print(f"images decoded in {DECODE_THREADS} threads; every mode gave the same answers")
+    header = f"{'batch':>5}  {'tokens':>6}  {'generate-only s':>15}" + "".join(f"  {name + ' s':>13}  {name + '/gen':>15}" for name in modes)
+    print(header)
     for batch_size, tokens, best in rows:
-        rate = tokens / best["serial"]
-        print(
-            f"{batch_size:>5}  {tokens:>6}  {best['serial']:>8.3f}  {rate:>9.1f}  {rate / base:>7.2f}x  {best['thread']:>8.3f}  "
-            f"{best['processes']:>11.3f}  {best['generate']:>15.3f}  {best['generate'] / best['serial']:>10.1%}  "
-            f"{best['generate'] / best['thread']:>10.1%}  {best['generate'] / best['processes']:>13.1%}"
-        )
+        cells = "".join(f"  {best[name]:>13.3f}  {best['generate'] / best[name]:>15.1%}" for name in modes)
+        print(f"{batch_size:>5}  {tokens:>6}  {best['generate']:>15.3f}{cells}")
 
 
 if __name__ == "__main__":

@@ -310,7 +310,7 @@ def test_hf_overlapped_batches_answer_exactly_as_the_serial_path(
     from vlmbench_plugins import hf
 
     path = build_tiny_vlm("llava", tmp_path / "llava")
-    backend = backend_spec("hf").factory({"pretrained": str(path), "device": "cpu"}, BackendOptions(batch_size=3))
+    backend = backend_spec("hf").factory({"pretrained": str(path), "device": "cpu"}, BackendOptions(batch_size=4))
     threads: dict[str, set[str]] = {"prepare": set(), "generate": set()}
     prepare, generate = backend._prepare_batch, backend._run_batch
 
@@ -347,32 +347,45 @@ def test_hf_overlapped_batches_answer_exactly_as_the_serial_path(
     # In a worker process: the same answers; only the batch holding the undecodable image is prepared here.
     prepared_here: list[list[str]] = []
     monkeypatch.setattr(backend, "_prepare_batch", lambda batch: prepared_here.append([i.request.id for i in batch]) or prepare(batch))
-    from vlmbench_plugins import hf_prepare
 
     in_flight = {"now": 0, "most": 0}
-    submit, collect = hf_prepare.PreparePool.submit, backend._collect
+    slices: list[tuple[int, int]] = []  # each batch with images: its requests, and the jobs it was sent as
+    share, collect = backend._submit, backend._collect
 
-    def spy_submit(pool: Any, prompts: Any, images: Any, *args: Any) -> Any:  # batches with images, in the workers
-        in_flight["now"] += images is not None
-        in_flight["most"] = max(in_flight["most"], in_flight["now"])
-        return submit(pool, prompts, images, *args)
+    def spy_share(pool: Any, batch: Any) -> Any:
+        jobs = share(pool, batch)
+        if batch[0].images:
+            in_flight["now"] += 1
+            in_flight["most"] = max(in_flight["most"], in_flight["now"])
+            slices.append((len(batch), len(jobs)))
+        return jobs
 
     def spy_collect(batch: Any, *args: Any) -> Any:
         in_flight["now"] -= bool(batch[0].images)
         return collect(batch, *args)
 
-    monkeypatch.setattr(hf_prepare.PreparePool, "submit", spy_submit)
+    monkeypatch.setattr(backend, "_submit", spy_share)
     monkeypatch.setattr(backend, "_collect", spy_collect)
-    backend.prepare_processes = 2
+    backend.prepare_processes = 3
     serial_order = order[False]
     try:
         assert answers(True) == serial and order[True] == serial_order
         assert backend._prepare_pool is not None and not backend._prepare_pool_failed
         assert len(prepared_here) == 1 and "img-6" in prepared_here[0]
-        assert in_flight["most"] == 2  # one batch per worker
+        assert in_flight["most"] == 3  # one batch per worker
+        assert {jobs for _, jobs in slices} == {1}  # the first batch has 3 requests; after it, no more than one worker is idle
         backend.prepare_bytes, in_flight["most"] = 1, 0  # the images the workers decode, bound by bytes: one batch of them at a time
+        slices.clear()
         assert answers(True) == serial and order[True] == serial_order and in_flight["most"] == 1
+        # With every worker idle, a batch goes in slices to half of them (rounded up), at least two requests each.
+        assert (4, 2) in slices and all(jobs == min(2, size // 2) for size, jobs in slices)
         backend.prepare_bytes = hf.PREPARE_BYTES
+
+        # A run that stops early leaves prepared batches in the workers: the next run reads them away and answers as before.
+        stopped = backend.generate(iter(hf_requests()))
+        next(stopped)
+        stopped.close()
+        assert answers(True) == serial and order[True] == serial_order and not backend._prepare_pool_failed
 
         # A request stream that breaks: the batches prepared before it are answered first, as on the serial path.
         def broken_stream() -> Iterator[Request]:
@@ -407,6 +420,21 @@ def test_hf_overlapped_batches_answer_exactly_as_the_serial_path(
         backend.close()
     assert backend._prepare_pool is None
 
+    # Workers that die: their batches are prepared here, with the same answers in the same order and one warning line.
+    import multiprocessing
+
+    try:
+        assert answers(True) == serial and backend._prepare_pool is not None  # the workers started
+        for child in multiprocessing.active_children():
+            child.kill()
+            child.join()
+        with caplog.at_level("WARNING", logger="vlmbench_plugins.hf"):
+            assert answers(True) == serial and order[True] == serial_order
+        assert backend._prepare_pool_failed and "preparing them in this process" in caplog.text
+    finally:
+        backend.close()
+    caplog.clear()
+
     # Workers that cannot prepare (a processor that does not pickle, no worker processes at all): the same
     # answers in the same order, prepared here, with one warning line.
     backend.processor.not_picklable = lambda: None
@@ -428,6 +456,43 @@ def test_hf_overlapped_batches_answer_exactly_as_the_serial_path(
         assert answers(True) == serial and order[True] == serial_order
     assert "Function not implemented" in caplog.text
     backend.close()
+
+
+@pytest.mark.parametrize("kind", ["llava", "idefics3"])
+def test_hf_slices_of_a_batch_join_into_the_inputs_of_the_whole_batch(tmp_path: Path, kind: str) -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from transformers import BatchFeature
+
+    from vlmbench.pluginmanager import backend_spec
+    from vlmbench.testing.tiny_models import build_tiny_vlm
+    from vlmbench_plugins import hf
+    from vlmbench_plugins.hf_prepare import CannotMerge, merge_inputs, processor_inputs
+
+    backend = backend_spec("hf").factory({"pretrained": str(build_tiny_vlm(kind, tmp_path / kind)), "device": "cpu"}, BackendOptions(batch_size=8))
+    assert isinstance(backend, hf.HFBackend)
+    requests = hf_requests()[:6]
+    prompts = [backend.processor.apply_chat_template(hf.chat_messages(r), add_generation_prompt=True, tokenize=False) for r in requests]
+    parts = [[p for m in r.messages for p in m.images] for r in requests]
+    parts[2] = [ImagePart(picture(31, 17, 2))]  # in place of the undecodable one
+    add = not prompts[0].startswith(backend.tokenizer.bos_token or "\0")
+    whole = processor_inputs(backend.processor, prompts, parts, add, torch.float32)
+    pad = backend.tokenizer.pad_token_id
+    for cuts in ([0, 1, 6], [0, 2, 3, 6], [0, 3, 6]):
+        slices = [processor_inputs(backend.processor, prompts[a:b], parts[a:b], add, torch.float32) for a, b in itertools.pairwise(cuts)]
+        assert len({int(s["input_ids"].shape[1]) for s in slices}) > 1  # the slices are padded to different lengths
+        merged = merge_inputs(slices, pad)
+        assert list(merged.keys()) == list(whole.keys())
+        for key in whole:
+            assert torch.equal(merged[key], whole[key]), key
+
+    # Inputs padded per slice beyond the sequences cannot be told apart from the shapes: refused.
+    def feature(width: int, images: int) -> Any:
+        return BatchFeature({"input_ids": torch.ones(1, width, dtype=torch.long), "pixel_values": torch.zeros(1, images, 3, 4, 4)})
+
+    assert merge_inputs([feature(3, 2), feature(5, 2)], pad)["input_ids"].tolist() == [[pad, pad, 1, 1, 1], [1] * 5]
+    with pytest.raises(CannotMerge, match="pixel_values"):
+        merge_inputs([feature(3, 1), feature(3, 2)], pad)
 
 
 def test_image_parts_sent_to_another_process_decode_to_the_same_pixels(tmp_path: Path) -> None:

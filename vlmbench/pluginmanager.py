@@ -43,29 +43,35 @@ def plugin_manager() -> pluggy.PluginManager:
     manager.add_hookspecs(hookspecs)
     for module_name in CORE_PLUGINS:
         manager.register(importlib.import_module(module_name), name=module_name)
-    for entry_point in _entry_points():
-        _register_entry_point(manager, entry_point)
+    for entry_point, distribution in _entry_points():
+        _register_entry_point(manager, entry_point, distribution)
     return manager
 
 
-def _entry_points() -> list[metadata.EntryPoint]:
-    points = list(metadata.entry_points(group=hookspecs.PROJECT))
+def _entry_points() -> list[tuple[metadata.EntryPoint, str]]:
+    """The group's entry points, each with its distribution's name, the vlmbench distribution's first."""
     seen: set[str] = set()
     unique = []
-    for point in points:  # an editable install plus a stale copy can list a name twice
-        if point.name not in seen:
+    for point in metadata.entry_points(group=hookspecs.PROJECT):
+        if point.name not in seen:  # an editable install plus a stale copy can list a name twice
             seen.add(point.name)
-            unique.append(point)
-    return sorted(unique, key=lambda p: (_distribution(p) != "vlmbench", p.name))
+            dist = getattr(point, "dist", None)
+            unique.append((point, _distribution_name(dist) if dist is not None else ""))
+    return sorted(unique, key=lambda pair: (pair[1] != "vlmbench", pair[0].name))
 
 
-def _distribution(point: metadata.EntryPoint) -> str:
-    dist = getattr(point, "dist", None)
-    return str(dist.metadata["Name"]).lower() if dist is not None else ""
+def _distribution_name(dist: metadata.Distribution) -> str:
+    """The distribution's lower-cased name, read from the ``Name:`` header of its metadata file.
+
+    ``dist.metadata`` parses the whole file (the long description included) as e-mail, which was
+    most of the entry points' cost at start-up; the name is one header line."""
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    name = next((line[5:].strip() for line in text.splitlines() if line.startswith("Name:")), "")
+    return name.lower() or str(dist.metadata["Name"] or "").lower()
 
 
-def _register_entry_point(manager: pluggy.PluginManager, point: metadata.EntryPoint) -> None:
-    name = f"{_distribution(point) or '?'}:{point.name}"
+def _register_entry_point(manager: pluggy.PluginManager, point: metadata.EntryPoint, distribution: str) -> None:
+    name = f"{distribution or '?'}:{point.name}"
     if manager.get_plugin(name) is not None or manager.is_blocked(name):
         return
     try:
@@ -74,7 +80,7 @@ def _register_entry_point(manager: pluggy.PluginManager, point: metadata.EntryPo
     except Exception as exc:  # a broken third-party plugin must not take the whole tool down
         first_line = (str(exc).strip().splitlines() or [""])[0][:200]
         print(
-            f"vlmbench: warning: plugin '{point.name}' ({point.value}, package {_distribution(point) or 'unknown'}) "
+            f"vlmbench: warning: plugin '{point.name}' ({point.value}, package {distribution or 'unknown'}) "
             f"failed to load and is skipped: {type(exc).__name__}: {first_line}",
             file=sys.stderr,
         )

@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vlmbench.backend import BackendBase, BackendOptions, BackendSpec, GenerationSettings, ImagePart, Request, Response, TextPart
 from vlmbench.errors import UserError
@@ -35,11 +36,19 @@ from vlmbench.hookspecs import hookimpl
 from vlmbench.scoring.base import Scorer, ScorerOptions, ScorerSpec
 from vlmbench_plugins.hf_args import HFArgs, adapter_sha256, batch_setting, one_line, parse_model_args
 from vlmbench_plugins.hf_load import load_model, local_files_fingerprint
-from vlmbench_plugins.hf_prepare import DECODE_THREADS, PreparePool, Undecodable, decode_all, main_module_is_guarded, processor_inputs, usable_cores
+from vlmbench_plugins.hf_prepare import (
+    DECODE_THREADS,
+    CannotMerge,
+    Job,
+    PreparePool,
+    Undecodable,
+    decode_all,
+    main_module_is_guarded,
+    merge_inputs,
+    processor_inputs,
+    usable_cores,
+)
 from vlmbench_plugins.paper_classifier import VERSION as PAPER_CLASSIFIER_VERSION
-
-if TYPE_CHECKING:  # annotations only: listing backends stays light
-    import concurrent.futures
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +57,8 @@ MISSING_DEPS = "--model hf needs torch and transformers: pip install 'vlmbench[h
 AUTO_BATCH_START = 64  # `--batch_size auto` starts here and halves on out-of-memory
 CHUNK_BYTES = 64 * 2**20  # decoded pixels a chunk of requests may hold (beyond one batch): ~85 images of 512x512
 PREPARE_BYTES = 512 * 2**20  # decoded pixels the worker processes may hold at once (beyond one batch)
+PROMPTS_KEPT = 4096  # distinct rendered prompts one run keeps (then it starts again)
+SLICE_REQUESTS = 2  # fewest requests of a batch one worker prepares when idle workers share a batch
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -147,13 +158,15 @@ class HFBackend(BackendBase):
     an accelerator: on the CPU, preparation and generation would compete for the same cores. With
     ``prepare_processes`` (on an accelerator by default), the images are decoded and the processor
     runs in that many worker processes (:class:`~vlmbench_plugins.hf_prepare.PreparePool`), so that
-    their Python work does not hold up the generation loop. Images are decoded in ``decode_threads``.
+    their Python work does not hold up the generation loop; while several workers are idle (at the
+    start), a batch is shared among them in slices whose inputs are joined (see :meth:`_submit`).
+    Images are decoded in ``decode_threads``, and prompts are rendered once per distinct messages.
 
     What it holds is bounded by bytes: a chunk of requests (sorted by length inside it) stops at
     ``chunk_bytes`` of decoded pixels (or ``chunk_size`` requests), but always holds at least one
     batch; besides the batch generating, at most two prepared batches wait (one queued, one being handed
-    over), and the worker processes prepare one batch each while the images they decode stay within
-    ``prepare_bytes`` (one batch always goes).
+    over), and the worker processes prepare one batch (or slice) each while the images they decode stay
+    within ``prepare_bytes`` (one batch always goes).
     """
 
     overlap: bool | None = None
@@ -181,6 +194,7 @@ class HFBackend(BackendBase):
         self.prepare_processes = args.prepare_processes
         self._prepare_pool: PreparePool | None = None
         self._prepare_pool_failed = False
+        self._share_batches = True  # idle workers may prepare slices of one batch (until slices fail to join)
 
     # ------------------------------------------------------------------ provenance
     def identity(self) -> dict[str, Any]:
@@ -240,16 +254,16 @@ class HFBackend(BackendBase):
                     continue
             return False
 
-        pending: collections.deque[tuple[list[_Prepared], concurrent.futures.Future[Any], int]] = collections.deque()
+        pending: collections.deque[tuple[list[_Prepared], list[Job], int]] = collections.deque()
 
         collecting = False  # a failure while collecting a batch ends the stream there, as on the serial path
 
         def hand_over() -> bool:
             """Hand over the oldest batch the workers hold; False once the consumer has stopped."""
             nonlocal collecting
-            batch, future, _ = pending.popleft()
+            batch, jobs, _ = pending.popleft()
             collecting = True
-            prepared = self._collect(batch, future)
+            prepared = self._collect(batch, jobs)
             collecting = False
             return not stop.is_set() and put(prepared)
 
@@ -274,10 +288,10 @@ class HFBackend(BackendBase):
                     continue
                 weight = sum(pixel_bytes(part) for part in {id(p): p for item in batch for p in item.images}.values())
                 # Each worker prepares one batch, and the images they decode stay within prepare_bytes (but one batch always goes).
-                while pending and (len(pending) >= pool.processes or weight + sum(w for _, _, w in pending) > self.prepare_bytes):
+                while pending and (pool.idle() == 0 or weight + sum(w for _, _, w in pending) > self.prepare_bytes):
                     if not hand_over():
                         return
-                pending.append((batch, pool.submit(*self._task(batch)), weight))
+                pending.append((batch, self._submit(pool, batch), weight))
             if flush():
                 put(_END)
         except BaseException as exc:  # handed to generate(), which raises it after the batches before it
@@ -287,9 +301,6 @@ class HFBackend(BackendBase):
                 handed_over = True
             if handed_over:
                 put(_Failed(exc))
-        finally:
-            for _, future, _ in pending:
-                future.cancel()
 
     def _pool(self) -> PreparePool | None:
         """The worker processes that prepare batches (started on first use), or None to prepare in this process."""
@@ -305,6 +316,7 @@ class HFBackend(BackendBase):
             except Exception as exc:  # no worker processes here (no /dev/shm, say): prepare in this process
                 self._pool_failed(exc)
                 return None
+        self._prepare_pool.drain()  # what an earlier run that stopped early left in the workers
         return self._prepare_pool
 
     def _pool_failed(self, exc: BaseException) -> None:
@@ -318,16 +330,40 @@ class HFBackend(BackendBase):
         images = [item.images for item in batch] if batch[0].images else None
         return prompts, images, self._add_special_tokens(prompts)
 
-    def _collect(self, batch: list[_Prepared], future: concurrent.futures.Future[Any]) -> _Batch:
-        """A batch prepared by a worker process; prepared here instead when that failed (an undecodable
-        image becomes its request's error here, and any other failure is raised here, as on every path)."""
+    def _submit(self, pool: PreparePool, batch: list[_Prepared]) -> list[Job]:
+        """Send ``batch`` to the workers: in consecutive slices to half the idle ones (rounded up).
+
+        At the start every worker is idle, so the first batches are shared (half the workers, then a
+        quarter, ...) and generation starts without waiting for one worker to prepare a whole batch;
+        once every worker is busy, a worker comes free one batch at a time and batches go whole (a
+        shared batch costs this process one result to read per slice)."""
+        prompts, images, add_special_tokens = self._task(batch)
+        slices = max(1, min((pool.idle() + 1) // 2, len(batch) // SLICE_REQUESTS)) if self._share_batches else 1
+        bounds = [len(batch) * k // slices for k in range(slices + 1)]
+        return [
+            pool.submit(prompts[start:end], images[start:end] if images else None, add_special_tokens) for start, end in itertools.pairwise(bounds)
+        ]
+
+    def _collect(self, batch: list[_Prepared], jobs: list[Job]) -> _Batch:
+        """A batch prepared by the worker processes (its slices joined); prepared here instead when that
+        failed (an undecodable image becomes its request's error here, and any other failure is raised
+        here, as on every path)."""
         try:
-            inputs = future.result()
+            parts = [job.result() for job in jobs]  # every job is read, so that each worker is free again
         except Exception as exc:
+            for job in jobs:
+                with contextlib.suppress(Exception):
+                    job.result()
             prepared = self._prepare_batch(batch)
             if not isinstance(exc, Undecodable):  # a worker failed where this process did not
                 self._pool_failed(exc)
             return prepared
+        try:
+            inputs = parts[0] if len(parts) == 1 else merge_inputs(parts, self.tokenizer.pad_token_id)
+        except CannotMerge as exc:  # this processor pads per batch beyond the sequences: batches stay whole
+            log.debug("--model hf: slices of a batch cannot be joined (%s); workers prepare whole batches", exc)
+            self._share_batches = False
+            return self._prepare_batch(batch)
         return _Batch(batch, self._place(inputs), [])
 
     def _stop_pool(self) -> None:
@@ -343,8 +379,11 @@ class HFBackend(BackendBase):
     def _batches(self, requests: Iterable[Request]) -> Iterator[list[_Prepared]]:
         """The batches in the order they run: each chunk grouped and sorted, then cut at the batch size."""
         stream = iter(requests)
+        rendered: dict[Any, tuple[str, int]] = {}  # prompts by their messages (images are placeholders in them)
         while chunk := self._next_chunk(stream):
-            for group in self._groups([self._prepare(r) for r in chunk]):
+            if len(rendered) > PROMPTS_KEPT:
+                rendered.clear()
+            for group in self._groups([self._prepare(r, rendered) for r in chunk]):
                 start = 0
                 while start < len(group):
                     batch = group[start : start + self.batch_size]
@@ -367,20 +406,27 @@ class HFBackend(BackendBase):
                 break
         return chunk
 
-    def _prepare(self, request: Request) -> _Prepared:
-        if self.chat_template is not None:
-            try:
-                prompt = self.processor.apply_chat_template(chat_messages(request), add_generation_prompt=True, tokenize=False)
-            except Exception:
-                if not any(m.role == "system" for m in request.messages):
-                    raise
-                # A template without a system role (it raises): the instruction opens the first user turn.
-                prompt = self.processor.apply_chat_template(chat_messages(fold_system(request)), add_generation_prompt=True, tokenize=False)
-        else:
-            prompt = "\n".join(m.text for m in request.messages)
-        images = [part for message in request.messages for part in message.images]
-        length = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
-        return _Prepared(request, prompt, images, length)
+    def _prepare(self, request: Request, rendered: dict[Any, tuple[str, int]]) -> _Prepared:
+        """The request with its prompt and the prompt's length in tokens (rendered once per distinct
+        messages: many requests differ only in their images, which the template does not see)."""
+        messages = chat_messages(request)
+        key = tuple((m["role"], tuple((c["type"], c.get("text")) for c in m["content"])) for m in messages)
+        if key not in rendered:
+            prompt = self._render(request, messages)
+            rendered[key] = prompt, len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        prompt, length = rendered[key]
+        return _Prepared(request, prompt, [part for message in request.messages for part in message.images], length)
+
+    def _render(self, request: Request, messages: list[dict[str, Any]]) -> str:
+        if self.chat_template is None:
+            return "\n".join(m.text for m in request.messages)
+        try:
+            return str(self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+        except Exception:
+            if not any(m.role == "system" for m in request.messages):
+                raise
+            # A template without a system role (it raises): the instruction opens the first user turn.
+            return str(self.processor.apply_chat_template(chat_messages(fold_system(request)), add_generation_prompt=True, tokenize=False))
 
     def _groups(self, prepared: list[_Prepared]) -> list[list[_Prepared]]:
         # One generate() call takes one set of settings, and text-only prompts must not be sent

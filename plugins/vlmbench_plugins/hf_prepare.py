@@ -4,23 +4,26 @@ in worker processes.
 On an accelerator a small model generates so fast that the Python work of preparing the next batch
 (the processor's per-image steps) competes with the generation loop for the interpreter lock, even
 from another thread. :class:`PreparePool` runs that work in spawned worker processes instead: each
-holds a copy of the processor, decodes a batch's images from their stored bytes and returns the
-processor's tensors (sent back through shared memory). The answers are those of preparing in
-process: the same bytes are decoded the same way and the same processor runs on them.
+holds a copy of the processor and its own pipe, receives a batch's prompts and its images' stored
+bytes (written to the pipe as they are, outside the interpreter lock), decodes the images and returns
+the processor's tensors (sent back through shared memory). Slices of one batch prepared by several
+workers are joined by :func:`merge_inputs` into what the processor gives for the whole batch. The
+answers are those of preparing in process: the same bytes are decoded the same way and the same
+processor runs on them.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import io
 import os
+import pickle
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vlmbench.backend import ImagePart
-
-if TYPE_CHECKING:  # imported where used: listing backends stays light
-    import concurrent.futures
 
 
 def usable_cores(local_processes: int = 1) -> int:
@@ -126,16 +129,99 @@ class Undecodable(Exception):
     the request with that image gets the error)."""
 
 
+# --- merging slices ------------------------------------------------------------------------------
+
+# Inputs aligned with the token sequence: padded on the left (input_ids with the pad token, the rest with 0).
+SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
+
+
+class CannotMerge(Exception):
+    """The slices' inputs do not join into those of the whole batch (a processor that pads other inputs per batch)."""
+
+
+def merge_inputs(parts: Sequence[Any], pad_token_id: int | None) -> Any:
+    """The processor's inputs for a whole batch, from those of its consecutive slices: what the processor
+    gives for the batch at once (sequences padded on the left to the longest, everything else joined
+    along the batch). Raises :class:`CannotMerge` where that cannot be told from the shapes."""
+    import torch
+
+    first = parts[0]
+    keys = list(first.keys())
+    if any(list(part.keys()) != keys for part in parts) or "input_ids" not in keys:
+        raise CannotMerge("the slices give different inputs")
+    width = max(int(part["input_ids"].shape[1]) for part in parts)
+    merged: dict[str, Any] = {}
+    for key in keys:
+        values = [part[key] for part in parts]
+        if not all(isinstance(value, torch.Tensor) for value in values):
+            raise CannotMerge(f"{key} is not a tensor")
+        if key in SEQUENCE_KEYS:
+            if any(value.dim() != 2 for value in values):
+                raise CannotMerge(f"{key} is not a batch of sequences")
+            pad = (pad_token_id or 0) if key == "input_ids" else 0
+            values = [torch.nn.functional.pad(value, (width - value.shape[1], 0), value=pad) for value in values]
+        elif any(value.dim() == 0 or value.shape[1:] != values[0].shape[1:] for value in values):
+            raise CannotMerge(f"{key} is padded per slice")
+        merged[key] = torch.cat(values)
+    return type(first)(merged)
+
+
 # --- worker processes --------------------------------------------------------------------------
+
+OUT_OF_BAND_BYTES = 64 * 1024  # byte strings at least this long (the images) go to a worker as raw pipe writes
 
 _worker: dict[str, Any] = {}  # in a worker process: its processor, the model's dtype, its decoding threads
 
 
-def _start_worker(processor: Any, dtype: Any, decode_threads: int, torch_threads: int) -> None:
+def _dumps(value: Any) -> tuple[bytes, list[bytes]]:
+    """``value`` pickled, with its long byte strings (stored image bytes) left out of the pickle: those are
+    written to the pipe as they are, outside the interpreter lock, instead of copied into a pickle under it."""
+    buffers: list[bytes] = []
+    index: dict[int, int] = {}
+
+    class OutOfBand(pickle.Pickler):
+        def persistent_id(self, obj: Any) -> int | None:
+            if type(obj) is bytes and len(obj) >= OUT_OF_BAND_BYTES:
+                if id(obj) not in index:
+                    index[id(obj)] = len(buffers)
+                    buffers.append(obj)
+                return index[id(obj)]
+            return None
+
+    file = io.BytesIO()
+    OutOfBand(file, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    return file.getvalue(), buffers
+
+
+def _loads(header: bytes, buffers: list[bytes]) -> Any:
+    class InBand(pickle.Unpickler):
+        def persistent_load(self, pid: Any) -> bytes:
+            return buffers[int(pid)]
+
+    return InBand(io.BytesIO(header)).load()
+
+
+def _serve(connection: Any, processor: Any, dtype: Any, decode_threads: int, torch_threads: int) -> None:
+    """A worker process: prepare each batch it is sent and send back the inputs (or what failed), until
+    it is told to stop or the backend's process is gone."""
     import torch
 
     torch.set_num_threads(torch_threads)
     _worker.update(processor=processor, dtype=dtype, decode_threads=decode_threads)
+    try:
+        while (message := connection.recv()) is not None:
+            count, header = message
+            buffers = [connection.recv_bytes() for _ in range(count)]
+            try:
+                outcome: tuple[str, Any] = ("inputs", _prepare_in_worker(*_loads(header, buffers)))
+            except Exception as exc:
+                outcome = ("failed", exc if isinstance(exc, Undecodable) else RuntimeError(f"{type(exc).__name__}: {exc}"))
+            try:
+                connection.send(outcome)
+            except Exception as exc:  # inputs that do not pickle: the batch is prepared by the backend's process
+                connection.send(("failed", RuntimeError(f"cannot send the inputs back: {type(exc).__name__}: {exc}")))
+    except (EOFError, OSError, KeyboardInterrupt):  # the backend's process is gone or interrupted: nothing left to do
+        return
 
 
 def _prepare_in_worker(prompts: list[str], images: list[list[ImagePart]] | None, add_special_tokens: bool) -> Any:
@@ -147,36 +233,103 @@ def _prepare_in_worker(prompts: list[str], images: list[list[ImagePart]] | None,
     return processor_inputs(_worker["processor"], prompts, images, add_special_tokens, _worker["dtype"])
 
 
+class Job:
+    """One batch (or slice of one) sent to a worker. :meth:`result` waits for its inputs and raises when
+    the batch must be prepared in the backend's process instead."""
+
+    def __init__(self, worker: _Worker | None, failure: BaseException | None = None) -> None:
+        self._worker, self._failure = worker, failure
+
+    def result(self) -> Any:
+        """The processor's inputs the worker sent back (waited for; read once)."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.job = None
+            try:
+                kind, value = worker.connection.recv()
+            except Exception as exc:  # the worker died: its pipe is closed
+                worker.broken = True
+                self._failure = RuntimeError(f"a worker process stopped ({type(exc).__name__}: {exc})")
+            else:
+                if kind == "inputs":
+                    return value
+                self._failure = value
+        if self._failure is None:
+            raise RuntimeError("the inputs of this job were read already")
+        raise self._failure
+
+
+class _Worker:
+    def __init__(self, process: Any, connection: Any) -> None:
+        self.process, self.connection = process, connection
+        self.job: Job | None = None  # the job whose inputs have not been read yet
+        self.broken = False
+
+
 class PreparePool:
     """Worker processes that prepare batches (spawned, so that they share nothing with a process that
-    already runs CUDA). :meth:`submit` returns a future of the processor's inputs; a batch that fails
-    there (an undecodable image, a processor that does not pickle, a worker that died) is for the
-    caller to prepare in process, where the failure is reported as it always is."""
+    already runs CUDA), one batch (or slice) each at a time. Each has its own pipe: a batch's prompts
+    go pickled, its images' stored bytes as raw writes (no copy under the interpreter lock); the
+    processor's tensors come back through shared memory. A job that fails there (an undecodable image,
+    a worker that died) is for the caller to prepare in process, where the failure is reported as it
+    always is."""
 
     def __init__(self, processor: Any, dtype: Any, processes: int, local_processes: int = 1) -> None:
         self.processes = processes
         threads = max(1, min(8, (usable_cores(local_processes) - 2) // processes))  # two cores left to the generating process
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
 
-        self._executor = ProcessPoolExecutor(
-            processes,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker,
-            initargs=(processor, dtype, threads, threads),
-        )
-
-    def submit(self, prompts: list[str], images: list[list[ImagePart]] | None, add_special_tokens: bool) -> concurrent.futures.Future[Any]:
-        """Prepare one batch in a worker; the future fails when the batch must be prepared in process."""
+        context = multiprocessing.get_context("spawn")
+        self._workers: list[_Worker] = []
         try:
-            return self._executor.submit(_prepare_in_worker, prompts, images, add_special_tokens)
-        except Exception as exc:  # a broken pool: the batch is prepared in process
-            from concurrent.futures import Future
+            for number in range(processes):
+                mine, theirs = context.Pipe(duplex=True)
+                process = context.Process(
+                    target=_serve, args=(theirs, processor, dtype, threads, threads), name=f"vlmbench-hf-prepare-{number}", daemon=True
+                )
+                process.start()  # a processor that does not pickle fails here
+                theirs.close()
+                self._workers.append(_Worker(process, mine))
+        except BaseException:
+            self.close()
+            raise
 
-            failed: Future[Any] = Future()
-            failed.set_exception(exc)
-            return failed
+    def idle(self) -> int:
+        """Workers with no job whose inputs are still to be read."""
+        return sum(worker.job is None and not worker.broken for worker in self._workers)
+
+    def submit(self, prompts: list[str], images: list[list[ImagePart]] | None, add_special_tokens: bool) -> Job:
+        """Send one batch to an idle worker (the caller waits for one with :meth:`idle`)."""
+        worker = next((w for w in self._workers if w.job is None and not w.broken), None)
+        if worker is None:
+            return Job(None, RuntimeError("no worker process is free"))
+        try:
+            header, buffers = _dumps((prompts, images, add_special_tokens))
+            worker.connection.send((len(buffers), header))
+            for buffer in buffers:
+                worker.connection.send_bytes(buffer)
+        except Exception as exc:  # a worker that died, or prompts that do not pickle: prepared in process
+            worker.broken = True
+            return Job(None, exc)
+        worker.job = Job(worker)
+        return worker.job
+
+    def drain(self) -> None:
+        """Read and drop the inputs of jobs nobody collected (a run that stopped early), so each worker is free."""
+        for worker in self._workers:
+            if worker.job is not None:
+                with contextlib.suppress(Exception):
+                    worker.job.result()
 
     def close(self) -> None:
-        """Stop the workers (batches not started are dropped)."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Stop the workers (a job they hold is dropped)."""
+        for worker in self._workers:
+            with contextlib.suppress(Exception):
+                worker.connection.send(None)
+        for worker in self._workers:
+            worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.connection.close()
+        self._workers = []
