@@ -18,13 +18,19 @@ For each batch size it times:
 - **generate only**: ``model.generate`` alone on the same batches, prepared beforehand and already
   on the device: the ceiling.
 
+For the overlapping modes it also prints the preparing thread's CPU time per request, user (Python
+work under the interpreter lock, which the generation loop may have to wait for) and system (mostly
+the images' bytes written to the workers' pipes). ``--processes 4,8`` times a mode per count, each with
+its own backend (a backend keeps its workers); ``--modes`` picks the modes; ``--no-pin`` sends
+inputs to a CUDA device from ordinary memory instead of page-locked memory.
+
 Every mode must give the same answers (the run stops otherwise). On a CPU, preparation and
 generation share the same cores, so overlapping cannot hide much (the backend does not overlap on a
 CPU by default). ``--device cuda`` runs the model on a GPU; ``--device-seconds S`` stands in for one
 on a CPU: every ``model.generate`` call also waits S seconds with the CPU idle.
 
     python bench/bench_hf.py [--requests 32] [--max-new-tokens 32] [--batch-sizes 1,8] [--repeats 3] [--image-size 512]
-                             [--device cpu|cuda] [--processes N[,M...]] [--modes serial,thread,processes]
+                             [--device cpu|cuda] [--processes N[,M...]] [--modes serial,thread,processes] [--no-pin]
 """
 
 from __future__ import annotations
@@ -33,10 +39,12 @@ import argparse
 import io
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -93,11 +101,31 @@ def fresh(requests: list[Request]) -> list[Request]:
     return out
 
 
+PRODUCER_CPU: dict[str, float] = {}  # the preparing thread's user and system CPU seconds in the last pass
+
+
+def measure_producer(backend: hf.HFBackend) -> None:
+    """Record the CPU time of the thread that prepares batches (with ``overlap``) in :data:`PRODUCER_CPU`:
+    its user time is work under the interpreter lock that the generation loop may wait for."""
+    real = backend._produce
+
+    def produce(*args: Any) -> None:
+        before = resource.getrusage(resource.RUSAGE_THREAD)
+        try:
+            real(*args)
+        finally:
+            after = resource.getrusage(resource.RUSAGE_THREAD)
+            PRODUCER_CPU.update(user=after.ru_utime - before.ru_utime, system=after.ru_stime - before.ru_stime)
+
+    backend._produce = produce  # type: ignore[method-assign]
+
+
 def run_once(backend: hf.HFBackend, requests: list[Request], overlap: bool, processes: int) -> tuple[float, int, list[str]]:
     """Seconds, generated tokens and the answers for one pass over ``requests``."""
     backend.overlap = overlap
     backend.prepare_processes = processes
     requests = fresh(requests)
+    PRODUCER_CPU.clear()
     started = time.perf_counter()
     responses = list(backend.generate(iter(requests)))
     seconds = time.perf_counter() - started
@@ -170,6 +198,7 @@ def main() -> None:
         help="worker processes of the 'processes' mode, or several counts (4,8: a mode each); default: the backend's on an accelerator, at least 1",
     )
     parser.add_argument("--modes", default="serial,thread,processes", help="the backend's modes to time (generation alone is always timed)")
+    parser.add_argument("--no-pin", action="store_true", help="on CUDA, copy inputs from ordinary memory instead of page-locked memory")
     args = parser.parse_args()
     counts = [int(n) for n in args.processes.split(",")] if args.processes else [max(1, min(4, usable_cores() // 4))]  # the backend's default
     names = args.modes.split(",")
@@ -193,16 +222,20 @@ def main() -> None:
             backends = {mode: hf._factory({"pretrained": str(path), "device": args.device}, BackendOptions(batch_size=batch_size)) for mode in modes}
             for mode, backend in backends.items():
                 backend.model.generation_config.min_new_tokens = args.max_new_tokens  # EOS never ends a sequence early
+                backend.pin_memory = not args.no_pin
                 idle_device(backend, args.device_seconds)
+                measure_producer(backend)
                 overlap, count = modes[mode]
                 run_once(backend, requests[: 2 * backend.batch_size], overlap, count)  # warm-up (and the worker processes started)
             best: dict[str, float] = {}
+            producer: dict[str, dict[str, float]] = {}  # per mode, in its best pass
             tokens = 0
             for _ in range(args.repeats):  # interleaved, so that a busy moment does not favour one of them
                 answers = []
                 for mode, (overlap, count) in modes.items():
                     seconds, tokens, texts = run_once(backends[mode], requests, overlap, count)
-                    best[mode] = min(best.get(mode, seconds), seconds)
+                    if seconds <= best.get(mode, seconds):
+                        best[mode], producer[mode] = seconds, dict(PRODUCER_CPU)
                     answers.append(texts)
                 if any(texts != answers[0] for texts in answers):
                     raise SystemExit(f"batch {batch}: the modes' answers differ")
@@ -210,7 +243,7 @@ def main() -> None:
                 best["generate"] = min(best.get("generate", seconds), seconds)
             for backend in backends.values():
                 backend.close()
-            rows.append((batch, tokens, best))
+            rows.append((batch, tokens, best, producer))
     print(f"hf backend, tiny LLaVA ({args.requests} image+text requests x {args.max_new_tokens} new tokens, greedy, device {args.device})")
     print(f"images: distinct {args.image_size}x{args.image_size} PNG files carried as bytes; best of {args.repeats} passes")
     if args.device_seconds > 0:
@@ -220,9 +253,15 @@ def main() -> None:
     print(f"images decoded in {DECODE_THREADS} threads; every mode gave the same answers")
     header = f"{'batch':>5}  {'tokens':>6}  {'generate-only s':>15}" + "".join(f"  {name + ' s':>13}  {name + '/gen':>15}" for name in modes)
     print(header)
-    for batch_size, tokens, best in rows:
+    for batch_size, tokens, best, _ in rows:
         cells = "".join(f"  {best[name]:>13.3f}  {best['generate'] / best[name]:>15.1%}" for name in modes)
         print(f"{batch_size:>5}  {tokens:>6}  {best['generate']:>15.3f}{cells}")
+    print("the preparing thread's CPU per request in the best pass (user: under the interpreter lock; system: mostly pipe writes):")
+    for batch_size, _, _, producer in rows:
+        cells = ", ".join(
+            f"{mode} {1e3 * cpu['user'] / args.requests:.3f} + {1e3 * cpu['system'] / args.requests:.3f} ms" for mode, cpu in producer.items() if cpu
+        )
+        print(f"  batch {batch_size}: {cells or 'no mode overlaps'}")
 
 
 if __name__ == "__main__":

@@ -174,6 +174,7 @@ class HFBackend(BackendBase):
     decode_threads = DECODE_THREADS
     prepare_processes: int | None = None  # None: the default for the device (see default_prepare_processes)
     prepare_bytes = PREPARE_BYTES
+    pin_memory = True  # inputs for a CUDA device go to page-locked memory first (bench/bench_hf.py --no-pin compares)
 
     def __init__(self, args: HFArgs, batch_size: int | None, seed: int = 0, local_processes: int = 1) -> None:
         self.args = args
@@ -549,7 +550,7 @@ class HFBackend(BackendBase):
 
     def _place(self, inputs: Any) -> Any:
         """``inputs`` pinned when the model is on a CUDA device (for a non-blocking copy), else as they are."""
-        return _pinned(inputs) if getattr(self.model.device, "type", None) == "cuda" else inputs
+        return _pinned(inputs) if self.pin_memory and getattr(self.model.device, "type", None) == "cuda" else inputs
 
     def _generate_kwargs(self, settings: GenerationSettings) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
