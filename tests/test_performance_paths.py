@@ -12,6 +12,7 @@ import hashlib
 import io
 import itertools
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -387,6 +388,20 @@ def test_hf_overlapped_batches_answer_exactly_as_the_serial_path(
         stopped.close()
         assert answers(True) == serial and order[True] == serial_order and not backend._prepare_pool_failed
 
+        # Ctrl-C in a terminal reaches the workers too: they leave stopping to the backend's process.
+        import multiprocessing
+        import signal
+
+        for child in multiprocessing.active_children():
+            os.kill(child.pid or 0, signal.SIGINT)
+        assert answers(True) == serial and not backend._prepare_pool_failed
+
+        # Two request streams at once: one has the workers, the other prepares in its own thread; the same answers.
+        first, second = backend.generate(iter(hf_requests())), backend.generate(iter(hf_requests()))
+        together = [response for pair in itertools.zip_longest(first, second) for response in pair if response is not None]
+        assert sorted(r.request_id for r in together) == sorted(serial_order * 2) and not backend._prepare_pool_failed
+        assert {r.request_id: (r.text, r.error, r.usage, r.prompt) for r in together} == serial
+
         # A request stream that breaks: the batches prepared before it are answered first, as on the serial path.
         def broken_stream() -> Iterator[Request]:
             yield from hf_requests()[:9]
@@ -416,21 +431,18 @@ def test_hf_overlapped_batches_answer_exactly_as_the_serial_path(
                     answered[overlap].append(response.request_id)
         assert answered[True] == answered[False] and "img-6" not in answered[False]
         monkeypatch.setattr(backend, "_prepare_batch", prepare)
-    finally:
-        backend.close()
-    assert backend._prepare_pool is None
 
-    # Workers that die: their batches are prepared here, with the same answers in the same order and one warning line.
-    import multiprocessing
-
-    try:
-        assert answers(True) == serial and backend._prepare_pool is not None  # the workers started
+        # Workers that die: their batches are prepared here, with the same answers in the same order and one warning
+        # line, and the workers left are stopped at the end of that stream.
+        assert backend._prepare_pool is not None and not backend._prepare_pool_failed  # the workers still run
         for child in multiprocessing.active_children():
             child.kill()
             child.join()
+        caplog.clear()
         with caplog.at_level("WARNING", logger="vlmbench_plugins.hf"):
             assert answers(True) == serial and order[True] == serial_order
         assert backend._prepare_pool_failed and "preparing them in this process" in caplog.text
+        assert backend._prepare_pool is None and not multiprocessing.active_children()
     finally:
         backend.close()
     caplog.clear()
@@ -481,18 +493,29 @@ def test_hf_slices_of_a_batch_join_into_the_inputs_of_the_whole_batch(tmp_path: 
     for cuts in ([0, 1, 6], [0, 2, 3, 6], [0, 3, 6]):
         slices = [processor_inputs(backend.processor, prompts[a:b], parts[a:b], add, torch.float32) for a, b in itertools.pairwise(cuts)]
         assert len({int(s["input_ids"].shape[1]) for s in slices}) > 1  # the slices are padded to different lengths
-        merged = merge_inputs(slices, pad)
+        merged = merge_inputs(slices, pad, [(b - a, sum(len(p) for p in parts[a:b])) for a, b in itertools.pairwise(cuts)])
         assert list(merged.keys()) == list(whole.keys())
         for key in whole:
             assert torch.equal(merged[key], whole[key]), key
 
-    # Inputs padded per slice beyond the sequences cannot be told apart from the shapes: refused.
-    def feature(width: int, images: int) -> Any:
-        return BatchFeature({"input_ids": torch.ones(1, width, dtype=torch.long), "pixel_values": torch.zeros(1, images, 3, 4, 4)})
+    # Inputs that cannot be joined as the whole batch's (padded per slice beyond the sequences, rows that are
+    # neither requests, images nor patches, sequences padded on the right) are refused.
+    def feature(width: int, images: int, **more: Any) -> Any:
+        return BatchFeature({"input_ids": torch.ones(1, width, dtype=torch.long), "pixel_values": torch.zeros(1, images, 3, 4, 4), **more})
 
-    assert merge_inputs([feature(3, 2), feature(5, 2)], pad)["input_ids"].tolist() == [[pad, pad, 1, 1, 1], [1] * 5]
-    with pytest.raises(CannotMerge, match="pixel_values"):
-        merge_inputs([feature(3, 1), feature(3, 2)], pad)
+    one = [(1, 1), (1, 1)]
+    assert merge_inputs([feature(3, 2), feature(5, 2)], pad, one)["input_ids"].tolist() == [[pad, pad, 1, 1, 1], [1] * 5]
+    with pytest.raises(CannotMerge, match="pixel_values is padded"):
+        merge_inputs([feature(3, 1), feature(3, 2)], pad, one)
+    with pytest.raises(CannotMerge, match="position_ids does not hold a row"):
+        merge_inputs([feature(3, 1, position_ids=torch.zeros(3, 1, 3)), feature(3, 1, position_ids=torch.zeros(3, 1, 3))], pad, one)
+    right = torch.tensor([[1, 1, 0]])
+    with pytest.raises(CannotMerge, match="right"):
+        merge_inputs([feature(3, 1, attention_mask=right), feature(3, 1, attention_mask=right)], pad, one)
+    # Qwen2-VL-like patches: a row per patch of every image, counted by image_grid_thw.
+    patches = {"pixel_values": torch.zeros(6, 8), "image_grid_thw": torch.tensor([[1, 2, 3]])}
+    merged = merge_inputs([BatchFeature({"input_ids": torch.ones(1, 2, dtype=torch.long), **patches})] * 2, pad, one)
+    assert merged["pixel_values"].shape == (12, 8) and merged["image_grid_thw"].tolist() == [[1, 2, 3]] * 2
 
 
 def test_image_parts_sent_to_another_process_decode_to_the_same_pixels(tmp_path: Path) -> None:

@@ -65,3 +65,42 @@ def test_per_prompt_metrics_and_their_spread(run_model: RunModel) -> None:
     assert "per prompt" in run.stdout
     perception = run_model("random", "perception-image", limit=5).results["tasks"]["perception-image"]
     assert "by_prompt" not in perception  # one prompt: nothing to spread
+
+
+@pytest.mark.parametrize(
+    ("p", "df", "expected"),
+    [
+        (0.975, 1, 12.706204736174694),
+        (0.975, 2, 4.302652729749462),
+        (0.975, 3, 3.1824463052837078),
+        (0.975, 5, 2.5705818356363146),
+        (0.975, 10, 2.228138851986274),
+        (0.975, 30, 2.0422724563012378),
+        (0.975, 100, 1.9839715185235518),
+        (0.975, 1000, 1.9623390808264083),
+        (0.995, 7, 3.4994832973504924),
+        (0.9, 4, 1.533206274058944),
+        (0.025, 10, -2.228138851986274),
+    ],
+)
+def test_student_t_quantiles_match_the_tables(p: float, df: int, expected: float) -> None:
+    from vlmbench.scoring import student_t
+    from vlmbench.scoring.intervals import t_quantile
+
+    assert student_t.quantile(p, df) == pytest.approx(expected, rel=1e-12)
+    assert student_t.upper_tail(expected, df) == pytest.approx(1 - p, rel=1e-10)
+    if p == 0.975:
+        assert t_quantile(df) == pytest.approx(expected, rel=1e-12)
+
+
+def test_student_t_agrees_with_scipy_over_every_degree_of_freedom_used() -> None:
+    special = pytest.importorskip("scipy.special")
+    from vlmbench.scoring import student_t
+
+    for df in [*range(1, 400), 512, 777, 1000, 2500, 5000, 9999, 10_000]:
+        for p in (0.6, 0.9, 0.975, 0.995, 0.9995):
+            assert student_t.quantile(p, df) == pytest.approx(float(special.stdtrit(df, p)), rel=1e-10), (df, p)
+        for t in (0.05, 1.0, 2.5, 8.0):
+            assert student_t.upper_tail(t, df) == pytest.approx(float(special.stdtr(df, -t)), rel=1e-10), (df, t)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        student_t.quantile(1.0, 3)

@@ -260,8 +260,11 @@ class HFBackend(BackendBase):
         collecting = False  # a failure while collecting a batch ends the stream there, as on the serial path
 
         def hand_over() -> bool:
-            """Hand over the oldest batch the workers hold; False once the consumer has stopped."""
+            """Hand over the oldest batch the workers hold; False once the consumer has stopped (what the
+            workers hold then is read away by the next stream)."""
             nonlocal collecting
+            if stop.is_set():
+                return False
             batch, jobs, _ = pending.popleft()
             collecting = True
             prepared = self._collect(batch, jobs)
@@ -275,20 +278,19 @@ class HFBackend(BackendBase):
                     return False
             return True
 
+        pool = claimed = self._claim_pool()
         try:
-            pool = self._pool()
             for batch in self._batches(requests):
                 if pool is not None and self._prepare_pool_failed:  # the batches already sent first, in order
                     pool = None
                     if not flush():
                         return
-                    self._stop_pool()
                 if pool is None:
                     if stop.is_set() or not put(self._prepare_batch(batch)):
                         return
                     continue
                 weight = sum(pixel_bytes(part) for part in {id(p): p for item in batch for p in item.images}.values())
-                # Each worker prepares one batch, and the images they decode stay within prepare_bytes (but one batch always goes).
+                # Each worker prepares one batch or slice, and the images they decode stay within prepare_bytes (but one batch always goes).
                 while pending and (pool.idle() == 0 or weight + sum(w for _, _, w in pending) > self.prepare_bytes):
                     if not hand_over():
                         return
@@ -302,6 +304,20 @@ class HFBackend(BackendBase):
                 handed_over = True
             if handed_over:
                 put(_Failed(exc))
+        finally:
+            if claimed is not None:
+                if self._prepare_pool_failed:  # the workers go now, not at close()
+                    self._stop_pool()
+                claimed.lock.release()
+
+    def _claim_pool(self) -> PreparePool | None:
+        """The worker processes, held for this request stream; None to prepare in this process (also while
+        another stream of this backend holds them)."""
+        pool = self._pool()
+        if pool is None or not pool.lock.acquire(blocking=False):
+            return None
+        pool.drain()  # what an earlier stream that stopped early left in the workers
+        return pool
 
     def _pool(self) -> PreparePool | None:
         """The worker processes that prepare batches (started on first use), or None to prepare in this process."""
@@ -317,7 +333,6 @@ class HFBackend(BackendBase):
             except Exception as exc:  # no worker processes here (no /dev/shm, say): prepare in this process
                 self._pool_failed(exc)
                 return None
-        self._prepare_pool.drain()  # what an earlier run that stopped early left in the workers
         return self._prepare_pool
 
     def _pool_failed(self, exc: BaseException) -> None:
@@ -332,18 +347,22 @@ class HFBackend(BackendBase):
         return prompts, images, self._add_special_tokens(prompts)
 
     def _submit(self, pool: PreparePool, batch: list[_Prepared]) -> list[Job]:
-        """Send ``batch`` to the workers: in consecutive slices to half the idle ones (rounded up).
+        """Send ``batch`` to the workers: in consecutive slices to half the idle ones (rounded up), each
+        slice with the whole batch's choice of special tokens.
 
         At the start every worker is idle, so the first batches are shared (half the workers, then a
         quarter, ...) and generation starts without waiting for one worker to prepare a whole batch;
         once every worker is busy, a worker comes free one batch at a time and batches go whole (a
         shared batch costs this process one result to read per slice)."""
-        prompts, images, add_special_tokens = self._task(batch)
+        add_special_tokens = self._task(batch)[2]
         slices = max(1, min((pool.idle() + 1) // 2, len(batch) // SLICE_REQUESTS)) if self._share_batches else 1
-        bounds = [len(batch) * k // slices for k in range(slices + 1)]
-        return [
-            pool.submit(prompts[start:end], images[start:end] if images else None, add_special_tokens) for start, end in itertools.pairwise(bounds)
-        ]
+        return [pool.submit(*self._task(part)[:2], add_special_tokens) for part in self._slices(batch, slices)]
+
+    @staticmethod
+    def _slices(batch: list[_Prepared], count: int) -> list[list[_Prepared]]:
+        """``batch`` cut into ``count`` consecutive slices of nearly equal size."""
+        bounds = [len(batch) * k // count for k in range(count + 1)]
+        return [batch[start:end] for start, end in itertools.pairwise(bounds)]
 
     def _collect(self, batch: list[_Prepared], jobs: list[Job]) -> _Batch:
         """A batch prepared by the worker processes (its slices joined); prepared here instead when that
@@ -360,11 +379,16 @@ class HFBackend(BackendBase):
                 self._pool_failed(exc)
             return prepared
         try:
-            inputs = parts[0] if len(parts) == 1 else merge_inputs(parts, self.tokenizer.pad_token_id)
-        except CannotMerge as exc:  # this processor pads per batch beyond the sequences: batches stay whole
-            log.debug("--model hf: slices of a batch cannot be joined (%s); workers prepare whole batches", exc)
+            if len(parts) == 1:
+                inputs = parts[0]
+            else:
+                sizes = [(len(job_batch), sum(len(item.images) for item in job_batch)) for job_batch in self._slices(batch, len(parts))]
+                inputs = merge_inputs(parts, self.tokenizer.pad_token_id, sizes)
+        except CannotMerge as exc:  # these inputs are padded per batch beyond the sequences: prepared whole by one worker
+            log.debug("--model hf: slices of a batch cannot be joined (%s); this stream's workers prepare whole batches", exc)
             self._share_batches = False
-            return self._prepare_batch(batch)
+            pool = self._prepare_pool
+            return self._collect(batch, [pool.submit(*self._task(batch))]) if pool is not None else self._prepare_batch(batch)
         return _Batch(batch, self._place(inputs), [])
 
     def _stop_pool(self) -> None:
@@ -373,9 +397,11 @@ class HFBackend(BackendBase):
             pool.close()
 
     def close(self) -> None:
-        """Stop the worker processes that prepare batches, if any were started (a later run may start them again)."""
+        """Stop the worker processes that prepare batches, if any were started (a later run may start them
+        again, and share batches among them again)."""
         self._stop_pool()
         self._prepare_pool_failed = False
+        self._share_batches = True
 
     def _batches(self, requests: Iterable[Request]) -> Iterator[list[_Prepared]]:
         """The batches in the order they run: each chunk grouped and sorted, then cut at the batch size."""

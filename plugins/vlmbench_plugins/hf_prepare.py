@@ -139,29 +139,45 @@ class CannotMerge(Exception):
     """The slices' inputs do not join into those of the whole batch (a processor that pads other inputs per batch)."""
 
 
-def merge_inputs(parts: Sequence[Any], pad_token_id: int | None) -> Any:
-    """The processor's inputs for a whole batch, from those of its consecutive slices: what the processor
-    gives for the batch at once (sequences padded on the left to the longest, everything else joined
-    along the batch). Raises :class:`CannotMerge` where that cannot be told from the shapes."""
+# Inputs whose rows are the patches of every image in turn (Qwen2-VL), with the key that counts each image's patches.
+FLATTENED_KEYS = {"pixel_values": "image_grid_thw", "pixel_values_videos": "video_grid_thw"}
+
+
+def merge_inputs(parts: Sequence[Any], pad_token_id: int | None, sizes: Sequence[tuple[int, int]]) -> Any:
+    """The processor's inputs for a whole batch, from those of its consecutive slices (``sizes``: each
+    slice's requests and images): what the processor gives for the batch at once. Sequences must be
+    padded on the left (they are padded again to the longest); every other input must hold a row per
+    request, per image, or per image patch (Qwen2-VL), with the same shape beyond its rows in every
+    slice, and is joined along its rows. Anything else raises :class:`CannotMerge`."""
     import torch
 
     first = parts[0]
     keys = list(first.keys())
     if any(list(part.keys()) != keys for part in parts) or "input_ids" not in keys:
         raise CannotMerge("the slices give different inputs")
+    for part in parts:
+        mask = part.get("attention_mask")
+        if isinstance(mask, torch.Tensor) and mask.dim() == 2 and bool((mask[:, 1:] < mask[:, :-1]).any()):
+            raise CannotMerge("the sequences are padded on the right")
     width = max(int(part["input_ids"].shape[1]) for part in parts)
     merged: dict[str, Any] = {}
     for key in keys:
         values = [part[key] for part in parts]
-        if not all(isinstance(value, torch.Tensor) for value in values):
-            raise CannotMerge(f"{key} is not a tensor")
+        if not all(isinstance(value, torch.Tensor) and value.dim() > 0 for value in values):
+            raise CannotMerge(f"{key} is not a tensor with rows")
         if key in SEQUENCE_KEYS:
-            if any(value.dim() != 2 for value in values):
+            if any(value.dim() != 2 or value.shape[0] != requests for value, (requests, _) in zip(values, sizes)):
                 raise CannotMerge(f"{key} is not a batch of sequences")
             pad = (pad_token_id or 0) if key == "input_ids" else 0
             values = [torch.nn.functional.pad(value, (width - value.shape[1], 0), value=pad) for value in values]
-        elif any(value.dim() == 0 or value.shape[1:] != values[0].shape[1:] for value in values):
-            raise CannotMerge(f"{key} is padded per slice")
+        else:
+            if any(value.shape[1:] != values[0].shape[1:] for value in values):
+                raise CannotMerge(f"{key} is padded per slice")
+            for part, value, (requests, images) in zip(parts, values, sizes):
+                counts = part.get(FLATTENED_KEYS.get(key, ""))
+                patches = int(counts.prod(dim=-1).sum()) if isinstance(counts, torch.Tensor) and counts.dim() == 2 else None
+                if value.shape[0] not in (requests, images, patches):
+                    raise CannotMerge(f"{key} does not hold a row per request, image or patch")
         merged[key] = torch.cat(values)
     return type(first)(merged)
 
@@ -204,6 +220,10 @@ def _loads(header: bytes, buffers: list[bytes]) -> Any:
 def _serve(connection: Any, processor: Any, dtype: Any, decode_threads: int, torch_threads: int) -> None:
     """A worker process: prepare each batch it is sent and send back the inputs (or what failed), until
     it is told to stop or the backend's process is gone."""
+    import signal
+
+    # Ctrl-C in a terminal reaches the whole process group; the backend's process decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
     torch.set_num_threads(torch_threads)
@@ -220,7 +240,7 @@ def _serve(connection: Any, processor: Any, dtype: Any, decode_threads: int, tor
                 connection.send(outcome)
             except Exception as exc:  # inputs that do not pickle: the batch is prepared by the backend's process
                 connection.send(("failed", RuntimeError(f"cannot send the inputs back: {type(exc).__name__}: {exc}")))
-    except (EOFError, OSError, KeyboardInterrupt):  # the backend's process is gone or interrupted: nothing left to do
+    except (EOFError, OSError):  # the backend's process is gone: nothing left to do
         return
 
 
@@ -242,10 +262,15 @@ class Job:
 
     def result(self) -> Any:
         """The processor's inputs the worker sent back (waited for; read once)."""
+        from multiprocessing.connection import wait
+
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.job = None
             try:
+                # A worker that died without closing its pipe (its end held elsewhere) still ends the wait.
+                if worker.connection not in wait([worker.connection, worker.process.sentinel]) and not worker.connection.poll():
+                    raise EOFError(f"exit code {worker.process.exitcode}")
                 kind, value = worker.connection.recv()
             except Exception as exc:  # the worker died: its pipe is closed
                 worker.broken = True
@@ -272,23 +297,30 @@ class PreparePool:
     go pickled, its images' stored bytes as raw writes (no copy under the interpreter lock); the
     processor's tensors come back through shared memory. A job that fails there (an undecodable image,
     a worker that died) is for the caller to prepare in process, where the failure is reported as it
-    always is."""
+    always is. One request stream uses the pool at a time (:attr:`lock`)."""
 
     def __init__(self, processor: Any, dtype: Any, processes: int, local_processes: int = 1) -> None:
-        self.processes = processes
-        threads = max(1, min(8, (usable_cores(local_processes) - 2) // processes))  # two cores left to the generating process
         import multiprocessing
+        import threading
 
+        self.processes = processes
+        self.lock = threading.Lock()  # held by the stream whose batches the workers prepare
+        threads = max(1, min(8, (usable_cores(local_processes) - 2) // processes))  # two cores left to the generating process
         context = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
         try:
             for number in range(processes):
                 mine, theirs = context.Pipe(duplex=True)
-                process = context.Process(
-                    target=_serve, args=(theirs, processor, dtype, threads, threads), name=f"vlmbench-hf-prepare-{number}", daemon=True
-                )
-                process.start()  # a processor that does not pickle fails here
-                theirs.close()
+                try:
+                    process = context.Process(
+                        target=_serve, args=(theirs, processor, dtype, threads, threads), name=f"vlmbench-hf-prepare-{number}", daemon=True
+                    )
+                    process.start()  # a processor that does not pickle fails here
+                except BaseException:
+                    mine.close()
+                    raise
+                finally:
+                    theirs.close()
                 self._workers.append(_Worker(process, mine))
         except BaseException:
             self.close()
@@ -305,29 +337,36 @@ class PreparePool:
             return Job(None, RuntimeError("no worker process is free"))
         try:
             header, buffers = _dumps((prompts, images, add_special_tokens))
+        except Exception as exc:  # prompts or images that do not pickle: nothing was sent, the worker stays free
+            return Job(None, exc)
+        try:
             worker.connection.send((len(buffers), header))
             for buffer in buffers:
                 worker.connection.send_bytes(buffer)
-        except Exception as exc:  # a worker that died, or prompts that do not pickle: prepared in process
+        except Exception as exc:  # a worker that died (or a message cut short): it takes no more jobs
             worker.broken = True
             return Job(None, exc)
         worker.job = Job(worker)
         return worker.job
 
     def drain(self) -> None:
-        """Read and drop the inputs of jobs nobody collected (a run that stopped early), so each worker is free."""
+        """Read and drop the inputs of jobs nobody collected (a run that stopped early), so each worker is
+        free. For the holder of :attr:`lock` only."""
         for worker in self._workers:
             if worker.job is not None:
                 with contextlib.suppress(Exception):
                     worker.job.result()
 
     def close(self) -> None:
-        """Stop the workers (a job they hold is dropped)."""
+        """Stop the workers (a job they hold is dropped), waiting at most 5 seconds for all of them."""
+        import time
+
         for worker in self._workers:
             with contextlib.suppress(Exception):
                 worker.connection.send(None)
+        deadline = time.monotonic() + 5
         for worker in self._workers:
-            worker.process.join(timeout=5)
+            worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join()

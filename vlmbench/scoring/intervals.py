@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from vlmbench.scoring import student_t
+
 MIN_CLUSTERS = 5
 LEVEL = 0.95
 
@@ -37,9 +39,7 @@ def t_quantile(df: int) -> float:
     """The two-sided 95% Student t quantile (the normal one for df 0 or very large df)."""
     if df <= 0 or df > 10_000:
         return 1.959963984540054
-    from scipy.special import stdtrit  # far lighter to import than scipy.stats
-
-    return float(stdtrit(df, 0.5 + LEVEL / 2))
+    return student_t.quantile(0.5 + LEVEL / 2, df)
 
 
 def _jackknife(estimates: Sequence[float]) -> float:
