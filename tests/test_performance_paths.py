@@ -479,7 +479,8 @@ def test_hf_slices_of_a_batch_join_into_the_inputs_of_the_whole_batch(tmp_path: 
     from vlmbench.pluginmanager import backend_spec
     from vlmbench.testing.tiny_models import build_tiny_vlm
     from vlmbench_plugins import hf
-    from vlmbench_plugins.hf_prepare import CannotMerge, merge_inputs, processor_inputs
+    from vlmbench_plugins.hf_merge import CannotMerge, merge_inputs
+    from vlmbench_plugins.hf_prepare import processor_inputs
 
     backend = backend_spec("hf").factory({"pretrained": str(build_tiny_vlm(kind, tmp_path / kind)), "device": "cpu"}, BackendOptions(batch_size=8))
     assert isinstance(backend, hf.HFBackend)

@@ -36,15 +36,14 @@ from vlmbench.hookspecs import hookimpl
 from vlmbench.scoring.base import Scorer, ScorerOptions, ScorerSpec
 from vlmbench_plugins.hf_args import HFArgs, adapter_sha256, batch_setting, one_line, parse_model_args
 from vlmbench_plugins.hf_load import load_model, local_files_fingerprint
+from vlmbench_plugins.hf_merge import CannotMerge, merge_inputs
 from vlmbench_plugins.hf_prepare import (
     DECODE_THREADS,
-    CannotMerge,
     Job,
     PreparePool,
     Undecodable,
     decode_all,
     main_module_is_guarded,
-    merge_inputs,
     processor_inputs,
     usable_cores,
 )

@@ -7,7 +7,7 @@ from another thread. :class:`PreparePool` runs that work in spawned worker proce
 holds a copy of the processor and its own pipe, receives a batch's prompts and its images' stored
 bytes (written to the pipe as they are, outside the interpreter lock), decodes the images and returns
 the processor's tensors (sent back through shared memory). Slices of one batch prepared by several
-workers are joined by :func:`merge_inputs` into what the processor gives for the whole batch. The
+workers are joined by :func:`~vlmbench_plugins.hf_merge.merge_inputs` into what the processor gives for the whole batch. The
 answers are those of preparing in process: the same bytes are decoded the same way and the same
 processor runs on them.
 """
@@ -127,59 +127,6 @@ def processor_inputs(processor: Any, prompts: list[str], images: list[list[Image
 class Undecodable(Exception):
     """A worker process could not decode an image of its batch (the batch is prepared in process, where
     the request with that image gets the error)."""
-
-
-# --- merging slices ------------------------------------------------------------------------------
-
-# Inputs aligned with the token sequence: padded on the left (input_ids with the pad token, the rest with 0).
-SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
-
-
-class CannotMerge(Exception):
-    """The slices' inputs do not join into those of the whole batch (a processor that pads other inputs per batch)."""
-
-
-# Inputs whose rows are the patches of every image in turn (Qwen2-VL), with the key that counts each image's patches.
-FLATTENED_KEYS = {"pixel_values": "image_grid_thw", "pixel_values_videos": "video_grid_thw"}
-
-
-def merge_inputs(parts: Sequence[Any], pad_token_id: int | None, sizes: Sequence[tuple[int, int]]) -> Any:
-    """The processor's inputs for a whole batch, from those of its consecutive slices (``sizes``: each
-    slice's requests and images): what the processor gives for the batch at once. Sequences must be
-    padded on the left (they are padded again to the longest); every other input must hold a row per
-    request, per image, or per image patch (Qwen2-VL), with the same shape beyond its rows in every
-    slice, and is joined along its rows. Anything else raises :class:`CannotMerge`."""
-    import torch
-
-    first = parts[0]
-    keys = list(first.keys())
-    if any(list(part.keys()) != keys for part in parts) or "input_ids" not in keys:
-        raise CannotMerge("the slices give different inputs")
-    for part in parts:
-        mask = part.get("attention_mask")
-        if isinstance(mask, torch.Tensor) and mask.dim() == 2 and bool((mask[:, 1:] < mask[:, :-1]).any()):
-            raise CannotMerge("the sequences are padded on the right")
-    width = max(int(part["input_ids"].shape[1]) for part in parts)
-    merged: dict[str, Any] = {}
-    for key in keys:
-        values = [part[key] for part in parts]
-        if not all(isinstance(value, torch.Tensor) and value.dim() > 0 for value in values):
-            raise CannotMerge(f"{key} is not a tensor with rows")
-        if key in SEQUENCE_KEYS:
-            if any(value.dim() != 2 or value.shape[0] != requests for value, (requests, _) in zip(values, sizes)):
-                raise CannotMerge(f"{key} is not a batch of sequences")
-            pad = (pad_token_id or 0) if key == "input_ids" else 0
-            values = [torch.nn.functional.pad(value, (width - value.shape[1], 0), value=pad) for value in values]
-        else:
-            if any(value.shape[1:] != values[0].shape[1:] for value in values):
-                raise CannotMerge(f"{key} is padded per slice")
-            for part, value, (requests, images) in zip(parts, values, sizes):
-                counts = part.get(FLATTENED_KEYS.get(key, ""))
-                patches = int(counts.prod(dim=-1).sum()) if isinstance(counts, torch.Tensor) and counts.dim() == 2 else None
-                if value.shape[0] not in (requests, images, patches):
-                    raise CannotMerge(f"{key} does not hold a row per request, image or patch")
-        merged[key] = torch.cat(values)
-    return type(first)(merged)
 
 
 # --- worker processes --------------------------------------------------------------------------
