@@ -96,6 +96,21 @@ def test_a_regular_install_ships_tasks_and_plugins(tmp_path: Path) -> None:
     assert module.startswith(str(site)) and task_dir == str(site / "vlmbench_tasks")
     for task in ("perception-image", "alignment-text", "general-capability"):
         assert task in proc.stdout
+    # The installed `vlmbench` command: its console script, as pip wrote it down, exits as the command would.
+    script = (
+        "import sys; from importlib import metadata; "
+        f"dist = next(metadata.distributions(name='vlmbench', path=[{str(site)!r}])); "
+        "command = next(p for p in dist.entry_points if p.group == 'console_scripts' and p.name == 'vlmbench'); "
+        "sys.argv = ['vlmbench', *sys.argv[1:]]; sys.exit(command.load()())"
+    )
+    runs = {
+        args[0]: subprocess.run(
+            [sys.executable, "-c", script, *args], capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}
+        )
+        for args in (["ls", "models"], ["run", "--model", "no-such-model"])
+    }
+    assert runs["ls"].returncode == 0 and "random" in runs["ls"].stdout, runs["ls"].stderr
+    assert runs["run"].returncode == 2 and "unknown model backend 'no-such-model'" in runs["run"].stderr
     shipped = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
     assert {
         "vlmbench_tasks/_unsafeconcepts.yaml",

@@ -1,6 +1,6 @@
 """``python -m vlmbench`` (also ``accelerate launch -m vlmbench``) runs the CLI."""
 
-from vlmbench.cli import main
+from vlmbench.cli import console
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(console())
