@@ -40,6 +40,7 @@ def test_rerun_reuses_every_stored_response(run_model: RunModel, tmp_path: Path)
     store = tmp_path / "store.sqlite"
     first = run_probe(run_model, store)
     assert f"requests: {TEXT} sent to the model, 0 reused" in first.stderr
+    assert [p.name for p in tmp_path.glob("store.sqlite*")] == ["store.sqlite"]  # closed by the run: its write-ahead log folded back
     assert stored_count(store) == TEXT
     second = run_probe(run_model, store)
     assert f"requests: 0 sent to the model, {TEXT} reused" in second.stderr
@@ -131,8 +132,10 @@ def test_cache_info_and_clear(run_model: RunModel, tmp_path: Path) -> None:
     rows = {next(word for word in ("revision=one", "revision=two") if word in line): line.split() for line in info if "revision=" in line}
     assert set(rows) == {"revision=one", "revision=two"}
     assert str(TEXT) in rows["revision=one"] and str(TEXT // 2) in rows["revision=two"]
+    assert [p.name for p in tmp_path.glob("store.sqlite*")] == ["store.sqlite"]  # `cache info` closed the store
     cleared = cli("cache", "clear", "--store", str(store), "--model", "modality-probe", "--model_id", '"revision": "one"')
     assert f"deleted {TEXT} responses" in cleared.stdout
+    assert [p.name for p in tmp_path.glob("store.sqlite*")] == ["store.sqlite"]
     assert stored_count(store) == TEXT // 2
 
 

@@ -131,9 +131,9 @@ def evaluate(config: EvalConfig) -> RunResult:
     group = processes()
     options = BackendOptions(batch_size=config.batch_size, seed=config.seed, rank=group.rank, world_size=group.world, local_rank=group.local_rank)
     backend = spec.factory(model_args, options)
+    store: ResponseStore | None = None
     try:
         identity = redact_identity(backend_identity(backend, config.model, model_args))
-        store = None
         if config.use_store and backend_cacheable(backend):
             store = ResponseStore(Path(config.store) if config.store else default_store_path())
         judging = _judging(config, store.path if store else None)
@@ -215,6 +215,8 @@ def evaluate(config: EvalConfig) -> RunResult:
             manifest["errors"] = errors
     finally:
         close_backend(backend)
+        if store is not None:  # now, not whenever it is collected: its write-ahead log is folded back into the file
+            store.close()
     if not group.is_main:
         return RunResult(run_dir, manifest, None)
     manifest["complete"] = True

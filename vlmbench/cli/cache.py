@@ -23,13 +23,17 @@ def cache(args: argparse.Namespace) -> int:
         print(f"response store {path}: empty (no file yet)")
         return 0
     store = ResponseStore(path)
-    if args.action == "clear":
-        deleted = store.clear(backend=args.model, model_contains=args.model_id)
-        print(f"deleted {deleted} responses from {path}")
-        return 0
+    try:
+        if args.action == "clear":
+            deleted = store.clear(backend=args.model, model_contains=args.model_id)
+            print(f"deleted {deleted} responses from {path}")
+            return 0
+        entries = store.info()
+    finally:
+        store.close()
     rows = [
         [e["backend"], model_name(e["model"]), _details(e["model"]), e["responses"], _date(e["first"]), _date(e["last"])]
-        for e in store.info()
+        for e in entries
         if (not args.model or e["backend"] == args.model)
     ]
     print(f"response store: {path} ({path.stat().st_size / 1e6:.1f} MB)")
