@@ -402,6 +402,16 @@ def test_hf_overlapped_batches_answer_exactly_as_the_serial_path(
         assert sorted(r.request_id for r in together) == sorted(serial_order * 2) and not backend._prepare_pool_failed
         assert {r.request_id: (r.text, r.error, r.usage, r.prompt) for r in together} == serial
 
+        # Slices that cannot be joined: the batch is prepared whole by one worker, and later batches go whole.
+        def cannot_merge(*args: Any) -> Any:
+            raise hf.CannotMerge("padded per slice")
+
+        monkeypatch.setattr(hf, "merge_inputs", cannot_merge)
+        backend.prepare_bytes, slices[:] = 1, []  # one batch at a time: every worker idle for each
+        assert answers(True) == serial and order[True] == serial_order and not backend._prepare_pool_failed
+        assert (4, 2) in slices and slices[-1][1] == 1 and not backend._share_batches
+        backend.prepare_bytes = hf.PREPARE_BYTES
+
         # A request stream that breaks: the batches prepared before it are answered first, as on the serial path.
         def broken_stream() -> Iterator[Request]:
             yield from hf_requests()[:9]

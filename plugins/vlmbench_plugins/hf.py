@@ -384,7 +384,7 @@ class HFBackend(BackendBase):
                 sizes = [(len(job_batch), sum(len(item.images) for item in job_batch)) for job_batch in self._slices(batch, len(parts))]
                 inputs = merge_inputs(parts, self.tokenizer.pad_token_id, sizes)
         except CannotMerge as exc:  # these inputs are padded per batch beyond the sequences: prepared whole by one worker
-            log.debug("--model hf: slices of a batch cannot be joined (%s); this stream's workers prepare whole batches", exc)
+            log.debug("--model hf: slices of a batch cannot be joined (%s); workers prepare whole batches until the backend is closed", exc)
             self._share_batches = False
             pool = self._prepare_pool
             return self._collect(batch, [pool.submit(*self._task(batch))]) if pool is not None else self._prepare_batch(batch)
