@@ -95,17 +95,7 @@ def _continued_fraction(a: float, b: float, x: float) -> float:
 
 def _normal_start(p: float, df: float) -> float:
     """A first guess: the normal quantile with the Cornish-Fisher correction for ``df``."""
-    z = _normal_quantile(p)
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(p)
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df * df)
-
-
-def _normal_quantile(p: float) -> float:
-    """The standard normal quantile (bisection on ``erfc``: a start value needs no speed)."""
-    low, high = -40.0, 40.0
-    for _ in range(64):
-        middle = (low + high) / 2
-        if 0.5 * math.erfc(-middle / math.sqrt(2)) < p:
-            low = middle
-        else:
-            high = middle
-    return (low + high) / 2
