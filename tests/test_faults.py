@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from conftest import hub_run, require_modules, run_dir, vlmbench
+from conftest import cli, hub_run, require_modules, run_dir, vlmbench
 from vlmbench.backend import Response
 from vlmbench.cli import main
 from vlmbench.errors import UserError
@@ -255,27 +255,27 @@ def corrupt_a_page_in_the_middle(store: Path) -> int:
 def test_a_damaged_store_is_one_line_and_salvage_keeps_what_is_readable(tmp_path: Path, server: FaultServer) -> None:
     store = tmp_path / "store.sqlite"
     limit = ("--limit", "30")  # 150 answers: enough pages for one in the middle to be lost
-    subprocess.run(openai_run(server.base_url, store, tmp_path / "a", *limit), check=True, capture_output=True)
+    # In-process (the same code as the command; no process boundary is tested here).
+    cli(*openai_run(server.base_url, store, tmp_path / "a", *limit)[3:])
     total = count(store)
     assert total == 150
     lost = corrupt_a_page_in_the_middle(store)
     assert 0 < lost < total
     damaged = store.read_bytes()
     server.reset()
-    proc = subprocess.run(openai_run(server.base_url, store, tmp_path / "b", *limit), capture_output=True, text=True)
-    line = one_line_error(proc)
+    line = one_line_error(cli(*openai_run(server.base_url, store, tmp_path / "b", *limit)[3:], check=False))
     assert f"response store {store} is damaged" in line and f"vlmbench cache salvage {store}" in line
     assert server.stats()["requests"] == 0  # found before anything was sent
-    assert one_line_error(vlmbench("cache", "info", "--store", str(store), check=False)) == line
+    assert one_line_error(cli("cache", "info", "--store", str(store), check=False)) == line
     # --out leaves the damaged file alone; in place, it is kept beside the new store.
-    elsewhere = vlmbench("cache", "salvage", str(store), "--out", str(tmp_path / "copy.sqlite"))
+    elsewhere = cli("cache", "salvage", str(store), "--out", str(tmp_path / "copy.sqlite"))
     assert f"salvaged {total - lost} responses into {tmp_path / 'copy.sqlite'}" in elsewhere.stdout
     assert store.read_bytes() == damaged
-    salvaged = vlmbench("cache", "salvage", str(store))
+    salvaged = cli("cache", "salvage", str(store))
     assert f"salvaged {total - lost} responses into {store}, 1 damaged part(s) skipped" in salvaged.stdout
     assert (tmp_path / "store.sqlite.damaged").read_bytes() == damaged
     assert count(store) == total - lost
-    rerun = vlmbench(*openai_run(server.base_url, store, tmp_path / "c", *limit)[3:])
+    rerun = cli(*openai_run(server.base_url, store, tmp_path / "c", *limit)[3:])
     assert counts_line(rerun.stderr) == f"requests: {lost} sent to the model, {total - lost} reused from the response store"
 
 
@@ -305,7 +305,7 @@ def with_file_size_limit(command: list[str], limit: int) -> list[str]:
 
 def test_a_full_disk_stops_the_run_and_keeps_every_stored_answer(tmp_path: Path, server: FaultServer) -> None:
     store = tmp_path / "store.sqlite"
-    subprocess.run(openai_run(server.base_url, store, tmp_path / "a", "--limit", "10"), check=True, capture_output=True)
+    cli(*openai_run(server.base_url, store, tmp_path / "a", "--limit", "10")[3:])  # in-process: only the limited run needs its own process
     before = count(store)
     assert before == 50
     server.reset()
@@ -322,7 +322,7 @@ def test_a_full_disk_stops_the_run_and_keeps_every_stored_answer(tmp_path: Path,
     # lost: the answer whose write failed, and the requests in flight beside it (at most CONCURRENCY); nothing more was sent
     assert sent - (stored - before) <= CONCURRENCY + 1
     server.reset()
-    rerun = vlmbench(*openai_run(server.base_url, store, tmp_path / "c", "--limit", "40")[3:])
+    rerun = cli(*openai_run(server.base_url, store, tmp_path / "c", "--limit", "40")[3:])
     assert counts_line(rerun.stderr) == f"requests: {200 - stored} sent to the model, {stored} reused from the response store"
 
 

@@ -165,19 +165,24 @@ def read_records(path: Path) -> list[SampleRecord]:
 
 def parse_records(text: str, where: str) -> list[SampleRecord]:
     """Sample records from JSONL text, in sample order. A torn last line (a crash mid-write) is skipped."""
-    records: list[SampleRecord] = []
+    values: list[Any] = []
     lines = text.splitlines()
     for number, line in enumerate(lines, start=1):
         try:
-            record = json.loads(line)
+            values.append(json.loads(line))
         except json.JSONDecodeError:
             if number == len(lines):
                 continue
             raise UserError(f"{where}: line {number} is not valid JSON; the file is damaged") from None
+    return records_in_order(values, where)
+
+
+def records_in_order(values: list[Any], where: str) -> list[SampleRecord]:
+    """Decoded JSON lines checked to be sample records, in sample order (UserError naming the first that is not)."""
+    for number, record in enumerate(values, start=1):
         if not isinstance(record, dict) or not isinstance(record.get("index"), int) or not isinstance(record.get("doc"), dict):
             raise UserError(f"{where}: line {number} is not a sample record; the file is damaged")
-        records.append(record)  # type: ignore[arg-type]  # shape checked above
-    return sorted(records, key=lambda r: r["index"])
+    return sorted(values, key=lambda r: r["index"])
 
 
 def recorded_judging(manifest: RunManifest) -> JudgeConfig:

@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from vlmbench.backend import Backend, GenerationSettings, ImagePart, Message, Request, TextPart
 from vlmbench.data import images
-from vlmbench.data.concepts import load_catalog
+from vlmbench.data.concepts import ConceptCatalog, load_catalog
 from vlmbench.data.images import BadImage
 from vlmbench.data.render import blank_image
 from vlmbench.data.sources import DatasetInfo, DocTable, load_docs
@@ -69,10 +69,15 @@ class TaskPrediction:
     usage: dict[str, int] = field(default_factory=dict)
 
 
+def load_task_docs(task: TaskConfig) -> tuple[DocTable, ConceptCatalog | None]:
+    """A task's documents (images left in their dataset) and its concept catalog, if it names one."""
+    catalog = load_catalog(task.resolve_path(task.get("concepts_file")).resolve()) if task.get("concepts_file") else None
+    return load_docs(task, catalog), catalog
+
+
 def prepare(task: TaskConfig, seed: int, limit: int | float | None, overrides: dict[str, Any] | None = None) -> tuple[list[Sample], DocTable]:
     """Load a task's data and build its samples (no images are decoded here)."""
-    catalog = load_catalog(task.resolve_path(task.get("concepts_file")).resolve()) if task.get("concepts_file") else None
-    table = load_docs(task, catalog)
+    table, catalog = load_task_docs(task)
     return build_samples(task, table, catalog, seed, limit, overrides), table
 
 

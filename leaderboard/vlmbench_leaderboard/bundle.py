@@ -163,14 +163,17 @@ class Bundle:
     files: dict[str, bytes]
     manifest: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    _lines: dict[str, list[Any]] = field(default_factory=dict, repr=False)
 
     def json(self, name: str) -> Any:
         """A JSON member, decoded strictly (UTF-8, finite numbers, bounded depth)."""
         return strictjson.loads(self.files[name], name, member_cap(name))
 
     def lines(self, name: str) -> list[Any]:
-        """A JSON Lines member, decoded strictly, one value per line."""
-        return strictjson.loads_lines(self.files[name], name, member_cap(name))
+        """A JSON Lines member, decoded strictly, one value per line (decoded once: callers only read it)."""
+        if name not in self._lines:
+            self._lines[name] = strictjson.loads_lines(self.files[name], name, member_cap(name))
+        return self._lines[name]
 
 
 def _checker() -> Any:

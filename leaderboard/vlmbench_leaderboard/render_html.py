@@ -10,14 +10,18 @@ import base64
 import hashlib
 import json
 from collections.abc import Sequence
+from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlmbench_leaderboard.board import Board, Table
 from vlmbench_leaderboard.cells import Cell
 from vlmbench_leaderboard.config import DEFAULT_DIGITS, Column, DetailMetric
 from vlmbench_leaderboard.formatting import MISSING_TEXT, beside_parts, detail_format, format_cell, format_number, legend, tooltip
 from vlmbench_leaderboard.render_json import sort_json
+
+if TYPE_CHECKING:
+    import jinja2
 
 
 def script_json(value: Any) -> str:
@@ -104,21 +108,28 @@ def csp_hash(text: str) -> str:
     return f"'sha256-{base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()}'"
 
 
-def render_html(board: Board, plots: Sequence[dict[str, str]]) -> str:
-    """The page: table (sortable, category filter), legend, plots (``file``, ``title``, ``alt``) and per-model details."""
+@lru_cache(maxsize=2)
+def page_template(source: str) -> jinja2.Template:
+    """The page template compiled (once per process and template text: compiling takes longer than rendering)."""
     import jinja2
-    from markupsafe import Markup
 
-    package = resources.files("vlmbench_leaderboard")
-    css = package.joinpath("page.css").read_text(encoding="utf-8")
-    js = package.joinpath("page.js").read_text(encoding="utf-8")
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = format_cell
     env.filters["parts"] = cell_parts
     env.filters["column_parts"] = column_parts
     env.filters["number"] = lambda value, fmt: MISSING_TEXT if value is None else format_number(value, fmt)
     env.filters["datavalue"] = data_value
-    template = env.from_string(package.joinpath("page.html").read_text(encoding="utf-8"))
+    return env.from_string(source)
+
+
+def render_html(board: Board, plots: Sequence[dict[str, str]]) -> str:
+    """The page: table (sortable, category filter), legend, plots (``file``, ``title``, ``alt``) and per-model details."""
+    from markupsafe import Markup
+
+    package = resources.files("vlmbench_leaderboard")
+    css = package.joinpath("page.css").read_text(encoding="utf-8")
+    js = package.joinpath("page.js").read_text(encoding="utf-8")
+    template = page_template(package.joinpath("page.html").read_text(encoding="utf-8"))
     config = board.config
     return template.render(
         config=config,
