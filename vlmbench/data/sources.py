@@ -57,6 +57,7 @@ class DocTable:
     _hashes: dict[tuple[int, int, str], str] = field(default_factory=dict)
     _kept: dict[tuple[int, str], ImageHashes | None] = field(default_factory=dict)
     _files: dict[int, tuple[list[str], str | None]] = field(default_factory=dict)  # per source: Arrow files, their identity
+    _features: dict[int, Any] = field(default_factory=dict)  # per source: its features, read once (datasets copies them on each read)
     _pages: PageReleaser = field(default_factory=PageReleaser)  # lets go of mapped pages already read (see data.mapped)
     serial: int = field(default_factory=lambda: next(_SERIALS))  # unique in this process (``id()`` is reused once freed)
     safe_controls_missing: str | None = None  # why the task's safe-control dataset could not be loaded (then none are scored)
@@ -107,6 +108,7 @@ class DocTable:
         later in the run must not lend its identity to the bytes read from this one)."""
         files = [str(f["filename"]) for f in getattr(dataset, "cache_files", None) or [] if f.get("filename")]
         self._files[len(self.sources)] = (files, files_identity(files, info.fingerprint) if files else None)
+        self._features[len(self.sources)] = getattr(dataset, "features", None) or {}
         self.sources.append(dataset)
         self.infos.append(info)
 
@@ -145,7 +147,9 @@ class DocTable:
 
     def image_mode(self, row: dict[str, Any], column: str = "image") -> str | None:
         """The colour mode the dataset's feature asks its images to be decoded to (None: as stored)."""
-        return getattr(self.sources[row["_source"]].features.get(column), "mode", None)
+        source = row["_source"]
+        features = self._features[source] if source in self._features else self.sources[source].features
+        return getattr(features.get(column), "mode", None)
 
 
 class HubUnavailable(Exception):
@@ -254,7 +258,8 @@ def load_docs(config: Any, catalog: ConceptCatalog | None) -> DocTable:
                 continue
             synthetic = False
         _check_columns(config, dataset, path, loaded_from, unsafe=default_label == "unsafe")
-        columns = [c for c in dataset.column_names if not _is_image_column(dataset, c)]
+        features = dataset.features
+        columns = [c for c in dataset.column_names if not isinstance(features.get(c), _image_feature())]
         for index, values in enumerate(dataset.select_columns(columns).to_list() if columns else [{}] * len(dataset)):
             row = _normalise(dict(values), default_label)
             row["_source"], row["_row"] = source_index, index
@@ -315,10 +320,15 @@ def _load_builtin(path: str, catalog: ConceptCatalog | None) -> Any:
     return datasets.load_from_disk(str(builtin_dataset(path.removeprefix("builtin:"), catalog)))
 
 
-def _is_image_column(dataset: Any, column: str) -> bool:
+def _image_feature() -> type:
     import datasets
 
-    return isinstance(dataset.features.get(column), datasets.Image)
+    image: type = datasets.Image
+    return image
+
+
+def _is_image_column(dataset: Any, column: str) -> bool:
+    return isinstance(dataset.features.get(column), _image_feature())
 
 
 def use_local_copies(data_files: dict[str, str]) -> None:
