@@ -720,6 +720,9 @@ def test_help_and_listing_models_import_nothing_heavy(command: list[str]) -> Non
     imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert not {name.split(".")[0] for name in imported} & HEAVY
     assert "vlmbench.scoring.rules" not in imported  # its patterns are compiled when something is scored
+    assert "pickle" not in imported  # the hf workers' pipes pickle; listing the backend does not
+    if command == ["--help"]:
+        assert "tabulate" not in imported  # tables are printed by `ls`, not by the help
 
 
 def test_response_is_unchanged_by_the_image_machinery() -> None:

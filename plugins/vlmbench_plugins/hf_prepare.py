@@ -18,7 +18,6 @@ import ast
 import contextlib
 import io
 import os
-import pickle
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -139,6 +138,8 @@ _worker: dict[str, Any] = {}  # in a worker process: its processor, the model's 
 def _dumps(value: Any) -> tuple[bytes, list[bytes]]:
     """``value`` pickled, with its long byte strings (stored image bytes) left out of the pickle: those are
     written to the pipe as they are, outside the interpreter lock, instead of copied into a pickle under it."""
+    import pickle  # here: the backend's module is imported to list it (`vlmbench --help`), workers or not
+
     buffers: list[bytes] = []
     index: dict[int, int] = {}
 
@@ -157,6 +158,8 @@ def _dumps(value: Any) -> tuple[bytes, list[bytes]]:
 
 
 def _loads(header: bytes, buffers: list[bytes]) -> Any:
+    import pickle
+
     class InBand(pickle.Unpickler):
         def persistent_load(self, pid: Any) -> bytes:
             return buffers[int(pid)]

@@ -6,8 +6,6 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from tabulate import tabulate
-
 from vlmbench.cli import args as types
 from vlmbench.cli.commands import CommandSpec
 
@@ -16,6 +14,8 @@ KINDS = ("tasks", "models", "scorers", "metrics", "steps")
 
 def ls(ns: argparse.Namespace) -> int:
     """Print one table of registered items."""
+    from tabulate import tabulate  # here, not at import: `vlmbench --help` loads this module
+
     from vlmbench import pluginmanager as plugins
 
     if ns.what == "models":
@@ -33,6 +33,8 @@ def ls(ns: argparse.Namespace) -> int:
 
 def print_tasks(include_path: Sequence[Path | str]) -> None:
     """The table of tasks, then of groups (``vlmbench ls tasks``, ``vlmbench run --tasks list``)."""
+    from tabulate import tabulate
+
     from vlmbench.registry import discover
 
     registry = discover([Path(p) for p in include_path])
