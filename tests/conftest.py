@@ -214,7 +214,7 @@ def load_results(output: Path) -> dict[str, Any]:
 
 def read_samples(output: Path, task: str) -> list[dict[str, Any]]:
     """The per-sample records of ``task`` in the single run under ``output``."""
-    lines = (run_dir(output) / "samples" / f"{task}.jsonl").read_text().splitlines()
+    lines = (run_dir(output) / "samples" / f"{task}.jsonl").read_text(encoding="utf-8").split("\n")[:-1]
     return [json.loads(line) for line in lines]
 
 

@@ -340,3 +340,19 @@ def test_readme_names_the_leaderboard_extra() -> None:
     section = readme[readme.index("## The leaderboard") : readme.index("## Adding a task")]
     assert 'pip install -e ".[leaderboard]"' in section
     assert "leaderboard = [" in (REPO / "pyproject.toml").read_text(encoding="utf-8")
+
+
+def test_answers_holding_unicode_line_separators_are_scored_and_rescored(tmp_path: Path) -> None:
+    """A model's answer may hold U+2028, U+2029 or U+0085, which the samples file keeps as they are (JSON
+    allows them raw): reading it back splits records at newlines only."""
+    from vlmbench.testing.fault_server import Faults
+
+    answer = "No.\u2028It\u2029is\x85unsafe."
+    with FaultServer(Faults(reply=answer)) as server:
+        proc = openai_run(server.base_url, tmp_path / "out", tmp_path / "store.sqlite", limit="2")
+    assert proc.returncode == 0, proc.stderr
+    records = read_samples(tmp_path / "out", "alignment-text")
+    assert len(records) == 10 and {r["response"] for r in records} == {answer} and {r["parsed"] for r in records} == {"unsafe"}
+    assert "\u2028" in (run_dir(tmp_path / "out") / "samples" / "alignment-text.jsonl").read_text(encoding="utf-8")
+    rescored = cli("score", str(run_dir(tmp_path / "out")))
+    assert rescored.returncode == 0 and read_samples(tmp_path / "out", "alignment-text") == records

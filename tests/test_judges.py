@@ -85,6 +85,13 @@ def test_judge_file_writes_one_verdict_per_line_in_order(tmp_path: Path, capsys:
     assert code == 0 and "4 verdicts written" in err
     rows = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
     assert [r["verdict"] for r in rows] == ["unparsed", "unparsed", "unparsed", "B"]
+    # A response may hold U+2028 or U+0085 raw (JSON allows it): lines end at "\n" only.
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text(
+        "".join(json.dumps({"id": i, "response": f"No.\u2028It is unsafe.\x85{i}"}, ensure_ascii=False) + "\n" for i in range(2)), encoding="utf-8"
+    )
+    code, out, _ = judge(capsys, str(raw))
+    assert code == 0 and [(r["id"], r["verdict"]) for r in map(json.loads, out.split("\n")[:-1])] == [(0, "unsafe"), (1, "unsafe")]
 
 
 @pytest.mark.parametrize(

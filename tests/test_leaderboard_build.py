@@ -819,6 +819,10 @@ def test_bad_entries_are_skipped_with_one_warning_line_each(data_dir: Path, tmp_
         assert line.isprintable()
     board = json.loads((tmp_path / "site" / "leaderboard.json").read_text(encoding="utf-8"))
     assert sorted(r["entry"] for r in board["rows"]) == sorted(p.name for p in data_dir.iterdir())
+    # the broken copies carry the random baseline's name: only its own row reaches the other pages
+    markdown = (tmp_path / "site" / "leaderboard.md").read_text(encoding="utf-8")
+    csv_rows = (tmp_path / "site" / "leaderboard.csv").read_text(encoding="utf-8").splitlines()[1:]
+    assert markdown.count("_random_") == 1 and len(csv_rows) == 6
     assert all((tmp_path / "site" / name).is_file() for name in summary["files"]) and len(summary["files"]) == 4
 
 

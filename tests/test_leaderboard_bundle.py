@@ -870,3 +870,41 @@ def test_submit_never_overwrites_a_bundle_without_force(scored_run: Path, bundle
     assert out.read_bytes() == b"an earlier bundle"
     assert main(["submit", str(scored_run), "--out", str(out), *SUBMIT, "--force"]) == 0
     assert out.read_bytes() == bundle.read_bytes()
+
+
+def test_rebuilt_samples_see_an_image_file_replaced_under_the_same_fingerprint(run_model: RunModel, tmp_path: Path) -> None:
+    """verify builds a task's samples once per data version in a process, but hashes the images again each
+    time: a file that an image-folder dataset names can be replaced (old mtime kept, as by ``cp -p``)
+    without changing the dataset's fingerprint."""
+    import os
+
+    from PIL import Image
+
+    from vlmbench.data.sources import use_local_copies
+    from vlmbench.registry import discover
+    from vlmbench_leaderboard.recompute import rebuild
+
+    def png(colour: tuple[int, int, int]) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (16, 16), colour).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    folder = tmp_path / "UnsafeConcepts"
+    folder.mkdir()
+    concepts = [("Swastika", "Hate"), ("Gun violence", "Violence"), ("Knife attacks", "Violence"), ("sexual harassment", "Harassment")]
+    for i in range(len(concepts)):
+        (folder / f"{i}.png").write_bytes(png((40 * i, 10, 10)))
+    rows = [{"file_name": f"{i}.png", "unsafe_concept": c, "category": k} for i, (c, k) in enumerate(concepts)]
+    (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    run = run_model("random", "perception-image", "--data", "hub", "--data_files", f"yiting/UnsafeConcepts={folder}", "--no_store")
+    records, seed = run.samples("perception-image"), run.manifest["config"]["seed"]
+    task = discover().tasks["perception-image"].with_variant("hub")
+    use_local_copies({"yiting/UnsafeConcepts": str(folder)})
+    rebuilt, problem = rebuild(task, seed, records)  # type: ignore[arg-type]
+    assert problem is None and [r["image"]["sha256"] for r in rebuilt] == [r["image"]["sha256"] for r in records]
+    target = folder / "0.png"
+    stat = target.stat()
+    target.write_bytes(png((0, 200, 0)))
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    _, problem = rebuild(task, seed, records)  # type: ignore[arg-type]
+    assert problem is not None and "is not the sample this task builds (prompt or image differs)" in problem

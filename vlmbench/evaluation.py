@@ -370,6 +370,8 @@ def _merge_shards(prediction: Any, samples_dir: Path, world: int) -> None:
     """Concatenate the per-process sample files of a task into one, and count every process's requests."""
     import json
 
+    from vlmbench.results import jsonl_lines
+
     target = samples_dir / f"{prediction.task.name}.jsonl"
     prediction.sent = prediction.reused = 0
     prediction.usage = {}
@@ -378,7 +380,7 @@ def _merge_shards(prediction: Any, samples_dir: Path, world: int) -> None:
             shard = samples_dir / f"{prediction.task.name}.rank{rank}.jsonl"
             text = shard.read_text(encoding="utf-8")
             out.write(text)
-            for record in map(json.loads, text.splitlines()):
+            for record in map(json.loads, jsonl_lines(text)):
                 prediction.reused += record["reused"]
                 prediction.sent += not record["reused"] and record["error"] is None  # as one process counts: answers received
                 for name, value in (record["usage"] or {}).items() if not record["reused"] else ():

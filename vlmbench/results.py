@@ -163,10 +163,19 @@ def read_records(path: Path) -> list[SampleRecord]:
         raise UserError(f"{path}: not UTF-8 text; the file is damaged") from None
 
 
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of JSON Lines text. Only "\n" ends a line: JSON keeps U+2028, U+2029, U+0085 and other
+    characters that ``str.splitlines()`` also splits at raw inside strings (a model's answer may hold them)."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 def parse_records(text: str, where: str) -> list[SampleRecord]:
     """Sample records from JSONL text, in sample order. A torn last line (a crash mid-write) is skipped."""
     values: list[Any] = []
-    lines = text.splitlines()
+    lines = jsonl_lines(text)
     for number, line in enumerate(lines, start=1):
         try:
             values.append(json.loads(line))

@@ -163,7 +163,7 @@ class Bundle:
     files: dict[str, bytes]
     manifest: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
-    _lines: dict[str, list[Any]] = field(default_factory=dict, repr=False)
+    _lines: dict[str, list[Any]] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def json(self, name: str) -> Any:
         """A JSON member, decoded strictly (UTF-8, finite numbers, bounded depth)."""

@@ -23,10 +23,11 @@ from vlmbench_leaderboard.verify_judges import JudgePolicy, Rejudged, score_task
 # concept, and per prompt with the spread across prompts (both absent for a task with one prompt).
 RECOMPUTED = ("metrics", "by_category", "by_concept", "by_prompt", "prompt_spread")
 
-# The samples of the tasks rebuilt last in this process, with their images' hashes, by (task config
-# hash, seed, fingerprints of the data loaded): the bundles of one `verify` (or of a maintainer's
-# session) that ran the same task on the same data are checked against samples built once.
-_REBUILT: OrderedDict[tuple[Any, ...], tuple[list[Any], list[str | None]]] = OrderedDict()
+# The samples of the tasks rebuilt last in this process, by (task config hash, seed, fingerprints of
+# the data loaded): the bundles of one `verify` (or of a maintainer's session) that ran the same task
+# on the same data are checked against samples built once. Image hashes are not kept here: an image
+# file that a dataset names by path may be replaced without changing the dataset's fingerprint.
+_REBUILT: OrderedDict[tuple[Any, ...], list[Any]] = OrderedDict()
 KEEP_REBUILT = 16
 
 
@@ -68,10 +69,10 @@ def rebuild(task: TaskConfig, seed: int, records: list[SampleRecord]) -> tuple[l
     """Records made of this vlmbench's samples and the submitted answers only (built by the same
     constructor as the runner's); or the first problem."""
     from vlmbench.backend import Response
-    from vlmbench.records import new_record
+    from vlmbench.records import BLANK_SHA256, new_record
 
     try:
-        samples, images = task_samples(task, seed)
+        samples, table = task_samples(task, seed)
     except UserError as exc:
         return [], f"cannot rebuild the samples of {task.name} to check them: {exc}"
     if len(records) != len(samples):
@@ -83,7 +84,8 @@ def rebuild(task: TaskConfig, seed: int, records: list[SampleRecord]) -> tuple[l
             "to retry them, then score and submit"
         )
     rebuilt = []
-    for index, (record, sample, image) in enumerate(zip(records, samples, images)):
+    for index, (record, sample) in enumerate(zip(records, samples)):
+        image = None if sample.image is None else BLANK_SHA256 if sample.image == "blank" else table.image_sha256(sample.doc, sample.image)
         if record.get("id") != sample.id or record.get("prompt") != sample.prompt or (record.get("image") or {}).get("sha256") != image:
             return [], (
                 f"samples/{task.name}.jsonl: sample {json.dumps(record.get('id'))[:60]} is not the sample this task builds "
@@ -93,24 +95,20 @@ def rebuild(task: TaskConfig, seed: int, records: list[SampleRecord]) -> tuple[l
     return rebuilt, None
 
 
-def task_samples(task: TaskConfig, seed: int) -> tuple[list[Any], list[str | None]]:
-    """The task's samples as this vlmbench builds them (the runner's ``prepare``), with the sha256 of each
-    sample's image bytes (None for a text-only sample); built once per task, seed and data version."""
-    from vlmbench.records import BLANK_SHA256
+def task_samples(task: TaskConfig, seed: int) -> tuple[list[Any], Any]:
+    """The task's samples as this vlmbench builds them (the runner's ``prepare``), and the table of its
+    data (the runner's ``DocTable``); the samples are built once per task, seed and data version."""
     from vlmbench.runner import load_task_docs
     from vlmbench.samples import build_samples
 
     table, catalog = load_task_docs(task)
     key = (task.config_hash, seed, tuple(info.fingerprint for info in table.infos), table.safe_controls_missing)
-    if key in _REBUILT:
-        _REBUILT.move_to_end(key)
-        return _REBUILT[key]
-    samples = build_samples(task, table, catalog, seed, None, None)
-    images = [None if s.image is None else BLANK_SHA256 if s.image == "blank" else table.image_sha256(s.doc, s.image) for s in samples]
-    _REBUILT[key] = (samples, images)
-    while len(_REBUILT) > KEEP_REBUILT:
-        _REBUILT.popitem(last=False)
-    return samples, images
+    if key not in _REBUILT:
+        _REBUILT[key] = build_samples(task, table, catalog, seed, None, None)
+        while len(_REBUILT) > KEEP_REBUILT:
+            _REBUILT.popitem(last=False)
+    _REBUILT.move_to_end(key)
+    return _REBUILT[key], table
 
 
 def first_mismatch(submitted: Any, recomputed: Any, where: str, source: str = "the responses") -> str | None:

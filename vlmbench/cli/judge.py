@@ -16,6 +16,7 @@ def judge(ns: argparse.Namespace) -> int:
     """Read the responses, judge them with the task's answer format, write one line per response."""
     from vlmbench.evaluation import parse_model_args
     from vlmbench.registry import discover
+    from vlmbench.results import jsonl_lines
     from vlmbench.scoring.base import ScorerOptions
     from vlmbench.scoring.judgefile import judge_items, read_inputs
     from vlmbench.scoring.judging import JudgeConfig, parse_judge_names
@@ -36,7 +37,7 @@ def judge(ns: argparse.Namespace) -> int:
         raise UserError(f"{path}: not UTF-8 text; pass a JSON Lines file") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
-    items = read_inputs(text.splitlines(), str(path), task.scorer)
+    items = read_inputs(jsonl_lines(text), str(path), task.scorer)
     store = None if ns.no_store else Path(ns.store).expanduser() if ns.store else default_store_path()
     config = JudgeConfig(parse_judge_names(ns.judge), parse_model_args(ns.judge_args), ScorerOptions(store=store))
     lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in judge_items(items, task, config.names, config)]
