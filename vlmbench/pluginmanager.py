@@ -12,7 +12,6 @@ import importlib
 import sys
 from collections.abc import Iterable
 from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -20,6 +19,7 @@ import pluggy
 
 from vlmbench import hookspecs
 from vlmbench.backend import BackendSpec
+from vlmbench.entrypoints import EntryPoint, entry_points
 from vlmbench.errors import UserError
 
 if TYPE_CHECKING:
@@ -43,34 +43,24 @@ def plugin_manager() -> pluggy.PluginManager:
     manager.add_hookspecs(hookspecs)
     for module_name in CORE_PLUGINS:
         manager.register(importlib.import_module(module_name), name=module_name)
-    for entry_point, distribution in _entry_points():
-        _register_entry_point(manager, entry_point, distribution)
+    for entry_point in _entry_points():
+        _register_entry_point(manager, entry_point)
     return manager
 
 
-def _entry_points() -> list[tuple[metadata.EntryPoint, str]]:
-    """The group's entry points, each with its distribution's name, the vlmbench distribution's first."""
+def _entry_points() -> list[EntryPoint]:
+    """The group's entry points, the vlmbench distribution's first."""
     seen: set[str] = set()
     unique = []
-    for point in metadata.entry_points(group=hookspecs.PROJECT):
+    for point in entry_points(hookspecs.PROJECT):
         if point.name not in seen:  # an editable install plus a stale copy can list a name twice
             seen.add(point.name)
-            dist = getattr(point, "dist", None)
-            unique.append((point, _distribution_name(dist) if dist is not None else ""))
-    return sorted(unique, key=lambda pair: (pair[1] != "vlmbench", pair[0].name))
+            unique.append(point)
+    return sorted(unique, key=lambda point: (point.distribution != "vlmbench", point.name))
 
 
-def _distribution_name(dist: metadata.Distribution) -> str:
-    """The distribution's lower-cased name, read from the ``Name:`` header of its metadata file.
-
-    ``dist.metadata`` parses the whole file (the long description included) as e-mail, which was
-    most of the entry points' cost at start-up; the name is one header line."""
-    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
-    name = next((line[5:].strip() for line in text.splitlines() if line.startswith("Name:")), "")
-    return name.lower() or str(dist.metadata["Name"] or "").lower()
-
-
-def _register_entry_point(manager: pluggy.PluginManager, point: metadata.EntryPoint, distribution: str) -> None:
+def _register_entry_point(manager: pluggy.PluginManager, point: EntryPoint) -> None:
+    distribution = point.distribution
     name = f"{distribution or '?'}:{point.name}"
     if manager.get_plugin(name) is not None or manager.is_blocked(name):
         return
