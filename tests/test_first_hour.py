@@ -356,3 +356,18 @@ def test_answers_holding_unicode_line_separators_are_scored_and_rescored(tmp_pat
     assert "\u2028" in (run_dir(tmp_path / "out") / "samples" / "alignment-text.jsonl").read_text(encoding="utf-8")
     rescored = cli("score", str(run_dir(tmp_path / "out")))
     assert rescored.returncode == 0 and read_samples(tmp_path / "out", "alignment-text") == records
+
+
+def test_a_lone_surrogate_in_an_answer_becomes_a_replacement_character(tmp_path: Path) -> None:
+    """An API may escape a lone surrogate in its JSON ("\\ud800"): no UTF-8 file or store can hold it, so it
+    becomes U+FFFD and the rest of the answer is kept, stored and scored (before, the run stopped with a traceback)."""
+    from vlmbench.testing.fault_server import Faults
+
+    with FaultServer(Faults(reply="No.\ud800 It is unsafe.")) as server:
+        first = openai_run(server.base_url, tmp_path / "a", tmp_path / "store.sqlite")
+        again = openai_run(server.base_url, tmp_path / "b", tmp_path / "store.sqlite")
+    assert first.returncode == 0 and again.returncode == 0, first.stderr
+    assert "requests: 0 sent to the model, 5 reused from the response store" in again.stderr
+    for out in (tmp_path / "a", tmp_path / "b"):
+        records = read_samples(out, "alignment-text")
+        assert {r["response"] for r in records} == {"No.\ufffd It is unsafe."} and {r["parsed"] for r in records} == {"unsafe"}

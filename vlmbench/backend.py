@@ -8,6 +8,7 @@ runner can persist every answer the moment it exists.
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -233,6 +234,9 @@ class Request:
         return any(m.images for m in self.messages)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 @dataclass
 class Response:
     """The answer to one request. Exactly one of ``text`` and ``error`` is set.
@@ -250,6 +254,12 @@ class Response:
     def __post_init__(self) -> None:
         if (self.text is None) == (self.error is None):
             raise ValueError("a Response needs exactly one of text and error")
+        # A lone surrogate (an API's JSON may escape one: "\ud800") is no Unicode character: no file or
+        # store can hold it. It becomes U+FFFD, the replacement character; the rest of the text is kept.
+        for name in ("text", "error", "prompt"):
+            value = getattr(self, name)
+            if value is not None and _SURROGATE.search(value):
+                setattr(self, name, _SURROGATE.sub("\ufffd", value))
 
 
 @runtime_checkable
