@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -28,6 +29,7 @@ RECOMPUTED = ("metrics", "by_category", "by_concept", "by_prompt", "prompt_sprea
 # on the same data are checked against samples built once. Image hashes are not kept here: an image
 # file that a dataset names by path may be replaced without changing the dataset's fingerprint.
 _REBUILT: OrderedDict[tuple[Any, ...], list[Any]] = OrderedDict()
+_REBUILT_LOCK = threading.Lock()
 KEEP_REBUILT = 16
 
 
@@ -103,12 +105,15 @@ def task_samples(task: TaskConfig, seed: int) -> tuple[list[Any], Any]:
 
     table, catalog = load_task_docs(task)
     key = (task.config_hash, seed, tuple(info.fingerprint for info in table.infos), table.safe_controls_missing)
-    if key not in _REBUILT:
-        _REBUILT[key] = build_samples(task, table, catalog, seed, None, None)
+    with _REBUILT_LOCK:
+        samples = _REBUILT.pop(key, None)
+    if samples is None:
+        samples = build_samples(task, table, catalog, seed, None, None)
+    with _REBUILT_LOCK:
+        _REBUILT[key] = samples  # the most recently used last
         while len(_REBUILT) > KEEP_REBUILT:
             _REBUILT.popitem(last=False)
-    _REBUILT.move_to_end(key)
-    return _REBUILT[key], table
+    return samples, table
 
 
 def first_mismatch(submitted: Any, recomputed: Any, where: str, source: str = "the responses") -> str | None:
