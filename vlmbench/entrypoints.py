@@ -19,7 +19,6 @@ from typing import Any
 
 # As importlib.metadata reads an entry point's value: ``module[:attr.attr] [extras]``.
 _VALUE = re.compile(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$")
-_SUFFIXES = (".dist-info", ".egg-info")
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,8 @@ class EntryPoint:
         if match is None:
             raise ValueError(f"entry point value {self.value!r} is not 'module:attribute'")
         found: Any = importlib.import_module(match.group("module"))
-        for part in (match.group("attr") or "").split(".") if match.group("attr") else ():
+        attribute = match.group("attr")
+        for part in attribute.split(".") if attribute else ():
             found = getattr(found, part)
         return found
 
@@ -98,8 +98,12 @@ def _read(info: str, name: str) -> str:
 
 def _distribution_name(info: str) -> str:
     """The distribution's lower-cased name, from the ``Name:`` header of its metadata file."""
-    text = _read(info, "METADATA") or _read(info, "PKG-INFO")
-    return next((line[5:].strip() for line in text.split("\n") if line.startswith("Name:")), "").lower()
+    return _name_header(_read(info, "METADATA") or _read(info, "PKG-INFO"))
+
+
+def _name_header(metadata_text: str) -> str:
+    """The lower-cased value of the ``Name:`` header (the file is not parsed as e-mail: one line is enough)."""
+    return next((line[5:].strip() for line in metadata_text.split("\n") if line.startswith("Name:")), "").lower()
 
 
 def _normalise(name: str) -> str:
@@ -128,6 +132,5 @@ def _from_importlib_metadata(group: str) -> list[EntryPoint]:
     for point in metadata.entry_points(group=group):
         dist = getattr(point, "dist", None)
         text = (dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "") if dist is not None else ""
-        name = next((line[5:].strip() for line in text.split("\n") if line.startswith("Name:")), "")
-        found.append(EntryPoint(point.name, point.value, name.lower()))
+        found.append(EntryPoint(point.name, point.value, _name_header(text)))
     return found

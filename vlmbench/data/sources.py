@@ -147,8 +147,7 @@ class DocTable:
 
     def image_mode(self, row: dict[str, Any], column: str = "image") -> str | None:
         """The colour mode the dataset's feature asks its images to be decoded to (None: as stored)."""
-        source = row["_source"]
-        features = self._features[source] if source in self._features else self.sources[source].features
+        features = self._features.get(row["_source"]) or self.sources[row["_source"]].features
         return getattr(features.get(column), "mode", None)
 
 
