@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -344,6 +345,27 @@ def test_hf_overlapped_batches_answer_exactly_as_the_serial_path(
     assert "not a readable image" in (serial["img-6"][1] or "") and serial["img-6"][0] is None  # that request only
     assert sum(error is not None for _, error, _, _ in serial.values()) == 1
     assert isinstance(backend, hf.HFBackend) and backend._prepare_pool is None  # no worker process on the CPU by default
+
+    # Two request streams at once, each preparing in its own thread: the tokenizer keeps its padding setting
+    # between calls, so they encode one at a time (else one stream's unpadded length count unpads the other's batch).
+    tokenizer_class, inside = type(backend.tokenizer), {"now": 0, "most": 0}
+    encode = tokenizer_class.__call__
+
+    def one_at_a_time(self: Any, *args: Any, **kwargs: Any) -> Any:
+        inside["now"] += 1
+        inside["most"] = max(inside["most"], inside["now"])
+        time.sleep(0.002)  # a window another thread would fall into
+        try:
+            return encode(self, *args, **kwargs)
+        finally:
+            inside["now"] -= 1
+
+    monkeypatch.setattr(tokenizer_class, "__call__", one_at_a_time)
+    first, second = backend.generate(iter(hf_requests())), backend.generate(iter(hf_requests()))
+    together = [response for pair in itertools.zip_longest(first, second) for response in pair if response is not None]
+    assert {r.request_id: (r.text, r.error, r.usage, r.prompt) for r in together} == serial and len(together) == 2 * len(serial)
+    assert inside["most"] == 1
+    monkeypatch.setattr(tokenizer_class, "__call__", encode)
 
     # In a worker process: the same answers; only the batch holding the undecodable image is prepared here.
     prepared_here: list[list[str]] = []

@@ -195,6 +195,9 @@ class HFBackend(BackendBase):
         self._prepare_pool: PreparePool | None = None
         self._prepare_pool_failed = False
         self._share_batches = True  # idle workers may prepare slices of one batch (until slices fail to join)
+        # A fast tokenizer keeps its padding setting between calls: two request streams preparing at once
+        # (each in its own thread) would switch it under each other, so this process encodes one at a time.
+        self._encoding = threading.Lock()
 
     # ------------------------------------------------------------------ provenance
     def identity(self) -> dict[str, Any]:
@@ -439,7 +442,8 @@ class HFBackend(BackendBase):
         key = tuple((m["role"], tuple((c["type"], c.get("text")) for c in m["content"])) for m in messages)
         if key not in rendered:
             prompt = self._render(request, messages)
-            rendered[key] = prompt, len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            with self._encoding:
+                rendered[key] = prompt, len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
         prompt, length = rendered[key]
         return _Prepared(request, prompt, [part for message in request.messages for part in message.images], length)
 
@@ -553,7 +557,8 @@ class HFBackend(BackendBase):
         """The processor's inputs for a batch (images decoded), on the CPU, floating tensors cast to the
         model's dtype (pinned when the model is on a CUDA device, for a non-blocking copy)."""
         try:
-            inputs = processor_inputs(self.processor, *self._task(batch), self.model.dtype)
+            with self._encoding:
+                inputs = processor_inputs(self.processor, *self._task(batch), self.model.dtype)
         except (ValueError, TypeError) as exc:
             if not batch[0].images:
                 raise UserError(
