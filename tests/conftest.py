@@ -8,6 +8,7 @@ goes under its own temporary folder, caches included, and no test relies on a fi
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import os
@@ -51,6 +52,16 @@ def require_modules(*names: str) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_CACHES, ignore_errors=True)
+
+
+def pytest_runtest_logfinish(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    """After each test, its garbage is collected and every object still alive is kept out of the
+    collector's later full passes (``gc.freeze``). A worker holds torch, transformers, datasets and the
+    module fixtures: hundreds of thousands of objects that each full pass walked again, 12 to 19% of a
+    worker's CPU (measured with ``gc.callbacks``). The code under test is not changed, only how often
+    the collector looks at what earlier tests left."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -133,3 +133,43 @@ def test_hf_without_torch_says_what_to_install(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "vlmbench: error: --model hf needs torch and transformers: pip install 'vlmbench[hf]'"
+
+
+FREEZE_PROBE = """
+import gc, json, sys
+import vlmbench.evaluation as evaluation
+from vlmbench import cli
+
+seen = {}
+evaluate = evaluation.evaluate
+
+
+def probe(config):
+    seen.update(frozen=gc.get_freeze_count(), datasets="datasets" in sys.modules)
+    return evaluate(config)
+
+
+evaluation.evaluate = probe
+sys.argv = ["vlmbench", *sys.argv[1:]]
+code = cli.console()
+print(json.dumps({"code": code, **seen}))
+"""
+
+
+def test_the_command_keeps_its_libraries_out_of_full_collections_and_a_program_keeps_its_gc(tmp_path: Path) -> None:
+    import gc
+    import json
+
+    args = ["run", "--model", "random", "--tasks", "perception-image", "--limit", "2", "--no_store"]
+    # The `vlmbench` command's own process: by the time the run starts, datasets is imported and
+    # everything alive is frozen (full collections during the run skip it).
+    proc = subprocess.run(
+        [sys.executable, "-c", FREEZE_PROBE, *args, "--output_path", str(tmp_path / "own")], capture_output=True, text=True, timeout=300
+    )
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["code"] == 0 and seen["datasets"] is True and seen["frozen"] > 10_000, proc.stderr
+    # A program (or this test) calling main() in a process that goes on: nothing of it is frozen (frozen objects
+    # that are freed leave the count, a freeze would add every object alive).
+    before = gc.get_freeze_count()
+    assert cli(*args, "--output_path", str(tmp_path / "program")).returncode == 0
+    assert gc.get_freeze_count() <= before

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 import shutil
 import tarfile
 from collections.abc import Callable
@@ -248,20 +247,27 @@ def test_missing_verdicts_and_a_manifest_that_disagrees_are_rejected(
 def test_rejudge_recomputes_the_verdicts_with_the_maintainers_judge(
     bundles: dict[str, Path], pinned: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    flipped: list[str] = []
+    flipped: dict[str, str] = {}
 
-    def forge(records: list[dict[str, Any]]) -> None:
-        # a wrong answer read as another wrong letter: every number stays the same, only --rejudge can tell
-        record = next(r for r in records if r["target"] not in ("A", "B"))
-        record["verdicts"]["llm-judge"]["parsed"] = record["parsed"] = "B"
-        flipped.append(record["id"])
+    def forge(task: str) -> Callable[[list[dict[str, Any]]], None]:
+        def change(records: list[dict[str, Any]]) -> None:
+            # a wrong answer read as another wrong letter: every number stays the same, only --rejudge can tell
+            record = next(r for r in records if r["target"] not in ("A", "B"))
+            record["verdicts"]["llm-judge"]["parsed"] = record["parsed"] = "B"
+            flipped[task] = record["id"]
 
-    forged = repack(edit_samples(members(bundles["llm"]), "perception-image", forge), tmp_path / "forged.tar.gz")
+        return change
+
+    files = members(bundles["llm"])
+    forged = repack(edit_samples(files, "perception-image", forge("perception-image")), tmp_path / "forged.tar.gz")
+    # The same forgery in two tasks: the rejection counts the verdicts that differ in each.
+    two = ("perception-image", "perception-text")
+    forged_twice = repack(edit_samples(edit_samples(files, two[0], forge(two[0])), two[1], forge(two[1])), tmp_path / "twice.tar.gz")
     total = n_samples(bundles["llm"])
     code, out, _ = verify(capsys, str(forged), "--config", str(pinned))
     assert code == 0 and len(out) == 1  # the numbers hold: without --rejudge the forged verdict passes
     with scripted() as server:
-        # The maintainer's own store: the forged bundle holds the same answers, so judging them again costs no call.
+        # The maintainer's own store: the forged bundles hold the same answers, so judging them again costs no call.
         rejudge = ("--config", str(pinned), "--rejudge", "--judge_args", judge_args(server), "--store", str(tmp_path / "judge.sqlite"))
         code, out, err = verify(capsys, str(bundles["llm"]), *rejudge)
         assert code == 0 and err == [] and out[0].startswith("accepted: ")
@@ -275,20 +281,17 @@ def test_rejudge_recomputes_the_verdicts_with_the_maintainers_judge(
             and err
             == [
                 f"rejected: {forged}: rejudged with llm-judge: 1 of {total} verdicts differ from the submitted ones (perception-image 1); "
-                f"e.g. {flipped[0]}: submitted 'B', rejudged 'A' (at most 0.0% may differ)"
+                f"e.g. {flipped['perception-image']}: submitted 'B', rejudged 'A' (at most 0.0% may differ)"
             ]
         )
         code, out, err = verify(capsys, str(forged), *rejudge, "--max_disagreement", "0.01")
         assert code == 0 and len(out) == 2 and f"rejudged with llm-judge: 1 of {total} verdicts differ" in out[1]
-        assert len(server.events()) == sent  # both from the store
+        code, out, err = verify(capsys, str(forged_twice), *rejudge)
+        assert code == 1 and out == [] and len(err) == 1
+        assert f": rejudged with llm-judge: 2 of {total} verdicts differ from the submitted ones (perception-image 1, perception-text 1); " in err[0]
+        assert len(server.events()) == sent  # all from the store
         code, out, err = verify(capsys, str(bundles["llm"]), "--config", str(pinned), "--rejudge", "--judge_args", judge_args(server, "other-model"))
         assert code == 1 and len(err) == 1 and "--rejudge: your judge is not the one this leaderboard pins" in err[0] and "fix --judge_args" in err[0]
-    with scripted(("Which single option", "A"), ("What verdict did the assistant give", "safe")) as server:
-        code, out, err = verify(capsys, str(bundles["llm"]), "--config", str(pinned), "--rejudge", "--judge_args", judge_args(server))
-        assert code == 1 and len(err) == 1
-        assert "verdicts differ from the submitted ones (" in err[0]
-        for task, n in (("alignment-image", 1350), ("alignment-text", 450), ("alignment-text-noimage", 450)):
-            assert re.search(rf"[(,] {task} {n}[,)]|\({task} {n}[,)]", err[0]), err[0]
     code, _, err = verify(capsys, str(bundles["llm"]), "--judge_args", "backend=openai")
     assert code == 2 and len(err) == 1 and "add --rejudge" in err[0]
 

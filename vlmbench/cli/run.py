@@ -7,7 +7,7 @@ import os
 import sys
 
 from vlmbench.cli import args as types
-from vlmbench.cli import lmeval
+from vlmbench.cli import freeze_imports, lmeval
 from vlmbench.cli.commands import CommandSpec
 from vlmbench.cli.report import print_error_classes, print_request_counts, report
 
@@ -20,6 +20,7 @@ def run(ns: argparse.Namespace) -> int:
 
     if (done := lmeval.before_run(ns)) is not None:
         return done
+    freeze_imports("datasets")  # every run reads its data through it
     config = EvalConfig(
         model=ns.model,
         model_args=ns.model_args,
