@@ -9,7 +9,6 @@ retries are spent.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 import time
@@ -66,6 +65,8 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
     value = lowered.get("retry-after")
     if not value:
         return None
+    import email.utils  # here: the date form is rare, and the module (with socket) costs every start-up 5 ms
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
