@@ -418,6 +418,22 @@ def test_stopping_early_cancels_what_is_in_flight(serve: StartServer, make_backe
     assert 1 <= len(arrivals) - 1 <= 4 and arrivals[-1] == "again"
 
 
+def test_answers_not_yet_taken_hold_back_new_requests(serve: StartServer, make_backend: MakeBackend) -> None:
+    """A caller slower than the server (a disk that stalls, then fills): requests are sent at most twice
+    the concurrency ahead of the answers it has taken, so no more answers than that wait in memory, or
+    are lost should it fail to store the next one."""
+    server = serve()  # answers at once
+    backend = make_backend(server, num_concurrent=2)
+    taken, most_ahead = 0, 0
+    for response in backend.generate(chat([f"question {i}" for i in range(30)])):
+        assert response.text == "Yes."
+        time.sleep(0.05)  # the caller stores the answer slowly: the server could answer many meanwhile
+        most_ahead = max(most_ahead, server.stats()["requests"] - taken)
+        taken += 1
+    assert taken == 30 and server.stats()["requests"] == 30
+    assert 2 <= most_ahead <= 4  # 2 x num_concurrent
+
+
 # --- no fault becomes an answer -------------------------------------------------------------
 
 

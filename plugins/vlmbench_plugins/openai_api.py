@@ -364,6 +364,56 @@ class _Run:
     held: list[tuple[str, Failure]] = field(default_factory=list)
 
 
+class _Window:
+    """The requests of one ``generate`` call drawn from the stream but not yet done with: at most ``size``.
+
+    A request's place is freed when whoever iterates ``generate`` has taken its response and asked for
+    the next one (so has stored it), or when its task ends without a response to hand over (an error
+    held back, a cancellation). Answers the caller has not stored yet therefore never pile up: were
+    its disk to fill, at most ``size`` requests would have been sent and their answers lost, and the
+    answers waiting in memory stay bounded too. Places are taken and freed on the event loop;
+    :meth:`taken` may be called from any thread."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._places: asyncio.Semaphore | None = None
+        self._holding: set[str] = set()
+        self._emitted: set[str] = set()
+
+    async def enter(self, request_id: str) -> None:
+        """Wait for a place for ``request_id`` (on the loop)."""
+        import asyncio
+
+        if self._places is None:
+            self._loop, self._places = asyncio.get_running_loop(), asyncio.Semaphore(self.size)
+        await self._places.acquire()
+        self._holding.add(request_id)
+
+    def emitted(self, request_id: str) -> None:
+        """``request_id``'s response is on its way to the caller (on the loop)."""
+        if request_id in self._holding:  # not an error held back and handed over after its task ended
+            self._emitted.add(request_id)
+
+    def ended(self, request_id: str) -> None:
+        """``request_id``'s task is over (on the loop): its place is freed unless its response is still to be taken."""
+        if request_id in self._emitted:
+            self._emitted.discard(request_id)
+        else:
+            self._free(request_id)
+
+    def taken(self, request_id: str) -> None:
+        """The caller is done with ``request_id``'s response (any thread)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._free, request_id)
+
+    def _free(self, request_id: str) -> None:
+        if request_id in self._holding:
+            self._holding.discard(request_id)
+            assert self._places is not None
+            self._places.release()
+
+
 class OpenAIBackend(BackendBase):
     """Chat completions against an OpenAI-compatible endpoint, many requests at a time.
 
@@ -431,11 +481,17 @@ class OpenAIBackend(BackendBase):
         """Send requests concurrently, drawing each from the stream when a slot is near; yield each
         response as soon as it is complete. Raises :class:`UserError` when the endpoint is dead or wrong."""
 
+        # Requests are drawn (and their images decoded) at most this far ahead of the answers taken,
+        # so memory stays bounded and no chunk boundary leaves slots idle.
+        window = _Window(2 * self.settings.num_concurrent)
+
         def produce(emit: Emit[Response]) -> Coroutine[Any, Any, None]:
-            return self._run_all(requests, emit)
+            return self._run_all(requests, emit, window)
 
         self._guard.rearm()
-        yield from self._bridge.stream(produce)
+        for response in self._bridge.stream(produce):
+            yield response
+            window.taken(response.request_id)  # the caller asked for the next one: it has dealt with this one
 
     def close(self) -> None:
         """Close the HTTP client and stop the background loop (generate starts them again)."""
@@ -476,20 +532,21 @@ class OpenAIBackend(BackendBase):
         if client is not None:
             await client.close()
 
-    async def _run_all(self, requests: Iterable[Request], emit: Emit[Response]) -> None:
+    async def _run_all(self, requests: Iterable[Request], emit: Emit[Response], window: _Window) -> None:
         import asyncio
 
-        run = _Run(emit, _ImageUrls(self.settings.max_image_side), RetryPolicy(self.settings.max_retries, self.backoff_base, self.backoff_cap))
-        # Requests are drawn (and their images decoded) only this far ahead of the in-flight ones,
-        # so memory stays bounded and no chunk boundary leaves slots idle.
-        ahead = asyncio.Semaphore(2 * self.settings.num_concurrent)
-        running: set[asyncio.Task[None]] = set()
+        def handed_over(response: Response) -> None:
+            window.emitted(response.request_id)
+            emit(response)
+
+        policy = RetryPolicy(self.settings.max_retries, self.backoff_base, self.backoff_cap)
+        run = _Run(handed_over, _ImageUrls(self.settings.max_image_side), policy)
+        running: dict[asyncio.Task[None], str] = {}
         main = asyncio.current_task()
         stop: list[BaseException] = []  # what ended a request task with an exception (a dead endpoint)
 
         def finished(task: asyncio.Task[None]) -> None:
-            running.discard(task)
-            ahead.release()
+            window.ended(running.pop(task))
             if not task.cancelled() and task.exception() is not None and not stop:
                 stop.append(task.exception())  # type: ignore[arg-type]
                 if main is not None:
@@ -497,10 +554,10 @@ class OpenAIBackend(BackendBase):
 
         try:
             for request in requests:
-                await ahead.acquire()
+                await window.enter(request.id)
                 self._guard.raise_if_stopped()
                 task = asyncio.create_task(self._run_one(request, run))
-                running.add(task)
+                running[task] = request.id
                 task.add_done_callback(finished)
             if running:
                 await asyncio.gather(*running)
