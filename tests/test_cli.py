@@ -156,6 +156,20 @@ print(json.dumps({"code": code, **seen}))
 """
 
 
+RUNPY_THEN_MAIN = """
+import gc, json, runpy, sys
+from vlmbench.cli import main
+
+run_args, sys.argv = sys.argv[1:], ["vlmbench", "--version"]
+try:
+    runpy.run_module("vlmbench", run_name="__main__")
+except SystemExit:
+    pass
+code = main(run_args)
+print(json.dumps({"code": code, "frozen": gc.get_freeze_count()}))
+"""
+
+
 def test_the_command_keeps_its_libraries_out_of_full_collections_and_a_program_keeps_its_gc(tmp_path: Path) -> None:
     import gc
     import json
@@ -168,6 +182,11 @@ def test_the_command_keeps_its_libraries_out_of_full_collections_and_a_program_k
     )
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert seen["code"] == 0 and seen["datasets"] is True and seen["frozen"] > 10_000, proc.stderr
+    # A program that ran the command (runpy, its exit caught) and goes on: its later main() calls freeze nothing.
+    after_runpy = subprocess.run(
+        [sys.executable, "-c", RUNPY_THEN_MAIN, *args, "--output_path", str(tmp_path / "later")], capture_output=True, text=True, timeout=300
+    )
+    assert json.loads(after_runpy.stdout.strip().splitlines()[-1]) == {"code": 0, "frozen": 0}, after_runpy.stderr
     # A program (or this test) calling main() in a process that goes on: nothing of it is frozen (frozen objects
     # that are freed leave the count, a freeze would add every object alive).
     before = gc.get_freeze_count()

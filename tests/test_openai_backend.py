@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -432,6 +433,18 @@ def test_answers_not_yet_taken_hold_back_new_requests(serve: StartServer, make_b
         taken += 1
     assert taken == 30 and server.stats()["requests"] == 30
     assert 2 <= most_ahead <= 4  # 2 x num_concurrent
+
+
+def test_repeated_request_ids_keep_every_place(serve: StartServer, make_backend: MakeBackend) -> None:
+    """A program may repeat a request id: each request still holds, and frees, its own place among those
+    sent ahead, so the later requests still run num_concurrent at a time."""
+    server = serve(latency=0.2)
+    backend = make_backend(server, num_concurrent=4)
+    repeated = [replace(request, id=f"d{i // 2}") for i, request in enumerate(chat([f"twice {i}" for i in range(16)]))]
+    unique = [replace(request, id=f"u{i}") for i, request in enumerate(chat([f"once {i}" for i in range(24)]))]
+    responses = list(backend.generate(repeated + unique))
+    assert len(responses) == 40 and all(r.text == "Yes." for r in responses)
+    assert max(e.in_flight for e in server.events()[-12:]) == 4  # no place lost: still four at a time at the end
 
 
 # --- no fault becomes an answer -------------------------------------------------------------

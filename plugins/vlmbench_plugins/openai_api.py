@@ -22,6 +22,7 @@ route or model) stops the run with one line naming the URL, unless a request has
 from __future__ import annotations
 
 import base64
+import contextlib
 import difflib
 import importlib
 import inspect
@@ -29,7 +30,7 @@ import io
 import json
 import logging
 import os
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -378,8 +379,9 @@ class _Window:
         self.size = size
         self._loop: asyncio.AbstractEventLoop | None = None
         self._places: asyncio.Semaphore | None = None
-        self._holding: set[str] = set()
-        self._emitted: set[str] = set()
+        # Counts per request id, not sets: a caller may repeat an id, and each request holds its own place.
+        self._holding: Counter[str] = Counter()  # places held
+        self._to_take: Counter[str] = Counter()  # responses handed over by tasks that are still running
 
     async def enter(self, request_id: str) -> None:
         """Wait for a place for ``request_id`` (on the loop)."""
@@ -388,30 +390,35 @@ class _Window:
         if self._places is None:
             self._loop, self._places = asyncio.get_running_loop(), asyncio.Semaphore(self.size)
         await self._places.acquire()
-        self._holding.add(request_id)
+        self._holding[request_id] += 1
 
     def emitted(self, request_id: str) -> None:
         """``request_id``'s response is on its way to the caller (on the loop)."""
-        if request_id in self._holding:  # not an error held back and handed over after its task ended
-            self._emitted.add(request_id)
+        if self._to_take[request_id] < self._holding[request_id]:  # not an error held back and handed over after its task ended
+            self._to_take[request_id] += 1
 
     def ended(self, request_id: str) -> None:
         """``request_id``'s task is over (on the loop): its place is freed unless its response is still to be taken."""
-        if request_id in self._emitted:
-            self._emitted.discard(request_id)
+        if self._to_take[request_id] > 0:
+            self._to_take[request_id] -= 1
         else:
             self._free(request_id)
+        if not self._to_take[request_id]:
+            del self._to_take[request_id]
 
     def taken(self, request_id: str) -> None:
         """The caller is done with ``request_id``'s response (any thread)."""
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._free, request_id)
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile (backend.close()): nothing to free
+                self._loop.call_soon_threadsafe(self._free, request_id)
 
     def _free(self, request_id: str) -> None:
-        if request_id in self._holding:
-            self._holding.discard(request_id)
+        if self._holding[request_id] > 0:
+            self._holding[request_id] -= 1
             assert self._places is not None
             self._places.release()
+        if not self._holding[request_id]:
+            del self._holding[request_id]
 
 
 class OpenAIBackend(BackendBase):

@@ -72,7 +72,10 @@ def console() -> int:
     in a process that goes on."""
     global _owns_process
     _owns_process = True
-    code = main()
+    try:
+        code = main()
+    finally:  # a program that runs the command (runpy) and goes on: its later main() calls freeze nothing
+        _owns_process = False
     gc.freeze()
     return code
 
