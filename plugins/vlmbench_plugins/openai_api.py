@@ -496,9 +496,13 @@ class OpenAIBackend(BackendBase):
             return self._run_all(requests, emit, window)
 
         self._guard.rearm()
-        for response in self._bridge.stream(produce):
-            yield response
-            window.taken(response.request_id)  # the caller asked for the next one: it has dealt with this one
+        stream = self._bridge.stream(produce)
+        try:
+            for response in stream:
+                yield response
+                window.taken(response.request_id)  # the caller asked for the next one: it has dealt with this one
+        finally:
+            stream.close()  # a caller that stops early cancels what is in flight now, not when this is collected
 
     def close(self) -> None:
         """Close the HTTP client and stop the background loop (generate starts them again)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import atexit
 import queue
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:  # asyncio is imported on first use: listing backends and --help never load it
@@ -67,7 +67,7 @@ class LoopThread:
 
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop()).result(timeout=timeout)
 
-    def stream(self, produce: Callable[[Emit[T]], Coroutine[Any, Any, None]]) -> Iterator[T]:
+    def stream(self, produce: Callable[[Emit[T]], Coroutine[Any, Any, None]]) -> Generator[T, None, None]:
         """Yield what ``produce(emit)`` emits, as it emits it.
 
         ``produce`` runs on the loop; when it returns, the stream ends; when it raises, the
