@@ -112,9 +112,9 @@ def loads_lines(data: bytes, where: str, max_bytes: int) -> list[Any]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise Rejected([f"{where}: not UTF-8"]) from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
+    from vlmbench.results import jsonl_lines
+
+    lines = jsonl_lines(text)
     if len(lines) > MAX_LINES:
         raise Rejected([f"{where}: {len(lines)} lines; at most {MAX_LINES} are accepted"])
     values = []
