@@ -20,9 +20,13 @@ For each batch size it times:
 
 For the overlapping modes it also prints the preparing thread's CPU time per request, user (Python
 work under the interpreter lock, which the generation loop may have to wait for) and system (mostly
-the images' bytes written to the workers' pipes). ``--processes 4,8`` times a mode per count, each with
-its own backend (a backend keeps its workers); ``--modes`` picks the modes; ``--no-pin`` sends
-inputs to a CUDA device from ordinary memory instead of page-locked memory.
+the images' bytes written to the workers' pipes), and where the generating thread's time went: inside
+``model.generate`` (against generate-only: what contention costs it), the rest of each batch's
+answering, and waiting for prepared batches (the first one apart). ``--processes 4,8`` times a mode
+per count, each with its own backend (a backend keeps its workers), and ``--nice 0,10`` a mode per
+worker niceness; ``--modes`` picks the modes; ``--no-pin`` sends inputs to a CUDA device from
+ordinary memory instead of page-locked memory; ``--beside N`` also times generation alone while N
+processes keep preparing batches (the host's load, without the backend).
 
 Every mode must give the same answers (the run stops otherwise). On a CPU, preparation and
 generation share the same cores, so overlapping cannot hide much (the backend does not overlap on a
@@ -31,6 +35,7 @@ on a CPU: every ``model.generate`` call also waits S seconds with the CPU idle.
 
     python bench/bench_hf.py [--requests 32] [--max-new-tokens 32] [--batch-sizes 1,8] [--repeats 3] [--image-size 512]
                              [--device cpu|cuda] [--processes N[,M...]] [--modes serial,thread,processes] [--no-pin]
+                             [--nice N[,M...]] [--beside N]
 """
 
 from __future__ import annotations
@@ -110,6 +115,7 @@ def fresh(requests: list[Request]) -> list[Request]:
 
 
 PRODUCER_CPU: dict[str, float] = {}  # the preparing thread's user and system CPU seconds in the last pass
+CONSUMER: dict[str, float] = {}  # where the generating thread's time went in the last pass (see measure_consumer)
 
 
 def measure_producer(backend: hf.HFBackend) -> None:
@@ -128,15 +134,47 @@ def measure_producer(backend: hf.HFBackend) -> None:
     backend._produce = produce  # type: ignore[method-assign]
 
 
+def measure_consumer(backend: hf.HFBackend) -> None:
+    """Record in :data:`CONSUMER` the generating thread's seconds inside ``model.generate`` and in the rest
+    of each batch's answering (copy to the device, reading and decoding the answers), and when the first
+    batch started: the rest of a pass is time spent waiting for prepared batches."""
+    import torch
+
+    real_generate, real_run = backend.model.generate, backend._run_batch
+    synchronize = torch.cuda.synchronize if backend.model.device.type == "cuda" else (lambda: None)
+
+    def generate(*args: Any, **kwargs: Any) -> Any:
+        synchronize()  # the copy to the device is counted with the batch's other work, not with generation
+        started = time.perf_counter()
+        try:
+            return real_generate(*args, **kwargs)
+        finally:
+            CONSUMER["generate"] = CONSUMER.get("generate", 0.0) + time.perf_counter() - started
+
+    def run_batch(*args: Any) -> Any:
+        started = time.perf_counter()
+        CONSUMER.setdefault("first", started)
+        try:
+            return real_run(*args)
+        finally:
+            CONSUMER["batches"] = CONSUMER.get("batches", 0.0) + time.perf_counter() - started
+
+    backend.model.generate = generate
+    backend._run_batch = run_batch  # type: ignore[method-assign]
+
+
 def run_once(backend: hf.HFBackend, requests: list[Request], overlap: bool, processes: int) -> tuple[float, int, list[str]]:
     """Seconds, generated tokens and the answers for one pass over ``requests``."""
     backend.overlap = overlap
     backend.prepare_processes = processes
     requests = fresh(requests)
     PRODUCER_CPU.clear()
+    CONSUMER.clear()
     started = time.perf_counter()
     responses = list(backend.generate(iter(requests)))
     seconds = time.perf_counter() - started
+    if CONSUMER:
+        CONSUMER["first"] -= started
     assert len(responses) == len(requests) and all(r.error is None for r in responses)
     return seconds, sum(r.usage["completion_tokens"] for r in responses), [r.text or "" for r in responses]
 
@@ -170,6 +208,42 @@ def generate_only(backend: hf.HFBackend, requests: list[Request]) -> float:
         output.tolist()  # the backend reads every answer back to the host
     synchronize()
     return time.perf_counter() - started
+
+
+def keep_preparing(processor: Any, dtype: Any, batch: list[tuple[str, ImagePart]], niceness: int, stop: Any) -> None:
+    """In a process of its own: prepare ``batch`` as a worker process does (decode, processor), over and
+    over with fresh image parts, until ``stop`` is set: the load that workers put on the host."""
+    from vlmbench_plugins.hf_prepare import decode_all, processor_inputs
+
+    os.nice(niceness)
+    while not stop.is_set():
+        parts = [ImagePart(data=part.data, format=part.format, size=part.size, sha256=part.sha256) for _, part in batch]
+        decode_all(parts, 1)
+        processor_inputs(processor, [prompt for prompt, _ in batch], [[part] for part in parts], True, dtype)
+
+
+def generate_beside(backend: hf.HFBackend, requests: list[Request], processes: int) -> float:
+    """Seconds of :func:`generate_only` while ``processes`` other processes (one thread each, at the
+    workers' niceness) keep preparing batches: what the host's load alone costs generation."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    first = next(backend._batches(fresh(requests)))
+    batch = [(item.prompt, item.images[0]) for item in first][:16]
+    burners = [
+        context.Process(target=keep_preparing, args=(backend.processor, backend.model.dtype, batch, backend.prepare_niceness, stop), daemon=True)
+        for _ in range(processes)
+    ]
+    for burner in burners:
+        burner.start()
+    try:
+        time.sleep(5)  # every burner started and busy
+        return generate_only(backend, requests)
+    finally:
+        stop.set()
+        for burner in burners:
+            burner.join()
 
 
 def machine_info() -> str:
@@ -207,17 +281,30 @@ def main() -> None:
     )
     parser.add_argument("--modes", default="serial,thread,processes", help="the backend's modes to time (generation alone is always timed)")
     parser.add_argument("--no-pin", action="store_true", help="on CUDA, copy inputs from ordinary memory instead of page-locked memory")
+    parser.add_argument(
+        "--beside",
+        type=int,
+        default=0,
+        help="also time generation alone while this many processes keep preparing batches (the host's load without the backend)",
+    )
+    parser.add_argument(
+        "--nice",
+        default=str(hf.PREPARE_NICENESS),
+        help="how far below the generating process the worker processes run in CPU priority; several values (0,10): a mode each",
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.processes.split(",")] if args.processes else [max(1, min(4, usable_cores() // 4))]  # the backend's default
     names = args.modes.split(",")
     if not names or any(name not in ("serial", "thread", "processes") for name in names):
         raise SystemExit(f"--modes: choose among serial, thread, processes (got {args.modes!r})")
-    modes: dict[str, tuple[bool, int]] = {}
+    nice_levels = [int(n) for n in args.nice.split(",")]
+    modes: dict[str, tuple[bool, int, int]] = {}  # overlap, worker processes, their niceness
     for name in names:
         if name == "processes":
-            modes.update({f"processes-{n}": (True, n) for n in counts})
+            for n in counts:
+                modes.update({f"processes-{n}" + (f"-nice{level}" if len(nice_levels) > 1 else ""): (True, n, level) for level in nice_levels})
         else:
-            modes[name] = (name == "thread", 0)
+            modes[name] = (name == "thread", 0, 0)
     from vlmbench.testing.tiny_models import build_tiny_vlm
 
     requests = make_requests(args.requests, args.max_new_tokens, args.image_size)
@@ -233,25 +320,30 @@ def main() -> None:
                 backend.pin_memory = not args.no_pin
                 idle_device(backend, args.device_seconds)
                 measure_producer(backend)
-                overlap, count = modes[mode]
+                measure_consumer(backend)
+                overlap, count, backend.prepare_niceness = modes[mode]
                 run_once(backend, requests[: 2 * backend.batch_size], overlap, count)  # warm-up (and the worker processes started)
             best: dict[str, float] = {}
             producer: dict[str, dict[str, float]] = {}  # per mode, in its best pass
+            consumer: dict[str, dict[str, float]] = {}  # per mode, in its best pass
             tokens = 0
             for _ in range(args.repeats):  # interleaved, so that a busy moment does not favour one of them
                 answers = []
-                for mode, (overlap, count) in modes.items():
+                for mode, (overlap, count, _nice) in modes.items():
                     seconds, tokens, texts = run_once(backends[mode], requests, overlap, count)
                     if seconds <= best.get(mode, seconds):
-                        best[mode], producer[mode] = seconds, dict(PRODUCER_CPU)
+                        best[mode], producer[mode], consumer[mode] = seconds, dict(PRODUCER_CPU), dict(CONSUMER, total=seconds)
                     answers.append(texts)
                 if any(texts != answers[0] for texts in answers):
                     raise SystemExit(f"batch {batch}: the modes' answers differ")
                 seconds = generate_only(next(iter(backends.values())), requests)
                 best["generate"] = min(best.get("generate", seconds), seconds)
+                if args.beside > 0:
+                    seconds = generate_beside(next(iter(backends.values())), requests, args.beside)
+                    best["beside"] = min(best.get("beside", seconds), seconds)
             for backend in backends.values():
                 backend.close()
-            rows.append((batch, tokens, best, producer))
+            rows.append((batch, tokens, best, producer, consumer))
     print(f"hf backend, tiny LLaVA ({args.requests} image+text requests x {args.max_new_tokens} new tokens, greedy, device {args.device})")
     print(f"images: distinct {args.image_size}x{args.image_size} PNG files carried as bytes; best of {args.repeats} passes")
     if args.device_seconds > 0:
@@ -261,15 +353,31 @@ def main() -> None:
     print(f"images decoded in {DECODE_THREADS} threads; every mode gave the same answers")
     header = f"{'batch':>5}  {'tokens':>6}  {'generate-only s':>15}" + "".join(f"  {name + ' s':>13}  {name + '/gen':>15}" for name in modes)
     print(header)
-    for batch_size, tokens, best, _ in rows:
+    for batch_size, tokens, best, _, _ in rows:
         cells = "".join(f"  {best[name]:>13.3f}  {best['generate'] / best[name]:>15.1%}" for name in modes)
         print(f"{batch_size:>5}  {tokens:>6}  {best['generate']:>15.3f}{cells}")
+    for batch_size, _, best, _, _ in rows:
+        if "beside" in best:
+            print(
+                f"batch {batch_size}: generate-only beside {args.beside} processes that keep preparing batches: {best['beside']:.3f} s "
+                f"({best['beside'] / best['generate']:.1%} of generate-only alone)"
+            )
     print("the preparing thread's CPU per request in the best pass (user: under the interpreter lock; system: mostly pipe writes):")
-    for batch_size, _, _, producer in rows:
+    for batch_size, _, _, producer, _ in rows:
         cells = ", ".join(
             f"{mode} {1e3 * cpu['user'] / args.requests:.3f} + {1e3 * cpu['system'] / args.requests:.3f} ms" for mode, cpu in producer.items() if cpu
         )
         print(f"  batch {batch_size}: {cells or 'no mode overlaps'}")
+    print("the generating thread's time in the best pass, s: in model.generate / the batches' other work (copy to the device,")
+    print("answers read and decoded) / waiting for prepared batches (of which before the first batch):")
+    for batch_size, _, best, _, consumer in rows:
+        for mode, spent in consumer.items():
+            waiting = spent["total"] - spent["batches"]
+            other = spent["batches"] - spent["generate"]
+            print(
+                f"  batch {batch_size}, {mode}: {spent['generate']:.3f} (generate-only {best['generate']:.3f}) / {other:.3f} / "
+                f"{waiting:.3f} ({spent['first']:.3f})"
+            )
 
 
 if __name__ == "__main__":

@@ -372,15 +372,15 @@ def test_hf_overlapped_batches_answer_exactly_as_the_serial_path(
     monkeypatch.setattr(backend, "_prepare_batch", lambda batch: prepared_here.append([i.request.id for i in batch]) or prepare(batch))
 
     in_flight = {"now": 0, "most": 0}
-    slices: list[tuple[int, int]] = []  # each batch with images: its requests, and the jobs it was sent as
+    slices: list[tuple[int, int, bool]] = []  # each batch with images: its requests, the jobs it was sent as, whether first
     share, collect = backend._submit, backend._collect
 
-    def spy_share(pool: Any, batch: Any) -> Any:
-        jobs = share(pool, batch)
+    def spy_share(pool: Any, batch: Any, first: bool = False) -> Any:
+        jobs = share(pool, batch, first=first)
         if batch[0].images:
             in_flight["now"] += 1
             in_flight["most"] = max(in_flight["most"], in_flight["now"])
-            slices.append((len(batch), len(jobs)))
+            slices.append((len(batch), len(jobs), first))
         return jobs
 
     def spy_collect(batch: Any, *args: Any) -> Any:
@@ -396,13 +396,24 @@ def test_hf_overlapped_batches_answer_exactly_as_the_serial_path(
         assert backend._prepare_pool is not None and not backend._prepare_pool_failed
         assert len(prepared_here) == 1 and "img-6" in prepared_here[0]
         assert in_flight["most"] == 3  # one batch per worker
-        assert {jobs for _, jobs in slices} == {1}  # the first batch has 3 requests; after it, no more than one worker is idle
+        assert {jobs for _, jobs, _ in slices} == {1}  # the first batch has 3 requests; after it, no more than one worker is idle
         backend.prepare_bytes, in_flight["most"] = 1, 0  # the images the workers decode, bound by bytes: one batch of them at a time
         slices.clear()
         assert answers(True) == serial and order[True] == serial_order and in_flight["most"] == 1
-        # With every worker idle, a batch goes in slices to half of them (rounded up), at least two requests each.
-        assert (4, 2) in slices and all(jobs == min(2, size // 2) for size, jobs in slices)
+        # With every worker idle, a batch goes in slices to half of them (rounded up), at least two requests each;
+        # a stream's first batch (generation waits for it) to all of them.
+        assert (4, 2, False) in slices and all(jobs == min(3 if first else 2, size // 2) for size, jobs, first in slices)
         backend.prepare_bytes = hf.PREPARE_BYTES
+
+        # A first batch of 8 requests: a slice for each of the 3 idle workers, joined into the serial path's inputs.
+        alike = [r for r in hf_requests() if r.id.startswith("img") and r.generation.max_new_tokens == 5 and r.id != "img-6"]
+        backend.batch_size, slices[:] = 8, []
+        backend.overlap = False
+        serial_eight = [(r.request_id, r.text, r.usage) for r in backend.generate(iter(alike))]
+        backend.overlap = True
+        assert [(r.request_id, r.text, r.usage) for r in backend.generate(iter(alike))] == serial_eight and len(serial_eight) == 10
+        assert slices[0] == (8, 3, True) and not any(first for _, _, first in slices[1:])
+        backend.batch_size = 4
 
         # A run that stops early leaves prepared batches in the workers: the next run reads them away and answers as before.
         stopped = backend.generate(iter(hf_requests()))
@@ -414,7 +425,11 @@ def test_hf_overlapped_batches_answer_exactly_as_the_serial_path(
         import multiprocessing
         import signal
 
-        for child in multiprocessing.active_children():
+        workers = [child for child in multiprocessing.active_children() if child.name.startswith("vlmbench-hf-prepare")]
+        # They run below this process in CPU priority: where they outnumber the free cores, generation does not wait behind them.
+        assert len(workers) == 3
+        assert {os.getpriority(os.PRIO_PROCESS, child.pid or 0) for child in workers} == {min(19, os.nice(0) + hf.PREPARE_NICENESS)}
+        for child in workers:
             os.kill(child.pid or 0, signal.SIGINT)
         assert answers(True) == serial and not backend._prepare_pool_failed
 
@@ -431,7 +446,7 @@ def test_hf_overlapped_batches_answer_exactly_as_the_serial_path(
         monkeypatch.setattr(hf, "merge_inputs", cannot_merge)
         backend.prepare_bytes, slices[:] = 1, []  # one batch at a time: every worker idle for each
         assert answers(True) == serial and order[True] == serial_order and not backend._prepare_pool_failed
-        assert (4, 2) in slices and slices[-1][1] == 1 and not backend._share_batches
+        assert (4, 2, False) in slices and slices[-1][1] == 1 and not backend._share_batches
         backend.prepare_bytes = hf.PREPARE_BYTES
 
         # A request stream that breaks: the batches prepared before it are answered first, as on the serial path.

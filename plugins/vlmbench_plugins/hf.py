@@ -57,6 +57,7 @@ AUTO_BATCH_START = 64  # `--batch_size auto` starts here and halves on out-of-me
 CHUNK_BYTES = 64 * 2**20  # decoded pixels a chunk of requests may hold (beyond one batch): ~85 images of 512x512
 PREPARE_BYTES = 512 * 2**20  # decoded pixels the worker processes may hold at once (beyond one batch)
 PROMPTS_KEPT = 4096  # distinct rendered prompts one run keeps (then it starts again)
+PREPARE_NICENESS = 10  # how far below the generating process the worker processes run in CPU priority
 SLICE_REQUESTS = 2  # fewest requests of a batch one worker prepares when idle workers share a batch
 
 
@@ -157,8 +158,9 @@ class HFBackend(BackendBase):
     an accelerator: on the CPU, preparation and generation would compete for the same cores. With
     ``prepare_processes`` (on an accelerator by default), the images are decoded and the processor
     runs in that many worker processes (:class:`~vlmbench_plugins.hf_prepare.PreparePool`), so that
-    their Python work does not hold up the generation loop; while several workers are idle (at the
-    start), a batch is shared among them in slices whose inputs are joined (see :meth:`_submit`).
+    their Python work does not hold up the generation loop; a stream's first batch is shared among all
+    of them, and later batches among half the idle ones, in slices whose inputs are joined (see
+    :meth:`_submit`). The workers run ``prepare_niceness`` steps below this process in CPU priority.
     Images are decoded in ``decode_threads``, and prompts are rendered once per distinct messages.
 
     What it holds is bounded by bytes: a chunk of requests (sorted by length inside it) stops at
@@ -173,6 +175,7 @@ class HFBackend(BackendBase):
     decode_threads = DECODE_THREADS
     prepare_processes: int | None = None  # None: the default for the device (see default_prepare_processes)
     prepare_bytes = PREPARE_BYTES
+    prepare_niceness = PREPARE_NICENESS
     pin_memory = True  # inputs for a CUDA device go to page-locked memory first (bench/bench_hf.py --no-pin compares)
 
     def __init__(self, args: HFArgs, batch_size: int | None, seed: int = 0, local_processes: int = 1) -> None:
@@ -281,6 +284,7 @@ class HFBackend(BackendBase):
             return True
 
         pool = claimed = self._claim_pool()
+        submitted = False  # whether a batch went to the workers yet
         try:
             for batch in self._batches(requests):
                 if pool is not None and self._prepare_pool_failed:  # the batches already sent first, in order
@@ -296,7 +300,8 @@ class HFBackend(BackendBase):
                 while pending and (pool.idle() == 0 or weight + sum(w for _, _, w in pending) > self.prepare_bytes):
                     if not hand_over():
                         return
-                pending.append((batch, self._submit(pool, batch), weight))
+                pending.append((batch, self._submit(pool, batch, first=not submitted), weight))
+                submitted = True
             if flush():
                 put(_END)
         except BaseException as exc:  # handed to generate(), which raises it after the batches before it
@@ -331,7 +336,7 @@ class HFBackend(BackendBase):
         if self._prepare_pool is None or self._prepare_pool.processes != processes:
             self._stop_pool()
             try:
-                self._prepare_pool = PreparePool(self.processor, self.model.dtype, processes, self.local_processes)
+                self._prepare_pool = PreparePool(self.processor, self.model.dtype, processes, self.local_processes, self.prepare_niceness)
             except Exception as exc:  # no worker processes here (no /dev/shm, say): prepare in this process
                 self._pool_failed(exc)
                 return None
@@ -348,16 +353,19 @@ class HFBackend(BackendBase):
         images = [item.images for item in batch] if batch[0].images else None
         return prompts, images, self._add_special_tokens(prompts)
 
-    def _submit(self, pool: PreparePool, batch: list[_Prepared]) -> list[Job]:
-        """Send ``batch`` to the workers: in consecutive slices to half the idle ones (rounded up), each
-        slice with the whole batch's choice of special tokens.
+    def _submit(self, pool: PreparePool, batch: list[_Prepared], first: bool = False) -> list[Job]:
+        """Send ``batch`` to the workers: in consecutive slices to every idle one if it is the ``first``
+        of its stream, else to half the idle ones (rounded up), each slice with the whole batch's choice
+        of special tokens.
 
-        At the start every worker is idle, so the first batches are shared (half the workers, then a
-        quarter, ...) and generation starts without waiting for one worker to prepare a whole batch;
-        once every worker is busy, a worker comes free one batch at a time and batches go whole (a
-        shared batch costs this process one result to read per slice)."""
+        Generation waits for the first batch with nothing to overlap it, so every worker prepares a part
+        of it; the next batches are shared too (half the workers, then a quarter, ...) while it
+        generates; once every worker is busy, a worker comes free one batch at a time and batches go
+        whole (a shared batch costs this process one result to read per slice)."""
         add_special_tokens = self._task(batch)[2]
-        slices = max(1, min((pool.idle() + 1) // 2, len(batch) // SLICE_REQUESTS)) if self._share_batches else 1
+        idle = pool.idle()
+        share = idle if first else (idle + 1) // 2
+        slices = max(1, min(share, len(batch) // SLICE_REQUESTS)) if self._share_batches else 1
         return [pool.submit(*self._task(part)[:2], add_special_tokens) for part in self._slices(batch, slices)]
 
     @staticmethod

@@ -167,13 +167,19 @@ def _loads(header: bytes, buffers: list[bytes]) -> Any:
     return InBand(io.BytesIO(header)).load()
 
 
-def _serve(connection: Any, processor: Any, dtype: Any, decode_threads: int, torch_threads: int) -> None:
+def _serve(connection: Any, processor: Any, dtype: Any, decode_threads: int, torch_threads: int, niceness: int = 0) -> None:
     """A worker process: prepare each batch it is sent and send back the inputs (or what failed), until
-    it is told to stop or the backend's process is gone."""
+    it is told to stop or the backend's process is gone. It runs ``niceness`` steps below the backend's
+    process in CPU priority."""
     import signal
 
     # Ctrl-C in a terminal reaches the whole process group; the backend's process decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if niceness > 0 and hasattr(os, "nice"):
+        # Workers run ahead of generation in bursts; where they outnumber the free cores, the generation
+        # loop (one Python thread driving the device) must not wait for a core behind them.
+        with contextlib.suppress(OSError):
+            os.nice(niceness)
     import torch
 
     torch.set_num_threads(torch_threads)
@@ -247,9 +253,10 @@ class PreparePool:
     go pickled, its images' stored bytes as raw writes (no copy under the interpreter lock); the
     processor's tensors come back through shared memory. A job that fails there (an undecodable image,
     a worker that died) is for the caller to prepare in process, where the failure is reported as it
-    always is. One request stream uses the pool at a time (:attr:`lock`)."""
+    always is. One request stream uses the pool at a time (:attr:`lock`). The workers run ``niceness``
+    steps below this process in CPU priority."""
 
-    def __init__(self, processor: Any, dtype: Any, processes: int, local_processes: int = 1) -> None:
+    def __init__(self, processor: Any, dtype: Any, processes: int, local_processes: int = 1, niceness: int = 0) -> None:
         import multiprocessing
         import threading
 
@@ -263,7 +270,7 @@ class PreparePool:
                 mine, theirs = context.Pipe(duplex=True)
                 try:
                     process = context.Process(
-                        target=_serve, args=(theirs, processor, dtype, threads, threads), name=f"vlmbench-hf-prepare-{number}", daemon=True
+                        target=_serve, args=(theirs, processor, dtype, threads, threads, niceness), name=f"vlmbench-hf-prepare-{number}", daemon=True
                     )
                     process.start()  # a processor that does not pickle fails here
                 except BaseException:
