@@ -23,10 +23,11 @@ work under the interpreter lock, which the generation loop may have to wait for)
 the images' bytes written to the workers' pipes), and where the generating thread's time went: inside
 ``model.generate`` (against generate-only: what contention costs it), the rest of each batch's
 answering, and waiting for prepared batches (the first one apart). ``--processes 4,8`` times a mode
-per count, each with its own backend (a backend keeps its workers), and ``--nice 0,10`` a mode per
-worker niceness; ``--modes`` picks the modes; ``--no-pin`` sends inputs to a CUDA device from
-ordinary memory instead of page-locked memory; ``--beside N`` also times generation alone while N
-processes keep preparing batches (the host's load, without the backend).
+per count, each with its own backend (a backend keeps its workers), ``--nice 0,10`` a mode per
+worker niceness and ``--share 0.5,1`` a mode per share of the idle workers a batch is cut among;
+``--modes`` picks the modes; ``--no-pin`` sends inputs to a CUDA device from ordinary memory instead
+of page-locked memory; ``--beside N`` also times generation alone while N processes keep preparing
+batches (the host's load, without the backend).
 
 Every mode must give the same answers (the run stops otherwise). On a CPU, preparation and
 generation share the same cores, so overlapping cannot hide much (the backend does not overlap on a
@@ -35,7 +36,7 @@ on a CPU: every ``model.generate`` call also waits S seconds with the CPU idle.
 
     python bench/bench_hf.py [--requests 32] [--max-new-tokens 32] [--batch-sizes 1,8] [--repeats 3] [--image-size 512]
                              [--device cpu|cuda] [--processes N[,M...]] [--modes serial,thread,processes] [--no-pin]
-                             [--nice N[,M...]] [--beside N]
+                             [--nice N[,M...]] [--share F[,G...]] [--beside N]
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from __future__ import annotations
 import argparse
 import functools
 import io
+import itertools
 import os
 import platform
 import resource
@@ -288,6 +290,11 @@ def main() -> None:
         help="also time generation alone while this many processes keep preparing batches (the host's load without the backend)",
     )
     parser.add_argument(
+        "--share",
+        default=str(hf.HFBackend.share_fraction),
+        help="of the idle workers, the share among which a batch after the first is cut; several values (0.5,1): a mode each",
+    )
+    parser.add_argument(
         "--nice",
         default=str(hf.PREPARE_NICENESS),
         help="how far below the generating process the worker processes run in CPU priority; several values (0,10): a mode each",
@@ -298,13 +305,15 @@ def main() -> None:
     if not names or any(name not in ("serial", "thread", "processes") for name in names):
         raise SystemExit(f"--modes: choose among serial, thread, processes (got {args.modes!r})")
     nice_levels = [int(n) for n in args.nice.split(",")]
-    modes: dict[str, tuple[bool, int, int]] = {}  # overlap, worker processes, their niceness
+    fractions = [float(f) for f in args.share.split(",")]
+    modes: dict[str, tuple[bool, int, int, float]] = {}  # overlap, worker processes, their niceness, share fraction
     for name in names:
-        if name == "processes":
-            for n in counts:
-                modes.update({f"processes-{n}" + (f"-nice{level}" if len(nice_levels) > 1 else ""): (True, n, level) for level in nice_levels})
-        else:
-            modes[name] = (name == "thread", 0, 0)
+        if name != "processes":
+            modes[name] = (name == "thread", 0, 0, hf.HFBackend.share_fraction)
+            continue
+        for n, level, fraction in itertools.product(counts, nice_levels, fractions):
+            suffix = (f"-nice{level}" if len(nice_levels) > 1 else "") + (f"-share{fraction:g}" if len(fractions) > 1 else "")
+            modes[f"processes-{n}{suffix}"] = (True, n, level, fraction)
     from vlmbench.testing.tiny_models import build_tiny_vlm
 
     requests = make_requests(args.requests, args.max_new_tokens, args.image_size)
@@ -321,7 +330,7 @@ def main() -> None:
                 idle_device(backend, args.device_seconds)
                 measure_producer(backend)
                 measure_consumer(backend)
-                overlap, count, backend.prepare_niceness = modes[mode]
+                overlap, count, backend.prepare_niceness, backend.share_fraction = modes[mode]
                 run_once(backend, requests[: 2 * backend.batch_size], overlap, count)  # warm-up (and the worker processes started)
             best: dict[str, float] = {}
             producer: dict[str, dict[str, float]] = {}  # per mode, in its best pass
@@ -329,7 +338,7 @@ def main() -> None:
             tokens = 0
             for _ in range(args.repeats):  # interleaved, so that a busy moment does not favour one of them
                 answers = []
-                for mode, (overlap, count, _nice) in modes.items():
+                for mode, (overlap, count, _, _) in modes.items():
                     seconds, tokens, texts = run_once(backends[mode], requests, overlap, count)
                     if seconds <= best.get(mode, seconds):
                         best[mode], producer[mode], consumer[mode] = seconds, dict(PRODUCER_CPU), dict(CONSUMER, total=seconds)

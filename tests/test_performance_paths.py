@@ -395,15 +395,17 @@ def test_hf_overlapped_batches_answer_exactly_as_the_serial_path(
         assert answers(True) == serial and order[True] == serial_order
         assert backend._prepare_pool is not None and not backend._prepare_pool_failed
         assert len(prepared_here) == 1 and "img-6" in prepared_here[0]
-        assert in_flight["most"] == 3  # one batch per worker
-        assert {jobs for _, jobs, _ in slices} == {1}  # the first batch has 3 requests; after it, no more than one worker is idle
+        # Each batch goes in slices (at least two requests each) to every idle worker; a worker is busy until its
+        # slice is collected: 3 workers, batches of 3, 4, 4 and 3 image requests.
+        assert slices == [(3, 1, True), (4, 2, False), (4, 1, False), (3, 1, False)] and in_flight["most"] == 2
         backend.prepare_bytes, in_flight["most"] = 1, 0  # the images the workers decode, bound by bytes: one batch of them at a time
+        backend.share_fraction = 0.5
         slices.clear()
         assert answers(True) == serial and order[True] == serial_order and in_flight["most"] == 1
-        # With every worker idle, a batch goes in slices to half of them (rounded up), at least two requests each;
-        # a stream's first batch (generation waits for it) to all of them.
+        # With every worker idle, a batch goes in slices to half of them (share_fraction, rounded up), a stream's
+        # first batch (generation waits for it) to all of them.
         assert (4, 2, False) in slices and all(jobs == min(3 if first else 2, size // 2) for size, jobs, first in slices)
-        backend.prepare_bytes = hf.PREPARE_BYTES
+        backend.prepare_bytes, backend.share_fraction = hf.PREPARE_BYTES, 1.0
 
         # A first batch of 8 requests: a slice for each of the 3 idle workers, joined into the serial path's inputs.
         alike = [r for r in hf_requests() if r.id.startswith("img") and r.generation.max_new_tokens == 5 and r.id != "img-6"]
