@@ -9,7 +9,7 @@ most the requests in flight; re-running the same command reuses everything store
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import functools
 import json
 import time
@@ -219,14 +219,20 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
         for start in range(0, len(keyed), STORE_BATCH):  # stored answers are read a batch at a time, written, let go
             batch = keyed[start : start + STORE_BATCH]
             found = ctx.store.get_many([k for *_, k in batch if k]) if reusable and ctx.store is not None else {}
+            handed: set[str] = set()
             for index, sample, image_sha, key in batch:
                 stored = found.get(key) if key else None
-                if stored is None:
+                if stored is None or key is None:
                     pending[sample.id] = (index, sample, image_sha, key)
                     continue
-                stored = dataclasses.replace(stored, request_id=sample.id)  # a key asked twice gets one response object each
-                _write(out, new_record(task.name, index, sample, image_sha, stored, reused=True, key=key))
+                if key in handed:  # a key asked twice gets one response object each
+                    stored = copy.copy(stored)
+                handed.add(key)
+                stored.request_id = sample.id
+                # No flush per record: the store holds these answers already; the batch is flushed at its end.
+                _write(out, new_record(task.name, index, sample, image_sha, stored, reused=True, key=key), flush=False)
                 prediction.reused += 1
+            _write(out, None)
         del keyed
         table.save_hashes()  # every image of this shard is hashed by now: the next run reads the hashes
         not_reused = "response store not used" if ctx.store is None else None if reusable else "sampled requests are reused only with --reuse_sampled"
@@ -262,10 +268,13 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
     return prediction
 
 
-def _write(out: IO[str], record: SampleRecord) -> None:
+def _write(out: IO[str], record: SampleRecord | None, flush: bool = True) -> None:
+    """Append ``record`` (None: nothing) to the samples file and, with ``flush``, put what is written on disk."""
     try:
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        out.flush()
+        if record is not None:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        if flush:  # an answer just paid for is on disk before the next one is asked for
+            out.flush()
     except OSError as exc:  # a full disk: stop before paying for more answers; the store keeps those received
         try:
             out.close()  # drops what could not be written, so that leaving the `with` does not fail again
