@@ -363,9 +363,9 @@ class HFBackend(BackendBase):
         Generation waits for the first batch with nothing to overlap it, so every worker prepares a part
         of it. Later batches are cut among the workers still idle, so that each is ready soon; once every
         worker is busy, a worker comes free one batch at a time and batches go whole. A shared batch costs
-        this process one result to read per slice, and joining them (on the H200 in docs/benchmarks.md,
-        sharing among all idle workers rather than half of them took the waits after the first batch from
-        0.033 s to 0.002 s of a 2.8 s run)."""
+        this process one result to read per slice, and their joining. On an H200 (docs/benchmarks.md),
+        cutting later batches among all idle workers rather than half of them took the waits after the
+        first batch from 0.033 s to 0.002 s of a 2.8 s run."""
         add_special_tokens = self._task(batch)[2]
         idle = pool.idle()
         share = idle if first else math.ceil(idle * self.share_fraction)
