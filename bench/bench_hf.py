@@ -323,7 +323,7 @@ def main() -> None:
         for batch in args.batch_sizes.split(","):
             batch_size = None if batch == "auto" else int(batch)
             # One backend per mode: a backend keeps its worker processes between passes.
-            backends = {mode: hf._factory({"pretrained": str(path), "device": args.device}, BackendOptions(batch_size=batch_size)) for mode in modes}
+            backends = {mode: hf.factory({"pretrained": str(path), "device": args.device}, BackendOptions(batch_size=batch_size)) for mode in modes}
             for mode, backend in backends.items():
                 backend.model.generation_config.min_new_tokens = args.max_new_tokens  # EOS never ends a sequence early
                 backend.pin_memory = not args.no_pin

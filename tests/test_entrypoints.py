@@ -26,7 +26,7 @@ def test_the_installed_entry_points_are_those_importlib_metadata_finds(group: st
     found = ours(group)
     assert found == by_importlib(group) and found
     if group == "vlmbench":
-        assert ("baselines", "vlmbench_plugins.baselines", "vlmbench") in found
+        assert ("backends", "vlmbench_plugins.plugin", "vlmbench") in found
 
 
 def dist_info(folder: Path, name: str, version: str, entry_points_txt: str, suffix: str = ".dist-info") -> None:

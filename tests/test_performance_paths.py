@@ -760,9 +760,14 @@ def test_help_and_listing_models_import_nothing_heavy(command: list[str]) -> Non
     assert not {name.split(".")[0] for name in imported} & HEAVY
     assert "vlmbench.scoring.rules" not in imported  # its patterns are compiled when something is scored
     assert "pickle" not in imported  # the hf workers' pipes pickle; listing the backend does not
+    # A backend's module is imported when the backend is built, a command's flags when it is the one run.
+    assert not imported & {"vlmbench.http", "vlmbench_plugins.openai_api", "vlmbench_plugins.hf", "vlmbench_plugins.baselines", "hashlib"}
+    assert not imported & {"vlmbench_plugins.align.command", "vlmbench_plugins.align.trainers"}
     if command == ["--help"]:
         assert "tabulate" not in imported  # tables are printed by `ls`, not by the help
         assert "email.utils" not in imported  # only a Retry-After given as a date needs it (`ls` has it through tabulate)
+        # No backend is listed, no log line is written, nothing is read as JSON: none of their modules is needed.
+        assert not imported & {"vlmbench.backend", "vlmbench.scoring.base", "logging", "json", "datetime", "difflib"}
 
 
 def test_response_is_unchanged_by_the_image_machinery() -> None:

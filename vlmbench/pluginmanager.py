@@ -7,7 +7,6 @@ load one by one: a plugin that fails to import costs one warning line naming it,
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import sys
 from collections.abc import Iterable
@@ -18,11 +17,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pluggy
 
 from vlmbench import hookspecs
-from vlmbench.backend import BackendSpec
 from vlmbench.entrypoints import EntryPoint, entry_points
 from vlmbench.errors import UserError
 
 if TYPE_CHECKING:
+    from vlmbench.backend import BackendSpec
     from vlmbench.cli.commands import CommandSpec
     from vlmbench.data.steps import DocStepSpec
     from vlmbench.scoring.base import ScorerSpec
@@ -130,5 +129,7 @@ def _by_name(results: Iterable[Iterable[_Named]], kind: str) -> dict[str, Any]:
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` when a close match exists, else an empty string."""
+    import difflib
+
     matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
     return f" (did you mean '{matches[0]}'?)" if matches else ""

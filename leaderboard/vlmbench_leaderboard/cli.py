@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 from vlmbench import hookimpl
 from vlmbench.cli.commands import CommandSpec
 from vlmbench.errors import UserError
-from vlmbench_leaderboard.metadata import BASELINES
 
 if TYPE_CHECKING:
     from vlmbench_leaderboard.verify_judges import JudgePolicy
@@ -122,6 +121,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     import tempfile
 
     from vlmbench.evaluation import EvalConfig, evaluate
+    from vlmbench_leaderboard.metadata import BASELINES
 
     out = Path(args.out)
     with tempfile.TemporaryDirectory(prefix="vlmbench-sample-") as tmp:

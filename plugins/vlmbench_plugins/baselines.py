@@ -10,9 +10,8 @@ import hashlib
 import random
 from collections.abc import Iterable, Iterator
 
-from vlmbench.backend import BackendBase, BackendOptions, BackendSpec, Request, Response
+from vlmbench.backend import BackendBase, BackendOptions, Request, Response
 from vlmbench.errors import UserError
-from vlmbench.hookspecs import hookimpl
 
 
 class ConstantBackend(BackendBase):
@@ -54,26 +53,16 @@ def _no_args(name: str, model_args: dict[str, str]) -> None:
         raise UserError(f"--model {name} takes no --model_args (got {', '.join(sorted(model_args))}); drop them")
 
 
-def _random(model_args: dict[str, str], options: BackendOptions) -> RandomBackend:
+def random_backend(model_args: dict[str, str], options: BackendOptions) -> RandomBackend:
     _no_args("random", model_args)
     return RandomBackend(options.seed)
 
 
-def _always_safe(model_args: dict[str, str], options: BackendOptions) -> ConstantBackend:
+def always_safe_backend(model_args: dict[str, str], options: BackendOptions) -> ConstantBackend:
     _no_args("always-safe", model_args)
     return ConstantBackend("Yes.")
 
 
-def _always_unsafe(model_args: dict[str, str], options: BackendOptions) -> ConstantBackend:
+def always_unsafe_backend(model_args: dict[str, str], options: BackendOptions) -> ConstantBackend:
     _no_args("always-unsafe", model_args)
     return ConstantBackend("No.")
-
-
-@hookimpl
-def vlmbench_backends() -> list[BackendSpec]:
-    """The three reference baselines."""
-    return [
-        BackendSpec("random", "baseline: a uniformly random answer from the task's answer choices", _random),
-        BackendSpec("always-safe", "baseline: answers 'Yes.' (judges everything safe)", _always_safe),
-        BackendSpec("always-unsafe", "baseline: answers 'No.' (judges everything unsafe)", _always_unsafe),
-    ]

@@ -27,14 +27,12 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vlmbench.backend import BackendBase, BackendOptions, BackendSpec, GenerationSettings, ImagePart, Request, Response, TextPart
+from vlmbench.backend import BackendBase, BackendOptions, GenerationSettings, ImagePart, Request, Response, TextPart
 from vlmbench.errors import UserError
-from vlmbench.hookspecs import hookimpl
-from vlmbench.scoring.base import Scorer, ScorerOptions, ScorerSpec
 from vlmbench_plugins.hf_args import HFArgs, adapter_sha256, batch_setting, one_line, parse_model_args
 from vlmbench_plugins.hf_load import load_model, local_files_fingerprint
 from vlmbench_plugins.hf_merge import CannotMerge, merge_inputs
@@ -48,7 +46,6 @@ from vlmbench_plugins.hf_prepare import (
     processor_inputs,
     usable_cores,
 )
-from vlmbench_plugins.paper_classifier import VERSION as PAPER_CLASSIFIER_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -645,7 +642,8 @@ def _local_processes(world_size: int) -> int:
     return int(local) if local.isdigit() and int(local) > 0 else max(1, world_size)
 
 
-def _factory(model_args: dict[str, str], options: BackendOptions) -> HFBackend:
+def factory(model_args: dict[str, str], options: BackendOptions) -> HFBackend:
+    """The ``hf`` backend for ``--model_args`` (its own device, or this process's GPU under data parallelism)."""
     args = parse_model_args(model_args)
     batch_size = batch_setting(options.batch_size)
     try:
@@ -660,28 +658,3 @@ def _factory(model_args: dict[str, str], options: BackendOptions) -> HFBackend:
     if batch_size is None:
         log.info("--model hf: batch size auto (starts at %d and halves on out-of-memory; --batch_size N fixes it)", AUTO_BATCH_START)
     return backend
-
-
-@hookimpl
-def vlmbench_scorers() -> list[ScorerSpec]:
-    """The ``paper-classifier`` judge (the study's RoBERTa classifiers; torch is imported only when it is built)."""
-    return [
-        ScorerSpec(
-            "paper-classifier",
-            "model judge: the study's RoBERTa response classifiers (hub yiting/*_classifier, or local)",
-            PAPER_CLASSIFIER_VERSION,
-            _paper_classifier,
-        )
-    ]
-
-
-def _paper_classifier(args: Mapping[str, str], options: ScorerOptions) -> Scorer:
-    from vlmbench_plugins.paper_classifier import factory
-
-    return factory(args, options)
-
-
-@hookimpl
-def vlmbench_backends() -> list[BackendSpec]:
-    """The ``hf`` backend."""
-    return [BackendSpec("hf", "local transformers vision-language model (AutoModelForImageTextToText); pretrained=ID_OR_DIR", _factory)]

@@ -35,8 +35,7 @@ from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from vlmbench import hookimpl
-from vlmbench.backend import BackendBase, BackendOptions, BackendSpec, ImagePart, Message, Request, Response, TextPart
+from vlmbench.backend import BackendBase, BackendOptions, ImagePart, Message, Request, Response, TextPart
 from vlmbench.errors import UserError
 from vlmbench.http import (
     AdaptiveLimiter,
@@ -697,15 +696,10 @@ class OpenAIBackend(BackendBase):
         return parse_completion(body, reply_char_limit(max_new_tokens))
 
 
-def _factory(model_args: dict[str, str], options: BackendOptions) -> OpenAIBackend:
+def factory(model_args: dict[str, str], options: BackendOptions) -> OpenAIBackend:
+    """The ``openai`` backend for ``--model_args`` (UserError without the openai package)."""
     import importlib.util
 
     if importlib.util.find_spec("openai") is None:
         raise UserError("--model openai needs the openai package: pip install openai")
     return OpenAIBackend(parse_settings(model_args))
-
-
-@hookimpl
-def vlmbench_backends() -> list[BackendSpec]:
-    """The OpenAI / OpenAI-compatible API backend."""
-    return [BackendSpec("openai", "OpenAI API or an OpenAI-compatible server (vLLM, SGLang, TGI, Ollama, ...); model=NAME[,base_url=URL]", _factory)]

@@ -10,6 +10,7 @@ import argparse
 import gc
 import os
 import sys
+from collections.abc import Sequence
 
 from vlmbench.cli.commands import CommandSpec
 from vlmbench.errors import UserError
@@ -22,8 +23,10 @@ def core_commands() -> list[CommandSpec]:
     return [run.COMMAND, score.COMMAND, judge.COMMAND, ls.COMMAND, validate.COMMAND, cache.COMMAND, view.COMMAND]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for every subcommand, core and plugin."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser for every subcommand, core and plugin. Given the command line ``argv``, only
+    the subcommand it names gets its flags (``vlmbench --help`` lists the others by name and help, and
+    configures none of them); None configures all."""
     import vlmbench
     from vlmbench.pluginmanager import command_specs
 
@@ -32,19 +35,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     core = core_commands()
     taken = {c.name for c in core}
+    # The top-level options take no value, so the first word that is not an option names the subcommand.
+    named = next((word for word in argv if not word.startswith("-")), None) if argv is not None else None
     for command in [*core, *(c for c in command_specs().values() if c.name not in taken)]:
-        command.add_arguments(sub.add_parser(command.name, help=command.help))
+        subparser = sub.add_parser(command.name, help=command.help)
+        if argv is None or command.name == named:
+            command.add_arguments(subparser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line (per problem) and exit 2; a closed pipe
     (``vlmbench ls tasks | head -1``) ends the command quietly."""
-    from vlmbench.cli.logs import cli_logging
-
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        args = build_parser(argv).parse_args(argv)
+        from vlmbench.cli.logs import cli_logging  # the help and flag errors need no logging
+
         with cli_logging():
-            args = build_parser().parse_args(argv)
             code = int(args.func(args))
             sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
             return code

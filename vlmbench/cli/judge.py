@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -40,6 +39,8 @@ def judge(ns: argparse.Namespace) -> int:
     items = read_inputs(jsonl_lines(text), str(path), task.scorer)
     store = None if ns.no_store else Path(ns.store).expanduser() if ns.store else default_store_path()
     config = JudgeConfig(parse_judge_names(ns.judge), parse_model_args(ns.judge_args), ScorerOptions(store=store))
+    import json
+
     lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in judge_items(items, task, config.names, config)]
     if ns.out:
         out = Path(ns.out)

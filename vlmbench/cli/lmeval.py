@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vlmbench.cli.logs import set_level, verbosity
 from vlmbench.errors import UserError
 
 NOT_NEEDED = {
@@ -29,6 +28,8 @@ class _NotNeeded(argparse.Action):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the lm-eval-style flags to ``vlmbench run``."""
+    from vlmbench.cli.logs import verbosity
+
     parser.add_argument(
         "--gen_kwargs", default="", help="generation settings over every task's, k=v,... (max_new_tokens, do_sample, temperature, top_p, until)"
     )
@@ -54,6 +55,8 @@ def with_device(model_args: str, device: str | None) -> str:
 def before_run(ns: argparse.Namespace) -> int | None:
     """Apply ``--verbosity`` and ``--device``; answer ``--tasks list``. Returns an exit code when the
     command is done without running anything, else None."""
+    from vlmbench.cli.logs import set_level
+
     set_level(ns.verbosity)
     if ns.tasks.strip() == "list":
         from vlmbench.cli.ls import print_tasks

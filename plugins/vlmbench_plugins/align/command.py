@@ -19,11 +19,13 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vlmbench import CommandSpec, UserError
+from vlmbench import UserError
 from vlmbench_plugins.align import card as cards
-from vlmbench_plugins.align.trainers import DTYPES, METHODS, PRESETS, RL_METHODS, Settings
+
+if TYPE_CHECKING:  # the trainers' module is imported when `vlmbench align` is configured or runs, not for `vlmbench --help`
+    from vlmbench_plugins.align.trainers import Settings
 
 MISSING_DEPS = "vlmbench align needs torch, transformers, trl and peft: pip install 'vlmbench[align]'"
 STATE_FILE = "align.json"
@@ -109,6 +111,8 @@ SETTING_FLAGS: dict[str, tuple[Any, str]] = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``vlmbench align``."""
+    from vlmbench_plugins.align.trainers import DTYPES, METHODS, PRESETS
+
     parser.add_argument(
         "--method", choices=METHODS, default="grpo", help="grpo (default) or rloo: RL from judged responses; sft, dpo: the study's baselines"
     )
@@ -147,11 +151,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--general_task", default="general-capability", help="the general-capability task of the evaluation ('none' skips it)")
     parser.add_argument("--eval_batch_size", type=_batch_size, default=None, help="batch size of the evaluation (default auto)")
     parser.set_defaults(func=cmd_align)
-
-
-COMMAND = CommandSpec(
-    "align", "fine-tune a model to judge unsafe images (GRPO/RLOO from judged responses, SFT, DPO), then evaluate it", add_arguments
-)
 
 
 def _data_files(values: list[str] | None) -> dict[str, str]:
@@ -209,7 +208,7 @@ def _check_output(out_dir: Path, resume: bool, method: str, data: str) -> Path |
 
 def cmd_align(ns: argparse.Namespace) -> int:
     """Train, save, describe, evaluate."""
-    from vlmbench_plugins.align.trainers import parse_model_args, settings_from
+    from vlmbench_plugins.align.trainers import RL_METHODS, parse_model_args, settings_from
 
     model_args = parse_model_args(_kv(ns.model_args, "--model_args"))
     explicit = {name: getattr(ns, name) for name in SETTING_FLAGS}
@@ -253,7 +252,7 @@ def run(
     from vlmbench_plugins.align import compare
     from vlmbench_plugins.align.data import SPLIT_FILE, TEMPLATES, load_split, split_file, training_dataset
     from vlmbench_plugins.align.rewards import build_reward
-    from vlmbench_plugins.align.trainers import build_trainer, eos_ids, load_model, resolve_dtype, versions
+    from vlmbench_plugins.align.trainers import RL_METHODS, build_trainer, eos_ids, load_model, resolve_dtype, versions
 
     state = PartialState()
     settings = dataclasses.replace(settings, dtype=resolve_dtype(settings.dtype))

@@ -3,22 +3,36 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vlmbench import CommandSpec, DocStepSpec, hookimpl
+from vlmbench import hookimpl
+
+if TYPE_CHECKING:
+    from vlmbench import CommandSpec, DocStepSpec
 
 
 @hookimpl
 def vlmbench_cli_commands() -> list[CommandSpec]:
-    """``vlmbench align``."""
-    from vlmbench_plugins.align.command import COMMAND
+    """``vlmbench align`` (its module is imported when the command is configured: not for ``vlmbench --help``)."""
+    from vlmbench import CommandSpec
 
-    return [COMMAND]
+    return [
+        CommandSpec("align", "fine-tune a model to judge unsafe images (GRPO/RLOO from judged responses, SFT, DPO), then evaluate it", _arguments)
+    ]
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    from vlmbench_plugins.align.command import add_arguments
+
+    add_arguments(parser)
 
 
 @hookimpl
 def vlmbench_doc_steps() -> list[DocStepSpec]:
     """``study_split``: the study's per-concept 80/20 split (seed 2024) with balanced safe images."""
+    from vlmbench import DocStepSpec
     from vlmbench_plugins.align.split import ARGS_SCHEMA, STEP, split_step
 
     return [DocStepSpec(STEP, "the UnsafeConcepts study's fine-tuning split (part: test|train|all)", split_step, ARGS_SCHEMA)]
