@@ -57,10 +57,13 @@ def test_a_broken_plugin_is_one_warning_and_everything_else_works(tmp_path: Path
     source = tmp_path / "broken"
     (source / "broken_plugin").mkdir(parents=True)
     (source / "broken_plugin" / "__init__.py").write_text("raise ImportError('missing dependency: quantum_widgets')\n")
+    (source / "hollow_plugin").mkdir()  # imports fine, implements no hook (an entry point left over from an older layout)
+    (source / "hollow_plugin" / "__init__.py").write_text("def helper():\n    return 1\n")
     (source / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools>=69"]\nbuild-backend = "setuptools.build_meta"\n'
         '[project]\nname = "broken-vlmbench-plugin"\nversion = "0.1"\n'
-        '[project.entry-points.vlmbench]\nbroken = "broken_plugin"\n[tool.setuptools]\npackages = ["broken_plugin"]\n'
+        '[project.entry-points.vlmbench]\nbroken = "broken_plugin"\nhollow = "hollow_plugin"\n'
+        '[tool.setuptools]\npackages = ["broken_plugin", "hollow_plugin"]\n'
     )
     target = tmp_path / "site"
     install_into_target(source, target)
@@ -70,7 +73,9 @@ def test_a_broken_plugin_is_one_warning_and_everything_else_works(tmp_path: Path
     warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
     assert warnings == [
         "vlmbench: warning: plugin 'broken' (broken_plugin, package broken-vlmbench-plugin) failed to load and is skipped: "
-        "ImportError: missing dependency: quantum_widgets"
+        "ImportError: missing dependency: quantum_widgets",
+        "vlmbench: warning: plugin 'hollow' (hollow_plugin, package broken-vlmbench-plugin) implements no vlmbench hook and is skipped; "
+        "reinstall the package (its entry points may be out of date)",
     ]
     assert "Traceback" not in proc.stderr
     assert load_results(tmp_path / "out")["tasks"]["perception-image"]["metrics"]["n_samples"] == 4

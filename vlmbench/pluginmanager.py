@@ -66,6 +66,13 @@ def _register_entry_point(manager: pluggy.PluginManager, point: EntryPoint) -> N
     try:
         plugin = point.load()
         manager.register(plugin, name=name)
+        if not manager.get_hookcallers(plugin):  # e.g. an install whose entry points predate a move of the hooks
+            manager.unregister(plugin)
+            print(
+                f"vlmbench: warning: plugin '{point.name}' ({point.value}, package {distribution or 'unknown'}) implements no vlmbench hook "
+                f"and is skipped; reinstall the package (its entry points may be out of date)",
+                file=sys.stderr,
+            )
     except Exception as exc:  # a broken third-party plugin must not take the whole tool down
         first_line = (str(exc).strip().splitlines() or [""])[0][:200]
         print(

@@ -25,8 +25,8 @@ BASELINES = "vlmbench_plugins.baselines"
 def built_by(module: str, function: str) -> Callable[..., Any]:
     """A factory that imports ``module`` when it is called and hands its arguments to ``module.function``."""
 
-    def build(*args: Any) -> Any:
-        return getattr(importlib.import_module(module), function)(*args)
+    def build(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), function)(*args, **kwargs)
 
     build.__qualname__ = build.__name__ = f"{module}.{function}"
     return build

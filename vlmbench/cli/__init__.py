@@ -47,7 +47,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line (per problem) and exit 2; a closed pipe
     (``vlmbench ls tasks | head -1``) ends the command quietly."""
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser(argv).parse_args(argv)
         from vlmbench.cli.logs import cli_logging  # the help and flag errors need no logging
