@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vlmbench import hookimpl
+from vlmbench_plugins.plugin import built_by
 
 if TYPE_CHECKING:
     from vlmbench import CommandSpec, DocStepSpec
@@ -19,14 +19,12 @@ def vlmbench_cli_commands() -> list[CommandSpec]:
     from vlmbench import CommandSpec
 
     return [
-        CommandSpec("align", "fine-tune a model to judge unsafe images (GRPO/RLOO from judged responses, SFT, DPO), then evaluate it", _arguments)
+        CommandSpec(
+            "align",
+            "fine-tune a model to judge unsafe images (GRPO/RLOO from judged responses, SFT, DPO), then evaluate it",
+            built_by("vlmbench_plugins.align.command", "add_arguments"),
+        )
     ]
-
-
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    from vlmbench_plugins.align.command import add_arguments
-
-    add_arguments(parser)
 
 
 @hookimpl
