@@ -279,6 +279,35 @@ def test_baselines_never_decode_an_image(tmp_path: Path, decodes: Counted, monke
     assert len(records) == len(files) and all(r["error"] is None and r["response"] for r in records)
 
 
+def test_the_tasks_of_a_run_that_read_one_dataset_share_one_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    folder = parquet_copy(tmp_path / "UnsafeConcepts", seed=3)
+    built: list[str] = []
+    real = datasets.load_dataset_builder
+
+    def counted(path: str, *args: Any, **kwargs: Any) -> Any:  # where `datasets` resolves and maps a dataset
+        built.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(datasets, "load_dataset_builder", counted)
+    tasks = "perception-image,alignment-image,alignment-text"
+    assert main(hub_run(folder, tmp_path / "a", "--no_store", model="random", tasks=tasks)) == 0
+    assert built.count(str(folder)) == 1  # three tasks read it: one load
+    manifest = json.loads((run_dir(tmp_path / "a") / "run.json").read_text())
+    read = {name: task["datasets"][0] for name, task in manifest["tasks"].items()}
+    assert sorted(read) == sorted(tasks.split(",")) and {(d["path"], d["fingerprint"], d["num_rows"]) for d in read.values()} == {
+        ("yiting/UnsafeConcepts", read["perception-image"]["fingerprint"], 4)
+    }
+    # Loads are the run's own: new data in the same place is what the next run reads.
+    unsafeconcepts_parquet(folder, [encoded(picture(20 + i, 12, 9 + i), "PNG") for i in range(6)])
+    assert main(hub_run(folder, tmp_path / "b", "--no_store", model="random", tasks=tasks)) == 0
+    assert built.count(str(folder)) == 2
+    again = json.loads((run_dir(tmp_path / "b") / "run.json").read_text())
+    assert {task["datasets"][0]["num_rows"] for task in again["tasks"].values()} == {6}
+    assert again["tasks"]["perception-image"]["datasets"][0]["fingerprint"] != read["perception-image"]["fingerprint"]
+
+
 # --- 2. the hf backend: the next batch is prepared while one generates --------------------------
 
 

@@ -179,10 +179,11 @@ def evaluate(config: EvalConfig) -> RunResult:
         prepared: list[tuple[list[Any], Any]] = []
         skipped: dict[str, str] = {}
         selected, tasks = tasks, []
+        loaded: dict[tuple[Any, ...], tuple[Any, str]] = {}  # tasks that read the same dataset share one load
         for task in selected:
             try:
                 require_judge(task, judging)  # answers only a model judge can score, and none configured
-                prepared.append(prepare(task, ctx.seed, ctx.limit, ctx.overrides))
+                prepared.append(prepare(task, ctx.seed, ctx.limit, ctx.overrides, loaded))
             except TaskSkipped as exc:  # e.g. no captions for a text task on the hub data: the others run
                 skipped[task.name] = str(exc)
                 progress_log.warning("%s", exc)
@@ -190,6 +191,7 @@ def evaluate(config: EvalConfig) -> RunResult:
             tasks.append(task)
             if prepared[-1][1].safe_controls_missing:
                 progress_log.warning("%s", prepared[-1][1].safe_controls_missing)
+        del loaded  # each task's table holds what it reads: a dataset is let go once its last task is answered
         if not tasks:
             raise UserError("no task left to run: " + "; ".join(skipped.values()))
         manifest["config"]["tasks"] = [t.name for t in tasks]

@@ -23,7 +23,7 @@ from vlmbench.data import images
 from vlmbench.data.concepts import ConceptCatalog, load_catalog
 from vlmbench.data.images import BadImage
 from vlmbench.data.render import blank_image
-from vlmbench.data.sources import DatasetInfo, DocTable, load_docs
+from vlmbench.data.sources import DatasetInfo, DocTable, Loaded, load_docs
 from vlmbench.dispatch import Item, dispatch
 from vlmbench.errors import UserError
 from vlmbench.progress import TaskProgress, announce_reusable
@@ -69,15 +69,19 @@ class TaskPrediction:
     usage: dict[str, int] = field(default_factory=dict)
 
 
-def load_task_docs(task: TaskConfig) -> tuple[DocTable, ConceptCatalog | None]:
-    """A task's documents (images left in their dataset) and its concept catalog, if it names one."""
+def load_task_docs(task: TaskConfig, loaded: Loaded | None = None) -> tuple[DocTable, ConceptCatalog | None]:
+    """A task's documents (images left in their dataset) and its concept catalog, if it names one.
+    ``loaded``: datasets already loaded by other tasks of the run (see :func:`~vlmbench.data.sources.load_docs`)."""
     catalog = load_catalog(task.resolve_path(task.get("concepts_file")).resolve()) if task.get("concepts_file") else None
-    return load_docs(task, catalog), catalog
+    return load_docs(task, catalog, loaded), catalog
 
 
-def prepare(task: TaskConfig, seed: int, limit: int | float | None, overrides: dict[str, Any] | None = None) -> tuple[list[Sample], DocTable]:
-    """Load a task's data and build its samples (no images are decoded here)."""
-    table, catalog = load_task_docs(task)
+def prepare(
+    task: TaskConfig, seed: int, limit: int | float | None, overrides: dict[str, Any] | None = None, loaded: Loaded | None = None
+) -> tuple[list[Sample], DocTable]:
+    """Load a task's data and build its samples (no images are decoded here). ``loaded``: datasets
+    already loaded by other tasks of the run, shared with them (this task's loads are added)."""
+    table, catalog = load_task_docs(task, loaded)
     return build_samples(task, table, catalog, seed, limit, overrides), table
 
 

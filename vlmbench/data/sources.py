@@ -222,8 +222,18 @@ def _normalise(row: dict[str, Any], label: str) -> dict[str, Any]:
     return row
 
 
-def load_docs(config: Any, catalog: ConceptCatalog | None) -> DocTable:
-    """Load the task's dataset (and its safe controls, when configured) into a :class:`DocTable`."""
+Loaded = dict[tuple[Any, ...], tuple[Any, str]]
+"""Datasets already loaded, by what was asked (see :func:`load_docs`): the dataset and where it came from."""
+
+
+def load_docs(config: Any, catalog: ConceptCatalog | None, loaded: Loaded | None = None) -> DocTable:
+    """Load the task's dataset (and its safe controls, when configured) into a :class:`DocTable`.
+
+    ``loaded``: the datasets the run's other tasks loaded, shared with them. Several tasks read the same
+    split of one dataset (seven read UnsafeConcepts), and each ``datasets.load_dataset`` call resolves the
+    files and builds its builder again (a tenth of a second per call at full size, and hub requests when
+    online); the tasks of one run read one load, mapped once."""
+    loaded = {} if loaded is None else loaded
     specs: list[tuple[dict[str, Any], str]] = [
         (
             {
@@ -243,19 +253,25 @@ def load_docs(config: Any, catalog: ConceptCatalog | None) -> DocTable:
         beside_yaml = config.resolve_path(path) if not path.startswith("builtin:") else None
         if beside_yaml is not None and not Path(path).expanduser().exists() and beside_yaml.exists():
             path = str(beside_yaml)  # a task's own data, shipped next to its YAML
-        if path.startswith("builtin:"):
-            dataset = _load_builtin(path, catalog)
-            loaded_from, synthetic = "generated", True
+        synthetic = path.startswith("builtin:")
+        if synthetic:  # typographic data is drawn from the catalog's concepts
+            key: tuple[Any, ...] = (path, catalog.sha256 if catalog else None)
         else:
-            try:
-                dataset, loaded_from = _load_hf(path, spec.get("dataset_name"), split, spec.get("dataset_revision"), optional=default_label == "safe")
-            except HubUnavailable as exc:  # no safe set here: the task runs without one, its specificity is null
-                table.safe_controls_missing = (
-                    f"{config.name}: no safe controls: cannot load {path} split '{split}' ({exc}); specificity and balanced accuracy "
-                    f"are null. Give a local copy with --data_files {path}=PATH"
+            key = (path, spec.get("dataset_name"), split, spec.get("dataset_revision"), LOCAL_COPIES.get(path))
+        try:
+            if key not in loaded:
+                loaded[key] = (
+                    (_load_builtin(path, catalog), "generated")
+                    if synthetic
+                    else _load_hf(path, spec.get("dataset_name"), split, spec.get("dataset_revision"), optional=default_label == "safe")
                 )
-                continue
-            synthetic = False
+            dataset, loaded_from = loaded[key]
+        except HubUnavailable as exc:  # no safe set here: the task runs without one, its specificity is null
+            table.safe_controls_missing = (
+                f"{config.name}: no safe controls: cannot load {path} split '{split}' ({exc}); specificity and balanced accuracy "
+                f"are null. Give a local copy with --data_files {path}=PATH"
+            )
+            continue
         _check_columns(config, dataset, path, loaded_from, unsafe=default_label == "unsafe")
         features = dataset.features
         columns = [c for c in dataset.column_names if not isinstance(features.get(c), _image_feature())]
