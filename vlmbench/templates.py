@@ -51,6 +51,12 @@ def _fields_read(source: str) -> frozenset[str]:
     return frozenset(meta.find_undeclared_variables(_ENV.parse(source)))
 
 
+@lru_cache(maxsize=512)
+def _public_fields_read(source: str) -> tuple[str, ...]:
+    """The document fields a template may read, in name order (names starting with "_" are the harness's own)."""
+    return tuple(sorted(name for name in _fields_read(source) if not name.startswith("_")))
+
+
 @lru_cache(maxsize=65536)
 def _render_plain(source: str, values: tuple[tuple[str, type, Any], ...]) -> str:
     # Each value's type is part of the key: 1, 1.0 and True are equal keys but render as "1", "1.0", "True".
@@ -63,9 +69,7 @@ def render(where: Path | str, field: str, source: str, doc: Mapping[str, Any]) -
     A template that reads only plain values (text, numbers) renders once per distinct set of them: the
     prompts of a task repeat across its documents."""
     template = compile_template(where, field, source)
-    public = {k: v for k, v in doc.items() if not k.startswith("_")}
-    read = _fields_read(source)
-    values = tuple((k, type(v), v) for k, v in sorted(public.items()) if k in read)
+    values = tuple((k, type(doc[k]), doc[k]) for k in _public_fields_read(source) if k in doc)
     if all(kind in _PLAIN for _, kind, _ in values):
         try:
             text = _render_plain(source, values)
@@ -74,6 +78,7 @@ def render(where: Path | str, field: str, source: str, doc: Mapping[str, Any]) -
         else:
             if len(text) <= MAX_RENDERED_CHARS:
                 return text
+    public = {k: v for k, v in doc.items() if not k.startswith("_")}
     try:
         text = template.render(**public)
     except jinja2.UndefinedError as exc:
