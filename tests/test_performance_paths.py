@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageFile, ImageOps
 
@@ -193,13 +194,72 @@ def test_openai_sends_stored_files_byte_for_byte_and_reruns_touch_no_pixel(
         assert rotated.convert("RGB").tobytes() == expected.tobytes()
         # Two tasks share the five images: each one's bytes are hashed once in the run.
         assert hashes.calls == len(FILES)
-        # The rerun reads every answer from the store: nothing sent, no pixel decoded, each image hashed once.
+        # The rerun reads every answer from the store and every file's hash from the last run: nothing sent,
+        # no pixel decoded, no byte hashed.
         decodes.results.clear()
         hashes.results.clear()
         assert main(hub_run(folder, tmp_path / "b", *args, model="openai")) == 0
-        assert server.stats()["requests"] == requests and decodes.calls == 0 and hashes.calls == len(FILES)
-    manifest = json.loads((run_dir(tmp_path / "b") / "run.json").read_text())
-    assert all(task["requests"]["sent"] == 0 for task in manifest["tasks"].values())
+        assert server.stats()["requests"] == requests and decodes.calls == 0 and hashes.calls == 0
+        manifest = json.loads((run_dir(tmp_path / "b") / "run.json").read_text())
+        assert all(task["requests"]["sent"] == 0 for task in manifest["tasks"].values())
+        # A file rewritten with other bytes: its kept hash is not used (`datasets` also prepares the folder
+        # again), so its requests (1 + 5 prompts) are new ones.
+        name, data, _ = FILES["png"]
+        other = with_text(data, b"b")
+        (folder / name).write_bytes(other)
+        hashes.results.clear()
+        assert main(hub_run(folder, tmp_path / "c", *args, model="openai")) == 0
+        assert hashlib.sha256(other).hexdigest() in hashes.results and server.stats()["requests"] == requests + 6
+
+
+def with_text(png: bytes, letter: bytes) -> bytes:
+    """``png`` with a ``tEXt`` chunk of 8 bytes of ``letter`` inserted before its ``IEND`` chunk (another
+    ``letter``: a whole image of the same size, with another sha256)."""
+    body = b"tEXt" + b"k\x00" + letter * 8
+    chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+    return png[:-12] + chunk + png[-12:]
+
+
+def test_hashes_of_image_files_a_dataset_names_are_kept_while_each_file_is_unchanged(
+    tmp_path: Path, hashes: Counted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Parquet copy whose image column holds only paths (``Dataset.to_parquet`` keeps them so): its own
+    file stays the same when an image file changes, so each file's hash is kept with that file's identity."""
+    import datasets
+
+    monkeypatch.setenv("VLMBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    pictures = [with_text(encoded(picture(20 + i, 12, 40 + i), "PNG"), b"a") for i in range(4)]
+    paths = [tmp_path / "images" / f"{i}.png" for i in range(4)]
+    paths[0].parent.mkdir()
+    for path, data in zip(paths, pictures):
+        path.write_bytes(data)
+    copy = tmp_path / "UnsafeConcepts"
+    rows = {"image": [str(p) for p in paths], "unsafe_concept": [c for c, _ in HUB_CONCEPTS], "category": [k for _, k in HUB_CONCEPTS]}
+    datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image()).to_parquet(str(copy / "data" / "train-00000-of-00001.parquet"))
+    assert pq.read_table(copy / "data" / "train-00000-of-00001.parquet").column("image")[0].as_py() == {"bytes": None, "path": str(paths[0])}
+    with FaultServer() as server:
+        args = ["--model_args", f"base_url={server.base_url},model=tiny", "--store", str(tmp_path / "store.sqlite")]
+        assert main(hub_run(copy, tmp_path / "a", *args, model="openai")) == 0
+        first = server.stats()["requests"]
+        assert first == 4 * 6 and hashes.calls == 4
+        hashes.results.clear()
+        assert main(hub_run(copy, tmp_path / "b", *args, model="openai")) == 0
+        assert hashes.calls == 0 and server.stats()["requests"] == first
+        # One file rewritten, the same size: only it is hashed again, and only its requests are new.
+        other = with_text(encoded(picture(22, 12, 42), "PNG"), b"b")  # the same size as before, other bytes
+        paths[2].write_bytes(other)
+        hashes.results.clear()
+        assert main(hub_run(copy, tmp_path / "c", *args, model="openai")) == 0
+        assert hashes.results == [hashlib.sha256(other).hexdigest()] and server.stats()["requests"] == first + 6
+        records = [json.loads(line) for line in (run_dir(tmp_path / "c") / "samples" / "perception-image.jsonl").read_text().splitlines()]
+        assert sorted(r["image"]["sha256"] for r in records) == sorted(hashlib.sha256(d).hexdigest() for d in [*pictures[:2], other, pictures[3]])
+        # Kept file hashes that this module did not write are not used: every file is hashed again.
+        (kept,) = (tmp_path / "cache" / "image-sha256").iterdir()
+        for files in ({"0": ["x", "not a sha256"]}, {"0": "x"}, ["x"]):
+            kept.write_text(json.dumps({**json.loads(kept.read_text()), "files": files}))
+            hashes.results.clear()
+            assert main(hub_run(copy, tmp_path / "d", *args, model="openai")) == 0
+            assert hashes.calls == 4 and server.stats()["requests"] == first + 6
 
 
 def parquet_copy(folder: Path, seed: int) -> Path:

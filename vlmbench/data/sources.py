@@ -17,7 +17,7 @@ from PIL import Image
 from vlmbench.data import images
 from vlmbench.data.builtin import SYNTHETIC_NOTE, builtin_dataset, cache_dir
 from vlmbench.data.concepts import ConceptCatalog
-from vlmbench.data.hashcache import ImageHashes, files_identity
+from vlmbench.data.hashcache import ImageHashes, file_identity, files_identity
 from vlmbench.data.images import BadImage
 from vlmbench.data.mapped import PageReleaser, release_table_pages
 from vlmbench.errors import TaskSkipped, UserError
@@ -86,22 +86,33 @@ class DocTable:
 
     def image_sha256(self, row: dict[str, Any], column: str = "image") -> str:
         """sha256 of the image's encoded bytes as stored, without decoding it; :class:`BadImage` when unreadable.
-        Hashes of images held inside the dataset's files are kept between runs (:mod:`vlmbench.data.hashcache`)."""
+        Hashes are kept between runs (:mod:`vlmbench.data.hashcache`): of images held inside the dataset's
+        files, and of image files it names while each file is still the one hashed."""
+        key = (row["_source"], row["_row"], column)
+        if key not in self._hashes:
+            self._hashes[key] = self._kept_or_hashed(row, column)
+        return self._hashes[key]
+
+    def _kept_or_hashed(self, row: dict[str, Any], column: str) -> str:
+        """The image's hash kept from an earlier run, or its bytes hashed now (and kept for the next run)."""
         source, index = row["_source"], row["_row"]
-        if (source, index, column) not in self._hashes:
-            kept = self._kept_hashes(source, column)
-            digest = kept.rows.get(index) if kept is not None else None
-            if digest is None:
-                cell = self._cell(row, column)
-                try:
-                    digest = images.sha256(cell)
-                except BadImage as exc:
-                    raise BadImage(f"{self._where(row, column, cell)}: {exc}") from None
-                # Only bytes held in the dataset's own (unchanging) files: a file an image path names may change.
-                if kept is not None and isinstance(cell, dict) and cell.get("bytes") is not None:
-                    kept.rows[index] = digest
-            self._hashes[source, index, column] = digest
-        return self._hashes[source, index, column]
+        kept = self._kept_hashes(source, column)
+        if kept is not None and index in kept.rows:
+            return kept.rows[index]
+        cell = self._cell(row, column)
+        named = cell.get("path") if isinstance(cell, dict) and cell.get("bytes") is None else None  # an image file the dataset names
+        if kept is not None and named and (digest := kept.of_file(index, named)):
+            return digest
+        before = file_identity(named) if kept is not None and named else None
+        try:
+            digest = images.sha256(cell)
+        except BadImage as exc:
+            raise BadImage(f"{self._where(row, column, cell)}: {exc}") from None
+        if kept is not None and named:
+            kept.keep_file(index, named, before, digest)  # only if the file did not change while it was read
+        elif kept is not None and isinstance(cell, dict) and cell.get("bytes") is not None:
+            kept.rows[index] = digest
+        return digest
 
     def add_source(self, dataset: Any, info: DatasetInfo) -> None:
         """Add a loaded dataset; its Arrow files are identified now, as they are mapped (a file replaced
