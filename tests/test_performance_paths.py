@@ -30,7 +30,7 @@ from PIL import Image, ImageFile, ImageOps
 from conftest import HUB_CONCEPTS, REPO, hub_run, run_dir, unsafeconcepts_parquet
 from vlmbench.backend import BackendOptions, GenerationSettings, ImagePart, Message, Request, Response, TextPart
 from vlmbench.cli import main
-from vlmbench.data import images
+from vlmbench.data import hashcache, images
 from vlmbench.http.limiter import AdaptiveLimiter
 from vlmbench.testing.fault_server import FaultServer
 
@@ -177,6 +177,7 @@ def test_openai_sends_stored_files_byte_for_byte_and_reruns_touch_no_pixel(
 ) -> None:
     pytest.importorskip("openai")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setattr(hashcache, "RECENT_NS", 0)  # these files were written just now: keep their hashes all the same
     folder = image_folder(tmp_path / "UnsafeConcepts", FILES)
     store = tmp_path / "store.sqlite"
     with FaultServer() as server:
@@ -239,18 +240,28 @@ def test_hashes_of_image_files_a_dataset_names_are_kept_while_each_file_is_uncha
     assert pq.read_table(copy / "data" / "train-00000-of-00001.parquet").column("image")[0].as_py() == {"bytes": None, "path": str(paths[0])}
     with FaultServer() as server:
         args = ["--model_args", f"base_url={server.base_url},model=tiny", "--store", str(tmp_path / "store.sqlite")]
+        # Files changed too shortly before they were hashed (here: ever) are hashed again by the next run.
+        monkeypatch.setattr(hashcache, "RECENT_NS", 10**18)
         assert main(hub_run(copy, tmp_path / "a", *args, model="openai")) == 0
         first = server.stats()["requests"]
         assert first == 4 * 6 and hashes.calls == 4
         hashes.results.clear()
+        assert main(hub_run(copy, tmp_path / "a", *args, model="openai")) == 0
+        assert hashes.calls == 4 and server.stats()["requests"] == first
+        monkeypatch.setattr(hashcache, "RECENT_NS", 0)  # (as if written long ago)
+        assert main(hub_run(copy, tmp_path / "a", *args, model="openai")) == 0
+        hashes.results.clear()
         assert main(hub_run(copy, tmp_path / "b", *args, model="openai")) == 0
         assert hashes.calls == 0 and server.stats()["requests"] == first
-        # One file rewritten, the same size: only it is hashed again, and only its requests are new.
+        # One file rewritten, the same size: only it is hashed again, and only its requests are new; then its new hash is kept.
         other = with_text(encoded(picture(22, 12, 42), "PNG"), b"b")  # the same size as before, other bytes
         paths[2].write_bytes(other)
         hashes.results.clear()
         assert main(hub_run(copy, tmp_path / "c", *args, model="openai")) == 0
         assert hashes.results == [hashlib.sha256(other).hexdigest()] and server.stats()["requests"] == first + 6
+        hashes.results.clear()
+        assert main(hub_run(copy, tmp_path / "d", *args, model="openai")) == 0
+        assert hashes.calls == 0 and server.stats()["requests"] == first + 6
         records = [json.loads(line) for line in (run_dir(tmp_path / "c") / "samples" / "perception-image.jsonl").read_text().splitlines()]
         assert sorted(r["image"]["sha256"] for r in records) == sorted(hashlib.sha256(d).hexdigest() for d in [*pictures[:2], other, pictures[3]])
         # Kept file hashes that this module did not write are not used: every file is hashed again.
@@ -258,7 +269,7 @@ def test_hashes_of_image_files_a_dataset_names_are_kept_while_each_file_is_uncha
         for files in ({"0": ["x", "not a sha256"]}, {"0": "x"}, ["x"]):
             kept.write_text(json.dumps({**json.loads(kept.read_text()), "files": files}))
             hashes.results.clear()
-            assert main(hub_run(copy, tmp_path / "d", *args, model="openai")) == 0
+            assert main(hub_run(copy, tmp_path / "e", *args, model="openai")) == 0
             assert hashes.calls == 4 and server.stats()["requests"] == first + 6
 
 

@@ -109,6 +109,7 @@ def evaluate(config: EvalConfig) -> RunResult:
     parallelism every process calls this; non-main processes return a result without scores.
     """
     from vlmbench.backend import BackendOptions, backend_cacheable, backend_error_summary, backend_identity, close_backend
+    from vlmbench.data.sources import Loaded
     from vlmbench.distributed import processes
     from vlmbench.errors import TaskSkipped
     from vlmbench.overrides import apply_overrides, is_default_protocol, parse_gen_kwargs, protocol_generation
@@ -179,7 +180,7 @@ def evaluate(config: EvalConfig) -> RunResult:
         prepared: list[tuple[list[Any], Any]] = []
         skipped: dict[str, str] = {}
         selected, tasks = tasks, []
-        loaded: dict[tuple[Any, ...], tuple[Any, str]] = {}  # tasks that read the same dataset share one load
+        loaded: Loaded = {}  # tasks that read the same dataset share one load
         for task in selected:
             try:
                 require_judge(task, judging)  # answers only a model judge can score, and none configured

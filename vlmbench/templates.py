@@ -46,15 +46,10 @@ _PLAIN = (str, int, float, bool, type(None))
 
 
 @lru_cache(maxsize=512)
-def _fields_read(source: str) -> frozenset[str]:
-    """The names a template reads from its context (document fields, or globals such as ``range``)."""
-    return frozenset(meta.find_undeclared_variables(_ENV.parse(source)))
-
-
-@lru_cache(maxsize=512)
 def _public_fields_read(source: str) -> tuple[str, ...]:
-    """The document fields a template may read, in name order (names starting with "_" are the harness's own)."""
-    return tuple(sorted(name for name in _fields_read(source) if not name.startswith("_")))
+    """The document fields a template may read, in name order: the names it reads from its context (fields,
+    or globals such as ``range``), less those starting with "_" (the harness's own)."""
+    return tuple(sorted(name for name in meta.find_undeclared_variables(_ENV.parse(source)) if not name.startswith("_")))
 
 
 @lru_cache(maxsize=65536)

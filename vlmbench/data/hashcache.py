@@ -25,6 +25,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -34,14 +35,23 @@ _HEX = re.compile(r"[0-9a-f]{64}")
 _ROW = re.compile(r"[0-9]{1,12}")
 
 
+RECENT_NS = 2_000_000_000
+"""An image file changed less than this long before it was hashed is hashed again by the next run. File
+times come from a coarse clock (a kernel tick; 2 s on FAT), so a second change of the same size within the
+same tick would leave the file's identity as it was; a file this old can no longer change unseen."""
+
+
+def _identity(name: str, stat: os.stat_result) -> str:
+    return f"{stat.st_dev}:{stat.st_ino}:{os.path.abspath(name)}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"
+
+
 def file_identity(name: str) -> str | None:
     """What identifies one file as it is now: device, inode, absolute path, size, modification and change
     times; None when it cannot be read."""
     try:
-        stat = os.stat(name)
+        return _identity(name, os.stat(name))
     except OSError:
         return None
-    return f"{stat.st_dev}:{stat.st_ino}:{os.path.abspath(name)}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"
 
 
 def files_identity(cache_files: Iterable[str], fingerprint: str) -> str | None:
@@ -59,15 +69,15 @@ def files_identity(cache_files: Iterable[str], fingerprint: str) -> str | None:
 class ImageHashes:
     """The kept hashes of one image column of one dataset: ``identity`` is :func:`files_identity` of
     ``cache_files`` when the data was loaded. ``rows``: the hashes of images held in the dataset's files;
-    ``files``: those of images held in files it names, each with the file's :func:`file_identity`."""
+    ``named_files``: those of images in files the dataset names, each with the file's :func:`file_identity`."""
 
     def __init__(self, folder: Path, identity: str, column: str, cache_files: Iterable[str] = (), fingerprint: str = "") -> None:
         self.path = folder / f"{identity[:32]}-{hashlib.sha256(column.encode()).hexdigest()[:12]}.json"
         self.identity = identity
         self.column = column
-        self._files = (tuple(cache_files), fingerprint)
-        self.rows, self.files = self._read()
-        self._saved = (len(self.rows), len(self.files))
+        self._dataset_files = (tuple(cache_files), fingerprint)
+        self.rows, self.named_files = self._read()
+        self._changed = False
 
     def _read(self) -> tuple[dict[int, str], dict[int, tuple[str, str]]]:
         try:
@@ -83,41 +93,53 @@ class ImageHashes:
             if not (isinstance(row, str) and _ROW.fullmatch(row) and isinstance(digest, str) and _HEX.fullmatch(digest)):
                 return {}, {}  # not written by this module: hash everything again
             rows[int(row)] = digest
-        files: dict[int, tuple[str, str]] = {}
-        named = document.get("files", {})  # absent from files written before images in named files were kept
-        if not isinstance(named, dict):
+        named: dict[int, tuple[str, str]] = {}
+        entries = document.get("files", {})  # absent from files written before images in named files were kept
+        if not isinstance(entries, dict):
             return rows, {}
-        for row, kept in named.items():
+        for row, kept in entries.items():
             if not (isinstance(row, str) and _ROW.fullmatch(row) and isinstance(kept, list) and len(kept) == 2):
                 return rows, {}
             file, digest = kept
             if not (isinstance(file, str) and isinstance(digest, str) and _HEX.fullmatch(digest)):
                 return rows, {}
-            files[int(row)] = (file, digest)
-        return rows, files
+            named[int(row)] = (file, digest)
+        return rows, named
 
-    def of_file(self, row: int, path: str) -> str | None:
-        """The kept hash of ``row``'s image file ``path``, while that file is still the one hashed."""
-        kept = self.files.get(row)
-        return kept[1] if kept is not None and kept[0] == file_identity(path) else None
+    def keep(self, row: int, digest: str) -> None:
+        """Keep the hash of ``row``'s image, held in the dataset's own files."""
+        self.rows[row] = digest
+        self._changed = True
 
-    def keep_file(self, row: int, path: str, identity: str | None, digest: str) -> None:
-        """Keep the hash of ``row``'s image file, if the file is still ``identity`` (its identity before it was read)."""
-        if identity is not None and file_identity(path) == identity:
-            self.files[row] = (identity, digest)
+    def of_file(self, row: int, identity: str) -> str | None:
+        """The kept hash of ``row``'s image file, if it was hashed when the file was ``identity`` (:func:`file_identity` now)."""
+        kept = self.named_files.get(row)
+        return kept[1] if kept is not None and kept[0] == identity else None
+
+    def keep_file(self, row: int, path: str, before: str | None, digest: str) -> None:
+        """Keep the hash of ``row``'s image file ``path``, read when its identity was ``before``: only if it
+        did not change while it was read, nor (:data:`RECENT_NS`) too shortly before."""
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return
+        if before is None or _identity(path, stat) != before or time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) < RECENT_NS:
+            return
+        self.named_files[row] = (before, digest)
+        self._changed = True
 
     def save(self) -> None:
-        """Write the hashes (atomically) when some were added since the file was read; never fails a run."""
-        if (len(self.rows), len(self.files)) == self._saved:
+        """Write the hashes (atomically) when some were kept since the file was read; never fails a run."""
+        if not self._changed:
             return
-        if self._files[0] and files_identity(*self._files) != self.identity:
+        if self._dataset_files[0] and files_identity(*self._dataset_files) != self.identity:
             return  # the files changed since the data was loaded: these hashes may be of other bytes
         document = {
             "format": FORMAT,
             "identity": self.identity,
             "column": self.column,
             "rows": {str(k): v for k, v in sorted(self.rows.items())},
-            "files": {str(k): list(v) for k, v in sorted(self.files.items())},
+            "files": {str(k): list(v) for k, v in sorted(self.named_files.items())},
         }
         with contextlib.suppress(OSError):
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +148,7 @@ class ImageHashes:
                 with os.fdopen(handle, "w", encoding="utf-8") as file:
                     json.dump(document, file, separators=(",", ":"))
                 os.replace(scratch, self.path)
-                self._saved = (len(self.rows), len(self.files))
+                self._changed = False
             finally:
                 with contextlib.suppress(OSError):
                     os.unlink(scratch)

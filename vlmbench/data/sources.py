@@ -101,9 +101,9 @@ class DocTable:
             return kept.rows[index]
         cell = self._cell(row, column)
         named = cell.get("path") if isinstance(cell, dict) and cell.get("bytes") is None else None  # an image file the dataset names
-        if kept is not None and named and (digest := kept.of_file(index, named)):
-            return digest
         before = file_identity(named) if kept is not None and named else None
+        if kept is not None and before is not None and (digest := kept.of_file(index, before)):
+            return digest
         try:
             digest = images.sha256(cell)
         except BadImage as exc:
@@ -111,7 +111,7 @@ class DocTable:
         if kept is not None and named:
             kept.keep_file(index, named, before, digest)  # only if the file did not change while it was read
         elif kept is not None and isinstance(cell, dict) and cell.get("bytes") is not None:
-            kept.rows[index] = digest
+            kept.keep(index, digest)
         return digest
 
     def add_source(self, dataset: Any, info: DatasetInfo) -> None:
@@ -241,7 +241,7 @@ def load_docs(config: Any, catalog: ConceptCatalog | None, loaded: Loaded | None
     """Load the task's dataset (and its safe controls, when configured) into a :class:`DocTable`.
 
     ``loaded``: the datasets the run's other tasks loaded, shared with them. Several tasks read the same
-    split of one dataset (seven read UnsafeConcepts), and each ``datasets.load_dataset`` call resolves the
+    split of one dataset (most of the study's read UnsafeConcepts), and each ``datasets.load_dataset`` call resolves the
     files and builds its builder again (a tenth of a second per call at full size, and hub requests when
     online); the tasks of one run read one load, mapped once."""
     loaded = {} if loaded is None else loaded
