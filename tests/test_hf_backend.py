@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -291,6 +292,50 @@ def test_identity_records_the_model(tiny_dir) -> None:
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
     assert len(fingerprint) == 64 and backend.identity()["local_files_sha256"] != fingerprint
     assert answers(backend, image_requests(2))  # bfloat16 pixel values reach the vision tower
+
+
+def test_a_rerun_from_the_store_never_loads_the_weights(tiny_dir, run_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from transformers import AutoModelForImageTextToText
+
+    monkeypatch.setenv("VLMBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    real = AutoModelForImageTextToText.from_pretrained
+    loads: list[str] = []
+
+    def counted(pretrained: str, *args: Any, **kwargs: Any) -> Any:  # where the weights are read
+        loads.append(pretrained)
+        return real(pretrained, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", counted)
+    store = ("--store", str(tmp_path / "store.sqlite"))
+    model_args = f"pretrained={tiny_dir('llava')},device=cpu,max_new_tokens=4"
+
+    def run(tasks: str, check: bool = True) -> Any:
+        return run_model("hf", tasks, *store, limit=2, model_args=model_args, check=check)
+
+    def requests(done: Any) -> dict[str, int]:
+        counts = [task["requests"] for task in done.manifest["tasks"].values()]
+        return {"sent": sum(c["sent"] for c in counts), "reused": sum(c["reused"] for c in counts)}
+
+    first = run("perception-image")
+    assert len(loads) == 1 and requests(first) == {"sent": 2, "reused": 0}
+    again = run("perception-image")  # every answer is stored: the model is named from the dtype its last load gave
+    assert len(loads) == 1 and requests(again) == {"sent": 0, "reused": 2}
+    assert again.manifest["model"]["identity"] == first.manifest["model"]["identity"]
+    assert [r["response"] for r in again.samples("perception-image")] == [r["response"] for r in first.samples("perception-image")]
+    both = "perception-image,perception-text"
+    more = run(both)  # two answers are missing: the weights are loaded when they are asked for
+    assert len(loads) == 2 and requests(more) == {"sent": 2, "reused": 2}
+    assert more.manifest["model"]["identity"] == first.manifest["model"]["identity"]
+    # A record edited by hand names another dtype: the run stops before asking anything, and the record is put right.
+    (record,) = (tmp_path / "cache" / "hf-dtypes").iterdir()
+    record.write_text(json.dumps({**json.loads(record.read_text()), "dtype": "float16"}))
+    wrong = run(both, check=False)
+    error = wrong.stderr.strip().splitlines()[-1]
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr and "loaded in float32, not in the float16 recorded in" in error
+    assert json.loads(record.read_text())["dtype"] == "float32" and len(loads) == 3
+    right = run(both)
+    assert len(loads) == 3 and requests(right) == {"sent": 0, "reused": 4}
+    assert right.manifest["model"]["identity"] == first.manifest["model"]["identity"]
 
 
 # ---------------------------------------------------------------------------- command line

@@ -11,7 +11,8 @@ The public API:
   :class:`ScorerOptions`, :class:`JudgeCalls` (a model judge's calls in the response store),
   :class:`MetricSpec`, :class:`DocStepSpec`, :class:`CommandSpec`;
 - :class:`UserError` for mistakes a user can fix (printed as one line); :class:`BadImage` for an
-  image that cannot be read (a per-sample error, never an answer).
+  image that cannot be read (a per-sample error, never an answer);
+- :func:`cache_dir`: the folder where a plugin may keep what it can make again.
 
 Heavy names load on first use, so ``vlmbench --help`` stays fast.
 """
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
         Response,
         TextPart,
     )
+    from vlmbench.cache import cache_dir
     from vlmbench.cli.commands import CommandSpec
     from vlmbench.data.images import BadImage
     from vlmbench.data.steps import DocStepSpec
@@ -60,6 +62,7 @@ _LAZY = {
         "Response",
         "TextPart",
     ),
+    "vlmbench.cache": ("cache_dir",),
     "vlmbench.cli.commands": ("CommandSpec",),
     "vlmbench.data.steps": ("DocStepSpec",),
     "vlmbench.evaluation": ("EvalConfig", "RunResult", "evaluate", "parse_data_files", "score", "task_documents"),
@@ -103,6 +106,7 @@ __all__ = [
     "UserError",
     "Verdict",
     "__version__",
+    "cache_dir",
     "evaluate",
     "hookimpl",
     "parse_data_files",

@@ -64,7 +64,7 @@ _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB, _BUSY, _LOCKED, _READONLY = 10, 11,
 
 def default_store_path() -> Path:
     """``$VLMBENCH_STORE``, else ``responses.sqlite`` in the vlmbench cache folder."""
-    from vlmbench.data.builtin import cache_dir
+    from vlmbench.cache import cache_dir
 
     return Path(os.environ.get(STORE_ENV) or cache_dir() / "responses.sqlite").expanduser()
 

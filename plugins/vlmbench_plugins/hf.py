@@ -34,7 +34,7 @@ from typing import Any
 from vlmbench.backend import BackendBase, BackendOptions, GenerationSettings, ImagePart, Request, Response, TextPart
 from vlmbench.errors import UserError
 from vlmbench_plugins.hf_args import HFArgs, adapter_sha256, batch_setting, one_line, parse_model_args
-from vlmbench_plugins.hf_load import load_model, local_files_fingerprint
+from vlmbench_plugins.hf_load import LoadedDtypes, load_processor, load_weights, local_files_fingerprint, resolve_device
 from vlmbench_plugins.hf_merge import CannotMerge, merge_inputs
 from vlmbench_plugins.hf_prepare import (
     DECODE_THREADS,
@@ -184,7 +184,14 @@ class HFBackend(BackendBase):
         self.chunk_size = max(64, 4 * self.batch_size)  # most requests in a chunk (text-only ones weigh almost nothing)
         self.seed = seed
         self.local_processes = local_processes  # data-parallel processes sharing this machine's cores
-        self.processor, self.model = load_model(args)
+        self.device = None if args.device_map else resolve_device(args.device)  # a device that is not there: an error now
+        self.processor, self.config = load_processor(args)
+        commit, files = getattr(self.config, "_commit_hash", None), local_files_fingerprint(args.pretrained)
+        self._dtypes = LoadedDtypes(args, commit, files, adapter_sha256(args.adapter) if args.adapter else None)
+        self._model: Any = None
+        self._dtype = self._dtypes.recorded()
+        if self._dtype is None:  # the identity names the dtype, which only loading the weights tells for sure
+            self._load_weights()
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
         if self.tokenizer.pad_token is None:
@@ -192,7 +199,6 @@ class HFBackend(BackendBase):
         self.chat_template = getattr(self.processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
         if self.chat_template is None:
             print(f"vlmbench: warning: {args.pretrained} has no chat template; prompting it with the plain message text", file=sys.stderr)
-        self._eos_ids = _eos_ids(self.model.generation_config)
         self.prepare_processes = args.prepare_processes
         self._prepare_pool: PreparePool | None = None
         self._prepare_pool_failed = False
@@ -200,6 +206,30 @@ class HFBackend(BackendBase):
         # A fast tokenizer keeps its padding setting between calls: two request streams preparing at once
         # (each in its own thread) would switch it under each other, so this process encodes one at a time.
         self._encoding = threading.Lock()
+
+    @property
+    def model(self) -> Any:
+        """The model, its weights loaded at first use: a run whose every answer is in the response store never
+        loads them (its identity's dtype is the one the same files and settings loaded in last time)."""
+        if self._model is None:
+            self._load_weights()
+        return self._model
+
+    def _load_weights(self) -> None:
+        model = load_weights(self.args, self.device)
+        dtype = str(model.dtype).removeprefix("torch.")
+        self._dtypes.record(dtype)
+        if self._dtype is not None and dtype != self._dtype:  # a record edited by hand: its requests were keyed with it
+            raise UserError(
+                f"--model hf: {self.args.pretrained} loaded in {dtype}, not in the {self._dtype} recorded in {self._dtypes.path}; "
+                "the record is corrected: rerun the same command"
+            )
+        self._dtype, self._model = dtype, model
+
+    @functools.cached_property
+    def _eos_ids(self) -> set[int]:
+        """The token ids that end an answer (from the loaded model's generation config)."""
+        return _eos_token_ids(self.model.generation_config)
 
     # ------------------------------------------------------------------ provenance
     def identity(self) -> dict[str, Any]:
@@ -211,9 +241,9 @@ class HFBackend(BackendBase):
             "backend": "hf",
             "pretrained": self.args.pretrained,
             "revision": self.args.revision,
-            "commit_hash": getattr(self.model.config, "_commit_hash", None),
+            "commit_hash": getattr(self.config, "_commit_hash", None),
             "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest() if template is not None else None,
-            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "dtype": self._dtype,
             "local_files_sha256": local_files_fingerprint(self.args.pretrained),
             # Both change answers: a max_new_tokens override truncates them, attention kernels differ numerically.
             "max_new_tokens": self.args.max_new_tokens,
@@ -628,7 +658,8 @@ def _pinned(inputs: Any) -> Any:
     return inputs
 
 
-def _eos_ids(generation_config: Any) -> set[int]:
+def _eos_token_ids(generation_config: Any) -> set[int]:
+    """The token ids that end an answer."""
     eos = generation_config.eos_token_id
     if eos is None:
         return set()

@@ -1,13 +1,19 @@
 """Loading the ``hf`` backend's processor and model (torch and transformers are imported here only
-when a model is built); loading problems become one-line user errors."""
+when a model is built); loading problems become one-line user errors. The weights are loaded apart
+from the processor, so that a run that needs no generation never loads them (:class:`LoadedDtypes`)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from vlmbench import cache_dir
 from vlmbench.errors import UserError
 from vlmbench_plugins.hf_args import HFArgs, one_line
 
@@ -22,7 +28,9 @@ def local_files_fingerprint(pretrained: str) -> str | None:
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
 
 
-def _resolve_device(device: str | None) -> str:
+def resolve_device(device: str | None) -> str:
+    """The device to put the model on (``device=`` as given, else CUDA when torch sees a GPU); a device
+    that is not there is a one-line error."""
     import torch
 
     if device is None:
@@ -36,21 +44,11 @@ def _resolve_device(device: str | None) -> str:
     return device
 
 
-def load_model(args: HFArgs) -> tuple[Any, Any]:
-    """Load the processor and model; loading problems become one-line user errors."""
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    device = None if args.device_map else _resolve_device(args.device)
-    common = {"revision": args.revision, "trust_remote_code": args.trust_remote_code}
-    model_kwargs: dict[str, Any] = {"dtype": args.dtype if args.dtype == "auto" else getattr(torch, args.dtype), **common}
-    if args.device_map:
-        model_kwargs["device_map"] = args.device_map
-    if args.attn_implementation:
-        model_kwargs["attn_implementation"] = args.attn_implementation
+@contextlib.contextmanager
+def _loading(args: HFArgs) -> Iterator[None]:
+    """Loading problems as one-line user errors."""
     try:
-        processor = AutoProcessor.from_pretrained(args.pretrained, **common)  # type: ignore[no-untyped-call]
-        model = AutoModelForImageTextToText.from_pretrained(args.pretrained, **model_kwargs)
+        yield
     except OSError as exc:
         raise UserError(
             f"--model hf: cannot load pretrained={args.pretrained} ({one_line(exc)}); "
@@ -61,11 +59,93 @@ def load_model(args: HFArgs) -> tuple[Any, Any]:
             f"--model hf: pretrained={args.pretrained} does not load as an image-text-to-text model "
             f"({one_line(exc)}); pick a vision-language model, or add trust_remote_code=true"
         ) from exc
+
+
+def load_processor(args: HFArgs) -> tuple[Any, Any]:
+    """The model's processor (tokenizer, image processor, chat template) and configuration (which names
+    the hub commit): small files, read when the backend is built."""
+    from transformers import AutoConfig, AutoProcessor
+
+    common = {"revision": args.revision, "trust_remote_code": args.trust_remote_code}
+    with _loading(args):
+        processor = AutoProcessor.from_pretrained(args.pretrained, **common)  # type: ignore[no-untyped-call]
+        config = AutoConfig.from_pretrained(args.pretrained, **common)
+    return processor, config
+
+
+def load_weights(args: HFArgs, device: str | None) -> Any:
+    """The model with its weights (and adapter), on ``device`` (None: where ``device_map`` puts it), in eval mode."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    model_kwargs: dict[str, Any] = {
+        "dtype": args.dtype if args.dtype == "auto" else getattr(torch, args.dtype),
+        "revision": args.revision,
+        "trust_remote_code": args.trust_remote_code,
+    }
+    if args.device_map:
+        model_kwargs["device_map"] = args.device_map
+    if args.attn_implementation:
+        model_kwargs["attn_implementation"] = args.attn_implementation
+    with _loading(args):
+        model = AutoModelForImageTextToText.from_pretrained(args.pretrained, **model_kwargs)
     if args.adapter:
         model = _with_adapter(model, args.adapter)
     if device is not None:
         model = model.to(device)  # type: ignore[arg-type]
-    return processor, model.eval()  # type: ignore[no-untyped-call]
+    return model.eval()  # type: ignore[no-untyped-call]
+
+
+_DTYPE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+class LoadedDtypes:
+    """The dtype a model's weights loaded in, kept between runs, so that a run whose every answer is in the
+    response store names the model (its identity holds the dtype) without loading the weights.
+
+    ``dtype=auto`` (the default) takes it from the model's files, so it is known for sure only once they
+    are loaded. Each record is keyed by everything that decides it: the model as given and its hub commit,
+    a local folder's files (names, sizes, times), the ``dtype``, ``device_map``, ``attn_implementation``,
+    ``trust_remote_code`` and adapter settings, and the transformers and torch versions."""
+
+    def __init__(self, args: HFArgs, commit_hash: str | None, local_files_sha256: str | None, adapter_sha256: str | None) -> None:
+        import torch
+        import transformers
+
+        self.key = {
+            "pretrained": args.pretrained,
+            "revision": args.revision,
+            "commit_hash": commit_hash,
+            "local_files_sha256": local_files_sha256,
+            "dtype": args.dtype,
+            "device_map": args.device_map,
+            "attn_implementation": args.attn_implementation,
+            "trust_remote_code": args.trust_remote_code,
+            "adapter_sha256": adapter_sha256,
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+        }
+        digest = hashlib.sha256(json.dumps(self.key, sort_keys=True).encode()).hexdigest()
+        self.path = cache_dir() / "hf-dtypes" / f"{digest[:32]}.json"
+
+    def recorded(self) -> str | None:
+        """The dtype the last load with this key gave (None: never loaded, or a record this module did not write)."""
+        try:
+            document: Any = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            return None
+        if not isinstance(document, dict) or document.get("key") != self.key:
+            return None
+        dtype = document.get("dtype")
+        return dtype if isinstance(dtype, str) and _DTYPE.fullmatch(dtype) else None
+
+    def record(self, dtype: str) -> None:
+        """Keep the dtype a load gave (atomically); never fails a run."""
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            scratch = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+            scratch.write_text(json.dumps({"key": self.key, "dtype": dtype}), encoding="utf-8")
+            os.replace(scratch, self.path)
 
 
 def _with_adapter(model: Any, adapter: str) -> Any:

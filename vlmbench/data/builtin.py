@@ -10,7 +10,6 @@ shapes, positions, reading a word, multiple choice) with exact answers.
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from vlmbench.cache import cache_dir
 from vlmbench.data.concepts import ConceptCatalog
 from vlmbench.data.render import add_speckle, font, render_text_image
 from vlmbench.errors import UserError
@@ -30,11 +30,6 @@ SYNTHETIC_NOTE = (
     "built-in synthetic typographic probe: concept descriptions rendered as text images; "
     "not the paper's images (use --data hub for yiting/UnsafeConcepts)"
 )
-
-
-def cache_dir() -> Path:
-    """Where generated data lives: ``$VLMBENCH_CACHE_DIR`` or ``~/.cache/vlmbench``."""
-    return Path(os.environ.get("VLMBENCH_CACHE_DIR", Path.home() / ".cache" / "vlmbench")).expanduser()
 
 
 def typographic_rows(catalog: ConceptCatalog) -> list[dict[str, Any]]:

@@ -77,7 +77,7 @@ def _checked(data: bytes, published: PublishedFile, where: str) -> bytes:
 
 def cache_path(published: PublishedFile) -> Path:
     """Where the checked copy of ``published`` is kept."""
-    from vlmbench.data.builtin import cache_dir
+    from vlmbench.cache import cache_dir
 
     return cache_dir() / "published" / f"{published.sha256}{Path(published.url).suffix}"
 

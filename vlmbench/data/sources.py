@@ -14,8 +14,9 @@ from typing import Any
 
 from PIL import Image
 
+from vlmbench.cache import cache_dir
 from vlmbench.data import images
-from vlmbench.data.builtin import SYNTHETIC_NOTE, builtin_dataset, cache_dir
+from vlmbench.data.builtin import SYNTHETIC_NOTE, builtin_dataset
 from vlmbench.data.concepts import ConceptCatalog
 from vlmbench.data.hashcache import ImageHashes, file_identity, files_identity
 from vlmbench.data.images import BadImage
