@@ -322,6 +322,8 @@ def test_a_rerun_from_the_store_never_loads_the_weights(tiny_dir, run_model, tmp
     assert len(loads) == 1 and requests(again) == {"sent": 0, "reused": 2}
     assert again.manifest["model"]["identity"] == first.manifest["model"]["identity"]
     assert [r["response"] for r in again.samples("perception-image")] == [r["response"] for r in first.samples("perception-image")]
+    # Nothing to answer (e.g. only unreadable images left, which are errors, never requests): no load either.
+    assert list(make_backend(tiny_dir("llava"), max_new_tokens="4").generate(iter([]))) == [] and len(loads) == 1
     both = "perception-image,perception-text"
     more = run(both)  # two answers are missing: the weights are loaded when they are asked for
     assert len(loads) == 2 and requests(more) == {"sent": 2, "reused": 2}
@@ -336,6 +338,38 @@ def test_a_rerun_from_the_store_never_loads_the_weights(tiny_dir, run_model, tmp
     right = run(both)
     assert len(loads) == 3 and requests(right) == {"sent": 0, "reused": 4}
     assert right.manifest["model"]["identity"] == first.manifest["model"]["identity"]
+
+
+def test_a_hub_model_is_named_and_read_at_the_commit_its_branch_points_to(
+    tiny_dir, run_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local replica of the Hub's cache: the model's branch moves to a new commit (whose weights load in
+    another dtype), and a re-run asks that model again instead of reusing the answers of the one before."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    repo = tmp_path / "hub" / "models--vlmbench--tiny-llava"
+    for commit, dtype in (("a" * 40, "float32"), ("b" * 40, "bfloat16")):
+        snapshot = shutil.copytree(tiny_dir("llava"), repo / "snapshots" / commit)
+        config = json.loads((snapshot / "config.json").read_text())
+        (snapshot / "config.json").write_text(json.dumps({**config, "dtype": dtype}))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("VLMBENCH_CACHE_DIR", str(tmp_path / "cache"))
+
+    def run() -> Any:
+        model_args = "pretrained=vlmbench/tiny-llava,device=cpu,max_new_tokens=4"
+        done = run_model("hf", "perception-image", "--store", str(tmp_path / "store.sqlite"), limit=2, model_args=model_args)
+        identity = done.manifest["model"]["identity"]
+        return identity["commit_hash"], identity["dtype"], done.manifest["tasks"]["perception-image"]["requests"]
+
+    assert run() == ("a" * 40, "float32", {"sent": 2, "reused": 0})
+    assert run() == ("a" * 40, "float32", {"sent": 0, "reused": 2})
+    (repo / "refs" / "main").write_text("b" * 40)
+    assert run() == ("b" * 40, "bfloat16", {"sent": 2, "reused": 0})
+    assert run() == ("b" * 40, "bfloat16", {"sent": 0, "reused": 2})
 
 
 # ---------------------------------------------------------------------------- command line

@@ -34,7 +34,7 @@ from typing import Any
 from vlmbench.backend import BackendBase, BackendOptions, GenerationSettings, ImagePart, Request, Response, TextPart
 from vlmbench.errors import UserError
 from vlmbench_plugins.hf_args import HFArgs, adapter_sha256, batch_setting, one_line, parse_model_args
-from vlmbench_plugins.hf_load import LoadedDtypes, load_processor, load_weights, local_files_fingerprint, resolve_device
+from vlmbench_plugins.hf_load import LoadedDtypes, hub_commit, load_processor, load_weights, local_files_fingerprint, resolve_device
 from vlmbench_plugins.hf_merge import CannotMerge, merge_inputs
 from vlmbench_plugins.hf_prepare import (
     DECODE_THREADS,
@@ -185,9 +185,11 @@ class HFBackend(BackendBase):
         self.seed = seed
         self.local_processes = local_processes  # data-parallel processes sharing this machine's cores
         self.device = None if args.device_map else resolve_device(args.device)  # a device that is not there: an error now
-        self.processor, self.config = load_processor(args)
-        commit, files = getattr(self.config, "_commit_hash", None), local_files_fingerprint(args.pretrained)
-        self._dtypes = LoadedDtypes(args, commit, files, adapter_sha256(args.adapter) if args.adapter else None)
+        # A hub id is read at the commit its revision points to now (the weights too, when they are loaded later).
+        self.commit = hub_commit(args)
+        self.processor = load_processor(args, self.commit or args.revision)
+        files, adapter = local_files_fingerprint(args.pretrained), adapter_sha256(args.adapter) if args.adapter else None
+        self._dtypes = LoadedDtypes(args, self.commit, files, adapter, self.device)
         self._model: Any = None
         self._dtype = self._dtypes.recorded()
         if self._dtype is None:  # the identity names the dtype, which only loading the weights tells for sure
@@ -216,10 +218,10 @@ class HFBackend(BackendBase):
         return self._model
 
     def _load_weights(self) -> None:
-        model = load_weights(self.args, self.device)
+        model = load_weights(self.args, self.commit or self.args.revision, self.device)
         dtype = str(model.dtype).removeprefix("torch.")
         self._dtypes.record(dtype)
-        if self._dtype is not None and dtype != self._dtype:  # a record edited by hand: its requests were keyed with it
+        if self._dtype is not None and dtype != self._dtype:  # a wrong record: this run's requests were keyed with it
             raise UserError(
                 f"--model hf: {self.args.pretrained} loaded in {dtype}, not in the {self._dtype} recorded in {self._dtypes.path}; "
                 "the record is corrected: rerun the same command"
@@ -241,7 +243,7 @@ class HFBackend(BackendBase):
             "backend": "hf",
             "pretrained": self.args.pretrained,
             "revision": self.args.revision,
-            "commit_hash": getattr(self.config, "_commit_hash", None),
+            "commit_hash": self.commit,
             "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest() if template is not None else None,
             "dtype": self._dtype,
             "local_files_sha256": local_files_fingerprint(self.args.pretrained),
@@ -256,6 +258,11 @@ class HFBackend(BackendBase):
     def generate(self, requests: Iterable[Request]) -> Iterator[Response]:
         """Answer ``requests`` a chunk at a time: grouped (image or text-only, same settings), longest
         first, batched; with ``overlap``, the next batch is prepared while the current one generates."""
+        stream = iter(requests)
+        first = next(stream, None)
+        if first is None:  # nothing to answer: the weights need not be loaded
+            return
+        requests = itertools.chain((first,), stream)
         overlap = self.overlap if self.overlap is not None else getattr(self.model.device, "type", "cpu") != "cpu"
         if not overlap:
             for batch in self._batches(requests):

@@ -61,28 +61,40 @@ def _loading(args: HFArgs) -> Iterator[None]:
         ) from exc
 
 
-def load_processor(args: HFArgs) -> tuple[Any, Any]:
-    """The model's processor (tokenizer, image processor, chat template) and configuration (which names
-    the hub commit): small files, read when the backend is built."""
-    from transformers import AutoConfig, AutoProcessor
+def hub_commit(args: HFArgs) -> str | None:
+    """The hub commit a hub id's ``revision`` (None: the default branch) points to now, read from where its
+    ``config.json`` resolves (the cache's snapshot folder, offline too); None for a local folder or when it
+    cannot be told. The backend reads every other file of the model at this commit, and names it."""
+    if Path(args.pretrained).expanduser().is_dir():
+        return None
+    from transformers.utils import CONFIG_NAME
+    from transformers.utils.hub import cached_file, extract_commit_hash
 
-    common = {"revision": args.revision, "trust_remote_code": args.trust_remote_code}
     with _loading(args):
-        processor = AutoProcessor.from_pretrained(args.pretrained, **common)  # type: ignore[no-untyped-call]
-        config = AutoConfig.from_pretrained(args.pretrained, **common)
-    return processor, config
+        resolved = cached_file(args.pretrained, CONFIG_NAME, revision=args.revision)
+    return extract_commit_hash(resolved, None)
 
 
-def load_weights(args: HFArgs, device: str | None) -> Any:
-    """The model with its weights (and adapter), on ``device`` (None: where ``device_map`` puts it), in eval mode."""
+def _hub_kwargs(args: HFArgs, revision: str | None) -> dict[str, Any]:
+    return {"revision": revision, "trust_remote_code": args.trust_remote_code}
+
+
+def load_processor(args: HFArgs, revision: str | None) -> Any:
+    """The model's processor (tokenizer, image processor, chat template) at ``revision``: small files, read
+    when the backend is built."""
+    from transformers import AutoProcessor
+
+    with _loading(args):
+        return AutoProcessor.from_pretrained(args.pretrained, **_hub_kwargs(args, revision))  # type: ignore[no-untyped-call]
+
+
+def load_weights(args: HFArgs, revision: str | None, device: str | None) -> Any:
+    """The model with its weights (and adapter) at ``revision``, on ``device`` (None: where ``device_map``
+    puts it), in eval mode."""
     import torch
     from transformers import AutoModelForImageTextToText
 
-    model_kwargs: dict[str, Any] = {
-        "dtype": args.dtype if args.dtype == "auto" else getattr(torch, args.dtype),
-        "revision": args.revision,
-        "trust_remote_code": args.trust_remote_code,
-    }
+    model_kwargs: dict[str, Any] = {"dtype": args.dtype if args.dtype == "auto" else getattr(torch, args.dtype), **_hub_kwargs(args, revision)}
     if args.device_map:
         model_kwargs["device_map"] = args.device_map
     if args.attn_implementation:
@@ -105,10 +117,11 @@ class LoadedDtypes:
 
     ``dtype=auto`` (the default) takes it from the model's files, so it is known for sure only once they
     are loaded. Each record is keyed by everything that decides it: the model as given and its hub commit,
-    a local folder's files (names, sizes, times), the ``dtype``, ``device_map``, ``attn_implementation``,
-    ``trust_remote_code`` and adapter settings, and the transformers and torch versions."""
+    a local folder's files (names, sizes, times), the ``dtype``, device, ``device_map``,
+    ``attn_implementation``, ``trust_remote_code`` and adapter settings, and the transformers and torch
+    versions."""
 
-    def __init__(self, args: HFArgs, commit_hash: str | None, local_files_sha256: str | None, adapter_sha256: str | None) -> None:
+    def __init__(self, args: HFArgs, commit_hash: str | None, local_files_sha256: str | None, adapter_sha256: str | None, device: str | None) -> None:
         import torch
         import transformers
 
@@ -118,6 +131,7 @@ class LoadedDtypes:
             "commit_hash": commit_hash,
             "local_files_sha256": local_files_sha256,
             "dtype": args.dtype,
+            "device": device,
             "device_map": args.device_map,
             "attn_implementation": args.attn_implementation,
             "trust_remote_code": args.trust_remote_code,
