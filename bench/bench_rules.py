@@ -9,7 +9,7 @@
 3. Adversarial inputs: the time to parse each (best of three), with its size. Parsing is linear, so
    none should take more than milliseconds.
 
-``--baseline REV`` also scores the parsers of ``vlmbench/scoring/rules.py`` at git revision REV
+``--baseline REV`` also scores the parsers of ``vlmbench/scoring/rules`` at git revision REV
 (for example ``HEAD``) on the same corpus, and times its multiple-choice parser on the small
 backtracking input ("Answer" + 1,500 spaces + "x") in a subprocess with a time limit.
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
+import importlib
 import json
 import os
 import platform
@@ -121,26 +121,36 @@ def adversarial_timings(parsers: Parsers, parse_choice: Callable[..., Any]) -> l
 
 
 def load_baseline(revision: str, folder: Path) -> Path:
-    source = subprocess.run(["git", "show", f"{revision}:vlmbench/scoring/rules.py"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    path = folder / "baseline_rules.py"
-    path.write_text(source, encoding="utf-8")
-    return path
+    """Write the rule parsers of git revision ``revision`` to ``folder`` as the importable ``baseline_rules``:
+    a module (``vlmbench/scoring/rules.py``, before the parsers were split) or a package (``vlmbench/scoring/rules/``,
+    its imports of one another renamed). Returns ``folder``, to put on ``sys.path``."""
+    listed = subprocess.run(["git", "ls-tree", "--name-only", revision, "vlmbench/scoring/"], cwd=REPO, capture_output=True, text=True, check=True)
+    files = ["rules.py"] if "vlmbench/scoring/rules.py" in listed.stdout.split() else None
+    if files is None:
+        tree = subprocess.run(
+            ["git", "ls-tree", "--name-only", revision, "vlmbench/scoring/rules/"], cwd=REPO, capture_output=True, text=True, check=True
+        )
+        files = [f"rules/{Path(name).name}" for name in tree.stdout.split() if name.endswith(".py")]
+        (folder / "baseline_rules").mkdir()
+    for name in files:
+        source = subprocess.run(["git", "show", f"{revision}:vlmbench/scoring/{name}"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+        target = folder / ("baseline_rules.py" if name == "rules.py" else f"baseline_rules/{Path(name).name}")
+        target.write_text(source.replace("vlmbench.scoring.rules", "baseline_rules"), encoding="utf-8")
+    return folder
 
 
-def import_path(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("baseline_rules", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def import_baseline(folder: Path) -> ModuleType:
+    sys.path.insert(0, str(folder))
+    try:
+        return importlib.import_module("baseline_rules")
+    finally:
+        sys.path.remove(str(folder))
 
 
-def baseline_backtracking_seconds(path: Path) -> str:
+def baseline_backtracking_seconds(folder: Path) -> str:
     """The baseline's multiple-choice parser on "Answer" + 1,500 spaces + "x", in a subprocess with a time limit."""
     code = (
-        "import importlib.util,time,sys\n"
-        f"spec=importlib.util.spec_from_file_location('b',{str(path)!r});m=importlib.util.module_from_spec(spec);"
-        "spec.loader.exec_module(m)\n"
+        f"import sys,time;sys.path.insert(0,{str(folder)!r});import baseline_rules as m\n"
         "t=time.perf_counter();m.parse_multiple_choice('Answer'+' '*1500+'x');print(time.perf_counter()-t)"
     )
     try:
@@ -211,7 +221,7 @@ def markdown(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--baseline", metavar="REV", help="also score vlmbench/scoring/rules.py at this git revision (e.g. HEAD)")
+    parser.add_argument("--baseline", metavar="REV", help="also score vlmbench/scoring/rules at this git revision (e.g. HEAD)")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from vlmbench.scoring import rules
@@ -237,7 +247,7 @@ def main() -> None:
     if args.baseline:
         with tempfile.TemporaryDirectory() as folder:
             path = load_baseline(args.baseline, Path(folder))
-            old = import_path(path)
+            old = import_baseline(path)
             baseline = score(items, (old.parse_multiple_choice, old.parse_safety), with_question=False)
             print_scores(f"baseline {args.baseline}: accuracy, flips on clear items", baseline)
             baseline_backtracking = baseline_backtracking_seconds(path)
