@@ -92,3 +92,16 @@ def test_one_import_name_per_file() -> None:
     assert not list((REPO / "tasks").rglob("*.py"))
     assert not (REPO / "plugins" / "__init__.py").exists() and not (REPO / "leaderboard" / "__init__.py").exists()
     assert not (REPO / "build").exists() or not list((REPO / "build").rglob("*.py")), "a stale build/ copy doubles every file"
+
+
+def test_every_package_folder_is_shipped() -> None:
+    """A regular install ships only the packages pyproject.toml lists: a new package folder must be listed."""
+    import tomllib
+
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    found = set()
+    for name, folder in setuptools["package-dir"].items():
+        root = REPO / folder
+        found |= {".".join((name, *p.parent.relative_to(root).parts)) for p in root.rglob("__init__.py")}
+    assert found - listed == set()  # (tasks/ is listed too: data folders without Python)
