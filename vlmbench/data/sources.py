@@ -242,9 +242,9 @@ def load_docs(config: Any, catalog: ConceptCatalog | None, loaded: Loaded | None
     """Load the task's dataset (and its safe controls, when configured) into a :class:`DocTable`.
 
     ``loaded``: the datasets the run's other tasks loaded, shared with them. Several tasks read the same
-    split of one dataset (most of the study's read UnsafeConcepts), and each ``datasets.load_dataset`` call resolves the
-    files and builds its builder again (a tenth of a second per call at full size, and hub requests when
-    online); the tasks of one run read one load, mapped once."""
+    split of one dataset (most of the study's read UnsafeConcepts), and each ``datasets.load_dataset``
+    call resolves the files and builds its builder again (a tenth of a second per call at full size, and
+    hub requests when online); the tasks of one run read one load, mapped once."""
     loaded = {} if loaded is None else loaded
     specs: list[tuple[dict[str, Any], str]] = [
         (
