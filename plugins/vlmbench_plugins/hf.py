@@ -187,7 +187,8 @@ class HFBackend(BackendBase):
         self.device = None if args.device_map else resolve_device(args.device)  # a device that is not there: an error now
         # A hub id is read at the commit its revision points to now (the weights too, when they are loaded later).
         self.commit = hub_commit(args)
-        self.processor = load_processor(args, self.commit or args.revision)
+        self._revision = self.commit or args.revision
+        self.processor = load_processor(args, self._revision)
         files, adapter = local_files_fingerprint(args.pretrained), adapter_sha256(args.adapter) if args.adapter else None
         self._dtypes = LoadedDtypes(args, self.commit, files, adapter, self.device)
         self._model: Any = None
@@ -218,7 +219,7 @@ class HFBackend(BackendBase):
         return self._model
 
     def _load_weights(self) -> None:
-        model = load_weights(self.args, self.commit or self.args.revision, self.device)
+        model = load_weights(self.args, self._revision, self.device)
         dtype = str(model.dtype).removeprefix("torch.")
         self._dtypes.record(dtype)
         if self._dtype is not None and dtype != self._dtype:  # a wrong record: this run's requests were keyed with it
