@@ -157,7 +157,7 @@ def test_secret_args_in_any_spelling_never_reach_a_file(plugin_in_process: Path,
 
 def test_prompts_render_each_value_as_written_and_unsafe_templates_fail_alike() -> None:
     """Rendering is reused across documents with the same plain values, never across values that are equal
-    but written differently (1, 1.0, True), and a template's errors are the same one line either way."""
+    but written differently (1, 1.0, True; 0.0, -0.0), and a template's errors are the same one line either way."""
     from vlmbench.errors import UserError
     from vlmbench.templates import render
 
@@ -168,6 +168,7 @@ def test_prompts_render_each_value_as_written_and_unsafe_templates_fail_alike() 
         "1.0 01 A",
         "1 01 A",
     ]
+    assert [render("t.yaml", "doc_to_text", "{{ x }}", {"x": v}) for v in (0.0, -0.0, 0, -0.0)] == ["0.0", "-0.0", "0", "-0.0"]
     assert render("t.yaml", "doc_to_text", "{{ options['A'] }}", {"options": {"A": "x"}}) == "x"  # not plain: rendered each time
     for _ in range(2):
         with pytest.raises(UserError) as unsafe:

@@ -221,23 +221,76 @@ def with_text(png: bytes, letter: bytes) -> bytes:
     return png[:-12] + chunk + png[-12:]
 
 
+def named_files_copy(folder: Path) -> tuple[Path, list[Path], list[bytes]]:
+    """A Parquet copy of yiting/UnsafeConcepts whose image column holds only the paths of four PNG files
+    (``Dataset.to_parquet`` keeps them so): (the copy, the image files, their bytes)."""
+    import datasets
+
+    pictures = [with_text(encoded(picture(20 + i, 12, 40 + i), "PNG"), b"a") for i in range(4)]
+    paths = [folder / "images" / f"{i}.png" for i in range(4)]
+    paths[0].parent.mkdir()
+    for path, data in zip(paths, pictures):
+        path.write_bytes(data)
+    copy = folder / "UnsafeConcepts"
+    rows = {"image": [str(p) for p in paths], "unsafe_concept": [c for c, _ in HUB_CONCEPTS], "category": [k for _, k in HUB_CONCEPTS]}
+    datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image()).to_parquet(str(copy / "data" / "train-00000-of-00001.parquet"))
+    assert pq.read_table(copy / "data" / "train-00000-of-00001.parquet").column("image")[0].as_py() == {"bytes": None, "path": str(paths[0])}
+    return copy, paths, pictures
+
+
+def test_an_image_file_changed_after_it_was_hashed_is_an_error_never_an_answer_under_its_old_hash(
+    tmp_path: Path, hashes: Counted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests are keyed by each image's hash before any is sent; an image file the dataset names is read
+    again to be sent. A file replaced in between is an error for its samples (the bytes sent are always
+    those of the hash a stored answer is keyed by), and the next run sends its new content."""
+    from vlmbench.data.sources import DocTable
+
+    monkeypatch.setenv("VLMBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    copy, paths, _ = named_files_copy(tmp_path)
+    other = with_text(encoded(picture(22, 12, 42), "PNG"), b"b")
+    read = DocTable.encoded_image
+
+    def replaced_once_hashed(table: DocTable, row: dict[str, Any], column: str = "image", sha256: str | None = None) -> Any:
+        if paths[2].read_bytes() != other:  # someone replaces a file after the run hashed it
+            paths[2].write_bytes(other)
+        return read(table, row, column, sha256)
+
+    def sent_and_keyed(output: Path) -> tuple[set[str], list[dict[str, Any]]]:
+        records = [json.loads(line) for line in (run_dir(output) / "samples" / "perception-image.jsonl").read_text().splitlines()]
+        return {hashlib.sha256(data).hexdigest() for data in sent_images(server)}, records
+
+    with FaultServer() as server:
+        args = ["--model_args", f"base_url={server.base_url},model=tiny", "--store", str(tmp_path / "store.sqlite")]
+        with monkeypatch.context() as replacing:
+            replacing.setattr(DocTable, "encoded_image", replaced_once_hashed)
+            assert main(hub_run(copy, tmp_path / "a", *args, "--max_error_rate", "0.5", model="openai", tasks="perception-image")) == 0
+        sent, records = sent_and_keyed(tmp_path / "a")
+        failed = [r for r in records if r["error"]]
+        assert [r["image"]["sha256"] for r in failed] == [hashes.results[2]] and "the file changed after this run hashed it" in failed[0]["error"]
+        assert hashlib.sha256(other).hexdigest() not in sent and sent == {r["image"]["sha256"] for r in records if not r["error"]}
+        assert server.stats()["requests"] == 3
+        # The next run hashes the file's new bytes, sends them under their own hash and reuses the other three answers.
+        assert main(hub_run(copy, tmp_path / "b", *args, model="openai", tasks="perception-image")) == 0
+        sent, records = sent_and_keyed(tmp_path / "b")
+        assert not any(r["error"] for r in records) and server.stats()["requests"] == 4
+        assert hashlib.sha256(other).hexdigest() in sent and sent == {r["image"]["sha256"] for r in records}
+        # Where file times cannot show every change (Windows), hashes of named files are not kept: each run hashes them.
+        monkeypatch.setattr(hashcache, "RECENT_NS", 0)
+        monkeypatch.setattr(hashcache, "KEEPS_NAMED_FILES", False)
+        for output in ("c", "d"):
+            hashes.results.clear()
+            assert main(hub_run(copy, tmp_path / output, *args, model="openai", tasks="perception-image")) == 0
+            assert hashes.calls == 4 and server.stats()["requests"] == 4
+
+
 def test_hashes_of_image_files_a_dataset_names_are_kept_while_each_file_is_unchanged(
     tmp_path: Path, hashes: Counted, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A Parquet copy whose image column holds only paths (``Dataset.to_parquet`` keeps them so): its own
     file stays the same when an image file changes, so each file's hash is kept with that file's identity."""
-    import datasets
-
     monkeypatch.setenv("VLMBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    pictures = [with_text(encoded(picture(20 + i, 12, 40 + i), "PNG"), b"a") for i in range(4)]
-    paths = [tmp_path / "images" / f"{i}.png" for i in range(4)]
-    paths[0].parent.mkdir()
-    for path, data in zip(paths, pictures):
-        path.write_bytes(data)
-    copy = tmp_path / "UnsafeConcepts"
-    rows = {"image": [str(p) for p in paths], "unsafe_concept": [c for c, _ in HUB_CONCEPTS], "category": [k for _, k in HUB_CONCEPTS]}
-    datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image()).to_parquet(str(copy / "data" / "train-00000-of-00001.parquet"))
-    assert pq.read_table(copy / "data" / "train-00000-of-00001.parquet").column("image")[0].as_py() == {"bytes": None, "path": str(paths[0])}
+    copy, paths, pictures = named_files_copy(tmp_path)
     with FaultServer() as server:
         args = ["--model_args", f"base_url={server.base_url},model=tiny", "--store", str(tmp_path / "store.sqlite")]
         # Files changed too shortly before they were hashed (here: ever) are hashed again by the next run.

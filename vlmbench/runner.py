@@ -86,8 +86,9 @@ def prepare(
 
 
 class RowImage:
-    """Decodes one row's image through its table (so that an unreadable image names its row). Pickled for
-    another process, it becomes a decoder of the same stored bytes in the same colour mode: the same pixels."""
+    """Decodes one row's image from the bytes that were checked and hashed (``data``), through its table (so
+    that an unreadable image names its row). Pickled for another process, it becomes a decoder of the same
+    bytes in the same colour mode: the same pixels."""
 
     __slots__ = ("column", "data", "doc", "table")
 
@@ -95,7 +96,7 @@ class RowImage:
         self.table, self.doc, self.column, self.data = table, doc, column, data
 
     def __call__(self) -> Image.Image:
-        return self.table.image(self.doc, self.column)
+        return self.table.image(self.doc, self.column, self.data)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (functools.partial, (images.decode, {"bytes": self.data}, self.table.image_mode(self.doc, self.column)))

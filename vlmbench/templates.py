@@ -53,9 +53,10 @@ def _public_fields_read(source: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=65536)
-def _render_plain(source: str, values: tuple[tuple[str, type, Any], ...]) -> str:
-    # Each value's type is part of the key: 1, 1.0 and True are equal keys but render as "1", "1.0", "True".
-    return _compiled(source).render(**{name: value for name, _, value in values})
+def _render_plain(source: str, values: tuple[tuple[str, type, Any, str], ...]) -> str:
+    # Each value's type and spelling are part of the key: 1, 1.0 and True are equal keys, as are 0.0 and
+    # -0.0, but they render as "1", "1.0", "True", "0.0" and "-0.0".
+    return _compiled(source).render(**{name: value for name, _, value, _ in values})
 
 
 def render(where: Path | str, field: str, source: str, doc: Mapping[str, Any]) -> str:
@@ -64,8 +65,8 @@ def render(where: Path | str, field: str, source: str, doc: Mapping[str, Any]) -
     A template that reads only plain values (text, numbers) renders once per distinct set of them: the
     prompts of a task repeat across its documents."""
     template = compile_template(where, field, source)
-    values = tuple((k, type(doc[k]), doc[k]) for k in _public_fields_read(source) if k in doc)
-    if all(kind in _PLAIN for _, kind, _ in values):
+    values = tuple((k, type(doc[k]), doc[k], repr(doc[k]) if type(doc[k]) is float else "") for k in _public_fields_read(source) if k in doc)
+    if all(kind in _PLAIN for _, kind, _, _ in values):
         try:
             text = _render_plain(source, values)
         except Exception:  # undefined fields, unsafe operations...: the full path below says which

@@ -14,7 +14,11 @@ Some datasets hold only the paths of their images (an image folder such as MOSSB
 copied locally): the bytes are in files that may change while the dataset's own files do not. Each such
 image's hash is kept with that file's identity (the same device, inode, path, size and times), is read
 only while the file is still the one hashed, and is kept only when the file did not change while it was
-being hashed.
+being hashed. What this trusts is the file's metadata: a change that leaves every one of those fields as it
+was (bytes written through a memory map of the file, which the kernel has not yet written back, change no
+time) is not seen. On Windows, where a file's change time is its creation time, so that an edit of the
+same size with its modification time put back would go unseen, hashes of named files are not kept. Bytes
+that are sent are checked against the hash they are keyed by in any case (``DocTable.encoded_image``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ FORMAT = 1
 _HEX = re.compile(r"[0-9a-f]{64}")
 _ROW = re.compile(r"[0-9]{1,12}")
 
+
+KEEPS_NAMED_FILES = os.name != "nt"
+"""Whether hashes of image files a dataset names are kept: not on Windows (see the module's docstring)."""
 
 RECENT_NS = 2_000_000_000
 """An image file changed less than this long before it was hashed is hashed again by the next run. File
@@ -119,6 +126,8 @@ class ImageHashes:
     def keep_file(self, row: int, path: str, before: str | None, digest: str) -> None:
         """Keep the hash of ``row``'s image file ``path``, read when its identity was ``before``: only if it
         did not change while it was read, nor (:data:`RECENT_NS`) too shortly before."""
+        if not KEEPS_NAMED_FILES:
+            return
         try:
             stat = os.stat(path)
         except OSError:

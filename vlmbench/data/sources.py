@@ -141,19 +141,27 @@ class DocTable:
     def encoded_image(self, row: dict[str, Any], column: str = "image", sha256: str | None = None) -> images.EncodedImage:
         """The image of ``row`` as stored (bytes, format, size, hash), checked without decoding a pixel
         (:func:`images.check_encoded`); :class:`BadImage` when it is empty, truncated, not an image or
-        a decompression bomb. ``sha256`` is its hash when the caller has it already."""
+        a decompression bomb. ``sha256`` is its hash when the caller has it already (the hash its requests are
+        keyed by): an image file that the dataset names is read again here and may have changed since it was
+        hashed, so its bytes are hashed again, and other bytes are a :class:`BadImage` (an answer to them must
+        not be stored under the hash of the bytes read before)."""
         cell = self._cell(row, column)
+        named = isinstance(cell, dict) and cell.get("bytes") is None
         try:
-            return images.check_encoded(images.encoded_bytes(cell), self.image_mode(row, column), sha256)
+            encoded = images.check_encoded(images.encoded_bytes(cell), self.image_mode(row, column), None if named else sha256)
         except BadImage as exc:
             raise BadImage(f"{self._where(row, column, cell)}: {exc}") from None
+        if sha256 is not None and encoded.sha256 != sha256:
+            raise BadImage(f"{self._where(row, column, cell)}: the file changed after this run hashed it; rerun to send its new content")
+        return encoded
 
-    def image(self, row: dict[str, Any], column: str = "image") -> Image.Image:
+    def image(self, row: dict[str, Any], column: str = "image", data: bytes | None = None) -> Image.Image:
         """Decode the image of ``row`` (the only place images are decoded); :class:`BadImage` when it is
-        unreadable, truncated, empty, not an image or a decompression bomb."""
+        unreadable, truncated, empty, not an image or a decompression bomb. ``data``: its bytes as already
+        read (:meth:`encoded_image`), so that the pixels are those of the bytes that were checked and hashed."""
         cell = self._cell(row, column)
         try:
-            return images.decode(cell, self.image_mode(row, column))
+            return images.decode(cell if data is None else {"bytes": data}, self.image_mode(row, column))
         except BadImage as exc:
             raise BadImage(f"{self._where(row, column, cell)}: {exc}") from None
 
