@@ -287,11 +287,36 @@ def test_identity_records_the_model(tiny_dir) -> None:
         "max_new_tokens": None,
         "attn_implementation": None,
     }
+    assert answers(backend, image_requests(2))  # bfloat16 pixel values reach the vision tower
     # A local folder has no hub commit: its files name it, and saving new weights there changes the identity.
     weights = next(tiny_dir("gemma3").glob("*.safetensors"))
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
-    assert len(fingerprint) == 64 and backend.identity()["local_files_sha256"] != fingerprint
-    assert answers(backend, image_requests(2))  # bfloat16 pixel values reach the vision tower
+    assert len(fingerprint) == 64 and make_backend(tiny_dir("gemma3"), dtype="bfloat16").identity()["local_files_sha256"] != fingerprint
+
+
+def test_the_weights_read_are_the_files_the_identity_names(tiny_dir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another checkpoint of the same shape copied over the folder with its times kept (``cp -p``, ``rsync -a``)
+    is another model; and files changed after a backend named them, before it reads the weights at its first
+    request, stop it with one line instead of answering under the identity of the files before."""
+    import shutil
+
+    monkeypatch.setenv("VLMBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    folder = shutil.copytree(tiny_dir("llava"), tmp_path / "llava")
+    assert answers(make_backend(folder, max_new_tokens="4"), text_requests(1))  # loads the weights and records their dtype
+    named = make_backend(folder, max_new_tokens="4")  # named from the record: no weights read yet
+    weights = folder / "model.safetensors"
+    before, data = weights.stat(), bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # a tensor's last byte: the same size and shape, other weights
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert weights.stat().st_size == before.st_size and weights.stat().st_mtime_ns == before.st_mtime_ns
+    assert make_backend(folder, max_new_tokens="4").identity()["local_files_sha256"] != named.identity()["local_files_sha256"]
+    with pytest.raises(UserError) as changed:
+        list(named.generate(text_requests(1)))
+    assert str(changed.value) == (
+        f"--model hf: the files of {folder} changed since this run started, and its answers are stored under the files it started "
+        "with; rerun the same command"
+    )
 
 
 def test_a_rerun_from_the_store_never_loads_the_weights(tiny_dir, run_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

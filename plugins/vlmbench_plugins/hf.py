@@ -189,7 +189,8 @@ class HFBackend(BackendBase):
         self.commit = hub_commit(args)
         self._revision = self.commit or args.revision
         self.processor = load_processor(args, self._revision)
-        files, adapter = local_files_fingerprint(args.pretrained), adapter_sha256(args.adapter) if args.adapter else None
+        files, adapter = self._local_files()
+        self._files = (files, adapter)  # what the identity names: the weights must still be these files when they are read
         self._dtypes = LoadedDtypes(args, self.commit, files, adapter, self.device)
         self._model: Any = None
         self._dtype = self._dtypes.recorded()
@@ -218,8 +219,24 @@ class HFBackend(BackendBase):
             self._load_weights()
         return self._model
 
+    def _local_files(self) -> tuple[str | None, str | None]:
+        """The fingerprint of the local model folder's files and the adapter's hash (None where there is none)."""
+        return local_files_fingerprint(self.args.pretrained), adapter_sha256(self.args.adapter) if self.args.adapter else None
+
+    def _files_unchanged(self) -> None:
+        """The weights are read at the first request, maybe long after the identity named the model's files: a
+        checkpoint saved into the folder meanwhile must not answer under the identity of the one before."""
+        if self._local_files() != self._files:
+            changed = self.args.pretrained + (f" or of the adapter {self.args.adapter}" if self.args.adapter else "")
+            raise UserError(
+                f"--model hf: the files of {changed} changed since this run started, and its answers are stored under "
+                "the files it started with; rerun the same command"
+            )
+
     def _load_weights(self) -> None:
+        self._files_unchanged()
         model = load_weights(self.args, self._revision, self.device)
+        self._files_unchanged()  # nor while they were read
         dtype = str(model.dtype).removeprefix("torch.")
         self._dtypes.record(dtype)
         if self._dtype is not None and dtype != self._dtype:  # a wrong record: this run's requests were keyed with it
@@ -247,12 +264,12 @@ class HFBackend(BackendBase):
             "commit_hash": self.commit,
             "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest() if template is not None else None,
             "dtype": self._dtype,
-            "local_files_sha256": local_files_fingerprint(self.args.pretrained),
+            "local_files_sha256": self._files[0],  # the files this backend started with (its weights are checked to be those)
             # Both change answers: a max_new_tokens override truncates them, attention kernels differ numerically.
             "max_new_tokens": self.args.max_new_tokens,
             "attn_implementation": self.args.attn_implementation,
             # A tuned model answers differently from its base: the adapter's content is part of the identity.
-            **({"adapter_sha256": adapter_sha256(self.args.adapter)} if self.args.adapter else {}),
+            **({"adapter_sha256": self._files[1]} if self.args.adapter else {}),
         }
 
     # ------------------------------------------------------------------ generation

@@ -19,13 +19,19 @@ from vlmbench_plugins.hf_args import HFArgs, one_line
 
 
 def local_files_fingerprint(pretrained: str) -> str | None:
-    """For a local model folder (no hub commit to name it): a hash of its files' names, sizes and
-    modification times, so retrained weights saved to the same path count as another model."""
+    """For a local model folder (no hub commit to name it): a hash of its files' names, sizes, inodes and
+    modification and change times, so retrained weights saved to the same path count as another model. The
+    change time and inode are in it because copies keep sizes and modification times (``cp -p``, ``rsync -a``,
+    archives, images built with fixed times) while a checkpoint of the same shape has the same sizes."""
     folder = Path(pretrained).expanduser()
     if not folder.is_dir():
         return None
-    entries = sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file())
-    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+    entries = []
+    for path in folder.rglob("*"):
+        if path.is_file():
+            stat = path.stat()
+            entries.append((str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns))
+    return hashlib.sha256(json.dumps(sorted(entries)).encode()).hexdigest()
 
 
 def resolve_device(device: str | None) -> str:
