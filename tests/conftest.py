@@ -195,16 +195,19 @@ def hub_run(data: Path, output: Path, *extra: str, model: str = "always-unsafe",
 HUB_CONCEPTS = [("Swastika", "Hate"), ("Gun violence", "Violence"), ("Knife attacks", "Violence"), ("sexual harassment", "Harassment")]
 
 
-def unsafeconcepts_parquet(folder: Path, images: list[bytes]) -> Path:
+def unsafeconcepts_parquet(folder: Path, images: list[bytes], mode: str | None = None) -> Path:
     """A copy of yiting/UnsafeConcepts in its published format (parquet, image bytes inside the file), one row
-    per encoded image, the concepts of :data:`HUB_CONCEPTS` in turn; written over an earlier copy in ``folder``."""
+    per encoded image, the concepts of :data:`HUB_CONCEPTS` in turn; written over an earlier copy in ``folder``.
+    ``mode``: the colour mode its image feature has images converted to."""
     import datasets
 
     rows = [
         {"image": {"bytes": data, "path": None}, "unsafe_concept": concept, "category": category}
         for data, (concept, category) in zip(images, HUB_CONCEPTS * len(images))
     ]
-    features = datasets.Features({"image": datasets.Image(), "unsafe_concept": datasets.Value("string"), "category": datasets.Value("string")})
+    features = datasets.Features(
+        {"image": datasets.Image(mode=mode), "unsafe_concept": datasets.Value("string"), "category": datasets.Value("string")}
+    )
     (folder / "data").mkdir(parents=True, exist_ok=True)
     datasets.Dataset.from_list(rows, features=features).to_parquet(str(folder / "data" / "train-00000-of-00001.parquet"))
     return folder

@@ -52,6 +52,16 @@ def test_a_user_error_in_the_real_command_is_one_line_and_exit_2(tmp_path: Path)
     assert proc.stderr.strip() == "vlmbench: error: unknown model backend 'randon' (did you mean 'random'?); `vlmbench ls models` lists them"
 
 
+def test_an_argument_that_is_not_utf8_is_one_line_before_anything_runs(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 in the command line (Python reads them as lone surrogates) could be written to
+    no file: one line naming the argument, and no run folder."""
+    proc = cli(
+        "run", "--model", "random", "--tasks", "perception-image", "--system_instruction", "x\udcff", "--output_path", str(tmp_path), check=False
+    )
+    assert proc.returncode == 2 and proc.stderr.strip() == "vlmbench: error: argument 'x\\udcff' is not valid UTF-8; pass text and paths in UTF-8"
+    assert not any(tmp_path.iterdir())
+
+
 def test_limit_spreads_documents_over_categories(run_model: RunModel) -> None:
     records = run_model("always-safe", "alignment-image", limit=9).samples("alignment-image")
     assert len(records) == 9 * 5

@@ -129,21 +129,12 @@ def test_secret_args_in_any_spelling_never_reach_a_file(plugin_in_process: Path,
     }
     args = ",".join(f"{k}={v}" for k, v in secrets.items()) + ",endpoint=https://user:s3cret-url@example.org/v1?key=s3cret-q"
     store = tmp_path / "store.sqlite"
-    cli(
-        "run",
-        "--model",
-        "modality-probe",
-        "--model_args",
-        args,
-        "--tasks",
-        "perception-image",
-        "--limit",
-        "2",
-        "--output_path",
-        str(tmp_path / "out"),
-        "--store",
-        str(store),
-    )
+
+    def run(model_args: str, output: str) -> None:
+        cli("run", "--model", "modality-probe", "--model_args", model_args, "--tasks", "perception-image", "--limit", "2",
+            "--output_path", str(tmp_path / output), "--store", str(store))  # fmt: skip
+
+    run(args, "out")
     folder = run_dir(tmp_path / "out")
     written = "".join(p.read_text() for p in folder.rglob("*") if p.is_file())
     with sqlite3.connect(store) as db:
@@ -153,6 +144,14 @@ def test_secret_args_in_any_spelling_never_reach_a_file(plugin_in_process: Path,
     model = json.loads((folder / "run.json").read_text())["model"]
     assert all(model["args"][k] == "***" for k in secrets)
     assert model["args"]["endpoint"] == "https://***@example.org/v1?***"
+    # Masked alike in files, arguments that differ are still other models to the store: a URL's query (which
+    # may choose the model), a value whose name reads as secret (an end-of-sequence token). The same again is reused.
+    for changed in (args.replace("?key=s3cret-q", "?model=other"), args + ",eos_token=</s>", args + ",eos_token=<|im_end|>"):
+        run(changed, "changed")
+        run(changed, "again")
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 2 * 4
+        assert "s3cret" not in json.dumps(db.execute("SELECT * FROM responses").fetchall())
 
 
 def test_prompts_render_each_value_as_written_and_unsafe_templates_fail_alike() -> None:

@@ -213,6 +213,23 @@ def test_openai_sends_stored_files_byte_for_byte_and_reruns_touch_no_pixel(
         assert hashlib.sha256(other).hexdigest() in hashes.results and server.stats()["requests"] == requests + 6
 
 
+def test_the_colour_mode_a_dataset_asks_for_is_part_of_the_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same image bytes in a dataset whose image feature converts them to greyscale are other requests
+    (other pixels are sent): the store does not hand them the colour image's answers."""
+    pytest.importorskip("openai")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    pictures = [encoded(picture(20 + i, 12, 40 + i), "PNG") for i in range(3)]
+    with FaultServer() as server:
+        args = ["--model_args", f"base_url={server.base_url},model=tiny", "--store", str(tmp_path / "store.sqlite")]
+        for mode, sent in ((None, 3), ("L", 6), ("L", 6)):
+            copy = unsafeconcepts_parquet(tmp_path / f"UnsafeConcepts-{mode}", pictures, mode=mode)
+            assert main(hub_run(copy, tmp_path / f"out-{mode}-{sent}", *args, model="openai", tasks="perception-image")) == 0
+            assert server.stats()["requests"] == sent
+        bands = [[band.tobytes() for band in Image.open(io.BytesIO(data)).convert("RGB").split()] for data in sent_images(server)]
+        grey = [red == green == blue for red, green, blue in bands]
+        assert sorted(grey) == [False] * 3 + [True] * 3  # the colour images, then their greyscale pixels
+
+
 def with_text(png: bytes, letter: bytes) -> bytes:
     """``png`` with a ``tEXt`` chunk of 8 bytes of ``letter`` inserted before its ``IEND`` chunk (another
     ``letter``: a whole image of the same size, with another sha256)."""

@@ -116,6 +116,7 @@ def evaluate(config: EvalConfig) -> RunResult:
     from vlmbench.pluginmanager import backend_spec
     from vlmbench.progress import log as progress_log
     from vlmbench.progress import request_plan, throughput
+    from vlmbench.redact import hash_secrets
     from vlmbench.results import MANIFEST, manifest_task, now, provenance, redact_args, redact_identity, score_run, write_json
     from vlmbench.runner import RunContext, predict_task, prepare
     from vlmbench.scoring.relative_judge import require_judge
@@ -134,7 +135,8 @@ def evaluate(config: EvalConfig) -> RunResult:
     backend = spec.factory(model_args, options)
     store: ResponseStore | None = None
     try:
-        identity = redact_identity(backend_identity(backend, config.model, model_args))
+        named = backend_identity(backend, config.model, model_args)
+        identity = redact_identity(named)
         if config.use_store and backend_cacheable(backend):
             store = ResponseStore(Path(config.store) if config.store else default_store_path())
         judging = _judging(config, store.path if store else None)
@@ -145,6 +147,7 @@ def evaluate(config: EvalConfig) -> RunResult:
             backend=backend,
             backend_name=config.model,
             model_identity=identity,
+            key_identity=hash_secrets(named),  # not the redacted one: "***" would make models with different arguments one
             seed=config.seed,
             limit=config.limit,
             store=store,

@@ -8,7 +8,9 @@ from every URL found in a value. Nested mappings and lists are redacted recursiv
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -81,3 +83,29 @@ def redact(value: Any, name: str = "") -> Any:
     if isinstance(value, str):
         return redact_text(value)
     return value
+
+
+# A slow hash: a response store names each request by a hash that includes these, so one that is copied
+# must not let anyone test guesses of a secret cheaply.
+_SECRET_HASH_ROUNDS = 100_000
+
+
+def hash_secrets(value: Any, name: str = "") -> Any:
+    """``value`` with what :func:`redact` would mask replaced by a slow salted hash of it: as telling as the
+    value (two different tokens, or URLs with different queries, stay different) without revealing it.
+    For keys that must change whenever an argument does (the response store's request keys), where
+    ``***`` would make ``eos_token=</s>`` and ``eos_token=<|im_end|>`` the same model."""
+    if name and is_secret_name(name) and value not in (None, "", {}, []):
+        return _slow_hash(value)
+    if isinstance(value, Mapping):
+        return {k: hash_secrets(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [hash_secrets(v) for v in value]
+    if isinstance(value, str) and redact_text(value) != value:
+        return _slow_hash(value)
+    return value
+
+
+def _slow_hash(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
+    return "pbkdf2:" + hashlib.pbkdf2_hmac("sha256", text, b"vlmbench request keys", _SECRET_HASH_ROUNDS).hex()

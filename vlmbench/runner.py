@@ -45,7 +45,8 @@ class RunContext:
 
     backend: Backend
     backend_name: str
-    model_identity: dict[str, Any]
+    model_identity: dict[str, Any]  # redacted: what files and the store's model column name
+    key_identity: dict[str, Any]  # what request keys name: secrets hashed, not masked (redact.hash_secrets)
     seed: int = 0
     limit: int | float | None = None
     overrides: dict[str, Any] | None = None
@@ -182,8 +183,9 @@ def to_request(sample: Sample, image: Any, generation: GenerationSettings, syste
     return Request(id=sample.id, messages=messages, generation=generation, answer_choices=sample.choices)
 
 
-def _key_messages(sample: Sample, image_sha256: str | None, system: str | None = None) -> list[dict[str, Any]]:
-    content: list[dict[str, Any]] = [{"image_sha256": image_sha256}] if image_sha256 else []
+def _key_messages(sample: Sample, image_sha256: str | None, system: str | None = None, mode: str | None = None) -> list[dict[str, Any]]:
+    # ``mode``: the colour mode the dataset has its images converted to (other pixels from the same bytes).
+    content: list[dict[str, Any]] = [{"image_sha256": image_sha256, **({"mode": mode} if mode else {})}] if image_sha256 else []
     content.append({"text": sample.prompt})
     turns: list[dict[str, Any]] = [{"role": "system", "content": [{"text": system}]}] if system else []
     return [*turns, {"role": "user", "content": content}]
@@ -207,7 +209,7 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
         pending: dict[str, tuple[int, Sample, str | None, str | None]] = {}
         broken: dict[str, str] = {}  # samples whose image cannot be read: errors, never requests
         keys = (
-            RequestKeys(backend=ctx.backend_name, model=ctx.model_identity, task=task.name, task_version=task.version, generation=generation)
+            RequestKeys(backend=ctx.backend_name, model=ctx.key_identity, task=task.name, task_version=task.version, generation=generation)
             if ctx.store
             else None
         )
@@ -219,7 +221,8 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
                 broken[sample.id] = str(exc)
                 pending[sample.id] = (index, sample, None, None)
                 continue
-            key = keys.key(_key_messages(sample, image_sha, system), sample.choices) if keys else None
+            mode = table.image_mode(sample.doc, sample.image) if sample.image not in (None, "blank") else None
+            key = keys.key(_key_messages(sample, image_sha, system, mode), sample.choices) if keys else None
             keyed.append((index, sample, image_sha, key))
         for start in range(0, len(keyed), STORE_BATCH):  # stored answers are read a batch at a time, written, let go
             batch = keyed[start : start + STORE_BATCH]

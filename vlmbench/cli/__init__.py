@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     (``vlmbench ls tasks | head -1``) ends the command quietly."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        _check_text(argv)
         args = build_parser(argv).parse_args(argv)
         from vlmbench.cli.logs import cli_logging  # the help and flag errors need no logging
 
@@ -66,6 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vlmbench: interrupted; every response received is stored: rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+def _check_text(argv: Sequence[str]) -> None:
+    """Every argument is text that files can hold: bytes that are not UTF-8 reach Python as lone surrogates,
+    which no JSON file, log or store can write (a one-line error now, not a traceback mid-run)."""
+    for arg in argv:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"argument {ascii(arg)[:120]} is not valid UTF-8; pass text and paths in UTF-8") from None
 
 
 _owns_process = False  # set by console(): this process is the ``vlmbench`` command's alone
