@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -33,7 +34,7 @@ from vlmbench.testing.fault_server import Faults, FaultServer, completion
 
 require_modules("openai")
 
-from vlmbench_plugins.openai_api import OpenAIBackend
+from vlmbench_plugins.openai_api import Answer, OpenAIBackend, parse_completion
 
 KEY = "sk-test-PLANTED-7f3a9c1e5b2d4f6a8c0e"
 StartServer = Callable[..., FaultServer]
@@ -491,6 +492,59 @@ def test_a_reply_longer_than_max_new_tokens_allows_is_an_error(serve: StartServe
     assert backend.error_summary() == {"reply too long": 1}
 
 
+CUT_AT_3_OF_8 = (
+    "the server cut the answer at 3 of 8 tokens (finish_reason length: its context limit?); raise the server's max_model_len or lower max_new_tokens"
+)
+FILTERED = (
+    "the server's content filter cut the answer (finish_reason content_filter), the model did not; "
+    "relax the endpoint's content filter or use one without it"
+)
+
+
+def test_an_answer_the_server_cut_short_is_an_error(serve: StartServer, make_backend: MakeBackend) -> None:
+    server = serve()
+    backend = make_backend(server, max_retries=2)
+
+    def ask(request_id: str, text: str, max_new_tokens: int = 8) -> Request:
+        return Request(request_id, (Message("user", (TextPart(text),)),), GenerationSettings(max_new_tokens=max_new_tokens))
+
+    responses = run(
+        backend,
+        [
+            ask("cut", "near the context limit <<length:1>>"),
+            ask("filtered", "filtered <<filtered:1>>"),
+            ask("full", "all the tokens asked for <<length:1>>", max_new_tokens=3),
+        ],
+    )
+    # cut below max_tokens by the server itself: an error, not retried (the same prompt would be cut again)
+    assert (responses["cut"].text, responses["cut"].error) == (None, CUT_AT_3_OF_8)
+    assert (responses["filtered"].text, responses["filtered"].error) == (None, FILTERED)
+    assert (responses["full"].text, responses["full"].error) == ("The answer is", None)  # length at max_new_tokens: an answer
+    outcomes = server.outcomes()
+    assert outcomes["near the context limit <<length:1>>"] == ["length"] and outcomes["filtered <<filtered:1>>"] == ["filtered"]
+    assert backend.error_summary() == {"answer cut by the server": 1, "answer cut by a content filter": 1}
+
+
+def test_finish_reason_is_read_against_usage_and_max_tokens() -> None:
+    def body(finish_reason: str, usage: Any) -> str:
+        choice = {"index": 0, "message": {"role": "assistant", "content": "The answer is"}, "finish_reason": finish_reason}
+        return json.dumps({"choices": [choice], **({"usage": usage} if usage is not None else {})})
+
+    assert parse_completion(body("length", None), max_tokens=8) == Answer("The answer is", None)  # nothing says it was cut early
+    assert parse_completion(body("length", {"prompt_tokens": 5}), max_tokens=8) == Answer("The answer is", None)
+    assert parse_completion(body("length", {"prompt_tokens": 5, "completion_tokens": 8}), max_tokens=8) == Answer(
+        "The answer is", {"prompt_tokens": 5, "completion_tokens": 8}
+    )
+    assert parse_completion(body("stop", {"prompt_tokens": 5, "completion_tokens": 3}), max_tokens=8) == Answer(
+        "The answer is", {"prompt_tokens": 5, "completion_tokens": 3}
+    )
+    for usage in ({"prompt_tokens": 5, "completion_tokens": 3}, {"completion_tokens": 3}):
+        cut = parse_completion(body("length", usage), max_tokens=8)
+        assert isinstance(cut, Failure) and (cut.reason, cut.retryable) == (CUT_AT_3_OF_8, False)
+    filtered = parse_completion(body("content_filter", None), max_tokens=8)
+    assert isinstance(filtered, Failure) and (filtered.reason, filtered.retryable) == (FILTERED, False)
+
+
 def test_a_runaway_body_is_cut_off_at_its_size_bound(serve: StartServer, make_backend: MakeBackend) -> None:
     server = serve(huge_chars=4_000_000)
     backend = make_backend(server, max_retries=2)
@@ -800,3 +854,42 @@ def test_cli_stops_at_once_on_a_dead_endpoint(run_model: RunModel, monkeypatch: 
         f"start the server, or fix the host and port in base_url {STOPPED}"
     )
     assert [line for line in proc.stderr.splitlines() if expected in line] == [f"vlmbench: error: {expected}"], proc.stderr
+
+
+def test_a_cut_answer_is_never_stored_and_the_next_run_asks_again(
+    serve: StartServer, run_model: RunModel, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "cut.yaml").write_text(
+        "include: _unsafeconcepts.yaml\ntask: cut\ndescription: answers the server cuts\nability: alignment\nmodality: text\n"
+        "process_docs: [unique_concepts]\ndoc_to_image: null\n"
+        'doc_to_text: ["{{ concept }}: is it safe?", "{{ concept }} <<length:1>>", "{{ concept }} <<filtered:1>>"]\n'
+        'doc_to_choice: ["Yes", "No"]\ndoc_to_target: "{{ label }}"\nscorer: safety\nmetric_list: [{metric: recall_unsafe}]\n'
+    )
+    server = serve()
+    store = tmp_path / "store.sqlite"
+    flags = ("--include_path", str(tasks), "--store", str(store), "--max_error_rate", "1")
+    model_args = f"base_url={server.base_url},model=tiny"
+
+    def stored() -> list[str]:
+        with sqlite3.connect(store) as db:
+            return sorted(row[0] for row in db.execute("SELECT text FROM responses"))
+
+    first = run_model("openai", "cut", *flags, limit=1, model_args=model_args)
+    assert first.results["tasks"]["cut"]["metrics"]["n_errors"] == 2
+    [cut_key] = [key for key in server.outcomes() if "<<length:1>>" in key]
+    max_tokens = server.bodies(cut_key)[0]["max_tokens"]
+    assert sorted(str(sample.get("error")) for sample in first.samples("cut")) == [
+        "None",
+        CUT_AT_3_OF_8.replace("of 8 tokens", f"of {max_tokens} tokens"),
+        FILTERED,
+    ]
+    assert stored() == ["Yes."]  # only the whole answer
+    second = run_model("openai", "cut", *flags, limit=1, model_args=model_args)
+    assert second.results["tasks"]["cut"]["metrics"]["n_errors"] == 0
+    assert "requests: 2 sent to the model, 1 reused from the response store" in second.stderr.splitlines()
+    assert sorted(server.outcomes().values()) == [["200"], ["filtered", "200"], ["length", "200"]]
+    assert stored() == ["Yes."] * 3

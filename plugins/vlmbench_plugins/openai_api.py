@@ -15,6 +15,9 @@ downscales larger ones (and re-encodes them as PNG). The retry, limiter, fail-fa
 No fault becomes an answer: a 200 reply without a usable answer (no choices, null, empty or
 non-text content) is retried and then an error; ``timeout`` is a total deadline per attempt;
 a reply longer than ``max_new_tokens`` could produce is an error (see :mod:`vlmbench.http.limits`).
+A reply the server cut for its own reasons is an error too, never stored, so the next run asks
+again: ``finish_reason`` ``length`` below ``max_new_tokens`` by its ``usage`` (its context limit,
+e.g. vLLM's ``max_model_len``) or ``content_filter`` (see :func:`parse_completion`).
 A dead or wrong endpoint (connection refused, DNS failure, timeouts, key rejected, no such
 route or model) stops the run with one line naming the URL, unless a request has succeeded.
 """
@@ -306,7 +309,7 @@ class Answer:
     usage: dict[str, int] | None
 
 
-def parse_completion(body: str | bytes, max_chars: int | None = None) -> Answer | Failure:
+def parse_completion(body: str | bytes, max_chars: int | None = None, max_tokens: int | None = None) -> Answer | Failure:
     """The answer text and token usage of a chat-completion body, or why it is no answer.
 
     Unreadable JSON, no ``choices``, no ``message`` or non-text content are a retryable
@@ -314,6 +317,13 @@ def parse_completion(body: str | bytes, max_chars: int | None = None) -> Answer 
     content with a non-empty ``refusal`` is the model's refusal, an answer). Text longer than
     ``max_chars`` is a final ``reply too long``: the server did not honour ``max_tokens``, and
     greedy decoding would only repeat it (see :mod:`vlmbench.http.limits`).
+
+    A reply the server cut for its own reasons is a final error, never an answer (see :func:`_cut_by_server`):
+    ``finish_reason`` ``length`` with fewer completion tokens than ``max_tokens`` (the request's
+    ``max_new_tokens``) is ``answer cut by the server`` (its context limit: the prompt nearly filled
+    it); ``content_filter`` is ``answer cut by a content filter``, whatever the text. ``length`` at
+    ``max_tokens`` is an answer (the request asked for that many tokens), and so is ``length``
+    without a usage block that counts completion tokens (nothing says it stopped early).
     """
     malformed = Failure("malformed response", retryable=True)
     try:
@@ -332,6 +342,9 @@ def parse_completion(body: str | bytes, max_chars: int | None = None) -> Answer 
         text = refusal if isinstance(refusal, str) else ""
     if not isinstance(text, str):
         return malformed
+    cut = _cut_by_server(choices[0].get("finish_reason"), data.get("usage"), max_tokens)
+    if cut is not None:
+        return cut
     if not text.strip():
         return Failure("empty answer", retryable=True)
     if max_chars is not None and len(text) > max_chars:
@@ -339,6 +352,39 @@ def parse_completion(body: str | bytes, max_chars: int | None = None) -> Answer 
             f"reply too long: {len(text)} characters, more than max_tokens could produce (limit {max_chars})", retryable=False, kind="reply too long"
         )
     return Answer(text=text, usage=_usage(data.get("usage")))
+
+
+def _cut_by_server(finish_reason: Any, usage: Any, max_tokens: int | None) -> Failure | None:
+    """Why a reply the server cut for its own reasons is no answer, or None when it is one.
+
+    ``length`` below ``max_tokens``: the server ran out of context (the prompt nearly filled
+    vLLM's ``max_model_len``), not out of the tokens the request allowed. Stored, the fragment
+    would be scored as the model's answer and reused after the server got a larger context.
+
+    ``content_filter``: an error too, not the provider's answer. What comes back is a fragment (or
+    nothing) that the model did not finish, cut by a filter that sits outside the model and changes
+    with the endpoint's settings; a safety benchmark scores the model, whose own refusals come as
+    ordinary answers (``finish_reason`` ``stop``, or the ``refusal`` field) and are kept. As an
+    error it is counted by class (``answer cut by a content filter``) in the run's error summary,
+    never scored as the model's words, and asked again by the next run. Neither is retried within
+    the run: the same request would be cut again.
+    """
+    if finish_reason == "content_filter":
+        return Failure(
+            "the server's content filter cut the answer (finish_reason content_filter), the model did not; "
+            "relax the endpoint's content filter or use one without it",
+            retryable=False,
+            kind="answer cut by a content filter",
+        )
+    given = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    if finish_reason == "length" and type(given) is int and max_tokens is not None and given < max_tokens:
+        return Failure(
+            f"the server cut the answer at {given} of {max_tokens} tokens (finish_reason length: its context limit?); "
+            "raise the server's max_model_len or lower max_new_tokens",
+            retryable=False,
+            kind="answer cut by the server",
+        )
+    return None
 
 
 def _usage(usage: Any) -> dict[str, int] | None:
@@ -693,7 +739,7 @@ class OpenAIBackend(BackendBase):
             return Failure(
                 f"reply too long: over {limit} bytes, more than max_tokens={max_new_tokens} could produce", retryable=False, kind="reply too long"
             )
-        return parse_completion(body, reply_char_limit(max_new_tokens))
+        return parse_completion(body, reply_char_limit(max_new_tokens), max_tokens=max_new_tokens)
 
 
 def factory(model_args: dict[str, str], options: BackendOptions) -> OpenAIBackend:

@@ -15,6 +15,10 @@ with ``Retry-After``) or planted in a request's text as markers, counted per req
     <<nonstring:1>>  the first attempt gets a 200 whose message content is a number
     <<huge:1>>       the first attempt gets a 200 whose content is ``huge_chars`` characters long
     <<trickle:1>>    the first attempt gets its 200 body one byte every ``trickle_interval`` seconds
+    <<length:1>>     the first attempt gets a 200 the server cut short: ``cut_reply`` with finish_reason ``length``
+                     and its word count as completion tokens (vLLM, when the prompt nearly fills ``max_model_len``)
+    <<filtered:1>>   the first attempt gets a 200 the server's content filter cut: ``cut_reply`` with
+                     finish_reason ``content_filter``
     <<leaky:1>>      the first attempt gets a 400 whose message leaks a URL with credentials and the bearer token
     <<delay:0.8>>    this request takes 0.8 s longer than ``latency``
 
@@ -71,6 +75,7 @@ class Faults:
     slow_seconds: float = 2.0  # how long a <<slow:N>> attempt takes
     trickle_interval: float = 0.5  # seconds between the bytes of a <<trickle:N>> body
     huge_chars: int = 1_000_000  # length of a <<huge:N>> answer
+    cut_reply: str = "The answer is"  # what a <<length:N>> or <<filtered:N>> reply says before it is cut
     api_key: str | None = None  # when set, any other bearer token gets a 401
     models: tuple[str, ...] | None = None  # when set, any other model gets a 404 model_not_found
     reply: str = "Yes."
@@ -417,6 +422,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif outcome in ("empty", "null", "nonstring", "huge"):
             content: Any = {"empty": "", "null": None, "nonstring": 42, "huge": "A" * faults.huge_chars}[outcome]
             self._send(200, json.dumps(completion(body, key, reply_for(faults, key), content=content)))
+        elif outcome in ("length", "filtered"):
+            finish_reason = "length" if outcome == "length" else "content_filter"
+            self._send(200, json.dumps(completion(body, key, faults.cut_reply, finish_reason=finish_reason)))
         elif outcome == "trickle":
             self._trickle(json.dumps(completion(body, key, reply_for(faults, key))).encode(), faults.trickle_interval, event)
         elif outcome == "noroute":
@@ -498,9 +506,9 @@ def reply_for(faults: Faults, key: str) -> str:
     return next((reply for needle, reply in faults.replies if needle in key), faults.reply)
 
 
-def completion(body: dict[str, Any], key: str, reply: str, content: Any = ...) -> dict[str, Any]:
-    """A chat-completion object answering ``reply`` (or a message ``content`` given as is); usage counts
-    words, plus 85 tokens an image."""
+def completion(body: dict[str, Any], key: str, reply: str, content: Any = ..., finish_reason: str = "stop") -> dict[str, Any]:
+    """A chat-completion object answering ``reply`` (or a message ``content`` given as is) that ended
+    with ``finish_reason``; usage counts words, plus 85 tokens an image."""
     prompt_tokens = len(key.split()) + 85 * count_images(body)
     completion_tokens = len(reply.split())
     content = reply if content is ... else content
@@ -509,7 +517,7 @@ def completion(body: dict[str, Any], key: str, reply: str, content: Any = ...) -
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model", "tiny"),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
     }
 
