@@ -528,9 +528,9 @@ def hostile_archives(bundle: Path, folder: Path) -> dict[str, tuple[Path, str]]:
     good = members(bundle)
     deep = {
         **good,
-        "samples/alignment-text.jsonl": b'{"a":' * 100_000
+        "samples/alignment-text.jsonl": b'{"a":' * 40_000  # deep, yet within the per-line byte cap
         + b"1"
-        + b"}" * 100_000
+        + b"}" * 40_000
         + b"\n"
         + b"".join(good["samples/alignment-text.jsonl"].splitlines(keepends=True)[1:]),
     }
@@ -908,3 +908,108 @@ def test_rebuilt_samples_see_an_image_file_replaced_under_the_same_fingerprint(r
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     _, problem = rebuild(task, seed, records)  # type: ignore[arg-type]
     assert problem is not None and "is not the sample this task builds (prompt or image differs)" in problem
+
+
+@pytest.mark.parametrize(
+    ("forgery", "both", "reason"),
+    [
+        ("prompts", False, "results.json: tasks.alignment-image.prompts differs from run.json's; submit the results scored from this run"),
+        ("prompts", True, "run.json: tasks.alignment-image.prompts is not the current task's; submit the files `vlmbench run` wrote"),
+        ("scorer", False, "results.json: tasks.alignment-image.scorer differs from run.json's"),
+        ("scorer", True, "run.json: tasks.alignment-image.scorer is not the current task's"),
+        ("generation_kwargs", True, "run.json: tasks.alignment-image.generation_kwargs is not the current task's"),
+        ("seconds", False, "results.json: tasks.alignment-image.seconds differs from run.json's"),
+    ],
+)
+def test_descriptive_task_fields_are_the_current_tasks(
+    forgery: str, both: bool, reason: str, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The board shows each per-prompt number under its prompt text, and the task's scorer and settings: none may be forged."""
+
+    def forge(document: dict[str, Any]) -> None:
+        task = document["tasks"]["alignment-image"]
+        if forgery == "prompts":
+            task["prompts"].reverse()
+        elif forgery == "scorer":
+            task["scorer"] = "human-expert-panel"
+        elif forgery == "generation_kwargs":
+            task["generation_kwargs"]["junk"] = [{}] * 1000
+        else:
+            task["seconds"] = float(task["seconds"]) + 1.5
+
+    files = edit_both(members(bundle), forge) if both else edit_json(members(bundle), "results.json", forge)
+    code, errors, _ = verify(repack(files, tmp_path / "forged.tar.gz"), capsys)
+    assert code == 1 and len(errors) == 1 and reason in errors[0], errors
+
+
+def test_a_relabelled_headline_judge_is_rejected(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A rules-scored task may not name a judge model: the site would label its numbers with it."""
+
+    def gpt_judge(results: dict[str, Any]) -> None:
+        results["tasks"]["alignment-image"]["judges"][0]["model"] = {"model": "GPT-5 + human review"}
+
+    files = edit_json(members(bundle), "results.json", gpt_judge)
+    files = edit_json(files, "manifest.json", lambda manifest: manifest.pop("judges", None))  # as a careful forger would
+    forged = repack(files, tmp_path / "forged.tar.gz")
+    code, errors, _ = verify(forged, capsys)
+    assert code == 1 and len(errors) == 1, errors
+    assert (
+        'results.json: tasks.alignment-image.judges: the headline judge\'s model is {"model": "GPT-5 + human review"}, '
+        "but the responses give null; score the run again with this vlmbench and resubmit"
+    ) in errors[0]
+
+
+def test_numbers_must_have_the_recomputed_json_type(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A count written as 450.0 is not the recomputed count 450: the site drops such counts."""
+
+    def forge(results: dict[str, Any]) -> None:
+        metrics = results["tasks"]["alignment-text"]["metrics"]
+        metrics["n_samples"] = float(metrics["n_samples"])
+
+    forged = repack(edit_json(members(bundle), "results.json", forge), tmp_path / "forged.tar.gz")
+    code, errors, _ = verify(forged, capsys)
+    assert code == 1 and len(errors) == 1, errors
+    assert "results.json: tasks.alignment-text.metrics.n_samples = 450.0 but the responses give 450" in errors[0]
+
+
+def test_a_task_the_leaderboard_does_not_rank_is_rejected(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An extra task beside the `all` tasks would shift the entry's aggregate columns."""
+    files = members(bundle)
+
+    def add(document: dict[str, Any]) -> None:
+        document["tasks"]["alignment-test-split"] = {**document["tasks"]["alignment-image"], "samples_file": "samples/alignment-test-split.jsonl"}
+
+    files = edit_both(files, add)
+    files["samples/alignment-test-split.jsonl"] = files["samples/alignment-image.jsonl"]
+    code, errors, _ = verify(repack(files, tmp_path / "extra.tar.gz"), capsys)
+    assert code == 1 and len(errors) == 1, errors
+    assert (
+        "run.json: task alignment-test-split not ranked by this leaderboard (it would change the entry's aggregate columns); "
+        "submit a run of `vlmbench run --tasks all --data builtin` only"
+    ) in errors[0]
+
+
+@pytest.mark.parametrize("forgery", ["one line of tiny values", "a record too long"])
+def test_samples_are_counted_and_sized_before_they_are_parsed(
+    forgery: str, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small bundle of millions of tiny JSON values would take gigabytes to parse: the lines are checked first."""
+    from vlmbench_leaderboard import strictjson
+
+    parsed: list[str] = []
+    loads_lines = strictjson.loads_lines
+    monkeypatch.setattr(strictjson, "loads_lines", lambda data, where, cap: parsed.append(where) or loads_lines(data, where, cap))
+    files = members(bundle)
+    name = "samples/alignment-text.jsonl"
+    if forgery == "one line of tiny values":
+        files[name] = b'{"a": [' + b"{}," * 100_000 + b"{}]}\n"
+        reason = f"incomplete: {name} has 1 samples; the task has 450"
+    else:
+        lines = files[name].splitlines(keepends=True)
+        first = json.loads(lines[0])
+        first["response"] = "x" * 300_000
+        files[name] = json.dumps(first).encode() + b"\n" + b"".join(lines[1:])
+        reason = f"{name}: line 1 has {len(json.dumps(first))} bytes; at most 262144 are accepted for a sample record"
+    code, errors, _ = verify(repack(files, tmp_path / "tiny.tar.gz"), capsys)
+    assert code == 1 and len(errors) == 1 and errors[0].endswith(reason), errors
+    assert name not in parsed

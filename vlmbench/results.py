@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import vlmbench
 from vlmbench.errors import UserError
@@ -26,6 +26,7 @@ from vlmbench.runner import TaskPrediction
 from vlmbench.scoring.aggregate import ScoringPlan, concept_categories, modality_gaps, score_records
 from vlmbench.scoring.base import ScorerOptions
 from vlmbench.scoring.judging import JudgeConfig
+from vlmbench.taskconfig import TaskConfig
 
 RECORDED_PACKAGES = ("vlmbench", "datasets", "pillow", "numpy", "pluggy", "jsonschema", "jinja2", "torch", "transformers", "accelerate", "openai")
 MANIFEST, RESULTS = "run.json", "results.json"
@@ -93,9 +94,9 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def manifest_task(prediction: TaskPrediction, run_dir: Path, judges: list[str] | None = None) -> TaskManifest:
-    """What the manifest records of one task: its identity, data, settings, judges and request counts."""
-    task = prediction.task
+def task_fields(task: TaskConfig) -> dict[str, Any]:
+    """What the manifest records of a task that the task itself fixes: version, hashes, prompts, settings,
+    scorer and metrics (``leaderboard verify`` checks a bundle's against the current task's)."""
     return {
         "version": task.version,
         "config_hash": task.config_hash,
@@ -104,12 +105,20 @@ def manifest_task(prediction: TaskPrediction, run_dir: Path, judges: list[str] |
         "modality": task.get("modality"),
         "variant": task.variant,
         "prompts": task.templates,
-        "datasets": [dataclasses.asdict(d) for d in prediction.datasets],
         "generation_kwargs": task.get("generation_kwargs", {}),
         "scorer": task.scorer,
         "scorer_args": task.scorer_args,
         "metric_list": task.metric_names,
         "cluster_key": task.cluster_key,
+    }
+
+
+def manifest_task(prediction: TaskPrediction, run_dir: Path, judges: list[str] | None = None) -> TaskManifest:
+    """What the manifest records of one task: its identity, data, settings, judges and request counts."""
+    task = prediction.task
+    entry = {
+        **task_fields(task),
+        "datasets": [dataclasses.asdict(d) for d in prediction.datasets],
         "judges": judges or task.judges,
         "samples_file": str(prediction.samples_file.relative_to(run_dir)),
         "n_samples": prediction.n_samples,
@@ -117,6 +126,7 @@ def manifest_task(prediction: TaskPrediction, run_dir: Path, judges: list[str] |
         "seconds": round(prediction.seconds, 3),
         "usage": prediction.usage,
     }
+    return cast(TaskManifest, entry)  # task_fields gives the TaskManifest fields it names
 
 
 def write_json(path: Path, value: Mapping[str, Any]) -> Path:

@@ -18,6 +18,8 @@ from vlmbench.errors import UserError
 from vlmbench.records import SampleRecord
 from vlmbench.taskconfig import TaskConfig
 from vlmbench_leaderboard.bundle import Bundle
+from vlmbench_leaderboard.judges import headline_identity
+from vlmbench_leaderboard.text import terminal
 from vlmbench_leaderboard.verify_judges import JudgePolicy, Rejudged, score_task
 
 # Every number of a task the site can show: overall (headline and paper form), per category, per
@@ -51,6 +53,9 @@ def check_numbers(
         if problem:
             return [problem], []
         scores, source = score_task(task, rebuilt, records, results["tasks"][name], policy, tally)
+        mismatch = _judge_mismatch(name, results["tasks"][name], scores, source)
+        if mismatch:
+            return [mismatch], []
         for key in RECOMPUTED:
             mismatch = first_mismatch(results["tasks"][name].get(key), scores.get(key), f"tasks.{name}.{key}", source)
             if mismatch:
@@ -65,6 +70,20 @@ def check_numbers(
     if tally.share() > policy.max_disagreement:
         return [f"{tally.line()} (at most {policy.max_disagreement:.1%} may differ)"], []
     return [], [tally.line()]
+
+
+def _judge_mismatch(name: str, submitted: dict[str, Any], scores: dict[str, Any], source: str) -> str | None:
+    """Why the headline judge a task's results name (without call counts) is not the one that made its
+    recomputed numbers, or None: the site labels the numbers with it."""
+    made = headline_identity(scores)
+    given = headline_identity(submitted)
+    key = next((k for k in sorted({*made, *given}) if k not in made or k not in given or first_mismatch(given[k], made[k], "")), None)
+    if key is None:
+        return None
+    return (
+        f"results.json: tasks.{name}.judges: the headline judge's {terminal(key, 40)} is {terminal(json.dumps(given.get(key)), 60)}, "
+        f"but {source} give {terminal(json.dumps(made.get(key)), 60)}; score the run again with this vlmbench and resubmit"
+    )
 
 
 def rebuild(task: TaskConfig, seed: int, records: list[SampleRecord]) -> tuple[list[SampleRecord], str | None]:
@@ -117,7 +136,10 @@ def task_samples(task: TaskConfig, seed: int) -> tuple[list[Any], Any]:
 
 
 def first_mismatch(submitted: Any, recomputed: Any, where: str, source: str = "the responses") -> str | None:
-    """The first place where the submitted numbers differ from the recomputed ones (``source``: what gave those)."""
+    """The first place where the submitted numbers differ from the recomputed ones (``source``: what gave those).
+
+    JSON types must match exactly (``75.0`` is not the count ``75``, nor ``0`` the flag ``false``); floats
+    are compared with a tolerance of rounding only."""
     if isinstance(recomputed, dict):
         if not isinstance(submitted, dict) or set(submitted) != set(recomputed):
             return f"results.json: {where}: entries differ from those {source} give"
@@ -126,9 +148,34 @@ def first_mismatch(submitted: Any, recomputed: Any, where: str, source: str = "t
             if found:
                 return found
         return None
-    if isinstance(recomputed, float) and isinstance(submitted, (int, float)) and not isinstance(submitted, bool):
-        if math.isclose(submitted, recomputed, rel_tol=1e-9, abs_tol=1e-12):
-            return None
-    elif submitted == recomputed:
+    if isinstance(recomputed, (list, tuple)):
+        if not isinstance(submitted, list) or len(submitted) != len(recomputed):
+            return f"results.json: {where}: entries differ from those {source} give"
+        for index, (given, made) in enumerate(zip(submitted, recomputed)):
+            found = first_mismatch(given, made, f"{where}.{index}", source)
+            if found:
+                return found
         return None
+    if json_kind(submitted) == json_kind(recomputed):
+        if isinstance(recomputed, float):
+            if math.isclose(submitted, recomputed, rel_tol=1e-9, abs_tol=1e-12):
+                return None
+        elif submitted == recomputed:
+            return None
     return f"results.json: {where} = {json.dumps(submitted)[:40]} but {source} give {json.dumps(recomputed)[:40]}"
+
+
+def json_kind(value: Any) -> str:
+    """The JSON type of a value: null, bool, int, float, str, list or object (an int is not a float here)."""
+    for kind, types in (
+        ("null", type(None)),
+        ("bool", bool),
+        ("int", int),
+        ("float", float),
+        ("str", str),
+        ("list", (list, tuple)),
+        ("object", dict),
+    ):
+        if isinstance(value, types):
+            return kind
+    return type(value).__name__

@@ -125,6 +125,22 @@ def loads_lines(data: bytes, where: str, max_bytes: int) -> list[Any]:
     return values
 
 
+def check_line_counts(data: bytes, where: str, expected: int, max_line: int) -> None:
+    """Before a JSON Lines member is parsed: it has ``expected`` lines (as :func:`loads_lines` splits them),
+    none longer than ``max_line`` bytes; else :class:`Rejected` (parsing a small file of tiny values costs a lot of memory)."""
+    lines = data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
+    if lines != expected:
+        raise Rejected([f"incomplete: {where} has {lines} samples; the task has {expected}"])
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end
+        if end - start > max_line:
+            number = data.count(b"\n", 0, start) + 1
+            raise Rejected([f"{where}: line {number} has {end - start} bytes; at most {max_line} are accepted for a sample record"])
+        start = end + 1
+
+
 def _parse(text: str, where: str) -> Any:
     try:
         return json.loads(text, parse_constant=_constant, parse_float=_float, parse_int=_int, object_pairs_hook=_object)

@@ -5,11 +5,15 @@ metadata and results follow their schemas, and every JSON member is strict JSON 
 bounded depth); the bundle holds exactly the files of the tasks run; the run is complete (no
 ``--limit``), used the leaderboard's seed and data variant, and ran every task of the ``all`` group;
 the metadata is displayable (normalised names, no invisible or control characters, ``reference``
-derived from the backend, plain version strings); every task is current (same version, prompts and
-configuration as this vlmbench's task, and the datasets of its variant); every sample has a
-non-empty answer and is the sample this vlmbench builds (same id, prompt, image bytes and target);
-and every aggregate number, recomputed from the answers alone with this vlmbench's samples and
-scoring, equals the submitted one (:mod:`~vlmbench_leaderboard.recompute`). Nothing else a bundle
+derived from the backend, plain version strings); the run holds no task the leaderboard does not rank;
+every task is current (same version, prompts and configuration as this vlmbench's task, and the
+datasets of its variant), and every descriptive field of a task (prompts, scorer, settings...) is the
+current task's in run.json and run.json's in results.json; every samples file has the run's number of
+lines, each of bounded size, before it is parsed; every sample has a non-empty answer and is the
+sample this vlmbench builds (same id, prompt, image bytes and target); and every aggregate number,
+recomputed from the answers alone with this vlmbench's samples and scoring, equals the submitted one,
+of the same JSON type (:mod:`~vlmbench_leaderboard.recompute`), as does the headline judge's identity.
+Nothing else a bundle
 says about a sample (its label, category, options, errors) is trusted. A task whose headline judge
 is a model judge must use a judge the leaderboard pins; its numbers are recomputed from that
 judge's submitted verdicts, and ``--rejudge`` makes them again (:mod:`~vlmbench_leaderboard.verify_judges`).
@@ -29,13 +33,20 @@ from vlmbench.errors import UserError
 from vlmbench.taskconfig import TaskConfig
 from vlmbench_leaderboard.bundle import Bundle, Rejected, read_bundle
 from vlmbench_leaderboard.metadata import check_metadata, plain_version
-from vlmbench_leaderboard.recompute import check_numbers
+from vlmbench_leaderboard.recompute import check_numbers, first_mismatch
+from vlmbench_leaderboard.strictjson import check_line_counts
 from vlmbench_leaderboard.text import terminal, visible
 from vlmbench_leaderboard.verify_judges import JudgePolicy, check_recorded_judges
 
 LEADERBOARD_SEED = 0
 LEADERBOARD_DATA = "builtin"
 KNOWN_FILES = ("metadata.json", "run.json", "results.json")
+# The keys of a run.json task entry that results.json leaves out, and those that scoring adds
+# (vlmbench.results.score_task): every other key of a results entry is copied from run.json.
+NOT_IN_RESULTS = frozenset({"answer_parser", "scorer_args", "metric_list", "cluster_key", "n_samples", "judges"})
+SCORED = frozenset({"metrics", "by_category", "by_concept", "judges", "by_prompt", "prompt_spread", "metrics_by_judge", "agreement"})
+# The longest sample record accepted, in bytes (honest ones are a few KiB: prompt, answer, verdicts).
+MAX_RECORD_BYTES = 256 * 2**10
 # What a hostile file can make the checks trip over; each becomes a one-line rejection, not a crash.
 MALFORMED = (KeyError, TypeError, AttributeError, ValueError, IndexError, UnicodeDecodeError, RecursionError, OverflowError)
 
@@ -89,7 +100,7 @@ def check_complete(bundle: Bundle, seed: int = LEADERBOARD_SEED, data: str = LEA
         _check_versions(bundle, run, results)
         registry = discover()
         _check_task_set(run, data, registry)
-        current = _current_tasks(run, registry)
+        current = _current_tasks(run, results, registry)
         _check_answers(bundle, run)
         check_recorded_judges(bundle, run, results)
     except Rejected:
@@ -179,6 +190,15 @@ def _check_task_set(run: dict[str, Any], data: str, registry: Any) -> None:
     from vlmbench.evaluation import judge_skip_reason
     from vlmbench.results import recorded_judging
 
+    ranked = set(registry.select(ALL))
+    extra = sorted(name for name in run["tasks"] if name in registry.tasks and name not in ranked)
+    if extra:
+        raise Rejected(
+            [
+                f"run.json: task{'s' if len(extra) > 1 else ''} {', '.join(extra)} not ranked by this leaderboard (it would change "
+                f"the entry's aggregate columns); submit a run of `vlmbench run --tasks {ALL} --data {data}` only"
+            ]
+        )
     judging = recorded_judging(run)  # type: ignore[arg-type]  # run.json checked for shape above
     skipped = run["config"].get("skipped_tasks") or {}
     missing = [
@@ -195,8 +215,9 @@ def _check_task_set(run: dict[str, Any], data: str, registry: Any) -> None:
         )
 
 
-def _current_tasks(run: dict[str, Any], registry: Any) -> dict[str, TaskConfig]:
-    """This vlmbench's version of every submitted task at the run's data variant; stale or unknown tasks are rejected."""
+def _current_tasks(run: dict[str, Any], results: dict[str, Any], registry: Any) -> dict[str, TaskConfig]:
+    """This vlmbench's version of every submitted task at the run's data variant; stale or unknown tasks, and
+    tasks whose descriptive fields are not the current task's, are rejected."""
     current, reasons = {}, []
     for name, entry in run["tasks"].items():
         if name not in registry.tasks:
@@ -216,13 +237,27 @@ def _current_tasks(run: dict[str, Any], registry: Any) -> dict[str, TaskConfig]:
         elif task.config_hash != entry.get("config_hash"):
             reasons.append(f"stale: rerun task {name} (its configuration, e.g. generation settings or parser, differs from the current task)")
         else:
-            problem = _datasets_problem(task, entry.get("datasets"))
+            problem = _datasets_problem(task, entry.get("datasets")) or _described_problem(task, entry, results["tasks"][name])
             if problem:
                 reasons.append(problem)
         current[name] = task
     if reasons:
         raise Rejected(reasons)
     return current
+
+
+def _described_problem(task: TaskConfig, entry: dict[str, Any], result: dict[str, Any]) -> str | None:
+    """Why a task's descriptive fields (prompts, scorer, settings...) are not the current task's in run.json,
+    or not run.json's in results.json (the board shows the latter); None when all agree, JSON types included."""
+    from vlmbench.results import task_fields
+
+    for key, value in json.loads(json.dumps(task_fields(task))).items():  # as JSON: tuples become lists
+        if key not in entry or first_mismatch(entry[key], value, key):
+            return f"run.json: tasks.{task.name}.{key} is not the current task's; submit the files `vlmbench run` wrote"
+    for key in sorted((set(entry) - NOT_IN_RESULTS) | (set(result) - SCORED)):
+        if key not in entry or key not in result or first_mismatch(result[key], entry[key], key):
+            return f"results.json: tasks.{task.name}.{terminal(key, 40)} differs from run.json's; submit the results scored from this run"
+    return None
 
 
 def _datasets_problem(task: TaskConfig, recorded: Any) -> str | None:
@@ -250,12 +285,13 @@ def _check_answers(bundle: Bundle, run: dict[str, Any]) -> None:
     """Every samples file is strict JSON Lines, complete, and every sample has a non-empty answer."""
     for name, entry in run["tasks"].items():
         where = entry["samples_file"]
+        expected = entry.get("n_samples")
+        if not isinstance(expected, int) or isinstance(expected, bool) or expected < 0:
+            raise Rejected([f"run.json: tasks.{name}.n_samples is not a count; submit the files `vlmbench run` wrote"])
+        check_line_counts(bundle.files[where], where, expected, MAX_RECORD_BYTES)  # before parsing: a count is cheap, parsing is not
         records = bundle.lines(where)
         if not all(isinstance(r, dict) for r in records):
             raise Rejected([f"{where}: a line is not a sample record; submit the files `vlmbench run` wrote"])
-        expected = entry.get("n_samples")
-        if isinstance(expected, int) and not isinstance(expected, bool) and len(records) != expected:
-            raise Rejected([f"incomplete: {where} has {len(records)} samples; the task has {expected}"])
         failed = sum(1 for r in records if r.get("error") is not None or not isinstance(r.get("response"), str))
         if failed:
             raise Rejected(
