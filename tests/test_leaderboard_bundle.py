@@ -989,7 +989,7 @@ def test_a_task_the_leaderboard_does_not_rank_is_rejected(bundle: Path, tmp_path
     ) in errors[0]
 
 
-@pytest.mark.parametrize("forgery", ["one line of tiny values", "a record too long"])
+@pytest.mark.parametrize("forgery", ["one line of tiny values", "a record too long", "a forged count", "records of tiny values", "results of tiny values"])
 def test_samples_are_counted_and_sized_before_they_are_parsed(
     forgery: str, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1004,12 +1004,28 @@ def test_samples_are_counted_and_sized_before_they_are_parsed(
     if forgery == "one line of tiny values":
         files[name] = b'{"a": [' + b"{}," * 100_000 + b"{}]}\n"
         reason = f"incomplete: {name} has 1 samples; the task has 450"
-    else:
+    elif forgery == "a record too long":
         lines = files[name].splitlines(keepends=True)
         first = json.loads(lines[0])
         first["response"] = "x" * 300_000
         files[name] = json.dumps(first).encode() + b"\n" + b"".join(lines[1:])
         reason = f"{name}: line 1 has {len(json.dumps(first))} bytes; at most 262144 are accepted for a sample record"
+    elif forgery == "a forged count":  # as many lines as run.json says, but not as many as the task has
+        files[name] = b'{"a": [' + b"{}," * 60_000 + b"{}]}\n"
+
+        def one_sample(run: dict[str, Any]) -> None:
+            run["tasks"]["alignment-text"]["n_samples"] = 1
+
+        files = edit_json(files, "run.json", one_sample)
+        reason = "incomplete: run.json: tasks.alignment-text.n_samples is 1; the task has 450 samples"
+    elif forgery == "records of tiny values":
+        files[name] = (b'{"a": [' + b"{}," * 400 + b"{}]}\n") * 450
+        reason = f"{name}: {450 * 403} JSON objects and arrays; at most {64 * 450 + 100_000} are accepted"
+    else:
+        results = json.loads(files["results.json"])
+        results["padding"] = [{}] * 250_000
+        files["results.json"] = json.dumps(results).encode()
+        name, reason = "results.json", f"results.json: {files['results.json'].count(b'{') + files['results.json'].count(b'[')} JSON objects"
     code, errors, _ = verify(repack(files, tmp_path / "tiny.tar.gz"), capsys)
-    assert code == 1 and len(errors) == 1 and errors[0].endswith(reason), errors
+    assert code == 1 and len(errors) == 1 and (reason in errors[0] if name == "results.json" else errors[0].endswith(reason)), errors
     assert name not in parsed

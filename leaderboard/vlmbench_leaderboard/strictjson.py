@@ -19,6 +19,11 @@ from vlmbench_leaderboard.problems import Rejected
 MAX_DEPTH = 32
 MAX_INT_DIGITS = 18
 MAX_LINES = 200_000
+# Objects and arrays, counted by their opening brackets (those inside strings too) before anything is parsed:
+# a tiny value such as {} costs a hundred times its bytes once parsed. An honest results.json has about 5,000;
+# an honest sample record 5 to 10, but a model's answer may quote code or JSON.
+MAX_CONTAINERS = 200_000
+CONTAINERS_PER_RECORD = 64
 
 
 class _Refused(ValueError):
@@ -95,6 +100,7 @@ def loads(data: bytes, where: str, max_bytes: int) -> Any:
     """One JSON document from untrusted bytes, or :class:`Rejected` with a one-line reason naming ``where``."""
     if len(data) > max_bytes:
         raise Rejected([f"{where}: {len(data)} bytes; at most {max_bytes} are accepted"])
+    check_containers(data, where, MAX_CONTAINERS)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -125,12 +131,21 @@ def loads_lines(data: bytes, where: str, max_bytes: int) -> list[Any]:
     return values
 
 
+def check_containers(data: bytes, where: str, cap: int) -> None:
+    """Before a JSON member is parsed: at most ``cap`` objects and arrays (see :data:`MAX_CONTAINERS`); else :class:`Rejected`."""
+    count = data.count(b"{") + data.count(b"[")
+    if count > cap:
+        raise Rejected([f"{where}: {count} JSON objects and arrays; at most {cap} are accepted"])
+
+
 def check_line_counts(data: bytes, where: str, expected: int, max_line: int) -> None:
     """Before a JSON Lines member is parsed: it has ``expected`` lines (as :func:`loads_lines` splits them),
-    none longer than ``max_line`` bytes; else :class:`Rejected` (parsing a small file of tiny values costs a lot of memory)."""
+    none longer than ``max_line`` bytes, and not many more objects and arrays than sample records hold; else
+    :class:`Rejected` (parsing a small file of tiny values costs a lot of memory)."""
     lines = data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
     if lines != expected:
         raise Rejected([f"incomplete: {where} has {lines} samples; the task has {expected}"])
+    check_containers(data, where, CONTAINERS_PER_RECORD * expected + MAX_CONTAINERS // 2)
     start = 0
     while start < len(data):
         end = data.find(b"\n", start)

@@ -33,7 +33,7 @@ from vlmbench.errors import UserError
 from vlmbench.taskconfig import TaskConfig
 from vlmbench_leaderboard.bundle import Bundle, Rejected, read_bundle
 from vlmbench_leaderboard.metadata import check_metadata, plain_version
-from vlmbench_leaderboard.recompute import check_numbers, first_mismatch
+from vlmbench_leaderboard.recompute import check_numbers, first_mismatch, task_samples
 from vlmbench_leaderboard.strictjson import check_line_counts
 from vlmbench_leaderboard.text import terminal, visible
 from vlmbench_leaderboard.verify_judges import JudgePolicy, check_recorded_judges
@@ -101,7 +101,7 @@ def check_complete(bundle: Bundle, seed: int = LEADERBOARD_SEED, data: str = LEA
         registry = discover()
         _check_task_set(run, data, registry)
         current = _current_tasks(run, results, registry)
-        _check_answers(bundle, run)
+        _check_answers(bundle, run, current, seed)
         check_recorded_judges(bundle, run, results)
     except Rejected:
         raise
@@ -281,13 +281,17 @@ def _datasets_problem(task: TaskConfig, recorded: Any) -> str | None:
     return None
 
 
-def _check_answers(bundle: Bundle, run: dict[str, Any]) -> None:
-    """Every samples file is strict JSON Lines, complete, and every sample has a non-empty answer."""
+def _check_answers(bundle: Bundle, run: dict[str, Any], current: dict[str, TaskConfig], seed: int) -> None:
+    """Every samples file holds as many lines as the current task has samples (counted before it is parsed),
+    is strict JSON Lines, and every sample has a non-empty answer."""
     for name, entry in run["tasks"].items():
         where = entry["samples_file"]
         expected = entry.get("n_samples")
         if not isinstance(expected, int) or isinstance(expected, bool) or expected < 0:
             raise Rejected([f"run.json: tasks.{name}.n_samples is not a count; submit the files `vlmbench run` wrote"])
+        built = len(task_samples(current[name], seed)[0])  # built once: the recomputation reuses them
+        if expected != built:
+            raise Rejected([f"incomplete: run.json: tasks.{name}.n_samples is {expected}; the task has {built} samples"])
         check_line_counts(bundle.files[where], where, expected, MAX_RECORD_BYTES)  # before parsing: a count is cheap, parsing is not
         records = bundle.lines(where)
         if not all(isinstance(r, dict) for r in records):
