@@ -989,7 +989,9 @@ def test_a_task_the_leaderboard_does_not_rank_is_rejected(bundle: Path, tmp_path
     ) in errors[0]
 
 
-@pytest.mark.parametrize("forgery", ["one line of tiny values", "a record too long", "a forged count", "records of tiny values", "results of tiny values"])
+@pytest.mark.parametrize(
+    "forgery", ["one line of tiny values", "a record too long", "a forged count", "records of tiny values", "results of tiny values"]
+)
 def test_samples_are_counted_and_sized_before_they_are_parsed(
     forgery: str, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
