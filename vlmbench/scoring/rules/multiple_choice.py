@@ -20,7 +20,10 @@ _CYRILLIC_LETTER = re.compile(r"(answer\w{0,3}|вариант\w{0,3})(\s?[:\-]?\
 _CYRILLIC_TO_LATIN = str.maketrans("АВСавс", "ABCabc")
 _MC_CONTRACTIONS = re.compile(r"\b(it|that|this|which|what)'s\b|\b(i)'d\b", re.IGNORECASE)
 # A guess ("not sure, maybe B?") is no answer unless the response states one.
-_MC_HEDGE = re.compile(r"\b(?:not sure|unsure|maybe|perhaps|possibly|i guess|hard to (?:say|tell)|can'?t tell)\b", re.IGNORECASE)
+_MC_HEDGE = re.compile(
+    r"\b(?:not (?:entirely |completely |totally |quite |really )?(?:sure|certain)|unsure|maybe|perhaps|possibly|i guess|hard to (?:say|tell)|can'?t tell)\b",
+    re.IGNORECASE,
+)
 # "A, B, C, or D" (the prompt's own wording, often repeated): a list of letters, not an answer.
 _LETTER_LIST = re.compile(r"(?<![A-Za-z])[A-D](?:\s?,\s?[A-D]){1,3},?\s(?:or|and)\s[A-D](?![A-Za-z])|\b[A-D](?:/[A-D]){2,3}\b")
 
@@ -34,8 +37,8 @@ _STATED = re.compile(
     + r"|\b(?:correct|right|best|final|likely|relevant|appropriate|fitting|closest|suitable)\s(?:answer|option|choice|one|match)"
     + _CONNECTOR
     + _ARTICLES
-    + r"|\b(?:i\s(?:would\s|will\s)?(?:choose|pick|select|go with|opt for|say)|i\s(?:lean|am leaning)\stowards?|"
-    r"my\s(?:choice|pick)(?:\sis)?|it\sis|it\swould\sbe|"
+    + r"|\b(?:i\s(?:would\s|will\s)?(?:choose|pick|select|go with|opt for|say)|i\s(?:would\s)?(?:lean|am leaning)\stowards?|"
+    r"my\s(?:choice|pick)(?:\sis)?|it\sis|it\swould\sbe|it\s(?:looks|seems)\slike|"
     r"that\sis|this\sis|which\sis|corresponds\sto|matches|falls\sunder)\s" + r"|(?:选项|選項|选择?|選擇?|選ぶ))" + _OPTION_WORD + r"[(\[]?" + _LETTER,
     re.IGNORECASE,
 )
@@ -114,14 +117,36 @@ def _blank(text: str, spans: Iterable[_Span]) -> str:
     return "".join(out)
 
 
+# Endings taken off an option's last word to match its derived forms: "torture" also names "tortured", "burglary"
+# "burglar", "harassment" "harassed", "cyberbullying" "cyberbullied". The stem must keep at least _MIN_STEM letters,
+# so short words ("gun", "arson", "abuse") match only themselves and their plurals.
+_DERIVED_ENDINGS = ("ment", "ing", "ies", "ed", "y", "e")
+_MIN_STEM = 5
+
+
+def _stem(word: str) -> str | None:
+    """``word`` without the first of _DERIVED_ENDINGS it ends with, or None when no stem of _MIN_STEM letters is left."""
+    for ending in _DERIVED_ENDINGS:
+        stem = word[: -len(ending)]
+        if word.endswith(ending) and len(stem) >= _MIN_STEM and stem.isalpha():
+            return stem
+    return None
+
+
 def _option_pattern(name: str) -> str:
-    """A regex for an option's text: case-, hyphen- and plural-insensitive, leading "The" optional."""
+    """A regex for an option's text: case-, hyphen- and plural-insensitive, leading "The" optional; the last word
+    also matches its derived forms when it has a stem (:func:`_stem`)."""
     name = name.strip().lower()
     name = name[4:] if name.startswith("the ") else name
     if name.endswith("s") and not name.endswith("ss"):
         name = name[:-1]
-    words = [re.escape(part) for part in re.split(r"[\s-]+", name) if part]
-    return r"(?:the\s)?" + r"[\s-]?".join(words) + r"(?:s|es)?"
+    parts = [part for part in re.split(r"[\s-]+", name) if part]
+    stem = _stem(parts[-1]) if parts else None
+    if stem is not None:
+        parts[-1] = stem
+    # A stem takes up to five more letters ("tortur" + "ed"); a whole word only a plural ending.
+    ending = r"[a-z]{0,5}" if stem is not None else r"(?:s|es)?"
+    return r"(?:the\s)?" + r"[\s-]?".join(re.escape(part) for part in parts) + ending
 
 
 # Option texts vary per document (a run asks about 75 concepts in turn), more than the re module's own
