@@ -288,23 +288,35 @@ def test_identity_records_the_model(tiny_dir) -> None:
         "attn_implementation": None,
     }
     assert answers(backend, image_requests(2))  # bfloat16 pixel values reach the vision tower
-    # A local folder has no hub commit: its files name it, and saving new weights there changes the identity.
-    weights = next(tiny_dir("gemma3").glob("*.safetensors"))
-    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
-    assert len(fingerprint) == 64 and make_backend(tiny_dir("gemma3"), dtype="bfloat16").identity()["local_files_sha256"] != fingerprint
+    assert len(fingerprint) == 64  # a local folder has no hub commit: its files name it (see the next test)
 
 
 def test_the_weights_read_are_the_files_the_identity_names(tiny_dir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Another checkpoint of the same shape copied over the folder with its times kept (``cp -p``, ``rsync -a``)
-    is another model; and files changed after a backend named them, before it reads the weights at its first
-    request, stop it with one line instead of answering under the identity of the files before."""
+    """A local folder is named by the contents of its top-level files: touched, re-permissioned or copied
+    elsewhere it is the same model, and files written into a subfolder (checkpoints, logs) are not the model.
+    Another checkpoint of the same shape copied over it with its times kept (``cp -p``, ``rsync -a``) is another
+    model; and files changed after a backend named them, before it reads the weights at its first request,
+    stop it with one line instead of answering under the identity of the files before."""
     import shutil
 
+    from vlmbench.data import hashcache
+
     monkeypatch.setenv("VLMBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(hashcache, "RECENT_NS", 0)  # (these files were written just now: keep their hashes all the same)
     folder = shutil.copytree(tiny_dir("llava"), tmp_path / "llava")
     assert answers(make_backend(folder, max_new_tokens="4"), text_requests(1))  # loads the weights and records their dtype
     named = make_backend(folder, max_new_tokens="4")  # named from the record: no weights read yet
     weights = folder / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    weights.chmod(0o600)
+    (folder / "checkpoint-10").mkdir()
+    (folder / "checkpoint-10" / "model.safetensors").write_bytes(b"being written")
+    copy = shutil.copytree(folder, tmp_path / "elsewhere")
+    assert {make_backend(path, max_new_tokens="4").identity()["local_files_sha256"] for path in (folder, copy)} == {
+        named.identity()["local_files_sha256"]
+    }
+    waiting = make_backend(folder, max_new_tokens="4")  # also named from the record
+    assert answers(named, text_requests(1))  # the same files: its weights load
     before, data = weights.stat(), bytearray(weights.read_bytes())
     data[-1] ^= 0xFF  # a tensor's last byte: the same size and shape, other weights
     weights.write_bytes(bytes(data))
@@ -312,7 +324,7 @@ def test_the_weights_read_are_the_files_the_identity_names(tiny_dir, tmp_path: P
     assert weights.stat().st_size == before.st_size and weights.stat().st_mtime_ns == before.st_mtime_ns
     assert make_backend(folder, max_new_tokens="4").identity()["local_files_sha256"] != named.identity()["local_files_sha256"]
     with pytest.raises(UserError) as changed:
-        list(named.generate(text_requests(1)))
+        list(waiting.generate(text_requests(1)))
     assert str(changed.value) == (
         f"--model hf: the files of {folder} changed since this run started, and its answers are stored under the files it started "
         "with; rerun the same command"

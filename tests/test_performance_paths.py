@@ -299,6 +299,17 @@ def test_an_image_file_changed_after_it_was_hashed_is_an_error_never_an_answer_u
             hashes.results.clear()
             assert main(hub_run(copy, tmp_path / output, *args, model="openai", tasks="perception-image")) == 0
             assert hashes.calls == 4 and server.stats()["requests"] == 4
+        # A kept hash that is not the file's (a change its times did not show) is an error once, then dropped.
+        monkeypatch.setattr(hashcache, "KEEPS_NAMED_FILES", True)
+        assert main(hub_run(copy, tmp_path / "e", *args, model="openai", tasks="perception-image")) == 0
+        (kept,) = (tmp_path / "cache" / "image-sha256").iterdir()
+        document = json.loads(kept.read_text())
+        document["files"]["1"][1] = "0" * 64
+        kept.write_text(json.dumps(document))
+        assert main(hub_run(copy, tmp_path / "f", *args, "--max_error_rate", "0.5", model="openai", tasks="perception-image")) == 0
+        assert [r["image"]["sha256"] for r in sent_and_keyed(tmp_path / "f")[1] if r["error"]] == ["0" * 64] and server.stats()["requests"] == 4
+        assert main(hub_run(copy, tmp_path / "g", *args, model="openai", tasks="perception-image")) == 0
+        assert not any(r["error"] for r in sent_and_keyed(tmp_path / "g")[1]) and server.stats()["requests"] == 4
 
 
 def test_hashes_of_image_files_a_dataset_names_are_kept_while_each_file_is_unchanged(

@@ -19,19 +19,25 @@ from vlmbench_plugins.hf_args import HFArgs, one_line
 
 
 def local_files_fingerprint(pretrained: str) -> str | None:
-    """For a local model folder (no hub commit to name it): a hash of its files' names, sizes, inodes and
-    modification and change times, so retrained weights saved to the same path count as another model. The
-    change time and inode are in it because copies keep sizes and modification times (``cp -p``, ``rsync -a``,
-    archives, images built with fixed times) while a checkpoint of the same shape has the same sizes."""
+    """For a local model folder (no hub commit to name it): a hash of the names and contents of the files at
+    its top level, those ``from_pretrained`` reads (a subfolder of checkpoints or logs is not the model). New
+    weights saved to the same path are another model; a copy of the same files, or a file touched or
+    re-permissioned, is the same one. Each file's content hash is kept between runs while the file is
+    unchanged (:class:`~vlmbench.data.hashcache.FileHashes`), so only new or changed files are read."""
+    from vlmbench.data.hashcache import FileHashes
+
     folder = Path(pretrained).expanduser()
     if not folder.is_dir():
         return None
+    kept = FileHashes(cache_dir() / "file-sha256" / f"{hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:32]}.json")
     entries = []
-    for path in folder.rglob("*"):
-        if path.is_file():
-            stat = path.stat()
-            entries.append((str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns))
-    return hashlib.sha256(json.dumps(sorted(entries)).encode()).hexdigest()
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        try:
+            entries.append((path.name, kept.sha256(str(path))))
+        except OSError as exc:  # loading will say what is wrong with it, if the model needs it
+            entries.append((path.name, f"unreadable ({exc.strerror or type(exc).__name__})"))
+    kept.save()
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
 
 
 def resolve_device(device: str | None) -> str:
@@ -123,7 +129,7 @@ class LoadedDtypes:
 
     ``dtype=auto`` (the default) takes it from the model's files, so it is known for sure only once they
     are loaded. Each record is keyed by everything that decides it: the model as given and its hub commit,
-    a local folder's files (names, sizes, times), the ``dtype``, device, ``device_map``,
+    a local folder's files (:func:`local_files_fingerprint`), the ``dtype``, device, ``device_map``,
     ``attn_implementation``, ``trust_remote_code`` and adapter settings, and the transformers and torch
     versions."""
 

@@ -17,8 +17,9 @@ only while the file is still the one hashed, and is kept only when the file did 
 being hashed. What this trusts is the file's metadata: a change that leaves every one of those fields as it
 was (bytes written through a memory map of the file, which the kernel has not yet written back, change no
 time) is not seen. On Windows, where a file's change time is its creation time, so that an edit of the
-same size with its modification time put back would go unseen, hashes of named files are not kept. Bytes
-that are sent are checked against the hash they are keyed by in any case (``DocTable.encoded_image``).
+same size with its modification time put back would go unseen, hashes of named files are not kept. The
+bytes read from such a file to be sent are hashed again and checked against the hash their requests are
+keyed by (``DocTable.encoded_image``): other bytes are an error for that sample, and its kept hash is dropped.
 """
 
 from __future__ import annotations
@@ -73,6 +74,66 @@ def files_identity(cache_files: Iterable[str], fingerprint: str) -> str | None:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
+def settled(path: str, before: str | None) -> bool:
+    """Whether a hash of ``path`` read when its identity was ``before`` may be kept: the file did not change
+    while it was read, nor (:data:`RECENT_NS`) too shortly before, and file times can show every change
+    (:data:`KEEPS_NAMED_FILES`)."""
+    if not KEEPS_NAMED_FILES or before is None:
+        return False
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    return _identity(path, stat) == before and time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) >= RECENT_NS
+
+
+class FileHashes:
+    """The sha256 of whole files (a local model's weights), kept between runs in one JSON file, each with its
+    file's :func:`file_identity`: a file is read again only when it is new or its identity changed, and its
+    hash is kept only once it has settled (:func:`settled`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries = self._read()
+        self._changed = False
+
+    def _read(self) -> dict[str, tuple[str, str]]:
+        try:
+            document: Any = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            return {}
+        if not isinstance(document, dict) or document.get("format") != FORMAT or not isinstance(document.get("files"), dict):
+            return {}
+        entries: dict[str, tuple[str, str]] = {}
+        for name, kept in document["files"].items():
+            if not (isinstance(kept, list) and len(kept) == 2 and isinstance(kept[0], str) and isinstance(kept[1], str) and _HEX.fullmatch(kept[1])):
+                return {}  # not written by this module: hash everything again
+            entries[str(name)] = (kept[0], kept[1])
+        return entries
+
+    def sha256(self, path: str) -> str:
+        """The sha256 of the file's bytes, kept or read now; ``OSError`` when it cannot be read."""
+        name, before = os.path.abspath(path), file_identity(path)
+        kept = self.entries.get(name)
+        if before is not None and kept is not None and kept[0] == before:
+            return kept[1]
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        if settled(path, before):
+            self.entries[name] = (before, digest.hexdigest())  # type: ignore[assignment]  # settled() is False for None
+            self._changed = True
+        return digest.hexdigest()
+
+    def save(self) -> None:
+        """Write the hashes (atomically) when some were kept since the file was read; never fails a run."""
+        if not self._changed:
+            return
+        document = {"format": FORMAT, "files": {name: list(kept) for name, kept in sorted(self.entries.items())}}
+        self._changed = not _write_json(self.path, document)
+
+
 class ImageHashes:
     """The kept hashes of one image column of one dataset: ``identity`` is :func:`files_identity` of
     ``cache_files`` when the data was loaded. ``rows``: the hashes of images held in the dataset's files;
@@ -124,18 +185,16 @@ class ImageHashes:
         return kept[1] if kept is not None and kept[0] == identity else None
 
     def keep_file(self, row: int, path: str, before: str | None, digest: str) -> None:
-        """Keep the hash of ``row``'s image file ``path``, read when its identity was ``before``: only if it
-        did not change while it was read, nor (:data:`RECENT_NS`) too shortly before."""
-        if not KEEPS_NAMED_FILES:
-            return
-        try:
-            stat = os.stat(path)
-        except OSError:
-            return
-        if before is None or _identity(path, stat) != before or time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) < RECENT_NS:
-            return
-        self.named_files[row] = (before, digest)
-        self._changed = True
+        """Keep the hash of ``row``'s image file ``path``, read when its identity was ``before`` (see :func:`settled`)."""
+        if settled(path, before):
+            self.named_files[row] = (before, digest)  # type: ignore[assignment]  # settled() is False for None
+            self._changed = True
+
+    def forget_file(self, row: int) -> None:
+        """Drop the kept hash of ``row``'s image file (its bytes were found to differ from it) and save at once."""
+        if self.named_files.pop(row, None) is not None:
+            self._changed = True
+            self.save()
 
     def save(self) -> None:
         """Write the hashes (atomically) when some were kept since the file was read; never fails a run."""
@@ -150,14 +209,20 @@ class ImageHashes:
             "rows": {str(k): v for k, v in sorted(self.rows.items())},
             "files": {str(k): list(v) for k, v in sorted(self.named_files.items())},
         }
-        with contextlib.suppress(OSError):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle, scratch = tempfile.mkstemp(prefix=".hashes-", dir=self.path.parent)
-            try:
-                with os.fdopen(handle, "w", encoding="utf-8") as file:
-                    json.dump(document, file, separators=(",", ":"))
-                os.replace(scratch, self.path)
-                self._changed = False
-            finally:
-                with contextlib.suppress(OSError):
-                    os.unlink(scratch)
+        self._changed = not _write_json(self.path, document)
+
+
+def _write_json(path: Path, document: dict[str, Any]) -> bool:
+    """Write ``document`` to ``path`` atomically; False when it could not be written (never an error)."""
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, scratch = tempfile.mkstemp(prefix=".hashes-", dir=path.parent)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                json.dump(document, file, separators=(",", ":"))
+            os.replace(scratch, path)
+            return True
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(scratch)
+    return False

@@ -152,6 +152,9 @@ class DocTable:
         except BadImage as exc:
             raise BadImage(f"{self._where(row, column, cell)}: {exc}") from None
         if sha256 is not None and encoded.sha256 != sha256:
+            kept = self._kept_hashes(row["_source"], column)
+            if kept is not None:  # a change its file's identity did not show: the next run hashes the file again
+                kept.forget_file(row["_row"])
             raise BadImage(f"{self._where(row, column, cell)}: the file changed after this run hashed it; rerun to send its new content")
         return encoded
 
