@@ -39,6 +39,20 @@ def test_the_cli_and_the_library_give_the_same_numbers(library_run: RunResult, r
     assert cli["modality_gaps"] == library_run.results["modality_gaps"]
 
 
+def test_a_results_entry_is_its_manifest_entry_and_the_fields_of_scoring(library_run: RunResult) -> None:
+    """What `leaderboard verify` relies on to tell copied fields from scored ones."""
+    from vlmbench.results import MANIFEST_ONLY
+    from vlmbench.scoring.aggregate import SCORED_FIELDS
+
+    assert library_run.results is not None
+    for name, result in library_run.results["tasks"].items():
+        entry = library_run.manifest["tasks"][name]
+        copied = {k: v for k, v in entry.items() if k not in MANIFEST_ONLY}
+        assert {k: v for k, v in result.items() if k in copied} == copied
+        assert set(result) - set(copied) <= SCORED_FIELDS and {"metrics", "by_category", "by_concept", "judges"} <= set(result)
+    assert "by_prompt" in library_run.results["tasks"]["alignment-image"]  # several prompts: their breakdown is scored too
+
+
 def test_score_again_gives_the_same_results(library_run: RunResult) -> None:
     again = score(library_run.run_dir)
     assert library_run.results is not None

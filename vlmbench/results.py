@@ -30,6 +30,9 @@ from vlmbench.taskconfig import TaskConfig
 
 RECORDED_PACKAGES = ("vlmbench", "datasets", "pillow", "numpy", "pluggy", "jsonschema", "jinja2", "torch", "transformers", "accelerate", "openai")
 MANIFEST, RESULTS = "run.json", "results.json"
+# The fields of a manifest's task entry that its results entry leaves out; it copies every other one and adds
+# the fields of scoring (vlmbench.scoring.aggregate.SCORED_FIELDS).
+MANIFEST_ONLY = frozenset({"answer_parser", "scorer_args", "metric_list", "cluster_key", "n_samples", "judges"})
 
 
 def redact_args(args: Mapping[str, Any]) -> dict[str, Any]:
@@ -220,8 +223,7 @@ def score_task(entry: TaskManifest, run_dir: Path, judging: JudgeConfig | None =
     records = read_records(path)
     if len(records) != entry["n_samples"]:
         raise UserError(f"{path}: {len(records)} of {entry['n_samples']} samples; the run is incomplete (rerun the same command to resume)")
-    hidden = ("answer_parser", "scorer_args", "metric_list", "cluster_key", "n_samples", "judges")
-    result: dict[str, Any] = {k: v for k, v in entry.items() if k not in hidden}
+    result: dict[str, Any] = {k: v for k, v in entry.items() if k not in MANIFEST_ONLY}
     judging = judging or JudgeConfig()
     result.update(score_records(records, ScoringPlan.of_manifest(entry, judging.names), judging))
     return result, records  # type: ignore[return-value]

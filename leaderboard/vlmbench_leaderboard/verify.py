@@ -41,10 +41,6 @@ from vlmbench_leaderboard.verify_judges import JudgePolicy, check_recorded_judge
 LEADERBOARD_SEED = 0
 LEADERBOARD_DATA = "builtin"
 KNOWN_FILES = ("metadata.json", "run.json", "results.json")
-# The keys of a run.json task entry that results.json leaves out, and those that scoring adds
-# (vlmbench.results.score_task): every other key of a results entry is copied from run.json.
-NOT_IN_RESULTS = frozenset({"answer_parser", "scorer_args", "metric_list", "cluster_key", "n_samples", "judges"})
-SCORED = frozenset({"metrics", "by_category", "by_concept", "judges", "by_prompt", "prompt_spread", "metrics_by_judge", "agreement"})
 # The longest sample record accepted, in bytes (honest ones are a few KiB: prompt, answer, verdicts).
 MAX_RECORD_BYTES = 256 * 2**10
 # What a hostile file can make the checks trip over; each becomes a one-line rejection, not a crash.
@@ -249,12 +245,14 @@ def _current_tasks(run: dict[str, Any], results: dict[str, Any], registry: Any) 
 def _described_problem(task: TaskConfig, entry: dict[str, Any], result: dict[str, Any]) -> str | None:
     """Why a task's descriptive fields (prompts, scorer, settings...) are not the current task's in run.json,
     or not run.json's in results.json (the board shows the latter); None when all agree, JSON types included."""
-    from vlmbench.results import task_fields
+    from vlmbench.results import MANIFEST_ONLY, task_fields
+    from vlmbench.scoring.aggregate import SCORED_FIELDS
 
     for key, value in json.loads(json.dumps(task_fields(task))).items():  # as JSON: tuples become lists
         if key not in entry or first_mismatch(entry[key], value, key):
             return f"run.json: tasks.{task.name}.{key} is not the current task's; submit the files `vlmbench run` wrote"
-    for key in sorted((set(entry) - NOT_IN_RESULTS) | (set(result) - SCORED)):
+    # A results entry copies its run.json entry but for MANIFEST_ONLY, and adds the fields of scoring.
+    for key in sorted((set(entry) - MANIFEST_ONLY) | (set(result) - SCORED_FIELDS)):
         if key not in entry or key not in result or first_mismatch(result[key], entry[key], key):
             return f"results.json: tasks.{task.name}.{terminal(key, 40)} differs from run.json's; submit the results scored from this run"
     return None

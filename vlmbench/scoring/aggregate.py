@@ -50,6 +50,10 @@ class ScoringPlan:
         )
 
 
+# Every field :func:`score_records` may return (``leaderboard verify`` tells them from the copied ones by this).
+SCORED_FIELDS = frozenset({"metrics", "by_category", "by_concept", "judges", "by_prompt", "prompt_spread", "metrics_by_judge", "agreement"})
+
+
 def _metrics(names: Sequence[str]) -> list[MetricSpec]:
     specs = metric_specs()
     unknown = [n for n in names if n not in specs]
