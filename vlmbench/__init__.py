@@ -12,7 +12,8 @@ The public API:
   :class:`MetricSpec`, :class:`DocStepSpec`, :class:`CommandSpec`;
 - :class:`UserError` for mistakes a user can fix (printed as one line); :class:`BadImage` for an
   image that cannot be read (a per-sample error, never an answer);
-- :func:`cache_dir`: the folder where a plugin may keep what it can make again.
+- :func:`cache_dir`: the folder where a plugin may keep what it can make again; :class:`FileHashes`:
+  the sha256 of whole files kept there between runs while each file is unchanged (a local model's weights).
 
 Heavy names load on first use, so ``vlmbench --help`` stays fast.
 """
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     )
     from vlmbench.cache import cache_dir
     from vlmbench.cli.commands import CommandSpec
+    from vlmbench.data.hashcache import FileHashes
     from vlmbench.data.images import BadImage
     from vlmbench.data.steps import DocStepSpec
     from vlmbench.evaluation import EvalConfig, RunResult, evaluate, parse_data_files, score, task_documents
@@ -67,6 +69,7 @@ _LAZY = {
     "vlmbench.data.steps": ("DocStepSpec",),
     "vlmbench.evaluation": ("EvalConfig", "RunResult", "evaluate", "parse_data_files", "score", "task_documents"),
     "vlmbench.data.images": ("BadImage",),
+    "vlmbench.data.hashcache": ("FileHashes",),
     "vlmbench.scoring.base": ("ScoreInput", "Scorer", "ScorerOptions", "ScorerSpec", "Verdict"),
     "vlmbench.scoring.judgecache": ("JudgeCalls",),
     "vlmbench.scoring.metrics": ("MetricSpec", "Scored"),
@@ -89,6 +92,7 @@ __all__ = [
     "CommandSpec",
     "DocStepSpec",
     "EvalConfig",
+    "FileHashes",
     "GenerationSettings",
     "ImagePart",
     "JudgeCalls",

@@ -23,8 +23,8 @@ def local_files_fingerprint(pretrained: str) -> str | None:
     its top level, those ``from_pretrained`` reads (a subfolder of checkpoints or logs is not the model). New
     weights saved to the same path are another model; a copy of the same files, or a file touched or
     re-permissioned, is the same one. Each file's content hash is kept between runs while the file is
-    unchanged (:class:`~vlmbench.data.hashcache.FileHashes`), so only new or changed files are read."""
-    from vlmbench.data.hashcache import FileHashes
+    unchanged (:class:`vlmbench.FileHashes`), so only new or changed files are read."""
+    from vlmbench import FileHashes
 
     folder = Path(pretrained).expanduser()
     if not folder.is_dir():
