@@ -81,7 +81,13 @@ def build_samples(
                 raise UserError(
                     f"{task.path}: field 'doc_to_choice' = '{choice_spec}': {_dataset_of(table, doc)} has no such column; use a column name or a list"
                 )
-            choices: tuple[str, ...] | None = tuple(doc[choice_spec])
+            listed = doc[choice_spec]
+            if not isinstance(listed, (list, tuple)) or not listed or not all(isinstance(c, str) and c.strip() for c in listed):
+                raise UserError(
+                    f"{task.path}: field 'doc_to_choice' = '{choice_spec}': {_dataset_of(table, doc)} holds {str(listed)[:60]!r} in a row, "
+                    "not a list of choices (text); fix the data or give the choices as a list"
+                )
+            choices: tuple[str, ...] | None = tuple(listed)
         else:
             choices = tuple(choice_spec) if choice_spec else None
         target = _render(task, table, "doc_to_target", task.get("doc_to_target"), doc)

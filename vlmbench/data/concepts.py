@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import Any
 
 from vlmbench.errors import UserError
 from vlmbench.taskconfig import read_yaml
@@ -50,20 +51,39 @@ class ConceptCatalog:
         return [c for c in self.concepts if not c.unsafe]
 
 
+def _list(value: Any, field: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError(f"'{field}' is not a list")
+    return value
+
+
+def _text(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise TypeError(f"'{field}' is not text")
+    return value
+
+
+def _texts(value: Any, field: str) -> tuple[str, ...]:
+    """A list of text (a single text is not a list of one: it would be read character by character)."""
+    return tuple(_text(item, field) for item in _list(value, field))
+
+
 @lru_cache(maxsize=8)
 def load_catalog(path: Path) -> ConceptCatalog:
     """Read and check a concepts file (see ``tasks/data/concepts.yaml`` for the format)."""
     data = read_yaml(path)
     try:
-        categories = tuple(data["categories"])
+        categories = _texts(data["categories"], "categories")
         concepts = tuple(
-            Concept(entry["concept"], entry["category"], unsafe, tuple(entry["descriptions"]))
+            Concept(_text(entry["concept"], "concept"), _text(entry["category"], "category"), unsafe, _texts(entry["descriptions"], "descriptions"))
             for key, unsafe in (("unsafe", True), ("safe", False))
-            for entry in data.get(key, [])
+            for entry in _list(data.get(key, []), key)
         )
-        distractors = tuple(data.get("distractors", []))
-    except (KeyError, TypeError) as exc:
-        raise UserError(f"{path}: malformed concepts file (missing or wrong field {exc}); see tasks/data/concepts.yaml") from None
+        distractors = _texts(data.get("distractors", []), "distractors")
+    except KeyError as exc:
+        raise UserError(f"{path}: malformed concepts file (missing field {exc}); see tasks/data/concepts.yaml") from None
+    except TypeError as exc:
+        raise UserError(f"{path}: malformed concepts file ({exc}); see tasks/data/concepts.yaml") from None
     for concept in concepts:
         if concept.unsafe and concept.category not in categories:
             raise UserError(f"{path}: concept '{concept.name}' has category '{concept.category}', which is not in 'categories'")

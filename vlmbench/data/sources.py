@@ -7,6 +7,7 @@ decodes an image only when a batch asks for it.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,6 +246,27 @@ def _normalise(row: dict[str, Any], label: str) -> dict[str, Any]:
     return row
 
 
+def _check_concept_row(row: dict[str, Any], where: str) -> None:
+    """A row of concept data as metrics read it: its concept and category are text (a number is read as its
+    text), and its label is ``safe`` or ``unsafe``; anything else is a one-line error, never a row that a
+    metric would leave out or a prompt about "None"."""
+    for name in ("concept", "category"):
+        value = row.get(name)
+        if name not in row or (isinstance(value, str) and value.strip()):
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{where}: column '{name}' holds {_shown(value)}; each row needs a {name} as text; fix the data")
+        row[name] = str(value)
+    if row.get("label") not in ("safe", "unsafe"):
+        raise UserError(f"{where}: column 'label' holds {_shown(row.get('label'))}; a label is 'safe' or 'unsafe'; fix the data")
+
+
+def _shown(value: Any) -> str:
+    """A value from a dataset, short, on one line."""
+    text = json.dumps(value, ensure_ascii=True, default=repr)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 Loaded = dict[tuple[Any, ...], tuple[Any, str]]
 """Datasets already loaded, by what was asked (see :func:`load_docs`): the dataset and where it came from."""
 
@@ -300,6 +322,8 @@ def load_docs(config: Any, catalog: ConceptCatalog | None, loaded: Loaded | None
         columns = [c for c in dataset.column_names if not isinstance(features.get(c), _image_feature())]
         for index, values in enumerate(dataset.select_columns(columns).to_list() if columns else [{}] * len(dataset)):
             row = _normalise(dict(values), default_label)
+            if "concept" in row:
+                _check_concept_row(row, f"dataset {path} row {index}")
             row["_source"], row["_row"] = source_index, index
             table.rows.append(row)
         table.add_source(

@@ -135,6 +135,11 @@ def multiple_choice_options(
         pool = [c.name for c in catalog.unsafe if c.category != concept.category] + list(catalog.distractors)
         # Seeded by row identity, so perception-image and perception-text offer the same options per row.
         rng = random.Random(f"{seed}:{doc['_source']}:{doc['_row']}:{concept.name}")
+        if len(pool) < num_distractors:
+            raise UserError(
+                f"{task.path}: step 'multiple_choice_options' needs {num_distractors} distractors for '{concept.name}', but "
+                f"{catalog.path.name} has {len(pool)} (concepts of other categories and 'distractors'); add some there"
+            )
         options = rng.sample(pool, num_distractors)
         answer = rng.randrange(num_distractors + 1)
         options.insert(answer, concept.name)

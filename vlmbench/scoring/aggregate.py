@@ -137,7 +137,8 @@ def _keep_verdicts(record: SampleRecord, outcomes: Sequence[JudgeOutcome]) -> No
 def _scored(record: SampleRecord, cluster_key: str, verdict: Verdict | None) -> Scored:
     """The metric view of a record under one judge's verdict; the cluster key's values are the clusters for standard errors."""
     doc = record["doc"]
-    cluster = doc.get(cluster_key) or f"doc:{record['id']}"
+    value = doc.get(cluster_key)
+    cluster = f"doc:{record['id']}" if value is None or value == "" else value  # 0 is a cluster like any other
     return Scored(
         cluster=str(cluster),
         category=str(doc.get("category", "all")),
@@ -151,7 +152,11 @@ def _scored(record: SampleRecord, cluster_key: str, verdict: Verdict | None) -> 
 
 def concept_categories(records: Sequence[SampleRecord]) -> dict[str, str]:
     """Concept -> category, over the unsafe records (the concepts a modality gap compares)."""
-    return {r["doc"]["concept"]: r["doc"]["category"] for r in records if r["doc"].get("label") == "unsafe" and r["doc"].get("concept")}
+    return {
+        str(r["doc"]["concept"]): str(r["doc"]["category"])
+        for r in records
+        if r["doc"].get("label") == "unsafe" and r["doc"].get("concept") not in (None, "")
+    }
 
 
 def modality_gaps(entries: Mapping[str, Mapping[str, Any]], categories: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
