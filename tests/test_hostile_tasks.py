@@ -3,10 +3,15 @@ secret-looking model args never reach a file, whatever their spelling."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import subprocess
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -176,3 +181,136 @@ def test_prompts_render_each_value_as_written_and_unsafe_templates_fail_alike() 
         with pytest.raises(UserError) as missing:
             render("t.yaml", "doc_to_text", "{{ nme }}", {"name": "a", "_row": 1})
         assert str(missing.value) == "t.yaml: field 'doc_to_text': 'nme' is undefined; available fields: name"
+
+
+def _unblocking(fifo: Path, call: Any, timeout: float = 20) -> Any:
+    """``call()`` in a thread; should it still wait on ``fifo`` after ``timeout`` s (a hang), a writer opens and closes
+    the FIFO so the thread ends, and the test fails. Returns what ``call`` returned or raised."""
+    outcome: list[Any] = []
+    thread = threading.Thread(target=lambda: outcome.append(_outcome(call)), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    hung = thread.is_alive()
+    if hung:
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(10)
+    assert not hung, f"blocked on the FIFO {fifo}"
+    return outcome[0]
+
+
+def _outcome(call: Any) -> Any:
+    try:
+        return call()
+    except Exception as exc:
+        return exc
+
+
+fifo_only = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+
+
+@fifo_only
+def test_a_fifo_named_as_a_task_file_is_refused_without_hanging(tmp_path: Path) -> None:
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    fifo = folder / "pipe.yaml"
+    os.mkfifo(fifo)
+    proc = _unblocking(fifo, lambda: cli("validate", str(fifo), check=False))
+    assert proc.returncode == 1 and "is a named pipe (FIFO), not a regular file" in one_line_error(proc.stderr)
+    proc = _unblocking(fifo, lambda: cli("ls", "tasks", "--include_path", str(folder), check=False))
+    line = one_line_error(proc.stderr)
+    assert proc.returncode == 2 and str(fifo) in line and "not a regular file" in line
+
+
+@fifo_only
+def test_an_image_path_to_a_fifo_or_a_huge_file_is_a_bad_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vlmbench.data import images
+
+    fifo = tmp_path / "image.png"
+    os.mkfifo(fifo)
+    error = _unblocking(fifo, lambda: images.encoded_bytes({"bytes": None, "path": str(fifo)}))
+    assert isinstance(error, images.BadImage) and "named pipe (FIFO)" in str(error) and str(fifo) in str(error)
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG" + b"\0" * 2000)
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", 1000)
+    with pytest.raises(images.BadImage, match="larger than the limit of 1000 bytes"):
+        images.encoded_bytes({"bytes": None, "path": str(big)})
+
+
+def test_read_regular_file_refuses_devices_and_reads_at_most_the_cap(tmp_path: Path) -> None:
+    from vlmbench.safefiles import FileRefused, read_regular_file
+
+    if os.path.exists("/dev/zero"):
+        with pytest.raises(FileRefused, match="character device"):
+            read_regular_file("/dev/zero", 10, "image file")
+    with pytest.raises(FileRefused, match="folder"):
+        read_regular_file(tmp_path, 10)
+    (tmp_path / "f").write_bytes(b"x" * 11)
+    with pytest.raises(FileRefused, match=r"larger than the limit of 10 bytes"):
+        read_regular_file(tmp_path / "f", 10)
+    assert read_regular_file(tmp_path / "f", 11) == b"x" * 11
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("\"{{ 'x' * 10**9 }}\"", "would repeat 1 item(s) 1000000000 times"),
+        ('"{{ (2 ** 100000) ** 100000 }}"', "a power of more than"),
+        ('"{% for i in [1] recursive %}{{ loop([1]) }}{% endfor %}"', "recursive loops are not allowed"),
+    ],
+)
+def test_validate_refuses_templates_that_would_exhaust_memory(tmp_path: Path, template: str, expected: str) -> None:
+    path = write(tmp_path, BASE.replace('"{{ question }}"', template))
+    started = time.monotonic()
+    proc = cli("validate", str(path), check=False)
+    line = one_line_error(proc.stderr)
+    assert proc.returncode == 1 and "field 'doc_to_text': the template asks for too much" in line and expected in line
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        '"{{ question * 1000000 }}"',
+        '"{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x"',
+        '"{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}"',
+    ],
+)
+def test_templates_that_would_run_for_ever_fail_in_one_line(tmp_path: Path, template: str) -> None:
+    path = write(tmp_path / "tasks", BASE.replace('"{{ question }}"', template))
+    started = time.monotonic()
+    proc = run_hostile(path, tmp_path / "out")
+    line = one_line_error(proc.stderr)
+    assert proc.returncode == 2 and "field 'doc_to_text': the template asks for too much" in line
+    assert time.monotonic() - started < 30
+
+
+def test_ordinary_templates_still_render() -> None:
+    from vlmbench.templates import render
+
+    doc = {"choices": ["a", "b", "c"], "n": 3}
+    template = "{% for c in choices if c != 'b' %}{{ loop.index }}{{ c }}{{ loop.length }}{% else %}-{% endfor %} {{ 'ab' * n }} {{ 2 ** 10 }}"
+    assert render("t.yaml", "doc_to_text", template, doc) == "1a22c2 ababab 1024"
+
+
+@pytest.mark.parametrize(
+    ("group", "expected"),
+    [
+        ('[""]', "field 'group.0' = \"\": expected text matching"),
+        ('["../../etc/x"]', "field 'group.0' = \"../../etc/x\""),
+        ("all", "field 'group': the group name 'all' is reserved"),
+        ("unsafeconcepts", "field 'group': 'unsafeconcepts' is a built-in group"),
+        ("perception-image", "field 'group': 'perception-image' is the name of a task"),
+    ],
+)
+def test_a_task_file_cannot_join_reserved_or_built_in_groups(tmp_path: Path, group: str, expected: str) -> None:
+    path = write(tmp_path / "tasks", BASE + f"group: {group}\n")
+    proc = cli("ls", "tasks", "--include_path", str(path.parent), check=False)
+    line = one_line_error(proc.stderr)
+    assert proc.returncode == 2 and str(path) in line and expected in line
+
+
+def test_outside_tasks_may_form_their_own_group(tmp_path: Path) -> None:
+    write(tmp_path / "tasks", BASE + "group: [mine]\n")
+    proc = cli("ls", "tasks", "--include_path", str(tmp_path / "tasks"))
+    assert any(line.split()[:2] == ["mine", "hostile"] for line in proc.stdout.splitlines()), proc.stdout

@@ -66,6 +66,19 @@ def _task_files(directory: Path) -> list[Path]:
     )
 
 
+def _check_declared_group(task: TaskConfig, group: str, builtin: set[str], tasks: dict[str, TaskConfig]) -> None:
+    """Refuse a group a task file may not join: ``all`` (reserved), a task's name, or (``builtin``, for a task
+    outside the shipped task folders) a group the shipped tasks define, which an outside task must not change."""
+    if group == ALL:
+        raise UserError(f"{task.path}: field 'group': the group name 'all' is reserved (it means every task); remove it or use another name")
+    if group in tasks:
+        raise UserError(f"{task.path}: field 'group': '{group}' is the name of a task; use another group name")
+    if group in builtin:
+        raise UserError(
+            f"{task.path}: field 'group': '{group}' is a built-in group, which a task from outside the shipped tasks cannot join; use another group name"
+        )
+
+
 def discover(include: list[Path] | None = None) -> TaskRegistry:
     """Load every task and group file from every plugin's task directories, plus ``include`` folders."""
     tasks: dict[str, TaskConfig] = {}
@@ -73,7 +86,9 @@ def discover(include: list[Path] | None = None) -> TaskRegistry:
     for directory in include or []:
         if not Path(directory).is_dir():
             raise UserError(f"--include_path: '{directory}' is not a folder; pass a folder of task YAML files")
-    for directory in [*task_dirs(), *(Path(d) for d in include or [])]:
+    shipped = task_dirs()
+    outside: set[str] = set()  # tasks from --include_path folders
+    for directory in [*shipped, *(Path(d) for d in include or [])]:
         for path in _task_files(directory):
             config = load_file(path)
             if config is None:  # a template file
@@ -85,8 +100,12 @@ def discover(include: list[Path] | None = None) -> TaskRegistry:
                 groups[config.name] = config
             else:
                 tasks[config.name] = config
+                if directory not in shipped:
+                    outside.add(config.name)
+    builtin = set(groups) | {group for task in tasks.values() if task.name not in outside for group in task.groups}
     for task in tasks.values():  # membership declared on the task side (`group:` in a task file)
         for group in task.groups:
+            _check_declared_group(task, group, builtin if task.name in outside else set(), tasks)
             if group not in groups:
                 groups[group] = GroupConfig(group, None, [], f"tasks declaring group '{group}'")
             if task.name not in groups[group].tasks:

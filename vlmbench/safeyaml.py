@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from vlmbench.safefiles import FileRefused, read_regular_file
+
 MAX_BYTES = 1_000_000
 MAX_DEPTH = 32
 
@@ -126,9 +128,12 @@ def _parse(text: str) -> Any:
 
 
 def load_yaml_file(path: Path) -> Any:
-    """Parse a YAML file as plain data (see :func:`load_yaml_text`); I/O errors propagate."""
-    with open(path, "rb") as handle:
-        raw = handle.read(MAX_BYTES + 1)
-    if len(raw) > MAX_BYTES:
-        raise YamlRefused(f"larger than {MAX_BYTES // 1000} kB; task files are small, keep data in a dataset file")
+    """Parse a YAML file as plain data (see :func:`load_yaml_text`); anything but a regular file (a FIFO, a
+    device) is refused without blocking (:func:`vlmbench.safefiles.read_regular_file`); I/O errors propagate."""
+    try:
+        raw = read_regular_file(path, MAX_BYTES, "YAML file")
+    except FileRefused as exc:
+        if exc.reason.startswith("larger than"):
+            raise YamlRefused(f"larger than {MAX_BYTES // 1000} kB; task files are small, keep data in a dataset file") from None
+        raise YamlRefused(exc.reason) from None
     return load_yaml_text(raw.decode("utf-8"))

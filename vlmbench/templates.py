@@ -7,13 +7,14 @@ mutation. Every failure, whatever its kind, becomes one line naming the file and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2 import meta
+from jinja2 import meta, nodes
+from jinja2.compiler import CodeGenerator
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -22,11 +23,100 @@ from vlmbench.errors import UserError
 MAX_TEMPLATE_CHARS = 20_000
 MAX_RENDERED_CHARS = 100_000
 
-_ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+class PromptTooLong(UserError):
+    """A template rendered past :data:`MAX_RENDERED_CHARS` (a model judge makes it an error for that item only)."""
+
+
+MAX_TEMPLATE_STEPS = 100_000
+"""Loop iterations and calls one rendering may make, all loops and macros together."""
+
+_MAX_INT_BITS = 4 * MAX_RENDERED_CHARS  # an integer a template computes: about 120,000 decimal digits at most
+
+
+class TemplateTooCostly(SecurityError):
+    """A template asked for more work or memory than a prompt can need (the message says what)."""
+
+
+def _checked_binop(operator: str, left: Any, right: Any) -> None:
+    """Refuse a ``*`` or ``**`` whose result would be too large, before computing it."""
+    if operator == "*":
+        for seq, times in ((left, right), (right, left)):
+            if isinstance(seq, (str, list, tuple, bytes)) and isinstance(times, int) and len(seq) * times > MAX_RENDERED_CHARS:
+                raise TemplateTooCostly(f"'*' would repeat {len(seq)} item(s) {times} times, over {MAX_RENDERED_CHARS}")
+        if isinstance(left, int) and isinstance(right, int) and abs(left).bit_length() + abs(right).bit_length() > _MAX_INT_BITS:
+            raise TemplateTooCostly(f"a product of more than {_MAX_INT_BITS} bits")
+    elif operator == "**" and isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 0:  # noqa: SIM102
+        if abs(left).bit_length() * min(right, _MAX_INT_BITS + 1) > _MAX_INT_BITS:  # the result's size, before computing it
+            raise TemplateTooCostly(f"a power of more than {_MAX_INT_BITS} bits (exponent {right})")
+
+
+def _count_step(context: Any) -> None:
+    steps = getattr(context, "_vlmbench_steps", 0) + 1
+    if steps > MAX_TEMPLATE_STEPS:
+        raise TemplateTooCostly(f"more than {MAX_TEMPLATE_STEPS} loop iterations and calls in one rendering")
+    context._vlmbench_steps = steps
+
+
+@jinja2.pass_context
+def _bounded_loop(context: Any, iterable: Any) -> Iterator[Any]:
+    for item in iterable:
+        _count_step(context)
+        yield item
+
+
+class _BoundedLoops(CodeGenerator):
+    """Every ``for`` loop iterates through :func:`_bounded_loop`, which counts its iterations against the
+    rendering's :data:`MAX_TEMPLATE_STEPS`; recursive loops (which re-enter without it) are refused."""
+
+    def visit_For(self, node: nodes.For, frame: Any) -> None:
+        if node.recursive:
+            raise TemplateTooCostly("recursive loops are not allowed")
+        call = nodes.Call(nodes.EnvironmentAttribute("vlmbench_bounded_loop"), [node.iter], [], None, None, lineno=node.lineno)
+        node.iter = call.set_environment(self.environment)
+        super().visit_For(node, frame)
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, bounded: ``*`` and ``**`` are checked before they run (and so are never folded
+    at compile time), and loop iterations and calls count against :data:`MAX_TEMPLATE_STEPS`."""
+
+    intercepted_binops = frozenset({"*", "**"})
+    code_generator_class = _BoundedLoops
+    vlmbench_bounded_loop = staticmethod(_bounded_loop)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _checked_binop(operator, left, right)
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _count_step(__context)
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+def _check_constants(tree: nodes.Template) -> None:
+    """Refuse at compile time a ``*`` or ``**`` of constants that :meth:`_Sandbox.call_binop` would refuse."""
+
+    def value(node: nodes.Expr) -> Any:
+        if isinstance(node, (nodes.Mul, nodes.Pow)):
+            left, right = value(node.left), value(node.right)
+            _checked_binop(node.operator, left, right)
+            return _ENV.binop_table[node.operator](left, right)
+        return node.as_const()
+
+    for node in tree.find_all((nodes.Mul, nodes.Pow)):
+        try:
+            value(node)
+        except nodes.Impossible:
+            pass
+
+
+_ENV = _Sandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
 @lru_cache(maxsize=512)
 def _compiled(source: str) -> jinja2.Template:
+    _check_constants(_ENV.parse(source))
     return _ENV.from_string(source)
 
 
@@ -38,6 +128,8 @@ def compile_template(where: Path | str, field: str, source: str) -> jinja2.Templ
         return _compiled(source)
     except jinja2.TemplateSyntaxError as exc:
         raise UserError(f"{where}: field '{field}': template syntax error at line {exc.lineno} ({exc.message}); fix the template") from None
+    except TemplateTooCostly as exc:
+        raise UserError(f"{where}: field '{field}': {_too_costly(exc)}") from None
     except Exception as exc:  # anything else the template engine raises is still the file's fault
         raise UserError(f"{where}: field '{field}': invalid template ({type(exc).__name__}: {_first_line(exc)})") from None
 
@@ -79,6 +171,8 @@ def render(where: Path | str, field: str, source: str, doc: Mapping[str, Any]) -
         text = template.render(**public)
     except jinja2.UndefinedError as exc:
         raise UserError(f"{where}: field '{field}': {exc.message}; available fields: {', '.join(sorted(public))}") from None
+    except TemplateTooCostly as exc:
+        raise UserError(f"{where}: field '{field}': {_too_costly(exc)}") from None
     except SecurityError as exc:
         raise UserError(
             f"{where}: field '{field}': the template tried an unsafe operation ({_first_line(exc)}); templates may only read document fields"
@@ -86,8 +180,12 @@ def render(where: Path | str, field: str, source: str, doc: Mapping[str, Any]) -
     except Exception as exc:  # ZeroDivisionError, TypeError, ... inside a template: the file's fault, one line
         raise UserError(f"{where}: field '{field}': the template failed ({type(exc).__name__}: {_first_line(exc)}); fix the template") from None
     if len(text) > MAX_RENDERED_CHARS:
-        raise UserError(f"{where}: field '{field}': the template renders {len(text)} characters; keep prompts under {MAX_RENDERED_CHARS}")
+        raise PromptTooLong(f"{where}: field '{field}': the template renders {len(text)} characters; keep prompts under {MAX_RENDERED_CHARS}")
     return text
+
+
+def _too_costly(exc: TemplateTooCostly) -> str:
+    return f"the template asks for too much ({_first_line(exc)}); a prompt is at most {MAX_RENDERED_CHARS} characters, simplify the template"
 
 
 def _first_line(exc: BaseException) -> str:

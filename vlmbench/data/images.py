@@ -6,7 +6,8 @@ problem raises :class:`BadImage`, which the runner records as that sample's erro
 
 The size limit is Pillow's ``MAX_IMAGE_PIXELS`` (about 89 million pixels), enforced as a hard
 error from the image header, before any pixel is decoded (Pillow itself only warns between one
-and two times that size).
+and two times that size). An image file named by path is read only when it is a regular file of at most
+:data:`MAX_FILE_BYTES` (:func:`vlmbench.safefiles.read_regular_file`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from typing import Any
 
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from vlmbench.safefiles import FileRefused, read_regular_file
+
 MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+MAX_FILE_BYTES = 64 * 1024 * 1024
+"""The largest image file read from a path a dataset names (64 MiB: far above any encoded image under
+:data:`MAX_PIXELS`'s limit that a benchmark uses); a larger file, or anything but a regular file (a FIFO,
+``/dev/zero``), is a :class:`BadImage`, never a hang or an exhausted memory."""
 
 
 class BadImage(Exception):
@@ -39,7 +46,9 @@ def encoded_bytes(value: Any) -> bytes:
     if not path:
         raise BadImage("the row holds no image")
     try:
-        return Path(path).read_bytes()
+        return read_regular_file(Path(path), MAX_FILE_BYTES, "image file")
+    except FileRefused as exc:
+        raise BadImage(str(exc)) from None
     except OSError as exc:
         raise BadImage(f"cannot read {path} ({exc.strerror or type(exc).__name__})") from None
 

@@ -3,8 +3,9 @@
 This is LLaVA-Bench's relative score. The judge model reads a text description of the image
 (the data's ``caption``), the question, the reference answer (the task's target; GPT-4's answer
 for LLaVA-Bench) as *Answer 1* and the model's answer as *Answer 2*, and rates each from 1 to 10.
-Its reply must start with the two ratings on the first line (``8 6``); anything else is
-unparsed. A verdict's ``parsed`` is ``"<answer rating>/<reference rating>"`` (e.g. ``"6/8"``);
+Its reply must start with the two ratings, 1 to 10, on the first line (``8 6`` or ``8, 6``; not
+``8/10``, which is one rating); a reply without them is a judge error (``unmatched``), never stored,
+and a response too long for the prompt is an error for that item only. A verdict's ``parsed`` is ``"<answer rating>/<reference rating>"`` (e.g. ``"6/8"``);
 it is ``correct`` when the answer is rated at least as high as the reference. The metrics are in
 :mod:`vlmbench.scoring.rating_metrics`.
 
@@ -54,20 +55,21 @@ do not let their order or length sway you. On the first line write only the two 
 first, separated by a space. Then explain your ratings in a few sentences."""
 PROMPT_SHA256 = hashlib.sha256(f"{SYSTEM}\n{PROMPT}".encode()).hexdigest()
 
-_SCORES = re.compile(r"(\d{1,2}(?:\.\d+)?)\s*(?:,|/|\s)\s*(\d{1,2}(?:\.\d+)?)")
+_SCORES = re.compile(r"(\d{1,2}(?:\.\d+)?)(?:\s*,\s*|\s+)(\d{1,2}(?:\.\d+)?)")
 _EDGE = re.compile(r"^[\s*_`#>\"'(\[]+|[\s*_`\"')\].:;,!]+$")
 
 
 def read_scores(reply: str) -> tuple[float, float] | None:
     """(reference rating, answer rating) from the first non-empty line of a judge reply, or None.
 
-    The line must hold exactly two numbers from 0 to 10 (``8 6``, ``8, 6``, ``**8 6**``)."""
+    The line must hold exactly two numbers from 1 to 10, separated by a comma or spaces (``8 6``, ``8, 6``,
+    ``**8 6**``); ``8/10`` is one rating out of ten, not two."""
     line = _EDGE.sub("", next((x for x in reply.splitlines() if x.strip()), ""))
     found = _SCORES.fullmatch(line)
     if not found:
         return None
     reference, answer = float(found[1]), float(found[2])
-    return (reference, answer) if 0 <= reference <= 10 and 0 <= answer <= 10 else None
+    return (reference, answer) if 1 <= reference <= 10 and 1 <= answer <= 10 else None
 
 
 def ratings(parsed: str | None) -> tuple[float, float] | None:
@@ -108,8 +110,8 @@ class RelativeJudge:
         if not tokens.isdigit() or int(tokens) < 1:
             raise UserError(f"--judge_args max_new_tokens={tokens}: expected a positive integer")
         self.max_new_tokens = int(tokens)
-        self.backend, self.model = judge_backend(backend, {k: v for k, v in args.items() if k not in JUDGE_ARGS}, options)
-        self.calls = JudgeCalls(options.store, self.name, self.identity())
+        self.backend, self.model, key_model = judge_backend(backend, {k: v for k, v in args.items() if k not in JUDGE_ARGS}, options)
+        self.calls = JudgeCalls(options.store, self.name, self.identity(), {**self.identity(), "model": key_model})
 
     def identity(self) -> dict[str, Any]:
         """Name, version, the judge model's identity and the prompt's hash."""
@@ -126,13 +128,20 @@ class RelativeJudge:
     def score(self, items: Sequence[ScoreInput]) -> Iterator[Verdict]:
         """Verdicts for ``items``: stored ratings first, then the judge model's as they arrive."""
         from vlmbench.backend import GenerationSettings, Message, Request, TextPart
+        from vlmbench.scoring.llm_judge import too_long
+        from vlmbench.templates import PromptTooLong
 
         pending: dict[str, list[ScoreInput]] = {}
         requests: list[Request] = []
         for item in items:
-            prompt = self.prompt(item)
+            try:
+                prompt = self.prompt(item)
+            except PromptTooLong:
+                self.calls.rejected()
+                yield Verdict(item.id, None, None, self.name, {"error": too_long(item)})
+                continue
             key = self.calls.key({"system": SYSTEM, "prompt": prompt, "max_new_tokens": self.max_new_tokens})
-            stored = self.calls.lookup(key) if key not in pending else None
+            stored = self.calls.lookup(key, lambda text: read_scores(text) is not None) if key not in pending else None
             if stored is not None:
                 yield self._verdict(item, stored)
                 continue
@@ -142,7 +151,7 @@ class RelativeJudge:
             pending.setdefault(key, []).append(item)
         if not requests:
             return
-        yield from judge_replies(self.backend, requests, pending, self.calls, self.name, self._verdict)
+        yield from judge_replies(self.backend, requests, pending, self.calls, self.name, self._verdict, lambda _, text: read_scores(text) is not None)
 
     def _verdict(self, item: ScoreInput, reply: str) -> Verdict:
         scores = read_scores(reply)
@@ -154,8 +163,8 @@ class RelativeJudge:
         return Verdict(item.id, f"{answer:g}/{reference:g}", answer >= reference, self.name, detail)
 
     def counts(self) -> dict[str, int]:
-        """Judge calls sent, answers reused from the store, and failed calls."""
-        return self.calls.counts()
+        """Judge calls sent, answers reused from the store, failed calls, and of those the replies without two ratings."""
+        return {**self.calls.counts(), "unmatched": self.calls.unmatched}
 
     def close(self) -> None:
         """Release the judge's backend and store."""
