@@ -7,6 +7,8 @@ mutation. Every failure, whatever its kind, becomes one line naming the file and
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -65,9 +67,54 @@ def _bounded_loop(context: Any, iterable: Any) -> Iterator[Any]:
         yield item
 
 
+def _bounded_concat(parts: tuple[Any, ...]) -> str:
+    """``a ~ b``, refused when longer than a prompt can be: doubling a text in a loop would need a few steps only."""
+    texts = [str(part) for part in parts]
+    if sum(len(text) for text in texts) > MAX_RENDERED_CHARS:
+        raise TemplateTooCostly(f"'~' would make more than {MAX_RENDERED_CHARS} characters")
+    return "".join(texts)
+
+
+_WIDTH = re.compile(r"(\d{6,})")  # a width or precision of six digits or more, in a %- or {}-format
+
+
+def _checked_format(template: Any) -> None:
+    """Refuse a ``%``/``format`` pattern whose widths would make a text longer than a prompt can be."""
+    if isinstance(template, str) and any(int(digits) > MAX_RENDERED_CHARS for digits in _WIDTH.findall(template)):
+        raise TemplateTooCostly(f"a format width over {MAX_RENDERED_CHARS}")
+
+
+def _bounded_filter(name: str, function: Any) -> Any:
+    """A filter that takes a width (``center``, ``indent``), formats (``format``) or replaces, refused before it
+    would make a text longer than a prompt can be."""
+
+    @functools.wraps(function)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        values = [*args, *kwargs.values()]
+        if name == "format":
+            _checked_format(next((v for v in values if isinstance(v, str)), None))
+        elif name == "replace":
+            text, old, new = ([v for v in values if isinstance(v, str)] + ["", "", ""])[:3]
+            if (text.count(old) if old else len(text) + 1) * len(new) > MAX_RENDERED_CHARS:
+                raise TemplateTooCostly(f"'replace' would make more than {MAX_RENDERED_CHARS} characters")
+        elif any(isinstance(v, int) and not isinstance(v, bool) and v > MAX_RENDERED_CHARS for v in values):
+            raise TemplateTooCostly(f"'{name}' with a width over {MAX_RENDERED_CHARS}")
+        return function(*args, **kwargs)
+
+    return bounded
+
+
 class _BoundedLoops(CodeGenerator):
     """Every ``for`` loop iterates through :func:`_bounded_loop`, which counts its iterations against the
-    rendering's :data:`MAX_TEMPLATE_STEPS`; recursive loops (which re-enter without it) are refused."""
+    rendering's :data:`MAX_TEMPLATE_STEPS`; recursive loops (which re-enter without it) are refused; every
+    ``~`` goes through :func:`_bounded_concat`."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Any) -> None:
+        self.write("environment.vlmbench_concat((")
+        for part in node.nodes:
+            self.visit(part, frame)
+            self.write(", ")
+        self.write("))")
 
     def visit_For(self, node: nodes.For, frame: Any) -> None:
         if node.recursive:
@@ -81,13 +128,28 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox, bounded: ``*`` and ``**`` are checked before they run (and so are never folded
     at compile time), and loop iterations and calls count against :data:`MAX_TEMPLATE_STEPS`."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
     code_generator_class = _BoundedLoops
     vlmbench_bounded_loop = staticmethod(_bounded_loop)
+    vlmbench_concat = staticmethod(_bounded_concat)
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        for name in ("center", "indent", "format", "replace"):
+            self.filters[name] = _bounded_filter(name, self.filters[name])
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        _checked_binop(operator, left, right)
+        if operator == "%":
+            _checked_format(left)
+        else:
+            _checked_binop(operator, left, right)
         return super().call_binop(context, operator, left, right)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None:  # "{:>100000000}".format(x): checked when the method is looked up
+            _checked_format(value.__self__)
+        return wrapped
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _count_step(__context)
