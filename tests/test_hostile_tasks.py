@@ -275,8 +275,8 @@ def test_validate_refuses_templates_that_would_exhaust_memory(tmp_path: Path, te
         '"{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x"',
         '"{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}"',
         # A text doubled 34 times (16 GiB), widths and replacements that would make gigabytes from a few bytes.
-        "\"{% set ns = namespace(x=question) %}{% for i in range(34) %}{% set ns.x = ns.x ~ ns.x %}{% endfor %}{{ ns.x }}\"",
-        "\"{{ question|center(10000000000) }}\"",
+        '"{% set ns = namespace(x=question) %}{% for i in range(34) %}{% set ns.x = ns.x ~ ns.x %}{% endfor %}{{ ns.x }}"',
+        '"{{ question|center(10000000000) }}"',
         "\"{{ '%10000000000s' % question }}\"",
         "\"{{ '{:>10000000000}'.format(question) }}\"",
         "\"{{ question|replace('', question * 300) }}\"",
@@ -297,7 +297,9 @@ def test_ordinary_templates_still_render() -> None:
     doc = {"choices": ["a", "b", "c"], "n": 3}
     template = "{% for c in choices if c != 'b' %}{{ loop.index }}{{ c }}{{ loop.length }}{% else %}-{% endfor %} {{ 'ab' * n }} {{ 2 ** 10 }}"
     assert render("t.yaml", "doc_to_text", template, doc) == "1a22c2 ababab 1024"
-    template = "{{ choices[0] ~ n ~ '!' }} {{ '%s-%02d' % ('x', n) }} {{ '{}:{:>3}'.format('y', n) }} {{ 'b'|center(5) }} {{ 'a.b'|replace('.', '-') }}"
+    template = (
+        "{{ choices[0] ~ n ~ '!' }} {{ '%s-%02d' % ('x', n) }} {{ '{}:{:>3}'.format('y', n) }} {{ 'b'|center(5) }} {{ 'a.b'|replace('.', '-') }}"
+    )
     assert render("t.yaml", "doc_to_text", template, doc) == "a3! x-03 y:  3   b   a-b"
 
 
