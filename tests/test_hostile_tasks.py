@@ -321,6 +321,9 @@ def test_a_task_file_cannot_join_reserved_or_built_in_groups(tmp_path: Path, gro
 
 
 def test_outside_tasks_may_form_their_own_group(tmp_path: Path) -> None:
-    write(tmp_path / "tasks", BASE + "group: [mine]\n")
+    write(tmp_path / "tasks", BASE + "group: [mine, theirs]\n")
+    # A group file beside them, which the task also joins from its side.
+    (tmp_path / "tasks" / "theirs.yaml").write_text("group: theirs\ndescription: an outside group\ntask:\n  - hostile\n")
     proc = cli("ls", "tasks", "--include_path", str(tmp_path / "tasks"))
     assert any(line.split()[:2] == ["mine", "hostile"] for line in proc.stdout.splitlines()), proc.stdout
+    assert any(line.split()[:2] == ["theirs", "hostile"] for line in proc.stdout.splitlines()), proc.stdout

@@ -87,7 +87,7 @@ def discover(include: list[Path] | None = None) -> TaskRegistry:
         if not Path(directory).is_dir():
             raise UserError(f"--include_path: '{directory}' is not a folder; pass a folder of task YAML files")
     shipped = task_dirs()
-    outside: set[str] = set()  # tasks from --include_path folders
+    outside: set[str] = set()  # tasks and group files from --include_path folders
     for directory in [*shipped, *(Path(d) for d in include or [])]:
         for path in _task_files(directory):
             config = load_file(path)
@@ -100,9 +100,11 @@ def discover(include: list[Path] | None = None) -> TaskRegistry:
                 groups[config.name] = config
             else:
                 tasks[config.name] = config
-                if directory not in shipped:
-                    outside.add(config.name)
-    builtin = set(groups) | {group for task in tasks.values() if task.name not in outside for group in task.groups}
+            if directory not in shipped:
+                outside.add(config.name)
+    builtin = {name for name in groups if name not in outside} | {
+        group for task in tasks.values() if task.name not in outside for group in task.groups
+    }
     for task in tasks.values():  # membership declared on the task side (`group:` in a task file)
         for group in task.groups:
             _check_declared_group(task, group, builtin if task.name in outside else set(), tasks)
