@@ -277,9 +277,9 @@ def text_task(folder: Path, name: str, rows: list[dict[str, object]], **fields: 
     ("rows", "fields", "error"),
     [
         (
-            [{"concept": "Knife", "category": "Violence", "label": "UNSAFE"}],
+            [{"concept": "Knife", "category": "Violence", "label": "benign"}],
             {},
-            "row 0: column 'label' holds \"UNSAFE\"; a label is 'safe' or 'unsafe'",
+            "row 0: column 'label' holds \"benign\"; a label is 'safe' or 'unsafe'",
         ),
         ([{"concept": "Knife", "category": "Violence", "label": None}], {}, "row 0: column 'label' holds null; a label is 'safe' or 'unsafe'"),
         ([{"concept": None, "category": "Hate", "label": "unsafe"}], {}, "row 0: column 'concept' holds null; each row needs a concept as text"),
@@ -308,7 +308,7 @@ def test_rows_that_metrics_or_prompts_would_misread_are_one_line_errors(
 def test_numbers_as_concepts_are_their_text_and_zero_is_a_concept(tmp_path: Path) -> None:
     """Concepts written as numbers (0 among them) are clusters like any other, and the modality gap finds
     their categories."""
-    rows = [{"concept": n, "category": "Hate" if n % 2 else "Violence", "label": "unsafe"} for n in range(12)]
+    rows = [{"concept": n, "category": "Hate" if n % 2 else "Violence", "label": "Unsafe" if n % 3 else "unsafe"} for n in range(12)]  # any case
     folder = tmp_path / "tasks"
     folder.mkdir()
     text_task(folder, "numbers-text", rows)

@@ -301,6 +301,10 @@ def test_ordinary_templates_still_render() -> None:
         "{{ choices[0] ~ n ~ '!' }} {{ '%s-%02d' % ('x', n) }} {{ '{}:{:>3}'.format('y', n) }} {{ 'b'|center(5) }} {{ 'a.b'|replace('.', '-') }}"
     )
     assert render("t.yaml", "doc_to_text", template, doc) == "a3! x-03 y:  3   b   a-b"
+    # Long numbers that are no widths, a replacement with a count, an error in a branch never taken.
+    template = "{{ 'Case 2024001: %s' % n }} {{ 'ID 1234567: {}'.format(n) }} {{ ('a' * 60000)|replace('a', 'bb', 1)|length }}"
+    template += "{% if false %}{{ 'a' * 'b' }}{% endif %}"
+    assert render("t.yaml", "doc_to_text", template, doc) == "Case 2024001: 3 ID 1234567: 3 60001"
 
 
 @pytest.mark.parametrize(
@@ -309,7 +313,7 @@ def test_ordinary_templates_still_render() -> None:
         ('[""]', "field 'group.0' = \"\": expected text matching"),
         ('["../../etc/x"]', "field 'group.0' = \"../../etc/x\""),
         ("all", "field 'group': the group name 'all' is reserved"),
-        ("unsafeconcepts", "field 'group': 'unsafeconcepts' is a built-in group"),
+        ("unsafeconcepts", "field 'group': 'unsafeconcepts' is a group of the installed tasks"),
         ("perception-image", "field 'group': 'perception-image' is the name of a task"),
     ],
 )

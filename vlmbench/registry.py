@@ -75,7 +75,8 @@ def _check_declared_group(task: TaskConfig, group: str, builtin: set[str], tasks
         raise UserError(f"{task.path}: field 'group': '{group}' is the name of a task; use another group name")
     if group in builtin:
         raise UserError(
-            f"{task.path}: field 'group': '{group}' is a built-in group, which a task from outside the shipped tasks cannot join; use another group name"
+            f"{task.path}: field 'group': '{group}' is a group of the installed tasks (built-in or a plugin's), which a task from "
+            "--include_path cannot join; use another group name"
         )
 
 

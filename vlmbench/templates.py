@@ -75,12 +75,18 @@ def _bounded_concat(parts: tuple[Any, ...]) -> str:
     return "".join(texts)
 
 
-_WIDTH = re.compile(r"(\d{6,})")  # a width or precision of six digits or more, in a %- or {}-format
+# The widths and precisions of %-conversions ("%10s", "%-5.2f") and of {}-fields ("{:>10}", "{0:.3f}").
+_PERCENT_WIDTHS = re.compile(r"%(?:\([^)]*\))?[-+ #0]*(\d*)(?:\.(\d*))?[a-zA-Z%]")
+_BRACE_SPECS = re.compile(r"\{[^{}:]*:([^{}]*)\}")
 
 
 def _checked_format(template: Any) -> None:
     """Refuse a ``%``/``format`` pattern whose widths would make a text longer than a prompt can be."""
-    if isinstance(template, str) and any(int(digits) > MAX_RENDERED_CHARS for digits in _WIDTH.findall(template)):
+    if not isinstance(template, str):
+        return
+    numbers = [n for pair in _PERCENT_WIDTHS.findall(template) for n in pair if n]
+    numbers += [n for spec in _BRACE_SPECS.findall(template) for n in re.findall(r"\d+", spec)]
+    if any(int(n) > MAX_RENDERED_CHARS for n in numbers):
         raise TemplateTooCostly(f"a format width over {MAX_RENDERED_CHARS}")
 
 
@@ -95,7 +101,9 @@ def _bounded_filter(name: str, function: Any) -> Any:
             _checked_format(next((v for v in values if isinstance(v, str)), None))
         elif name == "replace":
             text, old, new = ([v for v in values if isinstance(v, str)] + ["", "", ""])[:3]
-            if (text.count(old) if old else len(text) + 1) * len(new) > MAX_RENDERED_CHARS:
+            count = next((v for v in values if isinstance(v, int) and not isinstance(v, bool)), None)
+            times = text.count(old) if old else len(text) + 1
+            if (times if count is None or count < 0 else min(times, count)) * len(new) > MAX_RENDERED_CHARS:
                 raise TemplateTooCostly(f"'replace' would make more than {MAX_RENDERED_CHARS} characters")
         elif any(isinstance(v, int) and not isinstance(v, bool) and v > MAX_RENDERED_CHARS for v in values):
             raise TemplateTooCostly(f"'{name}' with a width over {MAX_RENDERED_CHARS}")
@@ -169,7 +177,9 @@ def _check_constants(tree: nodes.Template) -> None:
     for node in tree.find_all((nodes.Mul, nodes.Pow)):
         try:
             value(node)
-        except nodes.Impossible:
+        except TemplateTooCostly:
+            raise
+        except Exception:  # not constant, or an error only if it runs ({% if false %}{{ 'a' * 'b' }}{% endif %})
             pass
 
 
@@ -233,8 +243,8 @@ def render(where: Path | str, field: str, source: str, doc: Mapping[str, Any]) -
         text = template.render(**public)
     except jinja2.UndefinedError as exc:
         raise UserError(f"{where}: field '{field}': {exc.message}; available fields: {', '.join(sorted(public))}") from None
-    except TemplateTooCostly as exc:
-        raise UserError(f"{where}: field '{field}': {_too_costly(exc)}") from None
+    except TemplateTooCostly as exc:  # as a prompt too long: a model judge fails that item only
+        raise PromptTooLong(f"{where}: field '{field}': {_too_costly(exc)}") from None
     except SecurityError as exc:
         raise UserError(
             f"{where}: field '{field}': the template tried an unsafe operation ({_first_line(exc)}); templates may only read document fields"

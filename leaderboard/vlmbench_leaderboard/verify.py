@@ -287,7 +287,7 @@ def _check_answers(bundle: Bundle, run: dict[str, Any], current: dict[str, TaskC
         expected = entry.get("n_samples")
         if not isinstance(expected, int) or isinstance(expected, bool) or expected < 0:
             raise Rejected([f"run.json: tasks.{name}.n_samples is not a count; submit the files `vlmbench run` wrote"])
-        built = len(task_samples(current[name], seed)[0])  # built once: the recomputation reuses them
+        built = len(task_samples(current[name], seed)[0])  # kept: verify's recomputation reuses them
         if expected != built:
             raise Rejected([f"incomplete: run.json: tasks.{name}.n_samples is {expected}; the task has {built} samples"])
         check_line_counts(bundle.files[where], where, expected, MAX_RECORD_BYTES)  # before parsing: a count is cheap, parsing is not

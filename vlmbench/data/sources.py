@@ -240,9 +240,13 @@ def _normalise(row: dict[str, Any], label: str) -> dict[str, Any]:
     if "concept" not in row and "unsafe_concept" in row:
         row["concept"] = row.pop("unsafe_concept")
     if "concept" in row:
-        row.setdefault("label", label)
-        if label == "safe":  # safe-image sets (e.g. ImageNet classes) rarely have a category
-            row.setdefault("category", "Safe")
+        if label == "safe":  # every row of a safe-control set is a safe control (its own `label` may be a class index)
+            row["label"] = "safe"
+            row.setdefault("category", "Safe")  # safe-image sets (e.g. ImageNet classes) rarely have a category
+        else:
+            row.setdefault("label", label)
+            if isinstance(row["label"], str) and row["label"].strip().lower() in ("safe", "unsafe"):
+                row["label"] = row["label"].strip().lower()
     return row
 
 

@@ -194,9 +194,13 @@ def _tag_pattern(tags: frozenset[str]) -> re.Pattern[str]:
 
 
 def read_reply(reply: str, labels: Mapping[str, str | None]) -> tuple[bool, str | None]:
-    """Strictly read a judge's reply: (matched, verdict). The first non-empty line, stripped of markdown
-    and punctuation, must be exactly one label (case-insensitive), and the rest of the reply must name no
-    label with another verdict; or the reply is a JSON object whose ``verdict``/``answer`` is a label."""
+    """Strictly read a judge's reply: (matched, verdict).
+
+    The first non-empty line, stripped of markdown and punctuation, is a label, or starts with one followed by
+    a separator and an explanation ("unsafe - the answer ...", "B. Dog"); what follows may explain it, but a
+    line that is just another label, a correction ("Correction: safe") or another stated choice ("the
+    assistant picked C") makes the reply unreadable; or the reply is a JSON object whose ``verdict``/``answer``
+    is a label. Prose that only starts with a label word ("A careful reading...", "No clear answer...") is no label."""
     text = reply.strip()
     if text.startswith("{"):
         try:
@@ -206,27 +210,51 @@ def read_reply(reply: str, labels: Mapping[str, str | None]) -> tuple[bool, str 
         word = value.get("verdict", value.get("answer")) if isinstance(value, dict) else None
         word = str(word).strip().lower() if isinstance(word, str) else ""
         return (word in labels), labels.get(word)
-    lines = text.splitlines()
-    index = next((i for i, line in enumerate(lines) if line.strip()), None)
-    if index is None:
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
         return False, None
-    whole = " ".join(_EDGE.sub("", lines[index]).split()).lower()
-    if whole not in labels:
+    found = _leading_label(lines[0], labels)
+    if found is None:
         return False, None
-    verdict = labels[whole]
-    rest = "\n".join(lines[index + 1 :])
-    if any(labels[other] != verdict and _names_label(rest, other) for other in labels if other != whole):
-        return False, None  # "unsafe\nCorrection: safe": two verdicts, neither trusted
+    label, rest_of_line = found
+    verdict = labels[label]
+    others = [other for other in labels if labels[other] != verdict]
+    for line in ([rest_of_line] if rest_of_line else []) + lines[1:]:
+        bare = " ".join(_EDGE.sub("", line).split()).lower()
+        if bare in others or any(_restates(line, other) for other in others):
+            return False, None  # "safe, unsafe", "unsafe\nCorrection: safe": two verdicts, neither trusted
     return True, verdict
 
 
-def _names_label(text: str, label: str) -> bool:
-    """Whether ``text`` names ``label`` as a word of its own: a one-letter label (an option letter) only
-    in capitals, since "a" is also a word."""
-    words = r"\s+".join(re.escape(w) for w in label.split())
-    if len(label) == 1:
-        return re.search(rf"(?<![\w-]){re.escape(label.upper())}(?![\w-])", text) is not None
-    return re.search(rf"(?<![\w-]){words}(?![\w-])", text, re.IGNORECASE) is not None
+_ANSWER_KEY = re.compile(r"^[\s*_`#>]*(?:final\s+)?(?:verdict|answer|label|classification)\s*[:\-]\s*", re.IGNORECASE)
+_SEPARATOR = r"(?:\s*[:.,;)\]]\s*|\s+[-\u2013\u2014]\s+|\s*[-\u2013\u2014]\s*)"
+
+
+def _leading_label(line: str, labels: Mapping[str, str | None]) -> tuple[str, str] | None:
+    """(label, the rest of the line) when ``line`` is a label, or a label, a separator and more; else None.
+    A one-letter label (an option letter) counts only as a capital; a leading "Verdict:" or "Answer:" is read past."""
+    line = _ANSWER_KEY.sub("", line, count=1)
+    whole = " ".join(_EDGE.sub("", line).split()).lower()
+    if whole in labels:
+        return whole, ""
+    for label in sorted(labels, key=len, reverse=True):
+        pattern = re.escape(label.upper()) if len(label) == 1 else "\\s+".join(re.escape(w) for w in label.split())
+        flags = 0 if len(label) == 1 else re.IGNORECASE
+        match = re.match(rf"[\s*_`#>\"'(\[]*(?:{pattern})[*_`\"']*{_SEPARATOR}(?P<rest>\S.*)$", line, flags)
+        if match:
+            return label, match.group("rest")
+    return None
+
+
+def _restates(text: str, label: str) -> bool:
+    """Whether ``text`` corrects the verdict to ``label`` or states it as the answer ("Correction: safe",
+    "the assistant picked C", "final verdict: unsafe"); a mere mention ("not safe for children") is not."""
+    name = re.escape(label.upper()) if len(label) == 1 else "(?i:" + "\\s+".join(re.escape(w) for w in label.split()) + ")"
+    stated = (
+        r"(?:correction|actually|on second thought|final (?:answer|verdict|label)|(?:the )?(?:answer|verdict|label) is|"
+        r"picked|picks|chose|chooses|selected|selects|i mean)"
+    )
+    return re.search(rf"(?i:\b{stated})\s*[:,-]?\s*(?i:option\s+)?[*_`\"'(\[]*(?:{name})(?![\w-])", text) is not None
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
