@@ -12,7 +12,7 @@ import hashlib
 import itertools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -74,14 +74,19 @@ def redact_text(text: str) -> str:
 
 def redact(value: Any, name: str = "") -> Any:
     """``value`` with secrets masked: secret-named entries become ``***`` at any depth, URLs in text are redacted."""
+    return _replace_secrets(value, name, lambda _: MASK, redact_text)
+
+
+def _replace_secrets(value: Any, name: str, secret: Callable[[Any], Any], text: Callable[[str], Any]) -> Any:
+    """``value`` walked at any depth: a secret-named entry becomes ``secret(entry)``, every text ``text(it)``."""
     if name and is_secret_name(name) and value not in (None, "", {}, []):
-        return MASK
+        return secret(value)
     if isinstance(value, Mapping):
-        return {k: redact(v, str(k)) for k, v in value.items()}
+        return {k: _replace_secrets(v, str(k), secret, text) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [redact(v) for v in value]
+        return [_replace_secrets(v, "", secret, text) for v in value]
     if isinstance(value, str):
-        return redact_text(value)
+        return text(value)
     return value
 
 
@@ -95,15 +100,7 @@ def hash_secrets(value: Any, name: str = "") -> Any:
     value (two different tokens, or URLs with different queries, stay different) without revealing it.
     For keys that must change whenever an argument does (the response store's request keys), where
     ``***`` would make ``eos_token=</s>`` and ``eos_token=<|im_end|>`` the same model."""
-    if name and is_secret_name(name) and value not in (None, "", {}, []):
-        return _slow_hash(value)
-    if isinstance(value, Mapping):
-        return {k: hash_secrets(v, str(k)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [hash_secrets(v) for v in value]
-    if isinstance(value, str) and redact_text(value) != value:
-        return _slow_hash(value)
-    return value
+    return _replace_secrets(value, name, _slow_hash, lambda text: _slow_hash(text) if redact_text(text) != text else text)
 
 
 def _slow_hash(value: Any) -> str:

@@ -238,9 +238,7 @@ def _leading_label(line: str, labels: Mapping[str, str | None]) -> tuple[str, st
     if whole in labels:
         return whole, ""
     for label in sorted(labels, key=len, reverse=True):
-        pattern = re.escape(label.upper()) if len(label) == 1 else "\\s+".join(re.escape(w) for w in label.split())
-        flags = 0 if len(label) == 1 else re.IGNORECASE
-        match = re.match(rf"[\s*_`#>\"'(\[]*(?:{pattern})[*_`\"']*{_SEPARATOR}(?P<rest>\S.*)$", line, flags)
+        match = re.match(rf"[\s*_`#>\"'(\[]*{_label_pattern(label)}[*_`\"']*{_SEPARATOR}(?P<rest>\S.*)$", line)
         if match:
             return label, match.group("rest")
     return None
@@ -249,12 +247,19 @@ def _leading_label(line: str, labels: Mapping[str, str | None]) -> tuple[str, st
 def _restates(text: str, label: str) -> bool:
     """Whether ``text`` corrects the verdict to ``label`` or states it as the answer ("Correction: safe",
     "the assistant picked C", "final verdict: unsafe"); a mere mention ("not safe for children") is not."""
-    name = re.escape(label.upper()) if len(label) == 1 else "(?i:" + "\\s+".join(re.escape(w) for w in label.split()) + ")"
     stated = (
         r"(?:correction|actually|on second thought|final (?:answer|verdict|label)|(?:the )?(?:answer|verdict|label) is|"
         r"picked|picks|chose|chooses|selected|selects|i mean)"
     )
-    return re.search(rf"(?i:\b{stated})\s*[:,-]?\s*(?i:option\s+)?[*_`\"'(\[]*(?:{name})(?![\w-])", text) is not None
+    return re.search(rf"(?i:\b{stated})\s*[:,-]?\s*(?i:option\s+)?[*_`\"'(\[]*{_label_pattern(label)}(?![\w-])", text) is not None
+
+
+def _label_pattern(label: str) -> str:
+    """A regex for ``label`` in a reply: a one-letter label (an option letter) as a capital only, since "a" is
+    also a word; any other case-insensitively, its words apart by any spaces."""
+    if len(label) == 1:
+        return re.escape(label.upper())
+    return "(?i:" + r"\s+".join(re.escape(word) for word in label.split()) + ")"
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
