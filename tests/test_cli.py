@@ -155,7 +155,7 @@ evaluate = evaluation.evaluate
 
 
 def probe(config):
-    seen.update(frozen=gc.get_freeze_count(), datasets="datasets" in sys.modules)
+    seen.update(frozen=gc.get_freeze_count(), pyarrow="pyarrow" in sys.modules)
     return evaluate(config)
 
 
@@ -185,13 +185,13 @@ def test_the_command_keeps_its_libraries_out_of_full_collections_and_a_program_k
     import json
 
     args = ["run", "--model", "random", "--tasks", "perception-image", "--limit", "2", "--no_store"]
-    # The `vlmbench` command's own process: by the time the run starts, datasets is imported and
-    # everything alive is frozen (full collections during the run skip it).
+    # The `vlmbench` command's own process: by the time the run starts, pyarrow (which every run reads
+    # its data through) is imported and everything alive is frozen (full collections during the run skip it).
     proc = subprocess.run(
         [sys.executable, "-c", FREEZE_PROBE, *args, "--output_path", str(tmp_path / "own")], capture_output=True, text=True, timeout=300
     )
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert seen["code"] == 0 and seen["datasets"] is True and seen["frozen"] > 10_000, proc.stderr
+    assert seen["code"] == 0 and seen["pyarrow"] is True and seen["frozen"] > 10_000, proc.stderr
     # A program that ran the command (runpy, its exit caught) and goes on: its later main() calls freeze nothing.
     after_runpy = subprocess.run(
         [sys.executable, "-c", RUNPY_THEN_MAIN, *args, "--output_path", str(tmp_path / "later")], capture_output=True, text=True, timeout=300

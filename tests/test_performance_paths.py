@@ -754,6 +754,7 @@ def test_image_parts_sent_to_another_process_decode_to_the_same_pixels(tmp_path:
 
     import datasets
 
+    from vlmbench.data.arrowdata import ArrowData
     from vlmbench.data.sources import DatasetInfo, DocTable
     from vlmbench.runner import RowImage, blank_part
 
@@ -780,7 +781,7 @@ def test_image_parts_sent_to_another_process_decode_to_the_same_pixels(tmp_path:
     features = datasets.Features({"image": datasets.Image(mode="L", decode=False)})
     dataset = datasets.Dataset.from_dict({"image": [{"bytes": data, "path": None}]}, features=features)
     table = DocTable(rows=[{"_source": 0, "_row": 0}], sources=[])
-    table.add_source(dataset, DatasetInfo("d", None, "train", None, dataset._fingerprint, 1, synthetic=False))
+    table.add_source(ArrowData.of_dataset(dataset), DatasetInfo("d", None, "train", None, dataset._fingerprint, 1, synthetic=False))
     row_part = ImagePart(data=data, format="PNG", size=colour.size, decoder=RowImage(table, table.rows[0], "image", data))
     grey = colour.convert("L").convert("RGB").tobytes()
     assert pixels(row_part) == grey != colour.tobytes()
@@ -985,6 +986,7 @@ def test_images_read_from_mapped_files_do_not_stay_resident(tmp_path: Path, monk
     import datasets
 
     from vlmbench.data import mapped
+    from vlmbench.data.arrowdata import ArrowData
     from vlmbench.data.sources import DatasetInfo, DocTable
 
     mib = 1024 * 1024
@@ -995,7 +997,7 @@ def test_images_read_from_mapped_files_do_not_stay_resident(tmp_path: Path, monk
     dataset = datasets.load_from_disk(str(tmp_path / "d"))  # memory-mapped, as every dataset `datasets` loads
     files = [f["filename"] for f in dataset.cache_files]
     table = DocTable(rows=[{"_source": 0, "_row": i} for i in range(12)], sources=[])
-    table.add_source(dataset, DatasetInfo("d", None, "train", None, dataset._fingerprint, 12, synthetic=False))
+    table.add_source(ArrowData.of_dataset(dataset), DatasetInfo("d", None, "train", None, dataset._fingerprint, 12, synthetic=False))
     most = 0
     for row in table.rows:
         assert table.image_sha256(row) == hashlib.sha256(stored[row["_row"]]).hexdigest()

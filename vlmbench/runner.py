@@ -116,14 +116,16 @@ class _Images:
         self.table = table
         self.hashes = {} if hashes is None else hashes
         self._recent: OrderedDict[tuple[Any, ...], ImagePart] = OrderedDict()
+        self._origins: dict[int, tuple[Any, ...]] = {}
 
     def _hash_key(self, sample: Sample) -> tuple[Any, ...]:
         """What identifies an image across the tasks of a run: the dataset's files (or this table,
         for data held only in memory), the row and the column."""
-        source = sample.doc["_source"]
-        files = tuple(sorted(str(f.get("filename")) for f in getattr(self.table.sources[source], "cache_files", None) or []))
-        origin: Any = (files, self.table.infos[source].fingerprint) if files else ("table", self.table.serial, source)
-        return (origin, sample.doc["_row"], sample.image)
+        source: int = sample.doc["_source"]
+        if source not in self._origins:
+            files = tuple(sorted(self.table.sources[source].files))
+            self._origins[source] = (files, self.table.infos[source].fingerprint) if files else ("table", self.table.serial, source)
+        return (self._origins[source], sample.doc["_row"], sample.image)
 
     def sha256(self, sample: Sample) -> str | None:
         """The hash of the image's encoded bytes, computed without decoding it (at most once per run)."""

@@ -20,7 +20,7 @@ def run(ns: argparse.Namespace) -> int:
 
     if (done := lmeval.before_run(ns)) is not None:
         return done
-    freeze_imports("datasets")  # every run reads its data through it
+    freeze_imports("pyarrow")  # every run reads its data through it (datasets only where no load is remembered: data.loadrecords)
     config = EvalConfig(
         model=ns.model,
         model_args=ns.model_args,

@@ -149,8 +149,6 @@ BUILTINS: dict[str, Callable[..., list[dict[str, Any]]]] = {
 
 def builtin_dataset(name: str, catalog: ConceptCatalog | None) -> Path:
     """The on-disk folder (``datasets`` format) of built-in dataset ``name``, generating it if needed."""
-    import datasets
-
     if name not in BUILTINS:
         raise UserError(f"unknown built-in dataset 'builtin:{name}'; available: {', '.join('builtin:' + n for n in BUILTINS)}")
     key = f"{name}-v{GENERATOR_VERSION}"
@@ -162,6 +160,8 @@ def builtin_dataset(name: str, catalog: ConceptCatalog | None) -> Path:
     if (target / "dataset_info.json").is_file():
         return target
     print(f"vlmbench: generating built-in dataset builtin:{name} (first use) in {target}", file=sys.stderr)
+    import datasets
+
     rows = BUILTINS[name](catalog) if name == "typographic" else BUILTINS[name]()
     columns = {column: [row[column] for row in rows] for column in rows[0]}
     features = datasets.Features(

@@ -17,10 +17,12 @@ from PIL import Image
 
 from vlmbench.cache import cache_dir
 from vlmbench.data import images
+from vlmbench.data.arrowdata import ArrowData
 from vlmbench.data.builtin import SYNTHETIC_NOTE, builtin_dataset
 from vlmbench.data.concepts import ConceptCatalog
 from vlmbench.data.hashcache import ImageHashes, file_identity, files_identity
 from vlmbench.data.images import BadImage
+from vlmbench.data.loadrecords import LoadRecords, copy_identity, load_key
 from vlmbench.data.mapped import PageReleaser, release_table_pages
 from vlmbench.errors import TaskSkipped, UserError
 
@@ -53,32 +55,26 @@ class DocTable:
     """
 
     rows: list[dict[str, Any]]
-    sources: list[Any]
+    sources: list[ArrowData]
     infos: list[DatasetInfo] = field(default_factory=list)
-    _encoded: dict[tuple[int, str], Any] = field(default_factory=dict)
     _hashes: dict[tuple[int, int, str], str] = field(default_factory=dict)
     _kept: dict[tuple[int, str], ImageHashes | None] = field(default_factory=dict)
-    _files: dict[int, tuple[list[str], str | None]] = field(default_factory=dict)  # per source: Arrow files, their identity
-    _features: dict[int, Any] = field(default_factory=dict)  # per source: its features, read once (datasets copies them on each read)
+    _files: dict[int, str | None] = field(default_factory=dict)  # per source: the identity of its Arrow files
     _pages: PageReleaser = field(default_factory=PageReleaser)  # lets go of mapped pages already read (see data.mapped)
     serial: int = field(default_factory=lambda: next(_SERIALS))  # unique in this process (``id()`` is reused once freed)
     safe_controls_missing: str | None = None  # why the task's safe-control dataset could not be loaded (then none are scored)
 
     def _cell(self, row: dict[str, Any], column: str) -> Any:
         """The encoded image cell of ``row`` (bytes and/or path), read without decoding anything."""
-        import datasets
-
         source, index = row["_source"], row["_row"]
-        if (source, column) not in self._encoded:
-            if column not in self.sources[source].column_names:
-                raise UserError(f"dataset {self.infos[source].path} has no column '{column}'; set doc_to_image to an image column")
-            view = self.sources[source].select_columns([column])
-            self._encoded[source, column] = view.cast_column(column, datasets.Image(decode=False))
-        view = self._encoded[source, column]
-        cell = view[index][column]
-        files = self._files.get(source, ([], None))[0]
-        if files and isinstance(cell, dict) and isinstance(cell.get("bytes"), bytes) and self._pages.due(source, len(cell["bytes"])):
-            release_table_pages(view.data.table, files)  # the bytes were copied out; this table keeps its map alive meanwhile
+        data = self.sources[source]
+        if column not in data.column_names:
+            raise UserError(f"dataset {self.infos[source].path} has no column '{column}'; set doc_to_image to an image column")
+        if not data.is_image(column):
+            raise UserError(f"dataset {self.infos[source].path}: column '{column}' holds {data.describe(column)}, not images")
+        cell = data.cell(index, column)
+        if data.files and isinstance(cell, dict) and isinstance(cell.get("bytes"), bytes) and self._pages.due(source, len(cell["bytes"])):
+            release_table_pages(data.column_table(column), data.files)  # the bytes were copied out; the table keeps its map alive
         return cell
 
     def _where(self, row: dict[str, Any], column: str, cell: Any) -> str:
@@ -116,19 +112,17 @@ class DocTable:
             kept.keep(index, digest)
         return digest
 
-    def add_source(self, dataset: Any, info: DatasetInfo) -> None:
+    def add_source(self, data: ArrowData, info: DatasetInfo) -> None:
         """Add a loaded dataset; its Arrow files are identified now, as they are mapped (a file replaced
         later in the run must not lend its identity to the bytes read from this one)."""
-        files = [str(f["filename"]) for f in getattr(dataset, "cache_files", None) or [] if f.get("filename")]
-        self._files[len(self.sources)] = (files, files_identity(files, info.fingerprint) if files else None)
-        self._features[len(self.sources)] = getattr(dataset, "features", None) or {}
-        self.sources.append(dataset)
+        self._files[len(self.sources)] = files_identity(data.files, info.fingerprint) if data.files else None
+        self.sources.append(data)
         self.infos.append(info)
 
     def _kept_hashes(self, source: int, column: str) -> ImageHashes | None:
         """The kept image hashes of a dataset column, for data read from Arrow files on disk (else None)."""
         if (source, column) not in self._kept:
-            files, identity = self._files.get(source, ([], None))
+            identity, files = self._files.get(source), self.sources[source].files
             kept = ImageHashes(cache_dir() / "image-sha256", identity, column, files, self.infos[source].fingerprint) if identity else None
             self._kept[source, column] = kept
         return self._kept[source, column]
@@ -171,38 +165,27 @@ class DocTable:
 
     def image_mode(self, row: dict[str, Any], column: str = "image") -> str | None:
         """The colour mode the dataset's feature asks its images to be decoded to (None: as stored)."""
-        features = self._features.get(row["_source"]) or self.sources[row["_source"]].features
-        return getattr(features.get(column), "mode", None)
+        source: int = row["_source"]
+        return self.sources[source].image_mode(column)
 
 
 class HubUnavailable(Exception):
     """An optional hub dataset (safe controls) that could not be loaded and has no local copy."""
 
 
-def _load_hf(path: str, name: str | None, split: str, revision: str | None, optional: bool = False) -> tuple[Any, str]:
-    """Load one split with the ``datasets`` library; returns the dataset and where it came from.
+def _load_hf(path: str, name: str | None, split: str, revision: str | None, optional: bool = False) -> tuple[ArrowData, str]:
+    """Load one split with the ``datasets`` library (a local copy's remembered load without it: see
+    :mod:`vlmbench.data.loadrecords`); returns the data and where it came from.
 
     ``optional``: a failure to load from the hub (no local copy given) raises :class:`HubUnavailable`
     with the reason, instead of a :class:`UserError`."""
-    import datasets
-
     local = LOCAL_COPIES.get(path, path)
     local_path = Path(local).expanduser()
     try:
         if local_path.exists():
-            if (local_path / "dataset_info.json").is_file() or (local_path / "dataset_dict.json").is_file():
-                loaded = datasets.load_from_disk(str(local_path))
-                dataset = loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
-            elif local_path.is_file():
-                kind = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}.get(local_path.suffix)
-                if kind is None:
-                    raise UserError(f"dataset file {local_path}: unsupported type '{local_path.suffix}'; use parquet, jsonl or csv")
-                dataset = _load_dataset(kind, data_files=str(local_path), split="train")
-            else:
-                dataset = _load_dataset(str(local_path), name, split=split)
-            return dataset, str(local_path)
+            return _load_local(local_path, name, split), str(local_path)
         token = os.environ.get("HF_TOKEN") or None
-        return _load_dataset(path, name, split=split, revision=revision, token=token), "hub"
+        return ArrowData.of_dataset(_load_dataset(path, name, split=split, revision=revision, token=token)), "hub"
     except UserError:
         raise
     except Exception as exc:  # datasets raises many library-specific types (DatasetNotFoundError, OSError, ...)
@@ -213,6 +196,33 @@ def _load_hf(path: str, name: str | None, split: str, revision: str | None, opti
             f"cannot load dataset '{path}' split '{split}': {reason}. Check the id and split; if it is gated, request "
             f"access on the Hub and set HF_TOKEN; or point to a local copy with --data_files {path}=DIR"
         ) from None
+
+
+def _load_local(local_path: Path, name: str | None, split: str) -> ArrowData:
+    """One split of a local copy: a folder saved by ``datasets`` (``save_to_disk``), a data file, or a
+    folder of data files; read from its remembered load while the copy is unchanged."""
+    saved = (local_path / "dataset_info.json").is_file() or (local_path / "dataset_dict.json").is_file()
+    kind = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}.get(local_path.suffix)
+    if local_path.is_file() and kind is None:
+        raise UserError(f"dataset file {local_path}: unsupported type '{local_path.suffix}'; use parquet, jsonl or csv")
+    records = LoadRecords()
+    key = load_key("load_from_disk" if saved else "load_dataset", local_path, name, split)
+    remembered = records.open(key, local_path)
+    if remembered is not None:
+        return remembered
+    before = copy_identity(local_path)
+    import datasets
+
+    if saved:
+        loaded = datasets.load_from_disk(str(local_path))
+        dataset = loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
+    elif kind is not None:
+        dataset = _load_dataset(kind, data_files=str(local_path), split="train")
+    else:
+        dataset = _load_dataset(str(local_path), name, split=split)
+    data = ArrowData.of_dataset(dataset)
+    records.keep(key, local_path, before, data)
+    return data
 
 
 def _load_dataset(path: str, name: str | None = None, *, split: str, **options: Any) -> Any:
@@ -322,9 +332,8 @@ def load_docs(config: Any, catalog: ConceptCatalog | None, loaded: Loaded | None
             )
             continue
         _check_columns(config, dataset, path, loaded_from, unsafe=default_label == "unsafe")
-        features = dataset.features
-        columns = [c for c in dataset.column_names if not isinstance(features.get(c), _image_feature())]
-        for index, values in enumerate(dataset.select_columns(columns).to_list() if columns else [{}] * len(dataset)):
+        columns = [c for c in dataset.column_names if not dataset.is_image(c)]
+        for index, values in enumerate(dataset.rows(columns)):
             row = _normalise(dict(values), default_label)
             if "concept" in row:
                 _check_concept_row(row, f"dataset {path} row {index}")
@@ -337,7 +346,7 @@ def load_docs(config: Any, catalog: ConceptCatalog | None, loaded: Loaded | None
                 name=spec.get("dataset_name"),
                 split=split,
                 revision=spec.get("dataset_revision"),
-                fingerprint=getattr(dataset, "_fingerprint", ""),
+                fingerprint=dataset.fingerprint,
                 num_rows=len(dataset),
                 synthetic=synthetic,
                 note=config.get("dataset_note", SYNTHETIC_NOTE if synthetic else ""),
@@ -347,7 +356,7 @@ def load_docs(config: Any, catalog: ConceptCatalog | None, loaded: Loaded | None
     return table
 
 
-def _check_columns(config: Any, dataset: Any, path: str, loaded_from: str, unsafe: bool) -> None:
+def _check_columns(config: Any, dataset: ArrowData, path: str, loaded_from: str, unsafe: bool) -> None:
     """One line, before any request is sent, when the task needs a column that the dataset lacks."""
     columns = list(dataset.column_names)
     where = f"dataset {path}" + (f" (loaded from {loaded_from})" if loaded_from not in ("hub", "generated", path) else "")
@@ -359,9 +368,9 @@ def _check_columns(config: Any, dataset: Any, path: str, loaded_from: str, unsaf
                 f"{where} has no column '{image}' (named by field 'doc_to_image' of {config.path}); its columns: {have}. "
                 f"Point doc_to_image at an image column, or fix the data"
             )
-        if not _is_image_column(dataset, image):
+        if not dataset.is_image(image):
             raise UserError(
-                f"{where}: column '{image}' (named by field 'doc_to_image' of {config.path}) holds {dataset.features[image]}, not images; "
+                f"{where}: column '{image}' (named by field 'doc_to_image' of {config.path}) holds {dataset.describe(image)}, not images; "
                 f"point doc_to_image at an image column"
             )
     if config.get("concepts_file"):
@@ -380,21 +389,8 @@ def _check_columns(config: Any, dataset: Any, path: str, loaded_from: str, unsaf
         )
 
 
-def _load_builtin(path: str, catalog: ConceptCatalog | None) -> Any:
-    import datasets
-
-    return datasets.load_from_disk(str(builtin_dataset(path.removeprefix("builtin:"), catalog)))
-
-
-def _image_feature() -> type:
-    import datasets
-
-    image: type = datasets.Image
-    return image
-
-
-def _is_image_column(dataset: Any, column: str) -> bool:
-    return isinstance(dataset.features.get(column), _image_feature())
+def _load_builtin(path: str, catalog: ConceptCatalog | None) -> ArrowData:
+    return _load_local(builtin_dataset(path.removeprefix("builtin:"), catalog), None, "train")
 
 
 def use_local_copies(data_files: dict[str, str]) -> None:

@@ -187,14 +187,7 @@ def training_dataset(data: AlignData, method: str, image_column: str = "image") 
     ``category``). Images stay encoded until the trainer reads them."""
     import datasets
 
-    cells = []
-    encoded: dict[int, Any] = {}
-    for example in data.train:
-        if example.source not in encoded:
-            encoded[example.source] = (
-                data.table.sources[example.source].select_columns([image_column]).cast_column(image_column, datasets.Image(decode=False))
-            )
-        cells.append(encoded[example.source][example.row][image_column])
+    cells = [data.table.sources[example.source].cell(example.row, image_column) for example in data.train]
     columns: dict[str, list[Any]] = {
         "image": cells,
         "prompt": [prompt_messages(e.questions[e.question]) for e in data.train],
