@@ -736,7 +736,7 @@ imports = time.perf_counter() - t0
 timed(ev, "evaluate", "evaluate: the whole run but the terminal report")
 timed(ev, "select_tasks", "tasks: discover and parse the task YAML, pick the hub variant")
 timed(rn, "load_docs", "data: load_docs (rows of every task's datasets)")
-timed(src, "_load_hf", "data: _load_hf = datasets.load_dataset from the Arrow cache (1st call imports datasets)")
+timed(src, "_load_hf", "data: _load_hf = a remembered load's Arrow files, else datasets (which its 1st call imports)")
 timed(rn, "build_samples", "samples: process_docs steps and Jinja prompts")
 timed(rn, "predict_task", "predict_task: store look-ups and sample records, per task")
 timed(src.DocTable, "image_sha256", "hash: image bytes (Arrow cell or file read + sha256), once per image")
