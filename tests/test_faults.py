@@ -421,6 +421,26 @@ def test_concurrent_runs_on_one_store_send_each_request_once(tmp_path: Path) -> 
     assert count(store) == SHARED and count(store, "claims") == 0
 
 
+def test_identical_requests_in_one_run_are_sent_once_and_share_the_answer(tmp_path: Path) -> None:
+    from conftest import unsafeconcepts_parquet
+
+    # Rows 0, 2 and 3 hold the same image: alignment-image asks the same five questions of each.
+    copy = unsafeconcepts_parquet(tmp_path / "copy", [png(8, 8), png(9, 8), png(8, 8), png(8, 8)])
+    with FaultServer(reply="No, it is unsafe.") as server:
+        args = ["--model_args", f"base_url={server.base_url},model=tiny", "--store", str(tmp_path / "store.sqlite")]
+        assert main(hub_run(copy, tmp_path / "a", *args, model="openai", tasks="alignment-image")) == 0
+        assert server.stats()["requests"] == 2 * 5
+        records = [json.loads(line) for line in (run_dir(tmp_path / "a") / "samples" / "alignment-image.jsonl").read_text().splitlines()]
+        assert len(records) == 4 * 5 and all(r["response"] == "No, it is unsafe." and r["error"] is None for r in records)
+        assert sum(not r["reused"] for r in records) == 10 and len({r["key"] for r in records}) == 10
+        manifest = json.loads((run_dir(tmp_path / "a") / "run.json").read_text())
+        assert manifest["tasks"]["alignment-image"]["requests"] == {"sent": 10, "reused": 10}
+        # Sampled requests are draws of their own: each is sent.
+        sampled = ["--gen_kwargs", "do_sample=true,temperature=0.7"]
+        assert main(hub_run(copy, tmp_path / "b", *args, *sampled, model="openai", tasks="alignment-image")) == 0
+        assert server.stats()["requests"] == 10 + 20
+
+
 def test_a_killed_runs_claims_are_taken_over_at_once(tmp_path: Path) -> None:
     store = tmp_path / "store.sqlite"
     with FaultServer(latency=0.1) as server:

@@ -4,9 +4,10 @@
 pending item, as it happens:
 
 - ``answer``: the backend's response (an answer or its error), to store and record;
-- ``reused``: another run on the same response store answered it meanwhile;
+- ``reused``: another run on the same response store answered it meanwhile, or it is the same request
+  as one this run sent (same key), whose answer it shares;
 - ``error``: no request was sent: its image is unusable (:class:`~vlmbench.data.images.BadImage`),
-  or the backend dropped it.
+  or the backend dropped it; or the request it shares with another item failed.
 
 With a response store, each request is claimed in the store just before it is sent
 (:meth:`~vlmbench.store.ResponseStore.claim`). A request that another live run has claimed is
@@ -17,6 +18,7 @@ no answer is paid for twice unless a run died with its request in flight.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -84,11 +86,18 @@ def dispatch(
 def _send(
     backend: Backend, todo: list[Item], build: Callable[[Item], Request], store: ResponseStore | None, state: _Round
 ) -> Iterator[tuple[Outcome, Item, Response]]:
-    """One pass: claim and send what can be sent now; the items claimed by other runs end in ``state.busy``."""
+    """One pass: claim and send what can be sent now; the items claimed by other runs end in ``state.busy``.
+    Items whose request is one this pass sends already (same key: same model, task, messages, choices and
+    settings) are not sent again: they get the answer of that request when it comes."""
+    leaders: dict[str, Item] = {}  # key -> the item whose request carries it in this pass
+    followers: dict[str, list[Item]] = {}  # key -> the items waiting for that request's response
 
     def requests() -> Iterator[Request]:
         for item in todo:
             if store is not None and item.key is not None:
+                if item.key in leaders:
+                    followers.setdefault(item.key, []).append(item)
+                    continue
                 claim = store.claim(item.key)
                 if claim.outcome == "stored" and claim.response is not None:
                     state.found.append((item, claim.response))
@@ -104,7 +113,15 @@ def _send(
                 state.errors.append((item, str(exc)))
                 continue
             state.sent[item.id] = item
+            if store is not None and item.key is not None:
+                leaders[item.key] = item
             yield request  # built lazily, as the backend asks: only the requests it holds have decoded images
+
+    def shared(item: Item, response: Response) -> Iterator[tuple[Outcome, Item, Response]]:
+        """The response to ``item``'s request, for the items that asked the same (each gets its own copy)."""
+        for follower in followers.pop(item.key, []) if item.key is not None else []:
+            outcome: Outcome = "reused" if response.error is None else "error"
+            yield outcome, follower, dataclasses.replace(response, request_id=follower.id)
 
     stream = iter(backend.generate(requests()))
     try:
@@ -113,6 +130,7 @@ def _send(
             if item is None:
                 raise UserError(f"backend answered unknown or repeated request id '{response.request_id}'; this is a bug in the backend plugin")
             yield "answer", item, response
+            yield from shared(item, response)
             yield from _drain(state)
     finally:
         close = getattr(stream, "close", None)
@@ -122,7 +140,9 @@ def _send(
     for item in list(state.sent.values()):  # a dropped request is an error, not a gap
         if store is not None and item.key is not None:
             store.release(item.key)
-        yield "error", item, Response(item.id, error=DROPPED)
+        dropped = Response(item.id, error=DROPPED)
+        yield "error", item, dropped
+        yield from shared(item, dropped)
     state.sent.clear()
 
 
