@@ -280,6 +280,19 @@ def test_validate_refuses_templates_that_would_exhaust_memory(tmp_path: Path, te
         "\"{{ '%10000000000s' % question }}\"",
         "\"{{ '{:>10000000000}'.format(question) }}\"",
         "\"{{ question|replace('', question * 300) }}\"",
+        # '+' doubling a text or a list; a list holding itself twice, shown, joined, serialised or summed;
+        # a {% set %} block doubling its own text; the template's own text repeated; lipsum and join widths.
+        '"{% set ns = namespace(x=question) %}{% for i in range(40) %}{% set ns.x = ns.x + ns.x %}{% endfor %}{{ ns.x|length }}"',
+        '"{% set ns = namespace(x=[1]) %}{% for i in range(40) %}{% set ns.x = ns.x + ns.x %}{% endfor %}{{ ns.x|length }}"',
+        '"{% set ns = namespace(x=[question]) %}{% for i in range(40) %}{% set ns.x = [ns.x, ns.x] %}{% endfor %}{{ ns.x }}"',
+        '"{% set ns = namespace(x=[question]) %}{% for i in range(40) %}{% set ns.x = [ns.x, ns.x] %}{% endfor %}{{ ns.x|string|length }}"',
+        '"{% set ns = namespace(x=[question]) %}{% for i in range(40) %}{% set ns.x = [ns.x, ns.x] %}{% endfor %}{{ ns.x|tojson|length }}"',
+        '"{% set ns = namespace(x=question) %}{% for i in range(40) %}{% set ns.x = [ns.x, ns.x]|join %}{% endfor %}{{ ns.x|length }}"',
+        '"{% set ns = namespace(x=[[1]]) %}{% for i in range(40) %}{% set ns.x = [ns.x, ns.x]|sum(start=[]) %}{% endfor %}{{ 1 }}"',
+        '"{% set ns = namespace(x=question) %}{% for i in range(40) %}{% set ns.x %}{{ ns.x }}{{ ns.x }}{% endset %}{% endfor %}{{ 1 }}"',
+        '"{% for i in range(99999) %}' + "y" * 50 + '{% endfor %}"',
+        "\"{% set x = range(100000)|join('y' * 99999) %}{{ x|length }}\"",
+        '"{{ lipsum(1000000)|length }}"',
     ],
 )
 def test_templates_that_would_run_for_ever_fail_in_one_line(tmp_path: Path, template: str) -> None:
@@ -302,6 +315,9 @@ def test_ordinary_templates_still_render() -> None:
     )
     assert render("t.yaml", "doc_to_text", template, doc) == "a3! x-03 y:  3   b   a-b"
     # Long numbers that are no widths, a replacement with a count, an error in a branch never taken.
+    template = "{{ choices + ['d'] }} {{ 'x' + 'y' }} {{ choices|join('/') }} {{ choices|tojson }} {{ [[1], [2]]|sum(start=[]) }} "
+    template += "{% set block %}{{ n }}{{ n }}{% endset %}{{ block }} {{ lipsum(1, html=false)|length > 10 }} {{ range(3)|join('-') }}"
+    assert render("t.yaml", "doc_to_text", template, doc) == "['a', 'b', 'c', 'd'] xy a/b/c [\"a\", \"b\", \"c\"] [1, 2] 33 True 0-1-2"
     template = "{{ 'Case 2024001: %s' % n }} {{ 'ID 1234567: {}'.format(n) }} {{ ('a' * 60000)|replace('a', 'bb', 1)|length }}"
     template += "{% if false %}{{ 'a' * 'b' }}{% endif %}"
     assert render("t.yaml", "doc_to_text", template, doc) == "Case 2024001: 3 ID 1234567: 3 60001"

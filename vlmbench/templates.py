@@ -8,8 +8,9 @@ mutation. Every failure, whatever its kind, becomes one line naming the file and
 from __future__ import annotations
 
 import functools
+import itertools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sized
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,11 @@ class TemplateTooCostly(SecurityError):
 
 
 def _checked_binop(operator: str, left: Any, right: Any) -> None:
-    """Refuse a ``*`` or ``**`` whose result would be too large, before computing it."""
-    if operator == "*":
+    """Refuse a ``+``, ``*`` or ``**`` whose result would be too large, before computing it."""
+    if operator == "+":
+        if isinstance(left, (str, list, tuple)) and isinstance(right, type(left)) and len(left) + len(right) > MAX_RENDERED_CHARS:
+            raise TemplateTooCostly(f"'+' would make more than {MAX_RENDERED_CHARS} characters or items")
+    elif operator == "*":
         for seq, times in ((left, right), (right, left)):
             if isinstance(seq, (str, list, tuple, bytes)) and isinstance(times, int) and len(seq) * times > MAX_RENDERED_CHARS:
                 raise TemplateTooCostly(f"'*' would repeat {len(seq)} item(s) {times} times, over {MAX_RENDERED_CHARS}")
@@ -51,6 +55,61 @@ def _checked_binop(operator: str, left: Any, right: Any) -> None:
     elif operator == "**" and isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 0:  # noqa: SIM102
         if abs(left).bit_length() * min(right, _MAX_INT_BITS + 1) > _MAX_INT_BITS:  # the result's size, before computing it
             raise TemplateTooCostly(f"a power of more than {_MAX_INT_BITS} bits (exponent {right})")
+
+
+MAX_TEMPLATE_OUTPUT = 10 * MAX_RENDERED_CHARS
+"""Characters one rendering may produce in all, its macros' and ``{% set %}`` blocks' output included."""
+_MAX_DEPTH = 200
+
+
+def _text_size(value: Any) -> int:
+    """About how many characters ``str(value)`` would have, found without building it: a list that holds
+    the same list twice counts it twice (a few steps of ``[x, x]`` make a text of billions). Refuses values
+    nested past :data:`_MAX_DEPTH` or holding themselves."""
+    memo: dict[int, int] = {}
+    walking: set[int] = set()
+
+    def size(item: Any, depth: int) -> int:
+        if isinstance(item, str):
+            return len(item)
+        if isinstance(item, bool) or item is None:
+            return 5
+        if isinstance(item, int):
+            return item.bit_length() // 3 + 2
+        if not isinstance(item, (list, tuple, set, frozenset, dict)):
+            return 32  # a number, a date, an undefined: a short text
+        key = id(item)
+        if key in memo:
+            return memo[key]
+        if depth > _MAX_DEPTH or key in walking:
+            raise TemplateTooCostly(f"a value nested more than {_MAX_DEPTH} levels deep, or holding itself")
+        walking.add(key)
+        parts = [p for pair in item.items() for p in pair] if isinstance(item, dict) else list(item)
+        total = 2 + sum(size(part, depth + 1) + 2 for part in parts)
+        walking.discard(key)
+        memo[key] = total
+        return total
+
+    return size(value, 0)
+
+
+def _check_text_size(value: Any, what: str) -> None:
+    if _text_size(value) > MAX_RENDERED_CHARS:
+        raise TemplateTooCostly(f"{what} would make more than {MAX_RENDERED_CHARS} characters")
+
+
+@jinja2.pass_context
+def _bounded_output(context: Any, value: Any) -> Any:
+    """Every ``{{ ... }}`` (in macros and ``{% set %}`` blocks too), before it becomes text: refused when it
+    would be longer than a prompt can be, or when the rendering's output passes :data:`MAX_TEMPLATE_OUTPUT`."""
+    size = len(value) if isinstance(value, str) else _text_size(value)
+    if size > MAX_RENDERED_CHARS:
+        raise TemplateTooCostly(f"a value of more than {MAX_RENDERED_CHARS} characters")
+    produced = getattr(context, "_vlmbench_output", 0) + size
+    if produced > MAX_TEMPLATE_OUTPUT:
+        raise TemplateTooCostly(f"more than {MAX_TEMPLATE_OUTPUT} characters of output in one rendering")
+    context._vlmbench_output = produced
+    return value
 
 
 def _count_step(context: Any) -> None:
@@ -69,6 +128,9 @@ def _bounded_loop(context: Any, iterable: Any) -> Iterator[Any]:
 
 def _bounded_concat(parts: tuple[Any, ...]) -> str:
     """``a ~ b``, refused when longer than a prompt can be: doubling a text in a loop would need a few steps only."""
+    for part in parts:
+        if not isinstance(part, str):
+            _check_text_size(part, "'~'")
     texts = [str(part) for part in parts]
     if sum(len(text) for text in texts) > MAX_RENDERED_CHARS:
         raise TemplateTooCostly(f"'~' would make more than {MAX_RENDERED_CHARS} characters")
@@ -94,8 +156,11 @@ def _bounded_filter(name: str, function: Any) -> Any:
     """A filter that takes a width (``center``, ``indent``), formats (``format``) or replaces, refused before it
     would make a text longer than a prompt can be."""
 
+    passes_context = getattr(function, "jinja_pass_arg", None) is not None  # its first argument is Jinja's, not the template's
+
     @functools.wraps(function)
-    def bounded(*args: Any, **kwargs: Any) -> Any:
+    def bounded(*arguments: Any, **kwargs: Any) -> Any:
+        args = arguments[1:] if passes_context else arguments
         values = [*args, *kwargs.values()]
         if name == "format":
             _checked_format(next((v for v in values if isinstance(v, str)), None))
@@ -105,9 +170,30 @@ def _bounded_filter(name: str, function: Any) -> Any:
             times = text.count(old) if old else len(text) + 1
             if (times if count is None or count < 0 else min(times, count)) * len(new) > MAX_RENDERED_CHARS:
                 raise TemplateTooCostly(f"'replace' would make more than {MAX_RENDERED_CHARS} characters")
+        elif name == "join" and args:
+            items: Any = args[0] if isinstance(args[0], Sized) else list(itertools.islice(args[0], MAX_RENDERED_CHARS + 1))
+            separator = kwargs.get("d", args[1] if len(args) > 1 else "")
+            _check_text_size(list(items) if not isinstance(items, (str, list, tuple, dict)) else items, "'join'")
+            if len(items) > MAX_RENDERED_CHARS or (isinstance(separator, str) and len(items) * len(separator) > MAX_RENDERED_CHARS):
+                raise TemplateTooCostly(f"'join' would make more than {MAX_RENDERED_CHARS} characters")
+            arguments = (*arguments[: len(arguments) - len(args)], items, *args[1:])
+        elif name in ("string", "tojson", "pprint", "sum", "list") and args and not isinstance(args[0], str):  # a text is only copied
+            _check_text_size(args[0], f"'{name}'")
         elif any(isinstance(v, int) and not isinstance(v, bool) and v > MAX_RENDERED_CHARS for v in values):
             raise TemplateTooCostly(f"'{name}' with a width over {MAX_RENDERED_CHARS}")
-        return function(*args, **kwargs)
+        return function(*arguments, **kwargs)
+
+    return bounded
+
+
+def _bounded_lipsum(function: Any) -> Any:
+    """``lipsum(n, html, min, max)``, refused when ``n`` paragraphs of up to ``max`` words could not fit a prompt."""
+
+    @functools.wraps(function)
+    def bounded(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> Any:  # lipsum's own names
+        if isinstance(n, int) and isinstance(max, int) and n * max * 12 > MAX_RENDERED_CHARS:
+            raise TemplateTooCostly(f"lipsum of {n} paragraphs of up to {max} words")
+        return function(n, html, min, max)
 
     return bounded
 
@@ -136,14 +222,15 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox, bounded: ``*`` and ``**`` are checked before they run (and so are never folded
     at compile time), and loop iterations and calls count against :data:`MAX_TEMPLATE_STEPS`."""
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"+", "*", "**", "%"})
     code_generator_class = _BoundedLoops
     vlmbench_bounded_loop = staticmethod(_bounded_loop)
     vlmbench_concat = staticmethod(_bounded_concat)
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        for name in ("center", "indent", "format", "replace"):
+        self.globals["lipsum"] = _bounded_lipsum(self.globals["lipsum"])
+        for name in ("center", "indent", "format", "replace", "join", "string", "tojson", "pprint", "sum", "list"):
             self.filters[name] = _bounded_filter(name, self.filters[name])
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
@@ -183,7 +270,7 @@ def _check_constants(tree: nodes.Template) -> None:
             pass
 
 
-_ENV = _Sandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+_ENV = _Sandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False, finalize=_bounded_output)
 
 
 @lru_cache(maxsize=512)
@@ -216,11 +303,24 @@ def _public_fields_read(source: str) -> tuple[str, ...]:
     return tuple(sorted(name for name in meta.find_undeclared_variables(_ENV.parse(source)) if not name.startswith("_")))
 
 
+def _render_bounded(template: jinja2.Template, values: Mapping[str, Any]) -> str:
+    """``template.render(**values)``, stopped as soon as the text passes :data:`MAX_RENDERED_CHARS` (a loop
+    repeating the template's own text would otherwise gather gigabytes before it ends)."""
+    parts: list[str] = []
+    total = 0
+    for part in template.generate(**values):
+        total += len(part)
+        if total > MAX_RENDERED_CHARS:
+            raise TemplateTooCostly(f"it renders more than {MAX_RENDERED_CHARS} characters")
+        parts.append(part)
+    return "".join(parts)
+
+
 @lru_cache(maxsize=65536)
 def _render_plain(source: str, values: tuple[tuple[str, type, Any, str], ...]) -> str:
     # Each value's type and spelling are part of the key: 1, 1.0 and True are equal keys, as are 0.0 and
     # -0.0, but they render as "1", "1.0", "True", "0.0" and "-0.0".
-    return _compiled(source).render(**{name: value for name, _, value, _ in values})
+    return _render_bounded(_compiled(source), {name: value for name, _, value, _ in values})
 
 
 def render(where: Path | str, field: str, source: str, doc: Mapping[str, Any]) -> str:
@@ -232,15 +332,12 @@ def render(where: Path | str, field: str, source: str, doc: Mapping[str, Any]) -
     values = tuple((k, type(doc[k]), doc[k], repr(doc[k]) if type(doc[k]) is float else "") for k in _public_fields_read(source) if k in doc)
     if all(kind in _PLAIN for _, kind, _, _ in values):
         try:
-            text = _render_plain(source, values)
-        except Exception:  # undefined fields, unsafe operations...: the full path below says which
+            return _render_plain(source, values)
+        except Exception:  # undefined fields, unsafe operations, too long...: the full path below says which
             pass
-        else:
-            if len(text) <= MAX_RENDERED_CHARS:
-                return text
     public = {k: v for k, v in doc.items() if not k.startswith("_")}
     try:
-        text = template.render(**public)
+        text = _render_bounded(template, public)
     except jinja2.UndefinedError as exc:
         raise UserError(f"{where}: field '{field}': {exc.message}; available fields: {', '.join(sorted(public))}") from None
     except TemplateTooCostly as exc:  # as a prompt too long: a model judge fails that item only
@@ -251,8 +348,6 @@ def render(where: Path | str, field: str, source: str, doc: Mapping[str, Any]) -
         ) from None
     except Exception as exc:  # ZeroDivisionError, TypeError, ... inside a template: the file's fault, one line
         raise UserError(f"{where}: field '{field}': the template failed ({type(exc).__name__}: {_first_line(exc)}); fix the template") from None
-    if len(text) > MAX_RENDERED_CHARS:
-        raise PromptTooLong(f"{where}: field '{field}': the template renders {len(text)} characters; keep prompts under {MAX_RENDERED_CHARS}")
     return text
 
 
