@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +90,36 @@ def test_a_changed_copy_or_cache_is_loaded_again(tmp_path: Path, settled_at_once
     cli(*hub_run(copy, tmp_path / "c", "--no_store"), env=env)
     assert answered(tmp_path / "c") == answered(tmp_path / "b")
 
-    # A record it did not write is ignored.
-    for damaged in ("{", json.dumps({**json.loads(record.read_text()), "num_rows": "5"}), "[]"):
-        record.write_text(damaged)
-        cli(*hub_run(copy, tmp_path / f"d{len(damaged)}", "--no_store"), env=env)
-        assert answered(tmp_path / f"d{len(damaged)}") == answered(tmp_path / "b")
+    # A record it did not write is ignored: damaged, lying about the features, the files or the row count,
+    # naming a file no file can be, or not a regular file at all.
+    kept = json.loads(record.read_text())
+    features = kept["features"]
+    damaged = [
+        "{",
+        "[]",
+        json.dumps({**kept, "num_rows": "5"}),
+        json.dumps({**kept, "features": {**features, "category": {"_type": "Image"}}}),
+        json.dumps({**kept, "features": {**features, "image": {"_type": "Value", "dtype": "string"}}}),
+        json.dumps({**kept, "features": {**features, "image": {"_type": "Image", "mode": "L"}}}),
+        json.dumps({**kept, "files": kept["files"] * 2, "num_rows": 2 * kept["num_rows"]}),
+        json.dumps({**kept, "files": [["/tmp/a\u0000b", "x"]]}),
+        json.dumps({**kept, "files": [["/tmp/\ud800", "x"]]}),
+        None,  # a FIFO in the record's place
+    ]
+    for number, text in enumerate(damaged):
+        record.unlink(missing_ok=True)
+        if text is None:
+            os.mkfifo(record)
+        else:
+            record.write_text(text)
+        cli(*hub_run(copy, tmp_path / f"d{number}", "--no_store"), env=env)
+        assert answered(tmp_path / f"d{number}") == answered(tmp_path / "b"), text
+
+
+def test_a_folder_named_like_a_data_file_is_a_folder(tmp_path: Path) -> None:
+    copy = unsafeconcepts_parquet(tmp_path / "UnsafeConcepts.parquet", [png(i) for i in range(3)])  # as Spark and Dask name them
+    cli(*hub_run(copy, tmp_path / "a", "--no_store", tasks="perception-image"), env={"VLMBENCH_CACHE_DIR": str(tmp_path / "cache")})
+    assert len(answered(tmp_path / "a", "perception-image")["perception-image"]) == 3
 
 
 def test_a_copy_written_just_now_is_not_remembered(tmp_path: Path) -> None:
@@ -112,14 +138,14 @@ def test_data_that_datasets_decodes_is_never_remembered(tmp_path: Path, settled_
     assert loaded.rows(["extra"]) == [{"extra": {"x": 1}}, {"extra": [2]}]  # decoded by datasets, not raw JSON text
     records = LoadRecords(tmp_path / "loads")
     key = load_key("load_from_disk", folder, None, "train")
-    records.keep(key, folder, copy_identity(folder), loaded)
+    records.keep(key, folder, copy_identity(folder), time.time_ns(), loaded)
     assert not list((tmp_path / "loads").glob("*.json")) and records.open(key, folder) is None
 
     plain = tmp_path / "plain"
     datasets.Dataset.from_dict({"concept": ["a", "b"], "n": [[1], [2, 3]]}).save_to_disk(str(plain))
     loaded = ArrowData.of_dataset(datasets.load_from_disk(str(plain)))
     key = load_key("load_from_disk", plain, None, "train")
-    records.keep(key, plain, copy_identity(plain), loaded)
+    records.keep(key, plain, copy_identity(plain), time.time_ns(), loaded)
     reopened = records.open(key, plain)
     assert reopened is not None and reopened.dataset is None
     assert reopened.rows(["concept", "n"]) == loaded.rows(["concept", "n"]) == [{"concept": "a", "n": [1]}, {"concept": "b", "n": [2, 3]}]

@@ -10,6 +10,9 @@ reads data whose load was remembered (:mod:`vlmbench.data.loadrecords`).
 
 from __future__ import annotations
 
+import json
+import os
+import stat
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,14 +44,20 @@ class ArrowData:
 
     @classmethod
     def from_files(cls, files: list[str], features: dict[str, Any], fingerprint: str) -> ArrowData:
-        """The view of a dataset's Arrow files (as ``datasets`` writes them: IPC streams), memory-mapped in order."""
+        """The view of a dataset's Arrow files (as ``datasets`` writes them: IPC streams), memory-mapped in
+        order; ``ValueError`` unless each is a regular file whose own features (see :func:`file_features`)
+        are ``features``, in the order of its columns."""
         import pyarrow as pa
 
-        tables = [pa.ipc.open_stream(pa.memory_map(name)).read_all() for name in files]
-        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-        if list(table.column_names) != list(features):
-            raise ValueError(f"the Arrow files hold the columns {table.column_names}, not {list(features)}")
-        return cls(table, features, fingerprint, list(files))
+        tables = []
+        for name in files:
+            if not stat.S_ISREG(os.stat(name).st_mode):  # a FIFO would block the map
+                raise ValueError(f"{name} is not a regular file")
+            table = pa.ipc.open_stream(pa.memory_map(name)).read_all()
+            if _schema_features(table.schema) != features or list(table.column_names) != list(features):
+                raise ValueError(f"{name} holds other features than {list(features)}")
+            tables.append(table)
+        return cls(pa.concat_tables(tables) if len(tables) > 1 else tables[0], features, fingerprint, list(files))
 
     @property
     def column_names(self) -> list[str]:
@@ -104,6 +113,27 @@ class ArrowData:
     def plain(self) -> bool:
         """Whether every column reads the same from the Arrow files as through ``datasets`` (see :data:`PLAIN_TYPES`)."""
         return all(_plain(feature) for feature in self.features.values())
+
+
+def file_features(name: str) -> Any:
+    """The features ``datasets`` wrote into an Arrow file's schema (None when it holds none or cannot be read)."""
+    import pyarrow as pa
+
+    try:
+        if not stat.S_ISREG(os.stat(name).st_mode):
+            return None
+        with pa.memory_map(name) as source:
+            return _schema_features(pa.ipc.open_stream(source).schema)
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+
+
+def _schema_features(schema: Any) -> Any:
+    """``datasets``' features as its Arrow files record them (``huggingface`` schema metadata), or None."""
+    try:
+        return json.loads((schema.metadata or {})[b"huggingface"])["info"]["features"]
+    except (KeyError, TypeError, ValueError, RecursionError):
+        return None
 
 
 def _plain(feature: Any) -> bool:

@@ -35,7 +35,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from vlmbench.safefiles import read_regular_file
+
 FORMAT = 1
+MAX_KEPT_BYTES = 512 * 1024 * 1024
+"""The largest kept-hash file read (about 80 bytes an image: several million images)."""
 _HEX = re.compile(r"[0-9a-f]{64}")
 _ROW = re.compile(r"[0-9]{1,12}")
 
@@ -55,10 +59,19 @@ def _identity(name: str, stat: os.stat_result) -> str:
 
 def file_identity(name: str) -> str | None:
     """What identifies one file as it is now: device, inode, absolute path, size, modification and change
-    times; None when it cannot be read."""
+    times; None when it cannot be read (or its name cannot be a file's: a NUL, a lone surrogate)."""
     try:
         return _identity(name, os.stat(name))
-    except OSError:
+    except (OSError, ValueError):
+        return None
+
+
+def read_json(path: Path, max_bytes: int) -> Any:
+    """The JSON document of a regular file of at most ``max_bytes`` that this package wrote; None when it is
+    missing, unreadable, not a regular file, too large, not UTF-8 or not JSON (never an error)."""
+    try:
+        return json.loads(read_regular_file(path, max_bytes, "kept file").decode("utf-8"))
+    except (OSError, ValueError, RecursionError):  # FileRefused, UnicodeDecodeError and JSONDecodeError are ValueErrors
         return None
 
 
@@ -98,10 +111,7 @@ class FileHashes:
         self._changed = False
 
     def _read(self) -> dict[str, tuple[str, str]]:
-        try:
-            document: Any = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):
-            return {}
+        document = read_json(self.path, MAX_KEPT_BYTES)
         if not isinstance(document, dict) or document.get("format") != FORMAT or not isinstance(document.get("files"), dict):
             return {}
         entries: dict[str, tuple[str, str]] = {}
@@ -148,10 +158,7 @@ class ImageHashes:
         self._changed = False
 
     def _read(self) -> tuple[dict[int, str], dict[int, tuple[str, str]]]:
-        try:
-            document: Any = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):  # unreadable, not JSON, or nested past the parser's limit
-            return {}, {}
+        document = read_json(self.path, MAX_KEPT_BYTES)
         if not isinstance(document, dict) or document.get("format") != FORMAT or document.get("identity") != self.identity:
             return {}, {}
         if document.get("column") != self.column or not isinstance(document.get("rows"), dict):

@@ -26,16 +26,16 @@ import hashlib
 import json
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 from vlmbench.cache import cache_dir
-from vlmbench.data.arrowdata import ArrowData
-from vlmbench.data.hashcache import KEEPS_NAMED_FILES, RECENT_NS, _identity, _write_json, file_identity
+from vlmbench.data.arrowdata import ArrowData, file_features
+from vlmbench.data.hashcache import KEEPS_NAMED_FILES, RECENT_NS, _identity, _write_json, file_identity, read_json
 
 FORMAT = 1
 _COPY = re.compile(r"[0-9a-f]{64}@[0-9]{1,20}")
+MAX_RECORD_BYTES = 16 * 1024 * 1024
 MAX_FILES = 100_000
 """A local copy with more files than this is not recorded (listing it would cost more than loading it)."""
 CACHE_SETTINGS = ("HF_DATASETS_CACHE", "HF_HOME", "XDG_CACHE_HOME", "HF_DATASETS_IN_MEMORY_MAX_SIZE")
@@ -80,10 +80,10 @@ def copy_identity(path: Path) -> str | None:
     return f"{digest.hexdigest()}@{newest}"
 
 
-def _settled(identity: str) -> bool:
-    """Whether the newest change to the files of a :func:`copy_identity` is old enough that any next change
-    shows in their times (see :func:`~vlmbench.data.hashcache.settled`)."""
-    return time.time_ns() - int(identity.rpartition("@")[2]) >= RECENT_NS
+def _settled(identity: str, at_ns: int) -> bool:
+    """Whether, at ``at_ns``, the newest change to the files of a :func:`copy_identity` was old enough that any
+    next change shows in their times (see :func:`~vlmbench.data.hashcache.settled`)."""
+    return at_ns - int(identity.rpartition("@")[2]) >= RECENT_NS
 
 
 def _files_under(path: Path) -> list[str] | None:
@@ -124,14 +124,11 @@ class LoadRecords:
         """The data of a remembered load of ``key`` while the copy at ``path`` and its Arrow files are unchanged; else None."""
         if not KEEPS_NAMED_FILES:
             return None
-        try:
-            record: Any = json.loads(self._path(key).read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):
-            return None
+        record = read_json(self._path(key), MAX_RECORD_BYTES)
         if not _well_formed(record) or record["key"] != key or record["copy"] != copy_identity(path):
             return None
         files = [name for name, _ in record["files"]]
-        if any(file_identity(name) != identity for name, identity in record["files"]):
+        if len(set(files)) != len(files) or any(file_identity(name) != identity for name, identity in record["files"]):
             return None
         try:
             data = ArrowData.from_files(files, record["features"], record["fingerprint"])
@@ -139,10 +136,13 @@ class LoadRecords:
             return None
         return data if len(data) == record["num_rows"] and data.plain() else None
 
-    def keep(self, key: dict[str, Any], path: Path, before: str | None, data: ArrowData) -> None:
+    def keep(self, key: dict[str, Any], path: Path, before: str | None, began_ns: int, data: ArrowData) -> None:
         """Remember a load of ``key`` that gave ``data``, if the copy at ``path`` is still ``before`` (its
-        :func:`copy_identity` when the load began) and the data can be read again without ``datasets``."""
-        if not KEEPS_NAMED_FILES or before is None or not _settled(before) or not data.files or not data.plain() or copy_identity(path) != before:
+        :func:`copy_identity` when the load began, at ``began_ns`` by ``time.time_ns()``), had settled then,
+        and the data can be read again without ``datasets``: every Arrow file holds the features it gave."""
+        if not KEEPS_NAMED_FILES or before is None or not _settled(before, began_ns) or not data.files or not data.plain():
+            return
+        if copy_identity(path) != before or not all(file_features(name) == data.features for name in data.files):
             return
         files = [(name, file_identity(name)) for name in data.files]
         if any(identity is None for _, identity in files):

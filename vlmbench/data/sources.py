@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,7 +203,7 @@ def _load_local(local_path: Path, name: str | None, split: str) -> ArrowData:
     """One split of a local copy: a folder saved by ``datasets`` (``save_to_disk``), a data file, or a
     folder of data files; read from its remembered load while the copy is unchanged."""
     saved = (local_path / "dataset_info.json").is_file() or (local_path / "dataset_dict.json").is_file()
-    kind = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}.get(local_path.suffix)
+    kind = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}.get(local_path.suffix) if local_path.is_file() else None
     if local_path.is_file() and kind is None:
         raise UserError(f"dataset file {local_path}: unsupported type '{local_path.suffix}'; use parquet, jsonl or csv")
     records = LoadRecords()
@@ -210,6 +211,7 @@ def _load_local(local_path: Path, name: str | None, split: str) -> ArrowData:
     remembered = records.open(key, local_path)
     if remembered is not None:
         return remembered
+    began = time.time_ns()
     before = copy_identity(local_path)
     import datasets
 
@@ -221,7 +223,7 @@ def _load_local(local_path: Path, name: str | None, split: str) -> ArrowData:
     else:
         dataset = _load_dataset(str(local_path), name, split=split)
     data = ArrowData.of_dataset(dataset)
-    records.keep(key, local_path, before, data)
+    records.keep(key, local_path, before, began, data)
     return data
 
 
