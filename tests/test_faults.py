@@ -421,13 +421,16 @@ def test_concurrent_runs_on_one_store_send_each_request_once(tmp_path: Path) -> 
     assert count(store) == SHARED and count(store, "claims") == 0
 
 
-def test_identical_requests_in_one_run_are_sent_once_and_share_the_answer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("concurrent", [16, 1])
+def test_identical_requests_in_one_run_are_sent_once_and_share_the_answer(tmp_path: Path, concurrent: int) -> None:
     from conftest import unsafeconcepts_parquet
 
-    # Rows 0, 2 and 3 hold the same image: alignment-image asks the same five questions of each.
+    # Rows 0, 2 and 3 hold the same image: alignment-image asks the same five questions of each. One request
+    # at a time, the first is answered before its copies are drawn; sixteen at a time, while they are.
     copy = unsafeconcepts_parquet(tmp_path / "copy", [png(8, 8), png(9, 8), png(8, 8), png(8, 8)])
     with FaultServer(reply="No, it is unsafe.") as server:
-        args = ["--model_args", f"base_url={server.base_url},model=tiny", "--store", str(tmp_path / "store.sqlite")]
+        model_args = f"base_url={server.base_url},model=tiny,num_concurrent={concurrent}"
+        args = ["--model_args", model_args, "--store", str(tmp_path / "store.sqlite")]
         assert main(hub_run(copy, tmp_path / "a", *args, model="openai", tasks="alignment-image")) == 0
         assert server.stats()["requests"] == 2 * 5
         records = [json.loads(line) for line in (run_dir(tmp_path / "a") / "samples" / "alignment-image.jsonl").read_text().splitlines()]

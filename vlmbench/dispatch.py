@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -91,12 +92,22 @@ def _send(
     settings) are not sent again: they get the answer of that request when it comes."""
     leaders: dict[str, Item] = {}  # key -> the item whose request carries it in this pass
     followers: dict[str, list[Item]] = {}  # key -> the items waiting for that request's response
+    answers: dict[str, Response] = {}  # key -> the response that request got (for items drawn after it came)
+    lock = threading.Lock()  # a backend may draw requests on a thread of its own while answers come in
 
     def requests() -> Iterator[Request]:
         for item in todo:
             if store is not None and item.key is not None:
-                if item.key in leaders:
-                    followers.setdefault(item.key, []).append(item)
+                with lock:
+                    answer = answers.get(item.key)
+                    if answer is None and item.key in leaders:
+                        followers.setdefault(item.key, []).append(item)
+                        continue
+                if answer is not None:
+                    if answer.error is None:
+                        state.found.append((item, dataclasses.replace(answer, request_id=item.id)))
+                    else:
+                        state.errors.append((item, answer.error))
                     continue
                 claim = store.claim(item.key)
                 if claim.outcome == "stored" and claim.response is not None:
@@ -114,12 +125,18 @@ def _send(
                 continue
             state.sent[item.id] = item
             if store is not None and item.key is not None:
-                leaders[item.key] = item
+                with lock:
+                    leaders[item.key] = item
             yield request  # built lazily, as the backend asks: only the requests it holds have decoded images
 
     def shared(item: Item, response: Response) -> Iterator[tuple[Outcome, Item, Response]]:
         """The response to ``item``'s request, for the items that asked the same (each gets its own copy)."""
-        for follower in followers.pop(item.key, []) if item.key is not None else []:
+        if item.key is None:
+            return
+        with lock:
+            answers[item.key] = response
+            waiting = followers.pop(item.key, [])
+        for follower in waiting:
             outcome: Outcome = "reused" if response.error is None else "error"
             yield outcome, follower, dataclasses.replace(response, request_id=follower.id)
 
