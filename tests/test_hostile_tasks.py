@@ -293,6 +293,22 @@ def test_validate_refuses_templates_that_would_exhaust_memory(tmp_path: Path, te
         '"{% for i in range(99999) %}' + "y" * 50 + '{% endfor %}"',
         "\"{% set x = range(100000)|join('y' * 99999) %}{{ x|length }}\"",
         '"{{ lipsum(1000000)|length }}"',
+        '"{{ lipsum(1, max=1000000000.0, min=999999999.0) }}"',
+        # Methods of texts and numbers, widths taken from the arguments, block text, fills and wraps.
+        '"{{ question.ljust(1000000000)|length }}"',
+        "\"{{ ('a' * 100000).replace('', 'b' * 100000)|length }}\"",
+        "\"{{ ('y' * 99999).join(['a'] * 100000)|length }}\"",
+        "\"{{ (7).to_bytes(1000000000, 'big')|length }}\"",
+        "\"{{ '%*s' % (1000000000, 'x') }}\"",
+        "\"{{ '{:>{}}'.format('x', 1000000000) }}\"",
+        '"{% set x %}{% for i in range(90000) %}' + "z" * 500 + '{% endfor %}{% endset %}{{ x|length }}"',
+        '"{{ [1]|batch(1000000000, 0)|list|length }}"',
+        "\"{{ ('a ' * 50000)|wordwrap(1, wrapstring='x' * 99999)|length }}\"",
+        '"{{ ([1] * 20000)|tojson(indent=99999)|length }}"',
+        # The same list held many times over, shown through the namespace, a dict, %, escaping, comparison.
+        '"{% set ns = namespace(x=[question]) %}{% for i in range(40) %}{% set ns.x = [ns.x, ns.x] %}{% endfor %}{{ ns }}"',
+        '"{% set ns = namespace(x=[question]) %}{% for i in range(40) %}{% set ns.x = dict(a=ns.x, b=ns.x) %}{% endfor %}{{ 1 }}"',
+        '"{% set ns = namespace(x=(question,)) %}{% for i in range(40) %}{% set ns.x = (ns.x, ns.x) %}{% endfor %}{{ ns.x == ns.x }}"',
     ],
 )
 def test_templates_that_would_run_for_ever_fail_in_one_line(tmp_path: Path, template: str) -> None:
@@ -302,6 +318,28 @@ def test_templates_that_would_run_for_ever_fail_in_one_line(tmp_path: Path, temp
     line = one_line_error(proc.stderr)
     assert proc.returncode == 2 and "field 'doc_to_text': the template asks for too much" in line
     assert time.monotonic() - started < 30
+
+
+def test_a_rendering_has_a_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vlmbench import template_limits
+    from vlmbench.templates import PromptTooLong, render
+
+    monkeypatch.setattr(template_limits, "MAX_SECONDS", 0.05)  # every step below is cheap, but there are many
+    started = time.monotonic()
+    with pytest.raises(PromptTooLong, match=r"more than 0.05 s to render"):
+        render("t.yaml", "doc_to_text", "{% for i in range(99990) %}{% set x = 7 ** 30000 %}{% endfor %}", {})
+    assert time.monotonic() - started < 5
+
+
+def test_long_document_fields_may_be_cut_to_a_prompt() -> None:
+    from vlmbench.templates import PromptTooLong, render
+
+    text = ("lorem ipsum dolor sit amet " * 6000)[:150_000]  # longer than a prompt: cut by the template
+    doc = {"title": "T", "text": text}
+    assert render("t.yaml", "doc_to_text", "{{ (title + ': ' + text)|truncate(30) }}", doc) == "T: lorem ipsum dolor sit..."
+    assert render("t.yaml", "doc_to_text", "{{ (title ~ ': ' ~ text)[:9] }} {{ [text]|join|length }}", doc) == "T: lorem  150000"
+    with pytest.raises(PromptTooLong, match="renders more than 100000 characters"):
+        render("t.yaml", "doc_to_text", "{{ text }}", doc)
 
 
 def test_ordinary_templates_still_render() -> None:

@@ -1,0 +1,352 @@
+"""What one rendering of a task file's template may cost: steps, time, and the size of every value it makes.
+
+Templates come from task files, which anyone may write (:mod:`vlmbench.templates` renders them in Jinja2's
+immutable sandbox, which keeps them from Python's internals). These limits keep them from the machine's
+memory and time as well. Each rendering has a :class:`Budget`:
+
+- **steps**: loop iterations and calls, :data:`MAX_STEPS` in all;
+- **time**: :data:`MAX_SECONDS` of wall-clock time, checked at every step, operator, filter and output;
+- **size**: every text, list, tuple or dict the template makes (a literal, ``+``, ``*``, ``~``, a filter, a
+  method of a text) is measured before it is made, as the text it would show (:meth:`Budget.size`: a list
+  holding the same list twice counts it twice, so ``[x, x]`` nested a few dozen times, billions of items
+  shown, is refused when it is built), and refused past :data:`MAX_VALUE_CHARS`;
+- **output**: what ``{{ ... }}`` produces, in macros and ``{% set %}`` blocks too, :data:`MAX_OUTPUT_CHARS`
+  in all; the prompt itself stops at its own limit while it is produced (``templates._render_bounded``).
+
+Anything refused raises :class:`TemplateTooCostly`, which the caller turns into one line naming the file
+and the field.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+import time
+from collections.abc import Iterator, Sized
+from contextvars import ContextVar
+from typing import Any
+
+from jinja2.exceptions import SecurityError
+from jinja2.utils import Namespace
+
+MAX_PROMPT_CHARS = 100_000
+"""The longest prompt (what a rendering returns)."""
+MAX_VALUE_CHARS = 10 * MAX_PROMPT_CHARS
+"""The largest value a template may make on the way (a document field may be long and then be cut)."""
+MAX_OUTPUT_CHARS = 10 * MAX_VALUE_CHARS
+"""What ``{{ ... }}`` may produce in one rendering, macros and ``{% set %}`` blocks included."""
+MAX_STEPS = 100_000
+"""Loop iterations and calls one rendering may make, all loops and macros together."""
+MAX_SECONDS = 5.0
+"""Wall-clock time one rendering may take (an ordinary prompt takes well under a millisecond)."""
+MAX_INT_BITS = 4 * MAX_PROMPT_CHARS
+"""An integer a template computes: about 120,000 decimal digits at most."""
+MAX_DEPTH = 200
+"""How deeply values may nest (lists in lists...)."""
+
+
+class TemplateTooCostly(SecurityError):
+    """A template asked for more work, time or memory than a prompt can need (the message says what)."""
+
+
+class Budget:
+    """What one rendering has spent: steps, output, its deadline, and the measured size of each value it made
+    (kept with the value, so that an id is never reused while the rendering runs)."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self.output = 0
+        self.deadline = time.monotonic() + MAX_SECONDS
+        self._sizes: dict[int, tuple[Any, int]] = {}
+
+    def tick(self, steps: int = 0) -> None:
+        """Count ``steps`` and check the clock."""
+        self.steps += steps
+        if self.steps > MAX_STEPS:
+            raise TemplateTooCostly(f"more than {MAX_STEPS} loop iterations and calls in one rendering")
+        if time.monotonic() > self.deadline:
+            raise TemplateTooCostly(f"more than {MAX_SECONDS:g} s to render")
+
+    def size(self, value: Any, depth: int = 0) -> int:
+        """About how many characters ``str(value)`` has, found without building that text."""
+        if isinstance(value, (str, bytes)):
+            return len(value)
+        if isinstance(value, bool) or value is None:
+            return 5
+        if isinstance(value, int):
+            return value.bit_length() // 3 + 2
+        if isinstance(value, Namespace):
+            value = value._Namespace__attrs  # what {{ ns }} shows
+        if not isinstance(value, (list, tuple, set, frozenset, dict)):
+            return 32  # a number, a date, an undefined: a short text
+        kept = self._sizes.get(id(value))
+        if kept is not None and kept[0] is value:
+            return kept[1]
+        if depth > MAX_DEPTH:
+            raise TemplateTooCostly(f"values nested more than {MAX_DEPTH} levels deep")
+        self._sizes[id(value)] = (value, MAX_VALUE_CHARS + 1)  # a value that holds itself is too large
+        parts = itertools.chain.from_iterable(value.items()) if isinstance(value, dict) else iter(value)
+        total = 2
+        for part in parts:
+            total += self.size(part, depth + 1) + 2
+            if total > MAX_VALUE_CHARS:
+                break  # the rest cannot make it smaller
+        self._sizes[id(value)] = (value, total)
+        return total
+
+    def check(self, value: Any, what: str, limit: int = MAX_VALUE_CHARS) -> Any:
+        """``value``, refused when :meth:`size` says it is over ``limit``."""
+        if self.size(value) > limit:
+            raise TemplateTooCostly(f"{what} would make more than {limit} characters")
+        return value
+
+    def check_length(self, length: int, what: str) -> None:
+        """Refuse a result of ``length`` characters or items over :data:`MAX_VALUE_CHARS`, before it is made."""
+        if length > MAX_VALUE_CHARS:
+            raise TemplateTooCostly(f"{what} would make more than {MAX_VALUE_CHARS} characters or items")
+
+
+_BUDGET: ContextVar[Budget | None] = ContextVar("vlmbench_template_budget", default=None)
+
+
+def budget() -> Budget:
+    """The budget of the rendering under way (a fresh one outside a rendering: compile-time folding)."""
+    current = _BUDGET.get()
+    return current if current is not None else Budget()
+
+
+def rendering() -> Any:
+    """Set a fresh :class:`Budget` for one rendering; returns the token to reset it with."""
+    return _BUDGET.set(Budget())
+
+
+def finish(token: Any) -> None:
+    """End the rendering :func:`rendering` began."""
+    _BUDGET.reset(token)
+
+
+# ----------------------------------------------------------------------------------------- operators
+
+
+def checked_binop(operator: str, left: Any, right: Any) -> None:
+    """Refuse a ``+``, ``*`` or ``**`` whose result would be too large, before computing it."""
+    spend = budget()
+    spend.tick()
+    if operator == "+":
+        if isinstance(left, str) and isinstance(right, str):
+            spend.check_length(len(left) + len(right), "'+'")
+        elif isinstance(left, (list, tuple)) and isinstance(right, (list, tuple)):
+            spend.check_length(spend.size(left) + spend.size(right), "'+'")
+    elif operator == "*":
+        for sequence, times in ((left, right), (right, left)):
+            repeated = isinstance(sequence, (str, bytes, list, tuple)) and isinstance(times, int) and not isinstance(times, bool)
+            if repeated and max(times, 0) * max(spend.size(sequence), 1) > MAX_VALUE_CHARS:
+                raise TemplateTooCostly(f"'*' would repeat {len(sequence)} item(s) {times} times, over {MAX_VALUE_CHARS} characters")
+        if isinstance(left, int) and isinstance(right, int) and abs(left).bit_length() + abs(right).bit_length() > MAX_INT_BITS:
+            raise TemplateTooCostly(f"a product of more than {MAX_INT_BITS} bits")
+    elif operator == "**" and isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 0:  # noqa: SIM102
+        if abs(left).bit_length() * min(right, MAX_INT_BITS + 1) > MAX_INT_BITS:  # the result's size, before computing it
+            raise TemplateTooCostly(f"a power of more than {MAX_INT_BITS} bits (exponent {right})")
+
+
+def bounded_concat(parts: tuple[Any, ...]) -> str:
+    """``a ~ b``: doubling a text in a loop would need a few steps only."""
+    spend = budget()
+    spend.tick()
+    spend.check_length(sum(spend.size(part) for part in parts), "'~'")
+    return "".join(str(part) for part in parts)
+
+
+def bounded_join(parts: Any) -> str:
+    """What a ``{% set %}`` block, a macro or a ``{% filter %}`` block produced, joined (Jinja's ``concat``)."""
+    parts = list(parts)
+    budget().check_length(sum(len(part) for part in parts), "a block")
+    return "".join(parts)
+
+
+def built(value: Any) -> Any:
+    """A list, tuple or dict literal, measured as it is made."""
+    spend = budget()
+    spend.tick()
+    return spend.check(value, "a list or dict")
+
+
+def bounded_output(value: Any) -> Any:
+    """Every ``{{ ... }}`` before it becomes text."""
+    spend = budget()
+    spend.tick()
+    size = spend.size(value)
+    if size > MAX_VALUE_CHARS:
+        raise TemplateTooCostly(f"a value shown would make more than {MAX_VALUE_CHARS} characters")
+    spend.output += size
+    if spend.output > MAX_OUTPUT_CHARS:
+        raise TemplateTooCostly(f"more than {MAX_OUTPUT_CHARS} characters of output in one rendering")
+    return value
+
+
+def bounded_loop(iterable: Any) -> Iterator[Any]:
+    """A ``for`` loop's items, each a step."""
+    spend = budget()
+    for item in iterable:
+        spend.tick(1)
+        yield item
+
+
+def count_call() -> None:
+    """A call (a macro, a filter, a method, a global) is a step."""
+    budget().tick(1)
+
+
+# ------------------------------------------------------------------------------------------ formats
+
+# The widths and precisions of %-conversions ("%10s", "%-5.2f") and of {}-fields ("{:>10}", "{0:.3f}").
+_PERCENT_WIDTHS = re.compile(r"%(?:\([^)]*\))?[-+ #0]*(\d*|\*)(?:\.(\d*|\*))?[a-zA-Z%]")
+_BRACE_SPECS = re.compile(r"\{[^{}:]*:((?:[^{}]|\{[^{}]*\})*)\}")
+
+
+def checked_format(pattern: Any) -> None:
+    """Refuse a ``%``/``format`` pattern whose widths would make a text too long, or come from the arguments
+    (``%*s``, ``{:>{}}``), which cannot be checked before the formatting."""
+    budget().tick()
+    if not isinstance(pattern, str):
+        return
+    numbers = [n for pair in _PERCENT_WIDTHS.findall(pattern) for n in pair if n]
+    specs = _BRACE_SPECS.findall(pattern)
+    if "*" in numbers or any("{" in spec for spec in specs):
+        raise TemplateTooCostly("a format width taken from the arguments")
+    numbers += [n for spec in specs for n in re.findall(r"\d+", spec)]
+    if any(int(n) > MAX_VALUE_CHARS for n in numbers):
+        raise TemplateTooCostly(f"a format width over {MAX_VALUE_CHARS}")
+
+
+# ------------------------------------------------------------------------------------------ filters
+
+
+def _size_of_replace(text: str, old: str, new: str, count: Any) -> int:
+    times = text.count(old) if old else len(text) + 1
+    if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+        times = min(times, count)
+    return len(text) + times * max(len(new) - len(old), 0)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+_READ_ONCE = frozenset({"join", "sum", "list", "batch", "slice", "map", "unique", "sort", "reverse", "dictsort"})
+
+
+def _check_filter(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """Refuse a filter call whose result would be too large; returns its arguments (a lazy sequence read once)."""
+    spend = budget()
+    first = args[0] if args else None
+    named = [*args[1:], *kwargs.values()]
+
+    def argument(position: int, keyword: str, default: Any = None) -> Any:
+        return kwargs.get(keyword, args[position] if len(args) > position else default)
+
+    if name in _READ_ONCE and first is not None and not isinstance(first, (Sized, str)):  # a generator: read once, bounded, passed on
+        first = list(itertools.islice(first, MAX_VALUE_CHARS + 1))
+        spend.check_length(len(first), f"'{name}'")
+        args = (first, *args[1:])
+    if name == "format":
+        checked_format(first)
+    elif name == "replace":
+        text = str(spend.check(first, "'replace'"))
+        old, new = str(argument(1, "old", "")), str(argument(2, "new", ""))
+        spend.check_length(_size_of_replace(text, old, new, argument(3, "count")), "'replace'")
+    elif name == "join":
+        separator = argument(1, "d", "")
+        items = len(first) if isinstance(first, Sized) else 0
+        spend.check_length(spend.size(first) + items * len(str(separator)), "'join'")
+    elif name in ("batch", "slice"):
+        count, fill = _int(argument(1, "linecount" if name == "batch" else "slices")), argument(2, "fill_with")
+        spend.check_length(count * (spend.size(fill) + 2 if fill is not None else 1) + spend.size(first), f"'{name}'")
+    elif name == "indent":
+        width = argument(1, "width", 4)
+        lines = str(first).count("\n") + 1 if isinstance(first, str) else 1
+        spend.check_length(len(str(first)) + lines * (len(width) if isinstance(width, str) else _int(width)), "'indent'")
+    elif name == "center":
+        spend.check_length(max(_int(argument(1, "width", 80)), spend.size(first)), "'center'")
+    elif name == "wordwrap":
+        width, wrap = max(_int(argument(1, "width", 79)), 1), argument(3, "wrapstring")
+        chars = spend.size(first)
+        spend.check_length(chars + (chars // width + 1) * (len(wrap) if isinstance(wrap, str) else 1), "'wordwrap'")
+    elif name == "urlize":
+        extra = sum(len(v) for v in named if isinstance(v, str))
+        spend.check_length(spend.size(first) * (2 + extra), "'urlize'")
+    elif name == "tojson":
+        indent = _int(argument(1, "indent"))
+        spend.check_length(spend.size(first) * (1 + indent * 8), "'tojson'")
+    elif name in _SHOWN and not isinstance(first, str):  # a value made into its text
+        spend.check(first, f"'{name}'")
+    return args
+
+
+_SHOWN = frozenset({"string", "pprint", "trim", "e", "escape", "forceescape", "striptags", "title", "upper", "lower", "capitalize"})
+_SHOWN |= {"urlencode", "xmlattr", "safe", "sum", "list", "unique", "sort", "reverse", "dictsort", "map", "wordcount", "truncate"}
+
+
+def bounded_filter(name: str, function: Any) -> Any:
+    """``function`` (the filter called ``name``), refused before it would make too large a value."""
+    passes_context = getattr(function, "jinja_pass_arg", None) is not None  # its first argument is Jinja's, not the template's
+
+    @functools.wraps(function)
+    def bounded(*arguments: Any, **kwargs: Any) -> Any:
+        budget().tick(1)
+        head = arguments[:1] if passes_context else ()
+        args = _check_filter(name, arguments[len(head) :], kwargs)
+        return function(*head, *args, **kwargs)
+
+    return bounded
+
+
+def bounded_lipsum(function: Any) -> Any:
+    """``lipsum(n, html, min, max)``, refused when ``n`` paragraphs of up to ``max`` words could not fit."""
+
+    @functools.wraps(function)
+    def bounded(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> Any:  # lipsum's own names
+        budget().tick(1)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (n, min, max)):
+            raise TemplateTooCostly("lipsum takes whole numbers")
+        budget().check_length(n * max * 12, "lipsum")
+        return function(n, html, min, max)
+
+    return bounded
+
+
+def bounded_dict(function: Any) -> Any:
+    """The ``dict(...)`` global, measured as it is made."""
+
+    @functools.wraps(function)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        return built(function(*args, **kwargs))
+
+    return bounded
+
+
+# ------------------------------------------------------------------------------ methods of values
+
+_WIDTHS = frozenset({"ljust", "rjust", "center", "zfill"})
+
+
+def check_method(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Refuse a method of a text, bytes or number whose result would be too large (``'x'.ljust(10**9)``)."""
+    owner, name = getattr(method, "__self__", None), getattr(method, "__name__", "")
+    spend = budget()
+    values = [*args, *kwargs.values()]
+    if isinstance(owner, (str, bytes, bytearray)):
+        if name in _WIDTHS:
+            spend.check_length(_int(values[0]) if values else 0, f"'{name}'")
+        elif name == "expandtabs":
+            spend.check_length(len(owner) * max(_int(values[0]) if values else 8, 1), "'expandtabs'")
+        elif name == "replace" and len(args) >= 2:
+            text = owner.decode("latin-1") if isinstance(owner, (bytes, bytearray)) else owner
+            pieces = [a.decode("latin-1") if isinstance(a, (bytes, bytearray)) else str(a) for a in args[:2]]
+            spend.check_length(_size_of_replace(text, pieces[0], pieces[1], args[2] if len(args) > 2 else kwargs.get("count")), "'replace'")
+        elif name == "join" and args:
+            items = args[0] if isinstance(args[0], Sized) else []
+            spend.check_length(spend.size(args[0]) + len(items) * len(owner), "'join'")
+    elif isinstance(owner, int) and name == "to_bytes":
+        spend.check_length(_int(values[0]) if values else 1, "'to_bytes'")
