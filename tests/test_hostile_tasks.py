@@ -309,6 +309,14 @@ def test_validate_refuses_templates_that_would_exhaust_memory(tmp_path: Path, te
         '"{% set ns = namespace(x=[question]) %}{% for i in range(40) %}{% set ns.x = [ns.x, ns.x] %}{% endfor %}{{ ns }}"',
         '"{% set ns = namespace(x=[question]) %}{% for i in range(40) %}{% set ns.x = dict(a=ns.x, b=ns.x) %}{% endfor %}{{ 1 }}"',
         '"{% set ns = namespace(x=(question,)) %}{% for i in range(40) %}{% set ns.x = (ns.x, ns.x) %}{% endfor %}{{ ns.x == ns.x }}"',
+        # Fields repeated in a format, methods that grow a text or make containers, huge numbers from text.
+        "\"{{ ('{0}' * 2000).format(question * 20000)|length }}\"",
+        "\"{{ (('%(a)s' * 2000) % {'a': question * 20000})|length }}\"",
+        "\"{{ question.translate({97: 'b' * 999999})|length }}\"",
+        "\"{{ question.encode('utf-32').hex()|length }}\"",
+        '"{{ {}.fromkeys(range(3000), question * 20000).values()|string|length }}"',
+        '"{{ (question * 100000)|int(base=16) }}"',
+        pytest.param('"' + "{{ 'a'|center(999999) }}x" * 300 + '"', id="constants-folded-at-compile-time"),
     ],
 )
 def test_templates_that_would_run_for_ever_fail_in_one_line(tmp_path: Path, template: str) -> None:

@@ -19,22 +19,30 @@ and the field.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import functools
 import itertools
 import re
+import string
 import time
-from collections.abc import Iterator, Sized
+from collections.abc import Iterable, Iterator, Mapping, Sized
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, cast
 
 from jinja2.exceptions import SecurityError
-from jinja2.utils import Namespace
+from jinja2.runtime import Undefined
+from jinja2.utils import Namespace, _PassArg, pass_context
+
+_SCALARS = (float, complex, decimal.Decimal, datetime.date, datetime.time, datetime.timedelta, Undefined)
 
 MAX_PROMPT_CHARS = 100_000
 """The longest prompt (what a rendering returns)."""
-MAX_VALUE_CHARS = 10 * MAX_PROMPT_CHARS
-"""The largest value a template may make on the way (a document field may be long and then be cut)."""
-MAX_OUTPUT_CHARS = 10 * MAX_VALUE_CHARS
+MAX_VALUE_CHARS = 100 * MAX_PROMPT_CHARS
+"""The largest value a template may make or show on the way (a document field may be long and then be cut)."""
+MAX_MADE_CHARS = 5 * MAX_VALUE_CHARS
+"""All the values one rendering makes, together (what it keeps alive is at most that)."""
+MAX_OUTPUT_CHARS = 2 * MAX_VALUE_CHARS
 """What ``{{ ... }}`` may produce in one rendering, macros and ``{% set %}`` blocks included."""
 MAX_STEPS = 100_000
 """Loop iterations and calls one rendering may make, all loops and macros together."""
@@ -57,6 +65,7 @@ class Budget:
     def __init__(self) -> None:
         self.steps = 0
         self.output = 0
+        self.made = 0
         self.deadline = time.monotonic() + MAX_SECONDS
         self._sizes: dict[int, tuple[Any, int]] = {}
 
@@ -78,15 +87,15 @@ class Budget:
             return value.bit_length() // 3 + 2
         if isinstance(value, Namespace):
             value = value._Namespace__attrs  # what {{ ns }} shows
-        if not isinstance(value, (list, tuple, set, frozenset, dict)):
-            return 32  # a number, a date, an undefined: a short text
+        if isinstance(value, _SCALARS) or not isinstance(value, Sized) or not hasattr(value, "__iter__"):
+            return 32  # a number, a date, an undefined, a generator (measured where it is read): a short text
         kept = self._sizes.get(id(value))
         if kept is not None and kept[0] is value:
             return kept[1]
         if depth > MAX_DEPTH:
             raise TemplateTooCostly(f"values nested more than {MAX_DEPTH} levels deep")
         self._sizes[id(value)] = (value, MAX_VALUE_CHARS + 1)  # a value that holds itself is too large
-        parts = itertools.chain.from_iterable(value.items()) if isinstance(value, dict) else iter(value)
+        parts: Iterable[Any] = itertools.chain.from_iterable(value.items()) if isinstance(value, Mapping) else cast(Iterable[Any], value)
         total = 2
         for part in parts:
             total += self.size(part, depth + 1) + 2
@@ -102,9 +111,13 @@ class Budget:
         return value
 
     def check_length(self, length: int, what: str) -> None:
-        """Refuse a result of ``length`` characters or items over :data:`MAX_VALUE_CHARS`, before it is made."""
+        """Refuse a result of ``length`` characters or items over :data:`MAX_VALUE_CHARS`, before it is made, and
+        count it against :data:`MAX_MADE_CHARS`."""
         if length > MAX_VALUE_CHARS:
             raise TemplateTooCostly(f"{what} would make more than {MAX_VALUE_CHARS} characters or items")
+        self.made += length
+        if self.made > MAX_MADE_CHARS:
+            raise TemplateTooCostly(f"more than {MAX_MADE_CHARS} characters made in one rendering")
 
 
 _BUDGET: ContextVar[Budget | None] = ContextVar("vlmbench_template_budget", default=None)
@@ -169,10 +182,18 @@ def built(value: Any) -> Any:
     """A list, tuple or dict literal, measured as it is made."""
     spend = budget()
     spend.tick()
-    return spend.check(value, "a list or dict")
+    spend.check_length(spend.size(value), "a list or dict")
+    return value
 
 
-def bounded_output(value: Any) -> Any:
+def ticked(value: Any) -> Any:
+    """A comparison or test, done: a step (one may take a while on long values)."""
+    budget().tick(1)
+    return value
+
+
+@pass_context  # so that Jinja never works it out at compile time, outside any rendering's budget
+def bounded_output(context: Any, value: Any) -> Any:
     """Every ``{{ ... }}`` before it becomes text."""
     spend = budget()
     spend.tick()
@@ -203,12 +224,16 @@ def count_call() -> None:
 # The widths and precisions of %-conversions ("%10s", "%-5.2f") and of {}-fields ("{:>10}", "{0:.3f}").
 _PERCENT_WIDTHS = re.compile(r"%(?:\([^)]*\))?[-+ #0]*(\d*|\*)(?:\.(\d*|\*))?[a-zA-Z%]")
 _BRACE_SPECS = re.compile(r"\{[^{}:]*:((?:[^{}]|\{[^{}]*\})*)\}")
+_PERCENT_FIELDS = re.compile(r"%(?:\(([^)]*)\))?[-+ #0]*(\d*)(?:\.\d*)?[a-zA-Z]")
 
 
-def checked_format(pattern: Any) -> None:
-    """Refuse a ``%``/``format`` pattern whose widths would make a text too long, or come from the arguments
-    (``%*s``, ``{:>{}}``), which cannot be checked before the formatting."""
-    budget().tick()
+def checked_format(pattern: Any, values: Any = None, braces: bool = False) -> None:
+    """Refuse a ``%`` pattern (``braces``: a ``str.format`` pattern) whose widths come from the arguments
+    (``%*s``, ``{:>{}}``: they cannot be checked first), or whose result, the pattern and each field at the
+    larger of its width and its value's size, would be too large. ``values``: what fills its fields (a tuple,
+    a mapping, or one value; for ``format`` a pair of the positional and keyword arguments)."""
+    spend = budget()
+    spend.tick()
     if not isinstance(pattern, str):
         return
     numbers = [n for pair in _PERCENT_WIDTHS.findall(pattern) for n in pair if n]
@@ -218,6 +243,44 @@ def checked_format(pattern: Any) -> None:
     numbers += [n for spec in specs for n in re.findall(r"\d+", spec)]
     if any(int(n) > MAX_VALUE_CHARS for n in numbers):
         raise TemplateTooCostly(f"a format width over {MAX_VALUE_CHARS}")
+    fields = _brace_fields(pattern, values) if braces else _percent_fields(pattern, values)
+    spend.check_length(len(pattern) + sum(max(width, spend.size(value)) for width, value in fields), "a format")
+
+
+def _percent_fields(pattern: str, values: Any) -> list[tuple[int, Any]]:
+    """(width, value) of each conversion of a ``%`` pattern."""
+    fields: list[tuple[int, Any]] = []
+    for position, match in enumerate(_PERCENT_FIELDS.finditer(pattern)):
+        key, width = match.group(1), int(match.group(2) or 0)
+        if isinstance(values, Mapping):
+            value = values.get(key) if key is not None else values
+        elif isinstance(values, tuple):
+            value = values[position] if position < len(values) else None
+        else:
+            value = values
+        fields.append((width, value))
+    return fields
+
+
+def _brace_fields(pattern: str, values: Any) -> list[tuple[int, Any]]:
+    """(width, value) of each field of a ``str.format`` pattern; ``values`` is (positional, keyword)."""
+    positional, named = values if isinstance(values, tuple) and len(values) == 2 else ((), {})
+    fields: list[tuple[int, Any]] = []
+    try:
+        parsed = list(string.Formatter().parse(pattern))
+    except ValueError:  # the call itself says what is wrong
+        return fields
+    automatic = 0
+    for _, name, spec, _ in parsed:
+        if name is None:
+            continue
+        base = re.split(r"[.\[]", name, maxsplit=1)[0]  # an attribute or item of a value is no larger than it
+        if base == "":
+            base, automatic = str(automatic), automatic + 1
+        value = positional[int(base)] if base.isdigit() and int(base) < len(positional) else named.get(base) if isinstance(named, Mapping) else None
+        widths = [int(n) for n in re.findall(r"\d+", spec or "")]
+        fields.append((max(widths, default=0), value))
+    return fields
 
 
 # ------------------------------------------------------------------------------------------ filters
@@ -251,7 +314,9 @@ def _check_filter(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> t
         spend.check_length(len(first), f"'{name}'")
         args = (first, *args[1:])
     if name == "format":
-        checked_format(first)
+        checked_format(first, kwargs or tuple(args[1:]))
+    elif name == "int" and isinstance(first, str) and len(first) > MAX_INT_BITS // 4:
+        raise TemplateTooCostly(f"'int' of a text of {len(first)} characters")
     elif name == "replace":
         text = str(spend.check(first, "'replace'"))
         old, new = str(argument(1, "old", "")), str(argument(2, "new", ""))
@@ -289,15 +354,22 @@ _SHOWN |= {"urlencode", "xmlattr", "safe", "sum", "list", "unique", "sort", "rev
 
 
 def bounded_filter(name: str, function: Any) -> Any:
-    """``function`` (the filter called ``name``), refused before it would make too large a value."""
-    passes_context = getattr(function, "jinja_pass_arg", None) is not None  # its first argument is Jinja's, not the template's
+    """``function`` (the filter called ``name``), refused before it would make too large a value. It takes the
+    template's context, so that Jinja never calls it at compile time, outside any rendering's budget."""
+    wants = _PassArg.from_obj(function)
 
+    @pass_context
     @functools.wraps(function)
-    def bounded(*arguments: Any, **kwargs: Any) -> Any:
+    def bounded(context: Any, *arguments: Any, **kwargs: Any) -> Any:
         budget().tick(1)
-        head = arguments[:1] if passes_context else ()
-        args = _check_filter(name, arguments[len(head) :], kwargs)
-        return function(*head, *args, **kwargs)
+        args = _check_filter(name, arguments, kwargs)
+        if wants is _PassArg.context:
+            return function(context, *args, **kwargs)
+        if wants is _PassArg.eval_context:
+            return function(context.eval_ctx, *args, **kwargs)
+        if wants is _PassArg.environment:
+            return function(context.environment, *args, **kwargs)
+        return function(*args, **kwargs)
 
     return bounded
 
@@ -328,25 +400,48 @@ def bounded_dict(function: Any) -> Any:
 
 # ------------------------------------------------------------------------------ methods of values
 
-_WIDTHS = frozenset({"ljust", "rjust", "center", "zfill"})
+# Methods a template may call on a text, and how much longer than the text their result may be. Every
+# other method of a text, of bytes or of a number is refused (``translate``, ``encode``, ``hex``...).
+_TEXT_METHODS = {
+    **dict.fromkeys(("startswith", "endswith", "find", "rfind", "index", "rindex", "count", "isalnum", "isalpha", "isascii"), 0),
+    **dict.fromkeys(("isdecimal", "isdigit", "isidentifier", "islower", "isnumeric", "isprintable", "isspace", "istitle", "isupper"), 0),
+    **dict.fromkeys(("split", "rsplit", "splitlines", "strip", "lstrip", "rstrip", "partition", "rpartition"), 2),
+    **dict.fromkeys(("removeprefix", "removesuffix"), 1),
+    **dict.fromkeys(("lower", "upper", "title", "capitalize", "casefold", "swapcase"), 3),  # "ﬃ".upper() is "FFI"
+}
+_CHECKED_TEXT_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs", "replace", "join", "format", "format_map"})
+_CONTAINER_METHODS = frozenset({"get", "items", "keys", "values", "index", "count", "copy"})
+_VALUE_TYPES = (str, bytes, bytearray, int, float, complex, list, tuple, dict, set, frozenset)
+_NUMBER_METHODS = frozenset({"bit_length", "bit_count", "is_integer", "conjugate", "as_integer_ratio"})
 
 
 def check_method(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Refuse a method of a text, bytes or number whose result would be too large (``'x'.ljust(10**9)``)."""
+    """Refuse a call of a method of a text, bytes, number or container that is not on the lists above, or whose
+    result would be too large (``'x'.ljust(10**9)``, ``'a'.translate({97: 'b' * 10**6})``)."""
     owner, name = getattr(method, "__self__", None), getattr(method, "__name__", "")
+    if isinstance(owner, type) and issubclass(owner, _VALUE_TYPES):  # dict.fromkeys, str.maketrans, int.from_bytes...
+        raise TemplateTooCostly(f"the method '{name}' of {owner.__name__} is not allowed in templates")
+    if not isinstance(owner, _VALUE_TYPES):
+        return  # a macro, a global (range, dict, namespace...), loop.cycle, a cycler's next...
     spend = budget()
     values = [*args, *kwargs.values()]
-    if isinstance(owner, (str, bytes, bytearray)):
-        if name in _WIDTHS:
-            spend.check_length(_int(values[0]) if values else 0, f"'{name}'")
+    if isinstance(owner, str) and name in _TEXT_METHODS:
+        spend.check_length(len(owner) * _TEXT_METHODS[name], f"'{name}'")
+    elif isinstance(owner, str) and name in _CHECKED_TEXT_METHODS:
+        if name in ("ljust", "rjust", "center", "zfill"):
+            spend.check_length(max(_int(values[0]) if values else 0, len(owner)), f"'{name}'")
         elif name == "expandtabs":
             spend.check_length(len(owner) * max(_int(values[0]) if values else 8, 1), "'expandtabs'")
         elif name == "replace" and len(args) >= 2:
-            text = owner.decode("latin-1") if isinstance(owner, (bytes, bytearray)) else owner
-            pieces = [a.decode("latin-1") if isinstance(a, (bytes, bytearray)) else str(a) for a in args[:2]]
-            spend.check_length(_size_of_replace(text, pieces[0], pieces[1], args[2] if len(args) > 2 else kwargs.get("count")), "'replace'")
+            spend.check_length(_size_of_replace(owner, str(args[0]), str(args[1]), args[2] if len(args) > 2 else kwargs.get("count")), "'replace'")
         elif name == "join" and args:
             items = args[0] if isinstance(args[0], Sized) else []
             spend.check_length(spend.size(args[0]) + len(items) * len(owner), "'join'")
-    elif isinstance(owner, int) and name == "to_bytes":
-        spend.check_length(_int(values[0]) if values else 1, "'to_bytes'")
+    elif isinstance(owner, (bytes, bytearray)) and name == "decode":
+        spend.check_length(len(owner), "'decode'")
+    elif (isinstance(owner, (list, tuple, dict, set, frozenset)) and name in _CONTAINER_METHODS) or (
+        isinstance(owner, (int, float)) and not isinstance(owner, bool) and name in _NUMBER_METHODS
+    ):
+        return
+    else:
+        raise TemplateTooCostly(f"the method '{name}' of a {type(owner).__name__} is not allowed in templates")

@@ -42,22 +42,28 @@ class _BoundedTemplates(CodeGenerator):
             self.write(", ")
         self.write("))")
 
-    def _built(self, visit: Any, node: nodes.Expr, frame: Any) -> None:
+    def _wrapped(self, helper: str, visit: Any, node: nodes.Expr, frame: Any) -> None:
         if getattr(node, "ctx", "load") != "load":  # an assignment target ({% for a, b in ... %})
             visit(node, frame)
             return
-        self.write("environment.vlmbench_built(")
+        self.write(f"environment.{helper}(")
         visit(node, frame)
         self.write(")")
 
     def visit_List(self, node: nodes.List, frame: Any) -> None:
-        self._built(super().visit_List, node, frame)
+        self._wrapped("vlmbench_built", super().visit_List, node, frame)
 
     def visit_Tuple(self, node: nodes.Tuple, frame: Any) -> None:
-        self._built(super().visit_Tuple, node, frame)
+        self._wrapped("vlmbench_built", super().visit_Tuple, node, frame)
 
     def visit_Dict(self, node: nodes.Dict, frame: Any) -> None:
-        self._built(super().visit_Dict, node, frame)
+        self._wrapped("vlmbench_built", super().visit_Dict, node, frame)
+
+    def visit_Compare(self, node: nodes.Compare, frame: Any) -> None:
+        self._wrapped("vlmbench_ticked", super().visit_Compare, node, frame)
+
+    def visit_Test(self, node: nodes.Test, frame: Any) -> None:
+        self._wrapped("vlmbench_ticked", super().visit_Test, node, frame)
 
     def visit_For(self, node: nodes.For, frame: Any) -> None:
         if node.recursive:
@@ -76,6 +82,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     vlmbench_bounded_loop = staticmethod(limits.bounded_loop)
     vlmbench_concat = staticmethod(limits.bounded_concat)
     vlmbench_built = staticmethod(limits.built)
+    vlmbench_ticked = staticmethod(limits.ticked)
     concat = staticmethod(limits.bounded_join)  # {% set %} blocks, macros, {% filter %} blocks
 
     def __init__(self, **options: Any) -> None:
@@ -87,16 +94,23 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "%":
-            limits.checked_format(left)
+            limits.checked_format(left, right)
         else:
             limits.checked_binop(operator, left, right)
         return super().call_binop(context, operator, left, right)
 
     def wrap_str_format(self, value: Any) -> Any:
         wrapped = super().wrap_str_format(value)
-        if wrapped is not None:  # "{:>100000000}".format(x): checked when the method is looked up
-            limits.checked_format(value.__self__)
-        return wrapped
+        if wrapped is None:
+            return None
+        pattern, mapping = value.__self__, value.__name__ == "format_map"
+        limits.checked_format(pattern, ((), {}), braces=True)  # "{:>100000000}".format(x): when the method is looked up
+
+        def checked(*args: Any, **kwargs: Any) -> Any:  # and with what it fills in, when it is called
+            limits.checked_format(pattern, ((), args[0]) if mapping and args else (args, kwargs), braces=True)
+            return wrapped(*args, **kwargs)
+
+        return checked
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         limits.count_call()
@@ -133,12 +147,12 @@ _ENV = _Sandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, au
 
 @lru_cache(maxsize=512)
 def _compiled(source: str) -> jinja2.Template:
-    token = limits.rendering()  # the constants are worked out under a rendering's budget
+    token = limits.rendering()  # what is worked out at compile time, under a rendering's budget
     try:
         _check_constants(_ENV.parse(source))
+        return _ENV.from_string(source)
     finally:
         limits.finish(token)
-    return _ENV.from_string(source)
 
 
 def compile_template(where: Path | str, field: str, source: str) -> jinja2.Template:
@@ -205,24 +219,29 @@ def render(where: Path | str, field: str, source: str, doc: Mapping[str, Any]) -
     if plain and sum(len(v) for _, _, v, _ in values if isinstance(v, str)) <= PLAIN_CACHE_CHARS:  # long texts are not kept
         try:
             return _render_plain(source, values)
-        except limits.TemplateTooCostly as exc:  # not rendered a second time below: it may have taken its whole budget
-            raise PromptTooLong(f"{where}: field '{field}': {_too_costly(exc)}") from None
-        except Exception:  # undefined fields, unsafe operations...: the full path below says which
+        except jinja2.UndefinedError:  # the full path below names the document's fields
             pass
+        except Exception as exc:  # not rendered a second time: a failure may have taken the whole budget
+            raise _one_line(where, field, exc) from None
     public = {k: v for k, v in doc.items() if not k.startswith("_")}
     try:
-        text = _render_bounded(template, public)
+        return _render_bounded(template, public)
     except jinja2.UndefinedError as exc:
         raise UserError(f"{where}: field '{field}': {exc.message}; available fields: {', '.join(sorted(public))}") from None
-    except limits.TemplateTooCostly as exc:  # as a prompt too long: a model judge fails that item only
-        raise PromptTooLong(f"{where}: field '{field}': {_too_costly(exc)}") from None
-    except SecurityError as exc:
-        raise UserError(
+    except Exception as exc:
+        raise _one_line(where, field, exc) from None
+
+
+def _one_line(where: Path | str, field: str, exc: Exception) -> UserError:
+    """The one-line error of a template that failed while rendering."""
+    if isinstance(exc, limits.TemplateTooCostly):  # as a prompt too long: a model judge fails that item only
+        return PromptTooLong(f"{where}: field '{field}': {_too_costly(exc)}")
+    if isinstance(exc, SecurityError):
+        return UserError(
             f"{where}: field '{field}': the template tried an unsafe operation ({_first_line(exc)}); templates may only read document fields"
-        ) from None
-    except Exception as exc:  # ZeroDivisionError, TypeError, ... inside a template: the file's fault, one line
-        raise UserError(f"{where}: field '{field}': the template failed ({type(exc).__name__}: {_first_line(exc)}); fix the template") from None
-    return text
+        )
+    # ZeroDivisionError, TypeError, MemoryError, RecursionError ... inside a template: the file's fault, one line
+    return UserError(f"{where}: field '{field}': the template failed ({type(exc).__name__}: {_first_line(exc)}); fix the template")
 
 
 def _too_costly(exc: limits.TemplateTooCostly) -> str:
