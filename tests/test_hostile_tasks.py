@@ -317,6 +317,11 @@ def test_validate_refuses_templates_that_would_exhaust_memory(tmp_path: Path, te
         '"{{ {}.fromkeys(range(3000), question * 20000).values()|string|length }}"',
         '"{{ (question * 100000)|int(base=16) }}"',
         pytest.param('"' + "{{ 'a'|center(999999) }}x" * 300 + '"', id="constants-folded-at-compile-time"),
+        # Many large values made one after the other (each allowed alone), by '*', slicing or a filter.
+        '"{% for i in range(300) %}{% set t = question * 200000 %}{% endfor %}{{ 1 }}"',
+        '"{% set s = question * 200000 %}{% for i in range(300) %}{% set t = s[::-1] %}{% endfor %}{{ 1 }}"',
+        '"{% set s = question * 200000 %}{% for i in range(300) %}{% set t = s|lower %}{% endfor %}{{ 1 }}"',
+        '"{{ (question * 1000)|urlize|length }}"',
     ],
 )
 def test_templates_that_would_run_for_ever_fail_in_one_line(tmp_path: Path, template: str) -> None:

@@ -105,7 +105,7 @@ def _send(
                         continue
                 if answer is not None:
                     if answer.error is None:
-                        state.found.append((item, dataclasses.replace(answer, request_id=item.id)))
+                        state.found.append((item, dataclasses.replace(answer, request_id=item.id, usage=None)))
                     else:
                         state.errors.append((item, answer.error))
                     continue
@@ -138,7 +138,7 @@ def _send(
             waiting = followers.pop(item.key, [])
         for follower in waiting:
             outcome: Outcome = "reused" if response.error is None else "error"
-            yield outcome, follower, dataclasses.replace(response, request_id=follower.id)
+            yield outcome, follower, dataclasses.replace(response, request_id=follower.id, usage=None)  # no tokens of its own
 
     stream = iter(backend.generate(requests()))
     try:

@@ -50,6 +50,8 @@ MAX_SECONDS = 5.0
 """Wall-clock time one rendering may take (an ordinary prompt takes well under a millisecond)."""
 MAX_INT_BITS = 4 * MAX_PROMPT_CHARS
 """An integer a template computes: about 120,000 decimal digits at most."""
+MAX_ITEMS = 1_000_000
+"""The most items a filter reads from a sequence made on the fly."""
 MAX_DEPTH = 200
 """How deeply values may nest (lists in lists...)."""
 
@@ -80,6 +82,8 @@ class Budget:
     def size(self, value: Any, depth: int = 0) -> int:
         """About how many characters ``str(value)`` has, found without building that text."""
         if isinstance(value, (str, bytes)):
+            if depth and isinstance(value, str) and not value.isprintable():  # shown as its repr: "\U000e0001" is 10 characters
+                return 10 * len(value)
             return len(value)
         if isinstance(value, bool) or value is None:
             return 5
@@ -156,6 +160,8 @@ def checked_binop(operator: str, left: Any, right: Any) -> None:
             repeated = isinstance(sequence, (str, bytes, list, tuple)) and isinstance(times, int) and not isinstance(times, bool)
             if repeated and max(times, 0) * max(spend.size(sequence), 1) > MAX_VALUE_CHARS:
                 raise TemplateTooCostly(f"'*' would repeat {len(sequence)} item(s) {times} times, over {MAX_VALUE_CHARS} characters")
+            if repeated:
+                spend.check_length(max(times, 0) * spend.size(sequence), "'*'")
         if isinstance(left, int) and isinstance(right, int) and abs(left).bit_length() + abs(right).bit_length() > MAX_INT_BITS:
             raise TemplateTooCostly(f"a product of more than {MAX_INT_BITS} bits")
     elif operator == "**" and isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 0:  # noqa: SIM102
@@ -184,6 +190,13 @@ def built(value: Any) -> Any:
     spend.tick()
     spend.check_length(spend.size(value), "a list or dict")
     return value
+
+
+def sliced(value: Any, key: slice) -> None:
+    """``value[a:b:c]`` of a text, list or tuple: a new value of that many items."""
+    spend = budget()
+    spend.tick()
+    spend.check_length(len(range(*key.indices(len(value)))), "a slice")
 
 
 def ticked(value: Any) -> Any:
@@ -310,7 +323,7 @@ def _check_filter(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> t
         return kwargs.get(keyword, args[position] if len(args) > position else default)
 
     if name in _READ_ONCE and first is not None and not isinstance(first, (Sized, str)):  # a generator: read once, bounded, passed on
-        first = list(itertools.islice(first, MAX_VALUE_CHARS + 1))
+        first = list(itertools.islice(first, MAX_ITEMS + 1))
         spend.check_length(len(first), f"'{name}'")
         args = (first, *args[1:])
     if name == "format":
@@ -327,7 +340,9 @@ def _check_filter(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> t
         spend.check_length(spend.size(first) + items * len(str(separator)), "'join'")
     elif name in ("batch", "slice"):
         count, fill = _int(argument(1, "linecount" if name == "batch" else "slices")), argument(2, "fill_with")
-        spend.check_length(count * (spend.size(fill) + 2 if fill is not None else 1) + spend.size(first), f"'{name}'")
+        items = len(first) if isinstance(first, Sized) else 0
+        lists = count if name == "slice" else items // max(count, 1) + 1
+        spend.check_length(lists * 64 + count * (spend.size(fill) + 2 if fill is not None else 1), f"'{name}'")  # a list costs 64 bytes
     elif name == "indent":
         width = argument(1, "width", 4)
         lines = str(first).count("\n") + 1 if isinstance(first, str) else 1
@@ -344,13 +359,30 @@ def _check_filter(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> t
     elif name == "tojson":
         indent = _int(argument(1, "indent"))
         spend.check_length(spend.size(first) * (1 + indent * 8), "'tojson'")
-    elif name in _SHOWN and not isinstance(first, str):  # a value made into its text
-        spend.check(first, f"'{name}'")
+    elif name == "sum" and not isinstance(argument(2, "start", 0), (int, float)) and not (isinstance(first, Sized) and len(first) <= 1000):
+        raise TemplateTooCostly("'sum' of more than 1000 lists or texts (adding them one by one takes quadratic time)")
+    slow = MAX_URLIZE_CHARS if name == "urlize" else MAX_SLOW_TEXT_CHARS
+    if name in _SLOW_ON_TEXT and spend.size(first) > slow:
+        raise TemplateTooCostly(f"'{name}' of more than {slow} characters")
+    if name in _GROWTH:  # a new value about as large as what it reads, or larger: counted against what the rendering makes
+        spend.check_length(spend.size(first) * (1 if name == "string" and isinstance(first, str) else _GROWTH[name]), f"'{name}'")
     return args
 
 
-_SHOWN = frozenset({"string", "pprint", "trim", "e", "escape", "forceescape", "striptags", "title", "upper", "lower", "capitalize"})
-_SHOWN |= {"urlencode", "xmlattr", "safe", "sum", "list", "unique", "sort", "reverse", "dictsort", "map", "wordcount", "truncate"}
+MAX_SLOW_TEXT_CHARS = 10 * MAX_PROMPT_CHARS
+"""The longest text given to a filter that works through it in Python (``urlize``, ``title``...)."""
+MAX_URLIZE_CHARS = 10_000
+"""The longest text given to ``urlize``, whose time can grow with the square of its length."""
+_SLOW_ON_TEXT = frozenset({"urlize", "title", "wordwrap", "wordcount", "pprint", "striptags", "groupby"})
+# How many times longer than what it reads a filter's result may be shown (escapes, JSON's \uXXXX, a text
+# made a list of its characters, case changes that grow a letter).
+_GROWTH = {
+    **dict.fromkeys(("tojson", "urlencode"), 12),
+    **dict.fromkeys(("pprint", "string"), 10),
+    **dict.fromkeys(("e", "escape", "forceescape", "xmlattr", "list", "sort", "unique", "reverse", "batch", "slice"), 6),
+    **dict.fromkeys(("upper", "lower", "title", "capitalize", "trim", "striptags", "wordwrap", "center", "indent"), 3),
+    **dict.fromkeys(("map", "dictsort", "groupby", "select", "reject", "selectattr", "rejectattr", "urlize", "safe", "items"), 3),
+}
 
 
 def bounded_filter(name: str, function: Any) -> Any:

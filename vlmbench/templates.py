@@ -65,6 +65,20 @@ class _BoundedTemplates(CodeGenerator):
     def visit_Test(self, node: nodes.Test, frame: Any) -> None:
         self._wrapped("vlmbench_ticked", super().visit_Test, node, frame)
 
+    def visit_Getitem(self, node: nodes.Getitem, frame: Any) -> None:
+        if not isinstance(node.arg, nodes.Slice):
+            super().visit_Getitem(node, frame)
+            return
+        self.write("environment.vlmbench_slice(")  # Jinja writes a slice as a plain subscript, past getitem
+        self.visit(node.node, frame)
+        for part in (node.arg.start, node.arg.stop, node.arg.step):
+            self.write(", ")
+            if part is None:
+                self.write("None")
+            else:
+                self.visit(part, frame)
+        self.write(")")
+
     def visit_For(self, node: nodes.For, frame: Any) -> None:
         if node.recursive:
             raise limits.TemplateTooCostly("recursive loops are not allowed")
@@ -111,6 +125,13 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             return wrapped(*args, **kwargs)
 
         return checked
+
+    @staticmethod
+    def vlmbench_slice(obj: Any, start: Any, stop: Any, step: Any) -> Any:
+        key = slice(start, stop, step)
+        if isinstance(obj, (str, list, tuple)):
+            limits.sliced(obj, key)
+        return obj[key]
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         limits.count_call()
@@ -219,21 +240,19 @@ def render(where: Path | str, field: str, source: str, doc: Mapping[str, Any]) -
     if plain and sum(len(v) for _, _, v, _ in values if isinstance(v, str)) <= PLAIN_CACHE_CHARS:  # long texts are not kept
         try:
             return _render_plain(source, values)
-        except jinja2.UndefinedError:  # the full path below names the document's fields
-            pass
-        except Exception as exc:  # not rendered a second time: a failure may have taken the whole budget
-            raise _one_line(where, field, exc) from None
-    public = {k: v for k, v in doc.items() if not k.startswith("_")}
+        except Exception as exc:  # never rendered a second time: a failure may have taken the whole budget
+            raise _one_line(where, field, exc, doc) from None
     try:
-        return _render_bounded(template, public)
-    except jinja2.UndefinedError as exc:
-        raise UserError(f"{where}: field '{field}': {exc.message}; available fields: {', '.join(sorted(public))}") from None
+        return _render_bounded(template, {k: v for k, v in doc.items() if not k.startswith("_")})
     except Exception as exc:
-        raise _one_line(where, field, exc) from None
+        raise _one_line(where, field, exc, doc) from None
 
 
-def _one_line(where: Path | str, field: str, exc: Exception) -> UserError:
-    """The one-line error of a template that failed while rendering."""
+def _one_line(where: Path | str, field: str, exc: Exception, doc: Mapping[str, Any]) -> UserError:
+    """The one-line error of a template that failed while rendering over ``doc``."""
+    if isinstance(exc, jinja2.UndefinedError):
+        available = ", ".join(sorted(k for k in doc if not k.startswith("_")))
+        return UserError(f"{where}: field '{field}': {exc.message}; available fields: {available}")
     if isinstance(exc, limits.TemplateTooCostly):  # as a prompt too long: a model judge fails that item only
         return PromptTooLong(f"{where}: field '{field}': {_too_costly(exc)}")
     if isinstance(exc, SecurityError):
