@@ -5,11 +5,14 @@ immutable sandbox, which keeps them from Python's internals). These limits keep 
 memory and time as well. Each rendering has a :class:`Budget`:
 
 - **steps**: loop iterations and calls, :data:`MAX_STEPS` in all;
-- **time**: :data:`MAX_SECONDS` of wall-clock time, checked at every step, operator, filter and output;
-- **size**: every text, list, tuple or dict the template makes (a literal, ``+``, ``*``, ``~``, a filter, a
-  method of a text) is measured before it is made, as the text it would show (:meth:`Budget.size`: a list
-  holding the same list twice counts it twice, so ``[x, x]`` nested a few dozen times, billions of items
-  shown, is refused when it is built), and refused past :data:`MAX_VALUE_CHARS`;
+- **time**: :data:`MAX_SECONDS` of wall-clock time, checked at every step, comparison, operator, filter
+  and output (one operation in C code cannot be stopped midway: the size limits keep each one short);
+- **size**: every text, list, tuple or dict the template makes (a literal, ``+``, ``*``, ``~``, a slice, a
+  format, a filter, a method of a text) is measured before it is made, as the text it would show
+  (:meth:`Budget.size`: a list holding the same list twice counts it twice, so ``[x, x]`` nested a few
+  dozen times, billions of items shown, is refused when it is built), and refused past
+  :data:`MAX_VALUE_CHARS`; all it makes together, past :data:`MAX_MADE_CHARS`;
+- **methods**: only those listed below may be called on texts, numbers and containers;
 - **output**: what ``{{ ... }}`` produces, in macros and ``{% set %}`` blocks too, :data:`MAX_OUTPUT_CHARS`
   in all; the prompt itself stops at its own limit while it is produced (``templates._render_bounded``).
 
