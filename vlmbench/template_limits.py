@@ -309,6 +309,11 @@ def _size_of_replace(text: str, old: str, new: str, count: Any) -> int:
     return len(text) + times * max(len(new) - len(old), 0)
 
 
+def _size_of_join(spend: Budget, items: Any, separator: str) -> int:
+    """The length of ``separator.join(items)``, at most (the items as shown, a separator between each two)."""
+    return spend.size(items) + (len(items) if isinstance(items, Sized) else 0) * len(separator)
+
+
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
@@ -338,9 +343,7 @@ def _check_filter(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> t
         old, new = str(argument(1, "old", "")), str(argument(2, "new", ""))
         spend.check_length(_size_of_replace(text, old, new, argument(3, "count")), "'replace'")
     elif name == "join":
-        separator = argument(1, "d", "")
-        items = len(first) if isinstance(first, Sized) else 0
-        spend.check_length(spend.size(first) + items * len(str(separator)), "'join'")
+        spend.check_length(_size_of_join(spend, first, str(argument(1, "d", ""))), "'join'")
     elif name in ("batch", "slice"):
         count, fill = _int(argument(1, "linecount" if name == "batch" else "slices")), argument(2, "fill_with")
         items = len(first) if isinstance(first, Sized) else 0
@@ -470,8 +473,7 @@ def check_method(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         elif name == "replace" and len(args) >= 2:
             spend.check_length(_size_of_replace(owner, str(args[0]), str(args[1]), args[2] if len(args) > 2 else kwargs.get("count")), "'replace'")
         elif name == "join" and args:
-            items = args[0] if isinstance(args[0], Sized) else []
-            spend.check_length(spend.size(args[0]) + len(items) * len(owner), "'join'")
+            spend.check_length(_size_of_join(spend, args[0], owner), "'join'")
     elif isinstance(owner, (bytes, bytearray)) and name == "decode":
         spend.check_length(len(owner), "'decode'")
     elif (isinstance(owner, (list, tuple, dict, set, frozenset)) and name in _CONTAINER_METHODS) or (
