@@ -138,8 +138,11 @@ def test_submit_keeps_each_tasks_headline_judge_in_the_manifest(bundles: dict[st
         assert set(manifest["judges"]) == set(results["tasks"])
         for task, identity in manifest["judges"].items():
             headline = next(j for j in results["tasks"][task]["judges"] if j["headline"])
-            assert identity == {k: v for k, v in headline.items() if k not in ("headline", "requests")}
+            assert identity == {k: v for k, v in headline.items() if k not in ("headline", "requests", "served_models")}
             assert identity["judge"] == judge
+            # what the judge's server said it was is reported, not pinned: one count per verdict
+            answered = sum(1 for line in files[f"samples/{task}.jsonl"].splitlines() if json.loads(line)["error"] is None)
+            assert headline.get("served_models") == ({JUDGE_MODEL: answered} if judge == "llm-judge" else None)
     identity = json.loads(members(bundles["llm"])["manifest.json"])["judges"]["alignment-image"]
     assert identity["model"]["model"] == JUDGE_MODEL and identity["prompt_sha256"] == load_prompts(None).sha256
 

@@ -250,16 +250,36 @@ class Response:
     usage: dict[str, int] | None = None
     latency_s: float | None = None
     prompt: str | None = None  # the exact text the model saw (after its chat template), when known
+    # The model the server says answered (an API reply's ``model``, e.g. the dated version behind an
+    # alias); None when the backend names its model exactly in its identity (local weights) or says nothing.
+    served_model: str | None = None
 
     def __post_init__(self) -> None:
         if (self.text is None) == (self.error is None):
             raise ValueError("a Response needs exactly one of text and error")
+        self.served_model = served_model_name(self.served_model)
         # A lone surrogate (an API's JSON may escape one: "\ud800") is no Unicode character: no file or
         # store can hold it. It becomes U+FFFD, the replacement character; the rest of the text is kept.
         for name in ("text", "error", "prompt"):
             value = getattr(self, name)
             if value is not None and _SURROGATE.search(value):
                 setattr(self, name, _SURROGATE.sub("\ufffd", value))
+
+
+SERVED_MODEL_MAX_CHARS = 200
+
+
+def served_model_name(value: object) -> str | None:
+    """A server's name for the model that answered, as vlmbench records it: text only, on one line
+    (control and other unprintable characters become U+FFFD), at most 200 characters (longer is cut,
+    ending in "..."); None for a missing, non-text or blank name. A server is another party: what it
+    sends is data, kept short and inert."""
+    if not isinstance(value, str):
+        return None
+    name = "".join(c if c.isprintable() else "\ufffd" for c in value.strip())
+    if not name:
+        return None
+    return name if len(name) <= SERVED_MODEL_MAX_CHARS else name[: SERVED_MODEL_MAX_CHARS - 3] + "..."
 
 
 @runtime_checkable

@@ -43,6 +43,7 @@ class _SampleFields(TypedDict):
     reused: bool
     usage: dict[str, int] | None
     latency_s: float | None
+    served_model: str | None
     model_prompt: str | None
     key: str | None
     parsed: str | None
@@ -186,6 +187,7 @@ def new_record(
         "reused": reused,
         "usage": response.usage,
         "latency_s": response.latency_s,
+        "served_model": response.served_model,
         "model_prompt": response.prompt,
         "key": key,
         "parsed": None,

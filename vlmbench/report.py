@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 from tabulate import tabulate
+
+from vlmbench.backend import served_model_name
 
 COUNTS = ("n_samples", "n_errors", "unparsed_rate", "refusal_rate")
 
@@ -107,6 +110,7 @@ def summary_table(results: Mapping[str, Any]) -> str:
     if prompts:
         parts.append(_table(prompts, ["task", "metric", "per prompt (in the task's order)", "min-max", "sd"]))
     parts.extend(judges_tables(results))
+    parts.extend(served_lines(results))
     notes = sorted({f"{d['path']}: {d['note']}" if d.get("note") else d["path"] for entry in results["tasks"].values() for d in entry["datasets"]})
     parts.append("data: " + "; ".join(notes))
     return "\n\n".join(parts)
@@ -117,6 +121,24 @@ def _judge_label(judge: Mapping[str, Any]) -> str:
     model = judge.get("model") if isinstance(judge.get("model"), Mapping) else {}
     detail = model.get("model") or model.get("pretrained") or model.get("checkpoint") or "" if model else ""
     return f"{judge['judge']} (v{judge['version']}{', ' + str(detail) if detail else ''})"
+
+
+def served_lines(results: Mapping[str, Any]) -> list[str]:
+    """Which models the servers said answered (the model's, then each judge's), over every task, when any named one."""
+    model: Counter[str] = Counter()
+    judges: dict[str, Counter[str]] = {}
+    for entry in results["tasks"].values():
+        model.update(entry.get("served_models") or {})
+        for judge in entry.get("judges", []):
+            judges.setdefault(_judge_label(judge), Counter()).update(judge.get("served_models") or {})
+    lines = [f"served by: {_served(model, 'answers')}"] if model else []
+    lines += [f"{label} served by: {_served(counts, 'verdicts')}" for label, counts in sorted(judges.items()) if counts]
+    return lines
+
+
+def _served(counts: Mapping[str, int], what: str) -> str:
+    """``name (N answers), ...``, most first; each name as text on one line, however the file spells it."""
+    return ", ".join(f"{served_model_name(name)} ({n:,} {what})" for name, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def judges_tables(results: Mapping[str, Any]) -> list[str]:

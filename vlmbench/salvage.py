@@ -27,7 +27,8 @@ from typing import Any
 from vlmbench.errors import UserError
 from vlmbench.store import ResponseStore
 
-COLUMNS = ("key", "backend", "model", "task", "text", "usage", "latency_s", "prompt", "created")
+COLUMNS = ("key", "backend", "model", "task", "text", "usage", "latency_s", "prompt", "created", "served_model")
+OPTIONAL = frozenset({"served_model"})  # added later: a store written before lacks it
 _KEY = re.compile(r"[0-9a-f]{64}")
 _MAX_ROWID = 2**62
 
@@ -119,6 +120,7 @@ class _Reader:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.skipped = 0
+        self.select = ", ".join(COLUMNS)  # the columns read; NULL for optional ones the file lacks (see rows())
 
     def rows(self) -> Iterator[tuple[Any, ...]]:
         try:
@@ -127,15 +129,14 @@ class _Reader:
             self.skipped += 1
             return
         try:
+            self.select = ", ".join(c if c not in OPTIONAL or c in _columns(db) else "NULL" for c in COLUMNS)
             start: int | None = -_MAX_ROWID
             while start is not None:
                 start = yield from self._scan(db, start)
                 if start is None:
                     break
                 try:  # near damage, one row at a time: a scan may fail on the page after the row it would return
-                    row = db.execute(
-                        f"SELECT rowid, {', '.join(COLUMNS)} FROM responses WHERE rowid >= ? ORDER BY rowid LIMIT 1", (start,)
-                    ).fetchone()
+                    row = db.execute(f"SELECT rowid, {self.select} FROM responses WHERE rowid >= ? ORDER BY rowid LIMIT 1", (start,)).fetchone()
                 except sqlite3.Error:
                     self.skipped += 1
                     start = self._next_readable(db, start)
@@ -152,7 +153,7 @@ class _Reader:
         (returns the rowid after the last row read)."""
         last = start - 1
         try:
-            for row in db.execute(f"SELECT rowid, {', '.join(COLUMNS)} FROM responses WHERE rowid >= ? ORDER BY rowid", (start,)):
+            for row in db.execute(f"SELECT rowid, {self.select} FROM responses WHERE rowid >= ? ORDER BY rowid", (start,)):
                 last = row[0]
                 yield tuple(row[1:])
         except sqlite3.Error:
@@ -187,9 +188,19 @@ class _Reader:
         return True
 
 
+def _columns(db: sqlite3.Connection) -> set[str]:
+    """The columns of the ``responses`` table (none known when the schema cannot be read)."""
+    try:
+        return {row[1] for row in db.execute("PRAGMA table_info(responses)")}
+    except sqlite3.Error:
+        return set()
+
+
 def _well_formed(row: tuple[Any, ...]) -> bool:
     """A row that can only have been written by the store: checked field by field."""
-    key, backend, model, task, text, usage, latency_s, _prompt, created = row
+    key, backend, model, task, text, usage, latency_s, _prompt, created, served_model = row
+    if served_model is not None and not isinstance(served_model, str):
+        return False
     if not (isinstance(key, str) and _KEY.fullmatch(key) and isinstance(backend, str) and isinstance(task, str)):
         return False
     if not (isinstance(text, str) and text.strip() and isinstance(created, (int, float))):

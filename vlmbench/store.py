@@ -3,7 +3,9 @@
 A response is written the moment it arrives, before it is scored. Its key covers everything that
 can change an answer: backend, model identity, task name and version, the full request (text, a
 hash of each image's bytes, answer choices) and the generation settings. Two models, revisions or
-temperatures therefore never share entries. Errors and empty responses are never stored.
+temperatures therefore never share entries. Errors and empty responses are never stored. An answer is
+kept with its usage, latency, the exact prompt the model saw and the model its server said answered
+(``served_model``), so a reused answer reports what produced it.
 
 Several processes may share one store: SQLite serialises the writers, and a run claims each
 request before sending it (:meth:`ResponseStore.claim`, owners and expiry in :mod:`vlmbench.claims`),
@@ -47,7 +49,8 @@ CREATE TABLE IF NOT EXISTS responses (
     usage TEXT,
     latency_s REAL,
     prompt TEXT,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    served_model TEXT
 );
 CREATE INDEX IF NOT EXISTS responses_model ON responses (backend, model);
 CREATE TABLE IF NOT EXISTS claims (
@@ -56,6 +59,7 @@ CREATE TABLE IF NOT EXISTS claims (
     expires REAL NOT NULL
 );
 """
+_ADDED_COLUMNS = (("served_model", "TEXT"),)  # columns that stores written before them lack
 _KEYS_PER_QUERY = 500  # under SQLite's oldest limit of 999 parameters per statement
 BUSY_TIMEOUT_S = 60
 # SQLite's primary result codes (the low byte of an extended code).
@@ -179,6 +183,7 @@ class ResponseStore:
             if verdict is None or verdict[0] != "ok":
                 raise sqlite3.DatabaseError(f"database disk image is malformed: {' '.join(str(verdict[0] if verdict else '').split())}")
             self._db.executescript(_SCHEMA)
+            _add_missing_columns(self._db)
         except sqlite3.Error as exc:
             raise self._problem(exc, "open it") from None
 
@@ -196,7 +201,7 @@ class ResponseStore:
             for start in range(0, len(unique), _KEYS_PER_QUERY):
                 chunk = unique[start : start + _KEYS_PER_QUERY]
                 marks = ",".join("?" * len(chunk))
-                for row in db.execute(f"SELECT key, text, usage, latency_s, prompt FROM responses WHERE key IN ({marks})", chunk):
+                for row in db.execute(f"SELECT key, text, usage, latency_s, prompt, served_model FROM responses WHERE key IN ({marks})", chunk):
                     found[row[0]] = _response(row[1:])
         return found
 
@@ -211,8 +216,8 @@ class ResponseStore:
             return False
         with self._transaction("write a response to it") as db:
             db.execute(
-                "INSERT OR IGNORE INTO responses (key, backend, model, task, text, usage, latency_s, prompt, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO responses (key, backend, model, task, text, usage, latency_s, prompt, created, served_model) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     backend,
@@ -223,6 +228,7 @@ class ResponseStore:
                     response.latency_s,
                     response.prompt,
                     time.time(),
+                    response.served_model,
                 ),
             )
             db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner))
@@ -238,7 +244,7 @@ class ResponseStore:
         if seen.outcome != "claimed":
             return seen
         with self._transaction("claim a request in it") as db:
-            row = db.execute("SELECT text, usage, latency_s, prompt FROM responses WHERE key = ?", (key,)).fetchone()
+            row = db.execute("SELECT text, usage, latency_s, prompt, served_model FROM responses WHERE key = ?", (key,)).fetchone()
             if row is not None:
                 return Claim("stored", _response(row))
             held = db.execute("SELECT owner, expires FROM claims WHERE key = ?", (key,)).fetchone()
@@ -253,7 +259,7 @@ class ResponseStore:
     def _peek(self, key: str) -> Claim:
         """What :meth:`claim` would find, read without taking the write lock (``claimed``: it looks free)."""
         with self._sql("read it") as db:
-            row = db.execute("SELECT text, usage, latency_s, prompt FROM responses WHERE key = ?", (key,)).fetchone()
+            row = db.execute("SELECT text, usage, latency_s, prompt, served_model FROM responses WHERE key = ?", (key,)).fetchone()
             held = None if row is not None else db.execute("SELECT owner, expires FROM claims WHERE key = ?", (key,)).fetchone()
         if row is not None:
             return Claim("stored", _response(row))
@@ -357,7 +363,21 @@ class ResponseStore:
 
 
 def _response(row: tuple[Any, ...]) -> Response:
-    return Response(request_id="", text=row[0], usage=json.loads(row[1]) if row[1] else None, latency_s=row[2], prompt=row[3])
+    """A stored answer from its row: text, usage, latency_s, prompt, served_model."""
+    return Response(request_id="", text=row[0], usage=json.loads(row[1]) if row[1] else None, latency_s=row[2], prompt=row[3], served_model=row[4])
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Give a store written by an older vlmbench the columns added since (their values stay empty in
+    its old rows). Another process may add a column at the same moment: a duplicate is no error."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(responses)")}
+    for name, kind in _ADDED_COLUMNS:
+        if name not in have:
+            try:
+                db.execute(f"ALTER TABLE responses ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
 
 
 def _free_space(path: Path) -> str:

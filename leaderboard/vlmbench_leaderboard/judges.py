@@ -49,14 +49,15 @@ def is_rules(judge: str, scorer: str | None = None) -> bool:
 
 
 def headline_identity(task_entry: Mapping[str, Any]) -> dict[str, Any]:
-    """The identity of a task's headline judge, without its call counts; ``rules`` when none is recorded."""
+    """The identity of a task's headline judge, without its call counts and the models its server said
+    answered (what a run reports, not what the judge is); ``rules`` when none is recorded."""
     judges = task_entry.get("judges")
     if not isinstance(judges, list) or not judges:
         return {"judge": RULES}
     headline = next((j for j in judges if isinstance(j, dict) and j.get("headline") is True), judges[0])
     if not isinstance(headline, dict):
         raise ValueError("a task's judges entry is not an object")
-    return {k: v for k, v in headline.items() if k not in ("headline", "requests")}
+    return {k: v for k, v in headline.items() if k not in ("headline", "requests", "served_models")}
 
 
 def headline_identities(results: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

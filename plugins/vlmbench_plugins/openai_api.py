@@ -38,7 +38,7 @@ from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from vlmbench.backend import BackendBase, BackendOptions, ImagePart, Message, Request, Response, TextPart
+from vlmbench.backend import BackendBase, BackendOptions, ImagePart, Message, Request, Response, TextPart, served_model_name
 from vlmbench.errors import UserError
 from vlmbench.http import (
     AdaptiveLimiter,
@@ -303,14 +303,15 @@ def generation_params(request: Request) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Answer:
-    """A parsed chat completion."""
+    """A parsed chat completion. ``served_model``: the reply's ``model``, the model the server says answered."""
 
     text: str
     usage: dict[str, int] | None
+    served_model: str | None = None
 
 
 def parse_completion(body: str | bytes, max_chars: int | None = None, max_tokens: int | None = None) -> Answer | Failure:
-    """The answer text and token usage of a chat-completion body, or why it is no answer.
+    """The answer text, token usage and served model (the body's ``model``) of a chat-completion body, or why it is no answer.
 
     Unreadable JSON, no ``choices``, no ``message`` or non-text content are a retryable
     ``malformed response``; null, empty or blank content a retryable ``empty answer`` (a null
@@ -351,7 +352,7 @@ def parse_completion(body: str | bytes, max_chars: int | None = None, max_tokens
         return Failure(
             f"reply too long: {len(text)} characters, more than max_tokens could produce (limit {max_chars})", retryable=False, kind="reply too long"
         )
-    return Answer(text=text, usage=_usage(data.get("usage")))
+    return Answer(text=text, usage=_usage(data.get("usage")), served_model=served_model_name(data.get("model")))
 
 
 def _cut_by_server(finish_reason: Any, usage: Any, max_tokens: int | None) -> Failure | None:
@@ -661,7 +662,8 @@ class OpenAIBackend(BackendBase):
             self._finish(run, request.id, done.result)
             return
         self._release_held(run)  # the endpoint works: errors held back are ordinary errors after all
-        run.emit(Response(request.id, text=done.result.text, usage=done.result.usage, latency_s=round(done.latency_s, 4)))
+        answer = done.result
+        run.emit(Response(request.id, text=answer.text, usage=answer.usage, latency_s=round(done.latency_s, 4), served_model=answer.served_model))
 
     def _finish(self, run: _Run, request_id: str, failure: Failure) -> None:
         """Emit a request's error, or hold it back while it may be the symptom of a dead endpoint."""

@@ -6,7 +6,8 @@ call :func:`score_records` and :func:`modality_gaps`; nothing else computes a nu
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,9 @@ class ScoringPlan:
 
 
 # Every field :func:`score_records` may return (``leaderboard verify`` tells them from the copied ones by this).
-SCORED_FIELDS = frozenset({"metrics", "by_category", "by_concept", "judges", "by_prompt", "prompt_spread", "metrics_by_judge", "agreement"})
+SCORED_FIELDS = frozenset(
+    {"metrics", "by_category", "by_concept", "judges", "by_prompt", "prompt_spread", "metrics_by_judge", "agreement", "served_models"}
+)
 
 
 def _metrics(names: Sequence[str]) -> list[MetricSpec]:
@@ -71,7 +74,8 @@ def score_records(
     every judge's. The result has ``metrics`` overall, ``by_category`` and ``by_concept`` (per
     cluster) from the headline judge, ``judges`` (each judge's identity), with several prompts
     ``by_prompt`` (keyed by the prompt's index in ``prompts``) and ``prompt_spread``, and with
-    several judges ``metrics_by_judge`` and ``agreement``. ``recorded``: verdicts already made (headline first),
+    several judges ``metrics_by_judge`` and ``agreement``, and ``served_models`` (answers by the model a
+    server said answered, when any answer names one; a judge entry has its own). ``recorded``: verdicts already made (headline first),
     used instead of running the plan's judges (``leaderboard verify`` recomputes a model judge's
     numbers from the verdicts a submission recorded).
     """
@@ -104,8 +108,11 @@ def score_records(
         "metrics": summarise(view, metrics),
         "by_category": breakdown(view, lambda s: s.category, metrics),
         "by_concept": breakdown(view, lambda s: s.cluster, metrics) if has_clusters else {},
-        "judges": [{**o.identity, "judge": o.name, "headline": o is headline, **({"requests": o.requests} if o.requests else {})} for o in outcomes],
+        "judges": [_judge_entry(o, o is headline) for o in outcomes],
     }
+    served = served_counts(r.get("served_model") for r in answered)
+    if served:
+        result["served_models"] = served
     if len({s.variant for s in view}) > 1:
         result["by_prompt"] = breakdown(view, lambda s: str(s.variant), metrics)
         result["prompt_spread"] = prompt_spread(result["by_prompt"])
@@ -114,6 +121,24 @@ def score_records(
         ids = [r["id"] for r in answered]
         result["agreement"] = agreement_table({o.name: [_parsed(o.verdicts.get(i)) for i in ids] for o in outcomes})
     return result
+
+
+def served_counts(names: Iterable[Any]) -> dict[str, int]:
+    """How many answers each served model gave (names that are not text are left out), by name."""
+    counts = Counter(name for name in names if isinstance(name, str) and name)
+    return dict(sorted(counts.items()))
+
+
+def _judge_entry(outcome: JudgeOutcome, headline: bool) -> dict[str, Any]:
+    """A judge's entry in a task's results: its identity, whether it is the headline judge, its call
+    counts and the models its server said answered (its verdicts' ``served_model`` details)."""
+    entry: dict[str, Any] = {**outcome.identity, "judge": outcome.name, "headline": headline}
+    if outcome.requests:
+        entry["requests"] = outcome.requests
+    served = served_counts(v.detail.get("served_model") for v in outcome.verdicts.values())
+    if served:
+        entry["served_models"] = served
+    return entry
 
 
 def _parsed(verdict: Verdict | None) -> str | None:

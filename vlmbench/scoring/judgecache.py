@@ -38,6 +38,7 @@ class JudgeCalls:
         self.store = ResponseStore(store_path) if store_path else None
         self.sent = self.reused = self.errors = self.unmatched = 0
         self._known: dict[str, str] = {}  # answers seen in this process: a repeated input is neither re-sent nor re-counted
+        self._served: dict[str, str] = {}  # the model a server said gave each known answer, where it named one
 
     def key(self, material: Mapping[str, Any]) -> str:
         """The store key of one judge input (``material``: everything the judge model sees)."""
@@ -54,16 +55,29 @@ class JudgeCalls:
             return None
         self.reused += 1
         self._known[key] = found.text
+        if found.served_model:
+            self._served[key] = found.served_model
         return found.text
 
-    def keep(self, key: str, text: str) -> None:
-        """Store one answer durably, the moment it exists."""
+    def keep(self, key: str, text: str, served_model: str | None = None) -> None:
+        """Store one answer (and the model its server said gave it) durably, the moment it exists."""
         from vlmbench.backend import Response
 
         self.sent += 1
         self._known[key] = text
+        response = Response("", text=text, served_model=served_model)
+        if response.served_model:
+            self._served[key] = response.served_model
         if self.store:
-            self.store.put(key, backend=f"judge:{self.judge}", model=self.identity, task=f"judge:{self.judge}", response=Response("", text=text))
+            self.store.put(key, backend=f"judge:{self.judge}", model=self.identity, task=f"judge:{self.judge}", response=response)
+
+    def served(self, verdict: Verdict, key: str) -> Verdict:
+        """``verdict`` with the model its server said answered (``detail["served_model"]``), when the
+        answer for ``key`` came with one: results count a judge's verdicts by it."""
+        served_model = self._served.get(key)
+        if served_model is None:
+            return verdict
+        return Verdict(verdict.id, verdict.parsed, verdict.correct, verdict.scorer, {**verdict.detail, "served_model": served_model})
 
     def failed(self) -> None:
         """Count a judge call that failed (it is never stored and never becomes a verdict)."""
@@ -115,9 +129,9 @@ def judge_replies(
             for item in waiting:
                 yield Verdict(item.id, None, None, name, dict(detail))
             continue
-        calls.keep(response.request_id, response.text)
+        calls.keep(response.request_id, response.text, response.served_model)
         for item in waiting:
-            yield verdict(item, response.text)
+            yield calls.served(verdict(item, response.text), response.request_id)
 
 
 def unmatched_excerpt(reply: str) -> str:

@@ -331,7 +331,7 @@ class LLMJudge:
             key = self.calls.key({"prompt": prompt, "max_new_tokens": self.max_new_tokens, "structured": self.structured})
             stored = self.calls.lookup(key, partial(self._matches, item)) if key not in pending else None
             if stored is not None:
-                yield self._verdict(item, stored)
+                yield self.calls.served(self._verdict(item, stored), key)
                 continue
             if key not in pending:
                 labels = tuple(self.prompts.labels_for(item))

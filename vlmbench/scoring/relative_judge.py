@@ -143,7 +143,7 @@ class RelativeJudge:
             key = self.calls.key({"system": SYSTEM, "prompt": prompt, "max_new_tokens": self.max_new_tokens})
             stored = self.calls.lookup(key, lambda text: read_scores(text) is not None) if key not in pending else None
             if stored is not None:
-                yield self._verdict(item, stored)
+                yield self.calls.served(self._verdict(item, stored), key)
                 continue
             if key not in pending:
                 messages = (Message("system", (TextPart(SYSTEM),)), Message("user", (TextPart(prompt),)))

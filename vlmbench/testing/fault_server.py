@@ -78,6 +78,9 @@ class Faults:
     cut_reply: str = "The answer is"  # what a <<length:N>> or <<filtered:N>> reply says before it is cut
     api_key: str | None = None  # when set, any other bearer token gets a 401
     models: tuple[str, ...] | None = None  # when set, any other model gets a 404 model_not_found
+    # The ``model`` every reply names (any JSON value), as an API answering an alias names the dated
+    # version that served it; None: the model the request asked for.
+    served_model: Any = None
     reply: str = "Yes."
     # (substring, reply) pairs: a request whose text contains the substring gets that reply instead
     # of ``reply`` (the first match wins), e.g. to script an LLM judge's verdicts.
@@ -409,24 +412,26 @@ class _Handler(BaseHTTPRequestHandler):
             self.fault_server.free_slot(event)
             self.fault_server.record.timeline.append(Mark("replying", key))
         if outcome == "200":
-            self._send(200, json.dumps(completion(body, key, reply_for(faults, key))))
+            self._send(200, json.dumps(completion(body, key, reply_for(faults, key), served_model=faults.served_model)))
         elif outcome == "slow":
             time.sleep(faults.slow_seconds)
-            self._send(200, json.dumps(completion(body, key, reply_for(faults, key))))
+            self._send(200, json.dumps(completion(body, key, reply_for(faults, key), served_model=faults.served_model)))
         elif outcome == "badjson":
             self._send(200, '{"id": "chatcmpl-x", "choices": [{"message": ')
         elif outcome == "nochoices":
             self._send(200, json.dumps({"id": "chatcmpl-x", "object": "chat.completion"}))
         elif outcome == "emptychoices":
-            self._send(200, json.dumps({**completion(body, key, reply_for(faults, key)), "choices": []}))
+            self._send(200, json.dumps({**completion(body, key, reply_for(faults, key), served_model=faults.served_model), "choices": []}))
         elif outcome in ("empty", "null", "nonstring", "huge"):
             content: Any = {"empty": "", "null": None, "nonstring": 42, "huge": "A" * faults.huge_chars}[outcome]
-            self._send(200, json.dumps(completion(body, key, reply_for(faults, key), content=content)))
+            self._send(200, json.dumps(completion(body, key, reply_for(faults, key), content=content, served_model=faults.served_model)))
         elif outcome in ("length", "filtered"):
             finish_reason = "length" if outcome == "length" else "content_filter"
-            self._send(200, json.dumps(completion(body, key, faults.cut_reply, finish_reason=finish_reason)))
+            self._send(200, json.dumps(completion(body, key, faults.cut_reply, finish_reason=finish_reason, served_model=faults.served_model)))
         elif outcome == "trickle":
-            self._trickle(json.dumps(completion(body, key, reply_for(faults, key))).encode(), faults.trickle_interval, event)
+            self._trickle(
+                json.dumps(completion(body, key, reply_for(faults, key), served_model=faults.served_model)).encode(), faults.trickle_interval, event
+            )
         elif outcome == "noroute":
             self._send(404, json.dumps({"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}}))
         elif outcome == "nomodel":
@@ -506,9 +511,12 @@ def reply_for(faults: Faults, key: str) -> str:
     return next((reply for needle, reply in faults.replies if needle in key), faults.reply)
 
 
-def completion(body: dict[str, Any], key: str, reply: str, content: Any = ..., finish_reason: str = "stop") -> dict[str, Any]:
+def completion(
+    body: dict[str, Any], key: str, reply: str, content: Any = ..., finish_reason: str = "stop", served_model: Any = None
+) -> dict[str, Any]:
     """A chat-completion object answering ``reply`` (or a message ``content`` given as is) that ended
-    with ``finish_reason``; usage counts words, plus 85 tokens an image."""
+    with ``finish_reason``, naming ``served_model`` as its model (None: the requested one); usage counts
+    words, plus 85 tokens an image."""
     prompt_tokens = len(key.split()) + 85 * count_images(body)
     completion_tokens = len(reply.split())
     content = reply if content is ... else content
@@ -516,7 +524,7 @@ def completion(body: dict[str, Any], key: str, reply: str, content: Any = ..., f
         "id": f"chatcmpl-{abs(hash(key)) % 10**12}",
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": body.get("model", "tiny"),
+        "model": body.get("model", "tiny") if served_model is None else served_model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
     }
@@ -534,6 +542,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reply", default="Yes.")
     parser.add_argument("--api_key", default=None, help="answer 401 to any other bearer token")
     parser.add_argument("--models", default=None, help="comma-separated served models; others get 404 model_not_found")
+    parser.add_argument("--served_model", default=None, help="the model every reply names (default: the requested one)")
     args = parser.parse_args(argv)
     server = FaultServer(
         Faults(
@@ -545,6 +554,7 @@ def main(argv: list[str] | None = None) -> None:
             reply=args.reply,
             api_key=args.api_key,
             models=tuple(args.models.split(",")) if args.models else None,
+            served_model=args.served_model,
         )
     ).start(args.port)
     print(server.base_url, flush=True)

@@ -1,0 +1,149 @@
+"""The model a server says answered (an API reply's ``model``) is recorded with every answer, kept in
+the response store, counted in the results for the model and for each model judge, and printed."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import load_results, read_samples, run_dir
+from vlmbench.backend import Response
+from vlmbench.cli import main
+from vlmbench.salvage import salvage
+from vlmbench.store import ResponseStore
+from vlmbench.testing.fault_server import Faults, FaultServer
+
+pytest.importorskip("openai")
+
+TASKS = "alignment-text,perception-text"
+ALIAS, DATED = "bench-model", "bench-model-2026-11-01"
+ANSWERS = {"alignment-text": 30, "perception-text": 6}  # 6 documents: five prompts each, one prompt each
+
+
+def run_openai(capsys: pytest.CaptureFixture[str], server: FaultServer, out: Path, store: Path, tasks: str = TASKS) -> tuple[int, str]:
+    """``vlmbench run`` of the openai backend against ``server``, asking for the model ``ALIAS``; (exit code, stdout)."""
+    args = f"base_url={server.base_url},model={ALIAS},api_key=sk-test"
+    code = main(
+        ["run", "--model", "openai", "--model_args", args, "--tasks", tasks, "--limit", "6", "--store", str(store), "--output_path", str(out)]
+    )
+    return code, capsys.readouterr().out
+
+
+def test_the_served_model_is_recorded_counted_kept_in_the_store_and_printed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "store.sqlite"
+    with FaultServer(Faults(served_model=DATED)) as server:
+        code, out = run_openai(capsys, server, tmp_path / "first", store)
+        assert code == 0
+        # The server now names another model: a re-run takes every answer from the store, with the model that gave it.
+        server.faults = Faults(served_model="bench-model-2027-01-01")
+        sent = len(server.events())
+        assert run_openai(capsys, server, tmp_path / "again", store)[0] == 0
+        assert len(server.events()) == sent
+    results = load_results(tmp_path / "first")
+    for task in TASKS.split(","):
+        records = read_samples(tmp_path / "first", task)
+        assert {r["served_model"] for r in records} == {DATED} and len(records) == ANSWERS[task]
+        assert results["tasks"][task]["served_models"] == {DATED: ANSWERS[task]}
+        assert "served_models" not in results["tasks"][task]["judges"][0]  # rules: no server
+    assert f"served by: {DATED} ({sum(ANSWERS.values())} answers)" in out.splitlines()
+    assert results["model"]["args"]["model"] == ALIAS  # what was asked for stays what the run names
+
+    again = load_results(tmp_path / "again")
+    assert again["tasks"]["alignment-text"]["requests"] == {"sent": 0, "reused": 30}
+    assert again["tasks"]["alignment-text"]["served_models"] == {DATED: 30}
+    assert {r["served_model"] for r in read_samples(tmp_path / "again", "alignment-text")} == {DATED}
+
+
+@pytest.mark.parametrize(
+    ("served", "recorded"),
+    [
+        ("gpt\x1b[31m-4o\n\u202e", "gpt\ufffd[31m-4o\ufffd\ufffd"),  # escapes and bidi controls become U+FFFD, on one line
+        ("m" * 5000, "m" * 197 + "..."),  # at most 200 characters
+        ("  spaced  ", "spaced"),
+        (42, None),  # not text: nothing is recorded
+        ({"name": "x"}, None),
+        ("   ", None),
+    ],
+)
+def test_a_hostile_served_model_is_kept_short_and_inert(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], served: Any, recorded: str | None
+) -> None:
+    with FaultServer(Faults(served_model=served)) as server:
+        code, _ = run_openai(capsys, server, tmp_path / "out", tmp_path / "store.sqlite", tasks="alignment-text")
+    assert code == 0
+    assert {r["served_model"] for r in read_samples(tmp_path / "out", "alignment-text")} == {recorded}
+    entry = load_results(tmp_path / "out")["tasks"]["alignment-text"]
+    assert entry.get("served_models") == ({recorded: 30} if recorded else None)
+
+
+def test_a_model_judges_served_model_is_counted_and_survives_a_rescore_from_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "store.sqlite"
+    with FaultServer(Faults(reply="unsafe", served_model="judge-2026-10-01")) as judge:
+        args = f"backend=openai,model=judge,base_url={judge.base_url}"
+        code = main(
+            ["run", "--model", "random", "--tasks", "alignment-text", "--limit", "6", "--store", str(store),
+             "--judge", "llm-judge,rules", "--judge_args", args, "--output_path", str(tmp_path / "out")]
+        )  # fmt: skip
+        assert code == 0
+        out = capsys.readouterr().out
+        entry = load_results(tmp_path / "out")["tasks"]["alignment-text"]
+        llm, rules = entry["judges"]
+        assert llm["judge"] == "llm-judge" and llm["served_models"] == {"judge-2026-10-01": 30}
+        assert "served_models" not in rules and "served_models" not in entry  # the random baseline has no server
+        assert {r["verdicts"]["llm-judge"]["detail"]["served_model"] for r in read_samples(tmp_path / "out", "alignment-text")} == {
+            "judge-2026-10-01"
+        }
+        assert "llm-judge (v1, judge) served by: judge-2026-10-01 (30 verdicts)" in out.splitlines()
+
+        calls = len(judge.events())
+        assert main(["score", str(run_dir(tmp_path / "out"))]) == 0
+        assert len(judge.events()) == calls  # every verdict from the store
+    again = load_results(tmp_path / "out")["tasks"]["alignment-text"]["judges"][0]
+    assert again["requests"]["sent"] == 0 and again["served_models"] == {"judge-2026-10-01": 30}
+
+
+OLD_SCHEMA = """
+CREATE TABLE responses (key TEXT PRIMARY KEY, backend TEXT NOT NULL, model TEXT NOT NULL, task TEXT NOT NULL,
+    text TEXT NOT NULL, usage TEXT, latency_s REAL, prompt TEXT, created REAL NOT NULL);
+CREATE TABLE claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
+"""
+
+
+def old_store(path: Path) -> Path:
+    """A store as vlmbench wrote it before answers named their served model, holding one answer."""
+    db = sqlite3.connect(path)
+    db.executescript(OLD_SCHEMA)
+    db.execute("INSERT INTO responses VALUES (?, 'openai', '{}', 't', 'Yes.', NULL, 0.1, NULL, 1.0)", ("a" * 64,))
+    db.commit()
+    db.close()
+    return path
+
+
+def test_a_store_written_before_keeps_its_answers_and_gains_the_column(tmp_path: Path) -> None:
+    store = ResponseStore(old_store(tmp_path / "old.sqlite"))
+    assert store.get("a" * 64) == Response("", text="Yes.", latency_s=0.1)
+    assert store.put("b" * 64, backend="openai", model={}, task="t", response=Response("", text="No.", served_model=DATED))
+    assert store.get("b" * 64) == Response("", text="No.", served_model=DATED)
+    store.close()
+    ResponseStore(tmp_path / "old.sqlite").close()  # opened again: the column is there already
+
+    # salvage reads a store of either shape
+    for name, path in (("old", old_store(tmp_path / "older.sqlite")), ("new", tmp_path / "old.sqlite")):
+        report = salvage(path, tmp_path / f"salvaged-{name}.sqlite")
+        assert report.copied == (1 if name == "old" else 2) and report.refused == 0
+    salvaged = ResponseStore(tmp_path / "salvaged-new.sqlite")
+    assert salvaged.get("b" * 64) == Response("", text="No.", served_model=DATED) and salvaged.get("a" * 64) == Response(
+        "", text="Yes.", latency_s=0.1
+    )
+    salvaged.close()
+
+
+def test_results_name_no_served_model_when_no_answer_came_with_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--model", "random", "--tasks", "alignment-text", "--limit", "2", "--no_store", "--output_path", str(tmp_path)]) == 0
+    assert "served by" not in capsys.readouterr().out
+    assert "served_models" not in load_results(tmp_path)["tasks"]["alignment-text"]
+    assert {json.dumps(r["served_model"]) for r in read_samples(tmp_path, "alignment-text")} == {"null"}
