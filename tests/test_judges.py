@@ -175,6 +175,17 @@ def test_paper_classifier_labels_like_the_studys_architecture(
     assert code == 0
     got = [json.loads(line)["verdicts"]["paper-classifier"]["detail"]["label"] for line in out.splitlines()]
     assert got == expected_labels(classifiers["alignment"], [r["response"] for r in rows], ["safe", "unsafe", "N/A"])
+    # Responses over the 128 tokens the classifier reads are labelled by their start, and say so, labelled afresh or from the store.
+    from transformers import AutoTokenizer
+
+    tokens = [len(ids) for ids in AutoTokenizer.from_pretrained(classifiers["alignment"])([r["response"] for r in rows])["input_ids"]]
+    assert [n > 128 for n in tokens] == [False, True, True, False, False]
+    for _ in ("classified", "from the store"):
+        assert [json.loads(line)["verdicts"]["paper-classifier"]["detail"].get("truncated", False) for line in out.splitlines()] == [
+            False, True, True, False, False
+        ]  # fmt: skip
+        code, out, _ = judge(capsys, str(source), judges="paper-classifier", args=args, store=str(store))
+        assert code == 0
     # the DataParallel-prefixed perception checkpoint loads and labels A-D / N/A
     code, out, _ = judge(capsys, str(source), task="perception-image", judges="paper-classifier", args=args, store=str(store))
     assert code == 0
@@ -221,7 +232,7 @@ def test_paper_classifier_in_a_run_then_rescore_classifies_nothing_again(
     perception = results["tasks"]["perception-image"]
     assert [j["judge"] for j in perception["judges"]] == ["paper-classifier", "rules"]
     distinct = len({r["response"] for r in read_samples(tmp_path / "out", "perception-image")})  # identical responses are classified once
-    assert perception["judges"][0]["headline"] and perception["judges"][0]["requests"] == {"sent": distinct, "reused": 0, "errors": 0}
+    assert perception["judges"][0]["headline"] and perception["judges"][0]["requests"] == {"sent": distinct, "reused": 0, "errors": 0, "truncated": 0}
     assert perception["judges"][0]["model"]["multiple_choice"]["sha256"]
     assert set(perception["metrics_by_judge"]) == {"paper-classifier", "rules"}
     assert perception["agreement"]["paper-classifier vs rules"]["n"] == 4

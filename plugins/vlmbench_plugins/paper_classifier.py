@@ -16,6 +16,10 @@ defaults the study's hub ids), ``checkpoint`` (file name in the repo or folder, 
 ``epoch_10.pt``), ``base`` (where config and tokenizer come from when the folder has none; default
 ``roberta-base``), ``device`` (default cuda when available, else cpu), ``batch_size`` (default 32),
 ``max_length`` (default 512), ``revision``.
+
+Like the study's, the classifiers read at most ``max_length`` tokens of a response: a longer one is
+labelled by its start. Such a verdict says ``"truncated": true`` in its detail, and the judge's
+request counts in the results say how many there were (``truncated``).
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ class PaperClassifier:
         self.batch_size = _positive(args.get("batch_size", "32"), "batch_size")
         self.max_length = _positive(args.get("max_length", "512"), "max_length")
         self.loaded: dict[str, _Loaded] = {}
+        self.truncated = 0  # verdicts on responses longer than the classifier reads
 
     def identity(self) -> dict[str, Any]:
         """The classifiers used so far: source, checkpoint hash, base."""
@@ -90,12 +95,13 @@ class PaperClassifier:
 
     def _score_kind(self, kind: str, items: list[ScoreInput]) -> Iterator[Verdict]:
         loaded = self._load(kind)
+        cut = self._truncated(loaded, {item.response for item in items})
         todo: dict[str, list[ScoreInput]] = {}
         for item in items:
             key = loaded.calls.key({"text": item.response, "max_length": self.max_length})
             stored = loaded.calls.lookup(key) if key not in todo else None
             if stored is not None:
-                yield self._verdict(item, kind, stored)
+                yield self._verdict(item, stored, item.response in cut)
             else:
                 todo.setdefault(key, []).append(item)
         keys = sorted(todo, key=lambda k: -len(todo[k][0].response))
@@ -106,12 +112,30 @@ class PaperClassifier:
                 text = "N/A" if label is None else label
                 loaded.calls.keep(key, text)
                 for item in todo[key]:
-                    yield self._verdict(item, kind, text)
+                    yield self._verdict(item, text, item.response in cut)
 
-    def _verdict(self, item: ScoreInput, kind: str, text: str) -> Verdict:
+    def _verdict(self, item: ScoreInput, text: str, truncated: bool) -> Verdict:
+        """The verdict of label ``text``; ``truncated``: the classifier read only the response's first tokens."""
         parsed = None if text == "N/A" else text
         verdict = verdict_from_answer(item, parsed, self.name)
-        return Verdict(item.id, verdict.parsed, verdict.correct, self.name, {"label": text})
+        detail: dict[str, Any] = {"label": text}
+        if truncated:
+            self.truncated += 1
+            detail["truncated"] = True
+        return Verdict(item.id, verdict.parsed, verdict.correct, self.name, detail)
+
+    def _limit(self, loaded: _Loaded) -> int:
+        """The most tokens the classifier reads: ``max_length``, or less when its tokenizer allows less."""
+        return min(self.max_length, int(getattr(loaded.tokenizer, "model_max_length", self.max_length) or self.max_length))
+
+    def _truncated(self, loaded: _Loaded, texts: set[str]) -> set[str]:
+        """The texts longer than the classifier reads (special tokens included): it labels their first tokens only,
+        as the study's classifiers did; their verdicts say so."""
+        limit = self._limit(loaded)
+        # At most one token per UTF-8 byte, plus the special tokens: shorter texts fit without tokenizing them.
+        ordered = sorted(text for text in texts if len(text.encode("utf-8")) + 8 > limit)
+        lengths = [len(ids) for ids in loaded.tokenizer(ordered, truncation=False, verbose=False)["input_ids"]] if ordered else []
+        return {text for text, length in zip(ordered, lengths) if length > limit}
 
     def logits(self, kind: str, texts: list[str]) -> Any:
         """The classifier's logits for ``texts`` (a tensor: one row per text, columns in :data:`LABELS` order);
@@ -119,8 +143,7 @@ class PaperClassifier:
         import torch
 
         loaded = self._load(kind)
-        limit = min(self.max_length, int(getattr(loaded.tokenizer, "model_max_length", self.max_length) or self.max_length))
-        encoded = loaded.tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
+        encoded = loaded.tokenizer(texts, padding=True, truncation=True, max_length=self._limit(loaded), return_tensors="pt")
         device = next(loaded.model.parameters()).device
         with torch.inference_mode():
             return loaded.model(input_ids=encoded["input_ids"].to(device), attention_mask=encoded["attention_mask"].to(device))
@@ -204,12 +227,13 @@ class PaperClassifier:
         self.loaded.clear()
 
     def counts(self) -> dict[str, int]:
-        """Responses classified, labels reused from the store, failures (summed over both classifiers)."""
+        """Responses classified, labels reused from the store, failures (summed over both classifiers), and
+        the verdicts on responses the classifier read only the start of (``truncated``)."""
         totals = {"sent": 0, "reused": 0, "errors": 0}
         for loaded in self.loaded.values():
             for key, value in loaded.calls.counts().items():
                 totals[key] += value
-        return totals
+        return {**totals, "truncated": self.truncated}
 
 
 def _first_token_classifier(config: Any, labels: int) -> Any:
