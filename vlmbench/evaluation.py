@@ -137,8 +137,9 @@ def evaluate(config: EvalConfig) -> RunResult:
     try:
         named = backend_identity(backend, config.model, model_args)
         identity = redact_identity(named)
+        versions = provenance()
         if config.use_store and backend_cacheable(backend):
-            store = ResponseStore(Path(config.store) if config.store else default_store_path())
+            store = ResponseStore(Path(config.store) if config.store else default_store_path(), provenance=versions)
         judging = _judging(config, store.path if store else None)
         label = config.model + ("_" + (model_args.get("pretrained") or model_args.get("model") or "") if model_args else "")
         run_dir = Path(group.share(str(new_run_dir(Path(config.output_path) / slug(label))) if group.is_main else None))
@@ -176,7 +177,7 @@ def evaluate(config: EvalConfig) -> RunResult:
                 "judge_args": redact_args(judging.args),
                 "judge_store": str(judging.options.store) if judging.options.store else None,
             },
-            "provenance": provenance(),
+            "provenance": versions,
             "tasks": {},
             "complete": False,
         }
@@ -206,10 +207,12 @@ def evaluate(config: EvalConfig) -> RunResult:
         if group.is_main:
             write_json(run_dir / MANIFEST, manifest)  # from the start: a run killed in its first task is a partial run folder
             progress_log.info("%s", request_plan(tasks, [len(samples) for samples, _ in prepared], config.limit))
+        predictions = []
         for position, task in enumerate(tasks):
             name = f"{task.name}.jsonl" if group.world == 1 else f"{task.name}.rank{group.rank}.jsonl"
             ready, prepared[position] = prepared[position], ([], None)  # its data is let go once answered (memory maps too)
             prediction = predict_task(task, ctx, run_dir / "samples" / name, ready)
+            predictions.append(prediction)
             del ready
             group.wait()
             if group.is_main:
@@ -219,6 +222,8 @@ def evaluate(config: EvalConfig) -> RunResult:
                 write_json(run_dir / MANIFEST, manifest)
         if errors := backend_error_summary(backend):
             manifest["errors"] = errors
+        if group.is_main and store is not None and (reused_from := _reused_provenance(predictions, store)):
+            manifest["reused_provenance"] = reused_from
     finally:
         close_backend(backend)
         if store is not None:  # now, not whenever it is collected: its write-ahead log is folded back into the file
@@ -372,6 +377,14 @@ def _version() -> str:
     return vlmbench.__version__
 
 
+def _reused_provenance(predictions: Sequence[Any], store: Any) -> dict[str, Any]:
+    """The provenance (versions) of the runs that produced the answers this run reused, by the digest
+    their records name (``produced_with``); None for a digest the store does not know."""
+    digests = sorted({digest for prediction in predictions for digest in prediction.reused_from})
+    known = store.provenance_of(digests)
+    return {digest: known.get(digest) for digest in digests}
+
+
 def _merge_shards(prediction: Any, samples_dir: Path, world: int) -> None:
     """Concatenate the per-process sample files of a task into one, and count every process's requests."""
     import json
@@ -381,6 +394,7 @@ def _merge_shards(prediction: Any, samples_dir: Path, world: int) -> None:
     target = samples_dir / f"{prediction.task.name}.jsonl"
     prediction.sent = prediction.reused = 0
     prediction.usage = {}
+    prediction.reused_from = set()
     with open(target, "w", encoding="utf-8") as out:
         for rank in range(world):
             shard = samples_dir / f"{prediction.task.name}.rank{rank}.jsonl"
@@ -388,6 +402,8 @@ def _merge_shards(prediction: Any, samples_dir: Path, world: int) -> None:
             out.write(text)
             for record in map(json.loads, jsonl_lines(text)):
                 prediction.reused += record["reused"]
+                if record["reused"] and isinstance(record.get("produced_with"), str):
+                    prediction.reused_from.add(record["produced_with"])
                 prediction.sent += not record["reused"] and record["error"] is None  # as one process counts: answers received
                 for name, value in (record["usage"] or {}).items() if not record["reused"] else ():
                     prediction.usage[name] = prediction.usage.get(name, 0) + int(value)

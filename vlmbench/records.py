@@ -44,6 +44,7 @@ class _SampleFields(TypedDict):
     usage: dict[str, int] | None
     latency_s: float | None
     served_model: str | None
+    produced_with: str | None
     model_prompt: str | None
     key: str | None
     parsed: str | None
@@ -116,6 +117,7 @@ class RunManifest(TypedDict, total=False):
     complete: bool
     seconds: float
     errors: dict[str, dict[str, int]]  # the backend's failed requests and attempts by error class, when any failed
+    reused_provenance: dict[str, dict[str, Any] | None]  # the versions that produced reused answers, by digest, when any were reused
 
 
 class TaskResults(TypedDict, total=False):
@@ -141,10 +143,12 @@ class TaskResults(TypedDict, total=False):
     judges: list[dict[str, Any]]
     metrics_by_judge: dict[str, Any]
     agreement: dict[str, Any]
+    served_models: dict[str, int]
+    reused_from: dict[str, int]
 
 
-class Results(TypedDict):
-    """``results.json``."""
+class _ResultsFields(TypedDict):
+    """The fields every ``results.json`` has (see :class:`Results`)."""
 
     schema_version: int
     vlmbench_version: str
@@ -159,6 +163,12 @@ class Results(TypedDict):
     seconds: float
 
 
+class Results(_ResultsFields, total=False):
+    """``results.json``: ``reused_provenance`` as in the run's manifest, when it reused answers."""
+
+    reused_provenance: dict[str, dict[str, Any] | None]
+
+
 def image_ref(sample: Sample, image_sha256: str | None) -> ImageRef | None:
     """The image reference of a sample's record."""
     if sample.image is None:
@@ -169,9 +179,20 @@ def image_ref(sample: Sample, image_sha256: str | None) -> ImageRef | None:
 
 
 def new_record(
-    task: str, index: int, sample: Sample, image_sha256: str | None, response: Response, reused: bool = False, key: str | None = None
+    task: str,
+    index: int,
+    sample: Sample,
+    image_sha256: str | None,
+    response: Response,
+    reused: bool = False,
+    key: str | None = None,
+    produced_with: str | None = None,
 ) -> SampleRecord:
-    """The sample record of ``sample`` answered by ``response``; its verdict is filled in by scoring."""
+    """The sample record of ``sample`` answered by ``response``; its verdict is filled in by scoring.
+
+    ``produced_with``: for a reused answer, the digest of the provenance of the run that produced it
+    (see :class:`~vlmbench.store.StoredResponse`); None for an answer of this run, or one stored before
+    vlmbench kept it."""
     return {
         "task": task,
         "index": index,
@@ -188,6 +209,7 @@ def new_record(
         "usage": response.usage,
         "latency_s": response.latency_s,
         "served_model": response.served_model,
+        "produced_with": produced_with if reused else None,
         "model_prompt": response.prompt,
         "key": key,
         "parsed": None,

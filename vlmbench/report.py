@@ -111,6 +111,7 @@ def summary_table(results: Mapping[str, Any]) -> str:
         parts.append(_table(prompts, ["task", "metric", "per prompt (in the task's order)", "min-max", "sd"]))
     parts.extend(judges_tables(results))
     parts.extend(served_lines(results))
+    parts.extend(reuse_lines(results))
     notes = sorted({f"{d['path']}: {d['note']}" if d.get("note") else d["path"] for entry in results["tasks"].values() for d in entry["datasets"]})
     parts.append("data: " + "; ".join(notes))
     return "\n\n".join(parts)
@@ -134,6 +135,34 @@ def served_lines(results: Mapping[str, Any]) -> list[str]:
     lines = [f"served by: {_served(model, 'answers')}"] if model else []
     lines += [f"{label} served by: {_served(counts, 'verdicts')}" for label, counts in sorted(judges.items()) if counts]
     return lines
+
+
+def reuse_lines(results: Mapping[str, Any]) -> list[str]:
+    """How many reused answers other versions produced than this run's (``provenance``), and what differed."""
+    current = results.get("provenance") or {}
+    others = {d: p for d, p in (results.get("reused_provenance") or {}).items() if p != current}
+    counts: Counter[str] = Counter()
+    for entry in results["tasks"].values():
+        counts.update({d: n for d, n in (entry.get("reused_from") or {}).items() if d in others or d == "unknown"})
+    if not counts:
+        return []
+    changes = sorted({change for d in others if isinstance(others[d], Mapping) for change in _changes(others[d], current)})
+    unknown = counts.pop("unknown", 0)
+    parts = []
+    if counts:
+        shown = ", ".join(changes[:4]) + (f" and {len(changes) - 4} more" if len(changes) > 4 else "")
+        parts.append(f"{sum(counts.values()):,} were produced with other versions than this run's ({shown or 'not known to the store'})")
+    if unknown:
+        parts.append(f"{unknown:,} were stored before vlmbench kept versions")
+    see = "see reused_provenance in results.json; " if counts else ""
+    return ["reused answers: " + "; ".join(parts) + f" ({see}`vlmbench cache clear --model NAME` lets them be asked again)"]
+
+
+def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """``name old -> new`` for each package, Python or commit that differs between two provenances."""
+    before = {**(old.get("packages") or {}), "python": old.get("python"), "commit": str(old.get("git_commit") or "")[:10] or None}
+    after = {**(new.get("packages") or {}), "python": new.get("python"), "commit": str(new.get("git_commit") or "")[:10] or None}
+    return [f"{name} {before.get(name)} -> {after.get(name)}" for name in sorted({*before, *after}) if before.get(name) != after.get(name)]
 
 
 def _served(counts: Mapping[str, int], what: str) -> str:

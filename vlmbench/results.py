@@ -260,6 +260,8 @@ def score_run(run_dir: Path, judging: JudgeConfig | None = None) -> Results:
         "modality_gaps": modality_gaps(gap_inputs, categories),
         "seconds": manifest.get("seconds", 0.0),
     }
+    if "reused_provenance" in manifest:
+        results["reused_provenance"] = manifest["reused_provenance"]
     validate_results(dict(results))
     write_json(run_dir / RESULTS, results)
     return results

@@ -32,7 +32,7 @@ from vlmbench.samples import Sample, build_samples
 
 if TYPE_CHECKING:
     from PIL import Image
-from vlmbench.store import RequestKeys, ResponseStore, is_deterministic
+from vlmbench.store import RequestKeys, ResponseStore, StoredResponse, is_deterministic
 from vlmbench.taskconfig import TaskConfig
 
 STORE_BATCH = 500
@@ -68,6 +68,7 @@ class TaskPrediction:
     reused: int = 0
     seconds: float = 0.0
     usage: dict[str, int] = field(default_factory=dict)
+    reused_from: set[str] = field(default_factory=set)  # the provenance digests that reused answers name
 
 
 def load_task_docs(task: TaskConfig, loaded: Loaded | None = None) -> tuple[DocTable, ConceptCatalog | None]:
@@ -240,8 +241,14 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
                 handed.add(key)
                 stored.request_id = sample.id
                 # No flush per record: the store holds these answers already; the batch is flushed at its end.
-                _write(out, new_record(task.name, index, sample, image_sha, stored, reused=True, key=key), flush=False)
+                _write(
+                    out,
+                    new_record(task.name, index, sample, image_sha, stored, reused=True, key=key, produced_with=stored.produced_with),
+                    flush=False,
+                )
                 prediction.reused += 1
+                if stored.produced_with:
+                    prediction.reused_from.add(stored.produced_with)
             _write(out, None)
         del keyed
         table.save_hashes()  # every image of this shard is hashed by now: the next run reads the hashes
@@ -260,10 +267,13 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
             items = [Item(sample_id, entry[3], entry) for sample_id, entry in pending.items()]
             for outcome, item, response in dispatch(ctx.backend, items, build, ctx.store if reusable else None):
                 index, sample, image_sha, key = item.data
-                if outcome == "reused":  # another run on the store answered it meanwhile
+                if outcome == "reused":  # another run on the store answered it meanwhile, or this run did (a copy)
                     response.request_id = sample.id
-                    _write(out, new_record(task.name, index, sample, image_sha, response, reused=True, key=key))
+                    made_by = response.produced_with if isinstance(response, StoredResponse) else ctx.store.produced_with if ctx.store else None
+                    _write(out, new_record(task.name, index, sample, image_sha, response, reused=True, key=key, produced_with=made_by))
                     prediction.reused += 1
+                    if made_by:
+                        prediction.reused_from.add(made_by)
                     progress.update()
                     continue
                 if outcome == "answer" and ctx.store is not None and key is not None:

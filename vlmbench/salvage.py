@@ -27,8 +27,9 @@ from typing import Any
 from vlmbench.errors import UserError
 from vlmbench.store import ResponseStore
 
-COLUMNS = ("key", "backend", "model", "task", "text", "usage", "latency_s", "prompt", "created", "served_model")
-OPTIONAL = frozenset({"served_model"})  # added later: a store written before lacks it
+COLUMNS = ("key", "backend", "model", "task", "text", "usage", "latency_s", "prompt", "created", "served_model", "produced_with")
+OPTIONAL = frozenset({"served_model", "produced_with"})  # added later: a store written before lacks them
+_DIGEST = re.compile(r"[0-9a-f]{16}")
 _KEY = re.compile(r"[0-9a-f]{64}")
 _MAX_ROWID = 2**62
 
@@ -106,6 +107,8 @@ def _copy_rows(damaged: Path, fresh: Path) -> tuple[int, int, int]:
                 copied += 1
             else:
                 refused += 1
+        for digest, text in reader.provenance():
+            out.execute("INSERT OR IGNORE INTO provenance (digest, provenance) VALUES (?, ?)", (digest, text))
         out.execute("COMMIT")
     except sqlite3.Error as exc:
         raise UserError(f"cache salvage: cannot write the new store ({exc}); free disk space and try again") from None
@@ -147,6 +150,18 @@ class _Reader:
                 start = row[0] + 1
         finally:
             db.close()
+
+    def provenance(self) -> list[tuple[str, str]]:
+        """The readable, well-formed rows of the ``provenance`` table (none when it is missing or damaged)."""
+        try:
+            db = sqlite3.connect(self.path)
+            try:
+                rows = db.execute("SELECT digest, provenance FROM provenance").fetchall()
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return []
+        return [(d, t) for d, t in rows if isinstance(d, str) and _DIGEST.fullmatch(d) and isinstance(t, str) and _json_object(t)]
 
     def _scan(self, db: sqlite3.Connection, start: int) -> Generator[tuple[Any, ...], None, int | None]:
         """Yield rows with rowid >= ``start`` until the end (returns None) or a damaged page
@@ -196,10 +211,19 @@ def _columns(db: sqlite3.Connection) -> set[str]:
         return set()
 
 
+def _json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
+
+
 def _well_formed(row: tuple[Any, ...]) -> bool:
     """A row that can only have been written by the store: checked field by field."""
-    key, backend, model, task, text, usage, latency_s, _prompt, created, served_model = row
+    key, backend, model, task, text, usage, latency_s, _prompt, created, served_model, produced_with = row
     if served_model is not None and not isinstance(served_model, str):
+        return False
+    if produced_with is not None and not (isinstance(produced_with, str) and _DIGEST.fullmatch(produced_with)):
         return False
     if not (isinstance(key, str) and _KEY.fullmatch(key) and isinstance(backend, str) and isinstance(task, str)):
         return False

@@ -27,7 +27,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,16 +50,21 @@ CREATE TABLE IF NOT EXISTS responses (
     latency_s REAL,
     prompt TEXT,
     created REAL NOT NULL,
-    served_model TEXT
+    served_model TEXT,
+    produced_with TEXT
 );
 CREATE INDEX IF NOT EXISTS responses_model ON responses (backend, model);
+CREATE TABLE IF NOT EXISTS provenance (
+    digest TEXT PRIMARY KEY,
+    provenance TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS claims (
     key TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
     expires REAL NOT NULL
 );
 """
-_ADDED_COLUMNS = (("served_model", "TEXT"),)  # columns that stores written before them lack
+_ADDED_COLUMNS = (("served_model", "TEXT"), ("produced_with", "TEXT"))  # columns that stores written before them lack
 _KEYS_PER_QUERY = 500  # under SQLite's oldest limit of 999 parameters per statement
 BUSY_TIMEOUT_S = 60
 # SQLite's primary result codes (the low byte of an extended code).
@@ -156,10 +161,15 @@ class ResponseStore:
     Safe to use from several threads (one lock serialises this connection) and processes.
     """
 
-    def __init__(self, path: Path, claim_ttl: float = CLAIM_TTL_S) -> None:
+    def __init__(self, path: Path, claim_ttl: float = CLAIM_TTL_S, provenance: Mapping[str, Any] | None = None) -> None:
+        """``provenance``: the versions of the run that stores answers (see :func:`vlmbench.results.provenance`),
+        kept once per store and named by each answer it stores; None: its answers name none."""
         self.path = Path(path)
         self.owner = new_owner()
         self.claim_ttl = claim_ttl
+        self.provenance = dict(provenance) if provenance is not None else None
+        self.produced_with = provenance_digest(provenance) if provenance is not None else None  # the digest its answers name
+        self._provenance_kept = False
         self._lock = threading.RLock()
         self._heartbeat: Heartbeat | None = None
         if self.path.is_dir():
@@ -189,19 +199,21 @@ class ResponseStore:
 
     # -- answers --
 
-    def get(self, key: str) -> Response | None:
+    def get(self, key: str) -> StoredResponse | None:
         """The stored response for ``key``, if any (its request id is filled in by the caller)."""
         return self.get_many([key]).get(key)
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, Response]:
+    def get_many(self, keys: Sequence[str]) -> dict[str, StoredResponse]:
         """The stored responses of those ``keys`` that have one (a few queries, not one per key)."""
-        found: dict[str, Response] = {}
+        found: dict[str, StoredResponse] = {}
         unique = list(dict.fromkeys(keys))
         with self._sql("read it") as db:
             for start in range(0, len(unique), _KEYS_PER_QUERY):
                 chunk = unique[start : start + _KEYS_PER_QUERY]
                 marks = ",".join("?" * len(chunk))
-                for row in db.execute(f"SELECT key, text, usage, latency_s, prompt, served_model FROM responses WHERE key IN ({marks})", chunk):
+                for row in db.execute(
+                    f"SELECT key, text, usage, latency_s, prompt, served_model, produced_with FROM responses WHERE key IN ({marks})", chunk
+                ):
                     found[row[0]] = _response(row[1:])
         return found
 
@@ -216,8 +228,8 @@ class ResponseStore:
             return False
         with self._transaction("write a response to it") as db:
             db.execute(
-                "INSERT OR IGNORE INTO responses (key, backend, model, task, text, usage, latency_s, prompt, created, served_model) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO responses (key, backend, model, task, text, usage, latency_s, prompt, created, served_model, produced_with) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     backend,
@@ -229,10 +241,36 @@ class ResponseStore:
                     response.prompt,
                     time.time(),
                     response.served_model,
+                    self._produced_with(db),
                 ),
             )
             db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner))
+        self._provenance_kept = self.provenance is not None  # committed with the answer
         return True
+
+    def _produced_with(self, db: sqlite3.Connection) -> str | None:
+        """This store's provenance digest; its provenance is written with the first answer (in that answer's transaction)."""
+        if self.provenance is not None and not self._provenance_kept:
+            text = json.dumps(self.provenance, sort_keys=True, ensure_ascii=False)
+            db.execute("INSERT OR IGNORE INTO provenance (digest, provenance) VALUES (?, ?)", (self.produced_with, text))
+        return self.produced_with
+
+    def provenance_of(self, digests: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The provenance each digest names (digests the store does not know are left out)."""
+        wanted = sorted(set(digests))
+        found: dict[str, dict[str, Any]] = {}
+        with self._sql("read it") as db:
+            for start in range(0, len(wanted), _KEYS_PER_QUERY):
+                chunk = wanted[start : start + _KEYS_PER_QUERY]
+                marks = ",".join("?" * len(chunk))
+                for digest, text in db.execute(f"SELECT digest, provenance FROM provenance WHERE digest IN ({marks})", chunk):
+                    try:
+                        value = json.loads(text)
+                    except ValueError:
+                        continue
+                    if isinstance(value, dict):
+                        found[digest] = value
+        return found
 
     # -- claims: concurrent runs share the work --
 
@@ -244,7 +282,7 @@ class ResponseStore:
         if seen.outcome != "claimed":
             return seen
         with self._transaction("claim a request in it") as db:
-            row = db.execute("SELECT text, usage, latency_s, prompt, served_model FROM responses WHERE key = ?", (key,)).fetchone()
+            row = db.execute("SELECT text, usage, latency_s, prompt, served_model, produced_with FROM responses WHERE key = ?", (key,)).fetchone()
             if row is not None:
                 return Claim("stored", _response(row))
             held = db.execute("SELECT owner, expires FROM claims WHERE key = ?", (key,)).fetchone()
@@ -259,7 +297,7 @@ class ResponseStore:
     def _peek(self, key: str) -> Claim:
         """What :meth:`claim` would find, read without taking the write lock (``claimed``: it looks free)."""
         with self._sql("read it") as db:
-            row = db.execute("SELECT text, usage, latency_s, prompt, served_model FROM responses WHERE key = ?", (key,)).fetchone()
+            row = db.execute("SELECT text, usage, latency_s, prompt, served_model, produced_with FROM responses WHERE key = ?", (key,)).fetchone()
             held = None if row is not None else db.execute("SELECT owner, expires FROM claims WHERE key = ?", (key,)).fetchone()
         if row is not None:
             return Claim("stored", _response(row))
@@ -362,9 +400,23 @@ class ResponseStore:
         return UserError(f"{where}: cannot {doing} ({text}); pass --store another file")
 
 
-def _response(row: tuple[Any, ...]) -> Response:
-    """A stored answer from its row: text, usage, latency_s, prompt, served_model."""
-    return Response(request_id="", text=row[0], usage=json.loads(row[1]) if row[1] else None, latency_s=row[2], prompt=row[3], served_model=row[4])
+@dataclass
+class StoredResponse(Response):
+    """An answer read from the store. ``produced_with``: the digest of the provenance (versions) of the
+    run that produced it (:meth:`ResponseStore.provenance_of`); None for answers stored before vlmbench kept it."""
+
+    produced_with: str | None = None
+
+
+def provenance_digest(provenance: Mapping[str, Any]) -> str:
+    """A short name for a run's provenance, as the store keeps it with each answer."""
+    return hashlib.sha256(json.dumps(provenance, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def _response(row: tuple[Any, ...]) -> StoredResponse:
+    """A stored answer from its row: text, usage, latency_s, prompt, served_model, produced_with."""
+    usage = json.loads(row[1]) if row[1] else None
+    return StoredResponse(request_id="", text=row[0], usage=usage, latency_s=row[2], prompt=row[3], served_model=row[4], produced_with=row[5])
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:

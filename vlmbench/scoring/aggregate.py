@@ -53,7 +53,7 @@ class ScoringPlan:
 
 # Every field :func:`score_records` may return (``leaderboard verify`` tells them from the copied ones by this).
 SCORED_FIELDS = frozenset(
-    {"metrics", "by_category", "by_concept", "judges", "by_prompt", "prompt_spread", "metrics_by_judge", "agreement", "served_models"}
+    {"metrics", "by_category", "by_concept", "judges", "by_prompt", "prompt_spread", "metrics_by_judge", "agreement", "served_models", "reused_from"}
 )
 
 
@@ -74,8 +74,10 @@ def score_records(
     every judge's. The result has ``metrics`` overall, ``by_category`` and ``by_concept`` (per
     cluster) from the headline judge, ``judges`` (each judge's identity), with several prompts
     ``by_prompt`` (keyed by the prompt's index in ``prompts``) and ``prompt_spread``, and with
-    several judges ``metrics_by_judge`` and ``agreement``, and ``served_models`` (answers by the model a
-    server said answered, when any answer names one; a judge entry has its own). ``recorded``: verdicts already made (headline first),
+    several judges ``metrics_by_judge`` and ``agreement``, ``served_models`` (answers by the model a
+    server said answered, when any answer names one; a judge entry has its own) and ``reused_from``
+    (reused answers by the provenance digest of the run that produced them, ``unknown`` where the store
+    did not keep it). ``recorded``: verdicts already made (headline first),
     used instead of running the plan's judges (``leaderboard verify`` recomputes a model judge's
     numbers from the verdicts a submission recorded).
     """
@@ -110,9 +112,13 @@ def score_records(
         "by_concept": breakdown(view, lambda s: s.cluster, metrics) if has_clusters else {},
         "judges": [_judge_entry(o, o is headline) for o in outcomes],
     }
-    served = served_counts(r.get("served_model") for r in answered)
+    served = count_names(r.get("served_model") for r in answered)
     if served:
         result["served_models"] = served
+    # Records written before vlmbench kept provenance have no produced_with field: nothing is known of them.
+    reused_from = count_names(r.get("produced_with") or "unknown" for r in records if r.get("reused") and "produced_with" in r)
+    if reused_from:
+        result["reused_from"] = reused_from
     if len({s.variant for s in view}) > 1:
         result["by_prompt"] = breakdown(view, lambda s: str(s.variant), metrics)
         result["prompt_spread"] = prompt_spread(result["by_prompt"])
@@ -123,8 +129,8 @@ def score_records(
     return result
 
 
-def served_counts(names: Iterable[Any]) -> dict[str, int]:
-    """How many answers each served model gave (names that are not text are left out), by name."""
+def count_names(names: Iterable[Any]) -> dict[str, int]:
+    """How many times each name occurs (e.g. answers by served model; names that are not text are left out), by name."""
     counts = Counter(name for name in names if isinstance(name, str) and name)
     return dict(sorted(counts.items()))
 
@@ -135,7 +141,7 @@ def _judge_entry(outcome: JudgeOutcome, headline: bool) -> dict[str, Any]:
     entry: dict[str, Any] = {**outcome.identity, "judge": outcome.name, "headline": headline}
     if outcome.requests:
         entry["requests"] = outcome.requests
-    served = served_counts(v.detail.get("served_model") for v in outcome.verdicts.values())
+    served = count_names(v.detail.get("served_model") for v in outcome.verdicts.values())
     if served:
         entry["served_models"] = served
     return entry

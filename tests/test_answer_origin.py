@@ -1,9 +1,12 @@
-"""The model a server says answered (an API reply's ``model``) is recorded with every answer, kept in
-the response store, counted in the results for the model and for each model judge, and printed."""
+"""What produced each answer. The model a server says answered (an API reply's ``model``) is recorded
+with every answer, kept in the response store, counted in the results for the model and for each model
+judge, and printed. A reused answer names the versions of the run that produced it (``produced_with``),
+and the results list those versions beside the run's own."""
 
 from __future__ import annotations
 
 import json
+import platform
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,7 @@ from tests.conftest import load_results, read_samples, run_dir
 from vlmbench.backend import Response
 from vlmbench.cli import main
 from vlmbench.salvage import salvage
-from vlmbench.store import ResponseStore
+from vlmbench.store import ResponseStore, StoredResponse
 from vlmbench.testing.fault_server import Faults, FaultServer
 
 pytest.importorskip("openai")
@@ -124,10 +127,11 @@ def old_store(path: Path) -> Path:
 
 
 def test_a_store_written_before_keeps_its_answers_and_gains_the_column(tmp_path: Path) -> None:
-    store = ResponseStore(old_store(tmp_path / "old.sqlite"))
-    assert store.get("a" * 64) == Response("", text="Yes.", latency_s=0.1)
+    store = ResponseStore(old_store(tmp_path / "old.sqlite"), provenance={"python": "3.11"})
+    assert store.get("a" * 64) == StoredResponse("", text="Yes.", latency_s=0.1)  # produced with versions nobody kept
     assert store.put("b" * 64, backend="openai", model={}, task="t", response=Response("", text="No.", served_model=DATED))
-    assert store.get("b" * 64) == Response("", text="No.", served_model=DATED)
+    assert store.get("b" * 64) == StoredResponse("", text="No.", served_model=DATED, produced_with=store.produced_with)
+    assert store.provenance_of([str(store.produced_with), "0" * 16]) == {store.produced_with: {"python": "3.11"}}
     store.close()
     ResponseStore(tmp_path / "old.sqlite").close()  # opened again: the column is there already
 
@@ -136,9 +140,9 @@ def test_a_store_written_before_keeps_its_answers_and_gains_the_column(tmp_path:
         report = salvage(path, tmp_path / f"salvaged-{name}.sqlite")
         assert report.copied == (1 if name == "old" else 2) and report.refused == 0
     salvaged = ResponseStore(tmp_path / "salvaged-new.sqlite")
-    assert salvaged.get("b" * 64) == Response("", text="No.", served_model=DATED) and salvaged.get("a" * 64) == Response(
-        "", text="Yes.", latency_s=0.1
-    )
+    assert salvaged.get("b" * 64) == StoredResponse("", text="No.", served_model=DATED, produced_with=store.produced_with)
+    assert salvaged.get("a" * 64) == StoredResponse("", text="Yes.", latency_s=0.1)
+    assert salvaged.provenance_of([str(store.produced_with)]) == {store.produced_with: {"python": "3.11"}}
     salvaged.close()
 
 
@@ -147,3 +151,46 @@ def test_results_name_no_served_model_when_no_answer_came_with_one(tmp_path: Pat
     assert "served by" not in capsys.readouterr().out
     assert "served_models" not in load_results(tmp_path)["tasks"]["alignment-text"]
     assert {json.dumps(r["served_model"]) for r in read_samples(tmp_path, "alignment-text")} == {"null"}
+
+
+def test_a_reused_answer_names_the_versions_that_produced_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "store.sqlite"
+    reused = sum(ANSWERS.values())
+    with FaultServer() as server:
+        assert run_openai(capsys, server, tmp_path / "first", store)[0] == 0
+        first = load_results(tmp_path / "first")
+        assert "reused_provenance" not in first and all("reused_from" not in t for t in first["tasks"].values())
+        assert {r["produced_with"] for r in read_samples(tmp_path / "first", "alignment-text")} == {None}  # this run's own
+
+        code, out = run_openai(capsys, server, tmp_path / "same", store)
+        assert code == 0 and "reused answers" not in out
+        same = load_results(tmp_path / "same")
+        (digest,) = same["reused_provenance"]
+        assert same["reused_provenance"] == {digest: same["provenance"]} and len(digest) == 16
+        assert {task: entry["reused_from"] for task, entry in same["tasks"].items()} == {task: {digest: n} for task, n in ANSWERS.items()}
+        assert {r["produced_with"] for r in read_samples(tmp_path / "same", "perception-text")} == {digest}
+
+        # The answers were produced under another Python (as a store written by another environment holds them).
+        older = {**same["provenance"], "python": "2.7.18"}
+        with sqlite3.connect(store) as db:
+            db.execute("UPDATE provenance SET provenance = ? WHERE digest = ?", (json.dumps(older), digest))
+        code, out = run_openai(capsys, server, tmp_path / "other", store)
+        assert code == 0
+        other = load_results(tmp_path / "other")
+        assert other["reused_provenance"] == {digest: older} and other["provenance"] == same["provenance"]
+        assert (
+            f"reused answers: {reused} were produced with other versions than this run's (python 2.7.18 -> {platform.python_version()}) "
+            "(see reused_provenance in results.json; `vlmbench cache clear --model NAME` lets them be asked again)"
+        ) in out.splitlines()
+
+        # Answers stored before vlmbench kept versions.
+        with sqlite3.connect(store) as db:
+            db.execute("UPDATE responses SET produced_with = NULL")
+        code, out = run_openai(capsys, server, tmp_path / "unknown", store)
+        assert code == 0 and len(server.events()) == reused  # every run after the first reused every answer
+    unknown = load_results(tmp_path / "unknown")
+    assert "reused_provenance" not in unknown
+    assert {task: entry["reused_from"] for task, entry in unknown["tasks"].items()} == {task: {"unknown": n} for task, n in ANSWERS.items()}
+    assert (
+        f"reused answers: {reused} were stored before vlmbench kept versions (`vlmbench cache clear --model NAME` lets them be asked again)"
+    ) in out.splitlines()
