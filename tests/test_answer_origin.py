@@ -17,7 +17,7 @@ from tests.conftest import load_results, read_samples, run_dir
 from vlmbench.backend import Response
 from vlmbench.cli import main
 from vlmbench.salvage import salvage
-from vlmbench.store import ResponseStore, StoredResponse
+from vlmbench.store import ResponseStore, StoredResponse, provenance_digest
 from vlmbench.testing.fault_server import Faults, FaultServer
 
 pytest.importorskip("openai")
@@ -153,6 +153,15 @@ def test_results_name_no_served_model_when_no_answer_came_with_one(tmp_path: Pat
     assert {json.dumps(r["served_model"]) for r in read_samples(tmp_path, "alignment-text")} == {"null"}
 
 
+def produced_by(store: Path, provenance: dict[str, Any]) -> str:
+    """Make every answer in ``store`` name ``provenance`` as the one that produced it (as another environment's run would); its digest."""
+    digest = provenance_digest(provenance)
+    with sqlite3.connect(store) as db:
+        db.execute("INSERT OR REPLACE INTO provenance (digest, provenance) VALUES (?, ?)", (digest, json.dumps(provenance)))
+        db.execute("UPDATE responses SET produced_with = ?", (digest,))
+    return digest
+
+
 def test_a_reused_answer_names_the_versions_that_produced_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     store = tmp_path / "store.sqlite"
     reused = sum(ANSWERS.values())
@@ -172,12 +181,11 @@ def test_a_reused_answer_names_the_versions_that_produced_it(tmp_path: Path, cap
 
         # The answers were produced under another Python (as a store written by another environment holds them).
         older = {**same["provenance"], "python": "2.7.18"}
-        with sqlite3.connect(store) as db:
-            db.execute("UPDATE provenance SET provenance = ? WHERE digest = ?", (json.dumps(older), digest))
+        produced_by(store, older)
         code, out = run_openai(capsys, server, tmp_path / "other", store)
         assert code == 0
         other = load_results(tmp_path / "other")
-        assert other["reused_provenance"] == {digest: older} and other["provenance"] == same["provenance"]
+        assert other["reused_provenance"] == {provenance_digest(older): older} and other["provenance"] == same["provenance"]
         assert (
             f"reused answers: {reused} were produced with other versions than this run's (python 2.7.18 -> {platform.python_version()}) "
             "(see reused_provenance in results.json; `vlmbench cache clear --model NAME` lets them be asked again)"
@@ -194,3 +202,49 @@ def test_a_reused_answer_names_the_versions_that_produced_it(tmp_path: Path, cap
     assert (
         f"reused answers: {reused} were stored before vlmbench kept versions (`vlmbench cache clear --model NAME` lets them be asked again)"
     ) in out.splitlines()
+
+
+def test_a_crafted_store_is_read_as_data_and_never_breaks_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "store.sqlite"
+    with FaultServer() as server:
+        assert run_openai(capsys, server, tmp_path / "first", store, tasks="alignment-text")[0] == 0
+        honest = load_results(tmp_path / "first")["provenance"]
+        digest = produced_by(store, {**honest, "platform": "Other-OS-1.0", "packages": {**honest["packages"], "\x1b]0;pwned\x07evil": "1\x1b[2J"}})
+        with sqlite3.connect(store) as db:
+            db.execute("UPDATE responses SET produced_with = X'07' WHERE rowid % 3 = 0")  # not a digest: unknown
+            db.execute("UPDATE responses SET text = X'00' WHERE rowid = 2")  # no answer text: an error for that sample
+        code, out = run_openai(capsys, server, tmp_path / "crafted", store, tasks="alignment-text")
+        assert len(server.events()) == 30  # the damaged entry is not asked again: salvage drops it
+    assert code == 0  # one failed sample of 30 is under the default --max_error_rate
+    records = read_samples(tmp_path / "crafted", "alignment-text")
+    assert [r["error"] for r in records if r["error"]] == [
+        "damaged response store entry (no answer text); run `vlmbench cache salvage` on the store, then rerun"
+    ]
+    counts = load_results(tmp_path / "crafted")["tasks"]["alignment-text"]["reused_from"]
+    assert counts == {digest: 19, "unknown": 10} and {r["produced_with"] for r in records} == {digest, None}  # answers only: 29
+    (line,) = [line for line in out.splitlines() if line.startswith("reused answers:")]
+    assert "\x1b" not in line and "\x07" not in line
+    assert "\ufffd]0;pwned\ufffdevil 1\ufffd[2J -> None" in line and "platform Other-OS-1.0 -> " in line
+    assert "19 were produced with other versions" in line and "10 were stored before vlmbench kept versions" in line
+
+    # A provenance of another shape is no provenance: its digest names versions the store does not hold.
+    with sqlite3.connect(store) as db:
+        db.execute("UPDATE provenance SET provenance = ?", (json.dumps({"packages": ["torch"]}),))
+    reader = ResponseStore(store)
+    assert reader.provenance_of([digest]) == {}
+    reader.close()
+
+
+def test_salvage_keeps_an_answer_whose_provenance_digest_is_damaged(tmp_path: Path) -> None:
+    store = ResponseStore(tmp_path / "store.sqlite", provenance={"python": "3.11"})
+    for key in ("a" * 64, "b" * 64):
+        store.put(key, backend="openai", model={}, task="t", response=Response("", text="Yes."))
+    store.close()
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:
+        db.execute("UPDATE responses SET produced_with = 'not a digest' WHERE key = ?", ("b" * 64,))
+    report = salvage(tmp_path / "store.sqlite", tmp_path / "salvaged.sqlite")
+    assert (report.copied, report.refused) == (2, 0)
+    salvaged = ResponseStore(tmp_path / "salvaged.sqlite")
+    assert salvaged.get("a" * 64) == StoredResponse("", text="Yes.", produced_with=store.produced_with)
+    assert salvaged.get("b" * 64) == StoredResponse("", text="Yes.")  # the answer is kept, its versions unknown
+    salvaged.close()

@@ -257,7 +257,7 @@ class Response:
     def __post_init__(self) -> None:
         if (self.text is None) == (self.error is None):
             raise ValueError("a Response needs exactly one of text and error")
-        self.served_model = served_model_name(self.served_model)
+        self.served_model = inert_line(self.served_model)  # a server's words: short and inert
         # A lone surrogate (an API's JSON may escape one: "\ud800") is no Unicode character: no file or
         # store can hold it. It becomes U+FFFD, the replacement character; the rest of the text is kept.
         for name in ("text", "error", "prompt"):
@@ -266,20 +266,19 @@ class Response:
                 setattr(self, name, _SURROGATE.sub("\ufffd", value))
 
 
-SERVED_MODEL_MAX_CHARS = 200
+INERT_MAX_CHARS = 200
 
 
-def served_model_name(value: object) -> str | None:
-    """A server's name for the model that answered, as vlmbench records it: text only, on one line
-    (control and other unprintable characters become U+FFFD), at most 200 characters (longer is cut,
-    ending in "..."); None for a missing, non-text or blank name. A server is another party: what it
-    sends is data, kept short and inert."""
+def inert_line(value: object, limit: int = INERT_MAX_CHARS) -> str | None:
+    """Text from another party (a server, a shared file) as vlmbench records or prints it: text only, on
+    one line (control and other unprintable characters become U+FFFD), at most ``limit`` characters
+    (longer is cut, ending in "..."); None for a missing, non-text or blank value."""
     if not isinstance(value, str):
         return None
-    name = "".join(c if c.isprintable() else "\ufffd" for c in value.strip())
-    if not name:
+    text = "".join(c if c.isprintable() else "\ufffd" for c in value.strip())
+    if not text:
         return None
-    return name if len(name) <= SERVED_MODEL_MAX_CHARS else name[: SERVED_MODEL_MAX_CHARS - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @runtime_checkable

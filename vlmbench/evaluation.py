@@ -379,9 +379,10 @@ def _version() -> str:
 
 def _reused_provenance(predictions: Sequence[Any], store: Any) -> dict[str, Any]:
     """The provenance (versions) of the runs that produced the answers this run reused, by the digest
-    their records name (``produced_with``); None for a digest the store does not know."""
+    their records name (``produced_with``); None for a digest the store does not know. This run's own
+    digest (answers it shared between identical requests) names its own provenance."""
     digests = sorted({digest for prediction in predictions for digest in prediction.reused_from})
-    known = store.provenance_of(digests)
+    known = {**store.provenance_of(digests), store.produced_with: store.provenance}
     return {digest: known.get(digest) for digest in digests}
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from vlmbench.backend import served_model_name
+from vlmbench.backend import inert_line
 
 COUNTS = ("n_samples", "n_errors", "unparsed_rate", "refusal_rate")
 
@@ -146,12 +146,14 @@ def reuse_lines(results: Mapping[str, Any]) -> list[str]:
         counts.update({d: n for d, n in (entry.get("reused_from") or {}).items() if d in others or d == "unknown"})
     if not counts:
         return []
-    changes = sorted({change for d in others if isinstance(others[d], Mapping) for change in _changes(others[d], current)})
+    changes = sorted({change for p in others.values() if isinstance(p, Mapping) for change in _changes(p, current)})
+    shown = ", ".join(changes[:4]) + (f" and {len(changes) - 4} more" if len(changes) > 4 else "")
+    if any(not isinstance(p, Mapping) for p in others.values()):
+        shown += ("; " if shown else "") + "some versions the store does not hold"
     unknown = counts.pop("unknown", 0)
     parts = []
     if counts:
-        shown = ", ".join(changes[:4]) + (f" and {len(changes) - 4} more" if len(changes) > 4 else "")
-        parts.append(f"{sum(counts.values()):,} were produced with other versions than this run's ({shown or 'not known to the store'})")
+        parts.append(f"{sum(counts.values()):,} were produced with other versions than this run's ({shown or 'other provenance fields'})")
     if unknown:
         parts.append(f"{unknown:,} were stored before vlmbench kept versions")
     see = "see reused_provenance in results.json; " if counts else ""
@@ -159,15 +161,31 @@ def reuse_lines(results: Mapping[str, Any]) -> list[str]:
 
 
 def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """``name old -> new`` for each package, Python or commit that differs between two provenances."""
-    before = {**(old.get("packages") or {}), "python": old.get("python"), "commit": str(old.get("git_commit") or "")[:10] or None}
-    after = {**(new.get("packages") or {}), "python": new.get("python"), "commit": str(new.get("git_commit") or "")[:10] or None}
-    return [f"{name} {before.get(name)} -> {after.get(name)}" for name in sorted({*before, *after}) if before.get(name) != after.get(name)]
+    """``name old -> new`` for each package, Python, platform or commit that differs between two provenances
+    (each name and value as inert text: a provenance may come from someone else's store)."""
+    before, after = _versions(old), _versions(new)
+    return [
+        f"{inert_line(name, 60)} {inert_line(before.get(name), 60)} -> {inert_line(after.get(name), 60)}"
+        for name in sorted({*before, *after})
+        if before.get(name) != after.get(name)
+    ]
+
+
+def _versions(provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """A provenance's packages, Python, platform and commit (the first ten characters), by name."""
+    packages = provenance.get("packages")
+    commit = provenance.get("git_commit")
+    return {
+        **({str(k): v for k, v in packages.items()} if isinstance(packages, Mapping) else {}),
+        "python": provenance.get("python"),
+        "platform": provenance.get("platform"),
+        "commit": commit[:10] if isinstance(commit, str) else commit,
+    }
 
 
 def _served(counts: Mapping[str, int], what: str) -> str:
     """``name (N answers), ...``, most first; each name as text on one line, however the file spells it."""
-    return ", ".join(f"{served_model_name(name)} ({n:,} {what})" for name, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    return ", ".join(f"{inert_line(name)} ({n:,} {what})" for name, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def judges_tables(results: Mapping[str, Any]) -> list[str]:

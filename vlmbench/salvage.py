@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from vlmbench.errors import UserError
-from vlmbench.store import ResponseStore
+from vlmbench.store import DIGEST, ResponseStore, parse_provenance
 
 COLUMNS = ("key", "backend", "model", "task", "text", "usage", "latency_s", "prompt", "created", "served_model", "produced_with")
 OPTIONAL = frozenset({"served_model", "produced_with"})  # added later: a store written before lacks them
-_DIGEST = re.compile(r"[0-9a-f]{16}")
 _KEY = re.compile(r"[0-9a-f]{64}")
 _MAX_ROWID = 2**62
 
@@ -102,6 +101,7 @@ def _copy_rows(damaged: Path, fresh: Path) -> tuple[int, int, int]:
     try:
         out.execute("BEGIN")
         for row in reader.rows():
+            row = _without_bad_digest(row)
             if _well_formed(row):
                 out.execute(f"INSERT OR IGNORE INTO responses ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", row)
                 copied += 1
@@ -161,7 +161,7 @@ class _Reader:
                 db.close()
         except sqlite3.Error:
             return []
-        return [(d, t) for d, t in rows if isinstance(d, str) and _DIGEST.fullmatch(d) and isinstance(t, str) and _json_object(t)]
+        return [(d, t) for d, t in rows if isinstance(d, str) and DIGEST.fullmatch(d) and parse_provenance(t) is not None]
 
     def _scan(self, db: sqlite3.Connection, start: int) -> Generator[tuple[Any, ...], None, int | None]:
         """Yield rows with rowid >= ``start`` until the end (returns None) or a damaged page
@@ -211,20 +211,18 @@ def _columns(db: sqlite3.Connection) -> set[str]:
         return set()
 
 
-def _json_object(text: str) -> bool:
-    try:
-        return isinstance(json.loads(text), dict)
-    except ValueError:
-        return False
+def _without_bad_digest(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The row with a ``produced_with`` that names no provenance digest emptied: the answer itself is kept."""
+    digest = row[-1]
+    return row if digest is None or (isinstance(digest, str) and DIGEST.fullmatch(digest)) else (*row[:-1], None)
 
 
 def _well_formed(row: tuple[Any, ...]) -> bool:
     """A row that can only have been written by the store: checked field by field."""
-    key, backend, model, task, text, usage, latency_s, _prompt, created, served_model, produced_with = row
+    key, backend, model, task, text, usage, latency_s, _prompt, created, served_model, _produced_with = row
     if served_model is not None and not isinstance(served_model, str):
         return False
-    if produced_with is not None and not (isinstance(produced_with, str) and _DIGEST.fullmatch(produced_with)):
-        return False
+
     if not (isinstance(key, str) and _KEY.fullmatch(key) and isinstance(backend, str) and isinstance(task, str)):
         return False
     if not (isinstance(text, str) and text.strip() and isinstance(created, (int, float))):

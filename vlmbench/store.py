@@ -22,6 +22,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import sqlite3
@@ -256,7 +257,7 @@ class ResponseStore:
         return self.produced_with
 
     def provenance_of(self, digests: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """The provenance each digest names (digests the store does not know are left out)."""
+        """The provenance each digest names (digests the store does not know, or holds in another shape, are left out)."""
         wanted = sorted(set(digests))
         found: dict[str, dict[str, Any]] = {}
         with self._sql("read it") as db:
@@ -264,11 +265,8 @@ class ResponseStore:
                 chunk = wanted[start : start + _KEYS_PER_QUERY]
                 marks = ",".join("?" * len(chunk))
                 for digest, text in db.execute(f"SELECT digest, provenance FROM provenance WHERE digest IN ({marks})", chunk):
-                    try:
-                        value = json.loads(text)
-                    except ValueError:
-                        continue
-                    if isinstance(value, dict):
+                    value = parse_provenance(text)
+                    if value is not None:
                         found[digest] = value
         return found
 
@@ -408,15 +406,56 @@ class StoredResponse(Response):
     produced_with: str | None = None
 
 
+DIGEST = re.compile(r"[0-9a-f]{16}")  # what provenance_digest gives
+
+
 def provenance_digest(provenance: Mapping[str, Any]) -> str:
     """A short name for a run's provenance, as the store keeps it with each answer."""
     return hashlib.sha256(json.dumps(provenance, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
 def _response(row: tuple[Any, ...]) -> StoredResponse:
-    """A stored answer from its row: text, usage, latency_s, prompt, served_model, produced_with."""
-    usage = json.loads(row[1]) if row[1] else None
-    return StoredResponse(request_id="", text=row[0], usage=usage, latency_s=row[2], prompt=row[3], served_model=row[4], produced_with=row[5])
+    """A stored answer from its row: text, usage, latency_s, prompt, served_model, produced_with. A store file
+    may come from elsewhere: a field of the wrong type or shape is left out (None), never passed on."""
+    text, usage, latency_s, prompt, served_model, produced_with = row
+    if not isinstance(text, str) or not text.strip():  # never written by the store: an error, not an answer
+        return StoredResponse(
+            request_id="", error="damaged response store entry (no answer text); run `vlmbench cache salvage` on the store, then rerun"
+        )
+    return StoredResponse(
+        request_id="",
+        text=text,
+        usage=_usage(usage),
+        latency_s=float(latency_s) if isinstance(latency_s, (int, float)) and not isinstance(latency_s, bool) else None,
+        prompt=prompt if isinstance(prompt, str) else None,
+        served_model=served_model,  # cleaned by Response
+        produced_with=produced_with if isinstance(produced_with, str) and DIGEST.fullmatch(produced_with) else None,
+    )
+
+
+def _usage(value: Any) -> dict[str, int] | None:
+    """Stored token counts (JSON text of names to integers), or None."""
+    try:
+        usage = json.loads(value) if isinstance(value, str) and value else None
+    except ValueError:
+        return None
+    if not isinstance(usage, dict):
+        return None
+    return {str(k): v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def parse_provenance(text: Any) -> dict[str, Any] | None:
+    """A stored provenance in the shape vlmbench writes (text values; ``packages``: names to versions), or None."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(v, str) or v is None for k, v in value.items() if k != "packages"):
+        return None
+    packages = value.get("packages", {})
+    if not isinstance(packages, dict) or not all(isinstance(v, str) for v in packages.values()):
+        return None
+    return value
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:

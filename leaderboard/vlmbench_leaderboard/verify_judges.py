@@ -162,7 +162,7 @@ def _rejudge(task: TaskConfig, judge: str, outcome: JudgeOutcome, rebuilt: list[
         mine = score_records(rebuilt, ScoringPlan.of_task(task, (judge,)), config)
     except UserError as exc:
         raise Rejected([f"--rejudge: {terminal(exc, 300)}"]) from None
-    identity = {k: v for k, v in mine["judges"][0].items() if k not in ("headline", "requests")}
+    identity = headline_identity(mine)
     problem = pin_problem(policy.pins, identity, task.scorer)
     if problem:
         raise Rejected([f"--rejudge: your judge is not the one this leaderboard pins ({terminal(problem, 300)}); fix --judge_args"])

@@ -38,7 +38,7 @@ from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from vlmbench.backend import BackendBase, BackendOptions, ImagePart, Message, Request, Response, TextPart, served_model_name
+from vlmbench.backend import BackendBase, BackendOptions, ImagePart, Message, Request, Response, TextPart, inert_line
 from vlmbench.errors import UserError
 from vlmbench.http import (
     AdaptiveLimiter,
@@ -352,7 +352,7 @@ def parse_completion(body: str | bytes, max_chars: int | None = None, max_tokens
         return Failure(
             f"reply too long: {len(text)} characters, more than max_tokens could produce (limit {max_chars})", retryable=False, kind="reply too long"
         )
-    return Answer(text=text, usage=_usage(data.get("usage")), served_model=served_model_name(data.get("model")))
+    return Answer(text=text, usage=_usage(data.get("usage")), served_model=inert_line(data.get("model")))
 
 
 def _cut_by_server(finish_reason: Any, usage: Any, max_tokens: int | None) -> Failure | None:

@@ -116,7 +116,7 @@ def score_records(
     if served:
         result["served_models"] = served
     # Records written before vlmbench kept provenance have no produced_with field: nothing is known of them.
-    reused_from = count_names(r.get("produced_with") or "unknown" for r in records if r.get("reused") and "produced_with" in r)
+    reused_from = count_names(r.get("produced_with") or "unknown" for r in answered if r.get("reused") and "produced_with" in r)
     if reused_from:
         result["reused_from"] = reused_from
     if len({s.variant for s in view}) > 1:
