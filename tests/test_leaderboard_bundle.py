@@ -1031,3 +1031,29 @@ def test_samples_are_counted_and_sized_before_they_are_parsed(
     code, errors, _ = verify(repack(files, tmp_path / "tiny.tar.gz"), capsys)
     assert code == 1 and len(errors) == 1 and (reason in errors[0] if name == "results.json" else errors[0].endswith(reason)), errors
     assert name not in parsed
+
+
+def test_the_counts_of_the_answers_origin_must_match_the_samples(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Served models and the provenance of reused answers are the submitter's word, but results.json must say what the samples say."""
+    files = members(bundle)
+    n = len(files["samples/perception-text.jsonl"].decode().splitlines())
+
+    def served(record: dict[str, Any]) -> None:
+        record["served_model"] = "model-2026-11-01"
+        record["reused"], record["produced_with"] = True, "0123456789abcdef"
+
+    def counted(results: dict[str, Any]) -> None:
+        results["tasks"]["perception-text"]["served_models"] = {"model-2026-11-01": n}
+        results["tasks"]["perception-text"]["reused_from"] = {"0123456789abcdef": n}
+
+    honest = edit_json(rewrite_records(files, "samples/perception-text.jsonl", served), "results.json", counted)
+    code, errors, _ = verify(repack(honest, tmp_path / "honest.tar.gz"), capsys)
+    assert code == 0 and errors == []
+
+    def inflated(results: dict[str, Any]) -> None:
+        results["tasks"]["perception-text"]["served_models"] = {"model-2026-11-01": n + 1}
+
+    code, errors, _ = verify(repack(edit_json(honest, "results.json", inflated), tmp_path / "more.tar.gz"), capsys)
+    assert code == 1 and f"tasks.perception-text.served_models.model-2026-11-01 = {n + 1} but the responses give {n}" in errors[0], errors
+    code, errors, _ = verify(repack(edit_json(files, "results.json", counted), tmp_path / "claimed.tar.gz"), capsys)
+    assert code == 1 and "tasks.perception-text.served_models = {" in errors[0] and "but the responses give null" in errors[0], errors

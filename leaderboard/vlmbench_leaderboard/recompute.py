@@ -1,7 +1,9 @@
 """The last check of ``leaderboard verify``: rebuild each task's samples, recompute every number, compare.
 
 Each submitted answer is put on the sample this vlmbench builds (same id, prompt, image bytes and
-target; nothing else a bundle says about a sample is trusted), and the task's numbers are made
+target; nothing else a bundle says about a sample is trusted, except what it says of the answer's
+origin: the served model and the reused answers' provenance digests, whose counts in results.json must
+match the samples, though nobody can check them against the servers), and the task's numbers are made
 through the one scoring path (the same as ``vlmbench run`` and ``score``): by the rule scorer, or
 from the submitted verdicts of a pinned model judge (see :mod:`vlmbench_leaderboard.verify_judges`).
 """
@@ -23,8 +25,9 @@ from vlmbench_leaderboard.text import terminal
 from vlmbench_leaderboard.verify_judges import JudgePolicy, Rejudged, score_task
 
 # Every number of a task the site can show: overall (headline and paper form), per category, per
-# concept, and per prompt with the spread across prompts (both absent for a task with one prompt).
-RECOMPUTED = ("metrics", "by_category", "by_concept", "by_prompt", "prompt_spread")
+# concept, and per prompt with the spread across prompts (both absent for a task with one prompt); and
+# the counts of the answers' origin (served models, provenance of reused answers), which must match the samples.
+RECOMPUTED = ("metrics", "by_category", "by_concept", "by_prompt", "prompt_spread", "served_models", "reused_from")
 
 # The samples of the tasks rebuilt last in this process, by (task config hash, seed, fingerprints of
 # the data loaded): the bundles of one `verify` (or of a maintainer's session) that ran the same task
@@ -112,7 +115,10 @@ def rebuild(task: TaskConfig, seed: int, records: list[SampleRecord]) -> tuple[l
                 f"samples/{task.name}.jsonl: sample {json.dumps(record.get('id'))[:60]} is not the sample this task builds "
                 f"(prompt or image differs); rerun task {task.name}"
             )
-        rebuilt.append(new_record(task.name, index, sample, image, Response(sample.id, text=str(record["response"]))))
+        answer = Response(sample.id, text=str(record["response"]), served_model=record.get("served_model"))
+        reused = record.get("reused") is True and "produced_with" in record  # records before provenance was kept name none
+        made_by = record.get("produced_with") if isinstance(record.get("produced_with"), str) else None
+        rebuilt.append(new_record(task.name, index, sample, image, answer, reused=reused, produced_with=made_by))
     return rebuilt, None
 
 
