@@ -34,7 +34,7 @@ def edit_samples(path: Path, edit: Any) -> None:
 def plant(index: int, record: dict[str, Any]) -> None:
     """Hostile text in a response, a prompt and a category; one error, one refusal, one unparsed answer."""
     if index == 0:
-        record.update(response=f"No. {SCRIPT} {IMG}", parsed="unsafe", correct=True)
+        record.update(response=f"No. {SCRIPT} {IMG}", parsed="unsafe", correct=True, served_model=f"m-1 {IMG}")
         record["prompt"] = f"{record['prompt']} {IMG}"
     elif index == 1:
         record.update(response=None, error="HTTP 500 after 1 retries", parsed=None, correct=None)
@@ -82,6 +82,7 @@ def test_page_holds_escaped_data_and_one_script(page: Path) -> None:
     data = page_data(html)
     samples = {s["id"]: s for t in data["tasks"] for s in t["samples"]}
     assert samples["alignment-image/0.0"]["response"] == f"No. {SCRIPT} {IMG}"
+    assert samples["alignment-image/0.0"]["served_model"] == f"m-1 {IMG}" and samples["alignment-image/0.1"]["served_model"] is None
     assert [samples[f"alignment-image/0.{i}"]["outcome"] for i in range(4)] == ["correct", "error", "refusal", "unparsed"]
     thumbs = data["thumbs"]
     assert set(thumbs) == {"blank"} | {s["thumb"] for s in samples.values() if s["thumb"] and s["thumb"] != "blank"}
@@ -115,6 +116,7 @@ def test_hostile_text_stays_text_in_a_real_browser(browser: Any, page: Path) -> 
     first = cards(browser)[0]
     assert first.find_element(By.CSS_SELECTOR, "pre.response").text == f"No. {SCRIPT} {IMG}"
     assert first.find_element(By.CSS_SELECTOR, "pre.prompt").text.endswith(IMG)
+    assert first.find_element(By.CSS_SELECTOR, ".meta").text.endswith(f" · served by m-1 {IMG}")  # the server's words, as text
     choose(browser, "f-category", BREAKOUT)  # the hostile category is an option like any other
     [card] = cards(browser)
     assert f" · {BREAKOUT} · " in card.find_element(By.CSS_SELECTOR, ".meta").text

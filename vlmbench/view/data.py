@@ -66,6 +66,7 @@ def _sample(record: dict[str, Any], scored: bool) -> dict[str, Any]:
         "concept": _text(doc.get("concept")),
         "label": _text(doc.get("label")),
         "reused": record.get("reused") is True,
+        "served_model": _text(record.get("served_model")),
         "thumb": thumb,
         "verdicts": [[_text(name), _text(v.get("parsed")), v.get("correct")] for name, v in verdicts.items() if isinstance(v, dict)],
     }

@@ -107,7 +107,8 @@
     head.appendChild(el("span", "badge", sample.outcome));
     body.appendChild(head);
     var facts = [sample.concept, sample.category, sample.label].filter(function (v) { return v; });
-    body.appendChild(el("p", "meta", facts.join(" · ") + (sample.reused ? " · reused from the store" : "")));
+    var origin = (sample.served_model !== null ? " · served by " + sample.served_model : "") + (sample.reused ? " · reused from the store" : "");
+    body.appendChild(el("p", "meta", facts.join(" · ") + origin));
     field(body, "prompt", sample.prompt, "prompt");
     if (sample.error !== null) { field(body, "error", sample.error, "error"); } else { field(body, "response", sample.response, "response"); }
     var verdict = "parsed: " + (sample.parsed === null ? "-" : sample.parsed) + " · target: " + (sample.target === null ? "-" : sample.target);
