@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import load_results, read_samples, run_dir
 from vlmbench.backend import Response
 from vlmbench.cli import main
+from vlmbench.errors import UserError
 from vlmbench.salvage import salvage
 from vlmbench.store import ResponseStore, StoredResponse, provenance_digest
 from vlmbench.testing.fault_server import Faults, FaultServer
@@ -200,7 +201,8 @@ def test_a_reused_answer_names_the_versions_that_produced_it(tmp_path: Path, cap
     assert "reused_provenance" not in unknown
     assert {task: entry["reused_from"] for task, entry in unknown["tasks"].items()} == {task: {"unknown": n} for task, n in ANSWERS.items()}
     assert (
-        f"reused answers: {reused} were stored before vlmbench kept versions (`vlmbench cache clear --model NAME` lets them be asked again)"
+        f"reused answers: {reused} have no versions in the store (stored before vlmbench kept them, or damaged) "
+        "(`vlmbench cache clear --model NAME` lets them be asked again)"
     ) in out.splitlines()
 
 
@@ -225,7 +227,7 @@ def test_a_crafted_store_is_read_as_data_and_never_breaks_a_run(tmp_path: Path, 
     (line,) = [line for line in out.splitlines() if line.startswith("reused answers:")]
     assert "\x1b" not in line and "\x07" not in line
     assert "\ufffd]0;pwned\ufffdevil 1\ufffd[2J -> None" in line and "platform Other-OS-1.0 -> " in line
-    assert "19 were produced with other versions" in line and "10 were stored before vlmbench kept versions" in line
+    assert "19 were produced with other versions" in line and "10 have no versions in the store" in line
 
     # A provenance of another shape is no provenance: its digest names versions the store does not hold.
     with sqlite3.connect(store) as db:
@@ -248,3 +250,64 @@ def test_salvage_keeps_an_answer_whose_provenance_digest_is_damaged(tmp_path: Pa
     assert salvaged.get("a" * 64) == StoredResponse("", text="Yes.", produced_with=store.produced_with)
     assert salvaged.get("b" * 64) == StoredResponse("", text="Yes.")  # the answer is kept, its versions unknown
     salvaged.close()
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("usage", "nope"),
+        ("usage", "[1]"),
+        ("usage", "[" * 100_000 + "]" * 100_000),  # deeper than any JSON reader recurses
+        ("latency_s", "fast"),
+        ("latency_s", 9e999),
+        ("served_model", b"\x80\xff"),  # bytes (not UTF-8) where text belongs
+        ("produced_with", b"\x80"),
+        ("prompt", b"\xc3"),
+        ("served_model", "CAST(X'80FF' AS TEXT)"),  # text that is not UTF-8
+        ("produced_with", "CAST(X'80' AS TEXT)"),
+        ("prompt", "CAST(X'C3' AS TEXT)"),
+    ],
+)
+def test_a_damaged_optional_field_costs_that_field_never_the_answer(tmp_path: Path, column: str, value: Any) -> None:
+    path = tmp_path / "store.sqlite"
+    store = ResponseStore(path, provenance={"python": "3.11"})
+    store.put("a" * 64, backend="openai", model={}, task="t", response=Response("", text="Yes.", usage={"prompt_tokens": 3}, latency_s=0.5))
+    store.close()
+    undecodable = isinstance(value, str) and value.startswith("CAST(")
+    with sqlite3.connect(path) as db:
+        db.execute(
+            f"UPDATE responses SET {column} = {value}" if undecodable else f"UPDATE responses SET {column} = ?", () if undecodable else (value,)
+        )
+    if undecodable:  # SQLite hands text it cannot decode to no reader: the store is damaged, salvage names the fix
+        with pytest.raises(
+            UserError, match=r"is damaged \(Could not decode to UTF-8 .*\); copy its readable responses into a new store with: vlmbench cache salvage"
+        ):
+            ResponseStore(path).get("a" * 64)
+    else:  # read as data: that field is left out, the answer reused
+        reader = ResponseStore(path)
+        found = reader.get("a" * 64)
+        reader.close()
+        assert found is not None and found.text == "Yes." and found.error is None
+    report = salvage(path)
+    assert (report.copied, report.refused) == (1, 0)
+    salvaged = ResponseStore(path)
+    found = salvaged.get("a" * 64)
+    salvaged.close()
+    assert found is not None and found.text == "Yes."
+    kept = {"usage": found.usage, "latency_s": found.latency_s, "served_model": found.served_model, "produced_with": found.produced_with}
+    assert kept[column] is None if column in kept else found.prompt is None
+    honest = {"usage": {"prompt_tokens": 3}, "latency_s": 0.5, "served_model": None, "produced_with": provenance_digest({"python": "3.11"})}
+    assert {k: v for k, v in kept.items() if k != column} == {k: v for k, v in honest.items() if k != column}
+
+
+def test_a_provenance_nested_too_deep_is_unknown_and_the_run_goes_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "store.sqlite"
+    with FaultServer() as server:
+        assert run_openai(capsys, server, tmp_path / "first", store, tasks="alignment-text")[0] == 0
+        digest = produced_by(store, {"python": "2.7.18"})  # another environment's answers
+        with sqlite3.connect(store) as db:
+            db.execute("UPDATE provenance SET provenance = ? WHERE digest = ?", ("[" * 100_000 + "]" * 100_000, digest))
+        code, out = run_openai(capsys, server, tmp_path / "again", store, tasks="alignment-text")
+    assert code == 0 and "reused answers: 30 were produced with other versions than this run's (some versions the store does not hold)" in out
+    assert load_results(tmp_path / "again")["reused_provenance"] == {digest: None}
+    assert salvage(store).copied == 30

@@ -155,7 +155,7 @@ def reuse_lines(results: Mapping[str, Any]) -> list[str]:
     if counts:
         parts.append(f"{sum(counts.values()):,} were produced with other versions than this run's ({shown or 'other provenance fields'})")
     if unknown:
-        parts.append(f"{unknown:,} were stored before vlmbench kept versions")
+        parts.append(f"{unknown:,} have no versions in the store (stored before vlmbench kept them, or damaged)")
     see = "see reused_provenance in results.json; " if counts else ""
     return ["reused answers: " + "; ".join(parts) + f" ({see}`vlmbench cache clear --model NAME` lets them be asked again)"]
 

@@ -14,7 +14,6 @@ reuses everything that could be read.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import sqlite3
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmbench.errors import UserError
-from vlmbench.store import DIGEST, ResponseStore, parse_provenance
+from vlmbench.store import ResponseStore, parse_provenance, read_json, stored_digest, stored_latency, stored_usage
 
 COLUMNS = ("key", "backend", "model", "task", "text", "usage", "latency_s", "prompt", "created", "served_model", "produced_with")
 OPTIONAL = frozenset({"served_model", "produced_with"})  # added later: a store written before lacks them
@@ -100,9 +99,9 @@ def _copy_rows(damaged: Path, fresh: Path) -> tuple[int, int, int]:
     out = sqlite3.connect(fresh, isolation_level=None)
     try:
         out.execute("BEGIN")
-        for row in reader.rows():
-            row = _without_bad_digest(row)
-            if _well_formed(row):
+        for raw in reader.rows():
+            row = _cleaned(raw)
+            if row is not None:
                 out.execute(f"INSERT OR IGNORE INTO responses ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", row)
                 copied += 1
             else:
@@ -128,6 +127,7 @@ class _Reader:
     def rows(self) -> Iterator[tuple[Any, ...]]:
         try:
             db = sqlite3.connect(self.path)
+            db.text_factory = bytes  # text is decoded field by field (see _cleaned): bad bytes lose a field, not the row
         except sqlite3.Error:
             self.skipped += 1
             return
@@ -155,13 +155,14 @@ class _Reader:
         """The readable, well-formed rows of the ``provenance`` table (none when it is missing or damaged)."""
         try:
             db = sqlite3.connect(self.path)
+            db.text_factory = bytes
             try:
-                rows = db.execute("SELECT digest, provenance FROM provenance").fetchall()
+                rows = [(_decoded(d), _decoded(t)) for d, t in db.execute("SELECT digest, provenance FROM provenance")]
             finally:
                 db.close()
         except sqlite3.Error:
             return []
-        return [(d, t) for d, t in rows if isinstance(d, str) and DIGEST.fullmatch(d) and parse_provenance(t) is not None]
+        return [(d, t) for d, t in rows if stored_digest(d) is not None and parse_provenance(t) is not None]
 
     def _scan(self, db: sqlite3.Connection, start: int) -> Generator[tuple[Any, ...], None, int | None]:
         """Yield rows with rowid >= ``start`` until the end (returns None) or a damaged page
@@ -206,33 +207,40 @@ class _Reader:
 def _columns(db: sqlite3.Connection) -> set[str]:
     """The columns of the ``responses`` table (none known when the schema cannot be read)."""
     try:
-        return {row[1] for row in db.execute("PRAGMA table_info(responses)")}
+        return {_decoded(row[1]) for row in db.execute("PRAGMA table_info(responses)")}
     except sqlite3.Error:
         return set()
 
 
-def _without_bad_digest(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The row with a ``produced_with`` that names no provenance digest emptied: the answer itself is kept."""
-    digest = row[-1]
-    return row if digest is None or (isinstance(digest, str) and DIGEST.fullmatch(digest)) else (*row[:-1], None)
-
-
-def _well_formed(row: tuple[Any, ...]) -> bool:
-    """A row that can only have been written by the store: checked field by field."""
-    key, backend, model, task, text, usage, latency_s, _prompt, created, served_model, _produced_with = row
-    if served_model is not None and not isinstance(served_model, str):
-        return False
-
+def _cleaned(row: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The row as the new store takes it, or None when it cannot be an answer the store wrote (its key,
+    backend, model identity, task, text or time unreadable). An optional field that is unreadable
+    (usage, latency, prompt, served model, provenance digest) is emptied: the paid-for answer is kept."""
+    key, backend, model, task, text, usage, latency_s, prompt, created, served_model, produced_with = (_decoded(v) for v in row)
     if not (isinstance(key, str) and _KEY.fullmatch(key) and isinstance(backend, str) and isinstance(task, str)):
-        return False
-    if not (isinstance(text, str) and text.strip() and isinstance(created, (int, float))):
-        return False
-    if latency_s is not None and not isinstance(latency_s, (int, float)):
-        return False
+        return None
+    if not (isinstance(text, str) and text.strip() and isinstance(created, (int, float)) and isinstance(read_json(model), dict)):
+        return None
+    return (
+        key,
+        backend,
+        model,
+        task,
+        text,
+        usage if stored_usage(usage) is not None else None,
+        stored_latency(latency_s),
+        prompt if isinstance(prompt, str) else None,
+        created,
+        served_model if isinstance(served_model, str) else None,
+        stored_digest(produced_with),
+    )
+
+
+def _decoded(value: Any) -> Any:
+    """A value read as bytes: its UTF-8 text, or None when it is not UTF-8; other values as they are."""
+    if not isinstance(value, bytes):
+        return value
     try:
-        identity = json.loads(model)
-        if not isinstance(identity, dict) or (usage is not None and not isinstance(json.loads(usage), dict)):
-            return False
-    except (TypeError, ValueError):
-        return False
-    return True
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import re
 import shlex
@@ -381,7 +382,8 @@ class ResponseStore:
         primary = code & 0xFF if isinstance(code, int) else None
         text = str(exc) or type(exc).__name__
         where = f"response store {self.path}"
-        if primary in (_CORRUPT, _NOTADB) or "malformed" in text or "not a database" in text:
+        # "Could not decode to UTF-8": a row holds bytes the store never writes (damage, or a crafted file).
+        if primary in (_CORRUPT, _NOTADB) or "malformed" in text or "not a database" in text or "Could not decode" in text:
             return UserError(
                 f"{where} is damaged ({text}); copy its readable responses into a new store with: {salvage_command(self.path)} "
                 f"(the damaged file is kept beside it), then rerun the same command"
@@ -425,31 +427,51 @@ def _response(row: tuple[Any, ...]) -> StoredResponse:
     return StoredResponse(
         request_id="",
         text=text,
-        usage=_usage(usage),
-        latency_s=float(latency_s) if isinstance(latency_s, (int, float)) and not isinstance(latency_s, bool) else None,
+        usage=stored_usage(usage),
+        latency_s=stored_latency(latency_s),
         prompt=prompt if isinstance(prompt, str) else None,
         served_model=served_model,  # cleaned by Response
-        produced_with=produced_with if isinstance(produced_with, str) and DIGEST.fullmatch(produced_with) else None,
+        produced_with=stored_digest(produced_with),
     )
 
 
-def _usage(value: Any) -> dict[str, int] | None:
-    """Stored token counts (JSON text of names to integers), or None."""
-    try:
-        usage = json.loads(value) if isinstance(value, str) and value else None
-    except ValueError:
+# What a store file holds is read as data: the readers below give None for a value of another type or
+# shape, so that a damaged or crafted row loses that field, never stops a run. Salvage uses them too.
+
+
+def read_json(text: Any) -> Any:
+    """JSON text as a value, or None (not text, not JSON, or nested too deep to read)."""
+    if not isinstance(text, str) or not text:
         return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def stored_usage(value: Any) -> dict[str, int] | None:
+    """Stored token counts (JSON text of names to integers), or None."""
+    usage = read_json(value)
     if not isinstance(usage, dict):
         return None
     return {str(k): v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
+def stored_latency(value: Any) -> float | None:
+    """A stored latency in seconds (a finite number, not negative), or None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return float(value)
+    return None
+
+
+def stored_digest(value: Any) -> str | None:
+    """A stored provenance digest, or None."""
+    return value if isinstance(value, str) and DIGEST.fullmatch(value) else None
+
+
 def parse_provenance(text: Any) -> dict[str, Any] | None:
     """A stored provenance in the shape vlmbench writes (text values; ``packages``: names to versions), or None."""
-    try:
-        value = json.loads(text) if isinstance(text, str) else None
-    except ValueError:
-        return None
+    value = read_json(text)
     if not isinstance(value, dict) or not all(isinstance(v, str) or v is None for k, v in value.items() if k != "packages"):
         return None
     packages = value.get("packages", {})

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from vlmbench.backend import inert_line
 from vlmbench.errors import UserError
 
 OUTCOMES = ("correct", "wrong", "unparsed", "refusal", "error", "unscored")
@@ -66,7 +67,7 @@ def _sample(record: dict[str, Any], scored: bool) -> dict[str, Any]:
         "concept": _text(doc.get("concept")),
         "label": _text(doc.get("label")),
         "reused": record.get("reused") is True,
-        "served_model": _text(record.get("served_model")),
+        "served_model": inert_line(record.get("served_model")),  # as the results count it: text, one short line
         "thumb": thumb,
         "verdicts": [[_text(name), _text(v.get("parsed")), v.get("correct")] for name, v in verdicts.items() if isinstance(v, dict)],
     }
