@@ -72,6 +72,7 @@ def test_the_served_model_is_recorded_counted_kept_in_the_store_and_printed(tmp_
         ({"name": "x"}, None),
         ("   ", None),
     ],
+    ids=["controls", "long", "spaced", "number", "object", "blank"],
 )
 def test_a_hostile_served_model_is_kept_short_and_inert(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], served: Any, recorded: str | None
@@ -267,7 +268,9 @@ def test_salvage_keeps_an_answer_whose_provenance_digest_is_damaged(tmp_path: Pa
         ("produced_with", "CAST(X'80' AS TEXT)"),
         ("prompt", "CAST(X'C3' AS TEXT)"),
     ],
-)
+    ids=["usage-text", "usage-list", "usage-deep", "latency-text", "latency-inf", "served-blob", "digest-blob", "prompt-blob", "served-bad-utf8",
+         "digest-bad-utf8", "prompt-bad-utf8"],
+)  # fmt: skip
 def test_a_damaged_optional_field_costs_that_field_never_the_answer(tmp_path: Path, column: str, value: Any) -> None:
     path = tmp_path / "store.sqlite"
     store = ResponseStore(path, provenance={"python": "3.11"})
