@@ -18,10 +18,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlmbench.errors import UserError
 from vlmbench.records import Results, RunManifest
+
+if TYPE_CHECKING:  # imported when a run starts, not with the library
+    from vlmbench.runner import TaskPrediction
+    from vlmbench.store import ResponseStore
 
 DEFAULT_DATA = "builtin"
 
@@ -377,12 +381,14 @@ def _version() -> str:
     return vlmbench.__version__
 
 
-def _reused_provenance(predictions: Sequence[Any], store: Any) -> dict[str, Any]:
+def _reused_provenance(predictions: Sequence[TaskPrediction], store: ResponseStore) -> dict[str, dict[str, Any] | None]:
     """The provenance (versions) of the runs that produced the answers this run reused, by the digest
     their records name (``produced_with``); None for a digest the store does not know. This run's own
     digest (answers it shared between identical requests) names its own provenance."""
     digests = sorted({digest for prediction in predictions for digest in prediction.reused_from})
-    known = {**store.provenance_of(digests), store.produced_with: store.provenance}
+    known: dict[str, dict[str, Any] | None] = dict(store.provenance_of(digests))
+    if store.produced_with is not None:
+        known[store.produced_with] = store.provenance
     return {digest: known.get(digest) for digest in digests}
 
 

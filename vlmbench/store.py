@@ -4,8 +4,10 @@ A response is written the moment it arrives, before it is scored. Its key covers
 can change an answer: backend, model identity, task name and version, the full request (text, a
 hash of each image's bytes, answer choices) and the generation settings. Two models, revisions or
 temperatures therefore never share entries. Errors and empty responses are never stored. An answer is
-kept with its usage, latency, the exact prompt the model saw and the model its server said answered
-(``served_model``), so a reused answer reports what produced it.
+kept with its usage, latency, the exact prompt the model saw, the model its server said answered
+(``served_model``) and the provenance (versions) of the run that produced it (``produced_with``, a digest
+into the ``provenance`` table), so a reused answer reports what produced it. Library versions are not
+part of the key: an answer stored under older versions is reused, and says so.
 
 Several processes may share one store: SQLite serialises the writers, and a run claims each
 request before sending it (:meth:`ResponseStore.claim`, owners and expiry in :mod:`vlmbench.claims`),
