@@ -66,9 +66,11 @@ def test_kill_9_mid_run_then_rerun_loses_nothing(tmp_path: Path) -> None:
         assert f"requests: {TOTAL - stored_at_kill} sent to the model, {stored_at_kill} reused" in rerun.stderr
         outcomes = server.outcomes()
         resent = {key for key, seen in outcomes.items() if len(seen) > 1}
-        # Only requests in flight at the kill (sent, answer not yet stored) went out twice.
+        # Only requests in flight at the kill (sent, answer not yet stored) went out twice. The backend sends at
+        # most twice the concurrency ahead of the answers the run has taken (see the openai backend's tests):
+        # on a busy machine the run may lag behind the server's answers, never by more.
         assert resent <= seen_before_kill
-        assert len(resent) == len(seen_before_kill) - stored_at_kill <= CONCURRENCY
+        assert len(resent) == len(seen_before_kill) - stored_at_kill <= 2 * CONCURRENCY
         assert len(outcomes) == TOTAL and all(seen[-1] == "200" for seen in outcomes.values())
 
         uninterrupted = cli("run", *flags(server.base_url, tmp_path), "--output_path", str(tmp_path / "again"))
