@@ -314,3 +314,19 @@ def test_a_provenance_nested_too_deep_is_unknown_and_the_run_goes_on(tmp_path: P
     assert code == 0 and "reused answers: 30 were produced with other versions than this run's (some versions the store does not hold)" in out
     assert load_results(tmp_path / "again")["reused_provenance"] == {digest: None}
     assert salvage(store).copied == 30
+
+
+def test_cache_info_shows_who_served_the_stored_answers_and_under_how_many_versions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "store.sqlite"
+    for provenance, served in (({"python": "3.11"}, DATED), ({"python": "3.12"}, DATED), ({"python": "3.12"}, "bench-model-2027-01-01")):
+        store = ResponseStore(path, provenance=provenance)
+        for i in range(3 if served == DATED else 1):
+            key = f"{provenance['python']}-{served}-{i}".encode().hex().ljust(64, "0")[:64]
+            store.put(key, backend="openai", model={"model": ALIAS}, task="t", response=Response("", text="Yes.", served_model=served))
+        store.close()
+    with sqlite3.connect(path) as db:  # two answers as a store written before vlmbench kept versions holds them
+        db.execute("UPDATE responses SET produced_with = NULL WHERE rowid IN (1, 2)")
+    assert main(["cache", "info", "--store", str(path)]) == 0
+    (row,) = [line.split("  ") for line in capsys.readouterr().out.splitlines() if line.startswith("openai")]
+    cells = [cell.strip() for cell in row if cell.strip()]
+    assert cells[:6] == ["openai", ALIAS, "-", "7", f"{DATED} (6), bench-model-2027-01-01 (1)", "2 (+2 unknown)"]

@@ -322,12 +322,32 @@ class ResponseStore:
     # -- maintenance --
 
     def info(self) -> list[dict[str, Any]]:
-        """Entry counts per backend and model."""
+        """Entry counts per backend and model: responses, first and last stored, the models servers said answered
+        (``served``: name -> count) and how many sets of versions produced them (``versions``; ``unknown``: none kept)."""
         with self._sql("read it") as db:
             rows = db.execute(
-                "SELECT backend, model, COUNT(*), MIN(created), MAX(created) FROM responses GROUP BY backend, model ORDER BY backend, model"
+                "SELECT backend, model, COUNT(*), MIN(created), MAX(created), COUNT(DISTINCT produced_with), "
+                "SUM(produced_with IS NULL) FROM responses GROUP BY backend, model ORDER BY backend, model"
             ).fetchall()
-        return [{"backend": b, "model": json.loads(m), "responses": n, "first": first, "last": last} for b, m, n, first, last in rows]
+            served = db.execute(
+                "SELECT backend, model, served_model, COUNT(*) FROM responses WHERE served_model IS NOT NULL GROUP BY backend, model, served_model"
+            ).fetchall()
+        by_model: dict[tuple[Any, Any], dict[str, int]] = {}
+        for backend, model, name, count in served:
+            by_model.setdefault((backend, model), {})[str(name)] = count
+        return [
+            {
+                "backend": b,
+                "model": read_json(m) or {},
+                "responses": n,
+                "first": first,
+                "last": last,
+                "served": by_model.get((b, m), {}),
+                "versions": versions,
+                "unknown": unknown,
+            }
+            for b, m, n, first, last, versions, unknown in rows
+        ]
 
     def clear(self, backend: str | None = None, model_contains: str | None = None) -> int:
         """Delete entries (all, or those of one backend and/or whose model identity contains a string)."""

@@ -31,13 +31,38 @@ def cache(args: argparse.Namespace) -> int:
     finally:
         store.close()
     rows = [
-        [e["backend"], model_name(e["model"]), _details(e["model"]), e["responses"], _date(e["first"]), _date(e["last"])]
+        [
+            e["backend"],
+            model_name(e["model"]),
+            _details(e["model"]),
+            e["responses"],
+            _served(e["served"]),
+            _versions(e),
+            _date(e["first"]),
+            _date(e["last"]),
+        ]
         for e in entries
         if (not args.model or e["backend"] == args.model)
     ]
     print(f"response store: {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    print(tabulate(rows, headers=["backend", "model", "identity", "responses", "first", "last"], disable_numparse=True))
+    headers = ["backend", "model", "identity", "responses", "served by", "versions", "first", "last"]
+    print(tabulate(rows, headers=headers, disable_numparse=True))
     return 0
+
+
+def _served(served: dict[str, int], width: int = 60) -> str:
+    """The models servers said answered, most first, with their counts, for one table cell (``-``: none named)."""
+    from vlmbench.backend import inert_line
+
+    names = sorted(served.items(), key=lambda item: (-item[1], item[0]))
+    text = ", ".join(f"{inert_line(name, 60)} ({count})" for name, count in names)
+    return (text[: width - 3] + "...") if len(text) > width else text or "-"
+
+
+def _versions(entry: dict[str, Any]) -> str:
+    """How many sets of versions (vlmbench, Python, packages) produced the entries, and how many entries have none kept."""
+    known, unknown = int(entry["versions"]), int(entry["unknown"] or 0)
+    return f"{known}" + (f" (+{unknown} unknown)" if unknown else "") if known else "unknown" if unknown else "-"
 
 
 NAME_KEYS = ("pretrained", "model", "model_id", "name")
