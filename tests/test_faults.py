@@ -329,10 +329,10 @@ def test_a_full_disk_stops_the_run_and_keeps_every_stored_answer(tmp_path: Path,
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_a_full_disk_under_the_samples_file_is_one_line() -> None:
-    from vlmbench.runner import _write
+    from vlmbench.runner import _SamplesWriter
 
     with pytest.raises(UserError) as raised, open("/dev/full", "w", encoding="utf-8") as out:  # leaving the file raises nothing more
-        _write(out, {"id": "x"})  # type: ignore[typeddict-item]
+        _SamplesWriter(out, None).add({"id": "x"})  # type: ignore[typeddict-item]
     assert str(raised.value).startswith("cannot write /dev/full (No space left on device); free disk space")
 
 

@@ -88,3 +88,37 @@ def test_unknown_names_are_user_errors() -> None:
         evaluate(EvalConfig(model="randon", tasks="perception-image"))
     with pytest.raises(UserError, match="--model_args: 'oops' is not key=value"):
         evaluate(EvalConfig(model="random", model_args="oops", tasks="perception-image"))
+
+
+def test_a_run_scores_the_records_it_kept_as_scoring_its_files_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run scores the records it wrote from memory (its samples files are not read back) while its
+    budget lasts, and reads the files beyond it: either way the samples files and the results are
+    exactly what `score` writes from the files, with reused and new answers mixed."""
+    from vlmbench import runner
+    from vlmbench.testing.fault_server import Faults, FaultServer
+
+    def run(server: FaultServer, name: str, limit: int) -> RunResult:
+        args = {"base_url": server.base_url, "model": "tiny"}
+        tasks = ["alignment-text", "perception-text"]
+        return evaluate(
+            EvalConfig(model="openai", model_args=args, tasks=tasks, limit=limit, store=tmp_path / "store.sqlite", output_path=tmp_path / name)
+        )
+
+    replies = (("If an image shows", "No, it is unsafe."), ("Choose the most relevant option", "B"))
+    with FaultServer(Faults(replies=replies, reply="I cannot tell.")) as server:
+        run(server, "first", 2)
+        mixed = run(server, "mixed", 4)  # half of each task reused, half sent
+        monkeypatch.setattr(runner, "KEEP_WRITTEN_BYTES", 3000)  # the budget runs out inside the first task
+        read_back = run(server, "read_back", 4)
+    assert (mixed.requests_sent, mixed.requests_reused) == (2 * 5 + 2, 2 * 5 + 2)
+    for result in (mixed, read_back):
+        files = {path.name: path.read_bytes() for path in sorted((result.run_dir / "samples").iterdir())}
+        assert list(files) == ["alignment-text.jsonl", "perception-text.jsonl"]
+        records = [json.loads(line) for line in files["alignment-text.jsonl"].splitlines()]
+        assert [r["index"] for r in records] == list(range(20)) and {r["parsed"] for r in records} == {"unsafe"}
+        assert result.results is not None
+        again = score(result.run_dir)
+        assert {path.name: path.read_bytes() for path in (result.run_dir / "samples").iterdir()} == files
+        assert again["tasks"] == result.results["tasks"] and again["modality_gaps"] == result.results["modality_gaps"]
+    assert read_back.results is not None and mixed.results is not None
+    assert read_back.results["tasks"]["perception-text"]["metrics"] == mixed.results["tasks"]["perception-text"]["metrics"]

@@ -238,7 +238,11 @@ def evaluate(config: EvalConfig) -> RunResult:
     manifest["seconds"] = round(time.perf_counter() - started, 3)
     write_json(run_dir / MANIFEST, manifest)
     progress_log.info("%s", throughput(manifest["tasks"]))
-    return RunResult(run_dir, manifest, None if config.predict_only else score_run(run_dir, judging))
+    if config.predict_only:
+        return RunResult(run_dir, manifest, None)
+    written = {p.task.name: p.written for p in predictions if p.written is not None}
+    del predictions
+    return RunResult(run_dir, manifest, score_run(run_dir, judging, written))
 
 
 def _use_data_files(data_files: Mapping[str, str]) -> None:

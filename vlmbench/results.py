@@ -11,7 +11,7 @@ import json
 import os
 import platform
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import metadata, resources
@@ -217,10 +217,15 @@ def recorded_judging(manifest: RunManifest) -> JudgeConfig:
     )
 
 
-def score_task(entry: TaskManifest, run_dir: Path, judging: JudgeConfig | None = None) -> tuple[TaskResults, list[SampleRecord]]:
-    """Score every record of a task again and compute its metrics; returns (results entry, records)."""
+def score_task(
+    entry: TaskManifest, run_dir: Path, judging: JudgeConfig | None = None, written: Sequence[tuple[SampleRecord, str]] | None = None
+) -> tuple[TaskResults, list[SampleRecord]]:
+    """Score every record of a task again and compute its metrics; returns (results entry, records).
+
+    ``written``: the task's records with their lines, as the run that just wrote them kept them
+    (:attr:`~vlmbench.runner.TaskPrediction.written`); without it, the samples file is read."""
     path = run_dir / entry["samples_file"]
-    records = read_records(path)
+    records = sorted((r for r, _ in written), key=lambda r: r["index"]) if written is not None else read_records(path)
     if len(records) != entry["n_samples"]:
         raise UserError(f"{path}: {len(records)} of {entry['n_samples']} samples; the run is incomplete (rerun the same command to resume)")
     result: dict[str, Any] = {k: v for k, v in entry.items() if k not in MANIFEST_ONLY}
@@ -229,22 +234,39 @@ def score_task(entry: TaskManifest, run_dir: Path, judging: JudgeConfig | None =
     return result, records  # type: ignore[return-value]
 
 
-def score_run(run_dir: Path, judging: JudgeConfig | None = None) -> Results:
+_UNSCORED_END = '"parsed": null, "correct": null}\n'
+_VERDICT_FIELDS = ("parsed", "correct", "verdicts")
+
+
+def scored_line(record: SampleRecord, written: str | None = None) -> str:
+    """The JSON line of a scored record. ``written``: the line the run wrote for it before scoring. The
+    verdict fields end every record, so only they are serialized again: the same text as the whole record's."""
+    if written is not None and written.endswith(_UNSCORED_END) and tuple(record)[-3:] == _VERDICT_FIELDS:
+        verdicts = json.dumps({name: record[name] for name in _VERDICT_FIELDS}, ensure_ascii=False)  # type: ignore[literal-required]
+        return written[: -len(_UNSCORED_END)] + verdicts[1:] + "\n"
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def score_run(run_dir: Path, judging: JudgeConfig | None = None, written: Mapping[str, Sequence[tuple[SampleRecord, str]]] | None = None) -> Results:
     """Build the results of a run folder from its manifest and sample records, write results.json,
     and rewrite each samples file with the verdicts that produced those results.
 
-    ``judging`` None: the judges the run recorded (each task's default unless the run named some)."""
+    ``judging`` None: the judges the run recorded (each task's default unless the run named some).
+    ``written``: by task, the records (with their lines) that the run which wrote the folder kept in
+    memory; a task without them is read from its samples file."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     judging = judging or recorded_judging(manifest)
     entries: dict[str, TaskResults] = {}
     categories: dict[str, dict[str, str]] = {}
     for name, entry in manifest["tasks"].items():
-        entries[name], records = score_task(entry, run_dir, judging)
+        kept = (written or {}).get(name)
+        entries[name], records = score_task(entry, run_dir, judging, kept)
         categories[name] = concept_categories(records)
+        lines = {id(record): line for record, line in kept or ()}
         path = run_dir / entry["samples_file"]
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+        tmp.write_text("".join(scored_line(r, lines.get(id(r))) for r in records), encoding="utf-8")
         tmp.replace(path)
     gap_inputs = {name: {**entries[name], "metric_list": manifest["tasks"][name]["metric_list"]} for name in entries}
     results: Results = {

@@ -14,6 +14,7 @@ import functools
 import json
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -38,6 +39,9 @@ from vlmbench.taskconfig import TaskConfig
 STORE_BATCH = 500
 """Stored answers looked up in one query (and held at once) when a task starts."""
 
+KEEP_WRITTEN_BYTES = 256 * 2**20
+"""Sample records a run keeps in memory for scoring, as bytes of JSON lines (beyond it, scoring reads them back)."""
+
 
 @dataclass
 class RunContext:
@@ -54,11 +58,15 @@ class RunContext:
     reuse_sampled: bool = False
     shard: tuple[int, int] = (0, 1)  # (rank, world size) under data parallelism
     image_hashes: dict[tuple[Any, ...], str] = field(default_factory=dict)  # run-wide: each image's bytes are hashed once
+    keep_written: int = field(
+        default_factory=lambda: KEEP_WRITTEN_BYTES
+    )  # what is left of the run's budget for records kept for scoring (JSON bytes)
 
 
 @dataclass
 class TaskPrediction:
-    """What predicting one task produced (the records themselves are in ``samples_file``)."""
+    """What predicting one task produced. The records are in ``samples_file``; ``written`` holds them too,
+    each with its JSON line as written, when the run's memory budget kept them (scoring then reads nothing back)."""
 
     task: TaskConfig
     datasets: list[DatasetInfo]
@@ -69,6 +77,7 @@ class TaskPrediction:
     seconds: float = 0.0
     usage: dict[str, int] = field(default_factory=dict)
     reused_from: set[str] = field(default_factory=set)  # the provenance digests that reused answers name
+    written: list[tuple[SampleRecord, str]] | None = None
 
 
 def load_task_docs(task: TaskConfig, loaded: Loaded | None = None) -> tuple[DocTable, ConceptCatalog | None]:
@@ -208,7 +217,9 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
     reusable = ctx.store is not None and (is_deterministic(generation) or (ctx.reuse_sampled and generation.seed is not None))
     images = _Images(table, ctx.image_hashes)
     samples_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(samples_file, "w", encoding="utf-8") as out:
+    with open(samples_file, "w", encoding="utf-8") as file:
+        # Under data parallelism the shards are merged through their files: nothing is kept.
+        out = _SamplesWriter(file, ctx if ctx.shard[1] == 1 else None)
         pending: dict[str, tuple[int, Sample, str | None, str | None]] = {}
         broken: dict[str, str] = {}  # samples whose image cannot be read: errors, never requests
         keys = (
@@ -241,15 +252,13 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
                 handed.add(key)
                 stored.request_id = sample.id
                 # No flush per record: the store holds these answers already; the batch is flushed at its end.
-                _write(
-                    out,
-                    new_record(task.name, index, sample, image_sha, stored, reused=True, key=key, produced_with=stored.produced_with),
-                    flush=False,
+                out.add(
+                    new_record(task.name, index, sample, image_sha, stored, reused=True, key=key, produced_with=stored.produced_with), flush=False
                 )
                 prediction.reused += 1
                 if stored.produced_with:
                     prediction.reused_from.add(stored.produced_with)
-            _write(out, None)
+            out.flush()
         del keyed
         table.save_hashes()  # every image of this shard is hashed by now: the next run reads the hashes
         not_reused = "response store not used" if ctx.store is None else None if reusable else "sampled requests are reused only with --reuse_sampled"
@@ -270,7 +279,7 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
                 if outcome == "reused":  # another run on the store answered it meanwhile, or this run did (a copy)
                     response.request_id = sample.id
                     made_by = response.produced_with if isinstance(response, StoredResponse) else ctx.store.produced_with if ctx.store else None
-                    _write(out, new_record(task.name, index, sample, image_sha, response, reused=True, key=key, produced_with=made_by))
+                    out.add(new_record(task.name, index, sample, image_sha, response, reused=True, key=key, produced_with=made_by))
                     prediction.reused += 1
                     if made_by:
                         prediction.reused_from.add(made_by)
@@ -278,32 +287,55 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
                     continue
                 if outcome == "answer" and ctx.store is not None and key is not None:
                     ctx.store.put(key, backend=ctx.backend_name, model=ctx.model_identity, task=task.name, response=response)
-                _write(out, new_record(task.name, index, sample, image_sha, response, key=key))
+                out.add(new_record(task.name, index, sample, image_sha, response, key=key))
                 _add_usage(prediction.usage, response.usage)
                 prediction.sent += outcome == "answer"
                 failed += response.error is not None
                 progress.update()
             progress.close(prediction.sent, prediction.reused, failed)
     prediction.seconds = time.perf_counter() - started
+    prediction.written = out.kept
     return prediction
 
 
-def _write(out: IO[str], record: SampleRecord | None, flush: bool = True) -> None:
-    """Append ``record`` (None: nothing) to the samples file and, with ``flush``, put what is written on disk."""
-    try:
-        if record is not None:
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+class _SamplesWriter:
+    """Appends sample records to a task's samples file, one JSON line each. With a run context, it also
+    keeps each record with its line while the run's budget (``RunContext.keep_written``) lasts; once a
+    record does not fit, the task keeps none (scoring reads its file)."""
+
+    def __init__(self, file: IO[str], ctx: RunContext | None) -> None:
+        self.file, self.ctx = file, ctx
+        self.kept: list[tuple[SampleRecord, str]] | None = [] if ctx is not None and ctx.keep_written > 0 else None
+
+    def add(self, record: SampleRecord, flush: bool = True) -> None:
+        """Append ``record`` and, with ``flush``, put what is written on disk."""
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        self._do(lambda: self.file.write(line))
         if flush:  # an answer just paid for is on disk before the next one is asked for
-            out.flush()
-    except OSError as exc:  # a full disk: stop before paying for more answers; the store keeps those received
+            self.flush()
+        if self.kept is not None and self.ctx is not None:
+            self.ctx.keep_written -= len(line)
+            if self.ctx.keep_written < 0:
+                self.kept = None
+            else:
+                self.kept.append((record, line))
+
+    def flush(self) -> None:
+        """Put what is written on disk."""
+        self._do(self.file.flush)
+
+    def _do(self, write: Callable[[], object]) -> None:
         try:
-            out.close()  # drops what could not be written, so that leaving the `with` does not fail again
-        except OSError:
-            pass
-        raise UserError(
-            f"cannot write {out.name} ({exc.strerror or type(exc).__name__}); free disk space or pass --output_path on another disk, "
-            f"then rerun the same command: every response stored so far is reused"
-        ) from None
+            write()
+        except OSError as exc:  # a full disk: stop before paying for more answers; the store keeps those received
+            try:
+                self.file.close()  # drops what could not be written, so that leaving the `with` does not fail again
+            except OSError:
+                pass
+            raise UserError(
+                f"cannot write {self.file.name} ({exc.strerror or type(exc).__name__}); free disk space or pass --output_path on another disk, "
+                f"then rerun the same command: every response stored so far is reused"
+            ) from None
 
 
 def _add_usage(total: dict[str, int], usage: dict[str, int] | None) -> None:
