@@ -155,14 +155,14 @@ evaluate = evaluation.evaluate
 
 
 def probe(config):
-    seen.update(frozen=gc.get_freeze_count(), pyarrow="pyarrow" in sys.modules)
+    seen.update(frozen=gc.get_freeze_count(), pyarrow="pyarrow" in sys.modules, threshold=gc.get_threshold()[0])
     return evaluate(config)
 
 
 evaluation.evaluate = probe
 sys.argv = ["vlmbench", *sys.argv[1:]]
 code = cli.console()
-print(json.dumps({"code": code, **seen}))
+print(json.dumps({"code": code, **seen, "after": gc.get_threshold()[0]}))
 """
 
 
@@ -176,7 +176,7 @@ try:
 except SystemExit:
     pass
 code = main(run_args)
-print(json.dumps({"code": code, "frozen": gc.get_freeze_count()}))
+print(json.dumps({"code": code, "frozen": gc.get_freeze_count(), "threshold": gc.get_threshold()[0]}))
 """
 
 
@@ -192,13 +192,15 @@ def test_the_command_keeps_its_libraries_out_of_full_collections_and_a_program_k
     )
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert seen["code"] == 0 and seen["pyarrow"] is True and seen["frozen"] > 10_000, proc.stderr
+    # and its young objects are collected every 50,000 allocations, not 700 (the default comes back once the command is done)
+    assert (seen["threshold"], seen["after"]) == (50_000, 700)
     # A program that ran the command (runpy, its exit caught) and goes on: its later main() calls freeze nothing.
     after_runpy = subprocess.run(
         [sys.executable, "-c", RUNPY_THEN_MAIN, *args, "--output_path", str(tmp_path / "later")], capture_output=True, text=True, timeout=300
     )
-    assert json.loads(after_runpy.stdout.strip().splitlines()[-1]) == {"code": 0, "frozen": 0}, after_runpy.stderr
+    assert json.loads(after_runpy.stdout.strip().splitlines()[-1]) == {"code": 0, "frozen": 0, "threshold": 700}, after_runpy.stderr
     # A program (or this test) calling main() in a process that goes on: nothing of it is frozen (frozen objects
     # that are freed leave the count, a freeze would add every object alive).
-    before = gc.get_freeze_count()
+    before, thresholds = gc.get_freeze_count(), gc.get_threshold()
     assert cli(*args, "--output_path", str(tmp_path / "program")).returncode == 0
-    assert gc.get_freeze_count() <= before
+    assert gc.get_freeze_count() <= before and gc.get_threshold() == thresholds
