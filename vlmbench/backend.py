@@ -275,7 +275,9 @@ def inert_line(value: object, limit: int = INERT_MAX_CHARS) -> str | None:
     (longer is cut, ending in "..."); None for a missing, non-text or blank value."""
     if not isinstance(value, str):
         return None
-    text = "".join(c if c.isprintable() else "\ufffd" for c in value.strip())
+    text = value.strip()
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else "\ufffd" for c in text)
     if not text:
         return None
     return text if len(text) <= limit else text[: limit - 3] + "..."

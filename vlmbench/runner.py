@@ -298,6 +298,9 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
     return prediction
 
 
+_RECORD_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps(record, ensure_ascii=False), one encoder for every record
+
+
 class _SamplesWriter:
     """Appends sample records to a task's samples file, one JSON line each. With a run context, it also
     keeps each record with its line while the run's budget (``RunContext.keep_written``) lasts; once a
@@ -309,7 +312,7 @@ class _SamplesWriter:
 
     def add(self, record: SampleRecord, flush: bool = True) -> None:
         """Append ``record`` and, with ``flush``, put what is written on disk."""
-        line = json.dumps(record, ensure_ascii=False) + "\n"
+        line = _RECORD_JSON.encode(record) + "\n"
         self._do(lambda: self.file.write(line))
         if flush:  # an answer just paid for is on disk before the next one is asked for
             self.flush()

@@ -126,6 +126,12 @@ def request_key(
     return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+# What json.dumps(value, sort_keys=True, ensure_ascii=False) and json.dumps(value, ensure_ascii=False) give,
+# without building an encoder per call (a re-run computes a key per request).
+_SORTED_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
+_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
 class RequestKeys:
     """:func:`request_key` for many requests of one task and model: the parts they share are
     serialised once. Gives exactly the keys :func:`request_key` gives (the same JSON text is hashed)."""
@@ -140,8 +146,8 @@ class RequestKeys:
 
     def key(self, messages: list[dict[str, Any]], answer_choices: Iterable[str] | None) -> str:
         """The key of one request of this task (see :func:`request_key`)."""
-        choices = json.dumps(list(answer_choices) if answer_choices else None, ensure_ascii=False)
-        text = '{"answer_choices": ' + choices + self._middle + json.dumps(messages, sort_keys=True, ensure_ascii=False) + self._end
+        choices = _JSON.encode(list(answer_choices) if answer_choices else None)
+        text = '{"answer_choices": ' + choices + self._middle + _SORTED_JSON.encode(messages) + self._end
         return hashlib.sha256(text.encode()).hexdigest()
 
 
