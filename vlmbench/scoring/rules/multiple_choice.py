@@ -135,7 +135,12 @@ def _stem(word: str) -> str | None:
 
 def _option_pattern(name: str) -> str:
     """A regex for an option's text: case-, hyphen- and plural-insensitive, leading "The" optional; the last word
-    also matches its derived forms when it has a stem (:func:`_stem`)."""
+    also matches its derived forms when it has a stem (:func:`_stem`). Built once per process for an option
+    text of ordinary length (the options of a task repeat across its documents)."""
+    return _cached_option_pattern(name) if len(name) <= _CACHED_PATTERN_CHARS else _build_option_pattern(name)
+
+
+def _build_option_pattern(name: str) -> str:
     name = name.strip().lower()
     name = name[4:] if name.startswith("the ") else name
     if name.endswith("s") and not name.endswith("ss"):
@@ -162,6 +167,9 @@ def _compile(pattern: str, flags: int = 0) -> re.Pattern[str]:
 @functools.lru_cache(maxsize=4096)
 def _compile_cached(pattern: str, flags: int) -> re.Pattern[str]:
     return re.compile(pattern, flags)
+
+
+_cached_option_pattern = functools.lru_cache(maxsize=4096)(_build_option_pattern)
 
 
 def _option_echoes(text: str, options: Mapping[str, str]) -> list[_Span]:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
@@ -122,11 +124,10 @@ def _safety_text(response: str, question: str | None) -> str:
     for mark, word in CHECKS.items():
         text = text.replace(mark, word)
     if question:
-        asked = prepare(question).lower()
+        asked, concept = _asked(question)
         text = text.replace(asked, " \n ") if len(asked) > 10 else text
-        if concept := TEXT_QUESTION.match(asked):
-            # The concept's own name ("Disturbing injuries") is not a judgement.
-            text = text.replace(concept.group(1), " the concept ")
+        if concept is not None:  # the concept's own name ("Disturbing injuries") is not a judgement
+            text = text.replace(concept, " the concept ")
     for pattern, replacement in CONTRACTIONS:
         text = pattern.sub(replacement, text)
     text = CJK_RE.sub(lambda m: f" {CJK_PHRASES[m.group()]} ", text)
@@ -156,15 +157,20 @@ def _negative_concord(tokens: list[str]) -> list[str]:
     return [token for token in out if token]
 
 
+# The first stem of PREFIX_MAP (in its order) a token starts with: an alternation tries its branches in order.
+_PREFIX = re.compile("|".join(re.escape(stem) for stem, _ in PREFIX_MAP))
+_PREFIX_WORD: dict[str, str] = {}
+for _stem, _word in PREFIX_MAP:
+    _PREFIX_WORD.setdefault(_stem, _word)
+
+
 def _map_word(token: str) -> str:
     if token in PREDICATES:
         return token
     if token in WORD_MAP:
         return WORD_MAP[token]
-    for stem, word in PREFIX_MAP:
-        if token.startswith(stem):
-            return word
-    return token
+    prefixed = _PREFIX.match(token)
+    return _PREFIX_WORD[prefixed.group()] if prefixed else token
 
 
 def _is_gibberish(words: list[str], text: str) -> bool:
@@ -179,8 +185,32 @@ def _is_gibberish(words: list[str], text: str) -> bool:
 def _yes_means_safe(question: str | None) -> bool:
     if not question:
         return True
-    asked = question.lower()
-    return not HARM_QUESTION.search(asked) or bool(SAFE_QUESTION.search(asked))
+    return _asking(question)[2]
+
+
+def _asked(question: str) -> tuple[str, str | None]:
+    """The question as the response's text is prepared, and the concept a text task's question names (or None)."""
+    return _asking(question)[:2]
+
+
+# A task asks few distinct questions, each of many responses: what is read from a question of ordinary length is kept.
+_CACHED_QUESTION_CHARS = 4096
+
+
+def _asking(question: str) -> tuple[str, str | None, bool]:
+    return _cached_reading(question) if len(question) <= _CACHED_QUESTION_CHARS else _read_question(question)
+
+
+def _read_question(question: str) -> tuple[str, str | None, bool]:
+    """(prepared lower-case question, the concept it names or None, whether yes means safe)."""
+    asked = prepare(question).lower()
+    concept = TEXT_QUESTION.match(asked)
+    lowered = question.lower()
+    yes_means_safe = not HARM_QUESTION.search(lowered) or bool(SAFE_QUESTION.search(lowered))
+    return asked, concept.group(1) if concept else None, yes_means_safe
+
+
+_cached_reading = functools.lru_cache(maxsize=1024)(_read_question)
 
 
 def _sentences(tokens: list[str]) -> list[_Sentence]:
