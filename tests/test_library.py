@@ -91,27 +91,46 @@ def test_unknown_names_are_user_errors() -> None:
 
 
 def test_a_run_scores_the_records_it_kept_as_scoring_its_files_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A run scores the records it wrote from memory (its samples files are not read back) while its
-    budget lasts, and reads the files beyond it: either way the samples files and the results are
-    exactly what `score` writes from the files, with reused and new answers mixed."""
-    from vlmbench import runner
+    """A run whose answers all come from the store scores the records it wrote from memory (reading no
+    samples file back) while its budget lasts; a task that sent requests, or one past the budget, is
+    read back from its file. Either way the samples files and the results are exactly what `score`
+    writes from the files."""
+    from vlmbench import results, runner
     from vlmbench.testing.fault_server import Faults, FaultServer
 
-    def run(server: FaultServer, name: str, limit: int) -> RunResult:
+    read_back: list[str] = []
+    read_records = results.read_records
+
+    def counting(path: Path) -> list[SampleRecord]:
+        read_back.append(path.name)
+        return read_records(path)
+
+    monkeypatch.setattr(results, "read_records", counting)
+
+    def run(server: FaultServer, name: str, limit: int) -> tuple[RunResult, list[str]]:
+        read_back.clear()
         args = {"base_url": server.base_url, "model": "tiny"}
-        tasks = ["alignment-text", "perception-text"]
-        return evaluate(
-            EvalConfig(model="openai", model_args=args, tasks=tasks, limit=limit, store=tmp_path / "store.sqlite", output_path=tmp_path / name)
+        config = EvalConfig(
+            model="openai",
+            model_args=args,
+            tasks=["alignment-text", "perception-text"],
+            limit=limit,
+            store=tmp_path / "store.sqlite",
+            output_path=tmp_path / name,
         )
+        return evaluate(config), sorted(read_back)
 
     replies = (("If an image shows", "No, it is unsafe."), ("Choose the most relevant option", "B"))
     with FaultServer(Faults(replies=replies, reply="I cannot tell.")) as server:
         run(server, "first", 2)
-        mixed = run(server, "mixed", 4)  # half of each task reused, half sent
-        monkeypatch.setattr(runner, "KEEP_WRITTEN_BYTES", 3000)  # the budget runs out inside the first task
-        read_back = run(server, "read_back", 4)
-    assert (mixed.requests_sent, mixed.requests_reused) == (2 * 5 + 2, 2 * 5 + 2)
-    for result in (mixed, read_back):
+        mixed, mixed_read = run(server, "mixed", 4)  # half of each task reused, half sent
+        reused, reused_read = run(server, "reused", 4)
+        monkeypatch.setattr(runner, "KEEP_WRITTEN_CHARS", 8000)  # the first task (20 lines) is past it, the second (4) is not
+        over_budget, over_budget_read = run(server, "over_budget", 4)
+    assert (mixed.requests_sent, mixed.requests_reused) == (2 * 5 + 2, 2 * 5 + 2) and reused.requests_sent == 0
+    assert mixed_read == ["alignment-text.jsonl", "perception-text.jsonl"] and reused_read == []
+    assert over_budget_read == ["alignment-text.jsonl"]  # the second task fits in what the first gave back
+    for result in (mixed, reused, over_budget):
         files = {path.name: path.read_bytes() for path in sorted((result.run_dir / "samples").iterdir())}
         assert list(files) == ["alignment-text.jsonl", "perception-text.jsonl"]
         records = [json.loads(line) for line in files["alignment-text.jsonl"].splitlines()]
@@ -120,5 +139,4 @@ def test_a_run_scores_the_records_it_kept_as_scoring_its_files_would(tmp_path: P
         again = score(result.run_dir)
         assert {path.name: path.read_bytes() for path in (result.run_dir / "samples").iterdir()} == files
         assert again["tasks"] == result.results["tasks"] and again["modality_gaps"] == result.results["modality_gaps"]
-    assert read_back.results is not None and mixed.results is not None
-    assert read_back.results["tasks"]["perception-text"]["metrics"] == mixed.results["tasks"]["perception-text"]["metrics"]
+        assert result.results["tasks"]["perception-text"]["metrics"]["accuracy_strict"]["n"] == 4

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from vlmbench import collector
 from vlmbench.cli.commands import CommandSpec
 from vlmbench.errors import UserError
 
@@ -91,18 +92,13 @@ def console() -> int:
     in a process that goes on."""
     global _owns_process
     _owns_process = True
-    thresholds = gc.get_threshold()
     try:
         code = main()
     finally:  # a program that runs the command (runpy) and goes on: its later main() calls freeze nothing
         _owns_process = False
-        gc.set_threshold(*thresholds)
+        collector.enable(False)
     gc.freeze()
     return code
-
-
-RUN_GC_THRESHOLD = 50_000
-"""Allocations between two young-generation collections in the command's own process (Python's default: 700)."""
 
 
 def freeze_imports(*modules: str) -> None:
@@ -110,10 +106,8 @@ def freeze_imports(*modules: str) -> None:
     every object alive now (the imported libraries' and the parsed flags') out of the garbage
     collector's full passes. A full-size run creates millions of objects, and each full pass would
     walk the hundreds of thousands of the libraries again: about 0.4 s of a hub-size re-run. Those
-    objects live as long as the process anyway. The young generation is collected every
-    :data:`RUN_GC_THRESHOLD` allocations instead of 700: a run's records are freed by reference
-    counting, not by the collector, and each collection cascading to the older generations walks
-    the run's live records (0.23 s of a hub-size re-run, 0.05 s now). Does nothing when a program or
+    objects live as long as the process anyway. Where a run only builds, reads and scores records,
+    young objects are collected less often (:mod:`vlmbench.collector`). Does nothing when a program or
     a test calls :func:`main` in a process that goes on (it would keep that process's own garbage for good)."""
     if not _owns_process:
         return
@@ -122,7 +116,7 @@ def freeze_imports(*modules: str) -> None:
     for name in modules:
         importlib.import_module(name)
     gc.freeze()
-    gc.set_threshold(RUN_GC_THRESHOLD, *gc.get_threshold()[1:])
+    collector.enable()
 
 
 def _silence_stdout() -> None:

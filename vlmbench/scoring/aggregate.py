@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vlmbench.collector import few_collections
 from vlmbench.errors import UserError
 from vlmbench.pluginmanager import did_you_mean, metric_specs
 from vlmbench.records import SampleRecord
@@ -82,23 +83,30 @@ def score_records(
     numbers from the verdicts a submission recorded).
     """
     answered = [r for r in records if r["response"] is not None and r["error"] is None]
-    items = [
-        ScoreInput(
-            id=r["id"],
-            response=str(r["response"]),
-            target=str(r["target"]),
-            prompt=r["prompt"],
-            choices=tuple(r["choices"]) if r["choices"] else None,
-            doc=r["doc"],
-            kind=plan.scorer,
-        )
-        for r in answered
-    ]
+    with few_collections():
+        items = [
+            ScoreInput(
+                id=r["id"],
+                response=str(r["response"]),
+                target=str(r["target"]),
+                prompt=r["prompt"],
+                choices=tuple(r["choices"]) if r["choices"] else None,
+                doc=r["doc"],
+                kind=plan.scorer,
+            )
+            for r in answered
+        ]
     task = records[0]["task"] if records else ""
     if recorded is not None:
         outcomes = list(recorded)
     else:
         outcomes = run_judges(items, plan.judges, plan.scorer, plan.scorer_args, judging or JudgeConfig(), task)
+    with few_collections():
+        return _summary(records, answered, outcomes, plan)
+
+
+def _summary(records: list[SampleRecord], answered: list[SampleRecord], outcomes: Sequence[JudgeOutcome], plan: ScoringPlan) -> dict[str, Any]:
+    """The verdicts kept in each record and the task's metrics (see :func:`score_records`)."""
     metrics = _metrics(plan.metrics)
     views = {o.name: [_scored(r, plan.cluster_key, o.verdicts.get(r["id"])) for r in records] for o in outcomes}
     headline = outcomes[0]

@@ -9,13 +9,16 @@ sample records, and each one's metrics and the agreement between them go into th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vlmbench.collector import few_collections
 from vlmbench.errors import UserError
 from vlmbench.scoring.base import ScoreInput, Scorer, ScorerOptions, Verdict, build_scorer, scorer_identity
+from vlmbench.scoring.scorers import RuleScorer
 
 log = logging.getLogger(__name__)
 RULES = "rules"
@@ -92,7 +95,9 @@ def run_judges(
             if kinds is not None and task_scorer not in kinds:
                 log.warning("%s: judge '%s' does not read answers of format '%s'; it is left out for this task", task, name, task_scorer)
                 continue
-            verdicts = {v.id: v for v in scorer.score(items)}
+            # Rules read text in this process and send nothing: their objects may be collected less often.
+            with few_collections() if isinstance(scorer, RuleScorer) else contextlib.nullcontext():
+                verdicts = {v.id: v for v in scorer.score(items)}
             counts = getattr(scorer, "counts", None)
             outcomes.append(JudgeOutcome(name, scorer_identity(scorer), verdicts, counts() if callable(counts) else None))
         finally:
