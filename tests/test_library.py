@@ -91,10 +91,9 @@ def test_unknown_names_are_user_errors() -> None:
 
 
 def test_a_run_scores_the_records_it_kept_as_scoring_its_files_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A run whose answers all come from the store scores the records it wrote from memory (reading no
-    samples file back) while its budget lasts; a task that sent requests, or one past the budget, is
-    read back from its file. Either way the samples files and the results are exactly what `score`
-    writes from the files."""
+    """A run scores the records it wrote from memory (reading no samples file back) while its budget
+    lasts, and reads the file of a task past it. Either way, with answers reused, sent or both, the
+    samples files and the results are exactly what `score` writes from the files."""
     from vlmbench import results, runner
     from vlmbench.testing.fault_server import Faults, FaultServer
 
@@ -122,13 +121,13 @@ def test_a_run_scores_the_records_it_kept_as_scoring_its_files_would(tmp_path: P
 
     replies = (("If an image shows", "No, it is unsafe."), ("Choose the most relevant option", "B"))
     with FaultServer(Faults(replies=replies, reply="I cannot tell.")) as server:
-        run(server, "first", 2)
+        first, first_read = run(server, "first", 2)  # every answer sent
         mixed, mixed_read = run(server, "mixed", 4)  # half of each task reused, half sent
         reused, reused_read = run(server, "reused", 4)
         monkeypatch.setattr(runner, "KEEP_WRITTEN_CHARS", 8000)  # the first task (20 lines) is past it, the second (4) is not
         over_budget, over_budget_read = run(server, "over_budget", 4)
     assert (mixed.requests_sent, mixed.requests_reused) == (2 * 5 + 2, 2 * 5 + 2) and reused.requests_sent == 0
-    assert mixed_read == ["alignment-text.jsonl", "perception-text.jsonl"] and reused_read == []
+    assert first.requests_sent == 2 * 5 + 2 and first_read == mixed_read == reused_read == []
     assert over_budget_read == ["alignment-text.jsonl"]  # the second task fits in what the first gave back
     for result in (mixed, reused, over_budget):
         files = {path.name: path.read_bytes() for path in sorted((result.run_dir / "samples").iterdir())}

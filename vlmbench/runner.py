@@ -40,8 +40,9 @@ from vlmbench.taskconfig import TaskConfig
 STORE_BATCH = 500
 """Stored answers looked up in one query (and held at once) when a task starts."""
 
-KEEP_WRITTEN_CHARS = 256 * 2**20
-"""Reused sample records a run keeps in memory for scoring, as characters of JSON lines (beyond it, scoring reads them back)."""
+KEEP_WRITTEN_CHARS = 64 * 2**20
+"""Sample records a run keeps in memory for scoring, as characters of JSON lines (beyond it, scoring reads
+them back). A full-size run writes about 21 million; keeping them all added 40 MiB to its peak memory."""
 
 
 @dataclass
@@ -66,8 +67,7 @@ class RunContext:
 @dataclass
 class TaskPrediction:
     """What predicting one task produced. The records are in ``samples_file``; ``written`` holds them too,
-    each with its JSON line as written, when they were all reused answers and the run's memory budget kept
-    them (scoring then reads nothing back)."""
+    each with its JSON line as written, when the run's memory budget kept them (scoring then reads nothing back)."""
 
     task: TaskConfig
     datasets: list[DatasetInfo]
@@ -306,11 +306,9 @@ _RECORD_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps(record, ensure
 
 class _SamplesWriter:
     """Appends sample records to a task's samples file, one JSON line each. With a run context, it also
-    keeps each record with its line, for scoring, while every record of the task is a reused answer and
-    the run's budget (``RunContext.keep_written``) lasts; otherwise the task keeps none and scoring reads
-    its file. A task that sends requests is not kept: reading its file back costs little next to the
-    requests, and small records held while the requests' image buffers come and go would pin the memory
-    those buffers took (a full-size first run peaked at 2.1 GiB instead of 0.27 GiB)."""
+    keeps each record with its line, for scoring, while the run's budget (``RunContext.keep_written``)
+    lasts; once a record does not fit, the task keeps none (what it took goes back to the budget) and
+    scoring reads its file."""
 
     def __init__(self, file: IO[str], ctx: RunContext | None) -> None:
         self.file, self.ctx = file, ctx
@@ -325,7 +323,7 @@ class _SamplesWriter:
             self.flush()
         if self.kept is None or self.ctx is None:
             return
-        if not record["reused"] or self.ctx.keep_written < len(line):
+        if self.ctx.keep_written < len(line):
             self.ctx.keep_written += self._kept_chars  # what this task took goes back to the run's budget
             self.kept = None
             return
