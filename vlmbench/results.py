@@ -236,15 +236,16 @@ def score_task(
 
 _UNSCORED_END = '"parsed": null, "correct": null}\n'
 _VERDICT_FIELDS = ("parsed", "correct", "verdicts")
+_RECORD_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps(..., ensure_ascii=False), one encoder for every line
 
 
 def scored_line(record: SampleRecord, written: str | None = None) -> str:
     """The JSON line of a scored record. ``written``: the line the run wrote for it before scoring. The
     verdict fields end every record, so only they are serialized again: the same text as the whole record's."""
     if written is not None and written.endswith(_UNSCORED_END) and tuple(record)[-3:] == _VERDICT_FIELDS:
-        verdicts = json.dumps({name: record[name] for name in _VERDICT_FIELDS}, ensure_ascii=False)  # type: ignore[literal-required]
+        verdicts = _RECORD_JSON.encode({name: record[name] for name in _VERDICT_FIELDS})  # type: ignore[literal-required]
         return written[: -len(_UNSCORED_END)] + verdicts[1:] + "\n"
-    return json.dumps(record, ensure_ascii=False) + "\n"
+    return _RECORD_JSON.encode(record) + "\n"
 
 
 def score_run(run_dir: Path, judging: JudgeConfig | None = None, written: Mapping[str, Sequence[tuple[SampleRecord, str]]] | None = None) -> Results:

@@ -130,9 +130,12 @@ def multiple_choice_options(
     if catalog is None:
         raise UserError(f"{task.path}: step 'multiple_choice_options' needs the field 'concepts_file'")
     out = []
+    pools: dict[str, list[str]] = {}  # by category: the unsafe concepts of the others, then the distractors
     for doc in docs:
         concept = _concept(catalog, doc["concept"], task)
-        pool = [c.name for c in catalog.unsafe if c.category != concept.category] + list(catalog.distractors)
+        if concept.category not in pools:
+            pools[concept.category] = [c.name for c in catalog.unsafe if c.category != concept.category] + list(catalog.distractors)
+        pool = pools[concept.category]
         # Seeded by row identity, so perception-image and perception-text offer the same options per row.
         rng = random.Random(f"{seed}:{doc['_source']}:{doc['_row']}:{concept.name}")
         if len(pool) < num_distractors:
