@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,11 +150,12 @@ FREEZE_PROBE = """
 import gc, json, sys
 import vlmbench.evaluation as evaluation
 import vlmbench.runner as runner
+import vlmbench.samples as samples
 import vlmbench.scoring.aggregate as aggregate
 from vlmbench import cli, collector
 
 seen = {}
-evaluate, build_samples, dispatch, summary = evaluation.evaluate, runner.build_samples, runner.dispatch, aggregate._summary
+evaluate, render, dispatch, summary = evaluation.evaluate, samples.render, runner.dispatch, aggregate._summary
 
 
 def probe(config):
@@ -161,9 +163,9 @@ def probe(config):
     return evaluate(config)
 
 
-def building(*args, **kwargs):
-    seen.setdefault("building samples", gc.get_threshold()[0])
-    return build_samples(*args, **kwargs)
+def rendering(*args, **kwargs):
+    seen.setdefault("rendering prompts", gc.get_threshold()[0])
+    return render(*args, **kwargs)
 
 
 def sending(*args, **kwargs):
@@ -177,7 +179,7 @@ def scoring(*args, **kwargs):
     return summary(*args, **kwargs)
 
 
-evaluation.evaluate, runner.build_samples, runner.dispatch, aggregate._summary = probe, building, sending, scoring
+evaluation.evaluate, samples.render, runner.dispatch, aggregate._summary = probe, rendering, sending, scoring
 sys.argv = ["vlmbench", *sys.argv[1:]]
 code = cli.console()
 print(json.dumps({"code": code, **seen, "after": collector.enabled()}))
@@ -214,10 +216,10 @@ def test_the_command_keeps_its_libraries_out_of_full_collections_collects_less_w
     )
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert seen["code"] == 0 and seen["pyarrow"] is True and seen["frozen"] > 10_000, proc.stderr
-    # Its young objects are collected every 50,000 allocations while it builds samples and computes metrics,
-    # at Python's pace (700) while requests are answered, and the library is left as it was once the command is done.
-    paces = {k: seen[k] for k in ("threshold", "building samples", "answering requests", "computing metrics", "after")}
-    assert paces == {"threshold": 700, "building samples": 50_000, "answering requests": 700, "computing metrics": 50_000, "after": False}
+    # Its young objects are collected every 50,000 allocations while it computes metrics, at Python's pace (700)
+    # while a task file's templates render and requests are answered; the library is left as it was once the command is done.
+    paces = {k: seen[k] for k in ("threshold", "rendering prompts", "answering requests", "computing metrics", "after")}
+    assert paces == {"threshold": 700, "rendering prompts": 700, "answering requests": 700, "computing metrics": 50_000, "after": False}
     # A program that ran the command (runpy, its exit caught) and goes on: its later main() calls freeze nothing.
     after_runpy = subprocess.run(
         [sys.executable, "-c", RUNPY_THEN_MAIN, *args, "--output_path", str(tmp_path / "later")], capture_output=True, text=True, timeout=300
@@ -228,3 +230,44 @@ def test_the_command_keeps_its_libraries_out_of_full_collections_collects_less_w
     before, thresholds = gc.get_freeze_count(), gc.get_threshold()
     assert cli(*args, "--output_path", str(tmp_path / "program")).returncode == 0
     assert gc.get_freeze_count() <= before and gc.get_threshold() == thresholds and not collector.enabled()
+
+
+def test_stored_answers_are_read_with_fewer_collections_and_requests_answered_at_pythons_pace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the command's pace on (`vlmbench.collector`), looking answers up in the store collects young objects
+    every 50,000 allocations; answering the requests it did not find keeps Python's pace."""
+    import gc
+    from collections.abc import Iterator
+
+    from vlmbench import EvalConfig, collector, evaluate, runner
+    from vlmbench.store import ResponseStore
+    from vlmbench.testing.fault_server import FaultServer
+
+    seen: dict[str, int] = {}
+    get_many, dispatch = ResponseStore.get_many, runner.dispatch
+
+    def reading(store: ResponseStore, keys: Any) -> Any:
+        seen.setdefault("reading stored answers", gc.get_threshold()[0])
+        return get_many(store, keys)
+
+    def sending(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        for answer in dispatch(*args, **kwargs):
+            seen.setdefault("answering requests", gc.get_threshold()[0])
+            yield answer
+
+    monkeypatch.setattr(ResponseStore, "get_many", reading)
+    monkeypatch.setattr(runner, "dispatch", sending)
+    thresholds = gc.get_threshold()
+    collector.enable()
+    try:
+        with FaultServer() as server:
+            args = {"base_url": server.base_url, "model": "tiny"}
+            for name in ("first", "again"):
+                config = EvalConfig(
+                    model="openai", model_args=args, tasks="alignment-text", limit=1, store=tmp_path / "store.sqlite", output_path=tmp_path / name
+                )
+                assert evaluate(config).requests_reused == (5 if name == "again" else 0)
+    finally:
+        collector.enable(False)
+    assert seen == {"reading stored answers": 50_000, "answering requests": thresholds[0]} and gc.get_threshold() == thresholds

@@ -94,8 +94,7 @@ def prepare(
     """Load a task's data and build its samples (no images are decoded here). ``loaded``: datasets
     already loaded by other tasks of the run, shared with them (this task's loads are added)."""
     table, catalog = load_task_docs(task, loaded)
-    with few_collections():
-        return build_samples(task, table, catalog, seed, limit, overrides), table
+    return build_samples(task, table, catalog, seed, limit, overrides), table
 
 
 class RowImage:
