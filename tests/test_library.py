@@ -124,7 +124,7 @@ def test_a_run_scores_the_records_it_kept_as_scoring_its_files_would(tmp_path: P
         first, first_read = run(server, "first", 2)  # every answer sent
         mixed, mixed_read = run(server, "mixed", 4)  # half of each task reused, half sent
         reused, reused_read = run(server, "reused", 4)
-        monkeypatch.setattr(runner, "KEEP_WRITTEN_CHARS", 8000)  # the first task (20 lines) is past it, the second (4) is not
+        monkeypatch.setattr(runner, "KEEP_WRITTEN_BYTES", 8000)  # the first task (20 lines) is past it, the second (4) is not
         over_budget, over_budget_read = run(server, "over_budget", 4)
     assert (mixed.requests_sent, mixed.requests_reused) == (2 * 5 + 2, 2 * 5 + 2) and reused.requests_sent == 0
     assert first.requests_sent == 2 * 5 + 2 and first_read == mixed_read == reused_read == []

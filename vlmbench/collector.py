@@ -1,4 +1,4 @@
-"""How often the garbage collector runs while ``vlmbench run`` builds, reads and scores records.
+"""How often the garbage collector runs while ``vlmbench run`` reads stored answers and scores records.
 
 Python collects its youngest objects every 700 allocations of containers, and every tenth of those
 collections goes on to the older generations, walking every live record and document of a run: 0.23 s

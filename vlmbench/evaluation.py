@@ -159,6 +159,8 @@ def evaluate(config: EvalConfig) -> RunResult:
             reuse_sampled=config.reuse_sampled,
             shard=(group.rank, group.world),
         )
+        if config.predict_only:  # nothing scores the records: none is kept
+            ctx.keep_written = 0
         manifest: RunManifest = {
             "schema_version": 1,
             "vlmbench_version": _version(),

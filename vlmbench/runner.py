@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -40,9 +41,11 @@ from vlmbench.taskconfig import TaskConfig
 STORE_BATCH = 500
 """Stored answers looked up in one query (and held at once) when a task starts."""
 
-KEEP_WRITTEN_CHARS = 64 * 2**20
-"""Sample records a run keeps in memory for scoring, as characters of JSON lines (beyond it, scoring reads
-them back). A full-size run writes about 21 million; keeping them all added 40 MiB to its peak memory."""
+KEEP_WRITTEN_BYTES = 64 * 2**20
+"""The memory of the JSON lines a run keeps for scoring, with their records (beyond it, scoring reads the
+files back). The records take about as much again: a line and its record held 2.35-2.65 bytes per
+character of an ASCII line in all. A full-size run's lines take about 21 MB; keeping them all added 40 MiB
+to its peak memory."""
 
 
 @dataclass
@@ -60,8 +63,8 @@ class RunContext:
     reuse_sampled: bool = False
     shard: tuple[int, int] = (0, 1)  # (rank, world size) under data parallelism
     image_hashes: dict[tuple[Any, ...], str] = field(default_factory=dict)  # run-wide: each image's bytes are hashed once
-    # What is left of the run's budget for records kept for scoring (characters of JSON lines).
-    keep_written: int = field(default_factory=lambda: KEEP_WRITTEN_CHARS)
+    # What is left of the run's budget for records kept for scoring (bytes of their JSON lines' memory; 0: keep none).
+    keep_written: int = field(default_factory=lambda: KEEP_WRITTEN_BYTES)
 
 
 @dataclass
@@ -312,7 +315,7 @@ class _SamplesWriter:
     def __init__(self, file: IO[str], ctx: RunContext | None) -> None:
         self.file, self.ctx = file, ctx
         self.kept: list[tuple[SampleRecord, str]] | None = [] if ctx is not None and ctx.keep_written > 0 else None
-        self._kept_chars = 0
+        self._kept_bytes = 0
 
     def add(self, record: SampleRecord, flush: bool = True) -> None:
         """Append ``record`` and, with ``flush``, put what is written on disk."""
@@ -322,12 +325,13 @@ class _SamplesWriter:
             self.flush()
         if self.kept is None or self.ctx is None:
             return
-        if self.ctx.keep_written < len(line):
-            self.ctx.keep_written += self._kept_chars  # what this task took goes back to the run's budget
+        size = sys.getsizeof(line)  # 1, 2 or 4 bytes a character, as the text needs
+        if self.ctx.keep_written < size:
+            self.ctx.keep_written += self._kept_bytes  # what this task took goes back to the run's budget
             self.kept = None
             return
-        self.ctx.keep_written -= len(line)
-        self._kept_chars += len(line)
+        self.ctx.keep_written -= size
+        self._kept_bytes += size
         self.kept.append((record, line))
 
     def flush(self) -> None:

@@ -106,8 +106,8 @@ def freeze_imports(*modules: str) -> None:
     every object alive now (the imported libraries' and the parsed flags') out of the garbage
     collector's full passes. A full-size run creates millions of objects, and each full pass would
     walk the hundreds of thousands of the libraries again: about 0.4 s of a hub-size re-run. Those
-    objects live as long as the process anyway. Where a run only builds, reads and scores records,
-    young objects are collected less often (:mod:`vlmbench.collector`). Does nothing when a program or
+    objects live as long as the process anyway. Where a run only reads stored answers and scores records
+    with the core's own code, young objects are collected less often (:mod:`vlmbench.collector`). Does nothing when a program or
     a test calls :func:`main` in a process that goes on (it would keep that process's own garbage for good)."""
     if not _owns_process:
         return

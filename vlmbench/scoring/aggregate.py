@@ -105,16 +105,17 @@ def score_records(
         outcomes = run_judges(items, plan.judges, plan.scorer, plan.scorer_args, judging or JudgeConfig(), task)
     # The core's own metrics make no reference cycles: their objects may be collected less often (a plugin's run at Python's pace).
     metrics = _metrics(plan.metrics)
-    with few_collections() if set(metrics) <= _own_metrics() else contextlib.nullcontext():
+    own = _own_metrics()
+    with few_collections() if all(any(m is o for o in own) for m in metrics) else contextlib.nullcontext():
         return _summary(records, answered, outcomes, plan, metrics)
 
 
 @functools.cache
-def _own_metrics() -> frozenset[MetricSpec]:
-    """The metrics vlmbench registers itself."""
+def _own_metrics() -> tuple[MetricSpec, ...]:
+    """The metrics vlmbench registers itself (told apart by identity: a plugin's ``compute`` may not be hashable)."""
     from vlmbench.builtins import vlmbench_metrics
 
-    return frozenset(vlmbench_metrics())
+    return tuple(vlmbench_metrics())
 
 
 def _summary(

@@ -95,7 +95,7 @@ def run_judges(
             if kinds is not None and task_scorer not in kinds:
                 log.warning("%s: judge '%s' does not read answers of format '%s'; it is left out for this task", task, name, task_scorer)
                 continue
-            # Rules read text in this process and send nothing: their objects may be collected less often.
+            # The core's rules read text in this process and send nothing: their objects may be collected less often.
             with few_collections() if isinstance(scorer, RuleScorer) else contextlib.nullcontext():
                 verdicts = {v.id: v for v in scorer.score(items)}
             counts = getattr(scorer, "counts", None)
