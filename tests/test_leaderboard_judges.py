@@ -368,6 +368,9 @@ def site(bundles: dict[str, Path], pinned: Path, tmp_path_factory: pytest.TempPa
     metadata["name"] = "hostile judge"
     for entry in results["tasks"].values():
         entry["judges"][0]["model"]["model"] = HOSTILE
+    # the answers' replies named models (an API's dated versions behind an alias), one of them hostile text
+    results["tasks"]["perception-image"]["served_models"] = {"api-model-2024-08-06": 1200, HOSTILE: 3}
+    results["tasks"]["alignment-text"]["served_models"] = {"api-model-2024-08-06": 300}
     results["tasks"]["general-capability"]["judges"] = [{"judge": "rules", "name": "choice", "version": "1", "headline": True}]
     (hostile / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
     (hostile / "results.json").write_text(json.dumps(results), encoding="utf-8")
@@ -395,6 +398,23 @@ def test_tables_name_the_judge_of_every_entry(site: Path) -> None:
     assert "<img" not in md and "&lt;img src=x onerror=alert(1)&gt;?" in md and "names its judge" in md
     html = (site / "index.html").read_text(encoding="utf-8")
     assert "<img src=x" not in html and "\u202e" not in html and "&lt;img src=x onerror=alert(1)&gt;?" in html
+
+
+def test_tables_name_the_models_that_served_the_answers(site: Path) -> None:
+    import csv
+
+    served = "api-model-2024-08-06 (1,500 answers), <img src=x onerror=alert(1)>? (3 answers)"  # one plain line, most first
+    rows = {r["model"]: r for r in csv.DictReader(io.StringIO((site / "leaderboard.csv").read_text(encoding="utf-8")))}
+    assert rows["hostile judge"]["served_by"] == served and rows["llm model"]["served_by"] == rows["rules model"]["served_by"] == ""
+    board = {r["metadata"]["name"]: r for r in json.loads((site / "leaderboard.json").read_text(encoding="utf-8"))["rows"]}
+    assert board["hostile judge"]["served_models"] == {"api-model-2024-08-06": 1500, HOSTILE: 3}  # data, as the samples say
+    assert board["llm model"]["served_models"] == {}  # a local model names none
+    md = (site / "leaderboard.md").read_text(encoding="utf-8")
+    assert "(served by: api-model-2024-08-06 (1,500 answers), &lt;img src=x onerror=alert(1)&gt;? (3 answers))" in md
+    assert md.count("served by") == 1
+    html = (site / "index.html").read_text(encoding="utf-8")
+    assert html.count('<span class="tag served">served by: api-model-2024-08-06 (1,500 answers), &lt;img src=x') == 1
+    assert "<dt>Served by</dt><dd>api-model-2024-08-06 (1,500 answers), &lt;img" in html and "<img src=x" not in html
 
 
 def test_page_shows_the_judge_as_inert_text(browser: Any, site: Path) -> None:

@@ -20,6 +20,7 @@ from vlmbench_leaderboard.config import Column, Config, DetailMetric, HeatmapPlo
 from vlmbench_leaderboard.entries import Entry
 from vlmbench_leaderboard.judges import JudgeUse, entry_judges, judge_text, rules_only
 from vlmbench_leaderboard.schemas import CATEGORY
+from vlmbench_leaderboard.served import entry_served_models, served_text
 
 Table = dict[str, dict[str, Cell]]
 
@@ -49,6 +50,7 @@ class Row:
     detail_concepts: Table = field(default_factory=dict)
     detail_prompts: list[PromptRow] = field(default_factory=list)
     judges: tuple[JudgeUse, ...] = ()
+    served_models: dict[str, int] = field(default_factory=dict)  # answers by the model their replies named
 
     @property
     def rank(self) -> tuple[str, int | None]:
@@ -64,6 +66,11 @@ class Row:
     def judge_note(self) -> str | None:
         """The judge, for rows whose numbers are not all from rules (the tables' default, shown without a note)."""
         return None if rules_only(self.judges) else self.judge
+
+    @property
+    def served(self) -> str:
+        """The models the replies named, on one line ("" when none did: a local model)."""
+        return served_text(self.served_models)
 
 
 @dataclass
@@ -168,7 +175,16 @@ def make_board(config: Config, entries: Sequence[Entry]) -> Board:
             ranks[entry_id][cat] = label
     ordered = sorted(entries, key=lambda e: sort_key(cells[e.id][sort.id], e, config.descending))
     rows = [
-        Row(e, cells[e.id], by_category[e.id], ranks[e.id], *_detail_tables(config, e), _prompt_rows(config, e), entry_judges(e.results))
+        Row(
+            e,
+            cells[e.id],
+            by_category[e.id],
+            ranks[e.id],
+            *_detail_tables(config, e),
+            _prompt_rows(config, e),
+            entry_judges(e.results),
+            entry_served_models(e.results),
+        )
         for e in ordered
     ]
     shown = tuple(c for c in config.columns if not c.optional or any(not cells[e.id][c.id].note for e in entries))  # some entry has it

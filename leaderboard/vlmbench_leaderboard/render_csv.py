@@ -47,11 +47,12 @@ def _values(column: Column, cell: Cell) -> list[str]:
 
 
 def render_csv(board: Board) -> str:
-    """The CSV table: rank, tied, reference, entry, then each column with its CI, n and the number beside it, then the judge."""
+    """The CSV table: rank, tied, reference, entry, then each column with its CI, n and the number beside it, then the
+    judge and the models the replies named (``served_by``)."""
     header = ["rank", "tied", "reference", "entry"]
     for column in board.columns:
         header += _header(column)
-    header.append("judge")
+    header += ["judge", "served_by"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -65,6 +66,6 @@ def render_csv(board: Board) -> str:
         ]
         for column in board.columns:
             line += _values(column, row.cells[column.id])
-        line.append(csv_text(row.judge))
+        line += [csv_text(row.judge), csv_text(row.served)]
         writer.writerow(line)
     return buffer.getvalue()

@@ -94,6 +94,7 @@ def board_json(board: Board) -> dict[str, Any]:
                 "created": row.entry.results.get("created"),
                 "judge": row.judge,
                 "judges": [use.as_json() for use in row.judges],
+                "served_models": row.served_models,
                 "values": {c.id: column_json(c, row.cells[c.id]) for c in board.columns},
                 "by_category": {
                     cat: {

@@ -31,6 +31,8 @@ def render_markdown(board: Board) -> str:
                 text = f"_{text}_ (reference)"
             if column.kind == "model" and row.judge_note:
                 text = f"{text} (judge: {md_escape(row.judge_note)})"
+            if column.kind == "model" and row.served:
+                text = f"{text} (served by: {md_escape(row.served)})"
             line.append(text)
         body.append(line)
     table = tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
