@@ -29,8 +29,10 @@ def _rate(value: float | None) -> str:
 
 
 def _table(rows: list[list[Any]], headers: list[str]) -> str:
-    # Numbers stay as formatted (3 decimals, signed gaps): tabulate would re-format "0.500" as "0.5".
-    return tabulate(rows, headers=headers, disable_numparse=True)
+    # Numbers stay as formatted (3 decimals, signed gaps): tabulate would re-format "0.500" as "0.5". Text
+    # (task names and the like, which a run folder from elsewhere may spell with escape sequences) is inert.
+    inert = [[inert_line(cell) or "" if isinstance(cell, str) else cell for cell in row] for row in rows]
+    return tabulate(inert, headers=headers, disable_numparse=True)
 
 
 def metric_rows(results: Mapping[str, Any]) -> list[list[Any]]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import vlmbench
+from vlmbench.backend import inert_line
 from vlmbench.errors import UserError
 from vlmbench.records import Results, RunManifest, SampleRecord, TaskManifest, TaskResults
 from vlmbench.redact import redact
@@ -152,8 +153,12 @@ def read_manifest(run_dir: Path, complete: bool = True) -> RunManifest:
         raise UserError(f"{path}: not found; pass a run folder written by `vlmbench run`") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid JSON ({exc}); the run folder is damaged") from None
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply to be a run manifest; the run folder is damaged") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("tasks"), dict):
         raise UserError(f"{path}: not a vlmbench run manifest (no tasks); pass a run folder written by `vlmbench run`")
+    if problem := _manifest_problem(manifest):
+        raise UserError(f"{path}: {problem}; the run folder is damaged (rerun the same command to write it again)")
     if complete and not manifest.get("complete"):
         planned = (manifest.get("config") or {}).get("tasks") or []
         done = f"{len(manifest['tasks'])} of {len(planned)} tasks answered" if planned else f"{len(manifest['tasks'])} tasks answered"
@@ -161,6 +166,49 @@ def read_manifest(run_dir: Path, complete: bool = True) -> RunManifest:
     if not manifest["tasks"]:
         raise UserError(f"{path}: not a vlmbench run manifest (no tasks); pass a run folder written by `vlmbench run`")
     return manifest  # type: ignore[return-value]  # checked above as far as run/score need
+
+
+def _manifest_problem(manifest: dict[str, Any]) -> str | None:
+    """The first field of a run manifest that scoring could not read, as text naming it, or None. A run
+    folder may come from elsewhere: every field scoring reads is checked before any is used."""
+
+    def kind(value: Any, wanted: str) -> bool:
+        if wanted == "texts":
+            return isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return isinstance(value, _TYPES[wanted]) and not isinstance(value, bool)
+
+    for field, wanted in (("vlmbench_version", "text"), ("created", "text"), ("model", "object"), ("config", "object"), ("provenance", "object")):
+        if not kind(manifest.get(field), wanted):
+            return f"field '{field}' is missing or not {_A[wanted]}"
+    config = manifest["config"]
+    for field, wanted in (("judges", "texts"), ("judge_args", "object"), ("judge_store", "text"), ("store", "text"), ("seed", "int")):
+        if config.get(field) is not None and not kind(config[field], wanted):
+            return f"field 'config.{field}' is not {_A[wanted]}"
+    if manifest.get("seconds") is not None and not kind(manifest["seconds"], "number"):
+        return "field 'seconds' is not a number"
+    for name, entry in manifest["tasks"].items():
+        if not isinstance(entry, dict):
+            return f"field 'tasks.{inert_line(name, 80)}' is not an object"
+        for field, wanted in (("samples_file", "text"), ("n_samples", "int"), ("metric_list", "texts"), ("modality", "text"), ("ability", "text")):
+            if not kind(entry.get(field), wanted):
+                return f"field 'tasks.{inert_line(name, 80)}.{field}' is missing or not {_A[wanted]}"
+        for field, wanted in (("scorer", "text"), ("answer_parser", "text"), ("scorer_args", "object"), ("cluster_key", "text"), ("judges", "texts")):
+            if entry.get(field) is not None and not kind(entry[field], wanted):
+                return f"field 'tasks.{inert_line(name, 80)}.{field}' is not {_A[wanted]}"
+    return None
+
+
+_A = {"int": "an integer", "texts": "a list of texts", "object": "an object", "text": "text", "number": "a number"}
+_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "object": dict, "text": str, "number": (int, float)}
+
+
+def samples_path(run_dir: Path, name: str, entry: Mapping[str, Any]) -> Path | None:
+    """A task's samples file as its manifest entry names it, only when that is a file name inside the run
+    folder's ``samples/`` (a run folder may come from elsewhere: its manifest never points outside); else None."""
+    recorded = entry.get("samples_file")
+    relative = recorded if isinstance(recorded, str) else f"samples/{name}.jsonl"
+    path = (run_dir / relative).resolve()
+    return path if path.parent == (run_dir / "samples").resolve() else None
 
 
 RESUME = "resume it by rerunning the same `vlmbench run` command (every stored answer is reused; only the missing requests are sent)"
@@ -196,14 +244,20 @@ def parse_records(text: str, where: str) -> list[SampleRecord]:
             if number == len(lines):
                 continue
             raise UserError(f"{where}: line {number} is not valid JSON; the file is damaged") from None
+        except RecursionError:
+            raise UserError(f"{where}: line {number} is nested too deeply to be a sample record; the file is damaged") from None
     return records_in_order(values, where)
 
 
 def records_in_order(values: list[Any], where: str) -> list[SampleRecord]:
     """Decoded JSON lines checked to be sample records, in sample order (UserError naming the first that is not)."""
+    seen: set[int] = set()
     for number, record in enumerate(values, start=1):
         if not isinstance(record, dict) or not isinstance(record.get("index"), int) or not isinstance(record.get("doc"), dict):
             raise UserError(f"{where}: line {number} is not a sample record; the file is damaged")
+        if record["index"] in seen:
+            raise UserError(f"{where}: line {number} repeats sample index {record['index']}; the file is damaged")
+        seen.add(record["index"])
     return sorted(values, key=lambda r: r["index"])
 
 
@@ -224,7 +278,7 @@ def score_task(
 
     ``written``: the task's records with their lines, as the run that just wrote them kept them
     (:attr:`~vlmbench.runner.TaskPrediction.written`); without it, the samples file is read."""
-    path = run_dir / entry["samples_file"]
+    path = _samples_file(run_dir, entry)
     records = sorted((r for r, _ in written), key=lambda r: r["index"]) if written is not None else read_records(path)
     if len(records) != entry["n_samples"]:
         raise UserError(f"{path}: {len(records)} of {entry['n_samples']} samples; the run is incomplete (rerun the same command to resume)")
@@ -232,6 +286,15 @@ def score_task(
     judging = judging or JudgeConfig()
     result.update(score_records(records, ScoringPlan.of_manifest(entry, judging.names), judging))
     return result, records  # type: ignore[return-value]
+
+
+def _samples_file(run_dir: Path, entry: TaskManifest) -> Path:
+    """The samples file a manifest entry names, inside the run folder's ``samples/`` (else a one-line error)."""
+    path = samples_path(run_dir, "", entry)
+    if path is None:
+        shown = inert_line(str(entry.get("samples_file")), 120)
+        raise UserError(f"{run_dir / MANIFEST}: samples_file '{shown}' is not a file in the run folder's samples/; the run folder is damaged")
+    return path
 
 
 _UNSCORED_END = '"parsed": null, "correct": null}\n'
@@ -265,7 +328,7 @@ def score_run(run_dir: Path, judging: JudgeConfig | None = None, written: Mappin
         entries[name], records = score_task(entry, run_dir, judging, kept)
         categories[name] = concept_categories(records)
         lines = {id(record): line for record, line in kept or ()}
-        path = run_dir / entry["samples_file"]
+        path = _samples_file(run_dir, entry)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text("".join(scored_line(r, lines.get(id(r))) for r in records), encoding="utf-8")
         tmp.replace(path)

@@ -158,10 +158,10 @@ class _Thumbnails:
 
 def _samples_path(run_dir: Path, name: str, entry: dict[str, Any] | None) -> Path | None:
     """The task's samples file, only inside the run folder's samples/ (run.json is not trusted)."""
-    recorded = (entry or {}).get("samples_file")
-    relative = recorded if isinstance(recorded, str) else f"samples/{name}.jsonl"
-    path = (run_dir / relative).resolve()
-    return path if path.parent == (run_dir / "samples").resolve() and path.is_file() else None
+    from vlmbench.results import samples_path
+
+    path = samples_path(run_dir, name, entry or {})
+    return path if path is not None and path.is_file() else None
 
 
 def load_run(

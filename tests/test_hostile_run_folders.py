@@ -1,0 +1,107 @@
+"""Run folders come from elsewhere too (a colleague's, a download): `vlmbench score` and `vlmbench view`
+read them as data. A damaged or crafted run.json or samples file is one line naming the field, exit 2,
+and nothing outside the run folder is ever read as its samples or written."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import RunModel, cli
+
+TASK = "perception-image"
+
+
+@pytest.fixture
+def folder(run_model: RunModel, tmp_path: Path) -> Path:
+    """A copy of a finished two-task run, to damage."""
+    run = run_model("random", f"{TASK},alignment-text", limit=3)
+    copy = tmp_path / "copy"
+    shutil.copytree(run.run_dir, copy)
+    return copy
+
+
+def edit_manifest(folder: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    manifest = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    change(manifest)
+    (folder / "run.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def test_a_samples_file_outside_the_run_folder_is_never_read_or_rewritten(folder: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "elsewhere" / "victim.jsonl"
+    victim.parent.mkdir()
+    shutil.copy(folder / "samples" / f"{TASK}.jsonl", victim)
+    before = hashlib.sha256(victim.read_bytes()).hexdigest()
+    for pointed in (str(victim), f"../../elsewhere/{victim.name}", "samples/../run.json"):
+        edit_manifest(folder, lambda m, pointed=pointed: m["tasks"][TASK].update(samples_file=pointed))
+        proc = cli("score", str(folder), check=False)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert f"samples_file '{pointed}' is not a file in the run folder's samples/" in proc.stderr
+    assert hashlib.sha256(victim.read_bytes()).hexdigest() == before
+
+
+DAMAGES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "config null": (lambda m: m.update(config=None), "field 'config' is missing or not an object"),
+    "no model": (lambda m: m.pop("model"), "field 'model' is missing or not an object"),
+    "a task entry that is a list": (lambda m: m["tasks"].update({TASK: [1, 2]}), f"field 'tasks.{TASK}' is not an object"),
+    "samples_file a number": (lambda m: m["tasks"][TASK].update(samples_file=5), f"field 'tasks.{TASK}.samples_file' is missing or not text"),
+    "n_samples as text": (lambda m: m["tasks"][TASK].update(n_samples="3"), f"field 'tasks.{TASK}.n_samples' is missing or not an integer"),
+    "n_samples true": (lambda m: m["tasks"][TASK].update(n_samples=True), f"field 'tasks.{TASK}.n_samples' is missing or not an integer"),
+    "judge_args a list": (lambda m: m["config"].update(judge_args=["a"]), "field 'config.judge_args' is not an object"),
+    "seed as text": (lambda m: m["config"].update(seed="abc"), "field 'config.seed' is not an integer"),
+    "metrics not a list": (lambda m: m["tasks"][TASK].update(metric_list="accuracy"), f"field 'tasks.{TASK}.metric_list' is missing or not a list"),
+    "a task name with escapes": (
+        lambda m: m["tasks"].update({"x\x1b[31m": [0]}),
+        "field 'tasks.x\ufffd[31m' is not an object",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_a_damaged_manifest_is_one_line_naming_the_field(folder: Path, damage: str) -> None:
+    change, message = DAMAGES[damage]
+    edit_manifest(folder, change)
+    samples = {p.name: p.read_bytes() for p in (folder / "samples").iterdir()}
+    proc = cli("score", str(folder), check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert message in proc.stderr and "the run folder is damaged" in proc.stderr and "\x1b" not in proc.stderr
+    assert {p.name: p.read_bytes() for p in (folder / "samples").iterdir()} == samples  # refused before any file is rewritten
+
+
+def test_json_nested_too_deeply_is_one_line_for_score_and_view(folder: Path) -> None:
+    samples = folder / "samples" / f"{TASK}.jsonl"
+    lines = samples.read_text(encoding="utf-8").splitlines(keepends=True)
+    samples.write_text(lines[0] + "[" * 100_000 + "]" * 100_000 + "\n" + "".join(lines[1:]), encoding="utf-8")
+    proc = cli("score", str(folder), check=False)
+    assert (
+        proc.returncode == 2
+        and proc.stderr.strip() == f"vlmbench: error: {samples}: line 2 is nested too deeply to be a sample record; the file is damaged"
+    )
+    (folder / "run.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    for command in (("score", str(folder)), ("view", str(folder), "--out", str(folder / "page"))):
+        proc = cli(*command, check=False)
+        assert proc.returncode == 2 and "run.json: nested too deeply to be a run manifest" in proc.stderr, proc.stderr
+
+
+def test_a_repeated_sample_index_is_damage_not_a_second_vote(folder: Path) -> None:
+    samples = folder / "samples" / f"{TASK}.jsonl"
+    lines = samples.read_text(encoding="utf-8").splitlines(keepends=True)
+    first = json.loads(lines[0])
+    copied = json.loads(lines[1])
+    copied.update(index=first["index"])
+    samples.write_text(lines[0] + json.dumps(copied) + "\n" + "".join(lines[2:]), encoding="utf-8")
+    proc = cli("score", str(folder), check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"vlmbench: error: {samples}: line 2 repeats sample index 0; the file is damaged"
+
+
+def test_task_names_from_a_run_folder_are_printed_as_inert_text(folder: Path) -> None:
+    edit_manifest(folder, lambda m: m["tasks"].update({"x\x1b[2Jred\u202e": m["tasks"].pop(TASK)}))
+    proc = cli("score", str(folder))
+    assert proc.returncode == 0 and "\x1b" not in proc.stdout and "\u202e" not in proc.stdout
+    assert "x\ufffd[2Jred\ufffd" in proc.stdout  # each unprintable character one replacement character
