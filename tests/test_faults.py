@@ -347,6 +347,34 @@ def put(store: ResponseStore, k: str, text: str | None = "Yes.", error: str | No
     return store.put(k, backend="openai", model={"model": "tiny"}, task="t", response=Response("r", text=text, error=error))
 
 
+def test_a_crafted_claim_never_makes_a_run_wait_for_ever(tmp_path: Path) -> None:
+    """A store may come from elsewhere: a claim whose owner is not text, names process 0 of this host (which
+    would signal this process's own group), or expires further ahead than any heartbeat sets (or not at all)
+    holds nothing; another host's claim that a heartbeat could have set still does."""
+    import socket
+    import sqlite3
+    import time
+
+    store = ResponseStore(tmp_path / "s.sqlite")
+    assert store.claim(key(0)).outcome == "claimed"  # the tables exist
+    here = socket.gethostname()
+    rows = {
+        1: (b"otherhost:1:ab", time.time() + 30),
+        2: (f"{here}:0:ab", 1e18),
+        3: (f"{here}:0:ab", time.time() + 30),
+        4: ("otherhost:1:ab", 1e18),
+        5: ("otherhost:1:ab", "tomorrow"),
+        6: ("otherhost:1:ab", time.time() + 30),  # a live claim of another host: busy
+    }
+    db = sqlite3.connect(tmp_path / "s.sqlite", isolation_level=None)
+    for number, (owner, expires) in rows.items():
+        db.execute("INSERT INTO claims (key, owner, expires) VALUES (?, ?, ?)", (key(number), owner, expires))
+    db.close()
+    outcomes = {number: store.claim(key(number)).outcome for number in rows}
+    assert outcomes == {1: "claimed", 2: "claimed", 3: "claimed", 4: "claimed", 5: "claimed", 6: "busy"}
+    store.close()
+
+
 def test_claims_between_two_stores(tmp_path: Path) -> None:
     one, two = ResponseStore(tmp_path / "s.sqlite"), ResponseStore(tmp_path / "s.sqlite")
     assert one.claim(key(1)).outcome == "claimed"

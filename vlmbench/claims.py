@@ -17,8 +17,10 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 CLAIM_TTL_S = 60.0  # a claim not extended for this long is taken over
+CLOCK_SLACK_S = 600.0  # how far ahead of this host's clock another host's may run
 
 
 def new_owner() -> str:
@@ -26,13 +28,27 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+def held_by_another(owner: Any, expires: Any, me: str, ttl: float = CLAIM_TTL_S) -> bool:
+    """Whether a claim row (``owner``, ``expires``) keeps ``me`` from sending its request: another owner's claim
+    that has not expired and whose owner may be alive. A store may come from elsewhere: a row of the wrong types,
+    or an expiry further ahead than any heartbeat sets (``ttl`` from now, give or take :data:`CLOCK_SLACK_S` of
+    clocks that differ between hosts), holds nothing, so no run waits for ever."""
+    if not isinstance(owner, str) or owner == me or isinstance(expires, bool) or not isinstance(expires, (int, float)):
+        return False
+    now = time.time()
+    return now < expires <= now + ttl + CLOCK_SLACK_S and owner_alive(owner)
+
+
 def owner_alive(owner: str) -> bool:
     """False only when ``owner`` is certainly gone: a process of this host that no longer exists
-    (or is a zombie). Owners on other hosts, or unreadable names, count as alive until their claims expire."""
+    (or is a zombie), or one named by no process id (0 would signal this process's own group). Owners on
+    other hosts, or unreadable names, count as alive until their claims expire."""
     parts = owner.rsplit(":", 2)
     if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit() or os.name == "nt":
         return True  # elsewhere (or on Windows, where os.kill would terminate the process): trust the expiry
     pid = int(parts[1])
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

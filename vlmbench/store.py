@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vlmbench.backend import GenerationSettings, Response
-from vlmbench.claims import CLAIM_TTL_S, Heartbeat, new_owner, owner_alive
+from vlmbench.claims import CLAIM_TTL_S, Heartbeat, held_by_another, new_owner
 from vlmbench.errors import UserError
 
 STORE_ENV = "VLMBENCH_STORE"
@@ -293,10 +293,9 @@ class ResponseStore:
             if row is not None:
                 return Claim("stored", _response(row))
             held = db.execute("SELECT owner, expires FROM claims WHERE key = ?", (key,)).fetchone()
-            now = time.time()
-            if held is not None and held[0] != self.owner and held[1] > now and owner_alive(held[0]):
+            if held is not None and held_by_another(held[0], held[1], self.owner, self.claim_ttl):
                 return Claim("busy")
-            db.execute("INSERT OR REPLACE INTO claims (key, owner, expires) VALUES (?, ?, ?)", (key, self.owner, now + self.claim_ttl))
+            db.execute("INSERT OR REPLACE INTO claims (key, owner, expires) VALUES (?, ?, ?)", (key, self.owner, time.time() + self.claim_ttl))
         if self._heartbeat is None:
             self._heartbeat = Heartbeat(self.path, self.owner, self.claim_ttl)
         return Claim("claimed")
@@ -308,7 +307,7 @@ class ResponseStore:
             held = None if row is not None else db.execute("SELECT owner, expires FROM claims WHERE key = ?", (key,)).fetchone()
         if row is not None:
             return Claim("stored", _response(row))
-        if held is not None and held[0] != self.owner and held[1] > time.time() and owner_alive(held[0]):
+        if held is not None and held_by_another(held[0], held[1], self.owner, self.claim_ttl):
             return Claim("busy")
         return Claim("claimed")
 
