@@ -105,3 +105,32 @@ def test_task_names_from_a_run_folder_are_printed_as_inert_text(folder: Path) ->
     proc = cli("score", str(folder))
     assert proc.returncode == 0 and "\x1b" not in proc.stdout and "\u202e" not in proc.stdout
     assert "x\ufffd[2Jred\ufffd" in proc.stdout  # each unprintable character one replacement character
+
+
+def test_a_stored_text_longer_than_its_generation_could_produce_is_no_answer(tmp_path: Path) -> None:
+    """The live bound on a reply's length holds for a stored one too: a store may come from elsewhere."""
+    import sqlite3
+
+    from vlmbench import EvalConfig, evaluate
+    from vlmbench.testing.fault_server import FaultServer
+
+    with FaultServer() as server:
+        args = {"base_url": server.base_url, "model": "tiny"}
+
+        def run(name: str) -> Any:
+            return evaluate(
+                EvalConfig(model="openai", model_args=args, tasks="alignment-text", limit=1, store=tmp_path / "s.sqlite", output_path=tmp_path / name)
+            )
+
+        first = run("first")
+        db = sqlite3.connect(tmp_path / "s.sqlite", isolation_level=None)
+        (long_key,) = db.execute("SELECT key FROM responses ORDER BY key LIMIT 1").fetchone()
+        db.execute("UPDATE responses SET text = ? WHERE key = ?", ("unsafe " * 30_000, long_key))
+        db.close()
+        again = run("again")
+    assert first.requests_sent == 5 and again.requests_sent == 0 and server.stats()["requests"] == 5
+    records = {r["key"]: r for r in (json.loads(line) for line in (again.run_dir / "samples" / "alignment-text.jsonl").read_text().splitlines())}
+    damaged = records.pop(long_key)
+    assert damaged["response"] is None and damaged["error"].startswith("stored answer of 210000 characters, more than max_new_tokens=")
+    assert "vlmbench cache clear --model openai" in damaged["error"] and {r["error"] for r in records.values()} == {None}
+    assert again.results is not None and again.results["tasks"]["alignment-text"]["metrics"]["n_errors"] == 1

@@ -29,6 +29,7 @@ from vlmbench.data.render import blank_image
 from vlmbench.data.sources import DatasetInfo, DocTable, Loaded, load_docs
 from vlmbench.dispatch import Item, dispatch
 from vlmbench.errors import UserError
+from vlmbench.http.limits import reply_char_limit
 from vlmbench.progress import TaskProgress, announce_reusable
 from vlmbench.records import BLANK_SHA256, SampleRecord, new_record
 from vlmbench.samples import Sample, build_samples
@@ -254,6 +255,8 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
                         continue
                     if key in handed:  # a key asked twice gets one response object each
                         stored = copy.copy(stored)
+                    if stored.text is not None and len(stored.text) > reply_char_limit(generation.max_new_tokens):
+                        stored = StoredResponse(request_id="", error=_too_long(len(stored.text), generation.max_new_tokens, ctx.backend_name))
                     handed.add(key)
                     stored.request_id = sample.id
                     # No flush per record: the store holds these answers already; the batch is flushed at its end.
@@ -304,6 +307,16 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
 
 
 _RECORD_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps(record, ensure_ascii=False), one encoder for every record
+
+
+def _too_long(chars: int, max_new_tokens: int, backend: str) -> str:
+    """Why a stored text longer than its request's generation could produce is no answer (the live bound of
+    :mod:`vlmbench.http.limits`: a store may come from elsewhere, or from a server that ignored the limit)."""
+    return (
+        f"stored answer of {chars} characters, more than max_new_tokens={max_new_tokens} could produce (limit "
+        f"{reply_char_limit(max_new_tokens)}): not an answer; clear the model's entries with `vlmbench cache clear --model {backend}` "
+        "(narrow it with --model_id) and rerun to ask again"
+    )
 
 
 class _SamplesWriter:
