@@ -375,6 +375,35 @@ def test_a_crafted_claim_never_makes_a_run_wait_for_ever(tmp_path: Path) -> None
     store.close()
 
 
+def test_cache_info_reads_a_crafted_store_as_data(tmp_path: Path) -> None:
+    """Identities that are not objects, times no calendar holds and escape sequences in what a store names:
+    `vlmbench cache info` still lists every entry, each cell inert text."""
+    import sqlite3
+
+    store = ResponseStore(tmp_path / "s.sqlite")
+    for i in range(6):
+        assert put(store, key(i))
+    store.close()
+    db = sqlite3.connect(tmp_path / "s.sqlite", isolation_level=None)
+    crafted = [
+        ("openai", "[1, 2]", "abc"),
+        ("openai", "7", 1e300),
+        ("openai", r'{"model": "x\u001b[2J\u202e", "args": {"k": "\u001b]0;title\u0007"}}', -1e18),  # escaped in the JSON text
+        ("ba\x1b[31mckend", '{"model": "m"}', 1.0),
+        ("openai", "not json", "yesterday"),
+        ("openai", '{"model": {"deep": [[[["x"]]]]}}', float("inf")),
+    ]
+    for i, (backend, model, created) in enumerate(crafted):
+        db.execute("UPDATE responses SET backend = ?, model = ?, created = ? WHERE key = ?", (backend, model, created, key(i)))
+    db.close()
+    proc = cli("cache", "info", "--store", str(tmp_path / "s.sqlite"))
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert "\x1b" not in proc.stdout and "\u202e" not in proc.stdout and "\x07" not in proc.stdout
+    rows = proc.stdout.splitlines()[3:]
+    assert len(rows) == 6 and sum(row.split()[-1] == "-" for row in rows) >= 4  # times no calendar holds are "-"
+    assert any("ba\ufffd[31mckend" in row for row in rows) and any("x\ufffd[2J\ufffd" in row for row in rows)
+
+
 def test_claims_between_two_stores(tmp_path: Path) -> None:
     one, two = ResponseStore(tmp_path / "s.sqlite"), ResponseStore(tmp_path / "s.sqlite")
     assert one.claim(key(1)).outcome == "claimed"

@@ -186,6 +186,14 @@ def test_http_helpers() -> None:
     )
 
 
+def test_a_servers_error_message_is_shown_as_inert_text() -> None:
+    """An error body is the server's text: escape sequences in it never reach a terminal or a log as such."""
+    hostile = "bad key \x1b[31mRED\x1b]0;title\x07 \u202eevil"
+    failure = status_failure(401, {}, {"error": {"message": hostile}}, hostile)
+    for text in (failure.reason, failure.endpoint or ""):
+        assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text and "bad key \ufffd[31mRED\ufffd]0;title\ufffd \ufffdevil" in text
+
+
 def test_status_classification() -> None:
     assert status_failure(429, {"Retry-After": "3"}, {}, "").retry_after == 3.0
     assert status_failure(429, {}, {}, "").rate_limited

@@ -342,11 +342,11 @@ class ResponseStore:
             by_model.setdefault((backend, model), {})[str(name)] = count
         return [
             {
-                "backend": b,
-                "model": read_json(m) or {},
+                "backend": str(b),
+                "model": model if isinstance(model := read_json(m), dict) else {},
                 "responses": n,
-                "first": first,
-                "last": last,
+                "first": stored_latency(first),  # a time stored as seconds: a finite number, not negative, or None
+                "last": stored_latency(last),
                 "served": by_model.get((b, m), {}),
                 "versions": versions,
                 "unknown": unknown,

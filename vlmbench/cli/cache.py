@@ -13,6 +13,7 @@ def cache(args: argparse.Namespace) -> int:
     """Inspect or prune the response store."""
     from tabulate import tabulate
 
+    from vlmbench.backend import inert_line
     from vlmbench.store import ResponseStore, default_store_path
 
     if args.action == "salvage":
@@ -46,7 +47,12 @@ def cache(args: argparse.Namespace) -> int:
     ]
     print(f"response store: {path} ({path.stat().st_size / 1e6:.1f} MB)")
     headers = ["backend", "model", "identity", "responses", "served by", "versions", "first", "last"]
-    print(tabulate(rows, headers=headers, disable_numparse=True))
+    # A store may come from elsewhere: what it names is shown as inert text, one line per cell.
+    print(
+        tabulate(
+            [[inert_line(cell) or "-" if isinstance(cell, str) else cell for cell in row] for row in rows], headers=headers, disable_numparse=True
+        )
+    )
     return 0
 
 
@@ -107,10 +113,13 @@ def _salvage(args: argparse.Namespace) -> int:
     return 0
 
 
-def _date(timestamp: float) -> str:
+def _date(timestamp: float | None) -> str:
     from datetime import datetime
 
-    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
+    try:
+        return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M") if timestamp is not None else "-"
+    except (OverflowError, OSError, ValueError):  # a time no calendar holds (a store from elsewhere)
+        return "-"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

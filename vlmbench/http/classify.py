@@ -16,8 +16,11 @@ _MODEL_MISSING = re.compile(r"\bmodel\b.*\b(does not exist|not found|not exist|u
 
 
 def shorten(text: object, limit: int = 200) -> str:
-    """``text`` on one line (whitespace collapsed), cut to ``limit`` characters with ``...``."""
+    """``text`` on one line (whitespace collapsed), inert (an unprintable character, e.g. of an escape sequence
+    in a server's error body, becomes U+FFFD), cut to ``limit`` characters with ``...``."""
     line = " ".join(str(text).split())
+    if not line.isprintable():
+        line = "".join(c if c.isprintable() else "\ufffd" for c in line)
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
