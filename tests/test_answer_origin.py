@@ -330,3 +330,13 @@ def test_cache_info_shows_who_served_the_stored_answers_and_under_how_many_versi
     (row,) = [line.split("  ") for line in capsys.readouterr().out.splitlines() if line.startswith("openai")]
     cells = [cell.strip() for cell in row if cell.strip()]
     assert cells[:6] == ["openai", ALIAS, "-", "7", f"{DATED} (6), bench-model-2027-01-01 (1)", "2 (+2 unknown)"]
+
+
+def test_the_report_names_the_five_models_that_served_most_and_counts_the_rest() -> None:
+    """A server may name a different model with every answer: the report's line stays one short line."""
+    from vlmbench.report import served_lines
+
+    served = {f"model-\x1b[31m{i}": 1 for i in range(3000)} | {"gpt-x-2024": 5000}
+    (line,) = served_lines({"tasks": {"t": {"served_models": served, "judges": []}}})
+    assert line.startswith("served by: gpt-x-2024 (5,000 answers), model-\ufffd[31m0 (1 answers)")
+    assert line.endswith("and 2,996 more (2,996 answers)") and line.count("model-") == 4 and "\x1b" not in line

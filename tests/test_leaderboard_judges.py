@@ -440,3 +440,12 @@ def test_page_shows_the_judge_as_inert_text(browser: Any, site: Path) -> None:
     assert fields["Judge"] == f"llm-judge 1 ({JUDGE_MODEL})"
     overflow = browser.execute_script("var t = document.getElementById('leaderboard'); return t.parentNode.scrollWidth - t.parentNode.clientWidth;")
     assert overflow <= 0  # the judge note wraps inside the model column: the table still fits 1400 px
+
+
+def test_a_line_of_served_models_names_the_five_that_served_most() -> None:
+    from vlmbench_leaderboard.served import entry_served_models, served_text
+
+    results = {"tasks": {"a": {"served_models": {f"m{i}": 10 + i for i in range(8)}}, "b": {"served_models": {"m0": 100}}}}
+    counts = entry_served_models(results)
+    assert list(counts)[:2] == ["m0", "m7"] and counts["m0"] == 110
+    assert served_text(counts) == "m0 (110 answers), m7 (17 answers), m6 (16 answers), m5 (15 answers), m4 (14 answers), and 3 more (36 answers)"

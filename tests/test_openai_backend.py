@@ -901,3 +901,20 @@ def test_a_cut_answer_is_never_stored_and_the_next_run_asks_again(
     assert "requests: 2 sent to the model, 1 reused from the response store" in second.stderr.splitlines()
     assert sorted(server.outcomes().values()) == [["200"], ["filtered", "200"], ["length", "200"]]
     assert stored() == ["Yes."] * 3
+
+
+def test_token_counts_a_server_reports_are_counts_or_nothing() -> None:
+    """A usage block is the server's word: a count that is no integer of a plausible size is dropped, never summed."""
+
+    def body(usage: Any) -> str:
+        return json.dumps({"choices": [{"message": {"content": "No."}, "finish_reason": "stop"}], "usage": usage})
+
+    good = parse_completion(body({"prompt_tokens": 12, "completion_tokens": 2}))
+    assert isinstance(good, Answer) and good.usage == {"prompt_tokens": 12, "completion_tokens": 2}
+    for usage in (
+        {"prompt_tokens": 10**100, "completion_tokens": 2},
+        {"prompt_tokens": True, "completion_tokens": 2},
+        {"prompt_tokens": 3, "completion_tokens": -1},
+    ):
+        answer = parse_completion(body(usage))
+        assert isinstance(answer, Answer) and answer.text == "No." and answer.usage is None, usage

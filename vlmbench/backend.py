@@ -266,6 +266,18 @@ class Response:
                 setattr(self, name, _SURROGATE.sub("\ufffd", value))
 
 
+MAX_TOKEN_COUNT = 2**40
+"""The largest token count a server or a store may report (far beyond any request's): a bigger one is no count."""
+
+
+def token_count(value: object) -> int | None:
+    """A token count from another party (a server's usage block, a stored one): an integer from 0 to
+    :data:`MAX_TOKEN_COUNT`, else None (``true`` is no count, nor is 10**100)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKEN_COUNT:
+        return value
+    return None
+
+
 INERT_MAX_CHARS = 200
 
 

@@ -185,9 +185,19 @@ def _versions(provenance: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+SHOWN_SERVED = 5
+"""Served models a line names; the rest are counted together (a server may name a different one each time)."""
+
+
 def _served(counts: Mapping[str, int], what: str) -> str:
-    """``name (N answers), ...``, most first; each name as text on one line, however the file spells it."""
-    return ", ".join(f"{inert_line(name)} ({n:,} {what})" for name, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    """``name (N answers), ...``, most first, at most :data:`SHOWN_SERVED` of them; each name as text on one line,
+    however the file spells it."""
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    shown = [f"{inert_line(name)} ({n:,} {what})" for name, n in ranked[:SHOWN_SERVED]]
+    rest = ranked[SHOWN_SERVED:]
+    if rest:
+        shown.append(f"and {len(rest):,} more ({sum(n for _, n in rest):,} {what})")
+    return ", ".join(shown)
 
 
 def judges_tables(results: Mapping[str, Any]) -> list[str]:

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from vlmbench.backend import GenerationSettings, Response
+from vlmbench.backend import GenerationSettings, Response, token_count
 from vlmbench.claims import CLAIM_TTL_S, Heartbeat, held_by_another, new_owner
 from vlmbench.errors import UserError
 
@@ -481,7 +481,7 @@ def stored_usage(value: Any) -> dict[str, int] | None:
     usage = read_json(value)
     if not isinstance(usage, dict):
         return None
-    return {str(k): v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)}
+    return {str(k): v for k, v in usage.items() if token_count(v) is not None}
 
 
 def stored_latency(value: Any) -> float | None:

@@ -26,8 +26,17 @@ def entry_served_models(results: Mapping[str, Any]) -> dict[str, int]:
     return dict(sorted(total.items(), key=lambda item: (-item[1], item[0])))
 
 
+SHOWN = 5
+"""Names a line shows; the rest are counted together (a server may name a different model each time)."""
+
+
 def served_text(counts: Mapping[str, int]) -> str:
-    """One plain line: the model that served every answer, or each with its answers; empty when none is named."""
+    """One plain line: the model that served every answer, or each with its answers (most first, at most
+    :data:`SHOWN` of them, then how many more); empty when none is named."""
     if len(counts) == 1:
         return display(next(iter(counts)))
-    return ", ".join(f"{display(name)} ({count:,} answers)" for name, count in counts.items())
+    ranked = list(counts.items())
+    shown = [f"{display(name)} ({count:,} answers)" for name, count in ranked[:SHOWN]]
+    if rest := ranked[SHOWN:]:
+        shown.append(f"and {len(rest):,} more ({sum(count for _, count in rest):,} answers)")
+    return ", ".join(shown)

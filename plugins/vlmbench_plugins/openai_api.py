@@ -38,7 +38,7 @@ from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from vlmbench.backend import BackendBase, BackendOptions, ImagePart, Message, Request, Response, TextPart, inert_line
+from vlmbench.backend import BackendBase, BackendOptions, ImagePart, Message, Request, Response, TextPart, inert_line, token_count
 from vlmbench.errors import UserError
 from vlmbench.http import (
     AdaptiveLimiter,
@@ -391,8 +391,8 @@ def _cut_by_server(finish_reason: Any, usage: Any, max_tokens: int | None) -> Fa
 def _usage(usage: Any) -> dict[str, int] | None:
     if not isinstance(usage, dict):
         return None
-    counts = {k: usage.get(k) for k in ("prompt_tokens", "completion_tokens")}
-    if not all(isinstance(v, int) for v in counts.values()):
+    counts = {k: token_count(usage.get(k)) for k in ("prompt_tokens", "completion_tokens")}
+    if any(v is None for v in counts.values()):
         return None
     return counts  # type: ignore[return-value]
 
