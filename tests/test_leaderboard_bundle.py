@@ -1057,3 +1057,13 @@ def test_the_counts_of_the_answers_origin_must_match_the_samples(bundle: Path, t
     assert code == 1 and f"tasks.perception-text.served_models.model-2026-11-01 = {n + 1} but the responses give {n}" in errors[0], errors
     code, errors, _ = verify(repack(edit_json(files, "results.json", counted), tmp_path / "claimed.tar.gz"), capsys)
     assert code == 1 and "tasks.perception-text.served_models = {" in errors[0] and "but the responses give null" in errors[0], errors
+
+
+@pytest.mark.parametrize("api", ["https://user:pw-SECRET@api.example.com/v1", "https://api.example.com/v1?api-key=Q-SECRET"])
+def test_a_credential_in_the_metadata_is_rejected_without_repeating_it(
+    api: str, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = edit_json(members(bundle), "metadata.json", lambda metadata: metadata.update(api=api))
+    code, err, out = verify(repack(files, tmp_path / "secret.tar.gz"), capsys)
+    assert code == 1 and len(err) == 1 and "metadata.json: api holds a URL with a user:password or a query string" in err[0]
+    assert "SECRET" not in err[0] + out

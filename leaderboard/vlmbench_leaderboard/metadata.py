@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from vlmbench.redact import redact_text
 from vlmbench_leaderboard.problems import Rejected
 from vlmbench_leaderboard.text import normalise, text_problem
 
@@ -79,6 +80,14 @@ def check_text_fields(metadata: Any) -> None:
 def check_metadata(metadata: dict[str, Any], run: dict[str, Any]) -> None:
     """Raise :class:`Rejected` naming the first field that cannot be shown as submitted (schema already checked)."""
     check_text_fields(metadata)
+    for key in TEXT_FIELDS:  # what vlmbench writes is masked already: an unmasked credential was put there by hand
+        value = metadata.get(key)
+        if isinstance(value, str) and redact_text(value) != value:
+            raise Rejected(
+                [
+                    f"metadata.json: {key} holds a URL with a user:password or a query string (where keys hide); remove them: a submission carries no secret"
+                ]
+            )
     if metadata.get("name", "") == "":
         raise Rejected(["metadata.json: name is empty; pass --name"])
     try:
