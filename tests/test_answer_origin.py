@@ -303,13 +303,18 @@ def test_a_damaged_optional_field_costs_that_field_never_the_answer(tmp_path: Pa
     assert {k: v for k, v in kept.items() if k != column} == {k: v for k, v in honest.items() if k != column}
 
 
-def test_a_provenance_nested_too_deep_is_unknown_and_the_run_goes_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "provenance", ["[" * 100_000 + "]" * 100_000, json.dumps({"python": "x" * 5_000_000, "packages": {f"p{i}": "1" for i in range(100_000)}})]
+)
+def test_a_provenance_nested_too_deep_or_too_long_is_unknown_and_the_run_goes_on(
+    provenance: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = tmp_path / "store.sqlite"
     with FaultServer() as server:
         assert run_openai(capsys, server, tmp_path / "first", store, tasks="alignment-text")[0] == 0
         digest = produced_by(store, {"python": "2.7.18"})  # another environment's answers
         with sqlite3.connect(store) as db:
-            db.execute("UPDATE provenance SET provenance = ? WHERE digest = ?", ("[" * 100_000 + "]" * 100_000, digest))
+            db.execute("UPDATE provenance SET provenance = ? WHERE digest = ?", (provenance, digest))
         code, out = run_openai(capsys, server, tmp_path / "again", store, tasks="alignment-text")
     assert code == 0 and "reused answers: 30 were produced with other versions than this run's (some versions the store does not hold)" in out
     assert load_results(tmp_path / "again")["reused_provenance"] == {digest: None}

@@ -404,6 +404,15 @@ def test_cache_info_reads_a_crafted_store_as_data(tmp_path: Path) -> None:
     assert any("ba\ufffd[31mckend" in row for row in rows) and any("x\ufffd[2J\ufffd" in row for row in rows)
 
 
+def test_a_store_path_that_is_no_regular_file_is_one_line(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.sqlite"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        proc = cli("cache", "info", "--store", str(path), check=False)
+        assert proc.returncode == 2
+        assert proc.stderr == f"vlmbench: error: response store {path} is not a regular file; pass --store a file path (a new one, or a store file)\n"
+
+
 def test_claims_between_two_stores(tmp_path: Path) -> None:
     one, two = ResponseStore(tmp_path / "s.sqlite"), ResponseStore(tmp_path / "s.sqlite")
     assert one.claim(key(1)).outcome == "claimed"

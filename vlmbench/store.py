@@ -184,6 +184,8 @@ class ResponseStore:
         self._heartbeat: Heartbeat | None = None
         if self.path.is_dir():
             raise UserError(f"response store {self.path} is a folder; pass --store a file path, e.g. {self.path / 'responses.sqlite'}")
+        if self.path.exists() and not self.path.is_file():  # a device, a pipe, a socket: SQLite would blame the disk
+            raise UserError(f"response store {self.path} is not a regular file; pass --store a file path (a new one, or a store file)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -496,8 +498,14 @@ def stored_digest(value: Any) -> str | None:
     return value if isinstance(value, str) and DIGEST.fullmatch(value) else None
 
 
+MAX_PROVENANCE_CHARS = 64_000
+"""The longest stored provenance read (vlmbench writes a few kilobytes): results copy it, so a longer one is unknown."""
+
+
 def parse_provenance(text: Any) -> dict[str, Any] | None:
     """A stored provenance in the shape vlmbench writes (text values; ``packages``: names to versions), or None."""
+    if isinstance(text, str) and len(text) > MAX_PROVENANCE_CHARS:
+        return None
     value = read_json(text)
     if not isinstance(value, dict) or not all(isinstance(v, str) or v is None for k, v in value.items() if k != "packages"):
         return None

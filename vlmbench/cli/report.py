@@ -37,7 +37,11 @@ def report(results: Results, run_dir: Path, max_error_rate: float) -> int:
     total = sum(t["metrics"]["n_samples"] for t in results["tasks"].values())
     errors = sum(t["metrics"]["n_errors"] for t in results["tasks"].values())
     if errors:
-        print(f"vlmbench: {errors} of {total} requests failed (see 'error' in the samples files)", file=sys.stderr)
+        print(
+            f"vlmbench: {errors} of {total} requests failed, to the model or to a judge (see 'error' in the samples files, "
+            "and a judge's under 'verdicts')",
+            file=sys.stderr,
+        )
     if total and errors / total > max_error_rate:
         print(f"vlmbench: error: failed requests {errors / total:.1%} exceed --max_error_rate {max_error_rate:.1%}", file=sys.stderr)
         return 1
