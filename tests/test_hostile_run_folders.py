@@ -134,3 +134,44 @@ def test_a_stored_text_longer_than_its_generation_could_produce_is_no_answer(tmp
     assert damaged["response"] is None and damaged["error"].startswith("stored answer of 210000 characters, more than max_new_tokens=")
     assert "vlmbench cache clear --model openai" in damaged["error"] and {r["error"] for r in records.values()} == {None}
     assert again.results is not None and again.results["tasks"]["alignment-text"]["metrics"]["n_errors"] == 1
+
+
+def test_a_dataset_reads_image_files_only_from_its_own_copy(tmp_path: Path) -> None:
+    """A dataset names its image files (``{"bytes": None, "path": ...}``): only files of its own copy are read,
+    hashed or sent; any other file, by absolute path, by ``..`` or through a link out of the copy, is that row's error."""
+    import io
+
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from conftest import hub_run, run_dir
+
+    def png(colour: tuple[int, int, int]) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (16, 16), colour).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    secret = tmp_path / "private" / "photo.png"
+    secret.parent.mkdir()
+    secret.write_bytes(png((255, 0, 0)))
+    copy = tmp_path / "copy"
+    (copy / "images").mkdir(parents=True)
+    (copy / "images" / "inside.png").write_bytes(png((0, 200, 0)))
+    (copy / "images" / "link.png").symlink_to(secret)
+    named = [str(copy / "images" / "inside.png"), str(secret), "../private/photo.png", str(copy / "images" / "link.png")]
+    rows = [{"image": {"bytes": None, "path": path}, "unsafe_concept": "Swastika", "category": "Hate"} for path in named]
+    features = datasets.Features({"image": datasets.Image(), "unsafe_concept": datasets.Value("string"), "category": datasets.Value("string")})
+    (copy / "data").mkdir()  # written as given: `datasets` would read (embed) the files it names while writing
+    pq.write_table(pa.Table.from_pylist(rows, schema=features.arrow_schema), copy / "data" / "train-00000-of-00001.parquet")
+    proc = cli(*hub_run(copy, tmp_path / "out", tasks="perception-image"), check=False)
+    assert proc.returncode in (0, 1), proc.stderr  # 1: the failed rows are over --max_error_rate
+    records = [json.loads(line) for line in (run_dir(tmp_path / "out") / "samples" / "perception-image.jsonl").read_text().splitlines()]
+    assert records[0]["error"] is None and records[0]["image"]["sha256"] == hashlib.sha256((copy / "images" / "inside.png").read_bytes()).hexdigest()
+    for record, path in zip(records[1:], named[1:]):
+        assert record["response"] is None and record["image"]["sha256"] is None
+        assert record["error"] == (
+            f"image of dataset yiting/UnsafeConcepts row {record['index']} column 'image' names the file {path}, outside the dataset's "
+            "own files; a dataset's images are read only from its copy and the datasets caches"
+        )

@@ -244,11 +244,11 @@ def named_files_copy(folder: Path) -> tuple[Path, list[Path], list[bytes]]:
     import datasets
 
     pictures = [with_text(encoded(picture(20 + i, 12, 40 + i), "PNG"), b"a") for i in range(4)]
-    paths = [folder / "images" / f"{i}.png" for i in range(4)]
-    paths[0].parent.mkdir()
+    copy = folder / "UnsafeConcepts"
+    paths = [copy / "images" / f"{i}.png" for i in range(4)]  # a dataset's image files are read only from its own copy
+    paths[0].parent.mkdir(parents=True)
     for path, data in zip(paths, pictures):
         path.write_bytes(data)
-    copy = folder / "UnsafeConcepts"
     rows = {"image": [str(p) for p in paths], "unsafe_concept": [c for c, _ in HUB_CONCEPTS], "category": [k for _, k in HUB_CONCEPTS]}
     datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image()).to_parquet(str(copy / "data" / "train-00000-of-00001.parquet"))
     assert pq.read_table(copy / "data" / "train-00000-of-00001.parquet").column("image")[0].as_py() == {"bytes": None, "path": str(paths[0])}

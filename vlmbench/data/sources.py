@@ -16,6 +16,7 @@ from typing import Any
 
 from PIL import Image
 
+from vlmbench.backend import inert_line
 from vlmbench.cache import cache_dir
 from vlmbench.data import images
 from vlmbench.data.arrowdata import ArrowData
@@ -76,7 +77,28 @@ class DocTable:
         cell = data.cell(index, column)
         if data.files and isinstance(cell, dict) and isinstance(cell.get("bytes"), bytes) and self._pages.due(source, len(cell["bytes"])):
             release_table_pages(data.column_table(column), data.files)  # the bytes were copied out; the table keeps its map alive
+        if isinstance(cell, dict) and cell.get("bytes") is None and isinstance(cell.get("path"), str) and cell["path"]:
+            return {"bytes": None, "path": str(self._own_file(source, index, column, cell["path"]))}
         return cell
+
+    def _own_file(self, source: int, index: int, column: str, named: str) -> Path:
+        """An image file a dataset names, only where that dataset's files are (:func:`image_roots`): a relative path
+        within its local copy, an absolute one within the copy or the caches ``datasets`` fills. A dataset may come
+        from elsewhere: a path to any other file (``/home/me/photo.png``, ``../../etc/passwd``, a link out of the copy)
+        is a :class:`BadImage` for that row, never read, hashed or sent."""
+        info = self.infos[source]
+        roots = image_roots(info)
+        path = Path(named).expanduser()
+        if not path.is_absolute():
+            path = (roots[0] if info.loaded_from not in (None, "hub", "generated") else Path.cwd()) / path
+        resolved = path.resolve()
+        if not any(resolved.is_relative_to(root) for root in roots):
+            shown = inert_line(named, 120)
+            raise BadImage(
+                f"image of dataset {info.path} row {index} column '{column}' names the file {shown}, outside the dataset's own "
+                "files; a dataset's images are read only from its copy and the datasets caches"
+            )
+        return resolved
 
     def _where(self, row: dict[str, Any], column: str, cell: Any) -> str:
         """Which image a :class:`BadImage` is about: dataset, row, column and file."""
@@ -168,6 +190,17 @@ class DocTable:
         """The colour mode the dataset's feature asks its images to be decoded to (None: as stored)."""
         source: int = row["_source"]
         return self.sources[source].image_mode(column)
+
+
+def image_roots(info: DatasetInfo) -> tuple[Path, ...]:
+    """The folders a dataset's image files may be in, resolved: its local copy's folder (first, when it has
+    one), the Hugging Face caches (files ``datasets`` downloaded or extracted) and vlmbench's own cache."""
+    home = Path(os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface")
+    roots = [home, cache_dir()] + [Path(os.environ[name]) for name in ("HF_DATASETS_CACHE", "HF_HUB_CACHE") if os.environ.get(name)]
+    if info.loaded_from not in (None, "hub", "generated"):
+        copy = Path(info.loaded_from).expanduser()
+        roots.insert(0, copy if copy.is_dir() else copy.parent)
+    return tuple(root.expanduser().resolve() for root in roots)
 
 
 class HubUnavailable(Exception):
