@@ -398,3 +398,14 @@ def test_outside_tasks_may_form_their_own_group(tmp_path: Path) -> None:
     proc = cli("ls", "tasks", "--include_path", str(tmp_path / "tasks"))
     assert any(line.split()[:2] == ["mine", "hostile"] for line in proc.stdout.splitlines()), proc.stdout
     assert any(line.split()[:2] == ["theirs", "hostile"] for line in proc.stdout.splitlines()), proc.stdout
+
+
+def test_what_a_task_file_says_reaches_the_terminal_inert(tmp_path: Path) -> None:
+    """Escape sequences and bidirectional overrides in a task's description, or in a field name an error line
+    quotes, are shown as replacement characters: they can neither clear the screen nor reorder the line."""
+    write(tmp_path / "tasks", BASE.replace("description: a task file from someone else", 'description: "clear \\e[2J\\e]0;title\\a \\u202eevil"'))
+    listed = cli("ls", "tasks", "--include_path", str(tmp_path / "tasks")).stdout
+    assert "clear \ufffd[2J\ufffd]0;title\ufffd \ufffdevil" in listed and "\x1b" not in listed and "\u202e" not in listed
+    path = write(tmp_path / "bad", BASE + '"field\\e[31m\\u202e": 1\n')
+    proc = cli("validate", str(path), check=False)
+    assert proc.returncode == 1 and "\x1b" not in proc.stderr and "\u202e" not in proc.stderr and "field\ufffd[31m\ufffd" in proc.stderr

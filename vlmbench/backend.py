@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, runtime_checkable
 
+from vlmbench.errors import printable
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -287,9 +289,7 @@ def inert_line(value: object, limit: int = INERT_MAX_CHARS) -> str | None:
     (longer is cut, ending in "..."); None for a missing, non-text or blank value."""
     if not isinstance(value, str):
         return None
-    text = value.strip()
-    if not text.isprintable():
-        text = "".join(c if c.isprintable() else "\ufffd" for c in text)
+    text = printable(value.strip())
     if not text:
         return None
     return text if len(text) <= limit else text[: limit - 3] + "..."

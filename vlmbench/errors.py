@@ -11,3 +11,10 @@ class UserError(Exception):
 class TaskSkipped(UserError):
     """A task that cannot run on the data at hand (e.g. no caption column); its message is one line
     saying why. ``evaluate`` leaves the task out of the run and goes on; elsewhere it is a user error."""
+
+
+def printable(text: str) -> str:
+    """``text`` as a terminal or log shows it safely: every character that is not printable (control
+    characters of escape sequences, bidirectional overrides, line breaks) becomes U+FFFD, so text from a
+    file, a dataset or a server can change neither the screen nor the line it is on."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else "\ufffd" for c in text)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from vlmbench import collector
 from vlmbench.cli.commands import CommandSpec
-from vlmbench.errors import UserError
+from vlmbench.errors import UserError, printable
 
 
 def core_commands() -> list[CommandSpec]:
@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         _silence_stdout()
         return 141  # as a process ended by SIGPIPE
     except UserError as exc:
-        for line in str(exc).splitlines() or [""]:
-            print(f"vlmbench: error: {line}", file=sys.stderr)
+        for line in str(exc).splitlines() or [""]:  # a message may quote a file's, a dataset's or a server's text
+            print(f"vlmbench: error: {printable(line)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("vlmbench: interrupted; every response received is stored: rerun the same command to resume", file=sys.stderr)

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from vlmbench.errors import printable
+
 LOGGERS = ("vlmbench", "vlmbench_plugins", "vlmbench_leaderboard")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -28,7 +30,7 @@ def process_tag() -> str:
 
 class _Format(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        message = process_tag() + record.getMessage()
+        message = process_tag() + "\n".join(printable(line) for line in record.getMessage().split("\n"))  # text from files and servers is inert
         if record.levelno >= logging.ERROR:
             return f"vlmbench: error: {message}"
         if record.levelno >= logging.WARNING:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from vlmbench.cli import args as types
 from vlmbench.cli.commands import CommandSpec
+from vlmbench.errors import printable
 
 KINDS = ("tasks", "models", "scorers", "metrics", "steps")
 
@@ -40,7 +41,11 @@ def print_tasks(include_path: Sequence[Path | str]) -> None:
     registry = discover([Path(p) for p in include_path])
     # By name, with the standalone tasks (run only when named, never by `all`) last and marked.
     tasks = sorted(registry.tasks.values(), key=lambda t: (bool(t.get("standalone")), t.name))
-    rows = [[t.name, t.version, ("(standalone: not in all) " if t.get("standalone") else "") + (t.description or "")] for t in tasks]
+    # A task folder may come from elsewhere: what its files say is shown inert.
+    rows = [
+        [printable(t.name), printable(str(t.version)), ("(standalone: not in all) " if t.get("standalone") else "") + printable(t.description or "")]
+        for t in tasks
+    ]
     print(tabulate(rows, headers=["task", "version", "description"]))
     print()
     print(tabulate([[g.name, ", ".join(registry.select(g.name))] for g in registry.groups.values()], headers=["group", "tasks"]))

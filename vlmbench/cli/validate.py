@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from vlmbench.cli.commands import CommandSpec
-from vlmbench.errors import UserError
+from vlmbench.errors import UserError, printable
 
 
 def validate(ns: argparse.Namespace) -> int:
@@ -21,12 +21,12 @@ def validate(ns: argparse.Namespace) -> int:
         except UserError as exc:
             failed += 1
             for line in str(exc).splitlines():
-                print(f"error: {line}", file=sys.stderr)
+                print(f"error: {printable(line)}", file=sys.stderr)  # a file's own text, inert
             continue
         if isinstance(config, TaskConfig):
-            print(f"ok: {path} (task '{config.name}')")
+            print(f"ok: {path} (task '{printable(config.name)}')")
         elif isinstance(config, GroupConfig):
-            print(f"ok: {path} (group '{config.name}')")
+            print(f"ok: {path} (group '{printable(config.name)}')")
         else:
             print(f"ok: {path} (template)")
     return 1 if failed else 0
