@@ -409,3 +409,12 @@ def test_what_a_task_file_says_reaches_the_terminal_inert(tmp_path: Path) -> Non
     path = write(tmp_path / "bad", BASE + '"field\\e[31m\\u202e": 1\n')
     proc = cli("validate", str(path), check=False)
     assert proc.returncode == 1 and "\x1b" not in proc.stderr and "\u202e" not in proc.stderr and "field\ufffd[31m\ufffd" in proc.stderr
+
+
+def test_max_new_tokens_is_bounded_in_a_task_file_and_on_the_command_line(tmp_path: Path) -> None:
+    """The length a reply may have follows max_new_tokens (vlmbench.http.limits): an absurd one would lift every bound."""
+    path = write(tmp_path / "tasks", BASE + "generation_kwargs:\n  max_new_tokens: 1000000000000\n")
+    proc = cli("validate", str(path), check=False)
+    assert proc.returncode == 1 and "field 'generation_kwargs.max_new_tokens'" in proc.stderr and "131072" in proc.stderr, proc.stderr
+    proc = cli("run", "--model", "random", "--tasks", "perception-text", "--gen_kwargs", "max_new_tokens=131073", check=False)
+    assert proc.returncode == 2 and "max_new_tokens=131073 is invalid (131073 is greater than the maximum of 131072)" in proc.stderr
