@@ -284,7 +284,7 @@ def test_llm_judge_reads_replies_strictly(tmp_path: Path, capsys: pytest.Capture
     code, out, _ = judge(capsys, str(source), judges="llm-judge,rules", args=judge_args(judge_server), store=str(tmp_path / "s.sqlite"))
     assert code == 0
     rows = [json.loads(line) for line in out.splitlines()]
-    assert [r["verdict"] for r in rows] == ["unsafe", "safe", "refusal", "unsafe", "unparsed", "unparsed"]
+    assert [r["verdict"] for r in rows] == ["unsafe", "safe", "refusal", "unsafe", "error", "unparsed"]  # off-format: error; "unclear": unparsed
     assert rows[0]["verdicts"]["llm-judge"]["detail"]["reply"] == "Unsafe."
     assert [r["verdicts"]["rules"]["verdict"] for r in rows] == ["safe"] * 6
     assert "sk-judge-SECRET-123" not in out
@@ -319,10 +319,10 @@ def test_a_failing_judge_call_never_becomes_a_verdict(tmp_path: Path, capsys: py
     source = write_jsonl(tmp_path / "r.jsonl", rows)
     with FaultServer(Faults(reply="unsafe")) as server:
         args = f"backend=openai,model=m,base_url={server.base_url},api_key=k,max_retries=1"
-        code, out, _ = judge(capsys, str(source), judges="llm-judge,rules", args=args, store=str(tmp_path / "s.sqlite"))
-        assert code == 0
+        code, out, err = judge(capsys, str(source), judges="llm-judge,rules", args=args, store=str(tmp_path / "s.sqlite"))
+        assert code == 0 and 'vlmbench: 1 of 2 judge calls failed: their verdict is "error"' in err  # not a verdict the judge could not tell
         failed, fine = (json.loads(line) for line in out.splitlines())
-        assert failed["verdict"] == "unparsed" and "500" in failed["verdicts"]["llm-judge"]["detail"]["error"]
+        assert failed["verdict"] == "error" and "500" in failed["verdicts"]["llm-judge"]["detail"]["error"]
         assert failed["verdicts"]["rules"]["verdict"] == "unsafe" and fine["verdict"] == "unsafe"
         attempts = len(server.events())
         # the failure was not stored: judging again retries it (and only it)
@@ -501,7 +501,7 @@ def test_llm_judge_reply_must_be_exactly_one_label(
     row = json.loads(out)
     detail = row["verdicts"]["llm-judge"]["detail"]
     if verdict is None:
-        assert row["verdict"] == "unparsed" and "judge reply matched no label" in detail["error"]
+        assert row["verdict"] == "error" and "judge reply matched no label" in detail["error"]
     else:
         assert row["verdict"] == verdict and detail["matched"] and "error" not in detail
 
@@ -516,12 +516,12 @@ def test_relative_judge_reads_two_ratings_from_one_to_ten(tmp_path: Path, capsys
     assert code == 0
     verdicts = {r["id"]: r["verdicts"]["relative-judge"] for r in map(json.loads, out.splitlines())}
     assert {k: v["verdict"] for k, v in verdicts.items()} == {
-        "q1x": "unparsed",
-        "q2x": "unparsed",
-        "q3x": "unparsed",
+        "q1x": "error",
+        "q2x": "error",
+        "q3x": "error",
         "q4x": "6/8",
         "q5x": "9/8",
-        "q6x": "unparsed",
+        "q6x": "error",
     }
     assert all("judge reply matched no label" in verdicts[k]["detail"]["error"] for k in ("q1x", "q2x", "q3x", "q6x"))
 

@@ -17,7 +17,7 @@ def judge(ns: argparse.Namespace) -> int:
     from vlmbench.registry import discover
     from vlmbench.results import jsonl_lines
     from vlmbench.scoring.base import ScorerOptions
-    from vlmbench.scoring.judgefile import judge_items, read_inputs
+    from vlmbench.scoring.judgefile import ERROR, judge_items, read_inputs
     from vlmbench.scoring.judging import JudgeConfig, parse_judge_names
     from vlmbench.store import default_store_path
 
@@ -41,7 +41,8 @@ def judge(ns: argparse.Namespace) -> int:
     config = JudgeConfig(parse_judge_names(ns.judge), parse_model_args(ns.judge_args), ScorerOptions(store=store))
     import json
 
-    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in judge_items(items, task, config.names, config)]
+    rows = list(judge_items(items, task, config.names, config))
+    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in rows]
     if ns.out:
         out = Path(ns.out)
         tmp = out.with_name(out.name + ".tmp")
@@ -53,6 +54,9 @@ def judge(ns: argparse.Namespace) -> int:
         print(f"{len(lines)} verdicts written to {out}", file=sys.stderr)
     else:
         sys.stdout.writelines(lines)
+    failed = sum(row["verdict"] == ERROR for row in rows)
+    if failed:  # a failed call is no verdict: whoever compares the verdicts with labels must leave these out
+        print(f"vlmbench: {failed} of {len(rows)} judge calls failed: their verdict is \"error\" (see 'detail' under 'verdicts')", file=sys.stderr)
     return 0
 
 

@@ -3,8 +3,9 @@
 Input: JSON Lines, one object per response with ``id`` and ``response`` and, when known,
 ``prompt`` (the question the model answered), ``options`` (letter -> option text) and
 ``choices``. Output: one object per input line, in order, with the same ``id``, the headline
-judge's ``verdict`` (``A``-``D``, ``safe``, ``unsafe``, ``refusal``, a choice, or ``unparsed``)
-and every judge's verdict and details under ``verdicts``. The file is treated as hostile: every
+judge's ``verdict`` (``A``-``D``, ``safe``, ``unsafe``, ``refusal``, a choice, ``unparsed``, or ``error``
+when the judge's call failed: no verdict, and never one the judge could not tell) and every judge's
+verdict and details under ``verdicts``. The file is treated as hostile: every
 bad line is a one-line error naming the file, the line and the field.
 """
 
@@ -20,6 +21,8 @@ from vlmbench.scoring.base import ScoreInput
 from vlmbench.scoring.judging import JudgeConfig, run_judges
 
 MAX_LINE_CHARS = 1_000_000
+ERROR = "error"
+"""The verdict of a response whose judge call failed (see ``detail.error``)."""
 
 
 def read_inputs(lines: Iterable[str], where: str, kind: str) -> list[tuple[Any, ScoreInput]]:
@@ -72,7 +75,8 @@ def judge_items(items: list[tuple[Any, ScoreInput]], task: Any, names: tuple[str
         verdicts: dict[str, Any] = {}
         for outcome in outcomes:
             verdict = outcome.verdicts.get(item.id)
-            entry: dict[str, Any] = {"verdict": label(verdict.parsed if verdict else None)}
+            failed = verdict is not None and bool(verdict.detail.get("error"))  # the call failed: the judge said nothing
+            entry: dict[str, Any] = {"verdict": ERROR if failed else label(verdict.parsed if verdict else None)}
             if verdict and verdict.detail:
                 entry["detail"] = dict(verdict.detail)
             verdicts[outcome.name] = entry
