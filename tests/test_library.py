@@ -88,6 +88,9 @@ def test_unknown_names_are_user_errors() -> None:
         evaluate(EvalConfig(model="randon", tasks="perception-image"))
     with pytest.raises(UserError, match="--model_args: 'oops' is not key=value"):
         evaluate(EvalConfig(model="random", model_args="oops", tasks="perception-image"))
+    with pytest.raises(UserError) as raised:  # the rest of a secret that held a comma is never repeated
+        evaluate(EvalConfig(model="openai", model_args="model=m,api_key=sk-abc,SECRETPART", tasks="perception-image"))
+    assert str(raised.value) == "--model_args: the part after api_key=... is not key=value (not shown); a value cannot hold a comma"
 
 
 def test_a_run_scores_the_records_it_kept_as_scoring_its_files_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

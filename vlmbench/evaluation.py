@@ -86,12 +86,18 @@ def parse_model_args(text: str | Mapping[str, str] | None) -> dict[str, str]:
     """``k=v,k2=v2`` into a dict; a bare word or empty key is an error. A mapping passes through."""
     if isinstance(text, Mapping):
         return {str(k): str(v) for k, v in text.items()}
+    from vlmbench.redact import is_secret_name
+
     args: dict[str, str] = {}
+    previous = ""
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
+            if is_secret_name(previous):  # most likely the rest of a secret holding a comma: never shown
+                raise UserError(f"--model_args: the part after {previous}=... is not key=value (not shown); a value cannot hold a comma")
             raise UserError(f"--model_args: '{item}' is not key=value; write e.g. pretrained=org/model,dtype=bfloat16")
-        args[key.strip()] = value.strip()
+        previous = key.strip()
+        args[previous] = value.strip()
     return args
 
 
