@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from vlmbench.errors import printable
 from vlmbench.http.retry import Failure, retry_after_seconds
 
 RETRYABLE_4XX = (408, 409, 429)
@@ -18,9 +19,7 @@ _MODEL_MISSING = re.compile(r"\bmodel\b.*\b(does not exist|not found|not exist|u
 def shorten(text: object, limit: int = 200) -> str:
     """``text`` on one line (whitespace collapsed), inert (an unprintable character, e.g. of an escape sequence
     in a server's error body, becomes U+FFFD), cut to ``limit`` characters with ``...``."""
-    line = " ".join(str(text).split())
-    if not line.isprintable():
-        line = "".join(c if c.isprintable() else "\ufffd" for c in line)
+    line = printable(" ".join(str(text).split()))
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
