@@ -62,6 +62,7 @@ class DocTable:
     _hashes: dict[tuple[int, int, str], str] = field(default_factory=dict)
     _kept: dict[tuple[int, str], ImageHashes | None] = field(default_factory=dict)
     _files: dict[int, str | None] = field(default_factory=dict)  # per source: the identity of its Arrow files
+    _roots: dict[int, tuple[Path, ...]] = field(default_factory=dict)  # per source: where its image files may be (image_roots)
     _pages: PageReleaser = field(default_factory=PageReleaser)  # lets go of mapped pages already read (see data.mapped)
     serial: int = field(default_factory=lambda: next(_SERIALS))  # unique in this process (``id()`` is reused once freed)
     safe_controls_missing: str | None = None  # why the task's safe-control dataset could not be loaded (then none are scored)
@@ -87,7 +88,9 @@ class DocTable:
         from elsewhere: a path to any other file (``/home/me/photo.png``, ``../../etc/passwd``, a link out of the copy)
         is a :class:`BadImage` for that row, never read, hashed or sent."""
         info = self.infos[source]
-        roots = image_roots(info)
+        if source not in self._roots:
+            self._roots[source] = image_roots(info)
+        roots = self._roots[source]
         path = Path(named).expanduser()
         if not path.is_absolute():
             path = (roots[0] if info.loaded_from not in (None, "hub", "generated") else Path.cwd()) / path
