@@ -203,6 +203,35 @@ def test_seeded_sampling_differs_from_greedy_and_repeats_for_a_seed(tiny_dir) ->
     assert texts(sampling, seed=7) != sampled
 
 
+def test_a_checkpoints_beams_or_extra_sequences_never_shift_answers_between_requests(tiny_dir, tmp_path: Path) -> None:
+    """A checkpoint's generation_config.json may ask for beams and several sequences per prompt: each request
+    still gets its own greedy answer (more rows than requests would pair answers with the wrong requests)."""
+    import shutil
+
+    plain = tiny_dir("llava")
+    beams = tmp_path / "beams"
+    shutil.copytree(plain, beams)
+    config = json.loads((beams / "generation_config.json").read_text()) if (beams / "generation_config.json").exists() else {}
+    (beams / "generation_config.json").write_text(json.dumps({**config, "num_beams": 2, "num_return_sequences": 2}))
+    requests = image_requests(4)
+    assert answers(make_backend(beams, batch_size=4), requests) == answers(make_backend(plain, batch_size=4), requests)
+
+
+def test_a_dtype_record_that_is_no_regular_file_is_ignored(tmp_path: Path) -> None:
+    """A recorded dtype (vlmbench's cache) linked to a device or made a FIFO is no record: never a hang."""
+    import os
+
+    from vlmbench_plugins.hf_load import LoadedDtypes
+
+    fifo, device = tmp_path / "fifo.json", tmp_path / "zero.json"
+    os.mkfifo(fifo)
+    device.symlink_to("/dev/zero")
+    for path in (fifo, device):
+        record = LoadedDtypes.__new__(LoadedDtypes)  # its cache file, without the key a load would give
+        record.path, record.key = path, "k"
+        assert record.recorded() is None
+
+
 def test_max_new_tokens_model_arg_overrides_the_task(tiny_dir) -> None:
     backend = make_backend(tiny_dir("idefics3"), batch_size=3, max_new_tokens="2")
     long = GenerationSettings(max_new_tokens=50)

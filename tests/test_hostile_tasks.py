@@ -418,3 +418,23 @@ def test_max_new_tokens_is_bounded_in_a_task_file_and_on_the_command_line(tmp_pa
     assert proc.returncode == 1 and "field 'generation_kwargs.max_new_tokens'" in proc.stderr and "131072" in proc.stderr, proc.stderr
     proc = cli("run", "--model", "random", "--tasks", "perception-text", "--gen_kwargs", "max_new_tokens=131073", check=False)
     assert proc.returncode == 2 and "max_new_tokens=131073 is invalid (131073 is greater than the maximum of 131072)" in proc.stderr
+
+
+def test_a_temperature_too_small_to_sample_with_and_a_world_size_that_is_no_number_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    proc = cli("run", "--model", "random", "--tasks", "perception-text", "--gen_kwargs", "do_sample=true,temperature=1e-40", check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "vlmbench: error: generation: temperature 1e-40 is too small to sample with (at least 0.001); for greedy decoding set do_sample=false"
+    )
+    monkeypatch.setenv("WORLD_SIZE", "abc")
+    proc = cli("run", "--model", "random", "--tasks", "perception-text", "--limit", "1", check=False)
+    assert proc.returncode == 2 and "WORLD_SIZE='abc' is not a number of processes" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_a_leaderboard_config_is_read_as_task_files_are(tmp_path: Path) -> None:
+    """No YAML aliases (a billion laughs in a title), as for task files."""
+    bomb = 'a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\ntitle: *c\n'
+    config = tmp_path / "leaderboard.yaml"
+    config.write_text(bomb, encoding="utf-8")
+    (tmp_path / "data").mkdir()
+    proc = cli("leaderboard", "build", str(tmp_path / "data"), "--out", str(tmp_path / "site"), "--config", str(config), check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "alias" in proc.stderr and str(config) in proc.stderr, proc.stderr

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, runtime_checkable
 
-from vlmbench.errors import printable
+from vlmbench.errors import UserError, printable
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -210,6 +210,11 @@ class GenerationSettings:
         values["stop"] = tuple(values.get("stop", ()))
         if not values.get("do_sample", False):
             values["temperature"] = 0.0
+        elif 0 < float(values.get("temperature", 1.0)) < MIN_SAMPLING_TEMPERATURE:  # logits / 1e-40 overflow: no distribution to sample
+            raise UserError(
+                f"generation: temperature {values['temperature']} is too small to sample with (at least {MIN_SAMPLING_TEMPERATURE}); "
+                "for greedy decoding set do_sample=false"
+            )
         return cls(**values, seed=seed)
 
 
@@ -267,6 +272,9 @@ class Response:
             if value is not None and _SURROGATE.search(value):
                 setattr(self, name, _SURROGATE.sub("\ufffd", value))
 
+
+MIN_SAMPLING_TEMPERATURE = 1e-3
+"""The smallest temperature sampling accepts (greedy decoding is ``do_sample=false``)."""
 
 MAX_TOKEN_COUNT = 2**40
 """The largest token count a server or a store may report (far beyond any request's): a bigger one is no count."""

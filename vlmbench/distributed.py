@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from vlmbench.errors import UserError
+
 
 @dataclass
 class Processes:
@@ -42,7 +44,10 @@ class Processes:
 
 def processes() -> Processes:
     """The current process group: from accelerate when launched with several processes, else a single process."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    world = os.environ.get("WORLD_SIZE", "1").strip() or "1"
+    if not (world.isascii() and world.isdigit()):
+        raise UserError(f"WORLD_SIZE={world[:40]!r} is not a number of processes; unset it, or launch with `accelerate launch`")
+    if int(world) <= 1:
         return Processes()
     import torch
     from accelerate import PartialState

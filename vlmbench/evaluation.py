@@ -118,7 +118,7 @@ def evaluate(config: EvalConfig) -> RunResult:
     Raises :class:`~vlmbench.errors.UserError` for anything the user can fix. Under data
     parallelism every process calls this; non-main processes return a result without scores.
     """
-    from vlmbench.backend import BackendOptions, backend_cacheable, backend_error_summary, backend_identity, close_backend
+    from vlmbench.backend import BackendOptions, GenerationSettings, backend_cacheable, backend_error_summary, backend_identity, close_backend
     from vlmbench.data.sources import Loaded
     from vlmbench.distributed import processes
     from vlmbench.errors import TaskSkipped
@@ -138,6 +138,8 @@ def evaluate(config: EvalConfig) -> RunResult:
     options_file = _options_file(config.options_file)
     options_path = options_file["path"] if options_file else None
     tasks = apply_overrides(select_tasks(config), gen_kwargs, config.system_instruction, config.protocol, options_path)
+    for task in tasks:  # settings no backend can use are refused before anything runs
+        GenerationSettings.from_mapping(task.get("generation_kwargs", {}))
     model_args = parse_model_args(config.model_args)
     spec = backend_spec(config.model)
     group = processes()

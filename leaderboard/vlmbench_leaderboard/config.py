@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmbench.errors import UserError
+from vlmbench.safeyaml import YamlRefused, load_yaml_file
 from vlmbench_leaderboard.config_schema import validate_config
 from vlmbench_leaderboard.detailspec import DetailMetric, parse_detail
 from vlmbench_leaderboard.judges import DEFAULT_PINS, JudgePin, parse_pins
@@ -143,8 +144,10 @@ def load_config(path: Path | None = None) -> Config:
     path = Path(path) if path is not None else default_config_path()
     if not path.is_file():
         raise UserError(f"--config {path}: no such file; pass a leaderboard YAML file or leave --config out for the default")
-    try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    try:  # as task files are read: no aliases (a bomb of them), bounded depth and size, regular files only
+        raw = load_yaml_file(path)
+    except YamlRefused as exc:
+        raise UserError(f"{path}: {exc}; fix the config") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""

@@ -650,6 +650,10 @@ class HFBackend(BackendBase):
         kwargs: dict[str, Any] = {
             "max_new_tokens": self.args.max_new_tokens or settings.max_new_tokens,
             "pad_token_id": self.tokenizer.pad_token_id,
+            # One answer per request, decoded as the settings say: a checkpoint's generation_config.json may ask
+            # for beams or several sequences, whose rows would no longer line up with the batch's requests.
+            "num_beams": 1,
+            "num_return_sequences": 1,
         }
         if settings.do_sample and settings.temperature > 0:
             kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)

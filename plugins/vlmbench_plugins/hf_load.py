@@ -15,6 +15,7 @@ from typing import Any
 
 from vlmbench import cache_dir
 from vlmbench.errors import UserError
+from vlmbench.safefiles import FileRefused, read_regular_file
 from vlmbench_plugins.hf_args import HFArgs, one_line
 
 
@@ -156,9 +157,9 @@ class LoadedDtypes:
 
     def recorded(self) -> str | None:
         """The dtype the last load with this key gave (None: never loaded, or a record this module did not write)."""
-        try:
-            document: Any = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):
+        try:  # a regular file of a record's size only: a link to /dev/zero or a FIFO must not hang a run
+            document: Any = json.loads(read_regular_file(self.path, 64 * 1024, "dtype record").decode("utf-8"))
+        except (OSError, FileRefused, ValueError, RecursionError):
             return None
         if not isinstance(document, dict) or document.get("key") != self.key:
             return None
