@@ -438,3 +438,25 @@ def test_a_leaderboard_config_is_read_as_task_files_are(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     proc = cli("leaderboard", "build", str(tmp_path / "data"), "--out", str(tmp_path / "site"), "--config", str(config), check=False)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "alias" in proc.stderr and str(config) in proc.stderr, proc.stderr
+
+
+def test_an_options_file_is_read_as_data(tmp_path: Path) -> None:
+    """--options_file: anything but a regular file, text that is not UTF-8, and lines whose fields are not text
+    are one line each (before: a hang on a FIFO, memory exhausted on /dev/zero, tracebacks)."""
+    import os
+
+    fifo = tmp_path / "fifo.jsonl"
+    os.mkfifo(fifo)
+    run = ("run", "--model", "random", "--tasks", "perception-image", "--limit", "1", "--output_path", str(tmp_path / "out"), "--options_file")
+    for path, message in ((fifo, "is a named pipe (FIFO), not a regular file"), (Path("/dev/zero"), "is a character device, not a regular file")):
+        proc = cli(*run, str(path), check=False)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+    rows = cli("run", "--model", "random", "--tasks", "perception-image", "--output_path", str(tmp_path / "count")).stdout
+    count = json.loads(next((tmp_path / "count").glob("*/*/run.json")).read_text())["tasks"]["perception-image"]["n_samples"]
+    bad = tmp_path / "options.jsonl"
+    bad.write_text("".join('{"option_str": 5, "correct_option": ["A"]}\n' for _ in range(count)), encoding="utf-8")
+    proc = cli(*run, str(bad), check=False)
+    assert proc.returncode == 2 and "line 1 needs JSON with 'option_str' and 'correct_option' as text" in proc.stderr, (rows, proc.stderr)
+    bad.write_bytes(b"\xff\xfe" * 10)
+    proc = cli(*run, str(bad), check=False)
+    assert proc.returncode == 2 and "not UTF-8 text" in proc.stderr, proc.stderr

@@ -307,13 +307,21 @@ def score(
     return score_run(Path(run_dir), JudgeConfig(names, args, options))
 
 
+OPTIONS_FILE_BYTES = 64 * 2**20
+"""The largest ``--options_file`` read (the study's holds a line per image, a few hundred kilobytes)."""
+
+
 def _options_file(path: Path | str | None) -> dict[str, str] | None:
     """``--options_file`` as recorded: its absolute path and the sha256 of its content."""
     if not path:
         return None
+    from vlmbench.safefiles import FileRefused, read_regular_file
+
     resolved = Path(path).expanduser().resolve()
-    try:
-        digest = hashlib.sha256(resolved.read_bytes()).hexdigest()
+    try:  # a regular file of an options file's size only: a FIFO or /dev/zero must not hang or exhaust a run
+        digest = hashlib.sha256(read_regular_file(resolved, OPTIONS_FILE_BYTES, "--options_file")).hexdigest()
+    except FileRefused as exc:
+        raise UserError(str(exc)) from None
     except OSError as exc:
         raise UserError(f"--options_file: cannot read {resolved} ({exc.strerror}); check the path") from None
     return {"path": str(resolved), "sha256": digest}

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vlmbench.errors import TaskSkipped, UserError
+from vlmbench.safefiles import FileRefused, read_regular_file
 
 if TYPE_CHECKING:
     from vlmbench.data.concepts import ConceptCatalog
@@ -152,7 +153,11 @@ def multiple_choice_options(
 
 def _options_from_file(docs: list[dict[str, Any]], path: Path, task: TaskConfig) -> list[dict[str, Any]]:
     try:
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = [line for line in read_regular_file(path, 64 * 2**20, "options file").decode("utf-8").splitlines() if line.strip()]
+    except FileRefused as exc:
+        raise UserError(str(exc)) from None
+    except UnicodeDecodeError:
+        raise UserError(f"options file {path}: not UTF-8 text; save it as UTF-8") from None
     except OSError as exc:
         raise UserError(f"options file {path}: cannot read ({exc.strerror}); check --options_file") from None
     if len(lines) != len(docs):
@@ -162,8 +167,10 @@ def _options_from_file(docs: list[dict[str, Any]], path: Path, task: TaskConfig)
         try:
             record = json.loads(line)
             option_str, correct = record["option_str"], record["correct_option"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise UserError(f"options file {path}: line {number} needs JSON with 'option_str' and 'correct_option'") from None
+        except (json.JSONDecodeError, KeyError, TypeError, RecursionError):
+            option_str = correct = None
+        if not isinstance(option_str, str) or not isinstance(correct, str):
+            raise UserError(f"options file {path}: line {number} needs JSON with 'option_str' and 'correct_option' as text")
         options = _parse_options(option_str)
         if options.get(correct) != doc["concept"]:
             raise UserError(
