@@ -460,3 +460,10 @@ def test_an_options_file_is_read_as_data(tmp_path: Path) -> None:
     bad.write_bytes(b"\xff\xfe" * 10)
     proc = cli(*run, str(bad), check=False)
     assert proc.returncode == 2 and "not UTF-8 text" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("folder", ["/dev/null", "/proc/1/cache-here", "/tmp/\udcff\udcfe"])
+def test_a_cache_folder_that_cannot_be_one_is_one_line(folder: str) -> None:
+    proc = cli("run", "--model", "random", "--tasks", "perception-text", "--limit", "1", env={"VLMBENCH_CACHE_DIR": folder}, check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "cannot be used" in proc.stderr and "set $VLMBENCH_CACHE_DIR to a writable folder" in proc.stderr

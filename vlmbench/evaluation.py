@@ -119,6 +119,7 @@ def evaluate(config: EvalConfig) -> RunResult:
     parallelism every process calls this; non-main processes return a result without scores.
     """
     from vlmbench.backend import BackendOptions, GenerationSettings, backend_cacheable, backend_error_summary, backend_identity, close_backend
+    from vlmbench.cache import check_cache_dir
     from vlmbench.data.sources import Loaded
     from vlmbench.distributed import processes
     from vlmbench.errors import TaskSkipped
@@ -133,6 +134,7 @@ def evaluate(config: EvalConfig) -> RunResult:
     from vlmbench.store import ResponseStore, default_store_path
 
     started = time.perf_counter()
+    check_cache_dir()  # generated data, kept hashes and remembered loads go there: a bad one is one line now, not a traceback later
     _use_data_files(config.data_files)
     gen_kwargs = parse_gen_kwargs(config.gen_kwargs, protocol_generation(config.protocol))
     options_file = _options_file(config.options_file)
