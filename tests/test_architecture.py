@@ -35,6 +35,7 @@ LEADERBOARD_LIBRARY = {
     "vlmbench.taskconfig",
     "vlmbench.scoring.aggregate",
     "vlmbench.samples",
+    "vlmbench.safeyaml",
 }
 
 

@@ -13,7 +13,9 @@ The public API:
 - :class:`UserError` for mistakes a user can fix (printed as one line); :class:`BadImage` for an
   image that cannot be read (a per-sample error, never an answer);
 - :func:`cache_dir`: the folder where a plugin may keep what it can make again; :class:`FileHashes`:
-  the sha256 of whole files kept there between runs while each file is unchanged (a local model's weights).
+  the sha256 of whole files kept there between runs while each file is unchanged (a local model's weights);
+  :func:`read_regular_file` (:class:`FileRefused`): a file read only if it is a regular file under a size cap
+  (a FIFO or a device never blocks or floods a run).
 
 Heavy names load on first use, so ``vlmbench --help`` stays fast.
 """
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     from vlmbench.data.images import BadImage
     from vlmbench.data.steps import DocStepSpec
     from vlmbench.evaluation import EvalConfig, RunResult, evaluate, parse_data_files, score, task_documents
+    from vlmbench.safefiles import FileRefused, read_regular_file
     from vlmbench.scoring.base import ScoreInput, Scorer, ScorerOptions, ScorerSpec, Verdict
     from vlmbench.scoring.judgecache import JudgeCalls
     from vlmbench.scoring.metrics import MetricSpec, Scored
@@ -70,6 +73,7 @@ _LAZY = {
     "vlmbench.evaluation": ("EvalConfig", "RunResult", "evaluate", "parse_data_files", "score", "task_documents"),
     "vlmbench.data.images": ("BadImage",),
     "vlmbench.data.hashcache": ("FileHashes",),
+    "vlmbench.safefiles": ("FileRefused", "read_regular_file"),
     "vlmbench.scoring.base": ("ScoreInput", "Scorer", "ScorerOptions", "ScorerSpec", "Verdict"),
     "vlmbench.scoring.judgecache": ("JudgeCalls",),
     "vlmbench.scoring.metrics": ("MetricSpec", "Scored"),
@@ -93,6 +97,7 @@ __all__ = [
     "DocStepSpec",
     "EvalConfig",
     "FileHashes",
+    "FileRefused",
     "GenerationSettings",
     "ImagePart",
     "JudgeCalls",
@@ -114,6 +119,7 @@ __all__ = [
     "evaluate",
     "hookimpl",
     "parse_data_files",
+    "read_regular_file",
     "score",
     "task_documents",
 ]

@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from vlmbench import cache_dir
+from vlmbench import FileRefused, cache_dir, read_regular_file
 from vlmbench.errors import UserError
-from vlmbench.safefiles import FileRefused, read_regular_file
 from vlmbench_plugins.hf_args import HFArgs, one_line
 
 
