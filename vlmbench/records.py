@@ -8,12 +8,16 @@ constructor of a sample record: the runner and ``leaderboard verify`` both use i
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypedDict
 
 from vlmbench.backend import Response
 from vlmbench.samples import Sample
 
 BLANK_SHA256 = "blank-white-1000x1000"
+
+RECORD_JSON = json.JSONEncoder(ensure_ascii=False)
+"""The encoder of a samples file's lines: ``json.dumps(record, ensure_ascii=False)``, without building an encoder per record."""
 
 
 class ImageRef(TypedDict, total=False):

@@ -21,7 +21,7 @@ from typing import Any, cast
 import vlmbench
 from vlmbench.backend import inert_line
 from vlmbench.errors import UserError
-from vlmbench.records import Results, RunManifest, SampleRecord, TaskManifest, TaskResults
+from vlmbench.records import RECORD_JSON, Results, RunManifest, SampleRecord, TaskManifest, TaskResults
 from vlmbench.redact import redact
 from vlmbench.runner import TaskPrediction
 from vlmbench.scoring.aggregate import ScoringPlan, concept_categories, modality_gaps, score_records
@@ -299,16 +299,15 @@ def _samples_file(run_dir: Path, entry: TaskManifest) -> Path:
 
 _UNSCORED_END = '"parsed": null, "correct": null}\n'
 _VERDICT_FIELDS = ("parsed", "correct", "verdicts")
-_RECORD_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps(..., ensure_ascii=False), one encoder for every line
 
 
 def scored_line(record: SampleRecord, written: str | None = None) -> str:
     """The JSON line of a scored record. ``written``: the line the run wrote for it before scoring. The
     verdict fields end every record, so only they are serialized again: the same text as the whole record's."""
     if written is not None and written.endswith(_UNSCORED_END) and tuple(record)[-3:] == _VERDICT_FIELDS:
-        verdicts = _RECORD_JSON.encode({name: record[name] for name in _VERDICT_FIELDS})  # type: ignore[literal-required]
+        verdicts = RECORD_JSON.encode({name: record[name] for name in _VERDICT_FIELDS})  # type: ignore[literal-required]
         return written[: -len(_UNSCORED_END)] + verdicts[1:] + "\n"
-    return _RECORD_JSON.encode(record) + "\n"
+    return RECORD_JSON.encode(record) + "\n"
 
 
 def score_run(run_dir: Path, judging: JudgeConfig | None = None, written: Mapping[str, Sequence[tuple[SampleRecord, str]]] | None = None) -> Results:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import sys
 import time
 from collections import OrderedDict
@@ -31,7 +30,7 @@ from vlmbench.dispatch import Item, dispatch
 from vlmbench.errors import UserError
 from vlmbench.http.limits import reply_char_limit
 from vlmbench.progress import TaskProgress, announce_reusable
-from vlmbench.records import BLANK_SHA256, SampleRecord, new_record
+from vlmbench.records import BLANK_SHA256, RECORD_JSON, SampleRecord, new_record
 from vlmbench.samples import Sample, build_samples
 
 if TYPE_CHECKING:
@@ -306,9 +305,6 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
     return prediction
 
 
-_RECORD_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps(record, ensure_ascii=False), one encoder for every record
-
-
 def _too_long(chars: int, max_new_tokens: int, backend: str) -> str:
     """Why a stored text longer than its request's generation could produce is no answer (the live bound of
     :mod:`vlmbench.http.limits`: a store may come from elsewhere, or from a server that ignored the limit)."""
@@ -332,7 +328,7 @@ class _SamplesWriter:
 
     def add(self, record: SampleRecord, flush: bool = True) -> None:
         """Append ``record`` and, with ``flush``, put what is written on disk."""
-        line = _RECORD_JSON.encode(record) + "\n"
+        line = RECORD_JSON.encode(record) + "\n"
         self._do(lambda: self.file.write(line))
         if flush:  # an answer just paid for is on disk before the next one is asked for
             self.flush()
