@@ -24,7 +24,8 @@ the images' bytes written to the workers' pipes), and where the generating threa
 ``model.generate`` (against generate-only: what contention costs it), the rest of each batch's
 answering, and waiting for prepared batches (the first one apart). ``--processes 4,8`` times a mode
 per count, each with its own backend (a backend keeps its workers), ``--nice 0,10`` a mode per
-worker niceness and ``--share 0.5,1`` a mode per share of the idle workers a batch is cut among;
+worker niceness, ``--share 0.5,1`` a mode per share of the idle workers a batch is cut among and
+``--worker-threads default,1`` a mode per count of decoding threads in each worker;
 ``--modes`` picks the modes; ``--no-pin`` sends inputs to a CUDA device from ordinary memory instead
 of page-locked memory; ``--beside N`` also times generation alone while N processes keep preparing
 batches (the host's load, without the backend).
@@ -36,7 +37,8 @@ on a CPU: every ``model.generate`` call also waits S seconds with the CPU idle.
 
     python bench/bench_hf.py [--requests 32] [--max-new-tokens 32] [--batch-sizes 1,8] [--repeats 3] [--image-size 512]
                              [--device cpu|cuda] [--processes N[,M...]] [--modes serial,thread,processes] [--no-pin]
-                             [--nice N[,M...]] [--share F[,G...]] [--beside N]
+                             [--nice N[,M...]] [--share F[,G...]] [--worker-threads default|N[,...]]
+                             [--distinct-images N] [--beside N]
 """
 
 from __future__ import annotations
@@ -91,14 +93,22 @@ def stored_image(i: int, size: int) -> ImagePart:
     return ImagePart(data=stored.data, format=stored.format, size=stored.size, sha256=stored.sha256)
 
 
-def make_requests(n: int, max_new_tokens: int, image_size: int) -> list[Request]:
-    """``n`` image+text requests of varied prompt length, each with its own image."""
+def make_requests(n: int, max_new_tokens: int, image_size: int, distinct: int | None = None) -> list[Request]:
+    """``n`` image+text requests of varied prompt length, each with its own image: ``distinct`` of them (by
+    default all) encoded here, the others copies of those bytes in objects of their own (each sent and
+    decoded as any other image; encoding thousands of PNG files takes minutes)."""
     settings = GenerationSettings(max_new_tokens=max_new_tokens)
+    encoded = [stored_image(i, image_size) for i in range(min(n, distinct or n))]
+
+    def image(i: int) -> ImagePart:
+        part = encoded[i % len(encoded)]
+        return part if i < len(encoded) else ImagePart(data=bytes(memoryview(part.data)), format=part.format, size=part.size, sha256=part.sha256)
+
     return [
         Request(
             id=f"r{i}",
             generation=settings,
-            messages=(Message("user", (stored_image(i, image_size), TextPart(PROMPTS[i % len(PROMPTS)] + " Please." * (i % 3)))),),
+            messages=(Message("user", (image(i), TextPart(PROMPTS[i % len(PROMPTS)] + " Please." * (i % 3)))),),
         )
         for i in range(n)
     ]
@@ -248,6 +258,16 @@ def generate_beside(backend: hf.HFBackend, requests: list[Request], processes: i
             burner.join()
 
 
+def physical_cores() -> str:
+    """How the logical CPUs this process may use sit on physical cores (hyperthreads share one), from sysfs."""
+    try:
+        usable = os.sched_getaffinity(0)
+        siblings = {Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text().strip() for cpu in usable}
+    except (AttributeError, OSError):
+        return "topology unknown"
+    return f"{len(usable)} usable on {len(siblings)} physical cores"
+
+
 def machine_info() -> str:
     """One line: CPU, cores, torch threads, versions."""
     import torch
@@ -261,7 +281,7 @@ def machine_info() -> str:
         pass
     gpu = f"; GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     return (
-        f"{cpu}; {os.cpu_count()} cores, torch threads {torch.get_num_threads()}{gpu}; python {platform.python_version()}, "
+        f"{cpu}; {os.cpu_count()} cores ({physical_cores()}), torch threads {torch.get_num_threads()}{gpu}; python {platform.python_version()}, "
         f"torch {torch.__version__}, transformers {transformers.__version__}"
     )
 
@@ -299,6 +319,14 @@ def main() -> None:
         default=str(hf.PREPARE_NICENESS),
         help="how far below the generating process the worker processes run in CPU priority; several values (0,10): a mode each",
     )
+    parser.add_argument(
+        "--worker-threads",
+        default="default",
+        help="decoding threads in each worker process ('default': the backend's choice); several values (default,1): a mode each",
+    )
+    parser.add_argument(
+        "--distinct-images", type=int, default=None, help="PNG files encoded (the other requests carry copies); default: one per request"
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.processes.split(",")] if args.processes else [max(1, min(4, usable_cores() // 4))]  # the backend's default
     names = args.modes.split(",")
@@ -306,17 +334,20 @@ def main() -> None:
         raise SystemExit(f"--modes: choose among serial, thread, processes (got {args.modes!r})")
     nice_levels = [int(n) for n in args.nice.split(",")]
     fractions = [float(f) for f in args.share.split(",")]
-    modes: dict[str, tuple[bool, int, int, float]] = {}  # overlap, worker processes, their niceness, share fraction
+    thread_counts = [None if t == "default" else int(t) for t in args.worker_threads.split(",")]
+    # overlap, worker processes, their niceness, share fraction, decoding threads per worker
+    modes: dict[str, tuple[bool, int, int, float, int | None]] = {}
     for name in names:
         if name != "processes":
-            modes[name] = (name == "thread", 0, 0, hf.HFBackend.share_fraction)
+            modes[name] = (name == "thread", 0, 0, hf.HFBackend.share_fraction, None)
             continue
-        for n, level, fraction in itertools.product(counts, nice_levels, fractions):
+        for n, level, fraction, threads in itertools.product(counts, nice_levels, fractions, thread_counts):
             suffix = (f"-nice{level}" if len(nice_levels) > 1 else "") + (f"-share{fraction:g}" if len(fractions) > 1 else "")
-            modes[f"processes-{n}{suffix}"] = (True, n, level, fraction)
+            suffix += f"-t{threads or 'default'}" if len(thread_counts) > 1 else ""
+            modes[f"processes-{n}{suffix}"] = (True, n, level, fraction, threads)
     from vlmbench.testing.tiny_models import build_tiny_vlm
 
-    requests = make_requests(args.requests, args.max_new_tokens, args.image_size)
+    requests = make_requests(args.requests, args.max_new_tokens, args.image_size, args.distinct_images)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         path = build_tiny_vlm("llava", Path(tmp) / "llava")
@@ -330,7 +361,7 @@ def main() -> None:
                 idle_device(backend, args.device_seconds)
                 measure_producer(backend)
                 measure_consumer(backend)
-                overlap, count, backend.prepare_niceness, backend.share_fraction = modes[mode]
+                overlap, count, backend.prepare_niceness, backend.share_fraction, backend.prepare_threads = modes[mode]
                 run_once(backend, requests[: 2 * backend.batch_size], overlap, count)  # warm-up (and the worker processes started)
             best: dict[str, float] = {}
             producer: dict[str, dict[str, float]] = {}  # per mode, in its best pass
@@ -338,7 +369,7 @@ def main() -> None:
             tokens = 0
             for _ in range(args.repeats):  # interleaved, so that a busy moment does not favour one of them
                 answers = []
-                for mode, (overlap, count, _, _) in modes.items():
+                for mode, (overlap, count, *_) in modes.items():
                     seconds, tokens, texts = run_once(backends[mode], requests, overlap, count)
                     if seconds <= best.get(mode, seconds):
                         best[mode], producer[mode], consumer[mode] = seconds, dict(PRODUCER_CPU), dict(CONSUMER, total=seconds)
@@ -354,7 +385,10 @@ def main() -> None:
                 backend.close()
             rows.append((batch, tokens, best, producer, consumer))
     print(f"hf backend, tiny LLaVA ({args.requests} image+text requests x {args.max_new_tokens} new tokens, greedy, device {args.device})")
-    print(f"images: distinct {args.image_size}x{args.image_size} PNG files carried as bytes; best of {args.repeats} passes")
+    distinct = min(args.requests, args.distinct_images or args.requests)
+    print(
+        f"images: {distinct} distinct {args.image_size}x{args.image_size} PNG files carried as bytes (one object per request); best of {args.repeats} passes"
+    )
     if args.device_seconds > 0:
         print(f"accelerator stand-in: each generate call also waits {args.device_seconds:g} s with the CPU idle")
     print(machine_info())

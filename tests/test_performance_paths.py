@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import hashlib
 import io
 import itertools
@@ -842,11 +843,17 @@ def test_hf_chunks_are_bounded_by_bytes_but_hold_at_least_one_batch() -> None:
             image = part if shared else ImagePart(data=b"x", format="PNG", size=(100, 100))
             yield Request(f"r{i}", (Message("user", (image, TextPart("q"))),))
 
-    distinct = stream(20)
-    assert [len(backend._next_chunk(distinct)) for _ in range(6)] == [4, 4, 4, 4, 4, 0]  # the batch is the floor
+    def chunks(requests: Iterator[Request]) -> list[list[str]]:
+        """The request ids of each chunk, as the backend's batching reads them."""
+        held_over: collections.deque[Request] = collections.deque()
+        ordered = hf._held_over_first(held_over, requests)
+        return [[r.id for r in chunk] for chunk in iter(lambda: backend._next_chunk(ordered, held_over), [])]
+
+    assert [len(chunk) for chunk in chunks(stream(20))] == [4, 4, 4, 4, 4]  # the batch is the floor
     backend.batch_size = 2
-    assert len(backend._next_chunk(stream(20))) == 3  # three images' worth
-    assert len(backend._next_chunk(stream(300, shared=True))) == 256  # one shared image counts once
+    # Three images' worth stops a chunk, cut back to the whole batch; the third request opens the next chunk.
+    assert chunks(stream(7)) == [["r0", "r1"], ["r2", "r3"], ["r4", "r5"], ["r6"]]
+    assert [len(chunk) for chunk in chunks(stream(300, shared=True))] == [256, 44]  # one shared image counts once
     assert hf.pixel_bytes(ImagePart(Image.new("RGB", (5, 4)))) == 60
 
 

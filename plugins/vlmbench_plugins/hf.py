@@ -162,8 +162,8 @@ class HFBackend(BackendBase):
     Images are decoded in ``decode_threads``, and prompts are rendered once per distinct messages.
 
     What it holds is bounded by bytes: a chunk of requests (sorted by length inside it) stops at
-    ``chunk_bytes`` of decoded pixels (or ``chunk_size`` requests), but always holds at least one
-    batch; besides the batch generating, at most two prepared batches wait (one queued, one being handed
+    ``chunk_bytes`` of decoded pixels (or ``chunk_size`` requests), cut back to whole batches, but
+    always holds at least one batch; besides the batch generating, at most two prepared batches wait (one queued, one being handed
     over), and the worker processes prepare one batch (or slice) each while the images they decode stay
     within ``prepare_bytes`` (one batch always goes).
     """
@@ -174,6 +174,7 @@ class HFBackend(BackendBase):
     prepare_processes: int | None = None  # None: the default for the device (see default_prepare_processes)
     prepare_bytes = PREPARE_BYTES
     prepare_niceness = PREPARE_NICENESS
+    prepare_threads: int | None = None  # decoding threads per worker process; None: see PreparePool
     share_fraction = 1.0  # of the idle workers, the share a batch after the first is cut among (rounded up)
     pin_memory = True  # inputs for a CUDA device go to page-locked memory first (bench/bench_hf.py --no-pin compares)
 
@@ -181,7 +182,8 @@ class HFBackend(BackendBase):
         self.args = args
         self.batch_size = batch_size or AUTO_BATCH_START
         self.auto_batch = batch_size is None
-        self.chunk_size = max(64, 4 * self.batch_size)  # most requests in a chunk (text-only ones weigh almost nothing)
+        # Most requests in a chunk (text-only ones weigh almost nothing): whole batches, at least 64 requests.
+        self.chunk_size = max(4, math.ceil(64 / self.batch_size)) * self.batch_size
         self.seed = seed
         self.local_processes = local_processes  # data-parallel processes sharing this machine's cores
         self.device = None if args.device_map else resolve_device(args.device)  # a device that is not there: an error now
@@ -390,7 +392,9 @@ class HFBackend(BackendBase):
         if self._prepare_pool is None or self._prepare_pool.processes != processes:
             self._stop_pool()
             try:
-                self._prepare_pool = PreparePool(self.processor, self.model.dtype, processes, self.local_processes, self.prepare_niceness)
+                self._prepare_pool = PreparePool(
+                    self.processor, self.model.dtype, processes, self.local_processes, self.prepare_niceness, self.prepare_threads
+                )
             except Exception as exc:  # no worker processes here (no /dev/shm, say): prepare in this process
                 self._pool_failed(exc)
                 return None
@@ -471,9 +475,10 @@ class HFBackend(BackendBase):
 
     def _batches(self, requests: Iterable[Request]) -> Iterator[list[_Prepared]]:
         """The batches in the order they run: each chunk grouped and sorted, then cut at the batch size."""
-        stream = iter(requests)
+        held_over: collections.deque[Request] = collections.deque()  # cut from the end of a chunk: the next one starts with them
+        stream = _held_over_first(held_over, iter(requests))
         rendered: dict[Any, tuple[str, int]] = {}  # prompts by their messages (images are placeholders in them)
-        while chunk := self._next_chunk(stream):
+        while chunk := self._next_chunk(stream, held_over):
             if len(rendered) > PROMPTS_KEPT:
                 rendered.clear()
             for group in self._groups([self._prepare(r, rendered) for r in chunk]):
@@ -483,9 +488,12 @@ class HFBackend(BackendBase):
                     start += len(batch)
                     yield batch
 
-    def _next_chunk(self, stream: Iterator[Request]) -> list[Request]:
+    def _next_chunk(self, stream: Iterator[Request], held_over: collections.deque[Request]) -> list[Request]:
         """The next requests to sort together: up to ``chunk_size`` requests, stopping once their distinct
-        images would take ``chunk_bytes`` decoded, but never fewer than one batch (unless the stream ends)."""
+        images would take ``chunk_bytes`` decoded, but never fewer than one batch (unless the stream ends).
+        A chunk the bytes stop holds whole batches: the requests beyond the last whole batch go back to
+        ``held_over`` (read first by ``stream``), since a batch of the few left over would take a
+        ``generate`` call of its own, about as long as a full batch's where the device is not the bound."""
         chunk: list[Request] = []
         seen: set[int] = set()
         held = 0
@@ -495,8 +503,12 @@ class HFBackend(BackendBase):
                 if id(part) not in seen:
                     seen.add(id(part))
                     held += pixel_bytes(part)
-            if len(chunk) >= self.chunk_size or (held >= self.chunk_bytes and len(chunk) >= self.batch_size):
+            if len(chunk) >= self.chunk_size:
                 break
+            if held >= self.chunk_bytes and len(chunk) >= self.batch_size:
+                whole = len(chunk) - len(chunk) % self.batch_size
+                held_over.extend(chunk[whole:])
+                return chunk[:whole]
         return chunk
 
     def _prepare(self, request: Request, rendered: dict[Any, tuple[str, int]]) -> _Prepared:
@@ -660,6 +672,18 @@ class HFBackend(BackendBase):
         else:
             kwargs["do_sample"] = False
         return kwargs
+
+
+def _held_over_first(held_over: collections.deque[Request], stream: Iterator[Request]) -> Iterator[Request]:
+    """The requests of ``held_over`` (taken as they are added), then the next of ``stream``, until both are done."""
+    while True:
+        if held_over:
+            yield held_over.popleft()
+            continue
+        request = next(stream, None)
+        if request is None:
+            return
+        yield request
 
 
 def default_prepare_processes(device_type: str, local_processes: int = 1) -> int:

@@ -254,15 +254,17 @@ class PreparePool:
     processor's tensors come back through shared memory. A job that fails there (an undecodable image,
     a worker that died) is for the caller to prepare in process, where the failure is reported as it
     always is. One request stream uses the pool at a time (:attr:`lock`). The workers run ``niceness``
-    steps below this process in CPU priority."""
+    steps below this process in CPU priority, each decoding a batch's images in ``threads`` threads (by
+    default the usable cores but two, shared among the workers, at most 8)."""
 
-    def __init__(self, processor: Any, dtype: Any, processes: int, local_processes: int = 1, niceness: int = 0) -> None:
+    def __init__(self, processor: Any, dtype: Any, processes: int, local_processes: int = 1, niceness: int = 0, threads: int | None = None) -> None:
         import multiprocessing
         import threading
 
         self.processes = processes
         self.lock = threading.Lock()  # held by the stream whose batches the workers prepare
-        threads = max(1, min(8, (usable_cores(local_processes) - 2) // processes))  # two cores left to the generating process
+        if threads is None:
+            threads = max(1, min(8, (usable_cores(local_processes) - 2) // processes))  # two cores left to the generating process
         context = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
         try:
