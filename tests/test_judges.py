@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import load_results, read_samples, run_dir
 from vlmbench.cli import main
+from vlmbench.scoring import llm_judge
 from vlmbench.scoring.agreement import cohen_kappa, pair_agreement
 from vlmbench.testing.fault_server import Faults, FaultServer
 
@@ -291,7 +292,7 @@ def test_llm_judge_reads_replies_strictly(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_llm_judge_in_a_run_rescore_sends_nothing_and_records_identity(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], judge_server: FaultServer
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], judge_server: FaultServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = tmp_path / "store.sqlite"
     code, out, _ = cli(
@@ -303,7 +304,7 @@ def test_llm_judge_in_a_run_rescore_sends_nothing_and_records_identity(
     sent = judge_server.stats()["requests"]
     task = load_results(tmp_path / "out")["tasks"]["alignment-image"]
     judge = task["judges"][0]
-    assert judge["judge"] == "llm-judge" and judge["headline"] and judge["version"] == "1"
+    assert judge["judge"] == "llm-judge" and judge["headline"] and judge["version"] == "2"
     assert judge["model"]["model"] == "judge-model" and len(judge["prompt_sha256"]) == 64
     assert judge["requests"]["sent"] == sent > 0 and judge["requests"]["errors"] == 0
     assert "SECRET" not in json.dumps(load_results(tmp_path / "out")) and "SECRET" not in (run_dir(tmp_path / "out") / "run.json").read_text()
@@ -311,6 +312,11 @@ def test_llm_judge_in_a_run_rescore_sends_nothing_and_records_identity(
     assert code == 0
     assert judge_server.stats()["requests"] == sent  # 0 judge requests the second time
     assert load_results(tmp_path / "out")["tasks"]["alignment-image"]["judges"][0]["requests"]["reused"] == sent
+    # A judge that reads replies another way (a new version) reads the stored replies again, asking nothing.
+    monkeypatch.setattr(llm_judge.LLMJudge, "version", "3")
+    code, _, _ = cli(capsys, "score", str(run_dir(tmp_path / "out")), "--judge_args", judge_args(judge_server))
+    rescored = load_results(tmp_path / "out")["tasks"]["alignment-image"]["judges"][0]
+    assert code == 0 and judge_server.stats()["requests"] == sent and rescored["version"] == "3" and rescored["requests"]["reused"] == sent
 
 
 def test_a_failing_judge_call_never_becomes_a_verdict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -596,11 +602,12 @@ def test_judges_differing_only_in_a_masked_argument_never_share_verdicts(tmp_pat
                 assert code == 0 and json.loads(out)["verdict"] == "unsafe" and "route-" not in out
                 seen.append(server.stats()["requests"])
             assert seen == [1, 2, 2]  # another token: asked again; the first token again: reused
-            # what is written keeps the mask; a judge with nothing masked keys its cache as before (by the identity itself)
+            # what is written keeps the mask; a judge with nothing masked keys its cache by the identity itself, but for
+            # the version of what it asks (replies read another way are read again, not asked again)
             masked = LLMJudge(dict(a.split("=", 1) for a in f"{base},route_token=route-AAA".split(",")), ScorerOptions())
             plain = LLMJudge({"backend": "openai", "model": "m", "base_url": server.base_url}, ScorerOptions())
             assert masked.identity()["model"]["args"]["route_token"] == "***" and masked.calls.key_identity != masked.calls.identity
-            assert plain.calls.key_identity == plain.calls.identity
+            assert plain.calls.key_identity == {**plain.calls.identity, "version": llm_judge.ASKING_VERSION}
             masked.close()
             plain.close()
         assert "route-AAA" not in (tmp_path / "s.sqlite").read_bytes().decode("utf-8", "replace")

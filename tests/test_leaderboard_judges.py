@@ -20,6 +20,7 @@ import yaml
 
 from conftest import run_dir
 from vlmbench.cli import main
+from vlmbench.scoring.llm_judge import VERSION as LLM_JUDGE_VERSION
 from vlmbench.scoring.llm_judge import load_prompts
 from vlmbench.testing.fault_server import Faults, FaultServer
 from vlmbench_leaderboard.build import build_site
@@ -68,7 +69,7 @@ def config_file(folder: Path, name: str, *pins: dict[str, Any]) -> Path:
 
 def llm_pin(**changes: Any) -> dict[str, Any]:
     """The pin of the scripted judge: version, judge model and the built-in prompt's hash."""
-    pin = {"judge": "llm-judge", "version": "1", "model": {"model": JUDGE_MODEL}, "prompt_sha256": load_prompts(None).sha256}
+    pin = {"judge": "llm-judge", "version": LLM_JUDGE_VERSION, "model": {"model": JUDGE_MODEL}, "prompt_sha256": load_prompts(None).sha256}
     pin.update(changes)
     return {k: v for k, v in pin.items() if v is not None}
 
@@ -167,7 +168,7 @@ def test_an_llm_judge_bundle_verifies_only_where_its_judge_is_pinned(
         and out
         == [
             f"accepted: {bundles['llm']}: llm model (main), submitted with vlmbench {json.loads(members(bundles['llm'])['manifest.json'])['vlmbench_version']}, "
-            f"judged by llm-judge 1 ({JUDGE_MODEL})"
+            f"judged by llm-judge {LLM_JUDGE_VERSION} ({JUDGE_MODEL})"
         ]
     )
 
@@ -177,7 +178,7 @@ def test_an_llm_judge_bundle_verifies_only_where_its_judge_is_pinned(
     [
         (llm_pin(model={"model": "other-model"}), 'model.model = "judge-model", but the leaderboard pins "other-model"'),
         (llm_pin(prompt_sha256="0" * 64), 'prompt_sha256 = "' + load_prompts(None).sha256[:20]),
-        (llm_pin(version="2"), 'version = "1", but the leaderboard pins "2"'),
+        (llm_pin(version="1"), f'version = "{LLM_JUDGE_VERSION}", but the leaderboard pins "1"'),
         (llm_pin(model={"pretrained": JUDGE_MODEL}), "model.pretrained is not recorded"),
         (llm_pin(prompt_sha256=None), "llm-judge records prompt_sha256 but the leaderboard pins none"),
     ],
@@ -382,19 +383,21 @@ def test_tables_name_the_judge_of_every_entry(site: Path) -> None:
     import csv
 
     rows = {r["model"]: r for r in csv.DictReader(io.StringIO((site / "leaderboard.csv").read_text(encoding="utf-8")))}
-    assert rows["rules model"]["judge"] == "rules" and rows["llm model"]["judge"] == f"llm-judge 1 ({JUDGE_MODEL})"
+    assert rows["rules model"]["judge"] == "rules" and rows["llm model"]["judge"] == f"llm-judge {LLM_JUDGE_VERSION} ({JUDGE_MODEL})"
     shown = "<img src=x onerror=alert(1)>?"  # one plain line: the bidi override is a '?'
     board = {r["metadata"]["name"]: r for r in json.loads((site / "leaderboard.json").read_text(encoding="utf-8"))["rows"]}
     tasks = sorted(t for use in board["llm model"]["judges"] for t in use["tasks"])
     assert {"alignment-image", "alignment-text", "alignment-text-noimage", "general-capability", "perception-image", "perception-text"} <= set(tasks)
     model_judged = ", ".join(t for t in tasks if t != "general-capability")
-    assert rows["hostile judge"]["judge"] == f"llm-judge 1 ({shown}): {model_judged}; rules: general-capability"
+    assert rows["hostile judge"]["judge"] == f"llm-judge {LLM_JUDGE_VERSION} ({shown}): {model_judged}; rules: general-capability"
     assert board["llm model"]["judges"] == [
-        {"judge": "llm-judge", "version": "1", "model": JUDGE_MODEL, "prompt_sha256": load_prompts(None).sha256, "tasks": tasks}
+        {"judge": "llm-judge", "version": LLM_JUDGE_VERSION, "model": JUDGE_MODEL, "prompt_sha256": load_prompts(None).sha256, "tasks": tasks}
     ]
     assert board["rules model"]["judges"] == [{"judge": "rules", "version": None, "model": None, "prompt_sha256": None, "tasks": tasks}]
     md = (site / "leaderboard.md").read_text(encoding="utf-8")
-    assert f"| _llm model_ (reference) (judge: llm-judge 1 ({JUDGE_MODEL})) " in md and "| _rules model_ (reference) " in md  # runs of a baseline
+    assert (
+        f"| _llm model_ (reference) (judge: llm-judge {LLM_JUDGE_VERSION} ({JUDGE_MODEL})) " in md and "| _rules model_ (reference) " in md
+    )  # runs of a baseline
     assert "<img" not in md and "&lt;img src=x onerror=alert(1)&gt;?" in md and "names its judge" in md
     html = (site / "index.html").read_text(encoding="utf-8")
     assert "<img src=x" not in html and "\u202e" not in html and "&lt;img src=x onerror=alert(1)&gt;?" in html
@@ -426,8 +429,8 @@ def test_page_shows_the_judge_as_inert_text(browser: Any, site: Path) -> None:
         row.find_element(By.CSS_SELECTOR, "th.model a").text: [t.text for t in row.find_elements(By.CSS_SELECTOR, "th.model .tag.judge")]
         for row in browser.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr")
     }
-    assert tags["rules model"] == [] and tags["llm model"] == [f"judge: llm-judge 1 ({JUDGE_MODEL})"]
-    assert tags["hostile judge"][0].startswith("judge: llm-judge 1 (<img src=x onerror=alert(1)>?): alignment-")
+    assert tags["rules model"] == [] and tags["llm model"] == [f"judge: llm-judge {LLM_JUDGE_VERSION} ({JUDGE_MODEL})"]
+    assert tags["hostile judge"][0].startswith(f"judge: llm-judge {LLM_JUDGE_VERSION} (<img src=x onerror=alert(1)>?): alignment-")
     assert tags["hostile judge"][0].endswith("; rules: general-capability")
     assert browser.find_elements(By.CSS_SELECTOR, "#leaderboard img") == []  # the name stayed text
     with pytest.raises(NoAlertPresentException):
@@ -437,7 +440,7 @@ def test_page_shows_the_judge_as_inert_text(browser: Any, site: Path) -> None:
     fields = {
         d.find_element(By.TAG_NAME, "dt").text: d.find_element(By.TAG_NAME, "dd").text for d in detail.find_elements(By.CSS_SELECTOR, ".meta > div")
     }
-    assert fields["Judge"] == f"llm-judge 1 ({JUDGE_MODEL})"
+    assert fields["Judge"] == f"llm-judge {LLM_JUDGE_VERSION} ({JUDGE_MODEL})"
     overflow = browser.execute_script("var t = document.getElementById('leaderboard'); return t.parentNode.scrollWidth - t.parentNode.clientWidth;")
     assert overflow <= 0  # the judge note wraps inside the model column: the table still fits 1400 px
 

@@ -35,7 +35,12 @@ from vlmbench.errors import UserError
 from vlmbench.scoring.base import ScoreInput, ScorerOptions, Verdict, verdict_from_answer
 from vlmbench.scoring.judgecache import judge_replies
 
-VERSION = "1"
+# The judge's version, as results and leaderboard pins name it. 2: a reply that corrects itself or states a
+# second verdict is no verdict (1 read the first label).
+VERSION = "2"
+# The version of what the judge sends (prompt rendering, request settings). Stored replies are keyed by it,
+# not by VERSION: a change in how replies are read reads again the replies already paid for.
+ASKING_VERSION = "1"
 JUDGE_ARGS = ("backend", "prompt_file", "max_new_tokens", "structured")
 
 _ALIGNMENT = """You are checking the answer an AI assistant gave to a question about content safety.
@@ -312,7 +317,7 @@ class LLMJudge:
             raise UserError(f"--judge_args structured={args['structured']}: expected true or false")
         self.structured = structured == "true"
         self.backend, self.model, key_model = judge_backend(backend_name, {k: v for k, v in args.items() if k not in JUDGE_ARGS}, options)
-        self.calls = JudgeCalls(options.store, self.name, self.identity(), {**self.identity(), "model": key_model})
+        self.calls = JudgeCalls(options.store, self.name, self.identity(), {**self.identity(), "version": ASKING_VERSION, "model": key_model})
 
     @property
     def kinds(self) -> tuple[str, ...]:
