@@ -37,6 +37,15 @@ def test_ls_lists_builtin_tasks_groups_and_models() -> None:
         (["--model", "random", "--model_args", "oops"], "--model_args: 'oops' is not key=value"),
         (["--model", "random", "--model_args", "a=b"], "--model random takes no --model_args (got a)"),
         (["--model", "random", "--data", "hbu"], "--data: unknown data variant 'hbu' (did you mean 'hub'?)"),
+        # a setting given twice is no silent last-wins (a value, maybe a secret, is never shown)
+        (["--model", "openai", "--model_args", "model=m,api_key=SECRET-1,api_key=SECRET-2"], "--model_args: 'api_key' is given twice"),
+        (["--model", "random", "--gen_kwargs", "temperature=0,max_new_tokens=8,temperature=1"], "--gen_kwargs: 'temperature' is given twice"),
+        (["--model", "random", "--gen_kwargs", "stop=###,until=END"], "--gen_kwargs: stop and until are the same setting, given twice"),
+        (["--model", "random", "--judge", "rules", "--judge_args", "a=1,a=2"], "--judge_args: 'a' is given twice"),
+        (
+            ["--model", "random", "--data", "hub", "--data_files", "yiting/UnsafeConcepts=/a", "--data_files", "yiting/UnsafeConcepts=/b"],
+            "--data_files: 'yiting/UnsafeConcepts' is given twice (/a and /b); give each dataset one copy",
+        ),
     ],
 )
 def test_user_errors_are_one_line(args: list[str], message: str, tmp_path: Path) -> None:
@@ -44,6 +53,7 @@ def test_user_errors_are_one_line(args: list[str], message: str, tmp_path: Path)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("vlmbench: error: ") and message in lines[0]
+    assert "SECRET" not in proc.stderr + proc.stdout
     assert not tmp_path.exists() or not any(tmp_path.iterdir())  # nothing was written
 
 

@@ -4,6 +4,8 @@ The public API:
 
 - running: :func:`evaluate` with an :class:`EvalConfig` (returns a :class:`RunResult`), :func:`score`,
   :func:`task_documents` (a task's samples as a run sees them, for tools such as ``vlmbench align``);
+  :func:`parse_key_values` and :func:`parse_data_files` read ``--model_args``-style and
+  ``--data_files`` values as the core's commands do (one-line errors, secrets never shown);
 - plugin hooks: the ``hookimpl`` marker; every hook is documented in :mod:`vlmbench.hookspecs`;
 - backends: :class:`Request`, :class:`Response`, :class:`Backend` (the contract),
   :class:`BackendBase` (its defaults), :class:`BackendSpec`, :class:`BackendOptions`;
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
     from vlmbench.data.hashcache import FileHashes
     from vlmbench.data.images import BadImage
     from vlmbench.data.steps import DocStepSpec
-    from vlmbench.evaluation import EvalConfig, RunResult, evaluate, parse_data_files, score, task_documents
+    from vlmbench.evaluation import EvalConfig, RunResult, evaluate, parse_data_files, parse_key_values, score, task_documents
     from vlmbench.safefiles import FileRefused, read_regular_file
     from vlmbench.scoring.base import ScoreInput, Scorer, ScorerOptions, ScorerSpec, Verdict
     from vlmbench.scoring.judgecache import JudgeCalls
@@ -70,7 +72,7 @@ _LAZY = {
     "vlmbench.cache": ("cache_dir",),
     "vlmbench.cli.commands": ("CommandSpec",),
     "vlmbench.data.steps": ("DocStepSpec",),
-    "vlmbench.evaluation": ("EvalConfig", "RunResult", "evaluate", "parse_data_files", "score", "task_documents"),
+    "vlmbench.evaluation": ("EvalConfig", "RunResult", "evaluate", "parse_data_files", "parse_key_values", "score", "task_documents"),
     "vlmbench.data.images": ("BadImage",),
     "vlmbench.data.hashcache": ("FileHashes",),
     "vlmbench.safefiles": ("FileRefused", "read_regular_file"),
@@ -119,6 +121,7 @@ __all__ = [
     "evaluate",
     "hookimpl",
     "parse_data_files",
+    "parse_key_values",
     "read_regular_file",
     "score",
     "task_documents",

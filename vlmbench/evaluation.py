@@ -82,8 +82,9 @@ class RunResult:
         return sum(t["requests"]["reused"] for t in self.manifest.get("tasks", {}).values())
 
 
-def parse_model_args(text: str | Mapping[str, str] | None) -> dict[str, str]:
-    """``k=v,k2=v2`` into a dict; a bare word or empty key is an error. A mapping passes through."""
+def parse_key_values(text: str | Mapping[str, str] | None, flag: str = "--model_args") -> dict[str, str]:
+    """``k=v,k2=v2`` (the value of ``flag``) into a dict; a bare word, an empty key or a key given twice
+    is a one-line error that never shows a value (it may be a secret). A mapping passes through."""
     if isinstance(text, Mapping):
         return {str(k): str(v) for k, v in text.items()}
     from vlmbench.redact import is_secret_name
@@ -94,9 +95,11 @@ def parse_model_args(text: str | Mapping[str, str] | None) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             if is_secret_name(previous):  # most likely the rest of a secret holding a comma: never shown
-                raise UserError(f"--model_args: the part after {previous}=... is not key=value (not shown); a value cannot hold a comma")
-            raise UserError(f"--model_args: '{item}' is not key=value; write e.g. pretrained=org/model,dtype=bfloat16")
+                raise UserError(f"{flag}: the part after {previous}=... is not key=value (not shown); a value cannot hold a comma")
+            raise UserError(f"{flag}: '{item}' is not key=value; write e.g. pretrained=org/model,dtype=bfloat16")
         previous = key.strip()
+        if previous in args:
+            raise UserError(f"{flag}: '{previous}' is given twice; give each setting once")
         args[previous] = value.strip()
     return args
 
@@ -108,6 +111,8 @@ def parse_data_files(values: Sequence[str] | None) -> dict[str, str]:
         hub_id, sep, local = item.partition("=")
         if not sep or not hub_id or not local:
             raise UserError(f"--data_files: '{item}' is not HUB_ID=LOCAL_PATH")
+        if hub_id in mapping:
+            raise UserError(f"--data_files: '{hub_id}' is given twice ({mapping[hub_id]} and {local}); give each dataset one copy")
         mapping[hub_id] = local
     return mapping
 
@@ -142,7 +147,7 @@ def evaluate(config: EvalConfig) -> RunResult:
     tasks = apply_overrides(select_tasks(config), gen_kwargs, config.system_instruction, config.protocol, options_path)
     for task in tasks:  # settings no backend can use are refused before anything runs
         GenerationSettings.from_mapping(task.get("generation_kwargs", {}))
-    model_args = parse_model_args(config.model_args)
+    model_args = parse_key_values(config.model_args)
     spec = backend_spec(config.model)
     group = processes()
     options = BackendOptions(batch_size=config.batch_size, seed=config.seed, rank=group.rank, world_size=group.world, local_rank=group.local_rank)
@@ -299,7 +304,7 @@ def score(
 
     recorded = recorded_judging(read_manifest(Path(run_dir)))
     names = parse_judge_names(judge) or recorded.names
-    args = parse_model_args(judge_args) if judge_args else recorded.args
+    args = parse_key_values(judge_args, "--judge_args") if judge_args else recorded.args
     store_path = Path(store).expanduser() if store else recorded.options.store
     if store is None and store_path is None:
         from vlmbench.store import default_store_path
@@ -345,7 +350,7 @@ def _judging(config: EvalConfig, store: Path | None) -> Any:
         if name not in specs:
             raise UserError(f"--judge: unknown judge '{name}'{did_you_mean(name, specs)}; registered: {', '.join(sorted(specs))}")
     options = ScorerOptions(store=store if config.use_store else None, seed=config.seed)
-    return JudgeConfig(names, parse_model_args(config.judge_args), options)
+    return JudgeConfig(names, parse_key_values(config.judge_args, "--judge_args"), options)
 
 
 def judge_skip_reason(task: Any, judging: Any) -> str | None:

@@ -77,8 +77,12 @@ def parse_gen_kwargs(value: str | Mapping[str, Any] | None, base: Mapping[str, A
             key, sep, text = item.partition("=")
             if not sep or not key.strip():
                 raise UserError(f"--gen_kwargs: '{item}' is not key=value; {EXAMPLE}")
+            if key.strip() in items:
+                raise UserError(f"--gen_kwargs: '{key.strip()}' is given twice; give each setting once")
             items[key.strip()] = _coerce(text.strip())
     if "stop" in items:
+        if "until" in items:
+            raise UserError("--gen_kwargs: stop and until are the same setting, given twice; give one of them")
         items["until"] = items.pop("stop")
     if isinstance(items.get("until"), str):
         items["until"] = [items["until"]]

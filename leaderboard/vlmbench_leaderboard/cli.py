@@ -31,7 +31,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def judge_policy(args: argparse.Namespace) -> JudgePolicy:
     """The judges ``verify`` accepts (the config's ``judges:``) and, with ``--rejudge``, the maintainer's judge."""
-    from vlmbench.evaluation import parse_model_args
+    from vlmbench.evaluation import parse_key_values
     from vlmbench.scoring.aggregate import JudgeConfig
     from vlmbench.scoring.base import ScorerOptions
     from vlmbench_leaderboard.config import load_config
@@ -44,7 +44,7 @@ def judge_policy(args: argparse.Namespace) -> JudgePolicy:
     if not args.rejudge:
         return JudgePolicy(pins)
     store = Path(args.store).expanduser() if args.store else None
-    rejudge = JudgeConfig((), parse_model_args(args.judge_args), ScorerOptions(store=store, seed=LEADERBOARD_SEED))
+    rejudge = JudgeConfig((), parse_key_values(args.judge_args, "--judge_args"), ScorerOptions(store=store, seed=LEADERBOARD_SEED))
     return JudgePolicy(pins, rejudge, args.max_disagreement)
 
 

@@ -13,7 +13,7 @@ from vlmbench.errors import UserError
 
 def judge(ns: argparse.Namespace) -> int:
     """Read the responses, judge them with the task's answer format, write one line per response."""
-    from vlmbench.evaluation import parse_model_args
+    from vlmbench.evaluation import parse_key_values
     from vlmbench.registry import discover
     from vlmbench.results import jsonl_lines
     from vlmbench.scoring.base import ScorerOptions
@@ -38,7 +38,7 @@ def judge(ns: argparse.Namespace) -> int:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
     items = read_inputs(jsonl_lines(text), str(path), task.scorer)
     store = None if ns.no_store else Path(ns.store).expanduser() if ns.store else default_store_path()
-    config = JudgeConfig(parse_judge_names(ns.judge), parse_model_args(ns.judge_args), ScorerOptions(store=store))
+    config = JudgeConfig(parse_judge_names(ns.judge), parse_key_values(ns.judge_args, "--judge_args"), ScorerOptions(store=store))
     import json
 
     rows = list(judge_items(items, task, config.names, config))

@@ -44,9 +44,9 @@ def with_device(model_args: str, device: str | None) -> str:
     """``--model_args`` with ``device=`` added from ``--device`` (a different device= in both is an error)."""
     if not device:
         return model_args
-    from vlmbench.evaluation import parse_model_args
+    from vlmbench.evaluation import parse_key_values
 
-    given = parse_model_args(model_args).get("device")
+    given = parse_key_values(model_args).get("device")
     if given is not None and given != device:
         raise UserError(f"--device {device} contradicts device={given} in --model_args; give one of them")
     return model_args if given is not None else ",".join(filter(None, [model_args, f"device={device}"]))

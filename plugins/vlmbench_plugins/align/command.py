@@ -164,16 +164,6 @@ def _data_files(values: list[str] | None) -> dict[str, str]:
     return mapping
 
 
-def _kv(text: str, flag: str) -> dict[str, str]:
-    args: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in (text or "").split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"{flag}: '{item}' is not key=value")
-        args[key.strip()] = value.strip()
-    return args
-
-
 def _require_deps() -> None:
     try:
         import peft  # noqa: F401
@@ -208,9 +198,10 @@ def _check_output(out_dir: Path, resume: bool, method: str, data: str) -> Path |
 
 def cmd_align(ns: argparse.Namespace) -> int:
     """Train, save, describe, evaluate."""
+    from vlmbench import parse_key_values  # the evaluation module: not imported for `vlmbench --help`
     from vlmbench_plugins.align.trainers import RL_METHODS, parse_model_args, settings_from
 
-    model_args = parse_model_args(_kv(ns.model_args, "--model_args"))
+    model_args = parse_model_args(parse_key_values(ns.model_args, "--model_args"))
     explicit = {name: getattr(ns, name) for name in SETTING_FLAGS}
     no_penalty = explicit.get("no_stop_penalty") == "none"
     if no_penalty:
@@ -249,6 +240,7 @@ def run(
     """Everything after the checks (torch, trl and peft are importable from here on)."""
     from accelerate import PartialState
 
+    from vlmbench import parse_key_values
     from vlmbench_plugins.align import compare
     from vlmbench_plugins.align.data import SPLIT_FILE, TEMPLATES, load_split, split_file, training_dataset
     from vlmbench_plugins.align.rewards import build_reward
@@ -278,7 +270,7 @@ def run(
     if settings.method in RL_METHODS:
         reward = build_reward(
             judge,
-            _kv(ns.judge_args, "--judge_args"),
+            parse_key_values(ns.judge_args, "--judge_args"),
             settings.max_completion_length,
             eos_ids(processor, model),
             settings.length_bonus,
