@@ -428,6 +428,17 @@ def test_a_temperature_too_small_to_sample_with_and_a_world_size_that_is_no_numb
     monkeypatch.setenv("WORLD_SIZE", "abc")
     proc = cli("run", "--model", "random", "--tasks", "perception-text", "--limit", "1", check=False)
     assert proc.returncode == 2 and "WORLD_SIZE='abc' is not a number of processes" in proc.stderr and proc.stderr.count("\n") == 1
+    # a rank outside the group would wait for ever for its peers (with MASTER_ADDR set, torch waits for the rendezvous)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29555")
+    for name, value in (("RANK", "5"), ("RANK", "-1"), ("LOCAL_RANK", "2")):
+        monkeypatch.setenv("RANK", "0")
+        monkeypatch.setenv(name, value)
+        proc = cli("run", "--model", "random", "--tasks", "perception-text", "--limit", "1", check=False)
+        assert proc.returncode == 2 and proc.stderr.strip() == (
+            f"vlmbench: error: {name}='{value}' is not one of the 2 processes WORLD_SIZE names (0 to 1); unset both, or launch with `accelerate launch`"
+        )
 
 
 def test_a_leaderboard_config_is_read_as_task_files_are(tmp_path: Path) -> None:
