@@ -183,6 +183,27 @@ def test_image_tokens_are_expanded_to_what_the_vision_tower_gives(tiny_dir) -> N
     assert with_image.usage["prompt_tokens"] - without.usage["prompt_tokens"] == 16 + newline
 
 
+def test_a_prompt_longer_than_the_models_context_is_an_error_and_its_batch_is_answered_without_it(tiny_dir) -> None:
+    """The tiny LLaVA's context is 1,024 tokens: a model with rotary positions would still answer past it (from
+    positions it never learnt), one with learnt positions would fail the whole batch."""
+    backend = make_backend(tiny_dir("llava"), batch_size=4)
+    assert backend.model.config.text_config.max_position_embeddings == 1024
+    normal = image_requests(2) + text_requests(1)
+    alone = answers(backend, normal)
+    long_text = "word " * 1500
+    settings = GenerationSettings(max_new_tokens=6)
+    too_long = [
+        Request("long-text", (Message("user", (TextPart(long_text),)),), settings),
+        Request("long-image", (Message("user", (ImagePart(Image.new("RGB", (24, 24))), TextPart(long_text))),), settings),
+    ]
+    responses = {r.request_id: r for r in backend.generate([normal[0], too_long[1], normal[1], too_long[0], normal[2]])}
+    assert sorted(responses) == sorted(["long-text", "long-image", *alone])
+    for name in ("long-text", "long-image"):
+        error = responses[name].error or ""
+        assert responses[name].text is None and error.startswith("the prompt takes ") and "more than the model's context of 1024" in error
+    assert {k: (responses[k].text, responses[k].usage) for k in alone} == alone
+
+
 def test_seeded_sampling_differs_from_greedy_and_repeats_for_a_seed(tiny_dir) -> None:
     """Generation kwargs with ``do_sample: true``: the answers are not the greedy ones, the same seed gives the
     same answers (batching included), and another seed other answers."""

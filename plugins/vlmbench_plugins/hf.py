@@ -562,13 +562,21 @@ class HFBackend(BackendBase):
             yield from self._run_items(batch.items, batch.inputs)
 
     def _run_items(self, items: list[_Prepared], inputs: Any) -> Iterator[Response]:
-        """Generate for ``items`` (``inputs``: their prepared inputs); after out-of-memory, in smaller batches."""
+        """Generate for ``items`` (``inputs``: their prepared inputs); after out-of-memory, in smaller batches.
+        A request whose prompt (image tokens included) is longer than the model's context is an error, never
+        an answer; the others of its batch are prepared again without it."""
         start = 0
         while start < len(items):
             batch = items[start : start + self.batch_size]
             try:
                 if inputs is None or len(batch) != len(items):
                     inputs = self._encode(batch)
+                too_long = self._beyond_context(batch, inputs)
+                if too_long:
+                    yield from too_long.values()
+                    items = [item for item in items if id(item) not in too_long]
+                    inputs = None
+                    continue
                 responses = self._run_batch(batch, inputs)
             except Exception as exc:
                 if not is_out_of_memory(exc):
@@ -579,6 +587,33 @@ class HFBackend(BackendBase):
             inputs = None
             start += len(batch)
             yield from responses
+
+    @functools.cached_property
+    def _context(self) -> int | None:
+        """The model's context in tokens (its text model's ``max_position_embeddings``), where its config says."""
+        config = self.model.config
+        for source in (getattr(config, "text_config", None), config):
+            length = getattr(source, "max_position_embeddings", None)
+            if isinstance(length, int) and not isinstance(length, bool) and length > 0:
+                return length
+        return None
+
+    def _beyond_context(self, batch: list[_Prepared], inputs: Any) -> dict[int, Response]:
+        """The error responses, by ``id()`` of the item, of the requests in ``batch`` whose prompt is longer
+        than the model's context (a model would read it past its last position, or fail the whole batch)."""
+        if self._context is None:
+            return {}
+        lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        return {
+            id(item): Response(
+                request_id=item.request.id,
+                error=f"the prompt takes {int(n)} tokens, more than the model's context of {self._context} "
+                "(max_position_embeddings); shorten the prompt or use a model with a longer context",
+                prompt=item.prompt,
+            )
+            for item, n in zip(batch, lengths)
+            if n > self._context
+        }
 
     def _shrink(self, exc: BaseException, failed: int) -> None:
         """After out-of-memory on a batch of ``failed`` requests: halve it (auto) or give up."""
