@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -151,6 +152,37 @@ def test_unloadable_pretrained_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="cannot load pretrained=") as info:
         make_backend(Path("no-such-org/no-such-model"))
     assert "\n" not in str(info.value)
+
+
+def test_damaged_checkpoint_files_are_one_line_errors_with_the_right_advice(tiny_dir, tmp_path: Path) -> None:
+    def damaged(name: str, damage: Any) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(tiny_dir("llava"), folder)
+        damage(folder)
+        return folder
+
+    def error(folder: Path) -> str:
+        with pytest.raises(UserError) as info:
+            make_backend(folder).model  # noqa: B018 (the weights load here at the latest)
+        assert "\n" not in str(info.value)
+        return str(info.value)
+
+    def cut(folder: Path) -> None:
+        weights = next(folder.glob("*.safetensors"))
+        weights.write_bytes(weights.read_bytes()[:1000])
+
+    def retype(folder: Path) -> None:
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "model_type": "brand_new_vlm"}))
+
+    assert error(damaged("cut", cut)).endswith(
+        "cannot be read (Error while deserializing header: invalid header length); a file is damaged or incomplete: download the model again"
+    )
+    bad_value = error(damaged("bad-value", lambda f: (f / "generation_config.json").write_text('{"max_new_tokens": -5}')))
+    assert "max_new_tokens" in bad_value and "hold a value transformers refuses" in bad_value and "trust_remote_code" not in bad_value
+    assert "does not recognize this architecture" in (unknown := error(damaged("unknown", retype))) and unknown.endswith(
+        "or add trust_remote_code=true"
+    )
 
 
 # ---------------------------------------------------------------------------- generation mechanics

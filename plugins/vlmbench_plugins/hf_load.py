@@ -67,10 +67,26 @@ def _loading(args: HFArgs) -> Iterator[None]:
             "check the hub id or folder, HF_TOKEN for gated models, and HF_HUB_OFFLINE"
         ) from exc
     except (ValueError, KeyError) as exc:
+        advice = (
+            "pick a vision-language model, or add trust_remote_code=true"
+            if _unknown_architecture(exc)
+            else "its files (config.json, generation_config.json, the processor's) hold a value transformers refuses: fix them, or pick another model"
+        )
+        raise UserError(f"--model hf: pretrained={args.pretrained} does not load as an image-text-to-text model ({one_line(exc)}); {advice}") from exc
+    except Exception as exc:
+        if type(exc).__name__ != "SafetensorError":  # safetensors' own error type, raised for a damaged file
+            raise
         raise UserError(
-            f"--model hf: pretrained={args.pretrained} does not load as an image-text-to-text model "
-            f"({one_line(exc)}); pick a vision-language model, or add trust_remote_code=true"
+            f"--model hf: the weights of pretrained={args.pretrained} cannot be read ({one_line(exc)}); "
+            "a file is damaged or incomplete: download the model again"
         ) from exc
+
+
+def _unknown_architecture(exc: BaseException) -> bool:
+    """Whether transformers failed for want of the model's code (an architecture it does not know), the
+    one case ``trust_remote_code`` can help with."""
+    text = str(exc).lower()
+    return isinstance(exc, KeyError) or "recogni" in text or "model type" in text or "trust_remote_code" in text
 
 
 def hub_commit(args: HFArgs) -> str | None:
