@@ -18,6 +18,7 @@ from vlmbench.backend import Response
 from vlmbench.cli import main
 from vlmbench.errors import UserError
 from vlmbench.salvage import salvage
+from vlmbench.scoring.llm_judge import VERSION as LLM_JUDGE_VERSION
 from vlmbench.store import ResponseStore, StoredResponse, provenance_digest
 from vlmbench.testing.fault_server import Faults, FaultServer
 
@@ -102,7 +103,7 @@ def test_a_model_judges_served_model_is_counted_and_survives_a_rescore_from_the_
         assert {r["verdicts"]["llm-judge"]["detail"]["served_model"] for r in read_samples(tmp_path / "out", "alignment-text")} == {
             "judge-2026-10-01"
         }
-        assert "llm-judge (v1, judge) served by: judge-2026-10-01 (30 verdicts)" in out.splitlines()
+        assert f"llm-judge (v{LLM_JUDGE_VERSION}, judge) served by: judge-2026-10-01 (30 verdicts)" in out.splitlines()
 
         calls = len(judge.events())
         assert main(["score", str(run_dir(tmp_path / "out"))]) == 0
