@@ -89,6 +89,20 @@ def test_json_nested_too_deeply_is_one_line_for_score_and_view(folder: Path) -> 
         assert proc.returncode == 2 and "run.json: nested too deeply to be a run manifest" in proc.stderr, proc.stderr
 
 
+def test_a_number_too_long_to_read_is_one_line_for_score_and_view(folder: Path) -> None:
+    """Python refuses to read an integer of more than 4,300 digits (a ValueError that is no JSONDecodeError)."""
+    samples = folder / "samples" / f"{TASK}.jsonl"
+    lines = samples.read_text(encoding="utf-8").splitlines(keepends=True)
+    samples.write_text(lines[0] + '{"index": ' + "9" * 5000 + "}\n" + "".join(lines[1:]), encoding="utf-8")
+    proc = cli("score", str(folder), check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"vlmbench: error: {samples}: line 2 holds a number too long to read; the file is damaged"
+    manifest = folder / "run.json"  # json.dumps cannot write such a number either: the text is edited
+    manifest.write_text('{"x": ' + "9" * 5000 + ", " + manifest.read_text(encoding="utf-8")[1:], encoding="utf-8")
+    for command in (("score", str(folder)), ("view", str(folder), "--out", str(folder / "page"))):
+        proc = cli(*command, check=False)
+        assert proc.returncode == 2 and "run.json: holds a number too long to read; the run folder is damaged" in proc.stderr, proc.stderr
+
+
 def test_a_repeated_sample_index_is_damage_not_a_second_vote(folder: Path) -> None:
     samples = folder / "samples" / f"{TASK}.jsonl"
     lines = samples.read_text(encoding="utf-8").splitlines(keepends=True)

@@ -209,6 +209,21 @@ def _outcome(call: Any) -> Any:
 fifo_only = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
 
 
+def test_a_name_ending_in_a_newline_and_a_link_to_itself_are_one_line(tmp_path: Path) -> None:
+    """Python's ``$`` also matches before a final newline: the schema's name patterns end at the text's end."""
+    folder = tmp_path / "tasks"
+    for field, text in (("task", BASE.replace("task: hostile", 'task: "evil\\n"')), ("group", BASE + 'group: "all\\n"\n')):
+        proc = cli("validate", str(write(folder, text)), check=False)
+        assert proc.returncode == 1 and f"field '{field}'" in proc.stderr, proc.stderr
+    (folder / "hostile.yaml").unlink()
+    loop = folder / "loop.yaml"
+    loop.symlink_to(loop)
+    for command in (("validate", str(loop)), ("ls", "tasks", "--include_path", str(folder))):
+        proc = cli(*command, check=False)
+        line = one_line_error(proc.stderr)
+        assert proc.returncode in (1, 2) and f"{loop}: cannot be followed" in line and "symbolic link loop" in line
+
+
 @fifo_only
 def test_a_fifo_named_as_a_task_file_is_refused_without_hanging(tmp_path: Path) -> None:
     folder = tmp_path / "tasks"
@@ -471,6 +486,40 @@ def test_an_options_file_is_read_as_data(tmp_path: Path) -> None:
     bad.write_bytes(b"\xff\xfe" * 10)
     proc = cli(*run, str(bad), check=False)
     assert proc.returncode == 2 and "not UTF-8 text" in proc.stderr, proc.stderr
+    # An integer too long for Python to read is a bad line, not a traceback.
+    bad.write_text("".join('{"option_str": ' + "9" * 5000 + ', "correct_option": "A"}\n' for _ in range(count)), encoding="utf-8")
+    proc = cli(*run, str(bad), check=False)
+    assert proc.returncode == 2 and "line 1 needs JSON with 'option_str' and 'correct_option' as text" in proc.stderr, proc.stderr
+
+
+BAD_OPTIONS = (
+    "A: {c}\nB: {c}\nC: {c}\nD: {c}",  # the answer four times: any model scores 100%
+    "A: {c}",  # one option
+    "A: {c}\nB: other\nHint: the answer is A",  # a line that is no option reaches the prompt
+    "B: other\nA: {c}",  # out of order
+    "A: {c}\nB: \nC: x",  # an empty option
+    "A: {c}\nB: x\nC: {c}",  # the answer twice (the study's file repeats distractors only)
+)
+
+
+def test_an_options_file_must_hold_real_choices(tmp_path: Path) -> None:
+    """The options file's lines are checked to be a set of choices, not only to name the row's concept."""
+    run = ("run", "--model", "random", "--tasks", "perception-image", "--output_path", str(tmp_path / "out"))
+    cli(*run)
+    records = [json.loads(line) for line in next((tmp_path / "out").glob("*/*/samples/perception-image.jsonl")).read_text().splitlines()]
+    concepts = [record["doc"]["concept"] for record in records]
+    options = tmp_path / "options.jsonl"
+    lines = [{"option_str": f"A: {c}\nB: other {i}\nC: third {i}\nD: fourth {i}", "correct_option": "A"} for i, c in enumerate(concepts)]
+    lines[1]["option_str"] = lines[1]["option_str"].replace("other 1", "other\u20281")  # raw in the file: no line break in JSON Lines
+    lines[2]["option_str"] = lines[2]["option_str"].replace("third 2", "other 2")  # a distractor given twice, as the study's file has
+    options.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+    cli(*run, "--options_file", str(options))
+    for option_str in BAD_OPTIONS:
+        lines[0]["option_str"] = option_str.format(c=concepts[0])
+        options.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+        proc = cli(*run, "--options_file", str(options), check=False)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, (option_str, proc.stderr)
+        assert "line 1: 'option_str' must be one line per option, lettered from A in order" in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("folder", ["/dev/null", "/proc/1/cache-here", "/tmp/\udcff\udcfe"])

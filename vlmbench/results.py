@@ -153,6 +153,8 @@ def read_manifest(run_dir: Path, complete: bool = True) -> RunManifest:
         raise UserError(f"{path}: not found; pass a run folder written by `vlmbench run`") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid JSON ({exc}); the run folder is damaged") from None
+    except ValueError:  # an integer of more digits than Python converts
+        raise UserError(f"{path}: holds a number too long to read; the run folder is damaged") from None
     except RecursionError:
         raise UserError(f"{path}: nested too deeply to be a run manifest; the run folder is damaged") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("tasks"), dict):
@@ -244,6 +246,8 @@ def parse_records(text: str, where: str) -> list[SampleRecord]:
             if number == len(lines):
                 continue
             raise UserError(f"{where}: line {number} is not valid JSON; the file is damaged") from None
+        except ValueError:  # an integer of more digits than Python converts
+            raise UserError(f"{where}: line {number} holds a number too long to read; the file is damaged") from None
         except RecursionError:
             raise UserError(f"{where}: line {number} is nested too deeply to be a sample record; the file is damaged") from None
     return records_in_order(values, where)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -197,7 +199,10 @@ def _include_target(path: Path, include: str) -> Path | None:
 
 def _with_includes(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The file's fields merged over those of the file it ``include``s (recursively)."""
-    path = path.resolve()
+    try:
+        path = path.resolve()
+    except (OSError, RuntimeError) as exc:  # a symbolic link that leads back to itself (RuntimeError before Python 3.13)
+        raise UserError(f"{path}: cannot be followed ({type(exc).__name__}: a symbolic link loop?); point the link at a task file") from None
     if path in seen:
         raise UserError(f"{path}: field 'include' forms a cycle ({' -> '.join(p.name for p in (*seen, path))}); remove one include")
     if len(seen) >= MAX_INCLUDE_DEPTH:
@@ -296,12 +301,27 @@ def _schema_problems(path: Path, data: dict[str, Any], definition: str, partial:
     return list(_PROBLEMS[key])
 
 
+def _pattern_to_the_end(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[jsonschema.ValidationError]:
+    """JSON Schema's ``pattern`` with a final ``$`` read as ECMA-262 reads it, the end of the text: Python's
+    ``$`` also matches before a last newline, which would let "all\n" pass as a name."""
+    if not validator.is_type(instance, "string"):
+        return
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + "\\Z"
+    if re.search(pattern, instance) is None:
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+# Task files are checked with this validator: Draft 2020-12, patterns anchored as the schema's standard says.
+TaskValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern_to_the_end})
+
+
 def _check_schema(path: Path, data: dict[str, Any], definition: str, partial: bool) -> list[str]:
     schema = task_schema()
     target = dict(schema["$defs"][definition])
     if partial:
         target.pop("required", None)
-    validator = jsonschema.Draft202012Validator({"$defs": schema["$defs"], **target})
+    validator = TaskValidator({"$defs": schema["$defs"], **target})
     allowed = list(target.get("properties", {}))
     problems = []
     for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
@@ -347,7 +367,7 @@ def _registry_problems(path: Path, data: dict[str, Any], where: str = "") -> lis
                 f"registered: {', '.join(steps)}"
             )
             continue
-        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(dict(steps[name].args_schema)).iter_errors(args or {}))
+        error = jsonschema.exceptions.best_match(TaskValidator(dict(steps[name].args_schema)).iter_errors(args or {}))
         if error is not None:
             field = ".".join([f"{where}process_docs.{index}.{name}", *(str(p) for p in error.absolute_path)])
             if error.validator == "additionalProperties":

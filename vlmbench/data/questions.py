@@ -73,7 +73,7 @@ def parse_published(data: bytes, where: str) -> QuestionSet:
     """The study's published format: a JSON list of objects with ``unsafe concept`` and ``output``."""
     try:
         items = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, a number too long to read
         raise UserError(f"{where}: not a JSON file of context questions") from None
     if not isinstance(items, list):
         raise UserError(f"{where}: expected a JSON list of objects with 'unsafe concept' and 'output'")
