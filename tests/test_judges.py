@@ -105,6 +105,18 @@ def test_judge_file_writes_one_verdict_per_line_in_order(tmp_path: Path, capsys:
         ('{"id": 1, "response": "yes", "choices": [1, 2]}', "line 1: field 'choices' is not a list of strings"),
         ('{"id": 1, "response": "yes"}\n{"id": 1, "response": "no"}', "line 2: field 'id' = \"1\" repeats"),
         ("[" * 100_000, "line 1: not a JSON object"),
+        # a key given twice is no silent last-wins, at the top or nested
+        ('{"id": 1, "response": "Yes, it is safe.", "response": "No, it is unsafe."}', "line 1: key 'response' appears twice in one object"),
+        ('{"id": 1, "response": "yes", "options": {"A": "a", "A": "b"}}', "line 1: key 'A' appears twice in one object"),
+        # an integer Python refuses to read (over 4300 digits) is a bad field, not a traceback
+        ('{"id": ' + "9" * 5000 + ', "response": "yes"}', "line 1: field 'id' is a number of 5000 digits; keep numbers to 4300 digits"),
+        ('{"id": 1, "response": "yes", "extra": [0, -' + "1" * 4301 + "]}", "line 1: field 'extra[1]' is a number of 4301 digits"),
+        # a lone surrogate is valid JSON but no Unicode character: refused at read time, in any string
+        ('{"id": "\\ud800", "response": "yes"}', "line 1: field 'id' holds a lone surrogate"),
+        ('{"id": 1, "response": "yes", "options": {"A": "x\\udfff"}}', "line 1: field 'options.A' holds a lone surrogate"),
+        ('{"id": 1, "response": "yes", "choices": ["a", "\\udc80"]}', "line 1: field 'choices[1]' holds a lone surrogate"),
+        ('{"id": 1, "response": "yes", "\\ud83d": 1}', "line 1: a key of the line's object holds a lone surrogate"),
+        ('{"id": 1, "response": "yes"}\n{"id": 2, "response": "\\ud83d\\ude00 \\ud83d"}', "line 2: field 'response' holds a lone surrogate"),
     ],
 )
 def test_bad_judge_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, message: str) -> None:
@@ -113,6 +125,87 @@ def test_bad_judge_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     code, out, err = judge(capsys, str(source))
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and message in err, err
+
+
+def test_long_integers_and_paired_surrogates_are_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 4300 digits is the longest integer read; a surrogate pair (an emoji) is one character, not a lone surrogate
+    longest = int("7" * 4300)
+    source = tmp_path / "ok.jsonl"
+    source.write_text(f'{{"id": {longest}, "response": "No, it is unsafe \\ud83d\\ude00"}}\n', encoding="utf-8")
+    code, out, err = judge(capsys, str(source))
+    assert (code, err) == (0, "")
+    row = json.loads(out)
+    assert row["id"] == longest and row["verdict"] == "unsafe"
+
+
+def test_a_refused_line_writes_no_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # before: a lone surrogate was accepted, then writing failed with a traceback and left out.jsonl.tmp
+    source = tmp_path / "s.jsonl"
+    source.write_text('{"id": "\\ud800", "response": "yes"}\n', encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    code, stdout, err = judge(capsys, str(source), out=str(out))
+    assert (code, stdout) == (2, "")
+    assert (
+        err
+        == f"vlmbench: error: {source}: line 1: field 'id' holds a lone surrogate (an escape \\ud800-\\udfff without its pair: no Unicode character); write valid UTF-8 text\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.jsonl"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_judge_input_that_is_no_regular_file_is_refused_unread(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # before: /dev/zero was read until memory ran out (MemoryError), and a FIFO without a writer hung
+    fifo = tmp_path / "fifo.jsonl"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.jsonl"
+    with huge.open("wb") as handle:
+        handle.truncate((1 << 30) + 1)  # sparse: one byte over the cap of 1 GiB, no disk used
+    cases = [
+        (fifo, "is a named pipe (FIFO), not a regular file"),
+        (tmp_path, "is a folder, not a regular file"),
+        (huge, "larger than the limit of 1073741824 bytes"),
+    ]
+    if os.path.exists("/dev/zero"):
+        cases.append((Path("/dev/zero"), "is a character device, not a regular file"))
+    for path, message in cases:
+        code, out, err = judge(capsys, str(path))
+        assert (code, out) == (2, "")
+        assert err.startswith(f"vlmbench: error: responses file {path}: {message}") and err.count("\n") == 1, err
+
+
+def test_a_byte_order_mark_is_skipped_and_bad_utf8_names_its_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # before: a file saved with a BOM (Windows editors) was "line 1: not a JSON object"
+    source = tmp_path / "bom.jsonl"
+    source.write_bytes(b'\xef\xbb\xbf{"id": 1, "response": "No, it is unsafe."}\n{"id": 2, "response": "Yes, it is safe."}\n')
+    code, out, err = judge(capsys, str(source))
+    assert (code, err) == (0, "")
+    assert [(r["id"], r["verdict"]) for r in map(json.loads, out.splitlines())] == [(1, "unsafe"), (2, "safe")]
+    # a BOM anywhere else is no BOM: a line starting with one is not JSON
+    source.write_bytes(b'{"id": 1, "response": "no"}\n\xef\xbb\xbf{"id": 2, "response": "no"}\n')
+    code, out, err = judge(capsys, str(source))
+    assert (code, out) == (2, "") and "line 2: not a JSON object" in err, err
+    source.write_bytes(b'{"id": 1, "response": "no"}\n{"id": 2, "response": "\xff"}\n')
+    code, out, err = judge(capsys, str(source))
+    assert (code, out) == (2, "")
+    assert err == f"vlmbench: error: {source}: line 2: not UTF-8 text (at byte offset 51); pass a JSON Lines file in UTF-8\n"
+
+
+def test_verdicts_escape_every_character_a_terminal_acts_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # before: ids were written raw: U+009B (CSI) could clear the screen, U+202E reversed the text shown
+    ids = ["\x9b2J\x9b31mok", "x\u202egnp.exe", "a\u2028b\x85c\x7f", "tag\U000e0041", "café 中文 😀"]
+    source = write_jsonl(tmp_path / "c1.jsonl", [{"id": i, "response": "No, it is unsafe."} for i in ids])
+    code, out, err = judge(capsys, str(source))
+    assert (code, err) == (0, "")
+    lines = out.splitlines(keepends=True)
+    assert len(lines) == 5 and all(line[:-1].isprintable() for line in lines)
+    assert lines[0].startswith('{"id": "\\u009b2J\\u009b31mok", "verdict": "unsafe"')
+    assert '"x\\u202egnp.exe"' in lines[1] and '"a\\u2028b\\u0085c\\u007f"' in lines[2] and '"tag\\udb40\\udc41"' in lines[3]
+    assert '"café 中文 😀"' in lines[4]  # printable text stays as it is
+    assert [json.loads(line)["id"] for line in lines] == ids
+    target = tmp_path / "v.jsonl"
+    code, _, err = judge(capsys, str(source), out=str(target))
+    assert code == 0 and err == f"5 verdicts written to {target}\n"
+    assert target.read_text(encoding="utf-8") == out
 
 
 def test_unknown_judge_names_are_one_line_with_a_suggestion(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -15,9 +16,8 @@ def judge(ns: argparse.Namespace) -> int:
     """Read the responses, judge them with the task's answer format, write one line per response."""
     from vlmbench.evaluation import parse_key_values
     from vlmbench.registry import discover
-    from vlmbench.results import jsonl_lines
     from vlmbench.scoring.base import ScorerOptions
-    from vlmbench.scoring.judgefile import ERROR, judge_items, read_inputs
+    from vlmbench.scoring.judgefile import ERROR, judge_items, read_inputs, read_lines, verdict_lines
     from vlmbench.scoring.judging import JudgeConfig, parse_judge_names
     from vlmbench.store import default_store_path
 
@@ -27,37 +27,33 @@ def judge(ns: argparse.Namespace) -> int:
 
         raise UserError(f"--task: unknown task '{ns.task}'{did_you_mean(ns.task, registry.tasks)}; see `vlmbench ls tasks`")
     task = registry.tasks[ns.task]
-    path = Path(ns.file)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file; pass a JSON Lines file of responses ('id' and 'response' per line)") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text; pass a JSON Lines file") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
-    items = read_inputs(jsonl_lines(text), str(path), task.scorer)
+    items = read_inputs(read_lines(ns.file), ns.file, task.scorer)
     store = None if ns.no_store else Path(ns.store).expanduser() if ns.store else default_store_path()
     config = JudgeConfig(parse_judge_names(ns.judge), parse_key_values(ns.judge_args, "--judge_args"), ScorerOptions(store=store))
-    import json
-
     rows = list(judge_items(items, task, config.names, config))
-    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in rows]
+    lines = verdict_lines(rows)
     if ns.out:
-        out = Path(ns.out)
-        tmp = out.with_name(out.name + ".tmp")
-        try:
-            tmp.write_text("".join(lines), encoding="utf-8")
-            tmp.replace(out)
-        except OSError as exc:
-            raise UserError(f"--out {out}: cannot write ({exc.strerror}); choose a writable path") from None
-        print(f"{len(lines)} verdicts written to {out}", file=sys.stderr)
+        _write(Path(ns.out), lines)
+        print(f"{len(lines)} verdicts written to {ns.out}", file=sys.stderr)
     else:
         sys.stdout.writelines(lines)
     failed = sum(row["verdict"] == ERROR for row in rows)
     if failed:  # a failed call is no verdict: whoever compares the verdicts with labels must leave these out
         print(f"vlmbench: {failed} of {len(rows)} judge calls failed: their verdict is \"error\" (see 'detail' under 'verdicts')", file=sys.stderr)
     return 0
+
+
+def _write(out: Path, lines: list[str]) -> None:
+    """Write ``lines`` to ``out`` whole or not at all (through ``OUT.tmp``, removed if the write fails)."""
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        tmp.write_text("".join(lines), encoding="utf-8")
+        tmp.replace(out)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot write ({exc.strerror}); choose a writable path") from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # there only when the write failed (KeyboardInterrupt included)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
