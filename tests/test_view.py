@@ -4,19 +4,23 @@ text that stays text, partial runs, and ``--serve`` on 127.0.0.1 only."""
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
+import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import cli, hub_run, run_dir, unsafeconcepts_parquet
+from conftest import cli, hub_run, run_dir, unsafeconcepts_parquet, vlmbench
 
 SCRIPT = "<script>window.__pwned = 1; alert(1)</script>"
 IMG = '<img src=x onerror="window.__pwned = 2; alert(2)">'
@@ -208,33 +212,162 @@ def test_view_errors_are_one_line(tmp_path: Path) -> None:
     )
 
 
-def test_serve_binds_127_0_0_1_only(run: Path) -> None:
-    server = subprocess.Popen(
+@pytest.fixture(scope="module")
+def server(run: Path) -> Iterator[tuple[subprocess.Popen[str], re.Match[str]]]:
+    """``vlmbench view RUN --serve --port 0`` in its own process, and its "serving ..." line matched."""
+    process = subprocess.Popen(
         [sys.executable, "-m", "vlmbench", "view", str(run), "--serve", "--port", "0", "--no_thumbnails"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
+        assert process.stdout is not None
+        line = process.stdout.readline()
         found = re.search(r"serving the run page at (http://127\.0\.0\.1:(\d+)/) \(only this machine can reach it; Ctrl-C stops\)", line)
-        assert found, line + (server.stderr.read() if server.poll() is not None and server.stderr else "")
-        url = found.group(1)
-        with urllib.request.urlopen(url, timeout=10) as response:
-            body = response.read().decode("utf-8")
-            assert response.status == 200 and response.headers["Content-Security-Policy"].startswith("default-src 'none'; script-src 'sha256-")
-            assert response.headers["X-Content-Type-Options"] == "nosniff"
-        assert page_data(body)["run"]["folder"] == str(run)
-        with pytest.raises(urllib.error.HTTPError) as missing:
-            urllib.request.urlopen(url + "samples/alignment-image.jsonl", timeout=10)
-        assert missing.value.code == 404  # the page only: no file of the run folder is served
-        ss = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True, check=False).stdout if shutil.which("ss") else ""
-        for row in (r for r in ss.splitlines() if f":{found.group(2)} " in r):
-            assert "127.0.0.1:" in row, row
+        assert found, line + (process.stderr.read() if process.poll() is not None and process.stderr else "")
+        yield process, found
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_serve_binds_127_0_0_1_only(run: Path, server: tuple[subprocess.Popen[str], re.Match[str]]) -> None:
+    _, found = server
+    url = found.group(1)
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = response.read().decode("utf-8")
+        assert response.status == 200 and response.headers["Content-Security-Policy"].startswith("default-src 'none'; script-src 'sha256-")
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert page_data(body)["run"]["folder"] == str(run)
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(url + "samples/alignment-image.jsonl", timeout=10)
+    assert missing.value.code == 404  # the page only: no file of the run folder is served
+    ss = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True, check=False).stdout if shutil.which("ss") else ""
+    for row in (r for r in ss.splitlines() if f":{found.group(2)} " in r):
+        assert "127.0.0.1:" in row, row
+
+
+def get(port: int, host: str | None, path: str = "/") -> tuple[int, bytes]:
+    """GET ``path`` from 127.0.0.1:``port`` with ``host`` as the Host header (None: no Host header)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.putrequest("GET", path, skip_host=True)
+        if host is not None:
+            connection.putheader("Host", host)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_serve_answers_only_its_own_host_names(server: tuple[subprocess.Popen[str], re.Match[str]]) -> None:
+    port = int(server[1].group(2))
+    # DNS rebinding: a page at attacker.example makes its name resolve to 127.0.0.1; its requests carry its own name.
+    for forged in (f"attacker.example:{port}", "attacker.example", f"127.0.0.1.attacker.example:{port}", f"127.0.0.1:{port + 1}", "127.0.0.1", None):
+        status, body = get(port, forged)
+        assert (status, body) == (403, b"forbidden: open the page at the address vlmbench printed\n"), forged
+    for own in (f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}", f"[::1]:{port}"):
+        status, body = get(port, own)
+        assert status == 200 and page_data(body.decode("utf-8"))["run"]["complete"] is True, own
+    assert get(port, f"localhost:{port}", "/samples/alignment-image.jsonl") == (404, b"not found\n")
+
+
+def copy_run(run: Path, to: Path) -> Path:
+    """A copy of the run folder (without its page), to tamper with."""
+    shutil.copytree(run, to, ignore=shutil.ignore_patterns("view.html"))
+    return to
+
+
+def test_view_replaces_a_planted_link_or_fifo_never_writes_through_it(run: Path, tmp_path: Path) -> None:
+    folder = copy_run(run, tmp_path / "sent")
+    victim = tmp_path / "bashrc"
+    victim.write_text("precious\n")
+    (folder / "view.html").symlink_to(victim)
+    cli("view", str(folder), "--no_thumbnails")
+    assert victim.read_text() == "precious\n"
+    page = folder / "view.html"
+    assert not page.is_symlink() and page_data(page.read_text(encoding="utf-8"))["run"]["folder"] == str(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["results.json", "run.json", "samples", "view.html"]  # no scratch file left
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert page.stat().st_mode & 0o777 == 0o666 & ~umask  # as any file this user writes, not mkstemp's 0600
+
+    out = tmp_path / "out.html"
+    out.symlink_to(victim)
+    cli("view", str(folder), "--no_thumbnails", "--out", str(out))
+    assert victim.read_text() == "precious\n" and not out.is_symlink() and page_data(out.read_text(encoding="utf-8"))["tasks"]
+
+    page.unlink()
+    os.mkfifo(page)  # writing into a FIFO waits for a reader forever
+    proc = vlmbench("view", str(folder), "--no_thumbnails", timeout=120)
+    assert proc.stdout.strip() == f"wrote {page} (3 tasks, 33 samples); open it in a browser"
+    assert stat.S_ISREG(page.lstat().st_mode) and page_data(page.read_text(encoding="utf-8"))["tasks"]
+
+    page.unlink()
+    page.mkdir()
+    proc = cli("view", str(folder), "--no_thumbnails", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"vlmbench: error: {page}: cannot write the page (Is a directory); pass --out with a writable file"
+    assert sorted(p.name for p in folder.iterdir()) == ["results.json", "run.json", "samples", "view.html"]
+
+
+def test_view_notes_reach_the_terminal_as_printable_text(run: Path, tmp_path: Path) -> None:
+    folder = copy_run(run, tmp_path / "sent")
+    named, damaged = "x\x1b]0;PWNED\x07\x1b[2J\x1b[31mRED", "y\x1b[2J\u202e"
+    manifest = json.loads((folder / "run.json").read_text())
+    manifest["config"]["tasks"] = [named, damaged, *manifest["config"]["tasks"]]
+    (folder / "run.json").write_text(json.dumps(manifest))
+    shutil.copy(folder / "samples" / "alignment-image.jsonl", folder / "samples" / f"{named}.jsonl")
+    (folder / "samples" / f"{damaged}.jsonl").write_text("not json\n{}\n")
+    proc = cli("view", str(folder), "--out", str(tmp_path / "p.html"))
+    shown = "x\ufffd]0;PWNED\ufffd\ufffd[2J\ufffd[31mRED"
+    samples = (folder / "samples").resolve()
+    assert proc.stderr.splitlines() == [
+        f"vlmbench: note: {shown}: no thumbnails (task '{shown}' is not installed here)",
+        f"vlmbench: note: {samples}/y\ufffd[2J\ufffd.jsonl: line 1 is not valid JSON; the file is damaged",
+    ]
+    data = page_data((tmp_path / "p.html").read_text(encoding="utf-8"))
+    assert [t["name"] for t in data["tasks"]] == [named, *TASKS.split(",")]  # on the page, as text placed with textContent
+    assert len(data["tasks"][0]["samples"]) == 15 and data["notes"][0].startswith(f"{named}: no thumbnails")
+
+
+def test_view_keeps_only_well_typed_sample_fields(run: Path, tmp_path: Path) -> None:
+    folder = copy_run(run, tmp_path / "sent")
+
+    def tamper(index: int, record: dict[str, Any]) -> None:
+        if index == 0:
+            record["verdicts"]["rules"]["correct"] = float("nan")
+        elif index == 1:
+            record["verdicts"]["rules"]["correct"] = float("inf")
+            record.update(target=float("-inf"), variant=True)
+        elif index == 2:
+            record.update(response="ok \ud800 half", id=["alignment-image", 2, 0.5])
+        elif index == 3:
+            record["verdicts"]["rules"]["correct"] = "DEEP"
+
+    path = folder / "samples" / "alignment-image.jsonl"
+    edit_samples(path, tamper)
+    text = path.read_text(encoding="utf-8")  # NaN and Infinity as Python writes them; a verdict nested 500 deep
+    assert "NaN" in text and "-Infinity" in text and '"DEEP"' in text
+    path.write_text(text.replace('"DEEP"', "[" * 500 + "]" * 500), encoding="utf-8")
+
+    proc = cli("view", str(folder), "--no_thumbnails")
+    assert proc.stdout.strip() == f"wrote {folder / 'view.html'} (3 tasks, 33 samples); open it in a browser"
+    data = page_data((folder / "view.html").read_text(encoding="utf-8"))
+    cli("view", str(run), "--no_thumbnails", "--out", str(tmp_path / "untouched.html"))
+    untouched = page_data((tmp_path / "untouched.html").read_text(encoding="utf-8"))
+    samples, before = data["tasks"][0]["samples"], untouched["tasks"][0]["samples"]
+    assert [s["verdicts"] for s in samples[:5]] == [[["rules", "safe", v]] for v in (None, None, False, None, False)]
+    assert (samples[1]["target"], samples[1]["variant"], samples[1]["outcome"]) == (None, None, "error")
+    assert (samples[2]["response"], samples[2]["id"]) == ("ok \ufffd half", '["alignment-image", 2, 0.5]')
+    changed = {0: {"verdicts"}, 1: {"verdicts", "target", "variant"}, 2: {"response", "id"}, 3: {"verdicts"}}
+    for index, sample in enumerate(samples):  # every other field and sample as the untampered run shows it
+        assert {k: v for k, v in sample.items() if k not in changed.get(index, ())} == {
+            k: v for k, v in before[index].items() if k not in changed.get(index, ())
+        }
+    assert data["tasks"][1:] == untouched["tasks"][1:]
 
 
 def test_thumbnails_of_hub_data_come_from_the_runs_local_copy(tmp_path: Path) -> None:

@@ -2,18 +2,22 @@
 
 The page (one file, no network) filters by task, category, concept, prompt and outcome (correct,
 wrong, unparsed, refusal, error) and shows each sample's image thumbnail, prompt, response and
-verdicts. ``--serve`` serves it on 127.0.0.1 only, until Ctrl-C.
+verdicts. ``--serve`` serves it on 127.0.0.1 only, to requests addressed to it by this machine's
+names for it (127.0.0.1, localhost, [::1] and the port), until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from vlmbench.cli import args as types
 from vlmbench.cli.commands import CommandSpec
-from vlmbench.errors import UserError
+from vlmbench.errors import UserError, printable
 
 PAGE_NAME = "view.html"
 DEFAULT_PORT = 8765
@@ -29,27 +33,54 @@ def view(ns: argparse.Namespace) -> int:
     data_files = parse_data_files(ns.data_files)
     data = load_run(Path(ns.run_dir), ns.include_path or [], thumbnails=not ns.no_thumbnails, data_files=data_files)
     page, csp = render_page(data)
-    for note in data["notes"]:
-        print(f"vlmbench: note: {note}", file=sys.stderr)
+    for note in data["notes"]:  # a note quotes the run's task names, a dataset's or a file's words
+        print(f"vlmbench: note: {printable(note)}", file=sys.stderr)
     if ns.serve:
         if ns.out:
-            _write(Path(ns.out), page)
+            _write(_out_path(Path(ns.out)), page)
         return serve(page, csp, ns.port)
-    out = _write(Path(ns.out) if ns.out else Path(ns.run_dir) / PAGE_NAME, page)
+    out = _write(_out_path(Path(ns.out)) if ns.out else Path(ns.run_dir) / PAGE_NAME, page)
     samples = sum(len(t["samples"]) for t in data["tasks"])
-    print(f"wrote {out} ({len(data['tasks'])} tasks, {samples} samples); open it in a browser")
+    print(printable(f"wrote {out} ({len(data['tasks'])} tasks, {samples} samples); open it in a browser"))
     return 0
 
 
+def _out_path(path: Path) -> Path:
+    """``--out``: the file itself, or ``view.html`` in it when it names a folder."""
+    return path / PAGE_NAME if path.is_dir() else path
+
+
 def _write(path: Path, page: str) -> Path:
-    if path.is_dir():
-        path = path / PAGE_NAME
+    """Write ``page`` to a new file beside ``path``, then rename it over ``path``: a link, FIFO or file
+    planted there in a run folder from elsewhere is replaced, never written through or waited on."""
+    scratch: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(page, encoding="utf-8")
+        handle, scratch = tempfile.mkstemp(prefix=f".{PAGE_NAME}-", dir=path.parent)
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            os.fchmod(file.fileno(), 0o666 & ~_umask())  # as a plain write would make it, not mkstemp's 0600
+            file.write(page)
+        os.replace(scratch, path)
     except OSError as exc:
-        raise UserError(f"--out {path}: cannot write ({exc.strerror}); choose a writable file") from None
+        if scratch is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(scratch)
+        raise UserError(f"{printable(str(path))}: cannot write the page ({exc.strerror}); pass --out with a writable file") from None
     return path
+
+
+def _umask() -> int:
+    """This process's umask (reading it means setting it, so it is set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def allowed_hosts(port: int) -> frozenset[str]:
+    """The Host headers ``--serve`` answers: this machine's names for it. Any other is a page elsewhere
+    that made its own name resolve to 127.0.0.1 (DNS rebinding) to read the run."""
+    names = ("127.0.0.1", "localhost", "[::1]")
+    return frozenset([*(f"{name}:{port}" for name in names), *(names if port == 80 else ())])
 
 
 def serve(page: str, csp: str, port: int) -> int:
@@ -57,13 +88,21 @@ def serve(page: str, csp: str, port: int) -> int:
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     body = page.encode("utf-8")
+    hosts: frozenset[str] = frozenset()  # set once the port is known (port 0 picks one); read per request
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            found = self.path.split("?")[0] in ("/", "/index.html", f"/{PAGE_NAME}")
-            data = body if found else b"not found\n"
-            self.send_response(200 if found else 404)
-            self.send_header("Content-Type", "text/html; charset=utf-8" if found else "text/plain; charset=utf-8")
+            sent = self.headers.get_all("Host") or []
+            if len(sent) != 1 or sent[0].strip().lower() not in hosts:
+                self._answer(403, "text/plain", b"forbidden: open the page at the address vlmbench printed\n")
+            elif self.path.split("?")[0] in ("/", "/index.html", f"/{PAGE_NAME}"):
+                self._answer(200, "text/html", body)
+            else:
+                self._answer(404, "text/plain", b"not found\n")
+
+        def _answer(self, status: int, content_type: str, data: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", f"{content_type}; charset=utf-8")
             self.send_header("Content-Security-Policy", csp + "; frame-ancestors 'none'")
             self.send_header("X-Content-Type-Options", "nosniff")
             self.send_header("Referrer-Policy", "no-referrer")
@@ -79,6 +118,7 @@ def serve(page: str, csp: str, port: int) -> int:
         server = ThreadingHTTPServer((HOST, port), Handler)
     except OSError as exc:
         raise UserError(f"--port {port}: cannot listen on {HOST}:{port} ({exc.strerror}); pass another --port (0 picks a free one)") from None
+    hosts = allowed_hosts(server.server_address[1])
     print(f"serving the run page at http://{HOST}:{server.server_address[1]}/ (only this machine can reach it; Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()

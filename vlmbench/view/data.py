@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,37 @@ from vlmbench.errors import UserError
 OUTCOMES = ("correct", "wrong", "unparsed", "refusal", "error", "unscored")
 THUMB_PX = 128
 BLANK = "blank"
+SAFE_INT = 2**53  # JavaScript reads larger integers inexactly
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _text(value: Any) -> str | None:
-    """A record field as text (None stays None): a hostile file may put anything anywhere."""
+    """A record field as text, or None where it has none that can be shown: a hostile file may put
+    anything anywhere. Other JSON becomes its JSON text, unless it holds NaN or Infinity, is nested
+    past what the encoder follows, or holds an integer too long to write: then it is left out."""
     if value is None:
         return None
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    if not isinstance(value, str):
+        try:
+            value = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        except (ValueError, RecursionError):
+            return None
+    return _clean(value)
+
+
+def _clean(text: str) -> str:
+    """``text`` with each lone surrogate (a JSON ``\\ud800`` escape decodes to one) as U+FFFD: UTF-8 cannot hold them."""
+    return LONE_SURROGATE.sub("\ufffd", text)
+
+
+def _int(value: Any) -> int | None:
+    """``value`` when it is an integer (not a boolean) that the page's script reads exactly, else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= SAFE_INT else None
+
+
+def _verdict(value: Any) -> bool | None:
+    """A verdict's ``correct``: True or False, or None for anything else (null, NaN, a list)."""
+    return value if isinstance(value, bool) else None
 
 
 def outcome(record: dict[str, Any], scored: bool) -> str:
@@ -56,7 +81,7 @@ def _sample(record: dict[str, Any], scored: bool) -> dict[str, Any]:
     thumb = BLANK if image.get("blank") else _text(image.get("sha256"))
     return {
         "id": _text(record.get("id")),
-        "variant": record.get("variant") if isinstance(record.get("variant"), int) else None,
+        "variant": _int(record.get("variant")),
         "prompt": _text(record.get("prompt")),
         "response": _text(record.get("response")),
         "error": _text(record.get("error")),
@@ -69,7 +94,7 @@ def _sample(record: dict[str, Any], scored: bool) -> dict[str, Any]:
         "reused": record.get("reused") is True,
         "served_model": inert_line(record.get("served_model")),  # as the results count it: text, one short line
         "thumb": thumb,
-        "verdicts": [[_text(name), _text(v.get("parsed")), v.get("correct")] for name, v in verdicts.items() if isinstance(v, dict)],
+        "verdicts": [[_text(name), _text(v.get("parsed")), _verdict(v.get("correct"))] for name, v in verdicts.items() if isinstance(v, dict)],
     }
 
 
@@ -199,9 +224,9 @@ def load_run(
         prompts = (entry or {}).get("prompts")
         tasks.append(
             {
-                "name": name,
+                "name": _text(name),
                 "finished": entry is not None,
-                "n_samples": (entry or {}).get("n_samples"),
+                "n_samples": _int((entry or {}).get("n_samples")),
                 "prompts": [_text(p) for p in prompts] if isinstance(prompts, list) else [],
                 "samples": [_sample(r, scored) for r in records],
             }
@@ -209,7 +234,7 @@ def load_run(
     model = _dict(manifest.get("model"))
     return {
         "run": {
-            "folder": str(run_dir),
+            "folder": _clean(str(run_dir)),
             "backend": _text(model.get("backend")),
             "model": _text(_model_name(model)),
             "created": _text(manifest.get("created")),
@@ -217,7 +242,7 @@ def load_run(
         },
         "tasks": tasks,
         "thumbs": images.urls,
-        "notes": images.notes,
+        "notes": [_clean(note) for note in images.notes],
         "outcomes": list(OUTCOMES),
     }
 
