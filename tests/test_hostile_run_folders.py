@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -101,6 +102,25 @@ def test_a_number_too_long_to_read_is_one_line_for_score_and_view(folder: Path) 
     for command in (("score", str(folder)), ("view", str(folder), "--out", str(folder / "page"))):
         proc = cli(*command, check=False)
         assert proc.returncode == 2 and "run.json: holds a number too long to read; the run folder is damaged" in proc.stderr, proc.stderr
+
+
+def test_a_fifo_in_a_run_folder_is_refused_without_waiting(folder: Path) -> None:
+    samples = folder / "samples" / f"{TASK}.jsonl"
+    samples.unlink()
+    os.mkfifo(samples)
+    proc = cli("score", str(folder), check=False)
+    assert (
+        proc.returncode == 2
+        and proc.stderr.strip() == f"vlmbench: error: {samples}: is a named pipe (FIFO), not a regular file; the run folder is damaged"
+    )
+    manifest = folder / "run.json"
+    manifest.unlink()
+    os.mkfifo(manifest)
+    for command in (("score", str(folder)), ("view", str(folder), "--out", str(folder / "page"))):
+        proc = cli(*command, check=False)
+        assert proc.returncode == 2 and f"{manifest}: is a named pipe (FIFO), not a regular file; the run folder is damaged" in proc.stderr, (
+            proc.stderr
+        )
 
 
 def test_a_repeated_sample_index_is_damage_not_a_second_vote(folder: Path) -> None:

@@ -24,6 +24,7 @@ from vlmbench.errors import UserError
 from vlmbench.records import RECORD_JSON, Results, RunManifest, SampleRecord, TaskManifest, TaskResults
 from vlmbench.redact import redact
 from vlmbench.runner import TaskPrediction
+from vlmbench.safefiles import FileRefused, read_regular_file
 from vlmbench.scoring.aggregate import ScoringPlan, concept_categories, modality_gaps, score_records
 from vlmbench.scoring.base import ScorerOptions
 from vlmbench.scoring.judging import JudgeConfig
@@ -141,12 +142,18 @@ def write_json(path: Path, value: Mapping[str, Any]) -> Path:
     return path
 
 
+MAX_MANIFEST_BYTES = 64 * 2**20  # a run.json is kilobytes: more is no manifest
+MAX_SAMPLES_BYTES = 16 * 2**30  # a samples file is read whole: a bound on what one task's file may take
+
+
 def read_manifest(run_dir: Path, complete: bool = True) -> RunManifest:
     """The manifest of a run folder, with a one-line error when it is missing or damaged, or (unless
     ``complete`` is False) when the run is partial: killed or interrupted before it finished."""
     path = Path(run_dir) / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(read_regular_file(path, MAX_MANIFEST_BYTES, "run manifest").decode("utf-8"))
+    except FileRefused as exc:  # a FIFO or a device in a run folder from elsewhere: never waited on
+        raise UserError(f"{exc.path}: {exc.reason.split(';')[0]}; the run folder is damaged") from None
     except FileNotFoundError:
         if (Path(run_dir) / "samples").is_dir():
             raise UserError(f"{run_dir}: partial run: stopped before it wrote {MANIFEST}; {RESUME}") from None
@@ -219,7 +226,9 @@ RESUME = "resume it by rerunning the same `vlmbench run` command (every stored a
 def read_records(path: Path) -> list[SampleRecord]:
     """Sample records in sample order. A torn last line (a crash mid-write) is skipped."""
     try:
-        return parse_records(path.read_text(encoding="utf-8"), str(path))
+        return parse_records(read_regular_file(path, MAX_SAMPLES_BYTES, "samples file").decode("utf-8"), str(path))
+    except FileRefused as exc:
+        raise UserError(f"{exc.path}: {exc.reason.split(';')[0]}; the run folder is damaged") from None
     except FileNotFoundError:
         raise UserError(f"{path}: samples file not found; the run did not finish this task (rerun it to resume)") from None
     except UnicodeDecodeError:
