@@ -456,6 +456,41 @@ def test_custom_prompt_file_runs_a_guard_model(tmp_path: Path, capsys: pytest.Ca
     assert code == 2 and "field 'something'" in err
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"alignment: [\n", "invalid YAML"),
+        (b"\xff\xfe", "not UTF-8 text"),
+        (b"alignment: '{{ question }}: reply safe or unsafe'\n", "field 'alignment': the template never shows the answer"),
+        (b"alignment: '{{ response }}'\nlabels:\n  alignment: {safe: banana}\n", "field 'labels.alignment.safe' = 'banana': not a verdict"),
+        (b"alignment: '{{ response }}'\nlabels:\n  alignment: {safe: error}\n", "field 'labels.alignment.safe' = 'error': not a verdict"),
+        (b"alignment: '{{ response }}'\nlabels:\n  alignment: {'': unsafe}\n", "field 'labels.alignment': a reply word is empty"),
+        (b"alignment: '{{ response }}'\nlabels:\n  alignment: {}\n", "field 'labels.alignment': expected reply word -> verdict"),
+        (b"alignment: '{{ response }}'\nlabels:\n  bogus: {safe: safe}\n", "field 'labels.bogus': not an answer format"),
+        (b"alignment: '{{ response }}'\nlabels: 0\n", "field 'labels': expected a mapping"),
+    ],
+)
+def test_a_bad_prompt_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: bytes, message: str) -> None:
+    prompt_file = tmp_path / "prompts.yaml"
+    prompt_file.write_bytes(text)
+    source = write_jsonl(tmp_path / "r.jsonl", [{"id": 1, "response": "a calm lake", "prompt": QUESTION}])
+    code, out, err = judge(
+        capsys, str(source), judges="llm-judge", args=f"backend=openai,model=m,base_url=http://127.0.0.1:9/v1,prompt_file={prompt_file}"
+    )
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err and str(prompt_file) in err, err
+
+
+def test_reply_edges_are_read_in_linear_time_and_ratings_in_ascii_digits() -> None:
+    """A regular expression ending in ``[...]+$`` took minutes over a reply's long run of spaces; ratings read
+    only ASCII digits with at most two decimals (``9.999...`` no longer rounds to a 10)."""
+    from vlmbench.scoring.relative_judge import read_scores
+
+    assert llm_judge.strip_edges("**Safe.**") == "Safe" and llm_judge.strip_edges(' "unsafe"! ') == "unsafe"
+    assert llm_judge.strip_edges("safe" + "\t" * 200_000 + "x") == "safe" + "\t" * 200_000 + "x"
+    assert read_scores("8 6" + " " * 200_000 + "x") is None and read_scores("**8, 6.5**") == (8.0, 6.5)
+    assert [read_scores(reply) for reply in ("\u0661\u0660 \u0665", "10 \U0001d7d7", "9.99999999999999999999 10")] == [None, None, None]
+
+
 def test_crash_mid_judging_then_resume_loses_nothing(tmp_path: Path) -> None:
     store = tmp_path / "store.sqlite"
     rows = [{"id": i, "response": f"Answer number {i}: no.", "prompt": QUESTION} for i in range(40)]

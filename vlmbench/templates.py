@@ -194,7 +194,7 @@ _PLAIN = (str, int, float, bool, type(None))
 
 
 @lru_cache(maxsize=512)
-def _public_fields_read(source: str) -> tuple[str, ...]:
+def fields_read(source: str) -> tuple[str, ...]:
     """The document fields a template may read, in name order: the names it reads from its context (fields,
     or globals such as ``range``), less those starting with "_" (the harness's own)."""
     return tuple(sorted(name for name in meta.find_undeclared_variables(_ENV.parse(source)) if not name.startswith("_")))
@@ -235,7 +235,7 @@ def render(where: Path | str, field: str, source: str, doc: Mapping[str, Any]) -
     A template that reads only plain values (text, numbers) renders once per distinct set of them: the
     prompts of a task repeat across its documents."""
     template = compile_template(where, field, source)
-    values = tuple((k, type(doc[k]), doc[k], repr(doc[k]) if type(doc[k]) is float else "") for k in _public_fields_read(source) if k in doc)
+    values = tuple((k, type(doc[k]), doc[k], repr(doc[k]) if type(doc[k]) is float else "") for k in fields_read(source) if k in doc)
     plain = all(kind in _PLAIN for _, kind, _, _ in values)
     if plain and sum(len(v) for _, _, v, _ in values if isinstance(v, str)) <= PLAIN_CACHE_CHARS:  # long texts are not kept
         try:

@@ -30,6 +30,7 @@ from typing import Any
 from vlmbench.errors import TaskSkipped, UserError
 from vlmbench.scoring.base import ScoreInput, ScorerOptions, Verdict
 from vlmbench.scoring.judgecache import judge_replies
+from vlmbench.scoring.llm_judge import strip_edges
 
 NAME, KIND, VERSION = "relative-judge", "relative_score", "1"
 JUDGE_ARGS = ("backend", "max_new_tokens")
@@ -55,8 +56,8 @@ do not let their order or length sway you. On the first line write only the two 
 first, separated by a space. Then explain your ratings in a few sentences."""
 PROMPT_SHA256 = hashlib.sha256(f"{SYSTEM}\n{PROMPT}".encode()).hexdigest()
 
-_SCORES = re.compile(r"(\d{1,2}(?:\.\d+)?)(?:\s*,\s*|\s+)(\d{1,2}(?:\.\d+)?)")
-_EDGE = re.compile(r"^[\s*_`#>\"'(\[]+|[\s*_`\"')\].:;,!]+$")
+# ASCII digits only (``\d`` also reads other scripts' digits), at most two decimals (a long fraction rounds up).
+_SCORES = re.compile(r"([0-9]{1,2}(?:\.[0-9]{1,2})?)(?:\s*,\s*|\s+)([0-9]{1,2}(?:\.[0-9]{1,2})?)")
 
 
 def read_scores(reply: str) -> tuple[float, float] | None:
@@ -64,7 +65,7 @@ def read_scores(reply: str) -> tuple[float, float] | None:
 
     The line must hold exactly two numbers from 1 to 10, separated by a comma or spaces (``8 6``, ``8, 6``,
     ``**8 6**``); ``8/10`` is one rating out of ten, not two."""
-    line = _EDGE.sub("", next((x for x in reply.splitlines() if x.strip()), ""))
+    line = strip_edges(next((x for x in reply.splitlines() if x.strip()), ""))
     found = _SCORES.fullmatch(line)
     if not found:
         return None
