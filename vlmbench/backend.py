@@ -244,6 +244,12 @@ class Request:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def without_lone_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate (a JSON ``"\\ud800"`` escape decodes to one) as U+FFFD, the
+    replacement character: no UTF-8 file, store or page can hold one."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+
+
 @dataclass
 class Response:
     """The answer to one request. Exactly one of ``text`` and ``error`` is set.
@@ -269,8 +275,8 @@ class Response:
         # store can hold it. It becomes U+FFFD, the replacement character; the rest of the text is kept.
         for name in ("text", "error", "prompt"):
             value = getattr(self, name)
-            if value is not None and _SURROGATE.search(value):
-                setattr(self, name, _SURROGATE.sub("\ufffd", value))
+            if value is not None:
+                setattr(self, name, without_lone_surrogates(value))
 
 
 MIN_SAMPLING_TEMPERATURE = 1e-3

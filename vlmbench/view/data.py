@@ -12,19 +12,17 @@ from __future__ import annotations
 import base64
 import io
 import json
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vlmbench.backend import inert_line
+from vlmbench.backend import inert_line, without_lone_surrogates
 from vlmbench.errors import UserError
 
 OUTCOMES = ("correct", "wrong", "unparsed", "refusal", "error", "unscored")
 THUMB_PX = 128
 BLANK = "blank"
 SAFE_INT = 2**53  # JavaScript reads larger integers inexactly
-LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _text(value: Any) -> str | None:
@@ -38,12 +36,7 @@ def _text(value: Any) -> str | None:
             value = json.dumps(value, ensure_ascii=False, allow_nan=False)
         except (ValueError, RecursionError):
             return None
-    return _clean(value)
-
-
-def _clean(text: str) -> str:
-    """``text`` with each lone surrogate (a JSON ``\\ud800`` escape decodes to one) as U+FFFD: UTF-8 cannot hold them."""
-    return LONE_SURROGATE.sub("\ufffd", text)
+    return without_lone_surrogates(value)
 
 
 def _int(value: Any) -> int | None:
@@ -234,7 +227,7 @@ def load_run(
     model = _dict(manifest.get("model"))
     return {
         "run": {
-            "folder": _clean(str(run_dir)),
+            "folder": without_lone_surrogates(str(run_dir)),
             "backend": _text(model.get("backend")),
             "model": _text(_model_name(model)),
             "created": _text(manifest.get("created")),
@@ -242,7 +235,7 @@ def load_run(
         },
         "tasks": tasks,
         "thumbs": images.urls,
-        "notes": [_clean(note) for note in images.notes],
+        "notes": [without_lone_surrogates(note) for note in images.notes],
         "outcomes": list(OUTCOMES),
     }
 
