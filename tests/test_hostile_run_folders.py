@@ -123,6 +123,17 @@ def test_a_fifo_in_a_run_folder_is_refused_without_waiting(folder: Path) -> None
         )
 
 
+def test_score_replaces_links_planted_in_a_run_folder_never_writes_through_them(folder: Path, tmp_path: Path) -> None:
+    (folder / "results.json").unlink()
+    victims = {name: tmp_path / name.replace("/", "-") for name in ("results.json", "results.json.tmp", f"samples/{TASK}.jsonl.tmp")}
+    for name, victim in victims.items():  # the name written, and the scratch names written before
+        victim.write_text("precious\n")
+        (folder / name).symlink_to(victim)
+    assert cli("score", str(folder)).returncode == 0
+    assert all(victim.read_text() == "precious\n" for victim in victims.values())
+    assert not (folder / "results.json").is_symlink() and json.loads((folder / "results.json").read_text())["tasks"][TASK]
+
+
 def test_a_repeated_sample_index_is_damage_not_a_second_vote(folder: Path) -> None:
     samples = folder / "samples" / f"{TASK}.jsonl"
     lines = samples.read_text(encoding="utf-8").splitlines(keepends=True)

@@ -24,7 +24,7 @@ from vlmbench.errors import UserError
 from vlmbench.records import RECORD_JSON, Results, RunManifest, SampleRecord, TaskManifest, TaskResults
 from vlmbench.redact import redact
 from vlmbench.runner import TaskPrediction
-from vlmbench.safefiles import FileRefused, read_regular_file
+from vlmbench.safefiles import FileRefused, read_regular_file, replace_file
 from vlmbench.scoring.aggregate import ScoringPlan, concept_categories, modality_gaps, score_records
 from vlmbench.scoring.base import ScorerOptions
 from vlmbench.scoring.judging import JudgeConfig
@@ -136,9 +136,7 @@ def manifest_task(prediction: TaskPrediction, run_dir: Path, judges: list[str] |
 
 def write_json(path: Path, value: Mapping[str, Any]) -> Path:
     """Write JSON atomically (a crash leaves the old file or the new one, never half of one)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    replace_file(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
     return path
 
 
@@ -341,9 +339,7 @@ def score_run(run_dir: Path, judging: JudgeConfig | None = None, written: Mappin
         categories[name] = concept_categories(records)
         lines = {id(record): line for record, line in kept or ()}
         path = _samples_file(run_dir, entry)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(scored_line(r, lines.get(id(r))) for r in records), encoding="utf-8")
-        tmp.replace(path)
+        replace_file(path, "".join(scored_line(r, lines.get(id(r))) for r in records))
     gap_inputs = {name: {**entries[name], "metric_list": manifest["tasks"][name]["metric_list"]} for name in entries}
     results: Results = {
         "schema_version": 1,

@@ -7,8 +7,11 @@ refuses every such file before it reads a byte, and never reads more than its ca
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import stat
+import tempfile
 
 _KINDS = (
     (stat.S_ISDIR, "a folder"),
@@ -71,3 +74,30 @@ def read_regular_file(path: str | os.PathLike[str], max_bytes: int, what: str = 
     if len(data) > max_bytes:  # grown since fstat
         raise _too_large(path, what, max_bytes)
     return data
+
+
+def replace_file(path: str | os.PathLike[str], data: bytes | str) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` whole or not at all: into a new file beside it, created
+    exclusively (nothing planted there is followed), then renamed over ``path``. A link, FIFO or file at
+    ``path`` is replaced, never written through or waited on, and a crash leaves the old file or the new
+    one. The file gets the permissions a plain write gives (not a scratch file's 0600). ``OSError`` when it
+    cannot be written; no scratch file is left behind."""
+    target = os.fspath(path)
+    handle, scratch = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=os.path.dirname(target) or ".")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            os.fchmod(file.fileno(), 0o666 & ~_umask())
+            file.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(scratch, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(scratch)
+        raise
+
+
+@functools.cache
+def _umask() -> int:
+    """This process's umask, read once (reading it means setting it, so it is set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 
@@ -44,16 +43,13 @@ def judge(ns: argparse.Namespace) -> int:
 
 
 def _write(out: Path, lines: list[str]) -> None:
-    """Write ``lines`` to ``out`` whole or not at all (through ``OUT.tmp``, removed if the write fails)."""
-    tmp = out.with_name(out.name + ".tmp")
+    """Write ``lines`` to ``out`` whole or not at all (:func:`vlmbench.safefiles.replace_file`)."""
+    from vlmbench.safefiles import replace_file
+
     try:
-        tmp.write_text("".join(lines), encoding="utf-8")
-        tmp.replace(out)
+        replace_file(out, "".join(lines))
     except OSError as exc:
         raise UserError(f"--out {out}: cannot write ({exc.strerror}); choose a writable path") from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)  # there only when the write failed (KeyboardInterrupt included)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

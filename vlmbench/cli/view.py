@@ -9,10 +9,7 @@ names for it (127.0.0.1, localhost, [::1] and the port), until Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from vlmbench.cli import args as types
@@ -51,29 +48,16 @@ def _out_path(path: Path) -> Path:
 
 
 def _write(path: Path, page: str) -> Path:
-    """Write ``page`` to a new file beside ``path``, then rename it over ``path``: a link, FIFO or file
-    planted there in a run folder from elsewhere is replaced, never written through or waited on."""
-    scratch: str | None = None
+    """Write ``page`` to ``path``, replacing (never writing through) a link, FIFO or file planted there in a
+    run folder from elsewhere."""
+    from vlmbench.safefiles import replace_file
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, scratch = tempfile.mkstemp(prefix=f".{PAGE_NAME}-", dir=path.parent)
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            os.fchmod(file.fileno(), 0o666 & ~_umask())  # as a plain write would make it, not mkstemp's 0600
-            file.write(page)
-        os.replace(scratch, path)
+        replace_file(path, page)
     except OSError as exc:
-        if scratch is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(scratch)
         raise UserError(f"{printable(str(path))}: cannot write the page ({exc.strerror}); pass --out with a writable file") from None
     return path
-
-
-def _umask() -> int:
-    """This process's umask (reading it means setting it, so it is set back at once)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def allowed_hosts(port: int) -> frozenset[str]:

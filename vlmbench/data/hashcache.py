@@ -29,13 +29,12 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from vlmbench.safefiles import read_regular_file
+from vlmbench.safefiles import read_regular_file, replace_file
 
 FORMAT = 1
 MAX_KEPT_BYTES = 512 * 1024 * 1024
@@ -223,13 +222,6 @@ def _write_json(path: Path, document: dict[str, Any]) -> bool:
     """Write ``document`` to ``path`` atomically; False when it could not be written (never an error)."""
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, scratch = tempfile.mkstemp(prefix=".hashes-", dir=path.parent)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                json.dump(document, file, separators=(",", ":"))
-            os.replace(scratch, path)
-            return True
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(scratch)
+        replace_file(path, json.dumps(document, separators=(",", ":")))
+        return True
     return False

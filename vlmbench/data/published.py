@@ -11,16 +11,17 @@ copy. ``--data_files KEY=PATH`` gives a local copy instead (checked against the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from vlmbench.errors import UserError
+from vlmbench.safefiles import replace_file
 
 MAX_BYTES = 16 * 1024 * 1024
 TIMEOUT_S = 30.0
@@ -115,14 +116,6 @@ def read_published(published: PublishedFile, local: str | None = None) -> tuple[
 
 def _keep(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (a concurrent run writes the same bytes); a cache that cannot be written is skipped."""
-    scratch: Path | None = None
-    try:
+    with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-        scratch = Path(name)
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        scratch.replace(path)
-    except OSError:
-        if scratch is not None:
-            scratch.unlink(missing_ok=True)
+        replace_file(path, data)
