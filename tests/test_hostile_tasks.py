@@ -527,3 +527,37 @@ def test_a_cache_folder_that_cannot_be_one_is_one_line(folder: str) -> None:
     proc = cli("run", "--model", "random", "--tasks", "perception-text", "--limit", "1", env={"VLMBENCH_CACHE_DIR": folder}, check=False)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "cannot be used" in proc.stderr and "set $VLMBENCH_CACHE_DIR to a writable folder" in proc.stderr
+
+
+@pytest.mark.parametrize("how", ["absolute path", "dot-dot", "link out of the folder", "not a YAML file"])
+def test_an_include_cannot_read_a_file_outside_the_task_folders(tmp_path: Path, how: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from vlmbench.cli import main
+
+    secret = tmp_path / "private" / "credentials.yaml"
+    secret.parent.mkdir()
+    secret.write_text("aws_secret_access_key: s3cret-key-123\n")
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    include = {"absolute path": str(secret), "dot-dot": "../private/credentials.yaml", "link out of the folder": "_base.yaml"}.get(how)
+    if how == "link out of the folder":
+        (folder / "_base.yaml").symlink_to(secret)
+    if how == "not a YAML file":
+        (folder / "_notes.txt").write_text(BASE)
+        include = "_notes.txt"
+    path = write(folder, f"include: {include}\ntask: sneaky\n")
+    capsys.readouterr()
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "s3cret" not in err and "aws_secret" not in err
+    assert f"field 'include' = '{include}': only a .yaml file in this file's folder or a registered task folder" in one_line_error(err)
+
+
+def test_an_include_may_name_a_file_beside_it_below_it_or_in_a_task_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vlmbench.cli import main
+    from vlmbench.pluginmanager import task_dirs
+
+    shipped = next(folder / "perception-text.yaml" for folder in task_dirs() if (folder / "perception-text.yaml").is_file())
+    (tmp_path / "common").mkdir()
+    (tmp_path / "common" / "_base.yaml").write_text(f"include: {shipped}\n")
+    path = write(tmp_path, "include: common/_base.yaml\ntask: nested-include\n")
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().err

@@ -188,13 +188,30 @@ MAX_INCLUDE_DEPTH = 8
 
 
 def _include_target(path: Path, include: str) -> Path | None:
-    """The file an ``include`` names: next to the including file, else in a registered task folder."""
+    """The file an ``include`` names: next to the including file, else in a registered task folder.
+
+    Only a YAML file inside the including file's folder or a registered task folder can be named (links
+    and ``..`` resolved first): a task file from elsewhere must not read, and show in an error line, a
+    file of the user's such as a credentials file."""
+    from vlmbench.pluginmanager import task_dirs
+
+    folders = [path.parent, *(folder.resolve() for folder in task_dirs())]
     candidates = [path.parent / include]
     if not Path(include).is_absolute():
-        from vlmbench.pluginmanager import task_dirs
-
-        candidates += [folder / include for folder in task_dirs()]
-    return next((c for c in candidates if c.is_file()), None)
+        candidates += [folder / include for folder in folders[1:]]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        return None
+    try:
+        target = found.resolve()
+    except (OSError, RuntimeError):
+        return found  # a link loop: reported by the caller
+    if target.suffix not in (".yaml", ".yml") or not any(target.is_relative_to(folder) for folder in folders):
+        raise UserError(
+            f"{path}: field 'include' = '{include}': only a .yaml file in this file's folder or a registered task folder "
+            "can be included; copy the file you meant next to this task file"
+        )
+    return target
 
 
 def _with_includes(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
