@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import shutil
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -269,6 +272,97 @@ def test_resume_continues_from_the_last_checkpoint(tiny: Any, tmp_path: Path) ->
     assert [entry["step"] for entry in train_log(out) if "loss" in entry] == [1, 2]
     other = align("--method", "sft", *common[2:], "--max_steps", "3", "--resume", check=False)
     assert other.returncode == 2 and "was trained with --method dpo" in other.stderr
+
+
+def test_resume_starts_a_run_that_stopped_before_its_first_checkpoint(tiny: Any, tmp_path: Path) -> None:
+    out = tmp_path / "sft"
+    not_a_model = tmp_path / "not-a-model"
+    not_a_model.mkdir()
+    common = ["--output_dir", str(out), "--max_steps", "1", "--save_steps", "1", "--no_eval", *SMALL]
+    first = ["--method", "sft", "--train_limit", "4"]
+    # The first run writes align.json and the split, then fails (no model in the folder it was given).
+    failed = align(*first, "--model_args", f"pretrained={not_a_model}", *common, check=False)
+    assert failed.returncode == 2 and "vlmbench: error: vlmbench align: cannot load pretrained=" in failed.stderr
+    assert json.loads((out / "align.json").read_text())["status"] == "training" and (out / "split.json").is_file()
+    assert not (out / "checkpoints").exists()
+    model = ["--model_args", f"pretrained={tiny('llava')}"]
+    assert "not empty; pass --resume" in one_line_error(align(*first, *model, *common, check=False))
+    # Another method, data or split is still refused, before anything is written.
+    assert "was trained with --method sft, not dpo" in one_line_error(
+        align("--method", "dpo", "--train_limit", "4", *model, *common, "--resume", check=False)
+    )
+    assert "was trained with --data builtin, not hub" in one_line_error(align(*first, "--data", "hub", *model, *common, "--resume", check=False))
+    changed = align("--method", "sft", "--train_limit", "6", *model, *common, "--resume", check=False)
+    assert changed.returncode == 2 and "--resume: the training split differs" in changed.stderr
+
+    resumed = align(*first, *model, *common, "--resume")
+    assert f"align: --resume: no checkpoint in {out / 'checkpoints'} yet; training starts from the first step" in resumed.stderr.splitlines()
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["training"]["steps"] == 1 and card["training"]["resumed_from"] is None
+    assert [entry["step"] for entry in train_log(out) if "loss" in entry] == [1]
+    assert (out / "adapter_model.safetensors").is_file() and (out / "checkpoints" / "checkpoint-1").is_dir()
+    assert json.loads((out / "align.json").read_text())["status"] == "trained"
+    # A finished run whose checkpoints were removed is not trained again over its adapter.
+    shutil.rmtree(out / "checkpoints")
+    assert "finished training and holds no checkpoint" in one_line_error(align(*first, *model, *common, "--resume", check=False))
+
+
+STATE = {"method": "sft", "data": "builtin", "split_sha256": "0" * 64, "status": "training"}
+
+
+def _state(**fields: Any) -> bytes:
+    return json.dumps({**STATE, **fields}).encode()
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def _dev_zero(path: Path) -> None:
+    path.symlink_to("/dev/zero")
+
+
+def _folder(path: Path) -> None:
+    path.mkdir()
+
+
+# What a hostile or damaged align.json holds (bytes, or a function that puts something else there) and the words of the error.
+HOSTILE_STATES: dict[str, tuple[bytes | Callable[[Path], None], str]] = {
+    "not-json": (b"{method: sft", ": not JSON"),
+    "not-utf8": (b'{"method": "sft\xff"}', ": not UTF-8 text"),
+    "array": (b'["sft", "builtin"]', ": holds an array, not a JSON object"),
+    "number": (b"1e400", ": holds a number, not a JSON object"),
+    "huge": (b'{"method": "' + b"x" * 100_000 + b'"}', ": larger than the limit of 65536 bytes"),
+    "long-integer": (b'{"method": "sft", "steps": ' + b"9" * 5000 + b"}", ": not JSON, or holds a number too long to read"),
+    "deep-nesting": (b'{"method": ' + b"[" * 50_000, ": JSON nested too deeply"),
+    "wrong-type": (_state(method=["sft"]), ": field 'method' is missing or not a line of text"),
+    "missing-field": (json.dumps({"method": "sft", "data": "builtin"}).encode(), ": field 'split_sha256' is missing"),
+    "escape-sequence": (_state(data="builtin\x1b]0;owned\x07"), ": field 'data' is missing or not a line of text"),
+    "long-field": (_state(split_sha256="a" * 5000), ": field 'split_sha256' is missing or not a line of text of at most 100 characters"),
+    "status-number": (_state(status=7), ": field 'status' is missing"),
+    "fifo": (_fifo, ": is a named pipe (FIFO), not a regular file"),
+    "dev-zero": (_dev_zero, ": is a character device, not a regular file"),
+    "folder": (_folder, ": is a folder, not a regular file"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_STATES))
+def test_resume_refuses_a_hostile_state_file_in_one_line(case: str, tmp_path: Path) -> None:
+    content, words = HOSTILE_STATES[case]
+    out = tmp_path / "run"
+    out.mkdir()
+    state = out / "align.json"
+    if isinstance(content, bytes):
+        state.write_bytes(content)
+    else:
+        content(state)
+    # The check comes before any model is loaded: the model named here does not exist.
+    line = one_line_error(align("--method", "sft", "--model_args", "pretrained=test/never-loaded", "--output_dir", str(out), "--resume", check=False))
+    assert line.startswith(f"vlmbench: error: --resume: {state}{words}"), line
+    assert line.endswith(f"; not a state file of vlmbench align: remove {out} or choose a new --output_dir"), line
+    assert line.isprintable() and len(line) < 250 + 2 * len(str(out))  # nothing of the file is repeated
+    assert "xxx" not in line and "999" not in line and "owned" not in line and "[[" not in line
+    assert os.listdir(out) == ["align.json"]  # nothing written
 
 
 # ------------------------------------------------------------------------------------------- errors

@@ -6,7 +6,8 @@ Reads the study's training split (:mod:`.data`), trains with TRL (:mod:`.trainer
 responses for grpo/rloo, :mod:`.rewards`), writes the adapter with the processor, the split file, the
 training log and the model card (:mod:`.card`), then evaluates the base and the tuned model on the
 held-out test split and on general capability (:mod:`.compare`). ``--resume`` continues from the last
-checkpoint. Under ``accelerate launch`` every process runs the command; the main one writes the files.
+checkpoint (a run stopped before its first starts again from the first step in the same folder). Under
+``accelerate launch`` every process runs the command; the main one writes the files.
 """
 
 from __future__ import annotations
@@ -143,7 +144,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--train_limit", type=_positive_int, default=None, help="train on N images of the training split, spread evenly (a quick trial)"
     )
-    parser.add_argument("--resume", action="store_true", help="continue the run in --output_dir from its last checkpoint")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --output_dir from its last checkpoint (none yet: from the first step)"
+    )
     parser.add_argument("--no_eval", action="store_true", help="skip the before/after evaluation")
     parser.add_argument("--eval_limit", type=_limit, default=None, help="documents per evaluation task (N or a fraction); default all")
     parser.add_argument("--eval_judge", default=None, help="judge of the evaluation (default rules)")
@@ -174,26 +177,78 @@ def _require_deps() -> None:
         raise UserError(MISSING_DEPS) from None
 
 
-def _check_output(out_dir: Path, resume: bool, method: str, data: str) -> Path | None:
-    """The checkpoint to resume from (None for a fresh run); one-line errors for a folder in the way."""
-    state_file = out_dir / STATE_FILE
+STATE_MAX_BYTES = 64 * 1024
+"""The largest align.json read: the file holds a few short fields (a few hundred bytes)."""
+STATE_TEXT_CHARS = 100
+"""The longest value a field of align.json may hold (a method, a data variant, a sha256, a status)."""
+_JSON_KINDS = {list: "an array", str: "a string", bool: "true or false", type(None): "null"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Resume:
+    """The run ``--resume`` continues: the sha256 of its split file, and its last checkpoint (None: it wrote
+    none yet, so training starts from the first step in the same folder)."""
+
+    split_sha256: str
+    checkpoint: Path | None
+
+
+def _read_state(out_dir: Path) -> dict[str, str]:
+    """The fields of ``out_dir``'s align.json. The folder may come from elsewhere: the file is read only if it
+    is a regular file of at most :data:`STATE_MAX_BYTES`, must be a JSON object whose ``method``, ``data``,
+    ``split_sha256`` (and ``status``, if given) are short printable text, and anything else is one line
+    naming the file that never repeats what it holds."""
+    from vlmbench import FileRefused, read_regular_file
+    from vlmbench.backend import inert_line
+
+    path = out_dir / STATE_FILE
+    state: Any = None
+    problem: str | None = None
+    try:
+        state = json.loads(read_regular_file(path, STATE_MAX_BYTES, STATE_FILE).decode("utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
+        raise UserError(f"--resume: {out_dir} holds no align run ({STATE_FILE} missing); start one without --resume") from None
+    except FileRefused as exc:  # a folder, a FIFO, a device (a link to /dev/zero), or over the cap: never waited on
+        problem = exc.reason.split(";")[0]
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror})"
+    except UnicodeDecodeError:
+        problem = "not UTF-8 text"
+    except ValueError:  # JSONDecodeError, or an integer of more digits than Python reads
+        problem = "not JSON, or holds a number too long to read"
+    except RecursionError:
+        problem = "JSON nested too deeply"
+    if problem is None and not isinstance(state, dict):
+        problem = f"holds {_JSON_KINDS.get(type(state), 'a number')}, not a JSON object"
+    if problem is None:
+        wanted = ("method", "data", "split_sha256", *(("status",) if "status" in state else ()))
+        bad = next(
+            (name for name in wanted if not isinstance(state.get(name), str) or inert_line(state[name], STATE_TEXT_CHARS) != state[name]), None
+        )
+        if bad:
+            problem = f"field '{bad}' is missing or not a line of text of at most {STATE_TEXT_CHARS} characters"
+    if problem is not None:
+        raise UserError(f"--resume: {path}: {problem}; not a state file of vlmbench align: remove {out_dir} or choose a new --output_dir")
+    return {name: value for name, value in state.items() if name in ("method", "data", "split_sha256", "status")}
+
+
+def _check_output(out_dir: Path, resume: bool, method: str, data: str) -> Resume | None:
+    """The run to resume (None for a fresh run); one-line errors for a folder in the way."""
     if not resume:
         if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
             raise UserError(f"--output_dir {out_dir} is not empty; pass --resume to continue the align run there, or choose a new folder")
         return None
-    if not state_file.is_file():
-        raise UserError(f"--resume: {out_dir} holds no align run ({STATE_FILE} missing); start one without --resume")
-    state = json.loads(state_file.read_text(encoding="utf-8"))
+    state = _read_state(out_dir)
     for name, value in (("method", method), ("data", data)):
-        if state.get(name) != value:
-            raise UserError(f"--resume: {out_dir} was trained with --{name} {state.get(name)}, not {value}; resume with the same --{name}")
+        if state[name] != value:
+            raise UserError(f"--resume: {out_dir} was trained with --{name} {state[name]}, not {value}; resume with the same --{name}")
     from transformers.trainer_utils import get_last_checkpoint
 
     checkpoints = out_dir / CHECKPOINTS
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None  # type: ignore[no-untyped-call]
-    if last is None:
-        raise UserError(f"--resume: no checkpoint in {checkpoints} (they are written every --save_steps steps); start again without --resume")
-    return Path(last)
+    if last is None and state.get("status") == "trained":  # finished, its checkpoints removed: training again would replace its adapter
+        raise UserError(f"--resume: {out_dir} finished training and holds no checkpoint in {checkpoints}; choose a new --output_dir to train again")
+    return Resume(state["split_sha256"], Path(last) if last else None)
 
 
 def cmd_align(ns: argparse.Namespace) -> int:
@@ -222,9 +277,9 @@ def cmd_align(ns: argparse.Namespace) -> int:
     data_files = _data_files(ns.data_files)
     out_dir = Path(ns.output_dir).expanduser()
     _require_deps()
-    resume_from = _check_output(out_dir, ns.resume, ns.method, ns.data)
+    resume = _check_output(out_dir, ns.resume, ns.method, ns.data)
     general = None if ns.general_task.lower() == "none" else ns.general_task
-    return run(ns, model_args, settings, judge, data_files, out_dir, resume_from, general)
+    return run(ns, model_args, settings, judge, data_files, out_dir, resume, general)
 
 
 def run(
@@ -234,7 +289,7 @@ def run(
     judge: str,
     data_files: dict[str, str],
     out_dir: Path,
-    resume_from: Path | None,
+    resume: Resume | None,
     general_task: str | None,
 ) -> int:
     """Everything after the checks (torch, trl and peft are importable from here on)."""
@@ -250,16 +305,19 @@ def run(
     settings = dataclasses.replace(settings, dtype=resolve_dtype(settings.dtype))
     data = load_split(ns.data, data_files, settings.seed, ns.train_limit)
     split_text, split_sha = split_file(data)  # every process reads the same split; the main one writes it
-    if resume_from and json.loads((out_dir / STATE_FILE).read_text(encoding="utf-8")).get("split_sha256") != split_sha:
+    if resume and resume.split_sha256 != split_sha:
         raise UserError(
             f"--resume: the training split differs from the one {out_dir} was trained on (data or --train_limit changed); resume with the same data"
         )
+    resume_from = resume.checkpoint if resume else None
     if state.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / SPLIT_FILE).write_text(split_text, encoding="utf-8")
         _write_state(out_dir, {"method": settings.method, "data": ns.data, "split_sha256": split_sha, "status": "training"})
     state.wait_for_everyone()
     if state.is_main_process:
+        if resume and resume_from is None:
+            print(f"align: --resume: no checkpoint in {out_dir / CHECKPOINTS} yet; training starts from the first step", file=sys.stderr)
         print(
             f"align: {settings.method} on {model_args['pretrained']}: {len(data.train)} training images "
             f"({data.counts['train_unsafe']} unsafe, {data.counts['train_safe']} safe in the split), {len(data.test)} held out",
