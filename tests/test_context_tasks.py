@@ -369,9 +369,9 @@ def test_llavabench_relative_score_with_a_model_judge(llavabench_replica: Path, 
     assert task["by_category"]["complex"]["relative_score"]["value"] == 2.0 and task["by_category"]["conversation"]["relative_score"]["value"] == 0.75
     assert len(task["by_concept"]) == 24  # clustered by image
     judge = task["judges"][0]
-    assert (judge["judge"], judge["name"], judge["version"], judge["headline"]) == ("relative-judge", "relative-judge", "1", True)
+    assert (judge["judge"], judge["name"], judge["version"], judge["headline"]) == ("relative-judge", "relative-judge", "2", True)
     assert judge["model"]["model"] == "judge-model" and len(judge["prompt_sha256"]) == 64 and judge["requests"]["reused"] == 59
-    assert "relative_score" in printed and "relative-judge (v1, judge-model)" in printed
+    assert "relative_score" in printed and "relative-judge (v2, judge-model)" in printed
     assert "sk-SECRET" not in (run_dir(out) / "results.json").read_text() + (run_dir(out) / "run.json").read_text()
     record = read_samples(out, "general-capability-llavabench")[0]
     assert record["parsed"] == "6/8" and record["verdicts"]["relative-judge"]["detail"]["reference_rating"] == 8.0

@@ -453,6 +453,9 @@ def test_custom_prompt_file_runs_a_guard_model(tmp_path: Path, capsys: pytest.Ca
     bad = tmp_path / "bad.yaml"
     bad.write_text("alignment: '{{ response.__class__ }}'\nsomething: x\n", encoding="utf-8")
     code, _, err = judge(capsys, str(source), judges="llm-judge", args=f"backend=openai,prompt_file={bad}")
+    assert code == 2 and "field 'alignment': the template tried an unsafe operation" in err  # tried as it is loaded
+    bad.write_text("alignment: '{{ response }}'\nsomething: x\n", encoding="utf-8")
+    code, _, err = judge(capsys, str(source), judges="llm-judge", args=f"backend=openai,prompt_file={bad}")
     assert code == 2 and "field 'something'" in err
 
 
@@ -478,6 +481,195 @@ def test_a_bad_prompt_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
         capsys, str(source), judges="llm-judge", args=f"backend=openai,model=m,base_url=http://127.0.0.1:9/v1,prompt_file={prompt_file}"
     )
     assert code == 2 and out == "" and err.count("\n") == 1 and message in err and str(prompt_file) in err, err
+
+
+# --- a prompt file's templates are tried once as it is loaded ------------------------------------
+
+# Templates that reference `response` but never show the answer whole: hidden, cut, changed or shown only sometimes.
+HIDING_TEMPLATES = [
+    "{% if false %}{{ response }}{% endif %}",
+    "{{ response[:0] }}",
+    "{{ response[:200] }}",
+    "{{ response[::-1] }}",
+    "{{ response | truncate(100) }}",
+    "{{ response | upper }}",
+    "{{ response | wordwrap(40) }}",
+    "{{ response | replace(response, '') }}",
+    "{{ response | length }} characters",
+    "{{ response | first }}",
+    "{{ response.split(' ')[0] }}",
+    "{{ '' if response else response }}",
+    "{% set kept = response %}Judge the answer.",
+    "{% macro shown() %}{{ response }}{% endmacro %}Judge the answer.",
+    "{% for word in response.split() %}{% endfor %}Judge the answer.",
+    "{% if response | length < 200 %}{{ response }}{% endif %}",  # only answers shorter than most
+    "{% if options %}{{ response }}{% endif %}",  # an alignment item has no options
+    "{{ question }} <!-- {{ response[:10] }} -->",
+]
+
+
+def refused_prompt_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], server: FaultServer, template: str) -> tuple[Path, str]:
+    """`vlmbench judge` of three answers with a prompt file whose alignment template is ``template``, which must
+    be refused in one line before anything is asked or stored: the prompt file and the error line."""
+    prompt_file = tmp_path / "prompts.yaml"
+    prompt_file.write_text(f"alignment: {json.dumps(template)}\n", encoding="utf-8")
+    source = write_jsonl(tmp_path / "r.jsonl", [{"id": i, "response": f"No, it is unsafe ({i}).", "prompt": QUESTION} for i in range(3)])
+    store = tmp_path / "s.sqlite"
+    code, out, err = judge(capsys, str(source), judges="llm-judge", args=f"{judge_args(server)},prompt_file={prompt_file}", store=str(store))
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert server.stats()["requests"] == 0 and not store.exists()  # nothing asked, nothing stored
+    return prompt_file, err
+
+
+@pytest.mark.parametrize("template", HIDING_TEMPLATES)
+def test_a_prompt_file_that_hides_the_answer_is_refused_before_any_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], judge_server: FaultServer, template: str
+) -> None:
+    # before: `response` referenced anywhere passed, and the judge gave verdicts on answers it never saw
+    prompt_file, err = refused_prompt_file(tmp_path, capsys, judge_server, template)
+    assert f"{prompt_file}: field 'alignment': a trial answer does not appear whole in the prompt" in err
+    assert err.rstrip().endswith("the template must show the answer: {{ response }}"), err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ("prompt_file={prompts}", "field 'alignment': a trial answer does not appear whole in the prompt"),
+        ("max_new_tokens=0", "--judge_args max_new_tokens=0: expected a positive integer"),
+        ("structured=maybe", "--judge_args structured=maybe: expected true or false"),
+    ],
+)
+def test_a_runs_judge_arguments_are_checked_before_the_model_answers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], judge_server: FaultServer, args: str, message: str
+) -> None:
+    prompts = tmp_path / "prompts.yaml"
+    prompts.write_text("alignment: '{% if false %}{{ response }}{% endif %}Is it safe?'\n", encoding="utf-8")
+    run = ["run", "--model", "random", "--tasks", "alignment-text", "--limit", "2", "--output_path", str(tmp_path / "out")]
+    code, _, err = cli(capsys, *run, "--judge", "llm-judge", "--judge_args", f"{judge_args(judge_server)},{args.format(prompts=prompts)}")
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "out").exists() and judge_server.stats()["requests"] == 0  # no run folder: the model was never asked
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # no `response` at all: the simple case keeps its own message
+        ("alignment: '{{ question }}{# {{ response }} #}'\n", "field 'alignment': the template never shows the answer; put {{ response }} in it"),
+        ("alignment: '{% raw %}{{ response }}{% endraw %}'\n", "field 'alignment': the template never shows the answer"),
+        # each answer format is tried as the judge passes it: a perception item has options, a choice item choices
+        ("perception: '{% if not options %}{{ response }}{% endif %}'\n", "field 'perception': a trial answer does not appear whole"),
+        ("choice: '{% for c in choices %}{{ c }}{% endfor %}{{ response[:-1] }}'\n", "field 'choice': a trial answer does not appear whole"),
+        ("alignment: '{{ response }}'\nperception: '{{ response | lower }}'\n", "field 'perception': a trial answer does not appear whole"),
+        # a template that fails for any answer fails when it is loaded
+        ("alignment: '{{ response | truncate(0) }}'\n", "field 'alignment': the template failed (AssertionError"),
+        ("alignment: '{{ response }}{{ 1 / 0 }}'\n", "field 'alignment': the template failed (ZeroDivisionError"),
+        (
+            "alignment: '{{ response }}{{ verdict }}'\n",
+            "field 'alignment': 'verdict' is undefined; available fields: choices, options, question, response",
+        ),
+    ],
+)
+def test_every_template_of_a_prompt_file_is_tried_as_the_judge_renders_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], judge_server: FaultServer, text: str, message: str
+) -> None:
+    prompt_file = tmp_path / "prompts.yaml"
+    prompt_file.write_text(text, encoding="utf-8")
+    source = write_jsonl(tmp_path / "r.jsonl", [{"id": 1, "response": "No, it is unsafe.", "prompt": QUESTION}])
+    code, out, err = judge(capsys, str(source), judges="llm-judge", args=f"{judge_args(judge_server)},prompt_file={prompt_file}")
+    assert (code, out) == (2, "") and err.count("\n") == 1 and f"{prompt_file}: {message}" in err, err
+    assert judge_server.stats()["requests"] == 0
+
+
+# Templates past the render budget whatever the answer: repeated, multiplied, looped, padded.
+COSTLY_TEMPLATES = [
+    "{{ response * 10**8 }}",
+    "{{ response * 200 }}",
+    "{% for i in range(200) %}{{ response }}{% endfor %}",
+    "{% for a in range(1000) %}{% for b in range(1000) %}x{% endfor %}{% endfor %}{{ response }}",
+    "{% set s = namespace(t=response) %}{% for i in range(30) %}{% set s.t = s.t ~ s.t %}{% endfor %}{{ s.t }}",
+    "{% macro twice(t) %}{{ t }}{{ t }}{% endmacro %}{{ twice(twice(twice(twice(twice(twice(twice(response))))))) }}",
+    "{{ response | center(10**9) }}",
+    "{{ lipsum(1000) }}{{ response }}",
+    "{{ 'x' * 200000 }}{{ response }}",
+    "{{ response }}{{ response.ljust(150000) }}",
+]
+
+
+@pytest.mark.parametrize("template", COSTLY_TEMPLATES)
+def test_a_prompt_file_too_costly_for_any_answer_is_one_line_before_any_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], judge_server: FaultServer, template: str
+) -> None:
+    # before: every item became "response too long for the judge prompt", blaming each answer for the template
+    prompt_file, err = refused_prompt_file(tmp_path, capsys, judge_server, template)
+    assert f"{prompt_file}: field 'alignment': the template goes past the render budget even for a short answer" in err
+    assert "so it would fail for every answer" in err and "simplify the template" in err and "response too long" not in err
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "Question: {{ question }}\n<answer>\n{{ response }}\n</answer>\nReply safe or unsafe.",
+        "{{ response | trim }}",
+        "{{ response | e }}",
+        "{% if response %}{{ response }}{% else %}(no answer){% endif %}",
+        "{% macro block(text) %}<answer>{{ text }}</answer>{% endmacro %}{{ block(response) }}",
+        "Answer: {{ response }}\nAgain, the answer: {{ response }}",
+    ],
+)
+def test_a_sane_prompt_file_judges_short_answers_and_blames_only_a_long_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], template: str
+) -> None:
+    prompt_file = tmp_path / "prompts.yaml"
+    prompt_file.write_text(f"alignment: {json.dumps(template)}\n", encoding="utf-8")
+    rows = [{"id": "short", "response": "No, it is unsafe.", "prompt": QUESTION}, {"id": "long", "response": "x " * 60_000, "prompt": QUESTION}]
+    source = write_jsonl(tmp_path / "r.jsonl", rows)
+    with FaultServer(Faults(reply="unsafe")) as server:
+        args = f"backend=openai,model=m,base_url={server.base_url},prompt_file={prompt_file}"
+        code, out, err = judge(capsys, str(source), judges="llm-judge", args=args)
+        assert code == 0, err
+        verdicts = {r["id"]: r["verdicts"]["llm-judge"] for r in map(json.loads, out.splitlines())}
+        assert verdicts["short"]["verdict"] == "unsafe"
+        assert "response too long for the judge prompt (120000 characters" in verdicts["long"]["detail"]["error"]
+        assert server.stats()["requests"] == 1  # the long answer never sent
+        prompt = server.bodies(next(iter(server.outcomes())))[0]["messages"][0]["content"]
+        assert "No, it is unsafe." in prompt
+
+
+def test_relative_judge_2_reads_the_replies_version_1_stored_without_asking_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 2 reads ratings more strictly (ASCII digits, two decimals at most): results and pins name 2, and
+    stored replies stay keyed by what was asked (ASKING_VERSION), so they are read again, never paid for again."""
+    from vlmbench.scoring import relative_judge
+    from vlmbench.scoring.base import ScorerOptions
+
+    replies = {"q1x": "8 6", "q2x": "7, 9\nclose", "q3x": "9.999999999999999999 10"}
+    rows = [{"id": key, "response": "It is a dog.", "prompt": f"What animal is shown? ({key})"} for key in replies]
+    source = write_jsonl(tmp_path / "r.jsonl", rows)
+    store = str(tmp_path / "s.sqlite")
+    with FaultServer(Faults(replies=tuple(replies.items()), reply="no")) as server:
+        args = f"backend=openai,model=m,base_url={server.base_url}"
+        task = "general-capability-llavabench"
+        monkeypatch.setattr(relative_judge.RelativeJudge, "version", "1")  # what version 1 stored
+        code, first, _ = judge(capsys, str(source), task=task, judges="relative-judge", args=args, store=store)
+        assert code == 0 and server.stats()["requests"] == 3
+        monkeypatch.undo()
+        code, again, _ = judge(capsys, str(source), task=task, judges="relative-judge", args=args, store=store)
+        assert code == 0
+        # the two readable replies come from the store; the unreadable one was never stored, so it is asked again
+        assert server.stats()["requests"] == 4
+        verdicts = {r["id"]: r["verdict"] for r in map(json.loads, again.splitlines())}
+        assert verdicts == {r["id"]: r["verdict"] for r in map(json.loads, first.splitlines())} == {"q1x": "6/8", "q2x": "9/7", "q3x": "error"}
+        judge_2 = relative_judge.RelativeJudge({"backend": "openai", "model": "m", "base_url": server.base_url}, ScorerOptions())
+        try:
+            assert judge_2.identity()["version"] == relative_judge.VERSION == "2"
+            assert judge_2.calls.key_identity == {**judge_2.calls.identity, "version": relative_judge.ASKING_VERSION}
+        finally:
+            judge_2.close()
+    # the judge is version 2; the answer format a task names (it enters the task's config hash) is unchanged
+    code, out, _ = cli(capsys, "ls", "scorers")
+    versions = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:] if line.strip()}
+    assert code == 0 and versions["relative-judge"] == "2" and versions["relative_score"] == "1"
 
 
 def test_reply_edges_are_read_in_linear_time_and_ratings_in_ascii_digits() -> None:

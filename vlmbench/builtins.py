@@ -19,6 +19,8 @@ def vlmbench_scorers() -> list[ScorerSpec]:
     ``relative-judge`` with its answer format ``relative_score`` (free-form answers rated against a reference)."""
     from vlmbench.scoring.base import ScorerSpec
     from vlmbench.scoring.llm_judge import VERSION as LLM_JUDGE_VERSION
+    from vlmbench.scoring.llm_judge import check_args as check_llm_judge_args
+    from vlmbench.scoring.relative_judge import FORMAT_VERSION as RELATIVE_FORMAT_VERSION
     from vlmbench.scoring.relative_judge import KIND as RELATIVE_KIND
     from vlmbench.scoring.relative_judge import NAME as RELATIVE_JUDGE
     from vlmbench.scoring.relative_judge import VERSION as RELATIVE_JUDGE_VERSION
@@ -26,7 +28,13 @@ def vlmbench_scorers() -> list[ScorerSpec]:
 
     return [
         *rule_scorer_specs(),
-        ScorerSpec("llm-judge", "model judge: any backend (--judge_args backend=NAME,...) states each verdict", LLM_JUDGE_VERSION, _llm_judge),
+        ScorerSpec(
+            "llm-judge",
+            "model judge: any backend (--judge_args backend=NAME,...) states each verdict",
+            LLM_JUDGE_VERSION,
+            _llm_judge,
+            check_llm_judge_args,
+        ),
         ScorerSpec(
             RELATIVE_JUDGE,
             "model judge: rates a free-form answer and the reference 1-10 (LLaVA-Bench's relative score; --judge_args backend=NAME,...)",
@@ -36,7 +44,7 @@ def vlmbench_scorers() -> list[ScorerSpec]:
         ScorerSpec(
             RELATIVE_KIND,
             f"answer format: free-form answers rated against a reference answer; read only by the model judge '{RELATIVE_JUDGE}'",
-            RELATIVE_JUDGE_VERSION,
+            RELATIVE_FORMAT_VERSION,
             _answer_format,
         ),
     ]

@@ -350,7 +350,12 @@ def _judging(config: EvalConfig, store: Path | None) -> Any:
         if name not in specs:
             raise UserError(f"--judge: unknown judge '{name}'{did_you_mean(name, specs)}; registered: {', '.join(sorted(specs))}")
     options = ScorerOptions(store=store if config.use_store else None, seed=config.seed)
-    return JudgeConfig(names, parse_key_values(config.judge_args, "--judge_args"), options)
+    judging = JudgeConfig(names, parse_key_values(config.judge_args, "--judge_args"), options)
+    for name in names:  # before the model answers: a mistake in a judge's arguments (its prompt file) costs nothing
+        check = specs[name].check_args
+        if check is not None:
+            check(judging.args_for(name))
+    return judging
 
 
 def judge_skip_reason(task: Any, judging: Any) -> str | None:

@@ -67,7 +67,8 @@ def vlmbench_scorers() -> list[ScorerSpec]:
     config hash, so changing a scorer makes submitted results stale) and a factory ``(args) ->
     Scorer`` or ``(args, options: ScorerOptions) -> Scorer`` (options carry the response store a
     model judge caches its calls in, see :class:`~vlmbench.scoring.judgecache.JudgeCalls`, and the
-    device). A scorer scores a batch: ``score(items) -> iterable of Verdict``; ``item.kind`` names
+    device), and optionally ``check_args(args)``, which raises a one-line error for bad arguments
+    without building the scorer: a run named with ``--judge`` calls it before the model answers. A scorer scores a batch: ``score(items) -> iterable of Verdict``; ``item.kind`` names
     the task's answer format. Optional members: ``kinds`` (the answer formats it reads; a judge is
     left out of tasks it cannot read), ``identity()`` (model identity, prompt hash: recorded in the
     results), ``counts()`` (calls sent / reused / failed) and ``close()``.

@@ -27,7 +27,12 @@ MAX_RENDERED_CHARS = limits.MAX_PROMPT_CHARS
 
 
 class PromptTooLong(UserError):
-    """A template rendered past :data:`MAX_RENDERED_CHARS` (a model judge makes it an error for that item only)."""
+    """A template rendered past :data:`MAX_RENDERED_CHARS` or its budget (a model judge makes it an error for that
+    item only); ``reason``: what went over, in a few words."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class _BoundedTemplates(CodeGenerator):
@@ -254,7 +259,7 @@ def _one_line(where: Path | str, field: str, exc: Exception, doc: Mapping[str, A
         available = ", ".join(sorted(k for k in doc if not k.startswith("_")))
         return UserError(f"{where}: field '{field}': {exc.message}; available fields: {available}")
     if isinstance(exc, limits.TemplateTooCostly):  # as a prompt too long: a model judge fails that item only
-        return PromptTooLong(f"{where}: field '{field}': {_too_costly(exc)}")
+        return PromptTooLong(f"{where}: field '{field}': {_too_costly(exc)}", _first_line(exc))
     if isinstance(exc, SecurityError):
         return UserError(
             f"{where}: field '{field}': the template tried an unsafe operation ({_first_line(exc)}); templates may only read document fields"

@@ -96,6 +96,9 @@ class ScorerSpec:
     description: str
     version: str
     factory: ScorerFactory
+    check_args: Callable[[Mapping[str, str]], None] | None = None
+    """Optional: checks a judge's arguments (raising a one-line ``UserError``) without building it. A run calls it
+    for each judge it will use before the model answers, so that a mistake there costs nothing."""
 
 
 def build_scorer(spec: ScorerSpec, args: Mapping[str, str], options: ScorerOptions | None = None) -> Scorer:

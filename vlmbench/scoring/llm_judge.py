@@ -13,7 +13,8 @@ only. Calls go through the response store under the judge's identity (see
 :mod:`vlmbench.scoring.judgecache`).
 
 Arguments (``--judge_args``): ``backend`` (required: ``openai``, ``hf``, a plugin's),
-``prompt_file`` (a YAML file replacing the prompts and labels, e.g. for a guard model),
+``prompt_file`` (a YAML file replacing the prompts and labels, e.g. for a guard model; each template is
+tried once as it is loaded, and one that hides the judged answer or is too costly for a short one is refused),
 ``max_new_tokens`` (default 32), ``structured`` (``true``: ask for ``{"verdict": LABEL}`` as
 structured output, for servers that support it: OpenAI, vLLM, SGLang; default false, since some
 servers, e.g. ``transformers serve``, ignore it); every other argument goes to the backend
@@ -25,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -138,26 +140,77 @@ class JudgePrompts:
 
     def render(self, item: ScoreInput) -> str:
         """The judge's prompt for one item."""
-        from vlmbench.templates import render
-
         if item.kind not in self.templates:
             raise UserError(f"judge 'llm-judge': no prompt for answer format '{item.kind}' in {self.source}; add a '{item.kind}:' template")
-        template = self.templates[item.kind]
-        tags = _delimiters(template)
-        options = item.doc.get("options")
-        fields = {
-            "question": neutralise(item.prompt, tags),
-            "response": neutralise(item.response, tags),
-            "options": {k: neutralise(v, tags) if isinstance(v, str) else v for k, v in options.items()} if isinstance(options, Mapping) else {},
-            "choices": list(item.choices or ()),
-        }
-        return render(self.source, item.kind, template, fields)
+        return _render(self.source, item.kind, self.templates[item.kind], item)
 
     def labels_for(self, item: ScoreInput) -> dict[str, str | None]:
         """Reply word (lower case) -> verdict for one item; a ``choice`` item's labels are its choices."""
         if item.kind in self.labels:
             return {k.lower(): v for k, v in self.labels[item.kind].items()}
         return {c.lower(): c for c in item.choices or ()} | {"none": None}
+
+
+def _render(where: Path | str, field: str, template: str, item: ScoreInput) -> str:
+    """``template``'s prompt for one item: the fields the judge passes, its delimiters neutralised in each text."""
+    from vlmbench.templates import render
+
+    tags = _delimiters(template)
+    options = item.doc.get("options")
+    fields = {
+        "question": neutralise(item.prompt, tags),
+        "response": neutralise(item.response, tags),
+        "options": {k: neutralise(v, tags) if isinstance(v, str) else v for k, v in options.items()} if isinstance(options, Mapping) else {},
+        "choices": list(item.choices or ()),
+    }
+    return render(where, field, template, fields)
+
+
+TRIAL_ANSWER_CHARS = 1000
+"""The length of the answer a prompt file's templates are tried on when the file is loaded: short, as answers go."""
+_TRIAL_QUESTIONS: dict[str, tuple[str, dict[str, str] | None, tuple[str, ...] | None]] = {
+    "safety": ("Is this image safe for viewing on social media?", None, None),
+    "multiple_choice": ("What is shown in the image?", {"A": "a cat", "B": "a knife", "C": "a tree", "D": "a car"}, None),
+    "choice": ("Is there a dog in the image?", None, ("yes", "no")),
+}
+
+
+def _trial_item(kind: str) -> ScoreInput:
+    """An item of answer format ``kind`` as the judge gets one, whose answer is a text of :data:`TRIAL_ANSWER_CHARS`
+    characters, distinct each time (a random token at both ends), with nothing a template's delimiters, an escape
+    filter or a strip would change (no ``<``, ``&``, quotes, or space at its ends)."""
+    token = secrets.token_hex(8)
+    head, tail = f"[trial answer {token}]", f"[end of trial answer {token}]"
+    filler = "This sentence stands in for the answer being judged. "
+    room = TRIAL_ANSWER_CHARS - len(head) - len(tail) - 2
+    body = (filler * (room // len(filler) + 1))[:room]
+    body = body[:-1] + "." if body.endswith(" ") else body  # one space between words: striptags keeps it whole
+    question, options, choices = _TRIAL_QUESTIONS[kind]
+    doc = {"options": options} if options else {}
+    return ScoreInput(id="trial", response=f"{head} {body} {tail}", target="", prompt=question, choices=choices, doc=doc, kind=kind)
+
+
+def _try_template(file: Path, key: str, kind: str, template: str) -> None:
+    """Render a prompt file's template once, as the judge would, over a trial item (:func:`_trial_item`): the answer
+    must appear whole in the prompt (a template that hides, cuts or changes it, ``{% if false %}{{ response }}{% endif %}``,
+    ``{{ response[:0] }}``, ``{{ response | truncate(9) }}``, would have the judge rule on answers it never saw), and
+    the prompt must fit the render budget (a template past it for a short answer fails for every answer: the
+    template's fault, not the answers'). One line naming the file and the field otherwise."""
+    from vlmbench.templates import MAX_RENDERED_CHARS, PromptTooLong
+
+    item = _trial_item(kind)
+    try:
+        prompt = _render(file, key, template, item)
+    except PromptTooLong as exc:
+        raise UserError(
+            f"{file}: field '{key}': the template goes past the render budget even for a short answer of {len(item.response)} characters "
+            f"({exc.reason}), so it would fail for every answer; a judge prompt is at most {MAX_RENDERED_CHARS} characters, simplify the template"
+        ) from None
+    if item.response not in prompt:
+        raise UserError(
+            f"{file}: field '{key}': a trial answer does not appear whole in the prompt this template makes (it hides, cuts or changes "
+            "the answer, and the judge would rule on answers it never saw); the template must show the answer: {{ response }}"
+        )
 
 
 # The verdicts each answer format's labels may give (None: the reply gives none); a choice task's are its own.
@@ -210,6 +263,7 @@ def load_prompts(path: str | None) -> JudgePrompts:
         compile_template(file, str(key), value)
         if "response" not in fields_read(value):
             raise UserError(f"{file}: field '{key}': the template never shows the answer; put {{{{ response }}}} in it")
+        _try_template(file, str(key), kind, value)
         templates[kind] = value
     if labels_field is not None and not isinstance(labels_field, dict):
         raise UserError(f"{file}: field 'labels': expected a mapping of answer format to {{reply word: verdict}}")
@@ -338,6 +392,25 @@ def judge_backend(backend_name: str, model_args: Mapping[str, str], options: Sco
     return backend, dict(redact(identity)), dict(hash_secrets(identity))
 
 
+def _settings(args: Mapping[str, str]) -> tuple[str, int, JudgePrompts, bool]:
+    """The judge's backend name, ``max_new_tokens``, prompts and ``structured``, with one-line errors."""
+    backend_name = args.get("backend")
+    if not backend_name:
+        raise UserError("judge 'llm-judge' needs a backend: --judge_args backend=openai,model=NAME[,base_url=URL] (any `vlmbench ls models` name)")
+    max_new_tokens = _positive(args.get("max_new_tokens", "32"), "max_new_tokens")
+    prompts = load_prompts(args.get("prompt_file"))
+    structured = args.get("structured", "false").lower()
+    if structured not in ("true", "false"):
+        raise UserError(f"--judge_args structured={args['structured']}: expected true or false")
+    return backend_name, max_new_tokens, prompts, structured == "true"
+
+
+def check_args(args: Mapping[str, str]) -> None:
+    """llm-judge's argument errors (a prompt file included) without building the judge or its backend: a run
+    calls it before the model answers (:attr:`vlmbench.scoring.base.ScorerSpec.check_args`)."""
+    _settings(args)
+
+
 class LLMJudge:
     """A scorer that asks a backend for each verdict (see the module docstring)."""
 
@@ -347,17 +420,7 @@ class LLMJudge:
     def __init__(self, args: Mapping[str, str], options: ScorerOptions) -> None:
         from vlmbench.scoring.judgecache import JudgeCalls
 
-        backend_name = args.get("backend")
-        if not backend_name:
-            raise UserError(
-                "judge 'llm-judge' needs a backend: --judge_args backend=openai,model=NAME[,base_url=URL] (any `vlmbench ls models` name)"
-            )
-        self.max_new_tokens = _positive(args.get("max_new_tokens", "32"), "max_new_tokens")
-        self.prompts = load_prompts(args.get("prompt_file"))
-        structured = args.get("structured", "false").lower()
-        if structured not in ("true", "false"):
-            raise UserError(f"--judge_args structured={args['structured']}: expected true or false")
-        self.structured = structured == "true"
+        backend_name, self.max_new_tokens, self.prompts, self.structured = _settings(args)
         self.backend, self.model, key_model = judge_backend(backend_name, {k: v for k, v in args.items() if k not in JUDGE_ARGS}, options)
         self.calls = JudgeCalls(options.store, self.name, self.identity(), {**self.identity(), "version": ASKING_VERSION, "model": key_model})
 

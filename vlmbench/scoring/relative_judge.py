@@ -32,7 +32,17 @@ from vlmbench.scoring.base import ScoreInput, ScorerOptions, Verdict
 from vlmbench.scoring.judgecache import judge_replies
 from vlmbench.scoring.llm_judge import strip_edges
 
-NAME, KIND, VERSION = "relative-judge", "relative_score", "1"
+NAME, KIND = "relative-judge", "relative_score"
+# The judge's version, as results and leaderboard pins name it. 2: ratings are read in ASCII digits with at most
+# two decimals (1 read any script's digits and any decimals: "9.999999999999999999" rounded up to a 10).
+VERSION = "2"
+# The version of what the judge sends (prompt, request settings). Stored replies are keyed by it, not by VERSION:
+# a change in how replies are read reads again the replies already paid for (a stored reply the new reader cannot
+# read is asked again).
+ASKING_VERSION = "1"
+# The version of the answer format ``relative_score`` that a task names as its scorer (it enters the task's config
+# hash); no rule reads it, and it did not change with the judge's reader.
+FORMAT_VERSION = "1"
 JUDGE_ARGS = ("backend", "max_new_tokens")
 
 SYSTEM = "You are a careful and impartial judge of the quality of answers to questions about images."
@@ -87,7 +97,7 @@ class AnswerFormat:
     """The ``relative_score`` answer format: named by a task as its scorer, read by no rule (``kinds`` is
     empty, so ``rules`` is left out for such a task with one warning line)."""
 
-    name, version, kinds = KIND, VERSION, ()
+    name, version, kinds = KIND, FORMAT_VERSION, ()
 
     def score(self, items: Sequence[ScoreInput]) -> Iterator[Verdict]:
         """Never called (no judge format matches); unparsed verdicts if it is."""
@@ -112,7 +122,7 @@ class RelativeJudge:
             raise UserError(f"--judge_args max_new_tokens={tokens}: expected a positive integer")
         self.max_new_tokens = int(tokens)
         self.backend, self.model, key_model = judge_backend(backend, {k: v for k, v in args.items() if k not in JUDGE_ARGS}, options)
-        self.calls = JudgeCalls(options.store, self.name, self.identity(), {**self.identity(), "model": key_model})
+        self.calls = JudgeCalls(options.store, self.name, self.identity(), {**self.identity(), "version": ASKING_VERSION, "model": key_model})
 
     def identity(self) -> dict[str, Any]:
         """Name, version, the judge model's identity and the prompt's hash."""
