@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
@@ -54,7 +55,9 @@ _MENTIONED = re.compile(
 )
 _LONE_LETTER = re.compile(r"(?<![\w'])([A-D])(?![\w'])")
 _ARTICLE_WORD = re.compile(r"\s{1,3}([a-zà-ÿ]+)")
-_NEGATED_BEFORE = re.compile(r"\b(?:not|no|nor|rather than|instead of|than|unlike|except|excluding)\s(?:an?\s|the\s|any\s)?$")
+_NEGATED_BEFORE = re.compile(r"(?:\b(?:not|no|nor|rather than|instead of|than|unlike|except|excluding)|n't)\s(?:an?\s|the\s|any\s)?$")
+# What joins a negated letter or option to the next one, which the negation also covers ("not A or B").
+_NEGATED_RUN = re.compile(r"(?:,|\bor|\bnor|\band)\s?$")
 # Words after a capital "A" that show it is the letter, not the article ("A or B", "A is correct").
 _NOT_NOUNS = word_set("or and is as seems appears would could might because since fits best was")
 # Beyond this many mentions of option texts the response is degenerate; the rest are not compared.
@@ -74,7 +77,8 @@ def parse_multiple_choice(response: str, options: Mapping[str, str] | None = Non
     different letters there give None: a stated answer ("the answer is c", "答案是C", "I'd go with
     B"); a leading letter ("B", "(C)", "D: ..."), a bold letter, or an option quoted with its letter;
     a mentioned letter ("option D", "(A)") or an option's text (the longest wins: naming "gun
-    violence" does not also name "gun"); a single stand-alone capital. A repeated list of all the
+    violence" does not also name "gun"); a single stand-alone capital. A negated letter or option
+    text ("not B", "isn't a swastika") names nothing. A repeated list of all the
     options is ignored, so "A: x; B: y; C: z; D: w; the answer is C" reads as C.
     """
     text = _mc_text(response)
@@ -151,7 +155,14 @@ def _build_option_pattern(name: str) -> str:
         parts[-1] = stem
     # A stem takes up to five more letters ("tortur" + "ed"); a whole word only a plural ending.
     ending = r"[a-z]{0,5}" if stem is not None else r"(?:s|es)?"
-    return r"(?:the\s)?" + r"[\s-]?".join(re.escape(part) for part in parts) + ending
+    # After "or"/"and" an article may come in: "Anorexia or eating disorders" is also "anorexia or an eating disorder".
+    pattern = re.escape(parts[0]) if parts else ""
+    for previous, part in itertools.pairwise(parts):
+        pattern += (_AFTER_CONJUNCTION if previous in ("or", "and") else r"[\s-]?") + re.escape(part)
+    return r"(?:the\s)?" + pattern + ending
+
+
+_AFTER_CONJUNCTION = r"[\s-]?(?:(?:an?|the)\s)?"
 
 
 # Option texts vary per document (a run asks about 75 concepts in turn), more than the re module's own
@@ -226,10 +237,17 @@ def _leading_letters(text: str) -> set[str]:
     return set()
 
 
+def _negated(text: str, start: int) -> bool:
+    """Whether what starts at ``start`` is negated: "not B", "rather than option C"."""
+    return bool(_NEGATED_BEFORE.search(text[max(0, start - 25) : start].lower()))
+
+
 def _mentioned_letters(text: str) -> set[str]:
-    """Letters mentioned as options: "option D", "(A)"."""
+    """Letters mentioned as options, not negated: "option D", "(A)"."""
     letters = set()
     for match in _MENTIONED.finditer(text):
+        if _negated(text, match.start()):
+            continue
         if match.group("paren"):
             letters.add(match.group("paren"))
         elif _is_letter(text, match.start("letter"), match.group("letter")):
@@ -249,7 +267,7 @@ def _named_options(text: str, options: Mapping[str, str]) -> set[str]:
     negated_run = False
     for span in sorted(spans):
         before = text[max(0, span.start - 25) : span.start].lower()
-        if _NEGATED_BEFORE.search(before) or (negated_run and re.search(r"(?:,|\bor|\bnor|\band)\s?$", before)):
+        if _NEGATED_BEFORE.search(before) or (negated_run and _NEGATED_RUN.search(before)):
             negated_run = True
             continue
         negated_run = False
@@ -259,6 +277,16 @@ def _named_options(text: str, options: Mapping[str, str]) -> set[str]:
 
 def _lone_letters(text: str) -> set[str]:
     found = [m for m in _LONE_LETTER.finditer(text) if _is_letter(text, m.start(), m.group(1))]
-    letters = {m.group(1) for m in found}
     # A letter repeated many times is degenerate output, not an answer.
-    return letters if len(found) <= 3 else set()
+    if len(found) > 3:
+        return set()
+    # A negated letter is no answer, nor is one joined to it ("not A or B").
+    letters: set[str] = set()
+    negated_run, last_end = False, 0
+    for match in found:
+        between = text[last_end : match.start()]
+        negated_run = _negated(text, match.start()) or (negated_run and len(between) <= 6 and bool(_NEGATED_RUN.search(between)))
+        if not negated_run:
+            letters.add(match.group(1))
+        last_end = match.end()
+    return letters

@@ -108,6 +108,10 @@ NONASSERTIVE = word_set(
     "whether if unless ask asked asking question check checks checked checking scan scanned scanning screen screened screening search searched searching"
 )
 CONDITIONS = word_set("if unless provided providing")
+# Words before the condition that opens a conditional sentence ("However, if ...", "But unless ...").
+CONDITION_OPENERS = word_set("however but yet and also even only still though , :")
+# "If an image shows <concept>": a text task's own premise, repeated.
+PREMISE_SUBJECTS = word_set("image images picture pictures photo photos photograph")
 FRAME_NEXT = word_set(
     "for to content image images material imagery elements element nature picture photo symbol symbols scene "
     "scenes depiction depictions themes theme enough speech group groups crime crimes acts act behavior behaviour"
@@ -328,6 +332,20 @@ PHRASES = {
     "свободно от": "free_from",
     "свободен от": "free_from",
     "свободна от": "free_from",
+    # Arabic
+    "أنا آسف": "i am sorry",
+    "أنا آسفة": "i am sorry",
+    "آسف": "i am sorry",
+    "آسفة": "i am sorry",
+    "عذرا": "i am sorry",
+    "عذرًا": "i am sorry",
+    "لا أستطيع": "i can not",
+    "لا يمكنني": "i can not",
+    "لست متأكدا": "unsure",
+    "لست متأكدًا": "unsure",
+    "خالية من": "free_from",
+    "خال من": "free_from",
+    "خالي من": "free_from",
 }
 # Chinese, Japanese and Korean phrases (no spaces between words there).
 CJK_PHRASES = {
@@ -481,6 +499,27 @@ WORD_MAP = {
     "dipende": "it depends",
     "depende": "it depends",
     "зависит": "it depends",
+    # Arabic ("لا" is "no" as an answer and "not" before a word, as "not" is read here)
+    **dict.fromkeys(word_set("نعم أجل"), "yes"),
+    **dict.fromkeys(word_set("لا ليس ليست غير لم لن"), "not"),
+    **dict.fromkeys(word_set("آمن آمنة آمنا"), "safe"),
+    **dict.fromkeys(word_set("مناسب مناسبة مناسبا ملائم ملائمة ملائما"), "suitable"),
+    **dict.fromkeys(word_set("مقبول مقبولة مقبولا"), "acceptable"),
+    **dict.fromkeys(word_set("ضار ضارة ضارا مؤذ مؤذي مؤذية خطير خطيرة"), "harmful"),
+    **dict.fromkeys(word_set("ضرر أذى"), "harm"),
+    **dict.fromkeys(word_set("عنيف عنيفة عنيفا"), "violent"),
+    **dict.fromkeys(word_set("يحتوي تحتوي يتضمن تتضمن"), "contains"),
+    **dict.fromkeys(word_set("دون بدون"), "without"),
+    **dict.fromkeys(word_set("الصورة صورة"), "image"),
+    **dict.fromkeys(word_set("هذه هذا"), "this"),
+    **dict.fromkeys(word_set("يمكن يمكنه"), "can"),
+    **dict.fromkeys(word_set("عناصر عنصر محتوى"), "elements"),
+    "على": "on",
+    "في": "in",
+    "أي": "any",
+    "يعتمد": "it depends",
+    "ينتهك": "violates",
+    "تنتهك": "violates",
 }
 # Stems of other languages, negative ones before the positive ones they contain.
 PREFIX_MAP = (
@@ -565,6 +604,8 @@ PREFIX_MAP = (
     ("problemát", "problematic"),
     ("explícit", "explicit"),
     ("esplicit", "explicit"),
+    ("المساعد", "help"),
+    ("مساعد", "help"),
 )
 # Negative concord: "ne ... pas", "no ... ningún", "non ... nessun", "не ... никаких" are one negation.
 CONCORD_HEADS = word_set("ne n no non não не")
@@ -637,6 +678,6 @@ FUNCTION_WORDS = (
         "will must do does did has have had its their my your our his her very also just only any some all more most such into about "
         "over without nothing image der die das und ein eine zu mit für von auf den dem des sich le la les et un une du de pour dans "
         "en que qui ce cette el los las y una del para con por se lo il gli di che per della os um uma do da com и в на что для с по "
-        "как из к но а"
+        "как из к но а من إلى أن التي الذي مع عن أو"
     )
 )

@@ -10,7 +10,8 @@ UNPARSED = None
 
 HEAD, TAIL = 4000, 2000
 
-# Typographic quotes and dashes to ASCII; ideographic full stop and comma to ASCII punctuation.
+# Typographic quotes and dashes to ASCII; ideographic full stop and comma and Arabic comma,
+# semicolon and question mark to ASCII punctuation.
 _PUNCTUATION = str.maketrans(
     {
         "\u2018": "'",
@@ -23,6 +24,9 @@ _PUNCTUATION = str.maketrans(
         "\u2013": ",",
         "\u3001": ",",
         "\u3002": ".",
+        "\u060c": ",",
+        "\u061b": ";",
+        "\u061f": "?",
     }
 )
 _MARKDOWN = re.compile(r"[*`#>|~]+|_{2,}|\b_|_\b")
