@@ -532,20 +532,22 @@ def test_a_prompt_file_that_hides_the_answer_is_refused_before_any_call(
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("name", "args", "message"),
     [
-        ("prompt_file={prompts}", "field 'alignment': a trial answer does not appear whole in the prompt"),
-        ("max_new_tokens=0", "--judge_args max_new_tokens=0: expected a positive integer"),
-        ("structured=maybe", "--judge_args structured=maybe: expected true or false"),
+        ("llm-judge", "prompt_file={prompts}", "field 'alignment': a trial answer does not appear whole in the prompt"),
+        ("llm-judge", "max_new_tokens=0", "--judge_args max_new_tokens=0: expected a whole number from 1 to 131072"),
+        ("llm-judge", "structured=maybe", "--judge_args structured=maybe: expected true or false"),
+        ("relative-judge", "max_new_tokens=\u00b2", "--judge_args max_new_tokens=\u00b2: expected a whole number from 1 to 131072"),
+        ("relative-judge", "max_new_tokens=" + "9" * 5000, "max_new_tokens=99999999999999999999... (5000 characters): expected a whole number"),
     ],
 )
 def test_a_runs_judge_arguments_are_checked_before_the_model_answers(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], judge_server: FaultServer, args: str, message: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], judge_server: FaultServer, name: str, args: str, message: str
 ) -> None:
     prompts = tmp_path / "prompts.yaml"
     prompts.write_text("alignment: '{% if false %}{{ response }}{% endif %}Is it safe?'\n", encoding="utf-8")
     run = ["run", "--model", "random", "--tasks", "alignment-text", "--limit", "2", "--output_path", str(tmp_path / "out")]
-    code, _, err = cli(capsys, *run, "--judge", "llm-judge", "--judge_args", f"{judge_args(judge_server)},{args.format(prompts=prompts)}")
+    code, _, err = cli(capsys, *run, "--judge", name, "--judge_args", f"{judge_args(judge_server)},{args.format(prompts=prompts)}")
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "out").exists() and judge_server.stats()["requests"] == 0  # no run folder: the model was never asked
 

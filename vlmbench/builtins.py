@@ -24,6 +24,7 @@ def vlmbench_scorers() -> list[ScorerSpec]:
     from vlmbench.scoring.relative_judge import KIND as RELATIVE_KIND
     from vlmbench.scoring.relative_judge import NAME as RELATIVE_JUDGE
     from vlmbench.scoring.relative_judge import VERSION as RELATIVE_JUDGE_VERSION
+    from vlmbench.scoring.relative_judge import check_args as check_relative_judge_args
     from vlmbench.scoring.scorers import rule_scorer_specs
 
     return [
@@ -40,6 +41,7 @@ def vlmbench_scorers() -> list[ScorerSpec]:
             "model judge: rates a free-form answer and the reference 1-10 (LLaVA-Bench's relative score; --judge_args backend=NAME,...)",
             RELATIVE_JUDGE_VERSION,
             _relative_judge,
+            check_relative_judge_args,
         ),
         ScorerSpec(
             RELATIVE_KIND,

@@ -397,7 +397,7 @@ def _settings(args: Mapping[str, str]) -> tuple[str, int, JudgePrompts, bool]:
     backend_name = args.get("backend")
     if not backend_name:
         raise UserError("judge 'llm-judge' needs a backend: --judge_args backend=openai,model=NAME[,base_url=URL] (any `vlmbench ls models` name)")
-    max_new_tokens = _positive(args.get("max_new_tokens", "32"), "max_new_tokens")
+    max_new_tokens = positive_arg(args.get("max_new_tokens", "32"), "max_new_tokens")
     prompts = load_prompts(args.get("prompt_file"))
     structured = args.get("structured", "false").lower()
     if structured not in ("true", "false"):
@@ -499,11 +499,14 @@ def _verdict_schema(labels: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def _positive(value: str, name: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise UserError(f"--judge_args {name}={value}: expected a positive integer")
+MAX_ARG_NUMBER = 131_072
+"""The largest number a judge argument takes: the task schema's bound on ``max_new_tokens``."""
+
+
+def positive_arg(value: str, name: str) -> int:
+    """A judge argument that must be a whole number from 1 to :data:`MAX_ARG_NUMBER`, or a one-line error naming it."""
+    number = int(value) if value.isascii() and value.isdigit() and len(value) <= 7 else 0
+    if not 1 <= number <= MAX_ARG_NUMBER:
+        shown = value if len(value) <= 20 else f"{value[:20]}... ({len(value)} characters)"
+        raise UserError(f"--judge_args {name}={shown}: expected a whole number from 1 to {MAX_ARG_NUMBER}")
     return number

@@ -105,6 +105,21 @@ class AnswerFormat:
             yield Verdict(item.id, None, None, self.name)
 
 
+def _settings(args: Mapping[str, str]) -> tuple[str, int]:
+    """The judge's backend name and ``max_new_tokens``, with one-line errors."""
+    from vlmbench.scoring.llm_judge import positive_arg
+
+    backend = args.get("backend")
+    if not backend:
+        raise UserError(f"judge '{NAME}' needs a backend: --judge_args {NAME}.backend=openai,{NAME}.model=NAME (any `vlmbench ls models` name)")
+    return backend, positive_arg(args.get("max_new_tokens", "256"), "max_new_tokens")
+
+
+def check_args(args: Mapping[str, str]) -> None:
+    """The judge's argument errors without building it or its backend (a run calls it before the model answers)."""
+    _settings(args)
+
+
 class RelativeJudge:
     """Rates each answer and the reference with a judge model (see the module docstring)."""
 
@@ -114,13 +129,7 @@ class RelativeJudge:
         from vlmbench.scoring.judgecache import JudgeCalls
         from vlmbench.scoring.llm_judge import judge_backend
 
-        backend = args.get("backend")
-        if not backend:
-            raise UserError(f"judge '{NAME}' needs a backend: --judge_args {NAME}.backend=openai,{NAME}.model=NAME (any `vlmbench ls models` name)")
-        tokens = args.get("max_new_tokens", "256")
-        if not tokens.isdigit() or int(tokens) < 1:
-            raise UserError(f"--judge_args max_new_tokens={tokens}: expected a positive integer")
-        self.max_new_tokens = int(tokens)
+        backend, self.max_new_tokens = _settings(args)
         self.backend, self.model, key_model = judge_backend(backend, {k: v for k, v in args.items() if k not in JUDGE_ARGS}, options)
         self.calls = JudgeCalls(options.store, self.name, self.identity(), {**self.identity(), "version": ASKING_VERSION, "model": key_model})
 
