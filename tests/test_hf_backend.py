@@ -118,6 +118,8 @@ def test_registered_as_builtin_backend() -> None:
         ({"pretrained": "m", "trust_remote_code": "maybe"}, "trust_remote_code=maybe is not true or false"),
         ({"pretrained": "m", "max_new_tokens": "0"}, "max_new_tokens=0 is not a positive integer"),
         ({"pretrained": "m", "prepare_processes": "-1"}, "prepare_processes=-1 is not a whole number of 0 or more"),
+        ({"pretrained": "m", "max_new_tokens": "\u00b2"}, "max_new_tokens=\u00b2 is not a positive integer"),  # isdigit, yet int refuses it
+        ({"pretrained": "m", "prepare_processes": "9" * 5000}, "prepare_processes=999999999999999999999... is not a whole number of 0 or more"),
     ],
 )
 def test_bad_model_args_are_one_line_user_errors(args: dict[str, str], expected: str) -> None:

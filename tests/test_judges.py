@@ -538,7 +538,7 @@ def test_a_prompt_file_that_hides_the_answer_is_refused_before_any_call(
         ("llm-judge", "max_new_tokens=0", "--judge_args max_new_tokens=0: expected a whole number from 1 to 131072"),
         ("llm-judge", "structured=maybe", "--judge_args structured=maybe: expected true or false"),
         ("relative-judge", "max_new_tokens=\u00b2", "--judge_args max_new_tokens=\u00b2: expected a whole number from 1 to 131072"),
-        ("relative-judge", "max_new_tokens=" + "9" * 5000, "max_new_tokens=99999999999999999999... (5000 characters): expected a whole number"),
+        ("relative-judge", "max_new_tokens=" + "9" * 5000, "max_new_tokens=999999999999999999999...: expected a whole number"),
     ],
 )
 def test_a_runs_judge_arguments_are_checked_before_the_model_answers(

@@ -142,3 +142,26 @@ def test_a_run_scores_the_records_it_kept_as_scoring_its_files_would(tmp_path: P
         assert {path.name: path.read_bytes() for path in (result.run_dir / "samples").iterdir()} == files
         assert again["tasks"] == result.results["tasks"] and again["modality_gaps"] == result.results["modality_gaps"]
         assert result.results["tasks"]["perception-text"]["metrics"]["accuracy_strict"]["n"] == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("0", 0),
+        ("42", 42),
+        ("007", 7),
+        ("9" * 18, int("9" * 18)),
+        ("9" * 19, None),
+        ("\u00b2", None),
+        ("\u0663", None),
+        ("", None),
+        ("-1", None),
+        (" 1", None),
+        ("1_000", None),
+    ],
+)
+def test_whole_number_reads_only_ascii_digits_of_bounded_length(text: str, number: int | None) -> None:
+    # "²" and "٣" pass str.isdigit; int() refuses the first and reads the second: neither is a number vlmbench takes
+    from vlmbench import whole_number
+
+    assert whole_number(text) == number

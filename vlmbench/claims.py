@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vlmbench.numbers import whole_number
+
 CLAIM_TTL_S = 60.0  # a claim not extended for this long is taken over
 CLOCK_SLACK_S = 600.0  # how far ahead of this host's clock another host's may run
 
@@ -44,9 +46,9 @@ def owner_alive(owner: str) -> bool:
     (or is a zombie), or one named by no process id (0 would signal this process's own group). Owners on
     other hosts, or unreadable names, count as alive until their claims expire."""
     parts = owner.rsplit(":", 2)
-    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit() or os.name == "nt":
-        return True  # elsewhere (or on Windows, where os.kill would terminate the process): trust the expiry
-    pid = int(parts[1])
+    pid = whole_number(parts[1]) if len(parts) == 3 else None
+    if pid is None or parts[0] != socket.gethostname() or os.name == "nt":
+        return True  # elsewhere, or no process id (or on Windows, where os.kill would terminate the process): trust the expiry
     if pid <= 0:
         return False
     try:

@@ -37,6 +37,8 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Undefined
 from jinja2.utils import Namespace, _PassArg, pass_context
 
+from vlmbench.numbers import whole_number
+
 _SCALARS = (float, complex, decimal.Decimal, datetime.date, datetime.time, datetime.timedelta, Undefined)
 
 MAX_PROMPT_CHARS = 100_000
@@ -293,7 +295,8 @@ def _brace_fields(pattern: str, values: Any) -> list[tuple[int, Any]]:
         base = re.split(r"[.\[]", name, maxsplit=1)[0]  # an attribute or item of a value is no larger than it
         if base == "":
             base, automatic = str(automatic), automatic + 1
-        value = positional[int(base)] if base.isdigit() and int(base) < len(positional) else named.get(base) if isinstance(named, Mapping) else None
+        index = whole_number(base)
+        value = positional[index] if index is not None and index < len(positional) else named.get(base) if isinstance(named, Mapping) else None
         widths = [int(n) for n in re.findall(r"\d+", spec or "")]
         fields.append((max(widths, default=0), value))
     return fields

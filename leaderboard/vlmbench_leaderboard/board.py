@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vlmbench import whole_number
 from vlmbench.errors import UserError
 from vlmbench_leaderboard.cells import MISSING, Cell, column_cell, count, lookup, number, unresolved
 from vlmbench_leaderboard.config import Column, Config, DetailMetric, HeatmapPlot
@@ -264,10 +265,11 @@ def _prompt_rows(config: Config, entry: Entry) -> list[PromptRow]:
         by_prompt = task.get("by_prompt") if metric.task and isinstance(task, dict) else None
         if not isinstance(by_prompt, dict) or len(by_prompt) < 2:
             continue
-        order = sorted(by_prompt, key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
+        numbers = {k: whole_number(k) for k in by_prompt}
+        order = sorted(by_prompt, key=lambda k: (numbers[k] is None, numbers[k] or 0, k))
         cells = {k: stat_of(by_prompt[k].get(metric.metric)) if isinstance(by_prompt[k], dict) else Cell(None) for k in order}
         texts = task.get("prompts") if isinstance(task.get("prompts"), list) else []
-        prompts = {k: str(texts[int(k)]) if k.isdigit() and int(k) < len(texts) else "" for k in order}
+        prompts = {k: str(texts[n]) if (n := numbers[k]) is not None and n < len(texts) else "" for k in order}
         spread = lookup(task, ("prompt_spread", str(metric.metric)))
         spread = spread if isinstance(spread, dict) else {}
         rows.append(PromptRow(metric, cells, prompts, number(spread.get("min")), number(spread.get("max")), number(spread.get("sd"))))

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vlmbench import whole_number
 from vlmbench.backend import BackendBase, BackendOptions, GenerationSettings, ImagePart, Request, Response, TextPart
 from vlmbench.errors import UserError
 from vlmbench_plugins.hf_args import HFArgs, adapter_sha256, batch_setting, one_line, parse_model_args
@@ -757,8 +758,8 @@ def _eos_token_ids(generation_config: Any) -> set[int]:
 def _local_processes(world_size: int) -> int:
     """The data-parallel processes on this machine (``LOCAL_WORLD_SIZE`` where the launcher sets it, as
     accelerate and torchrun do; else all of them), which share its cores."""
-    local = os.environ.get("LOCAL_WORLD_SIZE", "")
-    return int(local) if local.isdigit() and int(local) > 0 else max(1, world_size)
+    local = whole_number(os.environ.get("LOCAL_WORLD_SIZE", ""))
+    return local if local else max(1, world_size)
 
 
 def factory(model_args: dict[str, str], options: BackendOptions) -> HFBackend:

@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from vlmbench import whole_number
+from vlmbench.backend import inert_line
 from vlmbench.errors import UserError
 
 MODEL_ARGS = {
@@ -107,15 +109,17 @@ def _parse_bool(name: str, text: str) -> bool:
 
 
 def _parse_positive(name: str, text: str) -> int:
-    if text.isdigit() and int(text) > 0:
-        return int(text)
-    raise UserError(f"--model hf: {name}={text} is not a positive integer")
+    number = whole_number(text)
+    if number is not None and number > 0:
+        return number
+    raise UserError(f"--model hf: {name}={inert_line(text, 24) or repr(text)} is not a positive integer")
 
 
 def _parse_count(name: str, text: str) -> int:
-    if not text.isdigit():
-        raise UserError(f"--model hf: {name}={text} is not a whole number of 0 or more")
-    return int(text)
+    number = whole_number(text)
+    if number is None:
+        raise UserError(f"--model hf: {name}={inert_line(text, 24) or repr(text)} is not a whole number of 0 or more")
+    return number
 
 
 def looks_like_path(pretrained: str) -> bool:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlmbench import JudgeCalls, ScoreInput, ScorerOptions, UserError, Verdict
+from vlmbench import JudgeCalls, ScoreInput, ScorerOptions, UserError, Verdict, whole_number
 from vlmbench.scoring.base import verdict_from_answer
 
 VERSION = "1"
@@ -260,9 +260,10 @@ def _key_mismatch(model: Any, state: Mapping[str, Any]) -> tuple[list[str], list
 
 
 def _positive(value: str, name: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise UserError(f"--judge_args {name}={value}: expected a positive integer")
-    return int(value)
+    number = whole_number(value)
+    if not number:
+        raise UserError(f"--judge_args {name}={value[:40]}: expected a positive integer")
+    return number
 
 
 def _first_line(exc: BaseException) -> str:

@@ -5,20 +5,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vlmbench.numbers import whole_number
+
 
 def batch_size(text: str) -> int | str:
     """``--batch_size``: a positive integer or ``auto``."""
     if text == "auto":
         return text
-    if text.isdigit() and int(text) > 0:
-        return int(text)
+    number = whole_number(text)
+    if number:
+        return number
     raise argparse.ArgumentTypeError(f"'{text}' is not a positive integer or 'auto'")
 
 
 def positive(text: str) -> int:
     """A positive integer."""
-    if text.isdigit() and int(text) > 0:
-        return int(text)
+    number = whole_number(text)
+    if number:
+        return number
     raise argparse.ArgumentTypeError(f"'{text}' is not a positive integer")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from vlmbench.cli import args as types
 from vlmbench.cli.commands import CommandSpec
 from vlmbench.errors import UserError, printable
+from vlmbench.numbers import whole_number
 
 PAGE_NAME = "view.html"
 DEFAULT_PORT = 8765
@@ -115,8 +116,9 @@ def serve(page: str, csp: str, port: int) -> int:
 
 def port(text: str) -> int:
     """``--port``: 0 (a free port) to 65535."""
-    if text.isdigit() and int(text) <= 65535:
-        return int(text)
+    number = whole_number(text)
+    if number is not None and number <= 65535:
+        return number
     raise UserError(f"--port {text!r}: not a port number; use 1-65535, or 0 to pick a free one")
 
 

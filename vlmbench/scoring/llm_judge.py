@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmbench.errors import UserError
+from vlmbench.numbers import whole_number
 from vlmbench.safefiles import FileRefused
 from vlmbench.scoring.base import ScoreInput, ScorerOptions, Verdict, verdict_from_answer
 from vlmbench.scoring.judgecache import judge_replies
@@ -505,8 +506,9 @@ MAX_ARG_NUMBER = 131_072
 
 def positive_arg(value: str, name: str) -> int:
     """A judge argument that must be a whole number from 1 to :data:`MAX_ARG_NUMBER`, or a one-line error naming it."""
-    number = int(value) if value.isascii() and value.isdigit() and len(value) <= 7 else 0
+    number = whole_number(value) or 0
     if not 1 <= number <= MAX_ARG_NUMBER:
-        shown = value if len(value) <= 20 else f"{value[:20]}... ({len(value)} characters)"
-        raise UserError(f"--judge_args {name}={shown}: expected a whole number from 1 to {MAX_ARG_NUMBER}")
+        from vlmbench.backend import inert_line
+
+        raise UserError(f"--judge_args {name}={inert_line(value, 24) or repr(value)}: expected a whole number from 1 to {MAX_ARG_NUMBER}")
     return number

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vlmbench import UserError
+from vlmbench import UserError, whole_number
 from vlmbench_plugins.align import card as cards
 
 if TYPE_CHECKING:  # the trainers' module is imported when `vlmbench align` is configured or runs, not for `vlmbench --help`
@@ -70,8 +70,9 @@ def _batch_size(text: str) -> int | str:
 
 
 def _positive_int(text: str) -> int:
-    if text.isdigit() and int(text) > 0:
-        return int(text)
+    number = whole_number(text)
+    if number:
+        return number
     raise argparse.ArgumentTypeError(f"'{text}' is not a positive integer")
 
 
@@ -80,8 +81,9 @@ def _limit(text: str) -> int | float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if text.isdigit() and int(text) > 0:
-        return int(text)
+    number = whole_number(text)
+    if number:
+        return number
     if 0 < value < 1:
         return value
     raise argparse.ArgumentTypeError(f"'{text}' is not a positive integer or a fraction between 0 and 1")
