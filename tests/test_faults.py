@@ -7,6 +7,7 @@ which counts every request it receives.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -365,13 +366,15 @@ def test_a_crafted_claim_never_makes_a_run_wait_for_ever(tmp_path: Path) -> None
         4: ("otherhost:1:ab", 1e18),
         5: ("otherhost:1:ab", "tomorrow"),
         6: ("otherhost:1:ab", time.time() + 30),  # a live claim of another host: busy
+        7: (f"{here}:\u00b2:ab", time.time() + 30),  # a digit str.isdigit takes and int refuses: no process id, trust the expiry
+        8: (f"{here}:{'9' * 5000}:ab", time.time() + 30),  # more digits than int reads
     }
     db = sqlite3.connect(tmp_path / "s.sqlite", isolation_level=None)
     for number, (owner, expires) in rows.items():
         db.execute("INSERT INTO claims (key, owner, expires) VALUES (?, ?, ?)", (key(number), owner, expires))
     db.close()
     outcomes = {number: store.claim(key(number)).outcome for number in rows}
-    assert outcomes == {1: "claimed", 2: "claimed", 3: "claimed", 4: "claimed", 5: "claimed", 6: "busy"}
+    assert outcomes == {1: "claimed", 2: "claimed", 3: "claimed", 4: "claimed", 5: "claimed", 6: "busy", 7: "busy", 8: "busy"}
     store.close()
 
 
@@ -402,6 +405,51 @@ def test_cache_info_reads_a_crafted_store_as_data(tmp_path: Path) -> None:
     rows = proc.stdout.splitlines()[3:]
     assert len(rows) == 6 and sum(row.split()[-1] == "-" for row in rows) >= 4  # times no calendar holds are "-"
     assert any("ba\ufffd[31mckend" in row for row in rows) and any("x\ufffd[2J\ufffd" in row for row in rows)
+
+
+def test_a_store_with_a_view_or_of_another_program_is_refused_untouched(tmp_path: Path) -> None:
+    """A SQLite file from elsewhere: a view where a store has a table (a recursive one never ends: salvage read
+    its rows until memory ran out, a run's claims waited on it for ever), or another program's database (`cache
+    info` gave it the store's tables and WAL mode). Salvage reads the tables and leaves views out."""
+    store = ResponseStore(tmp_path / "s.sqlite")
+    assert put(store, key(1))
+    store.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "s.sqlite", isolation_level=None)) as db:
+        db.execute("DROP TABLE provenance")
+        endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)"
+        db.execute(f"CREATE VIEW provenance AS {endless} SELECT printf('%016x', x) AS digest, '{{}}' AS provenance FROM c")
+    other = tmp_path / "places.sqlite"
+    with contextlib.closing(sqlite3.connect(other)) as db:
+        db.execute("CREATE TABLE bookmarks (url TEXT)")
+        db.commit()
+    before = other.read_bytes()
+    for path, expected in (
+        (tmp_path / "s.sqlite", "holds 'view provenance', which a response store never has"),
+        (other, "is another program's database (tables: bookmarks)"),
+    ):
+        proc = cli("cache", "info", "--store", str(path), check=False)
+        assert (proc.returncode, proc.stderr) == (
+            2,
+            f"vlmbench: error: response store {path} {expected}; pass --store a response store or a new file path\n",
+        )
+    assert other.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("places")) == ["places.sqlite"]
+    salvaged = cli("cache", "salvage", str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "new.sqlite"))
+    assert salvaged.stdout.startswith(f"salvaged 1 responses into {tmp_path / 'new.sqlite'};")
+
+
+def test_cache_commands_show_a_store_path_from_the_environment_inert(tmp_path: Path) -> None:
+    """$VLMBENCH_STORE and $VLMBENCH_CACHE_DIR may hold an escape sequence or a byte that is no UTF-8 (a lone
+    surrogate to Python, which a UTF-8 terminal's strict encoding cannot print: a traceback)."""
+    store = ResponseStore(tmp_path / "s.sqlite")
+    assert put(store, key(1))
+    store.close()
+    odd = tmp_path / "a\x1b[2J\udcffb.sqlite"
+    odd.write_bytes((tmp_path / "s.sqlite").read_bytes())
+    runs = [({"VLMBENCH_STORE": str(odd)}, args) for args in (("info",), ("salvage", "--out", str(tmp_path / "new.sqlite")), ("clear",))]
+    for env, args in [*runs, ({"VLMBENCH_STORE": "", "VLMBENCH_CACHE_DIR": str(tmp_path / "c\x1b]0;x\x07")}, ("info",))]:
+        proc = cli("cache", *args, env=env)
+        assert proc.stdout.encode("utf-8") and "\x1b" not in proc.stdout and "\x07" not in proc.stdout, proc.stdout
+        assert "a\ufffd[2J\ufffdb.sqlite" in proc.stdout or "c\ufffd]0;x\ufffd" in proc.stdout, proc.stdout
 
 
 def test_a_store_path_that_is_no_regular_file_is_one_line(tmp_path: Path) -> None:

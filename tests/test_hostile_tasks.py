@@ -415,6 +415,23 @@ def test_outside_tasks_may_form_their_own_group(tmp_path: Path) -> None:
     assert any(line.split()[:2] == ["theirs", "hostile"] for line in proc.stdout.splitlines()), proc.stdout
 
 
+def test_a_task_folder_deeper_than_the_recursion_limit_is_listed(tmp_path: Path) -> None:
+    """A folder from elsewhere nested 1,100 levels deep (Path.rglob recursed once per level: RecursionError)."""
+    deep = folder = tmp_path / "tasks"
+    for _ in range(1100):
+        deep = deep / "d"
+        deep.mkdir(parents=True)
+    try:
+        write(deep, BASE)
+        proc = cli("ls", "tasks", "--include_path", str(folder))
+        assert any(line.split()[:1] == ["hostile"] for line in proc.stdout.splitlines()), proc.stdout
+    finally:  # level by level: pytest's own clean-up (shutil.rmtree) recurses once per level too
+        (deep / "hostile.yaml").unlink(missing_ok=True)
+        while deep != folder:
+            deep.rmdir()
+            deep = deep.parent
+
+
 def test_what_a_task_file_says_reaches_the_terminal_inert(tmp_path: Path) -> None:
     """Escape sequences and bidirectional overrides in a task's description, or in a field name an error line
     quotes, are shown as replacement characters: they can neither clear the screen nor reorder the line."""

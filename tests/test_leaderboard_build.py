@@ -8,6 +8,7 @@ import datetime
 import io
 import json
 import math
+import os
 import re
 import shutil
 from pathlib import Path
@@ -461,6 +462,26 @@ def test_cli_builds_the_site(data_dir: Path, tmp_path: Path, capsys: pytest.Capt
     assert err.count("\n") == 1 and "no such data folder" in err
 
 
+def test_build_replaces_what_is_planted_in_the_site_folder(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A site folder from elsewhere (an old copy of the published site): a link planted at a page's name is
+    replaced, never written through, a named pipe there is never waited on, and a folder there is one line."""
+    site, victim = tmp_path / "site", tmp_path / "victim.txt"
+    site.mkdir()
+    victim.write_text("keep me")
+    (site / "index.html").symlink_to(victim)
+    os.mkfifo(site / "leaderboard.md")
+    config = str(edited_config(tmp_path, lambda config: config.pop("plots")))
+    assert main(["leaderboard", "build", str(data_dir), "--out", str(site), "--config", config]) == 0
+    assert victim.read_text() == "keep me"
+    assert all((site / name).is_file() and not (site / name).is_symlink() for name in ("index.html", "leaderboard.md"))
+    (site / "leaderboard.md").unlink()
+    (site / "leaderboard.md").mkdir()
+    capsys.readouterr()
+    assert main(["leaderboard", "build", str(data_dir), "--out", str(site), "--config", config]) == 2
+    err = capsys.readouterr().err
+    assert err == f"vlmbench: error: --out {site / 'leaderboard.md'}: cannot be written (Is a directory); choose a writable folder\n"
+
+
 # ---------------------------------------------------------------------------------------------------
 # Ties
 
@@ -796,6 +817,8 @@ BAD_ENTRIES: dict[str, tuple[Any, str]] = {
         "metadata.json: field date: '\\x1b[2J\\n2026' does not match",
     ),
     "metadata NaN": (lambda e: write_with_literal(e / "metadata.json", ("parameters",), "NaN"), "metadata.json: not valid JSON (NaN is not JSON)"),
+    # edited by hand past a bundle's cap (here sparse: nothing is read but its size)
+    "results too large": (lambda e: os.truncate(e / "results.json", 16 * 2**20 + 1), "results.json: larger than the limit of 16777216 bytes; re-add"),
 }
 
 

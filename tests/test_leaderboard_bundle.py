@@ -103,6 +103,19 @@ def test_an_honest_bundle_is_accepted_and_added_once(bundle: Path, scored_run: P
     assert [p.name for p in data.iterdir()] == [entry.name]
 
 
+def test_replace_is_not_stopped_by_what_is_planted_in_the_data_folder(bundle: Path, tmp_path: Path) -> None:
+    """A data folder edited by hand: a file at the name --replace set the old entry aside under (``.replaced-ENTRY``)
+    ended it with a traceback; it is left alone, as is a link loop beside the entries."""
+    data = tmp_path / "data"
+    assert main(["leaderboard", "add", str(bundle), "--data", str(data)]) == 0
+    (entry,) = list(data.iterdir())
+    (data / f".replaced-{entry.name}").write_text("planted")
+    (data / "loop").symlink_to(data / "loop")
+    assert main(["leaderboard", "add", str(bundle), "--data", str(data), "--replace"]) == 0
+    assert sorted(p.name for p in data.iterdir()) == sorted([entry.name, f".replaced-{entry.name}", "loop"])
+    assert (data / f".replaced-{entry.name}").read_text() == "planted" and (entry / "metadata.json").is_file()
+
+
 def test_packing_is_deterministic(scored_run: Path, bundle: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
     assert main(["submit", str(scored_run), "--out", str(again), *SUBMIT]) == 0
@@ -406,6 +419,31 @@ def test_publish_to_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert (tmp_path / "public" / "index.html").read_text() == "<html></html>"
     assert main(["leaderboard", "publish", str(tmp_path / "nothing"), "--to", str(tmp_path / "x")]) == 2
     assert "no index.html; build the site first" in capsys.readouterr().err
+
+
+def test_publish_copies_only_what_build_writes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A link planted in a site folder (to a file from elsewhere, or a loop) is refused before anything is copied or
+    uploaded; a destination that is a file, or inside the site folder, is one line."""
+    site, secret = tmp_path / "site", tmp_path / "secret.txt"
+    (site / "plots").mkdir(parents=True)
+    (site / "index.html").write_text("<html></html>")
+    (site / "plots" / "gap.svg").write_text("<svg/>")
+    secret.write_text("token")
+    (site / "plots" / "notes.txt").symlink_to(secret)
+    (site / "loop").symlink_to(site)
+    for to in (str(tmp_path / "copy"), "hf://datasets/org/name"):
+        assert main(["leaderboard", "publish", str(site), "--to", to]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ": a link in the site folder, which publish would copy; remove it" in err, err
+    assert not (tmp_path / "copy").exists()
+    (site / "plots" / "notes.txt").unlink()
+    (site / "loop").unlink()
+    (tmp_path / "file").write_text("")
+    for to, expected in ((tmp_path / "file", "cannot copy the site there (File exists)"), (site / "sub", "that is the site folder or inside it")):
+        assert main(["leaderboard", "publish", str(site), "--to", str(to)]) == 2
+        assert capsys.readouterr().err.startswith(f"vlmbench: error: --to {to}: {expected}; choose")
+    assert main(["leaderboard", "publish", str(site), "--to", str(tmp_path / "copy")]) == 0
+    assert (tmp_path / "copy" / "plots" / "gap.svg").read_text() == "<svg/>"
 
 
 def test_the_sample_site_is_one_command(tmp_path: Path) -> None:

@@ -17,8 +17,10 @@ The public API:
 - :func:`cache_dir`: the folder where a plugin may keep what it can make again; :class:`FileHashes`:
   the sha256 of whole files kept there between runs while each file is unchanged (a local model's weights);
   :func:`read_regular_file` (:class:`FileRefused`): a file read only if it is a regular file under a size cap
-  (a FIFO or a device never blocks or floods a run); :func:`whole_number`: a whole number read from text
-  others wrote (ASCII digits, bounded: ``"²"`` or 5,000 digits give None, never a traceback).
+  (a FIFO or a device never blocks or floods a run); :func:`replace_file`: a file written whole into a new
+  file beside it and renamed over it (a link or a pipe planted there is replaced, never written through);
+  :func:`whole_number`: a whole number read from text others wrote (ASCII digits, bounded: ``"²"`` or
+  5,000 digits give None, never a traceback).
 
 Heavy names load on first use, so ``vlmbench --help`` stays fast.
 """
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
     from vlmbench.data.steps import DocStepSpec
     from vlmbench.evaluation import EvalConfig, RunResult, evaluate, parse_data_files, parse_key_values, score, task_documents
     from vlmbench.numbers import whole_number
-    from vlmbench.safefiles import FileRefused, read_regular_file
+    from vlmbench.safefiles import FileRefused, read_regular_file, replace_file
     from vlmbench.scoring.base import ScoreInput, Scorer, ScorerOptions, ScorerSpec, Verdict
     from vlmbench.scoring.judgecache import JudgeCalls
     from vlmbench.scoring.metrics import MetricSpec, Scored
@@ -77,7 +79,7 @@ _LAZY = {
     "vlmbench.evaluation": ("EvalConfig", "RunResult", "evaluate", "parse_data_files", "parse_key_values", "score", "task_documents"),
     "vlmbench.data.images": ("BadImage",),
     "vlmbench.data.hashcache": ("FileHashes",),
-    "vlmbench.safefiles": ("FileRefused", "read_regular_file"),
+    "vlmbench.safefiles": ("FileRefused", "read_regular_file", "replace_file"),
     "vlmbench.numbers": ("whole_number",),
     "vlmbench.scoring.base": ("ScoreInput", "Scorer", "ScorerOptions", "ScorerSpec", "Verdict"),
     "vlmbench.scoring.judgecache": ("JudgeCalls",),
@@ -126,6 +128,7 @@ __all__ = [
     "parse_data_files",
     "parse_key_values",
     "read_regular_file",
+    "replace_file",
     "score",
     "task_documents",
     "whole_number",

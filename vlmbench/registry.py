@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from vlmbench.errors import UserError
+from vlmbench.errors import UserError, printable
 from vlmbench.pluginmanager import did_you_mean, task_dirs
 from vlmbench.taskconfig import GroupConfig, TaskConfig, load_file
 
@@ -58,12 +59,30 @@ class TaskRegistry:
 
 
 def _task_files(directory: Path) -> list[Path]:
-    """YAML files under ``directory``, except include-only templates (``_*.yaml``) and ``data/`` folders."""
-    return sorted(
-        p
-        for p in directory.rglob("*.y*ml")
-        if p.suffix in (".yaml", ".yml") and not p.name.startswith("_") and "data" not in p.relative_to(directory).parts[:-1]
-    )
+    """YAML files under ``directory``, except include-only templates (``_*.yaml``) and ``data/`` folders.
+
+    Walked with a list of folders to visit, not by recursion (``Path.rglob`` recurses once per level: a folder
+    from elsewhere a thousand levels deep ended it with RecursionError); links to folders are not followed and an
+    unreadable folder is left out, as ``rglob`` does."""
+    found, folders = [], [directory]
+    while folders:
+        folder = folders.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except PermissionError:
+            continue
+        except OSError as exc:
+            raise UserError(
+                f"--include_path: cannot list {printable(str(folder))[:300]} ({exc.strerror}); pass a folder of task YAML files"
+            ) from None
+        for entry in entries:
+            path = folder / entry.name
+            if path.suffix in (".yaml", ".yml") and not entry.name.startswith("_") and "data" not in path.relative_to(directory).parts[:-1]:
+                found.append(path)
+            if entry.is_dir(follow_symlinks=False):
+                folders.append(path)
+    return sorted(found)
 
 
 def _check_declared_group(task: TaskConfig, group: str, builtin: set[str], tasks: dict[str, TaskConfig]) -> None:

@@ -132,6 +132,9 @@ class _Reader:
             self.skipped += 1
             return
         try:
+            if not _plain_table(db, "responses"):  # a view may never end (a recursive one): nothing to read
+                self.skipped += 1
+                return
             self.select = ", ".join(c if c not in OPTIONAL or c in _columns(db) else "NULL" for c in COLUMNS)
             start: int | None = -_MAX_ROWID
             while start is not None:
@@ -157,7 +160,11 @@ class _Reader:
             db = sqlite3.connect(self.path)
             db.text_factory = bytes
             try:
-                rows = [(_decoded(d), _decoded(t)) for d, t in db.execute("SELECT digest, provenance FROM provenance")]
+                rows = (
+                    [(_decoded(d), _decoded(t)) for d, t in db.execute("SELECT digest, provenance FROM provenance")]
+                    if _plain_table(db, "provenance")
+                    else []
+                )
             finally:
                 db.close()
         except sqlite3.Error:
@@ -202,6 +209,15 @@ class _Reader:
         except sqlite3.Error:
             return False
         return True
+
+
+def _plain_table(db: sqlite3.Connection, name: str) -> bool:
+    """Whether ``name`` is a table whose rows are stored in the file (not a view nor a virtual table, which a store never holds)."""
+    try:
+        row = db.execute("SELECT type, sql FROM sqlite_master WHERE name = ?", (name,)).fetchone()
+    except sqlite3.Error:
+        return False
+    return row is not None and _decoded(row[0]) == "table" and not str(_decoded(row[1])).upper().startswith("CREATE VIRTUAL")
 
 
 def _columns(db: sqlite3.Connection) -> set[str]:

@@ -195,6 +195,7 @@ class ResponseStore:
             ) from None
         try:
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            self._check_schema()  # before anything is written to the file
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: a committed response survives any crash of this process (kill -9 included);
             # only an OS crash or power cut can drop the last commits, and never corrupts the file.
@@ -208,6 +209,20 @@ class ResponseStore:
             _add_missing_columns(self._db)
         except sqlite3.Error as exc:
             raise self._problem(exc, "open it") from None
+
+    def _check_schema(self) -> None:
+        """Refuse a SQLite file that is not a response store: another program's database (its tables would get
+        the store's), or a store file from elsewhere holding a view, trigger or virtual table (a query of a view
+        can run for ever: a recursive one never ends). vlmbench writes plain tables only."""
+        found = self._db.execute("SELECT type, name, sql FROM sqlite_master WHERE type IN ('table', 'view', 'trigger')").fetchall()
+        odd = [f"{kind} {name}" for kind, name, sql in found if kind != "table" or str(sql).upper().startswith("CREATE VIRTUAL")]
+        tables = sorted(str(name) for kind, name, _ in found if kind == "table" and not str(name).startswith("sqlite_"))
+        if odd or (tables and "responses" not in tables):
+            what = (
+                f"holds {odd[0]!r}, which a response store never has" if odd else f"is another program's database (tables: {', '.join(tables)[:200]})"
+            )
+            self._db.close()
+            raise UserError(f"response store {self.path} {what}; pass --store a response store or a new file path")
 
     # -- answers --
 

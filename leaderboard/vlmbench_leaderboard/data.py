@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -93,9 +94,10 @@ def add_entry(verified: Verified, data_dir: Path, replace: bool = False) -> Path
             (staging / name).write_bytes(data)
         old_folders = [*existing, *([target] if target.exists() and target not in existing else [])]
         moved = []
+        # Set aside in a new folder of its own: a file or link planted at a name chosen in advance would be in the way.
+        replaced = Path(tempfile.mkdtemp(prefix=".replaced-", dir=data_dir))
         for folder in old_folders:
-            old = data_dir / f".replaced-{folder.name}"
-            shutil.rmtree(old, ignore_errors=True)
+            old = replaced / folder.name
             folder.rename(old)
             moved.append(old)
         try:
@@ -103,9 +105,9 @@ def add_entry(verified: Verified, data_dir: Path, replace: bool = False) -> Path
         except OSError:
             for folder, old in zip(old_folders, moved):
                 old.rename(folder)
+            replaced.rmdir()
             raise
-        for old in moved:
-            shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(replaced, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -116,19 +118,50 @@ def publish(site_dir: Path, destination: str) -> str:
     site_dir = Path(site_dir)
     if not (site_dir / "index.html").is_file():
         raise UserError(f"{site_dir}: no index.html; build the site first with `vlmbench leaderboard build`")
+    _check_site(site_dir)
     if destination.startswith("hf://"):
         return _publish_hub(site_dir, destination)
     target = Path(destination)
-    if target.resolve() == site_dir.resolve():
-        raise UserError(f"--to {destination}: that is the site folder itself; choose another folder")
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(site_dir, target, dirs_exist_ok=True)
+    if target.resolve() == site_dir.resolve() or site_dir.resolve() in target.resolve().parents:
+        raise UserError(f"--to {terminal(destination)}: that is the site folder or inside it; choose a folder outside it")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(site_dir, target, dirs_exist_ok=True)
+    except OSError as exc:  # shutil.Error too: one per file that could not be copied
+        raise UserError(
+            f"--to {terminal(destination)}: cannot copy the site there ({exc.strerror or type(exc).__name__}); choose a writable folder"
+        ) from None
     return str(target)
 
 
-def _publish_hub(site_dir: Path, destination: str) -> str:
-    import os
+MAX_SITE_DEPTH = 8  # `build` writes files one folder deep (plots/)
 
+
+def _check_site(site_dir: Path) -> None:
+    """Refuse a site folder holding anything but files and folders (at most MAX_SITE_DEPTH deep): publish copies or
+    uploads what it holds, and a link planted there would publish a file from elsewhere (a loop of them never ends)."""
+    folders = [(site_dir, 0)]
+    while folders:
+        folder, depth = folders.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            raise UserError(
+                f"{terminal(folder)}: cannot be listed ({exc.strerror}); publish a folder that `vlmbench leaderboard build` wrote"
+            ) from None
+        for entry in entries:
+            path = folder / entry.name
+            if entry.is_dir(follow_symlinks=False) and depth < MAX_SITE_DEPTH:
+                folders.append((path, depth + 1))
+            elif not entry.is_file(follow_symlinks=False):
+                what = "a link" if entry.is_symlink() else "a folder too deep" if entry.is_dir(follow_symlinks=False) else "not a file"
+                raise UserError(
+                    f"{terminal(path)}: {what} in the site folder, which publish would copy; remove it, or build the site into a new folder"
+                )
+
+
+def _publish_hub(site_dir: Path, destination: str) -> str:
     match = re.fullmatch(r"hf://(datasets|spaces)/([\w.-]+/[\w.-]+)", destination)
     if not match:
         raise UserError(f"--to {destination}: expected hf://datasets/ORG/NAME or hf://spaces/ORG/NAME")

@@ -60,10 +60,18 @@ def build_site(data_dir: Path, out_dir: Path, config_path: Path | None = None) -
 
 
 def write_files(out_dir: Path, files: dict[str, bytes]) -> None:
-    """Write each file under ``out_dir`` (created as needed)."""
+    """Write each file under ``out_dir`` (created as needed), each into a new file renamed over its name: a link,
+    a pipe or a file planted there (an old site folder from elsewhere) is replaced, never written through or waited on."""
+    from vlmbench import replace_file
+
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir}: exists and is not a folder; choose a folder for the site")
     for name, data in files.items():
         target = out_dir / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            replace_file(target, data)
+        except OSError as exc:
+            raise UserError(
+                f"--out {printable(str(target))}: cannot be written ({exc.strerror or type(exc).__name__}); choose a writable folder"
+            ) from None

@@ -20,13 +20,13 @@ def cache(args: argparse.Namespace) -> int:
         return _salvage(args)
     path = Path(args.store) if args.store else default_store_path()
     if not path.exists():
-        print(f"response store {path}: empty (no file yet)")
+        print(f"response store {_shown(path)}: empty (no file yet)")
         return 0
     store = ResponseStore(path)
     try:
         if args.action == "clear":
             deleted = store.clear(backend=args.model, model_contains=args.model_id)
-            print(f"deleted {deleted} responses from {path}")
+            print(f"deleted {deleted} responses from {_shown(path)}")
             return 0
         entries = store.info()
     finally:
@@ -45,7 +45,7 @@ def cache(args: argparse.Namespace) -> int:
         for e in entries
         if (not args.model or e["backend"] == args.model)
     ]
-    print(f"response store: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    print(f"response store: {_shown(path)} ({path.stat().st_size / 1e6:.1f} MB)")
     headers = ["backend", "model", "identity", "responses", "served by", "versions", "first", "last"]
     # A store may come from elsewhere: what it names is shown as inert text, one line per cell.
     print(
@@ -108,9 +108,17 @@ def _salvage(args: argparse.Namespace) -> int:
     report = salvage(source, Path(args.out).expanduser() if args.out else None)
     lost = f", {report.skipped_ranges} damaged part(s) skipped" if report.skipped_ranges else ""
     refused = f", {report.refused} malformed row(s) refused" if report.refused else ""
-    kept = f"; the damaged file is kept as {report.kept}" if report.kept else f"; {source} is unchanged"
-    print(f"salvaged {report.copied} responses into {report.target}{lost}{refused}{kept}")
+    kept = f"; the damaged file is kept as {_shown(report.kept)}" if report.kept else f"; {_shown(source)} is unchanged"
+    print(f"salvaged {report.copied} responses into {_shown(report.target)}{lost}{refused}{kept}")
     return 0
+
+
+def _shown(path: Path) -> str:
+    """A store path as printed: it may come from $VLMBENCH_STORE or $VLMBENCH_CACHE_DIR, whose control characters
+    (or bytes that are no UTF-8, which a strict terminal encoding cannot print) are shown inert."""
+    from vlmbench.errors import printable
+
+    return printable(str(path))
 
 
 def _date(timestamp: float | None) -> str:
