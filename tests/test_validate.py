@@ -47,7 +47,7 @@ def test_shipped_task_files_validate_templates_included() -> None:
         (("doc_to_text:", "doc_to_txt:"), "field 'doc_to_txt': unknown field (did you mean 'doc_to_text'?)"),
         (
             ("scorer: choice", "scorer: choise"),
-            "field 'scorer' = \"choise\": unknown scorer (did you mean 'choice'?); registered: choice, llm-judge, multiple_choice, paper-classifier, relative-judge, relative_score, rules, safety",
+            "field 'scorer' = \"choise\": unknown scorer (did you mean 'choice'?); registered: choice, llm-judge, multiple_choice, paper-classifier, refusal, relative-judge, relative_score, rules, safety",
         ),
         (("max_new_tokens: 8", "max_new_tokens: -1"), "field 'generation_kwargs.max_new_tokens' = -1: expected a number >= 1"),
         (("max_new_tokens: 8", "max_new_tokens: many"), "field 'generation_kwargs.max_new_tokens' = \"many\": expected an integer"),
@@ -134,3 +134,26 @@ def test_a_task_file_read_again_is_checked_as_it_is_now(tmp_path: Path) -> None:
     first.fields["generation_kwargs"]["max_new_tokens"] = 999
     second = load_file(path)
     assert second is not None and second.fields["generation_kwargs"]["max_new_tokens"] == 8
+
+
+def test_a_plugin_task_folder_that_is_missing_holds_no_task(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A plugin may name a task folder it did not ship: the other tasks are still listed and run."""
+    from vlmbench import hookimpl
+    from vlmbench.cli import main
+    from vlmbench.pluginmanager import plugin_manager
+
+    class Plugin:
+        @hookimpl
+        def vlmbench_task_dirs(self) -> list[str]:
+            return [str(tmp_path / "not-shipped"), str(tmp_path / "a-file.yaml")]
+
+    (tmp_path / "a-file.yaml").write_text("task: not-a-folder\n")
+    plugin = Plugin()
+    plugin_manager().register(plugin, name="test-missing-task-folder")
+    try:
+        capsys.readouterr()
+        assert main(["ls", "tasks"]) == 0
+    finally:
+        plugin_manager().unregister(plugin)
+    out = capsys.readouterr().out
+    assert "perception-image" in out and "not-a-folder" not in out

@@ -63,19 +63,18 @@ def _task_files(directory: Path) -> list[Path]:
 
     Walked with a list of folders to visit, not by recursion (``Path.rglob`` recurses once per level: a folder
     from elsewhere a thousand levels deep ended it with RecursionError); links to folders are not followed and an
-    unreadable folder is left out, as ``rglob`` does."""
+    unreadable folder is left out, and a missing one holds no task (a plugin may name a folder it did not ship),
+    as with ``rglob``."""
     found, folders = [], [directory]
     while folders:
         folder = folders.pop()
         try:
             with os.scandir(folder) as listing:
                 entries = list(listing)
-        except PermissionError:
+        except (PermissionError, FileNotFoundError, NotADirectoryError):
             continue
         except OSError as exc:
-            raise UserError(
-                f"--include_path: cannot list {printable(str(folder))[:300]} ({exc.strerror}); pass a folder of task YAML files"
-            ) from None
+            raise UserError(f"task folder {printable(str(folder))[:300]}: cannot be listed ({exc.strerror}); fix it or remove it") from None
         for entry in entries:
             path = folder / entry.name
             if path.suffix in (".yaml", ".yml") and not entry.name.startswith("_") and "data" not in path.relative_to(directory).parts[:-1]:

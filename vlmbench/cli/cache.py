@@ -141,4 +141,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=cache)
 
 
-COMMAND = CommandSpec("cache", "inspect, prune or salvage the response store", add_arguments)
+COMMAND = CommandSpec("cache", "inspect, clear or salvage the response store", add_arguments)
