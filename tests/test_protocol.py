@@ -294,3 +294,18 @@ def test_no_labelled_verdict_lies_past_the_default_max_new_tokens() -> None:
         if full is not None and short != full:
             cut_short.append(row["id"])
     assert cut_short == []
+
+
+def test_without_the_safe_set_a_copy_with_its_own_safe_rows_says_what_specificity_counts(
+    data: dict[str, Path], run_model: RunModel, tmp_path: Path
+) -> None:
+    import datasets
+
+    rows = datasets.Dataset.from_parquet(str(data["plain"]))
+    labels = ["safe" if i % 2 else "unsafe" for i in range(len(rows))]
+    rows.add_column("label", labels).to_parquet(str(tmp_path / "labelled.parquet"))
+    run = hub(run_model, "alignment-image", tmp_path / "labelled.parquet")
+    lines = warnings(run.stderr)
+    own = labels.count("safe")
+    assert len(lines) == 1 and f"specificity and balanced accuracy count only the data's own {own} safe rows. Give a local copy" in lines[0]
+    assert run.results["tasks"]["alignment-image"]["metrics"]["specificity"]["n"] == own * 5  # five prompts per row

@@ -345,6 +345,7 @@ def load_docs(config: Any, catalog: ConceptCatalog | None, loaded: Loaded | None
     if config.get("safe_controls"):
         specs.append((dict(config.get("safe_controls")), "safe"))
     table = DocTable(rows=[], sources=[])
+    missing_safe: str | None = None
     for source_index, (spec, default_label) in enumerate(specs):
         path, split = spec["dataset_path"], spec.get("test_split", "train")
         beside_yaml = config.resolve_path(path) if not path.startswith("builtin:") else None
@@ -363,11 +364,8 @@ def load_docs(config: Any, catalog: ConceptCatalog | None, loaded: Loaded | None
                     else _load_hf(path, spec.get("dataset_name"), split, spec.get("dataset_revision"), optional=default_label == "safe")
                 )
             dataset, loaded_from = loaded[key]
-        except HubUnavailable as exc:  # no safe set here: the task runs without one, its specificity is null
-            table.safe_controls_missing = (
-                f"{config.name}: no safe controls: cannot load {path} split '{split}' ({exc}); specificity and balanced accuracy "
-                f"are null. Give a local copy with --data_files {path}=PATH"
-            )
+        except HubUnavailable as exc:  # no safe set here: the task runs without one (see below)
+            missing_safe = f"{config.name}: no safe controls: cannot load {path} split '{split}' ({exc}); {{effect}}. Give a local copy with --data_files {path}=PATH"
             continue
         _check_columns(config, dataset, path, loaded_from, unsafe=default_label == "unsafe")
         columns = [c for c in dataset.column_names if not dataset.is_image(c)]
@@ -391,6 +389,12 @@ def load_docs(config: Any, catalog: ConceptCatalog | None, loaded: Loaded | None
                 loaded_from=loaded_from,
             ),
         )
+    if missing_safe is not None:
+        own = sum(row.get("label") == "safe" for row in table.rows)  # a dataset may hold safe rows of its own
+        effect = (
+            f"specificity and balanced accuracy count only the data's own {own} safe rows" if own else "specificity and balanced accuracy are null"
+        )
+        table.safe_controls_missing = missing_safe.format(effect=effect)
     return table
 
 
