@@ -22,7 +22,8 @@ def test_the_plugin_is_not_in_the_live_environment() -> None:
 
 
 def test_plugin_task_and_backend_run(installed_plugin: dict[str, str], tmp_path: Path) -> None:
-    vlmbench("run", "--model", "modality-probe", "--tasks", "arithmetic", "--output_path", str(tmp_path), env=installed_plugin)
+    proc = vlmbench("run", "--model", "modality-probe", "--tasks", "arithmetic", "--output_path", str(tmp_path), env=installed_plugin)
+    assert "judged by: rules: first-number (v" in proc.stdout  # the task's own scorer is named, not only "rules"
     records = read_samples(tmp_path, "arithmetic")
     assert [r["parsed"] for r in records[:3]] == ["2", "2", "2"]  # the plugin's scorer read the probe's first choice
     task = load_results(tmp_path)["tasks"]["arithmetic"]

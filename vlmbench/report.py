@@ -120,10 +120,12 @@ def summary_table(results: Mapping[str, Any]) -> str:
 
 
 def _judge_label(judge: Mapping[str, Any]) -> str:
-    """``name vVERSION`` plus the judge model's name when it has one."""
+    """``judge (vVERSION)`` plus the judge model's name when it has one; a task's own scorer (judge ``rules``)
+    is named too, as ``rules: safety (v3)``, since a plugin's scorer is read by rules of its own."""
     model = judge.get("model") if isinstance(judge.get("model"), Mapping) else {}
     detail = model.get("model") or model.get("pretrained") or model.get("checkpoint") or "" if model else ""
-    return f"{judge['judge']} (v{judge['version']}{', ' + str(detail) if detail else ''})"
+    name = f"{judge['judge']}: {judge['name']}" if judge.get("name") and judge["name"] != judge["judge"] else judge["judge"]
+    return f"{name} (v{judge['version']}{', ' + str(detail) if detail else ''})"
 
 
 def served_lines(results: Mapping[str, Any]) -> list[str]:
