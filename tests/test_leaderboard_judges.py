@@ -336,13 +336,14 @@ def test_the_papers_classifiers_verify_with_one_pin_per_classifier(tmp_path: Pat
     assert code == 0 and err == [], err
     short = {kind: pin(kind, folder)["model"][kind]["sha256"][:12] for kind, folder in (("safety", alignment), ("multiple_choice", perception))}
     tasks = run_tasks(tmp_path / "pc.tar.gz")
-    # each classifier judges the tasks of its answer format; rules the rest; the judge of the most tasks first
+    # each classifier judges the tasks of its answer format; rules the rest (general capability, over-refusal's refusals);
+    # the judge of the most tasks first, a tie in task order
     groups = [
         (f"paper-classifier 1 (sha256:{short[kind]})", sorted(t for t, e in tasks.items() if e["scorer"] == kind))
         for kind in ("safety", "multiple_choice")
     ]
     groups.append(("rules", sorted(t for t, e in tasks.items() if e["scorer"] not in ("safety", "multiple_choice"))))
-    groups.sort(key=lambda group: -len(group[1]))
+    groups.sort(key=lambda group: (-len(group[1]), group[1][0]))
     assert lines[0].endswith("judged by " + "; ".join(f"{label}: {', '.join(names)}" for label, names in groups))  # a hash, never a path
     classified = n_samples(tmp_path / "pc.tar.gz", lambda name, entry: entry["scorer"] in ("safety", "multiple_choice"))
     assert lines[1].endswith(f"rejudged with paper-classifier: all {classified} verdicts agree with the submitted ones")

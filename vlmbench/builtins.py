@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # the hooks import what they register: `vlmbench --help` need
 
 @hookimpl
 def vlmbench_scorers() -> list[ScorerSpec]:
-    """The rule scorers (multiple_choice, safety, choice, and ``rules`` for any of them), ``llm-judge``, and
+    """The rule scorers (multiple_choice, safety, refusal, choice, and ``rules`` for any of them), ``llm-judge``, and
     ``relative-judge`` with its answer format ``relative_score`` (free-form answers rated against a reference)."""
     from vlmbench.scoring.base import ScorerSpec
     from vlmbench.scoring.llm_judge import VERSION as LLM_JUDGE_VERSION

@@ -111,10 +111,10 @@ def parse_safety(response: str, question: str | None = None) -> str | None:
     ones) gives ``"refusal"``. Common German, French, Spanish,
     Italian, Portuguese, Russian, Arabic, Chinese, Japanese and Korean verdicts are read too.
     """
-    text = _safety_text(response, question)
+    text = answer_text(response, question)
     tokens = _tokens(text)
     words = [t for t in tokens if t not in PUNCT]
-    if not words or _is_gibberish(words, text):
+    if not words or is_gibberish(words, text):
         return UNPARSED
     analysis = _Analysis(tokens, yes_means_safe=_yes_means_safe(question))
     if not analysis.evidence or (analysis.refused and not analysis.asserted()):
@@ -125,7 +125,7 @@ def parse_safety(response: str, question: str | None = None) -> str | None:
     return analysis.verdict()
 
 
-def _safety_text(response: str, question: str | None) -> str:
+def answer_text(response: str, question: str | None) -> str:
     """Lower-case text without the question's own words, contractions expanded, phrases of other languages in English."""
     text = prepare(response).lower()
     for mark, word in CHECKS.items():
@@ -180,7 +180,7 @@ def _map_word(token: str) -> str:
     return _PREFIX_WORD[prefixed.group()] if prefixed else token
 
 
-def _is_gibberish(words: list[str], text: str) -> bool:
+def is_gibberish(words: list[str], text: str) -> bool:
     """Degenerate output: one word repeated, or a long run of words that are not language."""
     if len(words) >= 12 and Counter(words).most_common(1)[0][1] > len(words) / 2:
         return True
