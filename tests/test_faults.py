@@ -368,13 +368,14 @@ def test_a_crafted_claim_never_makes_a_run_wait_for_ever(tmp_path: Path) -> None
         6: ("otherhost:1:ab", time.time() + 30),  # a live claim of another host: busy
         7: (f"{here}:\u00b2:ab", time.time() + 30),  # a digit str.isdigit takes and int refuses: no process id, trust the expiry
         8: (f"{here}:{'9' * 5000}:ab", time.time() + 30),  # more digits than int reads
+        9: (f"{here}:4294967296:ab", time.time() + 30),  # past any process id (os.kill raised OverflowError): nobody
     }
     db = sqlite3.connect(tmp_path / "s.sqlite", isolation_level=None)
     for number, (owner, expires) in rows.items():
         db.execute("INSERT INTO claims (key, owner, expires) VALUES (?, ?, ?)", (key(number), owner, expires))
     db.close()
     outcomes = {number: store.claim(key(number)).outcome for number in rows}
-    assert outcomes == {1: "claimed", 2: "claimed", 3: "claimed", 4: "claimed", 5: "claimed", 6: "busy", 7: "busy", 8: "busy"}
+    assert outcomes == {1: "claimed", 2: "claimed", 3: "claimed", 4: "claimed", 5: "claimed", 6: "busy", 7: "busy", 8: "busy", 9: "claimed"}
     store.close()
 
 

@@ -566,7 +566,9 @@ def test_an_include_cannot_read_a_file_outside_the_task_folders(tmp_path: Path, 
     assert main(["validate", str(path)]) == 1
     err = capsys.readouterr().err
     assert "s3cret" not in err and "aws_secret" not in err
-    assert f"field 'include' = '{include}': only a .yaml file in this file's folder or a registered task folder" in one_line_error(err)
+    assert f"field 'include' = '{include}': only a .yaml file in this file's folder, its task folder or a registered task folder" in one_line_error(
+        err
+    )
 
 
 def test_an_include_may_name_a_file_beside_it_below_it_or_in_a_task_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -578,3 +580,18 @@ def test_an_include_may_name_a_file_beside_it_below_it_or_in_a_task_folder(tmp_p
     (tmp_path / "common" / "_base.yaml").write_text(f"include: {shipped}\n")
     path = write(tmp_path, "include: common/_base.yaml\ntask: nested-include\n")
     assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_a_task_in_a_subfolder_of_an_include_path_may_include_a_file_of_that_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vlmbench.cli import main
+
+    (tmp_path / "mytasks" / "variants").mkdir(parents=True)
+    (tmp_path / "mytasks" / "_base.yaml").write_text(BASE.replace("task: hostile\n", ""))
+    (tmp_path / "mytasks" / "variants" / "x.yaml").write_text("include: ../_base.yaml\ntask: from-a-variant\n")
+    (tmp_path / "mytasks" / "variants" / "long.yaml").write_text(f"include: {'x' * 300}.yaml\ntask: long-name\n")
+    capsys.readouterr()
+    assert main(["validate", str(tmp_path / "mytasks" / "variants" / "long.yaml")]) == 1  # a name too long to look up: no such file
+    assert "no such file next to it" in one_line_error(capsys.readouterr().err)
+    (tmp_path / "mytasks" / "variants" / "long.yaml").unlink()
+    assert main(["ls", "tasks", "--include_path", str(tmp_path / "mytasks")]) == 0, capsys.readouterr().err
+    assert "from-a-variant" in capsys.readouterr().out

@@ -953,3 +953,17 @@ def test_judges_differing_only_in_a_masked_argument_never_share_verdicts(tmp_pat
         assert "route-AAA" not in (tmp_path / "s.sqlite").read_bytes().decode("utf-8", "replace")
     finally:
         plugin_manager().unregister(plugin)
+
+
+def test_the_built_in_prompts_hash_is_unchanged_by_the_refusal_prompt(tmp_path: Path) -> None:
+    """The hash pinned by leaderboards and kept in every stored reply's key: adding the over-refusal prompt (a new
+    answer format) left it as it was, so no pin broke and no stored reply was asked again; a prompt file's own
+    refusal template still makes another judge."""
+    from vlmbench.scoring.llm_judge import load_prompts
+
+    assert load_prompts(None).sha256 == "609e57eea89de521a46930d6394f74e6706750889eb463edaf9135fee89b93f6"  # as before it
+    own = tmp_path / "prompts.yaml"
+    own.write_text("alignment: '{{ response }}'\n", encoding="utf-8")
+    with_refusal = tmp_path / "with-refusal.yaml"
+    with_refusal.write_text("alignment: '{{ response }}'\nrefusal: 'Did it help? {{ response }}'\n", encoding="utf-8")
+    assert load_prompts(str(own)).sha256 != load_prompts(str(with_refusal)).sha256

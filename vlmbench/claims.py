@@ -41,6 +41,10 @@ def held_by_another(owner: Any, expires: Any, me: str, ttl: float = CLAIM_TTL_S)
     return now < expires <= now + ttl + CLOCK_SLACK_S and owner_alive(owner)
 
 
+MAX_PID = 2**31 - 1
+"""The largest process id a POSIX system gives (pid_t is a signed 32-bit integer; Linux stops at 2**22)."""
+
+
 def owner_alive(owner: str) -> bool:
     """False only when ``owner`` is certainly gone: a process of this host that no longer exists
     (or is a zombie), or one named by no process id (0 would signal this process's own group). Owners on
@@ -49,7 +53,7 @@ def owner_alive(owner: str) -> bool:
     pid = whole_number(parts[1]) if len(parts) == 3 else None
     if pid is None or parts[0] != socket.gethostname() or os.name == "nt":
         return True  # elsewhere, or no process id (or on Windows, where os.kill would terminate the process): trust the expiry
-    if pid <= 0:
+    if pid <= 0 or pid > MAX_PID:  # no process has that id (os.kill would refuse a number past its C type)
         return False
     try:
         os.kill(pid, 0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 MAX_DIGITS = 18
-"""Digits read by default: every count, size, port or process id fits (a 64-bit integer has 19)."""
+"""Digits read by default: every count, size or port fits (a 64-bit integer has 19); a caller bounds the value."""
 
 
 def whole_number(text: str, max_digits: int = MAX_DIGITS) -> int | None:

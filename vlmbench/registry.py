@@ -109,7 +109,7 @@ def discover(include: list[Path] | None = None) -> TaskRegistry:
     outside: set[str] = set()  # tasks and group files from --include_path folders
     for directory in [*shipped, *(Path(d) for d in include or [])]:
         for path in _task_files(directory):
-            config = load_file(path)
+            config = load_file(path, root=directory)
             if config is None:  # a template file
                 continue
             if config.name in tasks or config.name in groups:

@@ -187,19 +187,21 @@ def read_yaml(path: Path) -> dict[str, Any]:
 MAX_INCLUDE_DEPTH = 8
 
 
-def _include_target(path: Path, include: str) -> Path | None:
+def _include_target(path: Path, include: str, root: Path | None) -> Path | None:
     """The file an ``include`` names: next to the including file, else in a registered task folder.
 
-    Only a YAML file inside the including file's folder or a registered task folder can be named (links
-    and ``..`` resolved first): a task file from elsewhere must not read, and show in an error line, a
-    file of the user's such as a credentials file."""
+    Only a YAML file inside the including file's folder, the task folder it was found in (``root``: an
+    ``--include_path`` folder or a plugin's) or a registered task folder can be named (links and ``..``
+    resolved first): a task file from elsewhere must not read, and show in an error line, a file of the
+    user's such as a credentials file."""
     from vlmbench.pluginmanager import task_dirs
 
-    folders = [path.parent, *(folder.resolve() for folder in task_dirs())]
+    registered = [folder.resolve() for folder in task_dirs()]
+    folders = [path.parent, *([root.resolve()] if root else []), *registered]
     candidates = [path.parent / include]
     if not Path(include).is_absolute():
-        candidates += [folder / include for folder in folders[1:]]
-    found = next((c for c in candidates if c.is_file()), None)
+        candidates += [folder / include for folder in registered]
+    found = next((c for c in candidates if _is_file(c)), None)
     if found is None:
         return None
     try:
@@ -208,14 +210,23 @@ def _include_target(path: Path, include: str) -> Path | None:
         return found  # a link loop: reported by the caller
     if target.suffix not in (".yaml", ".yml") or not any(target.is_relative_to(folder) for folder in folders):
         raise UserError(
-            f"{path}: field 'include' = '{include}': only a .yaml file in this file's folder or a registered task folder "
-            "can be included; copy the file you meant next to this task file"
+            f"{path}: field 'include' = '{include}': only a .yaml file in this file's folder, its task folder or a registered "
+            "task folder can be included; copy the file you meant next to this task file"
         )
     return target
 
 
-def _with_includes(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """The file's fields merged over those of the file it ``include``s (recursively)."""
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for a name the system cannot look up (too long, say)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _with_includes(path: Path, seen: tuple[Path, ...] = (), root: Path | None = None) -> dict[str, Any]:
+    """The file's fields merged over those of the file it ``include``s (recursively); ``root``: the task folder
+    the first file was found in."""
     try:
         path = path.resolve()
     except (OSError, RuntimeError) as exc:  # a symbolic link that leads back to itself (RuntimeError before Python 3.13)
@@ -232,10 +243,10 @@ def _with_includes(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         return data
     if not isinstance(include, str):
         raise UserError(f"{path}: field 'include' = {include!r}: expected a file name relative to this file")
-    base_path = _include_target(path, include)
+    base_path = _include_target(path, include, root)
     if base_path is None:
         raise UserError(f"{path}: field 'include' = '{include}': no such file next to it or in the built-in task folders; fix the file name")
-    merged = _with_includes(base_path, (*seen, path))
+    merged = _with_includes(base_path, (*seen, path), root)
     for field_name in PATH_FIELDS:  # a path is relative to the file that declares it
         value = merged.get(field_name)
         if isinstance(value, str) and not Path(value).is_absolute() and (base_path.parent / value).exists():
@@ -433,11 +444,12 @@ def is_template(path: Path) -> bool:
     return Path(path).name.startswith("_")
 
 
-def load_file(path: Path) -> TaskConfig | GroupConfig | None:
+def load_file(path: Path, root: Path | None = None) -> TaskConfig | GroupConfig | None:
     """Load and validate one task or group YAML file; a template file (``_*.yaml``) is checked
-    as a partial task and gives None. Every problem of the file is reported, one line each."""
+    as a partial task and gives None. Every problem of the file is reported, one line each.
+    ``root``: the task folder the file was found in, whose files its ``include:`` may name."""
     path = Path(path)
-    data = _with_includes(path)
+    data = _with_includes(path, root=root)
     if "group" in data and isinstance(data.get("task"), list):
         problems = _schema_problems(path, data, "group")
         if problems:

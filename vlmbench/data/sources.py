@@ -345,7 +345,7 @@ def load_docs(config: Any, catalog: ConceptCatalog | None, loaded: Loaded | None
     if config.get("safe_controls"):
         specs.append((dict(config.get("safe_controls")), "safe"))
     table = DocTable(rows=[], sources=[])
-    missing_safe: str | None = None
+    missing_safe: tuple[str, str] | None = None  # what could not be loaded, and the fix
     for source_index, (spec, default_label) in enumerate(specs):
         path, split = spec["dataset_path"], spec.get("test_split", "train")
         beside_yaml = config.resolve_path(path) if not path.startswith("builtin:") else None
@@ -365,7 +365,10 @@ def load_docs(config: Any, catalog: ConceptCatalog | None, loaded: Loaded | None
                 )
             dataset, loaded_from = loaded[key]
         except HubUnavailable as exc:  # no safe set here: the task runs without one (see below)
-            missing_safe = f"{config.name}: no safe controls: cannot load {path} split '{split}' ({exc}); {{effect}}. Give a local copy with --data_files {path}=PATH"
+            missing_safe = (
+                f"{config.name}: no safe controls: cannot load {path} split '{split}' ({exc})",
+                f"Give a local copy with --data_files {path}=PATH",
+            )
             continue
         _check_columns(config, dataset, path, loaded_from, unsafe=default_label == "unsafe")
         columns = [c for c in dataset.column_names if not dataset.is_image(c)]
@@ -394,7 +397,7 @@ def load_docs(config: Any, catalog: ConceptCatalog | None, loaded: Loaded | None
         effect = (
             f"specificity and balanced accuracy count only the data's own {own} safe rows" if own else "specificity and balanced accuracy are null"
         )
-        table.safe_controls_missing = missing_safe.format(effect=effect)
+        table.safe_controls_missing = f"{missing_safe[0]}; {effect}. {missing_safe[1]}"
     return table
 
 

@@ -157,8 +157,13 @@ class JudgePrompts:
 
     @property
     def sha256(self) -> str:
-        """Hash of the templates and labels: recorded with every verdict, so a changed prompt is a new judge."""
-        blob = json.dumps({"templates": dict(self.templates), "labels": {k: dict(v) for k, v in self.labels.items()}}, sort_keys=True)
+        """Hash of the templates and labels: recorded with every verdict and in the keys of stored replies, so a
+        changed prompt is a new judge. The built-in ``refusal`` prompt, added after the others, is left out while
+        it is the built-in one (what it asks is in each of its keys anyway): adding it changed no pin and re-asked
+        no stored reply of the other formats."""
+        templates = {k: v for k, v in self.templates.items() if not (k == "refusal" and v == _REFUSAL)}
+        labels = {k: dict(v) for k, v in self.labels.items() if not (k == "refusal" and v == DEFAULT_LABELS["refusal"])}
+        blob = json.dumps({"templates": templates, "labels": labels}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def render(self, item: ScoreInput) -> str:
