@@ -436,6 +436,15 @@ def test_a_store_with_a_view_or_of_another_program_is_refused_untouched(tmp_path
     assert other.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("places")) == ["places.sqlite"]
     salvaged = cli("cache", "salvage", str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "new.sqlite"))
     assert salvaged.stdout.startswith(f"salvaged 1 responses into {tmp_path / 'new.sqlite'};")
+    # A view of the user's own under another name is harmless; a trigger on a store table is not.
+    with contextlib.closing(sqlite3.connect(tmp_path / "new.sqlite", isolation_level=None)) as db:
+        db.execute("CREATE VIEW by_backend AS SELECT backend, count(*) AS n FROM responses GROUP BY backend")
+    info = cli("cache", "info", "--store", str(tmp_path / "new.sqlite"), check=False)
+    assert info.returncode == 0 and info.stdout.startswith(f"response store: {tmp_path / 'new.sqlite'} ("), info.stderr
+    with contextlib.closing(sqlite3.connect(tmp_path / "new.sqlite", isolation_level=None)) as db:
+        db.execute(f"CREATE TRIGGER slow AFTER INSERT ON claims BEGIN {endless} SELECT count(*) FROM c; END")
+    proc = cli("cache", "info", "--store", str(tmp_path / "new.sqlite"), check=False)
+    assert proc.returncode == 2 and "holds 'trigger slow', which a response store never has" in proc.stderr
 
 
 def test_cache_commands_show_a_store_path_from_the_environment_inert(tmp_path: Path) -> None:

@@ -42,6 +42,8 @@ from vlmbench.claims import CLAIM_TTL_S, Heartbeat, held_by_another, new_owner
 from vlmbench.errors import UserError
 
 STORE_ENV = "VLMBENCH_STORE"
+STORE_TABLES = frozenset({"responses", "provenance", "claims"})
+"""The tables a response store holds (:data:`_SCHEMA`)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -212,11 +214,17 @@ class ResponseStore:
 
     def _check_schema(self) -> None:
         """Refuse a SQLite file that is not a response store: another program's database (its tables would get
-        the store's), or a store file from elsewhere holding a view, trigger or virtual table (a query of a view
-        can run for ever: a recursive one never ends). vlmbench writes plain tables only."""
-        found = self._db.execute("SELECT type, name, sql FROM sqlite_master WHERE type IN ('table', 'view', 'trigger')").fetchall()
-        odd = [f"{kind} {name}" for kind, name, sql in found if kind != "table" or str(sql).upper().startswith("CREATE VIRTUAL")]
-        tables = sorted(str(name) for kind, name, _ in found if kind == "table" and not str(name).startswith("sqlite_"))
+        the store's), or a store file from elsewhere where a view or virtual table takes the name of one of the
+        store's tables, or a trigger fires on one (a query of a view can run for ever: a recursive one never
+        ends). A view of the user's own under another name is left alone."""
+        found = self._db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('table', 'view', 'trigger')").fetchall()
+        odd = [
+            f"{kind} {name}"
+            for kind, name, table, sql in found
+            if (kind == "trigger" and table in STORE_TABLES)
+            or (name in STORE_TABLES and (kind == "view" or str(sql).upper().startswith("CREATE VIRTUAL")))
+        ]
+        tables = sorted(str(name) for kind, name, _, _ in found if kind == "table" and not str(name).startswith("sqlite_"))
         if odd or (tables and "responses" not in tables):
             what = (
                 f"holds {odd[0]!r}, which a response store never has" if odd else f"is another program's database (tables: {', '.join(tables)[:200]})"
