@@ -457,9 +457,10 @@ def test_a_temperature_too_small_to_sample_with_and_a_world_size_that_is_no_numb
     assert proc.returncode == 2 and proc.stderr.strip() == (
         "vlmbench: error: generation: temperature 1e-40 is too small to sample with (at least 0.001); for greedy decoding set do_sample=false"
     )
-    monkeypatch.setenv("WORLD_SIZE", "abc")
-    proc = cli("run", "--model", "random", "--tasks", "perception-text", "--limit", "1", check=False)
-    assert proc.returncode == 2 and "WORLD_SIZE='abc' is not a number of processes" in proc.stderr and proc.stderr.count("\n") == 1
+    for world in ("abc", "9" * 5000, "\u00b2"):  # 5,000 digits: more than int() reads; "²": isdigit, yet no number
+        monkeypatch.setenv("WORLD_SIZE", world)
+        proc = cli("run", "--model", "random", "--tasks", "perception-text", "--limit", "1", check=False)
+        assert proc.returncode == 2 and f"WORLD_SIZE={world[:40]!r} is not a number of processes" in proc.stderr and proc.stderr.count("\n") == 1
     # a rank outside the group would wait for ever for its peers (with MASTER_ADDR set, torch waits for the rendezvous)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")

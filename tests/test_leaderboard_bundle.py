@@ -591,6 +591,10 @@ def hostile_archives(bundle: Path, folder: Path) -> dict[str, tuple[Path, str]]:
             "two PAX headers in a row",
         ),
         "pax-global": (gzipped(tar_header(b"pax_global_header", 20, b"g") + padded(pax_record("comment", "hi"))), "global PAX header refused"),
+        "pax-size-superscript": (  # "²" passes str.isdigit, yet int() refuses it
+            gzipped(tar_header(b"././@PaxHeader", 30, b"x") + padded(pax_record("size", "\u00b2")) + tar_member("run.json", b"{}")),
+            'member "run.json": damaged archive (PAX size is not a number)',
+        ),
         "pax-linkpath": (
             gzipped(tar_header(b"././@PaxHeader", 30, b"x") + padded(pax_record("linkpath", "/etc/passwd")) + tar_member("run.json", b"{}")),
             "PAX header key 'linkpath' is refused",

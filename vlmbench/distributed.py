@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vlmbench.errors import UserError
+from vlmbench.numbers import whole_number
 
 
 @dataclass
@@ -45,16 +46,18 @@ class Processes:
 def processes() -> Processes:
     """The current process group: from accelerate when launched with several processes, else a single process.
     The launcher's variables are checked first: a rank outside the group would wait for ever for its peers."""
-    world = os.environ.get("WORLD_SIZE", "1").strip() or "1"
-    if not (world.isascii() and world.isdigit()):
-        raise UserError(f"WORLD_SIZE={world[:40]!r} is not a number of processes; unset it, or launch with `accelerate launch`")
-    if int(world) <= 1:
+    text = os.environ.get("WORLD_SIZE", "1").strip() or "1"
+    world = whole_number(text)
+    if world is None:
+        raise UserError(f"WORLD_SIZE={text[:40]!r} is not a number of processes; unset it, or launch with `accelerate launch`")
+    if world <= 1:
         return Processes()
     for name in ("RANK", "LOCAL_RANK"):
-        rank = os.environ.get(name, "0").strip() or "0"
-        if not (rank.isascii() and rank.isdigit()) or int(rank) >= int(world):
+        rank_text = os.environ.get(name, "0").strip() or "0"
+        rank = whole_number(rank_text)
+        if rank is None or rank >= world:
             raise UserError(
-                f"{name}={rank[:40]!r} is not one of the {int(world)} processes WORLD_SIZE names (0 to {int(world) - 1}); "
+                f"{name}={rank_text[:40]!r} is not one of the {world} processes WORLD_SIZE names (0 to {world - 1}); "
                 "unset both, or launch with `accelerate launch`"
             )
     import torch

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from vlmbench import whole_number
 from vlmbench_leaderboard.problems import Rejected
 
 BLOCK = 512
@@ -181,9 +182,10 @@ def _members(stream: _Stream, limits: Limits, check: Callable[[str, int], str | 
         if len(name.encode("utf-8", errors="replace")) > limits.name:
             raise Rejected([f"member {shown}: name longer than {limits.name} bytes"])
         if pax is not None and "size" in pax:
-            if not pax["size"].isdigit() or len(pax["size"]) > 15:
+            pax_size = whole_number(pax["size"], max_digits=15)
+            if pax_size is None:
                 raise Rejected([f"member {shown}: damaged archive (PAX size is not a number)"])
-            size = int(pax["size"])
+            size = pax_size
         pax = None
         problem = check(name, size)
         if problem:

@@ -32,8 +32,9 @@ def limit(text: str) -> int | float:
 
     try:
         if text.strip().isdigit():
-            if int(text) > 0:
-                return int(text)
+            number = whole_number(text.strip())
+            if number:
+                return number
         elif 0 < float(text) < 1:
             return float(text)
     except ValueError:

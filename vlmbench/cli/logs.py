@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from vlmbench.errors import printable
+from vlmbench.numbers import whole_number
 
 LOGGERS = ("vlmbench", "vlmbench_plugins", "vlmbench_leaderboard")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -23,9 +24,8 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 def process_tag() -> str:
     """``[rank R/W] `` in a process of a multi-process launch (``accelerate launch`` sets ``RANK`` and
     ``WORLD_SIZE``), so that the interleaved lines of the processes say whose they are; else empty."""
-    rank, world = os.environ.get("RANK", ""), os.environ.get("WORLD_SIZE", "")
-    numbers = rank.isascii() and rank.isdigit() and world.isascii() and world.isdigit()
-    return f"[rank {rank}/{world}] " if numbers and int(world) > 1 else ""
+    rank, world = whole_number(os.environ.get("RANK", "")), whole_number(os.environ.get("WORLD_SIZE", ""))
+    return f"[rank {rank}/{world}] " if rank is not None and world is not None and world > 1 else ""
 
 
 class _Format(logging.Formatter):
