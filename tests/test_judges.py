@@ -967,3 +967,14 @@ def test_the_built_in_prompts_hash_is_unchanged_by_the_refusal_prompt(tmp_path: 
     with_refusal = tmp_path / "with-refusal.yaml"
     with_refusal.write_text("alignment: '{{ response }}'\nrefusal: 'Did it help? {{ response }}'\n", encoding="utf-8")
     assert load_prompts(str(own)).sha256 != load_prompts(str(with_refusal)).sha256
+
+
+def test_a_judges_arguments_are_checked_before_the_model_is_loaded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("transformers")
+    run = ["run", "--model", "hf", "--model_args", f"pretrained={tmp_path / 'no-model'}", "--tasks", "alignment-text", "--limit", "1"]
+    code, _, err = cli(
+        capsys, *run, "--output_path", str(tmp_path / "out"), "--judge", "llm-judge", "--judge_args", "backend=openai,max_new_tokens=0"
+    )
+    assert code == 2 and err == "vlmbench: error: --judge_args max_new_tokens=0: expected a whole number from 1 to 131072\n", (
+        err
+    )  # not "no such folder"

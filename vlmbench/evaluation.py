@@ -149,6 +149,7 @@ def evaluate(config: EvalConfig) -> RunResult:
         GenerationSettings.from_mapping(task.get("generation_kwargs", {}))
     model_args = parse_key_values(config.model_args)
     spec = backend_spec(config.model)
+    judge_names, judge_args = _checked_judges(config)  # before the model is loaded: a mistake there costs nothing
     group = processes()
     options = BackendOptions(batch_size=config.batch_size, seed=config.seed, rank=group.rank, world_size=group.world, local_rank=group.local_rank)
     backend = spec.factory(model_args, options)
@@ -159,7 +160,7 @@ def evaluate(config: EvalConfig) -> RunResult:
         versions = provenance()
         if config.use_store and backend_cacheable(backend):
             store = ResponseStore(Path(config.store) if config.store else default_store_path(), provenance=versions)
-        judging = _judging(config, store.path if store else None)
+        judging = _judging(config, judge_names, judge_args, store.path if store else None)
         label = config.model + ("_" + (model_args.get("pretrained") or model_args.get("model") or "") if model_args else "")
         run_dir = Path(group.share(str(new_run_dir(Path(config.output_path) / slug(label))) if group.is_main else None))
         group.wait()
@@ -334,28 +335,34 @@ def _options_file(path: Path | str | None) -> dict[str, str] | None:
     return {"path": str(resolved), "sha256": digest}
 
 
-def _judging(config: EvalConfig, store: Path | None) -> Any:
-    """The run's judges; model judges cache their calls in the run's store (or the default one)."""
-    from vlmbench.scoring.base import ScorerOptions
-    from vlmbench.scoring.judging import JudgeConfig, parse_judge_names
-    from vlmbench.store import default_store_path
-
-    if store is None and config.use_store:
-        store = Path(config.store).expanduser() if config.store else default_store_path()
+def _checked_judges(config: EvalConfig) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The judges ``--judge`` names and ``--judge_args``, each name registered and each judge's arguments
+    checked (:attr:`~vlmbench.scoring.base.ScorerSpec.check_args`: a prompt file, say)."""
     from vlmbench.pluginmanager import did_you_mean, scorer_specs
+    from vlmbench.scoring.judging import JudgeConfig, parse_judge_names
 
     names = parse_judge_names(config.judge)
     specs = scorer_specs()
     for name in names:
         if name not in specs:
             raise UserError(f"--judge: unknown judge '{name}'{did_you_mean(name, specs)}; registered: {', '.join(sorted(specs))}")
-    options = ScorerOptions(store=store if config.use_store else None, seed=config.seed)
-    judging = JudgeConfig(names, parse_key_values(config.judge_args, "--judge_args"), options)
-    for name in names:  # before the model answers: a mistake in a judge's arguments (its prompt file) costs nothing
+    args = parse_key_values(config.judge_args, "--judge_args")
+    for name in names:
         check = specs[name].check_args
         if check is not None:
-            check(judging.args_for(name))
-    return judging
+            check(JudgeConfig(names, args).args_for(name))
+    return names, args
+
+
+def _judging(config: EvalConfig, names: tuple[str, ...], args: dict[str, str], store: Path | None) -> Any:
+    """The run's judges; model judges cache their calls in the run's store (or the default one)."""
+    from vlmbench.scoring.base import ScorerOptions
+    from vlmbench.scoring.judging import JudgeConfig
+    from vlmbench.store import default_store_path
+
+    if store is None and config.use_store:
+        store = Path(config.store).expanduser() if config.store else default_store_path()
+    return JudgeConfig(names, args, ScorerOptions(store=store if config.use_store else None, seed=config.seed))
 
 
 def judge_skip_reason(task: Any, judging: Any) -> str | None:
