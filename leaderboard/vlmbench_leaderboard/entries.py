@@ -138,10 +138,10 @@ def read_json(path: Path) -> Any:
     """Strict JSON: NaN/Infinity, out-of-range numbers and non-UTF-8 bytes are a one-line UserError. Read as a
     bundle's member is: a regular file (a link to one is followed) within that member's cap."""
     from vlmbench import FileRefused, read_regular_file
-    from vlmbench_leaderboard.bundle import MEMBER_CAPS
+    from vlmbench_leaderboard.bundle import member_cap
 
     try:
-        data = read_regular_file(path, MEMBER_CAPS[path.name], path.name)
+        data = read_regular_file(path, member_cap(path.name), path.name)
         return json.loads(data.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_float_sized_int)
     except FileRefused as exc:
         raise UserError(f"{path}: {exc.reason.split(';')[0]}; re-add the entry with `vlmbench leaderboard add`") from None
