@@ -978,3 +978,16 @@ def test_a_judges_arguments_are_checked_before_the_model_is_loaded(tmp_path: Pat
     assert code == 2 and err == "vlmbench: error: --judge_args max_new_tokens=0: expected a whole number from 1 to 131072\n", (
         err
     )  # not "no such folder"
+
+
+def test_model_judges_key_their_stored_replies_as_their_first_versions_did(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The keys below were made by the judges as first released (llm-judge and relative-judge version 1): a new
+    version that reads replies differently, or a new answer format's prompt, must still find the replies paid for."""
+    from vlmbench.scoring.base import ScorerOptions
+    from vlmbench.scoring.llm_judge import LLMJudge
+    from vlmbench.scoring.relative_judge import RelativeJudge
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    args = {"backend": "openai", "model": "judge-model", "base_url": "http://127.0.0.1:9/v1"}
+    assert RelativeJudge(args, ScorerOptions()).calls.key({"prompt": "p"}) == "judge:b3e7bb559ae3de87a79f6d18ecb3ca6b5f707924e92a41f49492557739c2d0b4"
+    assert LLMJudge(args, ScorerOptions()).calls.key({"prompt": "p"}) == "judge:0a105676dc168c5260a8a876979afa06e0ee2d3f68942bc6e4a80ab1c7b2c560"
