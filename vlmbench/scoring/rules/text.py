@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
+from typing import Any
 
 UNPARSED = None
 
@@ -37,6 +39,33 @@ _BLANK_LINES = re.compile(r"\n[\n ]*")
 def word_set(text: str) -> frozenset[str]:
     """A word set written as one space-separated string."""
     return frozenset(text.split())
+
+
+def alternation(phrases: Iterable[str]) -> str:
+    """A regular expression for any of ``phrases``, the longest first where several match, as a prefix tree.
+
+    It matches what the plain alternation of the phrases sorted longest first matches (phrases that match at one
+    place are prefixes of each other, so they share a path in the tree, where longer branches come first), and it
+    is faster: each character is compared once for all the phrases that share it.
+    """
+    tree: dict[str, Any] = {}
+    for phrase in phrases:
+        node = tree
+        for char in phrase:
+            node = node.setdefault(char, {})
+        node[""] = {}
+    return _pattern(tree)
+
+
+def _pattern(node: dict[str, Any]) -> str:
+    ends = "" in node
+    branches = [re.escape(char) + _pattern(child) for char, child in node.items() if char]
+    if not branches:
+        return ""
+    body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+    if not ends:
+        return body
+    return f"(?:{body})?" if len(branches) > 1 or len(branches[0]) > 1 else f"{body}?"
 
 
 def _clip(text: str) -> str:
