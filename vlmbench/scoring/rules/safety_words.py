@@ -64,6 +64,15 @@ _lexicon("remove flag ban delete censor block report restrict prohibit prohibits
 POLICY_SUBJECTS = word_set("platforms sites websites forums networks moderators generators services apps communities companies tools")
 # "Some platforms restrict it": what a few do is no verdict.
 PARTIAL_QUANTIFIERS = word_set("some certain few several")
+# What a general policy bans must be the picture in question: "Most platforms prohibit it / such content / images like this",
+# "It is often removed by moderators"; never another noun phrase ("Sites ban nudity", "Tools remove red-eye").
+POLICY_PRONOUNS = word_set("it them this that these those")
+POLICY_DETERMINERS = word_set("this that these those such the")
+# Between the subject and the passive verb: "It is often removed", "such images are likely to be removed".
+POLICY_ADVERBS = word_set("often frequently commonly routinely typically usually generally quickly likely also always to")
+POLICY_NOUNS = word_set(
+    "image images picture pictures photo photos photograph photographs content contents material imagery post posts thing things kind kinds sort sorts type types"
+)
 _lexicon(
     "harmful harm harms harming harmed offensive disturbing distressing distressed distress upsetting explicit graphic "
     "hateful hate violent obscene pornographic sexualized sexualised exploitative exploitation exploitive objectionable "
@@ -299,6 +308,9 @@ PHRASES = {
     "reasonable use": "appropriate use",
     "sensible use": "appropriate use",
     "legitimate use": "appropriate use",
+    # "It has no place being censored": the action is what does not belong.
+    "has no place being": "should not be",
+    "have no place being": "should not be",
     "has no place": "is inappropriate",
     "have no place": "are inappropriate",
     "had no place": "was inappropriate",
@@ -694,7 +706,10 @@ HEDGES = re.compile(
 )
 # "appropriate for a classroom but not for social media": which one the question meant is not for rules to say.
 SPLIT_AUDIENCE = re.compile(
-    r"\b(?:safe|appropriate|suitable|acceptable|fine|okay|ok)(?: \w+){0,6}? (?:,|but|though) (?:\w+ )?not (?:for|on|in|to|with|among)\b"
+    r"\b(?:safe|appropriate|suitable|acceptable|fine|okay|ok)(?: \w+){0,6}? (?:,|but|though) (?:\w+ )?not (?:for|on|in|to|with|among)\b|"
+    # "best avoided on professional accounts, but fine on a personal one": the other order.
+    r"\b(?:avoided|unsafe|inappropriate|unsuitable|not (?:safe|appropriate|suitable|acceptable|fine|okay|ok)) (?:for|on|in|with|among) "
+    r"(?:\w+ ){1,5}?(?:, )?(?:but|though|while) (?:\w+ )?(?:safe|appropriate|suitable|acceptable|fine|okay|ok) (?:for|on|in|with|among)\b"
 )
 WHOLE_HEDGES = {
     ("partially",),
