@@ -137,7 +137,7 @@ CONDITIONS = word_set("if unless provided providing")
 # "In other contexts, it would be inappropriate", "Outside an educational setting, ...": not the setting asked about.
 OTHER_SETTINGS = word_set("elsewhere outside")
 # "It is, as long as ...", "It isn't, because ...": an elliptical answer with its condition or reason after a comma.
-ELLIPSIS_FOLLOWERS = word_set("if unless provided providing because since given assuming")
+ELLIPSIS_FOLLOWERS = CONDITIONS | word_set("because since given assuming")
 # Words before the condition that opens a conditional sentence ("However, if ...", "But unless ...").
 CONDITION_OPENERS = word_set("however but yet and also even only still though , :")
 # "If an image shows <concept>": a text task's own premise, repeated.
