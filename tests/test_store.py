@@ -93,6 +93,38 @@ def test_two_processes_share_one_store(installed_plugin: dict[str, str], run_mod
     assert "requests: 0 sent to the model, 600 reused" in third.stderr
 
 
+def test_a_store_opened_while_another_process_writes_it_waits(tmp_path: Path) -> None:
+    """A new store is still in SQLite's rollback-journal mode until a run switches it to WAL; switching while
+    another process writes answers "locked" at once, without SQLite's wait. The opening run waits instead."""
+    from vlmbench.backend import Response
+    from vlmbench.store import ResponseStore
+
+    path = tmp_path / "store.sqlite"
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time; from vlmbench.store import _SCHEMA\n"
+            "db = sqlite3.connect(sys.argv[1], isolation_level=None); db.executescript(_SCHEMA)\n"
+            "db.execute('BEGIN IMMEDIATE'); db.execute(\"INSERT INTO claims VALUES ('k', 'other', 4e9)\")\n"
+            "print('writing', flush=True); time.sleep(0.5); db.execute('COMMIT')",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    assert writer.stdout is not None and writer.stdout.readline() == "writing\n"
+    store = ResponseStore(path)  # before the fix: "locked by another process for over 60 s" at once
+    assert store.put("a", backend="b", model={}, task="t", response=Response(request_id="x", text="Yes."))
+    store.close()
+    assert writer.wait(timeout=60) == 0
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("SELECT key, owner FROM claims").fetchall() == [("k", "other")]
+        assert db.execute("SELECT key, text FROM responses").fetchall() == [("a", "Yes.")]
+
+
 def test_predict_only_then_score(run_model: RunModel, tmp_path: Path) -> None:
     store = tmp_path / "store.sqlite"
     tasks = "alignment-image,alignment-text"

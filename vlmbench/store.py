@@ -134,6 +134,9 @@ _SORTED_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
 _JSON = json.JSONEncoder(ensure_ascii=False)
 
 
+_CHOICE_SETS_KEPT = 64
+
+
 class RequestKeys:
     """:func:`request_key` for many requests of one task and model: the parts they share are
     serialised once. Gives exactly the keys :func:`request_key` gives (the same JSON text is hashed)."""
@@ -145,10 +148,16 @@ class RequestKeys:
         # json.dumps(sort_keys=True) writes the top-level fields in this order, with these separators.
         self._middle = f', "backend": {part(backend)}, "generation": {part(generation_identity(generation))}, "messages": '
         self._end = f', "model": {part(model)}, "task": {part(task)}, "task_version": {part(task_version)}}}'
+        self._choices: dict[tuple[str, ...] | None, str] = {}  # a task's few sets of choices, serialised once each
 
     def key(self, messages: list[dict[str, Any]], answer_choices: Iterable[str] | None) -> str:
         """The key of one request of this task (see :func:`request_key`)."""
-        choices = _JSON.encode(list(answer_choices) if answer_choices else None)
+        listed = tuple(answer_choices) if answer_choices else None
+        choices = self._choices.get(listed)
+        if choices is None:
+            choices = _JSON.encode(list(listed) if listed is not None else None)
+            if len(self._choices) < _CHOICE_SETS_KEPT:
+                self._choices[listed] = choices
         text = '{"answer_choices": ' + choices + self._middle + _SORTED_JSON.encode(messages) + self._end
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -198,7 +207,7 @@ class ResponseStore:
         try:
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             self._check_schema()  # before anything is written to the file
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._use_wal()
             # NORMAL in WAL mode: a committed response survives any crash of this process (kill -9 included);
             # only an OS crash or power cut can drop the last commits, and never corrupts the file.
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -211,6 +220,22 @@ class ResponseStore:
             _add_missing_columns(self._db)
         except sqlite3.Error as exc:
             raise self._problem(exc, "open it") from None
+
+    def _use_wal(self) -> None:
+        """Put the file in WAL mode. When another process opens the same store at this moment, SQLite may answer
+        "locked" at once, without waiting as it does for other statements: try again until BUSY_TIMEOUT_S."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        pause = 0.005
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                code = getattr(exc, "sqlite_errorcode", None)
+                if not isinstance(code, int) or code & 0xFF not in (_BUSY, _LOCKED) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(2 * pause, 0.25)
 
     def _check_schema(self) -> None:
         """Refuse a SQLite file that is not a response store: another program's database (its tables would get
@@ -502,11 +527,24 @@ def read_json(text: Any) -> Any:
 
 
 def stored_usage(value: Any) -> dict[str, int] | None:
-    """Stored token counts (JSON text of names to integers), or None."""
+    """Stored token counts (JSON text of names to integers), or None. A new dict each call."""
+    counts = _cached_usage(value) if isinstance(value, str) and len(value) <= _CACHED_USAGE_CHARS else _usage_counts(value)
+    return dict(counts) if counts is not None else None
+
+
+# A re-run reads one usage text per answer, and they repeat (the same counts for the same prompt): each
+# distinct text of ordinary length is parsed once per process.
+_CACHED_USAGE_CHARS = 256
+
+
+def _usage_counts(value: Any) -> tuple[tuple[str, int], ...] | None:
     usage = read_json(value)
     if not isinstance(usage, dict):
         return None
-    return {str(k): v for k, v in usage.items() if token_count(v) is not None}
+    return tuple((str(k), v) for k, v in usage.items() if token_count(v) is not None)
+
+
+_cached_usage = functools.lru_cache(maxsize=4096)(_usage_counts)
 
 
 def stored_latency(value: Any) -> float | None:
