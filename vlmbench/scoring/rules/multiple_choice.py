@@ -137,14 +137,21 @@ def _stem(word: str) -> str | None:
     return None
 
 
-def _option_pattern(name: str) -> str:
-    """A regex for an option's text: case-, hyphen- and plural-insensitive, leading "The" optional; the last word
+class _OptionText(NamedTuple):
+    """How an option's text is found: its regex, and a lower-case piece of text every match holds."""
+
+    pattern: str
+    required: str
+
+
+def _option_text(name: str) -> _OptionText:
+    """The regex for an option's text: case-, hyphen- and plural-insensitive, leading "The" optional; the last word
     also matches its derived forms when it has a stem (:func:`_stem`). Built once per process for an option
     text of ordinary length (the options of a task repeat across its documents)."""
-    return _cached_option_pattern(name) if len(name) <= _CACHED_PATTERN_CHARS else _build_option_pattern(name)
+    return _cached_option_text(name) if len(name) <= _CACHED_PATTERN_CHARS else _build_option_text(name)
 
 
-def _build_option_pattern(name: str) -> str:
+def _build_option_text(name: str) -> _OptionText:
     name = name.strip().lower()
     name = name[4:] if name.startswith("the ") else name
     if name.endswith("s") and not name.endswith("ss"):
@@ -159,7 +166,14 @@ def _build_option_pattern(name: str) -> str:
     pattern = re.escape(parts[0]) if parts else ""
     for previous, part in itertools.pairwise(parts):
         pattern += (_AFTER_CONJUNCTION if previous in ("or", "and") else r"[\s-]?") + re.escape(part)
-    return r"(?:the\s)?" + pattern + ending
+    return _OptionText(r"(?:the\s)?" + pattern + ending, parts[0] if parts else "")
+
+
+def _may_hold(lowered: str | None, option: _OptionText) -> bool:
+    """False only when a text cannot hold the option's text, so that no regex is compiled for it: ``lowered`` is
+    the text in lower case when it is ASCII (None otherwise: case-insensitive matching then reaches beyond what
+    ``str.lower`` maps, e.g. "\u017f" matches "s")."""
+    return lowered is None or not option.required.isascii() or option.required in lowered
 
 
 _AFTER_CONJUNCTION = r"[\s-]?(?:(?:an?|the)\s)?"
@@ -180,16 +194,20 @@ def _compile_cached(pattern: str, flags: int) -> re.Pattern[str]:
     return re.compile(pattern, flags)
 
 
-_cached_option_pattern = functools.lru_cache(maxsize=4096)(_build_option_pattern)
+_cached_option_text = functools.lru_cache(maxsize=4096)(_build_option_text)
 
 
 def _option_echoes(text: str, options: Mapping[str, str]) -> list[_Span]:
     """Options quoted with their letter: "A: Swastika", "(B) demonic figure", "C. Knife attacks"."""
     spans: list[_Span] = []
+    lowered = text.lower() if text.isascii() else None
     for letter, name in options.items():
         if letter not in LETTERS or not name.strip():
             continue
-        pattern = _compile(rf"(?<![A-Za-z])[(\[]?{letter}\s?(?:[)\].:,]|\s-)\s?(?:-\s)?(?i:{_option_pattern(name)})(?![^\W_])")
+        option = _option_text(name)
+        if not _may_hold(lowered, option):
+            continue
+        pattern = _compile(rf"(?<![A-Za-z])[(\[]?{letter}\s?(?:[)\].:,]|\s-)\s?(?:-\s)?(?i:{option.pattern})(?![^\W_])")
         spans.extend(_Span(m.start(), m.end(), letter) for m in pattern.finditer(text))
     return sorted(spans)
 
@@ -258,9 +276,10 @@ def _mentioned_letters(text: str) -> set[str]:
 def _named_options(text: str, options: Mapping[str, str]) -> set[str]:
     """Options whose text the response names, not negated ("not a swastika") and not inside a longer one."""
     spans: list[_Span] = []
+    lowered = text.lower() if text.isascii() else None
     for letter, name in options.items():
-        if letter in LETTERS and name.strip():
-            pattern = _compile(rf"(?<![^\W_]){_option_pattern(name)}(?![^\W_])", re.IGNORECASE)
+        if letter in LETTERS and name.strip() and _may_hold(lowered, option := _option_text(name)):
+            pattern = _compile(rf"(?<![^\W_]){option.pattern}(?![^\W_])", re.IGNORECASE)
             spans.extend(_Span(m.start(), m.end(), letter) for _, m in zip(range(_MAX_SPANS), pattern.finditer(text)))
     spans = [s for s in spans if not any(o.start <= s.start and s.end <= o.end and o != s for o in spans)]
     named: set[str] = set()
