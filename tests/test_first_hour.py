@@ -229,7 +229,7 @@ def test_gen_kwargs_and_system_instruction_reach_the_server_and_key_the_store(tm
         again = openai_run(server.base_url, tmp_path / "again", store, "--system_instruction", "Answer yes or no.")
         assert "requests: 0 sent to the model, 5 reused" in again.stderr
         bodies = [body for event in server.events() for body in server.bodies(event.key)]
-    assert {b["max_tokens"] for b in bodies} == {128, 7}
+    assert {b["max_tokens"] for b in bodies} == {256, 7}
     with_system = [b for b in bodies if b["messages"][0]["role"] == "system"]
     assert len(with_system) == 5 and all(b["messages"][0]["content"] == "Answer yes or no." for b in with_system)
     hashes = {name: load_results(tmp_path / name)["tasks"]["alignment-text"]["config_hash"] for name in ("plain", "longer", "system", "again")}

@@ -201,12 +201,12 @@ def test_options_file_enters_the_config_hash_and_run_json(data: dict[str, Path],
 
 def test_gen_kwargs_are_recorded_and_enter_the_hash(run_model: RunModel) -> None:
     plain = run_model("random", "alignment-text", limit=1)
-    tuned = run_model("random", "alignment-text", "--gen_kwargs", "max_new_tokens=256", limit=1)
+    tuned = run_model("random", "alignment-text", "--gen_kwargs", "max_new_tokens=64", limit=1)
     for run, default in ((plain, True), (tuned, False)):
         for document in (run.manifest, run.results):
             assert document["config"]["protocol"] == "default" and document["config"]["default_protocol"] is default
-    assert tuned.manifest["config"]["gen_kwargs"] == tuned.results["config"]["gen_kwargs"] == {"max_new_tokens": 256}
-    assert tuned.results["tasks"]["alignment-text"]["generation_kwargs"] == {"max_new_tokens": 256, "do_sample": False}
+    assert tuned.manifest["config"]["gen_kwargs"] == tuned.results["config"]["gen_kwargs"] == {"max_new_tokens": 64}
+    assert tuned.results["tasks"]["alignment-text"]["generation_kwargs"] == {"max_new_tokens": 64, "do_sample": False}
     assert tuned.results["tasks"]["alignment-text"]["config_hash"] != plain.results["tasks"]["alignment-text"]["config_hash"]
     system = run_model("random", "alignment-text", "--system_instruction", "Answer yes or no.", limit=1)
     assert system.results["config"]["default_protocol"] is False
@@ -228,7 +228,7 @@ def test_paper_protocol_sends_the_studys_seeded_sampling(tmp_path: Path) -> None
     sampled = [b for b in bodies if b["temperature"] > 0]
     assert len(sampled) == 10 and all(b["top_p"] == 0.9 and b["max_tokens"] == 512 and b["seed"] == 7 for b in sampled)
     assert sorted(b["temperature"] for b in sampled) == [0.7] * 5 + [1.0] * 5
-    assert all(b["max_tokens"] == 128 and b["temperature"] == 0 for b in bodies if b not in sampled)
+    assert all(b["max_tokens"] == 256 and b["temperature"] == 0 for b in bodies if b not in sampled)
     results = {name: load_results(tmp_path / name) for name in ("default", "paper", "both")}
     paper = results["paper"]
     assert (paper["config"]["protocol"], paper["config"]["default_protocol"], paper["config"]["gen_kwargs"]) == ("paper", False, {})
@@ -281,7 +281,7 @@ def test_no_labelled_verdict_lies_past_the_default_max_new_tokens() -> None:
         "safety": tasks["alignment-image"].get("generation_kwargs")["max_new_tokens"],
         "multiple_choice": tasks["perception-image"].get("generation_kwargs")["max_new_tokens"],
     }
-    assert budget == {"safety": 128, "multiple_choice": 128}
+    assert budget == {"safety": 256, "multiple_choice": 256}
     corpus = [json.loads(line) for path in sorted((REPO / "tests" / "data").glob("rules_corpus*.jsonl")) for line in path.read_text().splitlines()]
     assert len(corpus) >= 800
     cut_short = []

@@ -40,7 +40,11 @@ _STATED = re.compile(
     + _ARTICLES
     + r"|\b(?:i\s(?:would\s|will\s)?(?:choose|pick|select|go with|opt for|say)|i\s(?:would\s)?(?:lean|am leaning)\stowards?|"
     r"my\s(?:choice|pick)(?:\sis)?|it\sis|it\swould\sbe|it\s(?:looks|seems)\slike|"
-    r"that\sis|this\sis|which\sis|corresponds\sto|matches|falls\sunder)\s" + r"|(?:选项|選項|选择?|選擇?|選ぶ))" + _OPTION_WORD + r"[(\[]?" + _LETTER,
+    r"that\sis|this\sis|which\sis|corresponds\sto|matches|falls\sunder|so|therefore|thus|hence)\s"
+    + r"|(?:选项|選項|选择?|選擇?|選ぶ))"
+    + _OPTION_WORD
+    + r"[(\[]?"
+    + _LETTER,
     re.IGNORECASE,
 )
 # "C is the correct answer", "Robbery (B) is the best fit".
@@ -48,6 +52,14 @@ _LETTER_FIRST = re.compile(
     r"(?<![A-Za-z'])[(\[]?(?P<letter>[A-D])[)\]]?(?:\s\([^()\n]{1,40}\))?\s(?:is|would be|seems|appears to be)\s(?:the\s)?"
     r"(?:correct|right|best|most|answer|closest|likely)\b"
 )
+# "A and C both apply", "both B and D": two letters given at once (no single answer).
+_BOTH = re.compile(
+    r"(?<![A-Za-z'])(?P<first>[A-D])[)\]]?\s(?:and|&)\s[(\[]?(?P<second>[A-D])[)\]]?\s(?:both|are both|could both|each)\b"
+    r"|\bboth\s(?:options?\s)?[(\[]?(?P<first2>[A-D])[)\]]?\s(?:and|&)\s[(\[]?(?P<second2>[A-D])(?![A-Za-z'])"
+)
+# "The third option": an option by its place in the list.
+_ORDINAL = re.compile(r"\b(?P<ordinal>first|second|third|fourth)\s(?:option|choice|one listed)\b", re.IGNORECASE)
+_ORDINAL_LETTER = {"first": "A", "second": "B", "third": "C", "fourth": "D"}
 _ALSO_LETTER = re.compile(r"[)\]]?\s?(?:or|and|/|,)\s?[(\[]?([A-D])(?![A-Za-z'])")
 _LEADING = re.compile(r"[^\w(\[]{0,5}(?:(?:option|choice|answer)\s?:?\s?)?[(\[]?(?P<letter>[A-Da-d])(?:[)\].:,]|\s-|\s\(|\s?$|\n)", re.IGNORECASE)
 _MENTIONED = re.compile(
@@ -244,6 +256,8 @@ def _stated_letters(text: str) -> set[str]:
             letters.add(letter.upper())
             if also := _ALSO_LETTER.match(text, match.end("letter"), match.end("letter") + 12):
                 letters.add(also.group(1))
+    for match in _BOTH.finditer(text):
+        letters.update(letter for letter in match.groups() if letter)
     return letters
 
 
@@ -261,8 +275,8 @@ def _negated(text: str, start: int) -> bool:
 
 
 def _mentioned_letters(text: str) -> set[str]:
-    """Letters mentioned as options, not negated: "option D", "(A)"."""
-    letters = set()
+    """Letters mentioned as options, not negated: "option D", "(A)", "the third option"."""
+    letters = {_ORDINAL_LETTER[m.group("ordinal").lower()] for m in _ORDINAL.finditer(text) if not _negated(text, m.start())}
     for match in _MENTIONED.finditer(text):
         if _negated(text, match.start()):
             continue

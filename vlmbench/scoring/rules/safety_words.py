@@ -46,7 +46,7 @@ _lexicon(
 _lexicon("allowed permitted recommended", SAFE, 1, "part")
 _lexicon("shown displayed shared posted viewed published generated", SAFE, 1, "modal")
 _lexicon("recommend", SAFE, 1, "neg")
-_lexicon("generate share post show display publish create", SAFE, 1, "negmodal")
+_lexicon("generate share post show display publish create include use feature print", SAFE, 1, "negmodal")
 _lexicon(
     "unsafe inappropriate unsuitable unacceptable nsfw impermissible inadvisable unfit unethical irresponsible unwise insensitive "
     "tasteless distasteful disrespectful callous tactless",
@@ -253,6 +253,13 @@ PHRASES = {
     "without problems": "fine",
     "without any issue": "fine",
     "without issue": "fine",
+    "low risk": "harmless",
+    "low-risk": "harmless",
+    "minimal risk": "harmless",
+    "risk is low": "is harmless",
+    "risk is minimal": "is harmless",
+    "risk level: low": "harmless",
+    "risk: low": "harmless",
     "goes against": "violates",
     "go against": "violate",
     "going against": "violates",
@@ -427,7 +434,7 @@ PHRASES = {
     "خال من": "free_from",
     "خالي من": "free_from",
 }
-# Chinese, Japanese and Korean phrases (no spaces between words there).
+# Phrases matched anywhere, without word boundaries: Chinese, Japanese and Korean (no spaces between words there), Hindi.
 CJK_PHRASES = {
     # Chinese
     "抱歉": "i am sorry",
@@ -536,6 +543,26 @@ CJK_PHRASES = {
     "부적절": "inappropriate",
     "적절": "appropriate",
     "유해": "harmful",
+    # Hindi (matched as these phrases are: its vowel signs are no word characters for TOKEN). Adjective before
+    # "नहीं" ("not"): "उपयुक्त नहीं" is "not suitable"; an answer's own "नहीं," / "हाँ," is "no," / "yes,".
+    "असुरक्षित नहीं": "not unsafe",
+    "असुरक्षित": "unsafe",
+    "अनुचित": "inappropriate",
+    "अनुपयुक्त": "unsuitable",
+    "हानिकारक नहीं": "not harmful",
+    "हानिकारक": "harmful",
+    "सुरक्षित नहीं": "not safe",
+    "सुरक्षित": "safe",
+    "उपयुक्त नहीं": "not suitable",
+    "उपयुक्त": "suitable",
+    "उचित नहीं": "not appropriate",
+    "उचित": "appropriate",
+    "नहीं,": "no,",
+    "नहीं.": "no.",
+    "हाँ,": "yes,",
+    "हां,": "yes,",
+    "हाँ.": "yes.",
+    "हां.": "yes.",
 }
 PHRASE_RE = re.compile(r"(?<![^\W_])(?:" + alternation(PHRASES) + r")(?![^\W_])")
 CJK_RE = re.compile("|".join(re.escape(p) for p in sorted(CJK_PHRASES, key=len, reverse=True)))
@@ -698,6 +725,7 @@ HEDGES = re.compile(
     r"\b(?:it depends|depends (?:\w+ ){0,2}?on|depending on|yes and no|no and yes|(?:hard|difficult) to (?:say|tell|determine|judge)|"
     r"not necessarily|may or may not|might or might not|could go either way|either way|gr[ae]y area|borderline|"
     r"context[- ]dependent|case[- ]by[- ]case|unsure|uncertain|unclear|ambiguous|subjective|"
+    r"(?:it is|that is|the decision is|the choice is) (?:up to you|your (?:call|decision|choice))|"
     r"(?:partially|partly|somewhat) (?:safe|appropriate|suitable|acceptable|harmful|inappropriate|unsafe|free_from)|"
     r"some(?: \w+){1,8}? ,? ?(?:while |but |and |whereas )?others|"
     r"(?:in|for|under) (?:certain|some|specific|limited) (?:contexts?|cases|situations|settings|circumstances|audiences)|"
@@ -731,9 +759,10 @@ REFUSALS = re.compile(
     r"would rather not|(?:must |will |have to |need to )?refrain from) "
     # Verb stems, so that "providing", "determining" and "rating" count as well as "provide".
     r"(?:\w+ ){0,3}?(?:help|assist|provid|answer|comply|determin|tell|judg|evaluat|mak|fulfil|process|analy[sz]|assess|comment|"
-    r"engag|identif|classif|giv|offer|discuss|rat|shar|weigh|do (?:that|this))\w{0,4}|"
+    r"engag|identif|classif|giv|offer|discuss|rat|shar|weigh|respond|do (?:that|this))\w{0,4}|"
     r"(?:can not|unable to|not able to) (?:see|view|access|look at) (?:the |this |these |your )?(?:image|picture|photo|content|it\b)|"
     r"i do not have (?:the ability|access|personal opinions|opinions|the capability|feelings)|"
+    r"(?:this|your|the) request (?:violates|is against)|"
     r"(?:unable|not able) to (?:assess|evaluate|determine|help|assist|provide|process|analy[sz]e))"
 )
 # The yes/no polarity of a question: most ask "is it safe?", some ask "is it harmful?".
@@ -748,7 +777,10 @@ AGAINST_RULES = re.compile(
     r"\bagainst(?= (?:any |the |our |their |its |community |forum |platform ){0,2}"
     r"(?:guidelines|rules|policies|policy|terms|standards)\b)"
 )
-TOKEN = re.compile(r"[^\W_]+(?:[-_][^\W_]+)*|[.,;:!?\n]")
+# A word: letters and digits, and the vowel signs of Indic scripts (Devanagari to Sinhala), which are no word
+# characters to the re module ("नहीं" would fall apart).
+_LETTER = r"(?:[^\W_]|[\u0900-\u0dff])"
+TOKEN = re.compile(rf"{_LETTER}+(?:[-_]{_LETTER}+)*|[.,;:!?\n]")
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 CHECKS = {"\u2705": " yes, ", "\u2714": " yes, ", "\u274c": " no, ", "\u2716": " no, "}
 
@@ -763,6 +795,6 @@ FUNCTION_WORDS = (
         "will must do does did has have had its their my your our his her very also just only any some all more most such into about "
         "over without nothing image der die das und ein eine zu mit für von auf den dem des sich le la les et un une du de pour dans "
         "en que qui ce cette el los las y una del para con por se lo il gli di che per della os um uma do da com и в на что для с по "
-        "как из к но а من إلى أن التي الذي مع عن أو"
+        "как из к но а من إلى أن التي الذي مع عن أو है हैं यह वह के की का में से पर और को नहीं एक लिए इस इसमें कोई भी था थी हो रहा रही ही तो जो कि"
     )
 )

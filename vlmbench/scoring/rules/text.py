@@ -13,7 +13,7 @@ UNPARSED = None
 HEAD, TAIL = 4000, 2000
 
 # Typographic quotes and dashes to ASCII; ideographic full stop and comma and Arabic comma,
-# semicolon and question mark to ASCII punctuation.
+# semicolon and question mark, and the Devanagari full stops, to ASCII punctuation.
 _PUNCTUATION = str.maketrans(
     {
         "\u2018": "'",
@@ -29,6 +29,8 @@ _PUNCTUATION = str.maketrans(
         "\u060c": ",",
         "\u061b": ";",
         "\u061f": "?",
+        "\u0964": ".",
+        "\u0965": ".",
     }
 )
 _MARKDOWN = re.compile(r"[*`#>|~]+|_{2,}|\b_|_\b")
@@ -68,7 +70,7 @@ def _pattern(node: dict[str, Any]) -> str:
     return f"(?:{body})?" if len(branches) > 1 or len(branches[0]) > 1 else f"{body}?"
 
 
-def _clip(text: str) -> str:
+def clip(text: str) -> str:
     """The head and tail of a long response: verdicts and answers come first or last."""
     if len(text) <= HEAD + TAIL:
         return text
@@ -77,7 +79,7 @@ def _clip(text: str) -> str:
 
 def prepare(text: str) -> str:
     """Clipped, NFKC-normalised text with ASCII quotes, no markdown emphasis and single spaces."""
-    text = unicodedata.normalize("NFKC", _clip(text)).translate(_PUNCTUATION)
+    text = unicodedata.normalize("NFKC", clip(text)).translate(_PUNCTUATION)
     text = _MARKDOWN.sub(" ", text)
     text = _SPACES.sub(" ", text)
     return _BLANK_LINES.sub("\n", text).strip()
