@@ -52,6 +52,9 @@ ADVERSARIAL: dict[str, str] = {
     '"不安全" x 100,000': "不安全" * 100_000,
     "one 1 MB word": "x" * 1_000_000,
     "long answer, verdict at the end": "The image shows a busy street with cars and shops. " * 20_000 + "Therefore, no.",
+    '"```" + 7,000 spaces + "x" (an unclosed fence)': "```" + " " * 7_000 + "x",
+    "100,000 table rows": "| a | b |\n" * 100_000,
+    "JSON nested 2,000 deep": "{" + '"a": {' * 2_000 + "}" * 2_001,
 }
 
 Parsers = tuple[Callable[..., Any], Callable[..., Any]]

@@ -765,6 +765,9 @@ ADVERSARIAL = {
     "enrol-long-word": "enrol" + "l" * 1_000_000,
     "json-nested-deep": "{" + '"a": {' * 2000 + "}" * 2001,
     "json-long": '{"safe": true, "x": "' + "y" * 1_000_000 + '"}',
+    "fence-then-spaces": "```json" + " " * 7990,
+    "fence-spaces-no-close": "```" + " " * 7000 + "x",
+    "fence-newlines": "```json\n" + "\n" * 7980 + "``",
     "table-rows": "| a | b |\n" * 100_000,
     "devanagari-marks": "\u093f" * 500_000,
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,7 +19,6 @@ SAFE, UNSAFE = "safe", "unsafe"
 
 # A longer object is no verdict a model wrote: it is read as text (whose reading is bounded).
 MAX_JSON_CHARS = 8000
-_FENCE = re.compile(r"^```[a-z]{0,10}\s*(.*?)\s*```$", re.DOTALL)
 
 # A boolean field that names a judgement: ``is_safe``, ``safe_for_work``, ``contains_unsafe_content``, ``nsfw``...
 _JUDGEMENT_FIELD = re.compile(
@@ -37,8 +37,10 @@ def json_object(response: str) -> dict[str, Any] | None:
     text = response.strip()
     if len(text) > MAX_JSON_CHARS:
         return None
-    fenced = _FENCE.match(text)
-    text = fenced.group(1) if fenced else text
+    if len(text) >= 6 and text.startswith("```") and text.endswith("```"):  # string operations: a regex here backtracks
+        inner = text[3:-3]
+        language = len(inner) - len(inner.lstrip(string.ascii_letters))  # "```json"
+        text = (inner[language:] if language <= 10 else inner).strip()
     if not text.startswith("{"):
         return None
     try:
