@@ -13,9 +13,8 @@ import string
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from vlmbench.scoring.rules.safety_words import SAFE, UNSAFE
 from vlmbench.scoring.rules.text import UNPARSED
-
-SAFE, UNSAFE = "safe", "unsafe"
 
 # A longer object is no verdict a model wrote: it is read as text (whose reading is bounded).
 MAX_JSON_CHARS = 8000
