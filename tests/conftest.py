@@ -8,6 +8,7 @@ goes under its own temporary folder, caches included, and no test relies on a fi
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import io
 import json
@@ -110,10 +111,29 @@ def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if not (path / "builtin").is_dir():
             scratch = Path(tempfile.mkdtemp(prefix="first-run-", dir=root))
             # Not checked: should it fail, the tests that need the data generate it, and say what fails.
-            tasks = "alignment-image,general-capability"  # builtin:typographic and builtin:shapes-vqa
+            # builtin:typographic (the concepts, and over-refusal's benign scenes) and builtin:shapes-vqa: every set the
+            # `all` tasks read, so that no two workers generate one at the same time (the generator takes no lock)
+            tasks = "alignment-image,general-capability,over-refusal"
             cli("run", "--model", "random", "--tasks", tasks, "--limit", "1", "--no_store", "--output_path", str(scratch), check=False)
             shutil.rmtree(scratch, ignore_errors=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def random_run(data_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of one complete run of the `random` baseline (`--tasks all`, no response store): what a
+    leaderboard bundle must hold. Made once per test session, by whichever worker needs it first, and shared;
+    tests read it (a test that changes a run folder works on its own copy)."""
+    from filelock import FileLock
+
+    root = _session_root(tmp_path_factory)
+    output = root / "random-run-all"
+    with FileLock(str(root / "random-run-all.lock")):
+        if not (output / "complete").is_file():  # a worker's failed try is made again, and fails the test that needs it
+            shutil.rmtree(output, ignore_errors=True)
+            cli("run", "--model", "random", "--tasks", "all", "--no_store", "--output_path", str(output))
+            (output / "complete").touch()
+    return run_dir(output)
 
 
 @pytest.fixture(scope="session")
@@ -211,6 +231,21 @@ def unsafeconcepts_parquet(folder: Path, images: list[bytes], mode: str | None =
     (folder / "data").mkdir(parents=True, exist_ok=True)
     datasets.Dataset.from_list(rows, features=features).to_parquet(str(folder / "data" / "train-00000-of-00001.parquet"))
     return folder
+
+
+def bundle_members(path: Path) -> dict[str, bytes]:
+    """A leaderboard bundle's members (name: bytes), in archive order: a fresh dict the caller may change, of the
+    bytes read once per version of the file (tests read the same pristine bundle again and again)."""
+    stat = path.stat()
+    return dict(_bundle_members(path, stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=4)
+def _bundle_members(path: Path, size: int, mtime_ns: int) -> dict[str, bytes]:
+    import tarfile
+
+    with tarfile.open(path) as archive:
+        return {m.name: archive.extractfile(m).read() for m in archive.getmembers()}  # type: ignore[union-attr]
 
 
 def run_dir(output: Path) -> Path:

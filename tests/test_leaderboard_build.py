@@ -406,8 +406,11 @@ def test_json_new_columns_directions_and_an_absent_optional_task(site: Path, dat
 
 
 def test_a_lower_is_better_column_ranks_lowest_first(data_dir: Path, tmp_path: Path) -> None:
-    path = edited_config(tmp_path, lambda c: c.update(sort={"column": "over_refusal"}))  # its direction: from the column's better
-    build_site(data_dir, tmp_path / "site", path)
+    def edit(config: dict[str, Any]) -> None:
+        config["sort"] = {"column": "over_refusal"}  # its direction: from the column's better
+        without_plots(config)
+
+    build_site(data_dir, tmp_path / "site", edited_config(tmp_path, edit))
     board = json.loads((tmp_path / "site" / "leaderboard.json").read_text())
     ranked = [(r["entry"], r["rank_label"], r["values"]["over_refusal"]["value"]) for r in board["rows"] if not r["reference"]]
     assert ranked == [("org__model-b__main", "1", 0.05), ("evil__x__v1", "2", 0.30), ("org__model-c__main", "3", 0.60)]
@@ -424,7 +427,7 @@ def test_an_optional_column_no_entry_has_is_left_out(data_dir: Path, tmp_path: P
     results = json.loads((data / "org__model-b__main" / "results.json").read_text())
     del results["tasks"]["general-capability-llavabench"]
     (data / "org__model-b__main" / "results.json").write_text(json.dumps(results))
-    build_site(data, tmp_path / "site")  # neither the column nor its detail table is an error
+    build_site(data, tmp_path / "site", edited_config(tmp_path, without_plots))  # neither the column nor its detail table is an error
     board = json.loads((tmp_path / "site" / "leaderboard.json").read_text())
     assert "llavabench" not in [c["id"] for c in board["columns"]] and all("llavabench" not in r["values"] for r in board["rows"])
     assert "×100" not in board["legend"] and "llavabench" not in (tmp_path / "site" / "leaderboard.csv").read_text().splitlines()[0]
@@ -455,7 +458,9 @@ def test_build_is_byte_reproducible(site: Path, data_dir: Path, tmp_path: Path) 
 
 
 def test_cli_builds_the_site(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["leaderboard", "build", str(data_dir), "--out", str(tmp_path / "site")]) == 0
+    # the shipped config, less its plots (the command's plots: test_cli_warns_per_bad_entry_and_still_builds)
+    config = str(edited_config(tmp_path, without_plots))
+    assert main(["leaderboard", "build", str(data_dir), "--out", str(tmp_path / "site"), "--config", config]) == 0
     assert "(6 models)" in capsys.readouterr().out
     assert main(["leaderboard", "build", str(tmp_path / "nope"), "--out", str(tmp_path / "site")]) == 2
     err = capsys.readouterr().err
@@ -510,6 +515,7 @@ def test_ties_chain_within_the_confidence_interval() -> None:
 def test_ties_by_gap_confidence_intervals_in_a_build(data_dir: Path, tmp_path: Path) -> None:
     config = yaml.safe_load(default_config_path().read_text())
     config["sort"] = {"column": "gap_alignment", "direction": "desc"}
+    without_plots(config)
     (tmp_path / "gap.yaml").write_text(yaml.safe_dump(config))
     build_site(data_dir, tmp_path / "site", tmp_path / "gap.yaml")
     rows = json.loads((tmp_path / "site" / "leaderboard.json").read_text())["rows"]
@@ -528,6 +534,11 @@ def edited_config(tmp_path: Path, edit: Any) -> Path:
     path = tmp_path / "board.yaml"
     path.write_text(yaml.dump(config, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False))
     return path
+
+
+def without_plots(config: dict[str, Any]) -> None:
+    """For a build whose plots are not under test: drawing them is most of a build's time."""
+    del config["plots"]
 
 
 def column(config: dict[str, Any], column_id: str) -> dict[str, Any]:
@@ -868,7 +879,7 @@ def test_warning_escapes_control_characters(data_dir: Path, tmp_path: Path, caps
     data = tmp_path / "data"
     shutil.copytree(data_dir, data)
     (data / "zz\x1b[2J\nentry").mkdir()  # a folder name no terminal should receive raw
-    assert build_site(data, tmp_path / "site")["skipped"] == 1
+    assert build_site(data, tmp_path / "site", edited_config(tmp_path, without_plots))["skipped"] == 1
     err = capsys.readouterr().err
     assert (
         err == f"warning: skipped entry zz\\x1b[2J\\nentry: {data}/zz\\x1b[2J\\nentry: no metadata.json; "

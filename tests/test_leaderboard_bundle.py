@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 import vlmbench as vlmbench_package
-from conftest import RunModel, cli, run_dir
+from conftest import RunModel, cli
+from conftest import bundle_members as members
 from vlmbench.cli import main
 
 NAME = "<script>alert(1)</script>"
@@ -29,10 +30,9 @@ SUBMIT = ["--org", "../../etc", "--name", NAME, "--license", "MIT", "--date", "2
 
 
 @pytest.fixture(scope="module")
-def scored_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("runs")
-    assert main(["run", "--model", "random", "--tasks", "all", "--output_path", str(out)]) == 0
-    return run_dir(out)
+def scored_run(random_run: Path) -> Path:
+    """A complete run of the random baseline (the session's, shared with the other leaderboard tests): read, never changed."""
+    return random_run
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +42,17 @@ def bundle(scored_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out.with_name("random.tar.gz")
 
 
-def members(path: Path) -> dict[str, bytes]:
-    with tarfile.open(path) as archive:
-        return {m.name: archive.extractfile(m).read() for m in archive.getmembers()}  # type: ignore[union-attr]
+@pytest.fixture(scope="module")
+def added(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder the honest bundle was added to by `leaderboard add`: tests change their own copy (:func:`copy_of`)."""
+    data = tmp_path_factory.mktemp("added") / "data"
+    assert main(["leaderboard", "add", str(bundle), "--data", str(data)]) == 0
+    return data
+
+
+def copy_of(added: Path, tmp_path: Path) -> Path:
+    shutil.copytree(added, tmp_path / "data", symlinks=True)
+    return tmp_path / "data"
 
 
 def repack(files: dict[str, bytes], path: Path, rehash: bool = True) -> Path:
@@ -85,11 +93,12 @@ def terminal_safe(text: str) -> bool:
     return all(char.isprintable() or char == "\n" for char in text)
 
 
-def test_an_honest_bundle_is_accepted_and_added_once(bundle: Path, scored_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_honest_bundle_is_accepted_and_added_once(
+    bundle: Path, scored_run: Path, added: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, errors, out = verify(bundle, capsys)
     assert code == 0 and errors == [] and f"accepted: {bundle}: {NAME} (v1), submitted with vlmbench {vlmbench_package.__version__}" in out
-    data = tmp_path / "data"
-    assert main(["leaderboard", "add", str(bundle), "--data", str(data)]) == 0
+    data = copy_of(added, tmp_path)  # `leaderboard add` of the bundle into an empty data folder
     (entry,) = list(data.iterdir())
     assert re.fullmatch(r"etc__script-alert-1-script__v1__[0-9a-f]{10}", entry.name)  # a safe folder name inside the data folder
     metadata = json.loads((entry / "metadata.json").read_text())
@@ -103,11 +112,10 @@ def test_an_honest_bundle_is_accepted_and_added_once(bundle: Path, scored_run: P
     assert [p.name for p in data.iterdir()] == [entry.name]
 
 
-def test_replace_is_not_stopped_by_what_is_planted_in_the_data_folder(bundle: Path, tmp_path: Path) -> None:
+def test_replace_is_not_stopped_by_what_is_planted_in_the_data_folder(bundle: Path, added: Path, tmp_path: Path) -> None:
     """A data folder edited by hand: a file at the name --replace set the old entry aside under (``.replaced-ENTRY``)
     ended it with a traceback; it is left alone, as is a link loop beside the entries."""
-    data = tmp_path / "data"
-    assert main(["leaderboard", "add", str(bundle), "--data", str(data)]) == 0
+    data = copy_of(added, tmp_path)  # the bundle added to an empty data folder
     (entry,) = list(data.iterdir())
     (data / f".replaced-{entry.name}").write_text("planted")
     (data / "loop").symlink_to(data / "loop")
@@ -383,7 +391,7 @@ def test_hostile_members_are_refused_and_nothing_is_written(
 
 def test_oversized_and_non_utf8_members_are_refused(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     huge = tmp_path / "huge.tar.gz"
-    with tarfile.open(huge, "w:gz") as archive:
+    with tarfile.open(huge, "w:gz", compresslevel=1) as archive:
         info = tarfile.TarInfo("samples/huge.jsonl")
         info.size = 300 * 2**20
 
@@ -543,7 +551,7 @@ def pax_record(key: str, value: str) -> bytes:
 
 
 def gzipped(*parts: bytes, end: bool = True) -> bytes:
-    return gzip.compress(b"".join(parts) + (bytes(1024) if end else b""), mtime=0)
+    return gzip.compress(b"".join(parts) + (bytes(1024) if end else b""), compresslevel=1, mtime=0)
 
 
 def good_members(bundle: Path) -> bytes:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from conftest import bundle_members as members
 from conftest import run_dir
 from vlmbench.cli import main
 from vlmbench.scoring.llm_judge import VERSION as LLM_JUDGE_VERSION
@@ -41,10 +42,10 @@ def scripted(*replies: tuple[str, str]) -> FaultServer:
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A rules-judged and an llm-judge-judged run of every task, each packed by `vlmbench submit`."""
+def bundles(random_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A rules-judged (the session's complete run of the random baseline) and an llm-judge-judged run of every task,
+    each packed by `vlmbench submit`."""
     root = tmp_path_factory.mktemp("judged")
-    assert main(["run", "--model", "random", "--tasks", "all", "--no_store", "--output_path", str(root / "rules")]) == 0
     with scripted() as server:
         code = main(
             ["run", "--model", "random", "--tasks", "all", "--no_store", "--output_path", str(root / "llm"),
@@ -52,8 +53,8 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         )  # fmt: skip
         assert code == 0
     out = {}
-    for name in ("rules", "llm"):
-        assert main(["submit", str(run_dir(root / name)), "--out", str(root / f"{name}.tar.gz"), "--name", f"{name} model", "--org", "org"]) == 0
+    for name, run in (("rules", random_run), ("llm", run_dir(root / "llm"))):
+        assert main(["submit", str(run), "--out", str(root / f"{name}.tar.gz"), "--name", f"{name} model", "--org", "org"]) == 0
         out[name] = root / f"{name}.tar.gz"
     return out
 
@@ -85,11 +86,6 @@ def verify(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[st
     code = main(["leaderboard", "verify", *args])
     captured = capsys.readouterr()
     return code, captured.out.strip().splitlines(), captured.err.strip().splitlines()
-
-
-def members(path: Path) -> dict[str, bytes]:
-    with tarfile.open(path) as archive:
-        return {m.name: archive.extractfile(m).read() for m in archive.getmembers()}  # type: ignore[union-attr]
 
 
 def repack(files: dict[str, bytes], path: Path) -> Path:
@@ -376,7 +372,10 @@ def site(bundles: dict[str, Path], pinned: Path, tmp_path_factory: pytest.TempPa
     results["tasks"]["general-capability"]["judges"] = [{"judge": "rules", "name": "choice", "version": "1", "headline": True}]
     (hostile / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
     (hostile / "results.json").write_text(json.dumps(results), encoding="utf-8")
-    build_site(data, root / "out")
+    config = yaml.safe_load(default_config_path().read_text(encoding="utf-8"))
+    del config["plots"]  # the judges are in the tables, the details and the page, not in the plots
+    (root / "board.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    build_site(data, root / "out", root / "board.yaml")
     return root / "out"
 
 
