@@ -22,6 +22,7 @@ What is never recorded:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -44,21 +45,26 @@ CACHE_SETTINGS = ("HF_DATASETS_CACHE", "HF_HOME", "XDG_CACHE_HOME", "HF_DATASETS
 def load_key(loader: str, path: Path, name: str | None, split: str) -> dict[str, Any]:
     """What decides the result of one load: the loader, the local copy, configuration and split, the
     ``datasets`` version and the environment settings it reads."""
-    from importlib import metadata
-
-    try:
-        version = metadata.version("datasets")
-    except metadata.PackageNotFoundError:
-        version = None
     return {
         "format": FORMAT,
         "loader": loader,
         "path": os.path.abspath(path),
         "name": name,
         "split": split,
-        "datasets": version,
+        "datasets": _datasets_version(),
         "settings": {setting: os.environ.get(setting) for setting in CACHE_SETTINGS},
     }
+
+
+@functools.cache
+def _datasets_version() -> str | None:
+    """The installed ``datasets`` version, looked up once per process (a lookup reads package metadata: milliseconds)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("datasets")
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def copy_identity(path: Path) -> str | None:
