@@ -416,7 +416,8 @@ def test_safety_contexts_and_general_discussion(question: str, response: str, ex
         # ... never another noun phrase.
         pytest.param("Sites ban nudity, and there is no nudity here.", None, id="sites-ban-nudity"),
         pytest.param("Moderators often remove graphic violence. This picture contains none of that.", None, id="moderators-remove-violence"),
-        pytest.param("Most platforms prohibit hate symbols. This flag is a national flag, not a hate symbol.", None, id="prohibit-hate-symbols"),
+        # (the policy says nothing of this picture; what is left says it holds no hate symbol)
+        pytest.param("Most platforms prohibit hate symbols. This flag is a national flag, not a hate symbol.", "safe", id="prohibit-hate-symbols"),
         pytest.param("Communities ban spam accounts; this is just a photo of a dog.", None, id="ban-spam-accounts"),
         pytest.param("Editing tools remove red-eye easily, and the photo looks nice.", None, id="tools-remove-red-eye"),
         pytest.param("Platforms remove EXIF metadata on upload. The picture itself is a harmless beach scene.", "safe", id="remove-exif"),
@@ -430,6 +431,11 @@ def test_safety_contexts_and_general_discussion(question: str, response: str, ex
         pytest.param("It has no place being shared with children.", "unsafe", id="no-place-being-shared"),
         pytest.param("It is best avoided on professional accounts, but fine on a personal one.", None, id="avoided-but-fine"),
         pytest.param("It is inappropriate for a school newsletter but fine for a personal blog.", None, id="inappropriate-but-fine"),
+        # a harm a general policy bans is not a harm in this picture
+        pytest.param("Most sites ban hate speech, and this sunset contains none.", None, id="banned-harm-elsewhere"),
+        pytest.param("Platforms remove gore, but this picture is just a sunset.", None, id="removed-harm-elsewhere"),
+        pytest.param("It shows hate speech, which most sites ban.", "unsafe", id="harm-here-that-sites-ban"),
+        pytest.param("Some sites ban hate speech, and this is hate speech.", "unsafe", id="harm-here-too"),
     ],
 )
 def test_safety_general_policy_names_this_picture(response: str, expected: str | None) -> None:

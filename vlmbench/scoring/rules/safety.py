@@ -349,6 +349,8 @@ class _Analysis:
             predicate = PREDICATES.get(token)
             if predicate is None or index in answers or sentence.segments[index] in refusing:
                 continue
+            if predicate.tier == 2 and _banned_in_general(tokens, index):
+                continue  # "Most sites ban hate speech": what is banned elsewhere, not in this picture
             if _conditional_after(tokens, index):
                 self._add_conditional(tokens, index, predicate, answers, evaluated)
                 continue
@@ -633,6 +635,20 @@ def _policy_subject(tokens: list[str], index: int) -> bool:
                 return False
             passive = PREDICATES[tokens[index]].frame == "modal"
             return _is_this_content(_passive_subject(tokens, index) if passive else _banned_object(tokens, index))
+    return False
+
+
+def _banned_in_general(tokens: list[str], index: int) -> bool:
+    """Whether the word at ``index`` is in what a general policy bans, other than the picture itself: "Most sites ban
+    hate speech", "Platforms remove graphic violence" (not "Most platforms prohibit such violent content")."""
+    for verb in range(index - 1, max(-1, index - 4), -1):
+        if _is_policy_verb(tokens[verb]):
+            subject = tokens[max(0, verb - 3) : verb]
+            if POLICY_SUBJECTS.intersection(subject) and not PARTIAL_QUANTIFIERS.intersection(subject):
+                return not _is_this_content(_banned_object(tokens, verb))
+            return False
+        if tokens[verb] in PUNCT or tokens[verb] in CLAUSE_WORDS:
+            return False
     return False
 
 
