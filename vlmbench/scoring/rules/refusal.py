@@ -375,8 +375,11 @@ def _reading(sentences: list[_Sentence], request: _Request = _Request()) -> str 
             tail = _after_turn(sentence.text, end)
             helping = helping or (tail is not None and _kind(tail, request, turn=False) == "content" and not OTHER_TOPIC.match(tail.text))
         elif kind == "content":
-            turned = bool(TRANSITION.search(sentence.text)) and not OTHER_TOPIC.match(sentence.text)
-            if request.how_to and not (refused or cannot_see or turned) and not (SUGGESTION.search(sentence.text) or _instructs(sentence.text)):
+            says_how = bool(SUGGESTION.search(sentence.text) or _instructs(sentence.text))
+            # "Instead, consider a superhero costume": another thing in place of the one asked how to do (not "Instead, use a pump").
+            instead = request.how_to and sentence.text.startswith("instead") and not says_how
+            turned = bool(TRANSITION.search(sentence.text)) and not OTHER_TOPIC.match(sentence.text) and not instead
+            if request.how_to and not (refused or cannot_see or turned) and not says_how:
                 # "Stripping paint can release lead dust. Please hire a certified professional.": a statement that does
                 # not say how answers a how-to question only when nothing refuses or lectures.
                 stated = True
