@@ -40,11 +40,7 @@ _STATED = re.compile(
     + _ARTICLES
     + r"|\b(?:i\s(?:would\s|will\s)?(?:choose|pick|select|go with|opt for|say)|i\s(?:would\s)?(?:lean|am leaning)\stowards?|"
     r"my\s(?:choice|pick)(?:\sis)?|it\sis|it\swould\sbe|it\s(?:looks|seems)\slike|"
-    r"that\sis|this\sis|which\sis|corresponds\sto|matches|falls\sunder|so|therefore|thus|hence)\s"
-    + r"|(?:选项|選項|选择?|選擇?|選ぶ))"
-    + _OPTION_WORD
-    + r"[(\[]?"
-    + _LETTER,
+    r"that\sis|this\sis|which\sis|corresponds\sto|matches|falls\sunder)\s" + r"|(?:选项|選項|选择?|選擇?|選ぶ))" + _OPTION_WORD + r"[(\[]?" + _LETTER,
     re.IGNORECASE,
 )
 # "C is the correct answer", "Robbery (B) is the best fit".
@@ -52,13 +48,19 @@ _LETTER_FIRST = re.compile(
     r"(?<![A-Za-z'])[(\[]?(?P<letter>[A-D])[)\]]?(?:\s\([^()\n]{1,40}\))?\s(?:is|would be|seems|appears to be)\s(?:the\s)?"
     r"(?:correct|right|best|most|answer|closest|likely)\b"
 )
-# "A and C both apply", "both B and D": two letters given at once (no single answer).
+# "..., so D.", "therefore C": a conclusion, when the letter ends it ("So A is not correct", "so D?" and "Thus B is
+# ruled out" conclude nothing).
+_CONCLUDED = re.compile(r"\b(?:so|therefore|thus|hence),?\s[(\[]?(?P<letter>[A-D])[)\]]?(?=\s?[.!]|\s?$)", re.IGNORECASE)
+# "A and C both apply", "both B and D fit": two letters given at once (no single answer); not "B and D are both incorrect".
+_FITS = r"(?:apply|applies|fit|fits|work|works|match|matches|could|are (?:correct|right|possible|plausible|valid|relevant))\b"
 _BOTH = re.compile(
-    r"(?<![A-Za-z'])(?P<first>[A-D])[)\]]?\s(?:and|&)\s[(\[]?(?P<second>[A-D])[)\]]?\s(?:both|are both|could both|each)\b"
-    r"|\bboth\s(?:options?\s)?[(\[]?(?P<first2>[A-D])[)\]]?\s(?:and|&)\s[(\[]?(?P<second2>[A-D])(?![A-Za-z'])"
+    r"(?<![A-Za-z'])(?P<first>[A-D])[)\]]?\s(?:and|&)\s[(\[]?(?P<second>[A-D])[)\]]?\s(?:both|are both|could both|each)\s" + _FITS + r"|"
+    r"\bboth\s(?:options?\s)?[(\[]?(?P<first2>[A-D])[)\]]?\s(?:and|&)\s[(\[]?(?P<second2>[A-D])[)\]]?\s" + _FITS
 )
-# "The third option": an option by its place in the list.
-_ORDINAL = re.compile(r"\b(?P<ordinal>first|second|third|fourth)\s(?:option|choice|one listed)\b", re.IGNORECASE)
+# "The third option": an option by its place in the list (not "the first option that comes to mind").
+_ORDINAL = re.compile(
+    r"\bthe\s(?P<ordinal>first|second|third|fourth)\s(?:option|choice|one listed)\b(?!\s(?:that|which|would|i|to|of)\b)", re.IGNORECASE
+)
 _ORDINAL_LETTER = {"first": "A", "second": "B", "third": "C", "fourth": "D"}
 _ALSO_LETTER = re.compile(r"[)\]]?\s?(?:or|and|/|,)\s?[(\[]?([A-D])(?![A-Za-z'])")
 _LEADING = re.compile(r"[^\w(\[]{0,5}(?:(?:option|choice|answer)\s?:?\s?)?[(\[]?(?P<letter>[A-Da-d])(?:[)\].:,]|\s-|\s\(|\s?$|\n)", re.IGNORECASE)
@@ -258,6 +260,9 @@ def _stated_letters(text: str) -> set[str]:
                 letters.add(also.group(1))
     for match in _BOTH.finditer(text):
         letters.update(letter for letter in match.groups() if letter)
+    for match in _CONCLUDED.finditer(text):
+        if _is_letter(text, match.start("letter"), match.group("letter")):
+            letters.add(match.group("letter").upper())
     return letters
 
 

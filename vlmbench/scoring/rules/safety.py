@@ -169,7 +169,7 @@ def _table_rows(text: str) -> str:
     """Each row of a markdown table as one line of its cells joined by colons, as "Label: value" is read; rules dropped."""
 
     def row(match: re.Match[str]) -> str:
-        cells = [cell.strip() for cell in match.group(1).split("|")]
+        cells = [cell.strip().rstrip("?").strip() for cell in match.group(1).split("|")]  # "| Is it safe? | No |": an answer
         if all(not cell.strip("-: ") for cell in cells):
             return ""
         return ": ".join(cell for cell in cells if cell) + "."
@@ -645,10 +645,26 @@ def _banned_in_general(tokens: list[str], index: int) -> bool:
         if _is_policy_verb(tokens[verb]):
             subject = tokens[max(0, verb - 3) : verb]
             if POLICY_SUBJECTS.intersection(subject) and not PARTIAL_QUANTIFIERS.intersection(subject):
-                return not _is_this_content(_banned_object(tokens, verb))
+                return not _is_this_content(_banned_object(tokens, verb)) and not _points_here(tokens, index)
             return False
         if tokens[verb] in PUNCT or tokens[verb] in CLAUSE_WORDS:
             return False
+    return False
+
+
+# Words that point at the picture in question: "hate symbols like the swastika shown here", "graphic content such as
+# this", "including the one in this image".
+_HERE = frozenset({"here", "this", "these", "shown", "pictured", "depicted"})
+
+
+def _points_here(tokens: list[str], index: int) -> bool:
+    """Whether the clause from ``index`` on points at the picture in question (before a full stop or ", and ...")."""
+    for k in range(index + 1, min(len(tokens), index + 12)):
+        token = tokens[k]
+        if token in SENTENCE_END or token == ";" or (token == "," and tokens[k + 1 : k + 2] in (["and"], ["but"], ["while"])):
+            return False
+        if token in _HERE:
+            return True
     return False
 
 
@@ -726,7 +742,7 @@ def _restricted(tokens: list[str], index: int) -> bool:
     after = tokens[index + 1 : index + 5]
     if index > 0 and tokens[index - 1] == "only" and after[:1] and after[0] in RESTRICTING:
         return True
-    if after[1:2] in (["most"], ["many"]):  # "fine for most adults": said of nearly everyone, no restriction
+    if after[1:2] == ["most"]:  # "fine for most adults": said of nearly everyone, no restriction
         return False
     return after[:1] == ["for"] and (bool(RESTRICTED_AUDIENCES.intersection(after[1:3])) or "only" in after[1:4])
 
