@@ -59,7 +59,10 @@ _BOTH = re.compile(
 )
 # "The third option": an option by its place in the list (not "the first option that comes to mind").
 _ORDINAL = re.compile(
-    r"\bthe\s(?P<ordinal>first|second|third|fourth)\s(?:option|choice|one listed)\b(?!\s(?:that|which|would|i|to|of)\b)", re.IGNORECASE
+    r"\bthe\s(?P<ordinal>first|second|third|fourth)\s(?:option|choice|one listed)\b(?!\s(?:that|which|would|i|to|of)\b)"
+    # nor one rejected: "The first option is wrong", "the second option doesn't fit"
+    r"(?!\s(?:is|seems|looks)\s(?:wrong|incorrect|unlikely|out|not)\b|\s(?:does\s?n[o']?t|do\s?n[o']?t|cannot|can't)\b)",
+    re.IGNORECASE,
 )
 _ORDINAL_LETTER = {"first": "A", "second": "B", "third": "C", "fourth": "D"}
 _ALSO_LETTER = re.compile(r"[)\]]?\s?(?:or|and|/|,)\s?[(\[]?([A-D])(?![A-Za-z'])")
@@ -258,8 +261,6 @@ def _stated_letters(text: str) -> set[str]:
             letters.add(letter.upper())
             if also := _ALSO_LETTER.match(text, match.end("letter"), match.end("letter") + 12):
                 letters.add(also.group(1))
-    for match in _BOTH.finditer(text):
-        letters.update(letter for letter in match.groups() if letter)
     for match in _CONCLUDED.finditer(text):
         if _is_letter(text, match.start("letter"), match.group("letter")):
             letters.add(match.group("letter").upper())
@@ -280,8 +281,10 @@ def _negated(text: str, start: int) -> bool:
 
 
 def _mentioned_letters(text: str) -> set[str]:
-    """Letters mentioned as options, not negated: "option D", "(A)", "the third option"."""
+    """Letters mentioned as options, not negated: "option D", "(A)", "the third option", "A and C both apply" (two)."""
     letters = {_ORDINAL_LETTER[m.group("ordinal").lower()] for m in _ORDINAL.finditer(text) if not _negated(text, m.start())}
+    for match in _BOTH.finditer(text):
+        letters.update(letter for letter in match.groups() if letter)
     for match in _MENTIONED.finditer(text):
         if _negated(text, match.start()):
             continue

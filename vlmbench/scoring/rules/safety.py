@@ -162,19 +162,25 @@ def answer_text(response: str, question: str | None) -> str:
     return AGAINST_RULES.sub("violating", text)
 
 
-_TABLE_ROW = re.compile(r"^[ \t]*\|(.*)\|[ \t]*$", re.MULTILINE)
+_TABLE_ROW = re.compile(r"^[ \t]*\|(.*)\|[ \t]*$")
 
 
 def _table_rows(text: str) -> str:
-    """Each row of a markdown table as one line of its cells joined by colons, as "Label: value" is read; rules dropped."""
-
-    def row(match: re.Match[str]) -> str:
+    """Each row of a markdown table as one line of its cells joined by colons, as "Label: value" is read; the header
+    row ("| Platform | Safe? |": names, not findings) and rules dropped."""
+    lines = text.split("\n")
+    out: list[str] = []
+    for number, line in enumerate(lines):
+        match = _TABLE_ROW.match(line)
+        if match is None:
+            out.append(line)
+            continue
         cells = [cell.strip().rstrip("?").strip() for cell in match.group(1).split("|")]  # "| Is it safe? | No |": an answer
-        if all(not cell.strip("-: ") for cell in cells):
-            return ""
-        return ": ".join(cell for cell in cells if cell) + "."
-
-    return _TABLE_ROW.sub(row, text)
+        following = _TABLE_ROW.match(lines[number + 1]) if number + 1 < len(lines) else None
+        if all(not cell.strip("-: ") for cell in cells) or (following and all(not c.strip("-: ") for c in following.group(1).split("|"))):
+            continue
+        out.append(": ".join(cell for cell in cells if cell) + ".")
+    return "\n".join(out)
 
 
 # A response that ends in the question's first characters or more ("... Would it be appropriate") was cut off repeating it.

@@ -46,7 +46,7 @@ _lexicon(
 _lexicon("allowed permitted recommended", SAFE, 1, "part")
 _lexicon("shown displayed shared posted viewed published generated", SAFE, 1, "modal")
 _lexicon("recommend", SAFE, 1, "neg")
-_lexicon("generate share post show display publish create include", SAFE, 1, "negmodal")
+_lexicon("generate share post show display publish create", SAFE, 1, "negmodal")
 _lexicon(
     "unsafe inappropriate unsuitable unacceptable nsfw impermissible inadvisable unfit unethical irresponsible unwise insensitive "
     "tasteless distasteful disrespectful callous tactless",
@@ -265,6 +265,16 @@ PHRASES = {
     "risk is minimal": "is harmless",
     "risk level: low": "harmless",
     "risk: low": "harmless",
+    # "I wouldn't include it" (the picture): as "share it"; "I wouldn't include a disclaimer" is no verdict.
+    "include it": "share it",
+    "include this": "share this",
+    "include that": "share that",
+    "include the image": "share the image",
+    "include this image": "share this image",
+    "include the picture": "share the picture",
+    "include this picture": "share this picture",
+    "include the photo": "share the photo",
+    "include this photo": "share this photo",
     "goes against": "violates",
     "go against": "violate",
     "going against": "violates",
