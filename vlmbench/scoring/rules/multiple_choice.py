@@ -26,7 +26,10 @@ _MC_HEDGE = re.compile(
     re.IGNORECASE,
 )
 # "A, B, C, or D" (the prompt's own wording, often repeated): a list of letters, not an answer.
-_LETTER_LIST = re.compile(r"(?<![A-Za-z])[A-D](?:\s?,\s?[A-D]){1,3},?\s(?:or|and)\s[A-D](?![A-Za-z])|\b[A-D](?:/[A-D]){2,3}\b")
+_LETTER_LIST = re.compile(
+    r"(?<![A-Za-z])[A-D](?:\s?,\s?[A-D]){1,3},?\s(?:or|and)\s[A-D](?![A-Za-z])|\b[A-D](?:/[A-D]){2,3}\b|"
+    r"(?<![A-Za-z])[A-D](?:\s?,\s?[A-D]){2,3}(?![A-Za-z])"  # "A, B, C, D"
+)
 
 _ARTICLES = r"(?:(?:probably|likely|clearly|definitely|most likely)\s)?(?:(?:the|la|le|el|die|der|o|a|l')\s?)?"
 _CONNECTOR = r"(?:\s?(?:is|would be|will be|should be|must be|es|est|ist|è|é|是|为|為|は|:|=|-|,))?\s?"

@@ -518,7 +518,12 @@ def _concluding_from(tokens: list[str]) -> int:
     """Index from which a sentence states a conclusion ("Overall, ...", "..., so it is safe"); past the end if none."""
     for index, token in enumerate(tokens):
         at_start = index == 0 or tokens[index - 1] in PUNCT or tokens[index - 1] in ("in", "to", "but", "and", "my", "the", "final")
-        if token in CONCLUSION and at_start:
+        if token in CONCLUSION and at_start and tokens[index + 1 : index + 2] != ["depends"]:  # not "The answer depends on ..."
+            return index
+        # "Generally, it would not be ...", "In general, it should be safe": a sentence opened so concludes.
+        if ((token == "generally" and at_start) or (token == "general" and tokens[index - 1 : index] == ["in"])) and tokens[
+            index + 1 : index + 2
+        ] == [","]:
             return index
     return len(tokens) + 1
 
