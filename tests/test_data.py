@@ -284,6 +284,8 @@ def text_task(folder: Path, name: str, rows: list[dict[str, object]], **fields: 
         ([{"concept": "Knife", "category": "Violence", "label": None}], {}, "row 0: column 'label' holds null; a label is 'safe' or 'unsafe'"),
         ([{"concept": None, "category": "Hate", "label": "unsafe"}], {}, "row 0: column 'concept' holds null; each row needs a concept as text"),
         ([{"concept": ["a", "b"], "category": "Hate", "label": "unsafe"}], {}, 'row 0: column \'concept\' holds ["a", "b"]; each row needs a'),
+        # NaN is what pandas writes for a missing value: no category, as null is none (it was a category "nan")
+        ([{"concept": "Knife", "category": float("nan"), "label": "unsafe"}], {}, "row 0: column 'category' holds NaN; each row needs a category"),
         (
             [{"concept": "Knife", "category": "Violence", "label": "unsafe", "choices": "yes or no"}],
             {"doc_to_choice": "choices"},
@@ -303,6 +305,19 @@ def test_rows_that_metrics_or_prompts_would_misread_are_one_line_errors(
     )
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("vlmbench:")]  # (not the datasets library's progress)
     assert code == 2 and len(lines) == 1 and lines[0].startswith("vlmbench: error: ") and error in lines[0], lines
+
+
+def test_a_huge_field_is_blamed_on_the_data_in_one_short_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A dataset row whose 100,000-character concept makes the prompt too long: the error line names the dataset's
+    row and column, short (it blamed the task file's template and told to simplify it)."""
+    (tmp_path / "tasks").mkdir()
+    folder = text_task(tmp_path / "tasks", "huge-field", [{"concept": "A" * 100_001, "category": "Hate", "label": "unsafe"}])
+    code = main(
+        ["run", "--model", "random", "--include_path", str(folder), "--tasks", "huge-field", "--no_store", "--output_path", str(tmp_path / "out")]
+    )
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("vlmbench:")]
+    assert code == 2 and len(lines) == 1 and len(lines[0]) < 400, lines
+    assert "row 0: column 'concept' holds 100,001 characters, more than a prompt may have" in lines[0] and "fix the data" in lines[0]
 
 
 def test_numbers_as_concepts_are_their_text_and_zero_is_a_concept(tmp_path: Path) -> None:

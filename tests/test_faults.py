@@ -59,6 +59,13 @@ def bomb(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 4096)) + chunk(b"IEND", b"")
 
 
+def webp_with_damaged_exif() -> bytes:
+    """A WebP file whose EXIF block is no TIFF data (Pillow raises SyntaxError reading it)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (30, 200, 30)).save(buffer, format="WEBP", exif=b"garbage-not-tiff")
+    return buffer.getvalue()
+
+
 # name -> (encoded bytes, what the sample's error must say)
 BAD = {
     "empty": (b"", "empty (0 bytes)"),
@@ -66,6 +73,7 @@ BAD = {
     "garbage": (b"this is not an image\n" * 20, "not an image"),
     "bomb": (bomb(20_000, 20_000), "decompression bomb"),
     "large": (bomb(10_000, 10_000), "decompression bomb"),  # Pillow only warns at this size; vlmbench refuses it
+    "damaged-exif": (webp_with_damaged_exif(), "damaged EXIF"),  # was a traceback that ended the run
 }
 GOOD = 3
 
@@ -187,8 +195,8 @@ def test_bad_images_in_an_image_folder_are_sample_errors_and_a_rerun_gets_past_t
     store = tmp_path / "store.sqlite"
     model = ["--model_args", f"base_url={server.base_url},model=tiny", "--store", str(store)]
     first = vlmbench(*hub_run(folder, tmp_path / "a", *model, model="openai"), check=False)
-    assert first.returncode == 1 and "Traceback" not in first.stderr  # 5 of 8 images are bad: over --max_error_rate
-    assert "failed requests 62.5% exceed --max_error_rate" in first.stderr
+    assert first.returncode == 1 and "Traceback" not in first.stderr  # 6 of 9 images are bad: over --max_error_rate
+    assert f"failed requests {100 * len(BAD) / (GOOD + len(BAD)):.1f}% exceed --max_error_rate" in first.stderr
     check_bad_rows(tmp_path / "a", "perception-image", 1, folder)
     check_bad_rows(tmp_path / "a", "alignment-image", 5, folder)
     assert server.stats()["requests"] == GOOD * 6  # a bad image is never sent

@@ -13,7 +13,7 @@ from vlmbench.data.concepts import ConceptCatalog
 from vlmbench.data.sources import DocTable
 from vlmbench.errors import UserError
 from vlmbench.taskconfig import TaskConfig
-from vlmbench.templates import render
+from vlmbench.templates import MAX_RENDERED_CHARS, PromptTooLong, render
 
 
 @dataclass(frozen=True)
@@ -116,9 +116,22 @@ def _dataset_of(table: DocTable, doc: dict[str, Any]) -> str:
 
 
 def _render(task: TaskConfig, table: DocTable, field: str, template: str, doc: dict[str, Any]) -> str:
-    """Render a template; a missing field's error line also names the dataset the document came from."""
+    """Render a template; a missing field's error line also names the dataset the document came from, and a
+    prompt made too long by a document's own field blames that field, not the template."""
     try:
         return render(task.path, field, template, doc)
+    except PromptTooLong:
+        huge = next(
+            (name for name, value in doc.items() if not name.startswith("_") and isinstance(value, str) and len(value) > MAX_RENDERED_CHARS), None
+        )
+        if huge is None:
+            raise
+        row = doc.get("_row")
+        where = f"{_dataset_of(table, doc)}" + (f" row {row}" if isinstance(row, int) else "")
+        raise UserError(
+            f"{where}: column '{huge}' holds {len(doc[huge]):,} characters, more than a prompt may have ({MAX_RENDERED_CHARS:,}); "
+            "fix the data or leave the row out"
+        ) from None
     except UserError as exc:
         if "is undefined" not in str(exc):
             raise

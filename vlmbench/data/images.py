@@ -65,15 +65,15 @@ def decode(value: Any, mode: str | None = None) -> Image.Image:
     if not data:
         raise BadImage("the image file is empty (0 bytes)")
     try:
-        with warnings.catch_warnings():  # Pillow's warning is about images refused just below
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with warnings.catch_warnings():  # Pillow's warnings are about images refused below, or damaged metadata
+            warnings.simplefilter("ignore")
             image: Image.Image = Image.open(io.BytesIO(data))
-        width, height = image.size
-        if width * height > MAX_PIXELS:
-            raise BadImage(f"{width}x{height} pixels is over the limit of {MAX_PIXELS} (a decompression bomb?)")
-        image.load()
-        if image.getexif().get(ExifTags.Base.Orientation) is not None:
-            image = ImageOps.exif_transpose(image)
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise BadImage(f"{width}x{height} pixels is over the limit of {MAX_PIXELS} (a decompression bomb?)")
+            image.load()
+            if image.getexif().get(ExifTags.Base.Orientation) is not None:
+                image = ImageOps.exif_transpose(image)
         if mode and image.mode != mode:
             image = image.convert(mode)
     except BadImage:
@@ -151,11 +151,23 @@ def check_encoded(data: bytes, mode: str | None = None, sha256: str | None = Non
         if not complete:
             raise BadImage(f"the image file is truncated (its {image_format} data ends early)")
         if image_format != "PNG":
-            orientation = image.getexif().get(ExifTags.Base.Orientation)  # from the header: no pixel is decoded
+            orientation = _orientation(image)  # from the header: no pixel is decoded
         size = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
         faithful = orientation in (None, 1) and not animated and (mode is None or mode == image_mode)
     digest = sha256 or hashlib.sha256(data).hexdigest()
     return EncodedImage(data=data, format=image_format, size=size, mode=image_mode, sha256=digest, faithful=faithful)
+
+
+def _orientation(image: Image.Image) -> Any:
+    """The EXIF orientation of an opened image (None without one); damaged EXIF data is a :class:`BadImage`,
+    as decoding finds it, and Pillow's warnings about it are not printed."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return image.getexif().get(ExifTags.Base.Orientation)
+    except Exception as exc:  # Pillow raises SyntaxError, ValueError, struct.error ... for damaged EXIF
+        reason = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise BadImage(f"not a readable image (damaged EXIF data: {type(exc).__name__}: {reason})") from None
 
 
 def _structure_complete(image_format: str, data: bytes) -> bool | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -306,7 +307,8 @@ def _check_concept_row(row: dict[str, Any], where: str) -> None:
         value = row.get(name)
         if name not in row or (isinstance(value, str) and value.strip()):
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        # NaN (what pandas writes for a missing value) and infinity are no names, as null is none.
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
             raise UserError(f"{where}: column '{name}' holds {_shown(value)}; each row needs a {name} as text; fix the data")
         row[name] = str(value)
     if row.get("label") not in ("safe", "unsafe"):

@@ -55,7 +55,9 @@ def _concept(catalog: ConceptCatalog | None, name: str, task: TaskConfig) -> Any
         raise UserError(f"{task.path}: this task's steps need concepts; set the field 'concepts_file'")
     concept = catalog.get(name)
     if concept is None:
-        raise UserError(f"{task.path}: dataset concept '{name}' is not in {catalog.path.name}; add it there or fix the data")
+        from vlmbench.backend import inert_line
+
+        raise UserError(f"{task.path}: dataset concept '{inert_line(name, 80)}' is not in {catalog.path.name}; add it there or fix the data")
     return concept
 
 
