@@ -286,6 +286,12 @@ def text_task(folder: Path, name: str, rows: list[dict[str, object]], **fields: 
         ([{"concept": ["a", "b"], "category": "Hate", "label": "unsafe"}], {}, 'row 0: column \'concept\' holds ["a", "b"]; each row needs a'),
         # NaN is what pandas writes for a missing value: no category, as null is none (it was a category "nan")
         ([{"concept": "Knife", "category": float("nan"), "label": "unsafe"}], {}, "row 0: column 'category' holds NaN; each row needs a category"),
+        # a category column read by a step: null was the default category "all", which reads as the overall figure
+        (
+            [{"concept": "Knife", "category": "Violence", "label": "unsafe", "kind": None}],
+            {"process_docs": [{"category_from": {"column": "kind"}}]},
+            "step category_from: row 0 of the data holds null in column 'kind', no category name; fix the data",
+        ),
         (
             [{"concept": "Knife", "category": "Violence", "label": "unsafe", "choices": "yes or no"}],
             {"doc_to_choice": "choices"},

@@ -27,6 +27,7 @@ Steps (``process_docs``):
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -139,13 +140,25 @@ def attach_questions(docs: Docs, task: TaskConfig, questions: str, **_: Any) -> 
     return out
 
 
-def category_from(docs: Docs, column: str, values: Mapping[str, str] | None = None, **_: Any) -> Docs:
-    """Each row's ``category`` from ``column`` (renamed through ``values``); rows without the column keep theirs."""
+def category_from(docs: Docs, column: str, values: Mapping[str, str] | None = None, **kwargs: Any) -> Docs:
+    """Each row's ``category`` from ``column`` (renamed through ``values``); rows without the column keep theirs.
+    A row whose column holds no name (null, empty, NaN, a list) is a one-line error: grouped under the default
+    category it would read as the task's overall figure."""
     names = dict(values or {})
     out = []
     for doc in docs:
-        raw = doc.get(column)
-        out.append({**doc, "category": names.get(str(raw), str(raw))} if raw is not None and raw != "" else dict(doc))
+        if column not in doc:
+            out.append(dict(doc))
+            continue
+        raw = doc[column]
+        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)) or raw == "" or (isinstance(raw, float) and not math.isfinite(raw)):
+            task = kwargs.get("task")
+            where = f"{task.path}: " if task is not None else ""
+            shown = json.dumps(raw, ensure_ascii=True, default=repr)[:60]
+            raise UserError(
+                f"{where}step category_from: row {doc.get('_row')} of the data holds {shown} in column '{column}', no category name; fix the data"
+            )
+        out.append({**doc, "category": names.get(str(raw), str(raw))})
     return out
 
 
