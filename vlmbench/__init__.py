@@ -13,7 +13,8 @@ The public API:
   :class:`ScorerOptions`, :class:`JudgeCalls` (a model judge's calls in the response store),
   :class:`MetricSpec`, :class:`DocStepSpec`, :class:`CommandSpec`;
 - :class:`UserError` for mistakes a user can fix (printed as one line); :class:`BadImage` for an
-  image that cannot be read (a per-sample error, never an answer);
+  image that cannot be read (a per-sample error, never an answer); :func:`png_pixels_complete`: whether a
+  PNG's stored pixel data is whole (for a backend that sends stored bytes as they are);
 - :func:`cache_dir`: the folder where a plugin may keep what it can make again; :class:`FileHashes`:
   the sha256 of whole files kept there between runs while each file is unchanged (a local model's weights);
   :func:`read_regular_file` (:class:`FileRefused`): a file read only if it is a regular file under a size cap
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from vlmbench.cache import cache_dir
     from vlmbench.cli.commands import CommandSpec
     from vlmbench.data.hashcache import FileHashes
-    from vlmbench.data.images import BadImage
+    from vlmbench.data.images import BadImage, png_pixels_complete
     from vlmbench.data.steps import DocStepSpec
     from vlmbench.evaluation import EvalConfig, RunResult, evaluate, parse_data_files, parse_key_values, score, task_documents
     from vlmbench.numbers import whole_number
@@ -77,7 +78,7 @@ _LAZY = {
     "vlmbench.cli.commands": ("CommandSpec",),
     "vlmbench.data.steps": ("DocStepSpec",),
     "vlmbench.evaluation": ("EvalConfig", "RunResult", "evaluate", "parse_data_files", "parse_key_values", "score", "task_documents"),
-    "vlmbench.data.images": ("BadImage",),
+    "vlmbench.data.images": ("BadImage", "png_pixels_complete"),
     "vlmbench.data.hashcache": ("FileHashes",),
     "vlmbench.safefiles": ("FileRefused", "read_regular_file", "replace_file"),
     "vlmbench.numbers": ("whole_number",),
@@ -127,6 +128,7 @@ __all__ = [
     "hookimpl",
     "parse_data_files",
     "parse_key_values",
+    "png_pixels_complete",
     "read_regular_file",
     "replace_file",
     "score",

@@ -38,6 +38,7 @@ from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from vlmbench import BadImage, png_pixels_complete
 from vlmbench.backend import BackendBase, BackendOptions, ImagePart, Message, Request, Response, TextPart, inert_line, token_count
 from vlmbench.errors import UserError
 from vlmbench.http import (
@@ -185,6 +186,9 @@ def encode_image(part: ImagePart, max_side: int | None = None) -> str:
     """
     if sends_as_stored(part, max_side):
         assert part.data is not None
+        if part.format == "PNG" and not png_pixels_complete(part.data):  # never sent: decoding refuses it too
+            part.load()  # raises BadImage naming where the image comes from
+            raise BadImage("the image file is truncated (its PNG pixel data ends early)")
         return f"data:{part.mime_type};base64," + base64.b64encode(part.data).decode("ascii")
     image = part.load()
     if max_side is not None and max(image.size) > max_side:
@@ -218,7 +222,7 @@ class _ImageUrls:
             import asyncio
 
             loop = asyncio.get_running_loop()
-            if sends_as_stored(part, self.max_side):
+            if sends_as_stored(part, self.max_side) and part.format != "PNG":  # a PNG's pixel data is checked off the loop
                 future: asyncio.Future[str] = loop.create_future()
                 future.set_result(encode_image(part, self.max_side))
             else:
