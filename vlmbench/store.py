@@ -231,8 +231,7 @@ class ResponseStore:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 return
             except sqlite3.OperationalError as exc:
-                code = getattr(exc, "sqlite_errorcode", None)
-                if not isinstance(code, int) or code & 0xFF not in (_BUSY, _LOCKED) or time.monotonic() + pause > deadline:
+                if _primary_code(exc) not in (_BUSY, _LOCKED) or time.monotonic() + pause > deadline:
                     raise
             time.sleep(pause)
             pause = min(2 * pause, 0.25)
@@ -455,8 +454,7 @@ class ResponseStore:
 
     def _problem(self, exc: sqlite3.Error, doing: str) -> UserError:
         """A one-line error for a SQLite failure: what happened to which file, and what to do."""
-        code = getattr(exc, "sqlite_errorcode", None)
-        primary = code & 0xFF if isinstance(code, int) else None
+        primary = _primary_code(exc)
         text = str(exc) or type(exc).__name__
         where = f"response store {self.path}"
         # "Could not decode to UTF-8": a row holds bytes the store never writes (damage, or a crafted file).
@@ -574,6 +572,12 @@ def parse_provenance(text: Any) -> dict[str, Any] | None:
     if not isinstance(packages, dict) or not all(isinstance(v, str) for v in packages.values()):
         return None
     return value
+
+
+def _primary_code(exc: sqlite3.Error) -> int | None:
+    """SQLite's primary result code of a failure (SQLITE_BUSY for every kind of busy), or None when it names none."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:

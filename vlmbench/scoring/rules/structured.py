@@ -71,7 +71,7 @@ def _field_verdicts(found: Mapping[str, Any], read_text: Callable[[str], str | N
     verdicts: set[str | None] = set()
     harms: set[str | None] = set()
     for key, value in found.items():
-        name = re.sub(r"[\s-]+", "_", str(key).strip().lower())[:60]
+        name = _field_name(key)
         judged = _JUDGEMENT_FIELD.match(name)
         if judged and _is_flag(value):
             flag = _flag(value)
@@ -102,12 +102,13 @@ def json_refusal(response: str) -> bool | None:
     found = json_object(response)
     if found is None:
         return None
-    flags = {
-        _flag(value)
-        for key, value in found.items()
-        if re.sub(r"[\s-]+", "_", str(key).strip().lower())[:60] in _REFUSAL_FIELDS and _is_flag(value) and value is not None
-    }
+    flags = {_flag(value) for key, value in found.items() if _field_name(key) in _REFUSAL_FIELDS and _is_flag(value) and value is not None}
     return flags.pop() if len(flags) == 1 else None
+
+
+def _field_name(key: Any) -> str:
+    """A JSON key as the field names here are written: lower case, words joined by "_" ("Is Safe" -> "is_safe")."""
+    return re.sub(r"[\s-]+", "_", str(key).strip().lower())[:60]
 
 
 _TEXT_FLAGS = {"true": True, "yes": True, "false": False, "no": False, "none": False}
