@@ -12,8 +12,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jsonschema
-
 from vlmbench.errors import UserError
 from vlmbench.taskconfig import TaskConfig, task_schema
 
@@ -93,6 +91,8 @@ def parse_gen_kwargs(value: str | Mapping[str, Any] | None, base: Mapping[str, A
             from vlmbench.pluginmanager import did_you_mean
 
             raise UserError(f"--gen_kwargs: unknown setting '{key}'{did_you_mean(key, allowed)}; valid: {', '.join(allowed)}")
+        import jsonschema
+
         error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator({"type": "object", **schema}).iter_errors({key: item}))
         if error is not None:
             raise UserError(f"--gen_kwargs: {key}={item!r} is invalid ({error.message}); {EXAMPLE}")

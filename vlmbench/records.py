@@ -8,16 +8,16 @@ constructor of a sample record: the runner and ``leaderboard verify`` both use i
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypedDict
 
 from vlmbench.backend import Response
+from vlmbench.jsontext import compact_encoder
 from vlmbench.samples import Sample
 
 BLANK_SHA256 = "blank-white-1000x1000"
 
-RECORD_JSON = json.JSONEncoder(ensure_ascii=False)
-"""The encoder of a samples file's lines: ``json.dumps(record, ensure_ascii=False)``, without building an encoder per record."""
+record_json = compact_encoder()
+"""The JSON text of a samples file's line: ``json.dumps(record, ensure_ascii=False)``, from one encoder built once."""
 
 
 class ImageRef(TypedDict, total=False):

@@ -6,8 +6,6 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from tabulate import tabulate
-
 from vlmbench.backend import inert_line
 
 COUNTS = ("n_samples", "n_errors", "unparsed_rate", "refusal_rate")
@@ -32,6 +30,8 @@ def _table(rows: list[list[Any]], headers: list[str]) -> str:
     # Numbers stay as formatted (3 decimals, signed gaps): tabulate would re-format "0.500" as "0.5". Text
     # (task names and the like, which a run folder from elsewhere may spell with escape sequences) is inert.
     inert = [[inert_line(cell) or "" if isinstance(cell, str) else cell for cell in row] for row in rows]
+    from tabulate import tabulate  # here: the report is the last thing a run does
+
     return tabulate(inert, headers=headers, disable_numparse=True)
 
 
@@ -214,5 +214,7 @@ def judges_tables(results: Mapping[str, Any]) -> list[str]:
             kappa = "-" if value["kappa"] is None else f"{value['kappa']:.3f}"
             rows.append([name, pair, value["n"], _rate(value["agreement"]), kappa])
     if rows:
+        from tabulate import tabulate
+
         parts.append(tabulate(rows, headers=["task", "judges", "n", "agreement", "Cohen's kappa"]))
     return parts

@@ -21,7 +21,8 @@ from typing import Any, cast
 import vlmbench
 from vlmbench.backend import inert_line
 from vlmbench.errors import UserError
-from vlmbench.records import RECORD_JSON, Results, RunManifest, SampleRecord, TaskManifest, TaskResults
+from vlmbench.jsontext import outline
+from vlmbench.records import Results, RunManifest, SampleRecord, TaskManifest, TaskResults, record_json
 from vlmbench.redact import redact
 from vlmbench.runner import TaskPrediction
 from vlmbench.safefiles import FileRefused, read_regular_file, replace_file
@@ -59,16 +60,18 @@ def validate_results(results: dict[str, Any]) -> None:
     import fastjsonschema
 
     try:
-        _compiled_results_schema()(results)
+        results_validator()(results)
     except fastjsonschema.JsonSchemaException as exc:
         raise UserError(f"results do not match the results schema ({exc}); this is a bug in vlmbench or a plugin") from None
 
 
 @lru_cache(maxsize=1)
-def _compiled_results_schema() -> Any:
-    import fastjsonschema
+def results_validator() -> Any:
+    """The compiled validator of results files (:func:`vlmbench.schemacache.compiled_validator`): returns the
+    document or raises ``fastjsonschema.JsonSchemaException``."""
+    from vlmbench.schemacache import compiled_validator
 
-    return fastjsonschema.compile(results_schema())
+    return compiled_validator(results_schema())
 
 
 def git_commit() -> str | None:
@@ -136,7 +139,7 @@ def manifest_task(prediction: TaskPrediction, run_dir: Path, judges: list[str] |
 
 def write_json(path: Path, value: Mapping[str, Any]) -> Path:
     """Write JSON atomically (a crash leaves the old file or the new one, never half of one)."""
-    replace_file(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    replace_file(path, outline(value) + "\n")
     return path
 
 
@@ -316,9 +319,9 @@ def scored_line(record: SampleRecord, written: str | None = None) -> str:
     """The JSON line of a scored record. ``written``: the line the run wrote for it before scoring. The
     verdict fields end every record, so only they are serialized again: the same text as the whole record's."""
     if written is not None and written.endswith(_UNSCORED_END) and tuple(record)[-3:] == _VERDICT_FIELDS:
-        verdicts = RECORD_JSON.encode({name: record[name] for name in _VERDICT_FIELDS})  # type: ignore[literal-required]
+        verdicts = record_json({name: record[name] for name in _VERDICT_FIELDS})  # type: ignore[literal-required]
         return written[: -len(_UNSCORED_END)] + verdicts[1:] + "\n"
-    return RECORD_JSON.encode(record) + "\n"
+    return record_json(record) + "\n"
 
 
 def score_run(run_dir: Path, judging: JudgeConfig | None = None, written: Mapping[str, Sequence[tuple[SampleRecord, str]]] | None = None) -> Results:

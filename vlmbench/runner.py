@@ -30,7 +30,7 @@ from vlmbench.dispatch import Item, dispatch
 from vlmbench.errors import UserError
 from vlmbench.http.limits import reply_char_limit
 from vlmbench.progress import TaskProgress, announce_reusable
-from vlmbench.records import BLANK_SHA256, RECORD_JSON, SampleRecord, new_record
+from vlmbench.records import BLANK_SHA256, SampleRecord, new_record, record_json
 from vlmbench.samples import Sample, build_samples
 
 if TYPE_CHECKING:
@@ -328,7 +328,7 @@ class _SamplesWriter:
 
     def add(self, record: SampleRecord, flush: bool = True) -> None:
         """Append ``record`` and, with ``flush``, put what is written on disk."""
-        line = RECORD_JSON.encode(record) + "\n"
+        line = record_json(record) + "\n"
         self._do(lambda: self.file.write(line))
         if flush:  # an answer just paid for is on disk before the next one is asked for
             self.flush()

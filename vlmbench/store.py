@@ -40,6 +40,7 @@ from typing import Any, Literal
 from vlmbench.backend import GenerationSettings, Response, token_count
 from vlmbench.claims import CLAIM_TTL_S, Heartbeat, held_by_another, new_owner
 from vlmbench.errors import UserError
+from vlmbench.jsontext import compact_encoder
 
 STORE_ENV = "VLMBENCH_STORE"
 STORE_TABLES = frozenset({"responses", "provenance", "claims"})
@@ -129,9 +130,9 @@ def request_key(
 
 
 # What json.dumps(value, sort_keys=True, ensure_ascii=False) and json.dumps(value, ensure_ascii=False) give,
-# without building an encoder per call (a re-run computes a key per request).
-_SORTED_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
-_JSON = json.JSONEncoder(ensure_ascii=False)
+# from encoders built once (a re-run computes a key per request).
+_SORTED_JSON = compact_encoder(sort_keys=True)
+_JSON = compact_encoder()
 
 
 _CHOICE_SETS_KEPT = 64
@@ -155,10 +156,10 @@ class RequestKeys:
         listed = tuple(answer_choices) if answer_choices else None
         choices = self._choices.get(listed)
         if choices is None:
-            choices = _JSON.encode(list(listed) if listed is not None else None)
+            choices = _JSON(list(listed) if listed is not None else None)
             if len(self._choices) < _CHOICE_SETS_KEPT:
                 self._choices[listed] = choices
-        text = '{"answer_choices": ' + choices + self._middle + _SORTED_JSON.encode(messages) + self._end
+        text = '{"answer_choices": ' + choices + self._middle + _SORTED_JSON(messages) + self._end
         return hashlib.sha256(text.encode()).hexdigest()
 
 

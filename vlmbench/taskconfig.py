@@ -10,19 +10,22 @@ import hashlib
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
 from vlmbench.errors import UserError
 from vlmbench.pluginmanager import did_you_mean
 from vlmbench.safeyaml import YamlRefused, load_yaml_file
+from vlmbench.schemacache import quick_validator
+
+if TYPE_CHECKING:
+    import jsonschema
 
 SCHEMA_FILE = "task.schema.json"
 PATH_FIELDS = ("concepts_file", "dataset_path")
@@ -332,6 +335,8 @@ def _schema_problems(path: Path, data: dict[str, Any], definition: str, partial:
 def _pattern_to_the_end(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[jsonschema.ValidationError]:
     """JSON Schema's ``pattern`` with a final ``$`` read as ECMA-262 reads it, the end of the text: Python's
     ``$`` also matches before a last newline, which would let "all\n" pass as a name."""
+    import jsonschema
+
     if not validator.is_type(instance, "string"):
         return
     if pattern.endswith("$") and not pattern.endswith("\\$"):
@@ -340,17 +345,33 @@ def _pattern_to_the_end(validator: Any, pattern: str, instance: Any, schema: Any
         yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-# Task files are checked with this validator: Draft 2020-12, patterns anchored as the schema's standard says.
-TaskValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern_to_the_end})
+@lru_cache(maxsize=1)
+def task_validator() -> Any:
+    """The validator class task files and step arguments are explained with: Draft 2020-12, patterns anchored
+    as the schema's standard says. (Imported only for a document that fails the quick check.)"""
+    import jsonschema
+
+    return jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern_to_the_end})
 
 
-def _check_schema(path: Path, data: dict[str, Any], definition: str, partial: bool) -> list[str]:
+@lru_cache(maxsize=8)
+def _definition_schema(definition: str, partial: bool) -> dict[str, Any]:
     schema = task_schema()
     target = dict(schema["$defs"][definition])
     if partial:
         target.pop("required", None)
-    validator = TaskValidator({"$defs": schema["$defs"], **target})
-    allowed = list(target.get("properties", {}))
+    return {"$defs": schema["$defs"], **target}
+
+
+def _check_schema(path: Path, data: dict[str, Any], definition: str, partial: bool) -> list[str]:
+    document = _definition_schema(definition, partial)
+    quick = quick_validator(document)
+    if quick is not None and quick(data):
+        return []
+    import jsonschema
+
+    validator = task_validator()(document)
+    allowed = list(document.get("properties", {}))
     problems = []
     for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
         best = jsonschema.exceptions.best_match([error])
@@ -395,7 +416,7 @@ def _registry_problems(path: Path, data: dict[str, Any], where: str = "") -> lis
                 f"registered: {', '.join(steps)}"
             )
             continue
-        error = jsonschema.exceptions.best_match(TaskValidator(dict(steps[name].args_schema)).iter_errors(args or {}))
+        error = _step_args_error(steps[name].args_schema, args or {})
         if error is not None:
             field = ".".join([f"{where}process_docs.{index}.{name}", *(str(p) for p in error.absolute_path)])
             if error.validator == "additionalProperties":
@@ -403,6 +424,17 @@ def _registry_problems(path: Path, data: dict[str, Any], where: str = "") -> lis
             else:
                 problems.append(f"{path}: field '{field}' = {json.dumps(error.instance, default=str)[:60]}: {_expected(error)}")
     return problems
+
+
+def _step_args_error(schema: Mapping[str, Any], args: Any) -> jsonschema.ValidationError | None:
+    """The error that best explains why a step's arguments fail its schema, or None when they pass."""
+    quick = quick_validator(schema)
+    if quick is not None and quick(args):
+        return None
+    import jsonschema
+
+    error: jsonschema.ValidationError | None = jsonschema.exceptions.best_match(task_validator()(dict(schema)).iter_errors(args))
+    return error
 
 
 def _template_problems(path: Path, data: dict[str, Any], where: str = "") -> list[str]:

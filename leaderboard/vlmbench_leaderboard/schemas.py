@@ -43,9 +43,9 @@ def metadata_validator() -> Any:
 @lru_cache(maxsize=1)
 def results_validator() -> Callable[[Any], Any]:
     """A compiled (fast) validator of results, raising ``fastjsonschema.JsonSchemaException``."""
-    import fastjsonschema
+    from vlmbench.results import results_validator as compiled
 
-    validate: Callable[[Any], Any] = fastjsonschema.compile(copy.deepcopy(results_schema()))
+    validate: Callable[[Any], Any] = compiled()
     return validate
 
 
