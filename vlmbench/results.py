@@ -21,6 +21,7 @@ from typing import Any, cast
 import vlmbench
 from vlmbench.backend import inert_line
 from vlmbench.errors import UserError
+from vlmbench.forked import map_in_two
 from vlmbench.jsontext import outline
 from vlmbench.records import Results, RunManifest, SampleRecord, TaskManifest, TaskResults, record_json
 from vlmbench.redact import redact
@@ -28,7 +29,7 @@ from vlmbench.runner import TaskPrediction
 from vlmbench.safefiles import FileRefused, read_regular_file, replace_file
 from vlmbench.scoring.aggregate import ScoringPlan, concept_categories, modality_gaps, score_records
 from vlmbench.scoring.base import ScorerOptions
-from vlmbench.scoring.judging import JudgeConfig
+from vlmbench.scoring.judging import JudgeConfig, judged_in_process
 from vlmbench.taskconfig import TaskConfig
 
 RECORDED_PACKAGES = ("vlmbench", "datasets", "pillow", "numpy", "pluggy", "jsonschema", "jinja2", "torch", "transformers", "accelerate", "openai")
@@ -334,15 +335,21 @@ def score_run(run_dir: Path, judging: JudgeConfig | None = None, written: Mappin
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     judging = judging or recorded_judging(manifest)
-    entries: dict[str, TaskResults] = {}
-    categories: dict[str, dict[str, str]] = {}
-    for name, entry in manifest["tasks"].items():
+
+    def score_one(name: str) -> tuple[TaskResults, dict[str, str]]:
+        entry = manifest["tasks"][name]
         kept = (written or {}).get(name)
-        entries[name], records = score_task(entry, run_dir, judging, kept)
-        categories[name] = concept_categories(records)
+        result, records = score_task(entry, run_dir, judging, kept)
         lines = {id(record): line for record, line in kept or ()}
-        path = _samples_file(run_dir, entry)
-        replace_file(path, "".join(scored_line(r, lines.get(id(r))) for r in records))
+        replace_file(_samples_file(run_dir, entry), "".join(scored_line(r, lines.get(id(r))) for r in records))
+        return result, concept_categories(records)
+
+    names = list(manifest["tasks"])
+    # Rule judges read text here and send nothing: the tasks may be scored on two cores (vlmbench.forked).
+    in_process = all(judged_in_process(manifest["tasks"][n], judging) for n in names)
+    scored = map_in_two(names, score_one, weight=lambda n: float(manifest["tasks"][n]["n_samples"]), allowed=in_process)
+    entries: dict[str, TaskResults] = {name: result for name, (result, _) in zip(names, scored)}
+    categories: dict[str, dict[str, str]] = {name: found for name, (_, found) in zip(names, scored)}
     gap_inputs = {name: {**entries[name], "metric_list": manifest["tasks"][name]["metric_list"]} for name in entries}
     results: Results = {
         "schema_version": 1,

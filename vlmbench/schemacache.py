@@ -17,6 +17,7 @@ import copy
 import hashlib
 import importlib.util
 import json
+import py_compile
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -51,8 +52,10 @@ def compiled_validator(schema: Mapping[str, Any], *, use_formats: bool = True) -
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         replace_file(path, code)
+        # Its bytecode too, now: an environment that sets PYTHONDONTWRITEBYTECODE would compile it on every import.
+        py_compile.compile(str(path), doraise=True)
         return _load(name, str(path))
-    except OSError:  # a read-only or full cache folder: this process compiles its own copy
+    except (OSError, py_compile.PyCompileError):  # a read-only or full cache folder: this process compiles its own copy
         namespace: dict[str, Any] = {}
         exec(compile(code, f"<{name}>", "exec"), namespace)
         validate: Callable[[Any], Any] = namespace["validate"]

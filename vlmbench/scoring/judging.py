@@ -107,3 +107,17 @@ def run_judges(
     if not outcomes:
         raise UserError(f"{task}: none of the judges {', '.join(names)} reads answers of format '{task_scorer}'; add --judge rules")
     return outcomes
+
+
+def judged_in_process(entry: Mapping[str, Any], config: JudgeConfig) -> bool:
+    """Whether every judge of a task (a manifest entry) is one of vlmbench's rule scorers, which read text in
+    this process, send nothing and keep no state: its scoring may then run in any process."""
+    scorer = entry.get("scorer") or entry.get("answer_parser")
+    names = config.names or tuple(entry.get("judges") or (RULES,))
+    if not isinstance(scorer, str) or any(name not in (RULES, scorer) for name in names):
+        return False
+    try:
+        built = make_judge(scorer, dict(entry.get("scorer_args") or {}), config.options)
+    except UserError:
+        return False
+    return isinstance(built, RuleScorer)
