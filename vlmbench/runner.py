@@ -41,6 +41,10 @@ from vlmbench.taskconfig import TaskConfig
 STORE_BATCH = 500
 """Stored answers looked up in one query (and held at once) when a task starts."""
 
+DEFERRED_RECORD_BYTES = 1024
+"""What a kept record whose line is not written yet counts against the budget besides its answer and prompt
+(its document, key and image reference: a hub-size run's lines average about 950 characters)."""
+
 KEEP_WRITTEN_BYTES = 64 * 2**20
 """The memory of the JSON lines a run keeps for scoring, with their records (beyond it, scoring reads the
 files back). The records take about as much again: a line and its record held 2.35-2.65 bytes per
@@ -70,7 +74,8 @@ class RunContext:
 @dataclass
 class TaskPrediction:
     """What predicting one task produced. The records are in ``samples_file``; ``written`` holds them too,
-    each with its JSON line as written, when the run's memory budget kept them (scoring then reads nothing back)."""
+    each with its JSON line as written (None: a reused answer's, left to scoring to write), when the run's
+    memory budget kept them (scoring then reads nothing back)."""
 
     task: TaskConfig
     datasets: list[DatasetInfo]
@@ -81,7 +86,7 @@ class TaskPrediction:
     seconds: float = 0.0
     usage: dict[str, int] = field(default_factory=dict)
     reused_from: set[str] = field(default_factory=set)  # the provenance digests that reused answers name
-    written: list[tuple[SampleRecord, str]] | None = None
+    written: list[tuple[SampleRecord, str | None]] | None = None
 
 
 def load_task_docs(task: TaskConfig, loaded: Loaded | None = None) -> tuple[DocTable, ConceptCatalog | None]:
@@ -260,7 +265,9 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
                     stored.request_id = sample.id
                     # No flush per record: the store holds these answers already; the batch is flushed at its end.
                     out.add(
-                        new_record(task.name, index, sample, image_sha, stored, reused=True, key=key, produced_with=stored.produced_with), flush=False
+                        new_record(task.name, index, sample, image_sha, stored, reused=True, key=key, produced_with=stored.produced_with),
+                        flush=False,
+                        stored=True,
                     )
                     prediction.reused += 1
                     if stored.produced_with:
@@ -319,15 +326,26 @@ class _SamplesWriter:
     """Appends sample records to a task's samples file, one JSON line each. With a run context, it also
     keeps each record with its line, for scoring, while the run's budget (``RunContext.keep_written``)
     lasts; once a record does not fit, the task keeps none (what it took goes back to the budget) and
-    scoring reads its file."""
+    scoring reads its file.
+
+    A reused answer is in the response store already: while its record is kept, its line is left to
+    scoring, which writes every line of the task once, with its verdicts (a re-run encodes each record once,
+    in the processes that score). Should the budget run out, those lines are written at once."""
 
     def __init__(self, file: IO[str], ctx: RunContext | None) -> None:
         self.file, self.ctx = file, ctx
-        self.kept: list[tuple[SampleRecord, str]] | None = [] if ctx is not None and ctx.keep_written > 0 else None
+        self.kept: list[tuple[SampleRecord, str | None]] | None = [] if ctx is not None and ctx.keep_written > 0 else None
         self._kept_bytes = 0
 
-    def add(self, record: SampleRecord, flush: bool = True) -> None:
-        """Append ``record`` and, with ``flush``, put what is written on disk."""
+    def add(self, record: SampleRecord, flush: bool = True, stored: bool = False) -> None:
+        """Append ``record`` and, with ``flush``, put what is written on disk. ``stored``: its answer is in the
+        response store (reused), so its line may be left to scoring (see the class)."""
+        if stored and self.kept is not None and self.ctx is not None:
+            size = _deferred_size(record)
+            if self.ctx.keep_written >= size:
+                self._keep(record, None, size)
+                return
+            self._stop_keeping()
         line = record_json(record) + "\n"
         self._do(lambda: self.file.write(line))
         if flush:  # an answer just paid for is on disk before the next one is asked for
@@ -336,12 +354,24 @@ class _SamplesWriter:
             return
         size = sys.getsizeof(line)  # 1, 2 or 4 bytes a character, as the text needs
         if self.ctx.keep_written < size:
-            self.ctx.keep_written += self._kept_bytes  # what this task took goes back to the run's budget
-            self.kept = None
+            self._stop_keeping()
             return
+        self._keep(record, line, size)
+
+    def _keep(self, record: SampleRecord, line: str | None, size: int) -> None:
+        assert self.kept is not None and self.ctx is not None
         self.ctx.keep_written -= size
         self._kept_bytes += size
         self.kept.append((record, line))
+
+    def _stop_keeping(self) -> None:
+        """Out of budget: what this task took goes back to the run's budget, and the lines left to scoring are written now."""
+        assert self.kept is not None and self.ctx is not None
+        left = [record for record, line in self.kept if line is None]
+        self.ctx.keep_written += self._kept_bytes
+        self.kept = None
+        text = "".join(record_json(record) + "\n" for record in left)
+        self._do(lambda: self.file.write(text))
 
     def flush(self) -> None:
         """Put what is written on disk."""
@@ -359,6 +389,11 @@ class _SamplesWriter:
                 f"cannot write {self.file.name} ({exc.strerror or type(exc).__name__}); free disk space or pass --output_path on another disk, "
                 f"then rerun the same command: every response stored so far is reused"
             ) from None
+
+
+def _deferred_size(record: SampleRecord) -> int:
+    """What a kept record whose line is left to scoring counts against the budget: about its line's size."""
+    return DEFERRED_RECORD_BYTES + sys.getsizeof(record["response"] or "") + sys.getsizeof(record["prompt"])
 
 
 def _add_usage(total: dict[str, int], usage: dict[str, int] | None) -> None:
