@@ -161,6 +161,7 @@ import gc, json, sys
 import vlmbench.evaluation as evaluation
 import vlmbench.runner as runner
 import vlmbench.samples as samples
+import vlmbench.forked as forked
 import vlmbench.scoring.aggregate as aggregate
 from vlmbench import cli, collector
 
@@ -190,6 +191,7 @@ def scoring(*args, **kwargs):
 
 
 evaluation.evaluate, samples.render, runner.dispatch, aggregate._summary = probe, rendering, sending, scoring
+forked.can_fork = lambda: False  # metrics are computed in this process, where the probe sees them (not in a scoring child)
 sys.argv = ["vlmbench", *sys.argv[1:]]
 code = cli.console()
 print(json.dumps({"code": code, **seen, "after": collector.enabled()}))

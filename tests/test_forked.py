@@ -1,4 +1,4 @@
-"""Work split with a forked child (vlmbench.forked): the same results, in order, with errors and lost children handled."""
+"""Work done with forked children (vlmbench.forked): the same results, with errors and lost children handled."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vlmbench.forked import map_in_two
+from vlmbench.forked import Background, map_in_two
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2, reason="forks only on Linux, two CPUs")
 
@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent(
     import json, os, sys
     from vlmbench import collector
     from vlmbench.errors import UserError
-    from vlmbench.forked import map_in_two
+    from vlmbench.forked import Background, map_in_two
 
     collector.enable()  # as the vlmbench command's own process
     parent = os.getpid()
@@ -95,3 +95,69 @@ def test_the_command_scores_on_two_cores_with_the_numbers_of_a_serial_run(tmp_pa
     serial = evaluate(EvalConfig(model="random", tasks="all", limit=12, use_store=False, output_path=tmp_path / "library"))
     assert len(forked[0]["tasks"]) >= 10
     assert forked == _comparable(serial.run_dir)
+
+
+BACKGROUND = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from vlmbench import collector
+    from vlmbench.errors import UserError
+    from vlmbench.forked import Background
+
+    collector.enable()  # as the vlmbench command's own process
+    parent = os.getpid()
+    case = sys.argv[1]
+
+    def work(item):
+        if case == "error" and item == 0 and os.getpid() != parent:
+            raise UserError("task 0 failed in a child")
+        if case == "lost" and os.getpid() != parent:
+            os._exit(3)
+        marker = sys.argv[2] + "/parent-working"
+        if os.getpid() == parent:
+            open(marker, "w").close()
+        elif item == 0:  # the first child stays busy until this process works on a piece itself
+            deadline = time.monotonic() + 60
+            while not os.path.exists(marker) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return {"item": item, "square": item * item, "by_child": os.getpid() != parent}
+
+    background = Background(work)
+    try:
+        for item in range(8):  # handed over while "predicting" the next one
+            assert background.submit(f"task-{item}", item, weight=float(item + 1))
+        print(json.dumps(background.drain()))
+    except UserError as exc:
+        print("UserError:", exc)
+    finally:
+        background.close()
+    """
+)
+
+
+def _background(case: str, folder: Path) -> str:
+    command = [sys.executable, "-c", BACKGROUND, case, str(folder)]
+    return subprocess.run(command, capture_output=True, text=True, check=True, timeout=120).stdout
+
+
+def test_handed_pieces_are_done_by_children_and_this_process(tmp_path: Path) -> None:
+    out = json.loads(_background("ok", tmp_path))
+    assert sorted(out) == [f"task-{i}" for i in range(8)] and all(out[f"task-{i}"]["square"] == i * i for i in range(8))
+    by_child = {key for key, result in out.items() if result["by_child"]}
+    # The first piece started a child at once; the others waited while it was busy, and once this process
+    # had nothing else to do it did the heaviest waiting one itself (and the child then finished).
+    assert "task-0" in by_child and "task-7" not in by_child
+
+
+def test_a_childs_error_is_raised_and_a_lost_childs_pieces_are_missing(tmp_path: Path) -> None:
+    assert _background("error", tmp_path).strip() == "UserError: task 0 failed in a child"
+    out = json.loads(_background("lost", tmp_path))
+    assert not any(result["by_child"] for result in out.values())  # every result here was done by this process
+    assert len(out) < 8  # the pieces of the lost children are left to the caller
+
+
+def test_without_forking_drain_does_every_piece_here() -> None:
+    background: Background[int, int] = Background(lambda i: i * 10)
+    assert all(background.submit(f"k{i}", i, weight=1.0) for i in range(5))
+    assert background.drain() == {f"k{i}": i * 10 for i in range(5)}
+    assert Background(lambda i: i, allowed=False).submit("k", 1, weight=1.0) is False

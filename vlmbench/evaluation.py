@@ -12,6 +12,7 @@ moment it arrives), writes the manifest as it goes, then scores through the one 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -128,13 +129,26 @@ def evaluate(config: EvalConfig) -> RunResult:
     from vlmbench.data.sources import Loaded
     from vlmbench.distributed import processes
     from vlmbench.errors import TaskSkipped
+    from vlmbench.forked import Background
     from vlmbench.overrides import apply_overrides, is_default_protocol, parse_gen_kwargs, protocol_generation
     from vlmbench.pluginmanager import backend_spec
     from vlmbench.progress import log as progress_log
     from vlmbench.progress import request_plan, throughput
     from vlmbench.redact import hash_secrets
-    from vlmbench.results import MANIFEST, manifest_task, now, provenance, redact_args, redact_identity, score_run, write_json
+    from vlmbench.results import (
+        MANIFEST,
+        ScoredTask,
+        manifest_task,
+        now,
+        provenance,
+        redact_args,
+        redact_identity,
+        score_run,
+        scoring_cost,
+        write_json,
+    )
     from vlmbench.runner import RunContext, predict_task, prepare
+    from vlmbench.scoring.judging import judged_in_process
     from vlmbench.scoring.relative_judge import require_judge
     from vlmbench.store import ResponseStore, default_store_path
 
@@ -154,6 +168,9 @@ def evaluate(config: EvalConfig) -> RunResult:
     options = BackendOptions(batch_size=config.batch_size, seed=config.seed, rank=group.rank, world_size=group.world, local_rank=group.local_rank)
     backend = spec.factory(model_args, options)
     store: ResponseStore | None = None
+    # A task whose records the run kept is handed over to be scored (by a child process while the next task is
+    # predicted, when that is safe: vlmbench.forked), or by this process once every task is predicted.
+    background: Background[tuple[Any, ...], ScoredTask] = Background(_score_handed, allowed=group.world == 1 and not config.predict_only)
     try:
         named = backend_identity(backend, config.model, model_args)
         identity = redact_identity(named)
@@ -242,10 +259,17 @@ def evaluate(config: EvalConfig) -> RunResult:
                     _merge_shards(prediction, run_dir / "samples", group.world)
                 manifest["tasks"][task.name] = manifest_task(prediction, run_dir, list(judging.names) or None)
                 write_json(run_dir / MANIFEST, manifest)
+                if prediction.written is not None and judged_in_process(manifest["tasks"][task.name], judging):
+                    entry = json.loads(json.dumps(manifest["tasks"][task.name]))  # as scoring reads it back from run.json
+                    if background.submit(task.name, (entry, run_dir, judging, prediction.written), scoring_cost(entry)):
+                        prediction.written = None  # the child has them
         if errors := backend_error_summary(backend):
             manifest["errors"] = errors
         if group.is_main and store is not None and (reused_from := _reused_provenance(predictions, store)):
             manifest["reused_provenance"] = reused_from
+    except BaseException:
+        background.close()
+        raise
     finally:
         close_backend(backend)
         if store is not None:  # now, not whenever it is collected: its write-ahead log is folded back into the file
@@ -260,7 +284,17 @@ def evaluate(config: EvalConfig) -> RunResult:
         return RunResult(run_dir, manifest, None)
     written = {p.task.name: p.written for p in predictions if p.written is not None}
     del predictions
-    return RunResult(run_dir, manifest, score_run(run_dir, judging, written))
+    try:
+        return RunResult(run_dir, manifest, score_run(run_dir, judging, written, background))
+    finally:
+        background.close()  # a child still working when scoring stopped early
+
+
+def _score_handed(item: tuple[Any, ...]) -> Any:
+    """Score a task handed to a child process: (manifest entry, run folder, judging, kept records)."""
+    from vlmbench.results import score_task_file
+
+    return score_task_file(*item)
 
 
 def _use_data_files(data_files: Mapping[str, str]) -> None:

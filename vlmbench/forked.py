@@ -1,4 +1,4 @@
-"""Independent CPU-bound work spread over two cores: a forked child does about half of it.
+"""Independent CPU-bound work spread over two cores: a forked child does part of it.
 
 Scoring a run is pure Python, task by task: on two cores a hub-size re-run scores its tasks in about
 half the time when a child process scores some of them. The child is a fork, so it starts at once with
@@ -12,10 +12,16 @@ child), without torch loaded (a child must never free a GPU's memory or touch it
 CPUs or more and two pieces or more. Anywhere else the work runs here, in order. A child
 that fails with an exception hands it over to be raised here; a child that dies without a word (killed,
 out of memory) has its pieces done again here, so a lost child never loses a result.
+
+Two ways: :func:`map_in_two` splits a list of pieces in two halves; :class:`Background` hands single
+pieces to a child while this process goes on with other work (scoring a task while the next one is
+predicted), one child at a time. A child never collects cyclic garbage: whatever the parent left for the
+collector (a file, a database statement) is never finalised twice.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import pickle
@@ -23,7 +29,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from vlmbench import collector
 
@@ -87,6 +93,7 @@ def _heavier_half(items: Sequence[T], weight: Callable[[T], float]) -> list[int]
 
 def _child(write_end: int, share: list[tuple[int, T]], work: Callable[[T], R]) -> None:
     code = 0
+    gc.disable()
     try:
         try:
             payload: tuple[str, Any] = ("ok", {index: work(item) for index, item in share})
@@ -109,8 +116,12 @@ def _receive(read_end: int) -> tuple[str, Any] | None:
     chunks = []
     while chunk := os.read(read_end, 1 << 20):
         chunks.append(chunk)
+    return _unpickled(b"".join(chunks))
+
+
+def _unpickled(data: bytes) -> tuple[str, Any] | None:
     try:
-        sent = pickle.loads(b"".join(chunks))  # from our own fork, never from elsewhere
+        sent = pickle.loads(data)  # from our own fork, never from elsewhere
     except Exception:
         return None
     return sent if isinstance(sent, tuple) and len(sent) == 2 and sent[0] in ("ok", "error") else None
@@ -127,3 +138,92 @@ def _reap(pid: int, finished: bool) -> None:
         os.waitpid(pid, 0)
     except ChildProcessError:
         pass
+
+
+class Background(Generic[T, R]):
+    """Pieces of work handed over while this process goes on with other work, done by forked children, one
+    child at a time, and by this process when it has nothing else left to do.
+
+    :meth:`submit` starts a child for a piece when no child is busy and :func:`can_fork`; otherwise the piece
+    waits. :meth:`drain` is called once this process has nothing else to do: it does waiting pieces here,
+    heaviest first, handing the heavier half of those left to a new child whenever the last one is done;
+    then it waits for the last child and gives every result by key. A piece whose child died without a word
+    is missing from them (the caller does it); a child's exception is raised. :meth:`close` stops a child
+    still working (this process stops early: an error, Ctrl-C)."""
+
+    def __init__(self, work: Callable[[T], R], allowed: bool = True) -> None:
+        self._work, self._allowed = work, allowed
+        self._results: dict[str, R] = {}
+        self._waiting: list[tuple[str, T, float]] = []
+        self._child: tuple[int, int, list[str], bytearray] | None = None  # pid, read end, its keys, what it sent so far
+
+    def submit(self, key: str, item: T, weight: float) -> bool:
+        """Hand a piece over (False when this object may not fork at all: the caller does the piece)."""
+        if not self._allowed:
+            return False
+        self._waiting.append((key, item, weight))
+        if self._idle() and can_fork():
+            self._start(self._waiting)
+            self._waiting = []
+        return True
+
+    def drain(self) -> dict[str, R]:
+        """Every handed piece done (see the class), by key."""
+        while self._waiting:
+            if self._idle() and len(self._waiting) >= 2 and can_fork():
+                theirs = set(_heavier_half(self._waiting, lambda piece: piece[2]))
+                self._start([piece for i, piece in enumerate(self._waiting) if i in theirs])
+                self._waiting = [piece for i, piece in enumerate(self._waiting) if i not in theirs]
+            self._waiting.sort(key=lambda piece: -piece[2])
+            key, item, _ = self._waiting.pop(0)
+            self._results[key] = self._work(item)
+        if self._child is not None:
+            self._poll(block=True)
+        return dict(self._results)
+
+    def close(self) -> None:
+        """Stop a child that is still working."""
+        if self._child is not None:
+            pid, read_end, _, _ = self._child
+            self._child = None
+            os.close(read_end)
+            _reap(pid, finished=False)
+
+    def _idle(self) -> bool:
+        if self._child is not None:
+            self._poll(block=False)
+        return self._child is None
+
+    def _start(self, pieces: list[tuple[str, T, float]]) -> None:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_end)
+            _child(write_end, [(i, item) for i, (_, item, _) in enumerate(pieces)], self._work)
+        os.close(write_end)
+        os.set_blocking(read_end, False)
+        self._child = (pid, read_end, [key for key, _, _ in pieces], bytearray())
+
+    def _poll(self, block: bool) -> None:
+        """Read what the child sent; once it has closed its end, reap it and keep its results."""
+        assert self._child is not None
+        pid, read_end, keys, received = self._child
+        os.set_blocking(read_end, block)
+        while True:
+            try:
+                chunk = os.read(read_end, 1 << 20)
+            except BlockingIOError:
+                return  # still working
+            if not chunk:
+                break
+            received += chunk
+        self._child = None
+        os.close(read_end)
+        _reap(pid, finished=True)
+        sent = _unpickled(bytes(received))
+        if sent is None:
+            log.warning("a scoring process ended without its results; %s scored in this one", ", ".join(keys))
+        elif sent[0] == "error":
+            raise sent[1]
+        else:
+            self._results.update((keys[index], result) for index, result in sent[1].items())

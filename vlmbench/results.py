@@ -21,7 +21,7 @@ from typing import Any, cast
 import vlmbench
 from vlmbench.backend import inert_line
 from vlmbench.errors import UserError
-from vlmbench.forked import map_in_two
+from vlmbench.forked import Background, map_in_two
 from vlmbench.jsontext import outline
 from vlmbench.records import Results, RunManifest, SampleRecord, TaskManifest, TaskResults, record_json
 from vlmbench.redact import redact
@@ -330,33 +330,54 @@ def scored_line(record: SampleRecord, written: str | None = None) -> str:
     return record_json(record) + "\n"
 
 
+ScoredTask = tuple[TaskResults, dict[str, str]]
+"""A task's results entry and its concepts' categories (what the modality gaps need)."""
+
+
+def scoring_cost(entry: TaskManifest) -> float:
+    """What scoring a task costs, in samples (how tasks are shared between two scoring processes)."""
+    return float(entry["n_samples"] + TASK_SCORING_COST)
+
+
+def score_task_file(
+    entry: TaskManifest, run_dir: Path, judging: JudgeConfig, written: Sequence[tuple[SampleRecord, str | None]] | None
+) -> ScoredTask:
+    """Score one task of a run folder (:func:`score_task`) and rewrite its samples file with the verdicts."""
+    result, records = score_task(entry, run_dir, judging, written)
+    lines = {id(record): line for record, line in written or ()}
+    replace_file(_samples_file(run_dir, entry), "".join(scored_line(r, lines.get(id(r))) for r in records))
+    return result, concept_categories(records)
+
+
 def score_run(
-    run_dir: Path, judging: JudgeConfig | None = None, written: Mapping[str, Sequence[tuple[SampleRecord, str | None]]] | None = None
+    run_dir: Path,
+    judging: JudgeConfig | None = None,
+    written: Mapping[str, Sequence[tuple[SampleRecord, str | None]]] | None = None,
+    background: Background[Any, ScoredTask] | None = None,
 ) -> Results:
     """Build the results of a run folder from its manifest and sample records, write results.json,
     and rewrite each samples file with the verdicts that produced those results.
 
     ``judging`` None: the judges the run recorded (each task's default unless the run named some).
     ``written``: by task, the records (with their lines) that the run which wrote the folder kept in
-    memory; a task without them is read from its samples file."""
+    memory; a task without them is read from its samples file. ``background``: the tasks the run handed over
+    to be scored (:func:`score_task_file`) while it went on predicting, by task name."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     judging = judging or recorded_judging(manifest)
 
-    def score_one(name: str) -> tuple[TaskResults, dict[str, str]]:
-        entry = manifest["tasks"][name]
-        kept = (written or {}).get(name)
-        result, records = score_task(entry, run_dir, judging, kept)
-        lines = {id(record): line for record, line in kept or ()}
-        replace_file(_samples_file(run_dir, entry), "".join(scored_line(r, lines.get(id(r))) for r in records))
-        return result, concept_categories(records)
+    def score_one(name: str) -> ScoredTask:
+        return score_task_file(manifest["tasks"][name], run_dir, judging, (written or {}).get(name))
 
     names = list(manifest["tasks"])
+    scored: dict[str, ScoredTask] = dict(background.drain()) if background is not None else {}
+    left = [n for n in names if n not in scored]  # not handed over (or a scoring process lost without a word)
     # Rule judges read text here and send nothing: the tasks may be scored on two cores (vlmbench.forked).
-    in_process = all(judged_in_process(manifest["tasks"][n], judging) for n in names)
-    scored = map_in_two(names, score_one, weight=lambda n: float(manifest["tasks"][n]["n_samples"] + TASK_SCORING_COST), allowed=in_process)
-    entries: dict[str, TaskResults] = {name: result for name, (result, _) in zip(names, scored)}
-    categories: dict[str, dict[str, str]] = {name: found for name, (_, found) in zip(names, scored)}
+    in_process = all(judged_in_process(manifest["tasks"][n], judging) for n in left)
+    cost = {n: scoring_cost(manifest["tasks"][n]) for n in left}
+    scored.update(zip(left, map_in_two(left, score_one, weight=cost.__getitem__, allowed=in_process)))
+    entries: dict[str, TaskResults] = {name: scored[name][0] for name in names}
+    categories: dict[str, dict[str, str]] = {name: scored[name][1] for name in names}
     gap_inputs = {name: {**entries[name], "metric_list": manifest["tasks"][name]["metric_list"]} for name in entries}
     results: Results = {
         "schema_version": 1,
