@@ -15,9 +15,10 @@ from vlmbench.forked import Background, map_in_two
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2, reason="forks only on Linux, two CPUs")
 
-SCRIPT = textwrap.dedent(
+# What both scripts start with: the vlmbench command's own process, whose pid tells the parent's work from a child's.
+PRELUDE = textwrap.dedent(
     """
-    import json, os, sys
+    import json, os, sys, time
     from vlmbench import collector
     from vlmbench.errors import UserError
     from vlmbench.forked import Background, map_in_two
@@ -25,7 +26,11 @@ SCRIPT = textwrap.dedent(
     collector.enable()  # as the vlmbench command's own process
     parent = os.getpid()
     case = sys.argv[1]
+    """
+)
 
+SCRIPT = PRELUDE + textwrap.dedent(
+    """
     def work(item):
         if case == "error" and item == 5 and os.getpid() != parent:
             raise UserError("samples file damaged: task 5")
@@ -97,17 +102,8 @@ def test_the_command_scores_on_two_cores_with_the_numbers_of_a_serial_run(tmp_pa
     assert forked == _comparable(serial.run_dir)
 
 
-BACKGROUND = textwrap.dedent(
+BACKGROUND = PRELUDE + textwrap.dedent(
     """
-    import json, os, sys, time
-    from vlmbench import collector
-    from vlmbench.errors import UserError
-    from vlmbench.forked import Background
-
-    collector.enable()  # as the vlmbench command's own process
-    parent = os.getpid()
-    case = sys.argv[1]
-
     def work(item):
         if case == "error" and item == 0 and os.getpid() != parent:
             raise UserError("task 0 failed in a child")
