@@ -731,7 +731,7 @@ def timed(owner, name, label):
     setattr(owner, name, wrapper)
 
 import vlmbench.cli, vlmbench.cli.run, vlmbench.evaluation as ev, vlmbench.runner as rn, vlmbench.results as rs, vlmbench.store as st
-import vlmbench.data.sources as src
+import vlmbench.data.sources as src, vlmbench.forked as fk
 imports = time.perf_counter() - t0
 timed(ev, "evaluate", "evaluate: the whole run but the terminal report")
 timed(ev, "select_tasks", "tasks: discover and parse the task YAML, pick the hub variant")
@@ -742,10 +742,11 @@ timed(rn, "predict_task", "predict_task: store look-ups and sample records, per 
 timed(src.DocTable, "image_sha256", "hash: image bytes (Arrow cell or file read + sha256), once per image")
 timed(st.RequestKeys, "key", "store: RequestKeys.key (JSON of the request + sha256)")
 timed(st.ResponseStore, "get_many", "store: get_many (SQLite reads of 500 keys + JSON decode)")
-timed(rn._SamplesWriter, "add", "write: sample records (json.dumps + flush)")
+timed(rn._SamplesWriter, "add", "write: sample records (encoded and written for answers sent; kept for scoring when reused)")
 timed(rs, "score_run", "score_run: score every task, rewrite samples, results.json")
 timed(rs, "read_records", "score: read the samples JSONL back (only records the run did not keep in memory)")
-timed(rs, "score_task", "score: score_task (judge by rules, metrics, intervals)")
+timed(rs, "score_task", "score: score_task in this process (judge by rules, metrics, intervals; a scoring child's tasks are not timed)")
+timed(fk.Background, "drain", "score: the tasks still waiting once every task is predicted, and the last scoring child")
 timed(rs, "validate_results", "score: validate results.json (fastjsonschema)")
 timed(rs, "write_json", "write: run.json and results.json (write_json)")
 timed(vlmbench.cli.run, "report", "report: the terminal summary")
