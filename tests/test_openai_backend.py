@@ -483,6 +483,24 @@ def test_a_200_without_an_answer_is_retried_then_an_error(serve: StartServer, ma
     assert_sent_once(server)
 
 
+def test_a_200_with_an_error_beside_its_choices_is_no_answer(serve: StartServer, make_backend: MakeBackend) -> None:
+    """A 200 reply whose body holds an ``error`` object beside its ``choices``: the server says it failed, so its
+    text is never taken as the model's answer; retried, then an error naming the error's type."""
+    server = serve()
+    backend = make_backend(server, max_retries=2)
+    responses = run(backend, chat(["error beside the answer once <<errorbeside:1>>", "error beside the answer always <<errorbeside:all>>"]))
+    assert responses["r0"].text == "Yes." and responses["r0"].error is None
+    assert responses["r1"].text is None and responses["r1"].error == "error in a 200 reply: server_error after 2 retries"
+    assert server.outcomes()["error beside the answer always <<errorbeside:all>>"] == ["errorbeside"] * 3
+    assert backend.error_summary() == {"error in a 200 reply": 1}
+    # The error's message (which may echo a request or a credential) is never shown; only a short type or code.
+    body = json.dumps({"choices": [{"message": {"content": "fine"}}], "error": {"message": "key sk-live-123 over quota", "code": 429}})
+    failure = parse_completion(body)
+    assert isinstance(failure, Failure) and failure.reason == "error in a 200 reply: the server sent an error object beside its answer"
+    for empty in (None, "", {}, []):
+        assert parse_completion(json.dumps({"choices": [{"message": {"content": "fine"}}], "error": empty})) == Answer("fine", None)
+
+
 def test_a_reply_longer_than_max_new_tokens_allows_is_an_error(serve: StartServer, make_backend: MakeBackend) -> None:
     server = serve(huge_chars=5000)
     backend = make_backend(server, max_retries=2)
@@ -721,6 +739,27 @@ def test_errors_before_the_first_success_are_held_back_then_released(serve: Star
     too_few = make_backend(server, num_concurrent=1)  # fewer failures than the threshold and no success: ordinary errors
     responses = run(too_few, chat(["bad key 2 <<401:all>>", "bad key 3 <<401:all>>"]))
     assert all((r.error or "").startswith("HTTP 401: ") for r in responses.values())
+
+
+def test_a_redirect_is_never_followed(serve: StartServer, make_backend: MakeBackend) -> None:
+    """A server that answers 307 to another address: the request (its prompt and images) is never sent on;
+    before any success the run stops with one line naming where the server points, after one it is that
+    request's error."""
+    elsewhere = serve()
+    target = f"{elsewhere.base_url}/chat/completions"
+    server = serve(redirect_to=target.replace("http://", "http://user:secret@") + "?token=abc")
+    backend = make_backend(server, num_concurrent=2)
+    yielded, stopped = run_until_stopped(backend, Drawn(chat([f"question {i} <<redirect:all>>" for i in range(10)])))
+    assert yielded == [] and elsewhere.events() == []
+    assert str(stopped) == (
+        f"--model openai: {server.base_url}: HTTP 307, the server redirects the request to {target}; redirects are never followed "
+        f"(the request would go to an address nobody named): pass the server's own address as base_url {STOPPED}"
+    )
+    assert "secret" not in str(stopped) and "token" not in str(stopped)
+    after_success = make_backend(server, num_concurrent=1)
+    responses = run(after_success, chat(["fine", "moved <<redirect:all>>"]))
+    assert responses["r0"].text == "Yes." and responses["r1"].error == f"HTTP 307: the server redirects to {target}"
+    assert elsewhere.events() == [] and after_success.error_summary() == {"redirect": 1}
 
 
 def test_after_a_success_endpoint_failures_are_ordinary_errors(serve: StartServer, make_backend: MakeBackend) -> None:

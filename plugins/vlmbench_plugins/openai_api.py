@@ -13,7 +13,7 @@ downscales larger ones (and re-encodes them as PNG). The retry, limiter, fail-fa
 :mod:`vlmbench.http`.
 
 No fault becomes an answer: a 200 reply without a usable answer (no choices, null, empty or
-non-text content) is retried and then an error; ``timeout`` is a total deadline per attempt;
+non-text content, or an ``error`` object beside its choices) is retried and then an error; ``timeout`` is a total deadline per attempt;
 a reply longer than ``max_new_tokens`` could produce is an error (see :mod:`vlmbench.http.limits`).
 A reply the server cut for its own reasons is an error too, never stored, so the next run asks
 again: ``finish_reason`` ``length`` below ``max_new_tokens`` by its ``usage`` (its context limit,
@@ -33,6 +33,7 @@ import io
 import json
 import logging
 import os
+import re
 from collections import Counter, OrderedDict
 from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -318,7 +319,7 @@ def parse_completion(body: str | bytes, max_chars: int | None = None, max_tokens
     """The answer text, token usage and served model (the body's ``model``) of a chat-completion body, or why it is no answer.
 
     Unreadable JSON, no ``choices``, no ``message`` or non-text content are a retryable
-    ``malformed response``; null, empty or blank content a retryable ``empty answer`` (a null
+    ``malformed response``; an ``error`` beside the choices a retryable ``error in a 200 reply``; null, empty or blank content a retryable ``empty answer`` (a null
     content with a non-empty ``refusal`` is the model's refusal, an answer). Text longer than
     ``max_chars`` is a final ``reply too long``: the server did not honour ``max_tokens``, and
     greedy decoding would only repeat it (see :mod:`vlmbench.http.limits`).
@@ -335,6 +336,9 @@ def parse_completion(body: str | bytes, max_chars: int | None = None, max_tokens
         data = json.loads(body)
     except ValueError:
         return malformed
+    error = data.get("error") if isinstance(data, dict) else None
+    if error not in (None, "", {}, []):  # the server says it failed: whatever choices it holds are no answer
+        return Failure(f"error in a 200 reply: {_error_text(error)}", retryable=True, kind="error in a 200 reply")
     choices = data.get("choices") if isinstance(data, dict) else None
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         return malformed
@@ -357,6 +361,19 @@ def parse_completion(body: str | bytes, max_chars: int | None = None, max_tokens
             f"reply too long: {len(text)} characters, more than max_tokens could produce (limit {max_chars})", retryable=False, kind="reply too long"
         )
     return Answer(text=text, usage=_usage(data.get("usage")), served_model=inert_line(data.get("model")))
+
+
+_ERROR_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")
+
+
+def _error_text(error: Any) -> str:
+    """What a 200 reply's ``error`` says, as far as it is safe to show: its ``type`` or ``code`` when that is a
+    short name (its ``message`` may echo the request or a credential, and is left out)."""
+    for field_name in ("type", "code"):
+        value = error.get(field_name) if isinstance(error, dict) else None
+        if isinstance(value, str) and _ERROR_NAME.fullmatch(value):
+            return value
+    return "the server sent an error object beside its answer"
 
 
 def _cut_by_server(finish_reason: Any, usage: Any, max_tokens: int | None) -> Failure | None:
@@ -582,9 +599,13 @@ class OpenAIBackend(BackendBase):
 
     def _client_for_loop(self) -> Any:
         if self._client is None:
-            # The client's own retries are off: it would retry without shrinking concurrency.
+            # The client's own retries are off: it would retry without shrinking concurrency. Redirects are not
+            # followed: a request (prompt and images) is never sent on to an address the user did not name; a 3xx
+            # reply is an error that names where the server points (vlmbench.http.classify.status_failure).
+            make_http = getattr(self._openai, "DefaultAsyncHttpxClient", None)
+            extra = {"http_client": make_http(follow_redirects=False)} if make_http is not None else {}
             self._client = self._openai.AsyncOpenAI(
-                api_key=self.settings.api_key, base_url=self.settings.base_url, max_retries=0, timeout=self.settings.timeout
+                api_key=self.settings.api_key, base_url=self.settings.base_url, max_retries=0, timeout=self.settings.timeout, **extra
             )
         return self._client
 

@@ -53,7 +53,29 @@ def status_failure(status: int, headers: Mapping[str, str], body: Any, message: 
         return Failure(f"HTTP 404 model_not_found: {text}", retryable=False, endpoint=f"HTTP 404, model not found: {shorten(text, 120)}")
     if status == 404:
         return Failure(f"HTTP 404: {text}", retryable=False, endpoint=f"HTTP 404, no such route: {shorten(text, 120)}")
+    if 300 <= status < 400:  # redirects are not followed: the request would go on to an address nobody named
+        target = _location(headers) or "another address"
+        return Failure(
+            f"HTTP {status}: the server redirects to {target}",
+            retryable=False,
+            kind="redirect",
+            endpoint=f"HTTP {status}, the server redirects the request to {target}",
+        )
     return Failure(f"HTTP {status}: {text}", retryable=False)
+
+
+def _location(headers: Mapping[str, str]) -> str | None:
+    """Where a redirect points, without credentials or a query and cut short, for an error line; None without one."""
+    location = next((v for k, v in headers.items() if k.lower() == "location"), None)
+    if not isinstance(location, str) or not location.strip():
+        return None
+    try:
+        parts = urlsplit(location.strip())
+        host, port = parts.hostname or "", f":{parts.port}" if parts.port else ""
+    except ValueError:  # a port that is no number, a bracketed host that is no address
+        return None
+    shown = f"{parts.scheme}://{host}{port}{parts.path}" if host else parts.path
+    return shorten(shown, 120) or None
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

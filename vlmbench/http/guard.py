@@ -30,6 +30,7 @@ FIXES: dict[str, str] = {
     "HTTP 403": "pass a key allowed to use this model",
     "HTTP 404 model_not_found": "check model= against the models the server lists (GET <base_url>/models)",
     "HTTP 404": "check base_url (OpenAI-compatible servers usually serve under /v1)",
+    "redirect": "redirects are never followed (the request would go to an address nobody named): pass the server's own address as base_url",
 }
 """The default one-line fix per error class, for the stop message."""
 

@@ -13,6 +13,8 @@ with ``Retry-After``) or planted in a request's text as markers, counted per req
     <<empty:1>>      the first attempt gets a 200 whose message content is ``""``
     <<null:1>>       the first attempt gets a 200 whose message content is ``null``
     <<nonstring:1>>  the first attempt gets a 200 whose message content is a number
+    <<errorbeside:1>> the first attempt gets a 200 holding an ``error`` object beside its ``choices``
+    <<redirect:1>>   the first attempt gets a 307 to ``redirect_to`` (another server's chat-completions URL)
     <<huge:1>>       the first attempt gets a 200 whose content is ``huge_chars`` characters long
     <<trickle:1>>    the first attempt gets its 200 body one byte every ``trickle_interval`` seconds
     <<length:1>>     the first attempt gets a 200 the server cut short: ``cut_reply`` with finish_reason ``length``
@@ -85,6 +87,7 @@ class Faults:
     # (substring, reply) pairs: a request whose text contains the substring gets that reply instead
     # of ``reply`` (the first match wins), e.g. to script an LLM judge's verdicts.
     replies: tuple[tuple[str, str], ...] = ()
+    redirect_to: str = "http://127.0.0.1:9/v1/chat/completions"  # where a <<redirect:N>> attempt is sent on to
     seed: int = 0
 
 
@@ -422,6 +425,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps({"id": "chatcmpl-x", "object": "chat.completion"}))
         elif outcome == "emptychoices":
             self._send(200, json.dumps({**completion(body, key, reply_for(faults, key), served_model=faults.served_model), "choices": []}))
+        elif outcome == "redirect":
+            self._send(307, "", {"Location": faults.redirect_to})
+        elif outcome == "errorbeside":
+            reply = completion(body, key, reply_for(faults, key), served_model=faults.served_model)
+            self._send(200, json.dumps({**reply, "error": {"message": "upstream model overloaded", "type": "server_error"}}))
         elif outcome in ("empty", "null", "nonstring", "huge"):
             content: Any = {"empty": "", "null": None, "nonstring": 42, "huge": "A" * faults.huge_chars}[outcome]
             self._send(200, json.dumps(completion(body, key, reply_for(faults, key), content=content, served_model=faults.served_model)))
