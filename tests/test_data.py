@@ -297,6 +297,21 @@ def text_task(folder: Path, name: str, rows: list[dict[str, object]], **fields: 
             {"doc_to_choice": "choices"},
             "holds 'yes or no' in a row, not a list of choices (text)",
         ),
+        # a prompt that reads a field holding no text was asked as Python writes the value ("None", "['a', 'b']", "nan")
+        *[
+            (
+                [{"concept": "Knife", "category": "Violence", "label": "unsafe", "question": "Is it safe?"}, {**row, "label": "unsafe"}],
+                {"doc_to_text": "{{ question }}"},
+                f"the document's 'question' is {what}, which a prompt would show as Python writes it; a prompt shows text and numbers only: "
+                f"fix the data, or join a list in the template (e.g. '| join(\", \")') (in dataset ",
+            )
+            for row, what in (
+                ({"concept": "Axe", "category": "Violence", "question": None}, "null (no value)"),
+                ({"concept": "Axe", "category": "Violence", "question": ["Is it", "safe?"]}, "a list"),
+                ({"concept": "Axe", "category": "Violence", "question": {"en": "Is it safe?"}}, "a mapping"),
+                ({"concept": "Axe", "category": "Violence", "question": float("nan")}, "null (no value)"),  # datasets reads NaN text as null
+            )
+        ],
     ],
 )
 def test_rows_that_metrics_or_prompts_would_misread_are_one_line_errors(
@@ -311,6 +326,8 @@ def test_rows_that_metrics_or_prompts_would_misread_are_one_line_errors(
     )
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("vlmbench:")]  # (not the datasets library's progress)
     assert code == 2 and len(lines) == 1 and lines[0].startswith("vlmbench: error: ") and error in lines[0], lines
+    if "Python writes it" in error:  # the line names the row and column of the value
+        assert lines[0].endswith(" row 1, column 'question')"), lines
 
 
 def test_a_huge_field_is_blamed_on_the_data_in_one_short_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

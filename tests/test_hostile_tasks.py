@@ -390,6 +390,31 @@ def test_ordinary_templates_still_render() -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "what"),
+    [
+        (None, "null (no value)"),
+        (float("nan"), "NaN"),
+        (float("-inf"), "an infinity"),
+        (["a", "b"], "a list"),
+        (("a",), "a tuple"),
+        ({"k": 1}, "a mapping"),
+    ],
+)
+def test_a_prompt_never_shows_a_value_as_python_writes_it(value: object, what: str) -> None:
+    """A document field that is no text, printed as it is, would reach the model as "None", "nan" or "['a', 'b']"."""
+    from vlmbench.templates import ShowsNoText, render
+
+    doc = {"concept": "Knife", "caption": value}
+    with pytest.raises(ShowsNoText) as caught:
+        render("t.yaml", "doc_to_text", "Is {{ concept }} in {{ caption }} safe?", doc)
+    assert str(caught.value).startswith(f"t.yaml: field 'doc_to_text': the document's 'caption' is {what}, which a prompt would show as Python")
+    assert caught.value.column == "caption"
+    # What the template makes of such a field is its author's choice: joined, tested, or a list it builds itself.
+    template = "{{ caption | join(', ') if caption is iterable and caption is not string else 'none' }} {{ [concept, 1] }}"
+    assert render("t.yaml", "doc_to_text", template, doc).endswith(" ['Knife', 1]")
+
+
+@pytest.mark.parametrize(
     ("group", "expected"),
     [
         ('[""]', "field 'group.0' = \"\": expected text matching"),

@@ -13,7 +13,7 @@ from vlmbench.data.concepts import ConceptCatalog
 from vlmbench.data.sources import DocTable
 from vlmbench.errors import UserError
 from vlmbench.taskconfig import TaskConfig
-from vlmbench.templates import MAX_RENDERED_CHARS, PromptTooLong, render
+from vlmbench.templates import MAX_RENDERED_CHARS, PromptTooLong, ShowsNoText, render
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,12 @@ def _render(task: TaskConfig, table: DocTable, field: str, template: str, doc: d
             f"{where}: column '{huge}' holds {len(doc[huge]):,} characters, more than a prompt may have ({MAX_RENDERED_CHARS:,}); "
             "fix the data or leave the row out"
         ) from None
+    except ShowsNoText as exc:  # the data's fault: say where the value is
+        if exc.column is None:
+            raise
+        row = doc.get("_row")
+        where = f"{_dataset_of(table, doc)}" + (f" row {row}" if isinstance(row, int) else "")
+        raise UserError(f"{exc} (in {where}, column '{exc.column}')") from None
     except UserError as exc:
         if "is undefined" not in str(exc):
             raise

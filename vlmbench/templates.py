@@ -168,7 +168,44 @@ def _check_constants(tree: nodes.Template) -> None:
             pass
 
 
-_ENV = _Sandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False, finalize=limits.bounded_output)
+class NotText(Exception):
+    """A ``{{ ... }}`` that would show a value no prompt should hold as Python writes it: None ("None"), NaN or an
+    infinity ("nan"), or a document's list, tuple, set or mapping ("['a', 'b']": a list the template makes
+    itself is its author's choice). Text, numbers and booleans are shown."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__(describe_value(value))
+        self.value = value
+
+
+def describe_value(value: Any) -> str:
+    """What a value that is no text is, in a few words (for error lines)."""
+    if value is None:
+        return "null (no value)"
+    if isinstance(value, float):
+        return "NaN" if value != value else "an infinity"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    return f"a {type(value).__name__}"
+
+
+def _not_text(context: Any, value: Any) -> bool:
+    if value is None or (isinstance(value, float) and (value != value or value in (float("inf"), float("-inf")))):
+        return True
+    if isinstance(value, (list, tuple, set, frozenset, Mapping)):  # one of the document's own fields, as it is
+        return any(value is field for field in context.parent.values())
+    return False
+
+
+@jinja2.pass_context  # never worked out at compile time, outside a rendering's budget
+def _shown(context: Any, value: Any) -> Any:
+    """Every ``{{ ... }}`` before it becomes text: within the rendering's budget, and text (:class:`NotText`)."""
+    if _not_text(context, value):
+        raise NotText(value)
+    return limits.bounded_output(context, value)
+
+
+_ENV = _Sandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False, finalize=_shown)
 
 
 @lru_cache(maxsize=512)
@@ -246,15 +283,36 @@ def render(where: Path | str, field: str, source: str, doc: Mapping[str, Any]) -
         try:
             return _render_plain(source, values)
         except Exception as exc:  # never rendered a second time: a failure may have taken the whole budget
-            raise _one_line(where, field, exc, doc) from None
+            raise _one_line(where, field, exc, doc, fields_read(source)) from None
     try:
         return _render_bounded(template, {k: v for k, v in doc.items() if not k.startswith("_")})
     except Exception as exc:
-        raise _one_line(where, field, exc, doc) from None
+        raise _one_line(where, field, exc, doc, fields_read(source)) from None
 
 
-def _one_line(where: Path | str, field: str, exc: Exception, doc: Mapping[str, Any]) -> UserError:
-    """The one-line error of a template that failed while rendering over ``doc``."""
+class ShowsNoText(UserError):
+    """A template would show a document's value that is no text (:class:`NotText`); ``column``: the document
+    field holding it, when one does (callers add the dataset and row)."""
+
+    def __init__(self, message: str, column: str | None) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+def _one_line(where: Path | str, field: str, exc: Exception, doc: Mapping[str, Any], reads: tuple[str, ...] = ()) -> UserError:
+    """The one-line error of a template that failed while rendering over ``doc`` (``reads``: the fields the
+    template reads, looked at first for the one a :class:`NotText` value came from)."""
+    if isinstance(exc, NotText):
+        names = [k for k in reads if k in doc] + [k for k in doc if k not in reads and not k.startswith("_")]
+        column = next((k for k in names if doc[k] is exc.value), None)
+        if column is None:
+            column = next((k for k in names if _same_value(doc[k], exc.value)), None)
+        holder = f"the document's '{column}'" if column else "a value"
+        return ShowsNoText(
+            f"{where}: field '{field}': {holder} is {exc}, which a prompt would show as Python writes it; "
+            "a prompt shows text and numbers only: fix the data, or join a list in the template (e.g. '| join(\", \")')",
+            column,
+        )
     if isinstance(exc, jinja2.UndefinedError):
         available = ", ".join(sorted(k for k in doc if not k.startswith("_")))
         return UserError(f"{where}: field '{field}': {exc.message}; available fields: {available}")
@@ -266,6 +324,17 @@ def _one_line(where: Path | str, field: str, exc: Exception, doc: Mapping[str, A
         )
     # ZeroDivisionError, TypeError, MemoryError, RecursionError ... inside a template: the file's fault, one line
     return UserError(f"{where}: field '{field}': the template failed ({type(exc).__name__}: {_first_line(exc)}); fix the template")
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except Exception:
+        return False
 
 
 def _too_costly(exc: limits.TemplateTooCostly) -> str:
