@@ -26,6 +26,10 @@ PRELUDE = textwrap.dedent(
     collector.enable()  # as the vlmbench command's own process
     parent = os.getpid()
     case = sys.argv[1]
+    if case == "nofork":  # the system gives no process (out of memory, a process limit)
+        def fork():
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        os.fork = fork
     """
 )
 
@@ -67,6 +71,14 @@ def test_an_error_in_the_child_is_raised_by_the_parent() -> None:
 def test_a_child_that_dies_has_its_share_done_by_the_parent() -> None:
     out = json.loads(_run("lost"))
     assert [r["square"] for r in out] == [i * i for i in range(8)] and not any(r["by_child"] for r in out)
+
+
+def test_without_a_process_to_be_had_the_work_is_done_here(tmp_path: Path) -> None:
+    """fork() failing (EAGAIN under a process limit, ENOMEM) is no error: every piece is done by this process."""
+    out = json.loads(_run("nofork"))
+    assert [r["square"] for r in out] == [i * i for i in range(8)] and not any(r["by_child"] for r in out)
+    handed = json.loads(_background("nofork", tmp_path))
+    assert sorted(handed) == [f"task-{i}" for i in range(8)] and not any(r["by_child"] for r in handed.values())
 
 
 def test_outside_the_commands_own_process_the_work_stays_here() -> None:

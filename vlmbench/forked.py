@@ -9,7 +9,8 @@ Forking is done only where it is safe and pays: on Linux, in the ``vlmbench`` co
 (:func:`vlmbench.collector.enabled`; a program calling the library keeps its process to itself), with a
 single thread (a fork copies no other thread, and a lock another thread held would stay held in the
 child), without torch loaded (a child must never free a GPU's memory or touch its thread pools), with two
-CPUs or more and two pieces or more. Anywhere else the work runs here, in order. A child
+CPUs or more and two pieces or more. Anywhere else the work runs here, in order, as it does when the system
+gives no process (a process limit, no memory). A child
 that fails with an exception hands it over to be raised here; a child that dies without a word (killed,
 out of memory) has its pieces done again here, so a lost child never loses a result.
 
@@ -54,8 +55,10 @@ def map_in_two(items: Sequence[T], work: Callable[[T], R], weight: Callable[[T],
     if not allowed or len(items) < 2 or not can_fork():
         return [work(item) for item in items]
     theirs = set(_heavier_half(items, weight))
-    read_end, write_end = os.pipe()
-    pid = os.fork()
+    forked = _fork()
+    if forked is None:  # no process to be had (out of memory, a process limit): all of it here
+        return [work(item) for item in items]
+    pid, read_end, write_end = forked
     if pid == 0:  # the child: its share, sent as one pickle, then gone without running the parent's exit handlers
         os.close(read_end)
         _child(write_end, [(i, items[i]) for i in sorted(theirs)], work)
@@ -78,6 +81,24 @@ def map_in_two(items: Sequence[T], work: Callable[[T], R], weight: Callable[[T],
     else:
         results.update(sent[1])
     return [results[i] for i in range(len(items))]
+
+
+def _fork() -> tuple[int, int, int] | None:
+    """``os.fork()`` with a pipe from the child: (pid, read end, write end), or None when the system gives no
+    process (out of memory, a process limit): the caller does the work itself."""
+    try:
+        read_end, write_end = os.pipe()
+    except OSError as exc:  # no file descriptor left
+        log.debug("no pipe for a scoring process (%s): scoring here", exc)
+        return None
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        os.close(read_end)
+        os.close(write_end)
+        log.debug("no scoring process (%s): scoring here", exc)
+        return None
+    return pid, read_end, write_end
 
 
 def _heavier_half(items: Sequence[T], weight: Callable[[T], float]) -> list[int]:
@@ -162,8 +183,7 @@ class Background(Generic[T, R]):
         if not self._allowed:
             return False
         self._waiting.append((key, item, weight))
-        if self._idle() and can_fork():
-            self._start(self._waiting)
+        if self._idle() and can_fork() and self._start(self._waiting):
             self._waiting = []
         return True
 
@@ -172,8 +192,8 @@ class Background(Generic[T, R]):
         while self._waiting:
             if self._idle() and len(self._waiting) >= 2 and can_fork():
                 theirs = set(_heavier_half(self._waiting, lambda piece: piece[2]))
-                self._start([piece for i, piece in enumerate(self._waiting) if i in theirs])
-                self._waiting = [piece for i, piece in enumerate(self._waiting) if i not in theirs]
+                if self._start([piece for i, piece in enumerate(self._waiting) if i in theirs]):
+                    self._waiting = [piece for i, piece in enumerate(self._waiting) if i not in theirs]
             self._waiting.sort(key=lambda piece: -piece[2])
             key, item, _ = self._waiting.pop(0)
             self._results[key] = self._work(item)
@@ -194,15 +214,19 @@ class Background(Generic[T, R]):
             self._poll(block=False)
         return self._child is None
 
-    def _start(self, pieces: list[tuple[str, T, float]]) -> None:
-        read_end, write_end = os.pipe()
-        pid = os.fork()
+    def _start(self, pieces: list[tuple[str, T, float]]) -> bool:
+        """A child for ``pieces``; False when no process could be had (they stay this process's to do)."""
+        forked = _fork()
+        if forked is None:
+            return False
+        pid, read_end, write_end = forked
         if pid == 0:
             os.close(read_end)
             _child(write_end, [(i, item) for i, (_, item, _) in enumerate(pieces)], self._work)
         os.close(write_end)
         os.set_blocking(read_end, False)
         self._child = (pid, read_end, [key for key, _, _ in pieces], bytearray())
+        return True
 
     def _poll(self, block: bool) -> None:
         """Read what the child sent; once it has closed its end, reap it and keep its results."""
