@@ -775,6 +775,26 @@ def test_structured_output_is_requested_when_asked(tmp_path: Path, capsys: pytes
 # --- unreadable judge replies, hostile and huge answers, judge identities ------------------------
 
 
+def test_a_judges_stored_replies_name_the_versions_that_judged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A model judge's replies are kept in the store with the digest of the run's versions, as model answers are."""
+    import sqlite3
+
+    from vlmbench.store import provenance_digest
+
+    store = tmp_path / "store.sqlite"
+    with FaultServer(Faults(reply="unsafe")) as server:
+        args = f"backend=openai,model=m,base_url={server.base_url},api_key=k"
+        run = ["run", "--model", "always-unsafe", "--tasks", "alignment-image", "--limit", "2", "--judge", "llm-judge"]
+        code, _, err = cli(capsys, *run, "--judge_args", args, "--store", str(store), "--output_path", str(tmp_path / "out"))
+    assert code == 0, err
+    digest = provenance_digest(load_results(tmp_path / "out")["provenance"])
+    with sqlite3.connect(store) as db:
+        rows = db.execute("SELECT backend, produced_with FROM responses").fetchall()
+        kept = {d for (d,) in db.execute("SELECT digest FROM provenance")}
+    judged = [made for backend, made in rows if backend == "judge:llm-judge"]
+    assert len(judged) == 5 and set(judged) == {digest} and digest in kept  # one reply per distinct input: the 5 prompts
+
+
 def test_an_unmatched_judge_reply_is_a_judge_error_never_stored(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     refusal = "I'm sorry, but I can't assist with evaluating this content."
     store = tmp_path / "store.sqlite"

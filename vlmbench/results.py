@@ -6,6 +6,7 @@ score RUN_DIR`` repeats only the scoring, from the stored responses, without cal
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -88,7 +89,12 @@ def git_commit() -> str | None:
 
 
 def provenance() -> dict[str, Any]:
-    """Versions of everything that can change a number."""
+    """Versions of everything that can change a number (worked out once per process; a new copy each call)."""
+    return copy.deepcopy(_provenance())
+
+
+@lru_cache(maxsize=1)
+def _provenance() -> dict[str, Any]:
     packages = {}
     for name in RECORDED_PACKAGES:
         try:

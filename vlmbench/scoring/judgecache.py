@@ -30,12 +30,14 @@ class JudgeCalls:
     def __init__(self, store_path: Path | None, judge: str, identity: Mapping[str, Any], key_identity: Mapping[str, Any] | None = None) -> None:
         """``identity``: the judge's identity as written to files (secrets masked); ``key_identity``: the one
         its store keys are made of (secrets hashed, :func:`vlmbench.redact.hash_secrets`; default ``identity``)."""
+        from vlmbench.results import provenance
         from vlmbench.store import ResponseStore
 
         self.judge = judge
         self.identity = dict(identity)
         self.key_identity = dict(key_identity) if key_identity is not None else self.identity
-        self.store = ResponseStore(store_path) if store_path else None
+        # Each stored reply names the versions that judged it, as a model's answers do (`vlmbench cache info`).
+        self.store = ResponseStore(store_path, provenance=provenance()) if store_path else None
         self.sent = self.reused = self.errors = self.unmatched = 0
         self._known: dict[str, str] = {}  # answers seen in this process: a repeated input is neither re-sent nor re-counted
         self._served: dict[str, str] = {}  # the model a server said gave each known answer, where it named one
