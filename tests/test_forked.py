@@ -169,3 +169,92 @@ def test_without_forking_drain_does_every_piece_here() -> None:
     assert all(background.submit(f"k{i}", i, weight=1.0) for i in range(5))
     assert background.drain() == {f"k{i}": i * 10 for i in range(5)}
     assert Background(lambda i: i, allowed=False).submit("k", 1, weight=1.0) is False
+
+
+# -- a run that stops early keeps every answer in its samples files --
+
+TASKS = "alignment-text,perception-text"
+
+
+def _command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "vlmbench", *args], capture_output=True, text=True, env=environment, timeout=300)
+
+
+def _samples(run_dir: Path) -> dict[str, list[dict[str, object]]]:
+    return {p.name: [json.loads(line) for line in p.read_text().splitlines()] for p in sorted((run_dir / "samples").glob("*.jsonl"))}
+
+
+def _stored_run(tmp_path: Path, server: object, tasks: str = TASKS) -> list[str]:
+    """Store the answers of ``tasks`` (limit 3), and give the arguments that reuse them."""
+    args = ["--model", "openai", "--model_args", f"base_url={server.base_url},model=m", "--limit", "3", "--store", str(tmp_path / "s.sqlite")]  # type: ignore[attr-defined]
+    assert _command("run", *args, "--tasks", tasks, "--output_path", str(tmp_path / "first")).returncode == 0
+    return args
+
+
+def test_a_run_stopped_while_predicting_keeps_its_reused_answers(tmp_path: Path, data_cache: Path) -> None:
+    """Ctrl-C while a later task waits for the model: the tasks answered from the store have every line."""
+    import signal
+    import time
+
+    from vlmbench.testing.fault_server import Faults, FaultServer
+
+    with FaultServer(Faults()) as server:
+        args = _stored_run(tmp_path, server, "alignment-context-text,alignment-text")
+        server.faults.latency = 60  # from now on, what is not stored hangs (the same server: the stored answers name it)
+        seen = len(server.events())
+        environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+        # perception-text comes last (tasks run in name order): the stored ones are done when it asks the model
+        command = [sys.executable, "-m", "vlmbench", "run", *args, "--tasks", "alignment-context-text,alignment-text,perception-text"]
+        command += ["--output_path", str(tmp_path / "stopped")]
+        proc = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(server.events()) == seen:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+    [run_dir] = (tmp_path / "stopped").glob("*/*")
+    manifest = json.loads((run_dir / "run.json").read_text())
+    answered = {f"{name}.jsonl": entry["n_samples"] for name, entry in manifest["tasks"].items()}
+    assert manifest["complete"] is False and sorted(answered) == ["alignment-context-text.jsonl", "alignment-text.jsonl"]
+    files = _samples(run_dir)
+    assert {name: len(records) for name, records in files.items() if name in answered} == answered
+    assert all(r["reused"] and r["response"] for name in answered for r in files[name])
+
+
+def test_a_run_whose_scoring_fails_keeps_every_answer_unscored(tmp_path: Path, data_cache: Path) -> None:
+    """A model judge that cannot be reached stops scoring: the samples files still hold every answer, and the
+    run can be scored again (here by the rules)."""
+    from vlmbench.testing.fault_server import Faults, FaultServer
+
+    with FaultServer(Faults()) as server:
+        args = _stored_run(tmp_path, server)
+        judge = ["--judge", "llm-judge", "--judge_args", "backend=openai,model=j,base_url=http://127.0.0.1:9/v1,api_key=k"]
+        failed = _command("run", *args, "--tasks", TASKS, *judge, "--output_path", str(tmp_path / "judged"))
+    assert failed.returncode == 2 and "127.0.0.1:9" in failed.stderr
+    [run_dir] = (tmp_path / "judged").glob("*/*")
+    files = _samples(run_dir)
+    assert {name: len(records) for name, records in files.items()} == {"alignment-text.jsonl": 15, "perception-text.jsonl": 3}
+    rescored = _command("score", str(run_dir), "--judge", "rules")
+    assert rescored.returncode == 0, rescored.stderr
+    assert all(r["parsed"] is not None or r["verdicts"] for records in _samples(run_dir).values() for r in records)
+
+
+def test_a_lost_scoring_child_has_its_tasks_scored_by_the_run(tmp_path: Path, data_cache: Path) -> None:
+    """Every scoring child dies without a word (as the out-of-memory killer would do): the run scores their tasks
+    from the records it kept, and writes the results and samples a run without children writes."""
+    from vlmbench.testing.fault_server import Faults, FaultServer
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text("import os\nimport vlmbench.forked as forked\nforked._child = lambda *args: os._exit(9)\n")
+    with FaultServer(Faults()) as server:
+        args = _stored_run(tmp_path, server)
+        lost = _command(
+            "run", *args, "--tasks", TASKS, "--output_path", str(tmp_path / "lost"), env={"PYTHONPATH": f"{hook}:{os.environ.get('PYTHONPATH', '')}"}
+        )
+        whole = _command("run", *args, "--tasks", TASKS, "--output_path", str(tmp_path / "whole"))
+    assert lost.returncode == 0 and whole.returncode == 0, lost.stderr
+    assert "ended without its result" in lost.stderr
+    [lost_dir], [whole_dir] = (tmp_path / "lost").glob("*/*"), (tmp_path / "whole").glob("*/*")
+    assert _comparable(lost_dir) == _comparable(whole_dir)

@@ -415,6 +415,46 @@ def test_a_prompt_never_shows_a_value_as_python_writes_it(value: object, what: s
 
 
 @pytest.mark.parametrize(
+    ("template", "doc"),
+    [
+        ("Context: {{ 'ctx: ' ~ x }}", {"x": None}),
+        ("{{ x ~ '' }}", {"x": ["a", "b"]}),
+        ("{{ x | trim }}", {"x": None}),
+        ("{{ x | upper }}", {"x": None}),
+        ("{{ x | e }}", {"x": None}),
+        ("{{ x | string }}", {"x": ["a"]}),
+        ("{{ x | safe }}", {"x": ["a"]}),
+        ("{{ x | join(', ') }}", {"x": [None, "a"]}),
+        ("{{ x | join(', ') }}", {"x": [["a"], {"k": 1}]}),
+        ("{{ x.inner }}", {"x": {"inner": ["a", "b"]}}),
+        ("{{ x[0] }}", {"x": [["a", "b"]]}),
+        ("{% for v in x %}{{ v }};{% endfor %}", {"x": ["a", None]}),
+        ("{{ x | int }}", {"x": float("nan")}),
+        ("{{ x }}", {"x": b"abc"}),
+        ("{{ '%s' | format(x) }}", {"x": None}),
+        ("{{ 'a %s b' % x }}", {"x": None}),
+        ("{{ 'a %s b' % x }}", {"x": ["l"]}),
+        ("{{ '{}'.format(x) }}", {"x": None}),
+    ],
+)
+def test_a_prompt_never_shows_python_text_through_filters_operators_or_nested_fields(template: str, doc: dict[str, object]) -> None:
+    """The common ways a template turns a value into text (``~``, text filters, ``join``, ``%``, ``format``, a nested
+    field, a loop variable) are held to the same rule as ``{{ x }}``."""
+    from vlmbench.templates import ShowsNoText, render
+
+    with pytest.raises(ShowsNoText, match="which a prompt would show as Python writes it"):
+        render("t.yaml", "doc_to_text", template, doc)
+
+
+def test_only_a_field_the_template_reads_is_blamed() -> None:
+    from vlmbench.templates import ShowsNoText, render
+
+    with pytest.raises(ShowsNoText) as caught:
+        render("t.yaml", "doc_to_text", "{% for v in x %}{{ v }}{% endfor %}", {"hint": None, "x": ["a", None]})
+    assert caught.value.column is None and "a value is null" in str(caught.value)  # not 'hint', which it never reads
+
+
+@pytest.mark.parametrize(
     ("group", "expected"),
     [
         ('[""]', "field 'group.0' = \"\": expected text matching"),

@@ -497,8 +497,10 @@ def test_a_200_with_an_error_beside_its_choices_is_no_answer(serve: StartServer,
     body = json.dumps({"choices": [{"message": {"content": "fine"}}], "error": {"message": "key sk-live-123 over quota", "code": 429}})
     failure = parse_completion(body)
     assert isinstance(failure, Failure) and failure.reason == "error in a 200 reply: the server sent an error object beside its answer"
-    for empty in (None, "", {}, []):
+    for empty in (None, "", " ", {}, [], False, 0, {"message": None, "code": None}, [None, {"message": ""}]):
         assert parse_completion(json.dumps({"choices": [{"message": {"content": "fine"}}], "error": empty})) == Answer("fine", None)
+    for said in ("upstream failed", True, 500, {"message": "overloaded"}, [{"code": "busy"}]):
+        assert isinstance(parse_completion(json.dumps({"choices": [{"message": {"content": "fine"}}], "error": said})), Failure), said
 
 
 def test_a_reply_longer_than_max_new_tokens_allows_is_an_error(serve: StartServer, make_backend: MakeBackend) -> None:

@@ -223,6 +223,11 @@ def test_a_trailing_newline_in_a_name_fails_both_checks() -> None:
     assert quick({"n": True}) is False and _jsonschema_errors(schema, {"n": True})
     # 1.0 is an integer to both.
     assert quick({"n": 1.0}) is True and not _jsonschema_errors(schema, {"n": 1.0})
+    # A tuple (a library caller's document; YAML gives lists) is an array to fastjsonschema, not to jsonschema: asked.
+    listed = {"type": "object", "properties": {"names": {"type": "array", "items": {"type": "string"}}}}
+    checked = quick_validator(listed)
+    assert checked is not None and checked({"names": ["a"]}) is True
+    assert checked({"names": ("a",)}) is False and _jsonschema_errors(listed, {"names": ("a",)})
 
 
 def test_loading_the_built_in_tasks_never_imports_jsonschema() -> None:

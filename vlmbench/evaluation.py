@@ -11,6 +11,7 @@ moment it arrives), writes the manifest as it goes, then scores through the one 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -171,6 +172,7 @@ def evaluate(config: EvalConfig) -> RunResult:
     # A task whose records the run kept is handed over to be scored (by a child process while the next task is
     # predicted, when that is safe: vlmbench.forked), or by this process once every task is predicted.
     background: Background[tuple[Any, ...], ScoredTask] = Background(_score_handed, allowed=group.world == 1 and not config.predict_only)
+    predictions: list[Any] = []
     try:
         named = backend_identity(backend, config.model, model_args)
         identity = redact_identity(named)
@@ -246,7 +248,6 @@ def evaluate(config: EvalConfig) -> RunResult:
         if group.is_main:
             write_json(run_dir / MANIFEST, manifest)  # from the start: a run killed in its first task is a partial run folder
             progress_log.info("%s", request_plan(tasks, [len(samples) for samples, _ in prepared], config.limit))
-        predictions = []
         for position, task in enumerate(tasks):
             name = f"{task.name}.jsonl" if group.world == 1 else f"{task.name}.rank{group.rank}.jsonl"
             ready, prepared[position] = prepared[position], ([], None)  # its data is let go once answered (memory maps too)
@@ -261,14 +262,16 @@ def evaluate(config: EvalConfig) -> RunResult:
                 write_json(run_dir / MANIFEST, manifest)
                 if prediction.written is not None and judged_in_process(manifest["tasks"][task.name], judging):
                     entry = json.loads(json.dumps(manifest["tasks"][task.name]))  # as scoring reads it back from run.json
-                    if background.submit(task.name, (entry, run_dir, judging, prediction.written), scoring_cost(entry)):
-                        prediction.written = None  # the child has them
+                    # The run keeps the records too: a lost child's task is scored again from them, and a run that
+                    # stops before scoring writes their deferred lines (complete_samples_file).
+                    background.submit(task.name, (entry, run_dir, judging, prediction.written), scoring_cost(entry))
         if errors := backend_error_summary(backend):
             manifest["errors"] = errors
         if group.is_main and store is not None and (reused_from := _reused_provenance(predictions, store)):
             manifest["reused_provenance"] = reused_from
     except BaseException:
         background.close()
+        _complete_samples(predictions)
         raise
     finally:
         close_backend(backend)
@@ -283,11 +286,24 @@ def evaluate(config: EvalConfig) -> RunResult:
     if config.predict_only:
         return RunResult(run_dir, manifest, None)
     written = {p.task.name: p.written for p in predictions if p.written is not None}
-    del predictions
     try:
         return RunResult(run_dir, manifest, score_run(run_dir, judging, written, background))
+    except BaseException:  # scoring failed (a judge, Ctrl-C): the samples files keep every answer, unscored
+        background.close()
+        _complete_samples(predictions)
+        raise
     finally:
         background.close()  # a child still working when scoring stopped early
+
+
+def _complete_samples(predictions: Sequence[Any]) -> None:
+    """Write the deferred lines of every predicted task whose samples file lacks them (a run stopping early)."""
+    from vlmbench.runner import complete_samples_file
+
+    for prediction in predictions:
+        if prediction.written:
+            with contextlib.suppress(OSError):
+                complete_samples_file(prediction.samples_file, prediction.written)
 
 
 def _score_handed(item: tuple[Any, ...]) -> Any:

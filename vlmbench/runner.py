@@ -9,6 +9,7 @@ most the requests in flight; re-running the same command reuses everything store
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import sys
@@ -226,9 +227,9 @@ def predict_task(task: TaskConfig, ctx: RunContext, samples_file: Path, prepared
     reusable = ctx.store is not None and (is_deterministic(generation) or (ctx.reuse_sampled and generation.seed is not None))
     images = _Images(table, ctx.image_hashes)
     samples_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(samples_file, "w", encoding="utf-8") as file:
+    with open(samples_file, "w", encoding="utf-8") as file, _Deferred() as deferred:
         # Under data parallelism the shards are merged through their files: nothing is kept.
-        out = _SamplesWriter(file, ctx if ctx.shard[1] == 1 else None)
+        out = deferred.writer = _SamplesWriter(file, ctx if ctx.shard[1] == 1 else None)
         pending: dict[str, tuple[int, Sample, str | None, str | None]] = {}
         broken: dict[str, str] = {}  # samples whose image cannot be read: errors, never requests
         keys = (
@@ -367,11 +368,19 @@ class _SamplesWriter:
     def _stop_keeping(self) -> None:
         """Out of budget: what this task took goes back to the run's budget, and the lines left to scoring are written now."""
         assert self.kept is not None and self.ctx is not None
-        left = [record for record, line in self.kept if line is None]
+        self.write_deferred()
         self.ctx.keep_written += self._kept_bytes
         self.kept = None
-        text = "".join(record_json(record) + "\n" for record in left)
-        self._do(lambda: self.file.write(text))
+
+    def write_deferred(self) -> None:
+        """Write the lines left to scoring now (each kept record then has its line)."""
+        if not self.kept:
+            return
+        left = [i for i, (_, line) in enumerate(self.kept) if line is None]
+        lines = [record_json(self.kept[i][0]) + "\n" for i in left]
+        self._do(lambda: self.file.write("".join(lines)))
+        for i, line in zip(left, lines):
+            self.kept[i] = (self.kept[i][0], line)
 
     def flush(self) -> None:
         """Put what is written on disk."""
@@ -389,6 +398,39 @@ class _SamplesWriter:
                 f"cannot write {self.file.name} ({exc.strerror or type(exc).__name__}); free disk space or pass --output_path on another disk, "
                 f"then rerun the same command: every response stored so far is reused"
             ) from None
+
+
+class _Deferred:
+    """Writes a task's deferred lines (reused answers kept for scoring) when predicting it stops early (an error,
+    Ctrl-C): the samples file of a stopped run holds every answer it has, reused or sent."""
+
+    writer: _SamplesWriter | None = None
+
+    def __enter__(self) -> _Deferred:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is not None and self.writer is not None and not self.writer.file.closed:
+            with contextlib.suppress(OSError, UserError):
+                self.writer.write_deferred()
+
+
+def complete_samples_file(path: Path, kept: list[tuple[SampleRecord, str | None]]) -> None:
+    """Append the deferred lines of a task's kept records (those whose line was left to scoring) to its samples
+    file, unless the file holds every record already (scoring rewrote it). For a run that stops between
+    predicting and scoring (an error, Ctrl-C): its samples files then hold every answer it has."""
+    left = [record for record, line in kept if line is None]
+    if not left:
+        return
+    try:
+        with open(path, "rb") as file:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 20), b""))
+    except FileNotFoundError:
+        lines = 0
+    if lines >= len(kept):
+        return
+    with open(path, "a", encoding="utf-8") as file:
+        file.write("".join(record_json(record) + "\n" for record in left))
 
 
 def _deferred_size(record: SampleRecord) -> int:

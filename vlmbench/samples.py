@@ -133,11 +133,9 @@ def _render(task: TaskConfig, table: DocTable, field: str, template: str, doc: d
             "fix the data or leave the row out"
         ) from None
     except ShowsNoText as exc:  # the data's fault: say where the value is
-        if exc.column is None:
-            raise
         row = doc.get("_row")
         where = f"{_dataset_of(table, doc)}" + (f" row {row}" if isinstance(row, int) else "")
-        raise UserError(f"{exc} (in {where}, column '{exc.column}')") from None
+        raise UserError(f"{exc} (in {where}" + (f", column '{exc.column}')" if exc.column else ")")) from None
     except UserError as exc:
         if "is undefined" not in str(exc):
             raise

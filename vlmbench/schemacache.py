@@ -108,6 +108,8 @@ def _quick(schema: Mapping[str, Any]) -> Callable[[Any], bool]:
     validate = compiled_validator(schema, use_formats=False)
 
     def passes(document: Any) -> bool:
+        if _holds_tuple(document):  # an array to fastjsonschema, not to jsonschema: jsonschema decides
+            return False
         try:
             validate(document)
         except Exception:  # a refusal, or a document too deep for the generated code: jsonschema decides
@@ -115,6 +117,21 @@ def _quick(schema: Mapping[str, Any]) -> Callable[[Any], bool]:
         return True
 
     return passes
+
+
+def _holds_tuple(document: Any, limit: int = 100_000) -> bool:
+    """Whether a tuple is anywhere in the document (a library caller's; YAML gives lists)."""
+    pending, seen = [document], 0
+    while pending and seen < limit:
+        value = pending.pop()
+        seen += 1
+        if isinstance(value, tuple):
+            return True
+        if isinstance(value, Mapping):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return seen >= limit  # too large to look through: jsonschema decides
 
 
 def _readable_alike(schema: Mapping[str, Any]) -> bool:

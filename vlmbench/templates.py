@@ -8,6 +8,7 @@ Every failure, whatever its kind, becomes one line naming the file and the field
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -99,7 +100,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"+", "*", "**", "%"})
     code_generator_class = _BoundedTemplates
     vlmbench_bounded_loop = staticmethod(limits.bounded_loop)
-    vlmbench_concat = staticmethod(limits.bounded_concat)
+    vlmbench_concat = staticmethod(lambda parts: _checked_concat(parts))
     vlmbench_built = staticmethod(limits.built)
     vlmbench_ticked = staticmethod(limits.ticked)
     concat = staticmethod(limits.bounded_join)  # {% set %} blocks, macros, {% filter %} blocks
@@ -110,10 +111,18 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         self.globals["dict"] = limits.bounded_dict(self.globals["dict"])
         for name, function in list(self.filters.items()):
             self.filters[name] = limits.bounded_filter(name, function)
+            if name in _TEXT_FILTERS:
+                self.filters[name] = _text_filter(self.filters[name])
+        self.filters["join"] = _join_filter(self.filters["join"])
+        self.filters["format"] = _format_filter(self.filters["format"])
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "%":
             limits.checked_format(left, right)
+            if isinstance(left, str) and isinstance(right, (tuple, Mapping)):  # "%s" % x: what fills it in is text too
+                _format_arguments(right if isinstance(right, tuple) else tuple(right.values()))
+            elif isinstance(left, str):
+                _text_part(right)
         else:
             limits.checked_binop(operator, left, right)
         return super().call_binop(context, operator, left, right)
@@ -127,6 +136,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
         def checked(*args: Any, **kwargs: Any) -> Any:  # and with what it fills in, when it is called
             limits.checked_format(pattern, ((), args[0]) if mapping and args else (args, kwargs), braces=True)
+            _format_arguments(tuple(args[0].values()) if mapping and args and isinstance(args[0], Mapping) else (*args, *kwargs.values()))
             return wrapped(*args, **kwargs)
 
         return checked
@@ -189,20 +199,96 @@ def describe_value(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def _not_text(context: Any, value: Any) -> bool:
-    if value is None or (isinstance(value, float) and (value != value or value in (float("inf"), float("-inf")))):
+_CONTAINERS = (list, tuple, set, frozenset, Mapping)
+
+
+def _no_value(value: Any) -> bool:
+    """None, NaN, an infinity or bytes: what no prompt holds, however a template shows it."""
+    if value is None or isinstance(value, (bytes, bytearray)):
         return True
-    if isinstance(value, (list, tuple, set, frozenset, Mapping)):  # one of the document's own fields, as it is
-        return any(value is field for field in context.parent.values())
+    return isinstance(value, float) and (value != value or value in (float("inf"), float("-inf")))
+
+
+def _from_document(context: Any, value: Any, limit: int = 10_000) -> bool:
+    """Whether ``value`` (a container) is one of the document's fields or inside one (``x``, ``x.inner``, ``x[0]``)."""
+    pending = [v for v in context.parent.values() if isinstance(v, _CONTAINERS)]
+    seen = 0
+    while pending and seen < limit:
+        item = pending.pop()
+        seen += 1
+        if item is value:
+            return True
+        inner = item.values() if isinstance(item, Mapping) else item
+        pending.extend(v for v in inner if isinstance(v, _CONTAINERS))
     return False
 
 
 @jinja2.pass_context  # never worked out at compile time, outside a rendering's budget
 def _shown(context: Any, value: Any) -> Any:
     """Every ``{{ ... }}`` before it becomes text: within the rendering's budget, and text (:class:`NotText`)."""
-    if _not_text(context, value):
+    if _no_value(value) or (isinstance(value, _CONTAINERS) and _from_document(context, value)):
         raise NotText(value)
     return limits.bounded_output(context, value)
+
+
+def _text_part(value: Any) -> Any:
+    """A value a filter or ``~`` turns into text: refused when it is no value or a container (:class:`NotText`)."""
+    if _no_value(value) or isinstance(value, _CONTAINERS):
+        raise NotText(value)
+    return value
+
+
+def _format_arguments(values: tuple[Any, ...]) -> None:
+    """What ``%`` or ``format`` fills a text in with: no None, NaN or bytes (a container may be shown on purpose)."""
+    for value in values:
+        if _no_value(value):
+            raise NotText(value)
+
+
+def _format_filter(function: Any) -> Any:
+    @jinja2.pass_context
+    @functools.wraps(function)
+    def checked(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        _format_arguments((*args, *kwargs.values()))
+        return function(context, value, *args, **kwargs)
+
+    return checked
+
+
+def _checked_concat(parts: tuple[Any, ...]) -> str:
+    """``a ~ b``, of text and numbers only."""
+    for part in parts:
+        _text_part(part)
+    return limits.bounded_concat(parts)
+
+
+# Filters that write their value as text (None as "None", a list as "['a']"), and the number filters that read
+# None or NaN as 0: each refuses such a value (NotText), as {{ }} does.
+_TEXT_FILTERS = frozenset(
+    {"string", "trim", "upper", "lower", "title", "capitalize", "center", "e", "escape", "forceescape", "safe", "striptags", "wordwrap",
+     "truncate", "indent", "replace", "urlencode", "int", "float", "round", "abs"}
+)  # fmt: skip
+
+
+def _text_filter(function: Any) -> Any:
+    @jinja2.pass_context
+    @functools.wraps(function)
+    def checked(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        return function(context, _text_part(value), *args, **kwargs)
+
+    return checked
+
+
+def _join_filter(function: Any) -> Any:
+    @jinja2.pass_context
+    @functools.wraps(function)
+    def checked(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(value, (list, tuple)) and not kwargs.get("attribute") and len(args) < 2:
+            for item in value:
+                _text_part(item)
+        return function(context, value, *args, **kwargs)
+
+    return checked
 
 
 _ENV = _Sandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False, finalize=_shown)
@@ -303,7 +389,7 @@ def _one_line(where: Path | str, field: str, exc: Exception, doc: Mapping[str, A
     """The one-line error of a template that failed while rendering over ``doc`` (``reads``: the fields the
     template reads, looked at first for the one a :class:`NotText` value came from)."""
     if isinstance(exc, NotText):
-        names = [k for k in reads if k in doc] + [k for k in doc if k not in reads and not k.startswith("_")]
+        names = [k for k in reads if k in doc and not k.startswith("_")]  # only a field the template reads is blamed
         column = next((k for k in names if doc[k] is exc.value), None)
         if column is None:
             column = next((k for k in names if _same_value(doc[k], exc.value)), None)

@@ -337,7 +337,7 @@ def parse_completion(body: str | bytes, max_chars: int | None = None, max_tokens
     except ValueError:
         return malformed
     error = data.get("error") if isinstance(data, dict) else None
-    if error not in (None, "", {}, []):  # the server says it failed: whatever choices it holds are no answer
+    if _reports_error(error):  # the server says it failed: whatever choices it holds are no answer
         return Failure(f"error in a 200 reply: {_error_text(error)}", retryable=True, kind="error in a 200 reply")
     choices = data.get("choices") if isinstance(data, dict) else None
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
@@ -361,6 +361,18 @@ def parse_completion(body: str | bytes, max_chars: int | None = None, max_tokens
             f"reply too long: {len(text)} characters, more than max_tokens could produce (limit {max_chars})", retryable=False, kind="reply too long"
         )
     return Answer(text=text, usage=_usage(data.get("usage")), served_model=inert_line(data.get("model")))
+
+
+def _reports_error(error: Any, depth: int = 0) -> bool:
+    """Whether a reply's ``error`` field says something failed: null, false, 0, empty text and containers that hold
+    nothing but such values say nothing."""
+    if isinstance(error, str):
+        return bool(error.strip())
+    if isinstance(error, Mapping):
+        return depth < 4 and any(_reports_error(v, depth + 1) for v in error.values())
+    if isinstance(error, list):
+        return depth < 4 and any(_reports_error(v, depth + 1) for v in error)
+    return bool(error) if isinstance(error, (bool, int, float)) else error is not None
 
 
 _ERROR_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")
