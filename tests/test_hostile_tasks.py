@@ -435,6 +435,15 @@ def test_a_prompt_never_shows_a_value_as_python_writes_it(value: object, what: s
         ("{{ 'a %s b' % x }}", {"x": None}),
         ("{{ 'a %s b' % x }}", {"x": ["l"]}),
         ("{{ '{}'.format(x) }}", {"x": None}),
+        ("{{ x | reject('equalto', 'a') | join(', ') }}", {"x": ["a", None]}),
+        ("{{ x | map('first') | join(', ') }}", {"x": [["a"], [["b"]]]}),
+        ("{{ x.values() | join(', ') }}", {"x": {"k": None}}),
+        ("{{ '%s' % x }}", {"x": {"k": "1"}}),
+        ("{{ '%s' % (x,) }}", {"x": ["a", "b"]}),
+        ("{{ '{}'.format(x) }}", {"x": ["a", "b"]}),
+        ("{{ '%s' | format(x) }}", {"x": ["a", "b"]}),
+        ("{{ x | pprint }}", {"x": None}),
+        ("{{ x | urlize }}", {"x": ["a"]}),
     ],
 )
 def test_a_prompt_never_shows_python_text_through_filters_operators_or_nested_fields(template: str, doc: dict[str, object]) -> None:
@@ -444,6 +453,15 @@ def test_a_prompt_never_shows_python_text_through_filters_operators_or_nested_fi
 
     with pytest.raises(ShowsNoText, match="which a prompt would show as Python writes it"):
         render("t.yaml", "doc_to_text", template, doc)
+
+
+def test_templates_that_make_text_of_fields_themselves_still_render() -> None:
+    from vlmbench.templates import render
+
+    doc = {"x": {"a": 1, "b": "two"}, "n": None, "names": ["a", "b"], "pairs": {"k": "v"}}
+    template = "{{ x | urlencode }} {{ n | default('none', true) }} {{ names | length }} {{ names | first }} {{ '%(k)s' % pairs }} "
+    template += "{{ names | tojson }} {% if n is none %}-{% endif %} {{ names | map('upper') | join('/') }}"
+    assert render("t.yaml", "doc_to_text", template, doc) == 'a=1&b=two none 2 a v ["a", "b"] - A/B'
 
 
 def test_only_a_field_the_template_reads_is_blamed() -> None:

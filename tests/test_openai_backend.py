@@ -499,7 +499,7 @@ def test_a_200_with_an_error_beside_its_choices_is_no_answer(serve: StartServer,
     assert isinstance(failure, Failure) and failure.reason == "error in a 200 reply: the server sent an error object beside its answer"
     for empty in (None, "", " ", {}, [], False, 0, {"message": None, "code": None}, [None, {"message": ""}]):
         assert parse_completion(json.dumps({"choices": [{"message": {"content": "fine"}}], "error": empty})) == Answer("fine", None)
-    for said in ("upstream failed", True, 500, {"message": "overloaded"}, [{"code": "busy"}]):
+    for said in ("upstream failed", True, 500, {"message": "overloaded"}, [{"code": "busy"}], {"a": {"b": {"c": {"d": {"e": "deep"}}}}}):
         assert isinstance(parse_completion(json.dumps({"choices": [{"message": {"content": "fine"}}], "error": said})), Failure), said
 
 

@@ -378,9 +378,11 @@ class _SamplesWriter:
             return
         left = [i for i, (_, line) in enumerate(self.kept) if line is None]
         lines = [record_json(self.kept[i][0]) + "\n" for i in left]
-        self._do(lambda: self.file.write("".join(lines)))
-        for i, line in zip(left, lines):
-            self.kept[i] = (self.kept[i][0], line)
+        try:
+            self._do(lambda: self.file.write("".join(lines)))
+        finally:  # marked even when Ctrl-C arrives as the write returns: never written twice
+            for i, line in zip(left, lines):
+                self.kept[i] = (self.kept[i][0], line)
 
     def flush(self) -> None:
         """Put what is written on disk."""
@@ -429,8 +431,15 @@ def complete_samples_file(path: Path, kept: list[tuple[SampleRecord, str | None]
         lines = 0
     if lines >= len(kept):
         return
-    with open(path, "a", encoding="utf-8") as file:
-        file.write("".join(record_json(record) + "\n" for record in left))
+    with open(path, "a", encoding="utf-8") as file:  # unscored, as predicting writes them: no results back any verdict
+        file.write("".join(record_json(_unscored(record)) + "\n" for record in left))
+
+
+def _unscored(record: SampleRecord) -> SampleRecord:
+    """A record as predicting makes it: a scoring that stopped may have given it verdicts that no results back."""
+    plain = {k: v for k, v in record.items() if k != "verdicts"}
+    plain["parsed"], plain["correct"] = None, None
+    return plain  # type: ignore[return-value]
 
 
 def _deferred_size(record: SampleRecord) -> int:

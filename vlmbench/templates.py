@@ -119,8 +119,10 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "%":
             limits.checked_format(left, right)
-            if isinstance(left, str) and isinstance(right, (tuple, Mapping)):  # "%s" % x: what fills it in is text too
-                _format_arguments(right if isinstance(right, tuple) else tuple(right.values()))
+            if isinstance(left, str) and isinstance(right, tuple):  # "%s" % x: what fills it in is text too
+                _format_arguments(right)
+            elif isinstance(left, str) and isinstance(right, Mapping) and "%(" in left:  # "%(name)s" % mapping
+                _format_arguments(tuple(right.values()))
             elif isinstance(left, str):
                 _text_part(right)
         else:
@@ -239,10 +241,9 @@ def _text_part(value: Any) -> Any:
 
 
 def _format_arguments(values: tuple[Any, ...]) -> None:
-    """What ``%`` or ``format`` fills a text in with: no None, NaN or bytes (a container may be shown on purpose)."""
+    """What ``%`` or ``format`` fills a text in with: text and numbers (no None, NaN, bytes or container)."""
     for value in values:
-        if _no_value(value):
-            raise NotText(value)
+        _text_part(value)
 
 
 def _format_filter(function: Any) -> Any:
@@ -266,7 +267,7 @@ def _checked_concat(parts: tuple[Any, ...]) -> str:
 # None or NaN as 0: each refuses such a value (NotText), as {{ }} does.
 _TEXT_FILTERS = frozenset(
     {"string", "trim", "upper", "lower", "title", "capitalize", "center", "e", "escape", "forceescape", "safe", "striptags", "wordwrap",
-     "truncate", "indent", "replace", "urlencode", "int", "float", "round", "abs"}
+     "truncate", "indent", "replace", "pprint", "urlize", "int", "float", "round", "abs"}
 )  # fmt: skip
 
 
@@ -283,7 +284,8 @@ def _join_filter(function: Any) -> Any:
     @jinja2.pass_context
     @functools.wraps(function)
     def checked(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(value, (list, tuple)) and not kwargs.get("attribute") and len(args) < 2:
+        if not isinstance(value, (str, Mapping)) and not kwargs.get("attribute") and len(args) < 2 and hasattr(value, "__iter__"):
+            value = list(value)  # a generator (reject, map, unique) or a view is looked through once, then joined
             for item in value:
                 _text_part(item)
         return function(context, value, *args, **kwargs)

@@ -368,10 +368,11 @@ def _reports_error(error: Any, depth: int = 0) -> bool:
     nothing but such values say nothing."""
     if isinstance(error, str):
         return bool(error.strip())
-    if isinstance(error, Mapping):
-        return depth < 4 and any(_reports_error(v, depth + 1) for v in error.values())
-    if isinstance(error, list):
-        return depth < 4 and any(_reports_error(v, depth + 1) for v in error)
+    if isinstance(error, (Mapping, list)):
+        values = list(error.values()) if isinstance(error, Mapping) else error
+        if depth >= 4:  # nested past what is worth reading: anything in it counts
+            return bool(values)
+        return any(_reports_error(v, depth + 1) for v in values)
     return bool(error) if isinstance(error, (bool, int, float)) else error is not None
 
 
