@@ -287,13 +287,11 @@ def evaluate(config: EvalConfig) -> RunResult:
         return RunResult(run_dir, manifest, None)
     written = {p.task.name: p.written for p in predictions if p.written is not None}
     try:
-        return RunResult(run_dir, manifest, score_run(run_dir, judging, written, background))
-    except BaseException:  # scoring failed (a judge, Ctrl-C): the samples files keep every answer, unscored
-        background.close()
+        return RunResult(run_dir, manifest, score_run(run_dir, judging, written, background))  # waits for the last child
+    except BaseException:  # scoring failed (a judge, Ctrl-C): a child still working is stopped, and the samples
+        background.close()  # files keep every answer, unscored
         _complete_samples(predictions)
         raise
-    finally:
-        background.close()  # a child still working when scoring stopped early
 
 
 def _complete_samples(predictions: Sequence[Any]) -> None:
