@@ -10,9 +10,9 @@ Forking is done only where it is safe and pays: on Linux, in the ``vlmbench`` co
 single thread (a fork copies no other thread, and a lock another thread held would stay held in the
 child), without torch loaded (a child must never free a GPU's memory or touch its thread pools), with two
 CPUs or more and two pieces or more. Anywhere else the work runs here, in order, as it does when the system
-gives no process (a process limit, no memory). A child
-that fails with an exception hands it over to be raised here; a child that dies without a word (killed,
-out of memory) has its pieces done again here, so a lost child never loses a result.
+gives no process (a process limit, no memory). A child that fails with an exception hands it over to be
+raised here; a child that dies without a word (killed, out of memory) has its pieces done again here (the
+caller keeps what they need), so a lost child never loses a result.
 
 Two ways: :func:`map_in_two` splits a list of pieces in two halves; :class:`Background` hands single
 pieces to a child while this process goes on with other work (scoring a task while the next one is
