@@ -1009,17 +1009,33 @@ def test_a_relabelled_headline_judge_is_rejected(bundle: Path, tmp_path: Path, c
     ) in errors[0]
 
 
-def test_numbers_must_have_the_recomputed_json_type(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A count written as 450.0 is not the recomputed count 450: the site drops such counts."""
+@pytest.mark.parametrize(
+    ("forgery", "reason"),
+    [
+        ("a count as a float", "metrics.n_samples = 450.0 but the responses give 450"),
+        ("a rate as an integer", "by_category.{category}.unparsed_rate = 0 but the responses give 0.0"),
+    ],
+)
+def test_numbers_must_have_the_recomputed_json_type(
+    forgery: str, reason: str, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A count written as 450.0 is not the recomputed count 450 (the site drops such counts), nor the integer 0 the rate 0.0
+    (both pass the results schema, whose numbers may be either)."""
+    category = ""
 
     def forge(results: dict[str, Any]) -> None:
-        metrics = results["tasks"]["alignment-text"]["metrics"]
-        metrics["n_samples"] = float(metrics["n_samples"])
+        nonlocal category
+        task = results["tasks"]["alignment-text"]
+        if forgery == "a count as a float":
+            task["metrics"]["n_samples"] = float(task["metrics"]["n_samples"])
+        else:
+            category = next(c for c, summary in task["by_category"].items() if summary["unparsed_rate"] == 0.0)
+            task["by_category"][category]["unparsed_rate"] = 0
 
     forged = repack(edit_json(members(bundle), "results.json", forge), tmp_path / "forged.tar.gz")
     code, errors, _ = verify(forged, capsys)
     assert code == 1 and len(errors) == 1, errors
-    assert "results.json: tasks.alignment-text.metrics.n_samples = 450.0 but the responses give 450" in errors[0]
+    assert f"results.json: tasks.alignment-text.{reason.format(category=category)}" in errors[0]
 
 
 def test_a_task_the_leaderboard_does_not_rank_is_rejected(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
