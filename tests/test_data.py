@@ -73,8 +73,9 @@ def test_text_perception_describes_without_naming(perception: Path) -> None:
 
 
 def test_built_in_data_is_deterministic(run_model, tmp_path: Path) -> None:
-    """Generated afresh in another interpreter (another hash seed), the built-in sets are the same data
-    as the ones this session generated: the same fingerprints."""
+    """Generated afresh in another interpreter (another hash seed; the `vlmbench` command, where a forked child
+    makes half of the rows), the built-in sets are the same data as the ones this session generated in one
+    process: the same fingerprints."""
     tasks = "alignment-image,general-capability"
     here = run_model("random", tasks, limit=2)
     fresh = run_model("random", tasks, limit=2, env={"VLMBENCH_CACHE_DIR": str(tmp_path / "fresh-cache"), "PYTHONHASHSEED": "12345"}, subprocess=True)

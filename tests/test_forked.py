@@ -114,6 +114,37 @@ def test_the_command_scores_on_two_cores_with_the_numbers_of_a_serial_run(tmp_pa
     assert forked == _comparable(serial.run_dir)
 
 
+def test_loading_data_with_datasets_leaves_no_thread_that_stops_forking(tmp_path: Path, data_cache: Path) -> None:
+    """`datasets` shows its progress with tqdm, whose first bar (even a disabled one) starts a monitor thread for
+    good; a second thread would keep the rest of the command's run from scoring in a child. A fresh cache holding
+    only the generated sets makes the run load them with `datasets` (no remembered load)."""
+    import shutil
+
+    cache = tmp_path / "cache"
+    shutil.copytree(data_cache / "builtin", cache / "builtin")
+    program = PRELUDE + textwrap.dedent(
+        """
+        import threading
+        from vlmbench import EvalConfig, evaluate, forked
+
+        threads, can_fork = [], forked.can_fork
+
+        def asked():  # whenever the run would hand a task to a child: which threads it has
+            threads.append(sorted(t.name for t in threading.enumerate()))
+            return can_fork()
+
+        forked.can_fork = asked
+        evaluate(EvalConfig(model="random", tasks="general-capability,alignment-image", limit=2, use_store=False, output_path=sys.argv[2]))
+        print(json.dumps({"datasets": "datasets" in sys.modules, "asked": len(threads), "threads": sorted({n for t in threads for n in t})}))
+        """
+    )
+    env = {**os.environ, "VLMBENCH_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", program, "run", str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen["datasets"] and seen["asked"] >= 1 and seen["threads"] == ["MainThread"], seen
+
+
 BACKGROUND = PRELUDE + textwrap.dedent(
     """
     def work(item):

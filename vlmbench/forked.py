@@ -14,7 +14,8 @@ gives no process (a process limit, no memory). A child that fails with an except
 raised here; a child that dies without a word (killed, out of memory) has its pieces done again here (the
 caller keeps what they need), so a lost child never loses a result.
 
-Two ways: :func:`map_in_two` splits a list of pieces in two halves; :class:`Background` hands single
+Two ways: :func:`map_in_two` splits a list of pieces in two halves (the tasks ``vlmbench score`` scores, the
+rows of a built-in dataset generated on first use); :class:`Background` hands single
 pieces to a child while this process goes on with other work (scoring a task while the next one is
 predicted), one child at a time. A child never collects cyclic garbage: whatever the parent left for the
 collector (a file, a database statement) is never finalised twice.
@@ -29,7 +30,8 @@ import pickle
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from vlmbench import collector
@@ -47,6 +49,23 @@ def can_fork() -> bool:
         return len(os.sched_getaffinity(0)) >= 2
     except (AttributeError, OSError):
         return False
+
+
+@contextmanager
+def no_progress_monitor() -> Iterator[None]:
+    """Inside the block, ``tqdm`` (the progress bars of ``datasets`` and of Hub downloads) starts no monitor thread.
+
+    It starts one with its first bar, even a disabled one, and keeps it to the end of the process: that second
+    thread would keep every later piece of work in this process (:func:`can_fork`). The monitor only redraws a
+    bar that has been quiet for ten seconds. Imports ``tqdm``: for blocks that load data with ``datasets``."""
+    from tqdm import std
+
+    interval = std.tqdm.monitor_interval
+    std.tqdm.monitor_interval = 0
+    try:
+        yield
+    finally:
+        std.tqdm.monitor_interval = interval
 
 
 def map_in_two(items: Sequence[T], work: Callable[[T], R], weight: Callable[[T], float], allowed: bool = True) -> list[R]:
@@ -73,7 +92,7 @@ def map_in_two(items: Sequence[T], work: Callable[[T], R], weight: Callable[[T],
         os.close(read_end)
         _reap(pid, finished=len(results) == len(items) - len(theirs))
     if sent is None:  # the child died without a word: its pieces are done here
-        log.warning("a scoring process ended without its results; scoring its %d tasks in this one", len(theirs))
+        log.warning("a forked process ended without its results; doing its %d pieces of work in this one", len(theirs))
         for index in sorted(theirs):
             results[index] = work(items[index])
     elif sent[0] == "error":
@@ -89,14 +108,14 @@ def _fork() -> tuple[int, int, int] | None:
     try:
         read_end, write_end = os.pipe()
     except OSError as exc:  # no file descriptor left
-        log.debug("no pipe for a scoring process (%s): scoring here", exc)
+        log.debug("no pipe for a forked process (%s): working here", exc)
         return None
     try:
         pid = os.fork()
     except OSError as exc:
         os.close(read_end)
         os.close(write_end)
-        log.debug("no scoring process (%s): scoring here", exc)
+        log.debug("no forked process (%s): working here", exc)
         return None
     return pid, read_end, write_end
 

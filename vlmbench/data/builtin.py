@@ -14,16 +14,20 @@ import random
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from PIL import Image, ImageDraw
 
 from vlmbench.cache import cache_dir
-from vlmbench.data.concepts import ConceptCatalog
+from vlmbench.data.concepts import Concept, ConceptCatalog
 from vlmbench.data.render import add_speckle, font, render_text_image
 from vlmbench.errors import UserError
+from vlmbench.forked import map_in_two, no_progress_monitor
+
+K = TypeVar("K")
 
 GENERATOR_VERSION = "1"
 SYNTHETIC_NOTE = (
@@ -33,21 +37,37 @@ SYNTHETIC_NOTE = (
 
 
 def typographic_rows(catalog: ConceptCatalog) -> list[dict[str, Any]]:
-    """One row per (concept, description): the description rendered as a 512x512 image."""
-    rows = []
-    for concept in catalog.concepts:
-        for index, description in enumerate(concept.descriptions):
-            rng = random.Random(f"typographic:{concept.name}:{index}")
-            rows.append(
-                {
-                    "image": render_text_image(description, rng),
-                    "concept": concept.name,
-                    "category": concept.category,
-                    "label": "unsafe" if concept.unsafe else "safe",
-                    "description": description,
-                }
-            )
-    return rows
+    """One row per (concept, description): the description rendered as a 512x512 image (PNG bytes, see :func:`_made`)."""
+    keys = [(concept, index) for concept in catalog.concepts for index in range(len(concept.descriptions))]
+    return _made(keys, lambda key: _typographic_row(*key))
+
+
+def _typographic_row(concept: Concept, index: int) -> dict[str, Any]:
+    description = concept.descriptions[index]
+    return {
+        "image": render_text_image(description, random.Random(f"typographic:{concept.name}:{index}")),
+        "concept": concept.name,
+        "category": concept.category,
+        "label": "unsafe" if concept.unsafe else "safe",
+        "description": description,
+    }
+
+
+def _made(keys: list[K], make: Callable[[K], dict[str, Any]]) -> list[dict[str, Any]]:
+    """``[make(key) for key in keys]`` with each row's image encoded as ``datasets`` stores a picture (PNG bytes),
+    a forked child making half of them where :func:`~vlmbench.forked.map_in_two` can. Each row draws from its own
+    seeded generator, so the rows (and the dataset's fingerprint) do not depend on who made them; encoding is
+    most of the work (about 4 ms of a row's 6)."""
+    import datasets
+
+    feature = datasets.Image()
+
+    def made(key: K) -> dict[str, Any]:
+        row = make(key)
+        row["image"] = feature.encode_example(row["image"])
+        return row
+
+    return map_in_two(keys, made, weight=lambda _: 1.0)
 
 
 COLOURS = {
@@ -137,14 +157,30 @@ VQA_PER_KIND = 40
 
 
 def shapes_vqa_rows() -> list[dict[str, Any]]:
-    """240 questions, 40 of each kind in ``VQA_KINDS``."""
-    return [_vqa_item(kind, random.Random(f"shapes-vqa:{kind}:{i}")) for kind in VQA_KINDS for i in range(VQA_PER_KIND)]
+    """240 questions, 40 of each kind in ``VQA_KINDS`` (images as PNG bytes, see :func:`_made`)."""
+    keys = [(kind, i) for kind in VQA_KINDS for i in range(VQA_PER_KIND)]
+    return _made(keys, lambda key: _vqa_item(key[0], random.Random(f"shapes-vqa:{key[0]}:{key[1]}")))
 
 
 BUILTINS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "typographic": typographic_rows,
     "shapes-vqa": shapes_vqa_rows,
 }
+
+
+@contextmanager
+def _quiet_progress() -> Iterator[None]:
+    """No progress bar from ``datasets`` inside the block (as the user had them before it, after), nor its monitor thread."""
+    import datasets.utils
+
+    disabled = datasets.utils.are_progress_bars_disabled()
+    datasets.utils.disable_progress_bars()
+    try:
+        with no_progress_monitor():
+            yield
+    finally:
+        if not disabled:
+            datasets.utils.enable_progress_bars()
 
 
 def builtin_dataset(name: str, catalog: ConceptCatalog | None) -> Path:
@@ -178,11 +214,8 @@ def builtin_dataset(name: str, catalog: ConceptCatalog | None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
     try:
-        datasets.disable_progress_bars()
-        try:
+        with _quiet_progress():
             dataset.save_to_disk(str(scratch / "data"))
-        finally:
-            datasets.enable_progress_bars()
         try:
             (scratch / "data").rename(target)  # atomic: a concurrent run either wins or finds it done
         except OSError:

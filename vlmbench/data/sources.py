@@ -28,6 +28,7 @@ from vlmbench.data.images import BadImage
 from vlmbench.data.loadrecords import LoadRecords, copy_identity, load_key
 from vlmbench.data.mapped import PageReleaser, release_table_pages
 from vlmbench.errors import TaskSkipped, UserError
+from vlmbench.forked import no_progress_monitor
 
 # ``--data_files HUB_ID=LOCAL_PATH`` fills this: hub ids served from a local copy.
 LOCAL_COPIES: dict[str, str] = {}
@@ -223,7 +224,8 @@ def _load_hf(path: str, name: str | None, split: str, revision: str | None, opti
         if local_path.exists():
             return _load_local(local_path, name, split), str(local_path)
         token = os.environ.get("HF_TOKEN") or None
-        return ArrowData.of_dataset(_load_dataset(path, name, split=split, revision=revision, token=token)), "hub"
+        with no_progress_monitor():
+            return ArrowData.of_dataset(_load_dataset(path, name, split=split, revision=revision, token=token)), "hub"
     except UserError:
         raise
     except Exception as exc:  # datasets raises many library-specific types (DatasetNotFoundError, OSError, ...)
@@ -252,13 +254,14 @@ def _load_local(local_path: Path, name: str | None, split: str) -> ArrowData:
     before = copy_identity(local_path)
     import datasets
 
-    if saved:
-        loaded = datasets.load_from_disk(str(local_path))
-        dataset = loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
-    elif kind is not None:
-        dataset = _load_dataset(kind, data_files=str(local_path), split="train")
-    else:
-        dataset = _load_dataset(str(local_path), name, split=split)
+    with no_progress_monitor():
+        if saved:
+            loaded = datasets.load_from_disk(str(local_path))
+            dataset = loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
+        elif kind is not None:
+            dataset = _load_dataset(kind, data_files=str(local_path), split="train")
+        else:
+            dataset = _load_dataset(str(local_path), name, split=split)
     data = ArrowData.of_dataset(dataset)
     records.keep(key, local_path, before, began, data)
     return data
