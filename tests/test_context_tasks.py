@@ -377,12 +377,23 @@ def test_llavabench_relative_score_with_a_model_judge(llavabench_replica: Path, 
     assert record["parsed"] == "6/8" and record["verdicts"]["relative-judge"]["detail"]["reference_rating"] == 8.0
 
 
+def test_a_tasks_own_model_judge_is_checked_before_the_model_answers(llavabench_replica: Path, run_model: RunModel, tmp_path: Path) -> None:
+    """The task names its judge (relative-judge); --judge_args configures it, with a mistake in its backend's arguments."""
+    data = ("--data_files", f"lmms-lab/llava-bench-in-the-wild={llavabench_replica}")
+    args = "relative-judge.backend=openai,relative-judge.model=m,relative-judge.base_url=http://127.0.0.1:9/v1,relative-judge.bogus=1"
+    run = run_model("random", "general-capability-llavabench", *data, "--judge_args", args, check=False)
+    assert run.returncode == 2 and run.stderr.strip().splitlines()[-1].startswith(
+        "vlmbench: error: --judge_args backend=openai: unknown model_args 'bogus'; valid: model, base_url, api_key"
+    )
+    assert "throughput" not in run.stderr  # the model never answered
+
+
 def test_llavabench_without_a_judge_is_skipped_with_one_line(llavabench_replica: Path, run_model: RunModel) -> None:
     data = ("--data_files", f"lmms-lab/llava-bench-in-the-wild={llavabench_replica}")
     run = run_model("random", "general-capability-llavabench", *data, check=False)
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines()[-1].startswith("vlmbench: error: no task left to run: general-capability-llavabench: skipped: ")
-    run = run_model("random", "general-capability-llavabench,over-refusal", *data, "--judge", "rules", "--judge_args", "backend=openai", limit=2)
+    run = run_model("random", "general-capability-llavabench,over-refusal", *data, "--judge", "rules", limit=2)
     assert "add it to --judge (rules)" in run.stderr and set(run.results["tasks"]) == {"over-refusal"}
 
 

@@ -163,6 +163,14 @@ def test_gated_hub_dataset_without_access_is_one_line(run_model) -> None:
     assert "HF_TOKEN" in lines[-1] and "--data_files yiting/UnsafeConcepts=DIR" in lines[-1]
 
 
+def test_a_token_no_header_can_carry_is_one_line_that_never_shows_it(run_model) -> None:
+    proc = run_model("random", "perception-image", "--data", "hub", limit=1, check=False, env={"HF_TOKEN": "hf_SECRET\nAFTER"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "SECRET" not in proc.stderr and "AFTER" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "vlmbench: error: HF_TOKEN holds a space, a line break or a control character; an API key has none: check that it is the key"
+    )
+
+
 def test_hub_safe_controls_give_specificity(replica: Path, tmp_path: Path) -> None:
     """A task that names a safe-image dataset (``safe_controls``) scores specificity on it."""
     import datasets

@@ -989,6 +989,45 @@ def test_the_built_in_prompts_hash_is_unchanged_by_the_refusal_prompt(tmp_path: 
     assert load_prompts(str(own)).sha256 != load_prompts(str(with_refusal)).sha256
 
 
+@pytest.mark.parametrize(
+    ("judge", "args", "message"),
+    [
+        ("llm-judge", "backend=nosuch,model=m", "--judge_args: unknown model backend 'nosuch'; `vlmbench ls models` lists them"),
+        ("llm-judge", "backend=openai", "--judge_args backend=openai needs model=NAME in --judge_args (e.g. model=gpt-4o-mini)"),
+        (
+            "llm-judge",
+            "backend=openai,model=m,bogus=1",
+            "--judge_args backend=openai: unknown model_args 'bogus'; valid: model, base_url, api_key, num_concurrent, max_retries, timeout, max_image_side",
+        ),
+        (
+            "relative-judge",
+            "backend=openai,model=m,base_url=http://me:PASS@127.0.0.1:9/v1",
+            "--judge_args backend=openai: base_url 'http://***@127.0.0.1:9/v1' must not carry credentials (user:password@); "
+            "pass the key as api_key or OPENAI_API_KEY",
+        ),
+        (
+            "llm-judge",
+            "backend=openai,model=m,base_url=",
+            "--judge_args backend=openai: base_url is empty; pass base_url=http://HOST:PORT/v1, or leave it out to use the OpenAI API",
+        ),
+        (
+            "rules",
+            "backend=openai,model=m",
+            "--judge_args is set, but the judge rules takes no arguments; name a model judge (e.g. --judge llm-judge) or leave out --judge_args",
+        ),
+    ],
+)
+def test_a_judges_backend_is_checked_before_the_model_answers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], judge: str, args: str, message: str
+) -> None:
+    """Its backend's arguments were checked only when the judge was built, after every model answer was paid for,
+    and the error named --model_args."""
+    run = ["run", "--model", "random", "--tasks", "alignment-text", "--limit", "2", "--output_path", str(tmp_path / "out")]
+    code, _, err = cli(capsys, *run, "--judge", judge, "--judge_args", args)
+    assert code == 2 and err == f"vlmbench: error: {message}\n" and "PASS" not in err
+    assert not (tmp_path / "out").exists()  # no run folder: the model was never asked
+
+
 def test_a_judges_arguments_are_checked_before_the_model_is_loaded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("transformers")
     run = ["run", "--model", "hf", "--model_args", f"pretrained={tmp_path / 'no-model'}", "--tasks", "alignment-text", "--limit", "1"]

@@ -626,6 +626,42 @@ def test_base_url_credentials_and_invalid_urls_are_one_line_user_errors(monkeypa
     assert str(info.value).startswith("--model openai: OPENAI_BASE_URL 'https://***@example.com/v1' must not carry credentials")
 
 
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("sk-proj-REAL\nAFTER-THE-BREAK", "holds a space, a line break or a control character; an API key has none: check that it is the key"),
+        ("sk-proj-REAL-AND-AFTER\r", "starts or ends with a space or a line break (read from a file?); strip it"),
+        (" sk-proj-REAL-AND-AFTER", "starts or ends with a space or a line break (read from a file?); strip it"),
+        ("sk-proj-REAL AFTER", "holds a space, a line break or a control character; an API key has none: check that it is the key"),
+        ("sk-proj-REAL\x1b[2JAFTER", "holds a space, a line break or a control character; an API key has none: check that it is the key"),
+        ("sk-proj-REAL-\u00fcAFTER", "holds characters outside ASCII, which an HTTP header cannot carry; check that it is the key"),
+    ],
+)
+def test_a_key_no_header_can_carry_stops_before_any_request(
+    key: str, problem: str, serve: StartServer, run_model: RunModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The HTTP library's own error quotes the header it refused: the part of the key after a line break was shown."""
+    server = serve()
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    proc = run_model("openai", "alignment-text", limit=2, model_args=f"base_url={server.base_url},model=m", check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == f"vlmbench: error: --model openai: OPENAI_API_KEY {problem}"
+    assert "AFTER" not in proc.stderr + proc.stdout and "REAL" not in proc.stderr + proc.stdout
+    assert server.events() == []  # nothing was sent
+    factory = backend_spec("openai").factory
+    with pytest.raises(UserError) as info:
+        factory({"model": "m", "base_url": server.base_url, "api_key": key}, BackendOptions())
+    assert str(info.value) == f"--model openai: api_key {problem}"
+
+
+def test_an_empty_base_url_never_falls_back_to_the_openai_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`base_url=$URL` with URL unset would have sent the key and every prompt to api.openai.com."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    for value in ("", "  "):
+        with pytest.raises(UserError) as info:
+            backend_spec("openai").factory({"model": "m", "base_url": value}, BackendOptions())
+        assert str(info.value) == "--model openai: base_url is empty; pass base_url=http://HOST:PORT/v1, or leave it out to use the OpenAI API"
+
+
 def test_an_invalid_base_url_on_the_command_line_is_one_line(run_model: RunModel) -> None:
     proc = run_model("openai", "alignment-text", limit=1, model_args="base_url=http://[::1:8000/v1,model=tiny", check=False)
     assert proc.returncode == 2, proc.stderr

@@ -429,9 +429,13 @@ class BackendSpec:
     """A named backend a plugin registers.
 
     ``factory(model_args, options)`` builds the backend; import heavy packages inside it, so
-    listing backends never imports torch.
+    listing backends never imports torch. ``check_args(model_args)``, when given, raises the one-line
+    :class:`~vlmbench.errors.UserError` the factory would raise for those arguments, without building
+    anything (no model loaded, no request sent): a run checks a model judge's backend with it before
+    the model answers.
     """
 
     name: str
     description: str
     factory: BackendFactory
+    check_args: Callable[[Mapping[str, str]], None] | None = None

@@ -164,7 +164,7 @@ def evaluate(config: EvalConfig) -> RunResult:
         GenerationSettings.from_mapping(task.get("generation_kwargs", {}))
     model_args = parse_key_values(config.model_args)
     spec = backend_spec(config.model)
-    judge_names, judge_args = _checked_judges(config)  # before the model is loaded: a mistake there costs nothing
+    judge_names, judge_args = _checked_judges(config, tasks)  # before the model is loaded: a mistake there costs nothing
     group = processes()
     options = BackendOptions(batch_size=config.batch_size, seed=config.seed, rank=group.rank, world_size=group.world, local_rank=group.local_rank)
     backend = spec.factory(model_args, options)
@@ -383,9 +383,11 @@ def _options_file(path: Path | str | None) -> dict[str, str] | None:
     return {"path": str(resolved), "sha256": digest}
 
 
-def _checked_judges(config: EvalConfig) -> tuple[tuple[str, ...], dict[str, str]]:
-    """The judges ``--judge`` names and ``--judge_args``, each name registered and each judge's arguments
-    checked (:attr:`~vlmbench.scoring.base.ScorerSpec.check_args`: a prompt file, say)."""
+def _checked_judges(config: EvalConfig, tasks: Sequence[Any]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The judges ``--judge`` names and ``--judge_args``, each name registered and the arguments of each judge
+    the run will use checked (:attr:`~vlmbench.scoring.base.ScorerSpec.check_args`: a prompt file, a backend's
+    arguments): those ``--judge`` names, else the ``tasks``' own judges that ``--judge_args`` configures (one
+    it does not configure skips its task)."""
     from vlmbench.pluginmanager import did_you_mean, scorer_specs
     from vlmbench.scoring.judging import JudgeConfig, parse_judge_names
 
@@ -395,11 +397,25 @@ def _checked_judges(config: EvalConfig) -> tuple[tuple[str, ...], dict[str, str]
         if name not in specs:
             raise UserError(f"--judge: unknown judge '{name}'{did_you_mean(name, specs)}; registered: {', '.join(sorted(specs))}")
     args = parse_key_values(config.judge_args, "--judge_args")
-    for name in names:
+    judging = JudgeConfig(names, args)
+    task_judges = sorted({name for task in tasks for name in task.judges if name in specs})
+    _check_args_are_read(names or task_judges, args)
+    for name in names or [name for name in task_judges if judging.args_for(name)]:
         check = specs[name].check_args
         if check is not None:
-            check(JudgeConfig(names, args).args_for(name))
+            check(judging.args_for(name))
     return names, args
+
+
+def _check_args_are_read(names: Sequence[str], args: Mapping[str, str]) -> None:
+    """A one-line error for ``--judge_args`` that no judge named reads: the rule judges take no arguments
+    (a model judge meant but not named would otherwise pass unnoticed)."""
+    from vlmbench.scoring.scorers import rule_scorer_specs
+
+    rules = {spec.name for spec in rule_scorer_specs()}
+    if args and all(name in rules for name in names):
+        named = f"the judges {', '.join(names)} take" if len(names) > 1 else f"the judge {names[0] if names else 'rules'} takes"
+        raise UserError(f"--judge_args is set, but {named} no arguments; name a model judge (e.g. --judge llm-judge) or leave out --judge_args")
 
 
 def _judging(config: EvalConfig, names: tuple[str, ...], args: dict[str, str], store: Path | None) -> Any:

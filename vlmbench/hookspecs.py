@@ -42,7 +42,9 @@ def vlmbench_backends() -> list[BackendSpec]:
     a one-line description, and a factory ``(model_args, options) -> Backend``. Import heavy
     dependencies inside the factory, not at module import. ``options`` carries the batch size,
     the seed and this process's rank, world size and local rank, so a backend picks its own device
-    under data parallelism.
+    under data parallelism. An optional ``check_args(model_args)`` raises the factory's one-line error
+    for bad arguments without building anything: a run checks a model judge's backend with it before
+    the model answers (a backend without it is checked when the judge is built, after the answers).
     """
     raise NotImplementedError
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,11 @@ class HFArgs:
     max_new_tokens: int | None = None
     adapter: str | None = None
     prepare_processes: int | None = None
+
+
+def check_model_args(model_args: Mapping[str, str]) -> None:
+    """The one-line errors the ``hf`` factory raises for ``model_args`` (names, values, a local folder), without torch."""
+    parse_model_args(dict(model_args))
 
 
 def parse_model_args(model_args: dict[str, str]) -> HFArgs:

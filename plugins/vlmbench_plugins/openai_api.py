@@ -53,6 +53,7 @@ from vlmbench.http import (
     RetryPolicy,
     body_byte_limit,
     call_with_retries,
+    check_api_key,
     check_base_url,
     connection_failure,
     error_field,
@@ -112,12 +113,16 @@ def parse_settings(model_args: Mapping[str, str], environ: Mapping[str, str] | N
     if not model:
         raise UserError(f"{LABEL} needs model=NAME in --model_args (e.g. model=gpt-4o-mini)")
     from_args = (model_args.get("base_url") or "").strip()
+    if "base_url" in model_args and not from_args:  # e.g. base_url=$URL with URL unset: never the OpenAI API instead
+        raise UserError(f"{LABEL}: base_url is empty; pass base_url=http://HOST:PORT/v1, or leave it out to use the OpenAI API")
     custom_url = from_args or (environ.get("OPENAI_BASE_URL") or "").strip()
     if custom_url:
         label = f"{LABEL}: base_url" if from_args else f"{LABEL}: OPENAI_BASE_URL"
         custom_url = check_base_url(custom_url, label=label, key_hint=KEY_HINT)
     base_url = custom_url or OFFICIAL_BASE_URL
     api_key = model_args.get("api_key") or environ.get("OPENAI_API_KEY") or ""
+    if api_key:
+        check_api_key(api_key, f"{LABEL}: api_key" if model_args.get("api_key") else f"{LABEL}: OPENAI_API_KEY")
     if not api_key:
         if not custom_url:
             raise UserError(f"{LABEL}: no API key; set OPENAI_API_KEY (or pass base_url=... for a local server)")
@@ -780,6 +785,11 @@ class OpenAIBackend(BackendBase):
                 f"reply too long: over {limit} bytes, more than max_tokens={max_new_tokens} could produce", retryable=False, kind="reply too long"
             )
         return parse_completion(body, reply_char_limit(max_new_tokens), max_tokens=max_new_tokens)
+
+
+def check_model_args(model_args: Mapping[str, str]) -> None:
+    """The one-line errors :func:`factory` would raise for ``model_args`` (endpoint, key, numbers), without a client."""
+    parse_settings(model_args)
 
 
 def factory(model_args: dict[str, str], options: BackendOptions) -> OpenAIBackend:

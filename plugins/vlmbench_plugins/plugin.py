@@ -45,11 +45,13 @@ def vlmbench_backends() -> list[BackendSpec]:
             "openai",
             "OpenAI API or an OpenAI-compatible server (vLLM, SGLang, TGI, Ollama, ...); model=NAME[,base_url=URL]",
             built_by("vlmbench_plugins.openai_api", "factory"),
+            check_args=built_by("vlmbench_plugins.openai_api", "check_model_args"),
         ),
         BackendSpec(
             "hf",
             "local transformers vision-language model (AutoModelForImageTextToText); pretrained=ID_OR_DIR",
             built_by("vlmbench_plugins.hf", "factory"),
+            check_args=built_by("vlmbench_plugins.hf_args", "check_model_args"),
         ),
     ]
 

@@ -224,6 +224,10 @@ def _load_hf(path: str, name: str | None, split: str, revision: str | None, opti
         if local_path.exists():
             return _load_local(local_path, name, split), str(local_path)
         token = os.environ.get("HF_TOKEN") or None
+        if token:
+            from vlmbench.http.urls import check_api_key
+
+            check_api_key(token, "HF_TOKEN")
         with no_progress_monitor():
             return ArrowData.of_dataset(_load_dataset(path, name, split=split, revision=revision, token=token)), "hub"
     except UserError:

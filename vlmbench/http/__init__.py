@@ -8,7 +8,7 @@ Modules:
 - :mod:`~vlmbench.http.bridge`: :class:`LoopThread` (a background event loop driving a plain generator)
 - :mod:`~vlmbench.http.guard`: :class:`EndpointGuard` (fail fast on a dead endpoint; error counts)
 - :mod:`~vlmbench.http.limits`: reply size bounds and a total per-attempt deadline
-- :mod:`~vlmbench.http.redact` and :mod:`~vlmbench.http.urls`: secrets out of URLs and error texts; base URL checks
+- :mod:`~vlmbench.http.redact` and :mod:`~vlmbench.http.urls`: secrets out of URLs and error texts; base URL and API key checks
 """
 
 from vlmbench.http.bridge import Emit, LoopThread
@@ -18,7 +18,7 @@ from vlmbench.http.limiter import AdaptiveLimiter
 from vlmbench.http.limits import body_byte_limit, read_limited, reply_char_limit, within
 from vlmbench.http.redact import Redactor, redact_text, redact_url
 from vlmbench.http.retry import MAX_RETRY_AFTER_S, Attempts, Failure, RetryPolicy, call_with_retries, retry_after_seconds
-from vlmbench.http.urls import check_base_url
+from vlmbench.http.urls import check_api_key, check_base_url
 
 __all__ = [
     "MAX_RETRY_AFTER_S",
@@ -34,6 +34,7 @@ __all__ = [
     "RetryPolicy",
     "body_byte_limit",
     "call_with_retries",
+    "check_api_key",
     "check_base_url",
     "connection_failure",
     "error_field",

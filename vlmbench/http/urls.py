@@ -1,4 +1,5 @@
-"""Check an endpoint URL before any request: one-line errors for a URL that cannot work or would leak a credential."""
+"""Check an endpoint URL and an API key before any request: one-line errors for a URL that cannot work or would
+leak a credential, and for a key an HTTP header cannot carry (the error never shows the key)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,17 @@ def _shown(url: str) -> str:
         return url
     shown = redact_url(url)
     return shown.split("#", 1)[0] + "#***" if "#" in shown else shown
+
+
+def check_api_key(key: str, label: str) -> str:
+    """``key`` unchanged when an HTTP header can carry it: printable ASCII without spaces. Else a one-line
+    :class:`~vlmbench.errors.UserError` naming ``label`` (e.g. ``OPENAI_API_KEY``) and what is wrong, never
+    the key: the HTTP library's own error quotes the header, so the text after a line break would be shown.
+    A key read from a file often ends with a line break (``\\r`` from a Windows file)."""
+    if key != key.strip():
+        raise UserError(f"{label} starts or ends with a space or a line break (read from a file?); strip it")
+    if not key.isascii():
+        raise UserError(f"{label} holds characters outside ASCII, which an HTTP header cannot carry; check that it is the key")
+    if not key.isprintable() or any(c.isspace() for c in key):
+        raise UserError(f"{label} holds a space, a line break or a control character; an API key has none: check that it is the key")
+    return key

@@ -420,9 +420,31 @@ def judge_backend(backend_name: str, model_args: Mapping[str, str], options: Sco
     from vlmbench.pluginmanager import backend_spec
     from vlmbench.redact import hash_secrets, redact
 
-    backend = backend_spec(backend_name).factory(dict(model_args), BackendOptions(seed=options.seed))
+    try:
+        backend = backend_spec(backend_name).factory(dict(model_args), BackendOptions(seed=options.seed))
+    except UserError as exc:
+        raise _judge_error(exc, backend_name) from None
     identity = backend_identity(backend, backend_name, model_args)
     return backend, dict(redact(identity)), dict(hash_secrets(identity))
+
+
+def check_judge_backend(backend_name: str, model_args: Mapping[str, str]) -> None:
+    """The errors :func:`judge_backend` would raise for an unknown backend or its arguments, without building it,
+    where the backend can tell (:attr:`~vlmbench.backend.BackendSpec.check_args`): a run checks before the model answers."""
+    from vlmbench.pluginmanager import backend_spec
+
+    try:
+        check = backend_spec(backend_name).check_args
+        if check is not None:
+            check(dict(model_args))
+    except UserError as exc:
+        raise _judge_error(exc, backend_name) from None
+
+
+def _judge_error(exc: UserError, backend_name: str) -> UserError:
+    """A backend's argument error as the judge's: the arguments came from ``--judge_args``, not ``--model_args``."""
+    text = str(exc).replace(f"--model {backend_name}", f"--judge_args backend={backend_name}").replace("--model_args", "--judge_args")
+    return UserError(text if text.startswith("--judge_args") else f"--judge_args: {text}")
 
 
 def _settings(args: Mapping[str, str]) -> tuple[str, int, JudgePrompts, bool]:
@@ -439,9 +461,10 @@ def _settings(args: Mapping[str, str]) -> tuple[str, int, JudgePrompts, bool]:
 
 
 def check_args(args: Mapping[str, str]) -> None:
-    """llm-judge's argument errors (a prompt file included) without building the judge or its backend: a run
-    calls it before the model answers (:attr:`vlmbench.scoring.base.ScorerSpec.check_args`)."""
-    _settings(args)
+    """llm-judge's argument errors (a prompt file and its backend's arguments included) without building the judge
+    or its backend: a run calls it before the model answers (:attr:`vlmbench.scoring.base.ScorerSpec.check_args`)."""
+    backend_name = _settings(args)[0]
+    check_judge_backend(backend_name, {k: v for k, v in args.items() if k not in JUDGE_ARGS})
 
 
 class LLMJudge:

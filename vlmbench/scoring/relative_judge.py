@@ -116,8 +116,10 @@ def _settings(args: Mapping[str, str]) -> tuple[str, int]:
 
 
 def check_args(args: Mapping[str, str]) -> None:
-    """The judge's argument errors without building it or its backend (a run calls it before the model answers)."""
-    _settings(args)
+    """The judge's argument errors, its backend's included, without building either (a run calls it before the model answers)."""
+    from vlmbench.scoring.llm_judge import check_judge_backend
+
+    check_judge_backend(_settings(args)[0], {k: v for k, v in args.items() if k not in JUDGE_ARGS})
 
 
 class RelativeJudge:
