@@ -371,3 +371,27 @@ def test_a_lone_surrogate_in_an_answer_becomes_a_replacement_character(tmp_path:
     for out in (tmp_path / "a", tmp_path / "b"):
         records = read_samples(out, "alignment-text")
         assert {r["response"] for r in records} == {"No.\ufffd It is unsafe."} and {r["parsed"] for r in records} == {"unsafe"}
+
+
+@pytest.mark.parametrize("no_store", [False, True], ids=["store", "no_store"])
+def test_ctrl_c_says_what_was_kept(tmp_path: Path, data_cache: Path, no_store: bool) -> None:
+    """With --no_store nothing is kept: the line must not promise that a rerun resumes."""
+    from vlmbench.testing.fault_server import Faults
+
+    with FaultServer(Faults(latency=60)) as server:
+        command = [sys.executable, "-m", "vlmbench", "run", "--model", "openai", "--model_args", f"base_url={server.base_url},model=m"]
+        command += ["--tasks", "alignment-text", "--limit", "2", "--output_path", str(tmp_path / "out")]
+        command += ["--no_store"] if no_store else ["--store", str(tmp_path / "store.sqlite")]
+        environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+        proc = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not server.events():
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == (
+        "vlmbench: interrupted; nothing was stored (--no_store): the same command starts again from the beginning"
+        if no_store
+        else "vlmbench: interrupted; every response received is stored: rerun the same command to resume"
+    )

@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line (per problem) and exit 2; a closed pipe
     (``vlmbench ls tasks | head -1``) ends the command quietly."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    args: argparse.Namespace | None = None
     try:
         _check_text(argv)
         args = build_parser(argv).parse_args(argv)
@@ -66,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"vlmbench: error: {printable(line)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("vlmbench: interrupted; every response received is stored: rerun the same command to resume", file=sys.stderr)
+        if getattr(args, "no_store", False):
+            print("vlmbench: interrupted; nothing was stored (--no_store): the same command starts again from the beginning", file=sys.stderr)
+        else:
+            print("vlmbench: interrupted; every response received is stored: rerun the same command to resume", file=sys.stderr)
         return 130
 
 
