@@ -163,6 +163,22 @@ def test_gated_hub_dataset_without_access_is_one_line(run_model) -> None:
     assert "HF_TOKEN" in lines[-1] and "--data_files yiting/UnsafeConcepts=DIR" in lines[-1]
 
 
+@pytest.mark.parametrize(
+    ("data", "hub_id", "hint"),
+    [
+        ("builtin", "typo/dataset", "the selected tasks read no dataset by name (--data hub reads the hub datasets)"),
+        ("builtin", "yiting/UnsafeConcepts", "the selected tasks read no dataset by name (--data hub reads the hub datasets)"),
+        ("hub", "yiting/UnsafeConcept", "the selected tasks read yiting/UnsafeConcepts, yiting/imagenet_1k_unique_class"),
+    ],
+)
+def test_a_local_copy_no_task_reads_is_one_line(run_model, tmp_path: Path, data: str, hub_id: str, hint: str) -> None:
+    """A mistyped id, or a copy of a hub dataset given to a run on the built-in data, was ignored without a word."""
+    proc = run_model("random", "alignment-image", "--data", data, "--data_files", f"{hub_id}={tmp_path}", limit=1, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
+        f"vlmbench: error: --data_files {hub_id}: no selected task reads this dataset; {hint}; check the id"
+    )
+
+
 def test_a_token_no_header_can_carry_is_one_line_that_never_shows_it(run_model) -> None:
     proc = run_model("random", "perception-image", "--data", "hub", limit=1, check=False, env={"HF_TOKEN": "hf_SECRET\nAFTER"})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "SECRET" not in proc.stderr and "AFTER" not in proc.stderr

@@ -160,6 +160,7 @@ def evaluate(config: EvalConfig) -> RunResult:
     options_file = _options_file(config.options_file)
     options_path = options_file["path"] if options_file else None
     tasks = apply_overrides(select_tasks(config), gen_kwargs, config.system_instruction, config.protocol, options_path)
+    _check_data_files_are_read(config, tasks)
     for task in tasks:  # settings no backend can use are refused before anything runs
         GenerationSettings.from_mapping(task.get("generation_kwargs", {}))
     model_args = parse_key_values(config.model_args)
@@ -309,6 +310,20 @@ def _score_handed(item: tuple[Any, ...]) -> Any:
     from vlmbench.results import score_task_file
 
     return score_task_file(*item)
+
+
+def _check_data_files_are_read(config: EvalConfig, tasks: Sequence[Any]) -> None:
+    """A one-line error for a ``--data_files`` dataset that no selected task reads: a mistyped id, or a local copy
+    of a hub dataset given to a run on the built-in data, would otherwise be ignored."""
+    from vlmbench.data.sources import datasets_read
+
+    read = sorted({name for task in tasks for name in datasets_read(task) if not name.startswith("builtin:")})
+    for hub_id in config.data_files:
+        if hub_id not in read:
+            hint = f"the selected tasks read {', '.join(read)}" if read else "the selected tasks read no dataset by name"
+            if config.data != "hub":
+                hint += " (--data hub reads the hub datasets)"
+            raise UserError(f"--data_files {hub_id}: no selected task reads this dataset; {hint}; check the id")
 
 
 def _use_data_files(data_files: Mapping[str, str]) -> None:

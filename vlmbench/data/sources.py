@@ -447,6 +447,17 @@ def _load_builtin(path: str, catalog: ConceptCatalog | None) -> ArrowData:
     return _load_local(builtin_dataset(path.removeprefix("builtin:"), catalog), None, "train")
 
 
+def datasets_read(config: Any) -> set[str]:
+    """The datasets a task reads by name (its data, its safe controls, a published question set): what ``--data_files`` may name."""
+    names = {str(config.get("dataset_path"))} if config.get("dataset_path") else set()
+    if isinstance(config.get("safe_controls"), dict) and config.get("safe_controls").get("dataset_path"):
+        names.add(str(config.get("safe_controls")["dataset_path"]))
+    for step in config.get("process_docs") or []:
+        if isinstance(step, dict) and isinstance(step.get("attach_questions"), dict) and step["attach_questions"].get("questions"):
+            names.add(str(step["attach_questions"]["questions"]))
+    return names
+
+
 def use_local_copies(data_files: dict[str, str]) -> None:
     """Serve the hub datasets of ``--data_files`` (hub id -> local path) from their local copies, and no
     others (an earlier call's are forgotten); a path that does not exist is a one-line error."""
