@@ -310,10 +310,12 @@ def test_a_damaged_store_is_one_line_and_salvage_keeps_what_is_readable(tmp_path
 
 def test_a_store_that_is_no_database_or_has_no_folder_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not a database\n" * 100)
+    (tmp_path / "torn.sqlite").write_bytes(b"SQLite format 3\x00" + b"\xff" * 1000)  # a SQLite file, damaged from its first page
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where a folder should be")
     cases = {
-        tmp_path / "notes.txt": "is damaged (file is not a database); copy its readable responses into a new store with: vlmbench cache salvage",
+        tmp_path / "notes.txt": "is not a response store (no SQLite database: it does not start with 'SQLite format 3'); pass --store",
+        tmp_path / "torn.sqlite": "is damaged (file is not a database); copy its readable responses into a new store with: vlmbench cache salvage",
         blocker / "sub" / "store.sqlite": f"cannot create its folder {blocker / 'sub'} (Not a directory); pass --store",
         tmp_path: "is a folder; pass --store a file path",
     }
@@ -321,6 +323,69 @@ def test_a_store_that_is_no_database_or_has_no_folder_is_one_line(tmp_path: Path
         with pytest.raises(UserError) as raised:
             ResponseStore(path)
         assert expected in str(raised.value) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("text", ['{"important": 1}\n', "{}", "x"])
+def test_a_file_that_is_no_sqlite_database_is_no_store_and_salvage_leaves_it_alone(text: str, tmp_path: Path, server: FaultServer) -> None:
+    """A JSON file named as the store: SQLite calls it damaged ("file is not a database"), which sent the user to
+    salvage, which renamed it to results.json.damaged and put an empty store in its place."""
+    folder = tmp_path / "salv"
+    folder.mkdir()
+    path = folder / "results.json"
+    path.write_text(text)
+    before = path.read_bytes()
+    refused = f"{path} is not a response store (no SQLite database: it does not start with 'SQLite format 3')"
+    salvaged = cli("cache", "salvage", str(path), check=False)
+    assert (salvaged.returncode, salvaged.stdout, salvaged.stderr) == (
+        2,
+        "",
+        f"vlmbench: error: cache salvage: {refused}; nothing was changed; pass the path of a damaged response store\n",
+    )
+    salvaged = cli("cache", "salvage", str(path), "--out", str(folder / "new.sqlite"), check=False)
+    assert salvaged.returncode == 2 and salvaged.stderr.startswith(f"vlmbench: error: cache salvage: {refused}; nothing was changed")
+    for args in (
+        ("cache", "info", "--store", str(path)),
+        ("cache", "clear", "--store", str(path)),
+        openai_run(server.base_url, path, tmp_path / "o")[3:],
+    ):
+        proc = cli(*args, check=False)
+        assert (proc.returncode, proc.stderr) == (2, f"vlmbench: error: {refused}; pass --store a response store or a new file path\n"), args
+    assert server.stats()["requests"] == 0
+    assert path.read_bytes() == before and sorted(p.name for p in folder.iterdir()) == ["results.json"]  # nothing renamed, made or beside it
+    assert not (tmp_path / "o").exists()
+
+
+def test_salvaging_a_store_that_is_not_damaged_keeps_it_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite"
+    store = ResponseStore(path, provenance={"python": "3.11"})
+    for i in range(3):
+        assert put(store, key(i))
+    store.close()
+    before = path.read_bytes()
+    for _ in range(2):  # again: still nothing to do, and no earlier salvage in the way
+        proc = cli("cache", "salvage", str(path))
+        assert proc.stdout == f"nothing to salvage: {path} is not damaged (all 3 responses read as stored); it is kept as it is\n"
+        assert path.read_bytes() == before and not (tmp_path / "store.sqlite.damaged").exists()
+    empty = tmp_path / "empty.sqlite"  # an empty file is a new store
+    empty.touch()
+    proc = cli("cache", "salvage", str(empty))
+    assert proc.stdout == f"nothing to salvage: {empty} is not damaged (all 0 responses read as stored); it is kept as it is\n"
+    assert empty.read_bytes() == b"" and not (tmp_path / "empty.sqlite.damaged").exists()
+    copied = cli("cache", "salvage", str(path), "--out", str(tmp_path / "copy.sqlite"))  # a copy elsewhere is still made
+    assert copied.stdout == f"salvaged 3 responses into {tmp_path / 'copy.sqlite'}; {path} is unchanged\n" and count(tmp_path / "copy.sqlite") == 3
+    # Another program's database is no store either: salvage neither moves it nor writes a store beside it.
+    other = tmp_path / "places.sqlite"
+    with contextlib.closing(sqlite3.connect(other)) as db:
+        db.execute("CREATE TABLE bookmarks (url TEXT)")
+        db.commit()
+    before = other.read_bytes()
+    proc = cli("cache", "salvage", str(other), check=False)
+    assert (proc.returncode, proc.stderr) == (
+        2,
+        f"vlmbench: error: cache salvage: {other} is not a response store (another program's database: tables bookmarks); nothing was "
+        "changed; pass the path of a damaged response store\n",
+    )
+    assert other.read_bytes() == before and not (tmp_path / "places.sqlite.damaged").exists()
 
 
 def with_file_size_limit(command: list[str], limit: int) -> list[str]:

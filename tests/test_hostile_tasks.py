@@ -679,3 +679,70 @@ def test_a_task_in_a_subfolder_of_an_include_path_may_include_a_file_of_that_fol
     (tmp_path / "mytasks" / "variants" / "long.yaml").unlink()
     assert main(["ls", "tasks", "--include_path", str(tmp_path / "mytasks")]) == 0, capsys.readouterr().err
     assert "from-a-variant" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan"])
+def test_a_number_that_is_not_finite_in_a_task_file_stops_the_run_in_one_line(tmp_path: Path, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A sampling temperature of .inf reached the request (openai: "Out of range float values are not JSON compliant")
+    and run.json and results.json (`"temperature": Infinity`, which no JSON reader takes)."""
+    from vlmbench.cli import main
+
+    path = write(tmp_path / "tasks", BASE + f"generation_kwargs:\n  do_sample: true\n  temperature: {value}\n")
+    run = ["run", "--model", "random", "--tasks", "hostile", "--include_path", str(path.parent), "--limit", "2", "--no_store"]
+    capsys.readouterr()
+    assert main([*run, "--output_path", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (
+        f"vlmbench: error: {path}: field 'generation_kwargs.temperature' = {value}: expected a finite number; "
+        "write a number (such as 0.7) or remove the field\n"
+    )
+    assert not (tmp_path / "out").exists()
+    # On the command line it was refused already.
+    assert main(["run", "--model", "random", "--tasks", "perception-text", "--gen_kwargs", "do_sample=true,temperature=inf", "--no_store"]) == 2
+    assert "temperature" in one_line_error(capsys.readouterr().err)
+
+
+def test_an_include_path_that_is_missing_or_empty_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty --include_path was the current folder; a missing one must not leave its tasks out without a word."""
+    from vlmbench.cli import main
+
+    missing = tmp_path / "does" / "not" / "exist"
+    cases = {
+        str(missing): f"--include_path: '{missing}': no such folder; pass a folder of task YAML files",
+        "": "--include_path: '' is empty; pass a folder of task YAML files (e.g. --include_path ./my-tasks)",
+    }
+    run = ["run", "--model", "random", "--tasks", "perception-text", "--limit", "1", "--no_store", "--output_path", str(tmp_path / "out")]
+    for folder, expected in cases.items():
+        for command in (["ls", "tasks"], run):
+            capsys.readouterr()
+            assert main([*command, "--include_path", folder]) == 2
+            assert capsys.readouterr().err == f"vlmbench: error: {expected}\n", command
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_include_path_that_cannot_be_listed_is_one_line(tmp_path: Path) -> None:
+    """A folder of mode 000: its tasks were left out without a word. Root lists any folder: there, the command runs
+    without the capabilities that allow it (setpriv), as a user would."""
+    import shutil
+    import sys
+
+    folder = tmp_path / "locked"
+    write(folder, BASE)
+    command = [sys.executable, "-m", "vlmbench"]
+    folder.chmod(0)
+    try:
+        if os.access(folder, os.R_OK):  # root
+            setpriv = shutil.which("setpriv")
+            drop = [str(setpriv), "--bounding-set", "-dac_override,-dac_read_search,-fowner"]
+            probe = subprocess.run([*drop, sys.executable, "-c", f"import os; os.listdir({str(folder)!r})"], capture_output=True, check=False)
+            if setpriv is None or probe.returncode == 0:
+                pytest.skip("this process can list any folder and cannot drop that capability")
+            command = [*drop, *command]
+        expected = (
+            f"vlmbench: error: --include_path: '{folder}': cannot list the folder (Permission denied); make it readable, or pass another folder\n"
+        )
+        for args in (["ls", "tasks"], ["run", "--model", "random", "--tasks", "hostile", "--no_store", "--output_path", str(tmp_path / "out")]):
+            proc = subprocess.run([*command, *args, "--include_path", str(folder)], capture_output=True, text=True, timeout=300, check=False)
+            assert (proc.returncode, proc.stderr) == (2, expected), args
+    finally:
+        folder.chmod(0o755)
+    assert not (tmp_path / "out").exists()

@@ -157,3 +157,37 @@ def test_a_plugin_task_folder_that_is_missing_holds_no_task(tmp_path: Path, caps
         plugin_manager().unregister(plugin)
     out = capsys.readouterr().out
     assert "perception-image" in out and "not-a-folder" not in out
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "value"),
+    [
+        (("max_new_tokens: 8", "max_new_tokens: 8\n  do_sample: true\n  temperature: .inf"), "generation_kwargs.temperature", ".inf"),
+        (("max_new_tokens: 8", "max_new_tokens: 8\n  do_sample: true\n  temperature: .nan"), "generation_kwargs.temperature", ".nan"),
+        (("max_new_tokens: 8", "max_new_tokens: 8\n  top_p: .NaN"), "generation_kwargs.top_p", ".nan"),
+        (("  - metric: accuracy", "  - metric: accuracy\n    weight: -.inf"), "metric_list.0.weight", "-.inf"),
+        (("max_new_tokens: 8", "max_new_tokens: 8\n  temperature: 1.0e+999"), "generation_kwargs.temperature", ".inf"),
+        (
+            ("version: 1", "version: 1\nvariants:\n  hub:\n    generation_kwargs: {temperature: .inf}"),
+            "variants.hub.generation_kwargs.temperature",
+            ".inf",
+        ),
+    ],
+)
+def test_a_number_that_is_not_finite_is_one_line_naming_its_field(tmp_path: Path, change: tuple[str, str], field: str, value: str) -> None:
+    """NaN and infinities pass a schema's number checks, yet no request or JSON file (run.json, results.json) can hold one."""
+    path = write(tmp_path, GOOD.replace(*change))
+    proc = cli("validate", str(path), check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        1,
+        "",
+        f"error: {path}: field '{field}' = {value}: expected a finite number; write a number (such as 0.7) or remove the field\n",
+    )
+
+
+def test_a_number_that_is_not_finite_in_an_included_file_names_that_file(tmp_path: Path) -> None:
+    base = write(tmp_path, GOOD.replace("max_new_tokens: 8", "max_new_tokens: 8\n  do_sample: true\n  temperature: .inf"), "_base.yaml")
+    child = write(tmp_path, "include: _base.yaml\ntask: child-task\n", "child.yaml")
+    proc = cli("validate", str(child), check=False)
+    message = f"{base}: field 'generation_kwargs.temperature' = .inf: expected a finite number; write a number (such as 0.7) or remove the field"
+    assert (proc.returncode, proc.stderr) == (1, f"error: {message}\n")

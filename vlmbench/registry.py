@@ -98,13 +98,29 @@ def _check_declared_group(task: TaskConfig, group: str, builtin: set[str], tasks
         )
 
 
+def _check_include(directory: Path) -> None:
+    """Refuse an ``--include_path`` that is no folder, or one that cannot be listed (a folder inside it that
+    cannot be is left out, see :func:`_task_files`): its tasks would be missing without a word."""
+    shown = printable(str(directory))[:300]
+    try:
+        with os.scandir(directory):
+            pass
+    except FileNotFoundError:
+        raise UserError(f"--include_path: '{shown}': no such folder; pass a folder of task YAML files") from None
+    except NotADirectoryError:
+        raise UserError(f"--include_path: '{shown}' is not a folder; pass a folder of task YAML files") from None
+    except OSError as exc:
+        raise UserError(
+            f"--include_path: '{shown}': cannot list the folder ({exc.strerror or type(exc).__name__}); make it readable, or pass another folder"
+        ) from None
+
+
 def discover(include: list[Path] | None = None) -> TaskRegistry:
     """Load every task and group file from every plugin's task directories, plus ``include`` folders."""
     tasks: dict[str, TaskConfig] = {}
     groups: dict[str, GroupConfig] = {}
     for directory in include or []:
-        if not Path(directory).is_dir():
-            raise UserError(f"--include_path: '{directory}' is not a folder; pass a folder of task YAML files")
+        _check_include(Path(directory))
     shipped = task_dirs()
     outside: set[str] = set()  # tasks and group files from --include_path folders
     for directory in [*shipped, *(Path(d) for d in include or [])]:

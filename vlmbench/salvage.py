@@ -9,7 +9,10 @@ copied: they belong to runs that are over.
 
 By default the new store takes the old one's place and the damaged file is kept beside it as
 ``PATH.damaged`` (with ``PATH.damaged-wal`` when it had a log), so rerunning the same command
-reuses everything that could be read.
+reuses everything that could be read. A store that is not damaged (it opens, and every row and
+field reads as it is) is left in its place, untouched. A file that is no response store (no SQLite
+database, such as a JSON file named by mistake, or another program's database) is refused before
+anything is written.
 """
 
 from __future__ import annotations
@@ -24,7 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from vlmbench.errors import UserError
-from vlmbench.store import ResponseStore, parse_provenance, read_json, stored_digest, stored_latency, stored_usage
+from vlmbench.store import (
+    NOT_SQLITE,
+    STORE_TABLES,
+    ResponseStore,
+    not_sqlite,
+    parse_provenance,
+    read_json,
+    stored_digest,
+    stored_latency,
+    stored_usage,
+)
 
 COLUMNS = ("key", "backend", "model", "task", "text", "usage", "latency_s", "prompt", "created", "served_model", "produced_with")
 OPTIONAL = frozenset({"served_model", "produced_with"})  # added later: a store written before lacks them
@@ -34,27 +47,30 @@ _MAX_ROWID = 2**62
 
 @dataclass(frozen=True)
 class SalvageReport:
-    """What a salvage did: rows copied and refused, where the new store and the damaged file are."""
+    """What a salvage did: rows copied and refused, where the new store and the damaged file are.
+    ``healthy``: the store was not damaged, and was left as it is (``target`` is the store, ``kept`` None)."""
 
     copied: int
     refused: int
     skipped_ranges: int
     target: Path
     kept: Path | None
+    healthy: bool = False
 
 
 def salvage(source: Path, target: Path | None = None) -> SalvageReport:
     """Copy the readable responses of ``source`` into a new store at ``target``; without ``target``,
-    into ``source``'s place, keeping the damaged file as ``source.damaged``."""
+    into ``source``'s place, keeping the damaged file as ``source.damaged``. A store that is not damaged
+    is left in its place (``healthy``); a file that is no response store is refused, and nothing is written."""
     source = Path(source)
     if not source.is_file():
         raise UserError(f"cache salvage: {source} is not a file; pass the path of the damaged response store")
+    if not_sqlite(source):
+        raise UserError(f"cache salvage: {source} {NOT_SQLITE}; nothing was changed; pass the path of a damaged response store")
     final = Path(target) if target is not None else source
     if target is not None and final.exists():
         raise UserError(f"cache salvage: {final} exists; pass --out a new file name")
     kept = source.with_name(source.name + ".damaged") if target is None else None
-    if kept is not None and kept.exists():
-        raise UserError(f"cache salvage: {kept} exists (an earlier salvage?); move it away first")
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".salvage-", dir=final.parent))
@@ -63,8 +79,18 @@ def salvage(source: Path, target: Path | None = None) -> SalvageReport:
     try:
         copy = scratch / "damaged.sqlite"
         _copy_with_log(source, copy)
+        other = _other_programs_tables(copy)
+        if other:
+            raise UserError(
+                f"cache salvage: {source} is not a response store (another program's database: tables {', '.join(other)[:200]}); "
+                "nothing was changed; pass the path of a damaged response store"
+            )
         fresh = scratch / "new.sqlite"
-        copied, refused, skipped = _copy_rows(copy, fresh)
+        copied, refused, skipped, changed = _copy_rows(copy, fresh)
+        if kept is not None and not (refused or skipped or changed) and _opens(copy):
+            return SalvageReport(copied, 0, 0, source, None, healthy=True)  # nothing to salvage: the store stays as it is
+        if kept is not None and kept.exists():
+            raise UserError(f"cache salvage: {kept} exists (an earlier salvage?); move it away first")
         if kept is not None:
             _move_with_log(source, kept)
         fresh.replace(final)
@@ -90,11 +116,37 @@ def _move_with_log(source: Path, target: Path) -> None:
     source.with_name(source.name + "-shm").unlink(missing_ok=True)  # an index of the log, rebuilt on open
 
 
-def _copy_rows(damaged: Path, fresh: Path) -> tuple[int, int, int]:
-    """Copy every readable, well-formed row; returns (copied, refused, damaged ranges skipped)."""
+def _opens(path: Path) -> bool:
+    """Whether ``path`` opens as a response store (every page readable, the store's tables as it makes them)."""
+    try:
+        ResponseStore(path).close()
+    except UserError:
+        return False
+    return True
+
+
+def _other_programs_tables(path: Path) -> list[str]:
+    """The tables of a SQLite database that holds none of a store's tables (another program's); none when its
+    schema cannot be read (damage: salvaged as a store)."""
+    try:
+        db = sqlite3.connect(path)
+        try:
+            db.text_factory = bytes
+            names = [_decoded(name) for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return []
+    tables = sorted(str(name) for name in names if not str(name).startswith("sqlite_"))
+    return [] if STORE_TABLES.intersection(tables) else tables
+
+
+def _copy_rows(damaged: Path, fresh: Path) -> tuple[int, int, int, int]:
+    """Copy every readable, well-formed row; returns (copied, refused, damaged ranges skipped, rows or provenance
+    records changed or left out in the copy: a field emptied, text that is no UTF-8)."""
     store = ResponseStore(fresh)
     store.close()
-    copied = refused = 0
+    copied = refused = changed = 0
     reader = _Reader(damaged)
     out = sqlite3.connect(fresh, isolation_level=None)
     try:
@@ -104,16 +156,19 @@ def _copy_rows(damaged: Path, fresh: Path) -> tuple[int, int, int]:
             if row is not None:
                 out.execute(f"INSERT OR IGNORE INTO responses ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", row)
                 copied += 1
+                changed += row != _as_read(raw)
             else:
                 refused += 1
-        for digest, text in reader.provenance():
+        provenance, left_out = reader.provenance()
+        for digest, text in provenance:
             out.execute("INSERT OR IGNORE INTO provenance (digest, provenance) VALUES (?, ?)", (digest, text))
+        changed += left_out
         out.execute("COMMIT")
     except sqlite3.Error as exc:
         raise UserError(f"cache salvage: cannot write the new store ({exc}); free disk space and try again") from None
     finally:
         out.close()
-    return copied, refused, reader.skipped
+    return copied, refused, reader.skipped, changed
 
 
 class _Reader:
@@ -133,7 +188,7 @@ class _Reader:
             return
         try:
             if not _plain_table(db, "responses"):  # a view may never end (a recursive one): nothing to read
-                self.skipped += 1
+                self.skipped += not _missing(db, "responses")  # none at all: a new store, nothing damaged
                 return
             self.select = ", ".join(c if c not in OPTIONAL or c in _columns(db) else "NULL" for c in COLUMNS)
             start: int | None = -_MAX_ROWID
@@ -154,8 +209,9 @@ class _Reader:
         finally:
             db.close()
 
-    def provenance(self) -> list[tuple[str, str]]:
-        """The readable, well-formed rows of the ``provenance`` table (none when it is missing or damaged)."""
+    def provenance(self) -> tuple[list[tuple[str, str]], int]:
+        """The readable, well-formed rows of the ``provenance`` table (none when it is missing or damaged), and
+        how many rows were read but left out (malformed)."""
         try:
             db = sqlite3.connect(self.path)
             db.text_factory = bytes
@@ -168,8 +224,9 @@ class _Reader:
             finally:
                 db.close()
         except sqlite3.Error:
-            return []
-        return [(d, t) for d, t in rows if stored_digest(d) is not None and parse_provenance(t) is not None]
+            return [], 0
+        good = [(d, t) for d, t in rows if stored_digest(d) is not None and parse_provenance(t) is not None]
+        return good, len(rows) - len(good)
 
     def _scan(self, db: sqlite3.Connection, start: int) -> Generator[tuple[Any, ...], None, int | None]:
         """Yield rows with rowid >= ``start`` until the end (returns None) or a damaged page
@@ -220,6 +277,14 @@ def _plain_table(db: sqlite3.Connection, name: str) -> bool:
     return row is not None and _decoded(row[0]) == "table" and not str(_decoded(row[1])).upper().startswith("CREATE VIRTUAL")
 
 
+def _missing(db: sqlite3.Connection, name: str) -> bool:
+    """Whether the schema can be read and names nothing called ``name``."""
+    try:
+        return db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is None
+    except sqlite3.Error:
+        return False
+
+
 def _columns(db: sqlite3.Connection) -> set[str]:
     """The columns of the ``responses`` table (none known when the schema cannot be read)."""
     try:
@@ -250,6 +315,12 @@ def _cleaned(row: tuple[Any, ...]) -> tuple[Any, ...] | None:
         served_model if isinstance(served_model, str) else None,
         stored_digest(produced_with),
     )
+
+
+def _as_read(row: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The row as it was read, in the new store's types; None when a field holds bytes that are no UTF-8."""
+    decoded = tuple(_decoded(v) for v in row)
+    return None if any(isinstance(v, bytes) and d is None for v, d in zip(row, decoded, strict=True)) else decoded
 
 
 def _decoded(value: Any) -> Any:

@@ -172,6 +172,27 @@ class Claim:
     response: Response | None = None
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+"""The first bytes of every SQLite database file (an empty file is a new one)."""
+
+
+def not_sqlite(path: Path) -> bool:
+    """Whether ``path`` holds something other than a SQLite database: a file that is not empty and does not start
+    with :data:`SQLITE_HEADER` (a text or JSON file named by mistake). SQLite calls such a file damaged
+    ("file is not a database"), which would send the user to salvage, whose new store takes the file's place.
+    False when the file cannot be read: SQLite then says what is wrong."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(len(SQLITE_HEADER))
+    except OSError:
+        return False
+    return head != b"" and head != SQLITE_HEADER
+
+
+NOT_SQLITE = "is not a response store (no SQLite database: it does not start with 'SQLite format 3')"
+"""What a line refusing such a file says of it, after its path."""
+
+
 def salvage_command(path: Path) -> str:
     """The command that copies a damaged store's readable responses into a new store."""
     return f"vlmbench cache salvage {shlex.quote(str(path))}"
@@ -198,6 +219,8 @@ class ResponseStore:
             raise UserError(f"response store {self.path} is a folder; pass --store a file path, e.g. {self.path / 'responses.sqlite'}")
         if self.path.exists() and not self.path.is_file():  # a device, a pipe, a socket: SQLite would blame the disk
             raise UserError(f"response store {self.path} is not a regular file; pass --store a file path (a new one, or a store file)")
+        if self.path.is_file() and not_sqlite(self.path):  # nothing is written to it, nor beside it
+            raise UserError(f"{self.path} {NOT_SQLITE}; pass --store a response store or a new file path")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -184,7 +185,27 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}:{where}: invalid YAML ({problem}); fix the syntax") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of fields at the top level, got {type(data).__name__}")
+    non_finite = _non_finite(data)
+    if non_finite is not None:
+        field, value = non_finite
+        raise UserError(f"{path}: field '{field}' = {value}: expected a finite number; write a number (such as 0.7) or remove the field")
     return data
+
+
+def _non_finite(data: dict[str, Any]) -> tuple[str, str] | None:
+    """The first NaN or infinity (``.nan``, ``.inf``, ``1e999``) in a file's data, anywhere: its field (the path of
+    keys, as ``generation_kwargs.temperature``) and how YAML writes it. No setting can mean one, and no JSON file
+    (run.json, results.json) or request can hold one. Walked with a list, not by recursion."""
+    pending: list[tuple[str, Any]] = [(str(key), value) for key, value in reversed(data.items())]  # the next one last
+    while pending:
+        field, value = pending.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return field, ".nan" if math.isnan(value) else ".inf" if value > 0 else "-.inf"
+        if isinstance(value, dict):
+            pending.extend((f"{field}.{key}", item) for key, item in reversed(value.items()))
+        elif isinstance(value, list):
+            pending.extend((f"{field}.{index}", item) for index, item in reversed(list(enumerate(value))))
+    return None
 
 
 MAX_INCLUDE_DEPTH = 8

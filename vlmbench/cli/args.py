@@ -55,9 +55,18 @@ def fraction(text: str) -> float:
     return value
 
 
+def include_path(text: str) -> Path:
+    """``--include_path``: a folder; an empty value is refused (as a path it would be the current folder)."""
+    from vlmbench.errors import UserError
+
+    if not text.strip():
+        raise UserError(f"--include_path: {text!r} is empty; pass a folder of task YAML files (e.g. --include_path ./my-tasks)")
+    return Path(text)
+
+
 def add_include_path(parser: argparse.ArgumentParser) -> None:
     """``--include_path``: extra task folders (repeatable)."""
-    parser.add_argument("--include_path", action="append", type=Path, help="an extra folder of task YAML files (repeatable)")
+    parser.add_argument("--include_path", action="append", type=include_path, help="an extra folder of task YAML files (repeatable)")
 
 
 def add_max_error_rate(parser: argparse.ArgumentParser) -> None:

@@ -106,6 +106,9 @@ def _salvage(args: argparse.Namespace) -> int:
 
     source = Path(args.path or args.store or default_store_path()).expanduser()
     report = salvage(source, Path(args.out).expanduser() if args.out else None)
+    if report.healthy:
+        print(f"nothing to salvage: {_shown(source)} is not damaged (all {report.copied} responses read as stored); it is kept as it is")
+        return 0
     lost = f", {report.skipped_ranges} damaged part(s) skipped" if report.skipped_ranges else ""
     refused = f", {report.refused} malformed row(s) refused" if report.refused else ""
     kept = f"; the damaged file is kept as {_shown(report.kept)}" if report.kept else f"; {_shown(source)} is unchanged"
