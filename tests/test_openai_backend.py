@@ -927,6 +927,17 @@ def test_cli_run_against_the_fault_server(serve: StartServer, run_model: RunMode
     assert all(len(server.bodies(e.key)) == 1 for e in server.events())
 
 
+def test_a_long_model_name_makes_a_short_run_folder_of_its_own(serve: StartServer, run_model: RunModel, tmp_path: Path) -> None:
+    """A 5,000-character model name failed with "--output_path: cannot create ... (File name too long)"."""
+    server = serve()
+    out = tmp_path / "runs"
+    for last in "ab":
+        run = run_model("openai", "alignment-text", limit=1, model_args=f"base_url={server.base_url},model={'x' * 5000}{last}", output=out)
+        assert run.returncode == 0, run.stderr
+    folders = sorted(p.name for p in out.iterdir())
+    assert len(folders) == 2 and all(len(name) == 100 and name.startswith("openai_xxx") for name in folders), folders
+
+
 def test_cli_stops_at_once_on_a_dead_endpoint(run_model: RunModel, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)

@@ -474,9 +474,16 @@ def select_tasks(config: EvalConfig) -> list[Any]:
     return [registry.tasks[n].with_variant(config.data) for n in names]
 
 
+MAX_SLUG = 100
+"""The longest folder name :func:`slug` makes (file systems take 255 bytes; the run's own folders go inside)."""
+
+
 def slug(text: str) -> str:
-    """Text safe as one folder name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
+    """Text safe as one folder name; a long one is cut, with a hash of the whole text, so that names stay apart."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
+    if len(cleaned) <= MAX_SLUG:
+        return cleaned
+    return f"{cleaned[: MAX_SLUG - 13]}_{hashlib.sha256(text.encode('utf-8', 'surrogateescape')).hexdigest()[:12]}"
 
 
 def new_run_dir(parent: Path) -> Path:
