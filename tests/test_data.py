@@ -322,6 +322,17 @@ def text_task(folder: Path, name: str, rows: list[dict[str, object]], **fields: 
             {"doc_to_choice": "choices"},
             "holds 'yes or no' in a row, not a list of choices (text)",
         ),
+        # a mistyped column: every row kept its category, or was a cluster of its own (intervals as if images were independent)
+        (
+            [{"concept": "Knife", "category": "Violence", "label": "unsafe", "kind": "Tools"}],
+            {"process_docs": [{"category_from": {"column": "knid"}}]},
+            "step category_from: no row of the data has column 'knid'; columns: category, concept, kind, label",
+        ),
+        (
+            [{"concept": "Knife", "category": "Violence", "label": "unsafe"}],
+            {"cluster_key": "concpet"},
+            "field 'cluster_key' = 'concpet': dataset ",
+        ),
         # a prompt that reads a field holding no text was asked as Python writes the value ("None", "['a', 'b']", "nan")
         *[
             (

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from vlmbench.backend import inert_line
 from vlmbench.data.concepts import ConceptCatalog
 from vlmbench.data.sources import DocTable
 from vlmbench.errors import UserError
@@ -71,6 +72,7 @@ def build_samples(
         docs = steps[name].apply(docs, catalog=catalog, task=task, seed=seed, **args)
     if not docs:
         raise UserError(f"{task.path}: no documents left after process_docs; check the dataset and the steps")
+    _check_cluster_key(task, table, docs)
     docs = spread(docs, limit)
     image = task.get("doc_to_image", "image")
     choice_spec = task.get("doc_to_choice")
@@ -104,6 +106,19 @@ def build_samples(
                 )
             )
     return samples
+
+
+def _check_cluster_key(task: TaskConfig, table: DocTable, docs: list[dict[str, Any]]) -> None:
+    """A ``cluster_key`` the task names that no document holds is a mistyped column: every item would be a cluster
+    of its own, and the intervals would treat a concept's images as independent."""
+    key = task.get("cluster_key")
+    if key is None or any(doc.get(key) not in (None, "") for doc in docs):
+        return
+    columns = sorted({str(column) for doc in docs[:100] for column in doc if not str(column).startswith("_")})
+    raise UserError(
+        f"{task.path}: field 'cluster_key' = '{inert_line(str(key), 60)}': {_dataset_of(table, docs[0])} has no such column "
+        f"(or it is empty in every row); columns: {', '.join(columns)[:300]}"
+    )
 
 
 def _dataset_of(table: DocTable, doc: dict[str, Any]) -> str:

@@ -145,6 +145,11 @@ def category_from(docs: Docs, column: str, values: Mapping[str, str] | None = No
     A row whose column holds no name (null, empty, NaN, a list) is a one-line error: grouped under the default
     category it would read as the task's overall figure."""
     names = dict(values or {})
+    if docs and not any(column in doc for doc in docs):  # a mistyped column: every row would keep its category silently
+        task = kwargs.get("task")
+        where = f"{task.path}: " if task is not None else ""
+        columns = sorted({str(name) for doc in docs[:100] for name in doc if not str(name).startswith("_")})
+        raise UserError(f"{where}step category_from: no row of the data has column '{column}'; columns: {', '.join(columns)[:300]}")
     out = []
     for doc in docs:
         if column not in doc:
