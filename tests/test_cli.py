@@ -57,6 +57,21 @@ def test_user_errors_are_one_line(args: list[str], message: str, tmp_path: Path)
     assert not tmp_path.exists() or not any(tmp_path.iterdir())  # nothing was written
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["run", "--seed", "abc"], "vlmbench run: error: argument --seed: invalid int value: 'abc'; see `vlmbench run --help`"),
+        (["run", "--limit"], "vlmbench run: error: argument --limit: expected one argument; see `vlmbench run --help`"),
+        (["cache", "clear", "--nope"], "vlmbench: error: unrecognized arguments: --nope; see `vlmbench --help`"),
+        ([], "vlmbench: error: the following arguments are required: command; see `vlmbench --help`"),
+    ],
+)
+def test_a_flag_mistake_is_one_line_pointing_to_the_help(args: list[str], line: str) -> None:
+    """argparse printed its whole usage (13 to 25 lines) before the error."""
+    proc = cli(*args, check=False)
+    assert proc.returncode == 2 and proc.stderr == line + "\n" and proc.stdout == ""
+
+
 def test_a_user_error_in_the_real_command_is_one_line_and_exit_2(tmp_path: Path) -> None:
     proc = vlmbench("run", "--model", "randon", "--output_path", str(tmp_path), check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -11,6 +11,7 @@ import gc
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from vlmbench import collector
 from vlmbench.cli.commands import CommandSpec
@@ -24,6 +25,15 @@ def core_commands() -> list[CommandSpec]:
     return [run.COMMAND, score.COMMAND, judge.COMMAND, ls.COMMAND, validate.COMMAND, cache.COMMAND, view.COMMAND]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose flag errors are one line (argparse prints its whole usage before them): the error
+    and where the usage is. Its subcommands' parsers are of the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``PROG: error: MESSAGE; see `PROG --help``` on standard error and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {printable(message)}; see `{self.prog} --help`\n")
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser for every subcommand, core and plugin. Given the command line ``argv``, only
     the subcommand it names gets its flags (``vlmbench --help`` lists the others by name and help, and
@@ -31,7 +41,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     import vlmbench
     from vlmbench.pluginmanager import command_specs
 
-    parser = argparse.ArgumentParser(prog="vlmbench", description="Evaluate vision-language models on unsafe-concept perception and alignment.")
+    parser = OneLineParser(prog="vlmbench", description="Evaluate vision-language models on unsafe-concept perception and alignment.")
     parser.add_argument("--version", action="version", version=f"vlmbench {vlmbench.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     core = core_commands()
