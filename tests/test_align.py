@@ -280,12 +280,17 @@ def test_resume_starts_a_run_that_stopped_before_its_first_checkpoint(tiny: Any,
     not_a_model.mkdir()
     common = ["--output_dir", str(out), "--max_steps", "1", "--save_steps", "1", "--no_eval", *SMALL]
     first = ["--method", "sft", "--train_limit", "4"]
-    # The first run writes align.json and the split, then fails (no model in the folder it was given).
+    # A model that cannot load leaves --output_dir as it was: the corrected command needs no --resume.
     failed = align(*first, "--model_args", f"pretrained={not_a_model}", *common, check=False)
     assert failed.returncode == 2 and "vlmbench: error: vlmbench align: cannot load pretrained=" in failed.stderr
-    assert json.loads((out / "align.json").read_text())["status"] == "training" and (out / "split.json").is_file()
-    assert not (out / "checkpoints").exists()
+    assert not out.exists()
     model = ["--model_args", f"pretrained={tiny('llava')}"]
+    # What a run stopped before its first checkpoint leaves: its state (training) and its split, nothing else.
+    align(*first, *model, *common)
+    for path in out.iterdir():
+        if path.name != "split.json":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    (out / "align.json").write_text(json.dumps({**STATE, "split_sha256": hashlib.sha256((out / "split.json").read_bytes()).hexdigest()}))
     assert "not empty; pass --resume" in one_line_error(align(*first, *model, *common, check=False))
     # Another method, data or split is still refused, before anything is written.
     assert "was trained with --method sft, not dpo" in one_line_error(
@@ -305,6 +310,13 @@ def test_resume_starts_a_run_that_stopped_before_its_first_checkpoint(tiny: Any,
     # A finished run whose checkpoints were removed is not trained again over its adapter.
     shutil.rmtree(out / "checkpoints")
     assert "finished training and holds no checkpoint" in one_line_error(align(*first, *model, *common, "--resume", check=False))
+
+
+def test_an_output_dir_that_is_a_file_is_one_line(tiny: Any, tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    error = one_line_error(align("--method", "sft", "--model_args", f"pretrained={tiny('llava')}", "--output_dir", str(afile), *SMALL, check=False))
+    assert error == f"vlmbench: error: --output_dir {afile} is a file, not a folder; choose a new folder" and afile.read_text() == "mine"
 
 
 STATE = {"method": "sft", "data": "builtin", "split_sha256": "0" * 64, "status": "training"}

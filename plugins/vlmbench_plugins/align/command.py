@@ -236,8 +236,10 @@ def _read_state(out_dir: Path) -> dict[str, str]:
 
 def _check_output(out_dir: Path, resume: bool, method: str, data: str) -> Resume | None:
     """The run to resume (None for a fresh run); one-line errors for a folder in the way."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--output_dir {out_dir} is a file, not a folder; choose a new folder")
     if not resume:
-        if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        if out_dir.exists() and any(out_dir.iterdir()):
             raise UserError(f"--output_dir {out_dir} is not empty; pass --resume to continue the align run there, or choose a new folder")
         return None
     state = _read_state(out_dir)
@@ -313,11 +315,6 @@ def run(
         )
     resume_from = resume.checkpoint if resume else None
     if state.is_main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / SPLIT_FILE).write_text(split_text, encoding="utf-8")
-        _write_state(out_dir, {"method": settings.method, "data": ns.data, "split_sha256": split_sha, "status": "training"})
-    state.wait_for_everyone()
-    if state.is_main_process:
         if resume and resume_from is None:
             print(f"align: --resume: no checkpoint in {out_dir / CHECKPOINTS} yet; training starts from the first step", file=sys.stderr)
         print(
@@ -336,6 +333,13 @@ def run(
             settings.length_bonus,
             settings.no_stop_penalty,
         )
+    # Written once the model and the reward are loaded: a model that cannot load leaves --output_dir as it was,
+    # so the corrected command needs no --resume.
+    if state.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / SPLIT_FILE).write_text(split_text, encoding="utf-8")
+        _write_state(out_dir, {"method": settings.method, "data": ns.data, "split_sha256": split_sha, "status": "training"})
+    state.wait_for_everyone()
     trainer = build_trainer(settings, model, processor, training_dataset(data, settings.method), out_dir / CHECKPOINTS, reward)
     started = time.perf_counter()
     start_step = int(resume_from.name.rpartition("-")[2]) if resume_from else 0
