@@ -171,6 +171,10 @@ def read_manifest(run_dir: Path, complete: bool = True) -> RunManifest:
         if (Path(run_dir) / "samples").is_dir():
             raise UserError(f"{run_dir}: partial run: stopped before it wrote {MANIFEST}; {RESUME}") from None
         raise UserError(f"{path}: not found; pass a run folder written by `vlmbench run`") from None
+    except NotADirectoryError:  # a file, a FIFO or a device named as the run folder: never opened
+        raise UserError(f"{run_dir}: not a folder; pass a run folder written by `vlmbench run` (results/<model>/<time>)") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read it ({exc.strerror}); check its permissions") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid JSON ({exc}); the run folder is damaged") from None
     except ValueError:  # an integer of more digits than Python converts
@@ -244,6 +248,8 @@ def read_records(path: Path) -> list[SampleRecord]:
         raise UserError(f"{exc.path}: {exc.reason.split(';')[0]}; the run folder is damaged") from None
     except FileNotFoundError:
         raise UserError(f"{path}: samples file not found; the run did not finish this task (rerun it to resume)") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read it ({exc.strerror}); check its permissions") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text; the file is damaged") from None
 

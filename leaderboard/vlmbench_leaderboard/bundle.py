@@ -16,6 +16,7 @@ import io
 import json
 import os
 import re
+import stat
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
@@ -68,12 +69,28 @@ def bundle_schema() -> dict[str, Any]:
 def bundle_path(out: Path) -> Path:
     """The file ``submit --out`` writes: ``out`` with ``.tar.gz`` added when missing."""
     out = Path(out)
+    if out.name in ("", ".."):  # "", ".", "/" and ".." name a folder, never a file
+        raise UserError(f"--out {terminal(out)!r}: names a folder, not a file; pass the bundle file to write (e.g. --out my-model.tar.gz)")
     return out if out.name.endswith(".tar.gz") else out.with_name(out.name + ".tar.gz")
+
+
+def check_out(out: Path, force: bool = False) -> Path:
+    """The bundle file ``out`` names (:func:`bundle_path`), once it is known that it can be written there: every
+    parent that exists is a folder, and no file is there unless ``force``. Looked at with ``os.stat`` only."""
+    out = bundle_path(out)
+    blocker = next((p for p in reversed(out.parents) if os.path.lexists(p) and not os.path.isdir(p)), None)
+    if blocker is not None:
+        raise UserError(f"--out {terminal(out)}: {terminal(blocker)} is not a folder; choose an --out in a folder")
+    if os.path.lexists(out) and not force:
+        raise UserError(f"{terminal(out)}: already exists; pass --force to overwrite it, or choose another --out")
+    return out
 
 
 def pack(run_dir: Path, run: dict[str, Any], metadata: dict[str, Any]) -> bytes:
     """The bundle of a scored run folder, as bytes: exactly the files of the tasks in ``run``. Deterministic."""
     run_dir = Path(run_dir)
+    if (run_dir / "results.json").exists() and not (run_dir / "results.json").is_file():
+        raise UserError(f"{terminal(run_dir / 'results.json')}: not a regular file; the run folder is damaged")
     if not (run_dir / "results.json").is_file():
         raise UserError(f"{terminal(run_dir)}: no results.json; submit a finished, scored run folder (see `vlmbench score`)")
     files = {
@@ -86,7 +103,9 @@ def pack(run_dir: Path, run: dict[str, Any], metadata: dict[str, Any]) -> bytes:
         name = f"samples/{task}.jsonl"
         if not MEMBER_NAME.fullmatch(name):
             raise UserError(f"{terminal(run_dir)}: task name {terminal(task, 80)!r} cannot be submitted; run the leaderboard's tasks")
-        if not (run_dir / name).is_file():
+        if not (run_dir / name).is_file():  # looked at with os.stat: a named pipe or a device there is never opened
+            if (run_dir / name).exists():
+                raise UserError(f"{terminal(run_dir / name)}: not a regular file; the run folder is damaged")
             raise UserError(f"{terminal(run_dir / name)}: missing; the run folder is incomplete, rerun the same `vlmbench run` command")
         files[name] = (run_dir / name).read_bytes()
     manifest: dict[str, Any] = {
@@ -121,9 +140,7 @@ def _judges(results: bytes) -> dict[str, Any]:
 
 def write_bundle(data: bytes, out: Path, force: bool = False) -> Path:
     """Write bundle bytes to ``out`` atomically; an existing file is replaced only with ``force``."""
-    out = bundle_path(out)
-    if out.exists() and not force:
-        raise UserError(f"{terminal(out)}: already exists; pass --force to overwrite it, or choose another --out")
+    out = check_out(out, force)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
@@ -199,7 +216,7 @@ def read_bundle(path: Path) -> Bundle:
     """Read a bundle file without trusting it: regular files with allowed names only, sizes bounded, hashes checked."""
     path = Path(path)
     try:
-        with open(path, "rb") as raw:
+        with _open_regular(path) as raw:
             return _read(raw, os.fstat(raw.fileno()).st_size)
     except FileNotFoundError:
         raise UserError(f"{terminal(path)}: no such bundle file") from None
@@ -207,6 +224,24 @@ def read_bundle(path: Path) -> Bundle:
         raise UserError(f"{terminal(path)}: a folder, not a bundle file; pass the .tar.gz that `vlmbench submit` wrote") from None
     except OSError as exc:
         raise Rejected([f"{terminal(path.name)}: cannot read it ({exc.strerror or type(exc).__name__})"]) from None
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading, only if it is a regular file: looked at with ``os.stat`` before it is opened (a
+    named pipe's open waits for a writer forever, a device's may act on it), opened non-blocking (a pipe put in
+    its place meanwhile cannot block) and looked at again through the descriptor. :class:`Rejected` otherwise."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(path)
+    if stat.S_ISREG(mode):
+        raw = os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)), "rb")
+        mode = os.fstat(raw.fileno()).st_mode
+        if stat.S_ISREG(mode):
+            return raw
+        raw.close()
+    kinds = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+    kind = next((name for check, name in kinds if check(mode)), "a special file")
+    raise Rejected([f"is {kind}, not a regular file; pass the .tar.gz that `vlmbench submit` wrote"])
 
 
 def read_bundle_bytes(data: bytes) -> Bundle:

@@ -23,6 +23,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from vlmbench_leaderboard.submit import submit
     from vlmbench_leaderboard.text import terminal
 
+    if not args.out:  # Path("") is the current folder
+        raise UserError("submit: --out is empty; pass the bundle file to write (e.g. --out my-model.tar.gz)")
     overrides = {name: getattr(args, name, None) for name in SUBMIT_FIELDS}
     out = submit(Path(args.run_dir), Path(args.out), overrides, force=bool(getattr(args, "force", False)))
     print(f"bundle: {terminal(out, 400)}")

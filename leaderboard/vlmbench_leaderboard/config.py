@@ -142,8 +142,9 @@ def load_config(path: Path | None = None) -> Config:
     import yaml
 
     path = Path(path) if path is not None else default_config_path()
-    if not path.is_file():
-        raise UserError(f"--config {path}: no such file; pass a leaderboard YAML file or leave --config out for the default")
+    if not path.is_file():  # looked at with os.stat: a named pipe or a device is never opened
+        problem = "not a regular file" if path.exists() else "no such file"
+        raise UserError(f"--config {path}: {problem}; pass a leaderboard YAML file or leave --config out for the default")
     try:  # as task files are read: no aliases (a bomb of them), bounded depth and size, regular files only
         raw = load_yaml_file(path)
     except YamlRefused as exc:

@@ -75,9 +75,20 @@ def add_entry(verified: Verified, data_dir: Path, replace: bool = False) -> Path
     """Store an accepted bundle under ``data_dir/<entry id>/``; an entry of the same model is replaced only with ``replace``.
 
     Another model's entry is never replaced: the folder name carries a hash of the exact identity,
-    and an existing folder is replaced only when its own metadata names the same model.
+    and an existing folder is replaced only when its own metadata names the same model. A folder that
+    cannot be listed or written is a one-line error naming it; the entries already there stay as they were.
     """
     data_dir = check_data_dir(data_dir)
+    try:
+        return _add_entry(verified, data_dir, replace)
+    except OSError as exc:
+        raise UserError(
+            f"--data {terminal(data_dir)}: cannot store the entry there ({exc.strerror or type(exc).__name__}); "
+            "make the folder writable or pass another --data"
+        ) from None
+
+
+def _add_entry(verified: Verified, data_dir: Path, replace: bool) -> Path:
     model = identity(verified.bundle.metadata)
     target = data_dir / entry_id(verified.bundle.metadata)
     if target.resolve().parent != data_dir.resolve():
@@ -96,13 +107,13 @@ def add_entry(verified: Verified, data_dir: Path, replace: bool = False) -> Path
         moved = []
         # Set aside in a new folder of its own: a file or link planted at a name chosen in advance would be in the way.
         replaced = Path(tempfile.mkdtemp(prefix=".replaced-", dir=data_dir))
-        for folder in old_folders:
-            old = replaced / folder.name
-            folder.rename(old)
-            moved.append(old)
         try:
+            for folder in old_folders:
+                old = replaced / folder.name
+                folder.rename(old)
+                moved.append(old)
             staging.rename(target)
-        except OSError:
+        except OSError:  # every entry set aside goes back
             for folder, old in zip(old_folders, moved):
                 old.rename(folder)
             replaced.rmdir()

@@ -7,7 +7,7 @@ from typing import Any
 
 from vlmbench.errors import UserError
 from vlmbench_leaderboard import strictjson
-from vlmbench_leaderboard.bundle import MEMBER_CAPS, bundle_path, pack, read_bundle_bytes, write_bundle
+from vlmbench_leaderboard.bundle import MEMBER_CAPS, check_out, pack, read_bundle_bytes, write_bundle
 from vlmbench_leaderboard.metadata import TEXT_FIELDS, default_metadata, normalise_metadata
 from vlmbench_leaderboard.problems import Rejected
 from vlmbench_leaderboard.text import terminal, text_problem
@@ -22,7 +22,9 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     if not run_dir.is_dir():
         raise UserError(f"submit: {shown}: not a folder; pass the run folder `vlmbench run` printed (it holds run.json)")
     path = run_dir / "run.json"
-    if not path.is_file():
+    if not path.is_file():  # looked at with os.stat: a named pipe or a device there is never opened
+        if path.exists():
+            raise UserError(f"submit: {terminal(path)}: not a regular file; the run folder is damaged")
         raise UserError(f"submit: {shown}: no run.json here; pass a run folder written by `vlmbench run` (e.g. results/<model>/<time>)")
     cap = MEMBER_CAPS["run.json"]
     if path.stat().st_size > cap:
@@ -40,9 +42,10 @@ def submit(run_dir: Path, out: Path, overrides: dict[str, Any], force: bool = Fa
     """Write the bundle of ``run_dir`` to ``out`` (``.tar.gz``) after the checks ``verify`` runs (all but the recomputation)."""
     run_dir = Path(run_dir)
     run = read_run(run_dir)
-    target = bundle_path(out)
-    if target.exists() and not force:
-        raise UserError(f"submit: {terminal(target)}: already exists; pass --force to overwrite it, or choose another --out")
+    try:
+        target = check_out(out, force)
+    except UserError as exc:
+        raise UserError(f"submit: {exc}") from None
     metadata = normalise_metadata({**default_metadata(run), **{k: v for k, v in overrides.items() if v is not None}})
     if not metadata.get("name"):
         raise UserError("submit: the model needs a name; pass --name")

@@ -20,6 +20,8 @@ def judge(ns: argparse.Namespace) -> int:
     from vlmbench.scoring.judging import JudgeConfig, parse_judge_names
     from vlmbench.store import default_store_path
 
+    if ns.out:  # before any judge call: a model judge's calls cost money
+        _check_out(Path(ns.out), Path(ns.file))
     registry = discover(list(ns.include_path or []))
     if ns.task not in registry.tasks:
         from vlmbench.pluginmanager import did_you_mean
@@ -40,6 +42,23 @@ def judge(ns: argparse.Namespace) -> int:
     if failed:  # a failed call is no verdict: whoever compares the verdicts with labels must leave these out
         print(f"vlmbench: {failed} of {len(rows)} judge calls failed: their verdict is \"error\" (see 'detail' under 'verdicts')", file=sys.stderr)
     return 0
+
+
+def _check_out(out: Path, responses: Path) -> None:
+    """``--out`` can be written and is not the responses file (the same path, or a link to the same file)."""
+    import os
+
+    from vlmbench.cli.outpath import not_a_folder
+
+    blocker = not_a_folder(out)
+    if blocker is not None:
+        raise UserError(f"--out {out}: {blocker} is not a folder; choose an --out in a folder")
+    try:
+        same = out.resolve() == responses.resolve() or (os.path.lexists(out) and os.path.samefile(out, responses))
+    except (OSError, RuntimeError):  # a link loop, a file that cannot be looked at: the write names what goes wrong
+        same = False
+    if same:
+        raise UserError(f"--out {out}: that is the responses file {responses} itself, which the verdicts would replace; choose another --out")
 
 
 def _write(out: Path, lines: list[str]) -> None:

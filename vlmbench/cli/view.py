@@ -51,8 +51,12 @@ def _out_path(path: Path) -> Path:
 def _write(path: Path, page: str) -> Path:
     """Write ``page`` to ``path``, replacing (never writing through) a link, FIFO or file planted there in a
     run folder from elsewhere."""
+    from vlmbench.cli.outpath import not_a_folder
     from vlmbench.safefiles import replace_file
 
+    blocker = not_a_folder(path)
+    if blocker is not None:
+        raise UserError(f"--out {printable(str(path))}: {printable(str(blocker))} is not a folder; pass --out with a file in a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         replace_file(path, page)
