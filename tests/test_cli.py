@@ -72,6 +72,17 @@ def test_a_flag_mistake_is_one_line_pointing_to_the_help(args: list[str], line: 
     assert proc.returncode == 2 and proc.stderr == line + "\n" and proc.stdout == ""
 
 
+def test_a_data_variant_from_the_environment_is_named_as_such(tmp_path: Path) -> None:
+    """The line named --data, which the user never typed."""
+    run = ("run", "--model", "random", "--tasks", "alignment-text", "--output_path", str(tmp_path))
+    proc = cli(*run, check=False, env={"VLMBENCH_DATA": "bogus"})
+    assert proc.returncode == 2 and proc.stderr == (
+        "vlmbench: error: VLMBENCH_DATA=bogus: unknown data variant 'bogus'; the selected tasks offer: builtin, hub; or pass --data\n"
+    )
+    typed = cli(*run, "--data", "hbu", check=False, env={"VLMBENCH_DATA": "bogus"})  # what is typed wins, and is named
+    assert typed.returncode == 2 and typed.stderr.startswith("vlmbench: error: --data: unknown data variant 'hbu' (did you mean 'hub'?)")
+
+
 def test_a_user_error_in_the_real_command_is_one_line_and_exit_2(tmp_path: Path) -> None:
     proc = vlmbench("run", "--model", "randon", "--output_path", str(tmp_path), check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

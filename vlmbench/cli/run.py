@@ -10,6 +10,7 @@ from vlmbench.cli import args as types
 from vlmbench.cli import freeze_imports, lmeval
 from vlmbench.cli.commands import CommandSpec
 from vlmbench.cli.report import print_error_classes, print_request_counts, report
+from vlmbench.errors import UserError
 
 DATA_ENV = "VLMBENCH_DATA"
 
@@ -29,7 +30,7 @@ def run(ns: argparse.Namespace) -> int:
         limit=ns.limit,
         seed=ns.seed,
         batch_size=ns.batch_size,
-        data=ns.data,
+        data=ns.data or os.environ.get(DATA_ENV) or "builtin",
         data_files=parse_data_files(ns.data_files),
         options_file=ns.options_file,
         output_path=ns.output_path,
@@ -43,7 +44,12 @@ def run(ns: argparse.Namespace) -> int:
         judge=ns.judge,
         judge_args=ns.judge_args,
     )
-    result = evaluate(config)
+    try:
+        result = evaluate(config)
+    except UserError as exc:  # a --data the user never typed: the variable that set it is named
+        if ns.data is None and os.environ.get(DATA_ENV) and str(exc).startswith("--data:"):
+            raise UserError(f"{DATA_ENV}={config.data}:{str(exc).removeprefix('--data:')}; or pass --data") from None
+        raise
     if result.results is None and not ns.predict_only:
         return 0  # a non-main process under data parallelism: the main one reports
     print_request_counts(result.manifest)
@@ -71,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch_size", type=types.batch_size, default=None, help="requests per batch, or 'auto' (backend default)")
     parser.add_argument(
         "--data",
-        default=os.environ.get(DATA_ENV, "builtin"),
+        default=None,
         help=f"which data: 'builtin' (synthetic, offline; default) or 'hub' (yiting/UnsafeConcepts, MME; needs HF_TOKEN). Env: {DATA_ENV}",
     )
     parser.add_argument("--data_files", action="append", metavar="HUB_ID=PATH", help="load a hub dataset from a local copy (repeatable)")
