@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -81,6 +82,72 @@ def test_without_a_process_to_be_had_the_work_is_done_here(tmp_path: Path) -> No
     assert sorted(handed) == [f"task-{i}" for i in range(8)] and not any(r["by_child"] for r in handed.values())
 
 
+# The child's share never ends by itself: it says where it is (its pid), then sleeps; the parent's share is quick.
+STUCK_CHILD = PRELUDE + textwrap.dedent(
+    """
+    folder = sys.argv[2]
+
+    def work(item):
+        if os.getpid() != parent:
+            with open(f"{folder}/child.pid", "w") as out:
+                out.write(str(os.getpid()))
+            time.sleep(120)
+            open(f"{folder}/child-finished", "w").close()
+        else:
+            open(f"{folder}/parent-done", "w").close()
+        return item
+
+    map_in_two([0, 1], work, weight=lambda i: 1.0)
+    """
+)
+
+
+def _stuck_child(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
+    """The script above started, once its child is working and the parent waits for it: (the parent, the child's pid)."""
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", STUCK_CHILD, "stuck", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not ((tmp_path / "child.pid").is_file() and (tmp_path / "parent-done").is_file()):
+        time.sleep(0.02)
+    time.sleep(0.1)  # the parent is in its wait for the child
+    return proc, int((tmp_path / "child.pid").read_text())
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a child of a process that ended is reaped by init)."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_ctrl_c_while_waiting_for_the_child_stops_it(tmp_path: Path) -> None:
+    """Ctrl-C reaching only this process (not its group) while it waits: it waited out the child's whole share."""
+    import signal
+
+    proc, child = _stuck_child(tmp_path)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert "KeyboardInterrupt" in err and _gone(child) and not (tmp_path / "child-finished").exists()
+
+
+def test_a_child_ends_with_a_parent_that_is_killed(tmp_path: Path) -> None:
+    """A parent killed outright (SIGKILL, out of memory) left its child writing into a run that was over."""
+    import signal
+
+    proc, child = _stuck_child(tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert _gone(child) and not (tmp_path / "child-finished").exists()
+
+
 def test_outside_the_commands_own_process_the_work_stays_here() -> None:
     # A test process (or any program calling the library) never forks: the collector is not the command's.
     out = map_in_two(list(range(6)), lambda i: (i, os.getpid()), weight=lambda i: 1.0)
@@ -112,14 +179,17 @@ def test_the_command_scores_on_two_cores_with_the_numbers_of_a_serial_run(tmp_pa
     serial = evaluate(EvalConfig(model="random", tasks="all", limit=12, use_store=False, output_path=tmp_path / "library"))
     assert len(forked[0]["tasks"]) >= 10
     assert forked == _comparable(serial.run_dir)
+    # `vlmbench score` splits the run's tasks between two processes too: the same numbers and verdicts again.
+    rescored = tmp_path / "rescored"
+    shutil.copytree(serial.run_dir, rescored)
+    subprocess.run([sys.executable, "-m", "vlmbench", "score", str(rescored)], capture_output=True, text=True, check=True, env=env, timeout=300)
+    assert _comparable(rescored) == forked
 
 
 def test_loading_data_with_datasets_leaves_no_thread_that_stops_forking(tmp_path: Path, data_cache: Path) -> None:
     """`datasets` shows its progress with tqdm, whose first bar (even a disabled one) starts a monitor thread for
     good; a second thread would keep the rest of the command's run from scoring in a child. A fresh cache holding
     only the generated sets makes the run load them with `datasets` (no remembered load)."""
-    import shutil
-
     cache = tmp_path / "cache"
     shutil.copytree(data_cache / "builtin", cache / "builtin")
     program = PRELUDE + textwrap.dedent(
@@ -223,8 +293,10 @@ def _stored_run(tmp_path: Path, server: object, tasks: str = TASKS) -> list[str]
     return args
 
 
-def test_a_run_stopped_while_predicting_keeps_its_reused_answers(tmp_path: Path, data_cache: Path) -> None:
-    """Ctrl-C while a later task waits for the model: the tasks answered from the store have every line."""
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_run_stopped_while_predicting_keeps_its_reused_answers(tmp_path: Path, data_cache: Path, stop: str) -> None:
+    """Ctrl-C (or a scheduler's SIGTERM, a closed terminal's SIGHUP) while a later task waits for the model: the tasks
+    answered from the store have every line (SIGTERM ended the process before they were written)."""
     import signal
     import time
 
@@ -242,8 +314,11 @@ def test_a_run_stopped_while_predicting_keeps_its_reused_answers(tmp_path: Path,
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(server.events()) == seen:
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=120)
+        proc.send_signal(getattr(signal, stop))
+        _, err = proc.communicate(timeout=120)
+    how = "interrupted" if stop == "SIGINT" else f"stopped by {stop}"
+    assert proc.returncode == (130 if stop == "SIGINT" else 128 + getattr(signal, stop)), err
+    assert err.strip().splitlines()[-1] == f"vlmbench: {how}; every response received is stored: rerun the same command to resume"
     [run_dir] = (tmp_path / "stopped").glob("*/*")
     manifest = json.loads((run_dir / "run.json").read_text())
     answered = {f"{name}.jsonl": entry["n_samples"] for name, entry in manifest["tasks"].items()}

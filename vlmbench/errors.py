@@ -13,6 +13,16 @@ class TaskSkipped(UserError):
     saying why. ``evaluate`` leaves the task out of the run and goes on; elsewhere it is a user error."""
 
 
+class Stopped(KeyboardInterrupt):
+    """The ``vlmbench`` command was asked to stop by a signal other than Ctrl-C (SIGTERM from a scheduler or
+    ``timeout``, SIGHUP from a closed terminal): raised where the process is, as Ctrl-C's KeyboardInterrupt
+    is, so that a run writes what it holds before it ends."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 def printable(text: str) -> str:
     """``text`` as a terminal or log shows it safely: every character that is not printable (control
     characters of escape sequences, bidirectional overrides, line breaks) becomes U+FFFD, so text from a

@@ -83,14 +83,16 @@ def map_in_two(items: Sequence[T], work: Callable[[T], R], weight: Callable[[T],
         _child(write_end, [(i, items[i]) for i in sorted(theirs)], work)
     os.close(write_end)
     results: dict[int, R] = {}
+    received = False  # the child is stopped unless it has sent all it will (Ctrl-C while waiting for it included)
     try:
         for index, item in enumerate(items):
             if index not in theirs:
                 results[index] = work(item)
         sent = _receive(read_end)
+        received = True
     finally:
         os.close(read_end)
-        _reap(pid, finished=len(results) == len(items) - len(theirs))
+        _reap(pid, finished=received)
     if sent is None:  # the child died without a word: its pieces are done here
         log.warning("a forked process ended without its results; doing its %d pieces of work in this one", len(theirs))
         for index in sorted(theirs):
@@ -102,22 +104,48 @@ def map_in_two(items: Sequence[T], work: Callable[[T], R], weight: Callable[[T],
     return [results[i] for i in range(len(items))]
 
 
+# Held back from a new child until it runs its own code (:func:`_child`): a signal in between would run the parent's
+# handlers (its Ctrl-C clean-up, its messages) in the child.
+_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+_PR_SET_PDEATHSIG = 1
+
+
 def _fork() -> tuple[int, int, int] | None:
     """``os.fork()`` with a pipe from the child: (pid, read end, write end), or None when the system gives no
-    process (out of memory, a process limit): the caller does the work itself."""
+    process (out of memory, a process limit): the caller does the work itself. The child is killed when this
+    process ends, however it ends (killed outright, out of memory): it never writes into a run that is over."""
     try:
         read_end, write_end = os.pipe()
     except OSError as exc:  # no file descriptor left
         log.debug("no pipe for a forked process (%s): working here", exc)
         return None
+    parent = os.getpid()
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
     try:
         pid = os.fork()
     except OSError as exc:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         os.close(read_end)
         os.close(write_end)
         log.debug("no forked process (%s): working here", exc)
         return None
+    if pid == 0:
+        _die_with(parent)
+    else:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
     return pid, read_end, write_end
+
+
+def _die_with(parent: int) -> None:
+    """In a new child: be killed when ``parent`` ends (Linux's ``PR_SET_PDEATHSIG``), and end now if it already has."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+    except BaseException:
+        os._exit(1)
 
 
 def _heavier_half(items: Sequence[T], weight: Callable[[T], float]) -> list[int]:
@@ -136,6 +164,7 @@ def _child(write_end: int, share: list[tuple[int, T]], work: Callable[[T], R]) -
     gc.disable()
     try:
         try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_SIGNALS)  # from here on, a signal ends this child's work
             payload: tuple[str, Any] = ("ok", {index: work(item) for index, item in share})
         except BaseException as exc:  # a UserError (or anything else) is raised by the parent, as a serial run would
             payload = ("error", exc)
@@ -265,7 +294,7 @@ class Background(Generic[T, R]):
         _reap(pid, finished=True)
         sent = _unpickled(bytes(received))
         if sent is None:
-            log.warning("a scoring process ended without its results; %s scored in this one", ", ".join(keys))
+            log.warning("a forked process ended without its results; %s done in this one", ", ".join(keys))
         elif sent[0] == "error":
             raise sent[1]
         else:

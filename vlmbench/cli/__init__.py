@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from vlmbench import collector
 from vlmbench.cli.commands import CommandSpec
-from vlmbench.errors import UserError, printable
+from vlmbench.errors import Stopped, UserError, printable
 
 
 def core_commands() -> list[CommandSpec]:
@@ -76,12 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(exc).splitlines() or [""]:  # a message may quote a file's, a dataset's or a server's text
             print(f"vlmbench: error: {printable(line)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        how = f"stopped by {signal.Signals(exc.signum).name}" if isinstance(exc, Stopped) else "interrupted"
         if getattr(args, "no_store", False):
-            print("vlmbench: interrupted; nothing was stored (--no_store): the same command starts again from the beginning", file=sys.stderr)
+            print(f"vlmbench: {how}; nothing was stored (--no_store): the same command starts again from the beginning", file=sys.stderr)
         else:
-            print("vlmbench: interrupted; every response received is stored: rerun the same command to resume", file=sys.stderr)
-        return 130
+            print(f"vlmbench: {how}; every response received is stored: rerun the same command to resume", file=sys.stderr)
+        return 128 + exc.signum if isinstance(exc, Stopped) else 130
 
 
 def _check_text(argv: Sequence[str]) -> None:
@@ -106,13 +108,25 @@ def console() -> int:
     in a process that goes on."""
     global _owns_process
     _owns_process = True
+    handlers = {signum: signal.signal(signum, _stop) for signum in STOP_SIGNALS}
     try:
         code = main()
     finally:  # a program that runs the command (runpy) and goes on: its later main() calls freeze nothing
         _owns_process = False
         collector.enable(False)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
     gc.freeze()
     return code
+
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+"""Signals that stop the command as Ctrl-C does (a scheduler's or ``timeout``'s SIGTERM, a closed terminal's SIGHUP):
+what a run holds (answers reused from the store, waiting to be written with their verdicts) is written first."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped(signum)
 
 
 def freeze_imports(*modules: str) -> None:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from vlmbench.cli import args as types
+from vlmbench.cli import freeze_imports
 from vlmbench.cli.commands import CommandSpec
 from vlmbench.cli.report import report
 
@@ -14,6 +15,7 @@ def score(ns: argparse.Namespace) -> int:
     """Re-score (with the run's judges, or those named) and print the summary."""
     from vlmbench.evaluation import score as score_run
 
+    freeze_imports()  # the command's own process, as `run`'s: its tasks are scored on two cores (vlmbench.forked)
     results = score_run(Path(ns.run_dir), judge=ns.judge, judge_args=ns.judge_args or None, store=ns.store, use_store=not ns.no_store)
     return report(results, Path(ns.run_dir), ns.max_error_rate)
 
