@@ -395,3 +395,22 @@ def test_ctrl_c_says_what_was_kept(tmp_path: Path, data_cache: Path, no_store: b
         if no_store
         else "vlmbench: interrupted; every response received is stored: rerun the same command to resume"
     )
+
+
+def test_a_run_under_nohup_goes_on_after_sighup(tmp_path: Path, data_cache: Path) -> None:
+    """SIGHUP stops a run as Ctrl-C does, unless it was set to be ignored (`nohup`): then the run goes on."""
+    from vlmbench.testing.fault_server import Faults
+
+    with FaultServer(Faults(latency=0.3)) as server:
+        command = [sys.executable, "-m", "vlmbench", "run", "--model", "openai", "--model_args", f"base_url={server.base_url},model=m"]
+        command += ["--tasks", "alignment-text", "--limit", "1", "--no_store", "--output_path", str(tmp_path / "out")]
+        environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+        ignore_hangups = lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)  # noqa: E731
+        proc = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore_hangups)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not server.events():
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGHUP)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert load_results(tmp_path / "out")["tasks"]["alignment-text"]["metrics"]["n_samples"] == 5

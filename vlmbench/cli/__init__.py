@@ -108,7 +108,8 @@ def console() -> int:
     in a process that goes on."""
     global _owns_process
     _owns_process = True
-    handlers = {signum: signal.signal(signum, _stop) for signum in STOP_SIGNALS}
+    # A signal set to be ignored (`nohup` ignores SIGHUP) stays ignored.
+    handlers = {signum: signal.signal(signum, _stop) for signum in STOP_SIGNALS if signal.getsignal(signum) is signal.SIG_DFL}
     try:
         code = main()
     finally:  # a program that runs the command (runpy) and goes on: its later main() calls freeze nothing
