@@ -255,6 +255,16 @@ def run_dir(output: Path) -> Path:
     return runs[0]
 
 
+def default_signals() -> None:
+    """For ``subprocess.Popen(preexec_fn=...)`` in tests that stop the command with a signal: SIGINT, SIGTERM and
+    SIGHUP as a terminal gives them. A shell that starts the tests in the background (``pytest &``) or ``nohup``
+    sets some to be ignored, and the command keeps a signal it inherits as ignored."""
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def load_results(output: Path) -> dict[str, Any]:
     """The results.json of the single run under ``output``."""
     results: dict[str, Any] = json.loads((run_dir(output) / "results.json").read_text())

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, cli, load_results, read_samples, run_dir
+from conftest import REPO, cli, default_signals, load_results, read_samples, run_dir
 from vlmbench.testing.fault_server import FaultServer
 
 
@@ -383,7 +383,7 @@ def test_ctrl_c_says_what_was_kept(tmp_path: Path, data_cache: Path, no_store: b
         command += ["--tasks", "alignment-text", "--limit", "2", "--output_path", str(tmp_path / "out")]
         command += ["--no_store"] if no_store else ["--store", str(tmp_path / "store.sqlite")]
         environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-        proc = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not server.events():
             time.sleep(0.05)
@@ -405,7 +405,11 @@ def test_a_run_under_nohup_goes_on_after_sighup(tmp_path: Path, data_cache: Path
         command = [sys.executable, "-m", "vlmbench", "run", "--model", "openai", "--model_args", f"base_url={server.base_url},model=m"]
         command += ["--tasks", "alignment-text", "--limit", "1", "--no_store", "--output_path", str(tmp_path / "out")]
         environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-        ignore_hangups = lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)  # noqa: E731
+
+        def ignore_hangups() -> None:
+            default_signals()
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
         proc = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore_hangups)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not server.events():

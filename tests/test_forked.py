@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import default_signals
 from vlmbench.forked import Background, map_in_two
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2, reason="forks only on Linux, two CPUs")
@@ -106,7 +107,13 @@ def _stuck_child(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
     """The script above started, once its child is working and the parent waits for it: (the parent, the child's pid)."""
     import time
 
-    proc = subprocess.Popen([sys.executable, "-c", STUCK_CHILD, "stuck", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STUCK_CHILD, "stuck", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_signals,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not ((tmp_path / "child.pid").is_file() and (tmp_path / "parent-done").is_file()):
         time.sleep(0.02)
@@ -310,7 +317,7 @@ def test_a_run_stopped_while_predicting_keeps_its_reused_answers(tmp_path: Path,
         # perception-text comes last (tasks run in name order): the stored ones are done when it asks the model
         command = [sys.executable, "-m", "vlmbench", "run", *args, "--tasks", "alignment-context-text,alignment-text,perception-text"]
         command += ["--output_path", str(tmp_path / "stopped")]
-        proc = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(server.events()) == seen:
             time.sleep(0.05)
