@@ -41,6 +41,7 @@ def test_ls_lists_builtin_tasks_groups_and_models() -> None:
         (["--model", "openai", "--model_args", "model=m,api_key=SECRET-1,api_key=SECRET-2"], "--model_args: 'api_key' is given twice"),
         (["--model", "random", "--gen_kwargs", "temperature=0,max_new_tokens=8,temperature=1"], "--gen_kwargs: 'temperature' is given twice"),
         (["--model", "random", "--gen_kwargs", "stop=###,until=END"], "--gen_kwargs: stop and until are the same setting, given twice"),
+        (["--model", "random", "--gen_kwargs", "until="], "--gen_kwargs: until=[''] is invalid ('' should be non-empty)"),
         (["--model", "random", "--judge", "rules", "--judge_args", "a=1,a=2"], "--judge_args: 'a' is given twice"),
         (
             ["--model", "random", "--data", "hub", "--data_files", "yiting/UnsafeConcepts=/a", "--data_files", "yiting/UnsafeConcepts=/b"],
@@ -63,6 +64,19 @@ def test_user_errors_are_one_line(args: list[str], message: str, tmp_path: Path)
         (["run", "--seed", "abc"], "vlmbench run: error: argument --seed: invalid int value: 'abc'; see `vlmbench run --help`"),
         (["run", "--limit"], "vlmbench run: error: argument --limit: expected one argument; see `vlmbench run --help`"),
         (["cache", "clear", "--nope"], "vlmbench: error: unrecognized arguments: --nope; see `vlmbench --help`"),
+        # an empty path (an unset shell variable) was quietly the default store, or the current folder
+        (
+            ["run", "--store", ""],
+            "vlmbench run: error: argument --store: is empty; pass a path (an unset shell variable?); see `vlmbench run --help`",
+        ),
+        (
+            ["run", "--output_path", " "],
+            "vlmbench run: error: argument --output_path: is empty; pass a path (an unset shell variable?); see `vlmbench run --help`",
+        ),
+        (
+            ["cache", "salvage", ""],
+            "vlmbench cache: error: argument path: is empty; pass a path (an unset shell variable?); see `vlmbench cache --help`",
+        ),
         ([], "vlmbench: error: the following arguments are required: command; see `vlmbench --help`"),
     ],
 )

@@ -55,6 +55,14 @@ def fraction(text: str) -> float:
     return value
 
 
+def path(text: str) -> str:
+    """A file or folder argument: an empty one is refused (``--store ""``, from an unset shell variable, would quietly
+    be the default store; ``--output_path ""`` the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; pass a path (an unset shell variable?)")
+    return text
+
+
 def include_path(text: str) -> Path:
     """``--include_path``: a folder; an empty value is refused (as a path it would be the current folder)."""
     from vlmbench.errors import UserError

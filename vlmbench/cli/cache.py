@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from vlmbench.cli import args as types
 from vlmbench.cli.commands import CommandSpec
 
 
@@ -136,11 +137,11 @@ def _date(timestamp: float | None) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``vlmbench cache``."""
     parser.add_argument("action", choices=["info", "clear", "salvage"])
-    parser.add_argument("path", nargs="?", default=None, help="salvage: the damaged store (default: as --store)")
-    parser.add_argument("--out", default=None, help="salvage: write the new store here and leave the damaged one in place")
+    parser.add_argument("path", nargs="?", default=None, type=types.path, help="salvage: the damaged store (default: as --store)")
+    parser.add_argument("--out", default=None, type=types.path, help="salvage: write the new store here and leave the damaged one in place")
     parser.add_argument("--model", default=None, help="only this backend's responses")
     parser.add_argument("--model_id", default=None, help="only responses whose model identity contains this text")
-    parser.add_argument("--store", default=None, help="the store file (default: as for `run`)")
+    parser.add_argument("--store", default=None, type=types.path, help="the store file (default: as for `run`)")
     parser.set_defaults(func=cache)
 
 

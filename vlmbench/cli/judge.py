@@ -73,12 +73,16 @@ def _write(out: Path, lines: list[str]) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``vlmbench judge``."""
-    parser.add_argument("file", help="JSON Lines: one object per response with 'id', 'response' and optionally 'prompt', 'options', 'choices'")
+    parser.add_argument(
+        "file", type=types.path, help="JSON Lines: one object per response with 'id', 'response' and optionally 'prompt', 'options', 'choices'"
+    )
     parser.add_argument("--task", required=True, help="the task whose answer format the responses answer (e.g. alignment-image)")
     types.add_judges(parser)
     types.add_include_path(parser)
-    parser.add_argument("--out", default=None, help="write the verdicts here (default: standard output)")
-    parser.add_argument("--store", default=None, help="response store for model judges' calls (default: $VLMBENCH_STORE or the cache folder)")
+    parser.add_argument("--out", default=None, type=types.path, help="write the verdicts here (default: standard output)")
+    parser.add_argument(
+        "--store", default=None, type=types.path, help="response store for model judges' calls (default: $VLMBENCH_STORE or the cache folder)"
+    )
     parser.add_argument("--no_store", action="store_true", help="neither reuse nor store judge calls")
     parser.set_defaults(func=judge)
 

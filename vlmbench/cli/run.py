@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="at most N documents per task, or a fraction (e.g. 0.1) of each task's; spread evenly over the data",
     )
-    parser.add_argument("--output_path", default="results", help="folder for results (default: ./results)")
+    parser.add_argument("--output_path", default="results", type=types.path, help="folder for results (default: ./results)")
     parser.add_argument("--seed", type=int, default=0, help="seed for option order, sampling and baselines (default: 0)")
     parser.add_argument("--batch_size", type=types.batch_size, default=None, help="requests per batch, or 'auto' (backend default)")
     parser.add_argument(
@@ -81,7 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"which data: 'builtin' (synthetic, offline; default) or 'hub' (yiting/UnsafeConcepts, MME; needs HF_TOKEN). Env: {DATA_ENV}",
     )
     parser.add_argument("--data_files", action="append", metavar="HUB_ID=PATH", help="load a hub dataset from a local copy (repeatable)")
-    parser.add_argument("--options_file", default=None, help="precomputed perception options (jsonl with option_str/correct_option per row)")
+    parser.add_argument(
+        "--options_file", default=None, type=types.path, help="precomputed perception options (jsonl with option_str/correct_option per row)"
+    )
     parser.add_argument(
         "--protocol",
         default="default",
@@ -90,7 +92,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "max_new_tokens 512, seeded by --seed); --gen_kwargs goes over them",
     )
     types.add_max_error_rate(parser)
-    parser.add_argument("--store", default=None, help="response store file (default: $VLMBENCH_STORE or ~/.cache/vlmbench/responses.sqlite)")
+    parser.add_argument(
+        "--store", default=None, type=types.path, help="response store file (default: $VLMBENCH_STORE or ~/.cache/vlmbench/responses.sqlite)"
+    )
     parser.add_argument("--no_store", action="store_true", help="neither reuse nor store responses")
     parser.add_argument("--reuse_sampled", action="store_true", help="also reuse stored answers to sampled (seeded) requests")
     parser.add_argument("--predict_only", action="store_true", help="store responses without scoring (score later with `vlmbench score`)")

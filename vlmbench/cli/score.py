@@ -22,10 +22,10 @@ def score(ns: argparse.Namespace) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``vlmbench score``."""
-    parser.add_argument("run_dir")
+    parser.add_argument("run_dir", type=types.path)
     types.add_max_error_rate(parser)
     types.add_judges(parser)
-    parser.add_argument("--store", default=None, help="response store for model judges' calls (default: the run's store)")
+    parser.add_argument("--store", default=None, type=types.path, help="response store for model judges' calls (default: the run's store)")
     parser.add_argument("--no_store", action="store_true", help="neither reuse nor store judge calls")
     parser.set_defaults(func=score)
 

@@ -128,8 +128,8 @@ def port(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``vlmbench view``."""
-    parser.add_argument("run_dir", help="a run folder written by `vlmbench run` (finished or partial)")
-    parser.add_argument("--out", default=None, help=f"where to write the page (default: RUN_DIR/{PAGE_NAME})")
+    parser.add_argument("run_dir", type=types.path, help="a run folder written by `vlmbench run` (finished or partial)")
+    parser.add_argument("--out", default=None, type=types.path, help=f"where to write the page (default: RUN_DIR/{PAGE_NAME})")
     parser.add_argument("--serve", action="store_true", help=f"serve the page on {HOST} instead of writing it (Ctrl-C stops)")
     parser.add_argument("--port", type=port, default=DEFAULT_PORT, help=f"port for --serve (default: {DEFAULT_PORT}; 0 picks a free one)")
     parser.add_argument("--no_thumbnails", action="store_true", help="leave out image thumbnails (faster; no dataset is loaded)")
