@@ -203,6 +203,11 @@ def test_view_errors_are_one_line(tmp_path: Path) -> None:
         proc.stderr.strip()
         == f"vlmbench: error: vlmbench view: {tmp_path / 'nope'}: no such folder; pass a run folder written by `vlmbench run` (results/<model>/<time>)"
     )
+    (tmp_path / "afile").write_text("x")
+    proc = cli("view", str(tmp_path / "afile"), check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        f"vlmbench: error: vlmbench view: {tmp_path / 'afile'}: not a folder; pass a run folder written by `vlmbench run` (results/<model>/<time>)"
+    )
     proc = cli("view", str(tmp_path), "--serve", "--port", "http", check=False)
     assert proc.returncode == 2 and proc.stderr.strip() == "vlmbench: error: --port 'http': not a port number; use 1-65535, or 0 to pick a free one"
     proc = cli("view", str(tmp_path), check=False)

@@ -194,7 +194,8 @@ def load_run(
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise UserError(f"vlmbench view: {run_dir}: no such folder; pass a run folder written by `vlmbench run` (results/<model>/<time>)")
+        problem = "not a folder" if run_dir.exists() else "no such folder"
+        raise UserError(f"vlmbench view: {run_dir}: {problem}; pass a run folder written by `vlmbench run` (results/<model>/<time>)")
     manifest: dict[str, Any] = dict(read_manifest(run_dir, complete=False))
     entries = manifest["tasks"]
     config = _dict(manifest.get("config"))
