@@ -37,6 +37,7 @@ def test_ls_lists_builtin_tasks_groups_and_models() -> None:
         (["--model", "random", "--model_args", "oops"], "--model_args: 'oops' is not key=value"),
         (["--model", "random", "--model_args", "a=b"], "--model random takes no --model_args (got a)"),
         (["--model", "random", "--data", "hbu"], "--data: unknown data variant 'hbu' (did you mean 'hub'?)"),
+        (["--model", "random", "--data", ""], "--data: unknown data variant ''"),  # an unset shell variable: not the default
         # a setting given twice is no silent last-wins (a value, maybe a secret, is never shown)
         (["--model", "openai", "--model_args", "model=m,api_key=SECRET-1,api_key=SECRET-2"], "--model_args: 'api_key' is given twice"),
         (["--model", "random", "--gen_kwargs", "temperature=0,max_new_tokens=8,temperature=1"], "--gen_kwargs: 'temperature' is given twice"),

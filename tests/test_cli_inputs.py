@@ -52,7 +52,7 @@ def test_score_names_a_file_given_as_the_run_folder(tmp_path: Path) -> None:
         proc = cli("score", str(named), check=False)
         assert proc.returncode == 2 and proc.stderr == f"vlmbench: error: {named}: {NOT_A_RUN_FOLDER}\n", proc.stderr
     proc = cli("view", str(afile), check=False)
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and f"{afile}: no such folder" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and f"{afile}: not a folder" in proc.stderr
     proc = cli("submit", str(afile), "--out", str(tmp_path / "b"), *SUBMIT, check=False)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and f"{afile}: not a folder" in proc.stderr
     assert afile.read_text() == "precious\n" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

@@ -388,6 +388,29 @@ def test_salvaging_a_store_that_is_not_damaged_keeps_it_as_it_is(tmp_path: Path)
     assert other.read_bytes() == before and not (tmp_path / "places.sqlite.damaged").exists()
 
 
+def test_a_store_whose_index_disagrees_with_its_rows_is_salvaged(tmp_path: Path) -> None:
+    """An index entry pointing at the wrong row passes the quick check a store makes when it opens, but a run's look-up
+    through it fails as "damaged": salvage said "nothing to salvage", and the user went round in a loop."""
+    path = tmp_path / "store.sqlite"
+    store = ResponseStore(path)
+    for i in range(3):
+        assert put(store, key(i))
+    store.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        root = db.execute("SELECT rootpage FROM sqlite_master WHERE type = 'index' AND tbl_name = 'responses'").fetchone()[0]
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    data = bytearray(path.read_bytes())
+    page = (root - 1) * page_size
+    at = data.index(key(1).encode(), page, page + page_size) + 64  # the row id stored after the key in the index entry
+    data[at] += 40
+    path.write_bytes(bytes(data))
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA quick_check").fetchone()[0] == "ok" and db.execute("PRAGMA integrity_check").fetchone()[0] != "ok"
+    proc = cli("cache", "salvage", str(path))
+    assert proc.stdout.startswith(f"salvaged 3 responses into {path}") and count(path) == 3
+
+
 def with_file_size_limit(command: list[str], limit: int) -> list[str]:
     """``command`` (a ``python -m vlmbench`` line) in a Python that first limits the size of any file it writes
     (RLIMIT_FSIZE): a write past ``limit`` bytes fails with EFBIG, as on a full disk (Python ignores SIGXFSZ).

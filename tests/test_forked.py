@@ -86,7 +86,14 @@ def test_without_a_process_to_be_had_the_work_is_done_here(tmp_path: Path) -> No
 # The child's share never ends by itself: it says where it is (its pid), then sleeps; the parent's share is quick.
 STUCK_CHILD = PRELUDE + textwrap.dedent(
     """
+    import signal
+
     folder = sys.argv[2]
+
+    def stop(signum, frame):  # as the command's own: SIGTERM stops the run
+        raise SystemExit("the parent's handler ran")
+
+    signal.signal(signal.SIGTERM, stop)
 
     def work(item):
         if os.getpid() != parent:
@@ -143,6 +150,16 @@ def test_ctrl_c_while_waiting_for_the_child_stops_it(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert "KeyboardInterrupt" in err and _gone(child) and not (tmp_path / "child-finished").exists()
+
+
+def test_a_signal_to_the_child_alone_ends_the_child_alone(tmp_path: Path) -> None:
+    """The child ran the parent's SIGTERM handler, which stopped the whole run; now it ends, and the parent does its share."""
+    import signal
+
+    proc, child = _stuck_child(tmp_path)
+    os.kill(child, signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "a forked process ended without its results; doing its 1 pieces of work in this one" in err, err
 
 
 def test_a_child_ends_with_a_parent_that_is_killed(tmp_path: Path) -> None:

@@ -1028,6 +1028,17 @@ def test_a_judges_backend_is_checked_before_the_model_answers(
     assert not (tmp_path / "out").exists()  # no run folder: the model was never asked
 
 
+def test_predicting_only_needs_no_judge_credentials(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Predicting on a machine without the judge's key, scoring elsewhere: the judge's backend is checked where it runs."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    run = ["run", "--model", "random", "--tasks", "alignment-text", "--limit", "1", "--no_store", "--output_path", str(tmp_path / "out")]
+    code, out, err = cli(capsys, *run, "--predict_only", "--judge", "llm-judge", "--judge_args", "backend=openai,model=gpt-4o-mini")
+    assert code == 0 and "score them with: vlmbench score" in out, err
+    code, _, err = cli(capsys, "score", str(run_dir(tmp_path / "out")))
+    assert code == 2 and err.strip().splitlines()[-1].startswith("vlmbench: error: --judge_args backend=openai: no API key; set OPENAI_API_KEY")
+
+
 def test_a_judges_arguments_are_checked_before_the_model_is_loaded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("transformers")
     run = ["run", "--model", "hf", "--model_args", f"pretrained={tmp_path / 'no-model'}", "--tasks", "alignment-text", "--limit", "1"]

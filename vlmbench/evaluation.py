@@ -412,6 +412,8 @@ def _checked_judges(config: EvalConfig, tasks: Sequence[Any]) -> tuple[tuple[str
         if name not in specs:
             raise UserError(f"--judge: unknown judge '{name}'{did_you_mean(name, specs)}; registered: {', '.join(sorted(specs))}")
     args = parse_key_values(config.judge_args, "--judge_args")
+    if config.predict_only:  # no judge runs here: `vlmbench score` checks them where they run (its key may be there only)
+        return names, args
     judging = JudgeConfig(names, args)
     task_judges = sorted({name for task in tasks for name in task.judges if name in specs})
     _check_args_are_read(names or task_judges, args)

@@ -104,8 +104,8 @@ def map_in_two(items: Sequence[T], work: Callable[[T], R], weight: Callable[[T],
     return [results[i] for i in range(len(items))]
 
 
-# Held back from a new child until it runs its own code (:func:`_child`): a signal in between would run the parent's
-# handlers (its Ctrl-C clean-up, its messages) in the child.
+# Held back from a new child until it has put them back to their defaults (:func:`_child`): the parent's handlers
+# (its Ctrl-C clean-up, its messages) never run in a child.
 _HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 _PR_SET_PDEATHSIG = 1
 
@@ -164,7 +164,9 @@ def _child(write_end: int, share: list[tuple[int, T]], work: Callable[[T], R]) -
     gc.disable()
     try:
         try:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_SIGNALS)  # from here on, a signal ends this child's work
+            for signum in _HELD_SIGNALS:  # a signal ends this child alone (the parent does its work again), never as the parent's would
+                signal.signal(signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_SIGNALS)
             payload: tuple[str, Any] = ("ok", {index: work(item) for index, item in share})
         except BaseException as exc:  # a UserError (or anything else) is raised by the parent, as a serial run would
             payload = ("error", exc)

@@ -159,6 +159,11 @@ MAX_MANIFEST_BYTES = 64 * 2**20  # a run.json is kilobytes: more is no manifest
 MAX_SAMPLES_BYTES = 16 * 2**30  # a samples file is read whole: a bound on what one task's file may take
 
 
+def _read_fix(exc: OSError) -> str:
+    """What to do about a file of a run folder that cannot be read."""
+    return "check its permissions" if isinstance(exc, PermissionError) else "the run folder is damaged or not a run folder"
+
+
 def read_manifest(run_dir: Path, complete: bool = True) -> RunManifest:
     """The manifest of a run folder, with a one-line error when it is missing or damaged, or (unless
     ``complete`` is False) when the run is partial: killed or interrupted before it finished."""
@@ -174,7 +179,7 @@ def read_manifest(run_dir: Path, complete: bool = True) -> RunManifest:
     except NotADirectoryError:  # a file, a FIFO or a device named as the run folder: never opened
         raise UserError(f"{run_dir}: not a folder; pass a run folder written by `vlmbench run` (results/<model>/<time>)") from None
     except OSError as exc:
-        raise UserError(f"{path}: cannot read it ({exc.strerror}); check its permissions") from None
+        raise UserError(f"{path}: cannot read it ({exc.strerror or type(exc).__name__}); {_read_fix(exc)}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid JSON ({exc}); the run folder is damaged") from None
     except ValueError:  # an integer of more digits than Python converts
@@ -249,7 +254,7 @@ def read_records(path: Path) -> list[SampleRecord]:
     except FileNotFoundError:
         raise UserError(f"{path}: samples file not found; the run did not finish this task (rerun it to resume)") from None
     except OSError as exc:
-        raise UserError(f"{path}: cannot read it ({exc.strerror}); check its permissions") from None
+        raise UserError(f"{path}: cannot read it ({exc.strerror or type(exc).__name__}); {_read_fix(exc)}") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text; the file is damaged") from None
 

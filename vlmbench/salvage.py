@@ -117,12 +117,18 @@ def _move_with_log(source: Path, target: Path) -> None:
 
 
 def _opens(path: Path) -> bool:
-    """Whether ``path`` opens as a response store (every page readable, the store's tables as it makes them)."""
+    """Whether ``path`` opens as a response store and SQLite's full check finds nothing wrong: every page, and every
+    index entry against its row (the quick check a store makes when it opens leaves indexes out, and a query through
+    a damaged index fails later, in the run)."""
     try:
         ResponseStore(path).close()
-    except UserError:
+        db = sqlite3.connect(path)
+        try:
+            return [row[0] for row in db.execute("PRAGMA integrity_check")] == ["ok"]
+        finally:
+            db.close()
+    except (UserError, sqlite3.Error):
         return False
-    return True
 
 
 def _other_programs_tables(path: Path) -> list[str]:

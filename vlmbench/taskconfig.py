@@ -193,19 +193,33 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _non_finite(data: dict[str, Any]) -> tuple[str, str] | None:
-    """The first NaN or infinity (``.nan``, ``.inf``, ``1e999``) in a file's data, anywhere: its field (the path of
-    keys, as ``generation_kwargs.temperature``) and how YAML writes it. No setting can mean one, and no JSON file
-    (run.json, results.json) or request can hold one. Walked with a list, not by recursion."""
-    pending: list[tuple[str, Any]] = [(str(key), value) for key, value in reversed(data.items())]  # the next one last
+    """The first NaN or infinity (``.nan``, ``.inf``, ``1.0e999``) in a file's data, anywhere: its field (the path of
+    keys, as ``generation_kwargs.temperature``, each key cut to 60 characters) and how YAML writes it. No setting can
+    mean one, and no JSON file (run.json, results.json) or request can hold one. Walked with a list, not by
+    recursion; each value waits with its parent's place, and the path is spelled only for the value found (a long
+    key above many items would otherwise be copied into every item's path)."""
+    places: list[tuple[int, Any]] = []  # (parent place, key)
+    pending: list[tuple[Any, int]] = []
+    for key, value in reversed(data.items()):  # the next one last
+        places.append((-1, key))
+        pending.append((value, len(places) - 1))
     while pending:
-        field, value = pending.pop()
+        value, place = pending.pop()
         if isinstance(value, float) and not math.isfinite(value):
-            return field, ".nan" if math.isnan(value) else ".inf" if value > 0 else "-.inf"
-        if isinstance(value, dict):
-            pending.extend((f"{field}.{key}", item) for key, item in reversed(value.items()))
-        elif isinstance(value, list):
-            pending.extend((f"{field}.{index}", item) for index, item in reversed(list(enumerate(value))))
+            return _field(places, place), ".nan" if math.isnan(value) else ".inf" if value > 0 else "-.inf"
+        children = reversed(value.items()) if isinstance(value, dict) else reversed(list(enumerate(value))) if isinstance(value, list) else ()
+        for key, item in children:
+            places.append((place, key))
+            pending.append((item, len(places) - 1))
     return None
+
+
+def _field(places: list[tuple[int, Any]], place: int) -> str:
+    keys: list[str] = []
+    while place >= 0:
+        place, key = places[place]
+        keys.append(str(key)[:60])
+    return ".".join(reversed(keys))
 
 
 MAX_INCLUDE_DEPTH = 8

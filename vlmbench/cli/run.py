@@ -30,7 +30,7 @@ def run(ns: argparse.Namespace) -> int:
         limit=ns.limit,
         seed=ns.seed,
         batch_size=ns.batch_size,
-        data=ns.data or os.environ.get(DATA_ENV) or "builtin",
+        data=ns.data if ns.data is not None else os.environ.get(DATA_ENV) or "builtin",
         data_files=parse_data_files(ns.data_files),
         options_file=ns.options_file,
         output_path=ns.output_path,

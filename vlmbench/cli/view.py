@@ -14,7 +14,7 @@ from pathlib import Path
 
 from vlmbench.cli import args as types
 from vlmbench.cli.commands import CommandSpec
-from vlmbench.errors import UserError, printable
+from vlmbench.errors import Stopped, UserError, printable
 from vlmbench.numbers import whole_number
 
 PAGE_NAME = "view.html"
@@ -111,6 +111,8 @@ def serve(page: str, csp: str, port: int) -> int:
     print(f"serving the run page at http://{HOST}:{server.server_address[1]}/ (only this machine can reach it; Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
+    except Stopped as exc:  # SIGTERM or SIGHUP: the status says so
+        return 128 + exc.signum
     except KeyboardInterrupt:
         pass
     finally:
