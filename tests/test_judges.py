@@ -1028,6 +1028,16 @@ def test_a_judges_backend_is_checked_before_the_model_answers(
     assert not (tmp_path / "out").exists()  # no run folder: the model was never asked
 
 
+def test_score_refuses_judge_arguments_no_judge_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = ["run", "--model", "random", "--tasks", "alignment-text", "--limit", "1", "--no_store", "--output_path", str(tmp_path / "out")]
+    assert cli(capsys, *run)[0] == 0
+    code, _, err = cli(capsys, "score", str(run_dir(tmp_path / "out")), "--judge_args", "backend=openai,model=m")
+    assert code == 2 and err == (
+        "vlmbench: error: --judge_args is set, but the judge rules takes no arguments; name a model judge (e.g. --judge llm-judge) "
+        "or leave out --judge_args\n"
+    )
+
+
 def test_predicting_only_needs_no_judge_credentials(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Predicting on a machine without the judge's key, scoring elsewhere: the judge's backend is checked where it runs."""
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)

@@ -366,9 +366,12 @@ def score(
     from vlmbench.scoring.base import ScorerOptions
     from vlmbench.scoring.judging import JudgeConfig, parse_judge_names
 
-    recorded = recorded_judging(read_manifest(Path(run_dir)))
+    manifest = read_manifest(Path(run_dir))
+    recorded = recorded_judging(manifest)
     names = parse_judge_names(judge) or recorded.names
     args = parse_key_values(judge_args, "--judge_args") if judge_args else recorded.args
+    if judge_args:  # the judges that will read them: those named, else each task's own (as the run recorded them)
+        _check_args_are_read(names or sorted({str(n) for entry in manifest["tasks"].values() for n in entry.get("judges") or ["rules"]}), args)
     store_path = Path(store).expanduser() if store else recorded.options.store
     if store is None and store_path is None:
         from vlmbench.store import default_store_path
