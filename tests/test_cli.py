@@ -64,7 +64,7 @@ def test_user_errors_are_one_line(args: list[str], message: str, tmp_path: Path)
     [
         (["run", "--seed", "abc"], "vlmbench run: error: argument --seed: invalid int value: 'abc'; see `vlmbench run --help`"),
         (["run", "--limit"], "vlmbench run: error: argument --limit: expected one argument; see `vlmbench run --help`"),
-        (["cache", "clear", "--nope"], "vlmbench: error: unrecognized arguments: --nope; see `vlmbench --help`"),
+        (["cache", "clear", "--nope"], "vlmbench: error: unrecognized arguments: --nope; see `vlmbench cache --help`"),
         # an empty path (an unset shell variable) was quietly the default store, or the current folder
         (
             ["run", "--store", ""],

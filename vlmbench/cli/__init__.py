@@ -30,9 +30,13 @@ class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose flag errors are one line (argparse prints its whole usage before them): the error
     and where the usage is. Its subcommands' parsers are of the same class."""
 
+    help_of = ""
+    """The command whose ``--help`` a mistake points to (default: this parser's own): the top-level parser reports
+    a subcommand's unknown flags, whose help is the subcommand's."""
+
     def error(self, message: str) -> NoReturn:
         """Print ``PROG: error: MESSAGE; see `PROG --help``` on standard error and exit with status 2."""
-        self.exit(2, f"{self.prog}: error: {printable(message)}; see `{self.prog} --help`\n")
+        self.exit(2, f"{self.prog}: error: {printable(message)}; see `{self.help_of or self.prog} --help`\n")
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -53,6 +57,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         subparser = sub.add_parser(command.name, help=command.help)
         if argv is None or command.name == named:
             command.add_arguments(subparser)
+            parser.help_of = subparser.prog if named else ""
     return parser
 
 
