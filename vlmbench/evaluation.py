@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import re
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -119,12 +120,26 @@ def parse_data_files(values: Sequence[str] | None) -> dict[str, str]:
     return mapping
 
 
+# The local copies of hub datasets (--data_files) are this process's while a run reads them: two runs in two threads
+# of one program take turns, so that neither reads the other's copies.
+_ONE_RUN_AT_A_TIME = threading.RLock()
+
+
 def evaluate(config: EvalConfig) -> RunResult:
     """Run ``config``: predict every selected task (storing each response), then score.
 
-    Raises :class:`~vlmbench.errors.UserError` for anything the user can fix. Under data
-    parallelism every process calls this; non-main processes return a result without scores.
+    Raises :class:`~vlmbench.errors.UserError` for anything the user can fix, a field of ``config`` of the
+    wrong type or value included (before anything is written). Under data parallelism every process calls
+    this; non-main processes return a result without scores. Calls from several threads run one at a time.
     """
+    from vlmbench.configcheck import checked_config
+
+    config = checked_config(config)
+    with _ONE_RUN_AT_A_TIME:
+        return _evaluate(config)
+
+
+def _evaluate(config: EvalConfig) -> RunResult:
     from vlmbench.backend import BackendOptions, GenerationSettings, backend_cacheable, backend_error_summary, backend_identity, close_backend
     from vlmbench.cache import check_cache_dir
     from vlmbench.data.sources import Loaded
@@ -342,12 +357,19 @@ def task_documents(config: EvalConfig, task: str, step_args: Mapping[str, Mappin
     """
     import dataclasses
 
+    from vlmbench.configcheck import checked_config
     from vlmbench.runner import prepare
 
-    _use_data_files(config.data_files)
-    selected = select_tasks(dataclasses.replace(config, tasks=task))
-    overrides = {name: dict(args) for name, args in (step_args or {}).items()}
-    samples, table = prepare(selected[0], config.seed, None, overrides)
+    config = checked_config(config)
+    if not isinstance(task, str):
+        raise UserError(f"task_documents: task = {task!r:.60}: expected the name of one task")
+    with _ONE_RUN_AT_A_TIME:
+        _use_data_files(config.data_files)
+        selected = select_tasks(dataclasses.replace(config, tasks=task))
+        if len(selected) != 1 or selected[0].name != task:
+            raise UserError(f"task_documents: '{task}' selects {', '.join(t.name for t in selected)}; name one task")
+        overrides = {name: dict(args) for name, args in (step_args or {}).items()}
+        samples, table = prepare(selected[0], config.seed, None, overrides)
     return selected[0], samples, table
 
 
@@ -362,10 +384,12 @@ def score(
 
     Without ``judge``, the judges the run recorded score it again (their calls come from the
     store); with it, those judges (``judge_args`` as in :class:`EvalConfig`)."""
+    from vlmbench.configcheck import check_score_args
     from vlmbench.results import read_manifest, recorded_judging, score_run
     from vlmbench.scoring.base import ScorerOptions
     from vlmbench.scoring.judging import JudgeConfig, parse_judge_names
 
+    check_score_args(run_dir, judge, judge_args, store, use_store)
     manifest = read_manifest(Path(run_dir))
     recorded = recorded_judging(manifest)
     names = parse_judge_names(judge) or recorded.names
