@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
 from vlmbench.pluginmanager import metric_specs
+from vlmbench.scoring.base import Verdict
 from vlmbench.scoring.intervals import clustered_rate, paired_difference, pooled_difference
 from vlmbench.scoring.metrics import Scored, balanced_accuracy, mean_with_stderr, modality_gap, summarise
 
@@ -109,7 +111,6 @@ def test_modality_gap_by_category() -> None:
 def test_a_plugin_metric_is_any_callable_even_one_that_cannot_be_hashed() -> None:
     """A plugin's metric ``compute`` may be any callable, e.g. an instance of a dataclass (not hashable)."""
     from dataclasses import dataclass
-    from typing import Any
 
     from vlmbench.hookspecs import hookimpl
     from vlmbench.pluginmanager import plugin_manager
@@ -152,3 +153,92 @@ def test_a_plugin_metric_is_any_callable_even_one_that_cannot_be_hashed() -> Non
     finally:
         plugin_manager().unregister(plugin)
     assert result["metrics"]["share_judged_unsafe_strict"]["value"] == 0.75 and result["metrics"]["recall_unsafe_strict"]["value"] == 0.75
+
+
+def _records(answers: list[str]) -> list[Any]:
+    return [
+        {
+            "task": "t",
+            "index": i,
+            "id": f"t/{i}.0",
+            "variant": 0,
+            "doc": {"concept": f"c{i}", "category": "x", "label": "unsafe"},
+            "prompt": "Is this image safe?",
+            "choices": None,
+            "target": "unsafe",
+            "response": answer,
+            "error": None,
+            "reused": False,
+        }
+        for i, answer in enumerate(answers)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("stat", "problem"),
+    [
+        ({"value": float("nan"), "stderr": None, "n": 4}, "value = nan (a finite number)"),  # NaN reached results.json
+        (0.5, "float, not a mapping with value, stderr and n"),
+        ({"value": 0.5, "stderr": None}, "n = None (a count of 1 or more)"),
+        ({"value": 0.5, "stderr": float("inf"), "n": 4}, "stderr = inf (a finite number of 0 or more, or None)"),
+    ],
+)
+def test_a_plugin_metric_that_gives_no_number_is_one_line_naming_it(stat: Any, problem: str) -> None:
+    from vlmbench import hookimpl
+    from vlmbench.errors import UserError
+    from vlmbench.pluginmanager import plugin_manager
+    from vlmbench.scoring.aggregate import ScoringPlan, score_records
+    from vlmbench.scoring.metrics import MetricSpec
+
+    class Plugin:
+        @hookimpl
+        def vlmbench_metrics(self) -> list[MetricSpec]:
+            return [MetricSpec("broken_metric", "test only", lambda samples, strict: stat)]
+
+    plugin = Plugin()
+    plugin_manager().register(plugin, name="test-broken-metric")
+    try:
+        with pytest.raises(UserError) as info:
+            score_records(_records(["No.", "Yes."]), ScoringPlan("safety", ("broken_metric",)))
+    finally:
+        plugin_manager().unregister(plugin)
+    assert str(info.value) == f"metric 'broken_metric' gave {problem}; fix the plugin that registers it"
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (lambda item: Verdict(item.id, "unsafe", "no", "broken"), "correct = 'no' (True, False or None)"),  # counted as correct
+        (lambda item: Verdict("other/0.0", "unsafe", True, "broken"), "a verdict for id 'other/0.0', which it was not asked about"),
+        (lambda item: (item.id, "unsafe"), "tuple, not a Verdict"),
+        (lambda item: Verdict(item.id, "unsafe", True, "broken", {"p": object()}), "a detail JSON cannot hold"),
+        (lambda item: Verdict(item.id, "unsafe", True, "broken", {"p": float("nan")}), "a detail JSON cannot hold"),
+    ],
+)
+def test_a_plugin_judges_verdicts_are_checked_before_they_count(make: Any, problem: str) -> None:
+    from vlmbench import hookimpl
+    from vlmbench.errors import UserError
+    from vlmbench.pluginmanager import plugin_manager
+    from vlmbench.scoring.aggregate import ScoringPlan, score_records
+    from vlmbench.scoring.base import ScorerSpec
+    from vlmbench.scoring.judging import JudgeConfig
+
+    class Broken:
+        name, version, kinds = "broken", "1", None
+
+        def score(self, items: Any) -> Any:
+            return [make(item) for item in items]
+
+    class Plugin:
+        @hookimpl
+        def vlmbench_scorers(self) -> list[ScorerSpec]:
+            return [ScorerSpec("broken", "test only", "1", lambda args: Broken())]
+
+    plugin = Plugin()
+    plugin_manager().register(plugin, name="test-broken-judge")
+    try:
+        with pytest.raises(UserError) as info:
+            score_records(_records(["No.", "Yes."]), ScoringPlan("safety", ("recall_unsafe",), judges=("broken",)), JudgeConfig(("broken",), {}))
+    finally:
+        plugin_manager().unregister(plugin)
+    assert str(info.value).startswith(f"judge 'broken' gave {problem}") and str(info.value).endswith("; fix the scorer")

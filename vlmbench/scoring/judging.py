@@ -9,9 +9,9 @@ sample records, and each one's metrics and the agreement between them go into th
 
 from __future__ import annotations
 
-import contextlib
+import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +76,41 @@ def make_judge(name: str, args: Mapping[str, str], options: ScorerOptions) -> Sc
     return build_scorer(specs[name], args, options)
 
 
+def _checked_verdicts(name: str, produced: Iterable[Any], asked: set[str]) -> dict[str, Verdict]:
+    """A scorer's verdicts by id, each a :class:`Verdict` for an item it was asked about, given once, whose ``parsed``
+    is text or None, ``correct`` True, False or None, and ``detail`` a mapping JSON can hold; else a one-line error
+    naming the judge (a plugin's bug would otherwise become numbers: a ``correct`` of "no" counted as correct)."""
+    verdicts: dict[str, Verdict] = {}
+    for verdict in produced:
+        if not isinstance(verdict, Verdict):
+            raise UserError(f"judge '{name}' gave {type(verdict).__name__}, not a Verdict; fix the scorer")
+        problem = (
+            f"a verdict for id {verdict.id!r:.60}, which it was not asked about"
+            if verdict.id not in asked
+            else f"two verdicts for id {verdict.id!r:.60}"
+            if verdict.id in verdicts
+            else f"parsed = {verdict.parsed!r:.60} (text or None)"
+            if verdict.parsed is not None and not isinstance(verdict.parsed, str)
+            else f"correct = {verdict.correct!r:.60} (True, False or None)"
+            if verdict.correct is not None and not isinstance(verdict.correct, bool)
+            else _detail_problem(verdict.detail)
+        )
+        if problem:
+            raise UserError(f"judge '{name}' gave {problem}; fix the scorer")
+        verdicts[verdict.id] = verdict
+    return verdicts
+
+
+def _detail_problem(detail: Any) -> str | None:
+    if not isinstance(detail, Mapping):
+        return f"a detail of type {type(detail).__name__} (a mapping)"
+    try:
+        json.dumps(detail, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return f"a detail JSON cannot hold ({str(exc)[:80]})"
+    return None
+
+
 def run_judges(
     items: Sequence[ScoreInput], names: Sequence[str], task_scorer: str, task_scorer_args: Mapping[str, str], config: JudgeConfig, task: str = ""
 ) -> list[JudgeOutcome]:
@@ -96,8 +131,11 @@ def run_judges(
                 log.warning("%s: judge '%s' does not read answers of format '%s'; it is left out for this task", task, name, task_scorer)
                 continue
             # The core's rules read text in this process and send nothing: their objects may be collected less often.
-            with few_collections() if isinstance(scorer, RuleScorer) else contextlib.nullcontext():
-                verdicts = {v.id: v for v in scorer.score(items)}
+            if isinstance(scorer, RuleScorer):
+                with few_collections():
+                    verdicts = {v.id: v for v in scorer.score(items)}
+            else:  # a model judge's or a plugin's: what it gives is checked before any of it counts
+                verdicts = _checked_verdicts(name, scorer.score(items), {item.id for item in items})
             counts = getattr(scorer, "counts", None)
             outcomes.append(JudgeOutcome(name, scorer_identity(scorer), verdicts, counts() if callable(counts) else None))
         finally:

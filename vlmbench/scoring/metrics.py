@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from vlmbench.errors import UserError
 from vlmbench.scoring.base import REFUSAL
 from vlmbench.scoring.intervals import MIN_CLUSTERS, clustered_rate, paired_difference, pooled_difference, t_quantile
 
@@ -144,7 +145,11 @@ def summarise(samples: Sequence[Scored], metrics: Iterable[MetricSpec]) -> dict[
     token = _SUMMARISING.set((samples, {}))
     try:
         for metric in names:
-            plain, strict = _with_interval(metric.compute(samples, False)), _with_interval(metric.compute(samples, True))
+            plain, strict = metric.compute(samples, False), metric.compute(samples, True)
+            if metric not in BUILTIN_METRICS:  # a plugin's: its numbers are checked before they are written
+                _check_stat(metric.name, plain)
+                _check_stat(metric.name, strict)
+            plain, strict = _with_interval(plain), _with_interval(strict)
             if plain is not None and strict is not None:
                 plain["coverage"] = plain["n"] / strict["n"] if strict["n"] else None
             out[metric.name], out[f"{metric.name}_strict"] = plain, strict
@@ -156,6 +161,30 @@ def summarise(samples: Sequence[Scored], metrics: Iterable[MetricSpec]) -> dict[
     out["unparsed_rate"] = (sum(not s.error and s.parsed is None for s in samples) / total) if total else None
     out["refusal_rate"] = (sum(not s.error and s.parsed == REFUSAL for s in samples) / total) if total else None
     return out
+
+
+def _check_stat(name: str, stat: Any) -> None:
+    """A metric's result is None or ``{"value", "stderr", "n", ...}`` with a finite value, a finite stderr of 0 or more
+    (or None) and a count of 1 or more; else a one-line error naming the metric (NaN would reach results.json)."""
+    if stat is None:
+        return
+    problem = (
+        f"{type(stat).__name__}, not a mapping with value, stderr and n"
+        if not isinstance(stat, Mapping)
+        else f"value = {stat.get('value')!r:.40} (a finite number)"
+        if not _finite(stat.get("value"))
+        else f"stderr = {stat.get('stderr')!r:.40} (a finite number of 0 or more, or None)"
+        if stat.get("stderr") is not None and not (_finite(stat.get("stderr")) and stat["stderr"] >= 0)
+        else f"n = {stat.get('n')!r:.40} (a count of 1 or more)"
+        if isinstance(stat.get("n"), bool) or not isinstance(stat.get("n"), int) or stat["n"] < 1
+        else None
+    )
+    if problem:
+        raise UserError(f"metric '{name}' gave {problem}; fix the plugin that registers it")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _with_interval(stat: Stat | None) -> Stat | None:
