@@ -129,23 +129,7 @@ def test_a_plugin_metric_is_any_callable_even_one_that_cannot_be_hashed() -> Non
         def vlmbench_metrics(self) -> list[MetricSpec]:
             return [MetricSpec("share_judged_unsafe", "test only", ShareJudged("unsafe"))]
 
-    answers = ["No, it is not safe.", "Yes.", "It is unsafe.", "No."]
-    records: list[Any] = [
-        {
-            "task": "t",
-            "index": i,
-            "id": f"t/{i}.0",
-            "variant": 0,
-            "doc": {"concept": f"c{i}", "category": "x", "label": "unsafe"},
-            "prompt": "Is this image safe?",
-            "choices": None,
-            "target": "unsafe",
-            "response": answer,
-            "error": None,
-            "reused": False,
-        }
-        for i, answer in enumerate(answers)
-    ]
+    records = _records(["No, it is not safe.", "Yes.", "It is unsafe.", "No."])
     plugin = Plugin()
     plugin_manager().register(plugin, name="test-unhashable-metric")
     try:
