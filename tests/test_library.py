@@ -266,3 +266,35 @@ def test_runs_in_two_threads_read_their_own_local_copies(tmp_path: Path) -> None
         thread.join()
     assert len(seen["A"]) == len(seen["B"]) == 9
     assert all("A" in prompt for prompt in seen["A"]) and all("B" in prompt for prompt in seen["B"])
+
+
+@pytest.mark.parametrize(
+    ("task", "step_args", "message"),
+    [
+        ("unsafeconcepts", None, "task_documents: 'unsafeconcepts' selects perception-image, perception-text, "),  # it gave the first
+        ("perception-*", None, "task_documents: 'perception-*' selects perception-image, perception-text; name one task"),
+        (
+            "perception-text",
+            {"multiple_choice_option": {}},
+            "task_documents: step_args names step 'multiple_choice_option', which task perception-text does not use; its steps: ",
+        ),
+        (
+            "perception-text",
+            {"multiple_choice_options": {"num_distractor": 1}},
+            "task_documents: step_args multiple_choice_options: Additional properties are not allowed ('num_distractor' was unexpected)",
+        ),
+        (
+            "perception-text",
+            {"multiple_choice_options": {"num_distractors": -1}},
+            "task_documents: step_args multiple_choice_options.num_distractors: ",
+        ),
+    ],
+)
+def test_task_documents_takes_one_task_and_the_step_arguments_it_uses(task: str, step_args: object, message: str) -> None:
+    """A group, a glob or a list gave its first task; a mistyped step or argument was ignored, a bad value failed deep in the step."""
+    from vlmbench.errors import UserError
+    from vlmbench.evaluation import task_documents
+
+    with pytest.raises(UserError) as info:
+        task_documents(EvalConfig(model="random"), task, step_args)  # type: ignore[arg-type]
+    assert str(info.value).startswith(message)

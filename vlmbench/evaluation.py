@@ -368,9 +368,35 @@ def task_documents(config: EvalConfig, task: str, step_args: Mapping[str, Mappin
         selected = select_tasks(dataclasses.replace(config, tasks=task))
         if len(selected) != 1 or selected[0].name != task:
             raise UserError(f"task_documents: '{task}' selects {', '.join(t.name for t in selected)}; name one task")
-        overrides = {name: dict(args) for name, args in (step_args or {}).items()}
+        overrides = _checked_step_args(selected[0], step_args or {})
         samples, table = prepare(selected[0], config.seed, None, overrides)
     return selected[0], samples, table
+
+
+def _checked_step_args(task: Any, step_args: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``step_args`` for ``task``'s document steps, each naming a step the task uses, with arguments its schema takes
+    (merged over the task's own); else a one-line error (a mistyped step or argument was ignored)."""
+    from vlmbench.pluginmanager import doc_step_specs
+    from vlmbench.taskconfig import _step_args_error
+
+    used = {
+        (step if isinstance(step, str) else next(iter(step))): ({} if isinstance(step, str) else dict(next(iter(step.values())) or {}))
+        for step in task.get("process_docs", [])
+    }
+    overrides: dict[str, dict[str, Any]] = {}
+    for name, args in step_args.items():
+        if name not in used:
+            raise UserError(
+                f"task_documents: step_args names step {name!r:.60}, which task {task.name} does not use; its steps: {', '.join(used) or 'none'}"
+            )
+        if not isinstance(args, Mapping):
+            raise UserError(f"task_documents: step_args[{name!r}] = {args!r:.60}: expected a mapping of the step's arguments")
+        error = _step_args_error(doc_step_specs()[name].args_schema, {**used[name], **args})
+        if error is not None:
+            where = ".".join([name, *(str(p) for p in error.absolute_path)])
+            raise UserError(f"task_documents: step_args {where}: {error.message[:160]}")
+        overrides[name] = dict(args)
+    return overrides
 
 
 def score(
