@@ -70,6 +70,13 @@ def build_samples(
         name, args = (step, {}) if isinstance(step, str) else next(iter(step.items()))
         args = {**(args or {}), **(overrides or {}).get(name, {})}
         docs = steps[name].apply(docs, catalog=catalog, task=task, seed=seed, **args)
+        if not isinstance(docs, list) or not all(isinstance(doc, dict) for doc in docs):  # a plugin's step, mistaken
+            what = (
+                type(docs).__name__
+                if not isinstance(docs, list)
+                else "a list holding " + next(type(d).__name__ for d in docs if not isinstance(d, dict))
+            )
+            raise UserError(f"{task.path}: document step '{name}' gave {what}, not a list of documents (mappings); fix the plugin that registers it")
     if not docs:
         raise UserError(f"{task.path}: no documents left after process_docs; check the dataset and the steps")
     _check_cluster_key(task, table, docs)
