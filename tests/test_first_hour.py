@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -373,6 +374,16 @@ def test_a_lone_surrogate_in_an_answer_becomes_a_replacement_character(tmp_path:
         assert {r["response"] for r in records} == {"No.\ufffd It is unsafe."} and {r["parsed"] for r in records} == {"unsafe"}
 
 
+def _asking(command: list[str], server: FaultServer, preexec: Any) -> subprocess.Popen[str]:
+    """``command`` started (``preexec`` run in the child first), once the server has received its first request."""
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not server.events():
+        time.sleep(0.05)
+    return proc
+
+
 @pytest.mark.parametrize("no_store", [False, True], ids=["store", "no_store"])
 def test_ctrl_c_says_what_was_kept(tmp_path: Path, data_cache: Path, no_store: bool) -> None:
     """With --no_store nothing is kept: the line must not promise that a rerun resumes."""
@@ -382,11 +393,7 @@ def test_ctrl_c_says_what_was_kept(tmp_path: Path, data_cache: Path, no_store: b
         command = [sys.executable, "-m", "vlmbench", "run", "--model", "openai", "--model_args", f"base_url={server.base_url},model=m"]
         command += ["--tasks", "alignment-text", "--limit", "2", "--output_path", str(tmp_path / "out")]
         command += ["--no_store"] if no_store else ["--store", str(tmp_path / "store.sqlite")]
-        environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-        proc = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not server.events():
-            time.sleep(0.05)
+        proc = _asking(command, server, default_signals)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err, err
@@ -404,16 +411,12 @@ def test_a_run_under_nohup_goes_on_after_sighup(tmp_path: Path, data_cache: Path
     with FaultServer(Faults(latency=0.3)) as server:
         command = [sys.executable, "-m", "vlmbench", "run", "--model", "openai", "--model_args", f"base_url={server.base_url},model=m"]
         command += ["--tasks", "alignment-text", "--limit", "1", "--no_store", "--output_path", str(tmp_path / "out")]
-        environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
         def ignore_hangups() -> None:
             default_signals()
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
-        proc = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore_hangups)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not server.events():
-            time.sleep(0.05)
+        proc = _asking(command, server, ignore_hangups)
         proc.send_signal(signal.SIGHUP)
         _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
