@@ -54,17 +54,45 @@ def test_modality_gap_of_a_model_that_judges_by_modality(plugin_in_process: Path
     assert gap["by_category"]["Self-harm"]["n_concepts"] == 7
 
 
+FAULTY_PLUGIN = """
+import pluggy
+from vlmbench.scoring.metrics import MetricSpec
+
+hookimpl = pluggy.HookimplMarker("vlmbench")
+
+@hookimpl
+def vlmbench_backends():
+    raise RuntimeError("no licence for the quantum backend")
+
+@hookimpl
+def vlmbench_task_dirs():
+    return "/"  # one folder as a string: walked character by character, it would be the whole disk
+
+@hookimpl
+def vlmbench_scorers():
+    return [{"name": "multiple_choice"}]
+
+@hookimpl
+def vlmbench_metrics():
+    # the built-in accuracy's name, with a number of its own; and one name twice
+    always_one = lambda samples, strict: {"value": 1.0, "stderr": 0.0, "n": len(samples)}
+    return [MetricSpec("accuracy", "flattering", always_one), MetricSpec("mine", "first", always_one), MetricSpec("mine", "second", always_one)]
+"""
+
+
 def test_a_broken_plugin_is_one_warning_and_everything_else_works(tmp_path: Path) -> None:
     source = tmp_path / "broken"
     (source / "broken_plugin").mkdir(parents=True)
     (source / "broken_plugin" / "__init__.py").write_text("raise ImportError('missing dependency: quantum_widgets')\n")
     (source / "hollow_plugin").mkdir()  # imports fine, implements no hook (an entry point left over from an older layout)
     (source / "hollow_plugin" / "__init__.py").write_text("def helper():\n    return 1\n")
+    (source / "faulty_plugin").mkdir()  # imports fine; its hooks raise, return the wrong things, or take names already used
+    (source / "faulty_plugin" / "__init__.py").write_text(FAULTY_PLUGIN)
     (source / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools>=69"]\nbuild-backend = "setuptools.build_meta"\n'
         '[project]\nname = "broken-vlmbench-plugin"\nversion = "0.1"\n'
-        '[project.entry-points.vlmbench]\nbroken = "broken_plugin"\nhollow = "hollow_plugin"\n'
-        '[tool.setuptools]\npackages = ["broken_plugin", "hollow_plugin"]\n'
+        '[project.entry-points.vlmbench]\nbroken = "broken_plugin"\nhollow = "hollow_plugin"\nfaulty = "faulty_plugin"\n'
+        '[tool.setuptools]\npackages = ["broken_plugin", "hollow_plugin", "faulty_plugin"]\n'
     )
     target = tmp_path / "site"
     install_into_target(source, target)
@@ -72,11 +100,28 @@ def test_a_broken_plugin_is_one_warning_and_everything_else_works(tmp_path: Path
         "run", "--model", "random", "--tasks", "perception-image", "--limit", "4", "--output_path", str(tmp_path / "out"), env=with_path(target)
     )
     warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
-    assert warnings == [
-        "vlmbench: warning: plugin 'broken' (broken_plugin, package broken-vlmbench-plugin) failed to load and is skipped: "
-        "ImportError: missing dependency: quantum_widgets",
-        "vlmbench: warning: plugin 'hollow' (hollow_plugin, package broken-vlmbench-plugin) implements no vlmbench hook and is skipped; "
-        "reinstall the package (its entry points may be out of date)",
-    ]
+    faulty = "vlmbench: warning: plugin 'faulty' (faulty_plugin, package broken-vlmbench-plugin)"
+    assert sorted(warnings) == sorted(
+        [
+            "vlmbench: warning: plugin 'broken' (broken_plugin, package broken-vlmbench-plugin) failed to load and is skipped: "
+            "ImportError: missing dependency: quantum_widgets",
+            "vlmbench: warning: plugin 'hollow' (hollow_plugin, package broken-vlmbench-plugin) implements no vlmbench hook and is skipped; "
+            "reinstall the package (its entry points may be out of date)",
+            f"{faulty}: its hook vlmbench_backends raised RuntimeError: no licence for the quantum backend; what it adds is skipped",
+            f"{faulty}: its hook vlmbench_task_dirs returned a str, not a list of folder paths; what it adds is skipped",
+            f"{faulty}: its hook vlmbench_scorers returned a list with an item of type dict ({{'name': 'multiple_choice'}}), "
+            "not a list of ScorerSpec objects with a name; what it adds is skipped",
+            f"{faulty} registers a metric named 'accuracy', which plugin 'vlmbench.builtins' registered first: this one is skipped; "
+            "rename it or uninstall one of them",
+            f"{faulty} registers two metrics named 'mine': the second is skipped; rename one of them",
+        ]
+    )  # each once, though the registries are read many times
     assert "Traceback" not in proc.stderr
-    assert load_results(tmp_path / "out")["tasks"]["perception-image"]["metrics"]["n_samples"] == 4
+    task = load_results(tmp_path / "out")["tasks"]["perception-image"]
+    assert task["metrics"]["n_samples"] == 4
+    # The built-in accuracy counted: the plugin's, always 1.0, did not replace it.
+    records = read_samples(tmp_path / "out", "perception-image")
+    assert task["metrics"]["accuracy_strict"]["value"] == sum(r["correct"] for r in records) / 4 < 1.0
+    listed = vlmbench("ls", "metrics", env=with_path(target)).stdout
+    assert "share of correct answers" in listed and "flattering" not in listed
+    assert [line.split()[1] for line in listed.splitlines() if line.startswith("mine ")] == ["first"]

@@ -9,9 +9,15 @@ the specs below. Third-party packages expose one through the entry-point group `
 Every extension point is a registry filled through these hooks, and the built-ins use the same
 hooks: the backends (``plugins/vlmbench_plugins``), the task folder (``tasks/``), the leaderboard
 commands (``leaderboard/vlmbench_leaderboard``) are entry points of vlmbench itself, and the core's
-scorers, metrics and document steps are registered by ``vlmbench.builtins``. A name registered
-twice is an error naming both; an unknown name in a task file gets a one-line error with a
-did-you-mean. Each hook returns a list, so one plugin may contribute several items.
+scorers, metrics and document steps are registered by ``vlmbench.builtins``. Each hook returns a
+list, so one plugin may contribute several items; an unknown name in a task file gets a one-line
+error with a did-you-mean.
+
+A broken plugin never takes the tool down: a plugin that fails to import, a hook that raises or
+returns anything but a list of the documented items, costs one warning line naming the plugin and
+its package, and what it adds is skipped. A name registered twice keeps its first registration
+(the built-ins register first, so no plugin takes over a built-in's name) and the later one is
+skipped with a warning naming both plugins.
 """
 
 from __future__ import annotations

@@ -2,23 +2,27 @@
 
 Built-in backends, tasks and the leaderboard are entry points of the ``vlmbench`` distribution
 itself (group ``vlmbench``), so they register exactly as a third party's plugin does. Entry points
-load one by one: a plugin that fails to import costs one warning line naming it, never the run.
+load one by one: a plugin that fails to import costs one warning line naming it, never the run. So
+does a third party's hook that raises or returns something other than the documented list, and an
+item whose name another plugin registered first (the built-ins register first, so their names
+cannot be taken over); the core's own hooks raise as usual, since a failure there is a bug.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from vlmbench import hookspecs
 from vlmbench.entrypoints import EntryPoint, entry_points
-from vlmbench.errors import UserError
+from vlmbench.errors import UserError, printable
 
 if TYPE_CHECKING:
     from vlmbench.backend import BackendSpec
@@ -28,10 +32,11 @@ if TYPE_CHECKING:
     from vlmbench.scoring.metrics import MetricSpec
 
 CORE_PLUGINS = ("vlmbench.builtins",)
+CORE_DISTRIBUTION = "vlmbench"
 
-
-class _Named(Protocol):
-    name: str
+_LABELS: dict[str, str] = {}  # registered plugin name -> how warnings name it (entry point, module, package)
+_WARNED: set[str] = set()  # warnings already printed by this process (the registries are read many times)
+_NOTHING = object()
 
 
 @lru_cache(maxsize=1)
@@ -63,28 +68,22 @@ def _register_entry_point(manager: pluggy.PluginManager, point: EntryPoint) -> N
     name = f"{distribution or '?'}:{point.name}"
     if manager.get_plugin(name) is not None or manager.is_blocked(name):
         return
+    _LABELS[name] = f"'{point.name}' ({point.value}, package {distribution or 'unknown'})"
     try:
         plugin = point.load()
         manager.register(plugin, name=name)
         if not manager.get_hookcallers(plugin):  # e.g. an install whose entry points predate a move of the hooks
             manager.unregister(plugin)
-            print(
-                f"vlmbench: warning: plugin '{point.name}' ({point.value}, package {distribution or 'unknown'}) implements no vlmbench hook "
-                f"and is skipped; reinstall the package (its entry points may be out of date)",
-                file=sys.stderr,
-            )
+            _warn(f"plugin {_label(name)} implements no vlmbench hook and is skipped; reinstall the package (its entry points may be out of date)")
     except Exception as exc:  # a broken third-party plugin must not take the whole tool down
-        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
-        print(
-            f"vlmbench: warning: plugin '{point.name}' ({point.value}, package {distribution or 'unknown'}) "
-            f"failed to load and is skipped: {type(exc).__name__}: {first_line}",
-            file=sys.stderr,
-        )
+        _warn(f"plugin {_label(name)} failed to load and is skipped: {type(exc).__name__}: {_first_line(exc)}")
 
 
 def backend_specs() -> dict[str, BackendSpec]:
-    """All registered backends by name. Two plugins registering one name is an error."""
-    return _by_name(plugin_manager().hook.vlmbench_backends(), "backend")
+    """All registered backends by name."""
+    from vlmbench.backend import BackendSpec
+
+    return _by_name("vlmbench_backends", BackendSpec, "backend")
 
 
 def backend_spec(name: str) -> BackendSpec:
@@ -97,41 +96,130 @@ def backend_spec(name: str) -> BackendSpec:
 
 def task_dirs() -> list[Path]:
     """Every task directory contributed by a plugin, built-ins first."""
-    dirs: list[Path] = []
-    for plugin_dirs in reversed(plugin_manager().hook.vlmbench_task_dirs()):
-        dirs.extend(Path(d) for d in plugin_dirs)
-    return dirs
+    return [Path(folder) for _, folder in _contributions("vlmbench_task_dirs", _is_path, "folder paths")]
 
 
 def scorer_specs() -> dict[str, ScorerSpec]:
     """All registered scorers by name."""
-    return _by_name(plugin_manager().hook.vlmbench_scorers(), "scorer")
+    from vlmbench.scoring.base import ScorerSpec
+
+    return _by_name("vlmbench_scorers", ScorerSpec, "scorer")
 
 
 def metric_specs() -> dict[str, MetricSpec]:
     """All registered metrics by name."""
-    return _by_name(plugin_manager().hook.vlmbench_metrics(), "metric")
+    from vlmbench.scoring.metrics import MetricSpec
+
+    return _by_name("vlmbench_metrics", MetricSpec, "metric")
 
 
 def doc_step_specs() -> dict[str, DocStepSpec]:
     """All registered document-processing steps by name."""
-    return _by_name(plugin_manager().hook.vlmbench_doc_steps(), "document step")
+    from vlmbench.data.steps import DocStepSpec
+
+    return _by_name("vlmbench_doc_steps", DocStepSpec, "document step")
 
 
 def command_specs() -> dict[str, CommandSpec]:
     """All subcommands plugins add to the ``vlmbench`` command line."""
-    return _by_name(plugin_manager().hook.vlmbench_cli_commands(), "command")
+    from vlmbench.cli.commands import CommandSpec
+
+    return _by_name("vlmbench_cli_commands", CommandSpec, "command")
 
 
-def _by_name(results: Iterable[Iterable[_Named]], kind: str) -> dict[str, Any]:
-    """Flatten hook results into one registry; two plugins registering one name is an error."""
+def _by_name(hook: str, spec_type: type[Any], kind: str) -> dict[str, Any]:
+    """One registry from every plugin's items for ``hook``. An item whose name was registered before is left
+    out with one warning naming both plugins: the first keeps the name, and the built-ins register first, so
+    no plugin takes over a built-in's name (and with it the numbers a run reports)."""
     table: dict[str, Any] = {}
-    for items in results:
-        for item in items:
-            if item.name in table:
-                raise UserError(f"two plugins register a {kind} named '{item.name}'; uninstall one of them")
-            table[item.name] = item
+    owner: dict[str, str] = {}
+    for plugin, item in _contributions(
+        hook, lambda item: isinstance(item, spec_type) and _is_name(item.name), f"{spec_type.__name__} objects with a name"
+    ):
+        if item.name in table:
+            if plugin == owner[item.name]:
+                _warn(f"plugin {_label(plugin)} registers two {kind}s named '{item.name}': the second is skipped; rename one of them")
+            else:
+                _warn(
+                    f"plugin {_label(plugin)} registers a {kind} named '{item.name}', which plugin {_label(owner[item.name])} registered first: "
+                    "this one is skipped; rename it or uninstall one of them"
+                )
+            continue
+        table[item.name], owner[item.name] = item, plugin
     return dict(sorted(table.items()))
+
+
+def _contributions(hook: str, accepts: Callable[[Any], bool], expected: str) -> list[tuple[str, Any]]:
+    """Each plugin's items for ``hook``, with the plugin's registered name, in the order the plugins were
+    registered: the core's own, the vlmbench distribution's entry points, then the others' (see
+    :func:`plugin_manager`).
+
+    A third party's implementation that raises, or that returns something other than a list of items
+    ``accepts`` takes (one folder's name as a string instead of a list would be walked character by
+    character, from ``/``), costs one warning line naming the plugin and adds nothing. The core's raise:
+    a failure there is a bug to see, not a plugin to skip."""
+    out: list[tuple[str, Any]] = []
+    for implementation in getattr(plugin_manager().hook, hook).get_hookimpls():
+        plugin = implementation.plugin_name
+        try:
+            items = implementation.function()
+            if items is None:  # pluggy's rule: an implementation returning None adds nothing
+                continue
+            wrong = _wrong(items, accepts)
+        except Exception as exc:
+            if _is_core(plugin):
+                raise
+            _warn(f"plugin {_label(plugin)}: its hook {hook} raised {type(exc).__name__}: {_first_line(exc)}; what it adds is skipped")
+            continue
+        if wrong:
+            if _is_core(plugin):
+                raise TypeError(f"{plugin}: {hook} returned {wrong}, not a list of {expected}")
+            _warn(f"plugin {_label(plugin)}: its hook {hook} returned {wrong}, not a list of {expected}; what it adds is skipped")
+            continue
+        out.extend((plugin, item) for item in items)
+    return out
+
+
+def _wrong(items: Any, accepts: Callable[[Any], bool]) -> str:
+    """What is wrong with a hook's return value, in a few words (empty when nothing is)."""
+    if not isinstance(items, (list, tuple)):
+        return f"a {type(items).__name__}"
+    bad = next((item for item in items if not accepts(item)), _NOTHING)
+    return "" if bad is _NOTHING else f"a {type(items).__name__} with an item of type {type(bad).__name__} ({_brief(bad)})"
+
+
+def _brief(item: Any) -> str:
+    name = getattr(item, "name", None)
+    text = repr(name) if name is not None else repr(item)
+    return printable(text)[:60]
+
+
+def _is_path(item: Any) -> bool:
+    """A folder's path: a non-empty ``str`` or ``os.PathLike`` of one (never bytes)."""
+    return isinstance(item, (str, os.PathLike)) and isinstance(os.fspath(item), str) and bool(os.fspath(item))
+
+
+def _is_name(name: Any) -> bool:
+    return isinstance(name, str) and bool(name.strip())
+
+
+def _is_core(plugin: str) -> bool:
+    return plugin in CORE_PLUGINS or plugin.startswith(f"{CORE_DISTRIBUTION}:")
+
+
+def _label(plugin: str) -> str:
+    return _LABELS.get(plugin, f"'{plugin}'")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:200]
+
+
+def _warn(message: str) -> None:
+    """One warning line on stderr, once per process."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"vlmbench: warning: {printable(message)}", file=sys.stderr)
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
