@@ -3,9 +3,13 @@ to vlmbench; a broken one costs a warning line, never the run."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
-from conftest import RunModel, install_into_target, load_results, read_samples, vlmbench, with_path
+import pytest
+
+from conftest import RunModel, cli, install_into_target, load_results, read_samples, vlmbench, with_path
 
 
 def test_plugin_backend_scorer_and_task_are_listed(installed_plugin: dict[str, str]) -> None:
@@ -125,3 +129,117 @@ def test_a_broken_plugin_is_one_warning_and_everything_else_works(tmp_path: Path
     listed = vlmbench("ls", "metrics", env=with_path(target)).stdout
     assert "share of correct answers" in listed and "flattering" not in listed
     assert [line.split()[1] for line in listed.splitlines() if line.startswith("mine ")] == ["first"]
+
+
+def test_a_plugins_command_that_sets_up_nothing_or_returns_no_status_is_one_line() -> None:
+    import argparse
+
+    from vlmbench import hookimpl
+    from vlmbench.cli.commands import CommandSpec
+    from vlmbench.pluginmanager import plugin_manager
+
+    def raising(parser: argparse.ArgumentParser) -> None:
+        raise RuntimeError("cannot reach the licence server\nsecond line")
+
+    def returning(value: object) -> Callable[[argparse.ArgumentParser], None]:
+        return lambda parser: parser.set_defaults(func=lambda args: value)
+
+    class Plugin:
+        @hookimpl
+        def vlmbench_cli_commands(self) -> list[CommandSpec]:
+            return [
+                CommandSpec("flagless", "sets up nothing to run", lambda parser: None),
+                CommandSpec("raising", "fails to add its flags", raising),
+                CommandSpec("texty", "returns text", returning("done")),
+                CommandSpec("quiet", "returns None", returning(None)),
+                CommandSpec("flagged", "returns True", returning(True)),
+            ]
+
+    plugin = Plugin()
+    plugin_manager().register(plugin, name="test-commands")
+    try:
+        runs = {name: cli(name, check=False) for name in ("flagless", "raising", "texty", "quiet", "flagged")}
+        listed = cli("--help", check=False)
+    finally:
+        plugin_manager().unregister(plugin)
+    assert {name: (proc.returncode, proc.stderr) for name, proc in runs.items()} == {
+        "flagless": (
+            2,
+            "vlmbench: error: command 'flagless' (a plugin's) names nothing to run (parser.set_defaults(func=...)); report it to the plugin's authors\n",
+        ),
+        "raising": (
+            2,
+            "vlmbench: error: command 'raising' (a plugin's) failed to set up its flags: RuntimeError: cannot reach the licence server; "
+            "report it to the plugin's authors\n",
+        ),
+        "texty": (2, "vlmbench: error: command 'texty' returned str, not an exit status; report it to the command's authors\n"),
+        "quiet": (0, ""),
+        "flagged": (1, ""),
+    }
+    assert listed.returncode == 0 and "fails to add its flags" in listed.stdout  # listing commands sets none of them up
+
+
+def test_a_plugin_backends_wrong_answers_are_one_line_and_what_it_answered_is_stored(run_model: RunModel, tmp_path: Path) -> None:
+    from vlmbench import hookimpl
+    from vlmbench.backend import BackendBase, BackendSpec, Request, Response
+    from vlmbench.pluginmanager import plugin_manager
+
+    class Faulty(BackendBase):
+        def __init__(self, mode: str) -> None:
+            self.mode = mode
+
+        def generate(self, requests: Iterable[Request]) -> Iterator[Any]:
+            for i, request in enumerate(requests):
+                if self.mode == "dict" and i == 2:
+                    yield {"request_id": request.id, "text": "A"}  # not a Response
+                    return
+                # token counts and a latency that are none: left out, never written as NaN or a bool
+                yield Response(request.id, text="A", usage={"prompt_tokens": 7, "completion_tokens": True, 3: 1}, latency_s=float("nan"))
+
+        def identity(self) -> dict[str, Any]:
+            return {"backend": "faulty", "mode": self.mode, **({"handle": object()} if self.mode == "identity" else {})}
+
+    def factory(model_args: dict[str, str], options: Any) -> Any:
+        return None if model_args.get("mode") == "none" else Faulty(model_args.get("mode", ""))
+
+    class Plugin:
+        @hookimpl
+        def vlmbench_backends(self) -> list[BackendSpec]:
+            return [BackendSpec("faulty", "test only", factory)]
+
+    store = str(tmp_path / "store.sqlite")
+    plugin = Plugin()
+    plugin_manager().register(plugin, name="test-faulty-backend")
+    try:
+        runs = {
+            mode: run_model("faulty", "perception-image", "--store", store, limit=4, model_args=f"mode={mode}", check=False)
+            for mode in ("dict", "none", "identity", "clean")
+        }
+        info = cli("cache", "info", "--store", store)
+    finally:
+        plugin_manager().unregister(plugin)
+    errors = {mode: (run.returncode, [line for line in run.stderr.splitlines() if "error" in line]) for mode, run in runs.items()}
+    assert errors == {
+        "dict": (2, ["vlmbench: error: backend yielded dict, not a Response; this is a bug in the backend plugin"]),
+        "none": (
+            2,
+            [
+                "vlmbench: error: backend 'faulty': its factory returned NoneType, not a backend (an object with a generate method); "
+                "this is a bug in the plugin that registers it"
+            ],
+        ),
+        "identity": (
+            2,
+            [
+                "vlmbench: error: backend 'faulty': its identity() holds what JSON cannot (Object of type object is not JSON serializable); "
+                "this is a bug in the plugin that registers it"
+            ],
+        ),
+        "clean": (0, []),
+    }
+    # The two answers before the faulty one were stored: the store holds them and the clean run's four.
+    assert sorted(line.split()[3] for line in info.stdout.splitlines() if line.startswith("faulty")) == ["2", "4"]
+    records = runs["clean"].samples("perception-image")
+    assert [(r["usage"], r["latency_s"]) for r in records] == [({"prompt_tokens": 7}, None)] * 4
+    with pytest.raises(TypeError, match=r"^Response.text must be text \(str\) or None, not int$"):
+        Response("x", text=5)  # type: ignore[arg-type]

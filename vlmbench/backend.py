@@ -8,6 +8,7 @@ runner can persist every answer the moment it exists.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import threading
@@ -276,6 +277,8 @@ class Response:
         for name in ("text", "error", "prompt"):
             value = getattr(self, name)
             if value is not None:
+                if not isinstance(value, str):
+                    raise TypeError(f"Response.{name} must be text (str) or None, not {type(value).__name__}")
                 setattr(self, name, without_lone_surrogates(value))
 
 
@@ -364,15 +367,33 @@ class BackendBase:
         """Nothing to release by default."""
 
 
+def build_backend(spec: BackendSpec, model_args: dict[str, str], options: BackendOptions) -> Any:
+    """The backend ``spec``'s factory builds for these arguments. A factory that returns no backend (nothing
+    with a ``generate`` method) is a one-line error naming it, not a crash at the first request."""
+    backend = spec.factory(model_args, options)
+    if not callable(getattr(backend, "generate", None)):
+        raise UserError(
+            f"backend '{spec.name}': its factory returned {type(backend).__name__}, not a backend (an object with a generate method); "
+            "this is a bug in the plugin that registers it"
+        )
+    return backend
+
+
 def backend_identity(backend: Any, name: str, model_args: Mapping[str, str]) -> dict[str, Any]:
-    """A backend's identity, using the default for objects that only implement ``generate``.
+    """A backend's identity, using the default for objects that only implement ``generate``. It is written
+    to results and keys the response store, so one that JSON cannot hold is a one-line error naming the backend.
 
     A :class:`BackendBase` that did not set its ``name`` or ``model_args`` gets the run's."""
     if isinstance(backend, BackendBase):
         backend.name = backend.name or name
         backend.model_args = backend.model_args or dict(model_args)
-    identity = backend.identity() if callable(getattr(backend, "identity", None)) else None
-    return dict(identity) if isinstance(identity, Mapping) else {"backend": name, "args": dict(model_args)}
+    given = backend.identity() if callable(getattr(backend, "identity", None)) else None
+    identity = dict(given) if isinstance(given, Mapping) else {"backend": name, "args": dict(model_args)}
+    try:
+        json.dumps(identity, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"backend '{name}': its identity() holds what JSON cannot ({exc}); this is a bug in the plugin that registers it") from None
+    return identity
 
 
 def backend_cacheable(backend: Any) -> bool:

@@ -22,14 +22,14 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from vlmbench.backend import Backend, Request, Response
+from vlmbench.backend import Backend, Request, Response, inert_line, token_count
 from vlmbench.data.images import BadImage
 from vlmbench.errors import UserError
-from vlmbench.store import ResponseStore
+from vlmbench.store import ResponseStore, stored_latency
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +142,12 @@ def _send(
 
     stream = iter(backend.generate(requests()))
     try:
-        for response in stream:
+        for given in stream:
+            response = checked_response(given)
             item = state.sent.pop(response.request_id, None)
             if item is None:
-                raise UserError(f"backend answered unknown or repeated request id '{response.request_id}'; this is a bug in the backend plugin")
+                shown = inert_line(response.request_id, 80)
+                raise UserError(f"backend answered unknown or repeated request id '{shown}'; this is a bug in the backend plugin")
             yield "answer", item, response
             yield from shared(item, response)
             yield from _drain(state)
@@ -161,6 +163,25 @@ def _send(
         yield "error", item, dropped
         yield from shared(item, dropped)
     state.sent.clear()
+
+
+def checked_response(given: object) -> Response:
+    """What a backend yielded, as a run may store and record it: a :class:`Response` for a text request id.
+    Anything else is a one-line error (a bug in the backend plugin; the answers before it are stored). Token
+    counts that are no counts and a latency that is no duration are left out, as the response store does."""
+    if not isinstance(given, Response):
+        raise UserError(f"backend yielded {type(given).__name__}, not a Response; this is a bug in the backend plugin")
+    if not isinstance(given.request_id, str):
+        raise UserError(f"backend answered a request id of type {type(given.request_id).__name__}, not text; this is a bug in the backend plugin")
+    usage, latency = given.usage, given.latency_s
+    if usage is not None:
+        counts = {name: token_count(value) for name, value in usage.items() if isinstance(name, str)} if isinstance(usage, Mapping) else {}
+        usage = {name: value for name, value in counts.items() if value is not None} or None
+    if latency is not None:
+        latency = stored_latency(latency)
+    if usage is not given.usage or latency is not given.latency_s:
+        given = dataclasses.replace(given, usage=usage, latency_s=latency)
+    return given
 
 
 def _drain(state: _Round) -> Iterator[tuple[Outcome, Item, Response]]:

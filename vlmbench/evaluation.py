@@ -140,7 +140,15 @@ def evaluate(config: EvalConfig) -> RunResult:
 
 
 def _evaluate(config: EvalConfig) -> RunResult:
-    from vlmbench.backend import BackendOptions, GenerationSettings, backend_cacheable, backend_error_summary, backend_identity, close_backend
+    from vlmbench.backend import (
+        BackendOptions,
+        GenerationSettings,
+        backend_cacheable,
+        backend_error_summary,
+        backend_identity,
+        build_backend,
+        close_backend,
+    )
     from vlmbench.cache import check_cache_dir
     from vlmbench.data.sources import Loaded
     from vlmbench.distributed import processes
@@ -183,7 +191,7 @@ def _evaluate(config: EvalConfig) -> RunResult:
     judge_names, judge_args = _checked_judges(config, tasks)  # before the model is loaded: a mistake there costs nothing
     group = processes()
     options = BackendOptions(batch_size=config.batch_size, seed=config.seed, rank=group.rank, world_size=group.world, local_rank=group.local_rank)
-    backend = spec.factory(model_args, options)
+    backend = build_backend(spec, model_args, options)
     store: ResponseStore | None = None
     # A task whose records the run kept is handed over to be scored (by a child process while the next task is
     # predicted, when that is safe: vlmbench.forked), or by this process once every task is predicted.

@@ -56,9 +56,39 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     for command in [*core, *(c for c in command_specs().values() if c.name not in taken)]:
         subparser = sub.add_parser(command.name, help=command.help)
         if argv is None or command.name == named:
-            command.add_arguments(subparser)
+            _add_arguments(command, subparser, core=command.name in taken)
             parser.help_of = subparser.prog if named else ""
     return parser
+
+
+def _add_arguments(command: CommandSpec, parser: argparse.ArgumentParser, core: bool) -> None:
+    """Let ``command`` add its flags; a plugin's command that fails to is a one-line error naming it (the core's
+    raise: a bug to see)."""
+    try:
+        command.add_arguments(parser)
+    except Exception as exc:
+        if core:
+            raise
+        raise UserError(
+            f"command '{command.name}' (a plugin's) failed to set up its flags: {_first_line(exc)}; report it to the plugin's authors"
+        ) from None
+    if parser.get_default("func") is None:
+        raise UserError(
+            f"command '{command.name}' (a plugin's) names nothing to run (parser.set_defaults(func=...)); report it to the plugin's authors"
+        )
+
+
+def _exit_code(command: str, code: object) -> int:
+    """A command's return value as an exit status: an int (a bool as 0 or 1), None as 0."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return int(code)
+    raise UserError(f"command '{command}' returned {type(code).__name__}, not an exit status; report it to the command's authors")
+
+
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         from vlmbench.cli.logs import cli_logging  # the help and flag errors need no logging
 
         with cli_logging():
-            code = int(args.func(args))
+            code = _exit_code(args.command, args.func(args))
             sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
             return code
     except BrokenPipeError:

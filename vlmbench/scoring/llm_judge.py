@@ -416,15 +416,15 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def judge_backend(backend_name: str, model_args: Mapping[str, str], options: ScorerOptions) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """A model judge's backend (any registered one, built with the run's seed), its identity with secrets
     redacted (for files) and with secrets hashed (for store keys: judges differing only in a secret differ)."""
-    from vlmbench.backend import BackendOptions, backend_identity
+    from vlmbench.backend import BackendOptions, backend_identity, build_backend
     from vlmbench.pluginmanager import backend_spec
     from vlmbench.redact import hash_secrets, redact
 
     try:
-        backend = backend_spec(backend_name).factory(dict(model_args), BackendOptions(seed=options.seed))
+        backend = build_backend(backend_spec(backend_name), dict(model_args), BackendOptions(seed=options.seed))
+        identity = backend_identity(backend, backend_name, model_args)
     except UserError as exc:
         raise _judge_error(exc, backend_name) from None
-    identity = backend_identity(backend, backend_name, model_args)
     return backend, dict(redact(identity)), dict(hash_secrets(identity))
 
 
