@@ -226,3 +226,43 @@ def test_a_plugin_judges_verdicts_are_checked_before_they_count(make: Any, probl
     finally:
         plugin_manager().unregister(plugin)
     assert str(info.value).startswith(f"judge 'broken' gave {problem}") and str(info.value).endswith("; fix the scorer")
+
+
+class _NamedScorer:
+    def __init__(self, name: Any, version: Any) -> None:
+        self.name, self.version, self.kinds = name, version, None
+
+    def score(self, items: Any) -> Any:
+        return [Verdict(item.id, "unsafe", True, "odd") for item in items]
+
+
+@pytest.mark.parametrize(
+    ("built", "problem"),
+    [
+        (None, "its factory returned NoneType, not a scorer (an object with a score method)"),
+        ({"score": "unsafe"}, "its factory returned dict, not a scorer (an object with a score method)"),
+        (_NamedScorer("odd", 2), "the scorer it built has a version of type int, not text"),
+        (_NamedScorer(None, "1"), "the scorer it built has a name of type NoneType, not text"),
+    ],
+)
+def test_a_plugin_scorer_factory_that_builds_no_scorer_is_one_line_naming_it(built: Any, problem: str) -> None:
+    from vlmbench import hookimpl
+    from vlmbench.errors import UserError
+    from vlmbench.pluginmanager import plugin_manager
+    from vlmbench.scoring.aggregate import ScoringPlan, score_records
+    from vlmbench.scoring.base import ScorerSpec
+    from vlmbench.scoring.judging import JudgeConfig
+
+    class Plugin:
+        @hookimpl
+        def vlmbench_scorers(self) -> list[ScorerSpec]:
+            return [ScorerSpec("odd", "test only", "1", lambda args: built)]
+
+    plugin = Plugin()
+    plugin_manager().register(plugin, name="test-odd-scorer")
+    try:
+        with pytest.raises(UserError) as info:
+            score_records(_records(["No.", "Yes."]), ScoringPlan("safety", ("recall_unsafe",), judges=("odd",)), JudgeConfig(("odd",), {}))
+    finally:
+        plugin_manager().unregister(plugin)
+    assert str(info.value) == f"scorer 'odd': {problem}; this is a bug in the plugin that registers it"

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from vlmbench.errors import UserError
+
 REFUSAL = "refusal"
 
 
@@ -110,7 +112,22 @@ def build_scorer(spec: ScorerSpec, args: Mapping[str, str], options: ScorerOptio
         )
     except (TypeError, ValueError):  # a builtin or C callable without a signature
         takes_options = False
-    return spec.factory(args, options or ScorerOptions()) if takes_options else spec.factory(args)
+    scorer = spec.factory(args, options or ScorerOptions()) if takes_options else spec.factory(args)
+    problem = (
+        f"its factory returned {type(scorer).__name__}, not a scorer (an object with a score method)"
+        if not callable(getattr(scorer, "score", None))
+        else next(
+            (
+                f"the scorer it built has a {field} of type {type(getattr(scorer, field, None)).__name__}, not text"
+                for field in ("name", "version")
+                if not isinstance(getattr(scorer, field, None), str)
+            ),
+            "",
+        )
+    )
+    if problem:
+        raise UserError(f"scorer '{spec.name}': {problem}; this is a bug in the plugin that registers it")
+    return scorer
 
 
 def scorer_identity(scorer: Scorer) -> dict[str, Any]:
