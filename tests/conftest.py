@@ -315,6 +315,19 @@ class Run:
 RunModel = Callable[..., Run]
 
 
+@contextlib.contextmanager
+def plugged_in(plugin: object) -> Iterator[None]:
+    """``plugin`` (an object with ``@vlmbench.hookimpl`` methods) registered for the block, as an installed
+    plugin's module is, and unregistered after it."""
+    from vlmbench.pluginmanager import plugin_manager
+
+    plugin_manager().register(plugin, name=f"test-plugin-{type(plugin).__qualname__}")
+    try:
+        yield
+    finally:
+        plugin_manager().unregister(plugin)
+
+
 @pytest.fixture
 def run_model(tmp_path: Path) -> RunModel:
     """``run_model(model, tasks, *flags, limit=, seed=, model_args=, output=, env=, check=, subprocess=)``:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import load_results, read_samples, run_dir
+from tests.conftest import load_results, plugged_in, read_samples, run_dir
 from vlmbench.cli import main
 from vlmbench.scoring import llm_judge
 from vlmbench.scoring.agreement import cohen_kappa, pair_agreement
@@ -940,7 +940,6 @@ class _SecretArgBackend:
 
 def test_judges_differing_only_in_a_masked_argument_never_share_verdicts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from vlmbench import BackendSpec, hookimpl
-    from vlmbench.pluginmanager import plugin_manager
     from vlmbench.scoring.base import ScorerOptions
     from vlmbench.scoring.llm_judge import LLMJudge
 
@@ -949,9 +948,7 @@ def test_judges_differing_only_in_a_masked_argument_never_share_verdicts(tmp_pat
         def vlmbench_backends(self) -> list[BackendSpec]:
             return [BackendSpec("secret-arg", "test only", _SecretArgBackend)]
 
-    plugin = Plugin()
-    plugin_manager().register(plugin, name="test-secret-arg-backend")
-    try:
+    with plugged_in(Plugin()):
         source = write_jsonl(tmp_path / "r.jsonl", [{"id": 1, "response": "No.", "prompt": QUESTION}])
         store = str(tmp_path / "s.sqlite")
         with FaultServer(Faults(reply="unsafe")) as server:
@@ -971,8 +968,6 @@ def test_judges_differing_only_in_a_masked_argument_never_share_verdicts(tmp_pat
             masked.close()
             plain.close()
         assert "route-AAA" not in (tmp_path / "s.sqlite").read_bytes().decode("utf-8", "replace")
-    finally:
-        plugin_manager().unregister(plugin)
 
 
 def test_the_built_in_prompts_hash_is_unchanged_by_the_refusal_prompt(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from conftest import RunModel, read_samples
+from conftest import RunModel, plugged_in, read_samples
 from vlmbench import EvalConfig, RunResult, evaluate, score
 from vlmbench.records import Results, SampleRecord, TaskManifest
 from vlmbench.results import results_schema
@@ -311,7 +311,6 @@ def test_a_plugin_document_step_that_gives_no_documents_is_one_line_naming_it(gi
     from vlmbench import hookimpl
     from vlmbench.data.steps import DocStepSpec
     from vlmbench.errors import UserError
-    from vlmbench.pluginmanager import plugin_manager
 
     rows = tmp_path / "rows.jsonl"
     rows.write_text(json.dumps({"concept": "knife", "category": "c", "label": "unsafe"}) + "\n")
@@ -322,12 +321,7 @@ def test_a_plugin_document_step_that_gives_no_documents_is_one_line_naming_it(gi
         def vlmbench_doc_steps(self) -> list[DocStepSpec]:
             return [DocStepSpec("broken_step", "test only", lambda docs, **_: gives)]
 
-    plugin = Plugin()
-    plugin_manager().register(plugin, name="test-broken-step")
-    try:
-        with pytest.raises(UserError) as info:
-            evaluate(EvalConfig(model="random", tasks="broken-step", include_path=[tmp_path], use_store=False, output_path=tmp_path / "out"))
-    finally:
-        plugin_manager().unregister(plugin)
+    with plugged_in(Plugin()), pytest.raises(UserError) as info:
+        evaluate(EvalConfig(model="random", tasks="broken-step", include_path=[tmp_path], use_store=False, output_path=tmp_path / "out"))
     message = f"document step 'broken_step' gave {what}, not a list of documents (mappings); fix the plugin that registers it"
     assert str(info.value) == f"{tmp_path / 'broken-step.yaml'}: {message}"

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from conftest import plugged_in
 from vlmbench.pluginmanager import metric_specs
 from vlmbench.scoring.base import Verdict
 from vlmbench.scoring.intervals import clustered_rate, paired_difference, pooled_difference
@@ -113,7 +114,6 @@ def test_a_plugin_metric_is_any_callable_even_one_that_cannot_be_hashed() -> Non
     from dataclasses import dataclass
 
     from vlmbench.hookspecs import hookimpl
-    from vlmbench.pluginmanager import plugin_manager
     from vlmbench.scoring.aggregate import ScoringPlan, score_records
     from vlmbench.scoring.metrics import MetricSpec
 
@@ -130,12 +130,8 @@ def test_a_plugin_metric_is_any_callable_even_one_that_cannot_be_hashed() -> Non
             return [MetricSpec("share_judged_unsafe", "test only", ShareJudged("unsafe"))]
 
     records = _records(["No, it is not safe.", "Yes.", "It is unsafe.", "No."])
-    plugin = Plugin()
-    plugin_manager().register(plugin, name="test-unhashable-metric")
-    try:
+    with plugged_in(Plugin()):
         result = score_records(records, ScoringPlan("safety", ("share_judged_unsafe", "recall_unsafe")))
-    finally:
-        plugin_manager().unregister(plugin)
     assert result["metrics"]["share_judged_unsafe_strict"]["value"] == 0.75 and result["metrics"]["recall_unsafe_strict"]["value"] == 0.75
 
 
@@ -170,7 +166,6 @@ def _records(answers: list[str]) -> list[Any]:
 def test_a_plugin_metric_that_gives_no_number_is_one_line_naming_it(stat: Any, problem: str) -> None:
     from vlmbench import hookimpl
     from vlmbench.errors import UserError
-    from vlmbench.pluginmanager import plugin_manager
     from vlmbench.scoring.aggregate import ScoringPlan, score_records
     from vlmbench.scoring.metrics import MetricSpec
 
@@ -179,13 +174,8 @@ def test_a_plugin_metric_that_gives_no_number_is_one_line_naming_it(stat: Any, p
         def vlmbench_metrics(self) -> list[MetricSpec]:
             return [MetricSpec("broken_metric", "test only", lambda samples, strict: stat)]
 
-    plugin = Plugin()
-    plugin_manager().register(plugin, name="test-broken-metric")
-    try:
-        with pytest.raises(UserError) as info:
-            score_records(_records(["No.", "Yes."]), ScoringPlan("safety", ("broken_metric",)))
-    finally:
-        plugin_manager().unregister(plugin)
+    with plugged_in(Plugin()), pytest.raises(UserError) as info:
+        score_records(_records(["No.", "Yes."]), ScoringPlan("safety", ("broken_metric",)))
     assert str(info.value) == f"metric 'broken_metric' gave {problem}; fix the plugin that registers it"
 
 
@@ -202,7 +192,6 @@ def test_a_plugin_metric_that_gives_no_number_is_one_line_naming_it(stat: Any, p
 def test_a_plugin_judges_verdicts_are_checked_before_they_count(make: Any, problem: str) -> None:
     from vlmbench import hookimpl
     from vlmbench.errors import UserError
-    from vlmbench.pluginmanager import plugin_manager
     from vlmbench.scoring.aggregate import ScoringPlan, score_records
     from vlmbench.scoring.base import ScorerSpec
     from vlmbench.scoring.judging import JudgeConfig
@@ -218,13 +207,8 @@ def test_a_plugin_judges_verdicts_are_checked_before_they_count(make: Any, probl
         def vlmbench_scorers(self) -> list[ScorerSpec]:
             return [ScorerSpec("broken", "test only", "1", lambda args: Broken())]
 
-    plugin = Plugin()
-    plugin_manager().register(plugin, name="test-broken-judge")
-    try:
-        with pytest.raises(UserError) as info:
-            score_records(_records(["No.", "Yes."]), ScoringPlan("safety", ("recall_unsafe",), judges=("broken",)), JudgeConfig(("broken",), {}))
-    finally:
-        plugin_manager().unregister(plugin)
+    with plugged_in(Plugin()), pytest.raises(UserError) as info:
+        score_records(_records(["No.", "Yes."]), ScoringPlan("safety", ("recall_unsafe",), judges=("broken",)), JudgeConfig(("broken",), {}))
     assert str(info.value).startswith(f"judge 'broken' gave {problem}") and str(info.value).endswith("; fix the scorer")
 
 
@@ -248,7 +232,6 @@ class _NamedScorer:
 def test_a_plugin_scorer_factory_that_builds_no_scorer_is_one_line_naming_it(built: Any, problem: str) -> None:
     from vlmbench import hookimpl
     from vlmbench.errors import UserError
-    from vlmbench.pluginmanager import plugin_manager
     from vlmbench.scoring.aggregate import ScoringPlan, score_records
     from vlmbench.scoring.base import ScorerSpec
     from vlmbench.scoring.judging import JudgeConfig
@@ -258,11 +241,6 @@ def test_a_plugin_scorer_factory_that_builds_no_scorer_is_one_line_naming_it(bui
         def vlmbench_scorers(self) -> list[ScorerSpec]:
             return [ScorerSpec("odd", "test only", "1", lambda args: built)]
 
-    plugin = Plugin()
-    plugin_manager().register(plugin, name="test-odd-scorer")
-    try:
-        with pytest.raises(UserError) as info:
-            score_records(_records(["No.", "Yes."]), ScoringPlan("safety", ("recall_unsafe",), judges=("odd",)), JudgeConfig(("odd",), {}))
-    finally:
-        plugin_manager().unregister(plugin)
+    with plugged_in(Plugin()), pytest.raises(UserError) as info:
+        score_records(_records(["No.", "Yes."]), ScoringPlan("safety", ("recall_unsafe",), judges=("odd",)), JudgeConfig(("odd",), {}))
     assert str(info.value) == f"scorer 'odd': {problem}; this is a bug in the plugin that registers it"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import RunModel, cli, install_into_target, load_results, read_samples, vlmbench, with_path
+from conftest import RunModel, cli, install_into_target, load_results, plugged_in, read_samples, vlmbench, with_path
 
 
 def test_plugin_backend_scorer_and_task_are_listed(installed_plugin: dict[str, str]) -> None:
@@ -136,7 +136,6 @@ def test_a_plugins_command_that_sets_up_nothing_or_returns_no_status_is_one_line
 
     from vlmbench import hookimpl
     from vlmbench.cli.commands import CommandSpec
-    from vlmbench.pluginmanager import plugin_manager
 
     def raising(parser: argparse.ArgumentParser) -> None:
         raise RuntimeError("cannot reach the licence server\nsecond line")
@@ -155,13 +154,9 @@ def test_a_plugins_command_that_sets_up_nothing_or_returns_no_status_is_one_line
                 CommandSpec("flagged", "returns True", returning(True)),
             ]
 
-    plugin = Plugin()
-    plugin_manager().register(plugin, name="test-commands")
-    try:
+    with plugged_in(Plugin()):
         runs = {name: cli(name, check=False) for name in ("flagless", "raising", "texty", "quiet", "flagged")}
         listed = cli("--help", check=False)
-    finally:
-        plugin_manager().unregister(plugin)
     assert {name: (proc.returncode, proc.stderr) for name, proc in runs.items()} == {
         "flagless": (
             2,
@@ -182,7 +177,6 @@ def test_a_plugins_command_that_sets_up_nothing_or_returns_no_status_is_one_line
 def test_a_plugin_backends_wrong_answers_are_one_line_and_what_it_answered_is_stored(run_model: RunModel, tmp_path: Path) -> None:
     from vlmbench import hookimpl
     from vlmbench.backend import BackendBase, BackendSpec, Request, Response
-    from vlmbench.pluginmanager import plugin_manager
 
     class Faulty(BackendBase):
         def __init__(self, mode: str) -> None:
@@ -208,16 +202,12 @@ def test_a_plugin_backends_wrong_answers_are_one_line_and_what_it_answered_is_st
             return [BackendSpec("faulty", "test only", factory)]
 
     store = str(tmp_path / "store.sqlite")
-    plugin = Plugin()
-    plugin_manager().register(plugin, name="test-faulty-backend")
-    try:
+    with plugged_in(Plugin()):
         runs = {
             mode: run_model("faulty", "perception-image", "--store", store, limit=4, model_args=f"mode={mode}", check=False)
             for mode in ("dict", "none", "identity", "clean")
         }
         info = cli("cache", "info", "--store", store)
-    finally:
-        plugin_manager().unregister(plugin)
     errors = {mode: (run.returncode, [line for line in run.stderr.splitlines() if "error" in line]) for mode, run in runs.items()}
     assert errors == {
         "dict": (2, ["vlmbench: error: backend yielded dict, not a Response; this is a bug in the backend plugin"]),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, cli
+from conftest import REPO, cli, plugged_in
 from vlmbench.errors import UserError
 
 GOOD = """\
@@ -141,7 +141,6 @@ def test_a_plugin_task_folder_that_is_missing_holds_no_task(tmp_path: Path, caps
     """A plugin may name a task folder it did not ship: the other tasks are still listed and run."""
     from vlmbench import hookimpl
     from vlmbench.cli import main
-    from vlmbench.pluginmanager import plugin_manager
 
     class Plugin:
         @hookimpl
@@ -149,13 +148,9 @@ def test_a_plugin_task_folder_that_is_missing_holds_no_task(tmp_path: Path, caps
             return [str(tmp_path / "not-shipped"), str(tmp_path / "a-file.yaml")]
 
     (tmp_path / "a-file.yaml").write_text("task: not-a-folder\n")
-    plugin = Plugin()
-    plugin_manager().register(plugin, name="test-missing-task-folder")
-    try:
+    with plugged_in(Plugin()):
         capsys.readouterr()
         assert main(["ls", "tasks"]) == 0
-    finally:
-        plugin_manager().unregister(plugin)
     out = capsys.readouterr().out
     assert "perception-image" in out and "not-a-folder" not in out
 
