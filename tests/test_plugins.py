@@ -160,7 +160,7 @@ def test_a_plugins_command_that_sets_up_nothing_or_returns_no_status_is_one_line
     assert {name: (proc.returncode, proc.stderr) for name, proc in runs.items()} == {
         "flagless": (
             2,
-            "vlmbench: error: command 'flagless' (a plugin's) names nothing to run (parser.set_defaults(func=...)); report it to the plugin's authors\n",
+            "vlmbench: error: command 'flagless' names nothing to run (parser.set_defaults(func=...)); report it to the command's authors\n",
         ),
         "raising": (
             2,

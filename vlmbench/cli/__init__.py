@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from vlmbench import collector
 from vlmbench.cli.commands import CommandSpec
@@ -72,10 +72,14 @@ def _add_arguments(command: CommandSpec, parser: argparse.ArgumentParser, core: 
         raise UserError(
             f"command '{command.name}' (a plugin's) failed to set up its flags: {_first_line(exc)}; report it to the plugin's authors"
         ) from None
-    if parser.get_default("func") is None:
-        raise UserError(
-            f"command '{command.name}' (a plugin's) names nothing to run (parser.set_defaults(func=...)); report it to the plugin's authors"
-        )
+
+
+def _function(args: argparse.Namespace) -> Any:
+    """What the parsed command runs; a command that set none (``parser.set_defaults(func=...)``) is a one-line error."""
+    function = getattr(args, "func", None)
+    if not callable(function):
+        raise UserError(f"command '{args.command}' names nothing to run (parser.set_defaults(func=...)); report it to the command's authors")
+    return function
 
 
 def _exit_code(command: str, code: object) -> int:
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         from vlmbench.cli.logs import cli_logging  # the help and flag errors need no logging
 
         with cli_logging():
-            code = _exit_code(args.command, args.func(args))
+            code = _exit_code(args.command, _function(args)(args))
             sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
             return code
     except BrokenPipeError:
