@@ -92,11 +92,13 @@ def test_a_broken_plugin_is_one_warning_and_everything_else_works(tmp_path: Path
     (source / "hollow_plugin" / "__init__.py").write_text("def helper():\n    return 1\n")
     (source / "faulty_plugin").mkdir()  # imports fine; its hooks raise, return the wrong things, or take names already used
     (source / "faulty_plugin" / "__init__.py").write_text(FAULTY_PLUGIN)
+    (source / "exiting_plugin").mkdir()  # ends the interpreter when imported
+    (source / "exiting_plugin" / "__init__.py").write_text("import sys\nsys.exit('this plugin needs a GPU')\n")
     (source / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools>=69"]\nbuild-backend = "setuptools.build_meta"\n'
         '[project]\nname = "broken-vlmbench-plugin"\nversion = "0.1"\n'
-        '[project.entry-points.vlmbench]\nbroken = "broken_plugin"\nhollow = "hollow_plugin"\nfaulty = "faulty_plugin"\n'
-        '[tool.setuptools]\npackages = ["broken_plugin", "hollow_plugin", "faulty_plugin"]\n'
+        '[project.entry-points.vlmbench]\nbroken = "broken_plugin"\nhollow = "hollow_plugin"\nfaulty = "faulty_plugin"\nexiting = "exiting_plugin"\n'
+        '[tool.setuptools]\npackages = ["broken_plugin", "hollow_plugin", "faulty_plugin", "exiting_plugin"]\n'
     )
     target = tmp_path / "site"
     install_into_target(source, target)
@@ -111,6 +113,8 @@ def test_a_broken_plugin_is_one_warning_and_everything_else_works(tmp_path: Path
             "ImportError: missing dependency: quantum_widgets",
             "vlmbench: warning: plugin 'hollow' (hollow_plugin, package broken-vlmbench-plugin) implements no vlmbench hook and is skipped; "
             "reinstall the package (its entry points may be out of date)",
+            "vlmbench: warning: plugin 'exiting' (exiting_plugin, package broken-vlmbench-plugin) failed to load and is skipped: "
+            "SystemExit: this plugin needs a GPU",
             f"{faulty}: its hook vlmbench_backends raised RuntimeError: no licence for the quantum backend; what it adds is skipped",
             f"{faulty}: its hook vlmbench_task_dirs returned a str, not a list of folder paths; what it adds is skipped",
             f"{faulty}: its hook vlmbench_scorers returned a list with an item of type dict ({{'name': 'multiple_choice'}}), "

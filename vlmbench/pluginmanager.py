@@ -75,7 +75,7 @@ def _register_entry_point(manager: pluggy.PluginManager, point: EntryPoint) -> N
         if not manager.get_hookcallers(plugin):  # e.g. an install whose entry points predate a move of the hooks
             manager.unregister(plugin)
             _warn(f"plugin {_label(name)} implements no vlmbench hook and is skipped; reinstall the package (its entry points may be out of date)")
-    except Exception as exc:  # a broken third-party plugin must not take the whole tool down
+    except (Exception, SystemExit) as exc:  # a broken third-party plugin (even one calling sys.exit) must not take the whole tool down
         _warn(f"plugin {_label(name)} failed to load and is skipped: {type(exc).__name__}: {_first_line(exc)}")
 
 
@@ -166,7 +166,7 @@ def _contributions(hook: str, accepts: Callable[[Any], bool], expected: str) -> 
             if items is None:  # pluggy's rule: an implementation returning None adds nothing
                 continue
             wrong = _wrong(items, accepts)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             if _is_core(plugin):
                 raise
             _warn(f"plugin {_label(plugin)}: its hook {hook} raised {type(exc).__name__}: {_first_line(exc)}; what it adds is skipped")
