@@ -237,6 +237,36 @@ def test_csv_holds_the_raw_numbers_of_every_entry(site: Path, data_dir: Path) ->
     assert all(rows[f"vlmbench__{m}__main"]["rank"] == "" and rows[f"vlmbench__{m}__main"]["reference"] == "true" for m in BASELINES)
 
 
+HOSTILE_NAMES = [
+    "see https://evil.example/login now",
+    "WWW.evil.example",
+    "(www.evil.example)",
+    "me@evil.example",
+    "mailto:me@evil.example",
+    "[prize](javascript:alert(1))",
+    "<https://evil.example>",
+    "_https://evil.example_",
+    "*www.evil.example*",
+    "![x](https://evil.example/pixel.png)",
+    "Llama-3: 8B @ bf16 | v2",
+]
+
+
+def test_markdown_as_github_renders_it_shows_hostile_names_as_plain_text(site: Path) -> None:
+    import html
+
+    cmarkgfm = pytest.importorskip("cmarkgfm")
+    from vlmbench_leaderboard.render_md import md_escape
+
+    for name in HOSTILE_NAMES:
+        page = cmarkgfm.github_flavored_markdown_to_html(f"| model | score |\n|---|---|\n| {md_escape(name)} | 1 |\n")
+        cell = re.search(r"<tbody>\s*<tr>\s*<td>(.*?)</td>", page, re.S)
+        assert cell is not None and "<a " not in page and "<img" not in page, (name, page)
+        assert html.unescape(cell.group(1).replace("<!-- raw HTML omitted -->", "")) == name  # the same text, shown whole
+    whole = cmarkgfm.github_flavored_markdown_to_html((site / "leaderboard.md").read_text(encoding="utf-8"))
+    assert "<a " not in whole and "<script" not in whole
+
+
 def test_markdown_shows_formatted_values_ranks_and_escaped_names(site: Path, data_dir: Path) -> None:
     md = (site / "leaderboard.md").read_text(encoding="utf-8")
     assert NAME not in md and "&lt;script&gt;alert(1)&lt;/script&gt;" in md

@@ -9,10 +9,15 @@ from vlmbench_leaderboard.formatting import cell_text, legend
 
 
 def md_escape(text: str) -> str:
-    """Third-party text made inert in Markdown: one line, markup characters backslashed, HTML as entities."""
+    """Third-party text made inert in Markdown: one line, markup characters backslashed, HTML as entities, and
+    no link: GitHub turns a bare ``https://...``, ``www.`` or e-mail address into one, which an escaped ``:``
+    before ``//`` (or the dot after ``www``) prevents, and an empty HTML comment after ``@`` (GitHub renders it as nothing)."""
     text = " ".join(text.split())
     text = re.sub(r"([\\`*_\[\]|~])", r"\\\1", text)
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = re.sub(r":(?=//)", r"\\:", text)
+    text = re.sub(r"(?i)\b(www)\.", r"\1\\.", text)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("@", "@<!-- -->")
 
 
 def render_markdown(board: Board) -> str:
