@@ -189,9 +189,11 @@ def _wrong(items: Any, accepts: Callable[[Any], bool]) -> str:
 
 
 def _brief(item: Any) -> str:
+    """An item's name, or the item, as a short repr (bounded however large the item)."""
+    import reprlib
+
     name = getattr(item, "name", None)
-    text = repr(name) if name is not None else repr(item)
-    return printable(text)[:60]
+    return printable(reprlib.repr(name if name is not None else item))[:60]
 
 
 def _is_path(item: Any) -> bool:
