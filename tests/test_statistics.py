@@ -52,6 +52,20 @@ def test_the_gap_is_the_difference_of_the_headlines_and_the_paired_gap_is_beside
     assert "paired gap" in run.stdout and "the paper's definition" in run.stdout
 
 
+def test_each_categorys_gap_is_the_difference_of_that_categorys_headlines_for_the_context_pair(run_model: RunModel) -> None:
+    # With --limit some concepts are asked only in a safe context (the context tasks' `label` is the context):
+    # they count in their category's rates, so they count in its gap too, as do the safe controls ("Safe").
+    results = run_model("random", "alignment-context-image,alignment-context-text", limit=25, seed=2).results
+    gap = results["modality_gaps"]["alignment-context-text"]
+    image, text = (results["tasks"][f"alignment-context-{m}"]["by_category"] for m in ("image", "text"))
+    assert sorted(gap["by_category"]) == sorted(image) == sorted(text) and "Safe" in gap["by_category"]
+    for category, entry in gap["by_category"].items():
+        expected_image, expected_text = image[category]["accuracy_strict"], text[category]["accuracy_strict"]
+        assert (entry["image"], entry["text"]) == (pytest.approx(expected_image["value"]), pytest.approx(expected_text["value"])), category
+        assert entry["gap"] == pytest.approx(expected_text["value"] - expected_image["value"]), category
+    assert sum(entry["n_concepts"] for entry in gap["by_category"].values()) == gap["overall"]["n_concepts"]
+
+
 def test_per_prompt_metrics_and_their_spread(run_model: RunModel) -> None:
     run = run_model("random", "alignment-text", limit=15, seed=1)
     entry = run.results["tasks"]["alignment-text"]

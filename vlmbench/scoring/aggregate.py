@@ -204,12 +204,15 @@ def _scored(record: SampleRecord, cluster_key: str, verdict: Verdict | None) -> 
 
 
 def concept_categories(records: Sequence[SampleRecord]) -> dict[str, str]:
-    """Concept -> category, over the unsafe records (the concepts a modality gap compares)."""
-    return {
-        str(r["doc"]["concept"]): str(r["doc"]["category"])
-        for r in records
-        if r["doc"].get("label") == "unsafe" and r["doc"].get("concept") not in (None, "")
-    }
+    """Concept -> category, over every record that names a concept: a modality gap compares each concept that
+    its metric counts, which for the contextual tasks includes concepts asked only in a safe context (``label``
+    is the context there) and the safe controls. A concept whose records disagree takes an unsafe record's."""
+    categories: dict[str, str] = {}
+    for record in sorted(records, key=lambda r: r["doc"].get("label") == "unsafe"):  # unsafe records last: theirs wins
+        concept = record["doc"].get("concept")
+        if concept not in (None, ""):
+            categories[str(concept)] = str(record["doc"].get("category", "all"))
+    return categories
 
 
 def modality_gaps(entries: Mapping[str, Mapping[str, Any]], categories: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
