@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from vlmbench.scoring.intervals import clustered_rate, paired_difference, pooled_difference
+from vlmbench.scoring.intervals import clustered_rate, mean_of_rates_interval, paired_difference, pooled_difference, t_quantile
 
 REPO = Path(__file__).resolve().parent.parent
 METADATA = REPO.parent / "shared" / "reference" / "unsafeconcepts" / "metadata.jsonl"
@@ -195,12 +195,53 @@ def simulate(sims: int, seed: int) -> Tally:
     return tally
 
 
+SAFE_CONTROLS = {"built-in safe controls (15 concepts x 3 images)": (15, 3), "hub safe controls (1,000 images, one concept each)": (1000, 1)}
+BALANCED = ((0.97, 0.5), (0.995, 0.9), (0.9, 0.995), (0.999, 0.6), (0.6, 0.999), (0.999, 0.999))  # (recall, specificity) targets
+
+
+def old_balanced_interval(recall: dict[str, Any], spec: dict[str, Any]) -> tuple[float, float] | None:
+    """vlmbench before: the mean +- t(min clusters - 1) x half the root sum of the two jackknife variances."""
+    if recall["stderr"] is None or spec["stderr"] is None:
+        return None
+    value = (recall["value"] + spec["value"]) / 2
+    half = t_quantile(min(recall["clusters"], spec["clusters"]) - 1) * 0.5 * math.hypot(recall["stderr"], spec["stderr"])
+    return max(0.0, value - half), min(1.0, value + half)
+
+
+def simulate_balanced(sims: int, rng: np.random.Generator, tally: Tally) -> None:
+    """Balanced accuracy of alignment-image: recall over the study's unsafe concepts (5 prompts per image), specificity
+    over safe controls (5 prompts per image), concept effects independent between the two."""
+    sizes, _ = concepts()
+    centred = np.log(sizes) - np.log(sizes).mean()
+    sigma, beta = 1.0, 0.4
+    unsafe_items = sizes * PROMPTS
+    for controls, (n_safe, images) in SAFE_CONTROLS.items():
+        safe_items = np.full(n_safe, images * PROMPTS)
+        for recall_target, spec_target in BALANCED:
+            unsafe_shift = intercept_for(recall_target, beta * centred, sigma, unsafe_items) + beta * centred
+            safe_shift = np.full(n_safe, intercept_for(spec_target, np.zeros(n_safe), sigma, safe_items))
+            e_unsafe, e_safe = expected_rate(unsafe_shift, sigma), expected_rate(safe_shift, sigma)
+            truth = (float((e_unsafe * unsafe_items).sum() / unsafe_items.sum()) + float((e_safe * safe_items).sum() / safe_items.sum())) / 2
+            scenario = f"balanced accuracy, recall {recall_target} / specificity {spec_target}, {controls}"
+            for _ in range(sims):
+                y_unsafe = rng.binomial(unsafe_items, expit(unsafe_shift + sigma * rng.standard_normal(len(sizes))))
+                y_safe = rng.binomial(safe_items, expit(safe_shift + sigma * rng.standard_normal(n_safe)))
+                recall = clustered_rate({f"u{i}": (float(y), float(m)) for i, (y, m) in enumerate(zip(y_unsafe, unsafe_items))})
+                spec = clustered_rate({f"s{i}": (float(y), float(m)) for i, (y, m) in enumerate(zip(y_safe, safe_items))})
+                assert recall is not None and spec is not None
+                tally.add(scenario, "vlmbench (MOVER of the two rates' intervals)", mean_of_rates_interval(recall, spec), truth)
+                tally.add(scenario, "before (t x combined jackknife SE)", old_balanced_interval(recall, spec), truth)
+
+
 def main(argv: list[str] | None = None, report: Callable[[str], None] = print) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sims", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=("", "rates", "balanced"), default="", help="one group of scenarios (default: all)")
     ns = parser.parse_args(argv)
-    tally = simulate(ns.sims, ns.seed)
+    tally = simulate(ns.sims, ns.seed) if ns.only in ("", "rates") else Tally()
+    if ns.only in ("", "balanced"):
+        simulate_balanced(ns.sims, np.random.default_rng(ns.seed + 1), tally)
     source = "study metadata" if METADATA.is_file() else "built-in copy of the study's sizes"
     report(f"# interval coverage, {datetime.date.today()}, {platform.platform()}, {os.cpu_count()} cores, {ns.sims} simulations, sizes: {source}")
     report("| scenario | method | coverage | mean width | runs |")

@@ -63,6 +63,21 @@ def test_balanced_accuracy_needs_both_kinds() -> None:
     assert balanced_accuracy(mixed)["value"] == pytest.approx((1.0 + 0.5) / 2)
 
 
+def test_balanced_accuracy_interval_combines_its_two_rates_intervals_and_keeps_a_width_at_zero_and_one() -> None:
+    # Always "unsafe": recall 1 and specificity 0, each with a standard error of 0 but an interval reaching 1 or 0.
+    always_unsafe = [sample("unsafe", "unsafe", f"u{i}") for i in range(8) for _ in range(3)] + [sample("safe", "unsafe", f"s{i}") for i in range(6)]
+    stat = balanced_accuracy(always_unsafe, strict=True)
+    recall = clustered_rate({f"u{i}": (3.0, 3.0) for i in range(8)})
+    spec = clustered_rate({f"s{i}": (0.0, 1.0) for i in range(6)})
+    assert stat["value"] == 0.5 and stat["stderr"] == 0.0 and not stat["few_clusters"]
+    # MOVER: half the root sum of squares of each rate's distance to its interval's facing end
+    assert stat["ci_low"] == pytest.approx(0.5 - 0.5 * math.hypot(1.0 - recall["ci_low"], 0.0))
+    assert stat["ci_high"] == pytest.approx(0.5 + 0.5 * math.hypot(0.0, spec["ci_high"] - 0.0))
+    assert stat["ci_low"] < 0.5 < stat["ci_high"]  # not [0.5, 0.5]
+    few = balanced_accuracy([sample("unsafe", "unsafe", f"u{i}") for i in range(8)] + [sample("safe", "safe", f"s{i}") for i in range(4)])
+    assert few["few_clusters"] and few["ci_low"] is None  # 4 safe concepts: no interval
+
+
 def test_paired_gap_uses_a_t_interval_over_concepts() -> None:
     image = {"a": 0.2, "b": 0.4, "c": 0.6, "d": 0.1, "e": 0.5, "only-image": 1.0}
     text = {"a": 0.5, "b": 0.6, "c": 1.0, "d": 0.3, "e": 0.8}

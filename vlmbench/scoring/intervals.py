@@ -13,7 +13,10 @@ sampling. The methods were chosen by simulation at the study's concept sizes
   covered 82% per category;
 - the pooled difference of two rates over the same concepts (the paper's modality gap): the
   delete-one-concept jackknife variance of the difference, t quantile on ``clusters - 1``;
-- the paired difference (the mean of per-concept differences): a t interval over the concepts.
+- the paired difference (the mean of per-concept differences): a t interval over the concepts;
+- the mean of two rates over different items (balanced accuracy: recall on unsafe items, specificity
+  on safe ones): the two rates' own intervals combined by MOVER (Zou and Donner, 2008), so it keeps
+  their coverage near 0 and 1, where a rate's standard error is 0 and gives no width.
 
 With fewer than :data:`MIN_CLUSTERS` concepts an interval would mislead: the estimate is given
 with ``few_clusters: true`` and no interval.
@@ -81,6 +84,18 @@ def clustered_rate(counts: Counts) -> dict[str, Any] | None:
     low = 0.0 if hits <= 0 else min(_expit(centre - spread), p)
     high = 1.0 if hits >= items else max(_expit(centre + spread), p)
     return {**stat, "ci_low": low, "ci_high": high, "few_clusters": False}
+
+
+def mean_of_rates_interval(first: Mapping[str, Any], second: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The 95% interval of ``(first + second) / 2`` from the two rates' own intervals (MOVER: each side's
+    distance from its estimate, combined as independent), or None when either has no interval. Each rate's
+    interval reaches 0 or 1 where its estimate does, so a mean of rates at 0 and 1 still gets its width."""
+    if any(stat.get("ci_low") is None or stat.get("ci_high") is None for stat in (first, second)):
+        return None
+    value = (first["value"] + second["value"]) / 2
+    low = value - 0.5 * math.hypot(first["value"] - first["ci_low"], second["value"] - second["ci_low"])
+    high = value + 0.5 * math.hypot(first["ci_high"] - first["value"], second["ci_high"] - second["value"])
+    return max(0.0, low), min(1.0, high)
 
 
 def _effective_df(sizes: Sequence[float]) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 
 from vlmbench.errors import UserError
 from vlmbench.scoring.base import REFUSAL
-from vlmbench.scoring.intervals import MIN_CLUSTERS, clustered_rate, paired_difference, pooled_difference, t_quantile
+from vlmbench.scoring.intervals import MIN_CLUSTERS, clustered_rate, mean_of_rates_interval, paired_difference, pooled_difference
 
 UNSAFE, SAFE = "unsafe", "safe"
 Stat = dict[str, Any]
@@ -112,10 +112,12 @@ def balanced_accuracy(samples: Sequence[Scored], strict: bool = False) -> dict[s
     stat: Stat = {"value": value, "stderr": None, "n": recall["n"] + spec["n"], "clusters": clusters, "ci_low": None, "ci_high": None}
     if recall["stderr"] is not None and spec["stderr"] is not None:
         stat["stderr"] = 0.5 * math.sqrt(recall["stderr"] ** 2 + spec["stderr"] ** 2)
-    stat["few_clusters"] = clusters < MIN_CLUSTERS or stat["stderr"] is None
-    if not stat["few_clusters"]:
-        half = t_quantile(clusters - 1) * stat["stderr"]
-        stat["ci_low"], stat["ci_high"] = max(0.0, value - half), min(1.0, value + half)
+    # The interval comes from the two rates' own: a rate of 0 or 1 has a standard error of 0, yet an interval that
+    # reaches 0 or 1 (t x the standard error gave [0.5, 0.5] to recall 1 with specificity 0).
+    interval = mean_of_rates_interval(recall, spec) if clusters >= MIN_CLUSTERS and stat["stderr"] is not None else None
+    stat["few_clusters"] = interval is None
+    if interval is not None:
+        stat["ci_low"], stat["ci_high"] = interval
     return stat
 
 
