@@ -72,6 +72,15 @@ def test_safety(response: str, expected: str | None) -> None:
         ("Blue, not red.", ["red", "green", "blue"], "blue"),
         ("Yes, it is to the left.", ["Yes", "No"], "Yes"),
         ("no", ["Yes", "No"], "No"),
+        # an answer opening with a hedge gives neither (MME's yes/no questions)
+        ("Yes and no.", ["Yes", "No"], None),
+        ("Yes and no, it depends on the angle.", ["Yes", "No"], None),
+        ("Yes/No", ["Yes", "No"], None),
+        ("Both yes and no: part of it is red.", ["Yes", "No"], None),
+        ("No or yes?", ["Yes", "No"], None),
+        ("Yes, and no other animals are visible.", ["Yes", "No"], "Yes"),  # an answer, then more
+        ("Yes. No other objects.", ["Yes", "No"], "Yes"),
+        ("No, no dog.", ["Yes", "No"], "No"),
         ("C", ["A", "B", "C", "D"], "C"),
         ("purple", ["red", "green", "blue"], None),
     ],

@@ -14,7 +14,7 @@ from vlmbench.errors import UserError
 from vlmbench.scoring.base import ScoreInput, Scorer, ScorerSpec, Verdict, verdict_from_answer
 from vlmbench.scoring.rules import parse_choice, parse_multiple_choice, parse_refusal, parse_safety
 
-RULES_VERSION = "5"
+RULES_VERSION = "6"
 
 # The parsers are pure functions of their text arguments, and many answers repeat word for word
 # ("No.", "A", a stock refusal): those are read once per process.
