@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -220,3 +221,110 @@ def test_a_dataset_reads_image_files_only_from_its_own_copy(tmp_path: Path) -> N
             f"image of dataset yiting/UnsafeConcepts row {record['index']} column 'image' names the file {path}, outside the dataset's "
             "own files; a dataset's images are read only from its copy and the datasets caches"
         )
+
+
+def test_score_takes_no_judge_arguments_or_store_from_a_run_folder(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder naming a model judge with a server of its own would get the user's API key and every answer."""
+    from vlmbench.testing.fault_server import FaultServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-the-users-own-key")
+    planted = tmp_path / "planted" / "store.sqlite"
+    samples = {p.name: p.read_bytes() for p in (folder / "samples").iterdir()}
+    with FaultServer() as server:
+        url = server.base_url
+        judge_args = {"backend": "openai", "model": "m", "base_url": url}
+        edit_manifest(folder, lambda m: m["config"].update(judges=["llm-judge"], judge_args=judge_args, judge_store=str(planted)))
+        recorded = cli("score", str(folder), check=False)
+        edit_manifest(folder, lambda m: m["config"].update(judges=None, judge_args={}))
+        edit_manifest(folder, lambda m: m["tasks"][TASK].update(scorer="llm-judge", scorer_args=judge_args))
+        task_scorer = cli("score", str(folder), check=False)
+        assert server.events() == []  # nothing was sent: not the key, not an answer
+    assert recorded.returncode == 2 and recorded.stderr == (
+        f"vlmbench: error: {folder / 'run.json'}: its judges took arguments (backend=openai,model=m,base_url={url}), which are not used "
+        "from a run folder (one from elsewhere could name any server, key or code); check them and pass them with --judge_args\n"
+    )
+    assert task_scorer.returncode == 2 and task_scorer.stderr == (
+        f"vlmbench: error: {folder / 'run.json'}: task '{TASK}' records scorer 'llm-judge' with arguments, which are not used from a run folder "
+        "(one from elsewhere could name any server or code); rerun the task with `vlmbench run` (its stored answers are reused)\n"
+    )
+    assert not planted.parent.exists() and {p.name: p.read_bytes() for p in (folder / "samples").iterdir()} == samples
+    # The rule judges read the folder as before, and the store it names is not created
+    edit_manifest(folder, lambda m: m["tasks"][TASK].update(scorer="multiple_choice", scorer_args={}))
+    assert cli("score", str(folder)).returncode == 0 and not planted.parent.exists()
+
+
+RECORD_DAMAGES: dict[str, tuple[Callable[[str], str], str]] = {
+    "no response field": (lambda line: json.dumps({k: v for k, v in json.loads(line).items() if k != "response"}), "field 'response' is missing"),
+    "choices a number": (lambda line: json.dumps({**json.loads(line), "choices": 5}), "field 'choices' is not a list of texts or null"),
+    "id a list": (lambda line: json.dumps({**json.loads(line), "id": ["x"]}), "field 'id' is not text"),
+    "variant as text": (lambda line: json.dumps({**json.loads(line), "variant": "abc"}), "field 'variant' is not an integer of 0 or more"),
+    "variant true": (lambda line: json.dumps({**json.loads(line), "variant": True}), "field 'variant' is not an integer of 0 or more"),
+    "a number as the answer": (lambda line: json.dumps({**json.loads(line), "response": 6}), "field 'response' is not text or null"),
+    "an answer and an error": (lambda line: json.dumps({**json.loads(line), "error": "HTTP 500"}), "it holds both a response and an error"),
+    "NaN as the answer": (lambda line: line.replace('"response": "', '"response": NaN, "x": "', 1), "holds NaN, which no run writes"),
+    "Infinity as the variant": (lambda line: re.sub(r'"variant": \d+', '"variant": Infinity', line), "holds Infinity, which no run writes"),
+    "a lone surrogate": (lambda line: line.replace('"response": "', '"response": "\\ud800', 1), "holds a lone surrogate"),
+    "the id of another line": (lambda line: json.dumps({**json.loads(line), "id": f"{TASK}/0.0"}), f"repeats sample id '{TASK}/0.0'"),
+}
+
+
+@pytest.mark.parametrize("damage", list(RECORD_DAMAGES))
+def test_a_damaged_sample_record_is_one_line_naming_the_line_and_field(folder: Path, damage: str) -> None:
+    change, message = RECORD_DAMAGES[damage]
+    path = folder / "samples" / f"{TASK}.jsonl"
+    lines = path.read_text(encoding="utf-8").split("\n")
+    lines[1] = change(lines[1])
+    path.write_text("\n".join(lines), encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in (folder / "samples").iterdir()}
+    proc = cli("score", str(folder), check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"vlmbench: error: {path}: line 2") and message in proc.stderr and proc.stderr.endswith("the file is damaged\n")
+    assert {p.name: p.read_bytes() for p in (folder / "samples").iterdir()} == before
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m["tasks"][TASK].update(n_samples=10**400), f"field 'tasks.{TASK}.n_samples' is not a count of samples"),
+        (lambda m: m.update(seconds=float("inf")), "holds Infinity, which no run writes"),
+        (lambda m: m["config"].update(limit=float("nan")), "holds NaN, which no run writes"),
+        (lambda m: m["model"].update(backend="rand\ud800om"), "holds a lone surrogate"),
+    ],
+)
+def test_a_manifest_no_run_writes_is_refused_before_any_file_is_rewritten(folder: Path, edit: Callable[[dict[str, Any]], None], message: str) -> None:
+    edit_manifest(folder, edit)
+    before = {p.name: p.read_bytes() for p in (folder / "samples").iterdir()}
+    proc = cli("score", str(folder), check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+    assert {p.name: p.read_bytes() for p in (folder / "samples").iterdir()} == before
+
+
+def test_results_json_as_a_folder_and_samples_as_a_link_are_one_line(folder: Path, tmp_path: Path) -> None:
+    before = {p.name: p.read_bytes() for p in (folder / "samples").iterdir()}
+    results = (folder / "results.json").read_bytes()
+    (folder / "results.json").unlink()
+    (folder / "results.json").mkdir()
+    proc = cli("score", str(folder), check=False)
+    assert proc.returncode == 2 and proc.stderr == (
+        f"vlmbench: error: {folder / 'results.json'}: a folder, where the run's results go; the run folder is damaged (move the folder away)\n"
+    )
+    assert {p.name: p.read_bytes() for p in (folder / "samples").iterdir()} == before
+    (folder / "results.json").rmdir()
+    (folder / "results.json").write_bytes(results)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(folder / "samples", elsewhere)
+    (folder / "samples").symlink_to(elsewhere)
+    proc = cli("score", str(folder), check=False)
+    assert proc.returncode == 2 and "samples: a link to another folder, not the run's own samples/" in proc.stderr, proc.stderr
+    assert {p.name: p.read_bytes() for p in elsewhere.iterdir()} == before  # never rewritten there
+    submitted = cli("submit", str(folder), "--out", str(tmp_path / "bundle.tar.gz"), check=False)
+    assert submitted.returncode == 2 and "a link to a file or folder elsewhere; a bundle holds only the run folder's own files" in submitted.stderr
+    assert not (tmp_path / "bundle.tar.gz").exists()
+
+
+def test_score_masks_secrets_a_hand_edited_manifest_holds(folder: Path) -> None:
+    edit_manifest(folder, lambda m: m["model"].update(args={"api_key": "sk-LEAKME", "base_url": "http://user:pw@host/v1?key=abc"}))
+    assert cli("score", str(folder)).returncode == 0
+    text = (folder / "results.json").read_text(encoding="utf-8")
+    assert "sk-LEAKME" not in text and "pw@" not in text and "key=abc" not in text
+    assert json.loads(text)["model"]["args"] == {"api_key": "***", "base_url": "http://***@host/v1?***"}

@@ -335,8 +335,11 @@ def test_paper_classifier_in_a_run_then_rescore_classifies_nothing_again(
     for record in read_samples(tmp_path / "out", "alignment-text"):
         assert set(record["verdicts"]) == {"paper-classifier", "rules"}
         assert record["parsed"] == record["verdicts"]["paper-classifier"]["parsed"]
-    # score again with the run's judges: every label comes from the store
-    code, out, _ = cli(capsys, "score", str(run_dir(tmp_path / "out")))
+    # score again with the run's judges: a run folder's judge arguments are not read back (one from elsewhere could
+    # name any checkpoint), so they are passed again; every label comes from the store
+    code, _, err = cli(capsys, "score", str(run_dir(tmp_path / "out")))
+    assert code == 2 and "its judges took arguments (alignment=" in err and "pass them with --judge_args" in err
+    code, out, _ = cli(capsys, "score", str(run_dir(tmp_path / "out")), "--judge_args", args)
     assert code == 0
     again = load_results(tmp_path / "out")["tasks"]["alignment-text"]
     assert again["judges"][0]["requests"]["sent"] == 0 and again["judges"][0]["requests"]["reused"] > 0
@@ -1039,8 +1042,9 @@ def test_predicting_only_needs_no_judge_credentials(tmp_path: Path, capsys: pyte
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     run = ["run", "--model", "random", "--tasks", "alignment-text", "--limit", "1", "--no_store", "--output_path", str(tmp_path / "out")]
     code, out, err = cli(capsys, *run, "--predict_only", "--judge", "llm-judge", "--judge_args", "backend=openai,model=gpt-4o-mini")
-    assert code == 0 and "score them with: vlmbench score" in out, err
-    code, _, err = cli(capsys, "score", str(run_dir(tmp_path / "out")))
+    folder = run_dir(tmp_path / "out")
+    assert code == 0 and f"score them with: vlmbench score {folder} --judge llm-judge --judge_args <this run's --judge_args>" in out, err
+    code, _, err = cli(capsys, "score", str(folder), "--judge_args", "backend=openai,model=gpt-4o-mini")
     assert code == 2 and err.strip().splitlines()[-1].startswith("vlmbench: error: --judge_args backend=openai: no API key; set OPENAI_API_KEY")
 
 

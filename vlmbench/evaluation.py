@@ -417,7 +417,12 @@ def score(
     """Score a run folder's stored responses again (no model is called) and rewrite results.json.
 
     Without ``judge``, the judges the run recorded score it again (their calls come from the
-    store); with it, those judges (``judge_args`` as in :class:`EvalConfig`)."""
+    store); with it, those judges (``judge_args`` as in :class:`EvalConfig`).
+
+    A run folder may come from elsewhere, so what could send a request or load code is never taken from it:
+    judges' arguments (a server, a key, a checkpoint) come only from ``judge_args``, and the response store it
+    names is used only when it already exists (else the default store)."""
+    from vlmbench.backend import inert_line
     from vlmbench.configcheck import check_score_args
     from vlmbench.results import read_manifest, recorded_judging, score_run
     from vlmbench.scoring.base import ScorerOptions
@@ -427,16 +432,48 @@ def score(
     manifest = read_manifest(Path(run_dir))
     recorded = recorded_judging(manifest)
     names = parse_judge_names(judge) or recorded.names
-    args = parse_key_values(judge_args, "--judge_args") if judge_args else recorded.args
+    _check_recorded_scorers(Path(run_dir), manifest)
     if judge_args:  # the judges that will read them: those named, else each task's own (as the run recorded them)
+        args = parse_key_values(judge_args, "--judge_args")
         _check_args_are_read(names or sorted({str(n) for entry in manifest["tasks"].values() for n in entry.get("judges") or ["rules"]}), args)
-    store_path = Path(store).expanduser() if store else recorded.options.store
-    if store is None and store_path is None:
-        from vlmbench.store import default_store_path
-
-        store_path = default_store_path()
+    elif recorded.args and not judge:  # the run's own judges, which took arguments
+        shown = inert_line(",".join(f"{k}={v}" for k, v in recorded.args.items()), 200)
+        raise UserError(
+            f"{Path(run_dir) / 'run.json'}: its judges took arguments ({shown}), which are not used from a run folder (one from elsewhere could "
+            "name any server, key or code); check them and pass them with --judge_args"
+        )
+    else:
+        args = {}
+    store_path = Path(store).expanduser() if store else _recorded_store(recorded.options.store)
     options = ScorerOptions(store=store_path if use_store else None, seed=recorded.options.seed)
     return score_run(Path(run_dir), JudgeConfig(names, args, options))
+
+
+def _check_recorded_scorers(run_dir: Path, manifest: Mapping[str, Any]) -> None:
+    """Refuse a task whose recorded scorer is no rule scorer yet has recorded arguments: in a run folder from
+    elsewhere those could make a model judge call any server or load any checkpoint."""
+    from vlmbench.backend import inert_line
+    from vlmbench.scoring.scorers import rule_scorer_specs
+
+    rules = {spec.name for spec in rule_scorer_specs()}
+    for name, entry in manifest["tasks"].items():
+        scorer = entry.get("scorer") or entry.get("answer_parser")
+        if entry.get("scorer_args") and scorer not in rules:
+            raise UserError(
+                f"{run_dir / 'run.json'}: task '{inert_line(name, 80)}' records scorer '{inert_line(str(scorer), 80)}' with arguments, which are "
+                "not used from a run folder (one from elsewhere could name any server or code); rerun the task with `vlmbench run` "
+                "(its stored answers are reused)"
+            )
+
+
+def _recorded_store(recorded: Path | None) -> Path:
+    """The response store a run folder names for its judges' calls when it is an existing file, else the default
+    store: a folder from elsewhere must not make files appear where it says."""
+    from vlmbench.store import default_store_path
+
+    if recorded is not None and recorded.expanduser().is_file():
+        return recorded.expanduser()
+    return default_store_path()
 
 
 OPTIONS_FILE_BYTES = 64 * 2**20

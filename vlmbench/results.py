@@ -12,7 +12,7 @@ import json
 import os
 import platform
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import metadata, resources
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import vlmbench
-from vlmbench.backend import inert_line
+from vlmbench.backend import inert_line, without_lone_surrogates
 from vlmbench.errors import UserError
 from vlmbench.forked import Background, map_in_two
 from vlmbench.jsontext import outline
@@ -169,7 +169,9 @@ def read_manifest(run_dir: Path, complete: bool = True) -> RunManifest:
     ``complete`` is False) when the run is partial: killed or interrupted before it finished."""
     path = Path(run_dir) / MANIFEST
     try:
-        manifest = json.loads(read_regular_file(path, MAX_MANIFEST_BYTES, "run manifest").decode("utf-8"))
+        manifest = json.loads(read_regular_file(path, MAX_MANIFEST_BYTES, "run manifest").decode("utf-8"), parse_constant=_no_constant)
+    except _Refused as exc:
+        raise UserError(f"{path}: holds {exc}, which no run writes; the run folder is damaged") from None
     except FileRefused as exc:  # a FIFO or a device in a run folder from elsewhere: never waited on
         raise UserError(f"{exc.path}: {exc.reason.split(';')[0]}; the run folder is damaged") from None
     except FileNotFoundError:
@@ -188,6 +190,8 @@ def read_manifest(run_dir: Path, complete: bool = True) -> RunManifest:
         raise UserError(f"{path}: nested too deeply to be a run manifest; the run folder is damaged") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("tasks"), dict):
         raise UserError(f"{path}: not a vlmbench run manifest (no tasks); pass a run folder written by `vlmbench run`")
+    if _has_lone_surrogate(manifest):  # no file can hold one: results.json would fail half-written
+        raise UserError(f"{path}: holds a lone surrogate (\\ud800-\\udfff), which no run writes; the run folder is damaged")
     if problem := _manifest_problem(manifest):
         raise UserError(f"{path}: {problem}; the run folder is damaged (rerun the same command to write it again)")
     if complete and not manifest.get("complete"):
@@ -223,11 +227,16 @@ def _manifest_problem(manifest: dict[str, Any]) -> str | None:
         for field, wanted in (("samples_file", "text"), ("n_samples", "int"), ("metric_list", "texts"), ("modality", "text"), ("ability", "text")):
             if not kind(entry.get(field), wanted):
                 return f"field 'tasks.{inert_line(name, 80)}.{field}' is missing or not {_A[wanted]}"
+        if not 0 <= entry["n_samples"] <= MAX_SAMPLES:
+            return f"field 'tasks.{inert_line(name, 80)}.n_samples' is not a count of samples (0 to {MAX_SAMPLES:,})"
         for field, wanted in (("scorer", "text"), ("answer_parser", "text"), ("scorer_args", "object"), ("cluster_key", "text"), ("judges", "texts")):
             if entry.get(field) is not None and not kind(entry[field], wanted):
                 return f"field 'tasks.{inert_line(name, 80)}.{field}' is not {_A[wanted]}"
     return None
 
+
+MAX_SAMPLES = 10**8
+"""The most samples a task's manifest entry may count (a hub-size task has about 13,000)."""
 
 _A = {"int": "an integer", "texts": "a list of texts", "object": "an object", "text": "text", "number": "a number"}
 _TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "object": dict, "text": str, "number": (int, float)}
@@ -239,16 +248,19 @@ def samples_path(run_dir: Path, name: str, entry: Mapping[str, Any]) -> Path | N
     recorded = entry.get("samples_file")
     relative = recorded if isinstance(recorded, str) else f"samples/{name}.jsonl"
     path = (run_dir / relative).resolve()
-    return path if path.parent == (run_dir / "samples").resolve() else None
+    folder = run_dir / "samples"
+    # samples/ itself a link would make a folder elsewhere the run's: its files would be read and rewritten there
+    return path if path.parent == folder.resolve() and not folder.is_symlink() else None
 
 
 RESUME = "resume it by rerunning the same `vlmbench run` command (every stored answer is reused; only the missing requests are sent)"
 
 
 def read_records(path: Path) -> list[SampleRecord]:
-    """Sample records in sample order. A torn last line (a crash mid-write) is skipped."""
+    """Sample records in sample order, each checked to hold what scoring reads (:func:`parse_records` with
+    ``strict``). A torn last line (a crash mid-write) is skipped."""
     try:
-        return parse_records(read_regular_file(path, MAX_SAMPLES_BYTES, "samples file").decode("utf-8"), str(path))
+        return parse_records(read_regular_file(path, MAX_SAMPLES_BYTES, "samples file").decode("utf-8"), str(path), strict=True)
     except FileRefused as exc:
         raise UserError(f"{exc.path}: {exc.reason.split(';')[0]}; the run folder is damaged") from None
     except FileNotFoundError:
@@ -268,13 +280,18 @@ def jsonl_lines(text: str) -> list[str]:
     return lines
 
 
-def parse_records(text: str, where: str) -> list[SampleRecord]:
-    """Sample records from JSONL text, in sample order. A torn last line (a crash mid-write) is skipped."""
+def parse_records(text: str, where: str, strict: bool = False) -> list[SampleRecord]:
+    """Sample records from JSONL text, in sample order. A torn last line (a crash mid-write) is skipped.
+
+    ``strict`` (records to be scored): NaN, Infinity and lone surrogates (which no run writes) are damage, and
+    every field scoring reads must have its type (:func:`record_problem`); each is a one-line error naming the line."""
     values: list[Any] = []
     lines = jsonl_lines(text)
     for number, line in enumerate(lines, start=1):
         try:
-            values.append(json.loads(line))
+            value = json.loads(line, parse_constant=_no_constant) if strict else json.loads(line)
+        except _Refused as exc:
+            raise UserError(f"{where}: line {number} holds {exc}, which no run writes; the file is damaged") from None
         except json.JSONDecodeError:
             if number == len(lines):
                 continue
@@ -283,19 +300,74 @@ def parse_records(text: str, where: str) -> list[SampleRecord]:
             raise UserError(f"{where}: line {number} holds a number too long to read; the file is damaged") from None
         except RecursionError:
             raise UserError(f"{where}: line {number} is nested too deeply to be a sample record; the file is damaged") from None
-    return records_in_order(values, where)
+        if strict and ("\\ud" in line or "\\uD" in line) and _has_lone_surrogate(value):  # only an escape makes one
+            raise UserError(f"{where}: line {number} holds a lone surrogate (\\ud800-\\udfff), which no run writes; the file is damaged")
+        values.append(value)
+    return records_in_order(values, where, strict)
 
 
-def records_in_order(values: list[Any], where: str) -> list[SampleRecord]:
-    """Decoded JSON lines checked to be sample records, in sample order (UserError naming the first that is not)."""
+class _Refused(ValueError):
+    """A JSON constant a run never writes."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _Refused(name)
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return without_lone_surrogates(value) != value
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
+def records_in_order(values: list[Any], where: str, strict: bool = False) -> list[SampleRecord]:
+    """Decoded JSON lines checked to be sample records, in sample order (UserError naming the first that is not).
+    ``strict``: also the types of the fields scoring reads (:func:`record_problem`), and ids given once."""
     seen: set[int] = set()
+    ids: set[str] = set()
     for number, record in enumerate(values, start=1):
         if not isinstance(record, dict) or not isinstance(record.get("index"), int) or not isinstance(record.get("doc"), dict):
             raise UserError(f"{where}: line {number} is not a sample record; the file is damaged")
         if record["index"] in seen:
-            raise UserError(f"{where}: line {number} repeats sample index {record['index']}; the file is damaged")
+            raise UserError(f"{where}: line {number} repeats sample index {inert_line(str(record['index']), 40)}; the file is damaged")
         seen.add(record["index"])
+        if strict:
+            if problem := record_problem(record):
+                raise UserError(f"{where}: line {number}: {problem}; the file is damaged")
+            if record["id"] in ids:
+                raise UserError(f"{where}: line {number} repeats sample id '{inert_line(record['id'], 80)}'; the file is damaged")
+            ids.add(record["id"])
     return sorted(values, key=lambda r: r["index"])
+
+
+# The fields scoring reads, with what each may be: a run writes nothing else there.
+_RECORD_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "task": ("text", lambda v: isinstance(v, str)),
+    "id": ("text", lambda v: isinstance(v, str) and bool(v)),
+    "variant": ("an integer of 0 or more", lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10**6),
+    "prompt": ("text or null", lambda v: v is None or isinstance(v, str)),
+    "choices": ("a list of texts or null", lambda v: v is None or (isinstance(v, list) and all(isinstance(c, str) for c in v))),
+    "target": ("text or null", lambda v: v is None or isinstance(v, str)),
+    "response": ("text or null", lambda v: v is None or isinstance(v, str)),
+    "error": ("text or null", lambda v: v is None or isinstance(v, str)),
+}
+
+
+def record_problem(record: Mapping[str, Any]) -> str | None:
+    """The first field of a sample record that scoring could not read as a run writes it, as text naming it; or None.
+    A response and an error together, or a response that is no text (a number would be scored as an answer), are damage."""
+    for field, (wanted, fits) in _RECORD_FIELDS.items():
+        if field not in record:
+            return f"field '{field}' is missing"
+        if not fits(record[field]):
+            return f"field '{field}' is not {wanted}"
+    if record["response"] is not None and record["error"] is not None:
+        return "it holds both a response and an error"
+    return None
 
 
 def recorded_judging(manifest: RunManifest) -> JudgeConfig:
@@ -328,6 +400,8 @@ def score_task(
 def _samples_file(run_dir: Path, entry: TaskManifest) -> Path:
     """The samples file a manifest entry names, inside the run folder's ``samples/`` (else a one-line error)."""
     path = samples_path(run_dir, "", entry)
+    if path is None and (run_dir / "samples").is_symlink():
+        raise UserError(f"{run_dir / 'samples'}: a link to another folder, not the run's own samples/; the run folder is damaged")
     if path is None:
         shown = inert_line(str(entry.get("samples_file")), 120)
         raise UserError(f"{run_dir / MANIFEST}: samples_file '{shown}' is not a file in the run folder's samples/; the run folder is damaged")
@@ -381,6 +455,8 @@ def score_run(
     to be scored (:func:`score_task_file`) while it went on predicting, by task name."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
+    if (run_dir / RESULTS).is_dir():  # found before any samples file is rewritten, not after
+        raise UserError(f"{run_dir / RESULTS}: a folder, where the run's results go; the run folder is damaged (move the folder away)")
     judging = judging or recorded_judging(manifest)
 
     def score_one(name: str) -> ScoredTask:
@@ -402,7 +478,7 @@ def score_run(
         "created": manifest["created"],
         "scored": now(),
         "scored_with": vlmbench.__version__,
-        "model": manifest["model"],
+        "model": redact(manifest["model"]),  # as the run wrote it; a hand-edited folder's secrets stay out of results
         "config": manifest["config"],
         "provenance": manifest["provenance"],
         "tasks": entries,
@@ -412,5 +488,8 @@ def score_run(
     if "reused_provenance" in manifest:
         results["reused_provenance"] = manifest["reused_provenance"]
     validate_results(dict(results))
-    write_json(run_dir / RESULTS, results)
+    try:
+        write_json(run_dir / RESULTS, results)
+    except OSError as exc:
+        raise UserError(f"{run_dir / RESULTS}: cannot write it ({exc.strerror or type(exc).__name__}); {_read_fix(exc)}") from None
     return results

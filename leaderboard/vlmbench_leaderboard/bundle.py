@@ -93,6 +93,8 @@ def pack(run_dir: Path, run: dict[str, Any], metadata: dict[str, Any]) -> bytes:
         raise UserError(f"{terminal(run_dir / 'results.json')}: not a regular file; the run folder is damaged")
     if not (run_dir / "results.json").is_file():
         raise UserError(f"{terminal(run_dir)}: no results.json; submit a finished, scored run folder (see `vlmbench score`)")
+    for name in ("run.json", "results.json", "samples"):
+        _not_a_link(run_dir, name)
     files = {
         "metadata.json": _json_bytes({**metadata, "vlmbench_version": vlmbench.__version__}),
         "run.json": (run_dir / "run.json").read_bytes(),
@@ -103,6 +105,7 @@ def pack(run_dir: Path, run: dict[str, Any], metadata: dict[str, Any]) -> bytes:
         name = f"samples/{task}.jsonl"
         if not MEMBER_NAME.fullmatch(name):
             raise UserError(f"{terminal(run_dir)}: task name {terminal(task, 80)!r} cannot be submitted; run the leaderboard's tasks")
+        _not_a_link(run_dir, name)
         if not (run_dir / name).is_file():  # looked at with os.stat: a named pipe or a device there is never opened
             if (run_dir / name).exists():
                 raise UserError(f"{terminal(run_dir / name)}: not a regular file; the run folder is damaged")
@@ -127,6 +130,12 @@ def pack(run_dir: Path, run: dict[str, Any], metadata: dict[str, Any]) -> bytes:
             info.size, info.mtime, info.mode = len(data), 0, 0o644
             archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def _not_a_link(run_dir: Path, name: str) -> None:
+    """Refuse a link in a run folder: a bundle holds the folder's own files, never one a link points to elsewhere."""
+    if (run_dir / name).is_symlink():
+        raise UserError(f"{terminal(run_dir / name)}: a link to a file or folder elsewhere; a bundle holds only the run folder's own files")
 
 
 def _judges(results: bytes) -> dict[str, Any]:

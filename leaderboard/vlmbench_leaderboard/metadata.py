@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from vlmbench.redact import redact_text
+from vlmbench.redact import redact, redact_text
 from vlmbench_leaderboard.problems import Rejected
 from vlmbench_leaderboard.text import normalise, text_problem
 
@@ -88,6 +88,9 @@ def check_metadata(metadata: dict[str, Any], run: dict[str, Any]) -> None:
                     f"metadata.json: {key} holds a URL with a user:password or a query string (where keys hide); remove them: a submission carries no secret"
                 ]
             )
+    for key in ("model", "config"):  # a run writes them masked: a secret there was put in by hand
+        if redact(run.get(key)) != run.get(key):
+            raise Rejected([f"run.json: '{key}' holds a secret-named value or a URL with credentials or a query; a submission carries no secret"])
     if metadata.get("name", "") == "":
         raise Rejected(["metadata.json: name is empty; pass --name"])
     try:

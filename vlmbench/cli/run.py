@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 
 from vlmbench.cli import args as types
@@ -55,7 +56,10 @@ def run(ns: argparse.Namespace) -> int:
     print_request_counts(result.manifest)
     print_error_classes(result.manifest)
     if result.results is None:
-        print(f"responses stored in {result.run_dir}; score them with: vlmbench score {result.run_dir}", file=sys.stdout)
+        # A run folder's judge arguments are never read back (it may come from elsewhere): the command says to pass them again.
+        again = f" --judge {shlex.quote(ns.judge)}" if ns.judge else ""
+        again += " --judge_args <this run's --judge_args>" if ns.judge_args else ""
+        print(f"responses stored in {result.run_dir}; score them with: vlmbench score {shlex.quote(str(result.run_dir))}{again}", file=sys.stdout)
         return 0
     return report(result.results, result.run_dir, ns.max_error_rate)
 
