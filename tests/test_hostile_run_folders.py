@@ -328,3 +328,19 @@ def test_score_masks_secrets_a_hand_edited_manifest_holds(folder: Path) -> None:
     text = (folder / "results.json").read_text(encoding="utf-8")
     assert "sk-LEAKME" not in text and "pw@" not in text and "key=abc" not in text
     assert json.loads(text)["model"]["args"] == {"api_key": "***", "base_url": "http://***@host/v1?***"}
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda m: m["tasks"][TASK].update(prompts=5), f"tasks.{TASK}.prompts"),
+        (lambda m: m["model"].update(backend=5), "model.backend"),
+        (lambda m: m.update(config={}), "config"),
+    ],
+)
+def test_a_manifest_field_results_copy_is_named_as_the_folders_damage(folder: Path, edit: Callable[[dict[str, Any]], None], field: str) -> None:
+    edit_manifest(folder, edit)
+    proc = cli("score", str(folder), check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"vlmbench: error: {folder / 'run.json'}: field '{field}' is not what a run writes (")
+    assert proc.stderr.endswith("; the run folder is damaged\n") and "bug in vlmbench" not in proc.stderr

@@ -28,7 +28,7 @@ from vlmbench.records import Results, RunManifest, SampleRecord, TaskManifest, T
 from vlmbench.redact import redact
 from vlmbench.runner import TaskPrediction
 from vlmbench.safefiles import FileRefused, read_regular_file, replace_file
-from vlmbench.scoring.aggregate import ScoringPlan, concept_categories, modality_gaps, score_records
+from vlmbench.scoring.aggregate import SCORED_FIELDS, ScoringPlan, concept_categories, modality_gaps, score_records
 from vlmbench.scoring.base import ScorerOptions
 from vlmbench.scoring.judging import JudgeConfig, judged_in_process
 from vlmbench.taskconfig import TaskConfig
@@ -57,14 +57,30 @@ def results_schema() -> dict[str, Any]:
     return schema
 
 
-def validate_results(results: dict[str, Any]) -> None:
-    """Check a results document against the shipped schema (compiled: results are large)."""
+def validate_results(results: dict[str, Any], manifest: Path | None = None) -> None:
+    """Check a results document against the shipped schema (compiled: results are large). ``manifest``: the
+    run.json the document's copied fields come from; a field of it that fails is named as the folder's damage."""
     import fastjsonschema
 
     try:
         results_validator()(results)
     except fastjsonschema.JsonSchemaException as exc:
+        path = [str(part) for part in getattr(exc, "path", None) or []][1:]  # after the document's own name, "data"
+        if manifest is not None and _copied_from_manifest(path):
+            field = inert_line(".".join(path), 120)
+            raise UserError(
+                f"{manifest}: field '{field}' is not what a run writes ({inert_line(str(exc), 200)}); the run folder is damaged"
+            ) from None
         raise UserError(f"results do not match the results schema ({exc}); this is a bug in vlmbench or a plugin") from None
+
+
+def _copied_from_manifest(path: Sequence[str]) -> bool:
+    """Whether a results field at ``path`` is one :func:`score_run` copies from run.json rather than computes."""
+    if not path:
+        return False
+    if path[0] == "tasks":
+        return len(path) >= 3 and path[2] not in SCORED_FIELDS
+    return path[0] in ("vlmbench_version", "created", "model", "config", "provenance", "seconds", "reused_provenance")
 
 
 @lru_cache(maxsize=1)
@@ -487,7 +503,7 @@ def score_run(
     }
     if "reused_provenance" in manifest:
         results["reused_provenance"] = manifest["reused_provenance"]
-    validate_results(dict(results))
+    validate_results(dict(results), run_dir / MANIFEST)
     try:
         write_json(run_dir / RESULTS, results)
     except OSError as exc:
