@@ -106,8 +106,9 @@ def test_a_model_judges_served_model_is_counted_and_survives_a_rescore_from_the_
         assert f"llm-judge (v{LLM_JUDGE_VERSION}, judge) served by: judge-2026-10-01 (30 verdicts)" in out.splitlines()
 
         calls = len(judge.events())
-        assert main(["score", str(run_dir(tmp_path / "out")), "--judge_args", args]) == 0  # judge arguments are passed again
-        assert len(judge.events()) == calls  # every verdict from the store (the run's, which the folder names and exists)
+        # the judges and their arguments are named again, and the store (a run folder's own is never used for judges' calls)
+        assert main(["score", str(run_dir(tmp_path / "out")), "--judge", "llm-judge,rules", "--judge_args", args, "--store", str(store)]) == 0
+        assert len(judge.events()) == calls  # every verdict from the store
     again = load_results(tmp_path / "out")["tasks"]["alignment-text"]["judges"][0]
     assert again["requests"]["sent"] == 0 and again["served_models"] == {"judge-2026-10-01": 30}
 

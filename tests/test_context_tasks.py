@@ -350,7 +350,7 @@ def test_llavabench_relative_score_with_a_model_judge(llavabench_replica: Path, 
         sent = server.stats()["requests"]
         prompt = server.bodies(next(iter(server.outcomes())))[0]["messages"][-1]["content"]
         # Scoring again asks only for the unreadable rating: a judge reply that matches no rating is a judge error, never stored.
-        assert main(["score", str(run_dir(out)), *args]) == 0
+        assert main(["score", str(run_dir(out)), "--judge", "relative-judge", *args]) == 0  # a model judge is named again
         assert sent == 60 and server.stats()["requests"] == 61
     text = prompt if isinstance(prompt, str) else " ".join(p.get("text", "") for p in prompt)
     assert "[Answer 1]\nreference answer" in text and "[Answer 2]\nYes." in text and "caption of image" in text

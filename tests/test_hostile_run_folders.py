@@ -240,12 +240,13 @@ def test_score_takes_no_judge_arguments_or_store_from_a_run_folder(folder: Path,
         task_scorer = cli("score", str(folder), check=False)
         assert server.events() == []  # nothing was sent: not the key, not an answer
     assert recorded.returncode == 2 and recorded.stderr == (
-        f"vlmbench: error: {folder / 'run.json'}: its judges took arguments (backend=openai,model=m,base_url={url}), which are not used "
-        "from a run folder (one from elsewhere could name any server, key or code); check them and pass them with --judge_args\n"
+        f"vlmbench: error: {folder / 'run.json'}: the run was judged by model judge 'llm-judge', which is not run from what a run folder records "
+        "(one from elsewhere could make it call any server or load any checkpoint); name it again with --judge and its --judge_args, or pass "
+        "--judge rules\n"
     )
     assert task_scorer.returncode == 2 and task_scorer.stderr == (
-        f"vlmbench: error: {folder / 'run.json'}: task '{TASK}' records scorer 'llm-judge' with arguments, which are not used from a run folder "
-        "(one from elsewhere could name any server or code); rerun the task with `vlmbench run` (its stored answers are reused)\n"
+        f"vlmbench: error: {folder / 'run.json'}: task '{TASK}' records scorer 'llm-judge' (a model judge), which is not run from what a run "
+        "folder records (one from elsewhere could name any server or code); rerun the task with `vlmbench run` (its stored answers are reused)\n"
     )
     assert not planted.parent.exists() and {p.name: p.read_bytes() for p in (folder / "samples").iterdir()} == samples
     # The rule judges read the folder as before, and the store it names is not created
@@ -261,9 +262,12 @@ RECORD_DAMAGES: dict[str, tuple[Callable[[str], str], str]] = {
     "variant true": (lambda line: json.dumps({**json.loads(line), "variant": True}), "field 'variant' is not an integer of 0 or more"),
     "a number as the answer": (lambda line: json.dumps({**json.loads(line), "response": 6}), "field 'response' is not text or null"),
     "an answer and an error": (lambda line: json.dumps({**json.loads(line), "error": "HTTP 500"}), "it holds both a response and an error"),
-    "NaN as the answer": (lambda line: line.replace('"response": "', '"response": NaN, "x": "', 1), "holds NaN, which no run writes"),
-    "Infinity as the variant": (lambda line: re.sub(r'"variant": \d+', '"variant": Infinity', line), "holds Infinity, which no run writes"),
-    "a lone surrogate": (lambda line: line.replace('"response": "', '"response": "\\ud800', 1), "holds a lone surrogate"),
+    "NaN as the answer": (lambda line: line.replace('"response": "', '"response": NaN, "x": "', 1), "field 'response' is not text or null"),
+    "Infinity as the variant": (
+        lambda line: re.sub(r'"variant": \d+', '"variant": Infinity', line),
+        "field 'variant' is not an integer of 0 or more",
+    ),
+    "a lone surrogate": (lambda line: line.replace('"response": "', '"response": "\\ud800', 1), "field 'response' holds a lone surrogate"),
     "the id of another line": (lambda line: json.dumps({**json.loads(line), "id": f"{TASK}/0.0"}), f"repeats sample id '{TASK}/0.0'"),
 }
 
@@ -344,3 +348,14 @@ def test_a_manifest_field_results_copy_is_named_as_the_folders_damage(folder: Pa
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith(f"vlmbench: error: {folder / 'run.json'}: field '{field}' is not what a run writes (")
     assert proc.stderr.endswith("; the run folder is damaged\n") and "bug in vlmbench" not in proc.stderr
+
+
+def test_a_datasets_own_values_in_doc_are_scored_as_a_run_wrote_them(folder: Path) -> None:
+    """A run copies a dataset's row into `doc`, NaN (a float column's missing value) and all: only the fields scoring
+    reads must have their types."""
+    path = folder / "samples" / f"{TASK}.jsonl"
+    lines = path.read_text(encoding="utf-8").split("\n")
+    lines[1] = lines[1].replace('"doc": {', '"doc": {"score": NaN, "weight": Infinity, ', 1)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    assert cli("score", str(folder)).returncode == 0
+    assert '"score": NaN' in path.read_text(encoding="utf-8").split("\n")[1]

@@ -338,8 +338,10 @@ def test_paper_classifier_in_a_run_then_rescore_classifies_nothing_again(
     # score again with the run's judges: a run folder's judge arguments are not read back (one from elsewhere could
     # name any checkpoint), so they are passed again; every label comes from the store
     code, _, err = cli(capsys, "score", str(run_dir(tmp_path / "out")))
-    assert code == 2 and "its judges took arguments (alignment=" in err and "pass them with --judge_args" in err
-    code, out, _ = cli(capsys, "score", str(run_dir(tmp_path / "out")), "--judge_args", args)
+    assert code == 2 and "the run was judged by model judge 'paper-classifier'" in err and "name it again with --judge" in err
+    code, out, _ = cli(
+        capsys, "score", str(run_dir(tmp_path / "out")), "--judge", "paper-classifier,rules", "--judge_args", args, "--store", str(store)
+    )
     assert code == 0
     again = load_results(tmp_path / "out")["tasks"]["alignment-text"]
     assert again["judges"][0]["requests"]["sent"] == 0 and again["judges"][0]["requests"]["reused"] > 0
@@ -404,13 +406,14 @@ def test_llm_judge_in_a_run_rescore_sends_nothing_and_records_identity(
     assert judge["model"]["model"] == "judge-model" and len(judge["prompt_sha256"]) == 64
     assert judge["requests"]["sent"] == sent > 0 and judge["requests"]["errors"] == 0
     assert "SECRET" not in json.dumps(load_results(tmp_path / "out")) and "SECRET" not in (run_dir(tmp_path / "out") / "run.json").read_text()
-    code, _, _ = cli(capsys, "score", str(run_dir(tmp_path / "out")), "--judge_args", judge_args(judge_server))
+    again = ["--judge", "llm-judge,rules", "--judge_args", judge_args(judge_server), "--store", str(store)]  # named again, as run had them
+    code, _, _ = cli(capsys, "score", str(run_dir(tmp_path / "out")), *again)
     assert code == 0
     assert judge_server.stats()["requests"] == sent  # 0 judge requests the second time
     assert load_results(tmp_path / "out")["tasks"]["alignment-image"]["judges"][0]["requests"]["reused"] == sent
     # A judge that reads replies another way (a new version) reads the stored replies again, asking nothing.
     monkeypatch.setattr(llm_judge.LLMJudge, "version", "3")
-    code, _, _ = cli(capsys, "score", str(run_dir(tmp_path / "out")), "--judge_args", judge_args(judge_server))
+    code, _, _ = cli(capsys, "score", str(run_dir(tmp_path / "out")), *again)
     rescored = load_results(tmp_path / "out")["tasks"]["alignment-image"]["judges"][0]
     assert code == 0 and judge_server.stats()["requests"] == sent and rescored["version"] == "3" and rescored["requests"]["reused"] == sent
 
@@ -815,7 +818,19 @@ def test_an_unmatched_judge_reply_is_a_judge_error_never_stored(tmp_path: Path, 
             detail = record["verdicts"]["llm-judge"]["detail"]
             assert record["parsed"] is None and "judge reply matched no label" in detail["error"] and detail["reply"] == refusal
         # never stored: scoring again asks the judge again
-        code, _, _ = cli(capsys, "score", str(run_dir(tmp_path / "out")), "--judge_args", args, "--max_error_rate", "1")
+        code, _, _ = cli(
+            capsys,
+            "score",
+            str(run_dir(tmp_path / "out")),
+            "--judge",
+            "llm-judge,rules",
+            "--judge_args",
+            args,
+            "--store",
+            str(store),
+            "--max_error_rate",
+            "1",
+        )
         assert code == 0 and server.stats()["requests"] == 2 * sent
         assert load_results(tmp_path / "out")["tasks"]["alignment-image"]["judges"][0]["requests"]["reused"] == 0
 
@@ -1044,7 +1059,7 @@ def test_predicting_only_needs_no_judge_credentials(tmp_path: Path, capsys: pyte
     code, out, err = cli(capsys, *run, "--predict_only", "--judge", "llm-judge", "--judge_args", "backend=openai,model=gpt-4o-mini")
     folder = run_dir(tmp_path / "out")
     assert code == 0 and f"score them with: vlmbench score {folder} --judge llm-judge --judge_args <this run's --judge_args>" in out, err
-    code, _, err = cli(capsys, "score", str(folder), "--judge_args", "backend=openai,model=gpt-4o-mini")
+    code, _, err = cli(capsys, "score", str(folder), "--judge", "llm-judge", "--judge_args", "backend=openai,model=gpt-4o-mini")
     assert code == 2 and err.strip().splitlines()[-1].startswith("vlmbench: error: --judge_args backend=openai: no API key; set OPENAI_API_KEY")
 
 

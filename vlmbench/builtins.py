@@ -35,6 +35,7 @@ def vlmbench_scorers() -> list[ScorerSpec]:
             LLM_JUDGE_VERSION,
             _llm_judge,
             check_llm_judge_args,
+            calls_model=True,
         ),
         ScorerSpec(
             RELATIVE_JUDGE,
@@ -42,6 +43,7 @@ def vlmbench_scorers() -> list[ScorerSpec]:
             RELATIVE_JUDGE_VERSION,
             _relative_judge,
             check_relative_judge_args,
+            calls_model=True,
         ),
         ScorerSpec(
             RELATIVE_KIND,

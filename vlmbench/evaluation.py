@@ -419,9 +419,10 @@ def score(
     Without ``judge``, the judges the run recorded score it again (their calls come from the
     store); with it, those judges (``judge_args`` as in :class:`EvalConfig`).
 
-    A run folder may come from elsewhere, so what could send a request or load code is never taken from it:
-    judges' arguments (a server, a key, a checkpoint) come only from ``judge_args``, and the response store it
-    names is used only when it already exists (else the default store)."""
+    A run folder may come from elsewhere, so nothing that could send a request, load a checkpoint or code, or
+    supply a judge's answers is taken from it: a model judge the run recorded is used only when ``judge`` names it
+    again, judges' arguments come only from ``judge_args``, and judges' calls go to ``store`` or the default
+    store, never one the folder names."""
     from vlmbench.backend import inert_line
     from vlmbench.configcheck import check_score_args
     from vlmbench.results import read_manifest, recorded_judging, score_run
@@ -432,7 +433,8 @@ def score(
     manifest = read_manifest(Path(run_dir))
     recorded = recorded_judging(manifest)
     names = parse_judge_names(judge) or recorded.names
-    _check_recorded_scorers(Path(run_dir), manifest)
+    recorded_judges = () if judge else (*recorded.names, *(str(n) for entry in manifest["tasks"].values() for n in entry.get("judges") or ()))
+    _check_recorded_scorers(Path(run_dir), manifest, recorded_judges)
     if judge_args:  # the judges that will read them: those named, else each task's own (as the run recorded them)
         args = parse_key_values(judge_args, "--judge_args")
         _check_args_are_read(names or sorted({str(n) for entry in manifest["tasks"].values() for n in entry.get("judges") or ["rules"]}), args)
@@ -444,36 +446,47 @@ def score(
         )
     else:
         args = {}
-    store_path = Path(store).expanduser() if store else _recorded_store(recorded.options.store)
+    if store:
+        store_path = Path(store).expanduser()
+    else:
+        from vlmbench.store import default_store_path
+
+        store_path = default_store_path()
     options = ScorerOptions(store=store_path if use_store else None, seed=recorded.options.seed)
     return score_run(Path(run_dir), JudgeConfig(names, args, options))
 
 
-def _check_recorded_scorers(run_dir: Path, manifest: Mapping[str, Any]) -> None:
-    """Refuse a task whose recorded scorer is no rule scorer yet has recorded arguments: in a run folder from
-    elsewhere those could make a model judge call any server or load any checkpoint."""
+def _check_recorded_scorers(run_dir: Path, manifest: Mapping[str, Any], judges: Sequence[str]) -> None:
+    """Refuse what a run folder records that would make a model judge run: one of the run's ``judges`` (those the
+    command did not name again), or a task's scorer, that calls a model (:attr:`ScorerSpec.calls_model`), and a
+    task's scorer other than a rule scorer with recorded arguments. From a folder from elsewhere those could call
+    any server, fetch and load any checkpoint, or run a plugin's judge with arguments of the folder's choosing."""
     from vlmbench.backend import inert_line
+    from vlmbench.pluginmanager import scorer_specs
+    from vlmbench.scoring.aggregate import recorded_scorer
     from vlmbench.scoring.scorers import rule_scorer_specs
 
-    rules = {spec.name for spec in rule_scorer_specs()}
-    for name, entry in manifest["tasks"].items():
-        scorer = entry.get("scorer") or entry.get("answer_parser")
-        if entry.get("scorer_args") and scorer not in rules:
+    specs, rules = scorer_specs(), {spec.name for spec in rule_scorer_specs()}
+    where = run_dir / "run.json"
+    for name in judges:
+        spec = specs.get(name)
+        if spec is not None and spec.calls_model:
             raise UserError(
-                f"{run_dir / 'run.json'}: task '{inert_line(name, 80)}' records scorer '{inert_line(str(scorer), 80)}' with arguments, which are "
-                "not used from a run folder (one from elsewhere could name any server or code); rerun the task with `vlmbench run` "
-                "(its stored answers are reused)"
+                f"{where}: the run was judged by model judge '{inert_line(name, 80)}', which is not run from what a run folder records (one "
+                "from elsewhere could make it call any server or load any checkpoint); name it again with --judge and its --judge_args, or "
+                "pass --judge rules"
             )
-
-
-def _recorded_store(recorded: Path | None) -> Path:
-    """The response store a run folder names for its judges' calls when it is an existing file, else the default
-    store: a folder from elsewhere must not make files appear where it says."""
-    from vlmbench.store import default_store_path
-
-    if recorded is not None and recorded.expanduser().is_file():
-        return recorded.expanduser()
-    return default_store_path()
+    for task, entry in manifest["tasks"].items():
+        scorer = recorded_scorer(entry)
+        spec = specs.get(scorer)
+        model = spec is not None and spec.calls_model
+        if model or (entry.get("scorer_args") and scorer not in rules):
+            raise UserError(
+                f"{where}: task '{inert_line(task, 80)}' records scorer '{inert_line(scorer, 80)}' "
+                f"{'(a model judge)' if model else 'with arguments'}, which is not run from what a "
+                "run folder records (one from elsewhere could name any server or code); rerun the task with `vlmbench run` (its stored answers "
+                "are reused)"
+            )
 
 
 OPTIONS_FILE_BYTES = 64 * 2**20

@@ -78,8 +78,8 @@ def _copied_from_manifest(path: Sequence[str]) -> bool:
     """Whether a results field at ``path`` is one :func:`score_run` copies from run.json rather than computes."""
     if not path:
         return False
-    if path[0] == "tasks":
-        return len(path) >= 3 and path[2] not in SCORED_FIELDS
+    if path[0] == "tasks":  # a task entry as a whole (a field missing) holds what scoring adds in full: the rest is copied
+        return len(path) == 2 or (len(path) >= 3 and path[2] not in SCORED_FIELDS)
     return path[0] in ("vlmbench_version", "created", "model", "config", "provenance", "seconds", "reused_provenance")
 
 
@@ -299,15 +299,14 @@ def jsonl_lines(text: str) -> list[str]:
 def parse_records(text: str, where: str, strict: bool = False) -> list[SampleRecord]:
     """Sample records from JSONL text, in sample order. A torn last line (a crash mid-write) is skipped.
 
-    ``strict`` (records to be scored): NaN, Infinity and lone surrogates (which no run writes) are damage, and
-    every field scoring reads must have its type (:func:`record_problem`); each is a one-line error naming the line."""
+    ``strict`` (records to be scored): every field scoring reads must have the type a run writes, without lone
+    surrogates (:func:`record_problem`); each is a one-line error naming the line and the field. (A dataset's own
+    values in ``doc`` may be anything JSON holds, NaN included: a run copies them.)"""
     values: list[Any] = []
     lines = jsonl_lines(text)
     for number, line in enumerate(lines, start=1):
         try:
-            value = json.loads(line, parse_constant=_no_constant) if strict else json.loads(line)
-        except _Refused as exc:
-            raise UserError(f"{where}: line {number} holds {exc}, which no run writes; the file is damaged") from None
+            value = json.loads(line)
         except json.JSONDecodeError:
             if number == len(lines):
                 continue
@@ -316,8 +315,6 @@ def parse_records(text: str, where: str, strict: bool = False) -> list[SampleRec
             raise UserError(f"{where}: line {number} holds a number too long to read; the file is damaged") from None
         except RecursionError:
             raise UserError(f"{where}: line {number} is nested too deeply to be a sample record; the file is damaged") from None
-        if strict and ("\\ud" in line or "\\uD" in line) and _has_lone_surrogate(value):  # only an escape makes one
-            raise UserError(f"{where}: line {number} holds a lone surrogate (\\ud800-\\udfff), which no run writes; the file is damaged")
         values.append(value)
     return records_in_order(values, where, strict)
 
@@ -375,12 +372,15 @@ _RECORD_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 
 def record_problem(record: Mapping[str, Any]) -> str | None:
     """The first field of a sample record that scoring could not read as a run writes it, as text naming it; or None.
-    A response and an error together, or a response that is no text (a number would be scored as an answer), are damage."""
+    A response and an error together, a response that is no text (a number would be scored as an answer) or text
+    with a lone surrogate (from a ``\\ud800`` escape: no file can hold it, and a run never writes one) are damage."""
     for field, (wanted, fits) in _RECORD_FIELDS.items():
         if field not in record:
             return f"field '{field}' is missing"
         if not fits(record[field]):
             return f"field '{field}' is not {wanted}"
+        if _has_lone_surrogate(record[field]):
+            return f"field '{field}' holds a lone surrogate (\\ud800-\\udfff), which no run writes"
     if record["response"] is not None and record["error"] is not None:
         return "it holds both a response and an error"
     return None

@@ -68,5 +68,6 @@ def vlmbench_scorers() -> list[ScorerSpec]:
             "model judge: the study's RoBERTa response classifiers (hub yiting/*_classifier, or local)",
             VERSION,
             built_by("vlmbench_plugins.paper_classifier", "factory"),
+            calls_model=True,
         )
     ]

@@ -43,15 +43,19 @@ class ScoringPlan:
 
     @classmethod
     def of_manifest(cls, entry: Mapping[str, Any], judges: Sequence[str] = ()) -> ScoringPlan:
-        """The plan a run manifest's task entry recorded (``answer_parser`` is the field's earlier name)."""
-        scorer = entry.get("scorer") or entry.get("answer_parser")
+        """The plan a run manifest's task entry recorded."""
         return cls(
-            str(scorer),
+            recorded_scorer(entry),
             tuple(str(m) for m in entry.get("metric_list", ())),
             dict(entry.get("scorer_args") or {}),
             str(entry.get("cluster_key") or "concept"),
             tuple(judges) or tuple(str(j) for j in entry.get("judges") or ("rules",)),
         )
+
+
+def recorded_scorer(entry: Mapping[str, Any]) -> str:
+    """The scorer (answer format) a run manifest's task entry records (``answer_parser`` is the field's earlier name)."""
+    return str(entry.get("scorer") or entry.get("answer_parser"))
 
 
 # Every field :func:`score_records` may return (``leaderboard verify`` tells them from the copied ones by this).

@@ -101,6 +101,9 @@ class ScorerSpec:
     check_args: Callable[[Mapping[str, str]], None] | None = None
     """Optional: checks a judge's arguments (raising a one-line ``UserError``) without building it. A run calls it
     for each judge it will use before the model answers, so that a mistake there costs nothing."""
+    calls_model: bool = False
+    """Whether the scorer calls a model (a backend, a checkpoint): ``vlmbench score`` then runs it only when the
+    command names it, never because a run folder (which may come from elsewhere) records it."""
 
 
 def build_scorer(spec: ScorerSpec, args: Mapping[str, str], options: ScorerOptions | None = None) -> Scorer:

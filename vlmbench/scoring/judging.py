@@ -150,9 +150,11 @@ def run_judges(
 def judged_in_process(entry: Mapping[str, Any], config: JudgeConfig) -> bool:
     """Whether every judge of a task (a manifest entry) is one of vlmbench's rule scorers, which read text in
     this process, send nothing and keep no state: its scoring may then run in any process."""
-    scorer = entry.get("scorer") or entry.get("answer_parser")
+    from vlmbench.scoring.aggregate import recorded_scorer
+
+    scorer = recorded_scorer(entry)
     names = config.names or tuple(entry.get("judges") or (RULES,))
-    if not isinstance(scorer, str) or any(name not in (RULES, scorer) for name in names):
+    if any(name not in (RULES, scorer) for name in names):
         return False
     try:
         built = make_judge(scorer, dict(entry.get("scorer_args") or {}), config.options)
