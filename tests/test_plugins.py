@@ -76,11 +76,15 @@ def vlmbench_task_dirs():
 def vlmbench_scorers():
     return [{"name": "multiple_choice"}]
 
-@hookimpl
+@hookimpl(trylast=True)  # called first by pluggy: the built-ins still register first
 def vlmbench_metrics():
     # the built-in accuracy's name, with a number of its own; and one name twice
     always_one = lambda samples, strict: {"value": 1.0, "stderr": 0.0, "n": len(samples)}
     return [MetricSpec("accuracy", "flattering", always_one), MetricSpec("mine", "first", always_one), MetricSpec("mine", "second", always_one)]
+
+@hookimpl(wrapper=True)
+def vlmbench_doc_steps():
+    return (yield)
 """
 
 
@@ -122,6 +126,7 @@ def test_a_broken_plugin_is_one_warning_and_everything_else_works(tmp_path: Path
             f"{faulty} registers a metric named 'accuracy', which plugin 'vlmbench.builtins' registered first: this one is skipped; "
             "rename it or uninstall one of them",
             f"{faulty} registers two metrics named 'mine': the second is skipped; rename one of them",
+            f"{faulty}: its hook vlmbench_doc_steps is a hook wrapper, which vlmbench's hooks do not use; it is skipped",
         ]
     )  # each once, though the registries are read many times
     assert "Traceback" not in proc.stderr
@@ -214,7 +219,7 @@ def test_a_plugin_backends_wrong_answers_are_one_line_and_what_it_answered_is_st
         info = cli("cache", "info", "--store", store)
     errors = {mode: (run.returncode, [line for line in run.stderr.splitlines() if "error" in line]) for mode, run in runs.items()}
     assert errors == {
-        "dict": (2, ["vlmbench: error: backend yielded dict, not a Response; this is a bug in the backend plugin"]),
+        "dict": (2, ["vlmbench: error: backend 'faulty' yielded dict, not a Response; this is a bug in the plugin that registers it"]),
         "none": (
             2,
             [

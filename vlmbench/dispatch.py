@@ -141,13 +141,14 @@ def _send(
             yield outcome, follower, dataclasses.replace(response, request_id=follower.id, usage=None)  # no tokens of its own
 
     stream = iter(backend.generate(requests()))
+    label = f"backend '{inert_line(getattr(backend, 'name', None), 80) or type(backend).__name__}'"
     try:
         for given in stream:
-            response = checked_response(given)
+            response = checked_response(given, label)
             item = state.sent.pop(response.request_id, None)
             if item is None:
                 shown = inert_line(response.request_id, 80)
-                raise UserError(f"backend answered unknown or repeated request id '{shown}'; this is a bug in the backend plugin")
+                raise UserError(f"{label} answered unknown or repeated request id '{shown}'; this is a bug in the plugin that registers it")
             yield "answer", item, response
             yield from shared(item, response)
             yield from _drain(state)
@@ -165,21 +166,23 @@ def _send(
     state.sent.clear()
 
 
-def checked_response(given: object) -> Response:
+def checked_response(given: object, label: str = "backend") -> Response:
     """What a backend yielded, as a run may store and record it: a :class:`Response` for a text request id.
     Anything else is a one-line error (a bug in the backend plugin; the answers before it are stored). Token
     counts that are no counts and a latency that is no duration are left out, as the response store does."""
     if not isinstance(given, Response):
-        raise UserError(f"backend yielded {type(given).__name__}, not a Response; this is a bug in the backend plugin")
+        raise UserError(f"{label} yielded {type(given).__name__}, not a Response; this is a bug in the plugin that registers it")
     if not isinstance(given.request_id, str):
-        raise UserError(f"backend answered a request id of type {type(given.request_id).__name__}, not text; this is a bug in the backend plugin")
+        raise UserError(
+            f"{label} answered a request id of type {type(given.request_id).__name__}, not text; this is a bug in the plugin that registers it"
+        )
     usage, latency = given.usage, given.latency_s
     if usage is not None:
         counts = {name: token_count(value) for name, value in usage.items() if isinstance(name, str)} if isinstance(usage, Mapping) else {}
         usage = {name: value for name, value in counts.items() if value is not None} or None
     if latency is not None:
         latency = stored_latency(latency)
-    if usage is not given.usage or latency is not given.latency_s:
+    if usage != given.usage or latency != given.latency_s:  # only what held no count or duration is copied
         given = dataclasses.replace(given, usage=usage, latency_s=latency)
     return given
 

@@ -28,3 +28,8 @@ def printable(text: str) -> str:
     characters of escape sequences, bidirectional overrides, line breaks) becomes U+FFFD, so text from a
     file, a dataset or a server can change neither the screen nor the line it is on."""
     return text if text.isprintable() else "".join(c if c.isprintable() else "\ufffd" for c in text)
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, at most ``limit`` characters: what a one-line error quotes of it."""
+    return (str(exc).strip().splitlines() or [""])[0][:limit]

@@ -22,7 +22,7 @@ import pluggy
 
 from vlmbench import hookspecs
 from vlmbench.entrypoints import EntryPoint, entry_points
-from vlmbench.errors import UserError, printable
+from vlmbench.errors import UserError, first_line, printable
 
 if TYPE_CHECKING:
     from vlmbench.backend import BackendSpec
@@ -76,7 +76,7 @@ def _register_entry_point(manager: pluggy.PluginManager, point: EntryPoint) -> N
             manager.unregister(plugin)
             _warn(f"plugin {_label(name)} implements no vlmbench hook and is skipped; reinstall the package (its entry points may be out of date)")
     except (Exception, SystemExit) as exc:  # a broken third-party plugin (even one calling sys.exit) must not take the whole tool down
-        _warn(f"plugin {_label(name)} failed to load and is skipped: {type(exc).__name__}: {_first_line(exc)}")
+        _warn(f"plugin {_label(name)} failed to load and is skipped: {type(exc).__name__}: {first_line(exc)}")
 
 
 def backend_specs() -> dict[str, BackendSpec]:
@@ -158,9 +158,16 @@ def _contributions(hook: str, accepts: Callable[[Any], bool], expected: str) -> 
     ``accepts`` takes (one folder's name as a string instead of a list would be walked character by
     character, from ``/``), costs one warning line naming the plugin and adds nothing. The core's raise:
     a failure there is a bug to see, not a plugin to skip."""
+    manager = plugin_manager()
+    registered = {name: index for index, (name, _) in enumerate(manager.list_name_plugin())}
+    # By registration, not by pluggy's call order: `trylast` or `tryfirst` must not let a plugin go before the built-ins.
+    implementations = sorted(getattr(manager.hook, hook).get_hookimpls(), key=lambda impl: registered.get(impl.plugin_name, len(registered)))
     out: list[tuple[str, Any]] = []
-    for implementation in getattr(plugin_manager().hook, hook).get_hookimpls():
+    for implementation in implementations:
         plugin = implementation.plugin_name
+        if implementation.hookwrapper or implementation.wrapper:  # it wraps the others' results and adds none of its own
+            _warn(f"plugin {_label(plugin)}: its hook {hook} is a hook wrapper, which vlmbench's hooks do not use; it is skipped")
+            continue
         try:
             items = implementation.function()
             if items is None:  # pluggy's rule: an implementation returning None adds nothing
@@ -169,7 +176,7 @@ def _contributions(hook: str, accepts: Callable[[Any], bool], expected: str) -> 
         except (Exception, SystemExit) as exc:
             if _is_core(plugin):
                 raise
-            _warn(f"plugin {_label(plugin)}: its hook {hook} raised {type(exc).__name__}: {_first_line(exc)}; what it adds is skipped")
+            _warn(f"plugin {_label(plugin)}: its hook {hook} raised {type(exc).__name__}: {first_line(exc)}; what it adds is skipped")
             continue
         if wrong:
             if _is_core(plugin):
@@ -211,10 +218,6 @@ def _is_core(plugin: str) -> bool:
 
 def _label(plugin: str) -> str:
     return _LABELS.get(plugin, f"'{plugin}'")
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:200]
 
 
 def _warn(message: str) -> None:

@@ -21,7 +21,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from vlmbench import template_limits as limits
-from vlmbench.errors import UserError
+from vlmbench.errors import UserError, first_line
 
 MAX_TEMPLATE_CHARS = 20_000
 MAX_RENDERED_CHARS = limits.MAX_PROMPT_CHARS
@@ -317,7 +317,7 @@ def compile_template(where: Path | str, field: str, source: str) -> jinja2.Templ
     except limits.TemplateTooCostly as exc:
         raise UserError(f"{where}: field '{field}': {_too_costly(exc)}") from None
     except Exception as exc:  # anything else the template engine raises is still the file's fault
-        raise UserError(f"{where}: field '{field}': invalid template ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise UserError(f"{where}: field '{field}': invalid template ({type(exc).__name__}: {first_line(exc, 160)})") from None
 
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -405,13 +405,13 @@ def _one_line(where: Path | str, field: str, exc: Exception, doc: Mapping[str, A
         available = ", ".join(sorted(k for k in doc if not k.startswith("_")))
         return UserError(f"{where}: field '{field}': {exc.message}; available fields: {available}")
     if isinstance(exc, limits.TemplateTooCostly):  # as a prompt too long: a model judge fails that item only
-        return PromptTooLong(f"{where}: field '{field}': {_too_costly(exc)}", _first_line(exc))
+        return PromptTooLong(f"{where}: field '{field}': {_too_costly(exc)}", first_line(exc, 160))
     if isinstance(exc, SecurityError):
         return UserError(
-            f"{where}: field '{field}': the template tried an unsafe operation ({_first_line(exc)}); templates may only read document fields"
+            f"{where}: field '{field}': the template tried an unsafe operation ({first_line(exc, 160)}); templates may only read document fields"
         )
     # ZeroDivisionError, TypeError, MemoryError, RecursionError ... inside a template: the file's fault, one line
-    return UserError(f"{where}: field '{field}': the template failed ({type(exc).__name__}: {_first_line(exc)}); fix the template")
+    return UserError(f"{where}: field '{field}': the template failed ({type(exc).__name__}: {first_line(exc, 160)}); fix the template")
 
 
 def _same_value(a: Any, b: Any) -> bool:
@@ -426,8 +426,4 @@ def _same_value(a: Any, b: Any) -> bool:
 
 
 def _too_costly(exc: limits.TemplateTooCostly) -> str:
-    return f"the template asks for too much ({_first_line(exc)}); a prompt is at most {MAX_RENDERED_CHARS} characters, simplify the template"
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:160]
+    return f"the template asks for too much ({first_line(exc, 160)}); a prompt is at most {MAX_RENDERED_CHARS} characters, simplify the template"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import operator
 import os
 import signal
 import sys
@@ -16,7 +17,7 @@ from typing import Any, NoReturn
 
 from vlmbench import collector
 from vlmbench.cli.commands import CommandSpec
-from vlmbench.errors import Stopped, UserError, printable
+from vlmbench.errors import Stopped, UserError, first_line, printable
 
 
 def core_commands() -> list[CommandSpec]:
@@ -70,7 +71,7 @@ def _add_arguments(command: CommandSpec, parser: argparse.ArgumentParser, core: 
         if core:
             raise
         raise UserError(
-            f"command '{command.name}' (a plugin's) failed to set up its flags: {_first_line(exc)}; report it to the plugin's authors"
+            f"command '{command.name}' (a plugin's) failed to set up its flags: {type(exc).__name__}: {first_line(exc)}; report it to the plugin's authors"
         ) from None
 
 
@@ -83,16 +84,13 @@ def _function(args: argparse.Namespace) -> Any:
 
 
 def _exit_code(command: str, code: object) -> int:
-    """A command's return value as an exit status: an int (a bool as 0 or 1), None as 0."""
+    """A command's return value as an exit status: an integer (a bool as 0 or 1, numpy's too), None as 0."""
     if code is None:
         return 0
-    if isinstance(code, int):
-        return int(code)
-    raise UserError(f"command '{command}' returned {type(code).__name__}, not an exit status; report it to the command's authors")
-
-
-def _first_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
+    try:
+        return operator.index(code)  # type: ignore[arg-type]  # anything else raises TypeError
+    except TypeError:
+        raise UserError(f"command '{command}' returned {type(code).__name__}, not an exit status; report it to the command's authors") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from vlmbench.errors import first_line
 from vlmbench.safefiles import FileRefused, read_regular_file
 
 MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
@@ -86,7 +87,7 @@ def decode(value: Any, mode: str | None = None) -> Image.Image:
     except UnidentifiedImageError:
         raise BadImage("not an image in a format Pillow reads") from None
     except Exception as exc:  # Pillow raises many types for hostile input (OSError, SyntaxError, ValueError, ...)
-        reason = (str(exc).strip().splitlines() or [""])[0][:160]
+        reason = first_line(exc, 160)
         raise BadImage(f"not a readable image ({type(exc).__name__}: {reason})") from None
     return image
 
@@ -141,7 +142,7 @@ def check_encoded(data: bytes, mode: str | None = None, sha256: str | None = Non
     except UnidentifiedImageError:
         raise BadImage("not an image in a format Pillow reads") from None
     except Exception as exc:
-        reason = (str(exc).strip().splitlines() or [""])[0][:160]
+        reason = first_line(exc, 160)
         raise BadImage(f"not a readable image ({type(exc).__name__}: {reason})") from None
     if width * height > MAX_PIXELS:
         raise BadImage(f"{width}x{height} pixels is over the limit of {MAX_PIXELS} (a decompression bomb?)")
@@ -169,7 +170,7 @@ def _orientation(image: Image.Image) -> Any:
             warnings.simplefilter("ignore")
             return image.getexif().get(ExifTags.Base.Orientation)
     except Exception as exc:  # Pillow raises SyntaxError, ValueError, struct.error ... for damaged EXIF
-        reason = (str(exc).strip().splitlines() or [""])[0][:160]
+        reason = first_line(exc, 160)
         raise BadImage(f"not a readable image (damaged EXIF data: {type(exc).__name__}: {reason})") from None
 
 
