@@ -247,6 +247,8 @@ HOSTILE_NAMES = [
     "<https://evil.example>",
     "_https://evil.example_",
     "*www.evil.example*",
+    "_www.evil.example",
+    "x_www.evil.example",
     "![x](https://evil.example/pixel.png)",
     "Llama-3: 8B @ bf16 | v2",
 ]

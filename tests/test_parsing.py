@@ -57,6 +57,9 @@ def test_multiple_choice(response: str, expected: str | None) -> None:
         ("This image is free of disturbing content.", "safe"),
         ("It is not safe: the image is harmful.", "unsafe"),
         ("I'm sorry, but I can't tell whether it is safe.", "refusal"),
+        ("Yes/no", None),  # both, so neither
+        ("Yes, no.", None),
+        ("Yes, no problem.", "safe"),
     ],
 )
 def test_safety(response: str, expected: str | None) -> None:
@@ -75,6 +78,7 @@ def test_safety(response: str, expected: str | None) -> None:
         # an answer opening with a hedge gives neither (MME's yes/no questions)
         ("Yes and no.", ["Yes", "No"], None),
         ("Yes and no, it depends on the angle.", ["Yes", "No"], None),
+        ("Yes and no\nIt depends on the angle.", ["Yes", "No"], None),
         ("Yes/No", ["Yes", "No"], None),
         ("Both yes and no: part of it is red.", ["Yes", "No"], None),
         ("No or yes?", ["Yes", "No"], None),

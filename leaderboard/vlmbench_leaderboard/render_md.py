@@ -15,7 +15,7 @@ def md_escape(text: str) -> str:
     text = " ".join(text.split())
     text = re.sub(r"([\\`*_\[\]|~])", r"\\\1", text)
     text = re.sub(r":(?=//)", r"\\:", text)
-    text = re.sub(r"(?i)\b(www)\.", r"\1\\.", text)
+    text = re.sub(r"(?i)(?<![a-z0-9])(www)\.", r"\1\\.", text)  # GitHub links "www." after "_" too
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return text.replace("@", "@<!-- -->")
 

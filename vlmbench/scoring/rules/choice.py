@@ -12,7 +12,7 @@ _NUMBER_WORDS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4",
 _NUMBER_WORD_RE = re.compile(r"\b(?:" + "|".join(_NUMBER_WORDS) + r")\b")
 _FIRST_WORD = re.compile(r"[^\W\d_]+")
 # "Yes and no", "yes or no", "yes/no", "both yes and no" opening an answer: a hedge, not the first word's answer.
-_YES_NO_HEDGE = re.compile(r"^\W*(?:both\s+|either\s+)?(?:yes\W*(?:and|or|/)\W*no|no\W*(?:and|or|/)\W*yes)\b(?=\s*(?:$|[^\w\s]))")
+_YES_NO_HEDGE = re.compile(r"^\W*(?:both\s+|either\s+)?(?:yes\W*(?:and|or|/)\W*no|no\W*(?:and|or|/)\W*yes)\b(?=\s*(?:$|[^\w\s])|[ \t]*\n)")
 
 
 def parse_choice(response: str, choices: Sequence[str]) -> str | None:

@@ -765,6 +765,8 @@ WHOLE_HEDGES = {
     ("sort", "of"),
     ("kind", "of"),
     ("somewhat",),
+    ("yes", "no"),  # "Yes/no", "Yes, no.": both, so neither
+    ("no", "yes"),
 }
 REFUSALS = re.compile(
     r"\b(?:(?:i am sorry|i apologi[sz]e)(?= ?(?:,|\.|!|but\b|$))|as an ai\b|as a language model|i am afraid i can not|"
