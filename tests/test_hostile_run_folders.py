@@ -340,6 +340,7 @@ def test_score_masks_secrets_a_hand_edited_manifest_holds(folder: Path) -> None:
         (lambda m: m["tasks"][TASK].update(prompts=5), f"tasks.{TASK}.prompts"),
         (lambda m: m["model"].update(backend=5), "model.backend"),
         (lambda m: m.update(config={}), "config"),
+        (lambda m: m["tasks"][TASK].pop("version"), f"tasks.{TASK}"),  # a field missing: the entry as a whole
     ],
 )
 def test_a_manifest_field_results_copy_is_named_as_the_folders_damage(folder: Path, edit: Callable[[dict[str, Any]], None], field: str) -> None:
