@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import decimal
 import io
 import json
 import math
@@ -162,7 +163,8 @@ def metric(results: dict[str, Any], task: str, name: str) -> dict[str, Any] | No
 
 
 def pct(value: float) -> str:
-    return f"{value * 100:.1f}".replace("-0.0", "0.0")
+    """x100 with one digit, half up as the site rounds (0.5625 is 56.3)."""
+    return str((decimal.Decimal(value) * 100).quantize(decimal.Decimal("0.1"), rounding=decimal.ROUND_HALF_UP)).replace("-0.0", "0.0")
 
 
 def shown(results: dict[str, Any], task: str, name: str) -> str:
@@ -171,7 +173,8 @@ def shown(results: dict[str, Any], task: str, name: str) -> str:
     if strict is None:
         return "-"
     interval = f"[{pct(strict['ci_low'])}, {pct(strict['ci_high'])}]" if strict["ci_low"] is not None else "few concepts"
-    beside = "paper (parsed only) -" if paper is None else f"paper (parsed only) {pct(paper['value'])}, coverage {pct(paper['coverage'])}%"
+    label = "paper (failed requests left out)" if task == "over-refusal" else "paper (parsed only)"  # it counts refusals
+    beside = f"{label} -" if paper is None else f"{label} {pct(paper['value'])}, coverage {pct(paper['coverage'])}%"
     return f"{pct(strict['value'])} {interval}; {beside}"
 
 
@@ -526,6 +529,26 @@ def test_build_replaces_what_is_planted_in_the_site_folder(data_dir: Path, tmp_p
 def ci(value: float, stderr: float) -> Cell:
     """A value with a symmetric 95% CI of +-1.96 SE."""
     return Cell(value, value - 1.96 * stderr, value + 1.96 * stderr)
+
+
+def test_a_rank_does_not_depend_on_the_order_names_give_equal_values() -> None:
+    wide, narrow, below = Cell(0.70, 0.60, 0.80), Cell(0.70, 0.69, 0.71), Cell(0.65, 0.64, 0.66)
+    # 0.05 apart: within the wide one's facing half (hypot(0.10, 0.01)), not the narrow one's (hypot(0.01, 0.01))
+    assert tied(wide, below) and not tied(narrow, below)
+    for order in ([wide, narrow, below], [narrow, wide, below]):  # the two equal values sorted either way by name
+        assert [label for label, _ in rank_labels(order)] == ["=1", "=1", "=1"]
+    few = Cell(0.70, few_clusters=True)  # equal to the two above, without an interval: it does not break their group
+    assert [label for label, _ in rank_labels([wide, few, narrow, below])] == ["=1", "=1", "=1", "=1"]
+
+
+def test_numbers_are_rounded_half_up_from_their_exact_value() -> None:
+    from vlmbench_leaderboard.formatting import format_number
+
+    assert format_number(0.5625, "percent") == "56.3"  # 135 of 240: Python's format would give 56.2 (half to even)
+    assert format_number(0.8125, "percent") == "81.3" and format_number(0.1875, "percent") == "18.8"
+    assert format_number(-0.0625, "signed_percent") == "-6.3" and format_number(-0.0004, "signed_percent") == "+0.0"
+    assert format_number(0.145, "percent") == "14.5" and format_number(1.10625, "x100") == "110.6"  # 1.10625 is below .625 in binary
+    assert format_number(2.5, "number", 0) == "3"
 
 
 def test_ties_chain_within_the_confidence_interval() -> None:

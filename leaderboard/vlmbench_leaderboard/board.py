@@ -110,11 +110,13 @@ def rank_labels(cells: Sequence[Cell]) -> list[tuple[str, int]]:
     """Ranks for cells already sorted best first: ``("1", 1)``, or ``("=2", 2)`` for each of a tied group.
 
     A model tied with the next better one shares its rank (so ties chain); the rank after a group of k
-    models at rank r is r+k.
+    models at rank r is r+k. Models of equal value just above are all "the next better one" (their order,
+    by name, must not decide a rank): a model tied with any of them shares their rank.
     """
     ranks: list[int] = []
     for i, cell in enumerate(cells):
-        ranks.append(ranks[-1] if i and tied(cells[i - 1], cell) else i + 1)
+        above = [other for other in cells[:i] if i and other.value == cells[i - 1].value]
+        ranks.append(ranks[-1] if any(tied(other, cell) for other in above) else i + 1)
     return [(f"={r}" if ranks.count(r) > 1 else str(r), r) for r in ranks]
 
 

@@ -1,6 +1,6 @@
 """Number formatting, one convention for every output (tables, details, plots).
 
-* ``percent``: a fraction shown x100 with the column's digits (default 1): ``48.8``.
+* ``percent``: a fraction shown x100 with the column's digits (default 1), rounded half up: ``48.8``.
 * ``signed_percent``: a difference in percentage points, always with its sign: ``+1.2``, ``-0.4``,
   ``+0.0`` (never ``-0.0``, never unsigned), for the value and its CI bounds alike.
 * ``x100``: a ratio that may exceed 1 (e.g. a score relative to reference answers) shown x100, like
@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
 
 from vlmbench_leaderboard.cells import Cell
 from vlmbench_leaderboard.config import DEFAULT_DIGITS, LOWER_MARK, X100_MARK, Column, Config, DetailMetric
@@ -27,9 +28,11 @@ FEW_CONCEPTS = "few concepts"
 
 
 def format_number(value: float, fmt: str, digits: int = DEFAULT_DIGITS) -> str:
-    """A value as shown: percent (x100), signed percent (always signed), or plain number; never ``-0.0``."""
-    scaled = value * 100 if fmt in SCALED_FORMATS else value
-    text = f"{scaled:.{digits}f}"
+    """A value as shown: percent (x100), signed percent (always signed), or plain number; never ``-0.0``. Rounded
+    half up (away from zero) from the value's exact decimal expansion: 0.5625 (135 of 240) shows as 56.3, not as
+    the round-half-even 56.2 of Python's format."""
+    exact = Decimal(value) * 100 if fmt in SCALED_FORMATS else Decimal(value)
+    text = str(exact.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
     if float(text) == 0:
         text = f"{0:.{digits}f}"  # -0.04 rounds to 0.0, not -0.0
     if fmt == "signed_percent" and not text.startswith("-"):
