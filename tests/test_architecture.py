@@ -30,6 +30,7 @@ LEADERBOARD_LIBRARY = {
     "vlmbench.evaluation",
     "vlmbench.records",
     "vlmbench.results",
+    "vlmbench.runfolder",
     "vlmbench.registry",
     "vlmbench.runner",
     "vlmbench.taskconfig",

@@ -160,7 +160,6 @@ def _evaluate(config: EvalConfig) -> RunResult:
     from vlmbench.progress import request_plan, throughput
     from vlmbench.redact import hash_secrets
     from vlmbench.results import (
-        MANIFEST,
         ScoredTask,
         manifest_task,
         now,
@@ -171,6 +170,7 @@ def _evaluate(config: EvalConfig) -> RunResult:
         scoring_cost,
         write_json,
     )
+    from vlmbench.runfolder import MANIFEST
     from vlmbench.runner import RunContext, predict_task, prepare
     from vlmbench.scoring.judging import judged_in_process
     from vlmbench.scoring.relative_judge import require_judge
@@ -425,7 +425,8 @@ def score(
     store, never one the folder names."""
     from vlmbench.backend import inert_line
     from vlmbench.configcheck import check_score_args
-    from vlmbench.results import read_manifest, recorded_judging, score_run
+    from vlmbench.results import recorded_judging, score_run
+    from vlmbench.runfolder import read_manifest
     from vlmbench.scoring.base import ScorerOptions
     from vlmbench.scoring.judging import JudgeConfig, parse_judge_names
 
@@ -636,7 +637,7 @@ def _merge_shards(prediction: Any, samples_dir: Path, world: int) -> None:
     """Concatenate the per-process sample files of a task into one, and count every process's requests."""
     import json
 
-    from vlmbench.results import jsonl_lines
+    from vlmbench.runfolder import jsonl_lines
 
     target = samples_dir / f"{prediction.task.name}.jsonl"
     prediction.sent = prediction.reused = 0

@@ -43,7 +43,7 @@ def check_numbers(
 ) -> tuple[list[str], list[str]]:
     """(rejection reasons, notes): the first number that differs from the recomputed one, and with
     ``--rejudge`` the line comparing the maintainer's verdicts (a reason when too many differ)."""
-    from vlmbench.results import records_in_order
+    from vlmbench.runfolder import records_in_order
     from vlmbench.scoring.aggregate import concept_categories, modality_gaps
 
     entries: dict[str, Any] = {}

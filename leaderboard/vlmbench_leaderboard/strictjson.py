@@ -118,7 +118,7 @@ def loads_lines(data: bytes, where: str, max_bytes: int) -> list[Any]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise Rejected([f"{where}: not UTF-8"]) from None
-    from vlmbench.results import jsonl_lines
+    from vlmbench.runfolder import jsonl_lines
 
     lines = jsonl_lines(text)
     if len(lines) > MAX_LINES:

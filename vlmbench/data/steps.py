@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vlmbench.errors import TaskSkipped, UserError
-from vlmbench.results import jsonl_lines
+from vlmbench.runfolder import jsonl_lines
 from vlmbench.safefiles import FileRefused, read_regular_file
 
 if TYPE_CHECKING:

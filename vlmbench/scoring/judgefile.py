@@ -36,10 +36,10 @@ ERROR = "error"
 
 
 def read_lines(path: str | os.PathLike[str]) -> list[str]:
-    """The lines of the responses file ``path`` (see :func:`vlmbench.results.jsonl_lines`), a byte-order
+    """The lines of the responses file ``path`` (see :func:`vlmbench.runfolder.jsonl_lines`), a byte-order
     mark at its start dropped; UserError for anything but a regular UTF-8 file of at most :data:`MAX_FILE_BYTES`
     (a named pipe, ``/dev/zero``, a folder are refused before a byte is read)."""
-    from vlmbench.results import jsonl_lines
+    from vlmbench.runfolder import jsonl_lines
 
     return jsonl_lines(_read_text(path).removeprefix(BOM))
 

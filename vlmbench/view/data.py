@@ -176,7 +176,7 @@ class _Thumbnails:
 
 def _samples_path(run_dir: Path, name: str, entry: dict[str, Any] | None) -> Path | None:
     """The task's samples file, only inside the run folder's samples/ (run.json is not trusted)."""
-    from vlmbench.results import samples_path
+    from vlmbench.runfolder import samples_path
 
     path = samples_path(run_dir, name, entry or {})
     return path if path is not None and path.is_file() else None
@@ -188,7 +188,7 @@ def load_run(
     """Everything the page shows of a run folder: run facts, tasks with samples, thumbnails, notes.
     ``data_files``: hub id -> local copy, as the run was given them (for the thumbnails of hub data)."""
     from vlmbench.data.sources import use_local_copies
-    from vlmbench.results import parse_records, read_manifest
+    from vlmbench.runfolder import parse_records, read_manifest
 
     use_local_copies(dict(data_files or {}))
 
