@@ -272,6 +272,41 @@ def test_resume_continues_from_the_last_checkpoint(tiny: Any, tmp_path: Path) ->
     assert [entry["step"] for entry in train_log(out) if "loss" in entry] == [1, 2]
     other = align("--method", "sft", *common[2:], "--max_steps", "3", "--resume", check=False)
     assert other.returncode == 2 and "was trained with --method dpo" in other.stderr
+    # Any other setting that decides the weights is refused too: one adapter must not mix two trainings.
+    for changed, difference in (
+        (["--learning_rate", "0.5"], "settings.learning_rate = 0.01, not 0.5"),
+        (["--lora_r", "4"], "settings.lora_r = 16, not 4"),
+        (["--model_args", f"pretrained={tiny('idefics3')}"], "model.pretrained = "),
+    ):
+        message = one_line_error(align(*common, "--max_steps", "3", *changed, "--resume", check=False))
+        assert f"was trained with {difference}" in message and "resume with the same flags" in message, message
+    assert json.loads((out / "align.json").read_text())["config"]["settings"]["learning_rate"] == 0.01
+
+
+def test_settings_no_training_can_use_are_refused_in_one_line() -> None:
+    for flag, value, reason in (
+        ("--learning_rate", "inf", "is not a positive finite number"),
+        ("--entropy_coef", "nan", "is not a finite number"),
+        ("--lora_dropout", "5", "is not a number from 0 up to (not including) 1"),
+        ("--top_p", "5", "is not a number above 0 and at most 1"),
+        ("--no_stop_penalty", "inf", "is not a finite number or 'none'"),
+        ("--seed", "-1", "is not an integer from 0 to 4294967295"),
+    ):
+        proc = align("--output_dir", "unused", flag, value, check=False)
+        assert proc.returncode == 2 and proc.stderr == (
+            f"vlmbench align: error: argument {flag}: '{value}' {reason}; see `vlmbench align --help`\n"
+        ), proc.stderr
+
+
+def test_the_model_card_records_the_command_without_its_secrets() -> None:
+    from vlmbench_plugins.align.command import recorded_command
+
+    argv = ["align", "--judge_args", "backend=openai,api_key=sk-SECRET,base_url=http://u:pw@host/v1?key=k", "--model_args=pretrained=m,hf_token=hf_X"]
+    shown = recorded_command(argv)
+    assert "SECRET" not in shown and "pw@" not in shown and "hf_X" not in shown and "key=k" not in shown
+    assert (
+        shown == "vlmbench align --judge_args 'backend=openai,api_key=***,base_url=http://***@host/v1?***' '--model_args=pretrained=m,hf_token=***'"
+    )
 
 
 def test_resume_starts_a_run_that_stopped_before_its_first_checkpoint(tiny: Any, tmp_path: Path) -> None:

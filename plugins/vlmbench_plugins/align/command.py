@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import gc
 import json
+import math
 import shlex
 import sys
 import time
@@ -34,33 +35,67 @@ CHECKPOINTS = "checkpoints"
 TRAIN_LOG = "train_log.jsonl"
 
 
+def _finite(text: str) -> float | None:
+    """``text`` as a finite number, or None (not a number, NaN or infinite: no setting means either)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def _float_or_none(text: str) -> float | str:
     if text.lower() == "none":
         return "none"
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number or 'none'") from None
+    value = _finite(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a finite number or 'none'")
+    return value
+
+
+def _number(text: str) -> float:
+    value = _finite(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a finite number")
+    return value
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value > 0:
+    value = _finite(text)
+    if value is not None and value > 0:
         return value
-    raise argparse.ArgumentTypeError(f"'{text}' is not a positive number")
+    raise argparse.ArgumentTypeError(f"'{text}' is not a positive finite number")
 
 
 def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value >= 0:
+    value = _finite(text)
+    if value is not None and value >= 0:
         return value
-    raise argparse.ArgumentTypeError(f"'{text}' is not a number >= 0")
+    raise argparse.ArgumentTypeError(f"'{text}' is not a finite number >= 0")
+
+
+def _probability(text: str) -> float:
+    """A share in (0, 1]: nucleus sampling's top_p."""
+    value = _finite(text)
+    if value is not None and 0 < value <= 1:
+        return value
+    raise argparse.ArgumentTypeError(f"'{text}' is not a number above 0 and at most 1")
+
+
+def _dropout(text: str) -> float:
+    """A dropout rate in [0, 1)."""
+    value = _finite(text)
+    if value is not None and 0 <= value < 1:
+        return value
+    raise argparse.ArgumentTypeError(f"'{text}' is not a number from 0 up to (not including) 1")
+
+
+def _seed(text: str) -> int:
+    """A seed numpy and torch both take: an integer from 0 to 2**32 - 1."""
+    number = whole_number(text)
+    if number is not None and number < 2**32:
+        return number
+    raise argparse.ArgumentTypeError(f"'{text}' is not an integer from 0 to {2**32 - 1}")
 
 
 def _batch_size(text: str) -> int | str:
@@ -98,15 +133,15 @@ SETTING_FLAGS: dict[str, tuple[Any, str]] = {
     "grad_accum": (int, "gradient accumulation steps (default 1)"),
     "lora_r": (int, "LoRA rank (default 16; paper 128)"),
     "lora_alpha": (int, "LoRA alpha (default 32; paper 256)"),
-    "lora_dropout": (_non_negative_float, "LoRA dropout (default 0.05)"),
+    "lora_dropout": (_dropout, "LoRA dropout (default 0.05)"),
     "lora_targets": (str, "regex of the module names LoRA adapts (default: the language model's q/k/v/o_proj)"),
-    "beta": (_non_negative_float, "KL coefficient for grpo/rloo, DPO's beta (default 0.1)"),
+    "beta": (_non_negative_float, "KL coefficient for grpo/rloo (0: none), DPO's beta (default 0.1)"),
     "num_generations": (int, "responses sampled per prompt, grpo/rloo (default 4)"),
     "max_completion_length": (int, "longest sampled response in tokens, grpo/rloo (default 128; paper 512)"),
     "temperature": (_positive_float, "sampling temperature, grpo/rloo (default 1.0)"),
-    "top_p": (_positive_float, "nucleus sampling, grpo/rloo (default 1.0)"),
-    "entropy_coef": (float, "entropy bonus coefficient, grpo (default 0; paper 0.02)"),
-    "length_bonus": (float, "reward bonus x response length / max length (default: 4.0 with paper-classifier, else 0)"),
+    "top_p": (_probability, "nucleus sampling, grpo/rloo (default 1.0)"),
+    "entropy_coef": (_number, "entropy bonus coefficient, grpo (default 0; paper 0.02)"),
+    "length_bonus": (_number, "reward bonus x response length / max length (default: 4.0 with paper-classifier, else 0)"),
     "no_stop_penalty": (_float_or_none, "reward of a response that never stops (default -8, the study's; none: no penalty)"),
     "save_steps": (int, "write a checkpoint every N steps (default 50); --resume continues from the last"),
 }
@@ -135,7 +170,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--judge", default=None, help="who rewards responses (grpo/rloo): rules (default), paper-classifier (the study's), llm-judge, or a plugin's"
     )
     parser.add_argument("--judge_args", default="", metavar="k=v,...", help="arguments of the judge, e.g. alignment=DIR for paper-classifier")
-    parser.add_argument("--seed", type=int, default=0, help="training seed (the split's own seed is the study's 2024)")
+    parser.add_argument("--seed", type=_seed, default=0, help="training seed, 0 to 2**32 - 1 (the split's own seed is the study's 2024)")
     parser.add_argument(
         "--dtype", choices=DTYPES, default=None, help="auto (default: bfloat16 on a GPU that has it, else float32), float32, bfloat16, float16"
     )
@@ -195,7 +230,7 @@ class Resume:
     checkpoint: Path | None
 
 
-def _read_state(out_dir: Path) -> dict[str, str]:
+def _read_state(out_dir: Path) -> dict[str, Any]:
     """The fields of ``out_dir``'s align.json. The folder may come from elsewhere: the file is read only if it
     is a regular file of at most :data:`STATE_MAX_BYTES`, must be a JSON object whose ``method``, ``data``,
     ``split_sha256`` (and ``status``, if given) are short printable text, and anything else is one line
@@ -229,13 +264,48 @@ def _read_state(out_dir: Path) -> dict[str, str]:
         )
         if bad:
             problem = f"field '{bad}' is missing or not a line of text of at most {STATE_TEXT_CHARS} characters"
+    if problem is None and not isinstance(state.get("config", {}), dict):
+        problem = "field 'config' is not a JSON object"
     if problem is not None:
         raise UserError(f"--resume: {path}: {problem}; not a state file of vlmbench align: remove {out_dir} or choose a new --output_dir")
-    return {name: value for name, value in state.items() if name in ("method", "data", "split_sha256", "status")}
+    return {name: value for name, value in state.items() if name in ("method", "data", "split_sha256", "status", "config")}
 
 
-def _check_output(out_dir: Path, resume: bool, method: str, data: str) -> Resume | None:
-    """The run to resume (None for a fresh run); one-line errors for a folder in the way."""
+def run_config(settings: Settings, model_args: dict[str, str], judge: str | None, judge_args: dict[str, str]) -> dict[str, Any]:
+    """What decides a run's training, as align.json records it (secrets masked) so that ``--resume`` refuses a
+    command that differs: continuing a run under other settings would mix two trainings in one adapter."""
+    from vlmbench.redact import redact
+
+    record = {name: value for name, value in settings.record().items() if name not in MAY_CHANGE_ON_RESUME}
+    config: dict[str, Any] = json.loads(
+        json.dumps({"settings": record, "model": redact(model_args), "judge": judge, "judge_args": redact(judge_args)})
+    )
+    return config  # as JSON gives it back from align.json, to compare with it
+
+
+MAY_CHANGE_ON_RESUME = frozenset({"save_steps", "gradient_checkpointing", "max_steps", "epochs"})
+"""Settings ``--resume`` may change: how often checkpoints are written, memory for compute, and how long to train
+(a run may be continued further; its learning-rate schedule then follows the new length from the checkpoint on)."""
+
+
+def _first_difference(recorded: Any, wanted: Any, path: str = "") -> str | None:
+    """The first place two JSON values differ, as ``field = recorded, not wanted``; None when they are equal."""
+    from vlmbench.backend import inert_line
+
+    if isinstance(recorded, dict) and isinstance(wanted, dict):
+        for key in sorted(set(recorded) | set(wanted), key=str):
+            found = _first_difference(recorded.get(key), wanted.get(key), f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+        return None
+    if recorded == wanted:
+        return None
+    return f"{path} = {inert_line(json.dumps(recorded), 80)}, not {inert_line(json.dumps(wanted), 80)}"
+
+
+def _check_output(out_dir: Path, resume: bool, method: str, data: str, config: dict[str, Any]) -> Resume | None:
+    """The run to resume (None for a fresh run); one-line errors for a folder in the way, or a command whose
+    settings differ from the run's (``config``, see :func:`run_config`; a run recorded before it was kept is not checked)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--output_dir {out_dir} is a file, not a folder; choose a new folder")
     if not resume:
@@ -246,6 +316,11 @@ def _check_output(out_dir: Path, resume: bool, method: str, data: str) -> Resume
     for name, value in (("method", method), ("data", data)):
         if state[name] != value:
             raise UserError(f"--resume: {out_dir} was trained with --{name} {state[name]}, not {value}; resume with the same --{name}")
+    difference = _first_difference(state["config"], config) if "config" in state else None
+    if difference:
+        raise UserError(
+            f"--resume: {out_dir} was trained with {difference}; resume with the same flags, or choose a new --output_dir to train with these"
+        )
     from transformers.trainer_utils import get_last_checkpoint
 
     checkpoints = out_dir / CHECKPOINTS
@@ -281,9 +356,11 @@ def cmd_align(ns: argparse.Namespace) -> int:
     data_files = _data_files(ns.data_files)
     out_dir = Path(ns.output_dir).expanduser()
     _require_deps()
-    resume = _check_output(out_dir, ns.resume, ns.method, ns.data)
+    rl = ns.method in RL_METHODS
+    config = run_config(settings, model_args, judge if rl else None, parse_key_values(ns.judge_args, "--judge_args") if rl else {})
+    resume = _check_output(out_dir, ns.resume, ns.method, ns.data, config)
     general = None if ns.general_task.lower() == "none" else ns.general_task
-    return run(ns, model_args, settings, judge, data_files, out_dir, resume, general)
+    return run(ns, model_args, settings, judge, data_files, out_dir, resume, general, config)
 
 
 def run(
@@ -295,6 +372,7 @@ def run(
     out_dir: Path,
     resume: Resume | None,
     general_task: str | None,
+    config: dict[str, Any],
 ) -> int:
     """Everything after the checks (torch, trl and peft are importable from here on)."""
     from accelerate import PartialState
@@ -338,7 +416,7 @@ def run(
     if state.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / SPLIT_FILE).write_text(split_text, encoding="utf-8")
-        _write_state(out_dir, {"method": settings.method, "data": ns.data, "split_sha256": split_sha, "status": "training"})
+        _write_state(out_dir, {"method": settings.method, "data": ns.data, "split_sha256": split_sha, "status": "training", "config": config})
     state.wait_for_everyone()
     trainer = build_trainer(settings, model, processor, training_dataset(data, settings.method), out_dir / CHECKPOINTS, reward)
     started = time.perf_counter()
@@ -386,10 +464,12 @@ def run(
             "evaluate_with": "vlmbench run --model hf --model_args "
             + ",".join(f"{k}={v}" for k, v in tuned_args.items())
             + f" --tasks alignment-test-split --data {ns.data}",
-            "command": shlex.join(["vlmbench", *sys.argv[1:]]) if sys.argv and "align" in sys.argv else None,
+            "command": recorded_command(sys.argv[1:]) if sys.argv and "align" in sys.argv else None,
         }
         cards.write_card(out_dir, card)
-        _write_state(out_dir, {"method": settings.method, "data": ns.data, "split_sha256": split_sha, "status": "trained", "steps": steps})
+        _write_state(
+            out_dir, {"method": settings.method, "data": ns.data, "split_sha256": split_sha, "status": "trained", "steps": steps, "config": config}
+        )
         print(f"align: {steps} steps in {seconds:.1f} s; {'adapter' if not settings.full else 'model'} and processor in {out_dir}", file=sys.stderr)
     del trainer, model
     if reward is not None:
@@ -418,6 +498,38 @@ def run(
         cards.write_card(out_dir, card)
         print(text)
     return 0
+
+
+KEY_VALUE_FLAGS = ("--model_args", "--judge_args", "--eval_judge_args")
+
+
+def recorded_command(argv: list[str]) -> str:
+    """The command line as the model card records it: in ``k=v`` flags, a secret-named key's value is masked
+    (``--judge_args backend=openai,api_key=***``, as the error messages suggest passing keys), and every URL
+    loses its credentials and query."""
+    from vlmbench.redact import redact_text
+
+    shown: list[str] = []
+    for index, arg in enumerate(argv):
+        name, equals, value = arg.partition("=")
+        if index and argv[index - 1] in KEY_VALUE_FLAGS:
+            shown.append(_masked_pairs(arg))
+        elif equals and name in KEY_VALUE_FLAGS:
+            shown.append(f"{name}={_masked_pairs(value)}")
+        else:
+            shown.append(redact_text(arg))
+    return shlex.join(["vlmbench", *shown])
+
+
+def _masked_pairs(text: str) -> str:
+    from vlmbench.redact import MASK, is_secret_name, redact_text
+
+    pairs = []
+    for pair in text.split(","):
+        key, equals, value = pair.partition("=")
+        secret = equals and value and is_secret_name(key.strip().rpartition(".")[2])  # "llm-judge.api_key" names api_key
+        pairs.append(f"{key}={MASK}" if secret else redact_text(pair))
+    return ",".join(pairs)
 
 
 def _write_state(out_dir: Path, state: dict[str, Any]) -> None:
