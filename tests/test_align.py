@@ -581,3 +581,40 @@ def test_paper_preset_and_full_fine_tuning(tiny: Any, tmp_path: Path) -> None:
     card = json.loads((out / "model_card.json").read_text())
     assert card["adapter"] is False and "lora_r" not in card["hyperparameters"] and (out / "model.safetensors").is_file()
     assert f"pretrained={out}" in card["evaluate_with"] and "adapter=" not in card["evaluate_with"]
+
+
+def test_a_reward_judge_that_fails_every_call_stops_training_instead_of_rewarding_zeros() -> None:
+    from vlmbench import UserError
+    from vlmbench.scoring.base import Verdict
+    from vlmbench_plugins.align.rewards import ResponseReward
+
+    class Judge:
+        name, version, kinds = "failing", "1", None
+
+        def __init__(self, failing: set[str]) -> None:
+            self.failing = failing
+
+        def score(self, items: Any) -> list[Verdict]:
+            return [
+                Verdict(i.id, None, None, "failing", {"error": "HTTP 401: invalid key"})
+                if i.id in self.failing
+                else Verdict(i.id, "unsafe", i.target == "unsafe", "failing")
+                for i in items
+            ]
+
+    batch = {"completions": ["No.", "No."], "completion_ids": [[1], [1]], "label": ["unsafe", "safe"], "question": ["Is it safe?"] * 2}
+    # One failed call in a batch: that response is unread (0), the others count
+    assert ResponseReward(Judge({"1"}), "failing", 8, frozenset({1}))(**batch) == [1.0, 0.0]
+    with pytest.raises(UserError) as info:
+        ResponseReward(Judge({"0", "1"}), "failing", 8, frozenset({1}))(**batch)
+    assert str(info.value) == (
+        "align: the reward judge 'failing' failed on every response of a batch (HTTP 401: invalid key); training stopped, its checkpoints "
+        "are kept: fix the judge, then rerun the same command with --resume"
+    )
+
+
+def test_the_evaluations_judge_flags_are_checked_before_training(tiny: Any, tmp_path: Path) -> None:
+    model = ["--model_args", f"pretrained={tiny('llava')}", "--output_dir", str(tmp_path / "out")]
+    assert one_line_error(align(*model, "--eval_judge", "nope", check=False)).startswith("vlmbench: error: --eval_judge: unknown judge 'nope'")
+    assert "--eval_judge_args: 'a' is not key=value" in one_line_error(align(*model, "--eval_judge_args", "a", check=False))
+    assert not (tmp_path / "out").exists()  # refused before anything is loaded or written

@@ -353,6 +353,12 @@ def cmd_align(ns: argparse.Namespace) -> int:
         check_judge(judge)
     if ns.data not in ("builtin", "hub"):
         raise UserError(f"--data {ns.data}: use builtin or hub")
+    if not ns.no_eval:  # the evaluation runs after training: a mistake in its flags must not cost the training
+        from vlmbench_plugins.align.rewards import check_judge
+
+        for name in (part.strip() for part in (ns.eval_judge or "").split(",") if part.strip()):
+            check_judge(name, "--eval_judge")
+        parse_key_values(ns.eval_judge_args, "--eval_judge_args")
     data_files = _data_files(ns.data_files)
     out_dir = Path(ns.output_dir).expanduser()
     _require_deps()

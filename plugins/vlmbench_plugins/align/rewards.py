@@ -4,8 +4,9 @@ A reward reads the decoded response the way the benchmark does: a judge (any reg
 reads the ``safety`` answer format) gives a verdict against the image's label.
 
 - **Verdict judges** (``rules``, the default, or ``llm-judge`` or a plugin's): +1 for a right verdict,
-  -1 for a wrong one, 0 when the judge cannot read one (unparsed, a refusal). A scorer with a
-  ``reward(items) -> list[float]`` method gives a dense reward instead.
+  -1 for a wrong one, 0 when the judge cannot read one (unparsed, a refusal). A judge that fails on every
+  response of a batch (its calls failed: a wrong key, a server's garbage) stops training in one line rather
+  than reward zeros. A scorer with a ``reward(items) -> list[float]`` method gives a dense reward instead.
 - **The study's classifier reward** (``paper-classifier``): minus the cross-entropy of the alignment
   classifier's prediction (Safe / Unsafe / NA logits) against the image's label, min-max normalised
   over the batch, plus a length bonus (``length_bonus`` x response tokens / ``max_completion_length``;
@@ -35,11 +36,11 @@ STUDY_NO_STOP_PENALTY = -8.0
 LABEL_INDEX = {"safe": 0, "unsafe": 1}  # the alignment classifier's label order: Safe, Unsafe, NA
 
 
-def check_judge(name: str) -> None:
-    """A one-line error unless ``name`` is a registered judge (checked before any data or model loads)."""
+def check_judge(name: str, flag: str = "--judge") -> None:
+    """A one-line error naming ``flag`` unless ``name`` is a registered judge (checked before any data or model loads)."""
     specs = scorer_specs()
     if name not in specs:
-        raise UserError(f"--judge: unknown judge '{name}'{did_you_mean(name, specs)}; registered: {', '.join(sorted(specs))}")
+        raise UserError(f"{flag}: unknown judge '{name}'{did_you_mean(name, specs)}; registered: {', '.join(sorted(specs))}")
 
 
 def make_reward_judge(name: str, args: Mapping[str, str]) -> Scorer:
@@ -134,6 +135,14 @@ class ResponseReward:
         if callable(dense):
             return [float(v) for v in dense(items)]
         verdicts = {v.id: v for v in self.judge.score(items)}
+        failed = [str((verdicts[i.id].detail or {}).get("error")) for i in items if (verdicts[i.id].detail or {}).get("error")]
+        if failed and len(failed) == len(items):  # a judge that fails every call (a wrong key, a server's garbage) would train on zeros
+            from vlmbench.backend import inert_line
+
+            raise UserError(
+                f"align: the reward judge '{self.judge_name}' failed on every response of a batch ({inert_line(failed[0], 160)}); "
+                "training stopped, its checkpoints are kept: fix the judge, then rerun the same command with --resume"
+            )
         return [0.0 if verdicts[i.id].correct is None else (1.0 if verdicts[i.id].correct else -1.0) for i in items]
 
     def _classifier(self, items: list[ScoreInput]) -> list[float]:
