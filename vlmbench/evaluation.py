@@ -416,8 +416,8 @@ def score(
 ) -> Results:
     """Score a run folder's stored responses again (no model is called) and rewrite results.json.
 
-    Without ``judge``, the judges the run recorded score it again (their calls come from the
-    store); with it, those judges (``judge_args`` as in :class:`EvalConfig`).
+    Without ``judge``, the judges the run recorded score it again when they read text (the rule judges); a model
+    judge it recorded must be named again. With ``judge``, those judges (``judge_args`` as in :class:`EvalConfig`).
 
     A run folder may come from elsewhere, so nothing that could send a request, load a checkpoint or code, or
     supply a judge's answers is taken from it: a model judge the run recorded is used only when ``judge`` names it
@@ -434,8 +434,8 @@ def score(
     manifest = read_manifest(Path(run_dir))
     recorded = recorded_judging(manifest)
     names = parse_judge_names(judge) or recorded.names
-    recorded_judges = () if judge else (*recorded.names, *(str(n) for entry in manifest["tasks"].values() for n in entry.get("judges") or ()))
-    _check_recorded_scorers(Path(run_dir), manifest, recorded_judges)
+    task_judges = [str(n) for entry in manifest["tasks"].values() for n in entry.get("judges") or ()]
+    _check_recorded_scorers(Path(run_dir), manifest, () if judge else (*recorded.names, *task_judges))
     if judge_args:  # the judges that will read them: those named, else each task's own (as the run recorded them)
         args = parse_key_values(judge_args, "--judge_args")
         _check_args_are_read(names or sorted({str(n) for entry in manifest["tasks"].values() for n in entry.get("judges") or ["rules"]}), args)
