@@ -618,3 +618,12 @@ def test_the_evaluations_judge_flags_are_checked_before_training(tiny: Any, tmp_
     assert one_line_error(align(*model, "--eval_judge", "nope", check=False)).startswith("vlmbench: error: --eval_judge: unknown judge 'nope'")
     assert "--eval_judge_args: 'a' is not key=value" in one_line_error(align(*model, "--eval_judge_args", "a", check=False))
     assert not (tmp_path / "out").exists()  # refused before anything is loaded or written
+
+
+def test_judge_arguments_the_rules_cannot_read_are_one_line(tiny: Any, tmp_path: Path) -> None:
+    model = ["--model_args", f"pretrained={tiny('llava')}", "--output_dir", str(tmp_path / "out")]
+    message = one_line_error(align(*model, "--judge_args", "backend=openai,model=m", check=False))
+    assert message == (
+        "vlmbench: error: --judge_args is set, but the judge rules takes no arguments; name a model judge (e.g. --judge llm-judge) "
+        "or leave out --judge_args"
+    )

@@ -242,3 +242,28 @@ def test_a_plugin_backends_wrong_answers_are_one_line_and_what_it_answered_is_st
     assert [(r["usage"], r["latency_s"]) for r in records] == [({"prompt_tokens": 7}, None)] * 4
     with pytest.raises(TypeError, match=r"^Response.text must be text \(str\) or None, not int$"):
         Response("x", text=5)  # type: ignore[arg-type]
+
+
+def test_a_command_stopped_by_ctrl_c_says_what_its_plugin_says_to_do() -> None:
+    import argparse
+
+    from vlmbench import hookimpl
+    from vlmbench.cli.commands import CommandSpec
+
+    def interrupted(args: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    class Plugin:
+        @hookimpl
+        def vlmbench_cli_commands(self) -> list[CommandSpec]:
+            return [
+                CommandSpec(
+                    "train", "stops", lambda parser: parser.set_defaults(func=interrupted), stopped="its checkpoints are kept: rerun with --resume"
+                ),
+                CommandSpec("fetch", "stops", lambda parser: parser.set_defaults(func=interrupted)),
+            ]
+
+    with plugged_in(Plugin()):
+        train, fetch = cli("train", check=False), cli("fetch", check=False)
+    assert (train.returncode, train.stderr) == (130, "vlmbench: interrupted; its checkpoints are kept: rerun with --resume\n")
+    assert fetch.returncode == 130 and "every response received is stored: rerun the same command to resume" in fetch.stderr

@@ -58,6 +58,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         subparser = sub.add_parser(command.name, help=command.help)
         if argv is None or command.name == named:
             _add_arguments(command, subparser, core=command.name in taken)
+            subparser.set_defaults(stopped_hint=command.stopped)
             parser.help_of = subparser.prog if named else ""
     return parser
 
@@ -116,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         how = f"stopped by {signal.Signals(exc.signum).name}" if isinstance(exc, Stopped) else "interrupted"
-        if getattr(args, "no_store", False):
+        if getattr(args, "stopped_hint", ""):
+            print(f"vlmbench: {how}; {args.stopped_hint}", file=sys.stderr)  # type: ignore[union-attr]
+        elif getattr(args, "no_store", False):
             print(f"vlmbench: {how}; nothing was stored (--no_store): the same command starts again from the beginning", file=sys.stderr)
         else:
             print(f"vlmbench: {how}; every response received is stored: rerun the same command to resume", file=sys.stderr)

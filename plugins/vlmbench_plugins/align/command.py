@@ -347,6 +347,10 @@ def cmd_align(ns: argparse.Namespace) -> int:
     if ns.method not in RL_METHODS and (ns.judge or ns.judge_args):
         raise UserError(f"--judge: {ns.method} trains on the study's answer templates and uses no judge; --judge is for grpo and rloo")
     judge = ns.judge or ("paper-classifier" if ns.preset == "paper" else "rules")
+    if judge == "rules" and ns.judge_args:
+        raise UserError(
+            "--judge_args is set, but the judge rules takes no arguments; name a model judge (e.g. --judge llm-judge) or leave out --judge_args"
+        )
     if ns.method in RL_METHODS:
         from vlmbench_plugins.align.rewards import check_judge
 

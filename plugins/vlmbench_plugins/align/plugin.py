@@ -23,6 +23,7 @@ def vlmbench_cli_commands() -> list[CommandSpec]:
             "align",
             "fine-tune a model to judge unsafe images (GRPO/RLOO from judged responses, SFT, DPO), then evaluate it",
             built_by("vlmbench_plugins.align.command", "add_arguments"),
+            stopped="training stopped, its checkpoints are kept: rerun the same command with --resume to continue",
         )
     ]
 
