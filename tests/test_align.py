@@ -281,6 +281,16 @@ def test_resume_continues_from_the_last_checkpoint(tiny: Any, tmp_path: Path) ->
         message = one_line_error(align(*common, "--max_steps", "3", *changed, "--resume", check=False))
         assert f"was trained with {difference}" in message and "resume with the same flags" in message, message
     assert json.loads((out / "align.json").read_text())["config"]["settings"]["learning_rate"] == 0.01
+    # A checkpoint the trainer did not finish writing (a kill mid-save) is passed over for the one before it.
+    (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").unlink()
+    resumed = align(*common, "--max_steps", "3", "--save_steps", "1", "--resume")
+    assert "checkpoint-2 is incomplete or damaged (its trainer_state.json); passed over" in resumed.stderr
+    assert json.loads((out / "model_card.json").read_text())["training"]["resumed_from"].endswith("checkpoint-1")
+    for state in (out / "checkpoints").glob("checkpoint-*/trainer_state.json"):
+        state.write_text("{")
+    refused = align(*common, "--max_steps", "4", "--resume", check=False)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].startswith("vlmbench: error: --resume: no complete checkpoint in")
 
 
 def test_settings_no_training_can_use_are_refused_in_one_line() -> None:

@@ -321,13 +321,41 @@ def _check_output(out_dir: Path, resume: bool, method: str, data: str, config: d
         raise UserError(
             f"--resume: {out_dir} was trained with {difference}; resume with the same flags, or choose a new --output_dir to train with these"
         )
-    from transformers.trainer_utils import get_last_checkpoint
-
     checkpoints = out_dir / CHECKPOINTS
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None  # type: ignore[no-untyped-call]
+    last = _last_complete_checkpoint(checkpoints)
     if last is None and state.get("status") == "trained":  # finished, its checkpoints removed: training again would replace its adapter
         raise UserError(f"--resume: {out_dir} finished training and holds no checkpoint in {checkpoints}; choose a new --output_dir to train again")
     return Resume(state["split_sha256"], Path(last) if last else None)
+
+
+TRAINER_STATE_MAX_BYTES = 64 * 2**20
+"""The largest trainer_state.json read (a step's log line is about 1 KB)."""
+
+
+def _last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest ``checkpoint-N`` in ``folder`` that the trainer finished writing: its ``trainer_state.json`` a
+    regular file holding a JSON object whose ``global_step`` is N. A newer one that is not (a run killed while
+    writing it, a damaged file) is passed over with one line saying so; with checkpoints but none complete, a
+    one-line error. None when there is no checkpoint."""
+    from vlmbench import FileRefused, read_regular_file, whole_number
+
+    found = []
+    for entry in folder.iterdir() if folder.is_dir() and not folder.is_symlink() else ():
+        name, _, number = entry.name.partition("-")
+        step = whole_number(number) if name == "checkpoint" else None
+        if step is not None and entry.is_dir() and not entry.is_symlink():
+            found.append((step, entry))
+    for step, entry in sorted(found, reverse=True):
+        try:
+            trainer_state = json.loads(read_regular_file(entry / "trainer_state.json", TRAINER_STATE_MAX_BYTES, "trainer state"))
+        except (OSError, FileRefused, ValueError, RecursionError):
+            trainer_state = None
+        if isinstance(trainer_state, dict) and trainer_state.get("global_step") == step:
+            return entry
+        print(f"align: --resume: {entry.name} is incomplete or damaged (its trainer_state.json); passed over", file=sys.stderr)
+    if found:
+        raise UserError(f"--resume: no complete checkpoint in {folder}; remove its checkpoint-* folders to train from the first step")
+    return None
 
 
 def cmd_align(ns: argparse.Namespace) -> int:
